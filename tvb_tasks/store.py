@@ -1,0 +1,392 @@
+"""One object-store interface: a local folder (default) or S3 (boto3), with create-only and compare-and-swap writes.
+
+Keys are ``/``-separated relative paths (``releases/call/<id>/manifest.json``); they are validated so that no key
+can escape the store (no ``..``, no absolute path, no backslash). Both back-ends give the same semantics:
+
+* ``put_bytes(key, data, create_only=True)`` fails with :class:`ObjectExists` when the key exists
+  (S3: ``If-None-Match: *``; local: an atomic hard link that fails on an existing name);
+* ``put_bytes(key, data, if_match=etag)`` replaces the object only if its current ETag is ``etag`` and raises
+  :class:`PreconditionFailed` otherwise (S3: ``If-Match``; local: a lock file around compare + atomic rename).
+  ``if_match=""`` means "the key must not exist yet".
+
+Credentials never appear here: S3 uses boto3's own chain (environment, profile) or a client built by an Airflow hook.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import mimetypes
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+mimetypes.add_type("application/geopackage+sqlite3", ".gpkg")
+mimetypes.add_type("application/vnd.apache.parquet", ".parquet")
+mimetypes.add_type("application/vnd.pmtiles", ".pmtiles")
+mimetypes.add_type("application/geo+json", ".geojson")
+
+
+class StoreError(RuntimeError):
+    """Base error of the object store."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class ObjectExists(StoreError):
+    pass
+
+
+class PreconditionFailed(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key, else raise ValueError (no traversal)."""
+    if not key or not _KEY_RE.match(key) or key.startswith("/") or "//" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid object key {key!r} (no '.' or '..' segments)")
+    return key
+
+
+def media_type(key: str) -> str:
+    if key.endswith(".tif") or key.endswith(".tiff"):
+        return "image/tiff; application=geotiff; profile=cloud-optimized"
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Store:
+    """Interface; see module docstring. ``uri`` is the store's root URI (``file:///…`` or ``s3://bucket/prefix``)."""
+
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None,
+                  content_type: str | None = None) -> str:
+        raise NotImplementedError
+
+    def put_file(self, key: str, path: str | Path, *, create_only: bool = False,
+                 content_type: str | None = None) -> str:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.get_with_etag(key)[0]
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        raise NotImplementedError
+
+    def head(self, key: str) -> ObjectInfo | None:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def list(self, prefix: str = "") -> list[str]:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def download(self, key: str, path: str | Path) -> Path:
+        raise NotImplementedError
+
+    def local_path(self, key: str) -> Path | None:
+        """The key's path on disk when the store is a local folder, else None."""
+        return None
+
+    def url(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{validate_key(key)}"
+
+    def materialize(self, key: str, cache_dir: str | Path) -> Path:
+        """A local file with the object's content: the file itself for a local store, else a cached download."""
+        local = self.local_path(key)
+        if local is not None:
+            if not local.exists():
+                raise NotFound(f"{self.url(key)}: no such object")
+            return local
+        target = Path(cache_dir) / validate_key(key)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.download(key, target)
+        return target
+
+
+class LocalStore(Store):
+    """A folder on the local filesystem, with the same create-only / CAS semantics as S3."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    @staticmethod
+    def _etag(path: Path) -> str:
+        return sha256_file(path)[:32]
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(exist_ok=True)
+        with open(lock_dir / (hashlib.sha1(key.encode()).hexdigest() + ".lock"), "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write_tmp(self, target: Path, writer) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        return Path(tmp)
+
+    def _commit(self, key: str, tmp: Path, create_only: bool, if_match: str | None) -> str:
+        target = self._path(key)
+        try:
+            if create_only:
+                try:
+                    os.link(tmp, target)        # atomic, fails if the name exists
+                except FileExistsError:
+                    raise ObjectExists(f"{self.url(key)}: object exists (create-only write refused)") from None
+            elif if_match is not None:
+                with self._lock(key):
+                    current = self._etag(target) if target.exists() else ""
+                    if current != if_match:
+                        raise PreconditionFailed(
+                            f"{self.url(key)}: changed concurrently (expected ETag {if_match or 'none'}, "
+                            f"found {current or 'none'})")
+                    os.replace(tmp, target)
+            else:
+                os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self._etag(target)
+
+    def put_bytes(self, key, data, *, create_only=False, if_match=None, content_type=None):
+        tmp = self._write_tmp(self._path(key), lambda f: f.write(data))
+        return self._commit(key, tmp, create_only, if_match)
+
+    def put_file(self, key, path, *, create_only=False, content_type=None):
+        def copy(f):
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        tmp = self._write_tmp(self._path(key), copy)
+        return self._commit(key, tmp, create_only, None)
+
+    def get_with_etag(self, key):
+        p = self._path(key)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{self.url(key)}: no such object") from None
+        return data, hashlib.sha256(data).hexdigest()[:32]
+
+    def head(self, key):
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        return ObjectInfo(key, p.stat().st_size, self._etag(p))
+
+    def list(self, prefix=""):
+        base = self.root
+        out = []
+        for p in base.rglob("*"):
+            if p.is_file():
+                rel = p.relative_to(base).as_posix()
+                if rel.startswith(prefix) and not rel.startswith(".locks/") and "/.tmp-" not in "/" + rel:
+                    out.append(rel)
+        return sorted(out)
+
+    def delete(self, key):
+        self._path(key).unlink(missing_ok=True)
+
+    def download(self, key, path):
+        src = self._path(key)
+        if not src.exists():
+            raise NotFound(f"{self.url(key)}: no such object")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)
+        return Path(path)
+
+
+class S3Store(Store):
+    """An S3 bucket (AWS or compatible: MinIO, Garage, moto) under an optional prefix.
+
+    ``endpoint_url`` defaults to ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (boto3 reads them itself) or
+    ``TVB_S3_ENDPOINT_URL``. Credentials come from boto3's chain, or from ``client`` (e.g. an Airflow hook's).
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, client=None):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        endpoint_url = endpoint_url or os.environ.get("TVB_S3_ENDPOINT_URL") or None
+        self.client = client or boto3.client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}))
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    @staticmethod
+    def _code(exc) -> str:
+        return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+    def put_bytes(self, key, data, *, create_only=False, if_match=None, content_type=None):
+        from botocore.exceptions import ClientError
+
+        kwargs = {"Bucket": self.bucket, "Key": self._key(key), "Body": data,
+                  "ContentType": content_type or media_type(key)}
+        if create_only or if_match == "":
+            kwargs["IfNoneMatch"] = "*"
+        elif if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            resp = self.client.put_object(**kwargs)
+        except ClientError as exc:
+            code = self._code(exc)
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                if create_only:
+                    raise ObjectExists(f"{self.url(key)}: object exists (create-only write refused)") from None
+                raise PreconditionFailed(f"{self.url(key)}: changed concurrently (If-Match {if_match!r} failed)") from None
+            raise StoreError(f"{self.url(key)}: S3 put failed: {code or exc}") from None
+        return resp["ETag"]
+
+    def put_file(self, key, path, *, create_only=False, content_type=None):
+        size = os.path.getsize(path)
+        if size < MULTIPART_THRESHOLD:
+            return self.put_bytes(key, Path(path).read_bytes(), create_only=create_only, content_type=content_type)
+        return self._multipart(key, path, create_only=create_only, content_type=content_type or media_type(key))
+
+    def _multipart(self, key: str, path: str | Path, *, create_only: bool, content_type: str) -> str:
+        """Multipart upload of a large file; with ``create_only`` the completion carries ``If-None-Match: *``."""
+        from botocore.exceptions import ClientError
+
+        s3key = self._key(key)
+        if create_only and self.exists(key):
+            raise ObjectExists(f"{self.url(key)}: object exists (create-only write refused)")
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=s3key, ContentType=content_type)
+        parts, part_size = [], 16 * 1024 * 1024
+        try:
+            with open(path, "rb") as f:
+                for number, chunk in enumerate(iter(lambda: f.read(part_size), b""), start=1):
+                    r = self.client.upload_part(Bucket=self.bucket, Key=s3key, UploadId=upload["UploadId"],
+                                                PartNumber=number, Body=chunk)
+                    parts.append({"PartNumber": number, "ETag": r["ETag"]})
+            kwargs = {"Bucket": self.bucket, "Key": s3key, "UploadId": upload["UploadId"],
+                      "MultipartUpload": {"Parts": parts}}
+            if create_only:
+                kwargs["IfNoneMatch"] = "*"
+            resp = self.client.complete_multipart_upload(**kwargs)
+        except ClientError as exc:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=s3key, UploadId=upload["UploadId"])
+            if self._code(exc) in ("PreconditionFailed", "412"):
+                raise ObjectExists(f"{self.url(key)}: object exists (create-only write refused)") from None
+            raise StoreError(f"{self.url(key)}: multipart upload failed: {self._code(exc) or exc}") from None
+        return resp["ETag"]
+
+    def get_with_etag(self, key):
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404"):
+                raise NotFound(f"{self.url(key)}: no such object") from None
+            raise StoreError(f"{self.url(key)}: S3 get failed: {self._code(exc) or exc}") from None
+        return resp["Body"].read(), resp["ETag"]
+
+    def head(self, key):
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise StoreError(f"{self.url(key)}: S3 head failed: {self._code(exc) or exc}") from None
+        return ObjectInfo(key, resp["ContentLength"], resp["ETag"])
+
+    def list(self, prefix=""):
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        if prefix and prefix.endswith("/") and not full.endswith("/"):
+            full += "/"
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                out.append(k[len(self.prefix) + 1:] if self.prefix else k)
+        return sorted(out)
+
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def download(self, key, path):
+        from botocore.exceptions import ClientError
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path))
+        except ClientError as exc:
+            raise NotFound(f"{self.url(key)}: cannot download: {self._code(exc) or exc}") from None
+        return Path(path)
+
+
+def default_store_uri() -> str:
+    """``TVB_STORE_URI`` or the project-local folder ``var/store``."""
+    from .config import PROJECT_ROOT
+
+    return os.environ.get("TVB_STORE_URI") or (PROJECT_ROOT / "var" / "store").as_uri()
+
+
+def open_store(uri: str | None = None, *, client=None) -> Store:
+    """Open ``file:///path``, a plain path, or ``s3://bucket[/prefix]`` (endpoint from env or ``client``)."""
+    uri = uri or default_store_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"invalid S3 store URI {uri!r}: no bucket")
+        return S3Store(parsed.netloc, parsed.path, client=client)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme == "":
+        return LocalStore(uri)
+    raise ValueError(f"unsupported store URI {uri!r} (use file:// or s3://)")
