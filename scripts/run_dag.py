@@ -1,0 +1,82 @@
+"""Run the observatory DAG once through real Airflow (``dag.test()`` on the project-local metadata DB).
+
+Used by ``scripts/demo.sh`` and by the end-to-end test. Exits non-zero when the DAG run does not succeed (dag.test()
+itself does not raise when a task fails), and prints where the published release and its report are.
+
+    python scripts/run_dag.py --territory call [--force] [--dry-run] [--dag-id tvb_observatory]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def airflow_env(home: Path) -> None:
+    """Point Airflow at the project's DAGs, plugins and a SQLite DB in ``home`` (before airflow is imported)."""
+    os.environ.setdefault("AIRFLOW_HOME", str(home))
+    home = Path(os.environ["AIRFLOW_HOME"])
+    os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db")
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--territory", default="call")
+    p.add_argument("--dag-id", default="tvb_observatory")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--airflow-home", default=str(ROOT / ".airflow"))
+    args = p.parse_args(argv)
+    airflow_env(Path(args.airflow_home))
+    sys.path.insert(0, str(ROOT))
+
+    from airflow.dag_processing.dagbag import DagBag  # noqa: E402 (env must be set first)
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+    if bag.import_errors:
+        for path, err in bag.import_errors.items():
+            print(f"DAG import error in {path}:\n{err}", file=sys.stderr)
+        return 1
+    dag = bag.get_dag(args.dag_id)
+    if dag is None:
+        print(f"no DAG {args.dag_id!r} (found: {', '.join(sorted(bag.dag_ids))})", file=sys.stderr)
+        return 1
+    conf = {"territory": args.territory, "force": args.force, "dry_run": args.dry_run}
+    run = dag.test(run_conf=conf)
+    state = str(getattr(run, "state", "unknown"))
+    tis = {ti.task_id: str(ti.state) for ti in run.get_task_instances()} if hasattr(run, "get_task_instances") else {}
+    print(f"DAG run {args.dag_id} ({json.dumps(conf)}): {state}")
+    for task_id, ti_state in sorted(tis.items()):
+        print(f"  {task_id:<28} {ti_state}")
+    if not state.endswith("success"):
+        return 1
+
+    from tvb_tasks.store import NotFound, open_store
+
+    store = open_store()
+    try:
+        latest = json.loads(store.get_bytes(f"releases/{args.territory}/latest.json"))
+    except NotFound:
+        print("no release published yet (dry run?)")
+        return 0
+    published = any(t.startswith("publish") and s.endswith("success") for t, s in tis.items())
+    rid = latest["release_id"]
+    print(("published release " if published else "unchanged: live release is ") + rid)
+    base = f"releases/{args.territory}/{rid}"
+    for label, key in (("release", f"{base}/"), ("manifest", f"{base}/manifest.json"),
+                       ("report", f"{base}/report/index.html"), ("web map", f"{base}/web/index.html"),
+                       ("latest", f"releases/{args.territory}/latest.json")):
+        print(f"{label:<9} {store.url(key)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: Debian packages for the real local servers (MapServer WFS, Chromium,
+# PostgreSQL), the project venv, the production-like Airflow stack (PostgreSQL + api-server, scheduler,
+# dag-processor, triggerer, moto S3), then pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+need=()
+command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "test: installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bash scripts/setup.sh
+export GX_ANALYTICS_ENABLED=False
+export NUMBA_CACHE_DIR="$ROOT/var/numba-cache"
+
+stack_started=0
+if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
+  if bash .ci/stack.sh start; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
+fi
+trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' EXIT
+
+.venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,213 @@
+"""The ``tvb`` command: run the pipeline and its tools without Airflow.
+
+Imports of the heavy stage libraries happen inside each command so ``tvb --help`` and ``tvb cost-distance`` start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+
+def _print(obj) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _release_paths(result: dict) -> list[str]:
+    from .store import open_store
+
+    store = open_store(result["store_uri"])
+    t, rid = result["territory"], result["release_id"]
+    lines = [f"release   {store.url(f'releases/{t}/{rid}/')}"]
+    for label, key in (("manifest", f"releases/{t}/{rid}/manifest.json"),
+                       ("report", f"releases/{t}/{rid}/report/index.html"),
+                       ("web map", f"releases/{t}/{rid}/web/index.html"),
+                       ("latest", f"releases/{t}/latest.json")):
+        lines.append(f"{label:<9} {store.url(key)}")
+    return lines
+
+
+def cmd_run(args) -> int:
+    from .pipeline import run_pipeline
+
+    result = run_pipeline(args.territory, store_uri=args.store, profile=args.profile, force=args.force,
+                          dry_run=args.dry_run, resolution_m=args.resolution,
+                          sous_trames=args.sous_trames.split(",") if args.sous_trames else None)
+    status = result.get("status")
+    if status == "unchanged":
+        print(f"unchanged: inputs, configuration and code are those of release {result['release_id']}; "
+              "nothing published (use --force to publish anyway)")
+    elif status == "dry_run":
+        print(f"dry run: release {result.get('release_id')} computed and validated, not published")
+    else:
+        print(f"published release {result['release_id']}")
+    if status in ("published", "unchanged"):
+        print("\n".join(_release_paths(result)))
+    return 0
+
+
+def cmd_territories(args) -> int:
+    from .config import list_territories, load_territory
+
+    for tid in list_territories():
+        t = load_territory(tid)
+        print(f"{tid:<12} {t.name}  ({len(t.sources)} sources, {len(t.sous_trames)} sous-trames, "
+              f"profiles: {', '.join(['default', *t.profiles])})")
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    from .config import load_territory
+
+    t = load_territory(args.territory, args.profile)
+    print(f"{t.path}: valid (profile {t.profile}, config hash {t.config_hash()[:12]})")
+    return 0
+
+
+def cmd_cost_distance(args) -> int:
+    from .layers.costdistance import cost_distance_file
+
+    stats = cost_distance_file(args.cost_tif, args.sources_csv, args.out_tif, knight=args.knight,
+                               max_cost=args.max_cost)
+    _print(stats)
+    return 0
+
+
+def cmd_fetch_wfs(args) -> int:
+    from .sources import fetch_wfs_to_file
+
+    bbox = None
+    if args.bbox:
+        parts = args.bbox.split(",")
+        if len(parts) not in (4, 5):
+            raise SystemExit("--bbox must be minx,miny,maxx,maxy[,EPSG:code]")
+        bbox = (*map(float, parts[:4]), parts[4] if len(parts) == 5 else "EPSG:2154")
+    result = fetch_wfs_to_file(args.url, args.typename, args.out_file, bbox=bbox, version=args.version,
+                               page_size=args.page_size)
+    print(f"{result['features']} features written to {args.out_file} "
+          f"(server reported {result.get('number_matched') if result.get('number_matched') is not None else 'no count'})")
+    return 0
+
+
+def cmd_fetch_sources(args) -> int:
+    from .config import load_territory
+    from .sources import fetch_all, fetch_source
+    from .store import open_store
+
+    territory = load_territory(args.territory, args.profile)
+    store = open_store(args.store)
+    if args.source:
+        _print({args.source: fetch_source(territory, args.source, store, force=args.force)})
+    else:
+        _print(fetch_all(territory, store, force=args.force))
+    return 0
+
+
+def cmd_releases(args) -> int:
+    from . import publish
+    from .store import open_store
+
+    store = open_store(args.store)
+    t = args.territory
+    if args.action == "list":
+        for r in publish.list_releases(store, t):
+            flag = "*" if r.get("latest") else " "
+            print(f"{flag} {r['release_id']}  {r.get('released_at', '')}  {r.get('files', '')} files")
+        return 0
+    if args.action == "orphans":
+        _print(publish.find_orphans(store, t))
+        return 0
+    if args.action == "prune":
+        _print(publish.prune(store, t, keep=args.keep))
+        return 0
+    if not args.release_id:
+        raise SystemExit(f"tvb releases {args.action} needs a RELEASE_ID")
+    if args.action == "show":
+        _print(publish.show_release(store, t, args.release_id))
+    elif args.action == "rollback":
+        _print(publish.rollback(store, t, args.release_id))
+    elif args.action == "verify":
+        result = publish.verify_release(store, t, args.release_id)
+        _print(result)
+        return 0 if result.get("ok") else 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tvb", description="Trame Verte et Bleue observatory pipeline")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the whole pipeline (fetch, validate, compute, publish) without Airflow")
+    r.add_argument("--territory", default="call", help="territory id (config/territories/<id>.yaml)")
+    r.add_argument("--store", help="object store URI (file:///… or s3://bucket/prefix); default TVB_STORE_URI "
+                                   "or var/store")
+    r.add_argument("--profile", help="source profile (default: bundled sample; 'production' = real servers)")
+    r.add_argument("--force", action="store_true", help="publish even if inputs, config and code are unchanged")
+    r.add_argument("--dry-run", action="store_true", help="compute and validate, do not publish")
+    r.add_argument("--resolution", type=float, help="raster resolution in metres (overrides the YAML)")
+    r.add_argument("--sous-trames", help="comma-separated subset of sous-trames")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("territories", help="list configured territories")
+    t.set_defaults(func=cmd_territories)
+
+    c = sub.add_parser("check-config", help="validate a territory YAML")
+    c.add_argument("territory")
+    c.add_argument("--profile")
+    c.set_defaults(func=cmd_check_config)
+
+    cd = sub.add_parser("cost-distance", help="accumulated cost raster from a cost GeoTIFF and x,y sources CSV")
+    cd.add_argument("cost_tif")
+    cd.add_argument("sources_csv", help="CSV with header x,y in the raster's CRS")
+    cd.add_argument("out_tif")
+    cd.add_argument("--knight", action="store_true", help="16 neighbours (knight's move)")
+    cd.add_argument("--max-cost", type=float, help="stop accumulating beyond this cost")
+    cd.set_defaults(func=cmd_cost_distance)
+
+    s = sub.add_parser("sources", help="fetch sources")
+    ssub = s.add_subparsers(dest="sources_command", required=True, metavar="ACTION")
+    fw = ssub.add_parser("fetch-wfs", help="fetch a complete WFS layer to a GeoParquet / GeoPackage file")
+    fw.add_argument("url")
+    fw.add_argument("typename")
+    fw.add_argument("out_file")
+    fw.add_argument("--bbox", help="minx,miny,maxx,maxy[,EPSG:code]")
+    fw.add_argument("--version", default="2.0.0", help="WFS version (2.0.0, or 1.1.0 for QGIS Server)")
+    fw.add_argument("--page-size", type=int)
+    fw.set_defaults(func=cmd_fetch_wfs)
+    fs = ssub.add_parser("fetch", help="fetch a territory's sources into snapshots")
+    fs.add_argument("--territory", default="call")
+    fs.add_argument("--source", help="one source name (default: all)")
+    fs.add_argument("--store")
+    fs.add_argument("--profile")
+    fs.add_argument("--force", action="store_true")
+    fs.set_defaults(func=cmd_fetch_sources)
+
+    rel = sub.add_parser("releases", help="list, show, verify, roll back or prune published releases")
+    rel.add_argument("action", choices=["list", "show", "rollback", "verify", "prune", "orphans"])
+    rel.add_argument("release_id", nargs="?")
+    rel.add_argument("--territory", default="call")
+    rel.add_argument("--store")
+    rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
+    rel.set_defaults(func=cmd_releases)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one readable line
+        if args.verbose:
+            raise
+        name = type(exc).__name__
+        print(f"tvb: error: {name}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

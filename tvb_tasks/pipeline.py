@@ -1,0 +1,352 @@
+"""The pipeline's glue between the object store and the stage libraries.
+
+Each ``stage_*`` function takes and returns small JSON-serialisable dicts (store keys, ids, counts), so the CLI
+(``tvb run``) and the Airflow tasks call exactly the same code and only keys travel through XCom. A stage
+materialises its inputs from the store into a local work folder, calls the stage library on local paths, and uploads
+what it produced under ``work/<territory>/<input_key>/…`` in the store, so that tasks may run on different workers.
+
+Order: fetch → validate sources → compute (per sous-trame) → assemble → indicators → validate outputs → publish.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import PROJECT_ROOT, Territory, load_territory
+from .store import LocalStore, NotFound, Store, open_store
+
+log = logging.getLogger(__name__)
+
+_CODE_DIRS = ("tvb_tasks", "expectations")
+
+
+class PipelineError(RuntimeError):
+    """A stage cannot proceed; the message says which stage and why."""
+
+
+# --- identity of a run ------------------------------------------------------------------------------------------
+def code_version() -> str:
+    """``<package version>+<sha256[:12] of the library and suites>``: changes whenever computing code changes."""
+    h = hashlib.sha256()
+    for folder in _CODE_DIRS:
+        base = PROJECT_ROOT / folder
+        for p in sorted(base.rglob("*")):
+            if p.is_file() and p.suffix in (".py", ".json", ".html", ".js", ".css", ".yaml") \
+                    and "__pycache__" not in p.parts:
+                h.update(p.relative_to(PROJECT_ROOT).as_posix().encode())
+                h.update(p.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def effective_territory(territory_id: str, *, profile: str | None = None, resolution_m: float | None = None,
+                        sous_trames: list[str] | None = None) -> Territory:
+    """Load a territory and apply run parameters (resolution override, subset of sous-trames)."""
+    territory = load_territory(territory_id, profile)
+    update: dict[str, Any] = {}
+    if resolution_m:
+        if not 5 <= float(resolution_m) <= 500:
+            raise PipelineError(f"resolution_m must be between 5 and 500 m, got {resolution_m}")
+        update["resolution_m"] = float(resolution_m)
+    if sous_trames:
+        unknown = sorted(set(sous_trames) - set(territory.sous_trames))
+        if unknown:
+            raise PipelineError(f"unknown sous-trames {unknown} for territory {territory.id} "
+                                f"(known: {sorted(territory.sous_trames)})")
+        update["sous_trames"] = {k: v for k, v in territory.sous_trames.items() if k in sous_trames}
+    return territory.model_copy(update=update) if update else territory
+
+
+def work_root() -> Path:
+    return Path(os.environ.get("TVB_WORK_DIR", PROJECT_ROOT / "var" / "work"))
+
+
+def _work_prefix(run: dict) -> str:
+    return f"work/{run['territory']}/{run['input_key'][:16]}"
+
+
+def _local_dir(run: dict, *parts: str) -> Path:
+    d = work_root() / run["territory"] / run["input_key"][:16] / Path(*parts) if parts else \
+        work_root() / run["territory"] / run["input_key"][:16]
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _territory(run: dict) -> Territory:
+    return effective_territory(run["territory"], profile=run.get("profile"),
+                               resolution_m=run.get("resolution_m"), sous_trames=run.get("sous_trames"))
+
+
+# --- moving folders between the store and the local work dir ------------------------------------------------------
+def _upload_dir(store: Store, local: Path, prefix: str) -> list[str]:
+    """Upload every file under ``local`` to ``prefix/…`` (overwriting: work objects are scratch, not releases)."""
+    keys = []
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            key = f"{prefix}/{p.relative_to(local).as_posix()}"
+            if isinstance(store, LocalStore) and store.local_path(key) == p.resolve():
+                keys.append(key)
+                continue
+            store.put_file(key, p)
+            keys.append(key)
+    return keys
+
+
+def _fetch_dir(store: Store, prefix: str, local: Path) -> Path:
+    """Make ``prefix/…`` available under ``local`` (a no-op when the local work dir is the store itself)."""
+    for key in store.list(prefix + "/"):
+        target = local / key[len(prefix) + 1:]
+        if not target.exists():
+            store.download(key, target)
+    return local
+
+
+def _materialize(store: Store, key: str) -> Path:
+    return store.materialize(key, work_root() / "_cache")
+
+
+def _snapshot_paths(store: Store, run: dict) -> dict[str, Path]:
+    return {name: _materialize(store, ref["key"]) for name, ref in run["snapshots"].items()}
+
+
+# --- stages -------------------------------------------------------------------------------------------------------
+def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
+                force: bool = False, resolution_m: float | None = None,
+                sous_trames: list[str] | None = None) -> dict:
+    """Fetch every source into content-addressed snapshots and compute the run's ``input_key``.
+
+    Returns the *run* dict every later stage takes: territory, profile, store URI, parameters, snapshot refs,
+    input_key and, when a release with the same inputs is already live, ``unchanged_release``.
+    """
+    from .publish import find_unchanged, input_key as make_input_key
+    from .sources import fetch_all
+
+    territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
+                                    sous_trames=sous_trames)
+    store = open_store(store_uri)
+    snapshots = fetch_all(territory, store, force=force)
+    snapshot_ids = {name: ref["snapshot_id"] for name, ref in snapshots.items()}
+    key = make_input_key(snapshot_ids, territory.config_hash(), code_version())
+    unchanged = None if force else find_unchanged(store, territory.id, key)
+    run = {
+        "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
+        "resolution_m": territory.resolution_m if resolution_m else None,
+        "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
+        "snapshots": snapshots, "changed_sources": sorted(n for n, r in snapshots.items() if r.get("changed")),
+        "input_key": key, "code_version": code_version(), "force": force,
+        "unchanged_release": unchanged["release_id"] if unchanged else None,
+    }
+    log.info("fetched %d sources for %s (changed: %s); input key %s%s", len(snapshots), territory.id,
+             ", ".join(run["changed_sources"]) or "none", key[:12],
+             f"; unchanged since release {run['unchanged_release']}" if unchanged else "")
+    return run
+
+
+def stage_validate_sources(run: dict) -> dict:
+    """Validate every source snapshot with its GX suite; raises ``ValidationFailed`` on a critical failure."""
+    from .sources import previous_snapshot
+    from .validate import raise_for_critical, validate_sources
+
+    territory = _territory(run)
+    store = open_store(run["store_uri"])
+    paths = _snapshot_paths(store, run)
+    previous: dict[str, Path | None] = {}
+    for name, ref in run["snapshots"].items():
+        prev = previous_snapshot(territory.id, name, store, before=ref["snapshot_id"])
+        previous[name] = _materialize(store, prev["key"]) if prev else None
+    out = _local_dir(run, "validation", "sources")
+    summary = validate_sources(territory, paths, previous, out)
+    _upload_dir(store, out, f"{_work_prefix(run)}/validation/sources")
+    raise_for_critical(summary)
+    return _compact_summary(summary)
+
+
+def _compact_summary(summary: dict) -> dict:
+    keep = ("success", "critical_failures", "warnings")
+    return {k: summary.get(k) for k in keep}
+
+
+def stage_compute_sous_trame(run: dict, sous_trame: str) -> dict:
+    """Habitat, reservoirs, relays, friction and cost rasters and corridors of one sous-trame."""
+    from .layers import compute_sous_trame
+
+    territory = _territory(run)
+    if sous_trame not in territory.sous_trames:
+        raise PipelineError(f"sous-trame {sous_trame!r} is not configured for {territory.id}")
+    store = open_store(run["store_uri"])
+    out = _local_dir(run, "layers")
+    part = compute_sous_trame(territory, _snapshot_paths(store, run), sous_trame, out)
+    _upload_dir(store, out / sous_trame, f"{_work_prefix(run)}/layers/{sous_trame}")
+    return _relativize(part, out)
+
+
+def _relativize(obj: Any, base: Path) -> Any:
+    """Turn absolute paths under ``base`` into relative strings so a part dict is portable between workers."""
+    if isinstance(obj, dict):
+        return {k: _relativize(v, base) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_relativize(v, base) for v in obj]
+    if isinstance(obj, (str, Path)):
+        s = str(obj)
+        try:
+            return Path(s).resolve().relative_to(base.resolve()).as_posix() if os.path.isabs(s) else s
+        except ValueError:
+            return s
+    return obj
+
+
+def _absolutize(obj: Any, base: Path) -> Any:
+    if isinstance(obj, dict):
+        return {k: _absolutize(v, base) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_absolutize(v, base) for v in obj]
+    if isinstance(obj, str) and not os.path.isabs(obj) and (base / obj).exists():
+        return str(base / obj)
+    return obj
+
+
+def stage_assemble(run: dict, parts: list[dict]) -> dict:
+    """Merge the sous-trames, compute wet corridors and rupture points, write ``tvb.gpkg`` and the rasters."""
+    from .layers import assemble
+
+    territory = _territory(run)
+    store = open_store(run["store_uri"])
+    out = _local_dir(run, "layers")
+    for st in territory.sous_trames:
+        _fetch_dir(store, f"{_work_prefix(run)}/layers/{st}", out / st)
+    result = assemble(territory, _snapshot_paths(store, run), _absolutize(list(parts), out), out)
+    for name in ("tvb.gpkg",):
+        store.put_file(f"{_work_prefix(run)}/layers/{name}", out / name)
+    _upload_dir(store, out / "rasters", f"{_work_prefix(run)}/layers/rasters")
+    return _relativize(result, out)
+
+
+def _previous_release(store: Store, territory_id: str) -> dict | None:
+    try:
+        return json.loads(store.get_bytes(f"releases/{territory_id}/latest.json"))
+    except NotFound:
+        return None
+
+
+def stage_indicators(run: dict) -> dict:
+    """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
+    from .indicators import append_history, compute_indicators
+    from .publish import release_id_for
+
+    territory = _territory(run)
+    store = open_store(run["store_uri"])
+    layers = _fetch_dir(store, f"{_work_prefix(run)}/layers", _local_dir(run, "layers"))
+    out = _local_dir(run, "indicators")
+    previous = _previous_release(store, territory.id)
+    prev_gpkg = prev_ind = history = None
+    if previous:
+        base = f"releases/{territory.id}/{previous['release_id']}"
+        prev_gpkg = _materialize(store, f"{base}/tvb.gpkg")
+        try:
+            prev_ind = _materialize(store, f"{base}/indicators/indicators.json")
+        except NotFound:
+            prev_ind = None
+    try:
+        history = _materialize(store, f"releases/{territory.id}/history/indicators.parquet")
+    except NotFound:
+        history = None
+    result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
+                                previous_indicators=prev_ind)
+    released_at = datetime.now(timezone.utc).replace(microsecond=0)
+    release_id = release_id_for(run["input_key"], released_at)
+    hist_dir = _local_dir(run, "history")
+    append_history(history, out / "indicators.json", release_id=release_id, released_at=released_at.isoformat(),
+                   snapshot_ids={n: r["snapshot_id"] for n, r in run["snapshots"].items()},
+                   out_path=hist_dir / "indicators.parquet")
+    _upload_dir(store, out, f"{_work_prefix(run)}/indicators")
+    _upload_dir(store, hist_dir, f"{_work_prefix(run)}/history")
+    return {"release_id": release_id, "released_at": released_at.isoformat(),
+            "key_figures": result.get("key_figures", {}),
+            "previous_release": previous["release_id"] if previous else None}
+
+
+def stage_validate_outputs(run: dict) -> dict:
+    """Validate the computed layers and indicators (output suites); raises ``ValidationFailed`` if critical."""
+    from .validate import raise_for_critical, validate_outputs
+
+    territory = _territory(run)
+    store = open_store(run["store_uri"])
+    gpkg = _materialize(store, f"{_work_prefix(run)}/layers/tvb.gpkg")
+    ind = _materialize(store, f"{_work_prefix(run)}/indicators/indicators.json")
+    out = _local_dir(run, "validation", "outputs")
+    summary = validate_outputs(territory, gpkg, ind, out)
+    _upload_dir(store, out, f"{_work_prefix(run)}/validation/outputs")
+    raise_for_critical(summary)
+    return _compact_summary(summary)
+
+
+def stage_publish(run: dict, indicators: dict, validation: dict, *, dry_run: bool = False,
+                  crash_before_swap: bool = False) -> dict:
+    """Build the report, stage the release folder and publish it (create-only objects, manifest, CAS on latest)."""
+    from .publish import publish_release, stage_release
+    from .publish.report import build_report
+
+    territory = _territory(run)
+    store = open_store(run["store_uri"])
+    work = _local_dir(run)
+    layers = _fetch_dir(store, f"{_work_prefix(run)}/layers", work / "layers")
+    ind_dir = _fetch_dir(store, f"{_work_prefix(run)}/indicators", work / "indicators")
+    val_dir = _fetch_dir(store, f"{_work_prefix(run)}/validation", work / "validation")
+    hist_dir = _fetch_dir(store, f"{_work_prefix(run)}/history", work / "history")
+    report_dir = work / "report"
+    shutil.rmtree(report_dir, ignore_errors=True)
+    build_report(territory, layers / "tvb.gpkg", ind_dir, report_dir, validation_summary=validation,
+                 history_path=hist_dir / "indicators.parquet", release_id=indicators["release_id"])
+    staging = work / "release"
+    shutil.rmtree(staging, ignore_errors=True)
+    rasters = sorted((layers / "rasters").glob("*.tif"))
+    stage_release(territory, staging, gpkg=layers / "tvb.gpkg", rasters=rasters, indicators_dir=ind_dir,
+                  validation_dir=val_dir, report_dir=report_dir)
+    result = publish_release(
+        territory, store, staging, input_key=run["input_key"], sources=run["snapshots"], validation=validation,
+        indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run,
+        released_at=datetime.fromisoformat(indicators["released_at"]), crash_before_swap=crash_before_swap)
+    if result.get("status") == "published":
+        _publish_history(store, territory.id, hist_dir)
+    return result
+
+
+def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
+    """Replace the territory's indicator history with compare-and-swap (after the release pointer moved)."""
+    for name in ("indicators.parquet", "indicators.csv"):
+        src = hist_dir / name
+        if not src.exists():
+            continue
+        key = f"releases/{territory_id}/history/{name}"
+        info = store.head(key)
+        store.put_bytes(key, src.read_bytes(), if_match=info.etag if info else "")
+
+
+# --- whole run (CLI) ----------------------------------------------------------------------------------------------
+def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
+                 force: bool = False, dry_run: bool = False, resolution_m: float | None = None,
+                 sous_trames: list[str] | None = None) -> dict:
+    """Run every stage in order, as the Airflow DAG does, and return the publish result (or ``unchanged``)."""
+    run = stage_fetch(territory_id, store_uri=store_uri, profile=profile, force=force,
+                      resolution_m=resolution_m, sous_trames=sous_trames)
+    if run["unchanged_release"]:
+        return {"status": "unchanged", "release_id": run["unchanged_release"], "territory": run["territory"],
+                "store_uri": run["store_uri"]}
+    validation_sources = stage_validate_sources(run)
+    territory = _territory(run)
+    parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]
+    stage_assemble(run, parts)
+    indicators = stage_indicators(run)
+    validation_outputs = stage_validate_outputs(run)
+    validation = {"sources": validation_sources, "outputs": validation_outputs,
+                  "success": bool(validation_sources.get("success") and validation_outputs.get("success"))}
+    result = stage_publish(run, indicators, validation, dry_run=dry_run)
+    result.setdefault("territory", run["territory"])
+    result.setdefault("store_uri", run["store_uri"])
+    return result
