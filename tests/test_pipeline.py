@@ -1,0 +1,96 @@
+"""The whole pipeline without Airflow (`tvb run`): publish, idempotence, and bad input that never reaches users."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import yaml
+from shapely.geometry import Polygon
+
+from tvb_tasks.cli import main as tvb
+from tvb_tasks.config import PROJECT_ROOT
+from tvb_tasks.pipeline import run_pipeline
+from tvb_tasks.store import open_store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """One real run on the bundled sample into a fresh local store."""
+    root = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TVB_WORK_DIR", str(root / "work"))
+    store_uri = (root / "store").as_uri()
+    result = run_pipeline("call", store_uri=store_uri)
+    yield root, store_uri, result
+    mp.undo()
+
+
+def test_first_run_publishes_a_complete_release(published):
+    _, store_uri, result = published
+    assert result["status"] == "published"
+    store = open_store(store_uri)
+    latest = json.loads(store.get_bytes("releases/call/latest.json"))
+    assert latest["release_id"] == result["release_id"]
+    base = f"releases/call/{result['release_id']}"
+    manifest = json.loads(store.get_bytes(f"{base}/manifest.json"))
+    assert manifest["config_hash"] and manifest["code_version"] and manifest["sources"]
+    keys = {f["key"] for f in manifest["files"]}
+    for needed in ("tvb.gpkg", "indicators/indicators.json", "report/index.html"):
+        assert any(k.endswith(needed) for k in keys), needed
+    assert any(k.endswith(".tif") for k in keys)
+    for f in manifest["files"]:                       # every listed file is there with its checksum
+        data = store.get_bytes(f["key"] if f["key"].startswith("releases/") else f"{base}/{f['key']}")
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["size"]
+    gpkg = store.local_path(f"{base}/tvb.gpkg")
+    layers = dict(pyogrio.list_layers(gpkg))
+    for layer in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points"):
+        assert layer in layers
+        assert len(gpd.read_file(gpkg, layer=layer)) > 0, layer
+    figures = json.loads(store.get_bytes(f"{base}/indicators/indicators.json"))["key_figures"]
+    assert 30 < figures["artificialised_share_pct"] < 60
+    assert figures["rupture_points"] > 0 and figures["terrestrial_corridors_km"] > 0
+
+
+def test_second_run_with_unchanged_inputs_publishes_nothing(published, capsys):
+    _, store_uri, first = published
+    store = open_store(store_uri)
+    before = store.list("releases/call/")
+    assert tvb(["run", "--territory", "call", "--store", store_uri]) == 0
+    out = capsys.readouterr().out
+    assert "unchanged" in out and first["release_id"] in out
+    assert store.list("releases/call/") == before
+
+
+def _corrupt_config(tmp: Path, source: str, gdf: gpd.GeoDataFrame) -> Path:
+    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    bad = tmp / f"{source}_corrupt.gpkg"
+    gdf.to_file(bad, layer=source, driver="GPKG")
+    raw["sources"][source].update(path=str(bad), layer=source)
+    cfg = tmp / "config"
+    cfg.mkdir(exist_ok=True)
+    (cfg / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+@pytest.mark.parametrize("source, corrupt, expected", [
+    ("roads", lambda g: g.to_crs("EPSG:4326"), "CRS"),
+    ("landuse", lambda g: g.assign(geometry=[Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])] + list(g.geometry[1:])),
+     "valid"),
+])
+def test_corrupted_input_fails_naming_the_source_and_keeps_latest(published, tmp_path, monkeypatch, capsys,
+                                                                  source, corrupt, expected):
+    _, store_uri, first = published
+    store = open_store(store_uri)
+    latest_before = store.get_with_etag("releases/call/latest.json")
+    sample = PROJECT_ROOT / f"sample/call/{source}.gpkg"
+    cfg = _corrupt_config(tmp_path, source, corrupt(gpd.read_file(sample, layer=source)))
+    monkeypatch.setenv("TVB_CONFIG_DIR", str(cfg))
+    assert tvb(["run", "--territory", "call", "--store", store_uri]) != 0
+    err = capsys.readouterr().err
+    assert source in err and expected.lower() in err.lower(), err
+    assert store.get_with_etag("releases/call/latest.json") == latest_before
