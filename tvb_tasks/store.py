@@ -283,6 +283,10 @@ class S3Store(Store):
             resp = self.client.put_object(**kwargs)
         except ClientError as exc:
             code = self._code(exc)
+            if code in ("NoSuchKey", "404") and if_match:
+                # If-Match on a missing key: S3 answers 404, the CAS contract is "precondition failed"
+                raise PreconditionFailed(f"{self.url(key)}: changed concurrently (If-Match {if_match!r}: "
+                                         "object no longer exists)") from None
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 if create_only:
                     raise ObjectExists(f"{self.url(key)}: object exists (create-only write refused)") from None
@@ -346,8 +350,9 @@ class S3Store(Store):
         return ObjectInfo(key, resp["ContentLength"], resp["ETag"])
 
     def list(self, prefix=""):
-        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
-        if prefix and prefix.endswith("/") and not full.endswith("/"):
+        # a prefix may end with "/" (a folder): validate it without the slash, then put the slash back
+        full = self._key(prefix.rstrip("/")) if prefix.rstrip("/") else (self.prefix + "/" if self.prefix else "")
+        if prefix.endswith("/") and not full.endswith("/"):
             full += "/"
         out = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
