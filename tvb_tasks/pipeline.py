@@ -307,10 +307,11 @@ def stage_publish(run: dict, indicators: dict, validation: dict, *, dry_run: boo
     shutil.rmtree(staging, ignore_errors=True)
     rasters = sorted((layers / "rasters").glob("*.tif"))
     stage_release(territory, staging, gpkg=layers / "tvb.gpkg", rasters=rasters, indicators_dir=ind_dir,
-                  validation_dir=val_dir, report_dir=report_dir)
+                  validation_dir=val_dir, report_dir=report_dir, release_id=indicators["release_id"],
+                  released_at=indicators["released_at"])
     result = publish_release(
         territory, store, staging, input_key=run["input_key"], sources=run["snapshots"], validation=validation,
-        indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run,
+        indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run, force=run.get("force", False),
         released_at=datetime.fromisoformat(indicators["released_at"]), crash_before_swap=crash_before_swap)
     if result.get("status") == "published":
         _publish_history(store, territory.id, hist_dir)

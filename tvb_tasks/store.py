@@ -120,7 +120,9 @@ class Store:
         return None
 
     def url(self, key: str) -> str:
-        return f"{self.uri.rstrip('/')}/{validate_key(key)}"
+        """URL of an object, or of a folder when ``key`` ends with ``/``."""
+        folder = key.endswith("/") and len(key) > 1
+        return f"{self.uri.rstrip('/')}/{validate_key(key[:-1] if folder else key)}" + ("/" if folder else "")
 
     def materialize(self, key: str, cache_dir: str | Path) -> Path:
         """A local file with the object's content: the file itself for a local store, else a cached download."""

@@ -1,0 +1,226 @@
+"""Publication formats and release staging: GeoPackage labels, GeoParquet, COG, PMTiles, web map files, QGIS.
+
+Also holds the small fake pipeline outputs (GeoPackage in EPSG:2154, float32 GeoTIFF, indicators) that the other
+``test_publish_*`` modules import.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from affine import Affine
+from shapely.geometry import LineString, Point, Polygon, box
+
+from tvb_tasks.config import load_territory
+
+X0, Y0 = 684000.0, 7029000.0      # Lens area, Lambert-93 (EPSG:2154), metres
+
+
+# --- fake pipeline outputs ----------------------------------------------------------------------------------------
+def make_layers_gpkg(path: Path) -> Path:
+    """A GeoPackage with the six published layers (EPSG:2154), a few features each."""
+    crs = "EPSG:2154"
+    res = gpd.GeoDataFrame(
+        {"id": [1, 2, 3], "sous_trame": ["forest", "wetland", "mining"], "area_ha": [40.0, 12.5, 9.0]},
+        geometry=[box(X0, Y0, X0 + 800, Y0 + 500), box(X0 + 3000, Y0 + 200, X0 + 3400, Y0 + 500),
+                  Polygon([(X0 + 1500, Y0 + 2500), (X0 + 1900, Y0 + 2500), (X0 + 1700, Y0 + 2900)])], crs=crs)
+    relays = gpd.GeoDataFrame({"id": [1], "sous_trame": ["grassland"], "area_ha": [2.0]},
+                              geometry=[box(X0 + 1800, Y0 + 900, X0 + 2000, Y0 + 1100)], crs=crs)
+    corridors = gpd.GeoDataFrame(
+        {"id": [1, 2, 3], "sous_trame": ["forest", "forest", "mining"],
+         "status": ["existing", "to_restore", "to_create"], "length_m": [2300.0, 1900.0, 2600.0],
+         "mean_friction": [3.2, 40.0, 250.0]},
+        geometry=[LineString([(X0 + 800, Y0 + 250), (X0 + 3000, Y0 + 350)]),
+                  LineString([(X0 + 400, Y0 + 500), (X0 + 1700, Y0 + 2500)]),
+                  LineString([(X0 + 1700, Y0 + 2500), (X0 + 3200, Y0 + 500)])], crs=crs)
+    wet = gpd.GeoDataFrame({"id": [1], "sous_trame": ["wetland"], "length_m": [3000.0]},
+                           geometry=[LineString([(X0 + 3200, Y0 + 500), (X0 + 3200, Y0 + 3500)])], crs=crs)
+    ruptures = gpd.GeoDataFrame({"id": [1, 2], "obstacle_type": ["route", "voie ferrée"]},
+                                geometry=[Point(X0 + 1900, Y0 + 300), Point(X0 + 1000, Y0 + 1400)], crs=crs)
+    communes = gpd.GeoDataFrame({"insee": ["62498", "62510"], "nom": ["Lens", "Liévin"]},
+                                geometry=[box(X0 - 500, Y0 - 500, X0 + 2000, Y0 + 4000),
+                                          box(X0 + 2000, Y0 - 500, X0 + 4500, Y0 + 4000)], crs=crs)
+    path.unlink(missing_ok=True)
+    for name, gdf in (("reservoirs", res), ("relays", relays), ("corridors", corridors), ("wet_corridors", wet),
+                      ("rupture_points", ruptures), ("communes", communes)):
+        pyogrio.write_dataframe(gdf, path, layer=name, driver="GPKG")
+    return path
+
+
+def make_raster(path: Path, size: int = 600, seed: int = 1) -> Path:
+    """A striped (not tiled, no overviews) float32 GeoTIFF, 25 m cells, EPSG:2154: not a COG."""
+    rng = np.random.default_rng(seed)
+    data = (rng.random((size, size), dtype=np.float32) * 100 + 1).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="float32",
+                       crs="EPSG:2154", transform=Affine(25, 0, X0, 0, -25, Y0 + size * 25), nodata=-1) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def make_indicators(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"key_figures": [
+        {"id": "reservoir_area_ha", "libelle": "Surface des réservoirs", "value": 61.5, "unit": "ha"},
+        {"id": "n_rupture_points", "libelle": "Points de rupture", "value": 2, "unit": ""},
+    ]}
+    (folder / "indicators.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    (folder / "key_figures.csv").write_text("id,libelle,value\nreservoir_area_ha,Surface des réservoirs,61.5\n",
+                                            encoding="utf-8")
+    return folder
+
+
+def make_outputs(tmp: Path) -> dict:
+    """gpkg, rasters, indicators, validation and report folders of a fake pipeline run under ``tmp``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    gpkg = make_layers_gpkg(tmp / "layers.gpkg")
+    rasters = [make_raster(tmp / "friction_forest.tif")]
+    ind = make_indicators(tmp / "indicators")
+    val = tmp / "validation"
+    val.mkdir(exist_ok=True)
+    (val / "summary.json").write_text('{"success": true}', encoding="utf-8")
+    rep = tmp / "report"
+    rep.mkdir(exist_ok=True)
+    (rep / "index.html").write_text("<!DOCTYPE html><html lang='fr'><body>Rapport</body></html>", encoding="utf-8")
+    return {"gpkg": gpkg, "rasters": rasters, "indicators_dir": ind, "validation_dir": val, "report_dir": rep}
+
+
+def territory():
+    return load_territory("call")
+
+
+# --- tests ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory) -> Path:
+    from tvb_tasks.publish import stage_release
+
+    tmp = tmp_path_factory.mktemp("stage")
+    out = make_outputs(tmp / "in")
+    return stage_release(territory(), tmp / "release", **out, release_id="20261125T181500Z-abcdef12")
+
+
+def test_stage_layout(staged: Path):
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    for expected in ("tvb.gpkg", "parquet/corridors.parquet", "parquet/communes.parquet", "rasters/friction_forest.tif",
+                     "indicators/indicators.json", "indicators/key_figures.csv", "validation/summary.json",
+                     "report/index.html", "web/index.html", "web/app.js", "web/tvb.pmtiles", "web/indicators.json",
+                     "web/vendor/maplibre-gl.js", "web/vendor/pmtiles.js", "web/vendor/LICENSE-maplibre-gl.txt",
+                     "web/vendor/LICENSE-pmtiles.txt", "qgis/tvb.qgs", "qgis/tvb.qgs.cfg"):
+        assert expected in files, expected
+
+
+def test_gpkg_french_labels(staged: Path):
+    corr = gpd.read_file(staged / "tvb.gpkg", layer="corridors")
+    assert dict(zip(corr["status"], corr["libelle_statut"])) == {
+        "existing": "Existant", "to_restore": "À restaurer", "to_create": "À créer"}
+    res = gpd.read_file(staged / "tvb.gpkg", layer="reservoirs")
+    assert set(res["libelle_sous_trame"]) == {"Sous-trame forestière", "Sous-trame des zones humides",
+                                              "Sous-trame minière (terrils)"}
+    # the spatial index survived the attribute update (its triggers were re-created)
+    near = pyogrio.read_dataframe(staged / "tvb.gpkg", layer="rupture_points", bbox=(X0 + 1800, Y0 + 200, X0 + 2000, Y0 + 400))
+    assert list(near["id"]) == [1]
+    con = sqlite3.connect(staged / "tvb.gpkg")
+    n_triggers = con.execute("SELECT count(*) FROM sqlite_master WHERE type='trigger' AND tbl_name='corridors' "
+                             "AND name LIKE 'rtree%'").fetchone()[0]
+    assert n_triggers >= 4
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    titles = dict(con.execute("SELECT column_name, title FROM gpkg_data_columns WHERE table_name='corridors'"))
+    ident = con.execute("SELECT identifier FROM gpkg_contents WHERE table_name='corridors'").fetchone()[0]
+    con.close()
+    assert titles["status"] == "Statut" and titles["length_m"] == "Longueur (m)"
+    assert ident == "Corridors écologiques"
+
+
+def test_geoparquet(staged: Path):
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(staged / "parquet" / "corridors.parquet").metadata[b"geo"])
+    assert meta["primary_column"] == "geometry"
+    gdf = gpd.read_parquet(staged / "parquet" / "corridors.parquet")
+    assert gdf.crs.to_epsg() == 2154 and len(gdf) == 3 and "libelle_statut" in gdf
+
+
+def test_cog_checked_and_converted(tmp_path: Path, staged: Path):
+    from tvb_tasks.publish.formats import check_cog, ensure_cog
+
+    src = make_raster(tmp_path / "striped.tif")
+    assert check_cog(src)["valid"] is False             # a striped GeoTIFF is not a COG
+    info = ensure_cog(src, tmp_path / "cog.tif")
+    assert info["converted"] and info["valid"] and info["tiled"] and info["overviews"]
+    staged_info = check_cog(staged / "rasters" / "friction_forest.tif")
+    assert staged_info["valid"] and staged_info["overviews"] and staged_info["blocksize"] == [256, 256]
+    again = ensure_cog(tmp_path / "cog.tif", tmp_path / "cog2.tif")   # already a COG: copied as is
+    assert again["converted"] is False
+    assert (tmp_path / "cog.tif").read_bytes() == (tmp_path / "cog2.tif").read_bytes()
+    with rasterio.open(src) as a, rasterio.open(tmp_path / "cog.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))     # lossless
+
+
+def test_pmtiles_single_archive_with_all_layers(staged: Path):
+    from pmtiles.reader import MmapSource, Reader
+
+    with open(staged / "web" / "tvb.pmtiles", "rb") as f:
+        meta = Reader(MmapSource(f)).metadata()
+    ids = {vl["id"] for vl in meta["vector_layers"]}
+    assert ids == {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes"}
+    # GDAL reads the merged archive back: every layer with its features and French labels
+    layers = {name for name, _ in pyogrio.list_layers(staged / "web" / "tvb.pmtiles")}
+    assert ids <= layers
+    corr = pyogrio.read_dataframe(staged / "web" / "tvb.pmtiles", layer="corridors")
+    assert set(corr["libelle_statut"]) == {"Existant", "À restaurer", "À créer"}
+    pts = pyogrio.read_dataframe(staged / "web" / "tvb.pmtiles", layer="rupture_points")
+    assert len(pts) >= 2
+
+
+def test_webmap_page_config(staged: Path):
+    html = (staged / "web" / "index.html").read_text(encoding="utf-8")
+    assert 'lang="fr"' in html and "vendor/maplibre-gl.js" in html and "vendor/pmtiles.js" in html
+    cfg_text = html.split('<script id="tvb-config" type="application/json">')[1].split("</script>")[0]
+    cfg = json.loads(cfg_text)
+    assert cfg["release_id"] == "20261125T181500Z-abcdef12"
+    corridors = next(l for l in cfg["layers"] if l["name"] == "corridors")
+    assert [c["label"] for c in corridors["categories"]] == ["Existant", "À restaurer", "À créer"]
+    w, s = cfg["bounds"][0]
+    assert 2.7 < w < 3.0 and 50.3 < s < 50.5          # Lens, EPSG:4326
+    assert 'href="../report/index.html"' in html
+
+
+def test_qgis_project(staged: Path):
+    qgs = staged / "qgis" / "tvb.qgs"
+    root = ET.parse(qgs).getroot()
+    assert root.tag == "qgis"
+    assert root.find("properties/Paths/Absolute").text == "false"
+    layers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
+    assert set(layers) == {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes"}
+    for name, ml in layers.items():
+        path, _, layer = ml.find("datasource").text.partition("|layername=")
+        assert not Path(path).is_absolute()
+        assert (qgs.parent / path).resolve() == (staged / "tvb.gpkg").resolve()
+        assert layer == name
+    r = layers["corridors"].find("renderer-v2")
+    assert r.get("type") == "categorizedSymbol" and r.get("attr") == "status"
+    cats = {c.get("value"): c.get("label") for c in r.iter("category")}
+    assert cats == {"existing": "Existant", "to_restore": "À restaurer", "to_create": "À créer"}
+    colors = [o.get("value") for o in r.find("symbols").iter("Option") if o.get("name") == "line_color"]
+    assert len(set(colors)) == 3
+    aliases = {a.get("field"): a.get("name") for a in layers["corridors"].iter("alias")}
+    assert aliases["length_m"] == "Longueur (m)"
+    cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
+    assert cfg["options"]["projection"]["ref"] == "EPSG:2154"
+    assert {v["id"] for v in cfg["layers"].values()} == {ml.find("id").text for ml in layers.values()}
+
+
+def test_stage_refuses_non_empty_folder(tmp_path: Path):
+    from tvb_tasks.publish import stage_release
+
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "old.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        stage_release(territory(), tmp_path / "rel", gpkg=tmp_path / "none.gpkg", rasters=[],
+                      indicators_dir=tmp_path)

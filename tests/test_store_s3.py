@@ -1,0 +1,145 @@
+"""S3Store against a real S3 HTTP server (``moto_server`` on 127.0.0.1, random port, started here).
+
+Checks the semantics the release protocol relies on: create-only (``If-None-Match: *``), compare-and-swap
+(``If-Match``), multipart upload (create-only at completion), listing, traversal refusal.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tvb_tasks import store as store_mod
+from tvb_tasks.store import NotFound, ObjectExists, PreconditionFailed, S3Store, open_store
+
+MOTO = shutil.which("moto_server", path=str(Path(__file__).resolve().parents[1] / ".venv" / "bin")) or \
+    shutil.which("moto_server")
+FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    """URL of a fresh moto_server; fake credentials are set in this test process only, then restored."""
+    if not MOTO:
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = _free_port()
+    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    saved = {k: os.environ.get(k) for k in FAKE_ENV}
+    os.environ.update(FAKE_ENV)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start on port {port}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def new_s3_store(url: str, prefix: str = "obs") -> S3Store:
+    """An S3Store on a new bucket of the moto server."""
+    import boto3
+
+    bucket = f"tvb-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
+    return S3Store(bucket, prefix, endpoint_url=url)
+
+
+@pytest.fixture
+def s3(moto_server) -> S3Store:
+    return new_s3_store(moto_server)
+
+
+def test_create_only(s3: S3Store):
+    etag = s3.put_bytes("releases/call/x/a.txt", b"one", create_only=True)
+    assert etag
+    with pytest.raises(ObjectExists):
+        s3.put_bytes("releases/call/x/a.txt", b"two", create_only=True)
+    assert s3.get_bytes("releases/call/x/a.txt") == b"one"
+
+
+def test_compare_and_swap(s3: S3Store):
+    key = "releases/call/latest.json"
+    e1 = s3.put_bytes(key, b"v1", if_match="")               # "" = must not exist yet
+    with pytest.raises(PreconditionFailed):
+        s3.put_bytes(key, b"v1bis", if_match="")
+    data, etag = s3.get_with_etag(key)
+    assert (data, etag) == (b"v1", e1)
+    e2 = s3.put_bytes(key, b"v2", if_match=e1)
+    with pytest.raises(PreconditionFailed):
+        s3.put_bytes(key, b"v3", if_match=e1)                 # stale ETag
+    assert s3.get_bytes(key) == b"v2" and s3.head(key).etag == e2
+    s3.delete(key)
+    with pytest.raises(PreconditionFailed):                   # S3 answers 404 here: still a failed precondition
+        s3.put_bytes(key, b"v4", if_match=e2)
+
+
+def test_multipart_upload_create_only(s3: S3Store, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(store_mod, "MULTIPART_THRESHOLD", 1024 * 1024)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(17 * 1024 * 1024))            # 2 parts of 16 MiB + 1 MiB
+    etag = s3.put_file("releases/call/x/big.bin", big, create_only=True)
+    assert etag.strip('"').endswith("-2")                    # a multipart ETag: <md5>-<parts>
+    out = s3.download("releases/call/x/big.bin", tmp_path / "back.bin")
+    assert out.read_bytes() == big.read_bytes()
+    with pytest.raises(ObjectExists):
+        s3.put_file("releases/call/x/big.bin", big, create_only=True)
+    leftover = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    assert leftover == []
+
+
+def test_list_head_delete_and_prefix(s3: S3Store):
+    for k in ("releases/call/a/1.txt", "releases/call/a/2.txt", "releases/call/b/3.txt", "releases/other/4.txt"):
+        s3.put_bytes(k, b"x")
+    assert s3.list("releases/call/a/") == ["releases/call/a/1.txt", "releases/call/a/2.txt"]
+    assert len(s3.list("releases/call/")) == 3
+    assert s3.head("releases/call/a/1.txt").size == 1 and s3.head("releases/call/zz") is None
+    raw = s3.client.list_objects_v2(Bucket=s3.bucket)["Contents"]
+    assert all(o["Key"].startswith("obs/releases/") for o in raw)      # the store prefix is applied
+    s3.delete("releases/call/a/1.txt")
+    assert not s3.exists("releases/call/a/1.txt")
+    with pytest.raises(NotFound):
+        s3.get_bytes("releases/call/a/1.txt")
+
+
+@pytest.mark.parametrize("bad", ["../escape", "releases/../x", "/abs", "a//b", "a\\b", "releases/call/./x", ""])
+def test_traversal_refused(s3: S3Store, bad: str):
+    with pytest.raises(ValueError):
+        s3.put_bytes(bad, b"x")
+
+
+def test_open_store_endpoint_from_env(moto_server, monkeypatch):
+    s = new_s3_store(moto_server)
+    monkeypatch.setenv("TVB_S3_ENDPOINT_URL", moto_server)
+    again = open_store(f"s3://{s.bucket}/obs")
+    again.put_bytes("k.txt", b"hello")
+    assert s.get_bytes("k.txt") == b"hello"
+    assert again.url("k.txt") == f"s3://{s.bucket}/obs/k.txt"

@@ -1,0 +1,283 @@
+"""The published web map in headless Chromium (Debian's ``chromium``), driven over the DevTools protocol.
+
+A release is published to a local store, whose folder is served by a small threaded HTTP server with Range
+support (PMTiles reads byte ranges; Python's http.server has none). Checked: the page loads with no console error,
+no failed request; the PMTiles tiles are fetched with 206 responses; the layers are drawn (map area not blank); a
+real mouse click on a corridor opens a popup with French labels; the key-figures panel shows indicators.json; the
+layer switcher hides a layer; the ``latest/web/`` mirror loads too.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_publish_formats import X0, Y0, make_outputs, territory
+from test_publish_release import do_publish
+from tvb_tasks import publish
+from tvb_tasks.store import LocalStore
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+TIMEOUT = 90.0
+
+
+# --- HTTP server with Range support -----------------------------------------------------------------------------
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=a-b`` support (206 / 416). Logs requests on the server."""
+
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".json": "application/json",
+                      ".pmtiles": "application/octet-stream", ".css": "text/css", ".html": "text/html"}
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        rng = self.headers.get("Range")
+        if not rng or not path.is_file():
+            self.server.log.append((self.command, self.path, None))
+            return super().send_head()
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+        size = path.stat().st_size
+        if not m or (m.group(1) == "" and m.group(2) == ""):
+            self.send_error(416)
+            return None
+        if m.group(1) == "":
+            start, end = max(0, size - int(m.group(2))), size - 1
+        else:
+            start = int(m.group(1))
+            end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+        if start >= size or start > end:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return None
+        with open(path, "rb") as f:
+            f.seek(start)
+            body = f.read(end - start + 1)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.server.log.append((self.command, self.path, 206))
+        return io.BytesIO(body)
+
+
+def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
+    handler = lambda *a, **kw: RangeHandler(*a, directory=str(root), **kw)  # noqa: E731
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.log = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+# --- a minimal DevTools-protocol client ---------------------------------------------------------------------------
+class CDP:
+    def __init__(self, ws_url: str):
+        import contextlib
+
+        from websockets.sync.client import connect
+
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(ws_url, max_size=None, open_timeout=30))
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    def send(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
+        self.next_id += 1
+        my_id = self.next_id
+        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params or {}}))
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if msg.get("id") == my_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            if "method" in msg:
+                self.events.append(msg)
+
+    def eval(self, expr: str):
+        r = self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"JS error in {expr!r}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def wait_for(self, expr: str, timeout: float = TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.eval(expr)
+            if v:
+                return v
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {expr}; console: {self.console_errors()}")
+
+    def click(self, x: float, y: float) -> None:
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            params = {"type": kind, "x": x, "y": y}
+            if kind != "mouseMoved":
+                params.update(button="left", clickCount=1)
+            self.send("Input.dispatchMouseEvent", params)
+
+    def console_errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            m, p = e["method"], e.get("params", {})
+            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+            elif m == "Runtime.exceptionThrown":
+                out.append("exception: " + json.dumps(p.get("exceptionDetails", {}))[:500])
+            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                out.append("log: " + p["entry"].get("text", ""))
+            elif m == "Network.loadingFailed" and not p.get("canceled"):
+                out.append(f"network failure: {p.get('errorText')}")
+            elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
+                out.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
+        return out
+
+    def close(self):
+        self._stack.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("web")
+    staged = publish.stage_release(territory(), tmp / "release", **make_outputs(tmp / "in"),
+                                   release_id="20261125T181600Z-1a7bbb3c")
+    store = LocalStore(tmp / "store")
+    r = do_publish(store, staged, 1)
+    server, base = serve(store.root)
+    yield {"base": base, "rid": r["release_id"], "server": server}
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = tempfile.mkdtemp(prefix="tvb-chromium-")
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+         "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
+         "--disable-extensions", "--disable-sync", "--no-first-run", "--no-default-browser-check",
+         "--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--disable-dev-shm-usage",
+         "--window-size=1280,800", f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
+         "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("chromium did not start its DevTools endpoint")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5))
+                page = next(t for t in targets if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                time.sleep(0.1)
+        cdp = CDP(page["webSocketDebuggerUrl"])
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            cdp.send(f"{domain}.enable")
+        yield cdp
+        cdp.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(cdp: CDP, url: str) -> None:
+    cdp.events.clear()
+    cdp.send("Page.navigate", {"url": url})
+    cdp.wait_for("document.readyState === 'complete' && !!window.tvbState")
+    cdp.wait_for("window.tvbState.idle === true")
+
+
+def map_pixels(cdp: CDP) -> np.ndarray:
+    from PIL import Image
+
+    rect = cdp.eval("(() => { const r = document.getElementById('map').getBoundingClientRect();"
+                    " return [r.left, r.top, r.width, r.height]; })()")
+    shot = cdp.send("Page.captureScreenshot", {"format": "png", "clip": {
+        "x": rect[0], "y": rect[1], "width": rect[2], "height": rect[3], "scale": 1}})
+    img = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+    if os.environ.get("TVB_SCREENSHOT_DIR"):
+        img.save(Path(os.environ["TVB_SCREENSHOT_DIR"]) / "webmap.png")
+    return np.asarray(img).astype(float)
+
+
+def test_web_map_in_chromium(browser: CDP, site):
+    cdp, rid = browser, site["rid"]
+    open_page(cdp, f"{site['base']}/releases/call/{rid}/web/index.html")
+    assert cdp.console_errors() == []
+    # tiles came from the PMTiles archive through Range requests
+    ranged = [p for (_, p, status) in site["server"].log if p.endswith("tvb.pmtiles") and status == 206]
+    assert len(ranged) >= 2
+    rendered = cdp.eval("tvbMap.queryRenderedFeatures().map(f => f.sourceLayer)")
+    assert {"reservoirs", "corridors", "wet_corridors", "rupture_points", "communes"} <= set(rendered)
+
+    # the map area is not blank: many pixels differ from the background colour, with some variance
+    px = map_pixels(cdp)
+    background = np.array([0xF4, 0xF1, 0xEA], dtype=float)
+    drawn = np.abs(px - background).sum(axis=2) > 30
+    assert px.std() > 10 and drawn.mean() > 0.02, (px.std(), drawn.mean())
+
+    # a real click on the "to restore" corridor opens a popup with French labels
+    from pyproj import Transformer
+
+    to_wgs84 = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True)
+    lon, lat = to_wgs84.transform(X0 + 400 + 0.3 * 1300, Y0 + 500 + 0.3 * 2000)
+    x, y = cdp.eval(f"(() => {{ const p = tvbMap.project([{lon}, {lat}]);"
+                    " const r = tvbMap.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; })()")
+    cdp.click(x, y)
+    text = cdp.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
+    assert "Corridors écologiques" in text and "Statut" in text and "À restaurer" in text, text
+    assert "Longueur (m)" in text and "to_restore" not in text
+    if os.environ.get("TVB_SCREENSHOT_DIR"):           # for a person to look at
+        shot = cdp.send("Page.captureScreenshot", {"format": "png"})
+        (Path(os.environ["TVB_SCREENSHOT_DIR"]) / "webmap-popup.png").write_bytes(base64.b64decode(shot["data"]))
+
+    # key figures from indicators.json, French number format
+    cdp.wait_for("window.tvbState.figures > 0", timeout=20)
+    figures = cdp.eval("document.getElementById('tvb-figures-body').innerText")
+    assert "Surface des réservoirs" in figures and "61,5 ha" in figures
+    legend = cdp.eval("document.getElementById('tvb-legend-body').innerText")
+    assert all(s in legend for s in ("Existant", "À restaurer", "À créer", "Sous-trame forestière"))
+
+    # the layer switcher hides a layer
+    cdp.eval("document.getElementById('tvb-toggle-corridors').click()")
+    assert cdp.eval("tvbMap.getLayoutProperty('corridors-line', 'visibility')") == "none"
+    assert cdp.console_errors() == []
+
+
+def test_latest_mirror_page(browser: CDP, site):
+    cdp = browser
+    open_page(cdp, f"{site['base']}/releases/call/latest/web/index.html")
+    assert cdp.console_errors() == []
+    assert cdp.eval("tvbMap.queryRenderedFeatures().length") > 0
+    href = cdp.eval("document.querySelector('.tvb-links a').getAttribute('href')")
+    assert href == f"../../{site['rid']}/report/index.html"
+    status = cdp.eval(f"fetch({json.dumps(href)}).then(r => r.status)")
+    assert status == 200

@@ -1,0 +1,22 @@
+"""Publishing: immutable releases in the object store, atomic pointer swap, formats, STAC, web map, QGIS.
+
+Public API (used by ``tvb_tasks.pipeline`` and the ``tvb releases`` CLI):
+
+* ``input_key``, ``release_id_for``, ``find_unchanged`` — idempotence;
+* ``stage_release`` — arrange the release folder; ``publish_release`` — upload + manifest + compare-and-swap;
+* ``list_releases``, ``show_release``, ``rollback``, ``verify_release``, ``prune``, ``find_orphans`` — tools.
+
+The STAC Collection of a territory is ``releases/<territory>/collection.json`` (see :mod:`.stac`).
+"""
+from .release import (PublishConflict, PublishError, ReleaseNotFound, SimulatedCrash, find_orphans, find_unchanged,
+                      input_key, latest_key, list_releases, manifest_key, publish_release, read_latest,
+                      release_id_for, release_prefix, rollback, scrub_secrets, show_release, verify_release)
+from .retention import plan_prune, prune
+from .stage import stage_release
+
+__all__ = [
+    "PublishConflict", "PublishError", "ReleaseNotFound", "SimulatedCrash", "find_orphans", "find_unchanged",
+    "input_key", "latest_key", "list_releases", "manifest_key", "plan_prune", "prune", "publish_release",
+    "read_latest", "release_id_for", "release_prefix", "rollback", "scrub_secrets", "show_release",
+    "stage_release", "verify_release",
+]

@@ -1,0 +1,344 @@
+"""Maps and charts of the release report (matplotlib, no pyplot state): PNG files, also added to a PDF.
+
+Every map has a French title, a legend, a scale bar, a north arrow and the attribution line. Geometries are in
+EPSG:2154 (metres), so the scale bar is drawn in data units.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
+
+DPI = 110
+MAP_SIZE_IN = (10.5, 6.6)
+MAP_AXES = (0.01, 0.08, 0.66, 0.84)   # the map; the legend sits to its right
+LANDUSE_COLORS = {"artificial": "#bdbdbd", "farmland": "#f3e7a9", "meadow": "#d4e8b0", "forest": "#2e7d32",
+                  "grassland": "#c0ca33", "wetland": "#4fc3f7", "water": "#1565c0", "mining": "#6d4c41"}
+OTHER_COLORS = ["#7b1fa2", "#f57c00", "#00897b", "#c2185b", "#455a64", "#afb42b"]
+CHANGE_STYLES = {  # change code → (French label, colour)
+    "gained": ("gagné", "#1a9850"), "lost": ("perdu", "#d73027"), "resized": ("surface modifiée", "#fdae61"),
+    "status_changed": ("statut modifié", "#7b3294"), "new": ("nouveau", "#1a9850"), "removed": ("supprimé", "#d73027"),
+}
+
+
+@dataclass(frozen=True)
+class MapContext:
+    """What every map shares: commune outlines, the attribution line, the PDF being written (or None)."""
+
+    communes: gpd.GeoDataFrame
+    attribution: str
+    out_dir: Path
+    pdf: PdfPages | None
+
+
+def nice_length(max_m: float) -> float:
+    """The largest 1-2-5 × 10^n length (m) not above ``max_m``."""
+    if max_m <= 0:
+        raise ValueError("max_m must be > 0")
+    power = 10 ** math.floor(math.log10(max_m))
+    return max(m * power for m in (1, 2, 5) if m * power <= max_m)
+
+
+def _length_label(metres: float) -> str:
+    return f"{metres / 1000:g} km".replace(".", ",") if metres >= 1000 else f"{metres:g} m"
+
+
+def _new_map(ctx: MapContext, title: str) -> tuple[Figure, object]:
+    fig = Figure(figsize=MAP_SIZE_IN, dpi=DPI)
+    ax = fig.add_axes(MAP_AXES)
+    fig.text(0.01, 0.95, title, fontsize=13)
+    xmin, ymin, xmax, ymax = ctx.communes.total_bounds
+    pad = 0.03 * max(xmax - xmin, ymax - ymin)
+    ax.set_xlim(xmin - pad, xmax + pad)
+    ax.set_ylim(ymin - pad, ymax + pad)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _draw_communes(ax, communes: gpd.GeoDataFrame, zorder: int = 5) -> None:
+    communes.boundary.plot(ax=ax, color="#555555", linewidth=0.4, zorder=zorder)
+
+
+def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_title: str | None = None) -> Path:
+    """Legend, scale bar, north arrow, attribution; save ``maps/<name>.png`` and add the page to the PDF."""
+    if handles:
+        ax.legend(handles=handles, title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=8, frameon=False)
+    width = ax.get_xlim()[1] - ax.get_xlim()[0]
+    length = nice_length(width / 5)
+    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=0.5,
+                                  borderpad=0.8, sep=4, frameon=True, size_vertical=width / 250,
+                                  fontproperties={"size": 8}))
+    ax.annotate("N", xy=(0.035, 0.93), xytext=(0.035, 0.84), xycoords="axes fraction", ha="center", va="center",
+                fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+    fig.text(0.01, 0.015, ctx.attribution, fontsize=6.5, color="#333333", wrap=True)
+    fig.text(0.99, 0.08, "Projection Lambert-93 (EPSG:2154)", fontsize=6.5, color="#333333", ha="right")
+    path = ctx.out_dir / "maps" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    if ctx.pdf is not None:
+        ctx.pdf.savefig(fig)
+    return path
+
+
+def _wrap(label: str) -> str:
+    return textwrap.fill(label, 40)
+
+
+def _patch(color: str, label: str, alpha: float = 1.0, hatch: str | None = None, edge: str = "#333333") -> Patch:
+    return Patch(facecolor=color, edgecolor=edge, alpha=alpha, hatch=hatch, label=_wrap(label), linewidth=0.6)
+
+
+def _line(color: str, label: str, width: float = 2.0, style: str = "-") -> Line2D:
+    return Line2D([], [], color=color, lw=width, ls=style, label=_wrap(label))
+
+
+def _point(color: str, label: str, marker: str = "o") -> Line2D:
+    return Line2D([], [], color=color, marker=marker, ls="", markersize=7, markeredgecolor="black",
+                  label=_wrap(label))
+
+
+def _colors(keys: list[str], known: dict[str, str]) -> dict[str, str]:
+    out, i = {}, 0
+    for k in keys:
+        if k in known:
+            out[k] = known[k]
+        else:
+            out[k] = OTHER_COLORS[i % len(OTHER_COLORS)]
+            i += 1
+    return out
+
+
+def landuse_map(ctx: MapContext, landuse: gpd.GeoDataFrame, class_labels: dict[str, str]) -> Path:
+    """Land use by class (classes of the territory configuration, in its order)."""
+    fig, ax = _new_map(ctx, "Occupation du sol")
+    colors = _colors(list(class_labels), LANDUSE_COLORS)
+    handles = []
+    for cls, label in class_labels.items():
+        sel = landuse[landuse["class"] == cls]
+        if len(sel):
+            sel.plot(ax=ax, color=colors[cls], linewidth=0, zorder=1)
+            handles.append(_patch(colors[cls], label))
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, "occupation_du_sol", handles)
+
+
+def network_map(ctx: MapContext, reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame,
+                st_labels: dict[str, str], sous_trames: list[str], name: str, title: str) -> Path:
+    """Reservoirs (solid) and relays (hatched) of the given sous-trames, coloured by sous-trame."""
+    fig, ax = _new_map(ctx, title)
+    ctx.communes.plot(ax=ax, color="#f7f7f7", linewidth=0, zorder=0)
+    colors = sous_trame_colors(list(st_labels))
+    handles = []
+    for st in sous_trames:
+        res = reservoirs[reservoirs["sous_trame"] == st]
+        rel = relays[relays["sous_trame"] == st]
+        if len(res):
+            res.plot(ax=ax, color=colors[st], edgecolor="#1b1b1b", linewidth=0.2, zorder=2)
+            handles.append(_patch(colors[st], f"Réservoirs – {st_labels[st]}"))
+        if len(rel):
+            rel.plot(ax=ax, facecolor="white", edgecolor=colors[st], hatch="////", linewidth=0.6, zorder=3)
+            handles.append(_patch("white", f"Zones relais – {st_labels[st]}", hatch="////", edge=colors[st]))
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, name, handles)
+
+
+def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.GeoDataFrame,
+                  wet_corridors: gpd.GeoDataFrame | None = None, name: str = "corridors",
+                  title: str = "Corridors écologiques terrestres par statut") -> Path:
+    """Corridors coloured by status over the reservoirs (grey); optionally the wet corridors (blue)."""
+    fig, ax = _new_map(ctx, title)
+    handles = []
+    if len(reservoirs):
+        reservoirs.plot(ax=ax, color="#c8d9c3", edgecolor="#7a9a72", linewidth=0.2, zorder=1)
+        handles.append(_patch("#c8d9c3", "Réservoirs de biodiversité"))
+    for status, (label, color) in STATUS_STYLES.items():
+        sel = corridors[corridors["status"] == status]
+        if len(sel):
+            sel.plot(ax=ax, color=color, linewidth=1.8, zorder=4)
+            handles.append(_line(color, f"Corridor {label.lower()}"))
+    if wet_corridors is not None and len(wet_corridors):
+        wet_corridors.plot(ax=ax, color="#1f78b4", linewidth=1.6, zorder=3)
+        handles.append(_line("#1f78b4", "Corridor humide (cours d'eau à ciel ouvert)"))
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, name, handles)
+
+
+def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
+                wet_corridors: gpd.GeoDataFrame) -> Path:
+    """Rupture points by type of infrastructure over the corridors."""
+    fig, ax = _new_map(ctx, "Points de rupture des continuités")
+    handles = []
+    if len(corridors):
+        corridors.plot(ax=ax, color="#9e9e9e", linewidth=1.0, zorder=1)
+        handles.append(_line("#9e9e9e", "Corridor terrestre", 1.0))
+    if len(wet_corridors):
+        wet_corridors.plot(ax=ax, color="#8ab6d6", linewidth=1.0, zorder=1)
+        handles.append(_line("#8ab6d6", "Corridor humide", 1.0))
+    column = next((c for c in ("infra_type", "infrastructure") if c in points.columns), None)
+    kinds = sorted(points[column].fillna("autre").astype(str).unique()) if column and len(points) else []
+    labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle"}
+    colors = _colors(kinds, {"road": "#e31a1c", "railway": "#6a3d9a", "canal": "#ff7f00"})
+    for kind in kinds:
+        sel = points[points[column].fillna("autre").astype(str) == kind]
+        sel.plot(ax=ax, color=colors[kind], markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
+        handles.append(_point(colors[kind], f"Point de rupture – {labels.get(kind, kind)}"))
+    if not kinds and len(points):
+        points.plot(ax=ax, color="#e31a1c", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
+        handles.append(_point("#e31a1c", "Point de rupture"))
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, "points_de_rupture", handles)
+
+
+def connectivity_map(ctx: MapContext, reservoirs: gpd.GeoDataFrame, nodes: pd.DataFrame) -> Path:
+    """Reservoirs coloured by their importance for connectivity (dPC, %, within their sous-trame)."""
+    fig, ax = _new_map(ctx, "Importance des réservoirs pour la connectivité (dPC)")
+    ctx.communes.plot(ax=ax, color="#f7f7f7", linewidth=0, zorder=0)
+    joined = reservoirs.assign(id=reservoirs["id"].astype(str), sous_trame=reservoirs["sous_trame"].astype(str))
+    joined = joined.merge(nodes[["id", "sous_trame", "dpc"]].astype({"id": str, "sous_trame": str}),
+                          on=["id", "sous_trame"], how="left")
+    bins = [0, 1, 5, 20, 50, 100.0001]
+    colors = ["#fee5d9", "#fcae91", "#fb6a4a", "#de2d26", "#a50f15"]
+    labels = ["< 1 %", "1 – 5 %", "5 – 20 %", "20 – 50 %", "≥ 50 %"]
+    handles = []
+    classes = np.digitize(joined["dpc"].fillna(0).to_numpy(), bins[1:-1])
+    for i, (color, label) in enumerate(zip(colors, labels)):
+        sel = joined[classes == i]
+        if len(sel):
+            sel.plot(ax=ax, color=color, edgecolor="#333333", linewidth=0.3, zorder=2)
+            handles.append(_patch(color, label))
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, "connectivite_dpc", handles, legend_title="dPC (perte de PC si supprimé)")
+
+
+def change_map(ctx: MapContext, change_layers: dict[str, gpd.GeoDataFrame]) -> Path:
+    """Reservoirs / relays gained or lost, corridors gained, lost or whose status changed, rupture points."""
+    fig, ax = _new_map(ctx, "Évolutions depuis la publication précédente")
+    ctx.communes.plot(ax=ax, color="#f7f7f7", linewidth=0, zorder=0)
+    handles = []
+    names = {"reservoirs_change": "Réservoir", "relays_change": "Zone relais", "corridors_change": "Corridor",
+             "rupture_points_change": "Point de rupture"}
+    for layer, noun in names.items():
+        gdf = change_layers.get(layer)
+        if gdf is None or gdf.empty:
+            continue
+        for change, (label, color) in CHANGE_STYLES.items():
+            sel = gdf[gdf["change"] == change]
+            if sel.empty:
+                continue
+            if layer == "corridors_change":
+                sel.plot(ax=ax, color=color, linewidth=2.2, zorder=4)
+                handles.append(_line(color, f"{noun} {label}"))
+            elif layer == "rupture_points_change":
+                sel.plot(ax=ax, color=color, markersize=30, marker="^", edgecolor="black", linewidth=0.5, zorder=5)
+                handles.append(_point(color, f"{noun} {label}", "^"))
+            else:
+                hatch = "////" if layer == "relays_change" else None
+                sel.plot(ax=ax, facecolor=color, edgecolor="#333333", hatch=hatch, linewidth=0.4, alpha=0.85,
+                         zorder=2)
+                handles.append(_patch(color, f"{noun} {label}", 0.85, hatch))
+    if not handles:
+        ax.text(0.5, 0.5, "Aucun changement détecté", transform=ax.transAxes, ha="center", fontsize=12)
+    _draw_communes(ax, ctx.communes)
+    return _finish(ctx, fig, ax, "evolutions", handles)
+
+
+# --- charts over time ------------------------------------------------------------------------------------------------
+HISTORY_PANELS: list[tuple[str, str, list[tuple[str, str, str, str]]]] = [
+    # (title, y unit, [(family, indicator, sous_trame ('' = none, '*' = one line per sous-trame), label)])
+    ("Occupation du sol", "%", [("key_figures", "artificialised_share_pct", "", "Espaces artificialisés"),
+                                ("key_figures", "natural_share_pct", "", "Espaces naturels")]),
+    ("Corridors", "km", [("key_figures", "terrestrial_corridors_existing_km", "", "Terrestres existants"),
+                         ("key_figures", "terrestrial_corridors_to_restore_km", "", "Terrestres à restaurer"),
+                         ("key_figures", "terrestrial_corridors_to_create_km", "", "Terrestres à créer"),
+                         ("key_figures", "wet_corridors_km", "", "Humides")]),
+    ("Réservoirs et zones relais", "ha", [("key_figures", "terrestrial_reservoirs_relays_ha", "", "Terrestres"),
+                                          ("key_figures", "wet_reservoirs_relays_ha", "", "Humides")]),
+    ("Points de rupture", "nombre", [("key_figures", "rupture_points", "", "Points de rupture")]),
+    ("Surface connectée équivalente EC(PC)", "ha", [("connectivity", "ec_pc_ha", "*", "")]),
+    ("Taille effective de maille (meff CBC)", "ha", [("fragmentation", "meff_cbc_ha", "*", "")]),
+]
+
+
+def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, str]) -> Path:
+    """Indicators over the releases (territory scope): one panel per theme, one line per indicator."""
+    rows = history[history["scope"] == "territory"]
+    releases = (rows[["release_id", "released_at"]].drop_duplicates("release_id")
+                .sort_values(["released_at", "release_id"]))
+    order = {r: i for i, r in enumerate(releases["release_id"])}
+    fig = Figure(figsize=(11.0, 11.0), dpi=DPI)
+    fig.text(0.01, 0.975, "Évolution des indicateurs par publication", fontsize=13)
+    axes = fig.subplots(3, 2).ravel()
+    colors = sous_trame_colors(list(st_labels))
+    for ax, (title, unit, series) in zip(axes, HISTORY_PANELS):
+        for family, indicator, st_filter, label in series:
+            sel = rows[(rows["family"] == family) & (rows["indicator"] == indicator)]
+            for st in (sorted(sel["sous_trame"].unique()) if st_filter == "*" else [st_filter]):
+                g = sel[sel["sous_trame"] == st].assign(x=lambda f: f["release_id"].map(order)).sort_values("x")
+                if len(g):
+                    ax.plot(g["x"], g["value"], marker="o", label=st_labels.get(st, st) if st_filter == "*" else label,
+                            color=colors.get(st) if st else None)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.set_xlim(-0.5, max(len(order) - 0.5, 0.5))
+        ax.set_xticks(range(len(order)), list(order), rotation=20, ha="right", fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:    # the panel title heads its legend, above the plot
+            ax.legend(title=title, title_fontsize=10, alignment="left", fontsize=6.5, loc="lower left",
+                      bbox_to_anchor=(0.0, 1.01), ncol=2, frameon=False, borderaxespad=0)
+        else:
+            ax.set_title(title, fontsize=10, loc="left")
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.08, hspace=0.85, wspace=0.2)
+    fig.text(0.01, 0.01, ctx.attribution, fontsize=6.5, color="#333333", wrap=True)
+    path = ctx.out_dir / "maps" / "evolution_indicateurs.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    if ctx.pdf is not None:
+        ctx.pdf.savefig(fig)
+    return path
+
+
+def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[str]], *, font_size: float = 7.0,
+               rows_per_page: int = 40, landscape: bool = True) -> None:
+    """Add a table (already formatted strings) to the PDF, split over pages when long."""
+    size = (11.69, 8.27) if landscape else (8.27, 11.69)
+    chunks = [rows[i:i + rows_per_page] for i in range(0, len(rows), rows_per_page)] or [[]]
+    for n, chunk in enumerate(chunks, start=1):
+        fig = Figure(figsize=size, dpi=DPI)
+        ax = fig.add_axes((0.03, 0.03, 0.94, 0.88))
+        ax.set_axis_off()
+        suffix = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""
+        fig.text(0.03, 0.95, title + suffix, fontsize=13)
+        if chunk:
+            table = ax.table(cellText=chunk, colLabels=columns, loc="upper left", cellLoc="left")
+            table.auto_set_font_size(False)
+            table.set_fontsize(font_size)
+            table.auto_set_column_width(list(range(len(columns))))
+        else:
+            ax.text(0, 1, "Aucune donnée.", fontsize=10, va="top")
+        pdf.savefig(fig)
+
+
+def text_page(pdf: PdfPages, title: str, lines: list[str]) -> None:
+    """A page of plain text lines (title page, notes)."""
+    fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
+    fig.text(0.08, 0.93, title, fontsize=16, fontweight="bold", wrap=True)
+    y = 0.88
+    for line in lines:
+        fig.text(0.08, y, line, fontsize=9.5, wrap=True)
+        y -= 0.03
+    pdf.savefig(fig)

@@ -1,0 +1,73 @@
+"""Retention: keep the N newest complete releases, never the one ``latest.json`` points to; clean old orphans."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from ..store import Store
+from .release import (_release_ids_with_objects, check_territory_id, find_orphans, list_releases, manifest_key,
+                      read_latest, release_time)
+
+log = logging.getLogger(__name__)
+
+
+def plan_prune(store: Store, territory_id: str, keep: int) -> dict:
+    """Which complete releases a prune keeps and deletes (newest first), without deleting anything."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    releases = list_releases(store, territory_id)
+    latest, _ = read_latest(store, territory_id)
+    live = latest.get("release_id") if latest else None
+    kept = [r["release_id"] for r in releases[:keep]]
+    if live and live not in kept:
+        kept.append(live)          # the live release is never deleted, even when older than the N newest
+    deleted = [r["release_id"] for r in releases if r["release_id"] not in kept]
+    return {"kept": kept, "deleted": deleted, "latest": live}
+
+
+def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: float = 24.0,
+          now: datetime | None = None, dry_run: bool = False) -> dict:
+    """Delete complete releases beyond the ``keep`` newest (never the live one) and orphans older than
+    ``orphan_grace_hours`` (younger orphans may belong to a publish in progress).
+
+    A release's manifest is deleted first, so an interrupted prune leaves an orphan, never a release whose
+    manifest lists missing files. Returns {"kept": [...], "deleted": [...], "deleted_orphans": [release ids],
+    "objects_deleted": n, "dry_run": bool}.
+    """
+    check_territory_id(territory_id)
+    now = now or datetime.now(timezone.utc)
+    plan = plan_prune(store, territory_id, keep)
+    objects = _release_ids_with_objects(store, territory_id)
+    orphan_keys = set(find_orphans(store, territory_id))
+    orphan_ids = sorted({rid for rid, keys in objects.items() if set(keys) <= orphan_keys})
+    old_orphans = [rid for rid in orphan_ids
+                   if now - release_time(rid) >= timedelta(hours=orphan_grace_hours)]
+    n = 0
+    if not dry_run:
+        for rid in plan["deleted"]:
+            latest, _ = read_latest(store, territory_id)
+            if latest and latest.get("release_id") == rid:     # re-checked: a rollback may have happened since
+                log.warning("release %s became live during the prune: kept", rid)
+                continue
+            mkey = manifest_key(territory_id, rid)
+            store.delete(mkey)
+            n += 1
+            for key in sorted(objects.get(rid, [])):
+                if key != mkey:
+                    store.delete(key)
+                    n += 1
+        for rid in old_orphans:
+            for key in sorted(objects.get(rid, [])):
+                store.delete(key)
+                n += 1
+        if plan["deleted"]:
+            from .stac import update_collection
+            try:
+                update_collection(store, territory_id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("pruned, but the STAC collection could not be refreshed: %s", exc)
+    log.info("prune %s: kept %s, deleted %s, orphans deleted %s", territory_id, plan["kept"], plan["deleted"],
+             old_orphans)
+    return {"kept": plan["kept"], "deleted": plan["deleted"], "deleted_orphans": old_orphans,
+            "young_orphans": [r for r in orphan_ids if r not in old_orphans], "objects_deleted": n,
+            "dry_run": dry_run}
