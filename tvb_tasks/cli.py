@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         name = type(exc).__name__
-        print(f"tvb: error: {name}: {exc}", file=sys.stderr)
+        print(f"tvb: error: {exc}" if name in ("SourceError", "ValidationFailed", "ConfigError", "PipelineError")
+              else f"tvb: error: {name}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,22 @@
+"""Source fetchers (file, HTTP, WFS, OSM) writing immutable, content-addressed snapshots.
+
+Public API (see docs/sources.md):
+
+* :func:`fetch_source` / :func:`fetch_all` — fetch a territory's sources into ``snapshots/<t>/<name>/<sha256>.parquet``;
+* :func:`previous_snapshot` — a source's previous snapshot ref (row-count drift checks);
+* :func:`fetch_wfs_to_file` — ad-hoc complete WFS read to a GeoParquet / GeoPackage file (CLI ``tvb sources
+  fetch-wfs``);
+* :class:`SourceError` — every fetch failure (server exception, incomplete read, timeout…), message without secrets.
+
+Loggers are named ``tvb_tasks.sources.*``.
+"""
+from .errors import SourceError
+from .fetch import cache_dir, fetch_all, fetch_source, territory_outline
+from .http import redact_url
+from .snapshot import content_hash, latest_snapshot, previous_snapshot, read_snapshot
+from .wfs import fetch_wfs_to_file, read_wfs
+
+__all__ = [
+    "SourceError", "fetch_source", "fetch_all", "previous_snapshot", "latest_snapshot", "read_snapshot",
+    "content_hash", "fetch_wfs_to_file", "read_wfs", "redact_url", "territory_outline", "cache_dir",
+]
