@@ -1,0 +1,80 @@
+"""Full layers run on the bundled CALL sample: every layer produced, figures of the same order as the published ones
+(config/reference/call_published_figures.yaml), well under a minute."""
+from __future__ import annotations
+
+import time
+
+import geopandas as gpd
+import pyogrio
+import pytest
+import yaml
+
+from tvb_tasks.config import PROJECT_ROOT, load_territory
+from tvb_tasks.layers import compute_layers, sample_inputs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    territory = load_territory("call")
+    inputs = sample_inputs(territory)
+    missing = [name for name, path in inputs.items() if not path.exists()]
+    if missing:
+        pytest.fail(f"sample files missing for sources {missing}")
+    out = tmp_path_factory.mktemp("call_layers")
+    t0 = time.perf_counter()
+    result = compute_layers(territory, inputs, out)
+    return territory, result, time.perf_counter() - t0
+
+
+def published() -> dict:
+    path = PROJECT_ROOT / "config" / "reference" / "call_published_figures.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["figures"]
+
+
+def test_sample_produces_every_layer(sample_run):
+    territory, result, seconds = sample_run
+    layers = {name for name, _ in pyogrio.list_layers(result["gpkg"])}
+    assert {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes", "landuse"} <= layers
+    for name in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points"):
+        assert result["counts"][name] > 0, name
+    assert result["counts"]["communes"] == 36
+    assert len(result["rasters"]) == 2 * len(territory.sous_trames)
+    assert {p["sous_trame"] for p in result["parts"]} == set(territory.sous_trames)
+    for st in territory.terrestrial_sous_trames:
+        assert result["lengths_km"][f"corridors_{st}"] > 0, st
+    assert seconds < 60
+
+
+def test_sample_figures_same_order_as_published(sample_run):
+    _, result, _ = sample_run
+    fig = published()
+    ours = {
+        "terrestrial_corridors_km": result["lengths_km"]["corridors"],
+        "terrestrial_corridors_to_restore_km": result["lengths_km"]["corridors_to_restore"],
+        "terrestrial_corridors_to_create_km": result["lengths_km"]["corridors_to_create"],
+        "wet_corridors_km": result["lengths_km"]["wet_corridors"],
+        "terrestrial_reservoirs_relays_ha": result["areas_ha"]["terrestrial_reservoirs_relays"],
+        "wet_reservoirs_relays_ha": result["areas_ha"]["wet_reservoirs_relays"],
+        "rupture_points": result["counts"]["rupture_points"],
+    }
+    for key, value in ours.items():
+        assert fig[key] / 2.5 <= value <= fig[key] * 2.5, (key, value, fig[key])
+    # more to restore than to create, as published
+    assert ours["terrestrial_corridors_to_restore_km"] > ours["terrestrial_corridors_to_create_km"]
+
+
+def test_sample_outputs_follow_the_release_schema(sample_run):
+    territory, result, _ = sample_run
+    cor = gpd.read_file(result["gpkg"], layer="corridors")
+    res = gpd.read_file(result["gpkg"], layer="reservoirs")
+    assert set(cor["status"]) <= {"existing", "to_restore", "to_create"}
+    assert set(cor["from_id"]) | set(cor["to_id"]) <= set(res["id"])
+    assert (cor["cost"] <= cor["sous_trame"].map({k: v.max_cost for k, v in territory.sous_trames.items()})).all()
+    pts = gpd.read_file(result["gpkg"], layer="rupture_points")
+    assert pts["id"].is_unique and pts["corridor_id"].notna().all()
+    assert set(pts["sous_trame"]) <= set(territory.sous_trames)
+    for name in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "landuse"):
+        gdf = gpd.read_file(result["gpkg"], layer=name)
+        assert gdf["libelle"].notna().all() and gdf.crs.to_epsg() == 2154, name

@@ -1,0 +1,204 @@
+"""Shared helpers of the layers engine: reading source snapshots, the analysis grid, rasterizing, writing COGs.
+
+Everything here works in the territory CRS (EPSG:2154 for the CALL), lengths in metres, areas in hectares.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import rasterio
+from affine import Affine
+from rasterio import features
+from shapely import make_valid
+
+M2_PER_HA = 10_000.0
+NODATA = -1.0  # nodata of every float32 raster written by the engine (friction >= 1 and cost >= 0)
+
+__all__ = [
+    "LayerInputError", "M2_PER_HA", "NODATA", "Grid", "read_layer", "read_source", "read_role", "load_boundary",
+    "make_grid", "rasterize_values", "write_cog", "polygons_only", "lines_only", "empty_frame",
+]
+
+
+class LayerInputError(ValueError):
+    """An input layer is missing or unusable; the message names the source / file and the problem."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The analysis raster: north-up, square cells of ``res`` metres, ``shape`` = (rows, cols)."""
+
+    transform: Affine
+    shape: tuple[int, int]
+    crs: str
+    res: float
+
+    def cell_centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map coordinates (x, y) of the centres of cells (rows, cols)."""
+        x = self.transform.c + (np.asarray(cols) + 0.5) * self.transform.a
+        y = self.transform.f + (np.asarray(rows) + 0.5) * self.transform.e
+        return x, y
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+def read_layer(path: Path | str, layer: str | None = None, *, source: str | None = None) -> gpd.GeoDataFrame:
+    """Read one vector layer: GeoParquet (``.parquet``) or any OGR file (``.gpkg``, ``.geojson``, ``.fgb``, ``.shp``).
+
+    A multi-layer file needs ``layer``. ``source`` (the YAML source name) only improves error messages.
+    """
+    p = Path(path)
+    what = f"source {source!r} ({p})" if source else str(p)
+    if not p.exists():
+        raise LayerInputError(f"{what}: file not found")
+    try:
+        if p.suffix.lower() in (".parquet", ".geoparquet"):
+            gdf = gpd.read_parquet(p)
+        else:
+            if layer is None:
+                layers = [name for name, _ in pyogrio.list_layers(p)]
+                if len(layers) > 1:
+                    raise LayerInputError(f"{what}: file holds several layers {layers}; the source needs 'layer'")
+            gdf = pyogrio.read_dataframe(p, layer=layer)
+    except LayerInputError:
+        raise
+    except Exception as exc:  # pyogrio / pyarrow errors -> one clear message
+        raise LayerInputError(f"{what}: cannot read layer {layer!r}: {exc}") from exc
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
+        raise LayerInputError(f"{what}: no geometry column")
+    if gdf.crs is None:
+        raise LayerInputError(f"{what}: no CRS")
+    return gdf
+
+
+def read_source(territory, inputs: dict[str, Path], name: str) -> gpd.GeoDataFrame:
+    """The snapshot of source ``name`` from ``inputs`` (name → local path), in the territory CRS, valid geometries."""
+    if name not in inputs:
+        raise LayerInputError(f"source {name!r}: no input file given (inputs has {sorted(inputs)})")
+    cfg = territory.sources.get(name)
+    path = Path(inputs[name])
+    layer = cfg.layer if cfg is not None and path.suffix.lower() not in (".parquet", ".geoparquet") else None
+    gdf = read_layer(path, layer, source=name)
+    if cfg is not None:   # a raw file (not a normalised snapshot): apply the source's column mapping / constants
+        rename = {src: dst for dst, src in cfg.columns.items() if dst not in gdf.columns and src in gdf.columns}
+        gdf = gdf.rename(columns=rename)
+        for col, value in cfg.constant_columns.items():
+            if col not in gdf.columns:
+                gdf[col] = value
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty].copy()
+    if str(gdf.crs) != territory.crs and not gdf.crs.equals(territory.crs):
+        gdf = gdf.to_crs(territory.crs)
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        gdf.loc[invalid, gdf.geometry.name] = make_valid(gdf.geometry[invalid].values)
+    gdf["source"] = name
+    return gdf.reset_index(drop=True)
+
+
+def read_role(territory, inputs: dict[str, Path], role: str, *, required: bool = True) -> gpd.GeoDataFrame:
+    """All sources of ``role`` present in ``inputs``, concatenated (e.g. several protected-area sources)."""
+    names = [n for n in territory.sources_by_role(role) if n in inputs]
+    if not names:
+        if required:
+            raise LayerInputError(f"no input for role {role!r} (sources with that role: "
+                                  f"{sorted(territory.sources_by_role(role))}, inputs: {sorted(inputs)})")
+        return empty_frame(territory.crs)
+    frames = [read_source(territory, inputs, n) for n in names]
+    frames = [f for f in frames if len(f)] or frames[:1]
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry=frames[0].geometry.name,
+                            crs=territory.crs)
+
+
+def empty_frame(crs: str, columns: Iterable[str] = ()) -> gpd.GeoDataFrame:
+    """An empty GeoDataFrame with the given columns and a geometry column."""
+    return gpd.GeoDataFrame({c: [] for c in columns}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def load_boundary(territory, inputs: dict[str, Path]):
+    """The territory outline (one valid (Multi)Polygon, territory CRS) from the ``boundary`` source."""
+    gdf = read_source(territory, inputs, territory.boundary.source)
+    gdf = polygons_only(gdf)
+    if gdf.empty:
+        raise LayerInputError(f"source {territory.boundary.source!r}: boundary has no polygon")
+    return make_valid(gdf.union_all())
+
+
+# --- geometry filters -------------------------------------------------------------------------------------------
+def polygons_only(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Keep the polygonal parts (GeometryCollections left by clipping are reduced to their polygons)."""
+    return _keep_dim(gdf, 2)
+
+
+def lines_only(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Keep the linear parts."""
+    return _keep_dim(gdf, 1)
+
+
+def _keep_dim(gdf: gpd.GeoDataFrame, dim: int) -> gpd.GeoDataFrame:
+    if gdf.empty:
+        return gdf
+    gdf = gdf.explode(index_parts=False)
+    types = gdf.geom_type
+    want = ("Polygon",) if dim == 2 else ("LineString", "LinearRing")
+    gdf = gdf[types.isin(want) & ~gdf.geometry.is_empty]
+    return gdf.reset_index(drop=True)
+
+
+# --- raster ----------------------------------------------------------------------------------------------------
+def make_grid(boundary, res: float, crs: str) -> Grid:
+    """A grid of ``res``-metre cells covering the boundary, origin snapped to multiples of ``res``."""
+    xmin, ymin, xmax, ymax = boundary.bounds
+    x0 = math.floor(xmin / res) * res
+    y1 = math.ceil(ymax / res) * res
+    cols = int(math.ceil((xmax - x0) / res))
+    rows = int(math.ceil((y1 - ymin) / res))
+    return Grid(Affine(res, 0.0, x0, 0.0, -res, y1), (rows, cols), crs, float(res))
+
+
+def rasterize_values(geoms, values, grid: Grid, *, fill: float = 0, dtype: str = "float32",
+                     all_touched: bool = False, merge_alg: str = "replace") -> np.ndarray:
+    """Burn ``values`` of ``geoms`` on the grid (later shapes win with ``replace``; ``add`` sums)."""
+    shapes = [(g, v) for g, v in zip(geoms, values) if g is not None and not g.is_empty]
+    if not shapes:
+        return np.full(grid.shape, fill, dtype=dtype)
+    alg = features.MergeAlg.add if merge_alg == "add" else features.MergeAlg.replace
+    return features.rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=fill,
+                              dtype=dtype, all_touched=all_touched, merge_alg=alg)
+
+
+def write_cog(array: np.ndarray, grid: Grid, path: Path, *, nodata: float = NODATA,
+              overview_resampling: str = "nearest", description: str | None = None) -> Path:
+    """Write a float32 Cloud-Optimized GeoTIFF (DEFLATE + predictor 3, 256-px tiles, internal overviews).
+
+    Cells that are NaN / inf in ``array`` are written as ``nodata``.
+    """
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    data = np.asarray(array, dtype=np.float32).copy()
+    data[~np.isfinite(data)] = nodata
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": grid.shape[0],
+               "width": grid.shape[1], "crs": grid.crs, "transform": grid.transform, "nodata": nodata}
+    dst_profile = cog_profiles.get("deflate")
+    dst_profile.update({"blockxsize": 256, "blockysize": 256, "predictor": 3})
+    with tempfile.TemporaryDirectory(prefix="tvb_cog_") as tmp:
+        raw = Path(tmp) / "raw.tif"
+        with rasterio.open(raw, "w", **profile) as dst:
+            dst.write(data, 1)
+            if description:
+                dst.set_band_description(1, description)
+        out = Path(tmp) / "cog.tif"
+        cog_translate(str(raw), str(out), dst_profile, nodata=nodata, overview_resampling=overview_resampling,
+                      in_memory=True, quiet=True, forward_band_tags=True)
+        shutil.move(str(out), path)
+    return path

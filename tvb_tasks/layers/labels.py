@@ -1,0 +1,64 @@
+"""French labels (``libelle``) of the published layers. Internal values stay in English."""
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+
+__all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_relays", "label_corridors",
+           "label_wet", "label_ruptures", "label_landuse"]
+
+STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
+INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement"}
+SEVERITY_FR = {1: "faible", 2: "moyenne", 3: "forte", 4: "très forte"}
+RAIL_STATUS_FR = {"in_use": "en service", "disused": "désaffectée"}
+
+
+def _st_label(territory, st: str) -> str:
+    cfg = territory.sous_trames.get(st)
+    return cfg.label if cfg else st
+
+
+def label_reservoirs(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    origin = {"protected_area": "aire protégée", "habitat_patch": "tache d'habitat",
+              "habitat_patch+protected_area": "aire protégée et tache d'habitat"}
+    return pd.Series([f"Réservoir de biodiversité – {_st_label(territory, s)} ({origin.get(o, o)})"
+                      for s, o in zip(gdf["sous_trame"], gdf["origin"])], index=gdf.index, dtype=object)
+
+
+def label_relays(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    return pd.Series([f"Zone relais – {_st_label(territory, s)}" for s in gdf["sous_trame"]], index=gdf.index,
+                     dtype=object)
+
+
+def label_corridors(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    return pd.Series([f"Corridor {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({a} – {b})"
+                      for s, st, a, b in zip(gdf["sous_trame"], gdf["status"], gdf["from_id"], gdf["to_id"])],
+                     index=gdf.index, dtype=object)
+
+
+def label_wet(gdf: gpd.GeoDataFrame) -> pd.Series:
+    pos = {"open": "cours d'eau à ciel ouvert", "culverted": "section busée (discontinuité)"}
+    return pd.Series([f"Corridor aquatique – {pos.get(p, p)}" + (f" ({n})" if n else "")
+                      for p, n in zip(gdf["position"], gdf["name"])], index=gdf.index, dtype=object)
+
+
+def _infra_fr(t: str, c: str) -> str:
+    if t == "road":
+        return f"route d'importance {c}"
+    if t == "railway":
+        return f"voie ferrée {RAIL_STATUS_FR.get(c, c)}"
+    if t == "river_obstacle":
+        return "obstacle à l'écoulement" + (f" ({c})" if c else "")
+    return INFRA_FR.get(t, t)
+
+
+def label_ruptures(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    return pd.Series([f"Point de rupture – {_infra_fr(t, c)} – {_st_label(territory, s)} – sévérité "
+                      f"{SEVERITY_FR.get(int(v), v)}"
+                      for t, c, s, v in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
+                                            gdf["severity"])], index=gdf.index, dtype=object)
+
+
+def label_landuse(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    labels = {k: v.label for k, v in territory.landuse.classes.items()}
+    return gdf["class"].map(labels).fillna(gdf["class"]).astype(object)

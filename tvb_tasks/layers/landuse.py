@@ -1,0 +1,128 @@
+"""Land use → harmonised classes (YAML rules), habitat patches per sous-trame, class raster.
+
+CRS: the territory CRS (EPSG:2154), areas in hectares.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely import make_valid
+
+from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, polygons_only, rasterize_values, read_role,
+                     read_source)
+
+__all__ = ["classify_landuse", "load_landuse", "habitat_sources", "habitat_patches", "class_raster",
+           "extra_habitat_class"]
+
+
+def classify_landuse(gdf: gpd.GeoDataFrame, landuse_cfg, *, source: str = "landuse") -> gpd.GeoDataFrame:
+    """Add a ``class`` column: first YAML rule whose every column value starts with the rule's prefix wins.
+
+    Rows matched by no rule get ``default_class``; without a default they raise :class:`LayerInputError`.
+    """
+    missing = [c for c in landuse_cfg.code_columns if c not in gdf.columns]
+    used = {c for rule in landuse_cfg.rules for c in (rule.model_extra or {})}
+    missing = [c for c in missing if c in used]
+    if missing:
+        raise LayerInputError(f"source {source!r}: land-use code columns {missing} missing "
+                              f"(columns: {list(gdf.columns)})")
+    codes = {c: gdf[c].astype("string").fillna("").str.strip() for c in used}
+    result = pd.Series(pd.NA, index=gdf.index, dtype="object")
+    for rule in landuse_cfg.rules:
+        mask = result.isna()
+        for col, prefix in (rule.model_extra or {}).items():
+            mask &= codes[col].str.startswith(str(prefix))
+        result[mask] = rule.class_
+    unmatched = result.isna()
+    if unmatched.any():
+        if landuse_cfg.default_class is None:
+            sample = gdf.loc[unmatched, list(used)].drop_duplicates().head(5).to_dict("records")
+            raise LayerInputError(f"source {source!r}: {int(unmatched.sum())} polygons match no land-use rule "
+                                  f"and there is no default_class, e.g. {sample}")
+        result[unmatched] = landuse_cfg.default_class
+    out = gdf.copy()
+    out["class"] = result.astype(str)
+    return out
+
+
+def load_landuse(territory, inputs: dict[str, Path], boundary) -> gpd.GeoDataFrame:
+    """Land-use polygons of the ``landuse`` role, classified and clipped to the territory."""
+    gdf = read_role(territory, inputs, "landuse")
+    gdf = polygons_only(gdf)
+    if gdf.empty:
+        raise LayerInputError("land use: no polygon in the landuse source(s)")
+    gdf = classify_landuse(gdf, territory.landuse)
+    gdf = gdf.clip(boundary)
+    return polygons_only(gdf)
+
+
+def extra_habitat_class(territory, sous_trame: str) -> str:
+    """The land-use class given to the extra habitat sources of a sous-trame (its first habitat class)."""
+    return territory.sous_trames[sous_trame].habitat[0]
+
+
+def habitat_sources(territory, inputs: dict[str, Path], boundary) -> gpd.GeoDataFrame:
+    """Polygons of every sous-trame's ``extra_habitat_sources`` (terrils, cavaliers…) with a ``class`` column.
+
+    Lines / points are ignored (habitat is areal); clipped to the territory.
+    """
+    frames = []
+    for name, st in territory.sous_trames.items():
+        for src in st.extra_habitat_sources:
+            if src not in inputs:
+                raise LayerInputError(f"sous-trame {name!r}: extra habitat source {src!r} has no input file")
+            gdf = polygons_only(read_source(territory, inputs, src))
+            if gdf.empty:
+                continue
+            gdf = gdf[["source", gdf.geometry.name]].copy()
+            gdf["class"] = extra_habitat_class(territory, name)
+            frames.append(gdf)
+    if not frames:
+        return empty_frame(territory.crs, ["source", "class"])
+    gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry=frames[0].geometry.name,
+                           crs=territory.crs)
+    return polygons_only(gdf.clip(boundary))
+
+
+def habitat_patches(territory, sous_trame: str, landuse: gpd.GeoDataFrame,
+                    extra: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Dissolved habitat patches of a sous-trame: habitat land-use classes ∪ its extra habitat sources.
+
+    Touching polygons form one patch. Columns: ``patch_id``, ``area_ha`` (EPSG:2154 planimetric).
+    """
+    st = territory.sous_trames[sous_trame]
+    parts = [landuse.geometry[landuse["class"].isin(st.habitat)]]
+    if len(extra):
+        parts.append(extra.geometry[extra["source"].isin(st.extra_habitat_sources)])
+    geoms = pd.concat(parts, ignore_index=True)
+    if geoms.empty:
+        return empty_frame(territory.crs, ["patch_id", "area_ha"])
+    merged = make_valid(gpd.GeoSeries(geoms, crs=territory.crs).union_all())
+    patches = polygons_only(gpd.GeoDataFrame(geometry=[merged], crs=territory.crs))
+    patches["area_ha"] = patches.area / M2_PER_HA
+    patches = patches.sort_values("area_ha", ascending=False, kind="stable").reset_index(drop=True)
+    patches.insert(0, "patch_id", np.arange(1, len(patches) + 1))
+    return patches
+
+
+def class_raster(territory, landuse: gpd.GeoDataFrame, extra: gpd.GeoDataFrame, grid: Grid,
+                 inside: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Raster of land-use class indices (int16, -1 outside the territory) and the class list.
+
+    Land use is burned first, then the extra habitat sources over it (a terril polygon is mining habitat whatever
+    the land-use code says). Cells inside the territory covered by no polygon get ``default_class`` (or stay -1,
+    i.e. impassable, when there is none).
+    """
+    classes = list(territory.landuse.classes)
+    index = {c: i for i, c in enumerate(classes)}
+    shapes = list(landuse.geometry) + list(extra.geometry)
+    values = [index[c] for c in landuse["class"]] + [index[c] for c in extra["class"]]
+    raster = rasterize_values(shapes, values, grid, fill=-1, dtype="int16")
+    default = territory.landuse.default_class
+    if default is not None:
+        raster[(raster < 0) & inside] = index[default]
+    raster[~inside] = -1
+    return raster, classes
