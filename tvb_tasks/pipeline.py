@@ -186,28 +186,31 @@ def stage_compute_sous_trame(run: dict, sous_trame: str) -> dict:
     return _relativize(part, out)
 
 
+_WORK_MARK = "@work/"
+
+
 def _relativize(obj: Any, base: Path) -> Any:
-    """Turn absolute paths under ``base`` into relative strings so a part dict is portable between workers."""
+    """Turn absolute paths under ``base`` into ``@work/<relative>`` so a result dict is portable between workers."""
     if isinstance(obj, dict):
         return {k: _relativize(v, base) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [_relativize(v, base) for v in obj]
-    if isinstance(obj, (str, Path)):
-        s = str(obj)
+    if isinstance(obj, Path) or (isinstance(obj, str) and os.path.isabs(obj)):
         try:
-            return Path(s).resolve().relative_to(base.resolve()).as_posix() if os.path.isabs(s) else s
+            return _WORK_MARK + Path(obj).resolve().relative_to(base.resolve()).as_posix()
         except ValueError:
-            return s
+            return str(obj)
     return obj
 
 
 def _absolutize(obj: Any, base: Path) -> Any:
+    """Inverse of :func:`_relativize` on this worker's work folder."""
     if isinstance(obj, dict):
         return {k: _absolutize(v, base) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_absolutize(v, base) for v in obj]
-    if isinstance(obj, str) and not os.path.isabs(obj) and (base / obj).exists():
-        return str(base / obj)
+    if isinstance(obj, str) and obj.startswith(_WORK_MARK):
+        return str(base / obj[len(_WORK_MARK):])
     return obj
 
 
@@ -286,12 +289,29 @@ def stage_validate_outputs(run: dict) -> dict:
     return _compact_summary(summary)
 
 
-def stage_publish(run: dict, indicators: dict, validation: dict, *, dry_run: bool = False,
+def _full_validation(val_dir: Path) -> dict:
+    """The full validation aggregates written by the two gates: {"sources": …, "outputs": …}."""
+    out = {}
+    for key, rel in (("sources", "sources/results.json"), ("outputs", "outputs/outputs_results.json")):
+        path = val_dir / rel
+        if not path.exists():
+            raise PipelineError(f"publish: no {key} validation results at {path}: the gate did not run")
+        out[key] = json.loads(path.read_text(encoding="utf-8"))["summary"]
+    return out
+
+
+def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *, dry_run: bool = False,
                   crash_before_swap: bool = False) -> dict:
-    """Build the report, stage the release folder and publish it (create-only objects, manifest, CAS on latest)."""
+    """Build the report, stage the release folder and publish it (create-only objects, manifest, CAS on latest).
+
+    ``validation`` (the gates' compact verdicts) is checked again here; the full results come from the work folder.
+    """
     from .publish import publish_release, stage_release
     from .publish.report import build_report
+    from .validate import release_summary
 
+    if validation is not None and validation.get("success") is False:
+        raise PipelineError("publish refused: validation did not succeed")
     territory = _territory(run)
     store = open_store(run["store_uri"])
     work = _local_dir(run)
@@ -299,9 +319,12 @@ def stage_publish(run: dict, indicators: dict, validation: dict, *, dry_run: boo
     ind_dir = _fetch_dir(store, f"{_work_prefix(run)}/indicators", work / "indicators")
     val_dir = _fetch_dir(store, f"{_work_prefix(run)}/validation", work / "validation")
     hist_dir = _fetch_dir(store, f"{_work_prefix(run)}/history", work / "history")
+    full = _full_validation(val_dir)
+    if not (full["sources"]["success"] and full["outputs"]["success"]):
+        raise PipelineError("publish refused: the validation results in the work folder are not successful")
     report_dir = work / "report"
     shutil.rmtree(report_dir, ignore_errors=True)
-    build_report(territory, layers / "tvb.gpkg", ind_dir, report_dir, validation_summary=validation,
+    build_report(territory, layers / "tvb.gpkg", ind_dir, report_dir, validation_summary=full,
                  history_path=hist_dir / "indicators.parquet", release_id=indicators["release_id"])
     staging = work / "release"
     shutil.rmtree(staging, ignore_errors=True)
@@ -310,9 +333,11 @@ def stage_publish(run: dict, indicators: dict, validation: dict, *, dry_run: boo
                   validation_dir=val_dir, report_dir=report_dir, release_id=indicators["release_id"],
                   released_at=indicators["released_at"])
     result = publish_release(
-        territory, store, staging, input_key=run["input_key"], sources=run["snapshots"], validation=validation,
-        indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run, force=run.get("force", False),
-        released_at=datetime.fromisoformat(indicators["released_at"]), crash_before_swap=crash_before_swap)
+        territory, store, staging, input_key=run["input_key"], sources=run["snapshots"],
+        validation=release_summary(full["sources"], full["outputs"]),
+        indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run,
+        force=run.get("force", False), released_at=datetime.fromisoformat(indicators["released_at"]),
+        crash_before_swap=crash_before_swap)
     if result.get("status") == "published":
         _publish_history(store, territory.id, hist_dir)
     return result
@@ -345,8 +370,7 @@ def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: st
     stage_assemble(run, parts)
     indicators = stage_indicators(run)
     validation_outputs = stage_validate_outputs(run)
-    validation = {"sources": validation_sources, "outputs": validation_outputs,
-                  "success": bool(validation_sources.get("success") and validation_outputs.get("success"))}
+    validation = {"success": bool(validation_sources.get("success") and validation_outputs.get("success"))}
     result = stage_publish(run, indicators, validation, dry_run=dry_run)
     result.setdefault("territory", run["territory"])
     result.setdefault("store_uri", run["store_uri"])

@@ -168,7 +168,9 @@ def communes_table(doc: dict, st_labels: dict[str, str]) -> Table:
              for st, label in st_labels.items() if f"meff_cbc_{st}_ha" in frame.columns]
     if frame.empty:
         frame = pd.DataFrame(columns=[s[0] for s in spec])
-    frame = frame.sort_values("nom") if "nom" in frame.columns else frame
+    if "nom" in frame.columns:    # alphabetical, accents ignored (Éleu-dit-Leauwette among the E)
+        frame = frame.sort_values("nom", key=lambda names: names.astype(str).str.normalize("NFKD")
+                                  .str.encode("ascii", "ignore").str.decode("ascii").str.lower())
     return _table("Indicateurs par commune", frame, spec, "meff : taille effective de maille CBC de chaque sous-trame.")
 
 
@@ -201,45 +203,78 @@ def change_tables(doc: dict, st_labels: dict[str, str]) -> list[Table]:
     return tables
 
 
+VALIDATION_TITLES = {"sources": "Données sources", "outputs": "Couches produites", "": "Validation"}
+VALIDATION_KEYS = {"success": "Réussite", "critical_failures": "Échecs critiques", "warnings": "Avertissements",
+                   "evaluated": "Attentes évaluées", "successful": "Attentes réussies"}
+
+
 def _is_aggregate(value: Any) -> bool:
+    """A ``tvb_tasks.validate`` aggregate summary: {"success", "sources": {name: per-dataset summary}, ...}."""
     return isinstance(value, dict) and "success" in value and isinstance(value.get("sources"), dict)
 
 
-def validation_tables(summary: dict | None) -> tuple[str, list[Table]]:
-    """(status line, tables) of a validation summary (shape of ``tvb_tasks.validate`` aggregates, or any dict)."""
+def _aggregate_tables(title: str, agg: dict) -> tuple[list[Table], int]:
+    """Per-dataset table and the list of failures of one aggregate; returns (tables, number of failures)."""
+    rows, failures = [], []
+    for name, s in agg["sources"].items():
+        crit, warn = s.get("critical_failures") or [], s.get("warnings") or []
+        rows.append([str(name), str(s.get("suite", "")), "réussie" if s.get("success") else "ÉCHEC",
+                     fr_number(s.get("evaluated"), 0), fr_number(s.get("successful"), 0), str(len(crit)),
+                     str(len(warn))])
+        failures += [[str(name), "critique" if e in crit else "avertissement",
+                      str(e.get("message") or e.get("expectation") or "")] for e in [*crit, *warn]]
+    tables = [Table(title, ["Jeu de données", "Suite", "Résultat", "Attentes évaluées", "Réussies",
+                            "Échecs critiques", "Avertissements"], rows, [False, False, False, True, True, True, True])]
+    if failures:
+        tables.append(Table(f"{title} – anomalies", ["Jeu de données", "Gravité", "Message"], failures[:200]))
+    return tables, len(failures)
+
+
+def _scalar_rows(summary: dict, prefix: str = "") -> list[list[str]]:
+    """(label, value) rows of the scalar items of a summary, one level of nesting, local paths left out."""
+    rows = []
+    for key, value in summary.items():
+        if str(key).endswith("_path"):
+            continue
+        label = VALIDATION_TITLES.get(str(key)) or VALIDATION_KEYS.get(str(key), str(key))
+        if isinstance(value, dict) and not prefix:
+            rows += _scalar_rows(value, f"{label} – ")
+        elif isinstance(value, bool):
+            rows.append([prefix + label, "oui" if value else "non"])
+        elif not isinstance(value, (dict, list)):
+            rows.append([prefix + label, str(value)])
+    return rows
+
+
+def validation_tables(summary: dict | None) -> tuple[bool | None, str, list[Table]]:
+    """(passed (None when no summary), status line, tables) of a validation summary: ``tvb_tasks.validate`` aggregates (alone or under keys such as
+    ``sources`` / ``outputs``) get per-dataset tables and their anomalies; any other dict its scalar items."""
     if summary is None:
-        return "Aucun résumé de validation n'a été fourni pour cette publication.", []
+        return None, "Aucun résumé de validation n'a été fourni pour cette publication.", []
     blocks = {"": summary} if _is_aggregate(summary) else {k: v for k, v in summary.items() if _is_aggregate(v)}
-    titles = {"sources": "Données sources", "outputs": "Couches produites", "": "Validation"}
-    tables, failures_total, ok = [], 0, True
+    tables, failures = [], 0
     for key, agg in blocks.items():
-        ok = ok and bool(agg.get("success"))
-        rows, failures = [], []
-        for name, s in agg["sources"].items():
-            crit, warn = s.get("critical_failures") or [], s.get("warnings") or []
-            rows.append([str(name), str(s.get("suite", "")), "réussie" if s.get("success") else "ÉCHEC",
-                         fr_number(s.get("evaluated"), 0), fr_number(s.get("successful"), 0),
-                         str(len(crit)), str(len(warn))])
-            failures += [[str(name), "critique" if e in crit else "avertissement",
-                          str(e.get("message") or e.get("expectation") or "")] for e in [*crit, *warn]]
-        failures_total += len(failures)
-        tables.append(Table(titles.get(key, str(key)), ["Jeu de données", "Suite", "Résultat", "Attentes évaluées",
-                                                        "Réussies", "Échecs critiques", "Avertissements"], rows,
-                            [False, False, False, True, True, True, True]))
-        if failures:
-            tables.append(Table(f"{titles.get(key, str(key))} – anomalies", ["Jeu de données", "Gravité", "Message"],
-                                failures[:200]))
-    others = [[str(k), str(v)] for k, v in summary.items()
-              if k not in blocks and not isinstance(v, (dict, list)) and not str(k).endswith("_path")]
-    if others and not _is_aggregate(summary):
-        tables.append(Table("Autres informations", ["Clé", "Valeur"], others))
-    if not blocks:
-        ok = bool(summary.get("success", True))
+        found, n = _aggregate_tables(VALIDATION_TITLES.get(key, str(key)), agg)
+        tables += found
+        failures += n
+    rest = {} if _is_aggregate(summary) else {k: v for k, v in summary.items() if k not in blocks}
+    rows = _scalar_rows(rest)
+    if rows:
+        tables.append(Table("Résumé", ["Élément", "Valeur"], rows))
+    flags = [summary.get("success")] + [v.get("success") for v in summary.values() if isinstance(v, dict)]
+    ok = all(bool(f) for f in flags if f is not None)
     status = ("Validation réussie : aucune anomalie critique." if ok else
               "Validation : des anomalies critiques ont été relevées (voir ci-dessous).")
-    if failures_total and ok:
-        status += f" {failures_total} avertissement(s)."
-    return status, tables
+    if failures and ok:
+        status += f" {failures} avertissement(s)."
+    return ok, status, tables
+
+
+def _has_data_docs(summary: dict | None) -> bool:
+    """Did the validation write Data Docs (``docs_path`` in the summary or in one of its aggregates)?"""
+    if not summary:
+        return False
+    return any(isinstance(v, dict) and v.get("docs_path") for v in [summary, *summary.values()])
 
 
 # --- build -----------------------------------------------------------------------------------------------------------
@@ -274,6 +309,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     doc = read_indicators_json(indicators_dir / "indicators.json")
     layers = read_layers(gpkg, territory)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "maps").glob("*.png"):      # a rebuilt report lists only its own maps
+        stale.unlink()
     synthetic = is_synthetic_landuse(territory)
     attribution = cfg.report.attribution + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
@@ -292,7 +329,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     }
     rankings = ranking_tables(doc)
     changes = change_tables(doc, st_labels)
-    validation_status, validation = validation_tables(validation_summary)
+    validation_ok, validation_status, validation = validation_tables(validation_summary)
     images = []
     with PdfPages(pdf_path, metadata={"Title": f"Observatoire TVB – {territory.name} – {release_id}",
                                       "Subject": "Trame verte et bleue : rapport de publication"}) as pdf:
@@ -336,8 +373,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         synthetic_note=SYNTHETIC_NOTE, attribution=attribution, tables=tables, rankings=rankings, images=images,
         change_image=change_image, change_tables=changes, has_change=doc.get("change") is not None,
         history_image=history_image, n_releases=int(history["release_id"].nunique()),
-        validation_status=validation_status, validation=validation,
-        docs_link=bool(validation_summary and validation_summary.get("docs_path")),
+        validation_ok=validation_ok, validation_status=validation_status, validation=validation,
+        docs_link=_has_data_docs(validation_summary),
         details=doc.get("details") or {}, st_labels=st_labels, fr_number=fr_number,
     )
     index = out_dir / "index.html"
@@ -347,5 +384,4 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
 
 
 def _pdf_table(pdf: PdfPages, table: Table) -> None:
-    font = 6.0 if len(table.columns) > 10 else 7.5
-    maps.table_page(pdf, table.title, table.columns, table.rows, font_size=font)
+    maps.table_page(pdf, table.title, table.columns, table.rows, note=table.note)

@@ -84,7 +84,7 @@ def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_t
                                   fontproperties={"size": 8}))
     ax.annotate("N", xy=(0.035, 0.93), xytext=(0.035, 0.84), xycoords="axes fraction", ha="center", va="center",
                 fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
-    fig.text(0.01, 0.015, ctx.attribution, fontsize=6.5, color="#333333", wrap=True)
+    fig.text(0.01, 0.015, textwrap.fill(ctx.attribution, 200), fontsize=6.5, color="#333333")
     fig.text(0.99, 0.08, "Projection Lambert-93 (EPSG:2154)", fontsize=6.5, color="#333333", ha="right")
     path = ctx.out_dir / "maps" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, s
         else:
             ax.set_title(title, fontsize=10, loc="left")
     fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.08, hspace=0.85, wspace=0.2)
-    fig.text(0.01, 0.01, ctx.attribution, fontsize=6.5, color="#333333", wrap=True)
+    fig.text(0.01, 0.01, textwrap.fill(ctx.attribution, 210), fontsize=6.5, color="#333333")
     path = ctx.out_dir / "maps" / "evolution_indicateurs.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
@@ -312,22 +312,36 @@ def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, s
     return path
 
 
-def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[str]], *, font_size: float = 7.0,
-               rows_per_page: int = 40, landscape: bool = True) -> None:
-    """Add a table (already formatted strings) to the PDF, split over pages when long."""
-    size = (11.69, 8.27) if landscape else (8.27, 11.69)
+def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[str]], *, max_font_size: float = 8.0,
+               rows_per_page: int = 40, note: str = "") -> None:
+    """Add a table (already formatted strings) to the PDF on A4 landscape pages, split when long; column widths
+    follow their longest text and the font shrinks so that the table fits the page width."""
+    headers = [textwrap.fill(c, 16) for c in columns]
+    chars = [max([len(line) for line in h.split("\n")] + [len(r[j]) for r in rows]) + 2 for j, h in enumerate(headers)]
+    total = float(sum(chars)) or 1.0
+    width_pt = 0.94 * 11.69 * 72
+    font = min(max_font_size, width_pt / (0.62 * total))
+    header_lines = max(h.count("\n") + 1 for h in headers) if headers else 1
     chunks = [rows[i:i + rows_per_page] for i in range(0, len(rows), rows_per_page)] or [[]]
     for n, chunk in enumerate(chunks, start=1):
-        fig = Figure(figsize=size, dpi=DPI)
-        ax = fig.add_axes((0.03, 0.03, 0.94, 0.88))
+        fig = Figure(figsize=(11.69, 8.27), dpi=DPI)
+        ax = fig.add_axes((0.03, 0.06, 0.94, 0.84))
         ax.set_axis_off()
         suffix = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""
-        fig.text(0.03, 0.95, title + suffix, fontsize=13)
+        fig.text(0.03, 0.94, title + suffix, fontsize=13)
+        if note:
+            fig.text(0.03, 0.02, textwrap.fill(note, 190), fontsize=7, color="#444444")
         if chunk:
-            table = ax.table(cellText=chunk, colLabels=columns, loc="upper left", cellLoc="left")
+            table = ax.table(cellText=chunk, colLabels=headers, colWidths=[c / total for c in chars],
+                             loc="upper left", cellLoc="left")
             table.auto_set_font_size(False)
-            table.set_fontsize(font_size)
-            table.auto_set_column_width(list(range(len(columns))))
+            table.set_fontsize(font)
+            row_h = font * 1.9 / (0.84 * 8.27 * 72)
+            for (r, _), cell in table.get_celld().items():
+                cell.set_height(row_h * (header_lines if r == 0 else 1))
+                cell.set_linewidth(0.3)
+                if r == 0:
+                    cell.set_facecolor("#eef3ec")
         else:
             ax.text(0, 1, "Aucune donnée.", fontsize=10, va="top")
         pdf.savefig(fig)
@@ -336,9 +350,10 @@ def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[st
 def text_page(pdf: PdfPages, title: str, lines: list[str]) -> None:
     """A page of plain text lines (title page, notes)."""
     fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
-    fig.text(0.08, 0.93, title, fontsize=16, fontweight="bold", wrap=True)
+    fig.text(0.08, 0.93, title, fontsize=16, fontweight="bold")
     y = 0.88
     for line in lines:
-        fig.text(0.08, y, line, fontsize=9.5, wrap=True)
-        y -= 0.03
+        text = textwrap.fill(line, 95)
+        fig.text(0.08, y, text, fontsize=9.5, va="top")
+        y -= 0.016 * (text.count("\n") + 1) + 0.012
     pdf.savefig(fig)

@@ -1,0 +1,80 @@
+"""Effective mesh size (CUT / CBC), coherence, splitting index — checked against values computed by hand."""
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from shapely.geometry import box
+
+from test_indicators_scene import scene_territory, write_scene
+from tvb_tasks.indicators import read_layers, territory_outline
+from tvb_tasks.indicators.fragmentation import (fragmentation_metrics, fragmentation_table, habitat_patches,
+                                               patch_pieces, sous_trame_fragmentation)
+
+CRS = "EPSG:2154"
+
+
+def test_meff_of_two_known_patches():
+    # unit of 100 ha; patch 1: 30 ha wholly inside; patch 2: 20 ha inside, 30 ha in all (10 ha outside)
+    m = fragmentation_metrics([30.0, 20.0], [30.0, 30.0], 100.0)
+    assert m["meff_cut_ha"] == pytest.approx((30**2 + 20**2) / 100)        # 13 ha
+    assert m["meff_cbc_ha"] == pytest.approx((30 * 30 + 20 * 30) / 100)    # 15 ha
+    assert m["coherence"] == pytest.approx((0.3**2 + 0.2**2))              # 0.13
+    assert m["splitting_index"] == pytest.approx(100**2 / 1300)            # 7.69
+    assert (m["n_patches"], m["mean_patch_ha"], m["largest_patch_ha"], m["habitat_ha"]) == (2, 25.0, 30.0, 50.0)
+    assert m["habitat_pct"] == pytest.approx(50.0)
+
+
+def test_unit_without_habitat():
+    m = fragmentation_metrics([], [], 50.0)
+    assert m["meff_cut_ha"] == 0 and m["meff_cbc_ha"] == 0 and m["coherence"] == 0
+    assert m["splitting_index"] is None and m["n_patches"] == 0
+
+
+@pytest.mark.parametrize("areas, complete, unit", [([10.0], [5.0], 100.0), ([1.0], [1.0], 0.0), ([1.0, 2.0], [2.0], 9.0)])
+def test_bad_inputs_raise(areas, complete, unit):
+    with pytest.raises(ValueError):
+        fragmentation_metrics(areas, complete, unit)
+
+
+def test_patches_are_cut_at_unit_boundaries_and_keep_their_whole_area():
+    # two units of 50 ha (500 m × 1000 m); a 40 ha patch (400 m × 1000 m) centred on their border,
+    # made of two touching polygons; a 1 ha square touching it only at a corner stays separate.
+    units = gpd.GeoDataFrame({"u": ["W", "E"]}, geometry=[box(0, 0, 500, 1000), box(500, 0, 1000, 1000)], crs=CRS)
+    habitat = gpd.GeoSeries([box(300, 0, 500, 1000), box(500, 0, 700, 1000), box(700, 1000, 800, 1100)], crs=CRS)
+    patches = habitat_patches(habitat)
+    assert sorted(patches["area_total_ha"].round(6)) == [1.0, 40.0]
+    pieces = patch_pieces(patches, units, "u")
+    assert sorted(pieces["area_ha"].round(6)) == [20.0, 20.0]               # the corner square is outside both units
+    assert set(pieces["area_total_ha"].round(6)) == {40.0}
+    table = fragmentation_table(pieces, pd.Series([50.0, 50.0], index=["W", "E"]), "u").set_index("u")
+    assert table.loc["W", "meff_cut_ha"] == pytest.approx(20**2 / 50)      # 8 ha
+    assert table.loc["W", "meff_cbc_ha"] == pytest.approx(20 * 40 / 50)    # 16 ha
+    assert table.loc["E", "n_patches"] == 1
+
+
+def test_a_patch_entering_a_unit_twice_gives_two_pieces():
+    units = gpd.GeoDataFrame({"u": ["A"]}, geometry=[box(0, 0, 1000, 1000)], crs=CRS)
+    # U-shaped patch leaving the unit at the top: two 10 ha arms inside, joined outside
+    u_shape = box(0, 0, 100, 1200).union(box(900, 0, 1000, 1200)).union(box(0, 1100, 1000, 1200))
+    pieces = patch_pieces(habitat_patches(gpd.GeoSeries([u_shape], crs=CRS)), units, "u")
+    assert sorted(pieces["area_ha"].round(6)) == [10.0, 10.0]
+    assert set(pieces["area_total_ha"].round(6)) == {(2 * 12 + 8) * 1.0}  # 12 + 12 + 8 ha
+
+
+def test_scene_forest_fragmentation_by_hand(tmp_path):
+    territory = scene_territory(tmp_path)
+    layers = read_layers(write_scene(tmp_path / "tvb.gpkg"), territory)
+    whole, per_commune = sous_trame_fragmentation(layers, territory, "forest", territory_outline(layers, territory))
+    per_commune = per_commune.set_index("insee")
+    # commune A (100 ha): F1 30 ha, F4 4 ha, F2 piece 2.5 ha of a 10 ha patch
+    assert per_commune.loc["62001", "meff_cut_ha"] == pytest.approx((30**2 + 4**2 + 2.5**2) / 100)
+    assert per_commune.loc["62001", "meff_cbc_ha"] == pytest.approx((30**2 + 4**2 + 2.5 * 10) / 100)
+    # commune B (100 ha): F2 piece 7.5 of 10 ha, F3 piece 1.5 of 3 ha (half outside the territory)
+    assert per_commune.loc["62002", "meff_cut_ha"] == pytest.approx((7.5**2 + 1.5**2) / 100)
+    assert per_commune.loc["62002", "meff_cbc_ha"] == pytest.approx((7.5 * 10 + 1.5 * 3) / 100)
+    # territory (200 ha): F1, F2 whole, F4, F3 cut at the territory edge
+    assert whole["meff_cut_ha"] == pytest.approx((30**2 + 10**2 + 4**2 + 1.5**2) / 200)
+    assert whole["meff_cbc_ha"] == pytest.approx((30**2 + 10**2 + 4**2 + 1.5 * 3) / 200)
+    assert whole["n_patches"] == 4 and isinstance(whole["n_patches"], int)
+    assert whole["largest_patch_ha"] == pytest.approx(30.0)

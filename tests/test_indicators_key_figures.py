@@ -1,0 +1,111 @@
+"""Key figures and the per-commune table of compute_indicators, on the hand-drawn scene (values by hand)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from test_indicators_scene import scene_territory, write_scene
+from tvb_tasks.indicators import compute_indicators, load_published_figures
+from tvb_tasks.indicators.key_figures import KEY_FIGURES, compare_with_published
+
+EXPECTED = {
+    "artificialised_share_pct": 30.0,                 # 60 ha of 200
+    "natural_share_pct": 100 * (30 + 10 + 4 + 1.5 + 10 + 2 + 2) / 200,   # forest, wetland, grassland, mining: 29.75
+    "territory_area_ha": 200.0,
+    "terrestrial_corridors_km": 0.1 + 0.06 + 1.05,
+    "terrestrial_corridors_to_restore_km": 0.06,
+    "terrestrial_corridors_to_create_km": 1.05,
+    "terrestrial_corridors_existing_km": 0.1,
+    "wet_corridors_km": 1.0,                          # 1.4 km long, 1 km inside
+    "terrestrial_reservoirs_relays_ha": 30 + 10 + 4 + 2 + 1.5 + 2,   # R1 R2 R4 M1 + relays F3 (inside) and G1
+    "wet_reservoirs_relays_ha": 10.0,
+    "rupture_points": 2,                              # the third point is outside
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kf")
+    territory = scene_territory(tmp)
+    result = compute_indicators(territory, write_scene(tmp / "tvb.gpkg"), tmp / "out")
+    return territory, tmp / "out", result
+
+
+def test_key_figures_by_hand(run):
+    _, _, result = run
+    assert set(result["key_figures"]) == set(EXPECTED) == set(KEY_FIGURES)
+    for key, value in EXPECTED.items():
+        assert result["key_figures"][key] == pytest.approx(value), key
+    assert isinstance(result["key_figures"]["rupture_points"], int)
+
+
+def test_files_and_json_document(run):
+    _, out, result = run
+    names = {p.split("/")[-1] for p in result["files"]}
+    assert names == {"indicators.json", "key_figures.csv", "communes.csv", "fragmentation.csv",
+                     "connectivity_nodes.csv", "connectivity_links.csv"}
+    doc = json.loads((out / "indicators.json").read_text(encoding="utf-8"))
+    assert result["indicators_json"] == str(out / "indicators.json")
+    assert {"territory", "key_figures", "published", "comparison", "fragmentation", "connectivity",
+            "change"} <= set(doc)
+    assert doc["territory"] == "call" and doc["change"] is None
+    assert set(doc["fragmentation"]) == set(doc["connectivity"]) == {"forest", "grassland", "mining", "wetland"}
+    forest = doc["connectivity"]["forest"]
+    assert forest["distance_kind"] == "cost" and forest["n_nodes"] == 3
+    assert forest["pc"] == pytest.approx((900 + 100 + 16 + 2 * (150 + 15 + 2.5)) / 200**2)
+    assert forest["top_nodes"][0]["id"] == "R1" and forest["top_nodes"][0]["libelle"] == "Bois 1"
+    # the wetland sous-trame has no corridor: Euclidean edge-to-edge fallback
+    assert doc["connectivity"]["wetland"]["distance_kind"] == "euclidean_m"
+
+
+def test_comparison_with_the_published_study(run):
+    territory, out, _ = run
+    published = load_published_figures(territory)["figures"]
+    assert published["artificialised_share_pct"] == 45 and published["rupture_points"] == 190
+    table = pd.read_csv(out / "key_figures.csv").set_index("indicator")
+    assert table.loc["artificialised_share_pct", "published"] == 45
+    assert table.loc["artificialised_share_pct", "difference"] == pytest.approx(30 - 45)
+    assert table.loc["territory_area_ha", "difference_pct"] == pytest.approx(100 * (200 - 23940) / 23940)
+    assert pd.isna(table.loc["terrestrial_corridors_existing_km", "published"])      # not in the study
+    assert table.loc["rupture_points", "libelle"] == "Points de rupture"
+
+
+def test_compare_with_published_handles_missing_values():
+    rows = {r["indicator"]: r for r in compare_with_published({"territory_area_ha": 110.0},
+                                                              {"territory_area_ha": 100.0})}
+    assert rows["territory_area_ha"]["difference"] == pytest.approx(10.0)
+    assert rows["territory_area_ha"]["difference_pct"] == pytest.approx(10.0)
+    assert rows["rupture_points"]["difference"] is None
+
+
+def test_commune_table_by_hand(run):
+    _, out, _ = run
+    table = pd.read_csv(out / "communes.csv", dtype={"insee": str}).set_index("insee")
+    assert list(table.index) == ["62001", "62002"]
+    a, b = table.loc["62001"], table.loc["62002"]
+    assert (a["area_ha"], b["area_ha"]) == pytest.approx((100.0, 100.0))
+    assert (a["artificial_pct"], b["artificial_pct"]) == pytest.approx((20.0, 40.0))
+    assert a["natural_pct"] == pytest.approx(30 + 2.5 + 4 + 2)          # F1, F2 piece, F4, M1
+    assert b["natural_pct"] == pytest.approx(7.5 + 1.5 + 10 + 2)        # F2 piece, F3 piece, W1, G1
+    assert a["reservoirs_ha"] == pytest.approx(30 + 2.5 + 4 + 2)
+    assert b["relays_ha"] == pytest.approx(1.5 + 2)
+    assert b["wet_reservoirs_relays_ha"] == pytest.approx(10.0)
+    assert a["corridors_to_create_km"] == pytest.approx(0.55) and b["corridors_to_create_km"] == pytest.approx(0.5)
+    assert a["corridors_existing_km"] == pytest.approx(0.1) and b["corridors_existing_km"] == 0
+    assert (a["wet_corridors_km"], b["wet_corridors_km"]) == pytest.approx((0.0, 1.0))
+    assert a["rupture_points"] + b["rupture_points"] == 2 and b["rupture_points"] >= 1   # boundary point once
+    assert a["meff_cbc_forest_ha"] == pytest.approx((900 + 16 + 25) / 100)
+    assert b["meff_cut_forest_ha"] == pytest.approx((7.5**2 + 1.5**2) / 100)
+
+
+def test_connectivity_tables(run):
+    _, out, _ = run
+    nodes = pd.read_csv(out / "connectivity_nodes.csv")
+    forest = nodes[nodes["sous_trame"] == "forest"].set_index("id")
+    assert list(forest.index) == ["R1", "R2", "R4"] and list(forest["rank"]) == [1, 2, 3]
+    parts = forest[["dpc_intra", "dpc_flux", "dpc_connector"]].sum(axis=1)
+    assert parts.to_numpy() == pytest.approx(forest["dpc"].to_numpy())
+    links = pd.read_csv(out / "connectivity_links.csv")
+    assert set(links.loc[links["sous_trame"] == "forest", "distance_kind"]) == {"cost"}

@@ -1,0 +1,154 @@
+"""Per reporting unit (commune) measures: area, land-use shares, reservoirs / relays, corridors, rupture points.
+
+Every measure is computed by cutting the layers at the commune boundaries with one vectorised spatial-index pass
+(STRtree + ``shapely.intersection`` on arrays); the territory's key figures are the sums of these commune values, so
+commune and territory figures always agree. EPSG:2154; areas in ha, lengths in km.
+"""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from tvb_tasks.config import Territory
+from tvb_tasks.indicators import CORRIDOR_STATUSES
+
+M2_PER_HA = 10_000.0
+UNIT = "insee"
+
+
+def intersect_with_units(features: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: str = UNIT
+                         ) -> gpd.GeoDataFrame:
+    """The parts of ``features`` inside each unit: one row per (feature, unit) pair that intersect, with the
+    feature's columns, ``unit_col`` and the intersection geometry (which may hold lower-dimension slivers)."""
+    columns = [c for c in features.columns if c != features.geometry.name]
+    if features.empty or units.empty:
+        return gpd.GeoDataFrame(columns=[*columns, unit_col], geometry=gpd.GeoSeries([], crs=features.crs),
+                                crs=features.crs)
+    feat_idx, unit_idx = units.sindex.query(features.geometry.values, predicate="intersects")
+    geoms = shapely.intersection(features.geometry.values[feat_idx], units.geometry.values[unit_idx])
+    out = pd.DataFrame(features[columns].to_numpy()[feat_idx], columns=columns)
+    out = out.astype(features[columns].dtypes.to_dict())
+    out[unit_col] = units[unit_col].to_numpy()[unit_idx]
+    return gpd.GeoDataFrame(out, geometry=np.asarray(geoms), crs=features.crs)
+
+
+def _sum_by_unit(pieces: gpd.GeoDataFrame, values: np.ndarray, units: gpd.GeoDataFrame, unit_col: str,
+                 by: str | None = None) -> pd.DataFrame | pd.Series:
+    frame = pd.DataFrame({unit_col: pieces[unit_col].to_numpy(), "value": values})
+    index = pd.Index(units[unit_col], name=unit_col)
+    if by is None:
+        return frame.groupby(unit_col)["value"].sum().reindex(index, fill_value=0.0)
+    frame[by] = pieces[by].to_numpy()
+    return frame.pivot_table(index=unit_col, columns=by, values="value", aggfunc="sum").reindex(index).fillna(0.0)
+
+
+def area_by_unit(polygons: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: str = UNIT,
+                 by: str | None = None) -> pd.DataFrame | pd.Series:
+    """Polygon area (ha) inside each unit, optionally split by the values of column ``by``."""
+    pieces = intersect_with_units(polygons, units, unit_col)
+    return _sum_by_unit(pieces, shapely.area(pieces.geometry.values) / M2_PER_HA, units, unit_col, by)
+
+
+def length_by_unit(lines: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: str = UNIT,
+                   by: str | None = None) -> pd.DataFrame | pd.Series:
+    """Line length (km) inside each unit, optionally split by column ``by``."""
+    pieces = intersect_with_units(lines, units, unit_col)
+    return _sum_by_unit(pieces, shapely.length(pieces.geometry.values) / 1000.0, units, unit_col, by)
+
+
+def count_by_unit(points: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: str = UNIT) -> pd.Series:
+    """Number of points in each unit; a point on a shared boundary counts once (in the first unit found)."""
+    index = pd.Index(units[unit_col], name=unit_col)
+    if points.empty:
+        return pd.Series(0, index=index, dtype="int64")
+    point_idx, unit_idx = units.sindex.query(points.geometry.values, predicate="intersects")
+    first = pd.DataFrame({"p": point_idx, unit_col: units[unit_col].to_numpy()[unit_idx]}).drop_duplicates("p")
+    return first.groupby(unit_col).size().reindex(index, fill_value=0).astype("int64")
+
+
+def dissolved_parts(polygons: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFrame:
+    """The union of the polygons split into its parts (no double counting of overlaps)."""
+    geoms = polygons.geometry.values if isinstance(polygons, gpd.GeoDataFrame) else polygons.values
+    crs = polygons.crs
+    if len(geoms) == 0:
+        return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    union = shapely.union_all(geoms)
+    parts = shapely.get_parts(union)
+    parts = parts[shapely.get_type_id(parts) == 3]     # polygons only
+    return gpd.GeoDataFrame(geometry=parts, crs=crs)
+
+
+def network_polygons(layers: dict[str, gpd.GeoDataFrame], sous_trames: list[str]) -> gpd.GeoDataFrame:
+    """Reservoirs and relays of the given sous-trames (columns kind ∈ {reservoir, relay}, sous_trame)."""
+    frames = []
+    for layer, kind in (("reservoirs", "reservoir"), ("relays", "relay")):
+        gdf = layers[layer]
+        sel = gdf[gdf["sous_trame"].isin(sous_trames)]
+        frames.append(gpd.GeoDataFrame({"kind": kind, "sous_trame": sel["sous_trame"].astype(str).to_numpy()},
+                                       geometry=sel.geometry.values, crs=gdf.crs))
+    return pd.concat(frames, ignore_index=True)
+
+
+def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) -> pd.DataFrame:
+    """One row per commune: area, land use, reservoirs / relays, corridors by status, rupture points.
+
+    Columns: insee, nom, area_ha, artificial_ha, natural_ha, landuse_ha, artificial_pct, natural_pct,
+    reservoirs_ha, relays_ha, terrestrial_reservoirs_relays_ha, wet_reservoirs_relays_ha,
+    corridors_existing_km, corridors_to_restore_km, corridors_to_create_km, terrestrial_corridors_km,
+    wet_corridors_km, rupture_points. Overlapping reservoirs / relays are counted once (union).
+    """
+    units = layers["communes"][["insee", "nom", "geometry"]].copy()
+    units["insee"] = units["insee"].astype(str)
+    out = pd.DataFrame({"insee": units["insee"].to_numpy(), "nom": units["nom"].astype(str).to_numpy()})
+    out["area_ha"] = shapely.area(units.geometry.values) / M2_PER_HA
+
+    classes = territory.landuse.classes
+    landuse = layers["landuse"][["class", "geometry"]]
+    by_class = area_by_unit(landuse, units, by="class")
+    artificial = [c for c, v in classes.items() if v.artificial and c in by_class.columns]
+    natural = [c for c, v in classes.items() if v.natural and c in by_class.columns]
+    out["artificial_ha"] = by_class[artificial].sum(axis=1).to_numpy()
+    out["natural_ha"] = by_class[natural].sum(axis=1).to_numpy()
+    out["landuse_ha"] = by_class.sum(axis=1).to_numpy()
+    out["artificial_pct"] = 100.0 * out["artificial_ha"] / out["area_ha"]
+    out["natural_pct"] = 100.0 * out["natural_ha"] / out["area_ha"]
+
+    for column, layer in (("reservoirs_ha", "reservoirs"), ("relays_ha", "relays")):
+        out[column] = area_by_unit(dissolved_parts(layers[layer]), units).to_numpy()
+    for column, sts in (("terrestrial_reservoirs_relays_ha", territory.terrestrial_sous_trames),
+                        ("wet_reservoirs_relays_ha", territory.wet_sous_trames)):
+        out[column] = area_by_unit(dissolved_parts(network_polygons(layers, sts)), units).to_numpy()
+
+    corridors = layers["corridors"]
+    terrestrial = corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)]
+    by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
+    for status in CORRIDOR_STATUSES:
+        out[f"corridors_{status}_km"] = (by_status[status].to_numpy() if status in by_status.columns
+                                         else np.zeros(len(out)))
+    out["terrestrial_corridors_km"] = out[[f"corridors_{s}_km" for s in CORRIDOR_STATUSES]].sum(axis=1)
+    out["wet_corridors_km"] = length_by_unit(layers["wet_corridors"][["geometry"]], units).to_numpy()
+    out["rupture_points"] = count_by_unit(layers["rupture_points"], units).to_numpy()
+    return out
+
+
+def sous_trame_totals(layers: dict[str, gpd.GeoDataFrame], territory: Territory, outline: gpd.GeoDataFrame
+                      ) -> pd.DataFrame:
+    """Per sous-trame inside the territory outline: reservoir and relay counts and areas (ha), corridor km by
+    status. ``outline`` is a one-row GeoDataFrame with column ``insee`` (any id)."""
+    rows = []
+    corridors = layers["corridors"]
+    for st in territory.sous_trames:
+        row: dict[str, object] = {"sous_trame": st, "libelle": territory.sous_trames[st].label,
+                                  "trame": territory.sous_trames[st].trame}
+        for layer, kind in (("reservoirs", "reservoir"), ("relays", "relay")):
+            sel = layers[layer][layers[layer]["sous_trame"] == st]
+            row[f"{kind}_count"] = int(len(sel))
+            row[f"{kind}_ha"] = float(area_by_unit(dissolved_parts(sel), outline).sum())
+        sel = corridors[corridors["sous_trame"] == st]
+        lengths = length_by_unit(sel[["status", "geometry"]], outline, by="status")
+        for status in CORRIDOR_STATUSES:
+            row[f"corridors_{status}_km"] = float(lengths[status].sum()) if status in lengths.columns else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,146 @@
+"""Indicator history across releases: one row per release and indicator, in Parquet with a CSV copy.
+
+Row columns (:data:`HISTORY_COLUMNS`): release_id, released_at (ISO 8601, UTC), territory, family (key_figures,
+fragmentation, connectivity, communes), scope (territory | commune), unit_id (territory id or INSEE code),
+sous_trame ('' when not per sous-trame), indicator, value (float), unit, snapshot_ids (JSON object of the source
+snapshots the release was built from). The publish stage stores the file; here only local paths are used.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+KEY_COLUMNS = ["family", "scope", "unit_id", "sous_trame", "indicator"]
+ROW_COLUMNS = [*KEY_COLUMNS, "value", "unit"]
+HISTORY_COLUMNS = ["release_id", "released_at", "territory", *ROW_COLUMNS, "snapshot_ids"]
+CONNECTIVITY_INDICATORS = ("pc", "ec_pc_ha", "iic", "n_nodes", "n_links", "n_components", "reservoirs_ha")
+_COMMUNE_SKIP = ("insee", "nom")
+
+
+class HistoryError(ValueError):
+    """An indicator history or indicators file is unreadable or inconsistent; the message names the file."""
+
+
+def unit_of(indicator: str) -> str:
+    """Unit from the indicator name's suffix (ha, km, %) or '' (ratios, counts)."""
+    for suffix, unit in (("_ha", "ha"), ("_km", "km"), ("_pct", "%")):
+        if indicator.endswith(suffix):
+            return unit
+    return ""
+
+
+def _row(family: str, scope: str, unit_id: str, sous_trame: str, indicator: str, value: Any) -> dict:
+    number = float(value) if value is not None else float("nan")
+    return {"family": family, "scope": scope, "unit_id": str(unit_id), "sous_trame": sous_trame,
+            "indicator": indicator, "value": number, "unit": unit_of(indicator)}
+
+
+def flatten_indicators(indicators: dict[str, Any]) -> pd.DataFrame:
+    """The numeric indicators of an ``indicators.json`` document as long rows (:data:`ROW_COLUMNS`)."""
+    territory = str(indicators.get("territory", ""))
+    rows = [_row("key_figures", "territory", territory, "", k, v)
+            for k, v in (indicators.get("key_figures") or {}).items()]
+    for st, frag in (indicators.get("fragmentation") or {}).items():
+        rows += [_row("fragmentation", "territory", territory, st, k, v)
+                 for k, v in (frag.get("territory") or {}).items()]
+        for rec in frag.get("communes") or []:
+            rows += [_row("fragmentation", "commune", rec["insee"], st, k, v)
+                     for k, v in rec.items() if k != "insee"]
+    for st, conn in (indicators.get("connectivity") or {}).items():
+        rows += [_row("connectivity", "territory", territory, st, k, conn.get(k))
+                 for k in CONNECTIVITY_INDICATORS if k in conn]
+    for rec in indicators.get("communes") or []:
+        rows += [_row("communes", "commune", rec["insee"], "", k, v) for k, v in rec.items()
+                 if k not in _COMMUNE_SKIP and not k.startswith("meff_") and isinstance(v, (int, float, type(None)))]
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def read_indicators_json(path: Path) -> dict[str, Any]:
+    """An ``indicators.json`` document (HistoryError naming the file when unreadable)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HistoryError(f"{path}: cannot read indicators JSON ({exc})") from exc
+    if not isinstance(doc, dict) or "key_figures" not in doc:
+        raise HistoryError(f"{path}: not an indicators document (no 'key_figures')")
+    return doc
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """An indicator history (.parquet or .csv), checked for the :data:`HISTORY_COLUMNS`."""
+    path = Path(path)
+    if not path.exists():
+        raise HistoryError(f"no indicator history {path}")
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={c: str for c in HISTORY_COLUMNS if c != "value"},
+                                keep_default_na=False, na_values={"value": [""]})
+        else:
+            frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow / parser errors have no common base class
+        raise HistoryError(f"{path}: cannot read indicator history ({exc})") from exc
+    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HistoryError(f"{path}: not an indicator history, missing columns {missing}")
+    frame = frame[HISTORY_COLUMNS].copy()
+    for col in HISTORY_COLUMNS:
+        if col != "value":
+            frame[col] = frame[col].fillna("").astype(str)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    return frame
+
+
+def latest_release(history: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+    """(release_id, its rows) of the most recent release of a history (by released_at, then release_id)."""
+    if history.empty:
+        return None, history.iloc[0:0]
+    last = history.sort_values(["released_at", "release_id"]).iloc[-1]["release_id"]
+    return str(last), history[history["release_id"] == last]
+
+
+def previous_rows(path: Path) -> tuple[str | None, pd.DataFrame]:
+    """(release id if known, indicator rows) of a previous release, from its ``indicators.json`` or from an
+    indicator history (.parquet / .csv: its latest release)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        doc = read_indicators_json(path)
+        return doc.get("release_id"), flatten_indicators(doc)
+    release_id, rows = latest_release(read_history(path))
+    return release_id, rows[ROW_COLUMNS].reset_index(drop=True)
+
+
+def append_history(history_path: Path | None, indicators_json: Path, *, release_id: str, released_at: str,
+                   snapshot_ids: dict[str, str], out_path: Path) -> Path:
+    """Write ``out_path`` (Parquet) and the same table as CSV beside it: the previous history (or nothing) plus
+    this release's indicators. A release already in the history is replaced (re-runs are idempotent).
+    Returns ``out_path``."""
+    if not release_id:
+        raise HistoryError("append_history: release_id must not be empty")
+    try:
+        released = pd.Timestamp(released_at)
+        released = released.tz_localize("UTC") if released.tzinfo is None else released.tz_convert("UTC")
+    except ValueError as exc:
+        raise HistoryError(f"append_history: released_at {released_at!r} is not an ISO 8601 date") from exc
+    doc = read_indicators_json(Path(indicators_json))
+    rows = flatten_indicators(doc)
+    rows.insert(0, "territory", str(doc.get("territory", "")))
+    rows.insert(0, "released_at", released.isoformat())
+    rows.insert(0, "release_id", str(release_id))
+    rows["snapshot_ids"] = json.dumps(dict(sorted((snapshot_ids or {}).items())), ensure_ascii=False)
+    history = read_history(Path(history_path)) if history_path is not None else None
+    if history is not None and not history.empty:
+        others = set(history["territory"]) - {str(doc.get("territory", ""))}
+        if others:
+            raise HistoryError(f"{history_path}: history of territory {sorted(others)}, "
+                               f"not {doc.get('territory')!r}")
+        history = history[history["release_id"] != str(release_id)]
+        rows = pd.concat([history, rows[HISTORY_COLUMNS]], ignore_index=True)
+    rows = rows[HISTORY_COLUMNS].sort_values(["released_at", "release_id", *KEY_COLUMNS], kind="stable")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(out_path, index=False)
+    rows.to_csv(out_path.with_suffix(".csv"), index=False)
+    return out_path
