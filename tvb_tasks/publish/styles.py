@@ -60,16 +60,21 @@ def status_label(value: object) -> str | None:
     return STATUS_STYLES[code][0] if code else (str(value) if value is not None else None)
 
 
-def sous_trame_colors(names: list[str]) -> dict[str, str]:
-    """A colour per sous-trame name (known names keep their usual colour)."""
+def palette(names: list[str], known: dict[str, str]) -> dict[str, str]:
+    """A colour per name: known names keep their colour, others take the fallback colours in turn."""
     out, i = {}, 0
     for n in names:
-        if n in SOUS_TRAME_COLORS:
-            out[n] = SOUS_TRAME_COLORS[n]
+        if n in known:
+            out[n] = known[n]
         else:
             out[n] = FALLBACK_COLORS[i % len(FALLBACK_COLORS)]
             i += 1
     return out
+
+
+def sous_trame_colors(names: list[str]) -> dict[str, str]:
+    """A colour per sous-trame name (known names keep their usual colour)."""
+    return palette(names, SOUS_TRAME_COLORS)
 
 
 def field_label(name: str) -> str:

@@ -19,14 +19,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
+from tvb_tasks.publish.styles import STATUS_STYLES, palette, sous_trame_colors
 
 DPI = 110
 MAP_SIZE_IN = (10.5, 6.6)
 MAP_AXES = (0.01, 0.08, 0.66, 0.84)   # the map; the legend sits to its right
 LANDUSE_COLORS = {"artificial": "#bdbdbd", "farmland": "#f3e7a9", "meadow": "#d4e8b0", "forest": "#2e7d32",
                   "grassland": "#c0ca33", "wetland": "#4fc3f7", "water": "#1565c0", "mining": "#6d4c41"}
-OTHER_COLORS = ["#7b1fa2", "#f57c00", "#00897b", "#c2185b", "#455a64", "#afb42b"]
 CHANGE_STYLES = {  # change code → (French label, colour)
     "gained": ("gagné", "#1a9850"), "lost": ("perdu", "#d73027"), "resized": ("surface modifiée", "#fdae61"),
     "status_changed": ("statut modifié", "#7b3294"), "new": ("nouveau", "#1a9850"), "removed": ("supprimé", "#d73027"),
@@ -111,21 +110,10 @@ def _point(color: str, label: str, marker: str = "o") -> Line2D:
                   label=_wrap(label))
 
 
-def _colors(keys: list[str], known: dict[str, str]) -> dict[str, str]:
-    out, i = {}, 0
-    for k in keys:
-        if k in known:
-            out[k] = known[k]
-        else:
-            out[k] = OTHER_COLORS[i % len(OTHER_COLORS)]
-            i += 1
-    return out
-
-
 def landuse_map(ctx: MapContext, landuse: gpd.GeoDataFrame, class_labels: dict[str, str]) -> Path:
     """Land use by class (classes of the territory configuration, in its order)."""
     fig, ax = _new_map(ctx, "Occupation du sol")
-    colors = _colors(list(class_labels), LANDUSE_COLORS)
+    colors = palette(list(class_labels), LANDUSE_COLORS)
     handles = []
     for cls, label in class_labels.items():
         sel = landuse[landuse["class"] == cls]
@@ -191,7 +179,7 @@ def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDat
     column = next((c for c in ("infra_type", "infrastructure") if c in points.columns), None)
     kinds = sorted(points[column].fillna("autre").astype(str).unique()) if column and len(points) else []
     labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle"}
-    colors = _colors(kinds, {"road": "#e31a1c", "railway": "#6a3d9a", "canal": "#ff7f00"})
+    colors = palette(kinds, {"road": "#e31a1c", "railway": "#6a3d9a", "canal": "#ff7f00"})
     for kind in kinds:
         sel = points[points[column].fillna("autre").astype(str) == kind]
         sel.plot(ax=ax, color=colors[kind], markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
