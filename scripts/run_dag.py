@@ -30,7 +30,7 @@ def airflow_env(home: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--territory", default="call")
-    p.add_argument("--dag-id", default="tvb_observatory")
+    p.add_argument("--dag-id", help="default: tvb_observatory_<territory>")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--airflow-home", default=str(ROOT / ".airflow"))
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow.dag_processing.dagbag import DagBag  # noqa: E402 (env must be set first)
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+    args.dag_id = args.dag_id or f"tvb_observatory_{args.territory}"
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
     if bag.import_errors:
         for path, err in bag.import_errors.items():
             print(f"DAG import error in {path}:\n{err}", file=sys.stderr)

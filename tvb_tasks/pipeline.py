@@ -118,11 +118,12 @@ def _snapshot_paths(store: Store, run: dict) -> dict[str, Path]:
 # --- stages -------------------------------------------------------------------------------------------------------
 def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
                 force: bool = False, resolution_m: float | None = None,
-                sous_trames: list[str] | None = None) -> dict:
+                sous_trames: list[str] | None = None, credentials: dict[str, dict] | None = None) -> dict:
     """Fetch every source into content-addressed snapshots and compute the run's ``input_key``.
 
     Returns the *run* dict every later stage takes: territory, profile, store URI, parameters, snapshot refs,
-    input_key and, when a release with the same inputs is already live, ``unchanged_release``.
+    input_key and, when a release with the same inputs is already live, ``unchanged_release``. ``credentials``
+    maps a source name to ``{"url", "auth", "headers"}`` (from Airflow connections); they are never stored.
     """
     from .publish import find_unchanged, input_key as make_input_key
     from .sources import fetch_all
@@ -130,7 +131,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
                                     sous_trames=sous_trames)
     store = open_store(store_uri)
-    snapshots = fetch_all(territory, store, force=force)
+    snapshots = fetch_all(territory, store, force=force, credentials=credentials)
     snapshot_ids = {name: ref["snapshot_id"] for name, ref in snapshots.items()}
     key = make_input_key(snapshot_ids, territory.config_hash(), code_version())
     unchanged = None if force else find_unchanged(store, territory.id, key)

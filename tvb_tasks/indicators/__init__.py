@@ -157,8 +157,12 @@ def read_layer(gpkg: Path, layer: str, crs: str = "EPSG:2154") -> gpd.GeoDataFra
     return gdf
 
 
-def read_layers(gpkg: Path, territory: Territory) -> dict[str, gpd.GeoDataFrame]:
-    """All layers the indicators use, checked against the release schema (see ``REQUIRED_COLUMNS``)."""
+def read_layers(gpkg: Path, territory: Territory, *, only_configured: bool = False) -> dict[str, gpd.GeoDataFrame]:
+    """All layers the indicators use, checked against the release schema (see ``REQUIRED_COLUMNS``).
+
+    ``only_configured`` keeps only the features of the territory's sous-trames: used for a previous release when
+    this run computes a subset of them, so that the other sous-trames do not show up as "lost".
+    """
     gpkg = Path(gpkg)
     if not gpkg.exists():
         raise IndicatorsError(f"no GeoPackage {gpkg}")
@@ -167,6 +171,10 @@ def read_layers(gpkg: Path, territory: Territory) -> dict[str, gpd.GeoDataFrame]
     if absent:
         raise IndicatorsError(f"{gpkg}: missing layers {absent}")
     layers = {layer: read_layer(gpkg, layer, territory.crs) for layer in REQUIRED_COLUMNS}
+    if only_configured:
+        for name, gdf in layers.items():
+            if "sous_trame" in gdf.columns:
+                layers[name] = gdf[gdf["sous_trame"].isin(list(territory.sous_trames))].reset_index(drop=True)
     _check_values(gpkg, layers, territory)
     return layers
 
@@ -339,7 +347,7 @@ def _change(doc: dict, territory: Territory, layers: dict[str, gpd.GeoDataFrame]
         shown = table[(table["scope"] == "territory")]
         result["table"] = records(shown)
     if previous_gpkg is not None:
-        previous_layers = read_layers(Path(previous_gpkg), territory)
+        previous_layers = read_layers(Path(previous_gpkg), territory, only_configured=True)
         change_layers = change.change_layers(previous_layers, layers, min_overlap_share=cfg.min_overlap_share,
                                              line_tolerance_m=cfg.line_tolerance_m,
                                              point_tolerance_m=cfg.point_tolerance_m)

@@ -304,7 +304,10 @@ def _public_base_url(territory) -> str | None:
 
 def public_url(store: Store, key: str, base_url: str | None = None) -> str:
     """``base_url/key`` when a public base URL is configured (``TVB_PUBLIC_BASE_URL``), else the store URL."""
-    return f"{base_url.rstrip('/')}/{validate_key(key)}" if base_url else store.url(key)
+    if not base_url:
+        return store.url(key)
+    folder = key.endswith("/")
+    return f"{base_url.rstrip('/')}/{validate_key(key.rstrip('/'))}" + ("/" if folder else "")
 
 
 def publish_release(territory, store: Store, staging_dir: Path, *, input_key: str, sources: dict[str, dict],

@@ -1,0 +1,323 @@
+"""DAG integrity: imports, current Airflow 3 API only, structure, retries/timeouts, schedules and the trigger form.
+
+Airflow is configured for this process before it is imported (a throw-away AIRFLOW_HOME, no examples, the project's
+dags/ and plugins/ folders); nothing here needs a metadata database.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGS = ROOT / "dags"
+PLUGINS = ROOT / "plugins"
+DAG_FILE = DAGS / "tvb_observatory.py"
+
+_HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
+for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db"}.items():
+    os.environ.setdefault(_k, _v)
+for _p in (str(PLUGINS), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+from airflow.sdk import Asset, AssetAny, CronTriggerTimetable  # noqa: E402
+from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
+
+from tvb_tasks.config import list_territories, load_territory  # noqa: E402
+
+LEGACY_API = {
+    r"\bschedule_interval\b": "schedule_interval (use schedule=)",
+    r"\bexecution_date\b": "execution_date (use logical_date)",
+    r"\bDummyOperator\b": "DummyOperator (use EmptyOperator)",
+    r"\bairflow\.datasets\b": "airflow.datasets (use airflow.sdk Asset)",
+    r"\bDataset\(": "Dataset (use Asset)",
+    r"\bdays_ago\b": "days_ago",
+    r"\bSubDag": "SubDAGs (use TaskGroup)",
+    r"from airflow\.decorators\b": "airflow.decorators (use airflow.sdk)",
+    r"from airflow\.models(\.dag)? import DAG\b": "airflow.models DAG (use airflow.sdk)",
+    r"from airflow\.(hooks\.base|models\.baseoperator|notifications\.basenotifier) import":
+        "Airflow 2 base classes (use airflow.sdk)",
+    r"\bprovide_context\b": "provide_context",
+}
+
+
+def _bag(monkeypatch=None, config_dir: Path | None = None) -> DagBag:
+    if config_dir is not None:
+        monkeypatch.setenv("TVB_CONFIG_DIR", str(config_dir))
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def bag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def territory():
+    return load_territory("call")
+
+
+@pytest.fixture(scope="module")
+def observatory(bag):
+    return bag.dags["tvb_observatory_call"]
+
+
+@pytest.fixture(scope="module")
+def fetch(bag):
+    return bag.dags["tvb_fetch_call"]
+
+
+@pytest.fixture(scope="module")
+def dagmod():
+    """The DAG module itself (for its helper functions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tvb_observatory_dags_under_test", DAG_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# --- import ----------------------------------------------------------------------------------------------------------
+def test_dagbag_imports_without_errors_one_pair_per_territory(bag):
+    assert bag.import_errors == {}
+    expected = {f"{prefix}_{t}" for t in list_territories() for prefix in ("tvb_fetch", "tvb_observatory")}
+    assert set(bag.dags) == expected
+    assert not bag.captured_warnings, bag.captured_warnings
+
+
+def test_dag_file_emits_no_deprecation_warning():
+    """Import the DAG file and the plugin with every deprecation warning turned into an error."""
+    code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+            "g = runpy.run_path(sys.argv[3]); import tvb_plugin; "
+            "print(sorted(k for k in g if k.startswith('tvb_')))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::PendingDeprecationWarning",
+                           "-W", "error::FutureWarning", "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILE)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tvb_observatory_call" in proc.stdout
+
+
+def test_airflow_removed_warnings_are_deprecation_warnings():
+    """The -W error::DeprecationWarning above also catches Airflow's own RemovedInAirflow* warnings."""
+    from airflow.exceptions import RemovedInAirflow4Warning
+    from airflow.sdk.exceptions import RemovedInAirflow4Warning as SdkRemoved
+
+    assert issubclass(RemovedInAirflow4Warning, DeprecationWarning)
+    assert issubclass(SdkRemoved, DeprecationWarning)
+
+
+@pytest.mark.parametrize("path", sorted([*DAGS.rglob("*.py"), *PLUGINS.rglob("*.py")]), ids=lambda p: p.name)
+def test_no_legacy_airflow_api(path):
+    code = path.read_text(encoding="utf-8")
+    found = [label for pattern, label in LEGACY_API.items() if re.search(pattern, code)]
+    assert not found, f"{path.relative_to(ROOT)} uses legacy Airflow API: {found}"
+
+
+def test_dag_file_parses_fast_without_stage_libraries():
+    """Parsing must not import the heavy stage libraries (they are imported inside the tasks)."""
+    code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; runpy.run_path(sys.argv[3]); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('great_expectations', 'geopandas', 'rasterio', 'numba', 'scipy', 'matplotlib') "
+            "or m.startswith(('tvb_tasks.layers', 'tvb_tasks.validate', 'tvb_tasks.sources', "
+            "'tvb_tasks.publish', 'tvb_tasks.indicators', 'tvb_tasks.pipeline'))); print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILE)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- structure -------------------------------------------------------------------------------------------------------
+def test_no_cycles(bag):
+    for dag in bag.dags.values():
+        dag.check_cycle()          # raises on a cycle
+        assert dag.topological_sort()
+
+
+def test_observatory_flow(observatory):
+    up = {t.task_id: set(t.upstream_task_ids) for t in observatory.tasks}
+    assert up["fetch_sources"] == set()
+    assert up["inputs_changed"] == {"fetch_sources"}
+    assert up["validate_sources"] == {"fetch_sources", "inputs_changed"}
+    assert up["plan_sous_trames"] == {"fetch_sources", "validate_sources"}
+    assert up["compute_sous_trame"] == {"fetch_sources", "plan_sous_trames"}
+    assert up["assemble"] == {"fetch_sources", "compute_sous_trame"}
+    assert up["indicators"] == {"fetch_sources", "assemble"}
+    assert up["validate_outputs"] == {"fetch_sources", "indicators"}
+    assert up["publish"] == {"fetch_sources", "indicators", "validate_sources", "validate_outputs"}
+    assert up["notify"] == {"fetch_sources", "publish"}
+    assert observatory.get_task("compute_sous_trame").is_mapped
+    assert observatory.get_task("notify").trigger_rule == "none_failed_min_one_success"
+
+
+def test_every_task_has_retries_backoff_timeout_and_failure_notifier(bag):
+    from tvb_notifier import TvbNotifier
+    from tvb_retry import FailFastPolicy
+
+    for dag in bag.dags.values():
+        assert dag.dagrun_timeout is not None, dag.dag_id
+        for t in dag.tasks:
+            where = f"{dag.dag_id}.{t.task_id}"
+            assert t.retries >= 1, where
+            assert t.retry_exponential_backoff >= 2, where
+            assert t.max_retry_delay is not None, where
+            assert isinstance(t.retry_policy, FailFastPolicy), where
+            assert t.execution_timeout is not None and timedelta(0) < t.execution_timeout <= dag.dagrun_timeout, where
+            assert t.owner == "tvb-observatory", where
+            callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+            assert any(isinstance(c, TvbNotifier) for c in callbacks), where
+
+
+def test_dag_settings(bag, territory):
+    for dag in bag.dags.values():
+        assert dag.max_active_runs == 1 and dag.catchup is False, dag.dag_id
+        assert dag.doc_md and len(dag.doc_md) > 200, dag.dag_id
+        assert {"tvb", f"territory:{territory.id}"} <= set(dag.tags), dag.dag_id
+        assert dag.owner == "tvb-observatory"
+
+
+def test_fetch_dag_cron_pool_and_conditional_asset_events(fetch, territory):
+    from airflow.sdk import AssetAlias
+
+    assert isinstance(fetch.timetable, CronTriggerTimetable)
+    assert fetch.timetable.expression == territory.schedule.fetch_cron
+    task = fetch.get_task("fetch_sources")
+    assert task.pool == "tvb_remote_servers"
+    # events go through an alias: only the sources the task adds (the changed ones) get an event
+    assert task.outlets == [AssetAlias(f"tvb_{territory.id}_changed_sources")]
+
+
+def test_observatory_scheduled_on_any_source_asset(observatory, territory, dagmod):
+    schedule = observatory.timetable.asset_condition
+    assert isinstance(schedule, AssetAny)
+    assets = {a for a in schedule.objects if isinstance(a, Asset)}
+    assert assets == {dagmod.source_asset(territory.id, s) for s in territory.sources}
+    assert all(a.uri.startswith(f"x-tvb://{territory.id}/sources/") for a in assets)
+
+
+def test_pool_only_on_fetch_tasks(observatory):
+    in_pool = {t.task_id for t in observatory.tasks if t.pool == "tvb_remote_servers"}
+    assert in_pool == {"fetch_sources"}
+
+
+def test_publish_has_release_report_link(observatory):
+    from tvb_links import ReleaseReportLink
+
+    publish = observatory.get_task("publish")
+    assert any(isinstance(link, ReleaseReportLink) for link in publish.operator_extra_links)
+    serialized = DagSerialization.serialize_dag(observatory)
+    assert "Release report" in str(serialized)
+
+
+# --- trigger form ----------------------------------------------------------------------------------------------------
+def _server_params(dag):
+    """The params as the API server sees them (after DAG serialization), like a REST / UI trigger."""
+    return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).params
+
+
+def test_trigger_form_is_typed_and_documented(observatory, territory):
+    params = observatory.params
+    schema = {k: params.get_param(k).schema for k in params}
+    assert set(schema) == {"territory", "force", "sous_trames", "resolution_m", "dry_run"}
+    for key in schema:
+        p = params.get_param(key)
+        assert schema[key].get("title") and p.description, key
+    assert schema["territory"]["enum"] == [territory.id]
+    assert schema["force"]["type"] == schema["dry_run"]["type"] == "boolean"
+    assert schema["sous_trames"]["type"] == "array"
+    assert schema["sous_trames"]["items"]["enum"] == list(territory.sous_trames)
+    assert schema["sous_trames"]["examples"] == list(territory.sous_trames)     # multi-select in the UI
+    assert schema["resolution_m"] == {**schema["resolution_m"], "type": "integer", "minimum": 10, "maximum": 200}
+    assert params.dump() == {"territory": territory.id, "force": False, "sous_trames": list(territory.sous_trames),
+                             "resolution_m": int(territory.resolution_m), "dry_run": False}
+
+
+@pytest.mark.parametrize("conf", [
+    {}, {"force": True}, {"dry_run": True, "resolution_m": 10}, {"resolution_m": 200},
+    {"sous_trames": ["wetland"]}, {"sous_trames": ["forest", "mining"], "territory": "call"},
+])
+def test_valid_trigger_conf_is_accepted(observatory, conf):
+    _server_params(observatory).deep_merge(conf).validate()
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"resolution_m": 5}, "5 is less than the minimum of 10"),
+    ({"resolution_m": 500}, "500 is greater than the maximum of 200"),
+    ({"resolution_m": "25"}, "'25' is not of type 'integer'"),
+    ({"sous_trames": ["forest", "desert"]}, "'desert' is not one of"),
+    ({"sous_trames": []}, "should be non-empty"),
+    ({"sous_trames": ["forest", "forest"]}, "has non-unique elements"),
+    ({"territory": "lille"}, "'lille' is not one of ['call']"),
+    ({"force": "yes"}, "'yes' is not of type 'boolean'"),
+    ({"dry_run": None}, "None is not of type 'boolean'"),
+])
+def test_invalid_trigger_conf_is_rejected_with_a_clear_message(observatory, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError) as err:
+        _server_params(observatory).deep_merge(conf).validate()
+    text = str(err.value)
+    assert f"Invalid input for param {next(iter(conf))}" in text and message in text, text
+
+
+# --- helpers of the DAG module ---------------------------------------------------------------------------------------
+def test_run_options_defaults_map_to_a_plain_run(dagmod, territory):
+    defaults = {"territory": "call", "force": False, "sous_trames": list(territory.sous_trames),
+                "resolution_m": int(territory.resolution_m), "dry_run": False}
+    assert dagmod.run_options(territory, defaults) == {"force": False, "sous_trames": None, "resolution_m": None}
+    opts = dagmod.run_options(territory, {**defaults, "force": True, "sous_trames": ["wetland", "forest"],
+                                          "resolution_m": 50})
+    assert opts == {"force": True, "sous_trames": ["forest", "wetland"], "resolution_m": 50.0}
+    with pytest.raises(ValueError, match="computes territory 'call', not 'lille'"):
+        dagmod.run_options(territory, {**defaults, "territory": "lille"})
+
+
+def test_unknown_conf_keys_fail_the_run(dagmod):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dagmod.check_conf_keys({"force": True}, {"force": False, "dry_run": False})
+    with pytest.raises(AirflowFailException, match=r"unknown run parameter\(s\) \['resolutoin_m'\]"):
+        dagmod.check_conf_keys({"resolutoin_m": 50}, {"force": False, "resolution_m": 25})
+
+
+def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):
+    run = {"changed_sources": ["landuse", "osm_roads", "gone"],
+           "snapshots": {"landuse": {}, "osm_roads": {"parent_source": "roads"}, "gone": {}}}
+    assert dagmod.changed_sources(territory, run) == ["landuse", "roads"]
+    assert dagmod.changed_sources(territory, {"changed_sources": [], "snapshots": {}}) == []
+
+
+# --- one DAG pair per territory file ---------------------------------------------------------------------------------
+def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path, monkeypatch):
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    other = {**raw, "id": "lens2", "schedule": {"fetch_cron": "30 4 * * 3"}, "resolution_m": 50,
+             "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
+    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "lens2.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
+    bag = _bag(monkeypatch, tmp_path)
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
+                             "tvb_observatory_broken"}
+    lens2 = bag.dags["tvb_observatory_lens2"]
+    assert lens2.params.get_param("sous_trames").schema["items"]["enum"] == ["forest", "wetland"]
+    assert lens2.params.get_param("territory").schema["enum"] == ["lens2"]
+    assert lens2.params.dump()["resolution_m"] == 50
+    assert bag.dags["tvb_fetch_lens2"].timetable.expression == "30 4 * * 3"
+    broken = bag.dags["tvb_observatory_broken"]
+    assert [t.task_id for t in broken.tasks] == ["report_config_error"]
+    assert "config-error" in broken.tags and "invalid territory configuration" in broken.doc_md

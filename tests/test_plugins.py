@@ -1,0 +1,412 @@
+"""plugins/: WFS hook (against a real MapServer behind an authenticating proxy), object-store hook (against a real
+moto S3 server), notifier (against a real local webhook), the release report link, the plugin registration and the
+fail-fast retry policy. Connections come from ``AIRFLOW_CONN_*`` environment variables, as in a deployment.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / "plugins"
+
+_HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
+for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db"}.items():
+    os.environ.setdefault(_k, _v)
+for _p in (str(PLUGINS), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
+
+import tvb_hooks  # noqa: E402
+import tvb_links  # noqa: E402
+import tvb_notifier  # noqa: E402
+import tvb_retry  # noqa: E402
+from airflow.sdk import RetryAction  # noqa: E402
+
+from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
+
+SECRET = "s3cr3t-Pa55"          # fake, test-only
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _conn_env(monkeypatch, conn_id: str, **conn) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+# --- WFS hook --------------------------------------------------------------------------------------------------------
+def test_wfs_settings_basic_auth_and_no_secret_in_repr(monkeypatch):
+    _conn_env(monkeypatch, "tvb_wfs_basic", conn_type="http", host="wfs.example.org", schema="https", port=8443,
+              login="reader", password=SECRET, extra={"version": "1.1.0", "timeout": 12, "headers": {"X-A": "1"}})
+    s = tvb_hooks.WfsHook("tvb_wfs_basic").settings()
+    assert (s.url, s.version, s.username, s.password, s.timeout) == (
+        "https://wfs.example.org:8443", "1.1.0", "reader", SECRET, 12.0)
+    assert SECRET not in repr(s)
+    kw = s.owslib_kwargs()
+    assert kw["url"] == s.url and kw["version"] == "1.1.0" and kw["headers"] == {"X-A": "1"}
+    assert (kw["auth"].username, kw["auth"].password) == ("reader", SECRET)
+    assert s.requests_kwargs()["auth"] == ("reader", SECRET)
+
+
+def test_wfs_settings_api_key_header_and_url_host(monkeypatch):
+    _conn_env(monkeypatch, "tvb_wfs_key", conn_type="http", host="https://data.example.org/wfs/ows",
+              password=SECRET, extra={"api_key_header": "X-Api-Key"})
+    s = tvb_hooks.WfsHook("tvb_wfs_key", version="2.0.0").settings()
+    assert s.url == "https://data.example.org/wfs/ows" and s.version == "2.0.0"
+    assert s.headers == {"X-Api-Key": SECRET} and s.username is None and s.password is None
+
+
+def test_wfs_connection_without_url(monkeypatch):
+    _conn_env(monkeypatch, "tvb_wfs_nourl", conn_type="http", login="reader", password=SECRET)
+    with pytest.raises(ValueError, match="connection 'tvb_wfs_nourl' has no host / URL"):
+        tvb_hooks.WfsHook("tvb_wfs_nourl").settings()
+    creds = tvb_hooks.WfsHook("tvb_wfs_nourl").source_credentials()
+    assert creds == {"auth": ("reader", SECRET), "headers": {}}     # the YAML URL applies
+
+
+def _load_mapserver_fixture():
+    spec = importlib.util.spec_from_file_location("mapserver_fixture_for_plugins",
+                                                  ROOT / "tests" / "fixtures" / "wfs" / "mapserver_fixture.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _AuthProxy(BaseHTTPRequestHandler):
+    """Forwards GET/POST to MapServer only with the expected basic auth + header; remembers what it saw."""
+
+    upstream = ""
+    expected_auth = ""
+    seen: list = []
+
+    def _forward(self, body: bytes | None = None):
+        auth_ok = self.headers.get("Authorization") == self.expected_auth
+        type(self).seen.append({"auth_ok": auth_ok, "x_client": self.headers.get("X-Client")})
+        if not auth_ok:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="wfs"')
+            self.end_headers()
+            return
+        req = urllib.request.Request(self.upstream.rstrip("/") + self.path, data=body, method=self.command,
+                                     headers={"Content-Type": self.headers.get("Content-Type", "text/xml")})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            payload, ctype, status = resp.read(), resp.headers.get("Content-Type"), resp.status
+        self.send_response(status)
+        self.send_header("Content-Type", ctype or "application/octet-stream")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802
+        self._forward()
+
+    def do_POST(self):  # noqa: N802
+        self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def protected_wfs(tmp_path_factory):
+    """(proxy URL, number of points) of a real MapServer WFS reachable only with basic auth."""
+    msf = _load_mapserver_fixture()
+    if msf.find_mapserv() is None:
+        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
+    folder = tmp_path_factory.mktemp("wfs")
+    data = msf.write_points_layer(folder / "points.gpkg", n=300)
+    proc, upstream = msf.start_mapserver(msf.write_mapfile(folder, data, max_features=1000))
+    handler = type("Proxy", (_AuthProxy,), {
+        "upstream": upstream, "seen": [],
+        "expected_auth": "Basic " + base64.b64encode(f"reader:{SECRET}".encode()).decode()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", handler
+    finally:
+        server.shutdown()
+        msf.stop(proc)
+
+
+def test_wfs_hook_opens_a_protected_server_with_owslib(protected_wfs, monkeypatch):
+    url, proxy = protected_wfs
+    _conn_env(monkeypatch, "tvb_wfs_live", conn_type="http", host=url, login="reader", password=SECRET,
+              extra={"version": "2.0.0", "headers": {"X-Client": "tvb"}})
+    wfs = tvb_hooks.WfsHook("tvb_wfs_live").get_conn()
+    assert "ms:pts" in wfs.contents
+    assert proxy.seen and all(s["auth_ok"] and s["x_client"] == "tvb" for s in proxy.seen)
+
+
+def _wfs_territory(tmp_path: Path, conn_id: str):
+    """The CALL configuration with a small boundary and a WFS source whose URL/credentials come from ``conn_id``."""
+    import geopandas as gpd
+    import shapely
+
+    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    boundary = tmp_path / "boundary.gpkg"
+    gpd.GeoDataFrame({"nom": ["test"]}, geometry=[shapely.box(682000, 7032000, 688000, 7035000)],
+                     crs=2154).to_file(boundary, layer="epci")
+    raw["id"] = "hooktest"
+    raw["sources"]["territory"] = {"kind": "file", "role": "boundary", "path": str(boundary), "layer": "epci"}
+    raw["sources"]["points"] = {"kind": "wfs", "role": "protected_areas", "connection_id": conn_id,
+                                "typename": "ms:pts", "version": "2.0.0", "max_retries": 1, "backoff_s": 0.05,
+                                "constant_columns": {"protection_type": "ENS"}}
+    raw["profiles"] = {}
+    path = tmp_path / "hooktest.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return load_territory(path)
+
+
+def test_connection_credentials_reach_the_source_fetcher(protected_wfs, tmp_path, monkeypatch):
+    from tvb_tasks.sources import SourceError, fetch_source
+    from tvb_tasks.store import open_store
+
+    url, proxy = protected_wfs
+    monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
+    _conn_env(monkeypatch, "tvb_wfs_points", conn_type="http", host=url, login="reader", password=SECRET)
+    territory = _wfs_territory(tmp_path, "tvb_wfs_points")
+    creds = tvb_hooks.source_credentials(territory)
+    assert set(creds) == {"points"} and creds["points"]["url"] == url
+    store = open_store(str(tmp_path / "store"))
+    fetch_source(territory, "territory", store)
+    ref = fetch_source(territory, "points", store, **creds["points"])
+    assert ref["feature_count"] > 0 and ref["changed"] is True
+
+    _conn_env(monkeypatch, "tvb_wfs_points", conn_type="http", host=url, login="reader", password="wrong")
+    bad = tvb_hooks.source_credentials(territory)["points"]
+    with pytest.raises(SourceError) as err:
+        fetch_source(territory, "points", store, force=True, **bad)
+    assert "401" in str(err.value) and "wrong" not in str(err.value)
+
+
+def test_source_credentials_names_a_missing_connection(tmp_path):
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    territory = _wfs_territory(tmp_path, "tvb_wfs_not_defined")
+    with pytest.raises(AirflowNotFoundException, match="tvb_wfs_not_defined"):
+        tvb_hooks.source_credentials(territory)
+    assert tvb_hooks.source_credentials(load_territory("call")) == {}     # no connection_id: nothing to resolve
+
+
+# --- object-store hook -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists() and not shutil.which("moto_server"):
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = _free_port()
+    proc = subprocess.Popen([str(exe if exe.exists() else "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto_server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_object_store_hook_builds_a_store_on_the_connection(moto_endpoint, monkeypatch):
+    from tvb_tasks.store import ObjectExists, S3Store
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                "TVB_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    _conn_env(monkeypatch, "tvb_store", conn_type="aws", login="hook-key", password=SECRET,
+              extra={"endpoint_url": moto_endpoint, "region_name": "us-east-1",
+                     "store_uri": "s3://hook-bucket/obs"})
+    hook = tvb_hooks.ObjectStoreHook()
+    assert SECRET not in repr(hook.settings())
+    hook.get_conn().create_bucket(Bucket="hook-bucket")
+    store = hook.get_store()
+    assert isinstance(store, S3Store) and store.uri == "s3://hook-bucket/obs"
+    store.put_bytes("releases/t/a.json", b"{}", create_only=True)
+    with pytest.raises(ObjectExists):
+        store.put_bytes("releases/t/a.json", b"{}", create_only=True)
+    assert hook.get_conn().get_object(Bucket="hook-bucket", Key="obs/releases/t/a.json")["Body"].read() == b"{}"
+
+    # the same connection exposed to code that only knows the URI (tvb_tasks.pipeline)
+    from tvb_tasks.store import open_store
+
+    with tvb_hooks.store_environment() as names:
+        assert set(names) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TVB_S3_ENDPOINT_URL"}
+        assert set(names.values()) == {"***"}
+        assert open_store("s3://hook-bucket/obs").get_bytes("releases/t/a.json") == b"{}"
+    assert "AWS_SECRET_ACCESS_KEY" not in os.environ and "TVB_S3_ENDPOINT_URL" not in os.environ
+
+
+def test_store_environment_without_connection_changes_nothing(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_TVB_STORE_ABSENT", raising=False)
+    before = dict(os.environ)
+    with tvb_hooks.store_environment("tvb_store_absent") as names:
+        assert names == {} and dict(os.environ) == before
+
+
+# --- notifier --------------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def webhook():
+    """A local webhook receiver: (base URL, list of received {path, headers, body}, status to answer)."""
+    received: list[dict] = []
+    state = {"status": 204}
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+            self.send_response(state["status"])
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received, state
+    finally:
+        server.shutdown()
+
+
+def _context(exc: BaseException | None = None) -> dict:
+    from airflow.sdk import DAG
+
+    ctx = {"dag": DAG("tvb_observatory_call", schedule=None),
+           "dag_run": SimpleNamespace(run_id="manual__1", run_type="manual", logical_date=None),
+           "ti": SimpleNamespace(task_id="publish", map_index=-1, try_number=1, dag_id="tvb_observatory_call"),
+           "params": {"territory": "call"}, "run_id": "manual__1"}
+    if exc is not None:
+        ctx["exception"] = exc
+    return ctx
+
+
+def test_notifier_posts_the_release_with_a_bearer_token_and_logs_no_secret(webhook, monkeypatch, caplog):
+    url, received, _ = webhook
+    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=url + "/hooks/private-path?key=abc",
+              password=SECRET)
+    result = {"status": "published", "release_id": "20260101T000000Z-abc", "territory": "call",
+              "report_url": "http://store/releases/call/20260101T000000Z-abc/report/index.html",
+              "key_figures": {"reservoir_area_ha": 12.5}, "internal": "not sent"}
+    with caplog.at_level(logging.INFO):
+        payload = tvb_notifier.TvbNotifier("published").send(_context(), result)
+    assert payload["webhook"] == "sent (HTTP 204)"
+    [got] = received
+    assert got["path"] == "/hooks/private-path?key=abc"
+    assert got["headers"]["Authorization"] == f"Bearer {SECRET}"
+    body = got["body"]
+    assert body["event"] == "published" and body["dag_id"] == "tvb_observatory_call" and body["territory"] == "call"
+    assert body["release"]["report_url"] == result["report_url"] and "internal" not in body["release"]
+    assert SECRET not in caplog.text and "private-path" not in caplog.text and "key=abc" not in caplog.text
+    assert "20260101T000000Z-abc" in caplog.text and url in caplog.text
+
+
+def test_failure_callback_sends_the_error_with_basic_auth(webhook, monkeypatch, caplog):
+    url, received, _ = webhook
+    host = url.removeprefix("http://")
+    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", schema="http", host=host.split(":")[0],
+              port=int(host.split(":")[1]), login="bot", password=SECRET, extra={"endpoint": "/fail"})
+    notifier = tvb_notifier.TvbNotifier("failure")
+    with caplog.at_level(logging.ERROR):
+        notifier(_context(RuntimeError("landuse: expect_table_crs_to_be failed")))   # as Airflow calls it
+    [got] = received
+    assert got["path"] == "/fail"
+    assert got["headers"]["Authorization"] == "Basic " + base64.b64encode(f"bot:{SECRET}".encode()).decode()
+    assert got["body"]["event"] == "failure" and got["body"]["task_id"] == "publish"
+    assert got["body"]["error"] == "RuntimeError: landuse: expect_table_crs_to_be failed"
+    assert "TVB run FAILED" in caplog.text and SECRET not in caplog.text
+
+
+def test_notifier_never_breaks_the_pipeline(webhook, monkeypatch):
+    url, _, state = webhook
+    monkeypatch.delenv("AIRFLOW_CONN_TVB_WEBHOOK", raising=False)
+    assert tvb_notifier.TvbNotifier("unchanged").send(_context(), {})["webhook"] == "not configured"
+    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=url, password=SECRET)
+    state["status"] = 500
+    assert tvb_notifier.TvbNotifier("dry_run").send(_context(), {})["webhook"] == "failed (HTTP 500)"
+    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=f"http://127.0.0.1:{_free_port()}", password="x")
+    assert tvb_notifier.TvbNotifier("failure").send(_context(), {})["webhook"] == "failed (ConnectionError)"
+    with pytest.raises(ValueError, match="unknown notification event 'oops'"):
+        tvb_notifier.TvbNotifier("oops")
+
+
+# --- link and plugin registration ------------------------------------------------------------------------------------
+def test_release_report_link_reads_the_report_url():
+    link = tvb_links.ReleaseReportLink()
+    assert link.name == "Release report" and link.xcom_key == "_link_ReleaseReportLink"
+    assert tvb_links.report_url_from({"status": "published", "report_url": "http://x/report/index.html"}) \
+        == "http://x/report/index.html"
+    assert tvb_links.report_url_from({"status": "unchanged", "report_url": "http://x/r.html"}) == "http://x/r.html"
+    for value in (None, {"status": "dry_run", "report_url": "http://x/not-published.html"}, "text",
+                  {"status": "published", "report_url": 3}, {"report_url": "http://x/no-status.html"}):
+        assert tvb_links.report_url_from(value) == ""
+
+
+def test_plugin_is_loaded_by_airflow():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "plugins", "-o", "json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plugins = {p["name"]: p for p in json.loads(proc.stdout[proc.stdout.index("["):])}
+    assert "tvb_links.ReleaseReportLink" in str(plugins["tvb_observatory"]["operator_extra_links"])
+
+
+# --- retry policy ----------------------------------------------------------------------------------------------------
+def test_deterministic_pipeline_errors_fail_fast_others_retry():
+    from tvb_tasks.config import ConfigError
+    from tvb_tasks.indicators import IndicatorsError
+    from tvb_tasks.pipeline import PipelineError
+    from tvb_tasks.publish.release import PublishConflict
+    from tvb_tasks.sources import SourceError
+    from tvb_tasks.store import ObjectExists, PreconditionFailed
+    from tvb_tasks.validate import ValidationFailed
+
+    policy = tvb_retry.FailFastPolicy()
+
+    class MoreSpecific(ValidationFailed):
+        pass
+
+    for exc in (ValidationFailed("landuse: CRS"), MoreSpecific("x"), ConfigError("bad"), PipelineError("bad"),
+                ObjectExists("exists"), IndicatorsError("bad"), PublishConflict("lost")):
+        decision = policy.evaluate(exc, 1, 3)
+        assert decision.action == RetryAction.FAIL and type(exc).__name__ in decision.reason
+
+    class ValidationFailedElsewhere(Exception):
+        pass
+    ValidationFailedElsewhere.__name__ = "ValidationFailed"       # same name, not from tvb_tasks
+    for exc in (RuntimeError("network"), TimeoutError(), ValidationFailedElsewhere(), SourceError("HTTP 503"),
+                PreconditionFailed("etag")):
+        assert policy.evaluate(exc, 1, 3).action == RetryAction.DEFAULT
+    again = tvb_retry.FailFastPolicy.deserialize(json.loads(json.dumps(policy.serialize())))
+    assert again.class_names == policy.class_names and again.package == "tvb_tasks"
