@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: Debian packages for the real local servers (MapServer WFS, Chromium,
-# PostgreSQL), the project venv, the production-like Airflow stack (PostgreSQL + api-server, scheduler,
+# PostgreSQL, QGIS Server), the project venv, the production-like Airflow stack (PostgreSQL + api-server, scheduler,
 # dag-processor, triggerer, moto S3), then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ ROOT=$(pwd)
 need=()
 command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -211,6 +211,19 @@ def test_qgis_project(staged: Path):
     assert len(set(colors)) == 3
     aliases = {a.get("field"): a.get("name") for a in layers["corridors"].iter("alias")}
     assert aliases["length_m"] == "Longueur (m)"
+    # aliases are unique in a layer (GetFeatureInfo JSON is keyed by alias): the French label keeps "Statut"
+    assert aliases["libelle_statut"] == "Statut" and aliases["status"] == "Statut (code)"
+    named = [a for a in aliases.values() if a]
+    assert len(named) == len(set(named))
+    assert layers["corridors"].findtext("previewExpression") == '"libelle_statut"'
+    # QGIS drops a layer id of 10 characters or fewer (mints a random one): the tree would lose the layer
+    assert all(len(ml.find("id").text) > 10 for ml in layers.values())
+    tree_ids = {n.get("id") for n in root.iter("layer-tree-layer")}
+    assert tree_ids == {ml.find("id").text for ml in layers.values()}
+    assert root.findtext("properties/WMSRootName") == "tvb_call"
+    # declared version not newer than the oldest QGIS Server it was checked with (3.22), or QGIS warns
+    major, minor = (int(v) for v in root.get("version").split(".")[:2])
+    assert (major, minor) <= (3, 22)
     cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
     assert cfg["options"]["projection"]["ref"] == "EPSG:2154"
     assert {v["id"] for v in cfg["layers"].values()} == {ml.find("id").text for ml in layers.values()}

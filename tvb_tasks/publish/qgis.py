@@ -4,7 +4,9 @@ The project reads the release's ``tvb.gpkg`` by *relative* path (``./../tvb.gpkg
 so the folder can be served by QGIS Server / Lizmap as it is. Styles: reservoirs and relays categorised by
 sous-trame, corridors by status (Existant / À restaurer / À créer), wet corridors in blue, rupture points in red.
 Field aliases are French. The Lizmap config follows the Lizmap plugin's JSON layout (metadata / options / layers);
-it was not checked against a running Lizmap Web Client here.
+it was not checked against a running Lizmap Web Client here. The project itself is checked against a real QGIS
+Server (WMS GetCapabilities / GetMap / GetFeatureInfo / GetLegendGraphic, WFS GetFeature) in
+``tests/test_qgis_server.py``.
 """
 from __future__ import annotations
 
@@ -15,8 +17,13 @@ from pathlib import Path
 
 from .styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES, sous_trame_colors
 
-QGIS_VERSION = "3.34.0-Prizren"
+# The QGIS version the project declares: QGIS warns when a project "saved with a newer version" is loaded, so this is
+# the oldest version the XML below was checked with (Debian bookworm's QGIS Server 3.22), not the newest.
+QGIS_VERSION = "3.22.0-Białowieża"
+QGIS_VERSION_INT = 32200
 LIZMAP_TARGET = 30800        # Lizmap Web Client 3.8
+# a feature's display name (QGIS preview expression): the first of these fields that the layer has
+DISPLAY_FIELDS = ("libelle", "nom", "name", "libelle_statut", "libelle_sous_trame", "id")
 
 
 def _rgba(hex_color: str, alpha: int = 255) -> str:
@@ -101,8 +108,43 @@ def _renderer(maplayer: ET.Element, layer: dict, cats: list[tuple[str, str, str]
         _symbol(syms, "0", layer["geometry"], layer["color"], layer)
 
 
+def _aliases(fields: list[str]) -> dict[str, str]:
+    """French alias per field, unique within a layer (a WMS GetFeatureInfo JSON answer is keyed by alias).
+
+    When a code column and its ``libelle_*`` column share a label (``status`` / ``libelle_statut`` → "Statut"), the
+    ``libelle_*`` column keeps the plain label and the code column becomes "<label> (code)"; other clashes get
+    "<label> (<field>)". Fields without a known label get no alias (QGIS shows the field name).
+    """
+    labels = {f: FIELD_LABELS[f] for f in fields if FIELD_LABELS.get(f)}
+    out: dict[str, str] = {}
+    for field, label in labels.items():
+        clash = [f for f, lab in labels.items() if lab == label and f != field]
+        if not clash:
+            out[field] = label
+        elif field.startswith("libelle"):
+            out[field] = label
+        elif any(f.startswith("libelle") for f in clash):
+            out[field] = f"{label} (code)"
+        else:
+            out[field] = f"{label} ({field})"
+    return out
+
+
+def _wkb_type(info: dict, fallback: str) -> str:
+    """QGIS wkbType name of a layer from pyogrio's geometry type ("Polygon Z" → "PolygonZ")."""
+    geom = str(info.get("geometry_type") or "").replace(" ", "")
+    return geom if geom and geom.lower() != "unknown" else fallback
+
+
+def _display_field(fields: list[str]) -> str | None:
+    """Field QGIS shows as a feature's name (Lizmap tooltips, attribute table titles): the first French label."""
+    return next((f for f in DISPLAY_FIELDS if f in fields), None)
+
+
 def _layer_id(name: str) -> str:
-    return f"tvb_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+    """Stable QGIS layer id. QGIS ignores an id of 10 characters or fewer (it mints a random one, so the layer
+    tree, WFS list and Lizmap config would no longer match): ``tvb_<name>_layer`` is always longer."""
+    return f"tvb_{re.sub(r'[^A-Za-z0-9_]', '_', name)}_layer"
 
 
 def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
@@ -137,7 +179,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
                       checked="Qt::Checked", expanded="1")
         geom_attr = {"polygon": "Polygon", "line": "Line", "point": "Point"}[layer["geometry"]]
         ml = ET.SubElement(projectlayers, "maplayer", type="vector", geometry=geom_attr,
-                           wkbType=str(info.get("geometry_type") or geom_attr), simplifyDrawingHints="1",
+                           wkbType=_wkb_type(info, geom_attr), simplifyDrawingHints="1",
                            hasScaleBasedVisibilityFlag="0", styleCategories="AllStyleCategories")
         tb = info.get("total_bounds")
         ext = ET.SubElement(ml, "extent")
@@ -161,9 +203,13 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
                                                                 read_geometry=False)["status"].dropna().unique())
         cats = _categories(layer, st_labels, values) if layer.get("by") in info["fields"] else []
         _renderer(ml, layer, cats)
+        display = _display_field([str(f) for f in info["fields"]])
+        if display:
+            ET.SubElement(ml, "previewExpression").text = f'"{display}"'
         aliases = ET.SubElement(ml, "aliases")
+        french = _aliases([str(f) for f in info["fields"]])
         for i, field in enumerate(info["fields"]):
-            ET.SubElement(aliases, "alias", field=str(field), index=str(i), name=FIELD_LABELS.get(str(field), ""))
+            ET.SubElement(aliases, "alias", field=str(field), index=str(i), name=french.get(str(field), ""))
         order.append(lid)
         layers_cfg[layer["title"]] = {
             "id": lid, "name": layer["title"], "type": "layer", "title": layer["title"],
@@ -193,6 +239,10 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     ET.SubElement(props, "WMSServiceAbstract", type="QString").text = (
         f"Trame verte et bleue de {territory.name}, publication {release_id}")
     ET.SubElement(props, "WMSServiceCapabilities", type="bool").text = "true"
+    # WMS name of the root layer (else the project title, spaces and all); one GetMap LAYERS=<root> draws everything
+    ET.SubElement(props, "WMSRootName", type="QString").text = f"tvb_{territory.id}"
+    # geometry in GetFeatureInfo answers: Lizmap highlights the clicked feature with it
+    ET.SubElement(props, "WMSAddWktGeometry", type="bool").text = "true"
     ET.SubElement(props, "WMSUseLayerIDs", type="bool").text = "false"
     wext = ET.SubElement(props, "WMSExtent", type="QStringList")
     for v in full_extent:
@@ -209,7 +259,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     project.write_text("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body + "\n", encoding="utf-8")
 
     lizmap = {
-        "metadata": {"qgis_desktop_version": 33400, "lizmap_plugin_version_str": "4.4.0",
+        "metadata": {"qgis_desktop_version": QGIS_VERSION_INT, "lizmap_plugin_version_str": "4.4.0",
                      "lizmap_plugin_version": 40400, "lizmap_web_client_target_version": LIZMAP_TARGET,
                      "lizmap_web_client_target_status": "Stable", "project_valid": True},
         "warnings": {},

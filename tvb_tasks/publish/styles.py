@@ -45,6 +45,10 @@ FIELD_LABELS = {
     "obstacle": "Obstacle", "obstacle_type": "Type d'obstacle", "infrastructure": "Infrastructure",
     "importance": "Importance", "culverted": "Busé", "position": "Position", "protection_type": "Protection",
     "origin": "Origine", "reason": "Motif", "commune": "Commune", "trame": "Trame",
+    "path_length_m": "Longueur du tracé (m)", "corridor_id": "Corridor", "corridor_kind": "Type de corridor",
+    "infra_type": "Type d'infrastructure", "infra_class": "Classe d'infrastructure",
+    "infra_name": "Nom de l'infrastructure", "severity": "Gravité", "n_merged": "Tronçons fusionnés",
+    "origin_name": "Nom de l'origine", "protection_types": "Protections",
 }
 
 
