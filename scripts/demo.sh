@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-airflow-db
 export GX_ANALYTICS_ENABLED=False
+export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-WARNING}"   # INFO shows every task log
 export TVB_STORE_URI="${TVB_STORE_URI:-file://$(pwd)/var/store}"
 exec .venv/bin/python scripts/run_dag.py --territory "${TVB_TERRITORY:-call}" "$@"
