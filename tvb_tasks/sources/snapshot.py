@@ -195,6 +195,16 @@ def layer_summary(gdf: gpd.GeoDataFrame) -> dict:
     }
 
 
+def _stamp(index: dict, now: str, http: dict | None, params_hash: str | None) -> dict:
+    """Record in a source index when it was last checked and with which HTTP validators / parameters."""
+    index["checked_at"] = now
+    if http:
+        index["http"] = http
+    if params_hash:
+        index["params_hash"] = params_hash
+    return index
+
+
 def commit_snapshot(store: Store, territory_id: str, name: str, gdf: gpd.GeoDataFrame, *, role: str,
                     metadata: dict, force: bool = False, http: dict | None = None, params_hash: str | None = None,
                     snapshot_id: str | None = None) -> dict:
@@ -213,15 +223,7 @@ def commit_snapshot(store: Store, territory_id: str, name: str, gdf: gpd.GeoData
     if latest and latest["snapshot_id"] == snapshot_id:
         log.info("%s/%s: content unchanged (snapshot %s)", territory_id, name, snapshot_id[:12])
 
-        def touch(index: dict) -> dict:
-            index["checked_at"] = now
-            if http:
-                index["http"] = http
-            if params_hash:
-                index["params_hash"] = params_hash
-            return index
-
-        update_index(store, territory_id, name, touch)
+        update_index(store, territory_id, name, lambda index: _stamp(index, now, http, params_hash))
         return {**latest, "changed": bool(force), "checked_at": now}
 
     key, metadata_key = f"{prefix}/{snapshot_id}.parquet", f"{prefix}/{snapshot_id}.json"
@@ -251,12 +253,7 @@ def commit_snapshot(store: Store, territory_id: str, name: str, gdf: gpd.GeoData
         snaps = index.setdefault("snapshots", [])
         if not snaps or snaps[-1]["snapshot_id"] != snapshot_id:     # a concurrent fetch may have added it
             snaps.append({k: v for k, v in ref.items() if k != "changed"})
-        index["checked_at"] = now
-        if http:
-            index["http"] = http
-        if params_hash:
-            index["params_hash"] = params_hash
-        return index
+        return _stamp(index, now, http, params_hash)
 
     update_index(store, territory_id, name, append)
     log.info("%s/%s: new snapshot %s (%d features)", territory_id, name, snapshot_id[:12], len(gdf))
@@ -291,12 +288,7 @@ def commit_record(store: Store, territory_id: str, name: str, record: dict, *, r
     def mutate(index: dict) -> dict:
         if not same:
             index.setdefault("snapshots", []).append(entry)
-        index["checked_at"] = now
-        if http:
-            index["http"] = http
-        if params_hash:
-            index["params_hash"] = params_hash
-        return index
+        return _stamp(index, now, http, params_hash)
 
     update_index(store, territory_id, name, mutate)
     base = latest if same else entry
