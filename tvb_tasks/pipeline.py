@@ -152,7 +152,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
 def stage_validate_sources(run: dict) -> dict:
     """Validate every source snapshot with its GX suite; raises ``ValidationFailed`` on a critical failure."""
     from .sources import previous_snapshot
-    from .validate import raise_for_critical, validate_sources
+    from .validate import validate_sources
 
     territory = _territory(run)
     store = open_store(run["store_uri"])
@@ -162,15 +162,16 @@ def stage_validate_sources(run: dict) -> dict:
         prev = previous_snapshot(territory.id, name, store, before=ref["snapshot_id"])
         previous[name] = _materialize(store, prev["key"]) if prev else None
     out = _local_dir(run, "validation", "sources")
-    summary = validate_sources(territory, paths, previous, out)
-    _upload_dir(store, out, f"{_work_prefix(run)}/validation/sources")
+    return _gate(store, run, "sources", out, validate_sources(territory, paths, previous, out))
+
+
+def _gate(store: Store, run: dict, kind: str, out: Path, summary: dict) -> dict:
+    """Keep a gate's results in the work prefix (even when it fails), then block on critical failures."""
+    from .validate import raise_for_critical
+
+    _upload_dir(store, out, f"{_work_prefix(run)}/validation/{kind}")
     raise_for_critical(summary)
-    return _compact_summary(summary)
-
-
-def _compact_summary(summary: dict) -> dict:
-    keep = ("success", "critical_failures", "warnings")
-    return {k: summary.get(k) for k in keep}
+    return {k: summary.get(k) for k in ("success", "critical_failures", "warnings")}
 
 
 def stage_compute_sous_trame(run: dict, sous_trame: str) -> dict:
@@ -277,17 +278,14 @@ def stage_indicators(run: dict) -> dict:
 
 def stage_validate_outputs(run: dict) -> dict:
     """Validate the computed layers and indicators (output suites); raises ``ValidationFailed`` if critical."""
-    from .validate import raise_for_critical, validate_outputs
+    from .validate import validate_outputs
 
     territory = _territory(run)
     store = open_store(run["store_uri"])
     gpkg = _materialize(store, f"{_work_prefix(run)}/layers/tvb.gpkg")
     ind = _materialize(store, f"{_work_prefix(run)}/indicators/indicators.json")
     out = _local_dir(run, "validation", "outputs")
-    summary = validate_outputs(territory, gpkg, ind, out)
-    _upload_dir(store, out, f"{_work_prefix(run)}/validation/outputs")
-    raise_for_critical(summary)
-    return _compact_summary(summary)
+    return _gate(store, run, "outputs", out, validate_outputs(territory, gpkg, ind, out))
 
 
 def _full_validation(val_dir: Path) -> dict:
