@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
 PLUGINS = ROOT / "plugins"
-DAG_FILE = DAGS / "tvb_observatory.py"
+DAG_FILES = {"tvb_fetch": DAGS / "tvb_fetch.py", "tvb_observatory": DAGS / "tvb_observatory.py"}  # by DAG id prefix
 
 _HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
 for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -82,13 +82,10 @@ def fetch(bag):
 
 @pytest.fixture(scope="module")
 def dagmod():
-    """The DAG module itself (for its helper functions)."""
-    import importlib.util
+    """The shared Airflow glue of the DAG files (plugins/tvb_dag_support.py, for its helper functions)."""
+    import tvb_dag_support
 
-    spec = importlib.util.spec_from_file_location("tvb_observatory_dags_under_test", DAG_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return tvb_dag_support
 
 
 # --- import ----------------------------------------------------------------------------------------------------------
@@ -99,17 +96,18 @@ def test_dagbag_imports_without_errors_one_pair_per_territory(bag):
     assert not bag.captured_warnings, bag.captured_warnings
 
 
-def test_dag_file_emits_no_deprecation_warning():
+@pytest.mark.parametrize("prefix", sorted(DAG_FILES))
+def test_dag_file_emits_no_deprecation_warning(prefix):
     """Import the DAG file and the plugin with every deprecation warning turned into an error."""
     code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
             "g = runpy.run_path(sys.argv[3]); import tvb_plugin; "
             "print(sorted(k for k in g if k.startswith('tvb_')))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::PendingDeprecationWarning",
-                           "-W", "error::FutureWarning", "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILE)],
+                           "-W", "error::FutureWarning", "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILES[prefix])],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tvb_observatory_call" in proc.stdout
+    assert f"{prefix}_call" in proc.stdout
 
 
 def test_airflow_removed_warnings_are_deprecation_warnings():
@@ -128,14 +126,15 @@ def test_no_legacy_airflow_api(path):
     assert not found, f"{path.relative_to(ROOT)} uses legacy Airflow API: {found}"
 
 
-def test_dag_file_parses_fast_without_stage_libraries():
+@pytest.mark.parametrize("prefix", sorted(DAG_FILES))
+def test_dag_file_parses_fast_without_stage_libraries(prefix):
     """Parsing must not import the heavy stage libraries (they are imported inside the tasks)."""
     code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; runpy.run_path(sys.argv[3]); "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('great_expectations', 'geopandas', 'rasterio', 'numba', 'scipy', 'matplotlib') "
             "or m.startswith(('tvb_tasks.layers', 'tvb_tasks.validate', 'tvb_tasks.sources', "
             "'tvb_tasks.publish', 'tvb_tasks.indicators', 'tvb_tasks.pipeline'))); print(heavy)")
-    proc = subprocess.run([sys.executable, "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILE)],
+    proc = subprocess.run([sys.executable, "-c", code, str(PLUGINS), str(ROOT), str(DAG_FILES[prefix])],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -274,7 +273,7 @@ def test_invalid_trigger_conf_is_rejected_with_a_clear_message(observatory, conf
     assert f"Invalid input for param {next(iter(conf))}" in text and message in text, text
 
 
-# --- helpers of the DAG module ---------------------------------------------------------------------------------------
+# --- helpers of the DAG files ---------------------------------------------------------------------------------------
 def test_run_options_defaults_map_to_a_plain_run(dagmod, territory):
     defaults = {"territory": "call", "force": False, "sous_trames": list(territory.sous_trames),
                 "resolution_m": int(territory.resolution_m), "dry_run": False}

@@ -1,0 +1,225 @@
+"""Airflow glue shared by the TVB DAG files ``dags/tvb_fetch.py`` and ``dags/tvb_observatory.py``.
+
+Asset names, default task arguments, the trigger form, DAG documentation and the small run-time helpers that the
+tasks call (store URI, public URLs, run options, changed sources, the call of a ``tvb_tasks.pipeline`` stage). All
+the work stays in ``tvb_tasks`` (no Airflow import there); heavy modules are imported inside the helpers that run in
+tasks, so that parsing the DAG files stays fast. plugins/ is on ``sys.path``, so the DAG files import this module as
+``tvb_dag_support`` (like ``tvb_hooks``, ``tvb_links``, ``tvb_notifier`` and ``tvb_retry``).
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, Param
+from tvb_notifier import TvbNotifier
+from tvb_retry import FailFastPolicy
+
+from tvb_tasks.config import Territory, load_territory
+
+OWNER = "tvb-observatory"
+POOL = "tvb_remote_servers"               # fetch tasks only: bounds the load on remote WFS / download servers
+START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+RESOLUTION_MIN_M, RESOLUTION_MAX_M = 10, 200
+STORE_VARIABLE = "tvb_store_uri"          # Airflow Variable overriding TVB_STORE_URI
+
+# Deterministic errors of tvb_tasks (ValidationFailed, ConfigError, IndicatorsError… see tvb_retry) fail at once:
+# retrying gives the same result. Everything else (network, store, worker loss) is retried with exponential backoff.
+NOT_RETRYABLE = FailFastPolicy()
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": int(os.environ.get("TVB_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(seconds=float(os.environ.get("TVB_RETRY_DELAY_S", "120"))),
+    "retry_exponential_backoff": 2.0,      # 2 min, 4 min, … (Airflow 3 multiplier)
+    "max_retry_delay": timedelta(minutes=30),
+    "retry_policy": NOT_RETRYABLE,
+    "execution_timeout": timedelta(hours=1),
+    "on_failure_callback": [TvbNotifier("failure")],
+}
+
+
+# --- names ---------------------------------------------------------------------------------------------------------
+def source_asset(territory_id: str, source: str) -> Asset:
+    """The Asset of one source of a territory; an event means "a new snapshot of this source was fetched"."""
+    return Asset(name=f"tvb_{territory_id}_{source}", uri=f"x-tvb://{territory_id}/sources/{source}",
+                 group="tvb_sources")
+
+
+def release_asset(territory_id: str) -> Asset:
+    """The Asset of a territory's published release; an event means "latest.json moved"."""
+    return Asset(name=f"tvb_{territory_id}_release", uri=f"x-tvb://{territory_id}/release", group="tvb_releases")
+
+
+def sources_alias(territory_id: str) -> AssetAlias:
+    """Alias through which ``tvb_fetch_<territory>`` emits the events of the sources that changed (only those)."""
+    return AssetAlias(f"tvb_{territory_id}_changed_sources")
+
+
+def release_alias(territory_id: str) -> AssetAlias:
+    """Alias through which ``tvb_observatory_<territory>`` emits the release event (only when it published)."""
+    return AssetAlias(f"tvb_{territory_id}_published_release")
+
+
+# --- run-time helpers (called inside tasks only) -------------------------------------------------------------------
+def store_uri() -> str | None:
+    """Store URI: Airflow Variable ``tvb_store_uri``, else extra ``store_uri`` of the connection ``tvb_store``, else
+    ``TVB_STORE_URI``, else None (the pipeline's default, ``<project>/var/store``)."""
+    from airflow.sdk import Variable
+    from tvb_hooks import ObjectStoreHook, connection_exists
+
+    uri = Variable.get(STORE_VARIABLE, default=None)
+    if not uri and connection_exists(ObjectStoreHook.default_conn_name):
+        uri = ObjectStoreHook().settings().store_uri
+    return uri or os.environ.get("TVB_STORE_URI") or None
+
+
+def public_urls(run: dict, release_id: str | None) -> dict:
+    """Release, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
+    ``TVB_PUBLIC_BASE_URL`` (an http(s) URL serving the store root) when set, else the store's own URLs."""
+    if not release_id:
+        return {}
+    from tvb_tasks.publish.release import public_url, release_prefix
+    from tvb_tasks.store import open_store
+
+    store, prefix = open_store(run["store_uri"]), release_prefix(run["territory"], release_id)
+    publish_cfg = (load_territory(run["territory"]).model_extra or {}).get("publish") or {}
+    base = os.environ.get("TVB_PUBLIC_BASE_URL") or publish_cfg.get("public_base_url")
+    return {"release_url": public_url(store, prefix, base) + "/",
+            "report_url": public_url(store, prefix + "/report/index.html", base),
+            "manifest_url": public_url(store, prefix + "/manifest.json", base)}
+
+
+def run_options(territory: Territory, params: dict) -> dict:
+    """``stage_fetch`` keyword arguments from the trigger Params; defaults (all sous-trames, the territory's
+    resolution) become None so that a default manual run has the same identity as a scheduled one."""
+    if params.get("territory", territory.id) != territory.id:
+        raise ValueError(f"this DAG computes territory {territory.id!r}, not {params.get('territory')!r}")
+    chosen = list(params.get("sous_trames") or territory.sous_trames)
+    subset = None if set(chosen) == set(territory.sous_trames) else sorted(chosen)
+    resolution = params.get("resolution_m")
+    if resolution is not None and float(resolution) == float(territory.resolution_m):
+        resolution = None
+    return {"force": bool(params.get("force", False)), "sous_trames": subset,
+            "resolution_m": float(resolution) if resolution is not None else None}
+
+
+def changed_sources(territory: Territory, run: dict) -> list[str]:
+    """Names of the territory's sources with a new snapshot (a derived layer, e.g. ``osm_roads``, counts for its
+    ``parent_source``)."""
+    names = set()
+    for name in run.get("changed_sources") or []:
+        parent = (run["snapshots"].get(name) or {}).get("parent_source") or name
+        if parent in territory.sources:
+            names.add(parent)
+    return sorted(names)
+
+
+def check_conf_keys(conf: dict | None, params: dict) -> None:
+    """Refuse a trigger conf with keys that are not Params (a typo would otherwise be silently ignored)."""
+    unknown = sorted(set(conf or {}) - set(params))
+    if unknown:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"unknown run parameter(s) {unknown}; known: {sorted(params)}")
+
+
+def fetch_run(territory_id: str, **options) -> dict:
+    """``stage_fetch`` with the store URI and the credentials of sources that name an Airflow connection."""
+    from tvb_hooks import source_credentials
+
+    credentials = source_credentials(load_territory(territory_id))
+    if credentials:
+        options["credentials"] = credentials
+    return run_stage("stage_fetch", territory_id, store_uri=store_uri(), **options)
+
+
+def run_stage(name: str, *args, **kwargs):
+    """Call ``tvb_tasks.pipeline.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
+    from tvb_hooks import store_environment
+
+    from tvb_tasks import pipeline
+
+    with store_environment():
+        return getattr(pipeline, name)(*args, **kwargs)
+
+
+# --- trigger form --------------------------------------------------------------------------------------------------
+def trigger_params(territory: Territory) -> dict[str, Param]:
+    """The manual-trigger form: typed, with enums and ranges, validated (JSON schema) before a run is created."""
+    sous_trames = list(territory.sous_trames)
+    default_res = int(min(max(round(territory.resolution_m), RESOLUTION_MIN_M), RESOLUTION_MAX_M))
+    return {
+        "territory": Param(territory.id, type="string", enum=[territory.id], title="Territory",
+                           description=f"{territory.name}. Each territory has its own DAG "
+                                       f"(tvb_observatory_<id>, one per config/territories/<id>.yaml).",
+                           values_display={territory.id: f"{territory.id} — {territory.name}"}),
+        "force": Param(False, type="boolean", title="Force recompute",
+                       description="Recompute and publish a new release even when sources, configuration and code "
+                                   "are those of the live release."),
+        "sous_trames": Param(sous_trames, type="array", title="Sous-trames to compute",
+                             description="Select one or more sous-trames (default: all).",
+                             items={"type": "string", "enum": sous_trames}, examples=sous_trames,
+                             values_display={k: v.label for k, v in territory.sous_trames.items()},
+                             minItems=1, uniqueItems=True),
+        "resolution_m": Param(default_res, type="integer", minimum=RESOLUTION_MIN_M, maximum=RESOLUTION_MAX_M,
+                              title="Resolution (m)",
+                              description=f"Raster cell size for friction and cost-distance, in metres "
+                                          f"({RESOLUTION_MIN_M}–{RESOLUTION_MAX_M}; territory default "
+                                          f"{territory.resolution_m:g})."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Compute and validate, but do not publish a release."),
+    }
+
+
+# --- documentation (doc_md) ----------------------------------------------------------------------------------------
+def territory_doc(territory: Territory) -> str:
+    """Markdown paragraph naming the territory, its config file, sources and sous-trames."""
+    sources = ", ".join(f"`{n}` ({s.kind})" for n, s in territory.sources.items())
+    sts = ", ".join(f"`{k}` ({v.label})" for k, v in territory.sous_trames.items())
+    return (f"**Territory** `{territory.id}` — {territory.name} (profile `{territory.profile}`, "
+            f"config `{os.path.relpath(territory.path) if territory.path else '?'}`)\n\n"
+            f"**Sources**: {sources}\n\n**Sous-trames**: {sts}\n")
+
+
+def fetch_doc(territory: Territory) -> str:
+    """doc_md of ``tvb_fetch_<territory>``."""
+    return f"""### TVB — fetch sources of {territory.short_name or territory.name}
+
+Runs on `{territory.schedule.fetch_cron}` (UTC; `schedule.fetch_cron` in the territory YAML). Fetches every source
+into content-addressed snapshots in the store (pool `{POOL}`), and emits one Asset event per source whose content
+**changed** since its previous snapshot (`x-tvb://{territory.id}/sources/<source>`). Those events schedule
+`tvb_observatory_{territory.id}`; when nothing changed, nothing is emitted and nothing is recomputed.
+
+Param `force`: re-download every source even when a cached snapshot exists.
+
+{territory_doc(territory)}
+See `docs/operations.md`."""
+
+
+def observatory_doc(territory: Territory) -> str:
+    """doc_md of ``tvb_observatory_<territory>``."""
+    return f"""### TVB observatory — {territory.name}
+
+Computes and publishes the Trame Verte et Bleue of **{territory.short_name or territory.name}**.
+
+Runs when `tvb_fetch_{territory.id}` reports a changed source, or by hand (**Trigger** button, with the form):
+
+| Param | Meaning |
+|---|---|
+| territory | fixed for this DAG (one DAG per YAML file in `config/territories/`) |
+| force | recompute and publish a new release even if inputs, configuration and code are unchanged |
+| sous_trames | the sous-trames to compute (default: all) |
+| resolution_m | raster cell size in metres ({RESOLUTION_MIN_M}–{RESOLUTION_MAX_M}) |
+| dry_run | compute and validate everything, publish nothing |
+
+Flow: `fetch_sources` → `inputs_changed` (stops here, successfully, when the live release already has these
+inputs) → `validate_sources` (quality gate: a critical failure stops the run, nothing is published) →
+`plan_sous_trames` → `compute_sous_trame` ×N (mapped, in parallel) → `assemble` → `indicators` →
+`validate_outputs` (gate) → `publish` (create-only objects, manifest, compare-and-swap of `latest.json`) → `notify`.
+
+The publish task has a **Release report** link to the published report.
+
+{territory_doc(territory)}
+See `docs/operations.md` for re-running, backfilling and reading logs."""
