@@ -184,10 +184,11 @@ def test_docker_compose_config_when_docker_is_available(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_operations_deploy_section_matches_the_compose_file(services):
-    doc = OPERATIONS.read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc_path", [OPERATIONS, ROOT / "README.md"], ids=["operations", "readme"])
+def test_deploy_section_matches_the_compose_file(services, doc_path):
+    doc = doc_path.read_text(encoding="utf-8")
     assert "## Deploy" in doc
-    deploy = doc.split("## Deploy", 1)[1]
+    deploy = doc.split("## Deploy", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"^\s*(docker compose [^\n]+)$", deploy, re.MULTILINE)
     assert any(c.startswith("docker compose up -d") for c in commands)
     assert any(c.startswith("docker compose build") for c in commands)
