@@ -94,3 +94,30 @@ def test_corrupted_input_fails_naming_the_source_and_keeps_latest(published, tmp
     err = capsys.readouterr().err
     assert source in err and expected.lower() in err.lower(), err
     assert store.get_with_etag("releases/call/latest.json") == latest_before
+
+
+def test_release_tools_from_the_command_line(published, capsys):
+    _, store_uri, first = published
+    rid = first["release_id"]
+    assert tvb(["releases", "list", "--store", store_uri]) == 0
+    assert f"* {rid}" in capsys.readouterr().out                 # the live release is starred
+    assert tvb(["releases", "show", rid, "--store", store_uri]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["release_id"] == rid and shown["latest"] is True
+    assert tvb(["releases", "verify", rid, "--store", store_uri]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert tvb(["releases", "orphans", "--store", store_uri]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert tvb(["releases", "prune", "--keep", "1", "--store", store_uri]) == 0
+    capsys.readouterr()
+    assert tvb(["releases", "verify", "--store", store_uri]) == 2          # a RELEASE_ID is required
+    assert "needs a RELEASE_ID" in capsys.readouterr().err
+    store = open_store(store_uri)                                         # tamper with a published file
+    key = f"releases/call/{rid}/indicators/indicators.json"
+    original = store.get_bytes(key)
+    store.put_bytes(key, original.replace(b"{", b"{ ", 1))
+    try:
+        assert tvb(["releases", "verify", rid, "--store", store_uri]) == 1
+        assert key.split(f"{rid}/")[1] in capsys.readouterr().out
+    finally:
+        store.put_bytes(key, original)

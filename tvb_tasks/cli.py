@@ -82,7 +82,7 @@ def cmd_fetch_wfs(args) -> int:
     if args.bbox:
         parts = args.bbox.split(",")
         if len(parts) not in (4, 5):
-            raise SystemExit("--bbox must be minx,miny,maxx,maxy[,EPSG:code]")
+            raise ValueError(f"--bbox must be minx,miny,maxx,maxy[,EPSG:code], got {args.bbox!r}")
         bbox = (*map(float, parts[:4]), parts[4] if len(parts) == 5 else "EPSG:2154")
     result = fetch_wfs_to_file(args.url, args.typename, args.out_file, bbox=bbox, version=args.version,
                                page_size=args.page_size)
@@ -123,7 +123,7 @@ def cmd_releases(args) -> int:
         _print(publish.prune(store, t, keep=args.keep))
         return 0
     if not args.release_id:
-        raise SystemExit(f"tvb releases {args.action} needs a RELEASE_ID")
+        raise ValueError(f"tvb releases {args.action} needs a RELEASE_ID")
     if args.action == "show":
         _print(publish.show_release(store, t, args.release_id))
     elif args.action == "rollback":

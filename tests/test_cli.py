@@ -1,0 +1,91 @@
+"""The `tvb` command line: help, cost-distance, ad-hoc WFS fetch against a real MapServer, territories."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from tvb_tasks.cli import main as tvb
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("mapserver_fixture", ROOT / "tests/fixtures/wfs/mapserver_fixture.py")
+msf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(msf)
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    for command in ("run", "cost-distance", "sources", "releases", "territories", "check-config"):
+        assert command in out
+
+
+def test_territories_and_check_config(capsys):
+    assert tvb(["territories"]) == 0
+    assert "call" in capsys.readouterr().out
+    assert tvb(["check-config", "call", "--profile", "production"]) == 0
+    assert "valid (profile production" in capsys.readouterr().out
+    assert tvb(["check-config", "atlantis"]) == 2
+    assert "no territory configuration" in capsys.readouterr().err
+
+
+def test_cost_distance_command(tmp_path, capsys):
+    cost = np.ones((20, 30), dtype="float32")
+    cost[:, 15] = 100.0                                   # a costly column to cross
+    tif = tmp_path / "cost.tif"
+    with rasterio.open(tif, "w", driver="GTiff", height=20, width=30, count=1, dtype="float32", crs="EPSG:2154",
+                       transform=from_origin(680000, 7040000, 25, 25), nodata=-1) as dst:
+        dst.write(cost, 1)
+    csv = tmp_path / "sources.csv"
+    csv.write_text("x,y\n680012.5,7039987.5\n")          # centre of the top-left cell
+    out = tmp_path / "acc.tif"
+    assert tvb(["cost-distance", str(tif), str(csv), str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["sources"] == 1 and stats["cells"] == 600
+    with rasterio.open(out) as src:
+        acc = src.read(1)
+    assert acc[0, 0] == 0
+    assert acc[0, 1] == pytest.approx(25.0)               # (1 + 1) / 2 × 25 m
+    assert acc[0, 16] > acc[0, 14] + 100 * 25 * 0.9      # crossing the costly column costs ≈ 100 × 25
+    csv.write_text("x,y\n600000,6000000\n")
+    assert tvb(["cost-distance", str(tif), str(csv), str(tmp_path / "x.tif")]) == 2
+    assert "outside the raster" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def wfs(tmp_path_factory):
+    if msf.find_mapserv() is None:
+        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
+    folder = tmp_path_factory.mktemp("wfs")
+    data = msf.write_points_layer(folder / "points.gpkg", n=1200)
+    proc, url = msf.start_mapserver(msf.write_mapfile(folder, data, max_features=500))
+    try:
+        yield url
+    finally:
+        msf.stop(proc)
+
+
+@pytest.mark.integration
+def test_fetch_wfs_command_writes_the_complete_layer(wfs, tmp_path, capsys):
+    out = tmp_path / "pts.gpkg"
+    assert tvb(["sources", "fetch-wfs", wfs, "ms:pts", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("1200 features written")
+    assert len(gpd.read_file(out)) == 1200                # 3 pages through the server's 500 cap
+
+
+@pytest.mark.integration
+def test_fetch_wfs_command_fails_with_the_servers_message(wfs, tmp_path, capsys):
+    assert tvb(["sources", "fetch-wfs", wfs, "ms:broken", str(tmp_path / "b.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "broken" in err and "Open failed" in err and "Traceback" not in err
+    assert not (tmp_path / "b.parquet").exists()
+    assert tvb(["sources", "fetch-wfs", wfs, "ms:pts", str(tmp_path / "c.parquet"), "--bbox", "1,2,3"]) == 2
