@@ -189,6 +189,10 @@ def test_webmap_page_config(staged: Path):
     w, s = cfg["bounds"][0]
     assert 2.7 < w < 3.0 and 50.3 < s < 50.5          # Lens, EPSG:4326
     assert 'href="../report/index.html"' in html
+    # the key figures computed by the indicators stage get their French labels and units in the panel
+    assert cfg["figure_labels"]["artificialised_share_pct"] == "Part des espaces artificialisés"
+    assert cfg["figure_units"]["terrestrial_corridors_to_create_km"] == "km"
+    assert cfg["figure_units"]["rupture_points"] == ""
 
 
 def test_qgis_project(staged: Path):

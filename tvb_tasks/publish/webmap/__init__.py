@@ -13,19 +13,16 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ...indicators.key_figures import KEY_FIGURES
 from ..styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES, sous_trame_colors
 
 HERE = Path(__file__).resolve().parent
 VENDOR_FILES = ("maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "LICENSE-maplibre-gl.txt", "LICENSE-pmtiles.txt",
                 "LICENSE-fflate.txt", "VENDOR.md")
 HIDDEN_FIELDS = ["sous_trame", "status", "fid"]
-FIGURE_LABELS = {
-    "reservoir_area_ha": "Surface des réservoirs (ha)", "reservoirs_area_ha": "Surface des réservoirs (ha)",
-    "reservoir_count": "Nombre de réservoirs", "n_reservoirs": "Nombre de réservoirs",
-    "corridor_length_km": "Longueur des corridors (km)", "n_corridors": "Nombre de corridors",
-    "rupture_point_count": "Nombre de points de rupture", "n_rupture_points": "Nombre de points de rupture",
-    "artificial_share_pct": "Part artificialisée (%)", "natural_share_pct": "Part naturelle (%)",
-}
+# French labels and units of the key figures: the indicators stage's own table (one definition for report and map)
+FIGURE_LABELS = {key: label for key, (label, _unit) in KEY_FIGURES.items()}
+FIGURE_UNITS = {key: ("" if unit == "nombre" else unit) for key, (_label, unit) in KEY_FIGURES.items()}
 
 
 def layer_config(territory, available: list[str]) -> list[dict]:
@@ -71,7 +68,7 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
         "territory": territory.id, "release_id": release_id, "pmtiles": "tvb.pmtiles",
         "indicators": "indicators.json", "bounds": [[bounds[0], bounds[1]], [bounds[2], bounds[3]]] if bounds else None,
         "layers": layer_config(territory, available_layers), "field_labels": FIELD_LABELS,
-        "hidden_fields": HIDDEN_FIELDS, "figure_labels": FIGURE_LABELS,
+        "hidden_fields": HIDDEN_FIELDS, "figure_labels": FIGURE_LABELS, "figure_units": FIGURE_UNITS,
         "attribution": f"Observatoire TVB — {label}",
     }
     env = Environment(loader=FileSystemLoader(HERE), autoescape=select_autoescape(["html", "j2"]))

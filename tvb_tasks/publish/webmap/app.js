@@ -146,7 +146,7 @@
           out.push({ label: v.libelle || v.label || config.figure_labels[k] || k,
                      value: v.value !== undefined ? v.value : v.valeur, unit: v.unit || v.unite || "" });
         } else if (typeof v === "number") {
-          out.push({ label: config.figure_labels[k] || k, value: v, unit: "" });
+          out.push({ label: config.figure_labels[k] || k, value: v, unit: (config.figure_units || {})[k] || "" });
         }
       });
     }
