@@ -60,22 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     if not state.endswith("success"):
         return 1
 
-    from tvb_tasks.store import NotFound, open_store
+    from tvb_tasks.cli import release_paths
+    from tvb_tasks.publish.release import read_latest
+    from tvb_tasks.store import open_store
 
     store = open_store()
-    try:
-        latest = json.loads(store.get_bytes(f"releases/{args.territory}/latest.json"))
-    except NotFound:
+    latest, _ = read_latest(store, args.territory)
+    if latest is None:
         print("no release published yet (dry run?)")
         return 0
     published = any(t.startswith("publish") and s.endswith("success") for t, s in tis.items())
-    rid = latest["release_id"]
-    print(("published release " if published else "unchanged: live release is ") + rid)
-    base = f"releases/{args.territory}/{rid}"
-    for label, key in (("release", f"{base}/"), ("manifest", f"{base}/manifest.json"),
-                       ("report", f"{base}/report/index.html"), ("web map", f"{base}/web/index.html"),
-                       ("latest", f"releases/{args.territory}/latest.json")):
-        print(f"{label:<9} {store.url(key)}")
+    print(("published release " if published else "unchanged: live release is ") + latest["release_id"])
+    print("\n".join(release_paths(store.uri, args.territory, latest["release_id"])))
     return 0
 
 

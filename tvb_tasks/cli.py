@@ -15,18 +15,15 @@ def _print(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _release_paths(result: dict) -> list[str]:
+def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[str]:
+    """Printable lines locating a release's folder, manifest, report, web map and the ``latest.json`` pointer."""
+    from .publish.release import latest_key, release_prefix
     from .store import open_store
 
-    store = open_store(result["store_uri"])
-    t, rid = result["territory"], result["release_id"]
-    lines = [f"release   {store.url(f'releases/{t}/{rid}/')}"]
-    for label, key in (("manifest", f"releases/{t}/{rid}/manifest.json"),
-                       ("report", f"releases/{t}/{rid}/report/index.html"),
-                       ("web map", f"releases/{t}/{rid}/web/index.html"),
-                       ("latest", f"releases/{t}/latest.json")):
-        lines.append(f"{label:<9} {store.url(key)}")
-    return lines
+    store, base = open_store(store_uri), release_prefix(territory_id, release_id)
+    return [f"{label:<9} {store.url(key)}" for label, key in (
+        ("release", f"{base}/"), ("manifest", f"{base}/manifest.json"), ("report", f"{base}/report/index.html"),
+        ("web map", f"{base}/web/index.html"), ("latest", latest_key(territory_id)))]
 
 
 def cmd_run(args) -> int:
@@ -44,7 +41,7 @@ def cmd_run(args) -> int:
     else:
         print(f"published release {result['release_id']}")
     if status in ("published", "unchanged"):
-        print("\n".join(_release_paths(result)))
+        print("\n".join(release_paths(result["store_uri"], result["territory"], result["release_id"])))
     return 0
 
 

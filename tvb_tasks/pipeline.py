@@ -72,8 +72,7 @@ def _work_prefix(run: dict) -> str:
 
 
 def _local_dir(run: dict, *parts: str) -> Path:
-    d = work_root() / run["territory"] / run["input_key"][:16] / Path(*parts) if parts else \
-        work_root() / run["territory"] / run["input_key"][:16]
+    d = work_root() / run["territory"] / run["input_key"][:16] / Path(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -133,14 +132,15 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     store = open_store(store_uri)
     snapshots = fetch_all(territory, store, force=force, credentials=credentials)
     snapshot_ids = {name: ref["snapshot_id"] for name, ref in snapshots.items()}
-    key = make_input_key(snapshot_ids, territory.config_hash(), code_version())
+    version = code_version()
+    key = make_input_key(snapshot_ids, territory.config_hash(), version)
     unchanged = None if force else find_unchanged(store, territory.id, key)
     run = {
         "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
         "resolution_m": territory.resolution_m if resolution_m else None,
         "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
         "snapshots": snapshots, "changed_sources": sorted(n for n, r in snapshots.items() if r.get("changed")),
-        "input_key": key, "code_version": code_version(), "force": force,
+        "input_key": key, "code_version": version, "force": force,
         "unchanged_release": unchanged["release_id"] if unchanged else None,
     }
     log.info("fetched %d sources for %s (changed: %s); input key %s%s", len(snapshots), territory.id,
@@ -226,39 +226,31 @@ def stage_assemble(run: dict, parts: list[dict]) -> dict:
     for st in territory.sous_trames:
         _fetch_dir(store, f"{_work_prefix(run)}/layers/{st}", out / st)
     result = assemble(territory, _snapshot_paths(store, run), _absolutize(list(parts), out), out)
-    for name in ("tvb.gpkg",):
-        store.put_file(f"{_work_prefix(run)}/layers/{name}", out / name)
+    store.put_file(f"{_work_prefix(run)}/layers/tvb.gpkg", out / "tvb.gpkg")
     _upload_dir(store, out / "rasters", f"{_work_prefix(run)}/layers/rasters")
     return _relativize(result, out)
-
-
-def _previous_release(store: Store, territory_id: str) -> dict | None:
-    try:
-        return json.loads(store.get_bytes(f"releases/{territory_id}/latest.json"))
-    except NotFound:
-        return None
 
 
 def stage_indicators(run: dict) -> dict:
     """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
     from .indicators import append_history, compute_indicators
-    from .publish import release_id_for
+    from .publish.release import read_latest, release_id_for, release_prefix, territory_prefix
 
     territory = _territory(run)
     store = open_store(run["store_uri"])
     layers = _fetch_dir(store, f"{_work_prefix(run)}/layers", _local_dir(run, "layers"))
     out = _local_dir(run, "indicators")
-    previous = _previous_release(store, territory.id)
+    previous, _ = read_latest(store, territory.id)
     prev_gpkg = prev_ind = history = None
     if previous:
-        base = f"releases/{territory.id}/{previous['release_id']}"
+        base = release_prefix(territory.id, previous["release_id"])
         prev_gpkg = _materialize(store, f"{base}/tvb.gpkg")
         try:
             prev_ind = _materialize(store, f"{base}/indicators/indicators.json")
         except NotFound:
             prev_ind = None
     try:
-        history = _materialize(store, f"releases/{territory.id}/history/indicators.parquet")
+        history = _materialize(store, f"{territory_prefix(territory.id)}/history/indicators.parquet")
     except NotFound:
         history = None
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
@@ -344,11 +336,13 @@ def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *
 
 def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
     """Replace the territory's indicator history with compare-and-swap (after the release pointer moved)."""
+    from .publish.release import territory_prefix
+
     for name in ("indicators.parquet", "indicators.csv"):
         src = hist_dir / name
         if not src.exists():
             continue
-        key = f"releases/{territory_id}/history/{name}"
+        key = f"{territory_prefix(territory_id)}/history/{name}"
         info = store.head(key)
         store.put_bytes(key, src.read_bytes(), if_match=info.etag if info else "")
 
