@@ -105,6 +105,9 @@ class SousTrameConfig(_Model):
 
     @model_validator(mode="after")
     def _check_areas(self) -> "SousTrameConfig":
+        if not self.habitat:
+            raise ValueError("habitat is empty: this sous-trame would have no reservoir (and extra_habitat_sources "
+                             "are burned with its first habitat class); list at least one land-use class")
         if self.relay_min_area_ha > self.reservoir_min_area_ha:
             raise ValueError("relay_min_area_ha must not exceed reservoir_min_area_ha")
         return self
@@ -302,6 +305,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         raise ConfigError(f"no territory configuration {path} (known territories: {known})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); save the YAML as UTF-8"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

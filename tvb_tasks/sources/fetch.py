@@ -34,7 +34,7 @@ from ..store import Store
 from . import osm as osm_mod
 from .errors import SourceError
 from .files import apply_columns, read_vector
-from .http import HttpOptions, download, redact_url
+from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
 from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, utc_now)
 from .wfs import read_wfs
 
@@ -76,7 +76,7 @@ def territory_outline(territory: Territory, store: Store) -> tuple[Any, str]:
     Uses the latest snapshot of the boundary source, fetching it first when there is none.
     """
     bname = territory.boundary.source
-    ref = latest_snapshot(store, territory.id, bname)
+    ref = latest_snapshot(store, territory.id, bname, accepted_only=True)
     if ref is None:
         ref = fetch_source(territory, bname, store)
     gdf = read_snapshot(store, ref, cache_dir() / "store")
@@ -125,7 +125,7 @@ def _fetch_http(territory: Territory, name: str, cfg: SourceConfig, store: Store
     started = time.monotonic()
     url = _source_url(cfg, name, url)
     opts = _options(cfg)
-    params = {k: v for k, v in opts.items() if k not in ("connection_id",)}
+    params = {k: v for k, v in opts.items() if k not in ("connection_id", *HTTP_OPTION_KEYS)}
     params["url"] = redact_url(url)
     phash = _params_hash(params)
     index, _ = read_index(store, territory.id, name)
@@ -278,7 +278,8 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
 
 # --- public API -------------------------------------------------------------------------------------------------
 def fetch_source(territory: Territory, name: str, store: Store, *, force: bool = False, url: str | None = None,
-                 auth: Any = None, headers: Mapping[str, str] | None = None) -> dict:
+                 auth: Any = None, headers: Mapping[str, str] | None = None,
+                 http_overrides: Mapping[str, Any] | None = None) -> dict:
     """Fetch source ``name`` of ``territory`` into a snapshot; return its ref.
 
     Returns ``{"source", "role", "snapshot_id" (sha256 hex), "key" ("snapshots/<t>/<name>/<id>.parquet"),
@@ -292,12 +293,20 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
     landuse_overlay, ``parent_source`` = ``name``).
 
     ``url`` overrides the YAML URL (e.g. from an Airflow connection); ``auth`` ((user, password) or a requests
-    auth object) and ``headers`` carry credentials, never logged nor stored. Raises :class:`SourceError`.
+    auth object) and ``headers`` carry credentials, never logged nor stored. ``http_overrides`` (e.g. from the
+    CLI's ``--timeout`` / ``--deadline``) replace the source's ``timeout_s`` / ``connect_timeout_s`` /
+    ``deadline_s`` / ``max_retries`` for this fetch only. Raises :class:`SourceError`.
     """
     if name not in territory.sources:
         raise SourceError(f"territory {territory.id}: unknown source {name!r} "
                           f"(sources: {', '.join(territory.sources)})")
     cfg = territory.sources[name]
+    overrides = {k: v for k, v in (http_overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(HTTP_OPTION_KEYS))
+    if unknown:
+        raise SourceError(f"source {name!r}: unknown HTTP option(s) {unknown} (known: {', '.join(HTTP_OPTION_KEYS)})")
+    if overrides:
+        cfg = cfg.model_copy(update=overrides)
     log.info("fetching source %s/%s (%s)", territory.id, name, cfg.kind)
     if cfg.kind == "file":
         return _fetch_file(territory, name, cfg, store, force=force)
@@ -311,7 +320,8 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
 
 
 def fetch_all(territory: Territory, store: Store, *, force: bool = False,
-              credentials: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict]:
+              credentials: Mapping[str, Mapping[str, Any]] | None = None,
+              http_overrides: Mapping[str, Any] | None = None) -> dict[str, dict]:
     """Fetch every source in order (the boundary first); return ``{name: ref}``, every ref with a GeoParquet ``key``.
 
     An ``osm`` source is represented by its derived layers only (``<name>_roads``, ``<name>_railways``,
@@ -324,7 +334,7 @@ def fetch_all(territory: Territory, store: Store, *, force: bool = False,
     for name in order:
         extra = dict(credentials.get(name) or {})
         ref = fetch_source(territory, name, store, force=force, url=extra.get("url"), auth=extra.get("auth"),
-                           headers=extra.get("headers"))
+                           headers=extra.get("headers"), http_overrides=http_overrides)
         if ref.get("layers"):
             out.update(ref["layers"])
         else:

@@ -128,11 +128,18 @@ def snapshot_row_count(path: Path) -> int:
 
 @lru_cache(maxsize=8)
 def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if column not in (reader.fieldnames or []):
-            raise ValueError(f"nomenclature {path}: no column {column!r} (columns: {reader.fieldnames})")
-        codes = sorted({(row[column] or "").strip() for row in reader} - {""})
+    # errors name the file and the column, never its content (it may be any file, e.g. /etc/passwd)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if column not in (reader.fieldnames or []):
+                raise ValueError(f"nomenclature {path}: no column {column!r} in its header line (expected a CSV "
+                                 f"with a {column!r} column: check nomenclature.file and code_column)")
+            codes = sorted({(row[column] or "").strip() for row in reader} - {""})
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"nomenclature {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise ValueError(f"nomenclature {path}: not a readable CSV (line {getattr(exc, 'line_num', '?')})") from None
     if not codes:
         raise ValueError(f"nomenclature {path}: column {column!r} holds no code")
     return tuple(codes)
