@@ -31,7 +31,7 @@ from typing import Any
 
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
-from .store import LocalStore, NotFound, Store, open_store
+from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,12 @@ def _mark_refused(store: Store, run: dict, summary: dict) -> list[str]:
         if s.get("success") is False and name in run["snapshots"]:
             reason = "; ".join(f"{f.get('expectation')}: {f.get('message') or f.get('observed_value')}"
                                for f in s.get("critical_failures") or [])
-            mark_rejected(store, run["territory"], name, run["snapshots"][name]["snapshot_id"],
-                          reason or "refused by the validation gate")
+            try:
+                mark_rejected(store, run["territory"], name, run["snapshots"][name]["snapshot_id"],
+                              reason or "refused by the validation gate")
+            except StoreError as exc:       # never hide the gate's own message behind a store error
+                log.error("could not mark snapshot %s of %s as rejected: %s", run["snapshots"][name]["snapshot_id"],
+                          name, exc)
             refused.append(name)
     return refused
 

@@ -223,6 +223,12 @@ class _DeadlineAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):       # HTTP(S) proxies use the same pool classes
+            manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+        return manager
+
 
 def deadline_message(what: str, opts: HttpOptions) -> str:
     return (f"{what}: no complete answer within the overall deadline of {float(opts.deadline_s):g} s "
