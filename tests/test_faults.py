@@ -604,6 +604,31 @@ def test_path_form_territory_is_used_by_every_stage(tmp_path, monkeypatch):
         _territory(bad)
 
 
+@pytest.mark.slow
+def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeypatch, capsys):
+    """A whole ``tvb run --territory /path/x.yaml`` whose id is that of config/territories/call.yaml: the release's
+    manifest records x.yaml's (effective) configuration hash, not call.yaml's."""
+    from tvb_tasks.pipeline import effective_territory
+
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
+    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["sous_trames"]["forest"]["reservoir_min_area_ha"] = float(raw["sous_trames"]["forest"]
+                                                                  ["reservoir_min_area_ha"]) + 7
+    x = tmp_path / "x.yaml"
+    x.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    store = tmp_path / "store"
+    assert tvb(["run", "--territory", str(x), "--store", str(store), "--sous-trames", "forest,wetland"]) == 0
+    rid = capsys.readouterr().out.split("published release ")[1].split()[0]
+    m = json.loads((store / "releases" / "call" / rid / "manifest.json").read_text())
+    used = effective_territory(str(x), sous_trames=["forest", "wetland"])
+    assert m["config_hash"] == used.config_hash()
+    assert m["input_key"] == input_key({n: r["snapshot_id"] for n, r in m["sources"].items()}, used.config_hash(),
+                                       m["code_version"])
+    assert m["config_hash"] != effective_territory("call", sous_trames=["forest", "wetland"]).config_hash()
+    assert rid.count("-") == 2 and assert_live_release_verified(LocalStore(store)) == rid      # run nonce in the id
+
+
 def test_ghost_territory_fails_before_writing_snapshots(tmp_path, capsys):
     store = tmp_path / "store"
     assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 2

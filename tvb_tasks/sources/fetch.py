@@ -182,15 +182,15 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
 
 # --- osm --------------------------------------------------------------------------------------------------------
 def _nomenclature_codes(territory: Territory) -> set[str] | None:
-    import csv
+    """The nomenclature's codes (None when the file is absent); errors name the file, never echo its content."""
+    from ..validate.gate import nomenclature_codes
 
-    path = territory.resolve_path(territory.nomenclature.file)
-    if not path.exists():
+    if not territory.resolve_path(territory.nomenclature.file).exists():
         return None
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    col = territory.nomenclature.code_column
-    return {r[col] for r in rows if r.get(col)} or None
+    try:
+        return set(nomenclature_codes(territory)) or None
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def _year(last_modified: str | None) -> int:
@@ -307,7 +307,12 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
         raise SourceError(f"source {name!r}: unknown HTTP option(s) {unknown} (known: {', '.join(HTTP_OPTION_KEYS)})")
     if overrides:
         cfg = cfg.model_copy(update=overrides)
-    log.info("fetching source %s/%s (%s)", territory.id, name, cfg.kind)
+    if cfg.kind == "file":
+        log.info("fetching source %s/%s (file)", territory.id, name)
+    else:
+        limits = HttpOptions.from_source(_options(cfg))
+        log.info("fetching source %s/%s (%s; timeout %g s, overall deadline %s)", territory.id, name, cfg.kind,
+                 limits.timeout_s, f"{limits.deadline_s:g} s" if limits.deadline_s else "none")
     if cfg.kind == "file":
         return _fetch_file(territory, name, cfg, store, force=force)
     if cfg.kind == "http":
