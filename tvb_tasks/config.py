@@ -65,6 +65,7 @@ class LanduseClass(_Model):
     label: str
     artificial: bool = False
     natural: bool = False
+    urban_nature: bool = False     # "nature en ville": its own line in the key figures
 
 
 class LanduseRule(_Model):
@@ -154,11 +155,11 @@ class BurnSpec(_Model):
     rule: BurnRule = "max"
     priority: int = 0
     width_column: str | None = None
-    width_m: float | dict[str, float] | None = None
+    width_m: float | dict[str | int, float] | None = None
 
     def default_width(self, cls: str) -> float | None:
         if isinstance(self.width_m, dict):
-            v = self.width_m.get(str(cls))
+            v = {str(k): w for k, w in self.width_m.items()}.get(str(cls))
             return float(v) if v is not None else None
         return float(self.width_m) if self.width_m is not None else None
 
@@ -235,11 +236,20 @@ class CorridorsConfig(_Model):
     wet: WetCorridorConfig = WetCorridorConfig()
 
 
+class ObstacleSeverityConfig(_Model):
+    drop_height_severity: dict[float, int] = Field(default_factory=lambda: {2.0: 4, 0.5: 3})
+    unknown_severity: int = Field(default=3, ge=1, le=4)
+    fish_pass_lowers_by: int = Field(default=0, ge=0)
+    ignore_states: list[str] = Field(default_factory=list)
+
+
 class RupturePointsConfig(_Model):
     road_max_importance: int = Field(ge=1, le=6)
     railway_status: list[str] = Field(default_factory=lambda: ["in_use"])
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
+    culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
+    obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
 
 
 class BoundaryConfig(_Model):

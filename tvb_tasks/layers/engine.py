@@ -385,7 +385,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         log.warning("no trame bleue sous-trame among the parts: the wet_corridors layer is empty")
     wet, wet_summary = wet_corridors(territory, ctx.watercourses, wet_patches, wet_st, ctx.boundary)
     obstacles = read_role(territory, inputs, "river_obstacles", required=False)
-    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles)
+    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses)
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()
