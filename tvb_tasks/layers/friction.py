@@ -162,7 +162,7 @@ def prepare_overlays(territory, frames: dict[str, gpd.GeoDataFrame], boundary) -
         return gpd.GeoDataFrame({c: [] for c in _OVERLAY_COLUMNS}, geometry=gpd.GeoSeries([], crs=territory.crs),
                                 crs=territory.crs)
     gdf = gpd.GeoDataFrame(pd.concat(out, ignore_index=True), geometry="geometry", crs=territory.crs)
-    gdf = gdf[~gdf.geometry.is_empty & gdf.geometry.notna()]
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     return polygons_only(gdf.clip(boundary))
 
 
@@ -260,19 +260,25 @@ def line_coverage(lines, widths, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         if not sel.any():
             continue
         sg, ww, ab = segs[sel], w[sel], ends[sel]
-        probe = shapely.buffer(sg, ww / 2.0, quad_segs=1) if wide else sg
+        # a hair-thin footprint, not the bare line: GDAL's all_touched skips a cell where a line passes exactly
+        # through a cell corner, which would leave a diagonal gap in the chain
+        thin = shapely.buffer(sg, res * 0.01, quad_segs=1)
+        probe = shapely.buffer(sg, ww / 2.0, quad_segs=1) if wide else thin
         touched = rasterize_values(list(probe), [1] * len(probe), grid, fill=0, dtype="uint8", all_touched=True)
         rows, cols = np.nonzero(touched)
         boxes = shapely.box(x0 + cols * res, y1 - (rows + 1) * res, x0 + (cols + 1) * res, y1 - rows * res)
         bi, si = shapely.STRtree(probe).query(boxes, predicate="intersects")
         lo = np.column_stack([x0 + cols[bi] * res, y1 - (rows[bi] + 1) * res])
         if not wide:
-            area = ww[si] * _clipped_length(ab[si, 0], ab[si, 1], lo, lo + res)
-            cover = np.bincount(bi, weights=area, minlength=len(boxes)) / (res * res)
+            # every cell the line touches (a 4-connected chain: no diagonal leak) carries width / cell of it
+            cover = np.zeros(len(boxes))
+            np.maximum.at(cover, bi, ww[si] / res)
         else:
             share = _band_coverage(lo, res, ab[si, 0], ab[si, 1], ww[si])
             cover = np.zeros(len(boxes))
             np.maximum.at(cover, bi, share)
+            core = rasterize_values(list(thin), [1] * len(thin), grid, fill=0, dtype="uint8", all_touched=True)
+            cover = np.where(core[rows, cols] > 0, 1.0, cover)   # the line's own chain: fully barred
         flat = rows.astype(np.int64) * W + cols
         cells_out.append(flat)
         cov_out.append(cover)
