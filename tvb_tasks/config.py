@@ -65,6 +65,7 @@ class LanduseClass(_Model):
     label: str
     artificial: bool = False
     natural: bool = False
+    urban_nature: bool = False     # "nature en ville": its own line in the key figures
 
 
 class LanduseRule(_Model):
@@ -94,11 +95,32 @@ class LanduseConfig(_Model):
         return self
 
 
+class HabitatSourceConfig(_Model):
+    """An extra habitat source with an attribute filter, e.g. terrils without the built-over ones:
+    ``{source: zt_terrils, exclude: {forme: [Arasé construit]}}`` (``include`` keeps only the listed values)."""
+
+    source: str
+    include: dict[str, list[str]] = Field(default_factory=dict)
+    exclude: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class SousTrameConfig(_Model):
     label: str
     trame: Literal["verte", "bleue"]
     habitat: list[str]
-    extra_habitat_sources: list[str] = Field(default_factory=list)
+    extra_habitat_sources: list[str | HabitatSourceConfig] = Field(default_factory=list)
+
+    @property
+    def habitat_source_names(self) -> list[str]:
+        """Names of the extra habitat sources (plain names or filtered entries)."""
+        return [s if isinstance(s, str) else s.source for s in self.extra_habitat_sources]
+
+    def habitat_source(self, name: str) -> HabitatSourceConfig:
+        """The filtered entry of an extra habitat source (an unfiltered one for a plain name)."""
+        for s in self.extra_habitat_sources:
+            if (s if isinstance(s, str) else s.source) == name:
+                return HabitatSourceConfig(source=name) if isinstance(s, str) else s
+        raise KeyError(name)
     reservoir_min_area_ha: float = Field(gt=0)
     relay_min_area_ha: float = Field(gt=0)
     max_cost: float = Field(gt=0)
@@ -120,25 +142,83 @@ class ProtectedAreasConfig(_Model):
     case_by_case: list[str] = Field(default_factory=list)
 
 
-class RoadFriction(_Model):
+BurnRule = Literal["max", "replace", "min"]
+
+
+class BurnSpec(_Model):
+    """How a burned element combines with what lies under it (BioDispersal-like fusion).
+
+    ``rule``: ``max`` (barrier: never lowers the friction), ``replace`` (favourable linear element: its value
+    replaces the land use), ``min`` (never raises it). ``priority``: elements are burned by increasing priority, so
+    a higher priority is applied last and wins where elements overlap. ``width_column``: attribute holding the
+    element's width in metres; ``width_m``: default width per class (or one number); no width at all → the
+    legacy one-cell line burn (resolution-dependent, kept for old configurations).
+    """
+
+    rule: BurnRule = "max"
+    priority: int = 0
+    width_column: str | None = None
+    width_m: float | dict[str | int, float] | None = None
+
+    def default_width(self, cls: str) -> float | None:
+        if isinstance(self.width_m, dict):
+            v = {str(k): w for k, w in self.width_m.items()}.get(str(cls))
+            return float(v) if v is not None else None
+        return float(self.width_m) if self.width_m is not None else None
+
+
+class RoadFriction(BurnSpec):
     importance_column: str = "importance"
     by_importance: dict[int, float]
 
 
-class RailwayFriction(_Model):
+class RailwayFriction(BurnSpec):
     status_column: str = "status"
-    by_status: dict[str, float]
+    by_status: dict[str, float | None]     # None: not an infrastructure (e.g. disused lines, see overlays)
+
+
+class CanalFriction(BurnSpec):
+    friction: float = 10000
+
+
+class OverlayConfig(BurnSpec):
+    """A favourable (or hostile) element burned over the land use as a land-use class (per-sous-trame friction
+    from ``friction.landuse``; habitat of the sous-trames listing the class): cavaliers, hedgerows, verges.
+
+    Features come from ``source`` (a source name) or every source of ``role``, filtered by ``where`` (column →
+    accepted values); lines and points are buffered to ``width`` (attribute or default), polygons taken as they are.
+    """
+
+    source: str | None = None
+    role: str | None = None
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    class_: str = Field(alias="class")
+    rule: BurnRule = "replace"
+
+    @model_validator(mode="after")
+    def _check_origin(self) -> "OverlayConfig":
+        if bool(self.source) == bool(self.role):
+            raise ValueError("an overlay needs exactly one of 'source' or 'role'")
+        if self.width_m is None and self.width_column is None:
+            raise ValueError("an overlay needs 'width_m' (default width, metres) or 'width_column'")
+        return self
 
 
 class InfrastructureFriction(_Model):
     roads: RoadFriction
     railways: RailwayFriction
-    canals: float = 10000
+    canals: float | CanalFriction = 10000
+
+    @property
+    def canal(self) -> CanalFriction:
+        """The canal burn spec (a bare number is a legacy one-cell ``max`` burn of that friction)."""
+        return self.canals if isinstance(self.canals, CanalFriction) else CanalFriction(friction=self.canals)
 
 
 class FrictionConfig(_Model):
     landuse: dict[str, dict[str, float]]
     infrastructure: InfrastructureFriction
+    overlays: dict[str, OverlayConfig] = Field(default_factory=dict)
 
 
 class CorridorStatusConfig(_Model):
@@ -148,13 +228,22 @@ class CorridorStatusConfig(_Model):
 
 class WetCorridorConfig(_Model):
     open_only: bool = True
+    snap_tolerance_m: float | None = Field(default=None, ge=0)   # node → wet patch attachment; None: one cell
 
 
 class CorridorsConfig(_Model):
     neighbours: Literal[8, 16] = 8
     max_links_per_reservoir: int = Field(default=3, ge=1)
+    dedup_tolerance_m: float | None = Field(default=None, ge=0)   # "drawn once" radius; None: one cell
     status: CorridorStatusConfig
     wet: WetCorridorConfig = WetCorridorConfig()
+
+
+class ObstacleSeverityConfig(_Model):
+    drop_height_severity: dict[float, int] = Field(default_factory=lambda: {2.0: 4, 0.5: 3})
+    unknown_severity: int = Field(default=3, ge=1, le=4)
+    fish_pass_lowers_by: int = Field(default=0, ge=0)
+    ignore_states: list[str] = Field(default_factory=list)
 
 
 class RupturePointsConfig(_Model):
@@ -162,6 +251,8 @@ class RupturePointsConfig(_Model):
     railway_status: list[str] = Field(default_factory=lambda: ["in_use"])
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
+    culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
+    obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
 
 
 class BoundaryConfig(_Model):
@@ -177,6 +268,9 @@ class CommunesConfig(_Model):
 class NomenclatureConfig(_Model):
     file: str
     code_column: str
+    # land-use code columns whose rule codes must exist in the file (a rule code is a prefix of a code, cut at a
+    # '.'); columns of another nomenclature (e.g. CORINE) are left out of the check
+    check_columns: list[str] = Field(default_factory=list)
 
 
 class ScheduleConfig(_Model):
@@ -197,6 +291,9 @@ class Territory(_Model):
     siren: str | None = None
     crs: str = "EPSG:2154"
     resolution_m: float = Field(gt=0, le=1000)
+    # computation extent = territory buffered by this (m); None → the largest dispersal distance over the most
+    # favourable matrix (see analysis_buffer_m); 0 → no buffer. Outputs are clipped to the territory.
+    buffer_m: float | None = Field(default=None, ge=0)
     schedule: ScheduleConfig = ScheduleConfig()
     boundary: BoundaryConfig
     communes: CommunesConfig
@@ -228,7 +325,7 @@ class Territory(_Model):
             for cls in st.habitat:
                 if cls not in self.landuse.classes:
                     raise ValueError(f"sous_trames.{name}.habitat: unknown land-use class {cls!r}")
-            for src in st.extra_habitat_sources:
+            for src in st.habitat_source_names:
                 if src not in self.sources:
                     raise ValueError(f"sous_trames.{name}.extra_habitat_sources: unknown source {src!r}")
         for cls, values in self.friction.landuse.items():
@@ -243,6 +340,14 @@ class Territory(_Model):
         missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
         if missing_cls:
             raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
+        for name, ov in self.friction.overlays.items():
+            if ov.class_ not in self.landuse.classes:
+                raise ValueError(f"friction.overlays.{name}: unknown land-use class {ov.class_!r}")
+            if ov.source and ov.source not in self.sources:
+                raise ValueError(f"friction.overlays.{name}: unknown source {ov.source!r}")
+        unknown = set(self.nomenclature.check_columns) - set(self.landuse.code_columns)
+        if unknown:
+            raise ValueError(f"nomenclature.check_columns: {sorted(unknown)} not in landuse.code_columns")
         return self
 
     # --- helpers -------------------------------------------------------------------------------------------------
@@ -261,6 +366,23 @@ class Territory(_Model):
     @property
     def wet_sous_trames(self) -> list[str]:
         return [k for k, v in self.sous_trames.items() if v.trame == "bleue"]
+
+    def analysis_buffer_m(self) -> float:
+        """Buffer (m) of the computation extent around the territory.
+
+        ``buffer_m`` when set; otherwise the largest dispersal distance expressed in metres of the most favourable
+        matrix: max over sous-trames of ``max_cost`` / the lowest land-use friction of a class that is not the
+        sous-trame's habitat (Graphab / Linkage Mapper practice: a study area padded by the longest dispersal
+        distance so that no patch or path is cut by the outline).
+        """
+        if self.buffer_m is not None:
+            return float(self.buffer_m)
+        best = 0.0
+        for name, st in self.sous_trames.items():
+            matrix = [v[name] for c, v in self.friction.landuse.items() if c not in st.habitat]
+            if matrix:
+                best = max(best, st.max_cost / min(matrix))
+        return best
 
     def config_hash(self) -> str:
         """sha256 of the effective configuration (profile applied) and of the nomenclature file."""
@@ -323,6 +445,43 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     raw["profile"] = profile
     raw["path"] = str(path)
     try:
-        return Territory.model_validate(raw)
+        territory = Territory.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
+    check_rule_codes(territory)
+    return territory
+
+
+def nomenclature_labels(territory: Territory) -> dict[str, str]:
+    """Code → label of every level of the territory's nomenclature file (columns ``code_nX`` / ``libelle_nX``;
+    only ``code_column`` when the file has no such pairs)."""
+    import csv
+
+    path = territory.resolve_path(territory.nomenclature.file)
+    if not path.exists():
+        raise ConfigError(f"{territory.path}: nomenclature file {path} not found")
+    labels: dict[str, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if territory.nomenclature.code_column not in row:
+                raise ConfigError(f"{path}: no column {territory.nomenclature.code_column!r} "
+                                  f"(columns: {list(row)})")
+            for key, value in row.items():
+                if key.startswith("code_") and value:
+                    labels.setdefault(value.strip(), (row.get("libelle_" + key[5:]) or "").strip())
+            labels.setdefault(row[territory.nomenclature.code_column].strip(), "")
+    return labels
+
+
+def check_rule_codes(territory: Territory) -> None:
+    """Every land-use rule code of a ``nomenclature.check_columns`` column must be a code of the nomenclature file
+    or a prefix of one cut at a '.' (``CS4`` → ``CS4.1.2``); raises :class:`ConfigError` naming the rule."""
+    columns = territory.nomenclature.check_columns
+    if not columns:
+        return
+    codes = set(nomenclature_labels(territory))
+    for i, rule in enumerate(territory.landuse.rules):
+        for col, code in (rule.model_extra or {}).items():
+            if col in columns and not any(c == str(code) or c.startswith(f"{code}.") for c in codes):
+                raise ConfigError(f"{territory.path}: landuse.rules[{i}] {col}={code!r} is no code of the "
+                                  f"nomenclature {territory.nomenclature.file}")

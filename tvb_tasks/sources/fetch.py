@@ -6,7 +6,8 @@
   ``y_column`` or ``wkt_column``), no reprojection;
 * ``http`` — download ``url`` (conditional request with the last ETag / Last-Modified), then read as a file;
 * ``wfs`` — :func:`tvb_tasks.sources.wfs.read_wfs` with ``srsName = territory.crs`` and a bbox from the territory
-  outline (buffered ``bbox_buffer_m``, default 1000 m; ``bbox: false`` to disable), optional ``filter``;
+  outline (buffered ``bbox_buffer_m``, default :func:`source_buffer_m`: the computation buffer, at least 1000 m;
+  ``bbox: false`` to disable), optional ``filter``;
 * ``osm`` — :mod:`tvb_tasks.sources.osm`: one download, four derived snapshots ``<name>_roads``,
   ``<name>_railways``, ``<name>_watercourses``, ``<name>_landuse``.
 
@@ -51,6 +52,15 @@ def cache_dir() -> Path:
 
 def _options(cfg: SourceConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="python")
+
+
+def source_buffer_m(territory: Territory, opts: Mapping[str, Any], key: str) -> float:
+    """Buffer (m) around the outline for which a source is fetched: the source's own ``key`` option
+    (``bbox_buffer_m`` / ``clip_buffer_m``) when given, else the layers' computation buffer
+    (``territory.analysis_buffer_m()``, so habitat and friction beyond the outline are known), at least 1000 m."""
+    if opts.get(key) is not None:
+        return float(opts[key])
+    return max(1000.0, territory.analysis_buffer_m())
 
 
 def _params_hash(payload: Mapping[str, Any]) -> str:
@@ -161,7 +171,7 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
     bbox = None
     if opts.get("bbox", True) is not False and name != territory.boundary.source:
         outline, _ = territory_outline(territory, store)
-        minx, miny, maxx, maxy = outline.buffer(float(opts.get("bbox_buffer_m", 1000))).bounds
+        minx, miny, maxx, maxy = outline.buffer(source_buffer_m(territory, opts, "bbox_buffer_m")).bounds
         bbox = (minx, miny, maxx, maxy, territory.crs)
     result = read_wfs(url, cfg.typename, version=cfg.version or "2.0.0", bbox=bbox, srs_name=territory.crs,
                       filters=opts.get("filter"), page_size=opts.get("page_size"), sort_by=opts.get("sort_by"),
@@ -210,7 +220,7 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
     rules_path = territory.resolve_path(opts.get("tag_rules") or DEFAULT_TAG_RULES)
     rules = osm_mod.load_tag_rules(rules_path, _nomenclature_codes(territory))
     outline, boundary_id = territory_outline(territory, store)
-    buffer_m = float(opts.get("clip_buffer_m", 1000))
+    buffer_m = source_buffer_m(territory, opts, "clip_buffer_m")
     clip_geom = outline.buffer(buffer_m)
     phash = _params_hash({"url": redact_url(url), "rules": rules.digest(), "boundary": boundary_id,
                           "buffer_m": buffer_m, "crs": territory.crs})
