@@ -343,7 +343,12 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
     if cfg.kind == "http":
         return _fetch_http(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     if cfg.kind == "wfs":
-        return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        try:
+            return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        except SourceError as exc:   # the WFS client names the server and layer; say which source it was
+            if f"source {name!r}" in str(exc):
+                raise
+            raise SourceError(f"source {name!r}: {exc}") from exc
     if cfg.kind == "osm":
         return _fetch_osm(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     raise SourceError(f"source {name!r}: unsupported kind {cfg.kind!r}")  # pragma: no cover - pydantic-checked
