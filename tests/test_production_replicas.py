@@ -250,3 +250,28 @@ def test_osm_path_counts_match_gdal_ogrinfo():
     assert len(layers["roads"]) == ogr_count(f"highway IN ({quoted(rules.roads.importance)})") > 0
     assert len(layers["railways"]) == ogr_count(f"railway IN ({quoted(rules.railways.status)})")
     assert len(layers["watercourses"]) == ogr_count(f"waterway IN ({quoted(rules.watercourses.kind)})")
+
+
+@pytest.mark.e2e
+def test_production_profile_through_the_airflow_dag(replica, tmp_path_factory):
+    """The observatory DAG (dag.test(), real Airflow, SQLite) with TVB_PROFILE=production against the replicas."""
+    pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
+    e2e = _load("airflow_e2e", Path(__file__).parent / "test_airflow_e2e.py")
+    airflow = e2e.Airflow(tmp_path_factory.mktemp("airflow-production"))
+    territory = load_territory("call", "production")
+    run = airflow.run("tvb_observatory_call", TVB_PROFILE="production", TVB_SOURCE_URLS=replica.urls(territory))
+    assert run["state"] == "success", e2e._why(run)
+    assert set(e2e._states(run).values()) == {"success"}, e2e._why(run)
+    result = run["xcoms"]["notify[-1].return_value"]
+    assert result["status"] == "published"
+    store = airflow.store()
+    latest = json.loads(store.get_bytes("releases/call/latest.json"))
+    assert latest["release_id"] == result["release_id"]
+    item = json.loads(store.get_bytes(f"releases/call/{result['release_id']}/stac/item.json"))
+    sources = {c["source"]: c for c in item["properties"]["tvb:sources"]}
+    assert {"landuse_ocs_ge", "roads", "vegetation", "znieff1", "river_obstacles", "osm"} <= set(sources)
+    assert sources["osm"]["licence"].startswith("Open Database License")
+    report = store.get_bytes(f"releases/call/{result['release_id']}/report/index.html").decode()
+    assert "Sources et licences" in report and "© IGN – OCS GE" in report and "Sandre" in report
+    web = store.get_bytes(f"releases/call/{result['release_id']}/web/index.html").decode()
+    assert "contributeurs OpenStreetMap (ODbL)" in web

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lxml import etree
-
 from .errors import SourceError
 from .fetch import configured_url
 from .http import HttpOptions, redact_url

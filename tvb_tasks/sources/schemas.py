@@ -194,7 +194,10 @@ def source_credits(territory: Any) -> list[dict[str, str]]:
 
 
 def credit_line(territory: Any, fallback: str = "") -> str:
-    """One attribution line (distinct attributions in source order), e.g. for the web map and the report."""
+    """One attribution line (distinct attributions in source order), e.g. for the web map and the report;
+    ``fallback`` when no live source (WFS / OSM / HTTP) names a schema (the bundled sample)."""
+    if not any(s.kind in LIVE_KINDS and (s.model_extra or {}).get("schema") for s in territory.sources.values()):
+        return fallback
     seen: list[str] = []
     for credit in source_credits(territory):
         if credit["attribution"] and credit["attribution"] not in seen:
