@@ -106,9 +106,14 @@ def cmd_territories(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from .config import load_territory
+    from .config import ConfigError, load_territory
+    from .sources.schemas import check_territory
 
     t = load_territory(args.territory, args.profile)
+    errors = check_territory(t)
+    if errors:
+        raise ConfigError(f"{t.path} (profile {t.profile}): source mappings disagree with the publishers' schemas "
+                          "(config/schemas/):\n  - " + "\n  - ".join(errors))
     print(f"{t.path}: valid (profile {t.profile}, config hash {t.config_hash()[:12]})")
     return 0
 
@@ -154,6 +159,16 @@ def cmd_fetch_sources(args) -> int:
     else:
         _print(fetch_all(territory, store, force=args.force, http_overrides=http))
     return 0
+
+
+def cmd_sources_probe(args) -> int:
+    from .config import load_territory
+    from .sources.probe import format_report, probe_territory
+
+    territory = load_territory(args.territory, args.profile)
+    reports = probe_territory(territory, only=args.source)
+    print(format_report(reports))
+    return 1 if any(r["differences"] for r in reports) else 0
 
 
 def cmd_releases(args) -> int:
@@ -247,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     rj.add_argument("--source", help="only this source")
     rj.add_argument("--clear", action="store_true", help="remove the rejected entries from the indexes")
     rj.set_defaults(func=cmd_sources_rejected)
+    pr = ssub.add_parser("probe", help="compare the live GetCapabilities / DescribeFeatureType of a territory's WFS "
+                                       "sources with their schema files (config/schemas/); exit 1 on differences")
+    pr.add_argument("--territory", default="call")
+    pr.add_argument("--profile", default="production")
+    pr.add_argument("--source", help="one source name (default: every WFS source with a schema)")
+    pr.set_defaults(func=cmd_sources_probe)
 
     rel = sub.add_parser("releases", help="list, show, verify, roll back or prune published releases")
     rel.add_argument("action", choices=["list", "show", "rollback", "verify", "prune", "orphans"])

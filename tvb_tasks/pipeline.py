@@ -356,7 +356,10 @@ def stage_validate_outputs(run: dict) -> dict:
     gpkg = _materialize(store, f"{_work_prefix(run)}/layers/tvb.gpkg")
     ind = _materialize(store, f"{_work_prefix(run)}/indicators/indicators.json")
     out = _local_dir(run, "validation", "outputs")
-    return _gate(store, run, "outputs", out, validate_outputs(territory, gpkg, ind, out))
+    # outline from the boundary snapshot (a WFS boundary in production has no configured file)
+    ref = run["snapshots"].get(territory.boundary.source)
+    boundary = _materialize(store, ref["key"]) if ref else None
+    return _gate(store, run, "outputs", out, validate_outputs(territory, gpkg, ind, out, boundary=boundary))
 
 
 def _full_validation(val_dir: Path) -> dict:

@@ -36,6 +36,7 @@ from . import osm as osm_mod
 from .errors import SourceError
 from .files import apply_columns, read_vector
 from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
+from .schemas import check_layer, effective_knobs
 from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, utc_now)
 from .wfs import read_wfs
 
@@ -67,8 +68,32 @@ def _params_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+URL_OVERRIDES_ENV = "TVB_SOURCE_URLS"
+
+
+def url_overrides() -> dict[str, str]:
+    """``TVB_SOURCE_URLS``: a JSON mapping ``{source name or published URL: URL to use}`` (tests point the production
+    profile at local replicas with it; an operator at a mirror). Raises :class:`SourceError` when not valid JSON."""
+    raw = os.environ.get(URL_OVERRIDES_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SourceError(f"{URL_OVERRIDES_ENV} is not a JSON mapping: {exc}") from None
+    if not isinstance(value, dict):
+        raise SourceError(f"{URL_OVERRIDES_ENV} must be a JSON mapping {{source or URL: URL}}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def configured_url(cfg: SourceConfig, name: str) -> str | None:
+    """The URL a source is read from: ``TVB_SOURCE_URLS`` by source name, then by published URL, else the YAML's."""
+    overrides = url_overrides()
+    return overrides.get(name) or overrides.get(cfg.url or "") or cfg.url
+
+
 def _source_url(cfg: SourceConfig, name: str, url: str | None) -> str:
-    url = url or cfg.url
+    url = url or configured_url(cfg, name)
     if not url:
         raise SourceError(f"source {name!r}: no URL (connection {cfg.connection_id!r} must provide it: pass url=)")
     return url
@@ -167,7 +192,7 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                auth: Any, headers: Mapping[str, str] | None) -> dict:
     started = time.monotonic()
     url = _source_url(cfg, name, url)
-    opts = _options(cfg)
+    opts = {**_options(cfg), **effective_knobs(cfg)}
     bbox = None
     if opts.get("bbox", True) is not False and name != territory.boundary.source:
         outline, _ = territory_outline(territory, store)
@@ -177,7 +202,11 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                       filters=opts.get("filter"), page_size=opts.get("page_size"), sort_by=opts.get("sort_by"),
                       output_format=opts.get("output_format"), geometry_name=opts.get("geometry_name"),
                       opts=HttpOptions.from_source(opts, auth=auth, headers=headers))
-    gdf = apply_columns(result.gdf, cfg.columns, cfg.constant_columns, what=f"source {name!r} ({result.url})",
+    check_layer(result.gdf, name, cfg, url=result.url)
+    raw = result.gdf
+    if raw.empty:   # no feature in the bbox: keep the mapped columns so the snapshot has the expected schema
+        raw = raw.assign(**{c: None for c in cfg.columns.values() if c not in raw.columns})
+    gdf = apply_columns(raw, cfg.columns, cfg.constant_columns, what=f"source {name!r} ({result.url})",
                         value_maps=opts.get("value_maps"))
     meta = {"kind": "wfs", "url": result.url, "typename": result.typename, "version": result.version,
             "params": {**result.params, "bbox": list(bbox) if bbox else None, "filter": opts.get("filter"),
@@ -203,6 +232,16 @@ def _nomenclature_codes(territory: Territory) -> set[str] | None:
         raise SourceError(str(exc)) from None
 
 
+def _tag_rule_codes(territory: Territory, nomenclature_id: str | None) -> set[str] | None:
+    """Codes the OSM tag rules may use: those of ``tag_rules_nomenclature`` (the nomenclature the rules file is
+    written in, e.g. ``ocs2d``) when given, else the territory's."""
+    if not nomenclature_id:
+        return _nomenclature_codes(territory)
+    from .schemas import _nomenclature_codes as codes_of
+
+    return set(codes_of(nomenclature_id, None)) or None
+
+
 def _year(last_modified: str | None) -> int:
     if last_modified:
         try:
@@ -216,9 +255,9 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                auth: Any, headers: Mapping[str, str] | None) -> dict:
     started = time.monotonic()
     url = _source_url(cfg, name, url)
-    opts = _options(cfg)
+    opts = {**_options(cfg), **effective_knobs(cfg)}
     rules_path = territory.resolve_path(opts.get("tag_rules") or DEFAULT_TAG_RULES)
-    rules = osm_mod.load_tag_rules(rules_path, _nomenclature_codes(territory))
+    rules = osm_mod.load_tag_rules(rules_path, _tag_rule_codes(territory, opts.get("tag_rules_nomenclature")))
     outline, boundary_id = territory_outline(territory, store)
     buffer_m = source_buffer_m(territory, opts, "clip_buffer_m")
     clip_geom = outline.buffer(buffer_m)
@@ -328,7 +367,12 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
     if cfg.kind == "http":
         return _fetch_http(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     if cfg.kind == "wfs":
-        return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        try:
+            return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        except SourceError as exc:   # the WFS client names the server and layer; say which source it was
+            if f"source {name!r}" in str(exc):
+                raise
+            raise SourceError(f"source {name!r}: {exc}") from exc
     if cfg.kind == "osm":
         return _fetch_osm(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     raise SourceError(f"source {name!r}: unsupported kind {cfg.kind!r}")  # pragma: no cover - pydantic-checked

@@ -410,6 +410,20 @@ def _validate_frame(
     return summary, result_json
 
 
+def source_role(territory: "Territory", name: str) -> str:
+    """Role of a configured source, or of a layer derived from an ``osm`` source (``<osm source>_roads`` …);
+    raises ``ValueError`` naming the known sources otherwise."""
+    if name in territory.sources:
+        return territory.sources[name].role
+    from tvb_tasks.sources.osm import DERIVED_ROLES
+
+    for parent, cfg in territory.sources.items():
+        if cfg.kind == "osm" and name.startswith(parent + "_") and name[len(parent) + 1:] in DERIVED_ROLES:
+            return DERIVED_ROLES[name[len(parent) + 1:]]
+    raise ValueError(f"source {name!r} is not configured for territory {territory.id} "
+                     f"(known: {sorted(territory.sources)})")
+
+
 def validate_source(
     territory: "Territory",
     name: str,
@@ -428,11 +442,8 @@ def validate_source(
     "warnings", "evaluated", "successful", "results_path", "docs_path", "row_count", "repaired_geometries",
     "previous_row_count"}``; never raises on bad data (see :func:`raise_for_critical`).
     """
-    if name not in territory.sources:
-        raise ValueError(f"source {name!r} is not configured for territory {territory.id} "
-                         f"(known: {sorted(territory.sources)})")
+    role = source_role(territory, name)
     out_dir = Path(out_dir)
-    role = territory.sources[name].role
     suite_name = suite_for("source", role)
     settings = validation_settings(territory)
     results_path = out_dir / "sources" / f"{name}.json"
