@@ -83,11 +83,9 @@ def screening_config(territory: Territory) -> ScreeningConfig:
 
 
 def fiches_config(territory: Territory) -> dict[str, FicheText]:
-    """{sous-trame: recommendations}; a sous-trame without text gets an empty entry, an unknown one is an error."""
+    """{sous-trame: recommendations}; a sous-trame without text gets an empty entry (texts of sous-trames a run does
+    not compute are ignored); an unknown land-use class is an error."""
     raw = (territory.model_extra or {}).get("fiches") or {}
-    unknown = sorted(set(raw) - set(territory.sous_trames))
-    if unknown:
-        raise ConfigError(f"{territory.path}: fiches: unknown sous-trames {unknown}")
     out = {}
     for st in territory.sous_trames:
         try:
