@@ -198,3 +198,24 @@ def test_sample_planning_layers_match_their_generator(tmp_path):
     assert fresh == recorded == gen.digests(gen.SAMPLE_DIR)
     projects = gpd.read_file(gen.SAMPLE_DIR / "planning.gpkg", layer="projects")
     assert set(projects["source"]) == {"synthetic"}
+
+
+def test_resolve_project_downloads_an_http_url(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from tvb_tasks.priorities.stage import resolve_project
+
+    served = tmp_path / "www"
+    served.mkdir()
+    project(bx(1400, 300, 1600, 700)).to_file(served / "zac.geojson")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = open_store(str(tmp_path / "store"))
+        path = resolve_project(f"http://127.0.0.1:{server.server_port}/zac.geojson", store, tmp_path / "work")
+        assert path.name == "zac.geojson" and path.read_bytes() == (served / "zac.geojson").read_bytes()
+    finally:
+        server.shutdown()
