@@ -219,3 +219,16 @@ def test_resolve_project_downloads_an_http_url(tmp_path):
         assert path.name == "zac.geojson" and path.read_bytes() == (served / "zac.geojson").read_bytes()
     finally:
         server.shutdown()
+
+
+def test_qgis_project_has_a_priorities_layer_with_french_aliases(territory, tmp_path):
+    from tvb_tasks.priorities.stage import priorities_stage
+    from tvb_tasks.publish.qgis import write_qgis_project
+
+    gpkg = write_scene(tmp_path / "tvb.gpkg")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    write_qgis_project(territory, gpkg, tmp_path / "qgis", release_id=RID)
+    qgs = (tmp_path / "qgis" / "tvb.qgs").read_text(encoding="utf-8")
+    assert "Priorités de restauration" in qgs and "layername=priorities" in qgs
+    for alias in ("Score de priorité", "Rang (territoire)", "Gain de connectivité ΔPC (%)", "Conflit avec un projet"):
+        assert alias in qgs, alias
