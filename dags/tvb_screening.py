@@ -64,7 +64,8 @@ def build_screening_dag(territory: Territory):
     tid = territory.id
     params = screening_params(territory)
 
-    @dag(dag_id=f"tvb_screening_{tid}", dag_display_name=f"TVB porter à connaissance — {territory.short_name or tid}",
+    @dag(dag_id=f"tvb_screening_{tid}",
+         dag_display_name=f"TVB porter à connaissance — {territory.short_name or tid}",
          description=f"Screen a planned project against the published TVB of {territory.name}",
          schedule=None, start_date=START_DATE, catchup=False, max_active_runs=1,
          dagrun_timeout=timedelta(hours=1), default_args=DEFAULT_ARGS,

@@ -230,5 +230,6 @@ def test_qgis_project_has_a_priorities_layer_with_french_aliases(territory, tmp_
     write_qgis_project(territory, gpkg, tmp_path / "qgis", release_id=RID)
     qgs = (tmp_path / "qgis" / "tvb.qgs").read_text(encoding="utf-8")
     assert "Priorités de restauration" in qgs and "layername=priorities" in qgs
-    for alias in ("Score de priorité", "Rang (territoire)", "Gain de connectivité ΔPC (%)", "Conflit avec un projet"):
+    for alias in ("Score de priorité", "Rang (territoire)", "Gain de connectivité ΔPC (%)",
+                  "Conflit avec un projet"):
         assert alias in qgs, alias

@@ -17,8 +17,8 @@ Candidates (see :func:`corridor_candidates`, :func:`rupture_sites`): every corri
   (``maintenance`` role, within the buffer); ``cost_proxy`` = cost_base × (1 − maintenance_discount × share).
 * ``conflict``: the largest ``conflict.stage_weights[stage]`` of the planned projects (``projects`` role) within
   the buffer, 0 when none: a threatened link is more urgent.
-* ``score`` = G · (w_gain + w_conflict · conflict) − w_cost · cost/max(cost), G = gain/max(gain) over the territory:
-  a threat multiplies the urgency of a useful restoration but does not make a useless one a priority;
+* ``score`` = G · (w_gain + w_conflict · conflict) − w_cost · cost/max(cost), G = gain/max(gain) over the
+  territory: a threat multiplies the urgency of a useful restoration but does not make a useless one a priority;
   ranks per territory, sous-trame and commune (commune holding the representative point: the corridor's midpoint,
   the site's first point). Ties: larger gain first, then id.
 

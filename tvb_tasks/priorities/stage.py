@@ -25,7 +25,7 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 
 from .config import priorities_config
-from .ranking import PRIORITY_COLUMNS, compute_priorities, sous_trame_networks, top_changes
+from .ranking import compute_priorities, sous_trame_networks, top_changes
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
