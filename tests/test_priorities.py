@@ -265,3 +265,11 @@ def test_read_project_errors_name_the_file(territory, tmp_path):
     wgs = tmp_path / "wgs.geojson"
     project(bx(1400, 300, 1600, 700)).to_crs("EPSG:4326").to_file(wgs)
     assert read_project(wgs, territory).crs == CRS                     # reprojected to the territory CRS
+
+
+def test_corridors_without_mean_friction_use_cost_per_metre(territory):
+    layers = scene()
+    layers["corridors"] = layers["corridors"].drop(columns="mean_friction")     # an older release
+    out = compute_priorities(territory, layers).set_index("id")
+    # cost / length = 60 per m: restored to 5 per m → gain as with mean friction 60
+    assert out.loc["forest-CL", "gain_dpc_pct"] > out.loc["forest-CS", "gain_dpc_pct"] > 0

@@ -261,6 +261,14 @@ def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
     return frame
 
 
+def _mean_friction(corridor) -> float:
+    """The corridor's land-use mean friction; cost / length (infrastructures included) when the layer has none."""
+    value = corridor.get("mean_friction")
+    if value is None or pd.isna(value):
+        return float(corridor["cost"]) / max(float(corridor["length_m"]), 1e-9)
+    return float(value)
+
+
 def _label(row) -> str:
     st = row["sous_trame_label"]
     if row["candidate"] == "corridor":
@@ -304,7 +312,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
 
     for _, c in corridor_candidates(corridors, cfg.corridor_statuses).iterrows():
         net = networks.get(c["sous_trame"])
-        new = restored_cost(float(c["cost"]), float(c["length_m"]), float(c["mean_friction"]), f_r)
+        new = restored_cost(float(c["cost"]), float(c["length_m"]), _mean_friction(c), f_r)
         dpc, dec = improvement(net, [(str(c["from_id"]), str(c["to_id"]), new)]) if net else (0.0, 0.0)
         rows.append({"id": str(c["id"]), "candidate": "corridor", "sous_trame": c["sous_trame"],
                      "status": c["status"], "corridor_ids": str(c["id"]), "from_id": str(c["from_id"]),
@@ -325,7 +333,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
             c = by_id.loc[cid]
             crossings = list(zip(pts.loc[pts["corridor_id"].astype(str) == cid, "infrastructure"],
                                  pts.loc[pts["corridor_id"].astype(str) == cid, "infra_class"]))
-            saving = barrier_saving(crossings, float(c["mean_friction"]), width, territory)
+            saving = barrier_saving(crossings, _mean_friction(c), width, territory)
             changes.append((str(c["from_id"]), str(c["to_id"]),
                             max(float(c["cost"]) - saving, float(c["length_m"]))))
         dpc, dec = improvement(net, changes) if (net and changes) else (0.0, 0.0)
