@@ -273,3 +273,12 @@ def test_corridors_without_mean_friction_use_cost_per_metre(territory):
     out = compute_priorities(territory, layers).set_index("id")
     # cost / length = 60 per m: restored to 5 per m → gain as with mean friction 60
     assert out.loc["forest-CL", "gain_dpc_pct"] > out.loc["forest-CS", "gain_dpc_pct"] > 0
+
+
+def test_corridor_candidates_accept_status_spellings():
+    from tvb_tasks.priorities.ranking import corridor_candidates
+
+    cor = gpd.GeoDataFrame({"id": ["a", "b", "c", "d"], "status": ["à créer", "to_restore", "existant", "A restaurer"]},
+                           geometry=[ln((0, 0), (1, 0))] * 4, crs=CRS)
+    out = corridor_candidates(cor, ["to_restore", "to_create"])
+    assert dict(zip(out["id"], out["status"])) == {"a": "to_create", "b": "to_restore", "d": "to_restore"}
