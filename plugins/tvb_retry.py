@@ -13,7 +13,7 @@ from airflow.sdk import RetryDecision, RetryPolicy
 # invalid data, configuration or parameters, or a lost publish race: the same inputs fail the same way. Network and
 # store errors (SourceError, StoreError, PreconditionFailed…) are not listed: they are retried.
 DETERMINISTIC_ERRORS = ("ValidationFailed", "ConfigError", "PipelineError", "ObjectExists", "IndicatorsError",
-                        "HistoryError", "LayerInputError", "SuiteLoadError", "PublishConflict")
+                        "HistoryError", "LayerInputError", "SuiteLoadError", "PublishConflict", "ScreeningError")
 
 
 class FailFastPolicy(RetryPolicy):

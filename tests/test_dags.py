@@ -19,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
 PLUGINS = ROOT / "plugins"
-DAG_FILES = {"tvb_fetch": DAGS / "tvb_fetch.py", "tvb_observatory": DAGS / "tvb_observatory.py"}  # by DAG id prefix
+DAG_FILES = {"tvb_fetch": DAGS / "tvb_fetch.py", "tvb_observatory": DAGS / "tvb_observatory.py",
+             "tvb_screening": DAGS / "tvb_screening.py"}  # by DAG id prefix
 
 _HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
 for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -91,7 +92,7 @@ def dagmod():
 # --- import ----------------------------------------------------------------------------------------------------------
 def test_dagbag_imports_without_errors_one_pair_per_territory(bag):
     assert bag.import_errors == {}
-    expected = {f"{prefix}_{t}" for t in list_territories() for prefix in ("tvb_fetch", "tvb_observatory")}
+    expected = {f"{prefix}_{t}" for t in list_territories() for prefix in DAG_FILES}
     assert set(bag.dags) == expected
     assert not bag.captured_warnings, bag.captured_warnings
 
@@ -311,7 +312,7 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
-                             "tvb_observatory_broken"}
+                             "tvb_observatory_broken", "tvb_screening_call", "tvb_screening_lens2"}
     lens2 = bag.dags["tvb_observatory_lens2"]
     assert lens2.params.get_param("sous_trames").schema["items"]["enum"] == ["forest", "wetland"]
     assert lens2.params.get_param("territory").schema["enum"] == ["lens2"]

@@ -121,3 +121,24 @@ def test_release_tools_from_the_command_line(published, capsys):
         assert key.split(f"{rid}/")[1] in capsys.readouterr().out
     finally:
         store.put_bytes(key, original)
+
+
+def test_release_holds_the_priorities_layer_and_four_fiches_and_screening_stays_outside(published, capsys):
+    root, store_uri, result = published
+    store = open_store(store_uri)
+    base = f"releases/call/{result['release_id']}"
+    prio = gpd.read_file(store.local_path(f"{base}/tvb.gpkg"), layer="priorities")
+    assert len(prio) > 0 and prio["rank"].min() == 1 and prio.geom_type.eq("Point").all()
+    assert {"score", "gain_dpc_pct", "cost_proxy", "conflict", "maintenance_share"} <= set(prio.columns)
+    assert (prio["conflict"] > 0).any() and (prio["maintenance_share"] > 0).any()   # synthetic projects / sectors
+    assert store.head(f"{base}/parquet/priorities.parquet") is not None
+    fiches = [k for k in store.list(f"{base}/report/fiches/") if k.endswith((".html", ".pdf"))]
+    assert sorted(k.rsplit("/", 1)[1] for k in fiches if "fiche_" in k) == sorted(
+        f"fiche_{st}.{ext}" for st in ("forest", "grassland", "mining", "wetland") for ext in ("html", "pdf"))
+    before = store.list(f"{base}/")
+    zac = str(PROJECT_ROOT / "sample" / "call" / "screening_zac.gpkg")
+    assert tvb(["screen", "--store", store_uri, zac]) == 0
+    out = capsys.readouterr().out
+    assert "corridor forest-" in out and "ΔPC -" in out
+    assert store.list(f"screenings/call/{result['release_id']}/")
+    assert store.list(f"{base}/") == before

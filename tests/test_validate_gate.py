@@ -45,6 +45,7 @@ EXPECTED_COUNTS = {
     "source_mining": 9, "source_osm": 10, "source_river_obstacles": 9,
     "output_reservoirs": 18, "output_relays": 18, "output_corridors": 20, "output_wet_corridors": 15,
     "output_rupture_points": 18, "output_indicators": 6,
+    "source_projects": 17, "source_maintenance": 14, "output_priorities": 22,
 }
 
 
@@ -125,7 +126,8 @@ def test_every_role_and_output_has_a_suite():
 
     for role in get_args(SourceRole):
         assert suites_mod.suite_for("source", role).startswith("source_")
-    for layer in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "indicators"):
+    for layer in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "indicators",
+                  "priorities"):
         assert suites_mod.suite_for("output", layer) == f"output_{layer}"
 
 

@@ -201,6 +201,25 @@ def cmd_releases(args) -> int:
     return 0
 
 
+def cmd_screen(args) -> int:
+    """Screen a planned project against a release; print what it touches and where the sheet is."""
+    from .pipeline import effective_territory, work_root
+    from .priorities.stage import describe, resolve_project, screen_release
+    from .store import open_store
+
+    territory = effective_territory(args.territory, profile=args.profile)
+    store = open_store(args.store)
+    path = resolve_project(args.project, store, work_root())
+    result = screen_release(territory, store, path, work_root(), release_id=args.release, layer=args.layer,
+                            project_name=args.name)
+    print("\n".join(describe(result)))
+    print(f"fiche     {store.url(result['prefix'] + '/fiche.html')}")
+    print(f"pdf       {store.url(result['prefix'] + '/fiche.pdf')}")
+    if args.json:
+        _print({k: v for k, v in result.items() if k != "result"})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tvb", description="Trame Verte et Bleue observatory pipeline")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -276,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--store")
     rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
     rel.set_defaults(func=cmd_releases)
+
+    sc = sub.add_parser("screen", help="screen a planned project against a release (porter à connaissance)")
+    sc.add_argument("project", help="project file (GeoPackage, GeoJSON, Shapefile…), http(s) URL or store key")
+    sc.add_argument("--territory", default="call")
+    sc.add_argument("--store")
+    sc.add_argument("--profile")
+    sc.add_argument("--release", help="release id (default: the live release)")
+    sc.add_argument("--layer", help="layer of a multi-layer project file")
+    sc.add_argument("--name", help="project name on the sheet (default: the file's name column or file name)")
+    sc.add_argument("--json", action="store_true", help="also print the result as JSON")
+    sc.set_defaults(func=cmd_screen)
     return p
 
 
@@ -289,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         name = type(exc).__name__
-        print(f"tvb: error: {exc}" if name in ("SourceError", "ValidationFailed", "ConfigError", "PipelineError")
+        print(f"tvb: error: {exc}" if name in ("SourceError", "ValidationFailed", "ConfigError", "PipelineError",
+                                                           "ScreeningError")
               else f"tvb: error: {name}: {exc}", file=sys.stderr)
         return 2
 

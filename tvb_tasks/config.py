@@ -21,7 +21,7 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 SourceRole = Literal[
     "boundary", "communes", "landuse", "landuse_overlay", "protected_areas", "roads", "railways",
-    "watercourses", "mining", "river_obstacles", "osm",
+    "watercourses", "mining", "river_obstacles", "osm", "projects", "maintenance",
 ]
 
 

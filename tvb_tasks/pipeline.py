@@ -334,6 +334,7 @@ def stage_indicators(run: dict) -> dict:
         history = None
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
                                 previous_indicators=prev_ind)
+    _priorities_hook(run, territory, store, layers / "tvb.gpkg", out, prev_gpkg)
     released_at = datetime.now(timezone.utc).replace(microsecond=0)
     release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))
     hist_dir = _local_dir(run, "history")
@@ -345,6 +346,22 @@ def stage_indicators(run: dict) -> dict:
     return {"release_id": release_id, "released_at": released_at.isoformat(),
             "key_figures": result.get("key_figures", {}),
             "previous_release": previous["release_id"] if previous else None}
+
+
+def _priorities_hook(run: dict, territory: Territory, store: Store, gpkg: Path, out: Path,
+                     prev_gpkg: Path | None) -> dict:
+    """Restoration priorities (tvb_tasks.priorities): the ``priorities`` layer into the work ``tvb.gpkg`` (uploaded
+    again), their tables into the indicators folder ``out``."""
+    from .priorities.stage import priorities_stage
+
+    roles = ("projects", "maintenance")
+    inputs = {name: _materialize(store, ref["key"]) for name, ref in run["snapshots"].items()
+              if ref.get("key") and territory.sources.get(name) and territory.sources[name].role in roles}
+    result = priorities_stage(territory, gpkg, out, inputs=inputs, previous_gpkg=prev_gpkg)
+    key = f"{_work_prefix(run)}/layers/tvb.gpkg"
+    if not (isinstance(store, LocalStore) and store.local_path(key) == gpkg.resolve()):
+        store.put_file(key, gpkg)
+    return result
 
 
 def stage_validate_outputs(run: dict) -> dict:
@@ -399,6 +416,9 @@ def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *
     shutil.rmtree(report_dir, ignore_errors=True)
     build_report(territory, layers / "tvb.gpkg", ind_dir, report_dir, validation_summary=full,
                  history_path=hist_dir / "indicators.parquet", release_id=indicators["release_id"])
+    from .priorities.stage import fiches_stage
+
+    fiches_stage(territory, layers / "tvb.gpkg", report_dir / "fiches", release_id=indicators["release_id"])
     staging = work / "release"
     shutil.rmtree(staging, ignore_errors=True)
     rasters = sorted((layers / "rasters").glob("*.tif"))

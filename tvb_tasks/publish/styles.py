@@ -13,6 +13,8 @@ PUBLISHED_LAYERS: list[dict] = [
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
      "width": 3},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "color": "#e31a1c", "radius": 6},
+    {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "by": "sous_trame",
+     "color": "#ff6f00", "radius": 7},
 ]
 LAYER_NAMES = [layer["name"] for layer in PUBLISHED_LAYERS]
 
@@ -49,6 +51,13 @@ FIELD_LABELS = {
     "infra_type": "Type d'infrastructure", "infra_class": "Classe d'infrastructure",
     "infra_name": "Nom de l'infrastructure", "severity": "Gravité", "n_merged": "Tronçons fusionnés",
     "origin_name": "Nom de l'origine", "protection_types": "Protections",
+    # priorities layer (tvb_tasks.priorities): rank and score components
+    "candidate": "Type de priorité", "corridor_ids": "Corridors", "n_points": "Points de rupture",
+    "gain_dpc_pct": "Gain de connectivité ΔPC (%)", "gain_ec_ha": "Gain ΔEC (ha)", "gain_method": "Méthode du gain",
+    "cost_base": "Coût de base (indice)", "maintenance_share": "Part en secteur géré", "maintenance": "Secteurs gérés",
+    "cost_proxy": "Coût estimé (indice)", "conflict": "Conflit avec un projet", "projects": "Projets concernés",
+    "score": "Score de priorité", "rank": "Rang (territoire)", "rank_sous_trame": "Rang (sous-trame)",
+    "rank_commune": "Rang (commune)",
 }
 
 

@@ -39,6 +39,7 @@ CRS_COLUMN = "__crs__"            # same names as in expectations.py (not import
 GEOMETRY_COLUMN = "geometry"
 LANDUSE_CLASS_COLUMN = "__landuse_class__"
 OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points")
+OPTIONAL_OUTPUT_LAYERS = ("priorities",)   # validated when the GeoPackage holds them (tvb_tasks.priorities)
 OUTLINE_SIMPLIFY_M = 1.0      # the outline passed to GX is simplified by this; the buffers are widened by as much
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
 
@@ -253,7 +254,17 @@ def suite_parameters(
         "protection_types": sorted(set(territory.protected_areas.always_reservoir)
                                    | set(territory.protected_areas.case_by_case)),
         "sous_trames": sorted(territory.sous_trames),
+        **_priorities_parameters(territory),
     }
+
+
+def _priorities_parameters(territory: "Territory") -> dict[str, Any]:
+    """Value sets of the ``projects`` / ``maintenance`` source suites, from the ``priorities:`` section."""
+    from tvb_tasks.priorities.config import priorities_config
+
+    cfg = priorities_config(territory)
+    return {"project_types": list(cfg.project_types), "project_stages": sorted(cfg.conflict.stage_weights),
+            "maintenance_kinds": list(cfg.maintenance_kinds)}
 
 
 # --- summaries -----------------------------------------------------------------------------------------------------
@@ -592,7 +603,7 @@ def validate_outputs(
             layers = {str(row[0]) for row in pyogrio.list_layers(gpkg)}
         except Exception as exc:  # noqa: BLE001
             log.error("validation: %s is not a readable GeoPackage: %s", gpkg, exc)
-    for layer in OUTPUT_LAYERS:
+    for layer in OUTPUT_LAYERS + tuple(n for n in OPTIONAL_OUTPUT_LAYERS if n in layers):
         suite_name = suite_for("output", layer)
         results_path = out_dir / "outputs" / f"{layer}.json"
         if layer not in layers:

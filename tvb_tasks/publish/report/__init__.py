@@ -330,6 +330,9 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         "connectivity": connectivity_table(doc), "communes": communes_table(doc, st_labels),
     }
     rankings = ranking_tables(doc)
+    from tvb_tasks.priorities.stage import report_tables   # "Priorités" section (when the stage produced them)
+
+    rankings += report_tables(indicators_dir)
     changes = change_tables(doc, st_labels)
     validation_ok, validation_status, validation = validation_tables(validation_summary)
     images = []

@@ -1,0 +1,284 @@
+"""Restoration priorities and project screening on hand-built scenes whose answer is known.
+
+Scene (forest sous-trame, EPSG:2154, offset to Lambert-93): three pairs of reservoirs far apart (no link between
+pairs), each pair joined by one corridor "to restore" of the same length, cost and mean friction, crossed once by
+the same road (importance 2, friction 1000):
+
+* pair L: two large woods (100 ha each), corridor CL, rupture point PL;
+* pairs S and T: two small woods each (4 ha), corridors CS and CT, rupture points PS and PT — identical twins, so
+  CT ranks just below CS (ties go to the smaller id) until something makes CT more urgent or cheaper.
+
+Expected: every gain of pair L exceeds those of S / T (PC grows with a_i·a_j); a project on CT lifts it above CS,
+and so does a managed sector over CT; a project over CL reports CL and a connectivity loss; a project far from
+everything reports nothing.
+"""
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import LineString, Point, box
+
+from tvb_tasks.config import load_territory
+from tvb_tasks.indicators.connectivity import decay_constant
+from tvb_tasks.priorities import compute_priorities, rupture_sites
+from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
+from tvb_tasks.priorities.ranking import barrier_saving, restored_cost
+from tvb_tasks.priorities.screening import read_project, screen_project
+
+X0, Y0 = 650_000.0, 7_020_000.0
+CRS = "EPSG:2154"
+
+
+def bx(x1, y1, x2, y2):
+    return box(X0 + x1, Y0 + y1, X0 + x2, Y0 + y2)
+
+
+def ln(*pts):
+    return LineString([(X0 + x, Y0 + y) for x, y in pts])
+
+
+def pt(x, y):
+    return Point(X0 + x, Y0 + y)
+
+
+@pytest.fixture(scope="module")
+def territory():
+    return load_territory("call")
+
+
+def scene() -> dict[str, gpd.GeoDataFrame]:
+    """Layers of the scene (same schema as a release's tvb.gpkg)."""
+    # pair L at y 0..1000 (woods 1000 m × 1000 m), pairs S and T at y 5000 and 10000 (200 m × 200 m)
+    polys = {"L1": bx(0, 0, 1000, 1000), "L2": bx(2000, 0, 3000, 1000),
+             "S1": bx(0, 5000, 200, 5200), "S2": bx(1200, 5000, 1400, 5200),
+             "T1": bx(0, 10000, 200, 10200), "T2": bx(1200, 10000, 1400, 10200)}
+    reservoirs = gpd.GeoDataFrame({"id": [f"forest-{k}" for k in polys], "sous_trame": "forest",
+                                   "origin": "habitat", "libelle": list(polys)},
+                                  geometry=list(polys.values()), crs=CRS)
+    reservoirs["area_ha"] = reservoirs.area / 1e4
+    lines = {"CL": ln((1000, 500), (2000, 500)), "CS": ln((200, 5100), (1200, 5100)),
+             "CT": ln((200, 10100), (1200, 10100))}
+    corridors = gpd.GeoDataFrame({
+        "id": [f"forest-{k}" for k in lines], "sous_trame": "forest", "status": "to_restore",
+        "from_id": ["forest-L1", "forest-S1", "forest-T1"], "to_id": ["forest-L2", "forest-S2", "forest-T2"],
+        "cost": 60_000.0, "mean_friction": 30.0, "libelle": list(lines)}, geometry=list(lines.values()), crs=CRS)
+    corridors["length_m"] = corridors.length
+    corridors["path_length_m"] = corridors.length
+    points = gpd.GeoDataFrame({
+        "id": ["P1", "P2", "P3"], "corridor_id": ["forest-CL", "forest-CS", "forest-CT"], "sous_trame": "forest",
+        "corridor_kind": "terrestre", "infrastructure": "road", "infra_class": "2", "infra_name": "RN 1",
+        "severity": 3, "n_merged": 1, "libelle": "rupture"},
+        geometry=[pt(1500, 500), pt(700, 5100), pt(700, 10100)], crs=CRS)
+    communes = gpd.GeoDataFrame({"insee": ["62001", "62002"], "nom": ["Aville", "Bville"]},
+                                geometry=[bx(-500, -500, 3500, 4000), bx(-500, 4000, 3500, 11000)], crs=CRS)
+    empty_poly = gpd.GeoDataFrame({"id": [], "sous_trame": [], "area_ha": [], "libelle": []},
+                                  geometry=gpd.GeoSeries([], crs=CRS), crs=CRS)
+    wet = gpd.GeoDataFrame({"id": [], "sous_trame": [], "length_m": [], "libelle": []},
+                           geometry=gpd.GeoSeries([], crs=CRS), crs=CRS)
+    landuse = gpd.GeoDataFrame({"class": ["forest", "farmland"]},
+                               geometry=[shapely.union_all(list(polys.values())),
+                                         shapely.difference(bx(-500, -500, 3500, 11000),
+                                                            shapely.union_all(list(polys.values())))], crs=CRS)
+    return {"reservoirs": reservoirs, "relays": empty_poly, "corridors": corridors, "wet_corridors": wet,
+            "rupture_points": points, "communes": communes, "landuse": landuse}
+
+
+def project(geom, stage="authorised", name="ZAC test") -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"id": ["PRJ-1"], "name": [name], "type": ["zac"], "stage": [stage],
+                             "date": ["2027-01-01"]}, geometry=[geom], crs=CRS)
+
+
+def rank_of(priorities: gpd.GeoDataFrame, ident: str) -> int:
+    return int(priorities.loc[priorities["id"] == ident, "rank"].iloc[0])
+
+
+# --- network: incremental updates are exact -----------------------------------------------------------------------
+def test_lowered_link_update_matches_a_full_recomputation():
+    rng = np.random.default_rng(7)
+    n = 30
+    links = {}
+    for _ in range(70):
+        a, b = sorted(rng.choice(n, 2, replace=False))
+        links[(int(a), int(b))] = float(rng.uniform(10, 100))
+    limit = 1e9
+    dist = shortest_paths(n, links, limit)
+    for (a, b), d in list(links.items())[:10]:
+        new = lowered(dist, a, b, d / 4, limit)
+        ref = shortest_paths(n, {**links, (a, b): d / 4}, limit)
+        np.testing.assert_allclose(new, ref)
+    g = nx.Graph()                                   # and the base matrix agrees with networkx
+    g.add_nodes_from(range(n))
+    g.add_weighted_edges_from((a, b, d) for (a, b), d in links.items())
+    np.testing.assert_allclose(dist, nx.floyd_warshall_numpy(g, nodelist=range(n)))
+
+
+def test_improvement_equals_pc_difference_by_hand():
+    nodes = pd.DataFrame({"id": ["a", "b"], "area_ha": [10.0, 20.0]})
+    links = pd.DataFrame({"from_id": ["a"], "to_id": ["b"], "distance": [1000.0]})
+    net = build_network(nodes, links, distance_threshold=1000, probability_at_threshold=0.5, min_probability=1e-6)
+    k = decay_constant(1000, 0.5)
+    before = 100 + 400 + 2 * 200 * math.exp(-k * 1000)
+    after = 100 + 400 + 2 * 200 * math.exp(-k * 250)
+    dpc, dec = improvement(net, [("a", "b", 250.0)])
+    assert net.pc_sum == pytest.approx(before)
+    assert dpc == pytest.approx(100 * (after - before) / before)
+    assert dec == pytest.approx(math.sqrt(after) - math.sqrt(before))
+    assert improvement(net, [("a", "b", 2000.0)]) == (0.0, 0.0)     # a longer link changes nothing
+    loss, ec_loss = degradation(net, area_loss_ha={}, removed_links=[("a", "b")], lengthened_links=[])
+    assert loss == pytest.approx(100 * (500 - before) / before) and ec_loss < 0
+    assert degradation(net, area_loss_ha={"a": 10.0}, removed_links=[], lengthened_links=[])[0] == \
+        pytest.approx(100 * (400 - before) / before)
+
+
+def test_cut_off_leaves_far_pairs_out():
+    nodes = pd.DataFrame({"id": ["a", "b"], "area_ha": [1.0, 1.0]})
+    links = pd.DataFrame({"from_id": ["a"], "to_id": ["b"], "distance": [50_000.0]})
+    net = build_network(nodes, links, distance_threshold=1000, probability_at_threshold=0.5, min_probability=0.001)
+    assert math.isinf(net.dist[0, 1]) and net.pc_sum == pytest.approx(2.0)
+
+
+def test_restored_cost_and_barrier_saving(territory):
+    assert restored_cost(60_000, 1000, 30, 5) == pytest.approx(35_000)
+    assert restored_cost(1200, 1000, 1.5, 5) == 1200                 # already cheap: unchanged
+    assert restored_cost(5000, 1000, 30, 5) == 1000                  # never below friction 1
+    # road importance 2 = friction 1000 in call.yaml, crossing 25 m wide over a matrix of mean friction 30
+    assert barrier_saving([("road", "2")], 30, 25, territory) == pytest.approx((1000 - 30) * 25)
+    assert barrier_saving([("road", "5"), ("obstacle", None)], 30, 25, territory) == 0.0
+
+
+# --- sites --------------------------------------------------------------------------------------------------------
+def test_rupture_points_of_one_crossing_form_one_site():
+    pts = gpd.GeoDataFrame({"id": ["P1", "P2", "P3", "P4"], "corridor_id": ["C1", "C2", "C3", "C1"],
+                            "sous_trame": "forest", "infrastructure": ["road", "road", "road", "railway"],
+                            "infra_class": ["2", "2", "2", "in_use"], "infra_name": ["A", "A", "A", "L"]},
+                           geometry=[pt(0, 0), pt(60, 0), pt(1000, 0), pt(10, 0)], crs=CRS)
+    sites = rupture_sites(pts, 100)
+    assert sorted(map(sorted, sites["point_ids"])) == [["P1", "P2"], ["P3"], ["P4"]]
+    assert sites.loc[sites["point_ids"].map(len) == 2, "corridor_ids"].iloc[0] == ["C1", "C2"]
+    with_ids = rupture_sites(pts.assign(site_id=["X", "Y", "Y", "Y"]), 100)      # the layer's own site ids win
+    assert sorted(with_ids["site_id"]) == ["X", "Y"] and with_ids["n_points"].sum() == 4
+
+
+# --- ranking ------------------------------------------------------------------------------------------------------
+def test_barrier_between_large_reservoirs_ranks_above_one_between_small(territory):
+    layers = scene()
+    out = compute_priorities(territory, layers)
+    sites = out[out["candidate"] == "rupture_site"].set_index("corridor_ids")
+    assert sites.loc["forest-CL", "gain_dpc_pct"] > sites.loc["forest-CS", "gain_dpc_pct"] > 0
+    assert sites.loc["forest-CL", "rank"] < sites.loc["forest-CS", "rank"]
+    cor = out[out["candidate"] == "corridor"].set_index("id")
+    assert cor.loc["forest-CL", "rank"] < cor.loc["forest-CS", "rank"]
+    assert out["rank"].tolist() == list(range(1, len(out) + 1))
+    assert set(out["rank_sous_trame"]) == set(range(1, len(out) + 1))
+    assert {"gain_dpc_pct", "gain_ec_ha", "cost_proxy", "maintenance_share", "conflict", "score"} <= set(out.columns)
+    assert out.geom_type.eq("Point").all() and out.crs == CRS
+    assert out["libelle"].str.startswith("Priorité ").all()
+
+
+def test_same_corridor_ranks_higher_when_a_project_threatens_it(territory):
+    layers = scene()
+    base = compute_priorities(territory, layers)
+    assert rank_of(base, "forest-CT") == rank_of(base, "forest-CS") + 1     # twins: CT just below CS
+    zac = project(bx(600, 10050, 800, 10300))
+    threatened = compute_priorities(territory, layers, projects=zac)
+    row = threatened.set_index("id").loc["forest-CT"]
+    assert row["conflict"] == pytest.approx(1.0) and row["projects"] == "ZAC test"
+    assert rank_of(threatened, "forest-CT") < rank_of(threatened, "forest-CS")
+    later = compute_priorities(territory, layers, projects=project(bx(600, 10050, 800, 10300), stage="planned"))
+    assert later.set_index("id").loc["forest-CT", "conflict"] == pytest.approx(0.4)   # stage weight
+
+
+def test_same_corridor_ranks_higher_inside_a_maintenance_sector(territory):
+    layers = scene()
+    sector = gpd.GeoDataFrame({"id": ["M1"], "name": ["Accotements RN"], "kind": ["verge"], "manager": ["CD62"],
+                               "practice": ["fauche tardive"]}, geometry=[bx(150, 10050, 1250, 10150)], crs=CRS)
+    out = compute_priorities(territory, layers, maintenance=sector)
+    row = out.set_index("id").loc["forest-CT"]
+    assert row["maintenance_share"] == pytest.approx(1.0)
+    assert row["cost_proxy"] == pytest.approx(row["cost_base"] * (1 - 0.4))
+    assert rank_of(out, "forest-CT") < rank_of(out, "forest-CS")
+
+
+def test_empty_inputs_give_an_empty_ranking(territory):
+    layers = scene()
+    layers["corridors"] = layers["corridors"].iloc[0:0]
+    layers["rupture_points"] = layers["rupture_points"].iloc[0:0]
+    out = compute_priorities(territory, layers)
+    assert out.empty and list(out.columns)[-1] == "geometry"
+
+
+# --- screening ----------------------------------------------------------------------------------------------------
+def test_project_over_a_corridor_reports_it_and_a_connectivity_loss(territory):
+    layers = scene()
+    result = screen_project(territory, layers, project(bx(1400, 300, 1600, 700)))
+    assert result.corridors["id"].tolist() == ["forest-CL"]
+    assert result.corridors["affected_m"].iloc[0] == pytest.approx(200)
+    assert result.rupture_sites["corridor_ids"].tolist() == ["forest-CL"]       # P1 at (1500, 500) is inside
+    forest = result.connectivity.set_index("sous_trame").loc["forest"]
+    assert forest["delta_pc_pct"] < 0 and forest["delta_ec_ha"] < 0
+    assert result.summary["max_loss_pc_pct"] > 0 and result.touches_anything
+
+
+def test_project_over_a_reservoir_reports_the_area_lost(territory):
+    layers = scene()
+    result = screen_project(territory, layers, project(bx(-100, -100, 500, 1100)))
+    res = result.reservoirs.set_index("id").loc["forest-L1"]
+    assert res["affected_ha"] == pytest.approx(50.0) and res["affected_share"] == pytest.approx(0.5)
+    assert result.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] < 0
+
+
+def test_line_project_is_buffered(territory):
+    layers = scene()
+    road = gpd.GeoDataFrame({"id": ["R"], "name": ["Déviation"], "type": ["infrastructure"], "stage": ["planned"],
+                             "date": ["2030"]}, geometry=[ln((1500, -200), (1500, 1200))], crs=CRS)
+    result = screen_project(territory, layers, road)
+    assert result.corridors["affected_m"].iloc[0] == pytest.approx(2 * 15)     # screening.line_buffer_m = 15
+
+
+def test_project_far_from_everything_reports_nothing(territory):
+    layers = scene()
+    result = screen_project(territory, layers, project(bx(3200, 2000, 3400, 2200)))
+    assert not result.touches_anything
+    assert result.summary["max_loss_pc_pct"] == 0 and result.summary["loss_ec_ha"] == 0
+    assert (result.connectivity["delta_pc_pct"] == 0).all()
+
+
+def test_read_project_errors_name_the_file(territory, tmp_path):
+    from tvb_tasks.priorities.screening import ScreeningError
+
+    with pytest.raises(ScreeningError, match="not found"):
+        read_project(tmp_path / "absent.gpkg", territory)
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("not json", encoding="utf-8")
+    with pytest.raises(ScreeningError, match="bad.geojson"):
+        read_project(bad, territory)
+    pts = tmp_path / "points.gpkg"
+    gpd.GeoDataFrame({"id": [1]}, geometry=[pt(0, 0)], crs=CRS).to_file(pts)
+    with pytest.raises(ScreeningError, match="polygons or lines"):
+        read_project(pts, territory)
+    wgs = tmp_path / "wgs.geojson"
+    project(bx(1400, 300, 1600, 700)).to_crs("EPSG:4326").to_file(wgs)
+    assert read_project(wgs, territory).crs == CRS                     # reprojected to the territory CRS
+
+
+def test_corridors_without_mean_friction_use_cost_per_metre(territory):
+    layers = scene()
+    layers["corridors"] = layers["corridors"].drop(columns="mean_friction")     # an older release
+    out = compute_priorities(territory, layers).set_index("id")
+    # cost / length = 60 per m: restored to 5 per m → gain as with mean friction 60
+    assert out.loc["forest-CL", "gain_dpc_pct"] > out.loc["forest-CS", "gain_dpc_pct"] > 0
+
+
+def test_corridor_candidates_accept_status_spellings():
+    from tvb_tasks.priorities.ranking import corridor_candidates
+
+    cor = gpd.GeoDataFrame({"id": ["a", "b", "c", "d"], "status": ["à créer", "to_restore", "existant", "A restaurer"]},
+                           geometry=[ln((0, 0), (1, 0))] * 4, crs=CRS)
+    out = corridor_candidates(cor, ["to_restore", "to_create"])
+    assert dict(zip(out["id"], out["status"])) == {"a": "to_create", "b": "to_restore", "d": "to_restore"}

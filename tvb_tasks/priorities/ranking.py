@@ -1,0 +1,410 @@
+"""Restoration priorities: which corridor to restore / create and which rupture site to treat first.
+
+Candidates (see :func:`corridor_candidates`, :func:`rupture_sites`): every corridor whose status is in
+``priorities.corridor_statuses`` and every rupture *site* (the rupture points of one crossing: grouped by a
+``site_id`` column when the layer has one, else by sous-trame + infrastructure + name within
+``site_tolerance_m``). For each candidate, published side by side (so a reader sees why it ranks where it does):
+
+* ``gain_dpc_pct`` / ``gain_ec_ha``: ΔPC (%) and ΔEC (ha) of its sous-trame's graph if it were restored
+  (:mod:`.network`). A corridor's cost loses its land-use excess: d' = cost − (mean_friction − f_r) · length_m,
+  f_r = ``restored_friction`` (the friction of an existing corridor) — Graphab's link-improvement dPC. A site's
+  corridors lose the excess friction of its crossings: (f_infra − mean_friction) · ``barrier_crossing_m`` per
+  crossing, f_infra from ``friction.infrastructure`` — Linkage Mapper Barrier Mapper's "cost saved by removing the
+  barrier". d' never goes below length_m (friction 1). Sites on wet corridors (not links of the wetland graph,
+  whose links are edge-to-edge distances) get 0 and ``gain_method = hors_graphe``.
+* ``cost_base``: length_m × ``cost.per_m[status]`` (corridor) or Σ ``cost.crossing[infrastructure][class]``
+  (site); ``maintenance_share``: share of the corridor length (or of the site's points) inside a managed sector
+  (``maintenance`` role, within the buffer); ``cost_proxy`` = cost_base × (1 − maintenance_discount × share).
+* ``conflict``: the largest ``conflict.stage_weights[stage]`` of the planned projects (``projects`` role) within
+  the buffer, 0 when none: a threatened link is more urgent.
+* ``score`` = G · (w_gain + w_conflict · conflict) − w_cost · cost/max(cost), G = gain/max(gain) over the
+  territory: a threat multiplies the urgency of a useful restoration but does not make a useless one a priority;
+  ranks per territory, sous-trame and commune (commune holding the representative point: the corridor's midpoint,
+  the site's first point). Ties: larger gain first, then id.
+
+CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPackage (``read_layers``) through
+:func:`corridor_candidates` / :func:`rupture_sites`, the adapter to the layer schema.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from tvb_tasks.config import Territory
+from tvb_tasks.indicators import _network_inputs, indicators_config
+from tvb_tasks.publish.styles import STATUS_STYLES, status_code
+
+from .config import PrioritiesConfig, crossing_width_m, priorities_config, restored_friction
+from .network import Network, build_network, improvement
+
+PRIORITY_COLUMNS = [
+    "id", "candidate", "sous_trame", "status", "corridor_ids", "from_id", "to_id", "infrastructure", "infra_name",
+    "length_m", "n_points", "gain_dpc_pct", "gain_ec_ha", "gain_method", "cost_base", "maintenance_share",
+    "maintenance", "cost_proxy", "conflict", "projects", "score", "rank", "rank_sous_trame", "rank_commune",
+    "insee", "commune", "libelle",
+]
+INFRA_LABELS = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle",
+                "obstacle": "obstacle à l'écoulement"}
+
+
+# --- adapter to the layers' schema -----------------------------------------------------------------------------------
+def corridor_candidates(corridors: gpd.GeoDataFrame, statuses: list[str]) -> gpd.GeoDataFrame:
+    """Corridors whose (canonical) status is in ``statuses``; ``status`` normalised to the canonical code."""
+    if corridors.empty:
+        return corridors.assign(status=pd.Series(dtype=object))
+    codes = corridors["status"].map(status_code)
+    out = corridors.assign(status=codes.fillna(corridors["status"]))
+    return out[out["status"].isin(statuses)].reset_index(drop=True)
+
+
+def rupture_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFrame:
+    """One row per rupture site: ``site_id, sous_trame, infrastructure, infra_class, infra_name, point_ids,
+    corridor_ids (lists), n_points``, geometry = the site's first point (lowest point id).
+
+    Uses the layer's ``site_id`` column when present; otherwise points of one sous-trame, infrastructure type and
+    infrastructure name closer than ``tolerance_m`` (single linkage) form a site, named ``<sous_trame>-S<nnn>``.
+    """
+    cols = ["site_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "point_ids", "corridor_ids",
+            "n_points", "geometry"]
+    if points.empty:
+        return gpd.GeoDataFrame(columns=cols, geometry="geometry", crs=points.crs)
+    pts = points.sort_values("id", kind="stable").reset_index(drop=True)
+    for col in ("infra_class", "infra_name"):
+        if col not in pts.columns:
+            pts[col] = None
+    if "site_id" in pts.columns and pts["site_id"].notna().all():
+        labels = pts["site_id"].astype(str).to_numpy()
+    else:
+        labels = np.empty(len(pts), dtype=object)
+        key = pts["sous_trame"].astype(str) + "|" + pts["infrastructure"].astype(str) + "|" + \
+            pts["infra_name"].fillna("").astype(str)
+        left, right = pts.sindex.query(pts.geometry.values, predicate="dwithin", distance=tolerance_m)
+        same = key.to_numpy()[left] == key.to_numpy()[right]
+        graph = coo_matrix((np.ones(int(same.sum())), (left[same], right[same])), shape=(len(pts), len(pts)))
+        _, comp = connected_components(graph, directed=False)
+        counters: dict[str, int] = {}
+        first: dict[int, str] = {}
+        for i, c in enumerate(comp):               # points are in id order: a site is named by its first point
+            if c not in first:
+                st = str(pts.at[i, "sous_trame"])
+                counters[st] = counters.get(st, 0) + 1
+                first[c] = f"{st}-S{counters[st]:03d}"
+            labels[i] = first[c]
+    pts["site_id"] = labels
+    rows = []
+    for site, grp in pts.groupby("site_id", sort=False):
+        rows.append({"site_id": site, "sous_trame": grp["sous_trame"].iloc[0],
+                     "infrastructure": grp["infrastructure"].iloc[0], "infra_class": grp["infra_class"].iloc[0],
+                     "infra_name": grp["infra_name"].iloc[0], "point_ids": grp["id"].astype(str).tolist(),
+                     "corridor_ids": list(dict.fromkeys(grp["corridor_id"].astype(str))),
+                     "n_points": int(len(grp)), "geometry": grp.geometry.iloc[0]})
+    return gpd.GeoDataFrame(rows, columns=cols, geometry="geometry", crs=points.crs)
+
+
+def infrastructure_friction(territory: Territory, infrastructure: str, infra_class) -> float | None:
+    """Friction of a crossed infrastructure from ``friction.infrastructure`` (None when unknown: obstacles)."""
+    infra = territory.friction.infrastructure
+    if infrastructure == "road":
+        try:
+            return float(infra.roads.by_importance.get(int(float(infra_class))))
+        except (TypeError, ValueError):
+            return None
+    if infrastructure == "railway":
+        value = infra.railways.by_status.get(str(infra_class))
+        return float(value) if value is not None else None
+    if infrastructure == "canal":
+        return float(infra.canals)
+    return None
+
+
+# --- components ------------------------------------------------------------------------------------------------------
+def restored_cost(cost: float, length_m: float, mean_friction: float, f_restored: float) -> float:
+    """Cost of a corridor once its land-use friction is that of an existing corridor (≥ length_m, ≤ cost)."""
+    excess = max(float(mean_friction) - f_restored, 0.0) * float(length_m)
+    return float(min(cost, max(cost - excess, length_m)))
+
+
+def barrier_saving(crossings: list[tuple[str, object]], mean_friction: float, width_m: float,
+                   territory: Territory) -> float:
+    """Cost saved on one corridor when these crossings (infrastructure, class) stop being barriers."""
+    total = 0.0
+    for infrastructure, infra_class in crossings:
+        f = infrastructure_friction(territory, infrastructure, infra_class)
+        if f is not None:
+            total += max(f - float(mean_friction), 0.0) * width_m
+    return total
+
+
+def crossing_cost(cfg: PrioritiesConfig, infrastructure: str, infra_class) -> float:
+    table = cfg.cost.crossing
+    value = table.get(str(infrastructure))
+    if isinstance(value, dict):
+        key = str(infra_class)
+        try:
+            key = str(int(float(infra_class)))
+        except (TypeError, ValueError):
+            pass
+        value = value.get(key)
+    if value is None:
+        value = table.get("default", 1000.0)
+    return float(value if not isinstance(value, dict) else 1000.0)
+
+
+def _union(gdf: gpd.GeoDataFrame | None, buffer_m: float = 0.0):
+    if gdf is None or gdf.empty:
+        return None
+    geoms = gdf.geometry.values
+    if buffer_m:
+        geoms = shapely.buffer(geoms, buffer_m)
+    return shapely.union_all(geoms)
+
+
+def maintenance_overlap(geoms: np.ndarray, maintenance: gpd.GeoDataFrame | None, buffer_m: float
+                        ) -> tuple[np.ndarray, list[str]]:
+    """(share of each line's length — or 1/0 for a point — within ``buffer_m`` of a managed sector, names)."""
+    share = np.zeros(len(geoms))
+    names = [""] * len(geoms)
+    if maintenance is None or maintenance.empty or not len(geoms):
+        return share, names
+    zone = shapely.buffer(_union(maintenance), buffer_m) if buffer_m else _union(maintenance)
+    shapely.prepare(zone)
+    sindex = maintenance.sindex
+    for i, g in enumerate(geoms):
+        if g.geom_type in ("Point", "MultiPoint"):
+            parts = shapely.get_parts(g)
+            share[i] = float(shapely.intersects(zone, parts).mean())
+        else:
+            length = g.length
+            share[i] = min(g.intersection(zone).length / length, 1.0) if length > 0 else 0.0
+        if share[i] > 0:
+            hits = sindex.query(g, predicate="dwithin", distance=buffer_m)
+            col = "name" if "name" in maintenance.columns else "id"
+            names[i] = ", ".join(sorted(maintenance.iloc[hits][col].astype(str).unique()))
+    return share, names
+
+
+def project_areas(projects: gpd.GeoDataFrame | None, line_buffer_m: float) -> gpd.GeoDataFrame | None:
+    """Projects as areas: line projects buffered by ``line_buffer_m`` (half-width of the right-of-way)."""
+    if projects is None or projects.empty:
+        return projects
+    geoms = projects.geometry.values
+    lines = shapely.get_dimensions(geoms) < 2
+    geoms = np.where(lines, shapely.buffer(geoms, line_buffer_m), geoms)
+    return projects.set_geometry(gpd.GeoSeries(geoms, crs=projects.crs, index=projects.index))
+
+
+def project_conflict(geoms: np.ndarray, projects: gpd.GeoDataFrame | None, buffer_m: float,
+                     stage_weights: dict[str, float]) -> tuple[np.ndarray, list[str]]:
+    """(largest stage weight of the projects within ``buffer_m`` of each geometry, their names)."""
+    conflict = np.zeros(len(geoms))
+    names = [""] * len(geoms)
+    if projects is None or projects.empty or not len(geoms):
+        return conflict, names
+    left, right = projects.sindex.query(geoms, predicate="dwithin", distance=buffer_m)
+    weights = projects["stage"].map(lambda s: stage_weights.get(str(s), 0.0)).to_numpy(dtype=float)
+    label = projects["name"].fillna(projects["id"]).astype(str).to_numpy() if "name" in projects.columns \
+        else projects["id"].astype(str).to_numpy()
+    for i, j in zip(left, right):
+        conflict[i] = max(conflict[i], weights[j])
+    for i in np.unique(left):
+        names[i] = ", ".join(sorted(set(label[right[left == i]])))
+    return conflict, names
+
+
+def representative_points(geoms: np.ndarray) -> np.ndarray:
+    """Midpoint of a line (along its length), the point itself otherwise."""
+    out = np.empty(len(geoms), dtype=object)
+    for i, g in enumerate(geoms):
+        if g.geom_type in ("LineString", "MultiLineString"):
+            merged = shapely.line_merge(g) if g.geom_type == "MultiLineString" else g
+            line = merged if merged.geom_type == "LineString" else max(merged.geoms, key=lambda x: x.length)
+            out[i] = line.interpolate(0.5, normalized=True)
+        elif g.geom_type == "Point":
+            out[i] = g
+        else:
+            out[i] = g.representative_point()
+    return out
+
+
+def commune_of(points: np.ndarray, communes: gpd.GeoDataFrame) -> tuple[list[str], list[str]]:
+    """(insee, nom) of the commune holding each point (the nearest commune for a point just outside)."""
+    if communes is None or communes.empty or not len(points):
+        return [""] * len(points), [""] * len(points)
+    idx = communes.sindex.nearest(points, return_all=False)[1]
+    return communes["insee"].astype(str).to_numpy()[idx].tolist(), communes["nom"].astype(str).to_numpy()[idx].tolist()
+
+
+def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
+    """Add ``score`` and ``rank`` (territory), ``rank_sous_trame``, ``rank_commune``; sorted by rank."""
+    frame = frame.copy()
+    if frame.empty:
+        for col in ("score", "rank", "rank_sous_trame", "rank_commune"):
+            frame[col] = pd.Series(dtype=float if col == "score" else int)
+        return frame
+    g_max = float(frame["gain_dpc_pct"].max())
+    c_max = float(frame["cost_proxy"].max())
+    gain = frame["gain_dpc_pct"] / g_max if g_max > 0 else 0.0
+    cost = frame["cost_proxy"] / c_max if c_max > 0 else 0.0
+    w = cfg.weights
+    frame["score"] = gain * (w.gain + w.conflict * frame["conflict"]) - w.cost * cost
+    frame = frame.sort_values(["score", "gain_dpc_pct", "id"], ascending=[False, False, True], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame["rank"] = np.arange(1, len(frame) + 1)
+    frame["rank_sous_trame"] = frame.groupby("sous_trame").cumcount() + 1
+    frame["rank_commune"] = frame.groupby("insee").cumcount() + 1
+    return frame
+
+
+def _mean_friction(corridor) -> float:
+    """The corridor's land-use mean friction; cost / length (infrastructures included) when the layer has none."""
+    value = corridor.get("mean_friction")
+    if value is None or pd.isna(value):
+        return float(corridor["cost"]) / max(float(corridor["length_m"]), 1e-9)
+    return float(value)
+
+
+def _label(row) -> str:
+    st = row["sous_trame_label"]
+    if row["candidate"] == "corridor":
+        status = STATUS_STYLES.get(row["status"], (str(row["status"]),))[0].lower()
+        return f"Priorité {row['rank']} – corridor {status} – {st} ({row['id']})"
+    infra = INFRA_LABELS.get(str(row["infrastructure"]), str(row["infrastructure"]))
+    name = f" {row['infra_name']}" if isinstance(row["infra_name"], str) and row["infra_name"] else ""
+    return f"Priorité {row['rank']} – site de rupture ({infra}{name}) – {st} ({row['id']})"
+
+
+# --- entry point -----------------------------------------------------------------------------------------------------
+def sous_trame_networks(territory: Territory, layers: dict[str, gpd.GeoDataFrame], gpkg: Path | str = "layers"
+                        ) -> dict[str, Network]:
+    """The graph of each sous-trame, built from the same inputs as the indicators' connectivity."""
+    cfg = priorities_config(territory)
+    p_at = indicators_config(territory).connectivity.probability_at_threshold
+    out = {}
+    for st in territory.sous_trames:
+        nodes, links, _, threshold = _network_inputs(layers, territory, st, Path(gpkg))
+        out[st] = build_network(nodes, links, distance_threshold=threshold, probability_at_threshold=p_at,
+                                min_probability=cfg.min_probability)
+    return out
+
+
+def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame], *,
+                       projects: gpd.GeoDataFrame | None = None, maintenance: gpd.GeoDataFrame | None = None,
+                       networks: dict[str, Network] | None = None) -> gpd.GeoDataFrame:
+    """The ranked priorities (one Point per candidate, columns :data:`PRIORITY_COLUMNS`) of a release's layers.
+
+    ``layers``: reservoirs, corridors, rupture_points, communes (as :func:`tvb_tasks.indicators.read_layers`);
+    ``projects`` / ``maintenance``: the sources of those roles (may be None or empty).
+    """
+    cfg = priorities_config(territory)
+    crs = territory.crs
+    networks = networks if networks is not None else sous_trame_networks(territory, layers)
+    f_r = restored_friction(territory)
+    width = crossing_width_m(territory)
+    corridors = layers["corridors"]
+    by_id = corridors.set_index(corridors["id"].astype(str)) if len(corridors) else corridors
+    rows: list[dict] = []
+
+    for _, c in corridor_candidates(corridors, cfg.corridor_statuses).iterrows():
+        net = networks.get(c["sous_trame"])
+        new = restored_cost(float(c["cost"]), float(c["length_m"]), _mean_friction(c), f_r)
+        dpc, dec = improvement(net, [(str(c["from_id"]), str(c["to_id"]), new)]) if net else (0.0, 0.0)
+        rows.append({"id": str(c["id"]), "candidate": "corridor", "sous_trame": c["sous_trame"],
+                     "status": c["status"], "corridor_ids": str(c["id"]), "from_id": str(c["from_id"]),
+                     "to_id": str(c["to_id"]), "infrastructure": None, "infra_name": None,
+                     "length_m": float(c["length_m"]), "n_points": 0, "gain_dpc_pct": max(dpc, 0.0),
+                     "gain_ec_ha": max(dec, 0.0), "gain_method": "corridor_restored",
+                     "cost_base": float(c["length_m"]) * float(cfg.cost.per_m.get(c["status"], 1.0)),
+                     "geometry": c.geometry})
+
+    points = layers["rupture_points"]
+    for _, s in rupture_sites(points, cfg.site_tolerance_m).iterrows():
+        net = networks.get(s["sous_trame"])
+        pts = points[points["id"].astype(str).isin(s["point_ids"])]
+        changes = []
+        for cid in s["corridor_ids"]:
+            if cid not in by_id.index:
+                continue
+            c = by_id.loc[cid]
+            crossings = list(zip(pts.loc[pts["corridor_id"].astype(str) == cid, "infrastructure"],
+                                 pts.loc[pts["corridor_id"].astype(str) == cid, "infra_class"]))
+            saving = barrier_saving(crossings, _mean_friction(c), width, territory)
+            changes.append((str(c["from_id"]), str(c["to_id"]),
+                            max(float(c["cost"]) - saving, float(c["length_m"]))))
+        dpc, dec = improvement(net, changes) if (net and changes) else (0.0, 0.0)
+        cost = sum(crossing_cost(cfg, i, k) for i, k in zip(pts["infrastructure"], pts["infra_class"]))
+        rows.append({"id": str(s["site_id"]), "candidate": "rupture_site", "sous_trame": s["sous_trame"],
+                     "status": None, "corridor_ids": ", ".join(s["corridor_ids"]), "from_id": None, "to_id": None,
+                     "infrastructure": s["infrastructure"], "infra_name": s["infra_name"], "length_m": 0.0,
+                     "n_points": int(s["n_points"]), "gain_dpc_pct": max(dpc, 0.0), "gain_ec_ha": max(dec, 0.0),
+                     "gain_method": "barrier_removed" if changes else "hors_graphe", "cost_base": cost,
+                     "geometry": shapely.multipoints(pts.geometry.values) if len(pts) > 1 else s.geometry})
+
+    frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["geometry"],
+                             geometry="geometry", crs=crs) if rows else \
+        gpd.GeoDataFrame(columns=PRIORITY_COLUMNS + ["geometry"], geometry="geometry", crs=crs)
+    geoms = frame.geometry.values
+    is_line = np.array([g.geom_type.endswith("LineString") for g in geoms], dtype=bool)
+    share = np.zeros(len(frame))
+    m_names = [""] * len(frame)
+    conflict = np.zeros(len(frame))
+    p_names = [""] * len(frame)
+    p_areas = project_areas(projects, _line_buffer(territory))
+    for kind_mask, buf in ((is_line, cfg.corridor_buffer_m), (~is_line, cfg.site_buffer_m)):
+        idx = np.flatnonzero(kind_mask)
+        if not len(idx):
+            continue
+        s, mn = maintenance_overlap(geoms[idx], maintenance, buf)
+        c, pn = project_conflict(geoms[idx], p_areas, buf, cfg.conflict.stage_weights)
+        share[idx], conflict[idx] = s, c
+        for j, i in enumerate(idx):
+            m_names[i], p_names[i] = mn[j], pn[j]
+    frame["maintenance_share"] = share
+    frame["maintenance"] = m_names
+    frame["conflict"] = conflict
+    frame["projects"] = p_names
+    frame["cost_proxy"] = frame["cost_base"].astype(float) * (1.0 - cfg.cost.maintenance_discount * share)
+    points_geom = representative_points(geoms)
+    frame["insee"], frame["commune"] = commune_of(points_geom, layers.get("communes"))
+    frame = frame.set_geometry(gpd.GeoSeries(points_geom, crs=crs, index=frame.index))
+    ranked = score_and_rank(pd.DataFrame(frame), cfg)
+    labels = {k: v.label for k, v in territory.sous_trames.items()}
+    ranked["sous_trame_label"] = ranked["sous_trame"].map(labels)
+    ranked["libelle"] = [_label(r) for _, r in ranked.iterrows()] if len(ranked) else []
+    ranked = ranked.drop(columns="sous_trame_label")
+    out = gpd.GeoDataFrame(ranked[PRIORITY_COLUMNS + ["geometry"]], geometry="geometry", crs=crs)
+    for col in ("rank", "rank_sous_trame", "rank_commune", "n_points"):
+        out[col] = out[col].astype("int64")
+    for col in ("gain_dpc_pct", "gain_ec_ha", "cost_base", "cost_proxy", "maintenance_share", "conflict", "score",
+                "length_m"):
+        out[col] = out[col].astype(float)
+    return out
+
+
+def _line_buffer(territory: Territory) -> float:
+    from .config import screening_config
+
+    return screening_config(territory).line_buffer_m
+
+
+def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int) -> pd.DataFrame:
+    """History of the top priorities: each id in the current or previous top ``top_n`` with its rank then and now
+    and a French ``evolution`` (nouvelle / maintenue / sortie du top)."""
+    cur = current.loc[current["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]]
+    prev = previous.loc[previous["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]] \
+        if previous is not None and len(previous) else cur.iloc[0:0]
+    out = cur.merge(prev, on=["id", "sous_trame"], how="outer", suffixes=("", "_previous"))
+    if previous is not None and len(previous):
+        all_prev = previous.set_index("id")["rank"]
+        all_cur = current.set_index("id")["rank"]
+        out["rank_previous"] = out["id"].map(all_prev)
+        out["rank"] = out["id"].map(all_cur)
+    evolution = np.where(out["rank_previous"].isna(), "nouvelle",
+                         np.where(out["rank"].isna() | (out["rank"] > top_n), "sortie du top", "maintenue"))
+    out["evolution"] = evolution if previous is not None and len(previous) else "première publication"
+    return out.sort_values(["rank", "rank_previous"], na_position="last").reset_index(drop=True)
