@@ -740,7 +740,13 @@ def test_nomenclature_error_never_echoes_the_file(tmp_path, capsys):
     secret_line = "root:x:0:0:TOPSECRET:/root:/bin/bash"
     fake = tmp_path / "passwd"
     fake.write_text(secret_line + "\n")
-    p = _yaml(tmp_path, lambda raw: raw["nomenclature"].update(file=str(fake)))
+    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+
+    def point_at_fake(raw: dict) -> None:      # explicit {file, code_column} form, with the OCS2D rules
+        raw["nomenclature"] = {"file": str(fake), "code_column": nomenclature["code_column"]}
+        raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
+
+    p = _yaml(tmp_path, point_at_fake)
     assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert str(fake) in err and "no column" in err and "TOPSECRET" not in err and "root:x" not in err
