@@ -35,6 +35,8 @@ def test_size_threshold_applies_to_the_whole_patch_then_outputs_are_clipped(tmp_
     full = gpd.read_parquet(part["files"]["habitat"])               # the patches' full extent (meff CBC)
     assert sorted(full["area_ha"].round(4)) == [4.0, 12.0, 12.25]
     assert sorted(full["area_in_territory_ha"].round(4)) == [0.0, 6.0, 12.25]
+    layer = gpd.read_file(out["gpkg"], layer="habitat_patches")   # the same, published for the indicators
+    assert sorted(layer["area_ha"].round(4)) == [4.0, 12.0, 12.25] and layer["libelle"].str.len().min() > 0
     with rasterio.open(part["files"]["friction"]) as ds:            # rasters: the territory's own grid
         assert (ds.width, ds.height) == (40, 40)
     cor = gpd.read_file(out["gpkg"], layer="corridors")

@@ -355,10 +355,35 @@ def _sum_km(gdf: gpd.GeoDataFrame) -> float:
     return float(gdf["length_m"].sum() / 1000) if len(gdf) else 0.0
 
 
+HABITAT_PATCH_COLUMNS = ["patch_id", "sous_trame", "area_ha", "area_in_territory_ha"]
+
+
+def _habitat_patches_layer(territory, parts: list[dict]) -> gpd.GeoDataFrame:
+    """Every sous-trame's habitat patches over their full extent (not clipped to the territory: the computation
+    buffer completes the patches the outline cuts), ``area_ha`` whole, ``area_in_territory_ha`` inside, with a
+    French ``libelle``. For indicators that need whole patches (meff CBC, FragScape practice)."""
+    frames = []
+    for p in parts:
+        path = p.get("files", {}).get("habitat")
+        if path and Path(path).exists():
+            gdf = gpd.read_parquet(path)
+            if len(gdf):
+                gdf = gdf.rename_geometry("geometry") if gdf.geometry.name != "geometry" else gdf
+                if "area_in_territory_ha" not in gdf.columns:
+                    gdf["area_in_territory_ha"] = gdf["area_ha"]
+                frames.append(gdf[HABITAT_PATCH_COLUMNS + ["geometry"]])
+    out = _concat(frames, territory.crs, HABITAT_PATCH_COLUMNS)
+    labels = {k: v.label for k, v in territory.sous_trames.items()}
+    out["libelle"] = [f"Tache d'habitat – {labels.get(s, s)} – {a:.1f} ha (dont {i:.1f} ha dans le territoire)"
+                      for s, a, i in zip(out["sous_trame"], out["area_ha"], out["area_in_territory_ha"])] \
+        if len(out) else []
+    return out
+
+
 def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Path) -> dict:
     """Merge the sous-trame parts, compute wet corridors and rupture points, write ``out_dir/tvb.gpkg``
-    (layers reservoirs, relays, corridors, wet_corridors, rupture_points, communes, landuse; every
-    one with a French ``libelle``) and the COG rasters ``out_dir/rasters/{friction,cost}_<sous_trame>.tif``.
+    (layers reservoirs, relays, corridors, wet_corridors, rupture_points, communes, landuse, and
+    habitat_patches — the only layer not clipped to the territory; every one with a French ``libelle``) and the COG rasters ``out_dir/rasters/{friction,cost}_<sous_trame>.tif``.
 
     Returns ``{"gpkg", "rasters", "counts", "lengths_km", "areas_ha", "timings_s"}``.
     """
@@ -394,6 +419,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     corridors["libelle"] = labels.label_corridors(territory, corridors) if len(corridors) else []
     wet["libelle"] = labels.label_wet(wet) if len(wet) else []
     ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
+    patches = _habitat_patches_layer(territory, parts)
     landuse = ctx.landuse.drop(columns=[c for c in ("source",) if c in ctx.landuse.columns])
     landuse = landuse.assign(libelle=labels.label_landuse(territory, landuse))
     communes = _communes(territory, inputs)
@@ -403,7 +429,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     layers = [("reservoirs", reservoirs, "Polygon"), ("relays", relays, "Polygon"),
               ("corridors", corridors, "MultiLineString"),
               ("wet_corridors", wet, "LineString"), ("rupture_points", ruptures, "Point"),
-              ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon")]
+              ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon"),
+              ("habitat_patches", patches, "Polygon")]
     for name, gdf, gtype in layers:
         _write_layer(gdf, gpkg, name, gtype)
 
