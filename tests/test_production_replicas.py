@@ -290,3 +290,24 @@ def test_knobs_default_to_the_schema_and_are_capped():
     assert effective_knobs(mine)["page_size"] == 5000 and effective_knobs(mine)["timeout_s"] == 30
     sandre = load_territory("call", "production").sources["river_obstacles"]
     assert effective_knobs(sandre)["page_size"] == 1000      # no documented cap: the schema's default stands
+
+
+def test_replica_axis_order_is_the_publishers(replica):
+    """Like the Géoplateforme, the replica's default CRS is EPSG:4326 and WFS 2.0 answers latitude first for
+    urn:ogc:def:crs:EPSG::4326; the client must still land the CALL in lon ≈ 2.7–3.0, lat ≈ 50.3–50.5."""
+    import requests
+
+    from tvb_tasks.sources.http import HttpOptions
+    from tvb_tasks.sources.wfs import read_wfs
+
+    url = f"{replica.url}ns/ADMINEXPRESS-COG.LATEST/"
+    caps = requests.get(url, params={"SERVICE": "WFS", "REQUEST": "GetCapabilities", "VERSION": "2.0.0"}).text
+    assert re.search(r"<DefaultCRS>urn:ogc:def:crs:EPSG::4326</DefaultCRS>", caps)
+    gml = requests.get(url, params={"SERVICE": "WFS", "REQUEST": "GetFeature", "VERSION": "2.0.0",
+                                    "TYPENAMES": "ADMINEXPRESS-COG.LATEST:epci",
+                                    "SRSNAME": "urn:ogc:def:crs:EPSG::4326"}).text
+    first = [float(v) for v in re.search(r"<gml:posList[^>]*>([^<]+)<", gml).group(1).split()[:2]]
+    assert 50 < first[0] < 51 and 2 < first[1] < 3.5              # latitude first on the wire
+    result = read_wfs(url, "ADMINEXPRESS-COG.LATEST:epci", srs_name="EPSG:4326", opts=HttpOptions())
+    minx, miny, maxx, maxy = result.gdf.total_bounds
+    assert 2.6 < minx < maxx < 3.1 and 50.2 < miny < maxy < 50.6, result.gdf.total_bounds
