@@ -176,7 +176,12 @@ def load_rules(path: Path = TERRITORY_CONFIG):
         raise RuntimeError("pyyaml is needed to read the land-use rules")
     with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
-    return cfg["landuse"]
+    landuse = dict(cfg["landuse"])
+    if "rules" not in landuse:   # `nomenclature: <id>`: the rules live in config/nomenclatures/<id>.yaml
+        with open(ROOT / "config" / "nomenclatures" / f"{cfg['nomenclature']}.yaml", encoding="utf-8") as f:
+            nomenclature = yaml.safe_load(f)
+        landuse.update(rules=nomenclature["rules"], default_class=nomenclature.get("default_class", "farmland"))
+    return landuse
 
 
 def classify(code_cs: str, code_us: str, landuse_cfg) -> str:

@@ -135,16 +135,19 @@ def test_production_profile_publishes_against_replicas(nomenclature, replica, sa
     result = run_pipeline("call", store_uri=str(tmp_path / "store"), profile="production")
     assert result["status"] == "published", result
     store = tmp_path / "store"
-    manifest = json.loads((store / result["manifest_key"]).read_text())
-    fetched = set(manifest.get("sources") or manifest.get("inputs") or {}) or set(json.dumps(manifest))
-    for name in ("communes", "roads", "vegetation", "water_surfaces", "znieff1", "river_obstacles", "osm_roads"):
-        assert name in json.dumps(manifest), name
+    release = store / f"releases/call/{result['release_id']}"
+    manifest = json.dumps(json.loads((store / result["manifest_key"]).read_text()))
+    for name in (f"landuse_{nomenclature}", "communes", "roads", "vegetation", "water_surfaces", "znieff1",
+                 "river_obstacles", "osm_roads"):
+        assert name in manifest, name
     figures = _figures(store, result["release_id"])
     if nomenclature != "clc":          # CORINE (25 ha MMU) is the coarse fallback: published, not compared
         assert _in_range(figures, sample_figures) == [], (figures, sample_figures)
-    stac = json.dumps(json.loads((store / f"releases/call/{result['release_id']}/stac/collection.json").read_text())) \
-        if (store / f"releases/call/{result['release_id']}/stac/collection.json").exists() else ""
-    del fetched, stac
+    report = (release / "report/index.html").read_text(encoding="utf-8")
+    assert ("unité minimale de collecte de 25 ha" in report) == (nomenclature == "clc")
+    item = json.loads((release / "stac/item.json").read_text())
+    licences = {c["source"]: c["licence"] for c in item["properties"]["tvb:sources"]}
+    assert licences["osm"].startswith("Open Database License") and "Etalab" in licences["roads"]
 
 
 @pytest.mark.parametrize("faults, source, words", [
@@ -275,3 +278,36 @@ def test_production_profile_through_the_airflow_dag(replica, tmp_path_factory):
     assert "Sources et licences" in report and "© IGN – OCS GE" in report and "Sandre" in report
     web = store.get_bytes(f"releases/call/{result['release_id']}/web/index.html").decode()
     assert "contributeurs OpenStreetMap (ODbL)" in web
+
+
+def test_knobs_default_to_the_schema_and_are_capped():
+    from tvb_tasks.config import SourceConfig
+    from tvb_tasks.sources.schemas import effective_knobs
+
+    roads = load_territory("call", "production").sources["roads"]
+    assert effective_knobs(roads) == {"page_size": 5000, "timeout_s": 120, "max_retries": 5, "backoff_s": 2.0}
+    mine = SourceConfig.model_validate({**roads.model_dump(), "page_size": 20000, "timeout_s": 30})
+    assert effective_knobs(mine)["page_size"] == 5000 and effective_knobs(mine)["timeout_s"] == 30
+    sandre = load_territory("call", "production").sources["river_obstacles"]
+    assert effective_knobs(sandre)["page_size"] == 1000      # no documented cap: the schema's default stands
+
+
+def test_replica_axis_order_is_the_publishers(replica):
+    """Like the Géoplateforme, the replica's default CRS is EPSG:4326 and WFS 2.0 answers latitude first for
+    urn:ogc:def:crs:EPSG::4326; the client must still land the CALL in lon ≈ 2.7–3.0, lat ≈ 50.3–50.5."""
+    import requests
+
+    from tvb_tasks.sources.http import HttpOptions
+    from tvb_tasks.sources.wfs import read_wfs
+
+    url = f"{replica.url}ns/ADMINEXPRESS-COG.LATEST/"
+    caps = requests.get(url, params={"SERVICE": "WFS", "REQUEST": "GetCapabilities", "VERSION": "2.0.0"}).text
+    assert re.search(r"<DefaultCRS>urn:ogc:def:crs:EPSG::4326</DefaultCRS>", caps)
+    gml = requests.get(url, params={"SERVICE": "WFS", "REQUEST": "GetFeature", "VERSION": "2.0.0",
+                                    "TYPENAMES": "ADMINEXPRESS-COG.LATEST:epci",
+                                    "SRSNAME": "urn:ogc:def:crs:EPSG::4326"}).text
+    first = [float(v) for v in re.search(r"<gml:posList[^>]*>([^<]+)<", gml).group(1).split()[:2]]
+    assert 50 < first[0] < 51 and 2 < first[1] < 3.5              # latitude first on the wire
+    result = read_wfs(url, "ADMINEXPRESS-COG.LATEST:epci", srs_name="EPSG:4326", opts=HttpOptions())
+    minx, miny, maxx, maxy = result.gdf.total_bounds
+    assert 2.6 < minx < maxx < 3.1 and 50.2 < miny < maxy < 50.6, result.gdf.total_bounds

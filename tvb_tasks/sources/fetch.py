@@ -11,6 +11,10 @@
 * ``osm`` — :mod:`tvb_tasks.sources.osm`: one download, four derived snapshots ``<name>_roads``,
   ``<name>_railways``, ``<name>_watercourses``, ``<name>_landuse``.
 
+A source naming a publisher's schema (``schema: <id>``, :mod:`tvb_tasks.sources.schemas`) gets its default knobs
+(page size, timeout, retries) from it and is checked against it before the mapping (missing field, unknown code).
+``TVB_SOURCE_URLS`` (JSON ``{source or published URL: URL}``) redirects URLs at run time (mirrors, test replicas).
+
 Then ``columns`` (target ← source) and ``constant_columns`` are applied and the layer is stored as a content-
 addressed snapshot (:mod:`tvb_tasks.sources.snapshot`). Credentials (``auth``, ``headers``) are passed in by the
 caller (an Airflow hook, the CLI's environment) and never logged or stored.

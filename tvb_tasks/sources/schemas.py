@@ -121,9 +121,9 @@ def check_mappings(name: str, cfg: Any) -> list[str]:
     for prop in _filter_properties(opts.get("filter")) + ([opts["sort_by"]] if opts.get("sort_by") else []):
         if prop not in fields:
             errors.append(f"source {name!r}: filter / sort_by field {prop!r} not in schema {schema_id}")
-    renamed = {t: f for t, f in (opts.get("columns") or {}).items()}
+    source_field = dict(opts.get("columns") or {})          # target column → field of the layer
     for target, mapping in (opts.get("value_maps") or {}).items():
-        field = renamed.get(target, target)
+        field = source_field.get(target, target)
         codes = field_codes(schema, field)
         if codes is None:
             errors.append(f"source {name!r}: value_maps.{target} maps field {field!r}, which has no code list in "
@@ -140,7 +140,7 @@ def check_territory(territory: Any) -> list[str]:
     """Errors of every source mapping; outside the default profile a live source without a schema is an error."""
     errors: list[str] = []
     for name, cfg in territory.sources.items():
-        schema_id = getattr(cfg, "model_extra", {}).get("schema") if hasattr(cfg, "model_extra") else None
+        schema_id = (cfg.model_extra or {}).get("schema")
         if territory.profile != "default" and cfg.kind in LIVE_KINDS and not schema_id:
             errors.append(f"source {name!r}: a {cfg.kind} source of profile {territory.profile!r} needs "
                           f"'schema: <id>' (config/schemas/)")
