@@ -4,10 +4,8 @@ section (method vs landscape change). Hand-built scenes, EPSG:2154, values by ha
 from __future__ import annotations
 
 import json
-import math
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
 from shapely import LineString

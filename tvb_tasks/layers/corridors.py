@@ -40,7 +40,7 @@ from . import costdistance as cd
 from .common import Grid, empty_frame, rasterize_values
 
 __all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
-           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "CORRIDOR_COLUMNS",
+           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
            "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER"]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
@@ -257,22 +257,36 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     return out[CORRIDOR_COLUMNS + ["_link", "geometry"]]
 
 
+def zone_windows(alloc: np.ndarray) -> list:
+    """Bounding (row slice, col slice) of each reservoir's allocation zone (index = reservoir; None if empty)."""
+    from scipy import ndimage
+
+    return ndimage.find_objects(np.where(alloc >= 0, alloc + 1, 0).astype(np.int32))
+
+
 def corridor_area(link_cost: float, a: int, b: int, acc: np.ndarray, alloc: np.ndarray, friction: np.ndarray,
-                  src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, margin: float, knight: bool):
+                  src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, margin: float, knight: bool,
+                  windows: list | None = None, core: np.ndarray | None = None):
     """Least-cost corridor polygon of the link between reservoirs ``a`` and ``b`` (indices), or None.
 
     Linkage Mapper's normalised corridor: the cells where cwd_a + cwd_b − ``link_cost`` ≤ ``margin`` (cost units,
     friction × m). cwd_a and cwd_b are exact Dijkstra runs from each reservoir's cells, in the window of the two
     reservoirs' allocation zones (cells with ``acc`` ≤ link_cost + margin): the Voronoi-in-cost-space restriction
-    Linkage Mapper also makes when it keeps only adjacent cores. Returns a (Multi)Polygon in the grid CRS.
+    Linkage Mapper also makes when it keeps only adjacent cores. ``windows``: :func:`zone_windows` of ``alloc``
+    (computed when absent); ``core``: bool raster of reservoir cells, left out of the polygon. Returns a
+    (Multi)Polygon in the grid CRS.
     """
     limit = link_cost + margin
-    zone = ((alloc == a) | (alloc == b)) & (acc <= limit)
-    if not zone.any():
+    windows = windows if windows is not None else zone_windows(alloc)
+    boxes = [windows[i] for i in (a, b) if i < len(windows) and windows[i] is not None]
+    if not boxes:
         return None
-    rows, cols = np.nonzero(zone)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    win_zone = zone[r0:r1, c0:c1]
+    r0, r1 = min(w[0].start for w in boxes), max(w[0].stop for w in boxes)
+    c0, c1 = min(w[1].start for w in boxes), max(w[1].stop for w in boxes)
+    win_alloc, win_acc = alloc[r0:r1, c0:c1], acc[r0:r1, c0:c1]
+    win_zone = ((win_alloc == a) | (win_alloc == b)) & (win_acc <= limit)
+    if not win_zone.any():
+        return None
     win_fr = np.where(win_zone, friction[r0:r1, c0:c1], np.nan).astype(np.float32)
     dists = []
     for res in (a, b):
@@ -284,12 +298,13 @@ def corridor_area(link_cost: float, a: int, b: int, acc: np.ndarray, alloc: np.n
         dists.append(cd.accumulated_cost(win_fr, rc, cell_size=grid.res, knight=knight, max_cost=limit))
     with np.errstate(invalid="ignore"):
         inside = (dists[0] + dists[1] - link_cost) <= margin
+    if core is not None:
+        inside &= ~core[r0:r1, c0:c1]
     if not inside.any():
         return None
     t = grid.transform
     win_t = Affine(t.a, t.b, t.c + c0 * t.a, t.d, t.e, t.f + r0 * t.e)
-    polys = [shape(g) for g, v in features.shapes(inside.astype(np.uint8), mask=inside,
-                                                                   transform=win_t) if v == 1]
+    polys = [shape(g) for g, v in features.shapes(inside.astype(np.uint8), mask=inside, transform=win_t) if v == 1]
     return shapely.union_all(polys) if polys else None
 
 

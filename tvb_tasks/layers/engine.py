@@ -19,17 +19,17 @@ import pyogrio
 from shapely import LineString
 
 from . import labels
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
-                     rasterize_values, read_role, read_source, write_cog)
+from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, rasterize_values,
+                     read_role, read_source, write_cog)
 from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
                         cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
-                        select_links)
+                        select_links, zone_windows)
 from .friction import Infrastructure, friction_raster, prepare_infrastructure
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
                          select_reservoirs)
-from .ruptures import (RUPTURE_COLUMNS, barrier_lines, fragmenting_lines, infrastructure_ruptures,
-                       missing_link_ruptures, rupture_points)
+from .ruptures import (barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures,
+                       rupture_points)
 from .wet import prepare_watercourses, wet_corridors
 
 __all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]
@@ -154,7 +154,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
                                        lu_friction, grid, missing=[None] * len(paths) + minfo)
             t2 = time.perf_counter()
             areas = _corridor_areas(territory, corridors, all_links, len(links), (acc, alloc, friction), prun,
-                                    src_rc, src_res, grid, knight, reservoirs)
+                                    src_rc, src_res, grid, knight)
             timings["corridor_areas"] = time.perf_counter() - t2
             crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
             corridors = corridors.drop(columns="_link", errors="ignore")
@@ -227,24 +227,24 @@ def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarr
 
 
 def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame, n_real: int, real_run: tuple,
-                    potential_run, src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, knight: bool,
-                    reservoirs: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+                    potential_run, src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, knight: bool
+                    ) -> gpd.GeoDataFrame:
     """Least-cost corridor polygons (:data:`CORRIDOR_AREA_COLUMNS`), one per drawn corridor, outside the
-    sous-trame's reservoirs; missing links use the potential (barrier-free) run. ``mean_width_m`` = area / length
-    of the corridor's whole path."""
+    sous-trame's reservoir cells; missing links use the potential (barrier-free) run. ``mean_width_m`` = area /
+    length of the corridor's whole path."""
     margin = territory.corridors.width.cost_margin
-    cores = reservoirs.geometry.union_all() if len(reservoirs) else None
-    acc, alloc, friction = real_run
+    core = np.zeros(grid.shape, dtype=bool)              # reservoir cells: not part of the corridor polygon
+    core[src_rc[:, 0], src_rc[:, 1]] = True
+    windows = {"real": zone_windows(real_run[1]),
+               "potential": zone_windows(potential_run[1]) if potential_run is not None else None}
     rows, geoms = [], []
     for _, c in corridors.iterrows():
         k = int(c["_link"])
         run_acc, run_alloc, run_fr = real_run if k < n_real else potential_run
         a, b = int(links["a"].iloc[k]), int(links["b"].iloc[k])
         geom = corridor_area(float(links["cost"].iloc[k]), a, b, run_acc, run_alloc, run_fr, src_rc, src_res, grid,
-                             margin=margin, knight=knight)
-        if geom is not None and cores is not None:
-            geom = polygons_only(gpd.GeoDataFrame(geometry=[geom.difference(cores)], crs=territory.crs))
-            geom = geom.geometry.union_all() if len(geom) else None
+                             margin=margin, knight=knight, core=core,
+                             windows=windows["real" if k < n_real else "potential"])
         if geom is None or geom.is_empty:
             continue
         rows.append({"corridor_id": c["id"], "sous_trame": c["sous_trame"], "status": c["status"],
