@@ -196,3 +196,23 @@ def test_lengths_dissolved_across_sous_trames():
     tiers = dissolved_status_lines(cor).set_index("status").length
     assert tiers.to_dict() == {"existing": 1000.0, "to_restore": 500.0}     # counted once, at its best status
     assert tiers.sum() == pytest.approx(cor.geometry.union_all().length)
+
+
+def test_barrier_through_a_reservoir_is_a_rupture_point(tmp_path):
+    # a motorway runs north–south through the western wood (x = 380) and a canal through the eastern one: both are
+    # "zones de conflit" for the forest; the canal is not one for a wetland (it is its habitat)
+    t, inputs = make_scene(tmp_path, outline=b(0, 0, 2000, 1000), landuse=[
+        *WOODS, (b(1000, 700, 1200, 900), "WET")],
+        roads=[(line((380, 0), (380, 1000)), 1)],
+        water=[(line((1480, 0), (1480, 1000)), "canal", "open", "Canal"),
+               (line((1100, 600), (1100, 1000)), "canal", "open", "Canal")])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest", "wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    inres = pts[pts["corridor_kind"] == "reservoir"].sort_values("infrastructure")
+    assert inres[["infrastructure", "sous_trame", "severity"]].values.tolist() == [["canal", "forest", 4],
+                                                                                  ["road", "forest", 4]]
+    res = gpd.read_file(out["gpkg"], layer="reservoirs").set_index("id")
+    for _, p in inres.iterrows():
+        assert p.geometry.within(res.loc[p["corridor_id"]].geometry.buffer(1e-6))
+        assert "réservoir coupé" in p["libelle"]
+    assert inres.geometry.y.round(1).tolist() == [Y0 + 500.0, Y0 + 500.0]     # the middle of each stretch

@@ -84,16 +84,18 @@ def test_sample_outputs_follow_the_release_schema(sample_run):
         assert gdf["libelle"].notna().all() and gdf.crs.to_epsg() == 2154, name
 
 
-def test_sample_fractures_give_severity_4_points_on_the_a21_and_the_canals(sample_run):
+def test_sample_fractures_give_severity_4_points_on_the_a21_the_a1_and_the_canal(sample_run):
     # issue 12: potential links cut by the A21 and the canals are published as corridors to create, with a
-    # severity-4 rupture point at the crossing (the A1 crosses the territory for 1 km, 2-4 km from any terrestrial
-    # habitat: no potential link reaches it)
+    # severity-4 rupture point at the crossing; the A1 (1 km inside the territory, far from terrestrial habitat)
+    # splits a wetland reservoir, a severity-4 "zone de conflit"
     _, result, _ = sample_run
     pts = gpd.read_file(result["gpkg"], layer="rupture_points")
     fractures = pts[pts["missing_link"] == 1]
     assert (fractures["severity"] == 4).all() and (fractures["improvement_score"] > 0).all()
     names = " | ".join(fractures["infra_name"])
     assert "A21" in names and "Canal de la Deûle" in names
+    severe = " | ".join(pts.loc[pts["severity"] == 4, "infra_name"])
+    assert all(n in severe for n in ("A21", "A1 (Autoroute du Nord)", "Canal de la Deûle"))
     cor = gpd.read_file(result["gpkg"], layer="corridors")
     missing = cor[cor["missing_link"] == 1]
     assert set(fractures["corridor_id"]) <= set(missing["id"]) and (missing["status"] == "to_create").all()

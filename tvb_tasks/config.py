@@ -196,6 +196,7 @@ class RupturePointsConfig(_Model):
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
     site_tolerance_m: float = Field(default=100, ge=0)   # points of one infrastructure closer than this = 1 site
+    include_reservoirs: bool = True      # a barrier (corridors.missing_links) running through a reservoir = point
 
 
 class BoundaryConfig(_Model):

@@ -361,19 +361,30 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
     if not cand:
         return empty
     links = plinks.iloc[cand].reset_index(drop=True)
-    for a in sorted(set(links["a"].astype(int))):     # real least-cost distance a → b, one Dijkstra per reservoir a
-        mine = [j for j in range(len(links)) if int(links["a"].iloc[j]) == a]
-        cut = max(infos[j]["with_barrier"] for j in mine)
-        real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
-                                       max_cost=cut)
-        for j in mine:
-            b = int(links["b"].iloc[j])
-            rc = src_rc[src_res == b]
-            lcd = float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf
-            lcd = min(lcd, infos[j]["with_barrier"])
-            saved = max(lcd - float(links["cost"].iloc[j]), 0.0)
-            infos[j].update({"real_cost": lcd, "cost_saved": saved, "real_link": int((a, b) in real),
-                             "improvement_score": saved / infos[j]["barrier_m"]})
+    pot = links["cost"].astype(float).to_numpy()
+    for a in sorted(set(links["a"].astype(int))):     # real least-cost distance a → b, Dijkstra from reservoir a
+        todo = [j for j in range(len(links)) if int(links["a"].iloc[j]) == a]
+        # stage 1 cut off where the link stops being missing ((1 + gain) × potential cost): most detours end here;
+        # stage 2, for the links still unreached, up to the cost of the potential path with its barriers
+        for cut_of in (lambda j: (1 + min_gain_share) * pot[j], lambda j: infos[j]["with_barrier"]):
+            if not todo:
+                break
+            real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
+                                           max_cost=max(cut_of(j) for j in todo))
+            left = []
+            for j in todo:
+                rc = src_rc[src_res == int(links["b"].iloc[j])]
+                lcd = float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf
+                if np.isfinite(lcd) or cut_of(j) >= infos[j]["with_barrier"]:
+                    infos[j]["real_cost"] = min(lcd, infos[j]["with_barrier"])
+                else:
+                    left.append(j)
+            todo = left
+    for j in range(len(links)):
+        a, b = int(links["a"].iloc[j]), int(links["b"].iloc[j])
+        saved = max(infos[j]["real_cost"] - pot[j], 0.0)
+        infos[j].update({"cost_saved": saved, "real_link": int((a, b) in real),
+                         "improvement_score": saved / infos[j]["barrier_m"]})
     keep = [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
             and infos[j]["cost_saved"] > 0]
     if not keep:

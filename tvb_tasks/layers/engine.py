@@ -368,7 +368,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         log.warning("no trame bleue sous-trame among the parts: the wet_corridors layer is empty")
     wet, wet_summary = wet_corridors(territory, ctx.watercourses, wet_patches, wet_st, ctx.boundary)
     obstacles = read_role(territory, inputs, "river_obstacles", required=False)
-    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, missing=missing)
+    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, missing=missing,
+                              reservoirs=reservoirs)
     if len(corridors):      # status downgraded by an untreated rupture point (raw crossings: before deduplication)
         raw = pd.concat([missing, infrastructure_ruptures(territory, corridors, ctx.infra)], ignore_index=True)
         corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity)

@@ -63,10 +63,12 @@ def _infra_fr(t: str, c: str) -> str:
 
 def label_ruptures(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
     missing = gdf["missing_link"] if "missing_link" in gdf.columns else pd.Series(0, index=gdf.index)
+    kind = gdf["corridor_kind"] if "corridor_kind" in gdf.columns else pd.Series("", index=gdf.index)
     return pd.Series([f"Point de rupture – {_infra_fr(t, c)} – {_st_label(territory, s)} – sévérité "
                       f"{SEVERITY_FR.get(int(v), v)}" + (" – liaison manquante à rétablir" if m == 1 else "")
-                      for t, c, s, v, m in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
-                                               gdf["severity"], missing)], index=gdf.index, dtype=object)
+                      + (" – réservoir coupé par l'infrastructure" if k == "reservoir" else "")
+                      for t, c, s, v, m, k in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
+                                                  gdf["severity"], missing, kind)], index=gdf.index, dtype=object)
 
 
 def label_infrastructure(gdf: gpd.GeoDataFrame) -> pd.Series:

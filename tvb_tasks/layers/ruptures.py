@@ -10,6 +10,10 @@ Missing links (fractures, :func:`tvb_tasks.layers.corridors.missing_links`): eac
 rupture point of severity ``corridors.missing_links.severity`` (4) carrying the link's Barrier-Mapper
 ``improvement_score`` (cost saved per metre of barrier removed), ``cost_saved`` and ``barrier_m``.
 
+Reservoirs split by a barrier (``rupture_points.include_reservoirs``): one point per stretch of barrier inside a
+reservoir, ``corridor_kind`` = ``reservoir`` (the "zones de conflit" of the IRSTEA/Cemagref guide: infrastructure ×
+reservoir as well as infrastructure × corridor).
+
 Points of the same sous-trame and infrastructure type closer than ``dedup_tolerance_m`` are one rupture (the most
 severe is kept, the others counted in ``n_merged``). Rupture points are then grouped into **sites**
 (:func:`group_sites`): points on the same infrastructure (type and name) within ``site_tolerance_m`` of each other,
@@ -31,7 +35,7 @@ from .common import empty_frame
 from .friction import Infrastructure
 
 __all__ = ["RUPTURE_COLUMNS", "infrastructure_ruptures", "obstacle_ruptures", "deduplicate", "rupture_points",
-           "severity_from_friction", "barrier_lines", "fragmenting_lines", "missing_link_ruptures", "group_sites"]
+           "severity_from_friction", "barrier_lines", "fragmenting_lines", "reservoir_ruptures", "missing_link_ruptures", "group_sites"]
 
 RUPTURE_COLUMNS = ["id", "corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class",
                    "infra_name", "severity", "n_merged", "site_id", "treated", "missing_link", "barrier_m",
@@ -134,6 +138,36 @@ def obstacle_ruptures(territory, wet: gpd.GeoDataFrame, obstacles: gpd.GeoDataFr
     return out[cols + ["geometry"]]
 
 
+def reservoir_ruptures(territory, reservoirs: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """Points where a barrier (``corridors.missing_links`` selection: motorways, in-use railways, canals — canals
+    not for the trame bleue, whose habitat they are) runs through a reservoir: the reservoir is split, a
+    "zone de conflit" of the IRSTEA/Cemagref guide. One point per stretch of barrier inside a reservoir (its
+    middle), ``corridor_kind`` = ``reservoir``, ``corridor_id`` = the reservoir id, severity from the barrier's
+    friction."""
+    cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
+    barriers = barrier_lines(territory, infra)
+    if reservoirs.empty or barriers.empty or not territory.rupture_points.include_reservoirs:
+        return empty_frame(territory.crs, cols)
+    rows, pts = [], []
+    bleue = {k for k, v in territory.sous_trames.items() if v.trame == "bleue"}
+    left, right = barriers.sindex.query(reservoirs.geometry.values, predicate="intersects")
+    for i, j in zip(left, right):
+        res, line = reservoirs.iloc[i], barriers.iloc[j]
+        if line["infra_type"] == "canal" and res["sous_trame"] in bleue:
+            continue
+        inter = shapely.intersection(line.geometry, res.geometry)
+        for part in shapely.get_parts(shapely.line_merge(inter) if inter.geom_type == "MultiLineString" else inter):
+            if part.geom_type != "LineString" or part.length <= 0:
+                continue
+            rows.append({"corridor_id": res["id"], "sous_trame": res["sous_trame"], "corridor_kind": "reservoir",
+                         "infrastructure": line["infra_type"], "infra_class": line["infra_class"],
+                         "infra_name": line["infra_name"],
+                         "severity": int(severity_from_friction([line["friction"]])[0])})
+            pts.append(part.interpolate(0.5, normalized=True))
+    return gpd.GeoDataFrame(rows, geometry=pts, crs=territory.crs, columns=cols) if rows \
+        else empty_frame(territory.crs, cols)
+
+
 def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
     """Severity-``missing_links.severity`` points where missing links cross a barrier.
 
@@ -223,13 +257,16 @@ def deduplicate(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFram
 
 
 def rupture_points(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure, wet: gpd.GeoDataFrame,
-                   obstacles: gpd.GeoDataFrame, missing: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+                   obstacles: gpd.GeoDataFrame, missing: gpd.GeoDataFrame | None = None,
+                   reservoirs: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """All rupture points (:data:`RUPTURE_COLUMNS`), deduplicated, grouped into sites, ids ``P0001``…
 
     ``missing``: the crossings of missing links (:func:`missing_link_ruptures`), listed first so that a tie in
-    deduplication keeps them (they carry the improvement score)."""
+    deduplication keeps them (they carry the improvement score); ``reservoirs``: the reservoirs split by a barrier
+    (:func:`reservoir_ruptures`)."""
     raw = [missing if missing is not None else empty_frame(territory.crs),
            infrastructure_ruptures(territory, corridors, infra),
+           reservoir_ruptures(territory, reservoirs, infra) if reservoirs is not None else empty_frame(territory.crs),
            infrastructure_ruptures(territory, wet, infra, kind="aquatique"),
            obstacle_ruptures(territory, wet, obstacles)]
     raw = [r for r in raw if len(r)]
