@@ -252,6 +252,8 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
                      "improvement_score": float(fracture["improvement_score"]) if fracture else 0.0,
                      "downgraded": 0, "_link": k})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
+    if not rows:
+        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link"])
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
     out.insert(0, "id", [f"{sous_trame}-C{i:03d}" for i in range(1, len(out) + 1)])
     return out[CORRIDOR_COLUMNS + ["_link", "geometry"]]
