@@ -23,6 +23,7 @@ EXPECTED = {
     "wet_reservoirs_relays_ha": 10.0,
     "rupture_points": 2,                              # the third point is outside
     "urban_nature_ha": 0.0,                           # no nature_en_ville polygon in the scene
+    "rupture_sites": 2,                               # no site_id in the scene: each point is its own site
 }
 
 
@@ -69,8 +70,8 @@ def test_files_and_json_document(run):
     assert forest["distance_kind"] == "cost" and forest["n_nodes"] == 3
     assert forest["pc"] == pytest.approx((900 + 100 + 16 + 2 * (150 + 15 + 2.5)) / 200**2)
     assert forest["top_nodes"][0]["id"] == "R1" and forest["top_nodes"][0]["libelle"] == "Bois 1"
-    # the wetland sous-trame has no corridor: Euclidean edge-to-edge fallback
-    assert doc["connectivity"]["wetland"]["distance_kind"] == "euclidean_m"
+    # the wetland sous-trame (trame bleue) has no corridor: distances along its wet corridors (metres)
+    assert doc["connectivity"]["wetland"]["distance_kind"] == "network_m"
 
 
 def test_comparison_with_the_published_study(run):

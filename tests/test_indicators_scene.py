@@ -106,7 +106,7 @@ def scene_territory(tmp_path: Path, **connectivity):
     raw = yaml.safe_load((PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
     raw["indicators"]["connectivity"].update(
         {"distance_threshold_cost": {"forest": 100, "grassland": 100, "mining": 100, "wetland": 100},
-         "distance_threshold_m": 100, **connectivity})
+         "distance_threshold_m": 100, "probability_at_threshold": 0.5, **connectivity})
     path = tmp_path / "scene.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path, profile="default")

@@ -44,7 +44,7 @@ EXPECTED_COUNTS = {
     "source_watercourses": 16, "source_protected_areas": 15, "source_boundary": 8, "source_communes": 14,
     "source_mining": 9, "source_osm": 10, "source_river_obstacles": 9,
     "output_reservoirs": 18, "output_relays": 18, "output_corridors": 20, "output_wet_corridors": 15,
-    "output_rupture_points": 18, "output_indicators": 6,
+    "output_rupture_points": 18, "output_indicators": 6, "output_corridor_areas": 21,
     "source_projects": 17, "source_maintenance": 14, "output_priorities": 22,
 }
 
@@ -126,8 +126,8 @@ def test_every_role_and_output_has_a_suite():
 
     for role in get_args(SourceRole):
         assert suites_mod.suite_for("source", role).startswith("source_")
-    for layer in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "indicators",
-                  "priorities"):
+    for layer in ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
+                  "indicators", "priorities"):
         assert suites_mod.suite_for("output", layer) == f"output_{layer}"
 
 
@@ -361,8 +361,12 @@ def output_layers() -> dict[str, gpd.GeoDataFrame]:
     ruptures = gpd.GeoDataFrame({"id": ["P1"], "corridor_id": ["C1"], "sous_trame": ["forest"],
                                  "infrastructure": ["road"], "infra_class": ["1"], "severity": ["high"],
                                  "libelle": ["Point de rupture"]}, geometry=[Point(X0 + 1000, Y0 + 5150)], crs=2154)
+    areas = gpd.GeoDataFrame({"id": ["C1-A"], "corridor_id": ["C1"], "sous_trame": ["forest"],
+                              "status": ["to_restore"], "missing_link": [0], "cost_margin": [2500.0],
+                              "area_ha": [17.0], "mean_width_m": [100.0], "libelle": ["Emprise du corridor"]},
+                             geometry=[line.buffer(50)], crs=2154)
     return {"reservoirs": reservoirs, "relays": relays, "corridors": corridors, "wet_corridors": wet,
-            "rupture_points": ruptures}
+            "rupture_points": ruptures, "corridor_areas": areas}
 
 
 def write_outputs(directory: Path, layers: dict, figures: dict | None) -> tuple[Path, Path]:
@@ -384,9 +388,10 @@ def test_good_outputs_pass_and_share_the_docs_index(territory, tmp_path):
     summary = validate_outputs(territory, gpkg, indicators, tmp_path / "validation")
     assert summary["success"], [(k, s["critical_failures"]) for k, s in summary["sources"].items()]
     assert summary["critical_failures"] == 0 and summary["warnings"] == 0
-    assert set(summary["sources"]) == {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points",
-                                       "indicators"}
+    assert set(summary["sources"]) == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors",
+                                       "rupture_points", "indicators"}
     assert summary["sources"]["corridors"]["evaluated"] == EXPECTED_COUNTS["output_corridors"]
+    assert summary["sources"]["corridor_areas"]["evaluated"] == EXPECTED_COUNTS["output_corridor_areas"]
     assert Path(summary["results_path"]).name == "outputs_results.json"
     assert "output-reservoirs.html" in Path(summary["docs_path"]).read_text()
     assert release_summary(None, summary)["success"] is True

@@ -222,8 +222,42 @@ class FrictionConfig(_Model):
 
 
 class CorridorStatusConfig(_Model):
-    existing_max_mean_friction: float
-    restore_max_mean_friction: float
+    """Corridor status from the longest unsupported gap and the share of supporting elements (docs/method.md §6).
+
+    A cell is *unsupported* when its land-use friction is ≥ ``gap_min_friction`` and *supporting* when it is
+    ≤ ``support_max_friction``. existing: gap ≤ ``existing_max_gap_m`` and support share ≥
+    ``existing_min_support_share``; to_restore: gap ≤ ``restore_max_gap_m`` and share ≥
+    ``restore_min_support_share``; else to_create. An untreated rupture point of severity ≥
+    ``downgrade_min_severity`` lowers the status one step (existing → to_restore → to_create).
+    """
+
+    gap_min_friction: float = Field(default=100, gt=0)
+    support_max_friction: float = Field(default=5, gt=0)
+    existing_max_gap_m: float = Field(default=50, ge=0)
+    existing_min_support_share: float = Field(default=0.6, ge=0, le=1)
+    restore_max_gap_m: float = Field(default=250, ge=0)
+    restore_min_support_share: float = Field(default=0.0, ge=0, le=1)
+    downgrade_min_severity: int = Field(default=3, ge=1, le=5)   # 5 = never downgrade
+    # former geometric-mean thresholds: accepted for older YAML files, no longer used
+    existing_max_mean_friction: float | None = None
+    restore_max_mean_friction: float | None = None
+
+
+class CorridorWidthConfig(_Model):
+    """Least-cost corridor polygons (Linkage Mapper normalised corridor: cwd_A + cwd_B − LCD ≤ ``cost_margin``)."""
+
+    cost_margin: float = Field(default=2500, ge=0)    # friction × m
+
+
+class MissingLinksConfig(_Model):
+    """Fractures: potential links on the friction without the barriers below (docs/method.md §6bis)."""
+
+    enabled: bool = True
+    road_max_importance: int = Field(default=1, ge=0, le=6)    # roads with importance ≤ this are barriers
+    railway_status: list[str] = Field(default_factory=lambda: ["in_use"])
+    include_canals: bool = True
+    severity: int = Field(default=4, ge=1, le=4)               # severity of the rupture point at the crossing
+    min_gain_share: float = Field(default=0.25, ge=0)          # cost saved ≥ this share of the potential cost
 
 
 class WetCorridorConfig(_Model):
@@ -237,6 +271,8 @@ class CorridorsConfig(_Model):
     dedup_tolerance_m: float | None = Field(default=None, ge=0)   # "drawn once" radius; None: one cell
     status: CorridorStatusConfig
     wet: WetCorridorConfig = WetCorridorConfig()
+    width: CorridorWidthConfig = CorridorWidthConfig()
+    missing_links: MissingLinksConfig = MissingLinksConfig()
 
 
 class ObstacleSeverityConfig(_Model):
@@ -253,6 +289,8 @@ class RupturePointsConfig(_Model):
     dedup_tolerance_m: float = Field(default=50, ge=0)
     culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
     obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
+    site_tolerance_m: float = Field(default=100, ge=0)   # points of one infrastructure closer than this = 1 site
+    include_reservoirs: bool = True      # a barrier (corridors.missing_links) running through a reservoir = point
 
 
 class BoundaryConfig(_Model):

@@ -313,6 +313,7 @@ def stage_assemble(run: dict, parts: list[dict]) -> dict:
 def stage_indicators(run: dict) -> dict:
     """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
     from .indicators import append_history, compute_indicators
+    from .indicators.history import provenance
     from .publish.release import read_latest, release_id_for, release_prefix, territory_prefix
 
     territory = _territory(run)
@@ -332,15 +333,18 @@ def stage_indicators(run: dict) -> dict:
         history = _materialize(store, f"{territory_prefix(territory.id)}/history/indicators.parquet")
     except NotFound:
         history = None
+    snapshot_ids = {n: r["snapshot_id"] for n, r in run["snapshots"].items()}
+    record = provenance(snapshot_ids, territory.config_hash(), territory.resolution_m, run.get("code_version"))
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
-                                previous_indicators=prev_ind)
+                                previous_indicators=prev_ind, provenance=record)
     _priorities_hook(run, territory, store, layers / "tvb.gpkg", out, prev_gpkg)
     released_at = datetime.now(timezone.utc).replace(microsecond=0)
     release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))
     hist_dir = _local_dir(run, "history")
     append_history(history, out / "indicators.json", release_id=release_id, released_at=released_at.isoformat(),
-                   snapshot_ids={n: r["snapshot_id"] for n, r in run["snapshots"].items()},
-                   out_path=hist_dir / "indicators.parquet")
+                   snapshot_ids=snapshot_ids, out_path=hist_dir / "indicators.parquet",
+                   config_hash=record["config_hash"], resolution_m=record["resolution_m"],
+                   code_version=record["code_version"])
     _upload_dir(store, out, f"{_work_prefix(run)}/indicators")
     _upload_dir(store, hist_dir, f"{_work_prefix(run)}/history")
     return {"release_id": release_id, "released_at": released_at.isoformat(),

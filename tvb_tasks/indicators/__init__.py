@@ -39,8 +39,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 GEOMETRY_KIND = {
     "reservoirs": "polygon", "relays": "polygon", "landuse": "polygon", "communes": "polygon",
-    "corridors": "line", "wet_corridors": "line", "rupture_points": "point",
+    "corridors": "line", "wet_corridors": "line", "rupture_points": "point", "infrastructure": "line",
+    "corridor_areas": "polygon",
 }
+OPTIONAL_LAYERS = ("infrastructure",)   # read when the release has them (older releases do not)
 
 
 class IndicatorsError(ValueError):
@@ -53,9 +55,11 @@ class _Cfg(BaseModel):
 
 
 class ConnectivityConfig(_Cfg):
-    probability_at_threshold: float = Field(default=0.5, gt=0, lt=1)
-    distance_threshold_cost: float | dict[str, float] | None = None   # None → the sous-trame's max_cost
+    probability_at_threshold: float = Field(default=0.05, gt=0, lt=1)   # p at the dispersal distance (Graphab)
+    distance_threshold_cost: float | dict[str, float] | None = None   # dispersal distance; None → max_cost
     distance_threshold_m: float = Field(default=1000, gt=0)
+    min_probability: float = Field(default=1e-6, gt=0, lt=1)          # p* below this: pair unconnected
+    wet_network_snap_m: float = Field(default=25, ge=0)               # wet reservoir ↔ network node tolerance
     top_n: int = Field(default=10, ge=1)
 
 
@@ -65,6 +69,11 @@ class ChangeConfig(_Cfg):
     point_tolerance_m: float = Field(default=50, ge=0)
 
 
+class FragmentationConfig(_Cfg):
+    # width (m) by which each fragmenting line cuts the habitat when the layer has no width_m (FragScape)
+    cut_width_m: dict[str, float] = Field(default_factory=lambda: {"road": 10.0, "railway": 10.0, "canal": 20.0})
+
+
 class ReportConfig(_Cfg):
     attribution: str = "© IGN, Mission Bassin Minier Nord-Pas de Calais, © contributeurs OpenStreetMap"
 
@@ -72,6 +81,7 @@ class ReportConfig(_Cfg):
 class IndicatorsConfig(_Cfg):
     published_figures: str | None = None
     connectivity: ConnectivityConfig = ConnectivityConfig()
+    fragmentation: FragmentationConfig = FragmentationConfig()
     change: ChangeConfig = ChangeConfig()
     report: ReportConfig = ReportConfig()
 
@@ -171,6 +181,7 @@ def read_layers(gpkg: Path, territory: Territory, *, only_configured: bool = Fal
     if absent:
         raise IndicatorsError(f"{gpkg}: missing layers {absent}")
     layers = {layer: read_layer(gpkg, layer, territory.crs) for layer in REQUIRED_COLUMNS}
+    layers.update({layer: read_layer(gpkg, layer, territory.crs) for layer in OPTIONAL_LAYERS if layer in present})
     if only_configured:
         for name, gdf in layers.items():
             if "sous_trame" in gdf.columns:
@@ -237,7 +248,8 @@ def territory_outline(layers: dict[str, gpd.GeoDataFrame], territory: Territory)
 def _network_inputs(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str, gpkg: Path
                     ) -> tuple[pd.DataFrame, pd.DataFrame, str, float]:
     """(nodes: id, area_ha[, libelle]; links; distance kind; threshold) of a sous-trame: distances are the corridor
-    costs, else edge-to-edge metres between its reservoirs."""
+    costs; for a trame bleue sous-trame, metres along its wet corridors; else edge-to-edge metres between its
+    reservoirs."""
     cfg = indicators_config(territory).connectivity
     reservoirs = layers["reservoirs"][layers["reservoirs"]["sous_trame"] == sous_trame].reset_index(drop=True)
     nodes = pd.DataFrame({"id": reservoirs["id"].astype(str),
@@ -248,6 +260,16 @@ def _network_inputs(layers: dict[str, gpd.GeoDataFrame], territory: Territory, s
     links = connectivity.links_from_corridors(corridors, f"{gpkg} layer 'corridors' ({sous_trame})")
     if links is not None:
         return nodes, links, "cost", distance_threshold_cost(territory, sous_trame)
+    st = territory.sous_trames[sous_trame]
+    wet = layers["wet_corridors"]
+    if "sous_trame" in wet.columns:
+        wet = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: sous_trame in v)]
+    if st.trame == "bleue" and len(wet):
+        # along the watercourses: metres = cost / the lowest friction of the habitat (water: 1), as the layers stage
+        per_m = min(territory.friction.landuse[c][sous_trame] for c in st.habitat)
+        links = connectivity.network_links(reservoirs, wet, snap_m=cfg.wet_network_snap_m,
+                                           max_distance_m=st.max_cost / per_m)
+        return nodes, links, "network_m", distance_threshold_cost(territory, sous_trame) / per_m
     max_d = connectivity.euclidean_max_distance(cfg.distance_threshold_m, cfg.probability_at_threshold)
     return nodes, connectivity.euclidean_links(reservoirs, max_d), "euclidean_m", cfg.distance_threshold_m
 
@@ -258,12 +280,14 @@ def _write_csv(frame: pd.DataFrame, path: Path, files: list[str]) -> None:
 
 
 def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previous_gpkg: Path | None = None,
-                       previous_indicators: Path | None = None) -> dict:
+                       previous_indicators: Path | None = None, provenance: dict | None = None) -> dict:
     """Compute a release's indicators from its ``tvb.gpkg`` and write them to ``out_dir``.
 
     Writes indicators.json, key_figures.csv, communes.csv, fragmentation.csv, connectivity_nodes.csv,
     connectivity_links.csv; change.csv when ``previous_indicators`` (the previous release's indicators.json or the
-    indicator history, .parquet / .csv) is given, change.gpkg when ``previous_gpkg`` is given.
+    indicator history, .parquet / .csv) is given, change.gpkg when ``previous_gpkg`` is given. ``provenance``
+    (:func:`tvb_tasks.indicators.history.provenance`: snapshot ids, configuration hash, resolution, code version) is
+    recorded in indicators.json and compared with the previous release's to say what caused the change.
     Returns ``{"indicators_json": str, "files": [str, ...], "key_figures": {...}}``.
     """
     gpkg, out_dir = Path(gpkg), Path(out_dir)
@@ -286,7 +310,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
 
     fragmentation_doc, fragmentation_rows = {}, []
     for st, st_cfg in territory.sous_trames.items():
-        whole, per_commune = fragmentation.sous_trame_fragmentation(layers, territory, st, outline)
+        whole, per_commune = fragmentation.sous_trame_fragmentation(layers, territory, st, outline,
+                                                                    cfg.fragmentation.cut_width_m)
         commune_table[f"meff_cut_{st}_ha"] = per_commune["meff_cut_ha"].to_numpy()
         commune_table[f"meff_cbc_{st}_ha"] = per_commune["meff_cbc_ha"].to_numpy()
         fragmentation_doc[st] = {"libelle": st_cfg.label, "territory": json_value(whole),
@@ -300,7 +325,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
     for st, st_cfg in territory.sous_trames.items():
         nodes, links, kind, threshold = _network_inputs(layers, territory, st, gpkg)
         result = connectivity.analyse_network(nodes, links, landscape_area_ha=area_ha, distance_threshold=threshold,
-                                              probability_at_threshold=cfg.connectivity.probability_at_threshold)
+                                              probability_at_threshold=cfg.connectivity.probability_at_threshold,
+                                              min_probability=cfg.connectivity.min_probability)
         node_table = result.nodes.assign(sous_trame=st).merge(nodes.drop(columns="area_ha"), on="id", how="left")
         link_table = result.links.assign(sous_trame=st, distance_kind=kind)
         connectivity_doc[st] = {
@@ -315,7 +341,7 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
         "territory": territory.id, "territory_name": territory.name, "source_gpkg": gpkg.name,
         "key_figures": figures, "published": published, "comparison": comparison, "details": details,
         "communes": records(commune_table), "fragmentation": fragmentation_doc, "connectivity": connectivity_doc,
-        "change": None,
+        "provenance": provenance, "change": None,
     }
     doc["change"] = _change(doc, territory, layers, out_dir, files, previous_gpkg, previous_indicators)
 
@@ -338,10 +364,14 @@ def _change(doc: dict, territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     if previous_gpkg is None and previous_indicators is None:
         return None
     cfg = indicators_config(territory).change
-    result: dict[str, Any] = {"previous_release": None, "table": [], "layers": None}
+    result: dict[str, Any] = {"previous_release": None, "table": [], "layers": None,
+                              "causes": history.change_causes(None, None)}
     if previous_indicators is not None:
         previous_id, previous = history.previous_rows(Path(previous_indicators))
+        causes = history.change_causes(doc.get("provenance"), history.previous_provenance(Path(previous_indicators)))
+        result["causes"] = causes
         table = change.change_table(history.flatten_indicators(doc), previous)
+        table["method_only"] = bool(causes["method_only"]) & (table["change_abs"].fillna(1) != 0)
         _write_csv(table, out_dir / "change.csv", files)
         result["previous_release"] = previous_id
         shown = table[(table["scope"] == "territory")]

@@ -80,6 +80,25 @@ def dissolved_parts(polygons: gpd.GeoDataFrame | gpd.GeoSeries) -> gpd.GeoDataFr
     return gpd.GeoDataFrame(geometry=parts, crs=crs)
 
 
+def dissolved_status_lines(corridors: gpd.GeoDataFrame, statuses=CORRIDOR_STATUSES) -> gpd.GeoDataFrame:
+    """Corridor lines dissolved across sous-trames, one row per status (columns ``status``, geometry): a stretch
+    drawn by several sous-trames counts once, in the best of its statuses (order of ``statuses``: existing first).
+    The lengths of the rows add up to the length of the union of all corridors."""
+    rows, geoms = [], []
+    done = None
+    for status in statuses:
+        sel = corridors[corridors["status"] == status]
+        if sel.empty:
+            continue
+        union = shapely.union_all(sel.geometry.values)
+        own = union if done is None else shapely.difference(union, done)
+        done = union if done is None else shapely.union(done, union)
+        if not own.is_empty:
+            rows.append(status)
+            geoms.append(own)
+    return gpd.GeoDataFrame({"status": rows}, geometry=geoms, crs=corridors.crs)
+
+
 def network_polygons(layers: dict[str, gpd.GeoDataFrame], sous_trames: list[str]) -> gpd.GeoDataFrame:
     """Reservoirs and relays of the given sous-trames (columns kind ∈ {reservoir, relay}, sous_trame)."""
     frames = []
@@ -97,7 +116,8 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
     Columns: insee, nom, area_ha, artificial_ha, natural_ha, urban_nature_ha, landuse_ha, artificial_pct, natural_pct,
     reservoirs_ha, relays_ha, terrestrial_reservoirs_relays_ha, wet_reservoirs_relays_ha,
     corridors_existing_km, corridors_to_restore_km, corridors_to_create_km, terrestrial_corridors_km,
-    wet_corridors_km, rupture_points. Overlapping reservoirs / relays are counted once (union).
+    wet_corridors_km, rupture_points, rupture_sites. Overlapping reservoirs / relays are counted once (union);
+    corridor lengths are dissolved across sous-trames (:func:`dissolved_status_lines`).
     """
     units = layers["communes"][["insee", "nom", "geometry"]].copy()
     units["insee"] = units["insee"].astype(str)
@@ -124,7 +144,7 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
         out[column] = area_by_unit(dissolved_parts(network_polygons(layers, sts)), units).to_numpy()
 
     corridors = layers["corridors"]
-    terrestrial = corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)]
+    terrestrial = dissolved_status_lines(corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)])
     by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
     for status in CORRIDOR_STATUSES:
         out[f"corridors_{status}_km"] = (by_status[status].to_numpy() if status in by_status.columns
@@ -132,7 +152,23 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
     out["terrestrial_corridors_km"] = out[[f"corridors_{s}_km" for s in CORRIDOR_STATUSES]].sum(axis=1)
     out["wet_corridors_km"] = length_by_unit(layers["wet_corridors"][["geometry"]], units).to_numpy()
     out["rupture_points"] = count_by_unit(layers["rupture_points"], units).to_numpy()
+    out["rupture_sites"] = count_sites_by_unit(layers["rupture_points"], units).to_numpy()
     return out
+
+
+def count_sites_by_unit(points: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: str = UNIT) -> pd.Series:
+    """Number of rupture sites (distinct ``site_id``; each point is its own site when the column is absent) per
+    unit; a site whose points fall in several units counts in the unit of its first point."""
+    index = pd.Index(units[unit_col], name=unit_col)
+    if points.empty:
+        return pd.Series(0, index=index, dtype="int64")
+    sites = points["site_id"].astype(str) if "site_id" in points.columns else pd.Series(
+        [f"_{i}" for i in range(len(points))], index=points.index)
+    point_idx, unit_idx = units.sindex.query(points.geometry.values, predicate="intersects")
+    first = pd.DataFrame({"p": point_idx, unit_col: units[unit_col].to_numpy()[unit_idx]}).drop_duplicates("p")
+    first["site"] = sites.to_numpy()[first["p"].to_numpy()]
+    first = first.sort_values("p").drop_duplicates("site")
+    return first.groupby(unit_col).size().reindex(index, fill_value=0).astype("int64")
 
 
 def sous_trame_totals(layers: dict[str, gpd.GeoDataFrame], territory: Territory, outline: gpd.GeoDataFrame

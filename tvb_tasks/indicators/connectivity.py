@@ -4,7 +4,9 @@ Nodes are the sous-trame's reservoirs (attribute ``area_ha``); links carry a dis
 ``cost`` from the layers stage (cost units: Σ friction × m) or, when a sous-trame's corridors carry no cost, the
 Euclidean edge-to-edge distance between reservoirs (m).
 
-* p_ij = exp(-k · d_ij), with k = -ln(p_threshold) / d_threshold (p = p_threshold at the threshold distance);
+* p_ij = exp(-k · d_ij), with k = -ln(p_threshold) / d_threshold: p = p_threshold at the dispersal distance
+  d_threshold (Graphab convention: p = 0.05 at the dispersal distance, Foltête et al. 2012). The dispersal distance
+  is a parameter of its own, separate from the cut-off that decides which links exist (the layers' ``max_cost``);
 * p*_ij = maximum product probability over all paths = exp(-k · shortest path length in d) (networkx);
 * PC = Σ_i Σ_j a_i a_j p*_ij / A_L²  (Saura & Pascual-Hortal 2007), A_L = territory area (ha), p*_ii = 1;
 * EC(PC) = sqrt(Σ_i Σ_j a_i a_j p*_ij)  (ha; Saura et al. 2011);
@@ -14,9 +16,11 @@ Euclidean edge-to-edge distance between reservoirs (m).
   intra = 100 · a_k² / ΣΣ, flux = 100 · 2 Σ_{i≠k} a_i a_k p*_ik / ΣΣ, connector = the rest (k as a stepping stone);
 * a link's dPC = 100 · (PC − PC_without_link) / PC (connector only).
 
-Shortest paths come from networkx (``floyd_warshall_numpy`` on each connected component). Removing a node or a link
-recomputes only its component, and only when it lies on some shortest path of that component (otherwise its loss
-cannot lengthen any other path, so the connector part is exactly 0).
+Shortest paths: scipy's sparse Dijkstra (``scipy.sparse.csgraph``), cut off at the distance where p* falls below
+``min_probability`` (1e-12 by default: such pairs contribute nothing measurable). Removing a node or a link re-runs
+only the sources whose best paths use it (a node on no best path has a connector part of exactly 0), so a few
+thousand reservoirs stay tractable (``bench/connectivity.py``: the former Floyd–Warshall per removed node grew as
+≈ n^3.6, 27 s at 400 nodes).
 """
 from __future__ import annotations
 
@@ -28,10 +32,14 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 
 from tvb_tasks.indicators import IndicatorsError
 
 _REL_TOL = 1e-9
+_TINY = 1e-300                    # a zero-length link, kept as an edge by scipy
+DEFAULT_MIN_PROBABILITY = 1e-12   # p* below this counts as 0 (cut-off of the Dijkstra runs)
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,31 @@ def build_graph(nodes: pd.DataFrame, links: pd.DataFrame) -> nx.Graph:
     return graph
 
 
-def _component_matrices(graph: nx.Graph, component: list[str], k: float) -> tuple[np.ndarray, np.ndarray]:
-    """(areas a, shortest-path distances D) of a component, nodes in ``component`` order."""
-    sub = graph.subgraph(component)
-    dist = nx.floyd_warshall_numpy(sub, nodelist=component, weight="distance")
-    areas = np.array([graph.nodes[n]["area_ha"] for n in component])
-    return areas, dist
+def _csr(graph: nx.Graph) -> tuple[list[str], np.ndarray, csr_matrix]:
+    """(node order, areas, symmetric CSR matrix of link distances) of a graph. Zero distances are stored as the
+    smallest positive float so that scipy keeps them as edges."""
+    order = list(graph.nodes)
+    pos = {n: i for i, n in enumerate(order)}
+    areas = np.array([graph.nodes[n]["area_ha"] for n in order], dtype=float)
+    rows, cols, data = [], [], []
+    for u, v, d in graph.edges(data="distance"):
+        rows += [pos[u], pos[v]]
+        cols += [pos[v], pos[u]]
+        data += [max(float(d), _TINY)] * 2
+    n = len(order)
+    return order, areas, csr_matrix((data, (rows, cols)), shape=(n, n))
+
+
+def _limit(k: float, min_probability: float) -> float:
+    """Distance beyond which p* < ``min_probability``: the Dijkstra cut-off (pairs farther count as unconnected)."""
+    return -math.log(min_probability) / k if k > 0 else np.inf
+
+
+def _distances(matrix: csr_matrix, k: float, min_probability: float, span: float = 1.0) -> np.ndarray:
+    """All shortest-path distances, cut off at ``span`` × the distance where p* < ``min_probability``."""
+    if matrix.shape[0] == 0:
+        return np.zeros((0, 0))
+    return dijkstra(matrix, directed=False, limit=span * _limit(k, min_probability))
 
 
 def _pc_sum(areas: np.ndarray, dist: np.ndarray, k: float) -> float:
@@ -92,86 +119,135 @@ def _pc_sum(areas: np.ndarray, dist: np.ndarray, k: float) -> float:
     return float(areas @ np.exp(-k * dist) @ areas)
 
 
-def _pc_sum_of(graph: nx.Graph, k: float) -> float:
-    return sum(_pc_sum(*_component_matrices(graph, list(c), k), k) for c in nx.connected_components(graph))
-
-
-def pc_numerator(graph: nx.Graph, k: float) -> float:
+def pc_numerator(graph: nx.Graph, k: float, min_probability: float = DEFAULT_MIN_PROBABILITY) -> float:
     """Σ_i Σ_j a_i a_j p*_ij over the whole graph (ha²)."""
-    return _pc_sum_of(graph, k)
+    _, areas, matrix = _csr(graph)
+    return _pc_sum(areas, _distances(matrix, k, min_probability), k) if len(areas) else 0.0
 
 
 def iic_numerator(graph: nx.Graph, distance_threshold: float) -> float:
     """Σ_i Σ_j a_i a_j / (1 + nl_ij) on the binary graph of links with distance ≤ threshold (ha²)."""
-    binary = nx.Graph()
-    binary.add_nodes_from(graph.nodes(data=True))
-    binary.add_edges_from((u, v) for u, v, d in graph.edges(data="distance")
-                          if d <= distance_threshold * (1 + _REL_TOL))
-    total = 0.0
-    for comp in nx.connected_components(binary):
-        comp = list(comp)
-        hops = nx.floyd_warshall_numpy(binary.subgraph(comp), nodelist=comp, weight=None)
-        areas = np.array([graph.nodes[n]["area_ha"] for n in comp])
-        total += float(areas @ (1.0 / (1.0 + hops)) @ areas)
-    return total
+    order, areas, matrix = _csr(graph)
+    if not len(order):
+        return 0.0
+    binary = matrix.copy()
+    binary.data = np.where(binary.data <= distance_threshold * (1 + _REL_TOL), 1.0, 0.0)
+    binary.eliminate_zeros()
+    hops = shortest_path(binary, directed=False, unweighted=True)
+    return float(areas @ (1.0 / (1.0 + hops)) @ areas)
 
 
-def _on_shortest_path(dist: np.ndarray, idx: int) -> bool:
-    """Does node ``idx`` lie on a shortest path between two other nodes (ties included)?"""
-    via = dist[:, idx][:, None] + dist[idx, :][None, :]
-    hit = via <= dist * (1 + _REL_TOL) + _REL_TOL
-    hit[idx, :] = False
-    hit[:, idx] = False
-    np.fill_diagonal(hit, False)
-    return bool(hit.any())
+def _without(matrix: csr_matrix, node: int | None = None, edge: tuple[int, int] | None = None) -> csr_matrix:
+    """A copy of the distance matrix without a node's links or without one link."""
+    coo = matrix.tocoo()
+    keep = np.ones(coo.nnz, dtype=bool)
+    if node is not None:
+        keep &= (coo.row != node) & (coo.col != node)
+    if edge is not None:
+        keep &= ~(((coo.row == edge[0]) & (coo.col == edge[1])) | ((coo.row == edge[1]) & (coo.col == edge[0])))
+    return csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=matrix.shape)
 
 
-def node_importance(graph: nx.Graph, k: float) -> pd.DataFrame:
-    """dPC of each node and its intra / flux / connector fractions (%), plus its component number."""
-    total = pc_numerator(graph, k)
+def _local_distances(matrix: csr_matrix, dist: np.ndarray, centre: int, affected: np.ndarray, k: float,
+                     min_probability: float, *, node: int | None = None, edge: tuple[int, int] | None = None
+                     ) -> np.ndarray:
+    """Distances from the ``affected`` nodes to the affected nodes once ``node`` or ``edge`` is removed.
+
+    Only paths no longer than the cut-off L matter, and every node of such a path between two affected nodes
+    (within L of ``centre``) lies within 2L of ``centre``, so the Dijkstra runs on that neighbourhood only."""
+    limit = _limit(k, min_probability)
+    around = np.flatnonzero(dist[centre] <= 2 * limit)
+    if len(around) < matrix.shape[0]:
+        sub = matrix[around][:, around]
+        pos = np.full(matrix.shape[0], -1)
+        pos[around] = np.arange(len(around))
+        local = _without(sub, node=pos[node] if node is not None else None,
+                         edge=(pos[edge[0]], pos[edge[1]]) if edge is not None else None)
+        rows = dijkstra(local, directed=False, indices=pos[affected], limit=limit)
+        return rows[:, pos[affected]]
+    full = _without(matrix, node=node, edge=edge)
+    return dijkstra(full, directed=False, indices=affected, limit=limit)[:, affected]
+
+
+def _loss(areas: np.ndarray, dist: np.ndarray, affected: np.ndarray, new_rows: np.ndarray, k: float) -> float:
+    """Σ over affected pairs (both ends affected) of a_i a_j (p*_ij − p*'_ij)."""
+    a = areas[affected]
+    old = np.exp(-k * dist[np.ix_(affected, affected)])
+    new = np.exp(-k * new_rows)
+    return float(a @ (old - new) @ a)
+
+
+def node_importance(graph: nx.Graph, k: float, min_probability: float = DEFAULT_MIN_PROBABILITY) -> pd.DataFrame:
+    """dPC of each node and its intra / flux / connector fractions (%), plus its component number.
+
+    The connector part of node k is the loss of Σ a_i a_j p*_ij over the pairs whose best path runs through k: only
+    the sources i of such paths are re-run (cut-off Dijkstra on the graph without k), so the cost grows with the size
+    of k's neighbourhood, not with the whole graph."""
+    order, areas, matrix = _csr(graph)
+    dist = _distances(matrix, k, min_probability, span=2.0)
+    prob = np.exp(-k * dist)
+    total = float(areas @ prob @ areas)
+    labels = _component_labels(order, matrix)
     rows = []
-    for comp_no, comp in enumerate(sorted(nx.connected_components(graph), key=lambda c: sorted(c)[0])):
-        comp = sorted(comp)
-        areas, dist = _component_matrices(graph, comp, k)
-        prob = np.exp(-k * dist)
-        comp_sum = float(areas @ prob @ areas)
-        for idx, node in enumerate(comp):
-            a_k = areas[idx]
-            flux = 2.0 * a_k * (float(areas @ prob[idx]) - a_k)      # Σ_{j≠k} a_k a_j p*_kj, both directions
-            intra = a_k * a_k
-            without_same_paths = comp_sum - intra - flux
-            if len(comp) > 2 and _on_shortest_path(dist, idx):
-                rest = [n for n in comp if n != node]
-                without = _pc_sum_of(graph.subgraph(rest), k)
-            else:
-                without = without_same_paths
-            connector = max(without_same_paths - without, 0.0)
-            rows.append({"id": node, "area_ha": a_k, "component": comp_no,
-                         "dpc_intra": 100 * intra / total, "dpc_flux": 100 * flux / total,
-                         "dpc_connector": 100 * connector / total})
+    for idx, node in enumerate(order):
+        a_k = areas[idx]
+        flux = 2.0 * a_k * (float(areas @ prob[idx]) - a_k)
+        intra = a_k * a_k
+        connector = 0.0
+        near = np.flatnonzero(dist[idx] <= _limit(k, min_probability))
+        near = near[near != idx]
+        if len(near) > 1:
+            via = dist[near, idx][:, None] + dist[idx, near][None, :]
+            sub = dist[np.ix_(near, near)]
+            hit = via <= sub * (1 + _REL_TOL) + _REL_TOL
+            np.fill_diagonal(hit, False)
+            affected = near[hit.any(axis=1)]
+            if len(affected):
+                new_rows = _local_distances(matrix, dist, idx, affected, k, min_probability, node=idx)
+                connector = max(_loss(areas, dist, affected, new_rows, k), 0.0)
+        rows.append({"id": node, "area_ha": a_k, "component": labels[idx],
+                     "dpc_intra": 100 * intra / total, "dpc_flux": 100 * flux / total,
+                     "dpc_connector": 100 * connector / total})
     nodes = pd.DataFrame(rows, columns=["id", "area_ha", "component", "dpc_intra", "dpc_flux", "dpc_connector"])
     nodes.insert(3, "dpc", nodes[["dpc_intra", "dpc_flux", "dpc_connector"]].sum(axis=1))
     return _ranked(nodes, "dpc")
 
 
-def link_importance(graph: nx.Graph, k: float) -> pd.DataFrame:
-    """dPC (%) of each link: the relative loss of PC when the link alone is removed."""
-    total = pc_numerator(graph, k)
+def _component_labels(order: list[str], matrix: csr_matrix) -> list[int]:
+    """Component number of each node; components numbered in the order of their smallest node id."""
+    if not order:
+        return []
+    _, lab = connected_components(matrix, directed=False)
+    first = {}
+    for node, l in zip(order, lab):
+        first[l] = min(first.get(l, node), node)
+    rank = {l: i for i, l in enumerate(sorted(first, key=first.get))}
+    return [rank[l] for l in lab]
+
+
+def link_importance(graph: nx.Graph, k: float, min_probability: float = DEFAULT_MIN_PROBABILITY) -> pd.DataFrame:
+    """dPC (%) of each link: the relative loss of PC when the link alone is removed (only the sources whose
+    shortest-path tree uses the link are re-run)."""
+    order, areas, matrix = _csr(graph)
+    pos = {n: i for i, n in enumerate(order)}
+    dist = _distances(matrix, k, min_probability, span=2.0)
+    total = float(areas @ np.exp(-k * dist) @ areas)
     rows = []
-    for comp in nx.connected_components(graph):
-        comp = sorted(comp)
-        areas, dist = _component_matrices(graph, comp, k)
-        comp_sum = _pc_sum(areas, dist, k)
-        pos = {n: i for i, n in enumerate(comp)}
-        sub = graph.subgraph(comp)
-        for u, v, d in sub.edges(data="distance"):
-            loss = 0.0
-            if dist[pos[u], pos[v]] >= d * (1 - _REL_TOL) - _REL_TOL:      # the link is a shortest u–v path
-                without = nx.restricted_view(sub, [], [(u, v)])
-                loss = max(comp_sum - _pc_sum_of(without, k), 0.0)
-            a, b = sorted((u, v))
-            rows.append({"from_id": a, "to_id": b, "distance": d, "probability": math.exp(-k * d),
-                         "dpc": 100 * loss / total})
+    for u, v, d in graph.edges(data="distance"):
+        i, j = pos[u], pos[v]
+        loss = 0.0
+        if dist[i, j] >= d * (1 - _REL_TOL) - _REL_TOL:      # the link is a shortest u–v path
+            w = max(float(d), _TINY)
+            du, dv = dist[:, i], dist[:, j]
+            uses = ((du + w <= dv * (1 + _REL_TOL) + _REL_TOL) | (dv + w <= du * (1 + _REL_TOL) + _REL_TOL))
+            reach = _limit(k, min_probability)
+            affected = np.flatnonzero(uses & (du <= reach) & (dv <= reach))
+            if len(affected):
+                new_rows = _local_distances(matrix, dist, i, affected, k, min_probability, edge=(i, j))
+                loss = max(_loss(areas, dist, affected, new_rows, k), 0.0)
+        a, b = sorted((u, v))
+        rows.append({"from_id": a, "to_id": b, "distance": d, "probability": math.exp(-k * d),
+                     "dpc": 100 * loss / total})
     links = pd.DataFrame(rows, columns=["from_id", "to_id", "distance", "probability", "dpc"])
     return _ranked(links, "dpc")
 
@@ -184,7 +260,8 @@ def _ranked(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def analyse_network(nodes: pd.DataFrame, links: pd.DataFrame, *, landscape_area_ha: float,
-                    distance_threshold: float, probability_at_threshold: float) -> ConnectivityResult:
+                    distance_threshold: float, probability_at_threshold: float,
+                    min_probability: float = DEFAULT_MIN_PROBABILITY) -> ConnectivityResult:
     """PC, EC(PC), IIC of the network and the dPC of every node and link.
 
     ``nodes``: id, area_ha; ``links``: from_id, to_id, distance (same unit as ``distance_threshold``);
@@ -195,7 +272,7 @@ def analyse_network(nodes: pd.DataFrame, links: pd.DataFrame, *, landscape_area_
     k = decay_constant(distance_threshold, probability_at_threshold)
     graph = build_graph(nodes, links)
     a_l2 = landscape_area_ha ** 2
-    pc_sum = pc_numerator(graph, k)
+    pc_sum = pc_numerator(graph, k, min_probability)
     summary = {
         "n_nodes": graph.number_of_nodes(),
         "n_links": graph.number_of_edges(),
@@ -210,7 +287,8 @@ def analyse_network(nodes: pd.DataFrame, links: pd.DataFrame, *, landscape_area_
         "iic": iic_numerator(graph, distance_threshold) / a_l2,
     }
     if pc_sum > 0:
-        node_table, link_table = node_importance(graph, k), link_importance(graph, k)
+        node_table = node_importance(graph, k, min_probability)
+        link_table = link_importance(graph, k, min_probability)
     else:
         node_table = _ranked(pd.DataFrame(columns=["id", "area_ha", "component", "dpc", "dpc_intra", "dpc_flux",
                                                    "dpc_connector"]), "dpc")
@@ -220,7 +298,10 @@ def analyse_network(nodes: pd.DataFrame, links: pd.DataFrame, *, landscape_area_
 
 def links_from_corridors(corridors: gpd.GeoDataFrame, where: str) -> pd.DataFrame | None:
     """Links (from_id, to_id, distance = corridor cost) or None when no corridor carries a cost (then the caller
-    falls back on Euclidean distances). Some costs present and others missing is an error."""
+    falls back on Euclidean distances). Some costs present and others missing is an error. Missing links
+    (``missing_link`` = 1: corridors to create across a barrier) do not exist yet: they are left out."""
+    if "missing_link" in corridors.columns:
+        corridors = corridors[pd.to_numeric(corridors["missing_link"], errors="coerce").fillna(0) != 1]
     if corridors.empty:
         return None
     cost = pd.to_numeric(corridors["cost"], errors="coerce")
@@ -252,3 +333,43 @@ def euclidean_max_distance(distance_threshold_m: float, probability_at_threshold
                            min_probability: float = 0.01) -> float:
     """Distance (m) beyond which p_ij < ``min_probability``: Euclidean links longer than it are not built."""
     return distance_threshold_m * math.log(min_probability) / math.log(probability_at_threshold)
+
+
+def network_links(reservoirs: gpd.GeoDataFrame, lines: gpd.GeoDataFrame, *, snap_m: float,
+                  max_distance_m: float) -> pd.DataFrame:
+    """Links between reservoirs along a line network (wet corridors): from_id, to_id, distance (m, EPSG:2154).
+
+    The lines are noded and cut at the reservoir outlines (a stretch inside a reservoir costs nothing); a network
+    node within ``snap_m`` of a reservoir is attached to it. Every pair of reservoirs joined along the network by
+    at most ``max_distance_m`` is a link, its distance the shortest network distance (Dijkstra, networkx).
+    """
+    cols = ["from_id", "to_id", "distance"]
+    if len(reservoirs) < 2 or lines.empty:
+        return pd.DataFrame(columns=cols)
+    network = shapely.get_parts(shapely.union_all(np.asarray(lines.geometry.values)))
+    network = np.asarray([g for g in network if g.geom_type == "LineString"], dtype=object)
+    patch_union = shapely.union_all(np.asarray(reservoirs.geometry.values))
+    outside = shapely.get_parts(shapely.difference(network, patch_union))
+    outside = [g for g in outside if g.geom_type == "LineString" and g.length > 0]
+
+    def node(xy) -> tuple[float, float]:
+        return (round(xy[0], 2), round(xy[1], 2))
+
+    graph = nx.Graph()
+    for geom in outside:
+        a, b = node(geom.coords[0]), node(geom.coords[-1])
+        if a != b and not (graph.has_edge(a, b) and graph[a][b]["weight"] <= geom.length):
+            graph.add_edge(a, b, weight=geom.length)
+    ids = reservoirs["id"].astype(str).to_numpy()
+    tree = reservoirs.sindex
+    for n in list(graph.nodes):
+        for k in tree.query(shapely.Point(n), predicate="dwithin", distance=snap_m):
+            graph.add_edge(n, ("R", ids[k]), weight=0.0)
+    rows = []
+    for rid in ids:
+        if not graph.has_node(("R", rid)):
+            continue
+        reach = nx.single_source_dijkstra_path_length(graph, ("R", rid), cutoff=max_distance_m, weight="weight")
+        rows += [(rid, other[1], d) for other, d in reach.items()
+                 if isinstance(other[0], str) and other[1] > rid]
+    return pd.DataFrame(rows, columns=cols)

@@ -10,6 +10,13 @@ A_total (the territory or a commune) with patch pieces A_i inside it (ha):
 * coherence C = Σ (A_i / A_total)²; splitting index S = A_total² / Σ A_i² (None when the unit has no habitat);
 * number of patches, mean and largest patch area (of the pieces inside the unit).
 
+Patches are first cut by the fragmenting infrastructure (the release's ``infrastructure`` layer: roads, railways
+and, for the trame verte, canals, buffered by half their width — the ``width_m`` column when present, else
+``indicators.fragmentation.cut_width_m`` per type), as FragScape does before computing meff (Jaeger 2000's
+"fragmentation geometry": the landscape cut by transport lines). A patch extending beyond the reporting unit keeps
+its whole area in A_i_cmpl (CBC), as far as the layers hold it (an unclipped habitat extent when the layers stage
+computes on a buffer around the territory; else the part inside the territory).
+
 EPSG:2154, areas in ha.
 """
 from __future__ import annotations
@@ -63,6 +70,22 @@ def sous_trame_habitat(layers: dict[str, gpd.GeoDataFrame], territory: Territory
     return gpd.GeoSeries(pd.concat(parts, ignore_index=True), crs=landuse.crs)
 
 
+def cut_by_infrastructure(habitat: gpd.GeoSeries, lines: gpd.GeoDataFrame | None, widths_m: dict[str, float],
+                          trame: str) -> gpd.GeoSeries:
+    """The habitat minus the fragmenting lines buffered by half their width (m); canals do not cut the trame
+    bleue (they are its habitat). ``lines``: infra_type[, width_m], line geometries (None or empty: unchanged)."""
+    if lines is None or lines.empty or habitat.empty:
+        return habitat
+    sel = lines[lines["infra_type"] != "canal"] if trame == "bleue" else lines
+    if sel.empty:
+        return habitat
+    default = sel["infra_type"].map(widths_m).astype(float).fillna(max(widths_m.values(), default=1.0))
+    width = (pd.to_numeric(sel["width_m"], errors="coerce").where(lambda w: w > 0).fillna(default)
+             if "width_m" in sel.columns else default)
+    cuts = shapely.union_all(shapely.buffer(sel.geometry.values, width.to_numpy() / 2.0, cap_style="flat"))
+    return gpd.GeoSeries(shapely.difference(habitat.values, cuts), crs=habitat.crs)
+
+
 def habitat_patches(habitat: gpd.GeoSeries) -> gpd.GeoDataFrame:
     """Contiguous patches (union split into parts; corner contacts do not join) with ``patch_id`` and
     ``area_total_ha`` (the whole patch, wherever it lies)."""
@@ -97,10 +120,14 @@ def fragmentation_table(pieces: pd.DataFrame, unit_areas_ha: pd.Series, unit_col
 
 
 def sous_trame_fragmentation(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str,
-                             outline: gpd.GeoDataFrame) -> tuple[dict, pd.DataFrame]:
+                             outline: gpd.GeoDataFrame, cut_width_m: dict[str, float] | None = None
+                             ) -> tuple[dict, pd.DataFrame]:
     """Fragmentation of one sous-trame for the territory (``outline``: one polygon, column ``insee``) and for
-    each commune. Returns (territory metrics, per-commune DataFrame with column ``insee``)."""
-    patches = habitat_patches(sous_trame_habitat(layers, territory, sous_trame))
+    each commune, on the habitat cut by ``layers["infrastructure"]`` when present. Returns (territory metrics,
+    per-commune DataFrame with column ``insee``)."""
+    habitat = cut_by_infrastructure(sous_trame_habitat(layers, territory, sous_trame), layers.get("infrastructure"),
+                                    cut_width_m or {}, territory.sous_trames[sous_trame].trame)
+    patches = habitat_patches(habitat)
     communes = layers["communes"][["insee", "geometry"]].copy()
     communes["insee"] = communes["insee"].astype(str)
     commune_areas = pd.Series(shapely.area(communes.geometry.values) / M2_PER_HA, index=communes["insee"])

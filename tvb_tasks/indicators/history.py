@@ -3,7 +3,11 @@
 Row columns (:data:`HISTORY_COLUMNS`): release_id, released_at (ISO 8601, UTC), territory, family (key_figures,
 fragmentation, connectivity, communes), scope (territory | commune), unit_id (territory id or INSEE code),
 sous_trame ('' when not per sous-trame), indicator, value (float), unit, snapshot_ids (JSON object of the source
-snapshots the release was built from). The publish stage stores the file; here only local paths are used.
+snapshots the release was built from), and its provenance: config_hash (sha256 of the effective territory
+configuration, :meth:`Territory.config_hash`), resolution_m (raster cell size) and code_version. With them the change
+section tells a landscape change (inputs changed) from a method change (configuration, resolution or code changed on
+the same inputs). Histories written before these columns existed are read with them empty. The publish stage stores
+the file; here only local paths are used.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import pandas as pd
 
 KEY_COLUMNS = ["family", "scope", "unit_id", "sous_trame", "indicator"]
 ROW_COLUMNS = [*KEY_COLUMNS, "value", "unit"]
-HISTORY_COLUMNS = ["release_id", "released_at", "territory", *ROW_COLUMNS, "snapshot_ids"]
+PROVENANCE_COLUMNS = ["config_hash", "resolution_m", "code_version"]
+HISTORY_COLUMNS = ["release_id", "released_at", "territory", *ROW_COLUMNS, "snapshot_ids", *PROVENANCE_COLUMNS]
 CONNECTIVITY_INDICATORS = ("pc", "ec_pc_ha", "iic", "n_nodes", "n_links", "n_components", "reservoirs_ha")
 _COMMUNE_SKIP = ("insee", "nom")
 
@@ -82,6 +87,9 @@ def read_history(path: Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow / parser errors have no common base class
         raise HistoryError(f"{path}: cannot read indicator history ({exc})") from exc
+    for col in PROVENANCE_COLUMNS:          # histories from before provenance was recorded
+        if col not in frame.columns:
+            frame[col] = ""
     missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
     if missing:
         raise HistoryError(f"{path}: not an indicator history, missing columns {missing}")
@@ -101,6 +109,47 @@ def latest_release(history: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     return str(last), history[history["release_id"] == last]
 
 
+def provenance(snapshot_ids: dict[str, str] | None, config_hash: str | None, resolution_m: float | None,
+               code_version: str | None) -> dict[str, Any]:
+    """The provenance record of a release (JSON-safe): sorted snapshot ids, configuration hash, resolution, code."""
+    return {"snapshot_ids": dict(sorted((snapshot_ids or {}).items())), "config_hash": config_hash or "",
+            "resolution_m": float(resolution_m) if resolution_m is not None else None,
+            "code_version": code_version or ""}
+
+
+def previous_provenance(path: Path) -> dict[str, Any] | None:
+    """Provenance of the previous release from its ``indicators.json`` (``provenance``) or from an indicator
+    history (its latest release's columns); None when it was not recorded."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_indicators_json(path).get("provenance")
+    _, rows = latest_release(read_history(path))
+    if rows.empty or not rows["config_hash"].iloc[0]:
+        return None
+    first = rows.iloc[0]
+    try:
+        snapshots = json.loads(first["snapshot_ids"] or "{}")
+    except json.JSONDecodeError:
+        snapshots = None
+    res = pd.to_numeric(first["resolution_m"], errors="coerce")
+    return provenance(snapshots, first["config_hash"], None if pd.isna(res) else float(res), first["code_version"])
+
+
+def change_causes(current: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What differs between two releases' provenance: inputs (source snapshots), configuration (hash, which
+    includes the resolution), resolution, code; ``method_only`` when the inputs are the same but the configuration
+    or the code differ (every change then comes from the method, not from the landscape). Unknown → None."""
+    keys = ("inputs_changed", "configuration_changed", "resolution_changed", "code_changed", "method_only")
+    if not current or not previous:
+        return dict.fromkeys(keys)
+    inputs = current.get("snapshot_ids") != previous.get("snapshot_ids")
+    config = current.get("config_hash") != previous.get("config_hash")
+    res = current.get("resolution_m") != previous.get("resolution_m")
+    code = current.get("code_version") != previous.get("code_version")
+    return {"inputs_changed": inputs, "configuration_changed": config, "resolution_changed": res,
+            "code_changed": code, "method_only": (not inputs) and (config or code)}
+
+
 def previous_rows(path: Path) -> tuple[str | None, pd.DataFrame]:
     """(release id if known, indicator rows) of a previous release, from its ``indicators.json`` or from an
     indicator history (.parquet / .csv: its latest release)."""
@@ -113,10 +162,12 @@ def previous_rows(path: Path) -> tuple[str | None, pd.DataFrame]:
 
 
 def append_history(history_path: Path | None, indicators_json: Path, *, release_id: str, released_at: str,
-                   snapshot_ids: dict[str, str], out_path: Path) -> Path:
+                   snapshot_ids: dict[str, str], out_path: Path, config_hash: str | None = None,
+                   resolution_m: float | None = None, code_version: str | None = None) -> Path:
     """Write ``out_path`` (Parquet) and the same table as CSV beside it: the previous history (or nothing) plus
     this release's indicators. A release already in the history is replaced (re-runs are idempotent).
-    Returns ``out_path``."""
+    The provenance (``config_hash``, ``resolution_m``, ``code_version``) defaults to the indicators document's
+    ``provenance``. Returns ``out_path``."""
     if not release_id:
         raise HistoryError("append_history: release_id must not be empty")
     try:
@@ -130,6 +181,11 @@ def append_history(history_path: Path | None, indicators_json: Path, *, release_
     rows.insert(0, "released_at", released.isoformat())
     rows.insert(0, "release_id", str(release_id))
     rows["snapshot_ids"] = json.dumps(dict(sorted((snapshot_ids or {}).items())), ensure_ascii=False)
+    recorded = doc.get("provenance") or {}
+    res = resolution_m if resolution_m is not None else recorded.get("resolution_m")
+    rows["config_hash"] = str(config_hash or recorded.get("config_hash") or "")
+    rows["resolution_m"] = f"{float(res):g}" if res is not None else ""
+    rows["code_version"] = str(code_version or recorded.get("code_version") or "")
     history = read_history(Path(history_path)) if history_path is not None else None
     if history is not None and not history.empty:
         others = set(history["territory"]) - {str(doc.get("territory", ""))}

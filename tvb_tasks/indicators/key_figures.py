@@ -1,7 +1,9 @@
 """Key figures of the published CALL study, computed from a release's layers, and their comparison.
 
 The territory figures are sums over the commune table (:func:`tvb_tasks.indicators.communes.commune_measures`), so
-only what lies inside the communes counts: areas in ha, lengths in km, shares in % of the territory area.
+only what lies inside the communes counts: areas in ha, lengths in km (dissolved across sous-trames: a stretch shared
+by two sous-trames counts once), shares in % of the territory area; rupture points and rupture sites (one crossing
+of one infrastructure, whatever the sous-trames) are both counted.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ KEY_FIGURES: dict[str, tuple[str, str]] = {
     "wet_reservoirs_relays_ha": ("Réservoirs et zones relais humides", "ha"),
     "rupture_points": ("Points de rupture", "nombre"),
     "urban_nature_ha": ("Nature en ville (parcs, jardins, cimetières enherbés)", "ha"),
+    "rupture_sites": ("Sites de rupture (franchissements d'une infrastructure)", "nombre"),
 }
 
 
@@ -44,6 +47,7 @@ def key_figures(communes: pd.DataFrame) -> dict[str, float | int]:
         "wet_reservoirs_relays_ha": float(communes["wet_reservoirs_relays_ha"].sum()),
         "rupture_points": int(communes["rupture_points"].sum()),
         "urban_nature_ha": float(communes["urban_nature_ha"].sum()) if "urban_nature_ha" in communes else 0.0,
+        "rupture_sites": int(communes["rupture_sites"].sum()),
     }
 
 

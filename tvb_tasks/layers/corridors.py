@@ -10,10 +10,18 @@
 3. One corridor per kept link; a stretch shared with a cheaper corridor of the same sous-trame, or running beside
    it within one cell (trunks near a reservoir), is drawn once, by the cheaper one, so overlapping paths are merged
    and lengths never counted twice.
-4. Status of each corridor's own stretch from the land-use friction along it (infrastructures excluded: their crossings are
-   rupture points): length-weighted geometric mean (the BioDispersal scale is logarithmic) compared to
-   ``existing_max_mean_friction`` (≤ → existing) and ``restore_max_mean_friction`` (≤ → to restore, above → to
-   create).
+4. Status of each corridor's own stretch from the land-use friction along it (infrastructures excluded: their
+   crossings are rupture points), as a field ecologist reads a corridor: the **longest unsupported gap** (metres in
+   a row of cells whose land-use friction is ≥ ``gap_min_friction``: crops, built-up) and the **share of supporting
+   elements** (length share of cells with friction ≤ ``support_max_friction``: habitat, favourable land) —
+   :func:`corridor_status`. :func:`downgrade_status` then lowers it one step when an untreated rupture point of
+   severity ≥ ``downgrade_min_severity`` cuts the corridor.
+5. Missing links (fractures): links computed on the friction *without* the barriers (motorways, railways, canals:
+   ``corridors.missing_links``) that the real network lacks become corridors ``to_create`` (``missing_link`` = 1)
+   with a Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed.
+6. Corridor width (:func:`corridor_area`): cells whose normalised cost cwd_A + cwd_B − LCD is ≤
+   ``corridors.width.cost_margin`` (Linkage Mapper's normalised least-cost corridor), computed in the window of the
+   two reservoirs' allocation zones.
 
 CRS: territory CRS (EPSG:2154); lengths in metres; costs in friction × metres.
 """
@@ -22,16 +30,25 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+from affine import Affine
+from rasterio import features
 from shapely import LineString, MultiLineString
+from shapely.geometry import shape
 
 from . import costdistance as cd
 from .common import Grid, empty_frame, rasterize_values
 
 __all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
-           "corridor_status", "CORRIDOR_COLUMNS"]
+           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
+           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER"]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
-                    "mean_friction"]
+                    "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",
+                    "improvement_score", "downgraded"]
+CORRIDOR_AREA_COLUMNS = ["id", "corridor_id", "sous_trame", "status", "missing_link", "cost_margin", "area_ha",
+                         "mean_width_m"]
+STATUS_ORDER = ("existing", "to_restore", "to_create")
 
 
 def reservoir_sources(reservoirs: gpd.GeoDataFrame, grid: Grid, passable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,13 +109,53 @@ def link_paths(links: pd.DataFrame, back: np.ndarray) -> list[list[tuple[int, in
     return [cd.trace_path(back, a)[::-1] + cd.trace_path(back, b) for a, b in zip(links["cell_a"], links["cell_b"])]
 
 
-def corridor_status(mean_friction: float, status_cfg) -> str:
-    """existing / to_restore / to_create from a mean land-use friction and the YAML thresholds."""
-    if mean_friction <= status_cfg.existing_max_mean_friction:
+def corridor_status(max_gap_m: float, support_share: float, status_cfg) -> str:
+    """existing / to_restore / to_create from the longest unsupported gap (m) and the supporting share (0..1)."""
+    if max_gap_m <= status_cfg.existing_max_gap_m and support_share >= status_cfg.existing_min_support_share:
         return "existing"
-    if mean_friction <= status_cfg.restore_max_mean_friction:
+    if max_gap_m <= status_cfg.restore_max_gap_m and support_share >= status_cfg.restore_min_support_share:
         return "to_restore"
     return "to_create"
+
+
+def gap_and_support(cells: list[int], W: int, res: float, lu_friction: np.ndarray, status_cfg
+                    ) -> tuple[float, float, float]:
+    """(longest unsupported gap m, supporting length m, total length m) along a chain of flat cell indices.
+
+    Each step's length is shared half and half between its two cells; a cell is unsupported when its land-use
+    friction is ≥ ``gap_min_friction``, supporting when ≤ ``support_max_friction``. Lengths in metres.
+    """
+    c = np.asarray(cells)
+    if len(c) < 2:
+        return 0.0, 0.0, 0.0
+    lu = lu_friction.reshape(-1)[c].astype(np.float64)
+    r, k = np.divmod(c, W)
+    step = np.hypot(np.diff(r), np.diff(k)) * res
+    share = np.zeros(len(c))
+    share[:-1] += step / 2
+    share[1:] += step / 2
+    bad = lu >= status_cfg.gap_min_friction
+    gap = best = 0.0
+    for flag, length in zip(bad, share):
+        gap = gap + length if flag else 0.0
+        best = max(best, gap)
+    return float(best), float(share[lu <= status_cfg.support_max_friction].sum()), float(step.sum())
+
+
+def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int
+                     ) -> gpd.GeoDataFrame:
+    """Lower the status one step (existing → to_restore → to_create) of every corridor cut by a rupture point of
+    severity ≥ ``min_severity`` that is not treated (``treated`` column false or absent); ``downgraded`` = 1."""
+    out = corridors.copy()
+    if out.empty or raw_points.empty:
+        return out
+    pts = raw_points[raw_points["severity"] >= min_severity]
+    if "treated" in pts.columns:
+        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    hit = out["id"].isin(set(pts["corridor_id"])) & out["status"].isin(STATUS_ORDER[:2])
+    out.loc[hit, "status"] = out.loc[hit, "status"].map(lambda s: STATUS_ORDER[STATUS_ORDER.index(s) + 1])
+    out.loc[hit, "downgraded"] = 1
+    return out
 
 
 def _edge_stats(cells: list[int], W: int, res: float, friction: np.ndarray, lu_friction: np.ndarray):
@@ -140,21 +197,27 @@ def _runs(path: list[int], own: list[bool]) -> list[list[int]]:
 
 def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, links: pd.DataFrame,
                    paths: list[list[tuple[int, int]]], friction: np.ndarray, lu_friction: np.ndarray,
-                   grid: Grid) -> gpd.GeoDataFrame:
+                   grid: Grid, missing: list[dict] | None = None) -> gpd.GeoDataFrame:
     """Corridor layer (:data:`CORRIDOR_COLUMNS`) of a sous-trame: one feature per kept link.
 
     Links are taken by increasing cost; a step whose two cells are on, or within ``corridors.dedup_tolerance_m``
-    metres of (one cell when unset; the 8-neighbourhood at 25 m), a corridor already drawn for the same sous-trame (paths sharing a trunk, or running side by side, near a
-    reservoir) is not drawn again, so the geometry, ``length_m``, ``mean_friction`` and ``status`` describe the
-    corridor's own stretch and lengths add up without double counting. ``cost`` is the
-    least-cost distance of the whole link, ``path_length_m`` the length of its whole path. A link whose path is
-    entirely drawn already is a duplicate: it is dropped.
+    metres of (one cell when unset; the 8-neighbourhood at 25 m), a corridor already drawn for the same sous-trame
+    (paths sharing a trunk, or running side by side, near a reservoir) is not drawn again, so the geometry,
+    ``length_m``, ``mean_friction``, ``max_gap_m``, ``support_share`` and ``status`` describe the corridor's own
+    stretch and lengths add up without double counting. ``cost`` is the least-cost distance of the whole link,
+    ``path_length_m`` the length of its whole path. A link whose path is entirely drawn already is a duplicate: it
+    is dropped.
+
+    ``missing``: one dict per link (same order) for missing links (fractures), ``None`` for real links; a missing
+    link's dict gives ``barrier_m``, ``cost_saved``, ``improvement_score``; its status is ``to_create``. Missing
+    links must come after the real ones (they are drawn after them).
     """
     crs = territory.crs
     status_cfg = territory.corridors.status
     W = grid.shape[1]
     if not paths:
         return empty_frame(crs, CORRIDOR_COLUMNS)
+    missing = missing if missing is not None else [None] * len(paths)
     res_ids = reservoirs["id"].tolist()
     H = grid.shape[0]
     tol = territory.corridors.dedup_tolerance_m
@@ -177,14 +240,161 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
         stats = [_edge_stats(run, W, grid.res, friction, lu_friction) for run in runs]
         length = sum(s[0] for s in stats)
         gm = float(np.exp(sum(s[0] * np.log(s[2]) for s in stats) / length)) if length > 0 else stats[0][2]
+        gaps = [gap_and_support(run, W, grid.res, lu_friction, status_cfg) for run in runs]
+        max_gap = max(g[0] for g in gaps)
+        support = sum(g[1] for g in gaps) / length if length > 0 else 0.0
         full_length = _edge_stats(flat, W, grid.res, friction, lu_friction)[0]
         lines = [_line(run, grid) for run in runs]
+        fracture = missing[k_link]
         rows.append({"sous_trame": sous_trame, "from_id": res_ids[int(links["a"].iloc[k_link])],
-                     "to_id": res_ids[int(links["b"].iloc[k_link])], "status": corridor_status(gm, status_cfg),
-                     "length_m": length, "path_length_m": full_length,
-                     "cost": float(links["cost"].iloc[k_link]),
-                     "mean_friction": gm})
+                     "to_id": res_ids[int(links["b"].iloc[k_link])],
+                     "status": "to_create" if fracture else corridor_status(max_gap, support, status_cfg),
+                     "length_m": length, "path_length_m": full_length, "cost": float(links["cost"].iloc[k_link]),
+                     "mean_friction": gm, "max_gap_m": max_gap, "support_share": support,
+                     "missing_link": 1 if fracture else 0,
+                     "barrier_m": float(fracture["barrier_m"]) if fracture else 0.0,
+                     "cost_saved": float(fracture["cost_saved"]) if fracture else 0.0,
+                     "improvement_score": float(fracture["improvement_score"]) if fracture else 0.0,
+                     "downgraded": 0, "_link": k_link})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
+    if not rows:
+        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link"])
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
     out.insert(0, "id", [f"{sous_trame}-C{i:03d}" for i in range(1, len(out) + 1)])
-    return out[CORRIDOR_COLUMNS + ["geometry"]]
+    return out[CORRIDOR_COLUMNS + ["_link", "geometry"]]
+
+
+def zone_windows(alloc: np.ndarray) -> list:
+    """Bounding (row slice, col slice) of each reservoir's allocation zone (index = reservoir; None if empty)."""
+    from scipy import ndimage
+
+    return ndimage.find_objects(np.where(alloc >= 0, alloc + 1, 0).astype(np.int32))
+
+
+def corridor_area(link_cost: float, a: int, b: int, acc: np.ndarray, alloc: np.ndarray, friction: np.ndarray,
+                  src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, margin: float, knight: bool,
+                  windows: list | None = None, core: np.ndarray | None = None):
+    """Least-cost corridor polygon of the link between reservoirs ``a`` and ``b`` (indices), or None.
+
+    Linkage Mapper's normalised corridor: the cells where cwd_a + cwd_b − ``link_cost`` ≤ ``margin`` (cost units,
+    friction × m). cwd_a and cwd_b are exact Dijkstra runs from each reservoir's cells, in the window of the two
+    reservoirs' allocation zones (cells with ``acc`` ≤ link_cost + margin): the Voronoi-in-cost-space restriction
+    Linkage Mapper also makes when it keeps only adjacent cores. ``windows``: :func:`zone_windows` of ``alloc``
+    (computed when absent); ``core``: bool raster of reservoir cells, left out of the polygon. Returns a
+    (Multi)Polygon in the grid CRS.
+    """
+    limit = link_cost + margin
+    windows = windows if windows is not None else zone_windows(alloc)
+    boxes = [windows[i] for i in (a, b) if i < len(windows) and windows[i] is not None]
+    if not boxes:
+        return None
+    r0, r1 = min(w[0].start for w in boxes), max(w[0].stop for w in boxes)
+    c0, c1 = min(w[1].start for w in boxes), max(w[1].stop for w in boxes)
+    win_alloc, win_acc = alloc[r0:r1, c0:c1], acc[r0:r1, c0:c1]
+    win_zone = ((win_alloc == a) | (win_alloc == b)) & (win_acc <= limit)
+    if not win_zone.any():
+        return None
+    win_fr = np.where(win_zone, friction[r0:r1, c0:c1], np.nan).astype(np.float32)
+    dists = []
+    for res in (a, b):
+        rc = src_rc[src_res == res]
+        rc = rc[(rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)] - np.array([r0, c0])
+        rc = rc[win_zone[rc[:, 0], rc[:, 1]]] if len(rc) else rc
+        if not len(rc):
+            return None
+        dists.append(cd.accumulated_cost(win_fr, rc, cell_size=grid.res, knight=knight, max_cost=limit))
+    with np.errstate(invalid="ignore"):
+        inside = (dists[0] + dists[1] - link_cost) <= margin
+    if core is not None:
+        inside &= ~core[r0:r1, c0:c1]
+    if not inside.any():
+        return None
+    t = grid.transform
+    win_t = Affine(t.a, t.b, t.c + c0 * t.a, t.d, t.e, t.f + r0 * t.e)
+    polys = [shape(g) for g, v in features.shapes(inside.astype(np.uint8), mask=inside, transform=win_t) if v == 1]
+    return shapely.union_all(polys) if polys else None
+
+
+def barrier_length(cells: list[int], W: int, res: float, barrier: np.ndarray) -> float:
+    """Metres of a cell chain on ``barrier`` cells (each step's length shared half and half by its two cells)."""
+    c = np.asarray(cells)
+    if len(c) < 2:
+        return 0.0
+    r, k = np.divmod(c, W)
+    step = np.hypot(np.diff(r), np.diff(k)) * res
+    on = barrier.reshape(-1)[c]
+    return float((step / 2 * on[:-1]).sum() + (step / 2 * on[1:]).sum())
+
+
+def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarray, real_links: pd.DataFrame,
+                  src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, knight: bool, max_cost: float,
+                  max_links: int, min_gain_share: float):
+    """Potential links cut by a barrier (fractures), with Barrier-Mapper improvement scores.
+
+    ``potential``: the friction without the barriers; ``barrier``: bool raster of the cells whose friction the
+    barriers raise. Potential links are selected as the real ones (:func:`select_links`, same ``max_cost`` and
+    ``max_links``) on ``potential``. For a potential link (a, b) whose path crosses a barrier cell:
+
+    * ``real_cost`` = the real least-cost distance a → b (exact Dijkstra on ``friction`` from a's cells, cut off at
+      the cost of the potential path with its barriers, which bounds it);
+    * ``cost_saved`` = real_cost − potential link cost, ``barrier_m`` = metres of barrier cells along the potential
+      path, ``improvement_score`` = cost_saved / barrier_m: cost units saved per metre of barrier made permeable
+      (McRae et al. 2012, Barrier Mapper);
+    * the link is *missing* when cost_saved ≥ ``min_gain_share`` × the potential cost: the barrier removes the link
+      from the real network (no a–b corridor) or forces a detour at least that much costlier (``real_link`` tells
+      which: 1 when the real network has an a–b corridor).
+
+    Returns ``(links DataFrame as select_links, paths, info dicts, (acc, back, alloc) of the potential run)``.
+    """
+    empty = (pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
+    if not barrier.any() or not len(src_rc):
+        return empty
+    acc, back, alloc = cost_from_reservoirs(potential, src_rc, src_res, grid, max_cost=max_cost, knight=knight)
+    plinks = select_links(potential, acc, alloc, grid, knight=knight, max_cost=max_cost, max_links=max_links)
+    if plinks.empty:
+        return empty
+    real = set(zip(real_links["a"].astype(int), real_links["b"].astype(int))) if len(real_links) else set()
+    W = grid.shape[1]
+    cand, paths, infos = [], [], []
+    for i in range(len(plinks)):
+        path = cd.trace_path(back, plinks["cell_a"].iloc[i])[::-1] + cd.trace_path(back, plinks["cell_b"].iloc[i])
+        flat = [r * W + c for r, c in path]
+        b_m = barrier_length(flat, W, grid.res, barrier)
+        if b_m <= 0:
+            continue
+        cand.append(i)
+        paths.append(path)
+        infos.append({"barrier_m": b_m, "with_barrier": _edge_stats(flat, W, grid.res, friction, friction)[1]})
+    if not cand:
+        return empty
+    links = plinks.iloc[cand].reset_index(drop=True)
+    pot = links["cost"].astype(float).to_numpy()
+    for a in sorted(set(links["a"].astype(int))):     # real least-cost distance a → b, Dijkstra from reservoir a
+        todo = [j for j in range(len(links)) if int(links["a"].iloc[j]) == a]
+        # stage 1 cut off where the link stops being missing ((1 + gain) × potential cost): most detours end here;
+        # stage 2, for the links still unreached, up to the cost of the potential path with its barriers
+        for cut_of in (lambda j: (1 + min_gain_share) * pot[j], lambda j: infos[j]["with_barrier"]):
+            if not todo:
+                break
+            real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
+                                           max_cost=max(cut_of(j) for j in todo))
+            left = []
+            for j in todo:
+                rc = src_rc[src_res == int(links["b"].iloc[j])]
+                lcd = float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf
+                if np.isfinite(lcd) or cut_of(j) >= infos[j]["with_barrier"]:
+                    infos[j]["real_cost"] = min(lcd, infos[j]["with_barrier"])
+                else:
+                    left.append(j)
+            todo = left
+    for j in range(len(links)):
+        a, b = int(links["a"].iloc[j]), int(links["b"].iloc[j])
+        saved = max(infos[j]["real_cost"] - pot[j], 0.0)
+        infos[j].update({"cost_saved": saved, "real_link": int((a, b) in real),
+                         "improvement_score": saved / infos[j]["barrier_m"]})
+    keep = [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
+            and infos[j]["cost_saved"] > 0]
+    if not keep:
+        return (*empty[:3], (acc, back, alloc))
+    return (links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep],
+            (acc, back, alloc))

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -16,17 +17,20 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
+from shapely import LineString
 
 from . import labels
 from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
                      rasterize_values, read_role, read_source, write_cog)
-from .corridors import (CORRIDOR_COLUMNS, corridor_lines, cost_from_reservoirs, link_paths, reservoir_sources,
-                        select_links)
+from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
+                        cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
+                        select_links, zone_windows)
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
                          select_reservoirs)
-from .ruptures import rupture_points
+from .ruptures import (barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures,
+                       rupture_points)
 from .wet import prepare_watercourses, wet_corridors
 
 __all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]
@@ -163,7 +167,9 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     knight = territory.corridors.neighbours == 16
     src_rc, src_res = reservoir_sources(reservoirs, grid, passable)
     corridors = empty_frame(territory.crs, CORRIDOR_COLUMNS)
-    n_links = 0
+    areas = empty_frame(territory.crs, CORRIDOR_AREA_COLUMNS)
+    crossings = empty_frame(territory.crs)
+    n_links = n_missing = 0
     if len(src_rc):
         acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight)
         timings["cost_distance"] = time.perf_counter() - t
@@ -173,8 +179,19 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
                                  max_links=territory.corridors.max_links_per_reservoir)
             n_links = len(links)
             paths = link_paths(links, back)
-            corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction,
-                                       grid)
+            mlinks, mpaths, minfo, prun = _missing_links(territory, sous_trame, ctx, friction, passable, links,
+                                                         src_rc, src_res, knight)
+            timings["missing_links"] = time.perf_counter() - t
+            n_missing = len(mlinks)
+            all_links = pd.concat([links, mlinks], ignore_index=True) if n_missing else links
+            corridors = corridor_lines(territory, sous_trame, reservoirs, all_links, paths + mpaths, friction,
+                                       lu_friction, grid, missing=[None] * len(paths) + minfo)
+            t2 = time.perf_counter()
+            areas = _corridor_areas(territory, corridors, all_links, len(links), (acc, alloc, friction), prun,
+                                    src_rc, src_res, grid, knight)
+            timings["corridor_areas"] = time.perf_counter() - t2
+            crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
+            corridors = corridors.drop(columns="_link", errors="ignore")
         del back, alloc
         if len(corridors) and ctx.domain is not ctx.boundary:
             corridors = _clip_lines(corridors, ctx.boundary)
@@ -186,6 +203,11 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
 
     if ctx.domain is not ctx.boundary:
         reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
+        kept = set(corridors["id"]) if len(corridors) else set()
+        areas = _clip_corridor_areas(areas, kept, ctx.boundary)
+        if len(crossings):
+            crossings = crossings[crossings["corridor_id"].isin(kept)
+                                  & crossings.geometry.within(ctx.boundary)].reset_index(drop=True)
     else:
         reservoirs = reservoirs.assign(patch_area_ha=reservoirs["area_ha"]) if len(reservoirs) else reservoirs
         relays = relays.assign(patch_area_ha=relays["area_ha"]) if len(relays) else relays
@@ -201,6 +223,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         "reservoirs": _write_parquet(reservoirs, dest / "reservoirs.parquet"),
         "relays": _write_parquet(relays, dest / "relays.parquet"),
         "corridors": _write_parquet(corridors, dest / "corridors.parquet"),
+        "corridor_areas": _write_parquet(areas, dest / "corridor_areas.parquet"),
+        "missing_crossings": _write_parquet(crossings, dest / "missing_crossings.parquet"),
         "friction": str(write_cog(friction_out, out_grid, dest / "friction.tif",
                                   description=f"friction {sous_trame}")),
         "cost": str(write_cog(acc_out, out_grid, dest / "cost.tif", overview_resampling="average",
@@ -219,6 +243,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         "files": files,
         "counts": {"habitat_patches": int(len(patches)), "reservoirs": int(len(reservoirs)),
                    "relays": int(len(relays)), "links": int(n_links), "corridors": int(len(corridors)),
+                   "missing_links": int(n_missing), "corridor_areas": int(len(areas)),
                    "grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": int(ctx.inside.sum()),
                    "computation_cells": int(ctx.extent_mask.sum())},
         "areas_ha": {"habitat": float(patches["area_in_territory_ha"].sum()) if len(patches) else 0.0,
@@ -291,6 +316,19 @@ def clip_to_territory(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, co
     return res, rel, cor
 
 
+def _clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.GeoDataFrame:
+    """Corridor polygons of the published corridors (``kept`` ids), clipped to the territory, ``area_ha``
+    re-measured (``mean_width_m`` stays that of the whole corridor)."""
+    if areas.empty:
+        return areas
+    out = areas[areas["corridor_id"].isin(kept)]
+    out = out.assign(geometry=out.geometry.intersection(boundary))
+    out = polygons_only(out) if len(out) else out
+    if len(out):
+        out = out.assign(area_ha=out.geometry.area / M2_PER_HA)
+    return out.reset_index(drop=True)
+
+
 def _territory_window(ctx: _Context) -> tuple[int, int, int, int]:
     """(row0, col0, rows, cols) of the territory's own grid inside the computation grid."""
     g = ctx.grid
@@ -310,6 +348,78 @@ def _territory_raster(array: np.ndarray, ctx: _Context) -> np.ndarray:
     out = np.asarray(array, dtype=np.float32)[r0:r0 + h, c0:c0 + w].copy()
     out[~ctx.inside[r0:r0 + h, c0:c0 + w]] = np.nan
     return out
+def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarray, passable: np.ndarray,
+                   links: pd.DataFrame, src_rc: np.ndarray, src_res: np.ndarray, knight: bool):
+    """Missing links of a sous-trame (see :func:`tvb_tasks.layers.corridors.missing_links`): the potential friction
+    is the friction rebuilt by :func:`friction_raster` with every infrastructure except the barriers."""
+    cfg = territory.corridors.missing_links
+    none = (pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
+    if not cfg.enabled:
+        return none
+    barriers = barrier_lines(territory, ctx.infra)
+    if barriers.empty:
+        return none
+    others = ctx.infra.lines.drop(index=barriers.index)
+    potential, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes,
+                                   dataclasses.replace(ctx.infra, lines=others, _burns={}), ctx.grid)
+    barrier = passable & (friction > potential)
+    st = territory.sous_trames[sous_trame]
+    potential = np.where(passable, potential, np.nan).astype(np.float32)
+    mlinks, mpaths, infos, run = missing_links(potential, friction, barrier, links, src_rc, src_res, ctx.grid,
+                                               knight=knight, max_cost=st.max_cost,
+                                               max_links=territory.corridors.max_links_per_reservoir,
+                                               min_gain_share=cfg.min_gain_share)
+    return mlinks, mpaths, infos, (run[0], run[2], potential) if run is not None else None
+
+
+def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame, n_real: int, real_run: tuple,
+                    potential_run, src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, knight: bool
+                    ) -> gpd.GeoDataFrame:
+    """Least-cost corridor polygons (:data:`CORRIDOR_AREA_COLUMNS`), one per drawn corridor, outside the
+    sous-trame's reservoir cells; missing links use the potential (barrier-free) run. ``mean_width_m`` = area /
+    length of the corridor's whole path."""
+    margin = territory.corridors.width.cost_margin
+    core = np.zeros(grid.shape, dtype=bool)              # reservoir cells: not part of the corridor polygon
+    core[src_rc[:, 0], src_rc[:, 1]] = True
+    windows = {"real": zone_windows(real_run[1]),
+               "potential": zone_windows(potential_run[1]) if potential_run is not None else None}
+    rows, geoms = [], []
+    for _, c in corridors.iterrows():
+        k = int(c["_link"])
+        run_acc, run_alloc, run_fr = real_run if k < n_real else potential_run
+        a, b = int(links["a"].iloc[k]), int(links["b"].iloc[k])
+        geom = corridor_area(float(links["cost"].iloc[k]), a, b, run_acc, run_alloc, run_fr, src_rc, src_res, grid,
+                             margin=margin, knight=knight, core=core,
+                             windows=windows["real" if k < n_real else "potential"])
+        if geom is None or geom.is_empty:
+            continue
+        rows.append({"corridor_id": c["id"], "sous_trame": c["sous_trame"], "status": c["status"],
+                     "missing_link": int(c["missing_link"]), "cost_margin": float(margin)})
+        geoms.append(geom)
+    if not rows:
+        return empty_frame(territory.crs, CORRIDOR_AREA_COLUMNS)
+    out = gpd.GeoDataFrame(rows, geometry=geoms, crs=territory.crs)
+    out["area_ha"] = out.geometry.area / M2_PER_HA
+    length = corridors.set_index("id")["path_length_m"]
+    out["mean_width_m"] = (out.geometry.area / out["corridor_id"].map(length).clip(lower=grid.res)).values
+    out.insert(0, "id", [f"{cid}-A" for cid in out["corridor_id"]])
+    return out[CORRIDOR_AREA_COLUMNS + ["geometry"]]
+
+
+def _missing_crossings(territory, ctx: _Context, corridors: gpd.GeoDataFrame, paths: list, grid: Grid
+                       ) -> gpd.GeoDataFrame:
+    """Rupture points where the missing-link corridors' whole paths cross a barrier (severity 4)."""
+    miss = corridors[corridors["missing_link"] == 1]
+    if miss.empty:
+        return empty_frame(territory.crs)
+    geoms = []
+    for k in miss["_link"]:
+        r, c = np.array(paths[int(k)]).T
+        x, y = grid.cell_centres(r, c)
+        geoms.append(LineString(np.column_stack([x, y])))
+    whole = gpd.GeoDataFrame(miss[["id", "sous_trame", "barrier_m", "cost_saved", "improvement_score"]]
+                             .reset_index(drop=True), geometry=geoms, crs=territory.crs)
+    return missing_link_ruptures(territory, whole, ctx.infra)
 
 
 # --- assembly --------------------------------------------------------------------------------------------------
@@ -380,10 +490,26 @@ def _habitat_patches_layer(territory, parts: list[dict]) -> gpd.GeoDataFrame:
     return out
 
 
+def dissolved_by_status(corridors: gpd.GeoDataFrame) -> dict[str, float]:
+    """Corridor km dissolved across sous-trames (:func:`tvb_tasks.indicators.communes.dissolved_status_lines`):
+    ``corridors`` (total) and ``corridors_<status>``."""
+    from tvb_tasks.indicators.communes import dissolved_status_lines
+
+    out = {"corridors": 0.0, **{f"corridors_{s}": 0.0 for s in STATUS_ORDER}}
+    if corridors.empty:
+        return out
+    tiers = dissolved_status_lines(corridors, STATUS_ORDER)
+    for status, geom in zip(tiers["status"], tiers.geometry):
+        out[f"corridors_{status}"] = float(geom.length / 1000)
+    out["corridors"] = sum(out[f"corridors_{s}"] for s in STATUS_ORDER)
+    return out
+
+
 def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Path) -> dict:
     """Merge the sous-trame parts, compute wet corridors and rupture points, write ``out_dir/tvb.gpkg``
-    (layers reservoirs, relays, corridors, wet_corridors, rupture_points, communes, landuse, and
-    habitat_patches — the only layer not clipped to the territory; every one with a French ``libelle``) and the COG rasters ``out_dir/rasters/{friction,cost}_<sous_trame>.tif``.
+    (layers reservoirs, relays, corridors, corridor_areas, wet_corridors, rupture_points, infrastructure, communes,
+    landuse, and habitat_patches — the only layer not clipped to the territory; every one with a French
+    ``libelle``) and the COG rasters ``out_dir/rasters/{friction,cost}_<sous_trame>.tif``.
 
     Returns ``{"gpkg", "rasters", "counts", "lengths_km", "areas_ha", "timings_s"}``.
     """
@@ -396,6 +522,10 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
                          RESERVOIR_COLUMNS)
     relays = _concat([_read_part(p, "relays", crs, RELAY_COLUMNS) for p in parts], crs, RELAY_COLUMNS)
     corridors = _concat([_read_part(p, "corridors", crs, CORRIDOR_COLUMNS) for p in parts], crs, CORRIDOR_COLUMNS)
+    areas = _concat([_read_part(p, "corridor_areas", crs, CORRIDOR_AREA_COLUMNS) for p in parts
+                     if p.get("files", {}).get("corridor_areas")], crs, CORRIDOR_AREA_COLUMNS)
+    missing = _concat([_read_part(p, "missing_crossings", crs, []) for p in parts
+                       if p.get("files", {}).get("missing_crossings")], crs, [])
     t_parts = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -410,16 +540,25 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         log.warning("no trame bleue sous-trame among the parts: the wet_corridors layer is empty")
     wet, wet_summary = wet_corridors(territory, ctx.watercourses, wet_patches, wet_st, ctx.boundary)
     obstacles = read_role(territory, inputs, "river_obstacles", required=False)
-    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses)
+    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses, missing=missing,
+                              reservoirs=reservoirs)
+    if len(corridors):      # status downgraded by an untreated rupture point (raw crossings: before deduplication)
+        raw = pd.concat([missing, infrastructure_ruptures(territory, corridors, ctx.infra)], ignore_index=True)
+        corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity)
+        if len(areas):
+            areas["status"] = areas["corridor_id"].map(corridors.set_index("id")["status"]).values
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()
     reservoirs["libelle"] = labels.label_reservoirs(territory, reservoirs) if len(reservoirs) else []
     relays["libelle"] = labels.label_relays(territory, relays) if len(relays) else []
     corridors["libelle"] = labels.label_corridors(territory, corridors) if len(corridors) else []
+    areas["libelle"] = labels.label_corridor_areas(territory, areas) if len(areas) else []
     wet["libelle"] = labels.label_wet(wet) if len(wet) else []
     ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
     patches = _habitat_patches_layer(territory, parts)
+    fragmenting = fragmenting_lines(territory, ctx.infra)
+    fragmenting = fragmenting.assign(libelle=labels.label_infrastructure(fragmenting))
     landuse = ctx.landuse.drop(columns=[c for c in ("source",) if c in ctx.landuse.columns])
     landuse = landuse.assign(libelle=labels.label_landuse(territory, landuse))
     communes = _communes(territory, inputs)
@@ -427,8 +566,9 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     gpkg = out_dir / "tvb.gpkg"
     gpkg.unlink(missing_ok=True)
     layers = [("reservoirs", reservoirs, "Polygon"), ("relays", relays, "Polygon"),
-              ("corridors", corridors, "MultiLineString"),
+              ("corridors", corridors, "MultiLineString"), ("corridor_areas", areas, "MultiPolygon"),
               ("wet_corridors", wet, "LineString"), ("rupture_points", ruptures, "Point"),
+              ("infrastructure", fragmenting, "LineString"),
               ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon"),
               ("habitat_patches", patches, "Polygon")]
     for name, gdf, gtype in layers:
@@ -458,8 +598,11 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
 
     lengths = {"corridors": _sum_km(corridors), "wet_corridors": _sum_km(wet),
                "culverted_watercourses": wet_summary["culverted_km"]}
-    for status in ("existing", "to_restore", "to_create"):
+    for status in STATUS_ORDER:
         lengths[f"corridors_{status}"] = _sum_km(corridors[corridors["status"] == status]) if len(corridors) else 0.0
+    lengths.update({f"{k}_dissolved": v for k, v in dissolved_by_status(corridors).items()})
+    lengths["corridors_missing_links"] = (_sum_km(corridors[corridors["missing_link"] == 1])
+                                          if len(corridors) else 0.0)
     for s in verte:
         lengths[f"corridors_{s}"] = _sum_km(corridors[corridors["sous_trame"] == s]) if len(corridors) else 0.0
     areas = {
@@ -476,6 +619,9 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
             areas[f"relays_{s}"] = float(relays.loc[relays["sous_trame"] == s, "area_ha"].sum())
     counts = {name: int(len(gdf)) for name, gdf, _ in layers}
     counts["wet_links"] = wet_summary["links"]
+    counts["rupture_sites"] = int(ruptures["site_id"].nunique()) if len(ruptures) else 0
+    counts["rupture_points_missing_links"] = int((ruptures["missing_link"] == 1).sum()) if len(ruptures) else 0
+    counts["missing_links"] = int((corridors["missing_link"] == 1).sum()) if len(corridors) else 0
     return {
         "gpkg": str(gpkg),
         "rasters": rasters,

@@ -5,6 +5,7 @@ import geopandas as gpd
 import pandas as pd
 
 __all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_relays", "label_corridors",
+           "label_corridor_areas", "label_infrastructure",
            "label_wet", "label_ruptures", "label_landuse"]
 
 STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
@@ -32,8 +33,16 @@ def label_relays(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
 
 
 def label_corridors(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    missing = gdf["missing_link"] if "missing_link" in gdf.columns else pd.Series(0, index=gdf.index)
     return pd.Series([f"Corridor {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({a} – {b})"
-                      for s, st, a, b in zip(gdf["sous_trame"], gdf["status"], gdf["from_id"], gdf["to_id"])],
+                      + (" – liaison manquante (fracture)" if m == 1 else "")
+                      for s, st, a, b, m in zip(gdf["sous_trame"], gdf["status"], gdf["from_id"], gdf["to_id"],
+                                                missing)], index=gdf.index, dtype=object)
+
+
+def label_corridor_areas(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    return pd.Series([f"Emprise du corridor {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({c})"
+                      for s, st, c in zip(gdf["sous_trame"], gdf["status"], gdf["corridor_id"])],
                      index=gdf.index, dtype=object)
 
 
@@ -56,10 +65,19 @@ def _infra_fr(t: str, c: str) -> str:
 
 
 def label_ruptures(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    missing = gdf["missing_link"] if "missing_link" in gdf.columns else pd.Series(0, index=gdf.index)
+    kind = gdf["corridor_kind"] if "corridor_kind" in gdf.columns else pd.Series("", index=gdf.index)
     return pd.Series([f"Point de rupture – {_infra_fr(t, c)} – {_st_label(territory, s)} – sévérité "
-                      f"{SEVERITY_FR.get(int(v), v)}"
-                      for t, c, s, v in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
-                                            gdf["severity"])], index=gdf.index, dtype=object)
+                      f"{SEVERITY_FR.get(int(v), v)}" + (" – liaison manquante à rétablir" if m == 1 else "")
+                      + (" – réservoir coupé par l'infrastructure" if k == "reservoir" else "")
+                      for t, c, s, v, m, k in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
+                                                  gdf["severity"], missing, kind)], index=gdf.index, dtype=object)
+
+
+def label_infrastructure(gdf: gpd.GeoDataFrame) -> pd.Series:
+    return pd.Series([f"Infrastructure fragmentante – {_infra_fr(t, c)}" + (f" ({n})" if n else "")
+                      for t, c, n in zip(gdf["infra_type"], gdf["infra_class"], gdf["infra_name"])],
+                     index=gdf.index, dtype=object)
 
 
 def label_landuse(territory, gdf: gpd.GeoDataFrame) -> pd.Series:

@@ -10,8 +10,20 @@
   ``dedup_tolerance_m`` of a wet corridor; they keep ``drop_height_m`` and ``fish_pass``, and their severity comes
   from the height of drop (``rupture_points.obstacles``), lowered when a fish pass exists.
 
+Missing links (fractures, :func:`tvb_tasks.layers.corridors.missing_links`): each crossing of a barrier
+(``corridors.missing_links``: motorways, in-use railways, canals) by a potential link the real network lacks is a
+rupture point of severity ``corridors.missing_links.severity`` (4) carrying the link's Barrier-Mapper
+``improvement_score`` (cost saved per metre of barrier removed), ``cost_saved`` and ``barrier_m``.
+
+Reservoirs split by a barrier (``rupture_points.include_reservoirs``): one point per stretch of barrier inside a
+reservoir, ``corridor_kind`` = ``reservoir`` (the "zones de conflit" of the IRSTEA/Cemagref guide: infrastructure ×
+reservoir as well as infrastructure × corridor).
+
 Points of the same sous-trame and infrastructure type closer than ``dedup_tolerance_m`` are one rupture (the most
-severe is kept, the others counted in ``n_merged``). Severity (1 low … 4 very high) = order of magnitude of the
+severe is kept, the others counted in ``n_merged``). Rupture points are then grouped into **sites**
+(:func:`group_sites`): points on the same infrastructure (type and name) within ``site_tolerance_m`` of each other,
+whatever the sous-trame, are one crossing of one infrastructure (``site_id``), so an overpass serving the forest
+and the grassland corridors counts once as a site. ``treated`` is false: no crossing-structure source yet. Severity (1 low … 4 very high) = order of magnitude of the
 crossed infrastructure's friction, ``round(log10(friction))`` clipped to 1..4 (motorway 10000 → 4, 1000 → 3, …);
 river obstacles: see :func:`obstacle_severity`.
 
@@ -30,11 +42,14 @@ from .common import empty_frame
 from .friction import Infrastructure
 
 __all__ = ["RUPTURE_COLUMNS", "OBSTACLE_COLUMNS", "infrastructure_ruptures", "obstacle_ruptures", "deduplicate",
-           "rupture_points", "severity_from_friction", "culvert_ruptures", "obstacle_severity", "drop_height"]
+           "rupture_points", "severity_from_friction", "culvert_ruptures", "obstacle_severity", "drop_height",
+           "barrier_lines", "fragmenting_lines", "reservoir_ruptures", "missing_link_ruptures", "group_sites"]
 
 RUPTURE_COLUMNS = ["id", "corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class",
-                   "infra_name", "severity", "n_merged"]
+                   "infra_name", "severity", "n_merged", "site_id", "treated", "missing_link", "barrier_m",
+                   "cost_saved", "improvement_score"]
 OBSTACLE_COLUMNS = ["drop_height_m", "fish_pass"]     # river obstacles only (NaN / "" for the other points)
+_SCORE_COLUMNS = ["missing_link", "barrier_m", "cost_saved", "improvement_score"]
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
@@ -54,15 +69,34 @@ def _fragmenting(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
     return lines[road | rail | canal]
 
 
+def fragmenting_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """The fragmenting infrastructure lines (those whose crossings are rupture points), for the ``infrastructure``
+    layer of the release: FragScape cuts the habitat patches by them before computing the effective mesh size."""
+    return _fragmenting(territory, infra).reset_index(drop=True)
+
+
+def barrier_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """The barriers of the missing-link analysis (``corridors.missing_links``): roads with importance ≤
+    ``road_max_importance``, railways whose status is in ``railway_status``, canals when ``include_canals``."""
+    cfg = territory.corridors.missing_links
+    lines = infra.lines
+    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce")
+                                              <= cfg.road_max_importance)
+    rail = (lines["infra_type"] == "railway") & lines["infra_class"].isin(cfg.railway_status)
+    canal = (lines["infra_type"] == "canal") & bool(cfg.include_canals)
+    return lines[road | rail | canal]
+
+
 def infrastructure_ruptures(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure, *,
-                            kind: str = "terrestre") -> gpd.GeoDataFrame:
+                            kind: str = "terrestre", lines: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Raw crossing points of corridors with fragmenting infrastructures (before deduplication).
 
     ``kind``: ``terrestre`` (roads, railways, canals) or ``aquatique`` (wet corridors: roads and railways only — a
-    canal meeting a stream is part of the wet network, not a rupture).
+    canal meeting a stream is part of the wet network, not a rupture). ``lines``: the infrastructure lines to cross
+    (default: the fragmenting ones of ``rupture_points``).
     """
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
-    lines = _fragmenting(territory, infra)
+    lines = _fragmenting(territory, infra) if lines is None else lines
     if kind != "terrestre":
         lines = lines[lines["infra_type"] != "canal"]
     if corridors.empty or lines.empty:
@@ -200,6 +234,107 @@ def culvert_ruptures(territory, watercourses: gpd.GeoDataFrame, wet: gpd.GeoData
         else empty_frame(territory.crs, cols)
 
 
+def reservoir_ruptures(territory, reservoirs: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """Points where a barrier (``corridors.missing_links`` selection: motorways, in-use railways, canals — canals
+    not for the trame bleue, whose habitat they are) runs through a reservoir: the reservoir is split, a
+    "zone de conflit" of the IRSTEA/Cemagref guide. One point per stretch of barrier inside a reservoir (its
+    middle), ``corridor_kind`` = ``reservoir``, ``corridor_id`` = the reservoir id, severity from the barrier's
+    friction."""
+    cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
+    barriers = barrier_lines(territory, infra)
+    if reservoirs.empty or barriers.empty or not territory.rupture_points.include_reservoirs:
+        return empty_frame(territory.crs, cols)
+    rows, pts = [], []
+    bleue = {k for k, v in territory.sous_trames.items() if v.trame == "bleue"}
+    left, right = barriers.sindex.query(reservoirs.geometry.values, predicate="intersects")
+    for i, j in zip(left, right):
+        res, line = reservoirs.iloc[i], barriers.iloc[j]
+        if line["infra_type"] == "canal" and res["sous_trame"] in bleue:
+            continue
+        inter = shapely.intersection(line.geometry, res.geometry)
+        for part in shapely.get_parts(shapely.line_merge(inter) if inter.geom_type == "MultiLineString" else inter):
+            if part.geom_type != "LineString" or part.length <= 0:
+                continue
+            rows.append({"corridor_id": res["id"], "sous_trame": res["sous_trame"], "corridor_kind": "reservoir",
+                         "infrastructure": line["infra_type"], "infra_class": line["infra_class"],
+                         "infra_name": line["infra_name"],
+                         "severity": int(severity_from_friction([line["friction"]])[0])})
+            pts.append(part.interpolate(0.5, normalized=True))
+    return gpd.GeoDataFrame(rows, geometry=pts, crs=territory.crs, columns=cols) if rows \
+        else empty_frame(territory.crs, cols)
+
+
+def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """Severity-``missing_links.severity`` points where missing links cross a barrier.
+
+    ``paths``: one line per missing-link corridor (its whole potential path) with ``id``, ``sous_trame`` and the
+    score columns ``barrier_m``, ``cost_saved``, ``improvement_score``. A path that runs on barrier cells without
+    its centre line meeting the barrier line (raster touch) gets one point on the barrier nearest to its midpoint.
+    """
+    cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name",
+            "severity", *_SCORE_COLUMNS]
+    barriers = barrier_lines(territory, infra)
+    if paths.empty or barriers.empty:
+        return empty_frame(territory.crs, cols)
+    pts = infrastructure_ruptures(territory, paths, infra, lines=barriers)
+    found = set(pts["corridor_id"]) if len(pts) else set()
+    extra = []
+    for _, p in paths[~paths["id"].isin(found)].iterrows():
+        mid = p.geometry.interpolate(0.5, normalized=True)
+        j = int(np.argmin(barriers.distance(mid).to_numpy()))
+        line = barriers.iloc[j]
+        extra.append({"corridor_id": p["id"], "sous_trame": p["sous_trame"], "corridor_kind": "terrestre",
+                      "infrastructure": line["infra_type"], "infra_class": line["infra_class"],
+                      "infra_name": line["infra_name"], "severity": 0,
+                      "geometry": line.geometry.interpolate(line.geometry.project(mid))})
+    if extra:
+        pts = gpd.GeoDataFrame(pd.concat([pts, gpd.GeoDataFrame(extra, crs=territory.crs)], ignore_index=True),
+                               geometry="geometry", crs=territory.crs)
+    if pts.empty:
+        return empty_frame(territory.crs, cols)
+    scores = paths.set_index("id")
+    pts["severity"] = int(territory.corridors.missing_links.severity)
+    pts["missing_link"] = 1
+    for c in _SCORE_COLUMNS[1:]:
+        pts[c] = pts["corridor_id"].map(scores[c]).astype(float).values
+    return pts[cols + ["geometry"]]
+
+
+def _clusters(points: gpd.GeoDataFrame, tolerance_m: float, keys: list[str]) -> np.ndarray:
+    """Single-linkage clusters (chains of points within ``tolerance_m``) among points equal on ``keys``: the
+    cluster number of each point (its smallest member's position)."""
+    parent = np.arange(len(points))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if tolerance_m > 0 and len(points):
+        left, right = points.sindex.query(points.geometry, predicate="dwithin", distance=tolerance_m)
+        same = left < right
+        for k in keys:
+            vals = points[k].astype(str).values
+            same &= vals[left] == vals[right]
+        for a, b in zip(left[same], right[same]):
+            ra, rb = find(int(a)), find(int(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(len(points))], dtype=int)
+
+
+def group_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> pd.Series:
+    """Site id (``S0001``…, in order of first point) of each rupture point: one crossing of one infrastructure =
+    points of the same ``infrastructure`` and ``infra_name`` within ``tolerance_m`` (chained), any sous-trame."""
+    if points.empty:
+        return pd.Series([], dtype=str, index=points.index)
+    pts = points.reset_index(drop=True)
+    groups = _clusters(pts, tolerance_m, ["infrastructure", "infra_name"])
+    order = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    return pd.Series([f"S{order[g] + 1:04d}" for g in groups], index=points.index)
+
+
 def deduplicate(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFrame:
     """Merge points of the same sous-trame and infrastructure type closer than ``tolerance_m`` (single linkage);
     keep the most severe (then the first), ``n_merged`` = number of raw points it stands for."""
@@ -208,23 +343,7 @@ def deduplicate(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFram
         out["n_merged"] = pd.Series(dtype=int)
         return out
     pts = points.reset_index(drop=True)
-    parent = np.arange(len(pts))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if tolerance_m > 0:
-        left, right = pts.sindex.query(pts.geometry, predicate="dwithin", distance=tolerance_m)
-        same = ((pts["sous_trame"].values[left] == pts["sous_trame"].values[right])
-                & (pts["infrastructure"].values[left] == pts["infrastructure"].values[right]) & (left < right))
-        for a, b in zip(left[same], right[same]):
-            ra, rb = find(int(a)), find(int(b))
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    groups = np.array([find(i) for i in range(len(pts))])
+    groups = _clusters(pts, tolerance_m, ["sous_trame", "infrastructure"])
     pts = pts.assign(_g=groups, _order=np.arange(len(pts)))
     counts = pts.groupby("_g").size()
     kept = pts.sort_values(["_g", "severity", "_order"], ascending=[True, False, True], kind="stable")
@@ -234,14 +353,21 @@ def deduplicate(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFram
 
 
 def rupture_points(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure, wet: gpd.GeoDataFrame,
-                   obstacles: gpd.GeoDataFrame, watercourses: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
-    """All rupture points (:data:`RUPTURE_COLUMNS` + :data:`OBSTACLE_COLUMNS`), deduplicated, ids ``P0001``…
+                   obstacles: gpd.GeoDataFrame, watercourses: gpd.GeoDataFrame | None = None,
+                   missing: gpd.GeoDataFrame | None = None,
+                   reservoirs: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """All rupture points (:data:`RUPTURE_COLUMNS` + :data:`OBSTACLE_COLUMNS`), deduplicated, grouped into sites,
+    ids ``P0001``…
 
     ``watercourses`` (from ``prepare_watercourses``) gives the culverts; bridges are counted on the open wet
-    stretches only (a culverted stretch under a road is a culvert point, not a bridge).
+    stretches only (a culverted stretch under a road is a culvert point, not a bridge). ``missing``: the crossings
+    of missing links (:func:`missing_link_ruptures`), listed first so that a tie in deduplication keeps them (they
+    carry the improvement score); ``reservoirs``: the reservoirs split by a barrier (:func:`reservoir_ruptures`).
     """
     open_wet = wet[wet["position"].astype(str) != "culverted"] if len(wet) and "position" in wet.columns else wet
-    raw = [infrastructure_ruptures(territory, corridors, infra),
+    raw = [missing if missing is not None else empty_frame(territory.crs),
+           infrastructure_ruptures(territory, corridors, infra),
+           reservoir_ruptures(territory, reservoirs, infra) if reservoirs is not None else empty_frame(territory.crs),
            infrastructure_ruptures(territory, open_wet, infra, kind="aquatique"),
            culvert_ruptures(territory, watercourses if watercourses is not None else empty_frame(territory.crs),
                             wet, infra),
@@ -255,6 +381,11 @@ def rupture_points(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure
             pts[col] = np.nan if col == "drop_height_m" else ""
     pts["drop_height_m"] = pd.to_numeric(pts["drop_height_m"], errors="coerce")
     pts["fish_pass"] = pts["fish_pass"].fillna("").astype(str)
+    for c in _SCORE_COLUMNS:
+        pts[c] = pd.to_numeric(pts[c], errors="coerce").fillna(0.0) if c in pts.columns else 0.0
+    pts["missing_link"] = pts["missing_link"].astype(int)
     pts = deduplicate(pts, territory.rupture_points.dedup_tolerance_m)
+    pts["site_id"] = group_sites(pts, territory.rupture_points.site_tolerance_m).values
+    pts["treated"] = False
     pts.insert(0, "id", [f"P{i:04d}" for i in range(1, len(pts) + 1)])
     return pts[RUPTURE_COLUMNS + OBSTACLE_COLUMNS + ["geometry"]]

@@ -8,6 +8,8 @@ PUBLISHED_LAYERS: list[dict] = [
      "color": "#2e7d32", "fill_opacity": 0.6},
     {"name": "relays", "title": "Zones relais", "geometry": "polygon", "by": "sous_trame", "color": "#8bc34a",
      "fill_opacity": 0.35},
+    {"name": "corridor_areas", "title": "Emprise des corridors (corridors de moindre coût)", "geometry": "polygon",
+     "by": "status", "color": "#1a9850", "fill_opacity": 0.2},
     {"name": "corridors", "title": "Corridors écologiques", "geometry": "line", "by": "status", "color": "#1a9850",
      "width": 3},
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
@@ -58,6 +60,12 @@ FIELD_LABELS = {
     "cost_proxy": "Coût estimé (indice)", "conflict": "Conflit avec un projet", "projects": "Projets concernés",
     "score": "Score de priorité", "rank": "Rang (territoire)", "rank_sous_trame": "Rang (sous-trame)",
     "rank_commune": "Rang (commune)",
+    "max_gap_m": "Plus longue discontinuité (m)", "support_share": "Part d'éléments support",
+    "missing_link": "Liaison manquante (fracture)", "barrier_m": "Longueur de barrière franchie (m)",
+    "cost_saved": "Coût économisé si la barrière est franchie", "improvement_score": "Gain par mètre de barrière",
+    "downgraded": "Statut abaissé par un point de rupture", "site_id": "Site de franchissement",
+    "treated": "Point traité (passage existant)", "cost_margin": "Marge de coût du corridor",
+    "mean_width_m": "Largeur moyenne (m)",
 }
 
 

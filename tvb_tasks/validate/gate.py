@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CRS_COLUMN = "__crs__"            # same names as in expectations.py (not imported here: it imports GX)
 GEOMETRY_COLUMN = "geometry"
 LANDUSE_CLASS_COLUMN = "__landuse_class__"
-OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points")
+OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points")
 OPTIONAL_OUTPUT_LAYERS = ("priorities",)   # validated when the GeoPackage holds them (tvb_tasks.priorities)
 OUTLINE_SIMPLIFY_M = 1.0      # the outline passed to GX is simplified by this; the buffers are widened by as much
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
@@ -578,7 +578,8 @@ def validate_outputs(
     *,
     boundary: Any = None,
 ) -> dict:
-    """Validate the published layers of ``gpkg`` (reservoirs, relays, corridors, wet_corridors, rupture_points)
+    """Validate the published layers of ``gpkg`` (reservoirs, relays, corridors, corridor_areas, wet_corridors,
+    rupture_points)
     and ``indicators_json`` with the output suites; never raises on bad data.
 
     Writes ``out_dir/outputs_results.json``, per-layer files under ``out_dir/outputs/`` and Data Docs pages under

@@ -174,6 +174,26 @@ def communes_table(doc: dict, st_labels: dict[str, str]) -> Table:
     return _table("Indicateurs par commune", frame, spec, "meff : taille effective de maille CBC de chaque sous-trame.")
 
 
+CAUSE_LABELS = {"inputs_changed": "Données sources", "configuration_changed": "Configuration (paramètres)",
+                 "resolution_changed": "Résolution du raster", "code_changed": "Version du code"}
+
+
+def cause_table(causes: dict) -> Table:
+    """What changed since the previous release (provenance): inputs, configuration, resolution, code."""
+    def word(value) -> str:
+        return "inconnu" if value is None else ("modifiée(s)" if value else "inchangée(s)")
+
+    rows = [[label, word(causes.get(key))] for key, label in CAUSE_LABELS.items()]
+    if causes.get("method_only"):
+        note = "Changement de méthode seul : les écarts ne traduisent pas une évolution du territoire."
+    elif causes.get("inputs_changed"):
+        note = "Les données sources ont changé : les écarts mêlent évolution du territoire et, le cas échéant, de méthode."
+    else:
+        note = ""
+    return Table("Origine des changements", ["Élément", "Depuis la publication précédente"], rows, [False, False],
+                 note)
+
+
 def change_tables(doc: dict, st_labels: dict[str, str]) -> list[Table]:
     change = doc.get("change")
     if not change:
@@ -191,10 +211,15 @@ def change_tables(doc: dict, st_labels: dict[str, str]) -> list[Table]:
                      fr_number(r.get("change_abs"), decimals, sign=True),
                      fr_number(r.get("change_pct"), 1, sign=True)])
     previous = change.get("previous_release") or "publication précédente"
+    causes = change.get("causes") or {}
     if rows:
+        note = ("Données sources identiques : ces écarts viennent de la seule méthode (configuration, résolution "
+                "ou code), pas d'une évolution du territoire." if causes.get("method_only") else None)
         tables.append(Table(f"Évolution des indicateurs depuis {previous}",
                             ["Indicateur", "Précédent", "Actuel", "Écart", "Écart (%)"], rows,
-                            [False, True, True, True, True]))
+                            [False, True, True, True, True], note or ""))
+    if any(v is not None for v in causes.values()):
+        tables.append(cause_table(causes))
     counts = change.get("layers")
     if counts is not None:
         rows = [[label, fr_number(counts.get(key, 0), 0)] for key, label in CHANGE_COUNT_LABELS.items()]

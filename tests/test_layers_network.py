@@ -1,0 +1,218 @@
+"""Corridor network method on hand-built scenes with known answers (issue 12: fractures and missing links, corridor
+status from gaps and support, rupture downgrade, least-cost corridor polygons, rupture sites, dissolved lengths).
+
+Scenes reuse the builders of ``test_layers_engine`` (EPSG:2154, 25 m cells, cropland background, friction 100).
+"""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely import LineString, Point
+
+from test_layers_engine import CRS, X0, Y0, b, base_config, line, make_scene, read
+from tvb_tasks.indicators.communes import dissolved_status_lines
+from tvb_tasks.layers import compute_layers, compute_sous_trame
+from tvb_tasks.layers.corridors import corridor_status, downgrade_status, gap_and_support
+from tvb_tasks.layers.ruptures import group_sites
+
+WOODS = [(b(200, 325, 550, 675), "FOR"), (b(1300, 325, 1650, 675), "FOR")]   # 750 m of cropland between
+
+
+def _woods(tmp_path, *, roads=(), railways=(), water=(), between=(), config=None):
+    return make_scene(tmp_path, outline=b(0, 0, 2000, 1000), landuse=[*WOODS, *between], roads=roads,
+                      railways=railways, water=water, config=config)
+
+
+# --- fractures and missing links -------------------------------------------------------------------------------
+def test_motorway_cutting_a_potential_link_gives_a_missing_link_and_a_severity_4_point(tmp_path):
+    # the motorway (friction 10000) at x = 930 runs inside one column of cells [925, 950): crossing it costs
+    # (100 + 10000) / 2 × 25 × 2 instead of 100 × 25 × 2 → the link (≈ 80,000 without it) exceeds max_cost
+    t, inputs = _woods(tmp_path, roads=[(line((930, 0), (930, 1000)), 1)])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert len(cor) == 1
+    c = cor.iloc[0]
+    assert c["missing_link"] == 1 and c["status"] == "to_create" and "liaison manquante" in c["libelle"]
+    assert c["cost"] < t.sous_trames["forest"].max_cost             # the potential link, without the barrier
+    assert c["barrier_m"] == pytest.approx(25.0)                     # one cell: half a step on each side
+    assert c["cost_saved"] == pytest.approx((10000 - 100) * 25.0)    # (f_barrier − f_crop) × 25 m
+    assert c["improvement_score"] == pytest.approx(10000 - 100)      # cost saved per metre of barrier removed
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert len(pts) == 1
+    p = pts.iloc[0]
+    assert (p["severity"], p["missing_link"], p["infrastructure"], p["infra_class"]) == (4, 1, "road", "1")
+    assert p["corridor_id"] == c["id"] and p["improvement_score"] == pytest.approx(9900)
+    assert abs(p.geometry.x - (X0 + 930)) < 1e-6 and "rétablir" in p["libelle"]
+    assert out["counts"]["missing_links"] == 1 and out["counts"]["rupture_points_missing_links"] == 1
+
+
+def test_canal_and_railway_are_barriers_too(tmp_path):
+    cfg = base_config()
+    t, inputs = _woods(tmp_path, water=[(line((930, 0), (930, 1000)), "canal", "open", "Canal")], config=cfg)
+    pts = gpd.read_file(compute_layers(t, inputs, tmp_path / "o1", sous_trames=["forest"])["gpkg"],
+                        layer="rupture_points")
+    assert pts[["infrastructure", "severity", "missing_link"]].values.tolist() == [["canal", 4, 1]]
+    (tmp_path / "rail").mkdir()
+    t2, inputs2 = _woods(tmp_path / "rail", railways=[(line((930, 0), (930, 1000)), "in_use")])
+    pts = gpd.read_file(compute_layers(t2, inputs2, tmp_path / "o2", sous_trames=["forest"])["gpkg"],
+                        layer="rupture_points")      # the scene's in-use railways are friction 10000
+    assert pts[["infrastructure", "severity", "missing_link"]].values.tolist() == [["railway", 4, 1]]
+
+
+def test_no_missing_link_when_the_barrier_costs_little_or_is_disabled(tmp_path):
+    # the motorway stops 100 m short of the woods' row: the real path goes round it at a small extra cost
+    t, inputs = _woods(tmp_path, roads=[(line((930, 0), (930, 275)), 1)])
+    part = compute_sous_trame(t, inputs, "forest", tmp_path / "out")
+    cor = read(part, "corridors")
+    assert len(cor) == 1 and cor["missing_link"].tolist() == [0]
+    cfg = base_config()
+    cfg["corridors"]["missing_links"] = {"enabled": False}
+    (tmp_path / "off").mkdir()
+    t2, inputs2 = _woods(tmp_path / "off", roads=[(line((930, 0), (930, 1000)), 1)], config=cfg)
+    part = compute_sous_trame(t2, inputs2, "forest", tmp_path / "out2")
+    assert part["counts"]["corridors"] == 0 and part["counts"]["missing_links"] == 0
+
+
+def test_missing_links_are_not_in_the_connectivity_graph():
+    from tvb_tasks.indicators.connectivity import links_from_corridors
+
+    cor = gpd.GeoDataFrame({"id": ["c1", "c2"], "from_id": ["A", "B"], "to_id": ["B", "C"], "cost": [1.0, 2.0],
+                            "missing_link": [0, 1]}, geometry=[Point(0, 0)] * 2, crs=CRS)
+    assert links_from_corridors(cor, "x")[["from_id", "to_id"]].values.tolist() == [["A", "B"]]
+
+
+# --- corridor status -------------------------------------------------------------------------------------------
+class _Status:
+    gap_min_friction, support_max_friction = 100, 5
+    existing_max_gap_m, existing_min_support_share = 50, 0.6
+    restore_max_gap_m, restore_min_support_share = 250, 0.0
+
+
+def test_gap_and_support_along_a_chain_of_cells():
+    lu = np.array([[1, 1, 100, 1000, 100, 5, 30]], dtype=np.float32)
+    gap, support, total = gap_and_support(list(range(7)), 7, 25.0, lu, _Status)
+    # each cell owns half of each adjacent step: ends 12.5 m, inner cells 25 m
+    assert (gap, support, total) == (75.0, 12.5 + 25 + 25, 150.0)
+    assert corridor_status(50, 0.6, _Status) == "existing"
+    assert corridor_status(50, 0.59, _Status) == "to_restore"
+    assert corridor_status(250, 0.0, _Status) == "to_restore"
+    assert corridor_status(250.1, 1.0, _Status) == "to_create"
+
+
+@pytest.mark.parametrize("gap_m, status", [(200, "to_restore"), (300, "to_create")])
+def test_status_from_the_longest_gap_on_a_scene(tmp_path, gap_m, status):
+    # a 100 m wide scrub strip (friction 5) joins the woods, interrupted by a cropland gap of gap_m metres
+    x0 = 550 + (750 - gap_m) / 2
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, x0, 550), "GRA"), (b(x0 + gap_m, 450, 1300, 550), "GRA")])
+    cor = read(compute_sous_trame(t, inputs, "forest", tmp_path / "out"), "corridors")
+    assert len(cor) == 1
+    assert cor["max_gap_m"].iloc[0] == pytest.approx(gap_m, abs=25)
+    assert cor["status"].iloc[0] == status
+
+
+@pytest.mark.parametrize("importance, status, downgraded", [(3, "to_restore", 1), (4, "existing", 0)])
+def test_untreated_rupture_point_downgrades_the_status(tmp_path, importance, status, downgraded):
+    # an existing corridor (scrub strip) crossed by a busy road (importance 3, severity 3) becomes "to restore";
+    # a local road (importance 4, severity 2) does not downgrade it
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 1300, 550), "GRA")],
+                       roads=[(line((930, 0), (930, 1000)), importance)])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert cor[["status", "downgraded"]].values.tolist() == [[status, downgraded]]
+    areas = gpd.read_file(out["gpkg"], layer="corridor_areas")
+    assert areas["status"].tolist() == [status]
+
+
+def test_downgrade_ignores_treated_points():
+    cor = gpd.GeoDataFrame({"id": ["a", "b"], "status": ["existing", "to_create"], "downgraded": [0, 0]},
+                           geometry=[Point(0, 0)] * 2, crs=CRS)
+    pts = gpd.GeoDataFrame({"corridor_id": ["a", "b"], "severity": [4, 4], "treated": [True, False]},
+                           geometry=[Point(0, 0)] * 2, crs=CRS)
+    out = downgrade_status(cor, pts, 3)
+    assert out["status"].tolist() == ["existing", "to_create"] and out["downgraded"].tolist() == [0, 0]
+
+
+# --- corridor polygons -----------------------------------------------------------------------------------------
+def test_least_cost_corridor_polygon_widens_with_the_margin(tmp_path):
+    widths = {}
+    for margin in (0, 2500, 25000):
+        cfg = base_config()
+        cfg["corridors"]["width"] = {"cost_margin": margin}
+        (tmp_path / str(margin)).mkdir()
+        t, inputs = _woods(tmp_path / str(margin), config=cfg)
+        part = compute_sous_trame(t, inputs, "forest", tmp_path / f"out{margin}")
+        cor, area, res = read(part, "corridors"), read(part, "corridor_areas"), read(part, "reservoirs")
+        assert len(area) == 1 and area["corridor_id"].iloc[0] == cor["id"].iloc[0]
+        poly = area.geometry.iloc[0]
+        assert poly.intersection(res.geometry.union_all()).area == pytest.approx(0, abs=1e-6)   # outside cores
+        crop_part = cor.geometry.iloc[0].difference(res.geometry.union_all().buffer(13))
+        assert crop_part.within(poly.buffer(13))            # the centre line runs inside its corridor
+        widths[margin] = area["area_ha"].iloc[0]
+        assert area["area_ha"].iloc[0] == pytest.approx(poly.area / 1e4)
+    # the woods face each other over 350 m: every row of that band is a least-cost path (cost-equal straight
+    # moves), so the margin-0 corridor is the 750 × 350 m band (26.25 ha); a cell h cells above the band costs
+    # ≈ 2 (√2 − 1) h × 2500 more (8-neighbour moves), so 2500 adds about one row each side, 25000 about 12
+    assert widths[0] == pytest.approx(26.25, rel=0.1)
+    assert widths[0] < widths[2500] < widths[25000]
+    assert widths[2500] - widths[0] == pytest.approx(2 * 750 * 25 / 1e4)           # one 25 m row each side
+    assert 2 * 750 * 12 * 25 / 1e4 <= widths[25000] - widths[0] <= 2 * 2 * 750 * 12 * 25 / 1e4
+
+
+# --- sites and dissolved lengths -------------------------------------------------------------------------------
+def test_rupture_points_grouped_into_sites():
+    def pt(x, st, name="A21", kind="road"):
+        return {"sous_trame": st, "infrastructure": kind, "infra_name": name, "geometry": Point(X0 + x, Y0)}
+
+    pts = gpd.GeoDataFrame([pt(0, "forest"), pt(60, "grassland"), pt(140, "mining"), pt(400, "forest"),
+                            pt(10, "forest", name="D58"), pt(20, "forest", kind="railway")], crs=CRS)
+    sites = group_sites(pts, 100).tolist()
+    assert sites == ["S0001", "S0001", "S0001", "S0002", "S0003", "S0004"]   # chained within 100 m, same road
+    assert len(set(group_sites(pts, 0))) == 6
+
+
+def test_sample_of_sites_in_a_release(tmp_path):
+    # a pair of woods and, just north of it, a pair of grasslands: their corridors cross the same road at less
+    # than site_tolerance_m (here 300 m) apart → two rupture points (one per sous-trame), one site
+    cfg = base_config()
+    cfg["rupture_points"]["site_tolerance_m"] = 300
+    t, inputs = make_scene(tmp_path, outline=b(0, 0, 2000, 1000), config=cfg, landuse=[
+        (b(200, 100, 550, 450), "FOR"), (b(1300, 100, 1650, 450), "FOR"),
+        (b(300, 460, 550, 710), "GRA"), (b(1300, 460, 1550, 710), "GRA")],
+        roads=[(line((930, 0), (930, 1000)), 3)])
+    out = compute_layers(t, inputs, tmp_path / "out")
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert sorted(pts["sous_trame"]) == ["forest", "grassland"]
+    assert pts.geometry.iloc[0].distance(pts.geometry.iloc[1]) <= 300
+    assert out["counts"]["rupture_points"] == 2 and out["counts"]["rupture_sites"] == 1
+    assert pts["site_id"].nunique() == 1
+
+
+def test_lengths_dissolved_across_sous_trames():
+    shared = LineString([(0, 0), (1000, 0)])
+    cor = gpd.GeoDataFrame({"sous_trame": ["forest", "grassland", "mining"],
+                            "status": ["to_create", "existing", "to_restore"]},
+                           geometry=[shared, shared, LineString([(0, 0), (0, 500)])], crs=CRS)
+    tiers = dissolved_status_lines(cor).set_index("status").length
+    assert tiers.to_dict() == {"existing": 1000.0, "to_restore": 500.0}     # counted once, at its best status
+    assert tiers.sum() == pytest.approx(cor.geometry.union_all().length)
+
+
+def test_barrier_through_a_reservoir_is_a_rupture_point(tmp_path):
+    # a motorway runs north–south through the western wood (x = 380) and a canal through the eastern one: both are
+    # "zones de conflit" for the forest; the canal is not one for a wetland (it is its habitat)
+    t, inputs = make_scene(tmp_path, outline=b(0, 0, 2000, 1000), landuse=[
+        *WOODS, (b(1000, 700, 1200, 900), "WET")],
+        roads=[(line((380, 0), (380, 1000)), 1)],
+        water=[(line((1480, 0), (1480, 1000)), "canal", "open", "Canal"),
+               (line((1100, 600), (1100, 1000)), "canal", "open", "Canal")])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest", "wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    inres = pts[pts["corridor_kind"] == "reservoir"].sort_values("infrastructure")
+    assert inres[["infrastructure", "sous_trame", "severity"]].values.tolist() == [["canal", "forest", 4],
+                                                                                  ["road", "forest", 4]]
+    res = gpd.read_file(out["gpkg"], layer="reservoirs").set_index("id")
+    for _, p in inres.iterrows():
+        assert p.geometry.within(res.loc[p["corridor_id"]].geometry.buffer(1e-6))
+        assert "réservoir coupé" in p["libelle"]
+    assert inres.geometry.y.round(1).tolist() == [Y0 + 500.0, Y0 + 500.0]     # the middle of each stretch
