@@ -50,7 +50,7 @@ def test_urban_nature_is_its_own_key_figure():
                              "corridors_to_restore_km": 0.0, "corridors_to_create_km": 0.0,
                              "corridors_existing_km": 0.0, "wet_corridors_km": 0.0,
                              "terrestrial_reservoirs_relays_ha": 0.0, "wet_reservoirs_relays_ha": 0.0,
-                             "rupture_points": 0})
+                             "rupture_points": 0, "rupture_sites": 0})
     assert key_figures(communes)["urban_nature_ha"] == 10.0
     assert KEY_FIGURES["urban_nature_ha"][1] == "ha"
 

@@ -99,9 +99,10 @@ def fiches_config(territory: Territory) -> dict[str, FicheText]:
 
 
 def restored_friction(territory: Territory) -> float:
-    """Friction of a restored corridor: ``priorities.restored_friction`` or the 'existing' corridor threshold."""
+    """Friction of a restored corridor: ``priorities.restored_friction`` or the friction of the supporting elements
+    of an existing corridor (``corridors.status.support_max_friction``)."""
     value = priorities_config(territory).restored_friction
-    return float(value if value is not None else territory.corridors.status.existing_max_mean_friction)
+    return float(value if value is not None else territory.corridors.status.support_max_friction)
 
 
 def crossing_width_m(territory: Territory) -> float:
