@@ -110,7 +110,7 @@
     style: { version: 8, sources: sources, layers: styleLayers },
     bounds: config.bounds,
     fitBoundsOptions: { padding: 20 },
-    attributionControl: { compact: false },
+    attributionControl: { compact: window.innerWidth < 700 },   // phones: credits behind (i), also in "Sources"
     maxZoom: 18
   });
   window.tvbMap = map;
@@ -273,7 +273,14 @@
     }
     var src = data && (data.key_figures || data);
     var out = [];
-    if (src && typeof src === "object" && !Array.isArray(src)) {
+    if (Array.isArray(src)) {
+      src.forEach(function (r) {
+        if (r && typeof r === "object") {
+          out.push({ label: r.libelle || r.label || r.id, value: r.value !== undefined ? r.value : r.valeur,
+                     unit: r.unit || r.unite || "" });
+        }
+      });
+    } else if (src && typeof src === "object") {
       Object.keys(src).forEach(function (k) {
         if (typeof src[k] === "number") {
           out.push({ label: config.figure_labels[k] || k, value: src[k], unit: (config.figure_units || {})[k] || "" });
@@ -284,7 +291,7 @@
   }
   function figValue(v, unit) {
     if (empty(v)) { return "—"; }
-    var d = unit === "%" ? 1 : (unit === "ha" || unit === "" ? 0 : 1);
+    var d = unit === "" ? 0 : (unit === "ha" && Math.abs(v) >= 1000 ? 0 : 1);
     return esc(num(v, d) + (unit ? "\u00a0" + unit : ""));
   }
   var figures = document.getElementById("tvb-figures-body");
