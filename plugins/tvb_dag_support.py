@@ -77,15 +77,16 @@ def store_uri() -> str | None:
 
 def public_urls(run: dict, release_id: str | None) -> dict:
     """Release, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
-    ``TVB_PUBLIC_BASE_URL`` (an http(s) URL serving the store root) when set, else the store's own URLs."""
+    ``TVB_PUBLIC_BASE_URL`` (an http(s) URL serving the store root) when set, else the local ``tvb serve``
+    address (the Airflow UI shows only http(s) links)."""
     if not release_id:
         return {}
     from tvb_tasks.publish.release import public_url, release_prefix
+    from tvb_tasks.publish.serve import viewer_base_url
     from tvb_tasks.store import open_store
 
     store, prefix = open_store(run["store_uri"]), release_prefix(run["territory"], release_id)
-    publish_cfg = (load_territory(run["territory"]).model_extra or {}).get("publish") or {}
-    base = os.environ.get("TVB_PUBLIC_BASE_URL") or publish_cfg.get("public_base_url")
+    base = viewer_base_url(load_territory(run["territory"]))     # http(s): the UI shows no file:// link
     return {"release_url": public_url(store, prefix, base) + "/",
             "report_url": public_url(store, prefix + "/report/index.html", base),
             "manifest_url": public_url(store, prefix + "/manifest.json", base)}

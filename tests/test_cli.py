@@ -24,7 +24,7 @@ _spec.loader.exec_module(msf)
 def test_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "--help"], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
-    for command in ("run", "cost-distance", "sources", "releases", "territories", "check-config"):
+    for command in ("run", "cost-distance", "sources", "releases", "territories", "check-config", "serve"):
         assert command in out
 
 
@@ -33,7 +33,7 @@ def test_territories_and_check_config(capsys):
     assert "call" in capsys.readouterr().out
     assert tvb(["check-config", "call", "--profile", "production"]) == 0
     assert "valid (profile production" in capsys.readouterr().out
-    assert tvb(["check-config", "atlantis"]) == 2
+    assert tvb(["check-config", "atlantis"]) == 1                       # a failure (usage errors exit 2)
     assert "no territory configuration" in capsys.readouterr().err
 
 
@@ -56,7 +56,7 @@ def test_cost_distance_command(tmp_path, capsys):
     assert acc[0, 1] == pytest.approx(25.0)               # (1 + 1) / 2 × 25 m
     assert acc[0, 16] > acc[0, 14] + 100 * 25 * 0.9      # crossing the costly column costs ≈ 100 × 25
     csv.write_text("x,y\n600000,6000000\n")
-    assert tvb(["cost-distance", str(tif), str(csv), str(tmp_path / "x.tif")]) == 2
+    assert tvb(["cost-distance", str(tif), str(csv), str(tmp_path / "x.tif")]) == 1
     assert "outside the raster" in capsys.readouterr().err
 
 
@@ -84,7 +84,7 @@ def test_fetch_wfs_command_writes_the_complete_layer(wfs, tmp_path, capsys):
 
 @pytest.mark.integration
 def test_fetch_wfs_command_fails_with_the_servers_message(wfs, tmp_path, capsys):
-    assert tvb(["sources", "fetch-wfs", wfs, "ms:broken", str(tmp_path / "b.parquet")]) == 2
+    assert tvb(["sources", "fetch-wfs", wfs, "ms:broken", str(tmp_path / "b.parquet")]) == 1
     err = capsys.readouterr().err
     assert "broken" in err and "Open failed" in err and "Traceback" not in err
     assert not (tmp_path / "b.parquet").exists()

@@ -250,14 +250,16 @@ def test_getfeatureinfo_on_a_corridor_gives_french_attributes(server: QgisServer
     features = ans.json()["features"]
     assert len(features) == 1, features
     props = features[0]["properties"]
-    assert props["Statut"] == "À créer" and props["Statut (code)"] == "to_create"
-    assert props["Sous-trame"] == "Sous-trame minière (terrils)"
-    assert props["Longueur (m)"] == pytest.approx(2600.0) and props["Friction moyenne"] == pytest.approx(250.0)
+    assert props["Statut"] == "À créer" and props["Sous-trame"] == "Sous-trame minière (terrils)"
+    # measures as French text with their unit; codes and raw duplicates left out of WMS feature info
+    assert props["Longueur"] == "2,6 km" and props["Friction moyenne le long du tracé"].startswith("250 ")
+    assert not {"Statut (code)", "Longueur (m)", "fid", "sous_trame", "status"} & set(props), props
+    assert "to_create" not in json.dumps(props, ensure_ascii=False)
     assert features[0]["geometry"]["type"] == "LineString"
     # XML answer (what Lizmap's popups parse): French names, and the WKT geometry the project allows
     xml = server(**common, INFO_FORMAT="text/xml").xml()
     attrs = {a.get("name"): a.get("value") for a in xml.iter("Attribute")}
-    assert attrs["Statut"] == "À créer" and attrs["Longueur (m)"] == "2600"
+    assert attrs["Statut"] == "À créer" and attrs["Longueur"] == "2,6 km"
     assert attrs["geometry"].startswith("LineString")
     # an empty spot answers no feature
     col, row = pixel(grid, X0 + 4000, Y0 + 3800)
@@ -273,6 +275,48 @@ def test_legend_has_french_status_labels(server: QgisServer):
     assert [s["title"] for s in nodes[TITLES["corridors"]]["symbols"]] == ["Existant", "À restaurer", "À créer"]
     labels = {s["title"] for s in nodes[TITLES["reservoirs"]]["symbols"]}
     assert "Sous-trame forestière" in labels and "Sous-trame minière (terrils)" in labels
+
+
+def test_relays_and_reservoirs_have_distinct_legend_symbols(server: QgisServer):
+    ans = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetLegendGraphic", LAYERS="reservoirs,relays",
+                 STYLES="", FORMAT="application/json")
+    assert ans.status == 200, ans.body[:1000]
+    nodes = {n["title"]: n for n in ans.json()["nodes"]}
+    res = {s["title"]: s["icon"] for s in nodes[TITLES["reservoirs"]]["symbols"]}
+    rel = {s["title"]: s["icon"] for s in nodes[TITLES["relays"]]["symbols"]}
+    for label in rel:                        # same sous-trame colour, different symbol (hatched relays)
+        assert rel[label] != res[label], label
+
+
+def test_commune_names_are_drawn(server: QgisServer, grid: dict):
+    """The communes layer carries labels: its map has dark text pixels inside the polygons, not only outlines."""
+    img = getmap(server, grid, ["communes"], transparent=True)
+    dark = (img[..., :3].max(axis=-1) < 90) & (img[..., 3] == 255)
+    outlines = colour_mask(img, "#4a4a4a", tol=10)
+    assert dark.sum() > outlines.sum() * 0.05 and dark.sum() > 20
+
+
+def test_print_layout_through_getprint(server: QgisServer):
+    """The project's print layout (Lizmap printing) is listed and rendered by QGIS Server: title, legend, credits.
+    (Without a ``map0:EXTENT`` QGIS Server leaves the map frame out of the print.)"""
+    settings = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetProjectSettings")
+    assert settings.status == 200
+    templates = [t.get("name") for t in settings.xml().iter("{http://www.opengis.net/wms}ComposerTemplate")]
+    assert templates == ["carte_a4"]
+    ans = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetPrint", TEMPLATE="carte_a4", FORMAT="png",
+                 CRS="EPSG:2154")
+    assert ans.status == 200 and ans.content_type.startswith("image/png"), ans.body[:500]
+    img = ans.image()
+    h, w = img.shape[:2]
+    assert abs(w / h - 297 / 210) < 0.02                                  # A4 landscape
+    title = img[int(0.03 * h):int(0.07 * h), int(0.02 * w):int(0.5 * w), :3]
+    legend = img[int(0.12 * h):int(0.5 * h), int(0.77 * w):int(0.97 * w), :3]
+    credits = img[int(0.93 * h):int(0.98 * h), int(0.02 * w):int(0.6 * w), :3]
+    for name, part in (("title", title), ("legend", legend), ("credits", credits)):
+        assert (part.max(axis=-1) < 160).mean() > 0.003, name              # some dark text
+    # the legend shows the status colours of the corridors
+    legend_rgba = np.dstack([legend, np.full(legend.shape[:2], 255)])
+    assert colour_mask(legend_rgba, STATUS_STYLES["to_create"][1], tol=30).sum() > 3
 
 
 # --- WFS --------------------------------------------------------------------------------------------------------

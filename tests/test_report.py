@@ -1,5 +1,6 @@
-"""The release report: self-contained HTML with maps, key figures beside the published values, history, per
-commune table, validation summary and change; PNG maps and a PDF export."""
+"""The release report: HTML opening on a plain-language summary, maps, key figures beside the published values,
+history, change (why, sorted, folded, marks), per commune table and sheets, French validation messages; PNG maps
+and a PDF export on A4 landscape with numbered pages and a table of contents."""
 from __future__ import annotations
 
 import re
@@ -11,8 +12,9 @@ import yaml
 from test_indicators_scene import scene_territory, write_scene
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, is_synthetic_landuse
-from tvb_tasks.publish.report import build_report, fr_number, validation_tables
+from tvb_tasks.publish.report import build_report, data_docs_links, fr_number, validation_tables
 from tvb_tasks.publish.report.maps import nice_length
+from tvb_tasks.publish.report.reading import change_rows, french_message, provenance, provenance_explanation
 
 VALIDATION = {
     "success": False, "critical_failures": 1, "warnings": 1, "results_path": "/work/x/results.json",
@@ -47,7 +49,9 @@ def report(tmp_path_factory):
 
 
 def _text(html: str) -> str:
-    return re.sub(r"[ \t\r\n]+", " ", re.sub(r"<[^>]+>", " ", html))    # keeps (narrow) no-break spaces
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"[ \t\r\n]+", " ", re.sub(r"<[^>]+>", " ", html)))   # keeps no-break spaces
 
 
 def test_files(report):
@@ -56,12 +60,13 @@ def test_files(report):
     assert result["html"] == str(tmp / "report" / "index.html")
     assert {"index.html", "report.pdf", "maps/occupation_du_sol.png", "maps/trame_verte.png", "maps/corridors.png",
             "maps/trame_bleue.png", "maps/corridors_humides.png", "maps/points_de_rupture.png",
-            "maps/connectivite_dpc.png", "maps/evolutions.png", "maps/evolution_indicateurs.png"} == names
+            "maps/connectivite_dpc.png", "maps/evolutions.png", "maps/evolution_indicateurs.png",
+            "maps/communes/62001.png", "maps/communes/62002.png", "communes/62001.html", "communes/62002.html"} == names
     for png in (tmp / "report" / "maps").glob("*.png"):
         height, width = mpimg.imread(png).shape[:2]
         assert width > 600 and height > 400, png
     pdf = (tmp / "report" / "report.pdf").read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") >= 12
+    assert pdf.startswith(b"%PDF") and result["pages"] >= 12
 
 
 def test_html_is_self_contained_and_french(report):
@@ -74,6 +79,9 @@ def test_html_is_self_contained_and_french(report):
                   "Changements depuis la publication précédente"):
         assert title in text, title
     assert "© IGN" in text and "Mission Bassin Minier" in text and "OpenStreetMap" in text
+    # the plain-language summary comes first, before any table
+    assert html.index('id="en-bref"') < html.index('id="chiffres-cles"') < html.index("<table")
+    assert "points de rupture marquent les endroits" in text
 
 
 def test_key_figures_beside_published_values(report):
@@ -102,13 +110,17 @@ def test_history_change_communes_and_validation_sections(report):
     _, _, html = report
     text = _text(html)
     assert "2 publication(s)" in text
-    assert re.search(r"Réservoirs perdus 1 ", text) and re.search(r"Corridors disparus 2 ", text)
-    assert re.search(r"Réservoirs et zones relais terrestres 49,50 45,50 -4,00 -8,1", text)
+    assert re.search(r"Corridors disparus 2 ", text) and re.search(r"Réservoirs perdus 1 ", text)
+    assert text.index("Corridors disparus") < text.index("Réservoirs perdus")          # largest first
+    # units, mark, sorted by size: the reservoirs & relays row with its unit and a "down" mark
+    assert re.search(r"▼ Réservoirs et zones relais terrestres 49,5\xa0ha 45,5\xa0ha -4,0\xa0ha -8,1\xa0%", text)
+    assert "Pourquoi les chiffres ont changé" in text and "Données d'entrée" in text
     assert "Aville" in text and "62002" in text
     assert "ÉCHEC" in text and "3 géométries &lt;invalides&gt;" in html      # escaped
     assert '<p class="ko">Validation : des anomalies critiques' in html
     assert "dérive de 25 %" in text and "/work/x" not in html                  # local paths not shown
-    assert "../validation/data_docs/index.html" in html
+    assert 'href="../validation/sources/data_docs/index.html"' in html
+    assert 'href="communes/62001.html"' in html
 
 
 def test_report_without_history_validation_or_previous(tmp_path):
@@ -120,6 +132,7 @@ def test_report_without_history_validation_or_previous(tmp_path):
     html = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
     assert "Pas de publication précédente" in html and "Aucun résumé de validation" in html
     assert "Première publication" in html and html.count("data:image/png;base64,") == 8
+    assert "C&#39;est la première publication" in html and result["pages"] >= 10
     assert not (tmp_path / "rep" / "maps" / "evolutions.png").exists()
     assert result["files"][0].endswith("index.html")
 
@@ -141,3 +154,86 @@ def test_formatting_helpers():
     assert fr_number(-0.5, 1, sign=True) == "-0,5" and fr_number(2.0, 2, sign=True) == "+2,00"
     assert fr_number(0.000443, None) == "0,000443" and fr_number(None) == "–" and fr_number(float("nan")) == "–"
     assert nice_length(4300) == 2000 and nice_length(999) == 500 and nice_length(10_000) == 10_000
+
+
+def test_pdf_pages_are_a4_numbered_with_contents(report):
+    import shutil
+    import subprocess
+
+    tmp, result, _ = report
+    pdf = tmp / "report" / "report.pdf"
+    if not shutil.which("pdfinfo"):
+        pytest.skip("poppler-utils not installed")
+    info = subprocess.run(["pdfinfo", "-f", "1", "-l", "999", str(pdf)], capture_output=True, text=True,
+                          check=True).stdout
+    sizes = set(re.findall(r"Page +\d+ size: +([\d.]+ x [\d.]+)", info))
+    assert sizes == {"841.68 x 595.44"}, sizes                       # A4 landscape, every page
+    n = int(re.search(r"Pages: +(\d+)", info).group(1))
+    assert n == result["pages"]
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    pages = text.split("\f")
+    for i, page in enumerate(pages[:n], start=1):
+        assert f"page {i} / {n}" in page, i
+    assert "Sommaire" in pages[1] and "Fiches communales" in pages[1] and "En bref" in pages[0]
+    first_sheet = int(re.search(r"Fiches communales\s*\.*\s*(\d+)", pages[1]).group(1))
+    assert n - first_sheet + 1 == 2                                     # one sheet per commune closes the PDF
+
+
+def test_commune_sheets(report):
+    tmp, _, _ = report
+    sheet = (tmp / "report" / "communes" / "62001.html").read_text(encoding="utf-8")
+    assert 'src="../maps/communes/62001.png"' in sheet and 'href="../index.html#fiches"' in sheet
+    assert "Surface" in sheet and "Points de rupture" in sheet
+    for href in re.findall(r'(?:href|src)="([^"#]+)', sheet):
+        if not href.startswith("../../"):                               # ../../web/ exists in a release only
+            assert (tmp / "report" / "communes" / href).resolve().exists(), href
+
+
+def test_provenance_explains_why_figures_moved():
+    import pandas as pd
+
+    def rows(rid, snaps, **extra):
+        return pd.DataFrame([{"release_id": rid, "snapshot_ids": snaps, **extra}])
+
+    both = pd.concat([rows("a", '{"landuse": "1", "roads": "1"}', config_hash="h", resolution_m=25.0,
+                           code_version="v1"),
+                      rows("b", '{"landuse": "1", "roads": "1"}', config_hash="h2", resolution_m=10.0,
+                           code_version="v1")])
+    p = provenance(both, "b", "a")
+    assert p.inputs_changed == [] and p.resolution == (25.0, 10.0) and p.code_changed is False
+    assert "résolution de calcul a changé" in provenance_explanation(p) and "méthode" in provenance_explanation(p)
+    inputs_only = pd.concat([rows("a", '{"landuse": "1"}'), rows("b", '{"landuse": "2"}')])
+    p = provenance(inputs_only, "b", "a")          # no config / code columns: those stay unknown
+    assert p.inputs_changed == ["landuse"] and p.config_changed is None and p.code_changed is None
+    assert "pas entièrement enregistrée" in provenance_explanation(p)
+    assert provenance(None, "b", "a").inputs_changed is None
+
+
+def test_change_rows_sorted_with_units_and_small_ones_folded():
+    table = [
+        {"family": "key_figures", "scope": "territory", "indicator": "wet_corridors_km", "sous_trame": "",
+         "previous": 40.0, "current": 30.0, "change_abs": -10.0, "change_pct": -25.0},
+        {"family": "key_figures", "scope": "territory", "indicator": "rupture_points", "sous_trame": "",
+         "previous": 100.0, "current": 150.0, "change_abs": 50.0, "change_pct": 50.0},
+        {"family": "connectivity", "scope": "territory", "indicator": "pc", "sous_trame": "forest",
+         "previous": 0.01, "current": 0.01001, "change_abs": 0.00001, "change_pct": 0.1},
+        {"family": "connectivity", "scope": "commune", "indicator": "pc", "sous_trame": "forest",
+         "previous": 1, "current": 2, "change_abs": 1, "change_pct": 100.0},
+    ]
+    rows = change_rows(table, {"pc": "PC"}, {"forest": "Forêt"}, {("connectivity", "pc")}, small_pct=1.0)
+    assert [r.label for r in rows] == ["Points de rupture", "Corridors humides (cours d'eau à ciel ouvert)",
+                                       "PC – Forêt"]
+    assert [r.direction for r in rows] == ["up", "down", "up"] and [r.small for r in rows] == [False, False, True]
+    assert rows[1].change == "-10,0\xa0km" and rows[1].previous == "40,0\xa0km" and rows[0].change == "+50"
+
+
+def test_validation_messages_in_french():
+    msg = french_message({"expectation": "expect_column_values_to_not_be_null", "column": "nom",
+                          "message": "3 of 36 rows fail (expected mostly=1.0)"})
+    assert msg == "Valeurs manquantes (colonne « nom ») : 3 entité(s) sur 36 en défaut (attendu : mostly=1.0)"
+    assert french_message({"expectation": "row_count_drift", "message": "observed 25.0"}) == \
+        "Variation du nombre d'entités depuis l'instantané précédent : valeur observée : 25.0"
+    assert "évaluation impossible" in french_message({"expectation": "x", "message": "could not be evaluated: boom"})
+    assert data_docs_links({"sources": {"success": True, "docs_path": "/w/s/index.html", "sources": {}},
+                            "outputs": {"success": True, "sources": {}}}) == [
+        ("Rapport détaillé de validation – données sources (Data Docs)", "../validation/sources/data_docs/index.html")]

@@ -254,7 +254,7 @@ def test_web_map_in_chromium(browser: CDP, site):
     cdp.click(x, y)
     text = cdp.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
     assert "Corridors écologiques" in text and "Statut" in text and "À restaurer" in text, text
-    assert "Longueur (m)" in text and "to_restore" not in text
+    assert "Longueur" in text and "km" in text and "to_restore" not in text
     if os.environ.get("TVB_SCREENSHOT_DIR"):           # for a person to look at
         shot = cdp.send("Page.captureScreenshot", {"format": "png"})
         (Path(os.environ["TVB_SCREENSHOT_DIR"]) / "webmap-popup.png").write_bytes(base64.b64decode(shot["data"]))
@@ -262,7 +262,7 @@ def test_web_map_in_chromium(browser: CDP, site):
     # key figures from indicators.json, French number format
     cdp.wait_for("window.tvbState.figures > 0", timeout=20)
     figures = cdp.eval("document.getElementById('tvb-figures-body').innerText")
-    assert "Surface des réservoirs" in figures and "61,5 ha" in figures
+    assert "Surface des réservoirs" in figures and "61,5\xa0ha" in figures
     legend = cdp.eval("document.getElementById('tvb-legend-body').innerText")
     assert all(s in legend for s in ("Existant", "À restaurer", "À créer", "Sous-trame forestière"))
 

@@ -15,15 +15,39 @@ def _print(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+class UsageError(ValueError):
+    """The command line is wrong (exit status 2, like argparse's own usage errors)."""
+
+
 def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[str]:
-    """Printable lines locating a release's folder, manifest, report, web map and the ``latest.json`` pointer."""
+    """Printable lines locating a release: its report and web map as http URLs (``TVB_PUBLIC_BASE_URL``, the
+    territory's ``publish.public_base_url``, else the local ``tvb serve`` address), the store folder and the
+    ``latest.json`` pointer. Without a public base URL, a last line gives the ``tvb serve`` command to run."""
+    from .config import load_territory
     from .publish.release import latest_key, release_prefix
+    from .publish.serve import viewer_base_url
     from .store import open_store
 
     store, base = open_store(store_uri), release_prefix(territory_id, release_id)
-    return [f"{label:<9} {store.url(key)}" for label, key in (
-        ("release", f"{base}/"), ("manifest", f"{base}/manifest.json"), ("report", f"{base}/report/index.html"),
-        ("web map", f"{base}/web/index.html"), ("latest", latest_key(territory_id)))]
+    try:
+        territory = load_territory(territory_id)
+    except Exception:  # noqa: BLE001 - printing paths must not fail on a territory file edited since
+        territory = None
+    http = viewer_base_url(territory)
+    lines = [f"{label:<9} {value}" for label, value in (
+        ("report", f"{http}/{base}/report/index.html"), ("web map", f"{http}/{base}/web/index.html"),
+        ("release", store.url(f"{base}/")), ("manifest", store.url(f"{base}/manifest.json")),
+        ("latest", store.url(latest_key(territory_id))))]
+    if not _public_base_configured(territory):
+        lines.append(f"(to open the report and the web map: tvb serve --store {store.uri})")
+    return lines
+
+
+def _public_base_configured(territory) -> bool:
+    import os
+
+    extra = (getattr(territory, "model_extra", None) or {}).get("publish") or {}
+    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or extra.get("public_base_url"))
 
 
 def cmd_run(args) -> int:
@@ -43,6 +67,9 @@ def cmd_run(args) -> int:
         print(f"published release {result['release_id']}")
     if status in ("published", "unchanged"):
         print("\n".join(release_paths(result["store_uri"], result["territory"], result["release_id"])))
+        if args.serve:
+            args.store, args.quiet = result["store_uri"], True
+            return cmd_serve(args)
     return 0
 
 
@@ -134,7 +161,7 @@ def cmd_fetch_wfs(args) -> int:
     if args.bbox:
         parts = args.bbox.split(",")
         if len(parts) not in (4, 5):
-            raise ValueError(f"--bbox must be minx,miny,maxx,maxy[,EPSG:code], got {args.bbox!r}")
+            raise UsageError(f"--bbox must be minx,miny,maxx,maxy[,EPSG:code], got {args.bbox!r}")
         bbox = (*map(float, parts[:4]), parts[4] if len(parts) == 5 else "EPSG:2154")
     timing = {"timeout_s": args.timeout} if args.timeout else {}
     if args.deadline:
@@ -178,20 +205,36 @@ def cmd_releases(args) -> int:
     store = open_store(args.store)
     t = args.territory
     if args.action == "list":
-        for r in publish.list_releases(store, t):
+        releases = publish.list_releases(store, t)
+        if not releases:
+            print(f"no release published for {t} in {store.uri}")
+            return 0
+        print(f"  {'RELEASE':<26} {'PUBLISHED (UTC)':<21} {'FILES':>5} {'SIZE':>9}")
+        for r in releases:
             flag = "*" if r.get("latest") else " "
-            print(f"{flag} {r['release_id']}  {r.get('released_at', '')}  {r.get('files', '')} files")
+            print(f"{flag} {r['release_id']:<26} {_when(r.get('released_at')):<21} {r.get('files', ''):>5} "
+                  f"{_size(r.get('bytes')):>9}")
+        print("* = live release (latest.json points to it)")
         return 0
     if args.action == "orphans":
         _print(publish.find_orphans(store, t))
         return 0
     if args.action == "prune":
-        _print(publish.prune(store, t, keep=args.keep))
+        before = publish.list_releases(store, t)
+        result = publish.prune(store, t, keep=args.keep)
+        if args.json:
+            _print(result)
+        else:
+            print("\n".join(prune_lines(result, before, args.keep)))
         return 0
     if not args.release_id:
-        raise ValueError(f"tvb releases {args.action} needs a RELEASE_ID")
+        raise UsageError(f"tvb releases {args.action} needs a RELEASE_ID")
     if args.action == "show":
-        _print(publish.show_release(store, t, args.release_id))
+        shown = publish.show_release(store, t, args.release_id)
+        if args.json:
+            _print(shown)
+        else:
+            print("\n".join(release_summary(shown, release_paths(store.uri, t, args.release_id))))
     elif args.action == "rollback":
         _print(publish.rollback(store, t, args.release_id))
     elif args.action == "verify":
@@ -220,6 +263,102 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def _when(iso: str | None) -> str:
+    """``2026-11-30T11:39:59Z`` → ``2026-11-30 11:39:59``."""
+    return (iso or "").replace("T", " ").replace("Z", "").replace("+00:00", "")[:19]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def release_summary(m: dict, paths: list[str]) -> list[str]:
+    """A few lines a person reads: when, live or not, previous release, inputs, validation, key figures, links.
+    (``tvb releases show --json`` prints the whole manifest.)"""
+    val = m.get("validation") or {}
+    ok = val.get("success")
+    lines = [f"release    {m.get('release_id')} of {m.get('territory_name') or m.get('territory')}"
+             + ("  (live)" if m.get("latest") else ""),
+             f"published  {_when(m.get('released_at'))} UTC" + (f", after {m['previous_release_id']}"
+                                                                if m.get("previous_release_id") else ", first release"),
+             f"code       {m.get('code_version')}, configuration {str(m.get('config_hash') or '')[:12]}"
+             + (f", profile {m['profile']}" if m.get("profile") else ""),
+             f"sources    {len(m.get('sources') or {})}: " + ", ".join(sorted(m.get("sources") or {})),
+             "validation " + ("passed" if ok else "FAILED" if ok is False else "not recorded")
+             + (f" ({_count(val.get('warnings'))} warning(s))" if val.get("warnings") else ""),
+             f"files      {(m.get('totals') or {}).get('files', len(m.get('files') or []))}, "
+             f"{_size((m.get('totals') or {}).get('bytes'))}"]
+    figures = m.get("indicators") or {}
+    if figures:
+        from .indicators.key_figures import KEY_FIGURES
+
+        lines.append("key figures")
+        for key, value in figures.items():
+            label, unit = KEY_FIGURES.get(key, (key, ""))
+            unit = "" if unit == "nombre" else f" {unit}"
+            shown = f"{value:,.1f}".replace(",", " ") if isinstance(value, float) else value
+            lines.append(f"  {label}: {shown}{unit}")
+    return lines + paths + ["(full manifest: tvb releases show RELEASE_ID --json)"]
+
+
+def _count(value) -> int:
+    return len(value) if isinstance(value, list) else int(value or 0)
+
+
+def prune_lines(result: dict, before: list[dict], keep: int) -> list[str]:
+    """What a prune deleted and, for each release it kept, why."""
+    newest = [r["release_id"] for r in before[:keep]]
+    live = next((r["release_id"] for r in before if r.get("latest")), None)
+    lines = []
+    for rid in result.get("kept", []):
+        if rid in newest:
+            why = f"one of the {keep} newest (--keep {keep})"
+            if rid == live:
+                why += ", live release"
+        elif rid == live:
+            why = "live release (latest.json points to it): never deleted, even beyond --keep"
+        else:
+            why = "kept"
+        lines.append(f"kept     {rid}  {why}")
+    for rid in result.get("deleted", []):
+        lines.append(f"deleted  {rid}")
+    for rid in result.get("deleted_orphans", []):
+        lines.append(f"deleted  {rid}  incomplete release (no manifest) older than the grace period")
+    verb = "would delete" if result.get("dry_run") else "deleted"
+    lines.append(f"{len(result.get('kept', []))} release(s) kept, {len(result.get('deleted', []))} {verb}, "
+                 f"{result.get('objects_deleted', 0)} object(s) removed")
+    return lines
+
+
+def cmd_serve(args) -> int:
+    from .publish.serve import make_server, server_url
+    from .store import open_store
+
+    store = open_store(args.store)
+    try:
+        server = make_server(store, args.host, args.port, quiet=args.quiet)
+    except OSError as exc:
+        raise RuntimeError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                           "choose another --port") from None
+    url = server_url(server)
+    print(f"serving {store.uri} at {url}/ (Ctrl-C to stop)")
+    print(f"web map   {url}/releases/{args.territory}/latest/web/index.html")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tvb", description="Trame Verte et Bleue observatory pipeline")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -237,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_http_options(r)
     r.add_argument("--wait", type=float, default=0.0, metavar="S",
                    help="when another run works on the same inputs, wait up to S seconds (default: stop at once)")
+    r.add_argument("--serve", action="store_true", help="then serve the store over HTTP (see tvb serve)")
+    r.add_argument("--port", type=int, default=None, help="with --serve: TCP port (default 8000)")
+    r.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("territories", help="list configured territories")
@@ -294,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--territory", default="call")
     rel.add_argument("--store")
     rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
+    rel.add_argument("--json", action="store_true", help="with show / prune: print the JSON document")
     rel.set_defaults(func=cmd_releases)
 
     sc = sub.add_parser("screen", help="screen a planned project against a release (porter à connaissance)")
@@ -306,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--name", help="project name on the sheet (default: the file's name column or file name)")
     sc.add_argument("--json", action="store_true", help="also print the result as JSON")
     sc.set_defaults(func=cmd_screen)
+    sv = sub.add_parser("serve", help="serve a store over HTTP (with Range requests) to open reports and web maps")
+    sv.add_argument("--store", help="object store URI; default TVB_STORE_URI or var/store")
+    sv.add_argument("--port", type=int, default=None, help="TCP port (default TVB_SERVE_PORT or 8000; 0 = any)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--territory", default="call", help="territory whose live web map URL is printed")
+    sv.add_argument("--quiet", action="store_true", help="do not log requests")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 
@@ -313,17 +463,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "port", 0) is None:
+        from .publish.serve import default_port
+
+        args.port = default_port()
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one readable line
         if args.verbose:
             raise
-        name = type(exc).__name__
-        print(f"tvb: error: {exc}" if name in ("SourceError", "ValidationFailed", "ConfigError", "PipelineError",
-                                                           "ScreeningError")
-              else f"tvb: error: {name}: {exc}", file=sys.stderr)
-        return 2
+        print(f"tvb: error: {error_sentence(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
 
+
+def error_sentence(exc: BaseException) -> str:
+    """One sentence for a failure, without the Python class name (``-v`` shows the traceback)."""
+    text = str(exc).strip() or {"KeyboardInterrupt": "interrupted"}.get(type(exc).__name__, "unexpected failure")
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        text = f"{exc.filename}: file not found"
+    elif isinstance(exc, KeyError):
+        text = f"missing entry {text}"
+    first = text.splitlines()[0]
+    return first if len(text.splitlines()) == 1 else first + " (run with -v for details)"
 
 if __name__ == "__main__":
     sys.exit(main())

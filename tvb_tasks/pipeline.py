@@ -419,7 +419,8 @@ def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *
     report_dir = work / "report"
     shutil.rmtree(report_dir, ignore_errors=True)
     build_report(territory, layers / "tvb.gpkg", ind_dir, report_dir, validation_summary=full,
-                 history_path=hist_dir / "indicators.parquet", release_id=indicators["release_id"])
+                 history_path=hist_dir / "indicators.parquet", release_id=indicators["release_id"],
+                 inputs=_snapshot_paths(store, run))
     from .priorities.stage import fiches_stage
 
     fiches_stage(territory, layers / "tvb.gpkg", report_dir / "fiches", release_id=indicators["release_id"])

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import secrets
 import tempfile
@@ -353,8 +352,11 @@ def _cleanup(store: Store, keys: list[str]) -> None:
 
 
 def _public_base_url(territory) -> str | None:
-    extra = (getattr(territory, "model_extra", None) or {}).get("publish") or {}
-    return os.environ.get("TVB_PUBLIC_BASE_URL") or extra.get("public_base_url")
+    """The http(s) base under which links are given (browsers cannot use a ``file://`` web map): see
+    :func:`.serve.viewer_base_url`."""
+    from .serve import viewer_base_url
+
+    return viewer_base_url(territory)
 
 
 def public_url(store: Store, key: str, base_url: str | None = None) -> str:

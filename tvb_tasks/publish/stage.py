@@ -79,6 +79,7 @@ def stage_release(territory, staging_dir: Path, *, gpkg: Path, rasters: list[Pat
     tiled = [n for n in LAYER_NAMES if n in layers]
     info = write_pmtiles(target, web / "tvb.pmtiles", tiled)
     build_webmap(territory, web, release_id=rid, released_at=released_at, available_layers=info["layers"],
-                 bounds=wgs84_bounds(target), indicators_json=staging_dir / "indicators" / "indicators.json")
+                 bounds=wgs84_bounds(target), indicators_json=staging_dir / "indicators" / "indicators.json",
+                 gpkg=target)
     write_qgis_project(territory, target, staging_dir / "qgis", release_id=rid)
     return staging_dir

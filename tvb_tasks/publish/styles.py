@@ -7,14 +7,15 @@ PUBLISHED_LAYERS: list[dict] = [
     {"name": "reservoirs", "title": "Réservoirs de biodiversité", "geometry": "polygon", "by": "sous_trame",
      "color": "#2e7d32", "fill_opacity": 0.6},
     {"name": "relays", "title": "Zones relais", "geometry": "polygon", "by": "sous_trame", "color": "#8bc34a",
-     "fill_opacity": 0.35},
+     "fill_opacity": 0.35, "hatch": True},    # hatched, dashed outline: never mistaken for a reservoir
     {"name": "corridor_areas", "title": "Emprise des corridors (corridors de moindre coût)", "geometry": "polygon",
      "by": "status", "color": "#1a9850", "fill_opacity": 0.2},
     {"name": "corridors", "title": "Corridors écologiques", "geometry": "line", "by": "status", "color": "#1a9850",
      "width": 3},
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
      "width": 3},
-    {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "color": "#e31a1c", "radius": 6},
+    {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
+     "size_by": "severity", "color": "#e31a1c", "radius": 6},
     {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "by": "sous_trame",
      "color": "#ff6f00", "radius": 7},
 ]
@@ -100,3 +101,122 @@ def sous_trame_colors(names: list[str]) -> dict[str, str]:
 
 def field_label(name: str) -> str:
     return FIELD_LABELS.get(name, name)
+
+
+# --- reader-facing values: French words for stored codes, units, popups --------------------------------------------
+# Stored code → French word, per field (popups, QGIS value maps, report). Composite codes "a+b" / "a,b" are split.
+VALUE_LABELS: dict[str, dict[str, str]] = {
+    "origin": {"habitat_patch": "tache d'habitat", "protected_area": "aire protégée", "mining_site": "site minier",
+               "extra_habitat": "site minier"},
+    "infrastructure": {"road": "route", "railway": "voie ferrée", "canal": "canal",
+                       "river_obstacle": "obstacle à l'écoulement", "obstacle": "obstacle à l'écoulement",
+                       "culvert": "busage"},
+    "kind": {"stream": "ruisseau", "river": "rivière", "canal": "canal", "ditch": "fossé", "drain": "fossé"},
+    "position": {"open": "à ciel ouvert", "culverted": "busé (souterrain)", "underground": "souterrain"},
+    "corridor_kind": {"terrestre": "terrestre", "aquatique": "aquatique", "terrestrial": "terrestre",
+                      "wet": "aquatique"},
+    "severity": {"1": "faible", "2": "moyenne", "3": "forte", "4": "très forte"},
+    "protection_types": {"N2000_SIC": "Natura 2000 (SIC)", "N2000_ZPS": "Natura 2000 (ZPS)",
+                         "ZNIEFF1": "ZNIEFF de type 1", "ZNIEFF2": "ZNIEFF de type 2",
+                         "APB": "arrêté de protection de biotope", "RNN": "réserve naturelle nationale",
+                         "RNR": "réserve naturelle régionale", "ENS": "espace naturel sensible"},
+    "infra_class": {"in_use": "en service", "disused": "désaffectée"},
+}
+VALUE_LABELS["protection_type"] = VALUE_LABELS["protection_types"]
+VALUE_LABELS["infra_type"] = VALUE_LABELS["infrastructure"]
+
+# Rupture points: colour by infrastructure, size by severity (1..4)
+# (not the corridor status colours green / orange / red, nor the blue of wet corridors)
+INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "river_obstacle": "#01665e"}
+SEVERITY_RADIUS = {1: 4, 2: 5.5, 3: 7, 4: 9}
+
+# Popup fields per layer, in order: (field, French label, format). Formats: "text", "code" (VALUE_LABELS),
+# "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int". A field absent from a feature
+# is skipped; fields of a layer without a spec are shown with FIELD_LABELS (so layers added later get popups).
+POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
+    "communes": [("nom", "Commune", "text"), ("insee", "Code INSEE", "text"),
+                 ("population_municipale", "Population municipale", "int")],
+    "reservoirs": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
+                   ("origin", "Origine", "codes"), ("protection_types", "Protections", "codes"),
+                   ("origin_name", "Sites", "text"), ("id", "Identifiant", "text")],
+    "relays": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
+               ("origin", "Origine", "codes"), ("id", "Identifiant", "text")],
+    "corridors": [("libelle_statut", "Statut", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
+                  ("length_m", "Longueur", "km"), ("cost", "Coût de déplacement", "cost"),
+                  ("mean_friction", "Friction moyenne le long du tracé", "friction"),
+                  ("from_id", "Réservoir de départ", "text"), ("to_id", "Réservoir d'arrivée", "text"),
+                  ("id", "Identifiant", "text")],
+    "wet_corridors": [("name", "Cours d'eau", "text"), ("kind", "Nature", "code"), ("position", "Position", "code"),
+                      ("length_m", "Longueur", "km"), ("id", "Identifiant", "text")],
+    "rupture_points": [("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
+                       ("infra_class", "Classe", "infra_class"), ("severity", "Gravité", "code"),
+                       ("libelle_sous_trame", "Sous-trame", "text"), ("corridor_kind", "Corridor", "code"),
+                       ("corridor_id", "Corridor coupé", "text"), ("n_merged", "Franchissements regroupés", "int"),
+                       ("id", "Identifiant", "text")],
+}
+# never shown as such (codes whose French label is another field, internal ids, duplicates)
+POPUP_HIDDEN = {"fid", "sous_trame", "status", "libelle", "path_length_m", "class", "trame"}
+UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)"}
+
+
+def value_label(field: str, value: object) -> str:
+    """French word(s) for a stored code of ``field`` (composite codes joined by ", "); unknown codes unchanged."""
+    if value is None:
+        return "—"
+    words = VALUE_LABELS.get(field, {})
+    parts = [p.strip() for p in str(value).replace("+", ",").split(",") if p.strip()]
+    return ", ".join(words.get(p, p) for p in parts) if parts else "—"
+
+
+# --- credits and base map (territory YAML ``publish:``) ------------------------------------------------------------
+def _publish_cfg(territory) -> dict:
+    return (getattr(territory, "model_extra", None) or {}).get("publish") or {}
+
+
+def source_credits(territory) -> list[str]:
+    """Credits of the sources the territory's active profile uses, each once, in source order: the publisher's
+    attribution from the source's schema file (``config/schemas/``) when it names one, else ``publish.credits`` of
+    the YAML (sample files); plus the base map's credit when there is one. Empty when nothing is configured."""
+    from tvb_tasks.sources.schemas import source_credits as schema_credits
+
+    by_schema = {c["source"]: c["attribution"] for c in schema_credits(territory) if c["attribution"]}
+    cfg = _publish_cfg(territory).get("credits") or {}
+    default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
+    out: list[str] = []
+    for name in territory.sources:
+        text = by_schema.get(name) or profile.get(name) or default.get(name)
+        if text and text not in out:
+            out.append(text)
+    base = basemap_config(territory)
+    if base and base.get("attribution") and base["attribution"] not in out:
+        out.append(base["attribution"])
+    return out
+
+
+def credit_line(territory, fallback: str = "") -> str:
+    """All credits on one line (`` · `` between them); ``fallback`` when none is configured."""
+    return " · ".join(source_credits(territory)) or fallback
+
+
+def reference_label(territory) -> str:
+    """How readers name the study whose published figures are shown beside ours (``publish.reference_label``)."""
+    return _publish_cfg(territory).get("reference_label") or "étude de référence du territoire"
+
+
+def basemap_config(territory) -> dict | None:
+    """The base map of the active profile (``publish.basemap.<profile>``: tiles URL template, title,
+    attribution, max_zoom), or None (offline: no base map)."""
+    cfg = (_publish_cfg(territory).get("basemap") or {}).get(getattr(territory, "profile", "default"))
+    return dict(cfg) if cfg and cfg.get("tiles") else None
+
+
+# Figures of one commune (indicators.json ``communes`` rows): (key, French label, unit, decimals). Web map popups and
+# the report's commune sheets.
+COMMUNE_FIGURES: list[tuple[str, str, str, int]] = [
+    ("area_ha", "Surface", "ha", 0), ("artificial_pct", "Espaces artificialisés", "%", 1),
+    ("natural_pct", "Espaces naturels", "%", 1), ("reservoirs_ha", "Réservoirs de biodiversité", "ha", 1),
+    ("relays_ha", "Zones relais", "ha", 1), ("corridors_existing_km", "Corridors existants", "km", 1),
+    ("corridors_to_restore_km", "Corridors à restaurer", "km", 1),
+    ("corridors_to_create_km", "Corridors à créer", "km", 1),
+    ("wet_corridors_km", "Corridors humides", "km", 1), ("rupture_points", "Points de rupture", "", 0),
+]

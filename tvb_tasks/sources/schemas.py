@@ -191,15 +191,3 @@ def source_credits(territory: Any) -> list[dict[str, str]]:
                     "licence": licence.get("name", ""), "licence_url": licence.get("url", ""),
                     "attribution": schema.get("attribution", "")})
     return out
-
-
-def credit_line(territory: Any, fallback: str = "") -> str:
-    """One attribution line (distinct attributions in source order), e.g. for the web map and the report;
-    ``fallback`` when no live source (WFS / OSM / HTTP) names a schema (the bundled sample)."""
-    if not any(s.kind in LIVE_KINDS and (s.model_extra or {}).get("schema") for s in territory.sources.values()):
-        return fallback
-    seen: list[str] = []
-    for credit in source_credits(territory):
-        if credit["attribution"] and credit["attribution"] not in seen:
-            seen.append(credit["attribution"])
-    return " · ".join(seen) if seen else fallback

@@ -1,8 +1,11 @@
-"""The release report: one self-contained HTML page (maps embedded as base64 PNG), the PNG maps and a PDF export.
+"""The release report: one HTML page (maps embedded as base64 PNG) opening on a plain-language summary, one
+HTML sheet per commune, the PNG maps and a PDF export (A4 landscape, numbered pages, table of contents).
 
 :func:`build_report` reads the release's ``tvb.gpkg`` and the indicators folder written by
-:func:`tvb_tasks.indicators.compute_indicators` (local paths only) and writes ``index.html``, ``maps/*.png`` and
-``report.pdf``. Labels are in French.
+:func:`tvb_tasks.indicators.compute_indicators` (local paths only) and writes ``index.html``,
+``communes/<insee>.html``, ``maps/*.png``, ``maps/communes/<insee>.png`` and ``report.pdf``. Labels are in French.
+Links point only inside the release: ``../validation/<sources|outputs>/data_docs/index.html`` (Data Docs, written by
+the validation gates), ``../web/index.html``, ``report.pdf``, the commune sheets.
 """
 from __future__ import annotations
 
@@ -17,13 +20,12 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from matplotlib.backends.backend_pdf import PdfPages
-
 from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, read_layers
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
 from tvb_tasks.indicators.key_figures import KEY_FIGURES
-from tvb_tasks.publish.report import maps
+from tvb_tasks.publish.report import maps, reading
+from tvb_tasks.publish.styles import credit_line, reference_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 SYNTHETIC_NOTE = "Occupation du sol : données synthétiques (échantillon de démonstration, non représentatif du terrain)"
@@ -60,17 +62,7 @@ INDICATOR_LABELS = {
 
 
 # --- formatting ------------------------------------------------------------------------------------------------------
-def fr_number(value: Any, decimals: int | None = 1, sign: bool = False) -> str:
-    """French number: narrow no-break space for thousands, decimal comma; ``decimals=None`` → 3 significant
-    digits (for small ratios such as PC); None / NaN → '–'."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    value = float(value)
-    if decimals is None:
-        text = f"{value:+.3g}" if sign else f"{value:.3g}"
-    else:
-        text = f"{value:+,.{decimals}f}" if sign else f"{value:,.{decimals}f}"
-    return text.replace(",", "\u202f").replace(".", ",")
+fr_number = reading.fr     # French number formatting (one implementation for the report)
 
 
 @dataclass
@@ -92,7 +84,7 @@ def _table(title: str, frame: pd.DataFrame, spec: list[tuple[str, str, int | str
     return Table(title, [label for _, label, _ in spec], rows, [fmt != "text" for _, _, fmt in spec], note)
 
 
-def key_figures_table(doc: dict) -> Table:
+def key_figures_table(doc: dict, reference: str = "étude de référence du territoire") -> Table:
     """Computed key figures beside the published CALL study values, with the difference."""
     rows = []
     for row in doc.get("comparison") or []:
@@ -103,11 +95,10 @@ def key_figures_table(doc: dict) -> Table:
                      if published is not None else "–",
                      fr_number(row.get("difference"), decimals, sign=True),
                      fr_number(row.get("difference_pct"), 1, sign=True)])
-    source = (doc.get("published") or {}).get("source") or "aucune valeur publiée configurée"
-    return Table("Chiffres clés", ["Indicateur", "Unité", "Calculé (cette publication)",
-                                   "Publié (étude TVB CALL)", "Écart", "Écart (%)"], rows,
-                 [False, False, True, True, True, True],
-                 f"Valeurs publiées : {source} (AULA / CALL, « chiffres clés »). Écart = calculé − publié.")
+    note = (f"Publié : {reference}. Écart = calculé − publié." if doc.get("published")
+            else "Aucune valeur publiée n'est configurée pour ce territoire.")
+    return Table("Chiffres clés", ["Indicateur", "Unité", "Calculé (cette publication)", "Publié", "Écart",
+                                   "Écart (%)"], rows, [False, False, True, True, True, True], note)
 
 
 def fragmentation_table(doc: dict) -> Table:
@@ -194,38 +185,50 @@ def cause_table(causes: dict) -> Table:
                  note)
 
 
-def change_tables(doc: dict, st_labels: dict[str, str]) -> list[Table]:
+def change_tables(doc: dict, st_labels: dict[str, str], small_pct: float = 1.0) -> list[Table]:
+    """The change section's tables for the PDF (the HTML renders :func:`reading.change_rows` itself): indicator
+    changes sorted by size (small ones folded into one line) and the layer change counts, largest first."""
     change = doc.get("change")
     if not change:
         return []
     tables = []
-    rows = []
-    for r in change.get("table") or []:
-        if r["family"] != "key_figures" and (r["family"], r["indicator"]) not in CHANGE_INDICATORS:
-            continue
-        label = INDICATOR_LABELS.get(r["indicator"], r["indicator"])
-        if r.get("sous_trame"):
-            label = f"{label} – {st_labels.get(r['sous_trame'], r['sous_trame'])}"
-        decimals = None if r["indicator"] in ("pc", "iic") else 2
-        rows.append([label, fr_number(r.get("previous"), decimals), fr_number(r.get("current"), decimals),
-                     fr_number(r.get("change_abs"), decimals, sign=True),
-                     fr_number(r.get("change_pct"), 1, sign=True)])
+    rows = reading.change_rows(change.get("table") or [], INDICATOR_LABELS, st_labels, CHANGE_INDICATORS, small_pct)
+    big = [r for r in rows if not r.small]
+    small = [r for r in rows if r.small]
     previous = change.get("previous_release") or "publication précédente"
     causes = change.get("causes") or {}
     if rows:
-        note = ("Données sources identiques : ces écarts viennent de la seule méthode (configuration, résolution "
-                "ou code), pas d'une évolution du territoire." if causes.get("method_only") else None)
+        cells = [[f"{reading.MARKS[r.direction]} {r.label}", r.previous, r.current, r.change, r.change_pct] for r in big]
+        if small:
+            cells.append([f"= {len(small)} autre(s) indicateur(s) : évolution inférieure à {fr_number(small_pct, 0)} %",
+                          "", "", "", ""])
         tables.append(Table(f"Évolution des indicateurs depuis {previous}",
-                            ["Indicateur", "Précédent", "Actuel", "Écart", "Écart (%)"], rows,
-                            [False, True, True, True, True], note or ""))
+                            ["Indicateur (▲ hausse, ▼ baisse)", "Précédent", "Actuel", "Écart", "Écart (%)"], cells,
+                            [False, True, True, True, True],
+                            "Triés par ampleur de l'écart relatif." + (
+                                " Données sources identiques : ces écarts viennent de la seule méthode (configuration,"
+                                " résolution ou code), pas d'une évolution du territoire."
+                                if causes.get("method_only") else "")))
     if any(v is not None for v in causes.values()):
         tables.append(cause_table(causes))
-    counts = change.get("layers")
-    if counts is not None:
-        rows = [[label, fr_number(counts.get(key, 0), 0)] for key, label in CHANGE_COUNT_LABELS.items()]
-        tables.append(Table("Changements des couches", ["Changement", "Nombre"], rows, [False, True],
-                            "Entités rapprochées par leur géométrie (recouvrement, distance de Hausdorff)."))
+    table = layer_change_table(change)
+    if table is not None:
+        tables.append(table)
     return tables
+
+
+def layer_change_table(change: dict) -> Table | None:
+    counts = change.get("layers")
+    if counts is None:
+        return None
+    items = sorted(((label, int(counts.get(key, 0) or 0)) for key, label in CHANGE_COUNT_LABELS.items()),
+                   key=lambda kv: -kv[1])
+    rows = [[label, fr_number(n, 0)] for label, n in items if n > 0]
+    zero = [label for label, n in items if n == 0]
+    if zero:
+        rows.append([f"Sans changement : {', '.join(z.lower() for z in zero)}", "0"])
+    return Table("Changements des couches", ["Changement", "Nombre"], rows, [False, True],
+                 "Entités rapprochées par leur géométrie (recouvrement, distance de Hausdorff).")
 
 
 VALIDATION_TITLES = {"sources": "Données sources", "outputs": "Couches produites", "": "Validation"}
@@ -246,8 +249,8 @@ def _aggregate_tables(title: str, agg: dict) -> tuple[list[Table], int]:
         rows.append([str(name), str(s.get("suite", "")), "réussie" if s.get("success") else "ÉCHEC",
                      fr_number(s.get("evaluated"), 0), fr_number(s.get("successful"), 0), str(len(crit)),
                      str(len(warn))])
-        failures += [[str(name), "critique" if e in crit else "avertissement",
-                      str(e.get("message") or e.get("expectation") or "")] for e in [*crit, *warn]]
+        failures += [[str(name), "critique" if e in crit else "avertissement", reading.french_message(e)]
+                     for e in [*crit, *warn]]
     tables = [Table(title, ["Jeu de données", "Suite", "Résultat", "Attentes évaluées", "Réussies",
                             "Échecs critiques", "Avertissements"], rows, [False, False, False, True, True, True, True])]
     if failures:
@@ -295,11 +298,17 @@ def validation_tables(summary: dict | None) -> tuple[bool | None, str, list[Tabl
     return ok, status, tables
 
 
-def _has_data_docs(summary: dict | None) -> bool:
-    """Did the validation write Data Docs (``docs_path`` in the summary or in one of its aggregates)?"""
+def data_docs_links(summary: dict | None) -> list[tuple[str, str]]:
+    """(label, href relative to ``report/``) of the Data Docs the validation gates wrote: each aggregate with a
+    ``docs_path`` lives under ``validation/<key>/data_docs/index.html`` in the release."""
     if not summary:
-        return False
-    return any(isinstance(v, dict) and v.get("docs_path") for v in [summary, *summary.values()])
+        return []
+    if _is_aggregate(summary) or summary.get("docs_path"):
+        kinds = {"sources": summary} if summary.get("docs_path") else {}
+    else:
+        kinds = {k: v for k, v in summary.items() if isinstance(v, dict) and v.get("docs_path")}
+    return [(f"Rapport détaillé de validation – {VALIDATION_TITLES.get(k, k).lower()} (Data Docs)",
+             f"../validation/{k}/data_docs/index.html") for k in kinds]
 
 
 # --- build -----------------------------------------------------------------------------------------------------------
@@ -325,21 +334,57 @@ def _embed(path: Path, out_dir: Path, title: str) -> dict[str, str]:
     return {"title": title, "src": f"data:image/png;base64,{data}", "file": path.relative_to(out_dir).as_posix()}
 
 
+def fragmenting_infrastructure(territory: Territory, inputs: dict[str, Path] | None) -> gpd.GeoDataFrame | None:
+    """The roads, railways and canals that make rupture points (``rupture_points`` rules of the YAML), from the
+    run's source snapshots; None when they are not given or cannot be read (the rupture map then shows none)."""
+    if not inputs:
+        return None
+    import logging
+
+    from tvb_tasks.layers.common import load_boundary, read_role
+    from tvb_tasks.layers.friction import prepare_infrastructure
+    from tvb_tasks.layers.ruptures import _fragmenting
+    from tvb_tasks.layers.wet import prepare_watercourses
+
+    try:
+        boundary = load_boundary(territory, inputs)
+        water = prepare_watercourses(read_role(territory, inputs, "watercourses", required=False), boundary)
+        infra = prepare_infrastructure(territory, read_role(territory, inputs, "roads", required=False),
+                                       read_role(territory, inputs, "railways", required=False), water, boundary)
+        lines = _fragmenting(territory, infra)
+        return lines.clip(boundary) if len(lines) else lines
+    except Exception as exc:  # noqa: BLE001 - a report without infrastructure lines beats no report
+        logging.getLogger(__name__).warning("rupture map without infrastructure lines: %s", exc)
+        return None
+
+
+def _source_labels(territory: Territory) -> dict[str, str]:
+    words = {"boundary": "contour du territoire", "communes": "communes", "landuse": "occupation du sol",
+             "protected_areas": "aires protégées", "roads": "routes", "railways": "voies ferrées",
+             "watercourses": "cours d'eau", "mining": "sites miniers", "river_obstacles": "obstacles à l'écoulement"}
+    return {name: f"{words.get(src.role, src.role)} ({name})" for name, src in territory.sources.items()}
+
+
 def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir: Path, *,
-                 validation_summary: dict | None, history_path: Path | None, release_id: str) -> dict:
-    """Write ``out_dir/index.html`` (self-contained, maps embedded), ``out_dir/maps/*.png`` and
-    ``out_dir/report.pdf`` for a release. Returns ``{"html": str, "files": [str, ...]}``."""
+                 validation_summary: dict | None, history_path: Path | None, release_id: str,
+                 inputs: dict[str, Path] | None = None) -> dict:
+    """Write ``out_dir/index.html`` (maps embedded), ``out_dir/communes/<insee>.html``, ``out_dir/maps/*.png``
+    and ``out_dir/report.pdf`` for a release. ``inputs`` (source snapshot paths by name, optional) let the
+    rupture map show the fragmenting roads and railways. Returns ``{"html": str, "files": [str, ...]}``."""
     gpkg, indicators_dir, out_dir = Path(gpkg), Path(indicators_dir), Path(out_dir)
     cfg = indicators_config(territory)
+    publish_cfg = ((territory.model_extra or {}).get("publish") or {}).get("report") or {}
+    small_pct = float(publish_cfg.get("small_change_pct", 1.0))
     doc = read_indicators_json(indicators_dir / "indicators.json")
     layers = read_layers(gpkg, territory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (out_dir / "maps").glob("*.png"):      # a rebuilt report lists only its own maps
-        stale.unlink()
+    for stale in [*(out_dir / "maps").rglob("*.png"), *(out_dir / "communes").glob("*.html")]:
+        stale.unlink()                                  # a rebuilt report lists only its own maps and sheets
     synthetic = is_synthetic_landuse(territory)
-    from tvb_tasks.sources.schemas import credit_line, source_credits
+    from tvb_tasks.sources.schemas import source_credits
 
-    attribution = credit_line(territory, cfg.report.attribution) + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
+    credits = credit_line(territory, cfg.report.attribution)
+    attribution = credits + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
     st_labels = {st: s.label for st, s in territory.sous_trames.items()}
     nodes_csv = indicators_dir / "connectivity_nodes.csv"
@@ -349,71 +394,168 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     history = _history_rows(doc, history_path, release_id)
 
     pdf_path = out_dir / "report.pdf"
-    generated = datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC")
+    generated = datetime.now(timezone.utc).strftime("%d/%m/%Y à %H:%M UTC")
     tables = {
-        "key_figures": key_figures_table(doc), "fragmentation": fragmentation_table(doc),
+        "key_figures": key_figures_table(doc, reference_label(territory)), "fragmentation": fragmentation_table(doc),
         "connectivity": connectivity_table(doc), "communes": communes_table(doc, st_labels),
     }
     rankings = ranking_tables(doc)
     from tvb_tasks.priorities.stage import report_tables   # "Priorités" section (when the stage produced them)
 
     rankings += report_tables(indicators_dir)
-    changes = change_tables(doc, st_labels)
+    change = doc.get("change") or {}
+    change_rows = reading.change_rows(change.get("table") or [], INDICATOR_LABELS, st_labels, CHANGE_INDICATORS,
+                                      small_pct) if change else []
+    prov = reading.provenance(history, release_id, change.get("previous_release"))
+    explanation = reading.provenance_explanation(prov) if change else ""
+    prov_rows = reading.provenance_rows(prov, _source_labels(territory)) if change else []
+    changes = change_tables(doc, st_labels, small_pct)
+    layer_changes = layer_change_table(change) if change else None
     validation_ok, validation_status, validation = validation_tables(validation_summary)
+    communes_doc = sorted(doc.get("communes") or [], key=lambda c: _sort_key(str(c.get("nom", ""))))
+    summary = reading.plain_summary(territory.name, doc, synthetic=synthetic, validation_ok=validation_ok,
+                                    change=change_rows, explanation=explanation, n_communes=len(communes_doc))
     images = []
-    with PdfPages(pdf_path, metadata={"Title": f"Observatoire TVB – {territory.name} – {release_id}",
-                                      "Subject": "Trame verte et bleue : rapport de publication"}) as pdf:
-        maps.text_page(pdf, f"Observatoire de la Trame verte et bleue\n{territory.name}", [
-            f"Publication : {release_id}", f"Rapport généré le {generated}",
-            *( [SYNTHETIC_NOTE] if synthetic else []), "", validation_status])
-        _pdf_table(pdf, tables["key_figures"])
-        ctx = maps.MapContext(layers["communes"], attribution, out_dir, pdf)
-        res, rel = layers["reservoirs"], layers["relays"]
-        terrestrial, wet = territory.terrestrial_sous_trames, territory.wet_sous_trames
-        corridors = layers["corridors"]
-        images += [
-            _embed(maps.landuse_map(ctx, layers["landuse"], {c: v.label for c, v in territory.landuse.classes.items()}),
-                   out_dir, "Occupation du sol"),
-            _embed(maps.network_map(ctx, res, rel, st_labels, terrestrial, "trame_verte",
-                                    "Trame verte : réservoirs de biodiversité et zones relais"), out_dir, "Trame verte"),
-            _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(terrestrial)],
-                                      res[res["sous_trame"].isin(terrestrial)]), out_dir, "Corridors terrestres"),
-            _embed(maps.network_map(ctx, res, rel, st_labels, wet, "trame_bleue",
-                                    "Trame bleue : réservoirs et zones relais humides"), out_dir, "Trame bleue"),
-            _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(wet)],
-                                      res[res["sous_trame"].isin(wet)], layers["wet_corridors"],
-                                      "corridors_humides", "Trame bleue : corridors humides"), out_dir,
-                   "Corridors humides"),
-            _embed(maps.rupture_map(ctx, layers["rupture_points"], corridors, layers["wet_corridors"]), out_dir,
-                   "Points de rupture"),
-            _embed(maps.connectivity_map(ctx, res, nodes), out_dir, "Connectivité (dPC)"),
-        ]
-        change_image = (_embed(maps.change_map(ctx, change_layers), out_dir, "Évolutions")
-                        if change_layers else None)
-        history_image = _embed(maps.history_chart(ctx, history, st_labels), out_dir,
-                               "Évolution des indicateurs")
-        for table in [tables["fragmentation"], tables["connectivity"], *rankings, tables["communes"], *changes,
-                      *validation]:
-            _pdf_table(pdf, table)
+    book = maps.PdfBook()
+    book.section = "En bref"
+    maps.text_page(book, f"Observatoire de la Trame verte et bleue\n{territory.name}", [
+        "# En bref", *[f"• {line}" for line in summary], "",
+        "Ce rapport présente la trame verte et bleue calculée pour cette publication : chiffres clés, cartes, "
+        "évolutions, fiches par commune et contrôles de qualité. La carte interactive est dans le dossier web/ de "
+        "la publication."], subtitle=f"Publication {release_id} · rapport généré le {generated}")
+    book.section = "Chiffres clés"
+    _pdf_table(book, tables["key_figures"])
+    infra = fragmenting_infrastructure(territory, inputs)
+    ctx = maps.MapContext(layers["communes"], attribution, out_dir, book)
+    res, rel = layers["reservoirs"], layers["relays"]
+    terrestrial, wet = territory.terrestrial_sous_trames, territory.wet_sous_trames
+    corridors = layers["corridors"]
+    book.section = "Cartes"
+    images += [
+        _embed(maps.landuse_map(ctx, layers["landuse"], {c: v.label for c, v in territory.landuse.classes.items()}),
+               out_dir, "Occupation du sol"),
+        _embed(maps.network_map(ctx, res, rel, st_labels, terrestrial, "trame_verte",
+                                "Trame verte : réservoirs de biodiversité et zones relais"), out_dir, "Trame verte"),
+        _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(terrestrial)],
+                                  res[res["sous_trame"].isin(terrestrial)]), out_dir, "Corridors terrestres"),
+        _embed(maps.network_map(ctx, res, rel, st_labels, wet, "trame_bleue",
+                                "Trame bleue : réservoirs et zones relais humides"), out_dir, "Trame bleue"),
+        _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(wet)],
+                                  res[res["sous_trame"].isin(wet)], layers["wet_corridors"],
+                                  "corridors_humides", "Trame bleue : corridors humides"), out_dir,
+               "Corridors humides"),
+        _embed(maps.rupture_map(ctx, layers["rupture_points"], corridors, layers["wet_corridors"], infra), out_dir,
+               "Points de rupture et infrastructures fragmentantes"),
+        _embed(maps.connectivity_map(ctx, res, nodes), out_dir, "Connectivité (dPC)"),
+    ]
+    book.section = "Évolution dans le temps"
+    history_image = _embed(maps.history_chart(ctx, history, st_labels), out_dir, "Évolution des indicateurs")
+    book.section = "Changements depuis la publication précédente"
+    if change:
+        maps.text_page(book, "Changements depuis la publication précédente", [
+            "# Pourquoi les chiffres ont changé", *[f"• {kind} : {what}" for kind, what in prov_rows], "",
+            explanation])
+        _pdf_tables(book, changes)
+    change_image = (_embed(maps.change_map(ctx, change_layers), out_dir, "Évolutions")
+                    if change_layers else None)
+    book.section = "Fragmentation et connectivité"
+    _pdf_tables(book, [tables["fragmentation"], tables["connectivity"], *rankings])
+    book.section = "Indicateurs par commune"
+    _pdf_table(book, tables["communes"])
+    book.section = "Validation des données"
+    if validation:
+        _pdf_tables(book, validation)
+    else:
+        maps.text_page(book, "Validation des données", [validation_status])
+    book.section = "Fiches communales"
+    sheets = commune_sheets(ctx, territory, layers, communes_doc, st_labels, release_id)
+    n_pages = book.save(pdf_path, metadata={"Title": f"Observatoire TVB – {territory.name} – {release_id}",
+                                            "Subject": "Trame verte et bleue : rapport de publication"})
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = _env()
+    common = dict(territory=territory, release_id=release_id, generated=generated, synthetic=synthetic,
+                  synthetic_note=SYNTHETIC_NOTE, attribution=attribution, fr_number=fr_number)
     html = env.get_template("report.html.j2").render(
-        territory=territory, release_id=release_id, generated=generated, synthetic=synthetic,
-        synthetic_note=SYNTHETIC_NOTE, attribution=attribution, tables=tables, rankings=rankings, images=images,
-        change_image=change_image, change_tables=changes, has_change=doc.get("change") is not None,
+        **common, summary=summary, tables=tables, rankings=rankings, images=images,
+        change_image=change_image, change_rows=change_rows, small_pct=small_pct, prov_rows=prov_rows,
+        explanation=explanation, layer_changes=layer_changes, has_change=bool(change),
+        previous_release=change.get("previous_release"), marks=reading.MARKS, mark_colors=reading.MARK_COLORS,
         history_image=history_image, n_releases=int(history["release_id"].nunique()),
         validation_ok=validation_ok, validation_status=validation_status, validation=validation,
-        docs_link=_has_data_docs(validation_summary),
-        details=doc.get("details") or {}, st_labels=st_labels, fr_number=fr_number,
-        landuse_warning=territory.nomenclature.warning, nomenclature_label=territory.nomenclature.label,
-        credits=source_credits(territory),
+        docs_links=data_docs_links(validation_summary), sheets=sheets, n_pages=n_pages,
+        details=doc.get("details") or {}, st_labels=st_labels,
+        fr_number=fr_number, landuse_warning=territory.nomenclature.warning,
+        nomenclature_label=territory.nomenclature.label, credits=source_credits(territory),
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")
-    files = [str(index), str(pdf_path)] + sorted(str(p) for p in (out_dir / "maps").glob("*.png"))
-    return {"html": str(index), "files": files}
+    sheet_tpl = env.get_template("commune.html.j2")
+    (out_dir / "communes").mkdir(exist_ok=True)
+    for i, sheet in enumerate(sheets):
+        prev_sheet, next_sheet = (sheets[i - 1] if i else None), (sheets[i + 1] if i + 1 < len(sheets) else None)
+        (out_dir / sheet["href"]).write_text(sheet_tpl.render(**common, sheet=sheet, prev_sheet=prev_sheet,
+                                                              next_sheet=next_sheet), encoding="utf-8")
+    files = [str(index), str(pdf_path)] + sorted(str(p) for p in (out_dir / "maps").rglob("*.png")) + \
+        sorted(str(out_dir / s["href"]) for s in sheets)
+    return {"html": str(index), "files": files, "pages": n_pages}
 
 
-def _pdf_table(pdf: PdfPages, table: Table) -> None:
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _sort_key(name: str) -> str:
+    """Alphabetical order with accents ignored (Éleu-dit-Leauwette among the E)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+
+
+def commune_sheets(ctx: maps.MapContext, territory: Territory, layers: dict[str, gpd.GeoDataFrame],
+                   communes_doc: list[dict], st_labels: dict[str, str], release_id: str) -> list[dict]:
+    """One sheet per commune of the indicators (map PNG + PDF page): [{"insee", "nom", "href", "image", "rows"}]."""
+    communes = layers["communes"]
+    if "insee" not in communes.columns:
+        return []
+    by_insee = {str(i): idx for idx, i in zip(communes.index, communes["insee"])}
+    sheet_layers = {k: layers.get(k) for k in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points")}
+    out = []
+    for row in communes_doc:
+        insee = str(row.get("insee"))
+        if insee not in by_insee:
+            continue
+        commune = communes.loc[by_insee[insee]]
+        rows = reading.commune_rows(row)
+        name = str(row.get("nom") or commune.get("nom") or insee)
+        png = maps.commune_sheet(ctx, commune, sheet_layers, st_labels, rows, title=name,
+                                 subtitle=f"Commune {insee} · {territory.name} · publication {release_id}",
+                                 name=insee)
+        out.append({"insee": insee, "nom": name, "href": f"communes/{insee}.html",
+                    "image": "../" + png.relative_to(ctx.out_dir).as_posix(), "rows": rows})
+    return out
+
+
+def _pdf_table(pdf, table: Table) -> None:
     maps.table_page(pdf, table.title, table.columns, table.rows, note=table.note)
+
+
+def _pdf_tables(pdf, tables: list[Table]) -> None:
+    """Tables in order, short ones sharing a page (no page holding a five-line table alone)."""
+    page: list[Table] = []
+    used = 0.0
+    for table in tables:
+        height = maps.table_block_height(table.columns, table.rows, table.note)
+        if height > 0.9:                         # long: its own page(s)
+            if page:
+                maps.tables_page(pdf, [(t.title, t.columns, t.rows, t.note) for t in page])
+                page, used = [], 0.0
+            _pdf_table(pdf, table)
+            continue
+        if used + height > 0.9 and page:
+            maps.tables_page(pdf, [(t.title, t.columns, t.rows, t.note) for t in page])
+            page, used = [], 0.0
+        page.append(table)
+        used += height
+    if page:
+        maps.tables_page(pdf, [(t.title, t.columns, t.rows, t.note) for t in page])

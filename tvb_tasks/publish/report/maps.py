@@ -1,7 +1,9 @@
 """Maps and charts of the release report (matplotlib, no pyplot state): PNG files, also added to a PDF.
 
-Every map has a French title, a legend, a scale bar, a north arrow and the attribution line. Geometries are in
-EPSG:2154 (metres), so the scale bar is drawn in data units.
+Every map has a French title, the commune names, a legend, a scale bar, a north arrow and the credit line.
+Geometries are in EPSG:2154 (metres), so the scale bar is drawn in data units. Every page (maps, charts, tables,
+text) is A4 landscape, so the PDF has one page size; :class:`PdfBook` numbers the pages and adds the table of
+contents.
 """
 from __future__ import annotations
 
@@ -22,24 +24,78 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from tvb_tasks.publish.styles import STATUS_STYLES, palette, sous_trame_colors
 
 DPI = 110
-MAP_SIZE_IN = (10.5, 6.6)
-MAP_AXES = (0.01, 0.08, 0.66, 0.84)   # the map; the legend sits to its right
+A4_LANDSCAPE_IN = (11.69, 8.27)
+MAP_SIZE_IN = A4_LANDSCAPE_IN
+MAP_AXES = (0.01, 0.07, 0.68, 0.85)   # the map; the legend sits to its right
+LABEL_ZORDER = 20     # map content below this is rasterised in the PDF (thousands of polygons), labels stay text
 LANDUSE_COLORS = {"artificial": "#bdbdbd", "farmland": "#f3e7a9", "meadow": "#d4e8b0", "forest": "#2e7d32",
                   "grassland": "#c0ca33", "wetland": "#4fc3f7", "water": "#1565c0", "mining": "#6d4c41"}
-CHANGE_STYLES = {  # change code → (French label, colour)
-    "gained": ("gagné", "#1a9850"), "lost": ("perdu", "#d73027"), "resized": ("surface modifiée", "#fdae61"),
-    "status_changed": ("statut modifié", "#7b3294"), "new": ("nouveau", "#1a9850"), "removed": ("supprimé", "#d73027"),
+CHANGE_STYLES = {  # change code → (French label, colour): blue = gain, orange = loss (colour-blind safe, PuOr)
+    "gained": ("gagné", "#2166ac"), "lost": ("perdu", "#e08214"), "resized": ("surface modifiée", "#b2abd2"),
+    "status_changed": ("statut modifié", "#542788"), "new": ("nouveau", "#2166ac"), "removed": ("supprimé", "#e08214"),
+}
+INFRA_STYLES = {  # fragmenting infrastructure on the rupture map: (label, colour, width, dashes)
+    "road": ("Route passante", "#444444", 1.1, None), "railway": ("Voie ferrée exploitée", "#111111", 1.3, (3, 2)),
+    "canal": ("Canal (berges franches)", "#6a51a3", 1.6, None),
 }
 
 
 @dataclass(frozen=True)
 class MapContext:
-    """What every map shares: commune outlines, the attribution line, the PDF being written (or None)."""
+    """What every map shares: commune outlines (with ``nom``), the credit line, the PDF book being written (or
+    None)."""
 
     communes: gpd.GeoDataFrame
     attribution: str
     out_dir: Path
-    pdf: PdfPages | None
+    pdf: "PdfBook | PdfPages | None"
+
+
+class PdfBook:
+    """The report's pages, kept until :meth:`save` numbers them ("page n / N") and inserts the table of contents
+    after the first page. ``section`` names the section the next pages belong to (the contents list each section at
+    its first page)."""
+
+    def __init__(self) -> None:
+        self.pages: list[tuple[str | None, Figure]] = []
+        self.section: str | None = None
+
+    def savefig(self, fig: Figure) -> None:
+        self.pages.append((self.section, fig))
+
+    def save(self, path: Path, metadata: dict | None = None, title: str = "Sommaire") -> int:
+        """Write the PDF; returns its page count."""
+        toc_entries: list[tuple[str, int]] = []
+        seen: set[str] = set()
+        for i, (section, _) in enumerate(self.pages):
+            if section and section not in seen:
+                seen.add(section)
+                toc_entries.append((section, i + 2 if i >= 1 else i + 1))   # the contents page is page 2
+        pages = [fig for _, fig in self.pages]
+        toc = contents_page(title, toc_entries)
+        pages = pages[:1] + [toc] + pages[1:]
+        total = len(pages)
+        with PdfPages(path, metadata=metadata or {}) as pdf:
+            for n, fig in enumerate(pages, start=1):
+                w, h = fig.get_size_inches()
+                if (round(w, 2), round(h, 2)) != A4_LANDSCAPE_IN:
+                    raise ValueError(f"report page {n} is {w:.2f}×{h:.2f} in, not A4 landscape")
+                fig.text(0.985, 0.012, f"page {n} / {total}", fontsize=7, ha="right", color="#333333")
+                pdf.savefig(fig)
+        return total
+
+
+def contents_page(title: str, entries: list[tuple[str, int]]) -> Figure:
+    """The table of contents: section titles with dotted leaders to their page numbers."""
+    fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
+    fig.text(0.06, 0.9, title, fontsize=18, fontweight="bold", color="#1b5e20")
+    y = 0.82
+    for label, page in entries:
+        fig.text(0.08, y, label, fontsize=11.5)
+        fig.text(0.56, y, "." * 40, fontsize=11.5, color="#999999")
+        fig.text(0.80, y, str(page), fontsize=11.5, ha="right")
+        y -= 0.042
+    return fig
 
 
 def nice_length(max_m: float) -> float:
@@ -64,11 +120,23 @@ def _new_map(ctx: MapContext, title: str) -> tuple[Figure, object]:
     ax.set_ylim(ymin - pad, ymax + pad)
     ax.set_aspect("equal")
     ax.set_axis_off()
+    ax.set_rasterization_zorder(LABEL_ZORDER)
     return fig, ax
 
 
-def _draw_communes(ax, communes: gpd.GeoDataFrame, zorder: int = 5) -> None:
+def _draw_communes(ax, communes: gpd.GeoDataFrame, zorder: int = 5, names: bool = True,
+                   fontsize: float = 6.0) -> None:
+    """Commune outlines and, when the layer has ``nom``, their names at a point inside each (white halo)."""
     communes.boundary.plot(ax=ax, color="#555555", linewidth=0.4, zorder=zorder)
+    if not names or "nom" not in communes.columns or communes.empty:
+        return
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    for name, point in zip(communes["nom"], communes.geometry.representative_point()):
+        if x0 <= point.x <= x1 and y0 <= point.y <= y1:
+            ax.text(point.x, point.y, textwrap.fill(str(name), 18), fontsize=fontsize, ha="center", va="center",
+                    color="#222222", zorder=LABEL_ZORDER, clip_on=True,   # a light box, not a path halo: 10× faster
+                    bbox={"facecolor": "white", "alpha": 0.65, "edgecolor": "none", "pad": 0.4})
 
 
 def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_title: str | None = None) -> Path:
@@ -83,7 +151,7 @@ def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_t
                                   fontproperties={"size": 8}))
     ax.annotate("N", xy=(0.035, 0.93), xytext=(0.035, 0.84), xycoords="axes fraction", ha="center", va="center",
                 fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
-    fig.text(0.01, 0.015, textwrap.fill(ctx.attribution, 200), fontsize=6.5, color="#333333")
+    fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
     fig.text(0.99, 0.08, "Projection Lambert-93 (EPSG:2154)", fontsize=6.5, color="#333333", ha="right")
     path = ctx.out_dir / "maps" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,27 +234,45 @@ def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.
 
 
 def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
-                wet_corridors: gpd.GeoDataFrame) -> Path:
-    """Rupture points by type of infrastructure over the corridors."""
-    fig, ax = _new_map(ctx, "Points de rupture des continuités")
+                wet_corridors: gpd.GeoDataFrame, infrastructure: gpd.GeoDataFrame | None = None) -> Path:
+    """Rupture points by type of infrastructure and severity (marker size) over the corridors and, when given, the
+    fragmenting infrastructure (``infra_type`` road / railway / canal) they cross."""
+    fig, ax = _new_map(ctx, "Points de rupture des continuités et infrastructures fragmentantes")
     handles = []
+    if infrastructure is not None and len(infrastructure):
+        for kind, (label, color, width, dashes) in INFRA_STYLES.items():
+            sel = infrastructure[infrastructure["infra_type"] == kind]
+            if len(sel):
+                sel.plot(ax=ax, color=color, linewidth=width, zorder=2, **({"linestyle": (0, dashes)} if dashes else {}))
+                handles.append(_line(color, label, width, "--" if dashes else "-"))
     if len(corridors):
-        corridors.plot(ax=ax, color="#9e9e9e", linewidth=1.0, zorder=1)
-        handles.append(_line("#9e9e9e", "Corridor terrestre", 1.0))
+        corridors.plot(ax=ax, color="#7fbf7b", linewidth=1.6, alpha=0.8, zorder=1)
+        handles.append(_line("#7fbf7b", "Corridor terrestre", 1.6))
     if len(wet_corridors):
-        wet_corridors.plot(ax=ax, color="#8ab6d6", linewidth=1.0, zorder=1)
-        handles.append(_line("#8ab6d6", "Corridor humide", 1.0))
+        wet_corridors.plot(ax=ax, color="#8ab6d6", linewidth=1.6, zorder=1)
+        handles.append(_line("#8ab6d6", "Corridor humide", 1.6))
     column = next((c for c in ("infra_type", "infrastructure") if c in points.columns), None)
     kinds = sorted(points[column].fillna("autre").astype(str).unique()) if column and len(points) else []
-    labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle"}
-    colors = palette(kinds, {"road": "#e31a1c", "railway": "#6a3d9a", "canal": "#ff7f00"})
+    labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle",
+              "river_obstacle": "obstacle à l'écoulement"}
+    colors = palette(kinds, {"road": "#d7301f", "railway": "#7b3294", "canal": "#e66101", "river_obstacle": "#01665e"})
+    sizes = {1: 14, 2: 24, 3: 40, 4: 60}
+    severity = points["severity"].fillna(2).astype(int) if "severity" in points.columns else None
     for kind in kinds:
         sel = points[points[column].fillna("autre").astype(str) == kind]
-        sel.plot(ax=ax, color=colors[kind], markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
+        size = severity.loc[sel.index].map(sizes).fillna(24).to_numpy() if severity is not None else 28
+        sel.plot(ax=ax, color=colors[kind], markersize=size, edgecolor="black", linewidth=0.5, zorder=5)
         handles.append(_point(colors[kind], f"Point de rupture – {labels.get(kind, kind)}"))
     if not kinds and len(points):
-        points.plot(ax=ax, color="#e31a1c", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
-        handles.append(_point("#e31a1c", "Point de rupture"))
+        points.plot(ax=ax, color="#d7301f", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
+        handles.append(_point("#d7301f", "Point de rupture"))
+    if severity is not None and len(points):
+        from tvb_tasks.publish.styles import VALUE_LABELS
+
+        for level in sorted(severity.unique()):
+            handles.append(Line2D([], [], color="white", marker="o", ls="", markeredgecolor="black",
+                                  markersize=math.sqrt(sizes.get(int(level), 24)),
+                                  label=f"gravité {VALUE_LABELS['severity'].get(str(level), level)}"))
     _draw_communes(ax, ctx.communes)
     return _finish(ctx, fig, ax, "points_de_rupture", handles)
 
@@ -267,9 +353,9 @@ def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, s
     releases = (rows[["release_id", "released_at"]].drop_duplicates("release_id")
                 .sort_values(["released_at", "release_id"]))
     order = {r: i for i, r in enumerate(releases["release_id"])}
-    fig = Figure(figsize=(11.0, 11.0), dpi=DPI)
-    fig.text(0.01, 0.975, "Évolution des indicateurs par publication", fontsize=13)
-    axes = fig.subplots(3, 2).ravel()
+    fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
+    fig.text(0.01, 0.965, "Évolution des indicateurs par publication", fontsize=13)
+    axes = fig.subplots(2, 3).ravel()
     colors = sous_trame_colors(list(st_labels))
     for ax, (title, unit, series) in zip(axes, HISTORY_PANELS):
         for family, indicator, st_filter, label in series:
@@ -290,8 +376,8 @@ def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, s
                       bbox_to_anchor=(0.0, 1.01), ncol=2, frameon=False, borderaxespad=0)
         else:
             ax.set_title(title, fontsize=10, loc="left")
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.08, hspace=0.85, wspace=0.2)
-    fig.text(0.01, 0.01, textwrap.fill(ctx.attribution, 210), fontsize=6.5, color="#333333")
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.84, bottom=0.1, hspace=0.75, wspace=0.22)
+    fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
     path = ctx.out_dir / "maps" / "evolution_indicateurs.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
@@ -318,7 +404,7 @@ def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[st
         suffix = f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""
         fig.text(0.03, 0.94, title + suffix, fontsize=13)
         if note:
-            fig.text(0.03, 0.02, textwrap.fill(note, 190), fontsize=7, color="#444444")
+            fig.text(0.03, 0.02, textwrap.fill(note, 170), fontsize=7, color="#444444")
         if chunk:
             table = ax.table(cellText=chunk, colLabels=headers, colWidths=[c / total for c in chars],
                              loc="upper left", cellLoc="left")
@@ -335,13 +421,166 @@ def table_page(pdf: PdfPages, title: str, columns: list[str], rows: list[list[st
         pdf.savefig(fig)
 
 
-def text_page(pdf: PdfPages, title: str, lines: list[str]) -> None:
-    """A page of plain text lines (title page, notes)."""
-    fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
-    fig.text(0.08, 0.93, title, fontsize=16, fontweight="bold")
-    y = 0.88
-    for line in lines:
-        text = textwrap.fill(line, 95)
-        fig.text(0.08, y, text, fontsize=9.5, va="top")
-        y -= 0.016 * (text.count("\n") + 1) + 0.012
+def _table_layout(columns: list[str], rows: list[list[str]], max_font_size: float = 8.0):
+    headers = [textwrap.fill(c, 16) for c in columns]
+    chars = [max([len(line) for line in h.split("\n")] + [len(r[j]) for r in rows]) + 2 for j, h in enumerate(headers)]
+    total = float(sum(chars)) or 1.0
+    font = min(max_font_size, 0.94 * 11.69 * 72 / (0.62 * total))
+    header_lines = max(h.count("\n") + 1 for h in headers) if headers else 1
+    return headers, [c / total for c in chars], font, header_lines
+
+
+def table_block_height(columns: list[str], rows: list[list[str]], note: str = "") -> float:
+    """Height (figure fraction of an A4 landscape page) a table takes when stacked with others."""
+    _, _, font, header_lines = _table_layout(columns, rows)
+    row_h = font * 1.9 / (8.27 * 72)
+    return 0.05 + row_h * (len(rows) + header_lines) + (0.012 * (len(textwrap.wrap(note, 170)) + 1) if note else 0) + 0.02
+
+
+def tables_page(pdf, tables: list[tuple[str, list[str], list[list[str]], str]]) -> None:
+    """Several short tables (title, columns, rows, note) stacked on one A4 landscape page (the caller checks that
+    they fit with :func:`table_block_height`)."""
+    fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
+    top = 0.95
+    for title, columns, rows, note in tables:
+        headers, widths, font, header_lines = _table_layout(columns, rows)
+        row_h = font * 1.9 / (8.27 * 72)
+        fig.text(0.03, top - 0.01, title, fontsize=12, va="top")
+        height = row_h * (len(rows) + header_lines)
+        ax = fig.add_axes((0.03, top - 0.045 - height, 0.94, height))
+        ax.set_axis_off()
+        table = ax.table(cellText=rows or [["Aucune donnée."] + [""] * (len(columns) - 1)], colLabels=headers,
+                         colWidths=widths, loc="upper left", cellLoc="left")
+        table.auto_set_font_size(False)
+        table.set_fontsize(font)
+        for (r, _), cell in table.get_celld().items():
+            cell.set_height(1.0 / (len(rows) + header_lines) * (header_lines if r == 0 else 1))
+            cell.set_linewidth(0.3)
+            if r == 0:
+                cell.set_facecolor("#eef3ec")
+        y = top - 0.05 - height
+        if note:
+            text = textwrap.fill(note, 170)
+            fig.text(0.03, y - 0.005, text, fontsize=7, color="#444444", va="top")
+            y -= 0.012 * (text.count("\n") + 1) + 0.01
+        top = y - 0.02
     pdf.savefig(fig)
+
+
+def text_page(pdf, title: str, lines: list[str], *, subtitle: str = "", width: int = 130,
+              fontsize: float = 10.5) -> None:
+    """A page of plain text lines (A4 landscape): a line starting with "# " is a heading, "• " a bullet."""
+    fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
+    fig.text(0.06, 0.92, title, fontsize=16, fontweight="bold", color="#1b5e20", va="top")
+    y = 0.92 - 0.03 * (title.count("\n") + 1) - 0.02
+    if subtitle:
+        fig.text(0.06, y, subtitle, fontsize=10, color="#444444", va="top")
+        y -= 0.045
+    for line in lines:
+        if line.startswith("# "):
+            y -= 0.01
+            fig.text(0.06, y, line[2:], fontsize=12, fontweight="bold", color="#1b5e20", va="top")
+            y -= 0.035
+            continue
+        text = textwrap.fill(line, width, subsequent_indent="   " if line.startswith("• ") else "")
+        fig.text(0.06, y, text, fontsize=fontsize, va="top")
+        y -= 0.024 * (text.count("\n") + 1) + 0.01
+    pdf.savefig(fig)
+
+
+# --- commune sheets ----------------------------------------------------------------------------------------------------
+SHEET_DPI = 80
+
+
+def commune_sheet(ctx: MapContext, commune: pd.Series, layers: dict[str, gpd.GeoDataFrame], st_labels: dict[str, str],
+                  rows: list[tuple[str, str]], *, title: str, subtitle: str, name: str) -> Path:
+    """One A4 page for a commune: its map (reservoirs, relays, corridors, wet corridors, rupture points, neighbours
+    named) on the left, its figures (``rows`` of (label, formatted value)) on the right. Saves
+    ``maps/communes/<name>.png`` and adds the page to the PDF."""
+    fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=SHEET_DPI)
+    fig.text(0.01, 0.955, title, fontsize=15, fontweight="bold", color="#1b5e20")
+    fig.text(0.01, 0.925, subtitle, fontsize=9, color="#444444")
+    ax = fig.add_axes((0.01, 0.07, 0.6, 0.83))
+    geom = commune.geometry
+    xmin, ymin, xmax, ymax = geom.bounds
+    pad = 0.08 * max(xmax - xmin, ymax - ymin)
+    # a square-ish frame around the commune
+    cx, cy, half = (xmin + xmax) / 2, (ymin + ymax) / 2, max(xmax - xmin, ymax - ymin) / 2 + pad
+    ax.set_xlim(cx - half * 1.1, cx + half * 1.1)
+    ax.set_ylim(cy - half, cy + half)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_rasterization_zorder(LABEL_ZORDER)
+    box = (cx - 1.2 * half, cy - 1.1 * half, cx + 1.2 * half, cy + 1.1 * half)
+    near = {k: (v.cx[box[0]:box[2], box[1]:box[3]] if v is not None and len(v) else v) for k, v in layers.items()}
+    others = ctx.communes[ctx.communes.index != commune.name]
+    others.plot(ax=ax, color="#f0f0f0", linewidth=0, zorder=0)
+    gpd.GeoSeries([geom], crs=ctx.communes.crs).plot(ax=ax, color="#ffffff", linewidth=0, zorder=0)
+    colors = sous_trame_colors(list(st_labels))
+    handles = []
+    res, rel = near.get("reservoirs"), near.get("relays")      # one plot call per layer (colours per feature)
+    if res is not None and len(res):
+        res.plot(ax=ax, color=res["sous_trame"].map(colors).fillna("#999999").tolist(), edgecolor="#1b1b1b",
+                 linewidth=0.2, alpha=0.85, zorder=2)
+    if rel is not None and len(rel):
+        rel.plot(ax=ax, facecolor="white", edgecolor=rel["sous_trame"].map(colors).fillna("#999999").tolist(),
+                 hatch="////", linewidth=0.6, zorder=3)
+    for st, label in st_labels.items():
+        if res is not None and len(res) and (res["sous_trame"] == st).any():
+            handles.append(_patch(colors[st], f"Réservoir – {label}"))
+        if rel is not None and len(rel) and (rel["sous_trame"] == st).any():
+            handles.append(_patch("white", f"Zone relais – {label}", hatch="////", edge=colors[st]))
+    corr = near.get("corridors")
+    if corr is not None and len(corr):
+        status_colors = {code: color for code, (_, color) in STATUS_STYLES.items()}
+        corr.plot(ax=ax, color=corr["status"].map(status_colors).fillna("#999999").tolist(), linewidth=2.0,
+                  zorder=4)
+        for status, (label, color) in STATUS_STYLES.items():
+            if (corr["status"] == status).any():
+                handles.append(_line(color, f"Corridor {label.lower()}"))
+    wet = near.get("wet_corridors")
+    if wet is not None and len(wet):
+        wet.plot(ax=ax, color="#1f78b4", linewidth=1.8, zorder=4)
+        handles.append(_line("#1f78b4", "Corridor humide"))
+    pts = near.get("rupture_points")
+    if pts is not None and len(pts):
+        pts.plot(ax=ax, color="#d7301f", markersize=30, edgecolor="black", linewidth=0.5, zorder=6)
+        handles.append(_point("#d7301f", "Point de rupture"))
+    others.boundary.plot(ax=ax, color="#888888", linewidth=0.5, zorder=5)
+    gpd.GeoSeries([geom], crs=ctx.communes.crs).boundary.plot(ax=ax, color="#222222", linewidth=1.6, zorder=7)
+    _draw_communes(ax, others, zorder=5, fontsize=7)
+    width = ax.get_xlim()[1] - ax.get_xlim()[0]
+    length = nice_length(width / 5)
+    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=0.5,
+                                  borderpad=0.8, sep=4, frameon=True, size_vertical=width / 250,
+                                  fontproperties={"size": 8}))
+    ax.annotate("N", xy=(0.04, 0.95), xytext=(0.04, 0.87), xycoords="axes fraction", ha="center", va="center",
+                fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+    y = 0.86
+    fig.text(0.64, y + 0.03, "Chiffres de la commune", fontsize=12, fontweight="bold", color="#1b5e20")
+    for label, value in rows:
+        fig.text(0.64, y, label, fontsize=9.5)
+        fig.text(0.975, y, value, fontsize=9.5, ha="right")
+        y -= 0.03
+    if handles:
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.635, y - 0.01), fontsize=7.5, frameon=False,
+                   title="Légende", title_fontsize=9, alignment="left")
+    fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
+    path = ctx.out_dir / "maps" / "communes" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=SHEET_DPI)
+    if ctx.pdf is not None:        # the PDF page shows the same picture: drawn once (36 sheets × hundreds of texts)
+        ctx.pdf.savefig(image_page(path))
+    return path
+
+
+def image_page(png: Path) -> Figure:
+    """An A4 landscape page filled with a PNG of the same proportions."""
+    import matplotlib.image as mpimg
+
+    page = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
+    ax = page.add_axes((0, 0, 1, 1))
+    pixels = mpimg.imread(png)           # float RGBA → 8-bit RGB: a third of the bytes to compress into the PDF
+    ax.imshow((pixels[..., :3] * 255).round().astype("uint8"), interpolation="none")
+    ax.set_axis_off()
+    return page
