@@ -26,6 +26,7 @@ from .landuse import class_raster, habitat_patches, habitat_sources, load_landus
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
                          select_reservoirs)
 from .ruptures import rupture_points
+from .tiles import tiling_config
 from .wet import prepare_watercourses, wet_corridors
 
 __all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]
@@ -131,7 +132,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     corridors = empty_frame(territory.crs, CORRIDOR_COLUMNS)
     n_links = 0
     if len(src_rc):
-        acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight)
+        acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight,
+                                                tiling=tiling_config(territory))
         timings["cost_distance"] = time.perf_counter() - t
         t = time.perf_counter()
         if st.trame == "verte":
