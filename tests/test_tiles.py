@@ -156,6 +156,44 @@ def test_random_scenes_tiled_equals_untiled(seed, tile_size):
         _assert_identical(tiled_accumulated_cost(cost, src, tile_size=tile_size, overlap=overlap, **kw), ref)
 
 
+@pytest.mark.parametrize("seed", [0, 3, 6])
+def test_tiles_through_a_store_on_two_workers_equal_untiled(seed, tmp_path):
+    """Per-tile objects in a store, each round's tiles run by two worker threads (the kernel releases the GIL),
+    as mapped tasks would: the stitched rasters are the untiled ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tvb_tasks.layers.tiles import plan_to_store, run_rounds, stitch_from_store
+    from tvb_tasks.store import LocalStore
+
+    cost, mask, src, labels = _random_scene(seed)
+    knight = seed % 3 == 0
+    kw = dict(cell_size=25.0, knight=knight, max_cost=None if seed < 6 else 5e4, nodata_mask=mask,
+              source_labels=labels)
+    ref = _untiled(cost, src, **kw)
+    store = LocalStore(tmp_path / "store")
+    tiling = TilingConfig(tile_size=8, overlap=2)
+    first = plan_to_store(store, "run1/tiles/forest", cost, src, tiling=tiling, **kw)
+    assert first and store.exists("run1/tiles/forest/plan.json")
+    with ThreadPoolExecutor(2) as pool:
+        rounds, runs = run_rounds(store, "run1/tiles/forest", first, max_rounds=200, map_fn=pool.map)
+    acc, back, alloc = stitch_from_store(store, "run1/tiles/forest")
+    assert np.array_equal(acc, ref[0], equal_nan=True)
+    assert np.array_equal(back, ref[1]) and np.array_equal(alloc, ref[2])
+    assert rounds >= 2 and runs >= len(first)
+    # a second plan under the same prefix starts afresh
+    plan_to_store(store, "run1/tiles/forest", cost, src, tiling=tiling, **kw)
+    assert not any("/core/" in k for k in store.list("run1/tiles/forest/"))
+
+
+def test_tile_task_memory_is_checked_against_the_bound():
+    from tvb_tasks.layers.tiles import check_memory, tile_task_bytes
+
+    assert tile_task_bytes(2048, 16) < 0.2 * 2**30             # default tiles: ~0.13 GiB of arrays
+    assert check_memory(TilingConfig()) == tile_task_bytes(2048, 16)
+    with pytest.raises(ValueError, match="memory_limit_gib"):
+        check_memory(TilingConfig(tile_size=20000, memory_limit_gib=4))
+
+
 def test_tiling_config_defaults_and_bounds():
     assert TilingConfig().memory_limit_gib == 4.0 and not TilingConfig().enabled
     with pytest.raises(ValueError):

@@ -46,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import costdistance as cd
 
 __all__ = ["TilingConfig", "Tile", "tile_grid", "run_tile", "tiled_accumulated_cost", "TiledResult",
-           "tiling_config"]
+           "tiling_config", "tile_task_bytes", "check_memory", "plan_to_store", "run_tile_from_store",
+           "stitch_from_store", "run_rounds"]
 
 
 class TilingConfig(BaseModel):
@@ -164,6 +165,7 @@ def tiled_accumulated_cost(
         raise ValueError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
     H, W = costp.shape
     tiles = tile_grid((H, W), tile_size, overlap)
+    ntc = -(-W // tile_size)  # tiles per row
     acc = np.full((H, W), np.inf)
     back = np.full((H, W), cd.BACK_NONE, dtype=np.int8)
     alloc = np.full((H, W), -1, dtype=np.int32)
@@ -192,28 +194,49 @@ def tiled_accumulated_cost(
             runs += 1
             if res is not None:
                 results[i] = res
-        changed = np.zeros((H, W), dtype=bool)
-        for i, (a, b, al) in results.items():
+        dirty = set()
+        for i, res in results.items():
             t = tiles[i]
             r0, r1, c0, c1 = t.core
-            core = t.core_in_window
-            na, nb, nal = a[core], b[core], al[core]
-            old = acc[r0:r1, c0:c1]
-            diff = ~((na == old) | (np.isnan(na) & np.isnan(old)))
-            diff |= nb != back[r0:r1, c0:c1]
-            diff |= nal != alloc[r0:r1, c0:c1]
-            changed[r0:r1, c0:c1] = diff
-            acc[r0:r1, c0:c1], back[r0:r1, c0:c1], alloc[r0:r1, c0:c1] = na, nb, nal
-        dirty = set()
-        for t in tiles:
-            w0, w1, v0, v1 = t.window
-            ring = changed[w0:w1, v0:v1].copy()
-            ring[t.core_in_window] = False
-            if ring.any():
-                dirty.add(t.index)
+            new = tuple(x[t.core_in_window] for x in res)
+            changed = _core_changed(new, (acc[r0:r1, c0:c1], back[r0:r1, c0:c1], alloc[r0:r1, c0:c1]))
+            acc[r0:r1, c0:c1], back[r0:r1, c0:c1], alloc[r0:r1, c0:c1] = new
+            dirty |= _touched_tiles(tiles, t, changed, ntc)
     # impassable cells of tiles no source or seed ever reached: NaN as in the untiled run
     acc[~np.isfinite(acc) & ~_passable(costp, mask, has_mask)] = np.nan
     return TiledResult(acc, back, alloc, rounds, runs, len(tiles))
+
+
+def _core_changed(new, old) -> np.ndarray:
+    """Cells of a core whose accumulated cost, back-link or allocation differ (NaN = NaN)."""
+    na, nb, nal = new
+    oa, ob, oal = old
+    diff = ~((na == oa) | (np.isnan(na) & np.isnan(oa)))
+    diff |= nb != ob
+    diff |= nal != oal
+    return diff
+
+
+def _touched_tiles(tiles: list[Tile], tile: Tile, changed: np.ndarray, per_row: int) -> set[int]:
+    """Indices of the neighbours of ``tile`` whose halo holds a changed cell of its core (``changed``: core mask)."""
+    out: set[int] = set()
+    if not changed.any():
+        return out
+    r0, _, c0, _ = tile.core
+    tr, tc = divmod(tile.index, per_row)
+    n_rows = -(-len(tiles) // per_row)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            rr, cc = tr + dr, tc + dc
+            if (dr == 0 and dc == 0) or not (0 <= rr < n_rows and 0 <= cc < per_row):
+                continue
+            n = tiles[rr * per_row + cc]
+            w0, w1, v0, v1 = n.window
+            a0, a1 = max(w0, r0) - r0, min(w1, r0 + changed.shape[0]) - r0
+            b0, b1 = max(v0, c0) - c0, min(v1, c0 + changed.shape[1]) - c0
+            if a1 > a0 and b1 > b0 and changed[a0:a1, b0:b1].any():
+                out.add(n.index)
+    return out
 
 
 def _passable(cost: np.ndarray, mask: np.ndarray, has_mask: bool) -> np.ndarray:
@@ -221,3 +244,188 @@ def _passable(cost: np.ndarray, mask: np.ndarray, has_mask: bool) -> np.ndarray:
     if has_mask:
         ok &= ~mask
     return ok
+
+
+# ---------------------------------------------------------------------------
+# Through a store: one object per tile, for tasks mapped over workers
+# ---------------------------------------------------------------------------
+# Layout under ``prefix``: ``plan.json`` (grid, tiles, kernel options), ``input/<i>.npz`` (the tile's window of
+# cost and nodata mask, its sources in window coordinates and their labels) and ``core/<i>.npz`` (the current
+# accumulated cost, back-links and allocation of the tile's core; absent = nothing reached yet). A task reads its
+# input, the cores of its (at most 8) neighbours one at a time, and writes only its own core: tasks of a round
+# never write the same object, and the values a task reads only ever decrease, so any interleaving converges to
+# the same rasters (module doc).
+
+#: Bytes per window cell of a tile run (cost float32 + mask + accumulated float64 + back-links + allocation + the
+#: kernel's queue and seed lists) and per core cell held besides (its previous core and one neighbour's core).
+_WINDOW_BYTES = 4 + 1 + 8 + 1 + 4 + 4
+_CORE_BYTES = 2 * (8 + 1 + 4)
+
+
+def tile_task_bytes(tile_size: int, overlap: int) -> int:
+    """Upper estimate of one tile task's arrays (bytes), excluding the interpreter (~300 MB with numba)."""
+    side = tile_size + 2 * overlap
+    return side * side * _WINDOW_BYTES + tile_size * tile_size * _CORE_BYTES
+
+
+def check_memory(tiling: TilingConfig) -> int:
+    """``tile_task_bytes`` of ``tiling``, or ``ValueError`` if above its ``memory_limit_gib`` (less 0.5 GiB for the
+    interpreter and libraries)."""
+    need = tile_task_bytes(tiling.tile_size, tiling.overlap)
+    limit = (tiling.memory_limit_gib - 0.5) * 2**30
+    if need > limit:
+        raise ValueError(f"tiling.tile_size {tiling.tile_size} needs about {need / 2**30:.2f} GiB per tile task, "
+                         f"above tiling.memory_limit_gib {tiling.memory_limit_gib} (minus 0.5 GiB of interpreter): "
+                         "use smaller tiles")
+    return need
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _load_npz(data: bytes) -> dict[str, np.ndarray]:
+    import io
+
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def plan_to_store(store, prefix: str, cost: np.ndarray, sources: np.ndarray, *, tiling: TilingConfig,
+                  cell_size: float | Sequence[float] = 1.0, knight: bool = False, max_cost: float | None = None,
+                  nodata_mask: np.ndarray | None = None, source_labels: np.ndarray | None = None) -> list[int]:
+    """Cut the problem into per-tile input objects under ``prefix``; return the tiles to run first (those with a
+    source in their window). Same arguments as :func:`tiled_accumulated_cost`; ``ValueError`` if a tile task
+    would exceed ``tiling.memory_limit_gib``."""
+    import json
+
+    check_memory(tiling)
+    costp, mask, has_mask = cd._prepare_cost(cost, nodata_mask)
+    src, labels = cd._check_sources(costp, mask, has_mask, sources, source_labels)
+    if tiling.overlap < (2 if knight else 1):
+        raise ValueError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
+    H, W = costp.shape
+    tiles = tile_grid((H, W), tiling.tile_size, tiling.overlap)
+    _, first = np.unique(src[:, 0] * W + src[:, 1], return_index=True)
+    first.sort()
+    src, labels = src[first], labels[first]
+    dy, dx = cd._cell_sizes(cell_size)
+    for old in store.list(f"{prefix}/"):
+        store.delete(old)
+    start = []
+    for t in tiles:
+        w0, w1, v0, v1 = t.window
+        inside = (src[:, 0] >= w0) & (src[:, 0] < w1) & (src[:, 1] >= v0) & (src[:, 1] < v1)
+        if inside.any():
+            start.append(t.index)
+        arrays = {"cost": costp[w0:w1, v0:v1], "src": src[inside] - (w0, v0), "labels": labels[inside]}
+        if has_mask:
+            arrays["mask"] = mask[w0:w1, v0:v1]
+        store.put_bytes(f"{prefix}/input/{t.index}.npz", _npz(**arrays))
+    plan = {"shape": [H, W], "tile_size": tiling.tile_size, "overlap": tiling.overlap,
+            "per_row": -(-W // tiling.tile_size), "cell_size": [dy, dx], "knight": bool(knight),
+            "max_cost": None if max_cost is None else float(max_cost),
+            "tiles": [{"core": list(t.core), "window": list(t.window)} for t in tiles]}
+    store.put_bytes(f"{prefix}/plan.json", json.dumps(plan).encode())
+    return start
+
+
+def _plan(store, prefix: str) -> tuple[dict, list[Tile]]:
+    import json
+
+    plan = json.loads(store.get_bytes(f"{prefix}/plan.json"))
+    tiles = [Tile(i, tuple(t["core"]), tuple(t["window"])) for i, t in enumerate(plan["tiles"])]
+    return plan, tiles
+
+
+def _read_core(store, prefix: str, tile: Tile):
+    key = f"{prefix}/core/{tile.index}.npz"
+    if not store.exists(key):
+        r0, r1, c0, c1 = tile.core
+        shape = (r1 - r0, c1 - c0)
+        return (np.full(shape, np.inf), np.full(shape, cd.BACK_NONE, np.int8), np.full(shape, -1, np.int32))
+    z = _load_npz(store.get_bytes(key))
+    return z["acc"], z["back"], z["alloc"]
+
+
+def run_tile_from_store(store, prefix: str, index: int) -> list[int]:
+    """One tile task: run tile ``index`` from its input and its neighbours' current cores, write its core if it
+    changed; return the neighbours to run again (their halo changed), sorted."""
+    plan, tiles = _plan(store, prefix)
+    t = tiles[index]
+    inp = _load_npz(store.get_bytes(f"{prefix}/input/{index}.npz"))
+    w0, w1, v0, v1 = t.window
+    win_acc = np.full((w1 - w0, v1 - v0), np.inf)
+    win_alloc = np.full((w1 - w0, v1 - v0), -1, np.int32)
+    per_row = plan["per_row"]
+    tr, tc = divmod(index, per_row)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            rr, cc = tr + dr, tc + dc
+            if (dr, dc) == (0, 0) or not (rr >= 0 and 0 <= cc < per_row and rr * per_row + cc < len(tiles)):
+                continue
+            n = tiles[rr * per_row + cc]
+            a, _, al = _read_core(store, prefix, n)
+            r0, r1, c0, c1 = n.core
+            a0, a1, b0, b1 = max(r0, w0), min(r1, w1), max(c0, v0), min(c1, v1)
+            if a1 > a0 and b1 > b0:
+                win_acc[a0 - w0:a1 - w0, b0 - v0:b1 - v0] = a[a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+                win_alloc[a0 - w0:a1 - w0, b0 - v0:b1 - v0] = al[a0 - r0:a1 - r0, b0 - c0:b1 - c0]
+            del a, al
+    halo = np.isfinite(win_acc)
+    rc = np.argwhere(halo)
+    res = run_tile(inp["cost"], inp["src"], inp["labels"], rc, win_acc[halo], win_alloc[halo],
+                   cell_size=tuple(plan["cell_size"]), knight=plan["knight"], max_cost=plan["max_cost"],
+                   nodata_mask_w=inp.get("mask"))
+    del win_acc, win_alloc, halo
+    if res is None:
+        return []
+    new = tuple(x[t.core_in_window] for x in res)
+    changed = _core_changed(new, _read_core(store, prefix, t))
+    if not changed.any():
+        return []
+    store.put_bytes(f"{prefix}/core/{index}.npz", _npz(acc=new[0], back=new[1], alloc=new[2]))
+    return sorted(_touched_tiles(tiles, t, changed, per_row))
+
+
+def stitch_from_store(store, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stitched ``(acc, back, alloc)`` rasters from the cores (impassable cells NaN, as untiled)."""
+    plan, tiles = _plan(store, prefix)
+    H, W = plan["shape"]
+    acc = np.full((H, W), np.inf)
+    back = np.full((H, W), cd.BACK_NONE, np.int8)
+    alloc = np.full((H, W), -1, np.int32)
+    for t in tiles:
+        r0, r1, c0, c1 = t.core
+        a, b, al = _read_core(store, prefix, t)
+        if not store.exists(f"{prefix}/core/{t.index}.npz"):  # never reached: impassable cells NaN
+            inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
+            core = t.core_in_window
+            c = inp["cost"][core]
+            bad = ~((c > 0) & np.isfinite(c))
+            if "mask" in inp:
+                bad |= inp["mask"][core]
+            a = np.where(bad, np.nan, a)
+        acc[r0:r1, c0:c1], back[r0:r1, c0:c1], alloc[r0:r1, c0:c1] = a, b, al
+    return acc, back, alloc
+
+
+def run_rounds(store, prefix: str, first: list[int], *, max_rounds: int, map_fn=map) -> tuple[int, int]:
+    """Rounds of :func:`run_tile_from_store` until no tile changes: ``(rounds, tile runs)``. ``map_fn`` runs one
+    round's tiles (``map``, an executor's ``map``…); an Airflow DAG maps each round over workers instead."""
+    dirty, rounds, runs = sorted(set(first)), 0, 0
+    while dirty:
+        if rounds >= max_rounds:
+            raise RuntimeError(f"tiled cost-distance did not converge in {max_rounds} rounds "
+                               f"({len(dirty)} tiles still changing): raise tiling.max_rounds")
+        rounds += 1
+        runs += len(dirty)
+        nxt: set[int] = set()
+        for touched in map_fn(lambda i: run_tile_from_store(store, prefix, i), dirty):
+            nxt.update(touched)
+        dirty = sorted(nxt)
+    return rounds, runs
