@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 tot += r["wall"]
                 peak = max(peak, r["peak_mb"])
                 cells = r["cells"]
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items() if k != "total")
                 print(f"  {'sous-trame ' + st:<22} {r['cells']:>11,} {r['wall']:8.1f} "
-                      f"{r['timings'].get('cost_distance', 0):11.2f} {r['peak_mb']:8.0f} {r['corridors']:9d}")
+                      f"{r['timings'].get('cost_distance', 0):11.2f} {r['peak_mb']:8.0f} {r['corridors']:9d}"
+                      f"   ({stages})")
                 if args.tiled:
                     til = {"enabled": True, "tile_size": args.tile_size, "overlap": args.overlap}
                     rt = run_task(yaml_path, st, Path(tmp) / f"x{n}_tiled", args.resolution, til)
