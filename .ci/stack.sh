@@ -116,14 +116,16 @@ EOF
   fi
 }
 
-write_tiled_config() {  # the territories with tiling enabled (small tiles: many mapped tile tasks)
+write_tiled_config() {  # the territories with tiling enabled (small tiles: many mapped tile tasks), plus the
+  # YAML files listed in TVB_STACK_EXTRA_CONFIG (e.g. a synthetic region of sample/generate.py --region 4)
   mkdir -p "$STACK_DIR/config"
-  "$PY" - "$ROOT/config/territories" "$STACK_DIR/config" <<'EOF'
+  "$PY" - "$ROOT/config/territories" "$STACK_DIR/config" ${TVB_STACK_EXTRA_CONFIG:-} <<'EOF'
 import pathlib, sys, yaml
-src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-for f in src.glob("*.yaml"):
+src, dst, extra = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), [pathlib.Path(p) for p in sys.argv[3:]]
+for f in [*src.glob("*.yaml"), *extra]:
     raw = yaml.safe_load(f.read_text(encoding="utf-8"))
-    raw["tiling"] = {**(raw.get("tiling") or {}), "enabled": True, "tile_size": 256, "overlap": 8}
+    size = 256 if f.parent == src else 512
+    raw["tiling"] = {**(raw.get("tiling") or {}), "enabled": True, "tile_size": size, "overlap": 8}
     (dst / f.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
 EOF
 }
