@@ -4,6 +4,10 @@
 #   dag-processor + triggerer, moto_server as the S3 store, and a small webhook sink for the notifier.
 #
 #   .ci/stack.sh start     start everything, wait until healthy and the DAGs are parsed, write $STACK_DIR/stack.env
+#   .ci/stack.sh start --celery
+#                          the same with CeleryExecutor: a Redis broker (Debian redis-server) and two Celery workers
+#                          (worker-1, worker-2, one task slot each, told apart by tvb_worker.hostname); CALL is
+#                          configured with tiling enabled (small tiles) so tvb_tiled_cost_call maps its tiles on both
 #   .ci/stack.sh stop      stop what `start` started (by recorded process group ids) and remove the pid files
 #   .ci/stack.sh status    show the processes and the health endpoint
 #
@@ -21,6 +25,8 @@ PG_BIN="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail
 PIDS="$STACK_DIR/pids"
 LOGS="$STACK_DIR/logs"
 TERRITORY="${TVB_STACK_TERRITORY:-call}"
+CELERY=0
+WORKERS="worker-1 worker-2"
 BUCKET="tvb-stack"
 PREFIX="observatory"
 
@@ -64,6 +70,11 @@ check_prereqs() {
   "$PY" -c "import psycopg2, asyncpg" 2>/dev/null || die "psycopg2 / asyncpg missing: $VENV/bin/pip install psycopg2-binary asyncpg"
   [ -x "$VENV/bin/moto_server" ] || die "moto_server missing: $VENV/bin/pip install 'moto[server]'"
   if [ "$(id -u)" = 0 ]; then id postgres >/dev/null 2>&1 || die "no 'postgres' user (apt-get install postgresql-15)"; fi
+  if [ "$CELERY" = 1 ]; then
+    command -v redis-server >/dev/null || die "redis-server missing (apt-get install redis-server)"
+    "$PY" -c "import airflow.providers.celery, redis" 2>/dev/null \
+      || die "Celery provider missing: $VENV/bin/pip install -r requirements.lock (apache-airflow-providers-celery)"
+  fi
 }
 
 write_airflow_env() {  # the environment of every Airflow process (also handy: source it, then run `airflow …`)
@@ -72,7 +83,7 @@ export AIRFLOW_HOME="$STACK_DIR/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__EXECUTOR=$([ "$CELERY" = 1 ] && echo CeleryExecutor || echo LocalExecutor)
 export AIRFLOW__CORE__PARALLELISM=4
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$API_PORT/execution/"
@@ -95,6 +106,49 @@ export TVB_RETRY_DELAY_S=10
 export GX_ANALYTICS_ENABLED=False
 export NO_PROXY="127.0.0.1,localhost"
 EOF
+  if [ "$CELERY" = 1 ]; then cat >> "$STACK_DIR/airflow.env" <<EOF
+export AIRFLOW__CELERY__BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/airflow"
+export AIRFLOW__CELERY__WORKER_CONCURRENCY=1
+export AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER=1
+export TVB_CONFIG_DIR="$STACK_DIR/config"
+EOF
+  fi
+}
+
+write_tiled_config() {  # the territories with tiling enabled (small tiles: many mapped tile tasks), plus the
+  # YAML files listed in TVB_STACK_EXTRA_CONFIG (e.g. a synthetic region of sample/generate.py --region 4)
+  mkdir -p "$STACK_DIR/config"
+  "$PY" - "$ROOT/config/territories" "$STACK_DIR/config" ${TVB_STACK_EXTRA_CONFIG:-} <<'EOF'
+import pathlib, sys, yaml
+src, dst, extra = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), [pathlib.Path(p) for p in sys.argv[3:]]
+for f in [*src.glob("*.yaml"), *extra]:
+    raw = yaml.safe_load(f.read_text(encoding="utf-8"))
+    size = 256 if f.parent == src else 512
+    raw["tiling"] = {**(raw.get("tiling") or {}), "enabled": True, "tile_size": size, "overlap": 8}
+    (dst / f.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+EOF
+}
+
+start_redis() {
+  spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --protected-mode yes
+  wait_for 20 "redis" "$PY" -c "import redis; redis.Redis(host='127.0.0.1', port=$REDIS_PORT).ping()"
+  log "Redis on 127.0.0.1:$REDIS_PORT"
+}
+
+start_workers() {  # two Celery workers, one task slot each, each with its own name (tvb_worker.hostname)
+  local w
+  for w in $WORKERS; do
+    TVB_WORKER_NAME="$w" AIRFLOW__CORE__HOSTNAME_CALLABLE=tvb_worker.hostname \
+      PYTHONPATH="$ROOT/plugins:$PYTHONPATH" \
+      spawn "$w" "$AIRFLOW" celery worker --celery-hostname "$w@%h" --concurrency 1 --skip-serve-logs
+  done
+  wait_for 90 "the Celery workers" "$PY" -c "
+import sys
+from airflow.providers.celery.executors.celery_executor_utils import app
+names = {n.split('@')[0] for reply in (app.control.ping(timeout=2) or []) for n in reply}
+sys.exit(0 if set('$WORKERS'.split()) <= names else 1)"
+  log "Celery workers up: $WORKERS"
 }
 
 start_postgres() {
@@ -174,14 +228,15 @@ EOF
   spawn scheduler "$AIRFLOW" scheduler
   spawn dag-processor "$AIRFLOW" dag-processor
   spawn triggerer "$AIRFLOW" triggerer
+  if [ "$CELERY" = 1 ]; then start_workers; fi
   wait_for 90 "the api-server" "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$API_PORT/api/v2/monitor/health', timeout=2)"
   log "Airflow api-server on http://127.0.0.1:$API_PORT"
 }
 
 wait_until_ready() {  # every component healthy and the territory's DAGs parsed (seen through the REST API)
-  "$PY" - "$API_PORT" "$ADMIN_PASSWORD" "$TERRITORY" <<'EOF' || die "stack not ready (logs: $LOGS)"
+  "$PY" - "$API_PORT" "$ADMIN_PASSWORD" "$TERRITORY" "$CELERY" <<'EOF' || die "stack not ready (logs: $LOGS)"
 import json, sys, time, urllib.request
-port, password, territory = sys.argv[1], sys.argv[2], sys.argv[3]
+port, password, territory, celery = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 base = f"http://127.0.0.1:{port}"
 
 def call(path, token=None, data=None):
@@ -199,6 +254,8 @@ while time.time() < deadline:
         token = call("/auth/token", data={"username": "admin", "password": password})["access_token"]
         dags = {d["dag_id"] for d in call("/api/v2/dags?limit=100", token)["dags"]}
         wanted = {f"tvb_observatory_{territory}", f"tvb_fetch_{territory}"}
+        if celery:
+            wanted.add(f"tvb_tiled_cost_{territory}")
         state = f"unhealthy: {bad}" if bad else f"dags parsed: {sorted(dags)}"
         if not bad and wanted <= dags:
             print("ready:", state); sys.exit(0)
@@ -229,6 +286,8 @@ TVB_STACK_WEBHOOK_LOG=$STACK_DIR/webhook.jsonl
 TVB_STACK_PG_PORT=$PG_PORT
 TVB_STACK_AIRFLOW_ENV=$STACK_DIR/airflow.env
 TVB_STACK_LOGS=$LOGS
+TVB_STACK_EXECUTOR=$([ "$CELERY" = 1 ] && echo CeleryExecutor || echo LocalExecutor)
+TVB_STACK_WORKERS=$([ "$CELERY" = 1 ] && echo "${WORKERS// /,}")
 EOF
 }
 
@@ -243,14 +302,16 @@ cmd_start() {
   touch "$STACK_DIR/.tvb-stack"
   chmod 755 "$STACK_DIR"
   local t0=$SECONDS
-  read -r PG_PORT API_PORT S3_PORT HOOK_PORT <<<"$(free_ports 4)"
+  read -r PG_PORT API_PORT S3_PORT HOOK_PORT REDIS_PORT <<<"$(free_ports 5)"
   JWT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_hex(32))')"
   S3_SECRET="$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
   HOOK_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
   ADMIN_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')"
   VIEWER_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')"
   write_airflow_env
+  if [ "$CELERY" = 1 ]; then write_tiled_config; fi
   start_postgres
+  if [ "$CELERY" = 1 ]; then start_redis; fi
   start_s3
   start_webhook_sink
   start_airflow
@@ -298,8 +359,8 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  start) cmd_start ;;
+  start) if [ "${2:-}" = "--celery" ]; then CELERY=1; fi; cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [--celery]|stop|status" >&2; exit 2 ;;
 esac

@@ -13,10 +13,16 @@ Compared, in one process (GRASS in a subprocess):
 * scikit-image ``MCP_Geometric(cost, fully_connected=True).find_costs(starts)``
   (same mean-of-two-cells x length rule; not with --knight);
 * GRASS ``r.cost`` (``-k`` with --knight) if ``grass`` is on PATH, in a temporary XY
-  location (only the r.cost call is timed).
+  location (only the r.cost call is timed);
+* whole commands, each in a fresh process, alternated ``--repeat`` times (best kept):
+  ``tvb cost-distance cost.tif sources.csv out.tif`` (interpreter start, imports, numba
+  cache load, GeoTIFF read, CSV, kernel, GeoTIFF write) against ``r.cost`` alone (GRASS
+  already started, rasters imported) and against GRASS as a whole (start, ``r.in.gdal``,
+  ``r.cost``, ``r.out.gdal``). Wall time and CPU time (user + sys, which a loaded
+  machine inflates much less than wall time) are both printed, with the ratios.
 
 Usage: python bench/cost_distance.py [--size 3100] [--sources 50] [--repeat 3]
-       [--knight] [--no-skimage] [--no-grass] [--no-cold]
+       [--knight] [--no-skimage] [--no-grass] [--no-cold] [--whole-only]
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ def run_grass(cost: np.ndarray, sources: np.ndarray, knight: bool, workdir: Path
         ds.write(start, 1)
     del start
     timing = workdir / "g_time.txt"
+    timing_cpu = workdir / "g_cpu.txt"
     script = workdir / "g_run.sh"
     script.write_text(textwrap.dedent(f"""\
         set -e
@@ -124,14 +131,16 @@ def run_grass(cost: np.ndarray, sources: np.ndarray, knight: bool, workdir: Path
         r.in.gdal -o --quiet input={start_tif} output=start
         g.region raster=cost
         t0=$(date +%s.%N)
-        r.cost {'-k ' if knight else ''}--quiet input=cost output=acc start_raster=start memory=4000
+        {_time_prefix(timing_cpu)}r.cost {'-k ' if knight else ''}--quiet input=cost output=acc start_raster=start memory=4000
         t1=$(date +%s.%N)
         echo "$t0 $t1" > {timing}
-        r.out.gdal --quiet -c -f input=acc output={out_tif} type=Float64 format=GTiff
+        r.out.gdal --quiet --overwrite -c -f input=acc output={out_tif} type=Float64 format=GTiff
         """))
     try:
+        c0, w0 = _children_cpu(), time.perf_counter()
         proc = subprocess.run([grass, "--tmp-location", "XY", "--exec", "bash", str(script)],
                               capture_output=True, text=True, timeout=3600)
+        whole = (time.perf_counter() - w0, _children_cpu() - c0)
     except (subprocess.SubprocessError, OSError) as exc:
         print(f"GRASS: failed to run ({exc}), skipped")
         return None
@@ -139,9 +148,78 @@ def run_grass(cost: np.ndarray, sources: np.ndarray, knight: bool, workdir: Path
         print(f"GRASS: r.cost failed (rc={proc.returncode}), skipped:\n{proc.stderr[-2000:]}")
         return None
     t0, t1 = (float(v) for v in timing.read_text().split())
+    cpu = float("nan")
+    if timing_cpu.exists():
+        u, s_ = timing_cpu.read_text().split()[-2:]
+        cpu = float(u) + float(s_)
     with rasterio.open(out_tif) as ds:
         acc = ds.read(1, masked=True).filled(np.nan).astype(np.float64)
-    return t1 - t0, acc
+    return t1 - t0, acc, cpu, whole
+
+
+def _time_prefix(out: Path) -> str:
+    """``/usr/bin/time`` prefix writing 'user sys' CPU seconds to ``out`` (empty if absent)."""
+    return f"/usr/bin/time -f '%U %S' -o {out} " if Path("/usr/bin/time").exists() else ""
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_cli(cost_tif: Path, src_csv: Path, out_tif: Path, knight: bool) -> tuple[float, float]:
+    """``tvb cost-distance`` in a fresh process: (wall s, CPU s)."""
+    cmd = [sys.executable, "-m", "tvb_tasks.cli", "cost-distance", str(cost_tif), str(src_csv), str(out_tif)]
+    if knight:
+        cmd.append("--knight")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    c0, t0 = _children_cpu(), time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - t0, _children_cpu() - c0
+
+
+def whole_commands(cost: np.ndarray, sources: np.ndarray, knight: bool, repeat: int, grass: bool) -> None:
+    """Whole-command comparison (module doc), alternating ours and GRASS ``repeat`` times."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    with tempfile.TemporaryDirectory(prefix="bench_cdw_") as tmp:
+        tmp = Path(tmp)
+        H, W = cost.shape
+        tr = Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(H))
+        cost_tif, src_csv, out_tif = tmp / "cost.tif", tmp / "sources.csv", tmp / "acc.tif"
+        with rasterio.open(cost_tif, "w", driver="GTiff", height=H, width=W, count=1, dtype="float32",
+                           transform=tr, tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
+            ds.write(cost, 1)
+        with open(src_csv, "w") as fh:
+            fh.write("x,y\n")
+            for r, c in sources:
+                fh.write(f"{c + 0.5},{H - r - 0.5}\n")
+        run_cli(cost_tif, src_csv, out_tif, knight)  # fills the numba cache if it is empty
+        ours: list[tuple[float, float]] = []
+        rcost: list[tuple[float, float]] = []
+        gwhole: list[tuple[float, float]] = []
+        for _ in range(max(1, repeat)):
+            ours.append(run_cli(cost_tif, src_csv, out_tif, knight))
+            if grass:
+                res = run_grass(cost, sources, knight, tmp)
+                if res is None:
+                    grass = False
+                else:
+                    rcost.append((res[0], res[2]))
+                    gwhole.append(res[3])
+        ow, oc = min(w for w, _ in ours), min(c for _, c in ours)
+        print(f"\nwhole command, best of {len(ours)} (fresh process each):")
+        print(f"  tvb cost-distance             wall {ow:7.2f} s   CPU {oc:7.2f} s")
+        if not rcost:
+            print("  GRASS not run (absent or --no-grass): ours only")
+            return
+        rw, rc = min(w for w, _ in rcost), min(c for _, c in rcost)
+        gw, gc = min(w for w, _ in gwhole), min(c for _, c in gwhole)
+        print(f"  GRASS r.cost alone            wall {rw:7.2f} s   CPU {rc:7.2f} s")
+        print(f"  GRASS start+import+r.cost+export wall {gw:7.2f} s   CPU {gc:7.2f} s")
+        print(f"  ratio r.cost alone / tvb cost-distance: wall {rw / ow:.1f}x, CPU {rc / oc:.1f}x")
+        print(f"  ratio GRASS whole / tvb cost-distance:  wall {gw / ow:.1f}x, CPU {gc / oc:.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-skimage", action="store_true")
     ap.add_argument("--no-grass", action="store_true")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-compile subprocess")
+    ap.add_argument("--whole-only", action="store_true", help="only the whole-command comparison")
     args = ap.parse_args(argv)
+    if args.whole_only:
+        cost, sources = build_case(args.size, args.sources, args.seed)
+        print(f"raster {args.size} x {args.size} float32, {args.sources} sources, "
+              f"{'16' if args.knight else '8'} neighbours, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}")
+        whole_commands(cost, sources, args.knight, args.repeat, not args.no_grass)
+        return 0
 
     t = time.perf_counter()
     from tvb_tasks.layers import costdistance as cdm
@@ -259,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             res = run_grass(cost, sources, args.knight, tmp)
             if res is not None:
-                t_g, acc_g = res
+                t_g, acc_g = res[:2]
                 rows.append((f"GRASS r.cost{' -k' if args.knight else ''}", t_g, max_rel_diff(acc_g, acc)))
                 del acc_g
 
@@ -276,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
           f"after ours+extras {peak_extras:.0f} MB (+{peak_extras - peak_plain:.0f} MB; back-links + "
           f"allocation = {cost.size * 5 / 2**20:.0f} MB, + a 2nd output {out_mb:.0f} MB kept for comparison); "
           f"process peak (incl. scikit-image) {_peak_mb():.0f} MB")
+    whole_commands(cost, sources, args.knight, args.repeat, not args.no_grass)
     return 0
 
 

@@ -1202,13 +1202,121 @@ def check(committed: Path = SAMPLE_DIR) -> bool:
     return ok
 
 
+# --- synthetic regions (benchmarks only) ----------------------------------------------------------------------
+REGION_AREA_KM2 = 31_800      # Hauts-de-France (the SRCE the CALL study refines)
+
+
+def region_layout(copies: int) -> tuple[int, int]:
+    """(columns, rows) of the most square grid holding ``copies`` CALL copies (row-major, last row may be short)."""
+    if copies < 1:
+        raise ValueError(f"a region needs at least one copy of the CALL, got {copies}")
+    nx = math.ceil(math.sqrt(copies))
+    return nx, math.ceil(copies / nx)
+
+
+def region_copies(scale: str | float) -> int:
+    """Number of CALL copies for ``scale``: a factor (``4``, ``16``) or ``region`` (31,800 km², ≈ 132)."""
+    if str(scale).lower() in ("region", "hdf"):
+        call = gpd.read_file(SAMPLE_DIR / "territory.gpkg", layer="epci", engine="pyogrio")
+        return max(1, round(REGION_AREA_KM2 / (call.geometry.area.sum() / 1e6)))
+    n = round(float(scale))
+    if n < 1 or abs(n - float(scale)) > 1e-9:
+        raise ValueError(f"region scale must be a whole factor >= 1 or 'region', got {scale!r}")
+    return n
+
+
+def _suffix_ids(df: gpd.GeoDataFrame, k: int, columns: tuple[str, ...]) -> gpd.GeoDataFrame:
+    """Make identifier columns unique across copies: integers + k·10⁷, strings + ``_k`` (copy 0 unchanged)."""
+    if k == 0:
+        return df
+    for c in columns:
+        if c in df.columns:
+            if df[c].dtype.kind in "iu":
+                df[c] = df[c] + k * 10_000_000
+            else:
+                df[c] = df[c].astype(object).map(lambda v: v if v is None else f"{v}_{k}")
+    return df
+
+
+def generate_region(scale: str | float, out_dir: Path | str, src_dir: Path | str = SAMPLE_DIR,
+                    territory_yaml: Path | str = TERRITORY_CONFIG) -> Path:
+    """A synthetic region for benchmarks ONLY: ``n`` translated copies of the CALL sample in a grid.
+
+    Every layer read by the territory's ``file`` sources is copied ``n`` times (:func:`region_copies`), shifted by
+    the CALL outline's bounding box rounded up to 100 m (so the 5, 10, 25 m grids stay aligned); identifiers are
+    made unique. The land-use shares are therefore exactly the CALL's, and the area ``n`` times its 240 km².
+    Copies do not touch (their outlines leave the bounding box's corners empty): each is connected to its
+    neighbours only where the outlines meet, as in a mosaic of EPCIs. Deterministic (pure translation, pinned
+    GeoPackage timestamp). Writes the files and ``call_x<n>.yaml`` (the CALL configuration with id ``call_x<n>``
+    and its sources pointing to them) into ``out_dir``; returns the YAML path.
+    """
+    import yaml as _yaml
+
+    n = region_copies(scale)
+    nx, _ny = region_layout(n)
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = _yaml.safe_load(Path(territory_yaml).read_text(encoding="utf-8"))
+    outline = gpd.read_file(src_dir / "territory.gpkg", layer="epci", engine="pyogrio")
+    xmin, ymin, xmax, ymax = outline.total_bounds
+    dx, dy = math.ceil((xmax - xmin) / 100) * 100, math.ceil((ymax - ymin) / 100) * 100
+    offsets = [((k % nx) * dx, -(k // nx) * dy) for k in range(n)]
+    id_cols = ("id", "insee", "siren", "src_id")
+    done: dict[tuple[str, str], str] = {}
+    for source in raw["sources"].values():  # a fresh file per run (layers are added one by one)
+        if source.get("kind") == "file":
+            (out_dir / Path(source["path"]).name).unlink(missing_ok=True)
+    old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": OGR_DATE})
+    try:
+        for name, source in raw["sources"].items():
+            if source.get("kind") != "file":
+                continue
+            rel = Path(source["path"])
+            key = (rel.name, source["layer"])
+            dest = out_dir / rel.name
+            if key not in done:
+                base = gpd.read_file(ROOT / rel if not rel.is_absolute() else rel, layer=source["layer"],
+                                     engine="pyogrio")
+                parts = [_suffix_ids(base.set_geometry(base.geometry.translate(ox, oy)), k, id_cols)
+                         for k, (ox, oy) in enumerate(offsets)]
+                region = gpd.GeoDataFrame(pd_concat(parts), geometry=base.geometry.name, crs=base.crs)
+                region.to_file(dest, layer=source["layer"], driver="GPKG", engine="pyogrio")
+                done[key] = str(dest)
+            source["path"] = str(dest.resolve())
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": old})
+    raw["id"] = f"call_x{n}"
+    raw["name"] = f"Région synthétique ({n} × CALL, benchmarks)"
+    raw["short_name"] = f"CALL×{n}"
+    raw.pop("profiles", None)
+    path = out_dir / f"call_x{n}.yaml"
+    path.write_text("# GENERATED by sample/generate.py --region: synthetic, for benchmarks only\n"
+                    + _yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def pd_concat(frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(SAMPLE_DIR), help="output directory (default: sample/call)")
     ap.add_argument("--check", action="store_true", help="regenerate into a temp dir and compare with sample/call")
+    ap.add_argument("--region", metavar="SCALE",
+                    help="write a synthetic region of SCALE × CALL (4, 16, … or 'region' = 31,800 km²) into --out "
+                         "instead (benchmarks only)")
     args = ap.parse_args(argv)
     if args.check:
         sys.exit(0 if check() else 1)
+    if args.region:
+        if Path(args.out).resolve() == SAMPLE_DIR.resolve():
+            ap.error("--region needs --out (the bundled sample is not overwritten)")
+        print(generate_region(args.region, Path(args.out)))
+        return
     generate(Path(args.out), SAMPLE_DIR)
 
 

@@ -11,6 +11,7 @@ command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # .ci/stack.sh start --celery (TVB_STACK_CELERY=1)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "test: installing Debian packages: ${need[*]}"
@@ -23,7 +24,7 @@ export NUMBA_CACHE_DIR="$ROOT/var/numba-cache"
 
 stack_started=0
 if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
-  if bash .ci/stack.sh start; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
+  if bash .ci/stack.sh start ${TVB_STACK_CELERY:+--celery}; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
 fi
 trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' EXIT
 

@@ -398,7 +398,7 @@ def test_file_round_trip(tmp_path):
         assert ds.crs.to_epsg() == 2154
         assert ds.transform == tr
         assert ds.dtypes[0] == "float32" and ds.nodata == -1.0
-        assert ds.profile["tiled"] and ds.profile["compress"].lower() == "deflate"
+        assert ds.profile["tiled"] and ds.profile["compress"].lower() == "zstd"
         got = ds.read(1)
     fin = np.isfinite(ref)
     np.testing.assert_allclose(got[fin], ref[fin].astype(np.float32), rtol=1e-6)

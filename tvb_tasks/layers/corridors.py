@@ -73,11 +73,20 @@ def reservoir_sources(reservoirs: gpd.GeoDataFrame, grid: Grid, passable: np.nda
 
 
 def cost_from_reservoirs(friction: np.ndarray, sources_rc: np.ndarray, source_res: np.ndarray, grid: Grid, *,
-                         max_cost: float, knight: bool):
+                         max_cost: float, knight: bool, tiling=None):
     """Accumulated cost (float64: NaN impassable, +inf beyond ``max_cost``), back-links and the allocation raster
-    mapped to reservoir indices (-1 = not reached)."""
-    acc, back, alloc = cd.accumulated_cost(friction, sources_rc, cell_size=grid.res, knight=knight,
-                                           max_cost=max_cost, return_backlinks=True, return_allocation=True)
+    mapped to reservoir indices (-1 = not reached). ``tiling`` (:class:`tvb_tasks.layers.tiles.TilingConfig`,
+    enabled): computed by tiles, bit-identical."""
+    if tiling is not None and tiling.enabled:
+        from .tiles import tiled_accumulated_cost
+
+        res = tiled_accumulated_cost(friction, sources_rc, tile_size=tiling.tile_size, overlap=tiling.overlap,
+                                     cell_size=grid.res, knight=knight, max_cost=max_cost,
+                                     max_rounds=tiling.max_rounds)
+        acc, back, alloc = res.acc, res.back, res.alloc
+    else:
+        acc, back, alloc = cd.accumulated_cost(friction, sources_rc, cell_size=grid.res, knight=knight,
+                                               max_cost=max_cost, return_backlinks=True, return_allocation=True)
     alloc_res = np.where(alloc >= 0, source_res[np.clip(alloc, 0, None)], -1).astype(np.int32)
     return acc, back, alloc_res
 

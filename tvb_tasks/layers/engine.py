@@ -31,6 +31,7 @@ from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous
                          select_reservoirs)
 from .ruptures import (barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures,
                        rupture_points)
+from .tiles import tiling_config
 from .wet import prepare_watercourses, wet_corridors
 
 __all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]
@@ -171,7 +172,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     crossings = empty_frame(territory.crs)
     n_links = n_missing = 0
     if len(src_rc):
-        acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight)
+        acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight,
+                                                tiling=tiling_config(territory))
         timings["cost_distance"] = time.perf_counter() - t
         t = time.perf_counter()
         if st.trame == "verte":

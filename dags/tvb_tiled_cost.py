@@ -1,0 +1,123 @@
+"""Tiled cost-distance DAGs: ``tvb_tiled_cost_<territory>``, one per territory whose YAML enables ``tiling``.
+
+The cost-distance of every sous-trame cut into tiles, the tiles × sous-trames run as mapped tasks on the workers
+(Celery: spread over the machines), the boundary values exchanged between rounds until none changes, then
+stitched: the stitched ``cost.tif`` is the untiled one exactly (``tvb_tasks.layers.tiles``). Tile rasters travel
+through the store as per-tile objects; XCom only carries ``{"sous_trame", "tile"}`` items and counts.
+
+fetch → plan sous-trames → plan tiles (mapped per sous-trame) → round 1 … round N (mapped per tile; a round with
+nothing left to run is skipped, and so are the following ones) → stitch (mapped per sous-trame; fails if tiles
+were still changing after ``tiling.dag_rounds`` rounds). Each tile task's memory is bounded by
+``tiling.memory_limit_gib`` (checked before and after). See docs/operations.md, "Region scale".
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import TriggerRule, dag, get_current_context, task
+from tvb_dag_support import DEFAULT_ARGS, POOL, START_DATE, check_conf_keys, fetch_run, run_options, trigger_params
+
+from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+
+DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (same default as TilingConfig)
+
+
+def tiled_stage(name: str, *args, **kwargs):
+    """Call ``tvb_tasks.tiled.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
+    from tvb_hooks import store_environment
+
+    from tvb_tasks import tiled
+
+    with store_environment():
+        return getattr(tiled, name)(*args, **kwargs)
+
+
+def tiling_section(territory: Territory) -> dict:
+    return (territory.model_extra or {}).get("tiling") or {}
+
+
+def build_tiled_dag(territory: Territory):
+    """The tiled cost-distance DAG of one territory."""
+    tid = territory.id
+    rounds = int(tiling_section(territory).get("dag_rounds", DEFAULT_DAG_ROUNDS))
+    all_sous_trames = list(territory.sous_trames)
+
+    @dag(dag_id=f"tvb_tiled_cost_{tid}", dag_display_name=f"TVB tiled cost-distance — {territory.short_name or tid}",
+         description=f"Cost-distance of {territory.name} by tiles on the workers, stitched exactly",
+         schedule=None, start_date=START_DATE, catchup=False, max_active_runs=1, dagrun_timeout=timedelta(hours=8),
+         default_args=DEFAULT_ARGS, tags={"tvb", "tiles", f"territory:{tid}"},
+         doc_md=f"### Tiled cost-distance — {territory.name}\n\n"
+                "Every sous-trame's cost-distance cut into tiles (`tiling` in the territory YAML: tile size, "
+                "overlap, memory bound per task), tiles × sous-trames mapped over the workers, boundary values "
+                f"exchanged for up to {rounds} rounds until none changes, then stitched into `cost.tif` under the "
+                "run's work prefix in the store — identical to the untiled raster. See docs/operations.md.",
+         params=trigger_params(territory))
+    def tiled_dag():
+        @task(pool=POOL, execution_timeout=timedelta(hours=2))
+        def fetch_sources(params=None, dag_run=None):
+            """Idempotent (content-addressed snapshots): re-uses what tvb_fetch_<territory> fetched."""
+            check_conf_keys(dag_run.conf, params)
+            return fetch_run(tid, **run_options(load_territory(tid), params))
+
+        @task(execution_timeout=timedelta(minutes=5))
+        def plan_sous_trames(run):
+            chosen = run.get("sous_trames") or all_sous_trames
+            return [st for st in all_sous_trames if st in chosen]
+
+        @task(execution_timeout=timedelta(hours=2), map_index_template="{{ sous_trame_label }}")
+        def plan_tiles(run, sous_trame):
+            get_current_context()["sous_trame_label"] = sous_trame
+            return tiled_stage("stage_plan_tiles", run, sous_trame)
+
+        @task(execution_timeout=timedelta(minutes=10))
+        def first_round(run, plans):
+            return tiled_stage("stage_next_round", run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
+
+        def round_tasks(r: int):
+            @task(task_id=f"round_{r}", execution_timeout=timedelta(hours=1), map_index_template="{{ tile_label }}")
+            def run_tile(run, item):
+                get_current_context()["tile_label"] = f"{item['sous_trame']} #{item['tile']}"
+                return tiled_stage("stage_run_tile", run, item)
+
+            @task(task_id=f"after_round_{r}", execution_timeout=timedelta(minutes=10))
+            def next_round(run, results):
+                return tiled_stage("stage_next_round", run, list(results), r)
+
+            return run_tile, next_round
+
+        @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=1),
+              map_index_template="{{ sous_trame_label }}")
+        def stitch(run, sous_trame):
+            get_current_context()["sous_trame_label"] = sous_trame
+            return tiled_stage("stage_stitch_tiles", run, sous_trame)
+
+        run = fetch_sources()
+        sous_trames = plan_sous_trames(run)
+        plans = plan_tiles.partial(run=run).expand(sous_trame=sous_trames)
+        items: Any = first_round(run, plans)
+        for r in range(1, rounds + 1):
+            run_tile, next_round = round_tasks(r)
+            results = run_tile.partial(run=run).expand(item=items)
+            items = next_round(run, results)
+        stitched = stitch.partial(run=run).expand(sous_trame=sous_trames)
+        items >> stitched
+
+    return tiled_dag()
+
+
+def build_all() -> dict[str, Any]:
+    """The tiled DAG of every valid territory whose YAML enables tiling (invalid ones: see tvb_observatory)."""
+    dags: dict[str, Any] = {}
+    for tid in list_territories():
+        try:
+            territory = load_territory(tid)
+        except ConfigError:
+            continue
+        if tiling_section(territory).get("enabled"):
+            d = build_tiled_dag(territory)
+            dags[d.dag_id] = d
+    return dags
+
+
+globals().update(build_all())

@@ -1,0 +1,256 @@
+"""Tiled cost-distance (tvb_tasks.layers.tiles): stitched rasters identical to the untiled kernel's, on hand-built
+scenes whose answer is known, random scenes (barriers, nodata, max_cost, knight's moves, several tile sizes) and the
+CALL sample's friction rasters; plus the kernel's start costs and tie rule the stitching relies on."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvb_tasks.layers import costdistance as cd
+from tvb_tasks.layers.tiles import TilingConfig, tile_grid, tiled_accumulated_cost
+
+
+def _untiled(cost, sources, **kw):
+    return cd.accumulated_cost(cost, sources, return_backlinks=True, return_allocation=True, **kw)
+
+
+def _assert_identical(res, ref):
+    acc, back, alloc = ref
+    assert np.array_equal(res.acc, acc, equal_nan=True)      # max abs difference 0, NaN/inf at the same cells
+    assert np.array_equal(res.back, back)
+    assert np.array_equal(res.alloc, alloc)
+
+
+# ---------------------------------------------------------------------------
+# Kernel: start costs and ties
+# ---------------------------------------------------------------------------
+def test_source_costs_are_start_costs():
+    rng = np.random.default_rng(3)
+    cost = rng.uniform(1, 20, (15, 17))
+    src = np.array([[0, 0], [14, 16], [7, 3]])
+    start = np.array([0.0, 35.5, 1e4])   # the third starts far above everything (bucket ring jump)
+    acc, alloc = cd.accumulated_cost(cost, src, source_costs=start, return_allocation=True)
+    each = [s0 + cd.accumulated_cost(cost, [s]) for s, s0 in zip(src, start)]
+    np.testing.assert_allclose(acc, np.fmin.reduce(each), rtol=1e-12)
+    assert np.all(alloc != 2)                      # never the cheapest
+    assert acc[7, 3] < 1e4 and alloc[14, 16] == 1 and acc[14, 16] == 35.5
+    # above max_cost: ignored; same answer from the binary-heap fallback (extreme cost range)
+    acc_mc = cd.accumulated_cost(cost, src, source_costs=start, max_cost=5000.0)
+    assert np.array_equal(acc_mc, np.where(acc <= 5000.0, acc, np.inf))
+    wide = cost.copy()
+    wide[0, 16] = 1e9
+    a1 = cd.accumulated_cost(wide, src, source_costs=start)
+    a2 = np.fmin.reduce([s0 + cd.accumulated_cost(wide, [s]) for s, s0 in zip(src, start)])
+    np.testing.assert_allclose(a1, a2, rtol=1e-12)
+    with pytest.raises(ValueError, match="source_costs"):
+        cd.accumulated_cost(cost, src, source_costs=[0.0, -1.0, 2.0])
+
+
+def test_ties_go_to_the_lowest_move_index_whatever_the_source_order():
+    cost = np.ones((1, 3))
+    for order in ([0, 1], [1, 0]):
+        src = np.array([[0, 0], [0, 2]])[order]
+        lab = np.array([5, 9])[order]
+        acc, back, alloc = cd.accumulated_cost(cost, src, source_labels=lab, return_backlinks=True,
+                                               return_allocation=True)
+        # (0, 1) is 1 from both: reached from the east (move W, index 0) rather than the west (move E, index 1)
+        assert acc[0, 1] == 1.0 and back[0, 1] == 0 and alloc[0, 1] == 9
+    # a uniform plane: ties everywhere; back-links and allocation independent of the sources' order
+    rng = np.random.default_rng(1)
+    cost = np.ones((30, 30), np.float32)
+    src = rng.integers(0, 30, (12, 2))
+    src = src[np.unique(src[:, 0] * 30 + src[:, 1], return_index=True)[1]]
+    lab = np.arange(len(src))
+    ref = cd.accumulated_cost(cost, src, source_labels=lab, knight=True, return_backlinks=True,
+                              return_allocation=True)
+    perm = rng.permutation(len(src))
+    got = cd.accumulated_cost(cost, src[perm], source_labels=lab[perm], knight=True, return_backlinks=True,
+                              return_allocation=True)
+    for a, b in zip(got, ref):
+        assert np.array_equal(a, b)
+    # allocation alone follows the same rule as with back-links
+    alloc_only = cd.accumulated_cost(cost, src, source_labels=lab, knight=True, return_allocation=True)[1]
+    assert np.array_equal(alloc_only, ref[2])
+
+
+# ---------------------------------------------------------------------------
+# Tiles
+# ---------------------------------------------------------------------------
+def test_tile_grid_covers_the_raster_once():
+    tiles = tile_grid((23, 31), 10, 3)
+    assert len(tiles) == 3 * 4
+    seen = np.zeros((23, 31), int)
+    for t in tiles:
+        r0, r1, c0, c1 = t.core
+        seen[r0:r1, c0:c1] += 1
+        w0, w1, v0, v1 = t.window
+        assert w0 == max(r0 - 3, 0) and w1 == min(r1 + 3, 23) and v0 == max(c0 - 3, 0) and v1 == min(c1 + 3, 31)
+    assert np.all(seen == 1)
+    with pytest.raises(ValueError, match="overlap"):
+        tile_grid((23, 31), 4, 5)
+
+
+def _serpentine(n_turns: int = 5, width: int = 30):
+    """A cheap one-cell corridor zig-zagging down through impassable ground: the path crosses tile borders many
+    times, each way (cost 1, 8 neighbours)."""
+    H = 2 * n_turns + 1
+    cost = np.full((H, width), np.nan)
+    for k in range(n_turns + 1):
+        cost[2 * k, 1:width - 1] = 1.0
+        if k < n_turns:
+            col = width - 2 if k % 2 == 0 else 1
+            cost[2 * k + 1, col] = 1.0
+    return cost
+
+
+def test_serpentine_needs_many_rounds_and_stitches_exactly():
+    cost = _serpentine()
+    ref = _untiled(cost, [[0, 1]])
+    # the only route runs along the 6 rows (27 moves each) and turns 5 times (diagonals cut the corners)
+    path = cd.trace_path(ref[1], (10, 1))
+    assert len(path) > 6 * 27 and {r for r, _ in path} == set(range(11))
+    assert 6 * 27 < ref[0][10, 1] < 6 * 27 + 5 * 2
+    res = tiled_accumulated_cost(cost, [[0, 1]], tile_size=4, overlap=1)
+    _assert_identical(res, ref)
+    assert res.rounds > 5 and res.tile_runs > res.tiles
+    with pytest.raises(RuntimeError, match="did not converge in 2 rounds"):
+        tiled_accumulated_cost(cost, [[0, 1]], tile_size=4, overlap=1, max_rounds=2)
+
+
+def test_overlap_must_hold_a_knights_move():
+    cost = np.ones((10, 10))
+    with pytest.raises(ValueError, match="overlap must be >= 2"):
+        tiled_accumulated_cost(cost, [[0, 0]], tile_size=4, overlap=1, knight=True)
+    with pytest.raises(ValueError, match="impassable"):
+        tiled_accumulated_cost(np.where(np.eye(10) > 0, np.nan, cost), [[3, 3]], tile_size=4, overlap=1)
+
+
+def _random_scene(seed: int):
+    rng = np.random.default_rng(seed)
+    H, W = (int(v) for v in rng.integers(12, 60, 2))
+    if seed % 2:  # few distinct values: exact ties everywhere
+        cost = rng.choice([1.0, 2.0, 5.0, 30.0, 1000.0], size=(H, W)).astype(np.float32)
+    else:
+        cost = rng.uniform(1, 100, (H, W))
+    cost[rng.random((H, W)) < 0.12] = np.nan          # barriers
+    cost[rng.integers(0, H), :] = 0.0                  # a wall with gaps (cost <= 0 is impassable)
+    cost[rng.integers(0, H), rng.integers(0, W, 3)] = 3.0
+    mask = rng.random((H, W)) < 0.05                   # nodata
+    ok = np.argwhere((cost > 0) & ~mask)
+    src = ok[rng.choice(len(ok), 6)]
+    src = np.vstack([src, src[:1]])                    # a duplicate source
+    labels = rng.integers(0, 4, len(src))              # patches: several cells share a label
+    return cost, mask, src, labels
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("tile_size", [5, 11, 24])
+def test_random_scenes_tiled_equals_untiled(seed, tile_size):
+    cost, mask, src, labels = _random_scene(seed)
+    knight = seed % 3 == 0
+    max_cost = None if seed % 4 < 2 else float(np.nanmedian(np.where(cost > 0, cost, np.nan)) * 40)
+    kw = dict(cell_size=(5.0, 4.0) if seed == 5 else 25.0, knight=knight, max_cost=max_cost, nodata_mask=mask,
+              source_labels=labels)
+    ref = _untiled(cost, src, **kw)
+    for overlap in sorted({2, min(5, tile_size)}):
+        _assert_identical(tiled_accumulated_cost(cost, src, tile_size=tile_size, overlap=overlap, **kw), ref)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 6])
+def test_tiles_through_a_store_on_two_workers_equal_untiled(seed, tmp_path):
+    """Per-tile objects in a store, each round's tiles run by two worker threads (the kernel releases the GIL),
+    as mapped tasks would: the stitched rasters are the untiled ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tvb_tasks.layers.tiles import plan_to_store, run_rounds, stitch_from_store
+    from tvb_tasks.store import LocalStore
+
+    cost, mask, src, labels = _random_scene(seed)
+    knight = seed % 3 == 0
+    kw = dict(cell_size=25.0, knight=knight, max_cost=None if seed < 6 else 5e4, nodata_mask=mask,
+              source_labels=labels)
+    ref = _untiled(cost, src, **kw)
+    store = LocalStore(tmp_path / "store")
+    tiling = TilingConfig(tile_size=8, overlap=2)
+    first = plan_to_store(store, "run1/tiles/forest", cost, src, tiling=tiling, **kw)
+    assert first and store.exists("run1/tiles/forest/plan.json")
+    with ThreadPoolExecutor(2) as pool:
+        rounds, runs = run_rounds(store, "run1/tiles/forest", first, max_rounds=200, map_fn=pool.map)
+    acc, back, alloc = stitch_from_store(store, "run1/tiles/forest")
+    assert np.array_equal(acc, ref[0], equal_nan=True)
+    assert np.array_equal(back, ref[1]) and np.array_equal(alloc, ref[2])
+    assert rounds >= 2 and runs >= len(first)
+    # a second plan under the same prefix starts afresh
+    plan_to_store(store, "run1/tiles/forest", cost, src, tiling=tiling, **kw)
+    assert not any("/core/" in k for k in store.list("run1/tiles/forest/"))
+
+
+def test_tile_task_memory_is_checked_against_the_bound():
+    from tvb_tasks.layers.tiles import check_memory, tile_task_bytes
+
+    assert tile_task_bytes(2048, 16) < 0.2 * 2**30             # default tiles: ~0.13 GiB of arrays
+    assert check_memory(TilingConfig()) == tile_task_bytes(2048, 16)
+    with pytest.raises(ValueError, match="memory_limit_gib"):
+        check_memory(TilingConfig(tile_size=20000, memory_limit_gib=4))
+
+
+def test_tiling_config_defaults_and_bounds():
+    assert TilingConfig().memory_limit_gib == 4.0 and not TilingConfig().enabled
+    with pytest.raises(ValueError):
+        TilingConfig(tile_size=4)
+    with pytest.raises(ValueError):
+        TilingConfig(overlap=0)
+
+
+# ---------------------------------------------------------------------------
+# CALL sample
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def call():
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers import sample_inputs
+
+    territory = load_territory("call")
+    inputs = sample_inputs(territory)
+    missing = [name for name, path in inputs.items() if not path.exists()]
+    if missing:
+        pytest.fail(f"sample files missing for sources {missing}")
+    return territory, inputs
+
+
+@pytest.mark.slow
+def test_call_sous_trames_tiled_equal_untiled(call, tmp_path):
+    """Every sous-trame's friction and reservoir sources from the CALL sample: stitched = untiled; and the
+    forest layers (cost raster, corridors) of the engine with tiling enabled are those of the untiled engine."""
+    import geopandas as gpd
+    import rasterio
+
+    from tvb_tasks.layers import engine
+    from tvb_tasks.layers.corridors import reservoir_sources
+    from tvb_tasks.layers.friction import friction_raster
+    from tvb_tasks.layers.landuse import habitat_patches
+    from tvb_tasks.layers.reservoirs import select_reservoirs
+
+    territory, inputs = call
+    ctx = engine._context(territory, inputs)
+    knight = territory.corridors.neighbours == 16
+    for name, st in territory.sous_trames.items():
+        patches = habitat_patches(territory, name, ctx.landuse, ctx.extra)
+        reservoirs, _ = select_reservoirs(territory, name, patches, ctx.protected, ctx.always)
+        friction, _ = friction_raster(territory, name, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
+        src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.inside & np.isfinite(friction))
+        kw = dict(cell_size=ctx.grid.res, knight=knight, max_cost=st.max_cost, source_labels=res_idx)
+        ref = _untiled(friction, src, **kw)
+        got = tiled_accumulated_cost(friction, src, tile_size=160, overlap=8, **kw)
+        _assert_identical(got, ref)
+        assert got.tiles > 10 and np.isfinite(got.acc).sum() > 10_000, name
+
+    tiled = territory.model_copy(update={"tiling": {"enabled": True, "tile_size": 200, "overlap": 4}})
+    a = engine.compute_sous_trame(territory, inputs, "forest", tmp_path / "untiled")
+    b = engine.compute_sous_trame(tiled, inputs, "forest", tmp_path / "tiled")
+    with rasterio.open(a["files"]["cost"]) as ra, rasterio.open(b["files"]["cost"]) as rb:
+        assert np.array_equal(ra.read(1), rb.read(1))
+    ca, cb = gpd.read_parquet(a["files"]["corridors"]), gpd.read_parquet(b["files"]["corridors"])
+    assert len(ca) > 0 and len(ca) == len(cb)
+    assert ca.drop(columns="geometry").equals(cb.drop(columns="geometry"))
+    assert ca.geometry.geom_equals_exact(cb.geometry, tolerance=0).all()

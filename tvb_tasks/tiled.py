@@ -1,0 +1,133 @@
+"""Stages of the tiled cost-distance (``dags/tvb_tiled_cost.py``): tiles × sous-trames as mapped tasks.
+
+Every function takes the ``run`` dict of :func:`tvb_tasks.pipeline.stage_fetch` (store URI, territory, snapshot
+keys) and returns small JSON values (tile ids, store keys, counts); the rasters travel through the store as per-tile
+objects under ``work/<territory>/<input key>/tiles/<sous_trame>/`` (:mod:`tvb_tasks.layers.tiles`), never through
+XCom. A tile task holds one window and at most two cores in memory, so its memory depends on
+``tiling.tile_size`` / ``overlap``, not on the territory (checked against ``tiling.memory_limit_gib``; the peak RSS
+of each task is returned and a task above the bound fails).
+
+The planning task of a sous-trame still rasterises the whole territory once (friction and reservoir sources, as
+the untiled engine); only the cost-distance is tiled.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+from typing import Any
+
+from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
+from .store import open_store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["stage_plan_tiles", "stage_run_tile", "stage_next_round", "stage_stitch_tiles"]
+
+
+def _prefix(run: dict, sous_trame: str) -> str:
+    return f"{_work_prefix(run)}/tiles/{sous_trame}"
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cost_problem(territory, inputs, sous_trame: str):
+    """``(friction, sources (N, 2), reservoir index per source, grid, knight)`` of one sous-trame, computed as
+    :func:`tvb_tasks.layers.engine.compute_sous_trame` does before its cost-distance."""
+    import numpy as np
+
+    from .layers import engine
+    from .layers.corridors import reservoir_sources
+    from .layers.friction import friction_raster
+    from .layers.landuse import habitat_patches
+    from .layers.reservoirs import select_reservoirs
+
+    ctx = engine._context(territory, inputs)
+    patches = habitat_patches(territory, sous_trame, ctx.landuse, ctx.extra)
+    reservoirs, _ = select_reservoirs(territory, sous_trame, patches, ctx.protected, ctx.always)
+    friction, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
+    src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.inside & np.isfinite(friction))
+    return friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16
+
+
+def stage_plan_tiles(run: dict, sous_trame: str) -> list[dict]:
+    """Write the per-tile inputs of one sous-trame; the items ``{"sous_trame", "tile"}`` to run in round 1."""
+    from .layers.tiles import plan_to_store, tiling_config
+
+    territory = _territory(run)
+    tiling = tiling_config(territory)
+    store = open_store(run["store_uri"])
+    friction, src, res_idx, grid, knight = cost_problem(territory, _snapshot_paths(store, run), sous_trame)
+    if len(src) == 0:
+        log.info("sous-trame %s: no reservoir, nothing to tile", sous_trame)
+        return []
+    first = plan_to_store(store, _prefix(run, sous_trame), friction, src, tiling=tiling, cell_size=grid.res,
+                          knight=knight, max_cost=territory.sous_trames[sous_trame].max_cost,
+                          source_labels=res_idx)
+    store.put_bytes(f"{_prefix(run, sous_trame)}/grid.json",
+                    json.dumps({"transform": list(grid.transform)[:6], "crs": grid.crs, "res": grid.res}).encode())
+    log.info("sous-trame %s: %d tiles to start with (peak %.0f MB)", sous_trame, len(first), _peak_mb())
+    return [{"sous_trame": sous_trame, "tile": int(i)} for i in first]
+
+
+def stage_run_tile(run: dict, item: dict) -> dict:
+    """One tile of one sous-trame; ``{"next": items to run next round, "peak_mb"}``. Fails (``MemoryError``) if
+    the task's peak RSS exceeded ``tiling.memory_limit_gib``."""
+    from .layers.tiles import run_tile_from_store, tiling_config
+
+    limit_mb = tiling_config(_territory(run)).memory_limit_gib * 1024
+    store = open_store(run["store_uri"])
+    nxt = run_tile_from_store(store, _prefix(run, item["sous_trame"]), int(item["tile"]))
+    peak = _peak_mb()
+    if peak > limit_mb:
+        raise MemoryError(f"tile {item['tile']} of {item['sous_trame']}: peak {peak:.0f} MB above "
+                          f"tiling.memory_limit_gib ({limit_mb:.0f} MB): use smaller tiles")
+    return {"next": [{"sous_trame": item["sous_trame"], "tile": int(n)} for n in nxt], "peak_mb": round(peak, 1)}
+
+
+def stage_next_round(run: dict, results: list[dict], round_no: int) -> list[dict]:
+    """The items of the next round (deduplicated, sorted); also written to the store (``tiles/pending.json``) so
+    that the stitching task knows whether the exchange converged."""
+    items = sorted({(r["sous_trame"], r["tile"]) for res in results if res for r in res["next"]})
+    out = [{"sous_trame": s, "tile": t} for s, t in items]
+    peaks = [res["peak_mb"] for res in results if res]
+    store = open_store(run["store_uri"])
+    store.put_bytes(f"{_work_prefix(run)}/tiles/pending.json",
+                    json.dumps({"after_round": round_no, "pending": out}).encode())
+    log.info("round %d: %d tile runs (peak %.0f MB), %d to run next", round_no, len(peaks),
+             max(peaks, default=0.0), len(out))
+    return out
+
+
+def stage_stitch_tiles(run: dict, sous_trame: str) -> dict[str, Any]:
+    """Stitch one sous-trame's cores into ``tiles/<sous_trame>/cost.tif`` (float32 COG, nodata -1, friction × m,
+    the untiled ``cost.tif`` exactly); ``RuntimeError`` if tiles were still changing after the last round."""
+    import numpy as np
+
+    from .layers.common import Grid, write_cog
+    from .layers.tiles import stitch_from_store
+
+    store = open_store(run["store_uri"])
+    pending_key = f"{_work_prefix(run)}/tiles/pending.json"
+    if store.exists(pending_key):
+        state = json.loads(store.get_bytes(pending_key))
+        mine = [p for p in state["pending"] if p["sous_trame"] == sous_trame]
+        if mine:
+            raise RuntimeError(f"sous-trame {sous_trame}: {len(mine)} tiles still changing after round "
+                               f"{state['after_round']}: raise tiling.dag_rounds")
+    prefix = _prefix(run, sous_trame)
+    if not store.exists(f"{prefix}/plan.json"):
+        return {"sous_trame": sous_trame, "cost": None, "reached": 0}
+    from rasterio.transform import Affine
+
+    g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
+    acc, _back, _alloc = stitch_from_store(store, prefix)
+    grid = Grid(Affine(*g["transform"]), acc.shape, g["crs"], float(g["res"]))
+    local = _local_dir(run, "tiles", sous_trame) / "cost.tif"
+    write_cog(acc, grid, local, overview_resampling="average",
+              description=f"cost distance {sous_trame} (friction x m), tiled")
+    key = f"{prefix}/cost.tif"
+    store.put_file(key, local)
+    return {"sous_trame": sous_trame, "cost": key, "reached": int(np.isfinite(acc).sum())}
