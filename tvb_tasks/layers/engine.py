@@ -324,8 +324,12 @@ def _clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.Ge
     if areas.empty:
         return areas
     out = areas[areas["corridor_id"].isin(kept)]
-    out = out.assign(geometry=out.geometry.intersection(boundary))
-    out = polygons_only(out) if len(out) else out
+    geoms = []
+    for g in out.geometry.intersection(boundary):      # one (Multi)Polygon per corridor, as before clipping
+        polys = [p for p in shapely.get_parts(shapely.get_parts(g)) if p.geom_type == "Polygon" and p.area > 0]
+        geoms.append(shapely.MultiPolygon(polys) if len(polys) > 1 else polys[0] if polys else None)
+    out = out.assign(geometry=geoms)
+    out = out[out.geometry.notna()]
     if len(out):
         out = out.assign(area_ha=out.geometry.area / M2_PER_HA)
     return out.reset_index(drop=True)

@@ -119,7 +119,7 @@ def infrastructure_friction(territory: Territory, infrastructure: str, infra_cla
         value = infra.railways.by_status.get(str(infra_class))
         return float(value) if value is not None else None
     if infrastructure == "canal":
-        return float(infra.canals)
+        return float(infra.canal.friction)
     return None
 
 

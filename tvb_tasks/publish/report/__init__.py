@@ -484,7 +484,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         validation_ok=validation_ok, validation_status=validation_status, validation=validation,
         docs_links=data_docs_links(validation_summary), sheets=sheets, n_pages=n_pages,
         details=doc.get("details") or {}, st_labels=st_labels,
-        fr_number=fr_number, landuse_warning=territory.nomenclature.warning,
+        landuse_warning=territory.nomenclature.warning,
         nomenclature_label=territory.nomenclature.label, credits=source_credits(territory),
     )
     index = out_dir / "index.html"
