@@ -124,3 +124,26 @@ def test_change_section_flags_a_method_only_change(tmp_path):
     origin = [t for t in tables if t.title == "Origine des changements"][0]
     assert ["Données sources", "inchangée(s)"] in origin.rows and "méthode" in origin.note
     assert "seule méthode" in tables[0].note
+
+
+def test_cbc_uses_the_unclipped_habitat_patches_when_present(tmp_path):
+    # forest R4 (200 × 200 m, 40 m from the northern edge) continues 300 m beyond the territory in the optional
+    # habitat_patches layer: inside, the patch grows to 200 × 240 m (4.8 ha); the whole patch is 200 × 540 m
+    # (10.8 ha) and counts for CBC only
+    from test_indicators_scene import bx, scene_layers, write_gpkg
+
+    territory = scene_territory(tmp_path)
+    layers = scene_layers()
+    layers["habitat_patches"] = gpd.GeoDataFrame({"sous_trame": ["forest"]}, geometry=[bx(250, 760, 450, 1300)],
+                                                crs=CRS)
+    compute_indicators(territory, write_gpkg(layers, tmp_path / "ext.gpkg"), tmp_path / "ext")
+    compute_indicators(territory, write_scene(tmp_path / "plain.gpkg"), tmp_path / "plain")
+
+    def meff(name):
+        doc = json.loads((tmp_path / name / "indicators.json").read_text(encoding="utf-8"))
+        t = doc["fragmentation"]["forest"]["territory"]
+        return t["meff_cut_ha"], t["meff_cbc_ha"]
+
+    (cut_e, cbc_e), (cut_p, cbc_p) = meff("ext"), meff("plain")
+    assert cut_e - cut_p == pytest.approx((4.8**2 - 4**2) / 200)
+    assert (cbc_e - cut_e) - (cbc_p - cut_p) == pytest.approx(4.8 * (10.8 - 4.8) / 200)

@@ -47,9 +47,13 @@ def make_layers_gpkg(path: Path) -> Path:
     communes = gpd.GeoDataFrame({"insee": ["62498", "62510"], "nom": ["Lens", "Liévin"]},
                                 geometry=[box(X0 - 500, Y0 - 500, X0 + 2000, Y0 + 4000),
                                           box(X0 + 2000, Y0 - 500, X0 + 4500, Y0 + 4000)], crs=crs)
+    areas = gpd.GeoDataFrame({"id": ["1-A", "2-A", "3-A"], "corridor_id": [1, 2, 3],
+                              "sous_trame": ["forest", "forest", "mining"],
+                              "status": ["existing", "to_restore", "to_create"], "area_ha": [23.0, 19.0, 26.0]},
+                             geometry=list(corridors.geometry.buffer(50)), crs=crs)
     path.unlink(missing_ok=True)
-    for name, gdf in (("reservoirs", res), ("relays", relays), ("corridors", corridors), ("wet_corridors", wet),
-                      ("rupture_points", ruptures), ("communes", communes)):
+    for name, gdf in (("reservoirs", res), ("relays", relays), ("corridors", corridors), ("corridor_areas", areas),
+                      ("wet_corridors", wet), ("rupture_points", ruptures), ("communes", communes)):
         pyogrio.write_dataframe(gdf, path, layer=name, driver="GPKG")
     return path
 
@@ -168,7 +172,8 @@ def test_pmtiles_single_archive_with_all_layers(staged: Path):
     with open(staged / "web" / "tvb.pmtiles", "rb") as f:
         meta = Reader(MmapSource(f)).metadata()
     ids = {vl["id"] for vl in meta["vector_layers"]}
-    assert ids == {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes"}
+    assert ids == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
+                   "communes"}
     # GDAL reads the merged archive back: every layer with its features and French labels
     layers = {name for name, _ in pyogrio.list_layers(staged / "web" / "tvb.pmtiles")}
     assert ids <= layers
@@ -201,7 +206,8 @@ def test_qgis_project(staged: Path):
     assert root.tag == "qgis"
     assert root.find("properties/Paths/Absolute").text == "false"
     layers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
-    assert set(layers) == {"reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes"}
+    assert set(layers) == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
+                           "communes"}
     for name, ml in layers.items():
         path, _, layer = ml.find("datasource").text.partition("|layername=")
         assert not Path(path).is_absolute()

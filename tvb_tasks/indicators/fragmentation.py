@@ -60,13 +60,16 @@ def fragmentation_metrics(areas_ha: np.ndarray, complete_areas_ha: np.ndarray, u
 
 def sous_trame_habitat(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str
                        ) -> gpd.GeoSeries:
-    """Habitat polygons of a sous-trame: land use of its habitat classes, its reservoirs and its relays."""
+    """Habitat polygons of a sous-trame: land use of its habitat classes, its reservoirs and its relays, plus its
+    polygons of the optional ``habitat_patches`` layer (the habitat patches on the whole computation extent, unclipped: the layers stage
+    computes on a buffer around the territory): patches then keep their full area for CBC."""
     habitat_classes = territory.sous_trames[sous_trame].habitat
     landuse = layers["landuse"]
     parts = [landuse.geometry[landuse["class"].isin(habitat_classes)]]
-    for layer in ("reservoirs", "relays"):
-        gdf = layers[layer]
-        parts.append(gdf.geometry[gdf["sous_trame"] == sous_trame])
+    for layer in ("reservoirs", "relays", "habitat_patches"):
+        gdf = layers.get(layer)
+        if gdf is not None and "sous_trame" in gdf.columns:
+            parts.append(gdf.geometry[gdf["sous_trame"] == sous_trame])
     return gpd.GeoSeries(pd.concat(parts, ignore_index=True), crs=landuse.crs)
 
 

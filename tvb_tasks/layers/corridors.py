@@ -16,9 +16,10 @@
    elements** (length share of cells with friction ≤ ``support_max_friction``: habitat, favourable land) —
    :func:`corridor_status`. :func:`downgrade_status` then lowers it one step when an untreated rupture point of
    severity ≥ ``downgrade_min_severity`` cuts the corridor.
-5. Missing links (fractures): links computed on the friction *without* the barriers (motorways, railways, canals:
-   ``corridors.missing_links``) that the real network lacks become corridors ``to_create`` (``missing_link`` = 1)
-   with a Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed.
+5. Missing links (fractures, :func:`missing_links`): links computed on the friction *without* the barriers
+   (motorways, railways, canals: ``corridors.missing_links``) whose barrier removes them from the real network or
+   makes the real route ≥ ``min_gain_share`` costlier become corridors ``to_create`` (``missing_link`` = 1) with a
+   Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed.
 6. Corridor width (:func:`corridor_area`): cells whose normalised cost cwd_A + cwd_B − LCD is ≤
    ``corridors.width.cost_margin`` (Linkage Mapper's normalised least-cost corridor), computed in the window of the
    two reservoirs' allocation zones.
