@@ -71,7 +71,9 @@ def test_wet_woods_are_habitat_of_forest_and_wetland(tmp_path):
 
 def test_a_rule_code_missing_from_the_nomenclature_is_a_clear_error(tmp_path):
     raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
-    raw["landuse"]["rules"].append({"code_cs": "CS4.9", "class": "forest"})
+    nomenclature = yaml.safe_load((ROOT / "config" / "nomenclatures" / f"{raw['nomenclature']}.yaml")
+                                  .read_text(encoding="utf-8"))
+    raw["landuse"]["rules"] = [*nomenclature["rules"], {"code_cs": "CS4.9", "class": "forest"}]
     path = tmp_path / "call.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"code_cs='CS4.9' is no code of the nomenclature"):

@@ -127,6 +127,9 @@ class SousTrameConfig(_Model):
 
     @model_validator(mode="after")
     def _check_areas(self) -> "SousTrameConfig":
+        if not self.habitat:
+            raise ValueError("habitat is empty: this sous-trame would have no reservoir (and extra_habitat_sources "
+                             "are burned with its first habitat class); list at least one land-use class")
         if self.relay_min_area_ha > self.reservoir_min_area_ha:
             raise ValueError("relay_min_area_ha must not exceed reservoir_min_area_ha")
         return self
@@ -263,11 +266,35 @@ class CommunesConfig(_Model):
 
 
 class NomenclatureConfig(_Model):
+    """The land-use nomenclature: its code list (CSV) and, when chosen by id, where it came from.
+
+    In the territory YAML either an id (``nomenclature: ocs_ge``: reads ``config/nomenclatures/<id>.yaml``, whose
+    classification rules become the territory's ``landuse.rules`` unless the territory gives its own) or the
+    explicit ``{file, code_column}`` form.
+    """
+
     file: str
     code_column: str
     # land-use code columns whose rule codes must exist in the file (a rule code is a prefix of a code, cut at a
-    # '.'); columns of another nomenclature (e.g. CORINE) are left out of the check
+    # '.'); set from the nomenclature definition's code_columns when chosen by id
     check_columns: list[str] = Field(default_factory=list)
+    id: str | None = None
+    label: str | None = None
+    label_column: str | None = None
+    min_mapping_unit_ha: float | None = None
+    warning: str | None = None
+    definition: str | None = None      # the nomenclature YAML the id resolved to
+
+
+class LanduseOverlayConfig(_Model):
+    """Polygons of ``source`` replace the land-use class where they lie (see ``layers.landuse.apply_overlays``).
+
+    ``classes`` maps a value of ``column`` to a land-use class; features whose value is not listed are ignored.
+    """
+
+    source: str
+    column: str
+    classes: dict[str, str]
 
 
 class ScheduleConfig(_Model):
@@ -275,7 +302,8 @@ class ScheduleConfig(_Model):
 
 
 class ProfileConfig(_Model):
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="allow", frozen=True)   # top-level keys a profile overrides (nomenclature…)
+    sources: dict[str, SourceConfig | None] = Field(default_factory=dict)   # null drops a source of the default
 
 
 class Territory(_Model):
@@ -298,6 +326,7 @@ class Territory(_Model):
     sources: dict[str, SourceConfig]
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     landuse: LanduseConfig
+    landuse_overlays: list[LanduseOverlayConfig] = Field(default_factory=list)
     sous_trames: dict[str, SousTrameConfig]
     protected_areas: ProtectedAreasConfig = ProtectedAreasConfig()
     friction: FrictionConfig
@@ -334,6 +363,12 @@ class Territory(_Model):
             bad = {k: v for k, v in values.items() if not v >= 1}
             if bad:
                 raise ValueError(f"friction.landuse.{cls}: friction must be >= 1, got {bad}")
+        for i, overlay in enumerate(self.landuse_overlays):
+            if overlay.source not in self.sources:
+                raise ValueError(f"landuse_overlays[{i}]: unknown source {overlay.source!r}")
+            bad = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
+            if bad:
+                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes {bad}")
         missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
         if missing_cls:
             raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
@@ -408,11 +443,66 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+PROFILE_KEYS = ("sources", "nomenclature", "landuse_overlays")
+
+
+def apply_profile(raw: dict, profile: dict) -> dict:
+    """The territory mapping with a profile applied: ``sources`` replaced or added by name (a ``null`` source drops
+    the default one, e.g. a synthetic sample layer), other keys (``nomenclature``, ``landuse_overlays``) replaced."""
+    unknown = sorted(set(profile) - set(PROFILE_KEYS))
+    if unknown:
+        raise ConfigError(f"profile keys {unknown} are not supported (allowed: {', '.join(PROFILE_KEYS)})")
+    sources = {**(raw.get("sources") or {}), **(profile.get("sources") or {})}
+    out = {**raw, **{k: v for k, v in profile.items() if k != "sources"}}
+    out["sources"] = {name: src for name, src in sources.items() if src is not None}
+    return out
+
+
+def nomenclature_definition(nomenclature_id: str) -> tuple[Path, dict]:
+    """``config/nomenclatures/<id>.yaml`` (path, mapping); raises :class:`ConfigError` naming the known ids."""
+    folder = PROJECT_ROOT / "config" / "nomenclatures"
+    path = folder / f"{nomenclature_id}.yaml"
+    if not ID_PATTERN.match(nomenclature_id) or not path.exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise ConfigError(f"unknown nomenclature {nomenclature_id!r} (known: {known})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("codes_file", "code_column", "code_columns", "rules"):
+        if key not in data:
+            raise ConfigError(f"nomenclature {path}: missing {key!r}")
+    return path, data
+
+
+def resolve_nomenclature(raw: dict) -> dict:
+    """Expand ``nomenclature: <id>``: code list, and the nomenclature's rules as ``landuse`` rules (unless the
+    territory gives its own); keep only the ``landuse`` sources tagged with that nomenclature (or untagged)."""
+    nom = raw.get("nomenclature")
+    if not isinstance(nom, str):
+        return raw
+    path, data = nomenclature_definition(nom)
+    out = dict(raw)
+    out["nomenclature"] = {"file": data["codes_file"], "code_column": data["code_column"], "id": nom,
+                           "label": data.get("label"), "label_column": data.get("label_column"),
+                           "min_mapping_unit_ha": data.get("min_mapping_unit_ha"), "warning": data.get("warning"),
+                           "check_columns": list(data.get("code_columns") or []),
+                           "definition": str(path.relative_to(PROJECT_ROOT))}
+    landuse = dict(out.get("landuse") or {})
+    if "rules" not in landuse:
+        landuse["rules"] = data["rules"]
+        landuse["code_columns"] = data["code_columns"]
+        if "default_class" in data:
+            landuse.setdefault("default_class", data["default_class"])
+    landuse.setdefault("code_columns", data["code_columns"])     # a territory's own rules use the same columns
+    out["landuse"] = landuse
+    out["sources"] = {name: src for name, src in (out.get("sources") or {}).items()
+                      if not (isinstance(src, dict) and src.get("nomenclature") not in (None, nom))}
+    return out
+
+
 def load_territory(territory: str | Path, profile: str | None = None) -> Territory:
     """Load ``config/territories/<id>.yaml`` (or a YAML path) and apply a source profile.
 
     ``profile`` defaults to the ``TVB_PROFILE`` environment variable, else ``default`` (the bundled sample). A
-    profile replaces or adds sources by name. Raises :class:`ConfigError` naming the file and the bad field.
+    profile replaces, adds or (with ``null``) drops sources by name and may switch the ``nomenclature``. Raises :class:`ConfigError` naming the file and the bad field.
     """
     path = Path(territory)
     if path.suffix not in (".yaml", ".yml"):
@@ -424,6 +514,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         raise ConfigError(f"no territory configuration {path} (known territories: {known})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); save the YAML as UTF-8"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -433,7 +528,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
             raise ConfigError(f"{path}: unknown profile {profile!r} (known: {', '.join(profiles) or 'none'})")
-        raw = {**raw, "sources": {**raw.get("sources", {}), **(profiles[profile].get("sources") or {})}}
+        raw = apply_profile(raw, profiles[profile] or {})
+    try:
+        raw = resolve_nomenclature(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     raw["profile"] = profile
     raw["path"] = str(path)
     try:

@@ -14,8 +14,8 @@ from shapely import make_valid
 from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, polygons_only, rasterize_values, read_role,
                      read_source)
 
-__all__ = ["classify_landuse", "load_landuse", "habitat_sources", "habitat_patches", "class_raster",
-           "extra_habitat_class", "filter_features"]
+__all__ = ["classify_landuse", "load_landuse", "apply_overlays", "load_overlays", "habitat_sources",
+           "habitat_patches", "class_raster", "extra_habitat_class", "filter_features"]
 
 
 def classify_landuse(gdf: gpd.GeoDataFrame, landuse_cfg, *, source: str = "landuse") -> gpd.GeoDataFrame:
@@ -56,7 +56,51 @@ def load_landuse(territory, inputs: dict[str, Path], boundary) -> gpd.GeoDataFra
         raise LayerInputError("land use: no polygon in the landuse source(s)")
     gdf = classify_landuse(gdf, territory.landuse)
     gdf = gdf.clip(boundary)
-    return polygons_only(gdf)
+    gdf = polygons_only(gdf)
+    for overlay in load_overlays(territory, inputs, boundary):
+        gdf = apply_overlays(gdf, overlay)
+    return gdf
+
+
+def load_overlays(territory, inputs: dict[str, Path], boundary) -> list[gpd.GeoDataFrame]:
+    """The ``landuse_overlays`` of the territory, in YAML order: polygons with a ``class`` column (values of the
+    overlay's ``column`` mapped through its ``classes``; unlisted values dropped), clipped to the territory.
+
+    A configured overlay whose source has no input raises :class:`LayerInputError` (an overlay is never skipped).
+    """
+    out = []
+    for cfg in territory.landuse_overlays:
+        if cfg.source not in inputs:
+            raise LayerInputError(f"land-use overlay {cfg.source!r}: no input (inputs: {sorted(inputs)})")
+        gdf = polygons_only(read_source(territory, inputs, cfg.source))
+        if cfg.column not in gdf.columns:
+            raise LayerInputError(f"land-use overlay {cfg.source!r}: no column {cfg.column!r} "
+                                  f"(columns: {[c for c in gdf.columns if c != gdf.geometry.name]})")
+        gdf = gdf[gdf[cfg.column].astype(str).isin(list(cfg.classes))]
+        gdf = gdf.assign(**{"class": gdf[cfg.column].astype(str).map(cfg.classes)})
+        out.append(polygons_only(gdf[["source", "class", gdf.geometry.name]].clip(boundary)))
+    return out
+
+
+def apply_overlays(landuse: gpd.GeoDataFrame, overlay: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Land use with ``overlay`` polygons replacing the class where they lie (vector "replace" rule).
+
+    The land-use polygons are cut by the overlay's union (EPSG:2154 planimetric, exact: no rasterisation, so a
+    5 m wide hedge keeps its area at any cell size) and the overlay polygons are appended with their ``class``
+    (``source`` = the overlay's source, land-use code columns empty). Later overlays win over earlier ones when
+    applied in turn. Areas are unchanged: Σ area before = Σ area after.
+    """
+    if overlay.empty:
+        return landuse
+    cover = make_valid(overlay.geometry.union_all())
+    hit = landuse.intersects(cover)
+    cut = landuse[hit].copy()
+    cut[cut.geometry.name] = make_valid(cut.geometry.difference(cover).values)
+    kept = pd.concat([landuse[~hit], polygons_only(cut)], ignore_index=False)
+    added = overlay.rename_geometry(landuse.geometry.name) if overlay.geometry.name != landuse.geometry.name \
+        else overlay
+    out = pd.concat([kept, added[["source", "class", landuse.geometry.name]]], ignore_index=True)
+    return polygons_only(gpd.GeoDataFrame(out, geometry=landuse.geometry.name, crs=landuse.crs))
 
 
 def extra_habitat_class(territory, sous_trame: str) -> str:

@@ -312,7 +312,9 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     for stale in (out_dir / "maps").glob("*.png"):      # a rebuilt report lists only its own maps
         stale.unlink()
     synthetic = is_synthetic_landuse(territory)
-    attribution = cfg.report.attribution + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
+    from tvb_tasks.sources.schemas import credit_line, source_credits
+
+    attribution = credit_line(territory, cfg.report.attribution) + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
     st_labels = {st: s.label for st, s in territory.sous_trames.items()}
     nodes_csv = indicators_dir / "connectivity_nodes.csv"
@@ -376,6 +378,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         validation_ok=validation_ok, validation_status=validation_status, validation=validation,
         docs_link=_has_data_docs(validation_summary),
         details=doc.get("details") or {}, st_labels=st_labels, fr_number=fr_number,
+        landuse_warning=territory.nomenclature.warning, nomenclature_label=territory.nomenclature.label,
+        credits=source_credits(territory),
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")

@@ -69,7 +69,8 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
         "indicators": "indicators.json", "bounds": [[bounds[0], bounds[1]], [bounds[2], bounds[3]]] if bounds else None,
         "layers": layer_config(territory, available_layers), "field_labels": FIELD_LABELS,
         "hidden_fields": HIDDEN_FIELDS, "figure_labels": FIGURE_LABELS, "figure_units": FIGURE_UNITS,
-        "attribution": f"Observatoire TVB — {label}",
+        "attribution": f"Observatoire TVB — {label}" + (f" · {credits}" if (credits := _credit_line(territory))
+                                                        else ""),
     }
     env = Environment(loader=FileSystemLoader(HERE), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("index.html.j2").render(
@@ -79,6 +80,13 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
     (web_dir / "index.html").write_text(html, encoding="utf-8")
     return {"layers": [c["name"] for c in config["layers"]], "files": sorted(
         p.relative_to(web_dir).as_posix() for p in web_dir.rglob("*") if p.is_file())}
+
+
+def _credit_line(territory) -> str:
+    """Sources' attributions from their schemas (empty for the bundled sample)."""
+    from tvb_tasks.sources.schemas import credit_line
+
+    return credit_line(territory)
 
 
 def _script_json(obj) -> "Markup":
