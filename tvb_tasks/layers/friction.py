@@ -235,59 +235,79 @@ def _band_coverage(lo: np.ndarray, res: float, a: np.ndarray, b: np.ndarray, w: 
     return np.clip(across * along, 0.0, 1.0)
 
 
+def _thin_chain(lines, values, grid: Grid) -> np.ndarray:
+    """Float32 raster of ``values`` on every cell a line touches (highest value wins), as a 4-connected chain.
+
+    A hair-thin footprint is rasterized, not the bare line: GDAL's ``all_touched`` skips a cell where a line
+    passes exactly through a cell corner, which would leave a diagonal gap in the chain.
+    """
+    order = np.argsort(values, kind="stable")                 # "replace" in increasing order = max
+    thin = shapely.buffer(np.asarray(lines, dtype=object)[order], grid.res * 0.01, quad_segs=1)
+    return rasterize_values(list(thin), np.asarray(values, dtype=float)[order], grid, fill=0, dtype="float32",
+                            all_touched=True)
+
+
+def _band_cells(lines, widths, grid: Grid, chunk: int = 2_000_000) -> np.ndarray:
+    """Float32 raster of the largest band share (:func:`_band_coverage`) of each cell over the lines' segments.
+
+    Segments are cut into pieces of at most 4 cells, and every cell of each piece's bounding box (band included)
+    is a candidate: NumPy only, no polygon per cell.
+    """
+    res, (H, W) = grid.res, grid.shape
+    x0, y1 = grid.transform.c, grid.transform.f
+    pieces = shapely.segmentize(np.asarray(lines, dtype=object), 4 * res)
+    segs, w = _segments(pieces, widths)
+    out = np.zeros(H * W, dtype=np.float64)
+    if len(segs) == 0:
+        return out.reshape(H, W).astype(np.float32)
+    ab = shapely.get_coordinates(segs).reshape(-1, 2, 2)
+    lo_xy, hi_xy = ab.min(axis=1) - (w / 2)[:, None], ab.max(axis=1) + (w / 2)[:, None]
+    c0 = np.clip(np.floor((lo_xy[:, 0] - x0) / res), 0, W - 1).astype(np.int64)
+    c1 = np.clip(np.floor((hi_xy[:, 0] - x0) / res), 0, W - 1).astype(np.int64)
+    r0 = np.clip(np.floor((y1 - hi_xy[:, 1]) / res), 0, H - 1).astype(np.int64)
+    r1 = np.clip(np.floor((y1 - lo_xy[:, 1]) / res), 0, H - 1).astype(np.int64)
+    nr, nc = r1 - r0 + 1, c1 - c0 + 1
+    n = nr * nc
+    start = 0
+    while start < len(segs):
+        stop = start + max(1, int(np.searchsorted(np.cumsum(n[start:]), chunk)))
+        idx = np.repeat(np.arange(start, stop), n[start:stop])
+        k = np.arange(len(idx)) - np.repeat(np.cumsum(n[start:stop]) - n[start:stop], n[start:stop])
+        rr, cc = r0[idx] + k // nc[idx], c0[idx] + k % nc[idx]
+        lo = np.column_stack([x0 + cc * res, y1 - (rr + 1) * res])
+        share = _band_coverage(lo, res, ab[idx, 0], ab[idx, 1], w[idx])
+        hit = share > 0
+        np.maximum.at(out, rr[hit] * W + cc[hit], share[hit])
+        start = stop
+    return out.reshape(H, W).astype(np.float32)
+
+
 def line_coverage(lines, widths, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Share (0..1] of each touched cell covered by ``lines`` buffered to ``widths`` (m). Returns (flat cell
     indices, coverage).
 
-    * A line narrower than the cell covers ``width × length of the line inside the cell`` (exact band area, all of
-      it credited to the cell the line runs through, so a crossing collects exactly ``F × width``).
+    * A line narrower than the cell: every cell it touches (a 4-connected chain, so no diagonal leak) gets
+      width / cell, so a perpendicular crossing of one cell collects ``F × width``.
     * A line at least as wide as the cell: the share of the cell inside the band (:func:`_band_coverage`, exact
-      for axis-aligned segments); the largest share over the segments touching the cell.
+      for axis-aligned segments), the largest over the segments; the line's own chain is fully barred (1).
 
-    Shares of narrow lines in one cell are summed, then everything is capped at 1. Pure NumPy on the two-point
-    segments of the lines: no polygon overlay, so it stays fast at 5 m.
+    Shares of the two kinds in one cell are summed, then capped at 1. NumPy and one rasterization per kind: no
+    polygon overlay, so it stays fast at 5 m.
     """
-    segs, w = _segments(lines, widths)
-    empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
-    if len(segs) == 0:
-        return empty
-    res, W = grid.res, grid.shape[1]
-    x0, y1 = grid.transform.c, grid.transform.f
-    ends = shapely.get_coordinates(segs).reshape(-1, 2, 2)
-    cells_out, cov_out = [], []
-    for wide in (False, True):
-        sel = (w >= res) if wide else (w < res)
-        if not sel.any():
-            continue
-        sg, ww, ab = segs[sel], w[sel], ends[sel]
-        # a hair-thin footprint, not the bare line: GDAL's all_touched skips a cell where a line passes exactly
-        # through a cell corner, which would leave a diagonal gap in the chain
-        thin = shapely.buffer(sg, res * 0.01, quad_segs=1)
-        probe = shapely.buffer(sg, ww / 2.0, quad_segs=1) if wide else thin
-        touched = rasterize_values(list(probe), [1] * len(probe), grid, fill=0, dtype="uint8", all_touched=True)
-        rows, cols = np.nonzero(touched)
-        boxes = shapely.box(x0 + cols * res, y1 - (rows + 1) * res, x0 + (cols + 1) * res, y1 - rows * res)
-        bi, si = shapely.STRtree(probe).query(boxes, predicate="intersects")
-        lo = np.column_stack([x0 + cols[bi] * res, y1 - (rows[bi] + 1) * res])
-        if not wide:
-            # every cell the line touches (a 4-connected chain: no diagonal leak) carries width / cell of it
-            cover = np.zeros(len(boxes))
-            np.maximum.at(cover, bi, ww[si] / res)
-        else:
-            share = _band_coverage(lo, res, ab[si, 0], ab[si, 1], ww[si])
-            cover = np.zeros(len(boxes))
-            np.maximum.at(cover, bi, share)
-            core = rasterize_values(list(thin), [1] * len(thin), grid, fill=0, dtype="uint8", all_touched=True)
-            cover = np.where(core[rows, cols] > 0, 1.0, cover)   # the line's own chain: fully barred
-        flat = rows.astype(np.int64) * W + cols
-        cells_out.append(flat)
-        cov_out.append(cover)
-    flat = np.concatenate(cells_out)
-    cover = np.concatenate(cov_out)
-    uniq, inv = np.unique(flat, return_inverse=True)
-    cover = np.minimum(np.bincount(inv, weights=cover), 1.0)
-    keep = cover > 0
-    return uniq[keep], cover[keep].astype(np.float32)
+    lines = np.asarray(lines, dtype=object)
+    widths = np.asarray(widths, dtype=float)
+    res = grid.res
+    cover = np.zeros(grid.shape, dtype=np.float32)
+    narrow = widths < res
+    if narrow.any():
+        cover += _thin_chain(lines[narrow], widths[narrow] / res, grid)
+    if (~narrow).any():
+        band = _band_cells(lines[~narrow], widths[~narrow], grid)
+        core = _thin_chain(lines[~narrow], np.ones(int((~narrow).sum())), grid) > 0
+        band[core] = 1.0
+        cover += band
+    flat = np.flatnonzero(cover > 0)
+    return flat.astype(np.int64), np.minimum(cover.reshape(-1)[flat], 1.0).astype(np.float32)
 
 
 def footprint_coverage(footprints, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
