@@ -171,7 +171,13 @@ def load_nomenclature(path: Path = NOMENCLATURE) -> set[str]:
         return {row["code_n3"] for row in csv.DictReader(f)}
 
 
-def load_rules(path: Path = TERRITORY_CONFIG):
+GENERATOR_LANDUSE = ROOT / "sample" / "generator_landuse.yaml"
+
+
+def load_rules(path: Path = GENERATOR_LANDUSE):
+    """The ``landuse`` section (classes, rules) the generator calibrates with: by default the frozen copy in
+    ``sample/generator_landuse.yaml`` (the bundled sample stays byte-stable when the pipeline's rules change); a
+    territory YAML path reads that territory's rules (``nomenclature: <id>`` → config/nomenclatures/<id>.yaml)."""
     if yaml is None:
         raise RuntimeError("pyyaml is needed to read the land-use rules")
     with open(path, encoding="utf-8") as f:
