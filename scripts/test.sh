@@ -9,6 +9,7 @@ ROOT=$(pwd)
 need=()
 command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)   # independent OSM counts (test_production_replicas)
 [ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
