@@ -21,7 +21,7 @@ from tvb_tasks.config import Territory, load_territory
 OWNER = "tvb-observatory"
 POOL = "tvb_remote_servers"               # fetch tasks only: bounds the load on remote WFS / download servers
 START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
-RESOLUTION_MIN_M, RESOLUTION_MAX_M = 10, 200
+RESOLUTION_MIN_M, RESOLUTION_MAX_M = 5, 200   # 5 m: barriers keep their real width (docs/method.md §4)
 STORE_VARIABLE = "tvb_store_uri"          # Airflow Variable overriding TVB_STORE_URI
 
 # Deterministic errors of tvb_tasks (ValidationFailed, ConfigError, IndicatorsError… see tvb_retry) fail at once:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tvb_tasks.config import ConfigError, list_territories, load_territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory
 
 CALL = Path(__file__).resolve().parent.parent / "config" / "territories" / "call.yaml"
 
@@ -56,14 +56,18 @@ def test_a_second_territory_is_just_a_yaml_file(tmp_path, monkeypatch):
     (lambda r: r["sources"]["roads"].update(kind="wfs", url="https://u:secret@example.org/wfs", typename="x"),
      "credentials in a source URL"),
     (lambda r: r["sous_trames"]["forest"].update(relay_min_area_ha=50), "relay_min_area_ha must not exceed"),
-    (lambda r: r["landuse"]["rules"].append({"code_xx": "A", "class": "forest"}), "not in code_columns"),
+    (lambda r: r["landuse"].update(code_columns=["code_cs"], rules=[{"code_xx": "A", "class": "forest"}]),
+     "not in code_columns"),
+    (lambda r: r.update(nomenclature="ocs3000"), "unknown nomenclature 'ocs3000' (known: clc, ocs2d, ocs_ge)"),
+    (lambda r: r["profiles"]["production"].update(landuse_overlays=[{"source": "nowhere", "column": "nature",
+                                                                      "classes": {}}]), None),
 ])
 def test_invalid_configs_name_the_file_and_field(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
-        load_territory(path)
+        load_territory(path, "production" if message is None else None)
     assert str(path) in str(err.value)
-    assert message in str(err.value)
+    assert (message or "landuse_overlays.0: unknown source 'nowhere'") in str(err.value).replace("[0]", ".0")
 
 
 def test_unknown_territory_and_profile(tmp_path):
@@ -73,3 +77,27 @@ def test_unknown_territory_and_profile(tmp_path):
         load_territory("../etc/passwd")
     with pytest.raises(ConfigError, match="unknown profile 'staging'"):
         load_territory("call", "staging")
+
+
+@pytest.mark.parametrize("nomenclature, rules_file", [("ocs_ge", "ocs_ge"), ("ocs2d", "ocs2d"), ("clc", "clc")])
+def test_one_line_switches_the_nomenclature(tmp_path, nomenclature, rules_file):
+    """`nomenclature: <id>` in the production profile picks the code list, the rules and the land-use source."""
+    import yaml as _yaml
+
+    raw = _yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["profiles"]["production"]["nomenclature"] = nomenclature
+    path = tmp_path / "call.yaml"
+    path.write_text(_yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    t = load_territory(path, "production")
+    rules = _yaml.safe_load((PROJECT_ROOT / f"config/nomenclatures/{rules_file}.yaml").read_text(encoding="utf-8"))
+    assert t.nomenclature.id == nomenclature and t.nomenclature.file == rules["codes_file"]
+    assert [r.class_ for r in t.landuse.rules] == [r["class"] for r in rules["rules"]]
+    assert [n for n, s in t.sources.items() if s.role == "landuse"] == [f"landuse_{nomenclature}"]
+    assert "protected_areas" not in t.sources            # dropped by `protected_areas: null`
+    assert (t.nomenclature.warning is not None) == (nomenclature == "clc")
+
+
+def test_default_profile_keeps_the_sample_and_its_ocs2d_rules():
+    t = load_territory("call")
+    assert t.nomenclature.id == "ocs2d" and t.landuse.rules[0].model_extra == {"code_us": "US1.3"}
+    assert {"landuse", "protected_areas"} <= set(t.sources) and t.landuse_overlays == []

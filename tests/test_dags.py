@@ -240,13 +240,13 @@ def test_trigger_form_is_typed_and_documented(observatory, territory):
     assert schema["sous_trames"]["type"] == "array"
     assert schema["sous_trames"]["items"]["enum"] == list(territory.sous_trames)
     assert schema["sous_trames"]["examples"] == list(territory.sous_trames)     # multi-select in the UI
-    assert schema["resolution_m"] == {**schema["resolution_m"], "type": "integer", "minimum": 10, "maximum": 200}
+    assert schema["resolution_m"] == {**schema["resolution_m"], "type": "integer", "minimum": 5, "maximum": 200}
     assert params.dump() == {"territory": territory.id, "force": False, "sous_trames": list(territory.sous_trames),
                              "resolution_m": int(territory.resolution_m), "dry_run": False}
 
 
 @pytest.mark.parametrize("conf", [
-    {}, {"force": True}, {"dry_run": True, "resolution_m": 10}, {"resolution_m": 200},
+    {}, {"force": True}, {"dry_run": True, "resolution_m": 10}, {"resolution_m": 5}, {"resolution_m": 200},
     {"sous_trames": ["wetland"]}, {"sous_trames": ["forest", "mining"], "territory": "call"},
 ])
 def test_valid_trigger_conf_is_accepted(observatory, conf):
@@ -254,7 +254,7 @@ def test_valid_trigger_conf_is_accepted(observatory, conf):
 
 
 @pytest.mark.parametrize("conf, message", [
-    ({"resolution_m": 5}, "5 is less than the minimum of 10"),
+    ({"resolution_m": 4}, "4 is less than the minimum of 5"),
     ({"resolution_m": 500}, "500 is greater than the maximum of 200"),
     ({"resolution_m": "25"}, "'25' is not of type 'integer'"),
     ({"sous_trames": ["forest", "desert"]}, "'desert' is not one of"),

@@ -22,6 +22,7 @@ EXPECTED = {
     "terrestrial_reservoirs_relays_ha": 30 + 10 + 4 + 2 + 1.5 + 2,   # R1 R2 R4 M1 + relays F3 (inside) and G1
     "wet_reservoirs_relays_ha": 10.0,
     "rupture_points": 2,                              # the third point is outside
+    "urban_nature_ha": 0.0,                           # no nature_en_ville polygon in the scene
 }
 
 
@@ -39,6 +40,18 @@ def test_key_figures_by_hand(run):
     for key, value in EXPECTED.items():
         assert result["key_figures"][key] == pytest.approx(value), key
     assert isinstance(result["key_figures"]["rupture_points"], int)
+
+
+def test_urban_nature_is_its_own_key_figure():
+    from tvb_tasks.indicators.key_figures import key_figures
+    communes = pd.DataFrame({"area_ha": [100.0, 50.0], "artificial_ha": [40.0, 10.0], "natural_ha": [5.0, 5.0],
+                             "urban_nature_ha": [7.5, 2.5], "terrestrial_corridors_km": 0.0,
+                             "corridors_to_restore_km": 0.0, "corridors_to_create_km": 0.0,
+                             "corridors_existing_km": 0.0, "wet_corridors_km": 0.0,
+                             "terrestrial_reservoirs_relays_ha": 0.0, "wet_reservoirs_relays_ha": 0.0,
+                             "rupture_points": 0})
+    assert key_figures(communes)["urban_nature_ha"] == 10.0
+    assert KEY_FIGURES["urban_nature_ha"][1] == "ha"
 
 
 def test_files_and_json_document(run):

@@ -37,8 +37,10 @@ def generator():
 
 @pytest.fixture(scope="module")
 def config():
+    from tvb_tasks.config import resolve_nomenclature
+
     with open(ROOT / "config" / "territories" / "call.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return resolve_nomenclature(yaml.safe_load(f))    # `nomenclature: ocs2d` → code list + rules
 
 
 @pytest.fixture(scope="module")

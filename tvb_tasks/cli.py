@@ -55,7 +55,8 @@ def cmd_run(args) -> int:
 
     result = run_pipeline(args.territory, store_uri=args.store, profile=args.profile, force=args.force,
                           dry_run=args.dry_run, resolution_m=args.resolution,
-                          sous_trames=args.sous_trames.split(",") if args.sous_trames else None)
+                          sous_trames=args.sous_trames.split(",") if args.sous_trames else None,
+                          http_overrides=_http_overrides(args), wait_s=args.wait)
     status = result.get("status")
     if status == "unchanged":
         print(f"unchanged: inputs, configuration and code are those of release {result['release_id']}; "
@@ -72,6 +73,55 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _http_overrides(args) -> dict:
+    """``--timeout`` / ``--deadline`` as HTTP option overrides for every source of the fetch."""
+    out = {}
+    if getattr(args, "timeout", None) is not None:
+        out["timeout_s"] = args.timeout
+        out["connect_timeout_s"] = min(15.0, args.timeout)
+    if getattr(args, "deadline", None) is not None:
+        out["deadline_s"] = args.deadline
+    return out
+
+
+def _add_http_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_seconds, metavar="S",
+                   help="connect/read timeout of each HTTP request, seconds (overrides the sources' timeout_s)")
+    p.add_argument("--deadline", type=_seconds, metavar="S",
+                   help="overall time limit of each source's read, retries included, seconds (overrides "
+                        "deadline_s; default 1800)")
+
+
+def cmd_sources_rejected(args) -> int:
+    from .sources import clear_rejected, list_rejected
+    from .store import open_store
+
+    store = open_store(args.store)
+    if args.clear:
+        removed = clear_rejected(store, args.territory, args.source)
+        print(f"cleared {len(removed)} rejected snapshot(s) of {args.territory}"
+              + "".join(f"\n  {r['source']} {r['snapshot_id'][:12]}  {r['reason']}" for r in removed))
+        return 0
+    rows = [r for r in list_rejected(store, args.territory) if not args.source or r["source"] == args.source]
+    if not rows:
+        print(f"no rejected snapshot for {args.territory}")
+    for r in rows:
+        print(f"{r['source']:<24} {r['snapshot_id'][:12]}  fetched {r['fetched_at']}  rejected {r['rejected_at']}"
+              f"  {r['feature_count']} features\n    {r['reason']}")
+    return 0
+
+
 def cmd_territories(args) -> int:
     from .config import list_territories, load_territory
 
@@ -83,9 +133,14 @@ def cmd_territories(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from .config import load_territory
+    from .config import ConfigError, load_territory
+    from .sources.schemas import check_territory
 
     t = load_territory(args.territory, args.profile)
+    errors = check_territory(t)
+    if errors:
+        raise ConfigError(f"{t.path} (profile {t.profile}): source mappings disagree with the publishers' schemas "
+                          "(config/schemas/):\n  - " + "\n  - ".join(errors))
     print(f"{t.path}: valid (profile {t.profile}, config hash {t.config_hash()[:12]})")
     return 0
 
@@ -108,8 +163,11 @@ def cmd_fetch_wfs(args) -> int:
         if len(parts) not in (4, 5):
             raise UsageError(f"--bbox must be minx,miny,maxx,maxy[,EPSG:code], got {args.bbox!r}")
         bbox = (*map(float, parts[:4]), parts[4] if len(parts) == 5 else "EPSG:2154")
+    timing = {"timeout_s": args.timeout} if args.timeout else {}
+    if args.deadline:
+        timing["deadline_s"] = args.deadline
     result = fetch_wfs_to_file(args.url, args.typename, args.out_file, bbox=bbox, version=args.version,
-                               page_size=args.page_size)
+                               page_size=args.page_size, **timing)
     print(f"{result['features']} features written to {args.out_file} "
           f"(server reported {result.get('number_matched') if result.get('number_matched') is not None else 'no count'})")
     return 0
@@ -122,11 +180,22 @@ def cmd_fetch_sources(args) -> int:
 
     territory = load_territory(args.territory, args.profile)
     store = open_store(args.store)
+    http = _http_overrides(args)
     if args.source:
-        _print({args.source: fetch_source(territory, args.source, store, force=args.force)})
+        _print({args.source: fetch_source(territory, args.source, store, force=args.force, http_overrides=http)})
     else:
-        _print(fetch_all(territory, store, force=args.force))
+        _print(fetch_all(territory, store, force=args.force, http_overrides=http))
     return 0
+
+
+def cmd_sources_probe(args) -> int:
+    from .config import load_territory
+    from .sources.probe import format_report, probe_territory
+
+    territory = load_territory(args.territory, args.profile)
+    reports = probe_territory(territory, only=args.source)
+    print(format_report(reports))
+    return 1 if any(r["differences"] for r in reports) else 0
 
 
 def cmd_releases(args) -> int:
@@ -285,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="compute and validate, do not publish")
     r.add_argument("--resolution", type=float, help="raster resolution in metres (overrides the YAML)")
     r.add_argument("--sous-trames", help="comma-separated subset of sous-trames")
+    _add_http_options(r)
+    r.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="when another run works on the same inputs, wait up to S seconds (default: stop at once)")
     r.add_argument("--serve", action="store_true", help="then serve the store over HTTP (see tvb serve)")
     r.add_argument("--port", type=int, default=None, help="with --serve: TCP port (default 8000)")
     r.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on")
@@ -315,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     fw.add_argument("--bbox", help="minx,miny,maxx,maxy[,EPSG:code]")
     fw.add_argument("--version", default="2.0.0", help="WFS version (2.0.0, or 1.1.0 for QGIS Server)")
     fw.add_argument("--page-size", type=int)
+    _add_http_options(fw)
     fw.set_defaults(func=cmd_fetch_wfs)
     fs = ssub.add_parser("fetch", help="fetch a territory's sources into snapshots")
     fs.add_argument("--territory", default="call")
@@ -322,7 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--store")
     fs.add_argument("--profile")
     fs.add_argument("--force", action="store_true")
+    _add_http_options(fs)
     fs.set_defaults(func=cmd_fetch_sources)
+    rj = ssub.add_parser("rejected", help="list the snapshots the validation gate refused (never drift baselines); "
+                                          "--clear removes them from the source indexes")
+    rj.add_argument("--territory", default="call")
+    rj.add_argument("--store")
+    rj.add_argument("--source", help="only this source")
+    rj.add_argument("--clear", action="store_true", help="remove the rejected entries from the indexes")
+    rj.set_defaults(func=cmd_sources_rejected)
+    pr = ssub.add_parser("probe", help="compare the live GetCapabilities / DescribeFeatureType of a territory's WFS "
+                                       "sources with their schema files (config/schemas/); exit 1 on differences")
+    pr.add_argument("--territory", default="call")
+    pr.add_argument("--profile", default="production")
+    pr.add_argument("--source", help="one source name (default: every WFS source with a schema)")
+    pr.set_defaults(func=cmd_sources_probe)
 
     rel = sub.add_parser("releases", help="list, show, verify, roll back or prune published releases")
     rel.add_argument("action", choices=["list", "show", "rollback", "verify", "prune", "orphans"])
@@ -369,6 +456,7 @@ def error_sentence(exc: BaseException) -> str:
         text = f"missing entry {text}"
     first = text.splitlines()[0]
     return first if len(text.splitlines()) == 1 else first + " (run with -v for details)"
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -65,6 +65,7 @@ class LanduseClass(_Model):
     label: str
     artificial: bool = False
     natural: bool = False
+    urban_nature: bool = False     # "nature en ville": its own line in the key figures
 
 
 class LanduseRule(_Model):
@@ -94,17 +95,41 @@ class LanduseConfig(_Model):
         return self
 
 
+class HabitatSourceConfig(_Model):
+    """An extra habitat source with an attribute filter, e.g. terrils without the built-over ones:
+    ``{source: zt_terrils, exclude: {forme: [Arasé construit]}}`` (``include`` keeps only the listed values)."""
+
+    source: str
+    include: dict[str, list[str]] = Field(default_factory=dict)
+    exclude: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class SousTrameConfig(_Model):
     label: str
     trame: Literal["verte", "bleue"]
     habitat: list[str]
-    extra_habitat_sources: list[str] = Field(default_factory=list)
+    extra_habitat_sources: list[str | HabitatSourceConfig] = Field(default_factory=list)
+
+    @property
+    def habitat_source_names(self) -> list[str]:
+        """Names of the extra habitat sources (plain names or filtered entries)."""
+        return [s if isinstance(s, str) else s.source for s in self.extra_habitat_sources]
+
+    def habitat_source(self, name: str) -> HabitatSourceConfig:
+        """The filtered entry of an extra habitat source (an unfiltered one for a plain name)."""
+        for s in self.extra_habitat_sources:
+            if (s if isinstance(s, str) else s.source) == name:
+                return HabitatSourceConfig(source=name) if isinstance(s, str) else s
+        raise KeyError(name)
     reservoir_min_area_ha: float = Field(gt=0)
     relay_min_area_ha: float = Field(gt=0)
     max_cost: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _check_areas(self) -> "SousTrameConfig":
+        if not self.habitat:
+            raise ValueError("habitat is empty: this sous-trame would have no reservoir (and extra_habitat_sources "
+                             "are burned with its first habitat class); list at least one land-use class")
         if self.relay_min_area_ha > self.reservoir_min_area_ha:
             raise ValueError("relay_min_area_ha must not exceed reservoir_min_area_ha")
         return self
@@ -117,25 +142,83 @@ class ProtectedAreasConfig(_Model):
     case_by_case: list[str] = Field(default_factory=list)
 
 
-class RoadFriction(_Model):
+BurnRule = Literal["max", "replace", "min"]
+
+
+class BurnSpec(_Model):
+    """How a burned element combines with what lies under it (BioDispersal-like fusion).
+
+    ``rule``: ``max`` (barrier: never lowers the friction), ``replace`` (favourable linear element: its value
+    replaces the land use), ``min`` (never raises it). ``priority``: elements are burned by increasing priority, so
+    a higher priority is applied last and wins where elements overlap. ``width_column``: attribute holding the
+    element's width in metres; ``width_m``: default width per class (or one number); no width at all → the
+    legacy one-cell line burn (resolution-dependent, kept for old configurations).
+    """
+
+    rule: BurnRule = "max"
+    priority: int = 0
+    width_column: str | None = None
+    width_m: float | dict[str | int, float] | None = None
+
+    def default_width(self, cls: str) -> float | None:
+        if isinstance(self.width_m, dict):
+            v = {str(k): w for k, w in self.width_m.items()}.get(str(cls))
+            return float(v) if v is not None else None
+        return float(self.width_m) if self.width_m is not None else None
+
+
+class RoadFriction(BurnSpec):
     importance_column: str = "importance"
     by_importance: dict[int, float]
 
 
-class RailwayFriction(_Model):
+class RailwayFriction(BurnSpec):
     status_column: str = "status"
-    by_status: dict[str, float]
+    by_status: dict[str, float | None]     # None: not an infrastructure (e.g. disused lines, see overlays)
+
+
+class CanalFriction(BurnSpec):
+    friction: float = 10000
+
+
+class OverlayConfig(BurnSpec):
+    """A favourable (or hostile) element burned over the land use as a land-use class (per-sous-trame friction
+    from ``friction.landuse``; habitat of the sous-trames listing the class): cavaliers, hedgerows, verges.
+
+    Features come from ``source`` (a source name) or every source of ``role``, filtered by ``where`` (column →
+    accepted values); lines and points are buffered to ``width`` (attribute or default), polygons taken as they are.
+    """
+
+    source: str | None = None
+    role: str | None = None
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    class_: str = Field(alias="class")
+    rule: BurnRule = "replace"
+
+    @model_validator(mode="after")
+    def _check_origin(self) -> "OverlayConfig":
+        if bool(self.source) == bool(self.role):
+            raise ValueError("an overlay needs exactly one of 'source' or 'role'")
+        if self.width_m is None and self.width_column is None:
+            raise ValueError("an overlay needs 'width_m' (default width, metres) or 'width_column'")
+        return self
 
 
 class InfrastructureFriction(_Model):
     roads: RoadFriction
     railways: RailwayFriction
-    canals: float = 10000
+    canals: float | CanalFriction = 10000
+
+    @property
+    def canal(self) -> CanalFriction:
+        """The canal burn spec (a bare number is a legacy one-cell ``max`` burn of that friction)."""
+        return self.canals if isinstance(self.canals, CanalFriction) else CanalFriction(friction=self.canals)
 
 
 class FrictionConfig(_Model):
     landuse: dict[str, dict[str, float]]
     infrastructure: InfrastructureFriction
+    overlays: dict[str, OverlayConfig] = Field(default_factory=dict)
 
 
 class CorridorStatusConfig(_Model):
@@ -145,13 +228,22 @@ class CorridorStatusConfig(_Model):
 
 class WetCorridorConfig(_Model):
     open_only: bool = True
+    snap_tolerance_m: float | None = Field(default=None, ge=0)   # node → wet patch attachment; None: one cell
 
 
 class CorridorsConfig(_Model):
     neighbours: Literal[8, 16] = 8
     max_links_per_reservoir: int = Field(default=3, ge=1)
+    dedup_tolerance_m: float | None = Field(default=None, ge=0)   # "drawn once" radius; None: one cell
     status: CorridorStatusConfig
     wet: WetCorridorConfig = WetCorridorConfig()
+
+
+class ObstacleSeverityConfig(_Model):
+    drop_height_severity: dict[float, int] = Field(default_factory=lambda: {2.0: 4, 0.5: 3})
+    unknown_severity: int = Field(default=3, ge=1, le=4)
+    fish_pass_lowers_by: int = Field(default=0, ge=0)
+    ignore_states: list[str] = Field(default_factory=list)
 
 
 class RupturePointsConfig(_Model):
@@ -159,6 +251,8 @@ class RupturePointsConfig(_Model):
     railway_status: list[str] = Field(default_factory=lambda: ["in_use"])
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
+    culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
+    obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
 
 
 class BoundaryConfig(_Model):
@@ -172,8 +266,35 @@ class CommunesConfig(_Model):
 
 
 class NomenclatureConfig(_Model):
+    """The land-use nomenclature: its code list (CSV) and, when chosen by id, where it came from.
+
+    In the territory YAML either an id (``nomenclature: ocs_ge``: reads ``config/nomenclatures/<id>.yaml``, whose
+    classification rules become the territory's ``landuse.rules`` unless the territory gives its own) or the
+    explicit ``{file, code_column}`` form.
+    """
+
     file: str
     code_column: str
+    # land-use code columns whose rule codes must exist in the file (a rule code is a prefix of a code, cut at a
+    # '.'); set from the nomenclature definition's code_columns when chosen by id
+    check_columns: list[str] = Field(default_factory=list)
+    id: str | None = None
+    label: str | None = None
+    label_column: str | None = None
+    min_mapping_unit_ha: float | None = None
+    warning: str | None = None
+    definition: str | None = None      # the nomenclature YAML the id resolved to
+
+
+class LanduseOverlayConfig(_Model):
+    """Polygons of ``source`` replace the land-use class where they lie (see ``layers.landuse.apply_overlays``).
+
+    ``classes`` maps a value of ``column`` to a land-use class; features whose value is not listed are ignored.
+    """
+
+    source: str
+    column: str
+    classes: dict[str, str]
 
 
 class ScheduleConfig(_Model):
@@ -181,7 +302,8 @@ class ScheduleConfig(_Model):
 
 
 class ProfileConfig(_Model):
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="allow", frozen=True)   # top-level keys a profile overrides (nomenclature…)
+    sources: dict[str, SourceConfig | None] = Field(default_factory=dict)   # null drops a source of the default
 
 
 class Territory(_Model):
@@ -194,6 +316,9 @@ class Territory(_Model):
     siren: str | None = None
     crs: str = "EPSG:2154"
     resolution_m: float = Field(gt=0, le=1000)
+    # computation extent = territory buffered by this (m); None → the largest dispersal distance over the most
+    # favourable matrix (see analysis_buffer_m); 0 → no buffer. Outputs are clipped to the territory.
+    buffer_m: float | None = Field(default=None, ge=0)
     schedule: ScheduleConfig = ScheduleConfig()
     boundary: BoundaryConfig
     communes: CommunesConfig
@@ -201,6 +326,7 @@ class Territory(_Model):
     sources: dict[str, SourceConfig]
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     landuse: LanduseConfig
+    landuse_overlays: list[LanduseOverlayConfig] = Field(default_factory=list)
     sous_trames: dict[str, SousTrameConfig]
     protected_areas: ProtectedAreasConfig = ProtectedAreasConfig()
     friction: FrictionConfig
@@ -225,7 +351,7 @@ class Territory(_Model):
             for cls in st.habitat:
                 if cls not in self.landuse.classes:
                     raise ValueError(f"sous_trames.{name}.habitat: unknown land-use class {cls!r}")
-            for src in st.extra_habitat_sources:
+            for src in st.habitat_source_names:
                 if src not in self.sources:
                     raise ValueError(f"sous_trames.{name}.extra_habitat_sources: unknown source {src!r}")
         for cls, values in self.friction.landuse.items():
@@ -237,9 +363,23 @@ class Territory(_Model):
             bad = {k: v for k, v in values.items() if not v >= 1}
             if bad:
                 raise ValueError(f"friction.landuse.{cls}: friction must be >= 1, got {bad}")
+        for i, overlay in enumerate(self.landuse_overlays):
+            if overlay.source not in self.sources:
+                raise ValueError(f"landuse_overlays[{i}]: unknown source {overlay.source!r}")
+            bad = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
+            if bad:
+                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes {bad}")
         missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
         if missing_cls:
             raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
+        for name, ov in self.friction.overlays.items():
+            if ov.class_ not in self.landuse.classes:
+                raise ValueError(f"friction.overlays.{name}: unknown land-use class {ov.class_!r}")
+            if ov.source and ov.source not in self.sources:
+                raise ValueError(f"friction.overlays.{name}: unknown source {ov.source!r}")
+        unknown = set(self.nomenclature.check_columns) - set(self.landuse.code_columns)
+        if unknown:
+            raise ValueError(f"nomenclature.check_columns: {sorted(unknown)} not in landuse.code_columns")
         return self
 
     # --- helpers -------------------------------------------------------------------------------------------------
@@ -258,6 +398,23 @@ class Territory(_Model):
     @property
     def wet_sous_trames(self) -> list[str]:
         return [k for k, v in self.sous_trames.items() if v.trame == "bleue"]
+
+    def analysis_buffer_m(self) -> float:
+        """Buffer (m) of the computation extent around the territory.
+
+        ``buffer_m`` when set; otherwise the largest dispersal distance expressed in metres of the most favourable
+        matrix: max over sous-trames of ``max_cost`` / the lowest land-use friction of a class that is not the
+        sous-trame's habitat (Graphab / Linkage Mapper practice: a study area padded by the longest dispersal
+        distance so that no patch or path is cut by the outline).
+        """
+        if self.buffer_m is not None:
+            return float(self.buffer_m)
+        best = 0.0
+        for name, st in self.sous_trames.items():
+            matrix = [v[name] for c, v in self.friction.landuse.items() if c not in st.habitat]
+            if matrix:
+                best = max(best, st.max_cost / min(matrix))
+        return best
 
     def config_hash(self) -> str:
         """sha256 of the effective configuration (profile applied) and of the nomenclature file."""
@@ -286,11 +443,66 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+PROFILE_KEYS = ("sources", "nomenclature", "landuse_overlays")
+
+
+def apply_profile(raw: dict, profile: dict) -> dict:
+    """The territory mapping with a profile applied: ``sources`` replaced or added by name (a ``null`` source drops
+    the default one, e.g. a synthetic sample layer), other keys (``nomenclature``, ``landuse_overlays``) replaced."""
+    unknown = sorted(set(profile) - set(PROFILE_KEYS))
+    if unknown:
+        raise ConfigError(f"profile keys {unknown} are not supported (allowed: {', '.join(PROFILE_KEYS)})")
+    sources = {**(raw.get("sources") or {}), **(profile.get("sources") or {})}
+    out = {**raw, **{k: v for k, v in profile.items() if k != "sources"}}
+    out["sources"] = {name: src for name, src in sources.items() if src is not None}
+    return out
+
+
+def nomenclature_definition(nomenclature_id: str) -> tuple[Path, dict]:
+    """``config/nomenclatures/<id>.yaml`` (path, mapping); raises :class:`ConfigError` naming the known ids."""
+    folder = PROJECT_ROOT / "config" / "nomenclatures"
+    path = folder / f"{nomenclature_id}.yaml"
+    if not ID_PATTERN.match(nomenclature_id) or not path.exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise ConfigError(f"unknown nomenclature {nomenclature_id!r} (known: {known})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for key in ("codes_file", "code_column", "code_columns", "rules"):
+        if key not in data:
+            raise ConfigError(f"nomenclature {path}: missing {key!r}")
+    return path, data
+
+
+def resolve_nomenclature(raw: dict) -> dict:
+    """Expand ``nomenclature: <id>``: code list, and the nomenclature's rules as ``landuse`` rules (unless the
+    territory gives its own); keep only the ``landuse`` sources tagged with that nomenclature (or untagged)."""
+    nom = raw.get("nomenclature")
+    if not isinstance(nom, str):
+        return raw
+    path, data = nomenclature_definition(nom)
+    out = dict(raw)
+    out["nomenclature"] = {"file": data["codes_file"], "code_column": data["code_column"], "id": nom,
+                           "label": data.get("label"), "label_column": data.get("label_column"),
+                           "min_mapping_unit_ha": data.get("min_mapping_unit_ha"), "warning": data.get("warning"),
+                           "check_columns": list(data.get("code_columns") or []),
+                           "definition": str(path.relative_to(PROJECT_ROOT))}
+    landuse = dict(out.get("landuse") or {})
+    if "rules" not in landuse:
+        landuse["rules"] = data["rules"]
+        landuse["code_columns"] = data["code_columns"]
+        if "default_class" in data:
+            landuse.setdefault("default_class", data["default_class"])
+    landuse.setdefault("code_columns", data["code_columns"])     # a territory's own rules use the same columns
+    out["landuse"] = landuse
+    out["sources"] = {name: src for name, src in (out.get("sources") or {}).items()
+                      if not (isinstance(src, dict) and src.get("nomenclature") not in (None, nom))}
+    return out
+
+
 def load_territory(territory: str | Path, profile: str | None = None) -> Territory:
     """Load ``config/territories/<id>.yaml`` (or a YAML path) and apply a source profile.
 
     ``profile`` defaults to the ``TVB_PROFILE`` environment variable, else ``default`` (the bundled sample). A
-    profile replaces or adds sources by name. Raises :class:`ConfigError` naming the file and the bad field.
+    profile replaces, adds or (with ``null``) drops sources by name and may switch the ``nomenclature``. Raises :class:`ConfigError` naming the file and the bad field.
     """
     path = Path(territory)
     if path.suffix not in (".yaml", ".yml"):
@@ -302,6 +514,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         raise ConfigError(f"no territory configuration {path} (known territories: {known})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); save the YAML as UTF-8"
+                          ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -311,10 +528,51 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
             raise ConfigError(f"{path}: unknown profile {profile!r} (known: {', '.join(profiles) or 'none'})")
-        raw = {**raw, "sources": {**raw.get("sources", {}), **(profiles[profile].get("sources") or {})}}
+        raw = apply_profile(raw, profiles[profile] or {})
+    try:
+        raw = resolve_nomenclature(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     raw["profile"] = profile
     raw["path"] = str(path)
     try:
-        return Territory.model_validate(raw)
+        territory = Territory.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
+    check_rule_codes(territory)
+    return territory
+
+
+def nomenclature_labels(territory: Territory) -> dict[str, str]:
+    """Code → label of every level of the territory's nomenclature file (columns ``code_nX`` / ``libelle_nX``;
+    only ``code_column`` when the file has no such pairs)."""
+    import csv
+
+    path = territory.resolve_path(territory.nomenclature.file)
+    if not path.exists():
+        raise ConfigError(f"{territory.path}: nomenclature file {path} not found")
+    labels: dict[str, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if territory.nomenclature.code_column not in row:
+                raise ConfigError(f"{path}: no column {territory.nomenclature.code_column!r} "
+                                  f"(columns: {list(row)})")
+            for key, value in row.items():
+                if key.startswith("code_") and value:
+                    labels.setdefault(value.strip(), (row.get("libelle_" + key[5:]) or "").strip())
+            labels.setdefault(row[territory.nomenclature.code_column].strip(), "")
+    return labels
+
+
+def check_rule_codes(territory: Territory) -> None:
+    """Every land-use rule code of a ``nomenclature.check_columns`` column must be a code of the nomenclature file
+    or a prefix of one cut at a '.' (``CS4`` → ``CS4.1.2``); raises :class:`ConfigError` naming the rule."""
+    columns = territory.nomenclature.check_columns
+    if not columns:
+        return
+    codes = set(nomenclature_labels(territory))
+    for i, rule in enumerate(territory.landuse.rules):
+        for col, code in (rule.model_extra or {}).items():
+            if col in columns and not any(c == str(code) or c.startswith(f"{code}.") for c in codes):
+                raise ConfigError(f"{territory.path}: landuse.rules[{i}] {col}={code!r} is no code of the "
+                                  f"nomenclature {territory.nomenclature.file}")

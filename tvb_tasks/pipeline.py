@@ -6,21 +6,32 @@ materialises its inputs from the store into a local work folder, calls the stage
 what it produced under ``work/<territory>/<input_key>/…`` in the store, so that tasks may run on different workers.
 
 Order: fetch → validate sources → compute (per sous-trame) → assemble → indicators → validate outputs → publish.
+
+One territory identity per run: the fetch stage records the effective configuration it used (``run["config"]``,
+the validated YAML with profile and run parameters applied, and ``run["config_hash"]``); every later stage
+rebuilds the territory from that content, so a path-form ``--territory /path/x.yaml`` computes, validates and
+publishes with that file's settings, and the manifest's config hash is the one the run used. A run id nonce
+(``run["run_nonce"]``) makes the release id unique per run. The CLI's whole run holds a lease per territory and input
+key on the work folder (:func:`work_lease`), so two runs on the same inputs never share it at the same time.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import PROJECT_ROOT, Territory, load_territory
-from .store import LocalStore, NotFound, Store, open_store
+from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
+from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,10 @@ _CODE_DIRS = ("tvb_tasks", "expectations")
 
 class PipelineError(RuntimeError):
     """A stage cannot proceed; the message says which stage and why."""
+
+
+class RunInProgress(PipelineError):
+    """Another run holds the lease on the same territory and input key."""
 
 
 # --- identity of a run ------------------------------------------------------------------------------------------
@@ -50,7 +65,7 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
     """Load a territory and apply run parameters (resolution override, subset of sous-trames)."""
     territory = load_territory(territory_id, profile)
     update: dict[str, Any] = {}
-    if resolution_m:
+    if resolution_m is not None:
         if not 5 <= float(resolution_m) <= 500:
             raise PipelineError(f"resolution_m must be between 5 and 500 m, got {resolution_m}")
         update["resolution_m"] = float(resolution_m)
@@ -61,6 +76,24 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
                                 f"(known: {sorted(territory.sous_trames)})")
         update["sous_trames"] = {k: v for k, v in territory.sous_trames.items() if k in sous_trames}
     return territory.model_copy(update=update) if update else territory
+
+
+def check_runnable(territory: Territory) -> None:
+    """Fail before anything is written when the configuration points at missing or unreadable files: every
+    ``file`` source's path and the nomenclature CSV. Raises :class:`ConfigError` naming the YAML and each problem."""
+    from .validate.gate import nomenclature_codes
+
+    problems = []
+    for name, src in territory.sources.items():
+        if src.kind == "file" and not territory.resolve_path(src.path).is_file():
+            problems.append(f"source {name!r}: file {src.path} not found ({territory.resolve_path(src.path)})")
+    try:
+        nomenclature_codes(territory)
+    except (ValueError, OSError) as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError(f"{territory.path}: territory {territory.id!r} cannot run (nothing fetched): "
+                          + "; ".join(problems))
 
 
 def work_root() -> Path:
@@ -78,8 +111,26 @@ def _local_dir(run: dict, *parts: str) -> Path:
 
 
 def _territory(run: dict) -> Territory:
-    return effective_territory(run["territory"], profile=run.get("profile"),
-                               resolution_m=run.get("resolution_m"), sous_trames=run.get("sous_trames"))
+    """The territory exactly as the fetch stage used it (from ``run["config"]``; older run dicts: by id)."""
+    if run.get("config") is None:
+        return effective_territory(run["territory"], profile=run.get("profile"),
+                                   resolution_m=run.get("resolution_m"), sous_trames=run.get("sous_trames"))
+    return territory_from_run(run)
+
+
+def territory_from_run(run: dict) -> Territory:
+    """Rebuild the run's territory from the configuration content the fetch recorded and check its hash (which
+    also covers the nomenclature file: a file edited mid-run stops the run rather than mixing two configs)."""
+    try:
+        territory = Territory.model_validate(run["config"])
+    except Exception as exc:  # noqa: BLE001 - pydantic error: say which run
+        raise PipelineError(f"run of {run.get('territory')}: the recorded configuration is not valid ({exc})") from None
+    if run.get("config_hash") and territory.config_hash() != run["config_hash"]:
+        raise PipelineError(
+            f"run of {territory.id}: the configuration changed since the fetch (config hash "
+            f"{territory.config_hash()[:12]} ≠ {run['config_hash'][:12]}; the nomenclature file "
+            f"{territory.nomenclature.file} was probably edited); start a new run")
+    return territory
 
 
 # --- moving folders between the store and the local work dir ------------------------------------------------------
@@ -117,27 +168,34 @@ def _snapshot_paths(store: Store, run: dict) -> dict[str, Path]:
 # --- stages -------------------------------------------------------------------------------------------------------
 def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
                 force: bool = False, resolution_m: float | None = None,
-                sous_trames: list[str] | None = None, credentials: dict[str, dict] | None = None) -> dict:
+                sous_trames: list[str] | None = None, credentials: dict[str, dict] | None = None,
+                http_overrides: dict[str, float] | None = None) -> dict:
     """Fetch every source into content-addressed snapshots and compute the run's ``input_key``.
 
     Returns the *run* dict every later stage takes: territory, profile, store URI, parameters, snapshot refs,
     input_key and, when a release with the same inputs is already live, ``unchanged_release``. ``credentials``
     maps a source name to ``{"url", "auth", "headers"}`` (from Airflow connections); they are never stored.
+    ``http_overrides`` (``timeout_s``, ``deadline_s`` …) apply to every HTTP/WFS/OSM source of this fetch.
+    The run dict carries the configuration content and hash used here (see the module docstring).
     """
+    from .publish.release import new_run_nonce
     from .publish import find_unchanged, input_key as make_input_key
     from .sources import fetch_all
 
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
                                     sous_trames=sous_trames)
+    check_runnable(territory)
     store = open_store(store_uri)
-    snapshots = fetch_all(territory, store, force=force, credentials=credentials)
+    snapshots = fetch_all(territory, store, force=force, credentials=credentials, http_overrides=http_overrides)
     snapshot_ids = {name: ref["snapshot_id"] for name, ref in snapshots.items()}
     version = code_version()
-    key = make_input_key(snapshot_ids, territory.config_hash(), version)
+    key = make_input_key(snapshot_ids, territory.config_hash(), version)     # the hash recorded in the run
     unchanged = None if force else find_unchanged(store, territory.id, key)
     run = {
         "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
-        "resolution_m": territory.resolution_m if resolution_m else None,
+        "config_path": territory.path, "config_hash": territory.config_hash(),
+        "config": territory.model_dump(mode="json", by_alias=True), "run_nonce": new_run_nonce(),
+        "resolution_m": territory.resolution_m if resolution_m is not None else None,
         "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
         "snapshots": snapshots, "changed_sources": sorted(n for n, r in snapshots.items() if r.get("changed")),
         "input_key": key, "code_version": version, "force": force,
@@ -162,7 +220,28 @@ def stage_validate_sources(run: dict) -> dict:
         prev = previous_snapshot(territory.id, name, store, before=ref["snapshot_id"])
         previous[name] = _materialize(store, prev["key"]) if prev else None
     out = _local_dir(run, "validation", "sources")
-    return _gate(store, run, "sources", out, validate_sources(territory, paths, previous, out))
+    summary = validate_sources(territory, paths, previous, out)
+    _mark_refused(store, run, summary)
+    return _gate(store, run, "sources", out, summary)
+
+
+def _mark_refused(store: Store, run: dict, summary: dict) -> list[str]:
+    """Mark the snapshots the gate refused as rejected, so they never become a drift baseline. Returns names."""
+    from .sources import mark_rejected
+
+    refused = []
+    for name, s in sorted((summary.get("sources") or {}).items()):
+        if s.get("success") is False and name in run["snapshots"]:
+            reason = "; ".join(f"{f.get('expectation')}: {f.get('message') or f.get('observed_value')}"
+                               for f in s.get("critical_failures") or [])
+            try:
+                mark_rejected(store, run["territory"], name, run["snapshots"][name]["snapshot_id"],
+                              reason or "refused by the validation gate")
+            except StoreError as exc:       # never hide the gate's own message behind a store error
+                log.error("could not mark snapshot %s of %s as rejected: %s", run["snapshots"][name]["snapshot_id"],
+                          name, exc)
+            refused.append(name)
+    return refused
 
 
 def _gate(store: Store, run: dict, kind: str, out: Path, summary: dict) -> dict:
@@ -256,7 +335,7 @@ def stage_indicators(run: dict) -> dict:
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
                                 previous_indicators=prev_ind)
     released_at = datetime.now(timezone.utc).replace(microsecond=0)
-    release_id = release_id_for(run["input_key"], released_at)
+    release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))
     hist_dir = _local_dir(run, "history")
     append_history(history, out / "indicators.json", release_id=release_id, released_at=released_at.isoformat(),
                    snapshot_ids={n: r["snapshot_id"] for n, r in run["snapshots"].items()},
@@ -277,7 +356,10 @@ def stage_validate_outputs(run: dict) -> dict:
     gpkg = _materialize(store, f"{_work_prefix(run)}/layers/tvb.gpkg")
     ind = _materialize(store, f"{_work_prefix(run)}/indicators/indicators.json")
     out = _local_dir(run, "validation", "outputs")
-    return _gate(store, run, "outputs", out, validate_outputs(territory, gpkg, ind, out))
+    # outline from the boundary snapshot (a WFS boundary in production has no configured file)
+    ref = run["snapshots"].get(territory.boundary.source)
+    boundary = _materialize(store, ref["key"]) if ref else None
+    return _gate(store, run, "outputs", out, validate_outputs(territory, gpkg, ind, out, boundary=boundary))
 
 
 def _full_validation(val_dir: Path) -> dict:
@@ -329,7 +411,7 @@ def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *
         validation=release_summary(full["sources"], full["outputs"]),
         indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run,
         force=run.get("force", False), released_at=datetime.fromisoformat(indicators["released_at"]),
-        crash_before_swap=crash_before_swap)
+        crash_before_swap=crash_before_swap, release_id=indicators["release_id"])
     if result.get("status") == "published":
         _publish_history(store, territory.id, hist_dir)
     return result
@@ -348,16 +430,84 @@ def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
         store.put_bytes(key, src.read_bytes(), if_match=info.etag if info else "")
 
 
+# --- lease on the work folder -------------------------------------------------------------------------------------
+def lease_path(run: dict) -> Path:
+    return work_root() / run["territory"] / f"{run['input_key'][:16]}.lease"
+
+
+@contextlib.contextmanager
+def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
+    """Hold the lease on ``work/<territory>/<input_key>`` for the block: an exclusive ``flock`` on a lease file.
+
+    A second run on the same territory and inputs waits up to ``wait_s`` seconds, then raises
+    :class:`RunInProgress` ("another run is working on these inputs", naming the holder's pid, host and start).
+    The kernel releases the lock when the holder's process dies (even ``kill -9``), so a stale lease never blocks:
+    the next run takes it over and reuses the folder. The file stays (it records the last holder).
+    """
+    path = lease_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")
+    give_up = time.monotonic() + max(0.0, wait_s)
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    fh.seek(0)
+                    try:
+                        holder = json.loads(fh.read() or "{}")
+                    except json.JSONDecodeError:
+                        holder = {}
+                    who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_at')}"
+                           if holder else "holder unknown")
+                    raise RunInProgress(
+                        f"another run is working on these inputs ({run['territory']}, input key "
+                        f"{run['input_key'][:12]}: {who}; lease {path}); wait for it to finish or use --wait "
+                        "SECONDS") from None
+                if not waited:
+                    log.info("another run holds %s; waiting up to %.0f s", path, wait_s)
+                    waited = True
+                time.sleep(poll_s)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        fh.flush()
+        yield path
+    finally:
+        fh.close()          # closing releases the flock
+
+
 # --- whole run (CLI) ----------------------------------------------------------------------------------------------
 def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
                  force: bool = False, dry_run: bool = False, resolution_m: float | None = None,
-                 sous_trames: list[str] | None = None) -> dict:
-    """Run every stage in order, as the Airflow DAG does, and return the publish result (or ``unchanged``)."""
+                 sous_trames: list[str] | None = None, http_overrides: dict[str, float] | None = None,
+                 wait_s: float = 0.0) -> dict:
+    """Run every stage in order, as the Airflow DAG does, and return the publish result (or ``unchanged``).
+
+    Everything after the fetch runs under :func:`work_lease` (``wait_s``: how long to wait for another run on the
+    same inputs); after waiting, a run whose inputs were published meanwhile returns ``unchanged``.
+    """
+    from .publish import find_unchanged
+
     run = stage_fetch(territory_id, store_uri=store_uri, profile=profile, force=force,
-                      resolution_m=resolution_m, sous_trames=sous_trames)
+                      resolution_m=resolution_m, sous_trames=sous_trames, http_overrides=http_overrides)
     if run["unchanged_release"]:
         return {"status": "unchanged", "release_id": run["unchanged_release"], "territory": run["territory"],
                 "store_uri": run["store_uri"]}
+    with work_lease(run, wait_s=wait_s):
+        unchanged = None if force else find_unchanged(open_store(run["store_uri"]), run["territory"],
+                                                      run["input_key"])
+        if unchanged:           # published by the run we waited for
+            return {"status": "unchanged", "release_id": unchanged["release_id"], "territory": run["territory"],
+                    "store_uri": run["store_uri"]}
+        return _run_stages(run, dry_run=dry_run)
+
+
+def _run_stages(run: dict, *, dry_run: bool) -> dict:
     validation_sources = stage_validate_sources(run)
     territory = _territory(run)
     parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]

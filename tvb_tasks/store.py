@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -37,6 +37,15 @@ mimetypes.add_type("application/geo+json", ".geojson")
 
 class StoreError(RuntimeError):
     """Base error of the object store."""
+
+
+def os_error_text(exc: OSError) -> str:
+    """A short readable reason for an OS error, saying "disk full" for ENOSPC / EDQUOT."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full (no space left on device; errno {exc.errno})"
+    return f"{exc.strerror or exc} (errno {exc.errno})"
 
 
 class NotFound(StoreError):
@@ -119,6 +128,11 @@ class Store:
         """The key's path on disk when the store is a local folder, else None."""
         return None
 
+    def list_partial(self, prefix: str = "") -> list[tuple[str, float]]:
+        """Leftovers of interrupted writes under ``prefix`` as ``(key, mtime as POSIX seconds)``: a local store's
+        ``.tmp-*`` files a killed process left behind (S3 writes are atomic: none)."""
+        return []
+
     def url(self, key: str) -> str:
         """URL of an object, or of a folder when ``key`` ends with ``/``."""
         folder = key.endswith("/") and len(key) > 1
@@ -168,12 +182,21 @@ class LocalStore(Store):
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _write_tmp(self, target: Path, writer) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
+        """Write to a ``.tmp-*`` file next to ``target``; on failure remove it and raise :class:`StoreError`
+        naming the object (``disk full`` for ENOSPC / EDQUOT)."""
+        tmp = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                writer(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
+            raise StoreError(f"{self.uri.rstrip('/')}/{target.relative_to(self.root).as_posix()}: "
+                             f"{os_error_text(exc)}") from None
         return Path(tmp)
 
     def _commit(self, key: str, tmp: Path, create_only: bool, if_match: str | None) -> str:
@@ -222,6 +245,14 @@ class LocalStore(Store):
         if not p.is_file():
             return None
         return ObjectInfo(key, p.stat().st_size, self._etag(p))
+
+    def list_partial(self, prefix=""):
+        out = []
+        for p in self.root.rglob(".tmp-*"):
+            rel = p.relative_to(self.root).as_posix()
+            if p.is_file() and rel.startswith(prefix) and not rel.startswith(".locks/"):
+                out.append((rel, p.stat().st_mtime))
+        return sorted(out)
 
     def list(self, prefix=""):
         base = self.root
@@ -393,7 +424,12 @@ def open_store(uri: str | None = None, *, client=None) -> Store:
             raise ValueError(f"invalid S3 store URI {uri!r}: no bucket")
         return S3Store(parsed.netloc, parsed.path, client=client)
     if parsed.scheme == "file":
-        return LocalStore(parsed.path)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"unsupported store URI {uri!r}: file:// with host {parsed.netloc!r} would be written "
+                             f"locally at {parsed.path!r}; use file:///absolute/path (local folders only) or s3://")
+        if not parsed.path:
+            raise ValueError(f"invalid store URI {uri!r}: no path (use file:///absolute/path)")
+        return LocalStore(unquote(parsed.path))
     if parsed.scheme == "":
         return LocalStore(uri)
     raise ValueError(f"unsupported store URI {uri!r} (use file:// or s3://)")

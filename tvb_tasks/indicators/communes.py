@@ -94,7 +94,7 @@ def network_polygons(layers: dict[str, gpd.GeoDataFrame], sous_trames: list[str]
 def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) -> pd.DataFrame:
     """One row per commune: area, land use, reservoirs / relays, corridors by status, rupture points.
 
-    Columns: insee, nom, area_ha, artificial_ha, natural_ha, landuse_ha, artificial_pct, natural_pct,
+    Columns: insee, nom, area_ha, artificial_ha, natural_ha, urban_nature_ha, landuse_ha, artificial_pct, natural_pct,
     reservoirs_ha, relays_ha, terrestrial_reservoirs_relays_ha, wet_reservoirs_relays_ha,
     corridors_existing_km, corridors_to_restore_km, corridors_to_create_km, terrestrial_corridors_km,
     wet_corridors_km, rupture_points. Overlapping reservoirs / relays are counted once (union).
@@ -111,6 +111,8 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
     natural = [c for c, v in classes.items() if v.natural and c in by_class.columns]
     out["artificial_ha"] = by_class[artificial].sum(axis=1).to_numpy()
     out["natural_ha"] = by_class[natural].sum(axis=1).to_numpy()
+    urban_nature = [c for c, v in classes.items() if v.urban_nature and c in by_class.columns]
+    out["urban_nature_ha"] = by_class[urban_nature].sum(axis=1).to_numpy()
     out["landuse_ha"] = by_class.sum(axis=1).to_numpy()
     out["artificial_pct"] = 100.0 * out["artificial_ha"] / out["area_ha"]
     out["natural_pct"] = 100.0 * out["natural_ha"] / out["area_ha"]

@@ -22,6 +22,7 @@ KEY_FIGURES: dict[str, tuple[str, str]] = {
     "terrestrial_reservoirs_relays_ha": ("Réservoirs et zones relais terrestres", "ha"),
     "wet_reservoirs_relays_ha": ("Réservoirs et zones relais humides", "ha"),
     "rupture_points": ("Points de rupture", "nombre"),
+    "urban_nature_ha": ("Nature en ville (parcs, jardins, cimetières enherbés)", "ha"),
 }
 
 
@@ -42,6 +43,7 @@ def key_figures(communes: pd.DataFrame) -> dict[str, float | int]:
         "terrestrial_reservoirs_relays_ha": float(communes["terrestrial_reservoirs_relays_ha"].sum()),
         "wet_reservoirs_relays_ha": float(communes["wet_reservoirs_relays_ha"].sum()),
         "rupture_points": int(communes["rupture_points"].sum()),
+        "urban_nature_ha": float(communes["urban_nature_ha"].sum()) if "urban_nature_ha" in communes else 0.0,
     }
 
 

@@ -143,8 +143,8 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
                    grid: Grid) -> gpd.GeoDataFrame:
     """Corridor layer (:data:`CORRIDOR_COLUMNS`) of a sous-trame: one feature per kept link.
 
-    Links are taken by increasing cost; a step whose two cells are on, or next to (8-neighbourhood, i.e. within one
-    cell), a corridor already drawn for the same sous-trame (paths sharing a trunk, or running side by side, near a
+    Links are taken by increasing cost; a step whose two cells are on, or within ``corridors.dedup_tolerance_m``
+    metres of (one cell when unset; the 8-neighbourhood at 25 m), a corridor already drawn for the same sous-trame (paths sharing a trunk, or running side by side, near a
     reservoir) is not drawn again, so the geometry, ``length_m``, ``mean_friction`` and ``status`` describe the
     corridor's own stretch and lengths add up without double counting. ``cost`` is the
     least-cost distance of the whole link, ``path_length_m`` the length of its whole path. A link whose path is
@@ -157,16 +157,20 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
         return empty_frame(crs, CORRIDOR_COLUMNS)
     res_ids = reservoirs["id"].tolist()
     H = grid.shape[0]
-    near: set[int] = set()          # cells of the corridors drawn so far and their 8 neighbours
+    tol = territory.corridors.dedup_tolerance_m
+    k = max(1, int(round((grid.res if tol is None else tol) / grid.res)))   # radius in cells, ≥ 1
+    dr, dc = np.mgrid[-k:k + 1, -k:k + 1]
+    disk = (dr ** 2 + dc ** 2) <= k * k + (1 if k == 1 else 0)             # k = 1: the 8-neighbourhood
+    dr, dc = dr[disk], dc[disk]
+    near: set[int] = set()          # cells of the corridors drawn so far and their neighbours within tolerance
     rows, geoms = [], []
-    for k, path in enumerate(paths):
+    for k_link, path in enumerate(paths):
         flat = [r * W + c for r, c in path]
         own = [not (u in near and v in near) for u, v in zip(flat[:-1], flat[1:])]
-        for r, c in path:
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    if 0 <= r + dr < H and 0 <= c + dc < W:
-                        near.add((r + dr) * W + c + dc)
+        pr = np.asarray([p[0] for p in path])[:, None] + dr[None, :]
+        pc = np.asarray([p[1] for p in path])[:, None] + dc[None, :]
+        ok = (pr >= 0) & (pr < H) & (pc >= 0) & (pc < W)
+        near.update((pr[ok] * W + pc[ok]).tolist())
         runs = _runs(flat, own)
         if not runs:
             continue
@@ -175,9 +179,10 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
         gm = float(np.exp(sum(s[0] * np.log(s[2]) for s in stats) / length)) if length > 0 else stats[0][2]
         full_length = _edge_stats(flat, W, grid.res, friction, lu_friction)[0]
         lines = [_line(run, grid) for run in runs]
-        rows.append({"sous_trame": sous_trame, "from_id": res_ids[int(links["a"].iloc[k])],
-                     "to_id": res_ids[int(links["b"].iloc[k])], "status": corridor_status(gm, status_cfg),
-                     "length_m": length, "path_length_m": full_length, "cost": float(links["cost"].iloc[k]),
+        rows.append({"sous_trame": sous_trame, "from_id": res_ids[int(links["a"].iloc[k_link])],
+                     "to_id": res_ids[int(links["b"].iloc[k_link])], "status": corridor_status(gm, status_cfg),
+                     "length_m": length, "path_length_m": full_length,
+                     "cost": float(links["cost"].iloc[k_link]),
                      "mean_friction": gm})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)

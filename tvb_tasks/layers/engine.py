@@ -15,13 +15,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
+import shapely
 
 from . import labels
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, rasterize_values,
-                     read_role, read_source, write_cog)
+from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
+                     rasterize_values, read_role, read_source, write_cog)
 from .corridors import (CORRIDOR_COLUMNS, corridor_lines, cost_from_reservoirs, link_paths, reservoir_sources,
                         select_links)
-from .friction import Infrastructure, friction_raster, prepare_infrastructure
+from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
                          select_reservoirs)
@@ -35,7 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Context:
-    """Inputs shared by every sous-trame, loaded once per (configuration, inputs)."""
+    """Inputs shared by every sous-trame, loaded once per (configuration, inputs).
+
+    The computation extent (``domain``) is the territory buffered by ``territory.analysis_buffer_m()`` (and cut to
+    the land-use coverage): habitat, reservoirs, friction and cost-distance are computed on it, outputs are then
+    clipped to the territory (``boundary``). ``inside``: cells of the territory; ``extent_mask``: cells of the
+    computation extent (territory + buffer); ``landuse``: land use clipped to the territory (published); ``landuse_all``: on the extent.
+    """
 
     boundary: object
     grid: Grid
@@ -48,6 +55,10 @@ class _Context:
     classes_raster: np.ndarray
     classes: list[str]
     always: dict[int, list[str]]
+    domain: object = None
+    extent_mask: np.ndarray | None = None
+    landuse_all: gpd.GeoDataFrame | None = None
+    all_watercourses: gpd.GeoDataFrame | None = None
 
 
 _CACHE: dict[tuple, _Context] = {}
@@ -62,23 +73,46 @@ def _context_key(territory, inputs: dict[str, Path]) -> tuple:
     return territory.config_hash(), tuple(files)
 
 
+def _overlay_frames(territory, inputs: dict[str, Path]) -> dict[str, gpd.GeoDataFrame]:
+    """Source features of each ``friction.overlays`` entry (its source, or every source of its role)."""
+    frames = {}
+    for name, cfg in territory.friction.overlays.items():
+        if cfg.source:
+            frames[name] = read_source(territory, inputs, cfg.source) if cfg.source in inputs \
+                else empty_frame(territory.crs)
+        else:
+            frames[name] = read_role(territory, inputs, cfg.role, required=False)
+    return frames
+
+
 def _context(territory, inputs: dict[str, Path]) -> _Context:
     key = _context_key(territory, inputs)
     if key in _CACHE:
         return _CACHE[key]
     boundary = load_boundary(territory, inputs)
-    grid = make_grid(boundary, territory.resolution_m, territory.crs)
+    buffer_m = territory.analysis_buffer_m()
+    domain = shapely.make_valid(boundary.buffer(buffer_m)) if buffer_m > 0 else boundary
+    landuse_all = load_landuse(territory, inputs, domain)
+    # the grid covers the territory and the part of the buffer that has land-use data
+    extent = boundary.union(domain.intersection(shapely.box(*landuse_all.total_bounds))) if len(landuse_all) \
+        else boundary
+    grid = make_grid(extent, territory.resolution_m, territory.crs)
     inside = rasterize_values([boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
-    landuse = load_landuse(territory, inputs, boundary)
-    extra = habitat_sources(territory, inputs, boundary)
-    protected = load_protected_areas(territory, inputs, boundary)
+    extent_mask = rasterize_values([domain], [1], grid, fill=0, dtype="uint8").astype(bool) | inside
+    landuse = polygons_only(landuse_all.clip(boundary)) if buffer_m > 0 else landuse_all
+    overlays = prepare_overlays(territory, _overlay_frames(territory, inputs), domain)
+    extra = habitat_sources(territory, inputs, domain, overlays)
+    protected = load_protected_areas(territory, inputs, domain)
     roads = read_role(territory, inputs, "roads", required=False)
     railways = read_role(territory, inputs, "railways", required=False)
-    water = prepare_watercourses(read_role(territory, inputs, "watercourses", required=False), boundary)
-    infra = prepare_infrastructure(territory, roads, railways, water, boundary)
-    classes_raster, classes = class_raster(territory, landuse, extra, grid, inside)
-    always = always_reservoir_sous_trames(territory, protected, landuse, extra)
-    ctx = _Context(boundary, grid, inside, landuse, extra, protected, infra, water, classes_raster, classes, always)
+    raw_water = read_role(territory, inputs, "watercourses", required=False)
+    water = prepare_watercourses(raw_water, boundary)
+    water_all = prepare_watercourses(raw_water, domain) if buffer_m > 0 else water
+    infra = prepare_infrastructure(territory, roads, railways, water_all, domain, overlays)
+    classes_raster, classes = class_raster(territory, landuse_all, extra, grid, inside, extent=extent_mask)
+    always = always_reservoir_sous_trames(territory, protected, landuse_all, extra)
+    ctx = _Context(boundary, grid, inside, landuse, extra, protected, infra, water, classes_raster, classes, always,
+                   domain, extent_mask, landuse_all, water_all)
     _CACHE.clear()
     _CACHE[key] = ctx
     return ctx
@@ -116,13 +150,13 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     dest.mkdir(parents=True, exist_ok=True)
 
     t = time.perf_counter()
-    patches = habitat_patches(territory, sous_trame, ctx.landuse, ctx.extra)
+    patches = habitat_patches(territory, sous_trame, ctx.landuse_all, ctx.extra)
     reservoirs, relays = select_reservoirs(territory, sous_trame, patches, ctx.protected, ctx.always)
     timings["reservoirs"] = time.perf_counter() - t
 
     t = time.perf_counter()
     friction, lu_friction = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, grid)
-    passable = ctx.inside & np.isfinite(friction)
+    passable = ctx.extent_mask & np.isfinite(friction)
     timings["friction"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -142,21 +176,34 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
             corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction,
                                        grid)
         del back, alloc
+        if len(corridors) and ctx.domain is not ctx.boundary:
+            corridors = _clip_lines(corridors, ctx.boundary)
     else:
         acc = np.full(grid.shape, np.nan)
         timings["cost_distance"] = time.perf_counter() - t
         t = time.perf_counter()
     timings["corridors"] = time.perf_counter() - t
 
+    if ctx.domain is not ctx.boundary:
+        reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
+    else:
+        reservoirs = reservoirs.assign(patch_area_ha=reservoirs["area_ha"]) if len(reservoirs) else reservoirs
+        relays = relays.assign(patch_area_ha=relays["area_ha"]) if len(relays) else relays
+    patches = patches.assign(sous_trame=sous_trame,
+                             area_in_territory_ha=patches.geometry.intersection(ctx.boundary).area / M2_PER_HA
+                             if len(patches) else [])
+    friction_out, acc_out = _territory_raster(friction, ctx), _territory_raster(acc, ctx)
+    out_grid = _territory_grid(ctx)
+
     t = time.perf_counter()
     files = {
-        "habitat": _write_parquet(patches.assign(sous_trame=sous_trame), dest / "habitat.parquet"),
+        "habitat": _write_parquet(patches, dest / "habitat.parquet"),
         "reservoirs": _write_parquet(reservoirs, dest / "reservoirs.parquet"),
         "relays": _write_parquet(relays, dest / "relays.parquet"),
         "corridors": _write_parquet(corridors, dest / "corridors.parquet"),
-        "friction": str(write_cog(friction, grid, dest / "friction.tif",
+        "friction": str(write_cog(friction_out, out_grid, dest / "friction.tif",
                                   description=f"friction {sous_trame}")),
-        "cost": str(write_cog(acc, grid, dest / "cost.tif", overview_resampling="average",
+        "cost": str(write_cog(acc_out, out_grid, dest / "cost.tif", overview_resampling="average",
                               description=f"cost distance {sous_trame} (friction x m)")),
     }
     timings["write"] = time.perf_counter() - t
@@ -172,14 +219,97 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         "files": files,
         "counts": {"habitat_patches": int(len(patches)), "reservoirs": int(len(reservoirs)),
                    "relays": int(len(relays)), "links": int(n_links), "corridors": int(len(corridors)),
-                   "grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": int(ctx.inside.sum())},
-        "areas_ha": {"habitat": float(patches["area_ha"].sum()) if len(patches) else 0.0,
+                   "grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": int(ctx.inside.sum()),
+                   "computation_cells": int(ctx.extent_mask.sum())},
+        "areas_ha": {"habitat": float(patches["area_in_territory_ha"].sum()) if len(patches) else 0.0,
+                     "habitat_full_extent": float(patches["area_ha"].sum()) if len(patches) else 0.0,
                      "reservoirs": float(reservoirs["area_ha"].sum()) if len(reservoirs) else 0.0,
                      "relays": float(relays["area_ha"].sum()) if len(relays) else 0.0},
         "lengths_km": {"corridors": float(corridors["length_m"].sum() / 1000) if len(corridors) else 0.0,
                        **{f"corridors_{k}": float(v) for k, v in by_status.items()}},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+# --- clipping to the territory ------------------------------------------------------------------------------------
+def _clip_lines(gdf: gpd.GeoDataFrame, boundary) -> gpd.GeoDataFrame:
+    """Lines clipped to the territory (features left empty are dropped), ``length_m`` re-measured."""
+    out = gdf.assign(geometry=gdf.geometry.intersection(boundary))
+    out = out[~out.geometry.is_empty & out.geometry.notna()].copy()
+    out["geometry"] = [shapely.line_merge(g) if g.geom_type == "MultiLineString" else g for g in out.geometry]
+    out = out[out.geom_type.isin(["LineString", "MultiLineString"])
+              | out.geometry.apply(lambda g: g.geom_type == "GeometryCollection")]
+    out["geometry"] = [g if g.geom_type != "GeometryCollection" else
+                       shapely.MultiLineString([p for p in shapely.get_parts(g) if p.geom_type == "LineString"])
+                       for g in out.geometry]
+    out = out[~out.geometry.is_empty]
+    if "length_m" in out.columns:
+        out["length_m"] = out.length
+    return out.reset_index(drop=True)
+
+
+def clip_to_territory(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
+                      boundary) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Publishable reservoirs, relays and corridors: features computed on the buffered extent, clipped to the
+    territory.
+
+    Reservoirs and relays keep the size class of their whole patch (thresholds applied before clipping);
+    ``patch_area_ha`` is the whole area, ``area_ha`` the area inside the territory. Features wholly outside are
+    dropped and ids renumbered (``<st>-Rnnn`` by decreasing area inside); corridors keep their ids when both ends
+    are published reservoirs; a corridor towards a reservoir wholly in the buffer is dropped (its crossing of the
+    outline is a continuity with the neighbouring territory, counted by the caller).
+    """
+    def clip_polys(gdf: gpd.GeoDataFrame, tag: str) -> tuple[gpd.GeoDataFrame, dict]:
+        if gdf.empty:
+            return gdf.assign(patch_area_ha=pd.Series(dtype=float)), {}
+        full = gdf["area_ha"].to_numpy()
+        out = gdf.assign(patch_area_ha=full, geometry=gdf.geometry.intersection(boundary))
+        out = polygons_only(out) if len(out) else out
+        if out.empty:
+            return out, {}
+        # a reservoir cut in two by the outline keeps its largest part inside (layers are single polygons)
+        out = out.assign(_a=out.area).sort_values("_a", ascending=False, kind="stable")
+        out = out.drop_duplicates("id", keep="first").drop(columns="_a")
+        out["area_ha"] = out.area / M2_PER_HA
+        out = out[out["area_ha"] > 0].sort_values(["area_ha", "id"], ascending=[False, True], kind="stable")
+        st = out["sous_trame"].iloc[0] if len(out) else ""
+        new = [f"{st}-{tag}{i:03d}" for i in range(1, len(out) + 1)]
+        mapping = dict(zip(out["id"], new))
+        out["id"] = new
+        cols = [c for c in gdf.columns if c != "geometry"] + ["patch_area_ha"]
+        return out[list(dict.fromkeys(cols)) + ["geometry"]].reset_index(drop=True), mapping
+
+    res, res_map = clip_polys(reservoirs, "R")
+    rel, _ = clip_polys(relays, "Z")
+    cor = corridors
+    if len(cor):
+        keep = cor["from_id"].isin(res_map) & cor["to_id"].isin(res_map)
+        cor = cor[keep].copy()
+        cor["from_id"] = cor["from_id"].map(res_map)
+        cor["to_id"] = cor["to_id"].map(res_map)
+        cor = cor.reset_index(drop=True)
+    return res, rel, cor
+
+
+def _territory_window(ctx: _Context) -> tuple[int, int, int, int]:
+    """(row0, col0, rows, cols) of the territory's own grid inside the computation grid."""
+    g = ctx.grid
+    tg = make_grid(ctx.boundary, g.res, g.crs)
+    r0 = int(round((g.transform.f - tg.transform.f) / g.res))
+    c0 = int(round((tg.transform.c - g.transform.c) / g.res))
+    return r0, c0, tg.shape[0], tg.shape[1]
+
+
+def _territory_grid(ctx: _Context) -> Grid:
+    return make_grid(ctx.boundary, ctx.grid.res, ctx.grid.crs)
+
+
+def _territory_raster(array: np.ndarray, ctx: _Context) -> np.ndarray:
+    """A computation-grid raster cut to the territory grid, NaN outside the territory (published rasters)."""
+    r0, c0, h, w = _territory_window(ctx)
+    out = np.asarray(array, dtype=np.float32)[r0:r0 + h, c0:c0 + w].copy()
+    out[~ctx.inside[r0:r0 + h, c0:c0 + w]] = np.nan
+    return out
 
 
 # --- assembly --------------------------------------------------------------------------------------------------
@@ -255,7 +385,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         log.warning("no trame bleue sous-trame among the parts: the wet_corridors layer is empty")
     wet, wet_summary = wet_corridors(territory, ctx.watercourses, wet_patches, wet_st, ctx.boundary)
     obstacles = read_role(territory, inputs, "river_obstacles", required=False)
-    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles)
+    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses)
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -8,7 +8,8 @@ __all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_re
            "label_wet", "label_ruptures", "label_landuse"]
 
 STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
-INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement"}
+INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement",
+            "culvert": "ouvrage busé"}
 SEVERITY_FR = {1: "faible", 2: "moyenne", 3: "forte", 4: "très forte"}
 RAIL_STATUS_FR = {"in_use": "en service", "disused": "désaffectée"}
 
@@ -47,6 +48,8 @@ def _infra_fr(t: str, c: str) -> str:
         return f"route d'importance {c}"
     if t == "railway":
         return f"voie ferrée {RAIL_STATUS_FR.get(c, c)}"
+    if t == "culvert":
+        return "ouvrage busé sous " + ("une route" if c == "road" else "une voie ferrée" if c == "railway" else c)
     if t == "river_obstacle":
         return "obstacle à l'écoulement" + (f" ({c})" if c else "")
     return INFRA_FR.get(t, t)

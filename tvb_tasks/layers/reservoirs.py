@@ -56,7 +56,7 @@ def _habitat_polys(territory, sous_trame: str, landuse: gpd.GeoDataFrame, extra:
     st = territory.sous_trames[sous_trame]
     geoms = list(landuse.geometry[landuse["class"].isin(st.habitat)])
     if len(extra):
-        geoms += list(extra.geometry[extra["source"].isin(st.extra_habitat_sources)])
+        geoms += list(extra.geometry[extra["sous_trame"] == sous_trame])
     return gpd.GeoSeries(geoms, crs=territory.crs)
 
 

@@ -1,9 +1,10 @@
 """Wet corridors (corridors de la trame bleue): open watercourses linking wet reservoirs and relays.
 
 Method: the watercourse lines (role ``watercourses``) are noded into a network; culverted / underground sections
-(``position`` ≠ ``open``) are removed when ``corridors.wet.open_only`` (a culvert breaks aquatic and riparian
-continuity), otherwise kept and flagged. The network is cut at the outlines of the wet patches (reservoirs + relays of the
-``bleue`` sous-trames); a network node within one cell (``resolution_m``) of a patch is attached to it. Each
+(``position`` ≠ ``open``) are removed when ``corridors.wet.open_only``, otherwise kept in the network and flagged
+``buse`` (busé): the watercourse continues through the culvert, and each culvert under a road or railway is a wet
+rupture point (:func:`tvb_tasks.layers.ruptures.culvert_ruptures`). The network is cut at the outlines of the wet patches (reservoirs + relays of the
+``bleue`` sous-trames); a network node within ``corridors.wet.snap_tolerance_m`` metres (one cell when unset) of a patch is attached to it. Each
 patch is a source of a multi-source Dijkstra along the network (distance in metres); two patches whose network
 zones meet are linked when their distance ≤ the sous-trame's dispersal distance (``max_cost`` / the lowest
 friction of its habitat classes); each patch keeps its ``max_links_per_reservoir`` shortest links. A network end on the
@@ -25,7 +26,7 @@ from .common import empty_frame, lines_only
 
 __all__ = ["wet_corridors", "WET_COLUMNS", "prepare_watercourses"]
 
-WET_COLUMNS = ["id", "sous_trame", "name", "kind", "position", "length_m"]
+WET_COLUMNS = ["id", "sous_trame", "name", "kind", "position", "buse", "length_m"]   # buse: culverted section
 
 
 def prepare_watercourses(watercourses: gpd.GeoDataFrame, boundary) -> gpd.GeoDataFrame:
@@ -95,7 +96,8 @@ def wet_corridors(territory, watercourses: gpd.GeoDataFrame, patches: gpd.GeoDat
         return empty_frame(crs, WET_COLUMNS), summary
     patch_union = shapely.union_all(np.asarray(patches.geometry.values))
     network = _split_by_patches(_node_network(lines), patch_union)
-    snap = float(territory.resolution_m)
+    snap_m = territory.corridors.wet.snap_tolerance_m
+    snap = float(territory.resolution_m if snap_m is None else snap_m)
     max_len = min(territory.sous_trames[st].max_cost
                   / min(territory.friction.landuse[c][st] for c in territory.sous_trames[st].habitat)
                   for st in wet_sous_trames)
@@ -164,7 +166,8 @@ def wet_corridors(territory, watercourses: gpd.GeoDataFrame, patches: gpd.GeoDat
     for (name, kind, position), grp in pieces.groupby(["name", "kind", "position"], sort=True):
         merged = shapely.line_merge(MultiLineString([g for g in grp.geometry]))
         for part in shapely.get_parts(merged):
-            rows.append({"name": name, "kind": kind, "position": position, "length_m": part.length})
+            rows.append({"name": name, "kind": kind, "position": position, "buse": position == "culverted",
+                         "length_m": part.length})
             geoms.append(part)
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
     out = out.sort_values("length_m", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,6 +1,8 @@
 """Release protocol: immutable, traceable, atomic releases in the object store (local folder or S3).
 
-Layout (``<t>`` = territory id, ``<id>`` = release id ``YYYYMMDDTHHMMSSZ-<input_key[:8]>``, sortable)::
+Layout (``<t>`` = territory id, ``<id>`` = release id ``YYYYMMDDTHHMMSSZ-<input_key[:8]>[-<run nonce>]``, sortable;
+the pipeline always adds a random per-run nonce so two runs on the same inputs in the same second never share an
+id)::
 
     releases/<t>/<id>/…              data objects, written create-only (S3 ``If-None-Match: *``)
     releases/<t>/<id>/stac/item.json the release's STAC Item (create-only, listed in the manifest)
@@ -16,6 +18,13 @@ A run that stops before the swap leaves ``latest.json`` untouched, so users stay
 objects (without a manifest) are *orphans*, listed by :func:`find_orphans` and removed by ``prune`` once older
 than a grace period. Two concurrent publishers: the compare-and-swap lets exactly one move the pointer; the other
 raises :class:`PublishConflict` and removes what it wrote, so nothing of it is visible.
+
+Ownership: a publisher deletes only the objects *it* created (create-only write succeeded). An object found
+already present with identical content (a retried publish of the same release id) is *adopted*, never deleted by
+this publisher, and is verified again (present, same size and sha256) together with every other object of the
+release just before the pointer swap: a release whose objects are not all its own or verified identical never goes
+live. ``latest.json`` keeps, for every release it ever pointed to, the sha256 of its manifest, so ``verify`` and
+``rollback`` detect a release whose files *and* manifest were both changed.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,14 +40,16 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ID_PATTERN
-from ..store import NotFound, ObjectExists, PreconditionFailed, Store, media_type, sha256_file, validate_key
+from ..store import (NotFound, ObjectExists, PreconditionFailed, Store, StoreError, media_type, os_error_text,
+                     sha256_file, validate_key)
 
 log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = "tvb-release-manifest/1"
 POINTER_SCHEMA = "tvb-release-pointer/1"
 HISTORY_MAX = 200
-RELEASE_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+RELEASE_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}(-[0-9a-f]{6,16})?$")
+NONCE_RE = re.compile(r"^[0-9a-f]{6,16}$")
 _SECRET_KEY_RE = re.compile(r"(^|[_-])(pass(word|wd)?|secrets?|tokens?|credentials?|api[_-]?key|access[_-]?key|"
                             r"secret[_-]?key|authorization|auth|session[_-]?token)($|[_-])", re.IGNORECASE)
 _SECRET_QUERY_RE = re.compile(r"(?i)([?&](?:[a-z_]*(?:key|token|secret|password|signature|sig|credential)"
@@ -69,9 +81,9 @@ def check_territory_id(territory_id: str) -> str:
 
 
 def check_release_id(release_id: str) -> str:
-    """Return ``release_id`` if it has the form ``YYYYMMDDTHHMMSSZ-xxxxxxxx``, else raise ValueError."""
+    """Return ``release_id`` if it has the form ``YYYYMMDDTHHMMSSZ-xxxxxxxx[-nonce]``, else raise ValueError."""
     if not isinstance(release_id, str) or not RELEASE_ID_RE.match(release_id):
-        raise ValueError(f"invalid release id {release_id!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>)")
+        raise ValueError(f"invalid release id {release_id!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>[-<6-16 hex>])")
     return release_id
 
 
@@ -110,12 +122,23 @@ def input_key(snapshot_ids: dict[str, str], config_hash: str, code_version: str)
                                           "code_version": code_version})).hexdigest()
 
 
-def release_id_for(input_key: str, when: datetime) -> str:
-    """``YYYYMMDDTHHMMSSZ-<input_key[:8]>`` (UTC; a naive ``when`` is taken as UTC). Sorts by time."""
+def release_id_for(input_key: str, when: datetime, nonce: str | None = None) -> str:
+    """``YYYYMMDDTHHMMSSZ-<input_key[:8]>[-<nonce>]`` (UTC; a naive ``when`` is taken as UTC). Sorts by time.
+
+    ``nonce`` (6-16 lowercase hex, see :func:`new_run_nonce`) makes the id unique per run: without it two runs
+    on the same inputs in the same second would get the same id.
+    """
     if not re.fullmatch(r"[0-9a-f]{8,}", input_key or ""):
         raise ValueError(f"invalid input key {input_key!r} (expected a hex digest)")
+    if nonce is not None and not NONCE_RE.match(nonce):
+        raise ValueError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}"
+    return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}" + (f"-{nonce}" if nonce else "")
+
+
+def new_run_nonce() -> str:
+    """A random 8-hex-digit nonce (32 bits from the OS CSPRNG) identifying one run."""
+    return secrets.token_hex(4)
 
 
 def release_time(release_id: str) -> datetime:
@@ -174,7 +197,7 @@ def _pointer(territory_id: str, manifest: dict, manifest_sha256: str, previous: 
              now: datetime) -> dict:
     history = list((previous or {}).get("history", []))
     history.append({"release_id": manifest["release_id"], "action": action,
-                    "at": now.isoformat().replace("+00:00", "Z")})
+                    "at": now.isoformat().replace("+00:00", "Z"), "manifest_sha256": manifest_sha256})
     return {
         "schema": POINTER_SCHEMA,
         "territory": territory_id,
@@ -256,17 +279,49 @@ def _sources_summary(sources: dict[str, dict]) -> dict:
 
 
 # --- publish ------------------------------------------------------------------------------------------------------
-def _put_create_only(store: Store, key: str, path: Path, sha256: str, written: list[str]) -> None:
-    """Create ``key``; an existing object with identical content (a retried run) is accepted, anything else
-    raises :class:`PublishConflict`."""
+def _put_create_only(store: Store, key: str, path: Path, sha256: str, written: list[str],
+                     adopted: list[tuple[str, str, int]] | None = None) -> None:
+    """Create ``key`` and record it in ``written`` (objects this publisher owns and may delete).
+
+    An existing object with identical content (a retried run of the same release id) is accepted but NOT owned:
+    it goes to ``adopted`` as ``(key, sha256, size)`` and is verified again before the pointer swap; anything else
+    raises :class:`PublishConflict`. A store failure (disk full, permission, network) raises :class:`PublishError`
+    naming the key.
+    """
     try:
         store.put_file(key, path, create_only=True, content_type=media_type(key))
         written.append(key)
     except ObjectExists:
-        if _object_sha256(store, key, path.stat().st_size) != sha256:
+        size = path.stat().st_size
+        if _object_sha256(store, key, size) != sha256:
             raise PublishConflict(f"{store.url(key)} already exists with other content: another publisher is "
                                   "writing the same release id; this run publishes nothing") from None
-        log.info("%s already present with identical content (retried publish)", key)
+        log.info("%s already present with identical content (retried publish): adopted, not owned", key)
+        if adopted is not None:
+            adopted.append((key, sha256, size))
+    except StoreError as exc:
+        raise PublishError(f"could not write {store.url(key)}: {exc}") from None
+    except OSError as exc:
+        raise PublishError(f"could not write {store.url(key)}: {os_error_text(exc)}") from None
+
+
+def _verify_before_swap(store: Store, files: list[dict], adopted: list[tuple[str, str, int]]) -> None:
+    """Refuse to make a release live unless every object is present with its size, and every adopted object
+    (written by someone else) still has the expected sha256."""
+    problems = []
+    for f in files:
+        info = store.head(f["key"])
+        if info is None:
+            problems.append(f"{f['key']} missing")
+        elif info.size != f["size"]:
+            problems.append(f"{f['key']} has {info.size} bytes, expected {f['size']}")
+    for key, sha, size in adopted:
+        if not any(p.startswith(key + " ") for p in problems) and _object_sha256(store, key, size) != sha:
+            problems.append(f"{key} changed")
+    if problems:
+        raise PublishConflict(f"{len(problems)} object(s) of this release are not verified ({'; '.join(problems[:5])}"
+                              f"{' …' if len(problems) > 5 else ''}): another publisher removed or changed them; "
+                              "this release was NOT made live")
 
 
 def _object_sha256(store: Store, key: str, size: int | None = None) -> str | None:
@@ -315,7 +370,8 @@ def public_url(store: Store, key: str, base_url: str | None = None) -> str:
 def publish_release(territory, store: Store, staging_dir: Path, *, input_key: str, sources: dict[str, dict],
                     validation: dict, indicators: dict, code_version: str, dry_run: bool = False,
                     released_at: datetime | None = None,
-                    crash_before_swap: bool | Callable[[str], None] = False, force: bool = False) -> dict:
+                    crash_before_swap: bool | Callable[[str], None] = False, force: bool = False,
+                    release_id: str | None = None, step_hook: Callable[[str, str], None] | None = None) -> dict:
     """Publish the staged folder as a new immutable release and make it live with a compare-and-swap.
 
     Steps: read ``latest.json`` (+ETag) → "unchanged" if its input key is this one (unless ``force``) → upload
@@ -325,6 +381,12 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     callable is called with the release id. Returns {"status": "published"|"unchanged"|"dry_run", "release_id",
     "manifest_key", "latest_key", "release_url", "report_url", "web_url", "files", "previous_release_id"}.
     Raises :class:`PublishConflict` when another publisher won (nothing of this run stays visible).
+
+    ``release_id`` (the pipeline passes one with its run nonce) must carry the time of ``released_at`` and the
+    input key; default: ``release_id_for(input_key, released_at)``. ``step_hook(step, release_id)`` (fault
+    injection) is called after each step: ``"uploaded:<key>"``, ``"manifest"``, ``"swapped"``. Before the swap,
+    every object is checked present with its size and adopted objects (not written by this run) are checked
+    identical; otherwise :class:`PublishConflict` and the pointer is not moved.
     """
     from . import stac
 
@@ -345,7 +407,13 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     released_at = (released_at or now)
     released_at = released_at.replace(tzinfo=timezone.utc) if released_at.tzinfo is None else \
         released_at.astimezone(timezone.utc)
-    rid = release_id_for(input_key, released_at)
+    if release_id:
+        rid = check_release_id(release_id)
+        if rid[:25] != release_id_for(input_key, released_at):
+            raise PublishError(f"release id {rid} does not match the release time {released_at.isoformat()} and "
+                               f"input key {input_key[:8]}")
+    else:
+        rid = release_id_for(input_key, released_at)
     prefix = release_prefix(tid, rid)
     if latest and latest.get("release_id") == rid:
         raise PublishConflict(f"release {rid} is already live for {tid}; nothing to publish")
@@ -391,32 +459,45 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
         return result
 
     written: list[str] = []
+    adopted: list[tuple[str, str, int]] = []
+    hook = step_hook or (lambda step, release: None)
     try:
         for e in entries:
-            _put_create_only(store, e["key"], staging_dir / e["path"], e["sha256"], written)
+            _put_create_only(store, e["key"], staging_dir / e["path"], e["sha256"], written, adopted)
+            hook(f"uploaded:{e['key']}", rid)
         with tempfile.TemporaryDirectory(prefix="tvb-item-") as tmp:
             p = Path(tmp) / "item.json"
             p.write_bytes(item_bytes)
-            _put_create_only(store, item_entry["key"], p, item_entry["sha256"], written)
+            _put_create_only(store, item_entry["key"], p, item_entry["sha256"], written, adopted)
+            hook(f"uploaded:{item_entry['key']}", rid)
         if crash_before_swap:
             if callable(crash_before_swap):
                 crash_before_swap(rid)
             else:
                 raise SimulatedCrash(f"simulated crash after uploading release {rid}, before manifest and swap")
+        _verify_before_swap(store, files, adopted)
         with tempfile.TemporaryDirectory(prefix="tvb-manifest-") as tmp:
             p = Path(tmp) / "manifest.json"
             p.write_bytes(manifest_bytes)
             _put_create_only(store, manifest_key(tid, rid), p, hashlib.sha256(manifest_bytes).hexdigest(),
-                             written)
+                             written, adopted)
+        hook("manifest", rid)
+        if adopted:     # objects shared with another attempt: check again, right before the pointer moves
+            _verify_before_swap(store, files, adopted)
         pointer = _pointer(tid, manifest, hashlib.sha256(manifest_bytes).hexdigest(), latest, "publish", now)
         swap_latest(store, tid, pointer, etag)
-    except PublishConflict:
+        hook("swapped", rid)
+    except SimulatedCrash:
+        raise       # a crash leaves everything in place: that is what it simulates
+    except PublishError as exc:
         now_latest, _ = read_latest(store, tid)
         if not (now_latest and now_latest.get("release_id") == rid):
             _cleanup(store, written)
+            if not isinstance(exc, PublishConflict):
+                raise PublishError(f"release {rid} of {tid} NOT published: {exc}; latest.json unchanged "
+                                   f"({(latest or {}).get('release_id') or 'no release yet'} stays live), "
+                                   "the objects this run wrote were removed") from None
         raise
-    except SimulatedCrash:
-        raise       # a crash leaves everything in place: that is what it simulates
     log.info("published release %s of %s (%d files); latest.json now points to it", rid, tid, len(files))
     after_swap(store, tid, rid)
     return result
@@ -523,10 +604,12 @@ def show_release(store: Store, territory_id: str, release_id: str) -> dict:
 
 
 def verify_release(store: Store, territory_id: str, release_id: str) -> dict:
-    """Recompute every object's sha256 against the manifest.
+    """Recompute every object's sha256 against the manifest, and the manifest's against ``latest.json``.
 
     Returns {"ok", "release_id", "checked", "mismatched": [keys], "missing": [keys], "unexpected": [keys not in
-    the manifest], "manifest_matches_pointer": bool | None (None when the release is not live)}.
+    the manifest], "manifest_matches_pointer": bool | None}: the manifest's sha256 compared with the one the
+    pointer recorded when the release went live (its history keeps one per release); None when the release was
+    never live. A file changed together with its manifest entry is caught there.
     """
     check_release_id(release_id)
     m = load_manifest(store, territory_id, release_id)
@@ -542,13 +625,27 @@ def verify_release(store: Store, territory_id: str, release_id: str) -> dict:
     present = _release_ids_with_objects(store, territory_id).get(release_id, [])
     unexpected = sorted(k for k in present if k not in listed)
     latest, _ = read_latest(store, territory_id)
+    recorded = recorded_manifest_sha256(latest, release_id)
     pointer_ok = None
-    if latest and latest.get("release_id") == release_id:
+    if recorded is not None:
         data = store.get_bytes(manifest_key(territory_id, release_id))
-        pointer_ok = hashlib.sha256(data).hexdigest() == latest.get("manifest_sha256")
+        pointer_ok = hashlib.sha256(data).hexdigest() == recorded
     ok = not (mismatched or missing or unexpected) and pointer_ok is not False
     return {"ok": ok, "release_id": release_id, "checked": len(m["files"]), "mismatched": mismatched,
             "missing": missing, "unexpected": unexpected, "manifest_matches_pointer": pointer_ok}
+
+
+def recorded_manifest_sha256(latest: dict | None, release_id: str) -> str | None:
+    """The manifest sha256 ``latest.json`` recorded for ``release_id`` (the live one, else the newest history
+    entry that has one); None when the release was never live or predates manifest hashes in the history."""
+    if not latest:
+        return None
+    if latest.get("release_id") == release_id and latest.get("manifest_sha256"):
+        return latest["manifest_sha256"]
+    for h in reversed(latest.get("history") or []):
+        if h.get("release_id") == release_id and h.get("manifest_sha256"):
+            return h["manifest_sha256"]
+    return None
 
 
 def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool = True) -> dict:
@@ -564,6 +661,10 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
         if report["mismatched"] or report["missing"]:
             raise PublishError(f"release {release_id} is damaged (mismatched: {report['mismatched']}, missing: "
                                f"{report['missing']}); refusing to roll back to it")
+        if report["manifest_matches_pointer"] is False:
+            raise PublishError(f"release {release_id} is damaged: its manifest differs from the one recorded in "
+                               f"{latest_key(territory_id)} when it went live (manifest edited); refusing to roll "
+                               "back to it")
     latest, etag = read_latest(store, territory_id)
     if latest and latest.get("release_id") == release_id:
         return {"status": "unchanged", "release_id": release_id, "previous_release_id": release_id,
@@ -580,9 +681,11 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
 
 
 def find_orphans(store: Store, territory_id: str) -> list[str]:
-    """Object keys under ``releases/<t>/<id>/`` where ``<id>`` has no manifest (a crashed or losing publish)."""
+    """Object keys under ``releases/<t>/<id>/`` where ``<id>`` has no manifest (a crashed or losing publish), plus
+    the ``.tmp-*`` leftovers of writes interrupted by a killed process anywhere under ``releases/<t>/``."""
     out = []
     for rid, keys in sorted(_release_ids_with_objects(store, territory_id).items()):
         if manifest_key(territory_id, rid) not in keys:
             out.extend(sorted(keys))
+    out.extend(key for key, _ in store.list_partial(territory_prefix(territory_id) + "/"))
     return out

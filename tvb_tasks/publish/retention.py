@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from ..store import Store
 from .release import (_release_ids_with_objects, check_territory_id, find_orphans, list_releases, manifest_key,
-                      read_latest, release_time)
+                      read_latest, release_time, territory_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def plan_prune(store: Store, territory_id: str, keep: int) -> dict:
 def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: float = 24.0,
           now: datetime | None = None, dry_run: bool = False) -> dict:
     """Delete complete releases beyond the ``keep`` newest (never the live one) and orphans older than
-    ``orphan_grace_hours`` (younger orphans may belong to a publish in progress).
+    ``orphan_grace_hours`` (younger orphans may belong to a publish in progress), and ``.tmp-*`` leftovers of
+    killed writes older than the same grace period.
 
     A release's manifest is deleted first, so an interrupted prune leaves an orphan, never a release whose
     manifest lists missing files. Returns {"kept": [...], "deleted": [...], "deleted_orphans": [release ids],
@@ -38,10 +39,13 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
     now = now or datetime.now(timezone.utc)
     plan = plan_prune(store, territory_id, keep)
     objects = _release_ids_with_objects(store, territory_id)
-    orphan_keys = set(find_orphans(store, territory_id))
+    partial = store.list_partial(territory_prefix(territory_id) + "/")
+    orphan_keys = set(find_orphans(store, territory_id)) - {k for k, _ in partial}
     orphan_ids = sorted({rid for rid, keys in objects.items() if set(keys) <= orphan_keys})
     old_orphans = [rid for rid in orphan_ids
                    if now - release_time(rid) >= timedelta(hours=orphan_grace_hours)]
+    old_partial = [k for k, mtime in partial
+                   if now - datetime.fromtimestamp(mtime, timezone.utc) >= timedelta(hours=orphan_grace_hours)]
     n = 0
     if not dry_run:
         for rid in plan["deleted"]:
@@ -60,6 +64,9 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
             for key in sorted(objects.get(rid, [])):
                 store.delete(key)
                 n += 1
+        for key in old_partial:
+            store.delete(key)
+            n += 1
         if plan["deleted"]:
             from .stac import update_collection
             try:
@@ -70,4 +77,5 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
              old_orphans)
     return {"kept": plan["kept"], "deleted": plan["deleted"], "deleted_orphans": old_orphans,
             "young_orphans": [r for r in orphan_ids if r not in old_orphans], "objects_deleted": n,
+            "deleted_partial": old_partial,
             "dry_run": dry_run}

@@ -86,6 +86,13 @@ def _bbox_geometry(bbox: list[float]) -> dict:
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
 
 
+def _source_credits(territory) -> list[dict]:
+    """Licence and attribution of every source with a publisher's schema (config/schemas/)."""
+    from tvb_tasks.sources.schemas import source_credits
+
+    return source_credits(territory)
+
+
 def build_item(territory, release_id: str, released_at: datetime, entries: list[dict], staging_dir: Path, *,
                previous_release_id: str | None, input_key: str, code_version: str) -> dict:
     """The release's STAC Item as a dict (hrefs relative to ``<release>/stac/item.json``)."""
@@ -104,6 +111,7 @@ def build_item(territory, release_id: str, released_at: datetime, entries: list[
             "tvb:input_key": input_key,
             "tvb:code_version": code_version,
             "tvb:config_hash": territory.config_hash(),
+            "tvb:sources": _source_credits(territory),
         },
         collection=f"tvb-{territory.id}",
     )
@@ -128,6 +136,8 @@ def build_item(territory, release_id: str, released_at: datetime, entries: list[
     for rel in ("collection", "parent", "root"):
         item.add_link(pystac.Link(rel, "../../collection.json", media_type="application/json",
                                   title=f"Trame verte et bleue — {label}"))
+    for url in dict.fromkeys(c["licence_url"] for c in item.properties["tvb:sources"] if c["licence_url"]):
+        item.add_link(pystac.Link("license", url, media_type="text/html", title="Licence d'une source"))
     item.add_link(pystac.Link("describedby", "../manifest.json", media_type="application/json",
                               title="Manifeste de la publication (sommes de contrôle, sources, validation)"))
     return item.to_dict(include_self_link=False, transform_hrefs=False)

@@ -157,12 +157,19 @@ def _publish_cfg(territory) -> dict:
 
 
 def source_credits(territory) -> list[str]:
-    """Credits of the sources the territory's active profile uses (``publish.credits``), each once, in source
-    order; plus the base map's credit when there is one. Empty when nothing is configured."""
+    """Credits of the sources the territory's active profile uses, each once, in source order, plus the base map's
+    credit when there is one. Live sources (WFS / OSM / HTTP) take the attribution of their schema
+    (:func:`tvb_tasks.sources.schemas.credit_line`); the YAML ``publish.credits.<profile>.<source>`` describes the
+    others (the bundled sample files: which are real, which synthetic). Empty when nothing is configured."""
+    from tvb_tasks.sources.schemas import credit_line as schema_credit_line
+
     cfg = _publish_cfg(territory).get("credits") or {}
     default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
-    out: list[str] = []
-    for name in territory.sources:
+    out: list[str] = [c for c in schema_credit_line(territory).split(" · ") if c]
+    by_schema = bool(out)
+    for name, src in territory.sources.items():
+        if src.kind != "file" or (by_schema and (src.model_extra or {}).get("schema")):
+            continue                           # credited by its schema's attribution (above)
         text = profile.get(name) or default.get(name)
         if text and text not in out:
             out.append(text)

@@ -6,7 +6,8 @@
   ``y_column`` or ``wkt_column``), no reprojection;
 * ``http`` — download ``url`` (conditional request with the last ETag / Last-Modified), then read as a file;
 * ``wfs`` — :func:`tvb_tasks.sources.wfs.read_wfs` with ``srsName = territory.crs`` and a bbox from the territory
-  outline (buffered ``bbox_buffer_m``, default 1000 m; ``bbox: false`` to disable), optional ``filter``;
+  outline (buffered ``bbox_buffer_m``, default :func:`source_buffer_m`: the computation buffer, at least 1000 m;
+  ``bbox: false`` to disable), optional ``filter``;
 * ``osm`` — :mod:`tvb_tasks.sources.osm`: one download, four derived snapshots ``<name>_roads``,
   ``<name>_railways``, ``<name>_watercourses``, ``<name>_landuse``.
 
@@ -34,7 +35,8 @@ from ..store import Store
 from . import osm as osm_mod
 from .errors import SourceError
 from .files import apply_columns, read_vector
-from .http import HttpOptions, download, redact_url
+from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
+from .schemas import check_layer, effective_knobs
 from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, utc_now)
 from .wfs import read_wfs
 
@@ -53,12 +55,45 @@ def _options(cfg: SourceConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="python")
 
 
+def source_buffer_m(territory: Territory, opts: Mapping[str, Any], key: str) -> float:
+    """Buffer (m) around the outline for which a source is fetched: the source's own ``key`` option
+    (``bbox_buffer_m`` / ``clip_buffer_m``) when given, else the layers' computation buffer
+    (``territory.analysis_buffer_m()``, so habitat and friction beyond the outline are known), at least 1000 m."""
+    if opts.get(key) is not None:
+        return float(opts[key])
+    return max(1000.0, territory.analysis_buffer_m())
+
+
 def _params_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+URL_OVERRIDES_ENV = "TVB_SOURCE_URLS"
+
+
+def url_overrides() -> dict[str, str]:
+    """``TVB_SOURCE_URLS``: a JSON mapping ``{source name or published URL: URL to use}`` (tests point the production
+    profile at local replicas with it; an operator at a mirror). Raises :class:`SourceError` when not valid JSON."""
+    raw = os.environ.get(URL_OVERRIDES_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SourceError(f"{URL_OVERRIDES_ENV} is not a JSON mapping: {exc}") from None
+    if not isinstance(value, dict):
+        raise SourceError(f"{URL_OVERRIDES_ENV} must be a JSON mapping {{source or URL: URL}}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def configured_url(cfg: SourceConfig, name: str) -> str | None:
+    """The URL a source is read from: ``TVB_SOURCE_URLS`` by source name, then by published URL, else the YAML's."""
+    overrides = url_overrides()
+    return overrides.get(name) or overrides.get(cfg.url or "") or cfg.url
+
+
 def _source_url(cfg: SourceConfig, name: str, url: str | None) -> str:
-    url = url or cfg.url
+    url = url or configured_url(cfg, name)
     if not url:
         raise SourceError(f"source {name!r}: no URL (connection {cfg.connection_id!r} must provide it: pass url=)")
     return url
@@ -76,7 +111,7 @@ def territory_outline(territory: Territory, store: Store) -> tuple[Any, str]:
     Uses the latest snapshot of the boundary source, fetching it first when there is none.
     """
     bname = territory.boundary.source
-    ref = latest_snapshot(store, territory.id, bname)
+    ref = latest_snapshot(store, territory.id, bname, accepted_only=True)
     if ref is None:
         ref = fetch_source(territory, bname, store)
     gdf = read_snapshot(store, ref, cache_dir() / "store")
@@ -125,7 +160,7 @@ def _fetch_http(territory: Territory, name: str, cfg: SourceConfig, store: Store
     started = time.monotonic()
     url = _source_url(cfg, name, url)
     opts = _options(cfg)
-    params = {k: v for k, v in opts.items() if k not in ("connection_id",)}
+    params = {k: v for k, v in opts.items() if k not in ("connection_id", *HTTP_OPTION_KEYS)}
     params["url"] = redact_url(url)
     phash = _params_hash(params)
     index, _ = read_index(store, territory.id, name)
@@ -157,17 +192,21 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                auth: Any, headers: Mapping[str, str] | None) -> dict:
     started = time.monotonic()
     url = _source_url(cfg, name, url)
-    opts = _options(cfg)
+    opts = {**_options(cfg), **effective_knobs(cfg)}
     bbox = None
     if opts.get("bbox", True) is not False and name != territory.boundary.source:
         outline, _ = territory_outline(territory, store)
-        minx, miny, maxx, maxy = outline.buffer(float(opts.get("bbox_buffer_m", 1000))).bounds
+        minx, miny, maxx, maxy = outline.buffer(source_buffer_m(territory, opts, "bbox_buffer_m")).bounds
         bbox = (minx, miny, maxx, maxy, territory.crs)
     result = read_wfs(url, cfg.typename, version=cfg.version or "2.0.0", bbox=bbox, srs_name=territory.crs,
                       filters=opts.get("filter"), page_size=opts.get("page_size"), sort_by=opts.get("sort_by"),
                       output_format=opts.get("output_format"), geometry_name=opts.get("geometry_name"),
                       opts=HttpOptions.from_source(opts, auth=auth, headers=headers))
-    gdf = apply_columns(result.gdf, cfg.columns, cfg.constant_columns, what=f"source {name!r} ({result.url})",
+    check_layer(result.gdf, name, cfg, url=result.url)
+    raw = result.gdf
+    if raw.empty:   # no feature in the bbox: keep the mapped columns so the snapshot has the expected schema
+        raw = raw.assign(**{c: None for c in cfg.columns.values() if c not in raw.columns})
+    gdf = apply_columns(raw, cfg.columns, cfg.constant_columns, what=f"source {name!r} ({result.url})",
                         value_maps=opts.get("value_maps"))
     meta = {"kind": "wfs", "url": result.url, "typename": result.typename, "version": result.version,
             "params": {**result.params, "bbox": list(bbox) if bbox else None, "filter": opts.get("filter"),
@@ -182,15 +221,25 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
 
 # --- osm --------------------------------------------------------------------------------------------------------
 def _nomenclature_codes(territory: Territory) -> set[str] | None:
-    import csv
+    """The nomenclature's codes (None when the file is absent); errors name the file, never echo its content."""
+    from ..validate.gate import nomenclature_codes
 
-    path = territory.resolve_path(territory.nomenclature.file)
-    if not path.exists():
+    if not territory.resolve_path(territory.nomenclature.file).exists():
         return None
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    col = territory.nomenclature.code_column
-    return {r[col] for r in rows if r.get(col)} or None
+    try:
+        return set(nomenclature_codes(territory)) or None
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def _tag_rule_codes(territory: Territory, nomenclature_id: str | None) -> set[str] | None:
+    """Codes the OSM tag rules may use: those of ``tag_rules_nomenclature`` (the nomenclature the rules file is
+    written in, e.g. ``ocs2d``) when given, else the territory's."""
+    if not nomenclature_id:
+        return _nomenclature_codes(territory)
+    from .schemas import _nomenclature_codes as codes_of
+
+    return set(codes_of(nomenclature_id, None)) or None
 
 
 def _year(last_modified: str | None) -> int:
@@ -206,11 +255,11 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                auth: Any, headers: Mapping[str, str] | None) -> dict:
     started = time.monotonic()
     url = _source_url(cfg, name, url)
-    opts = _options(cfg)
+    opts = {**_options(cfg), **effective_knobs(cfg)}
     rules_path = territory.resolve_path(opts.get("tag_rules") or DEFAULT_TAG_RULES)
-    rules = osm_mod.load_tag_rules(rules_path, _nomenclature_codes(territory))
+    rules = osm_mod.load_tag_rules(rules_path, _tag_rule_codes(territory, opts.get("tag_rules_nomenclature")))
     outline, boundary_id = territory_outline(territory, store)
-    buffer_m = float(opts.get("clip_buffer_m", 1000))
+    buffer_m = source_buffer_m(territory, opts, "clip_buffer_m")
     clip_geom = outline.buffer(buffer_m)
     phash = _params_hash({"url": redact_url(url), "rules": rules.digest(), "boundary": boundary_id,
                           "buffer_m": buffer_m, "crs": territory.crs})
@@ -278,7 +327,8 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
 
 # --- public API -------------------------------------------------------------------------------------------------
 def fetch_source(territory: Territory, name: str, store: Store, *, force: bool = False, url: str | None = None,
-                 auth: Any = None, headers: Mapping[str, str] | None = None) -> dict:
+                 auth: Any = None, headers: Mapping[str, str] | None = None,
+                 http_overrides: Mapping[str, Any] | None = None) -> dict:
     """Fetch source ``name`` of ``territory`` into a snapshot; return its ref.
 
     Returns ``{"source", "role", "snapshot_id" (sha256 hex), "key" ("snapshots/<t>/<name>/<id>.parquet"),
@@ -292,26 +342,45 @@ def fetch_source(territory: Territory, name: str, store: Store, *, force: bool =
     landuse_overlay, ``parent_source`` = ``name``).
 
     ``url`` overrides the YAML URL (e.g. from an Airflow connection); ``auth`` ((user, password) or a requests
-    auth object) and ``headers`` carry credentials, never logged nor stored. Raises :class:`SourceError`.
+    auth object) and ``headers`` carry credentials, never logged nor stored. ``http_overrides`` (e.g. from the
+    CLI's ``--timeout`` / ``--deadline``) replace the source's ``timeout_s`` / ``connect_timeout_s`` /
+    ``deadline_s`` / ``max_retries`` for this fetch only. Raises :class:`SourceError`.
     """
     if name not in territory.sources:
         raise SourceError(f"territory {territory.id}: unknown source {name!r} "
                           f"(sources: {', '.join(territory.sources)})")
     cfg = territory.sources[name]
-    log.info("fetching source %s/%s (%s)", territory.id, name, cfg.kind)
+    overrides = {k: v for k, v in (http_overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(HTTP_OPTION_KEYS))
+    if unknown:
+        raise SourceError(f"source {name!r}: unknown HTTP option(s) {unknown} (known: {', '.join(HTTP_OPTION_KEYS)})")
+    if overrides:
+        cfg = cfg.model_copy(update=overrides)
+    if cfg.kind == "file":
+        log.info("fetching source %s/%s (file)", territory.id, name)
+    else:
+        limits = HttpOptions.from_source(_options(cfg))
+        log.info("fetching source %s/%s (%s; timeout %g s, overall deadline %s)", territory.id, name, cfg.kind,
+                 limits.timeout_s, f"{limits.deadline_s:g} s" if limits.deadline_s else "none")
     if cfg.kind == "file":
         return _fetch_file(territory, name, cfg, store, force=force)
     if cfg.kind == "http":
         return _fetch_http(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     if cfg.kind == "wfs":
-        return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        try:
+            return _fetch_wfs(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
+        except SourceError as exc:   # the WFS client names the server and layer; say which source it was
+            if f"source {name!r}" in str(exc):
+                raise
+            raise SourceError(f"source {name!r}: {exc}") from exc
     if cfg.kind == "osm":
         return _fetch_osm(territory, name, cfg, store, force=force, url=url, auth=auth, headers=headers)
     raise SourceError(f"source {name!r}: unsupported kind {cfg.kind!r}")  # pragma: no cover - pydantic-checked
 
 
 def fetch_all(territory: Territory, store: Store, *, force: bool = False,
-              credentials: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict]:
+              credentials: Mapping[str, Mapping[str, Any]] | None = None,
+              http_overrides: Mapping[str, Any] | None = None) -> dict[str, dict]:
     """Fetch every source in order (the boundary first); return ``{name: ref}``, every ref with a GeoParquet ``key``.
 
     An ``osm`` source is represented by its derived layers only (``<name>_roads``, ``<name>_railways``,
@@ -324,7 +393,7 @@ def fetch_all(territory: Territory, store: Store, *, force: bool = False,
     for name in order:
         extra = dict(credentials.get(name) or {})
         ref = fetch_source(territory, name, store, force=force, url=extra.get("url"), auth=extra.get("auth"),
-                           headers=extra.get("headers"))
+                           headers=extra.get("headers"), http_overrides=http_overrides)
         if ref.get("layers"):
             out.update(ref["layers"])
         else:

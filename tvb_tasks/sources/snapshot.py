@@ -7,6 +7,11 @@ Layout in the store (``<t>`` territory id, ``<name>`` source name, ``<id>`` the 
     snapshots/<t>/<name>/index.json     {"snapshots": [ref, …] oldest first, "checked_at", "http": validators}
                                         rewritten with compare-and-swap (get_with_etag + put_bytes(if_match=))
 
+A snapshot the validation gate refused is marked ``"rejected": {"at", "reason"}`` in the index
+(:func:`mark_rejected`): it stays listed (``tvb sources rejected``) but is never the baseline a later snapshot is
+compared with (:func:`previous_snapshot` skips it) nor the outline source; :func:`clear_rejected` drops such entries
+from the index (their files stay, content-addressed and harmless).
+
 The snapshot id is :func:`content_hash`: a sha256 over the CRS, the column names and coarse types, and the sorted
 per-feature digests (normalised geometry WKB + values). The same features give the same id whatever the row order,
 the file timestamps or the transfer format; a fetch whose id equals the latest one writes nothing (``changed=False``).
@@ -148,24 +153,93 @@ def update_index(store: Store, territory_id: str, name: str, mutate) -> dict:
     raise StoreError(f"{store.url(key)}: could not update the snapshot index after {CAS_ATTEMPTS} attempts")
 
 
-def latest_snapshot(store: Store, territory_id: str, name: str) -> dict | None:
+def latest_snapshot(store: Store, territory_id: str, name: str, *, accepted_only: bool = False) -> dict | None:
+    """The newest index entry (``accepted_only``: the newest one the validation gate did not reject)."""
     snaps = read_index(store, territory_id, name)[0].get("snapshots") or []
+    if accepted_only:
+        snaps = [s for s in snaps if not s.get("rejected")]
     return dict(snaps[-1]) if snaps else None
 
 
 def previous_snapshot(territory_id: str, name: str, store: Store, before: str | None = None) -> dict | None:
     """The ref of the snapshot preceding ``before`` (a snapshot id) in the source's history, or None.
 
-    ``before=None`` gives the latest snapshot. With an id, the entry just before that id's latest occurrence (so
-    validation can compare the current snapshot with the previous one); None when it is the first, or unknown.
+    ``before=None`` gives the latest snapshot. With an id, the newest entry before that id's latest occurrence
+    that the validation gate did not reject (so validation compares the current snapshot with the last accepted
+    one, never with a refused one); None when there is none, or the id is unknown.
     """
     snaps = read_index(store, territory_id, name)[0].get("snapshots") or []
     if before is None:
         return dict(snaps[-1]) if snaps else None
     for i in range(len(snaps) - 1, -1, -1):
         if snaps[i]["snapshot_id"] == before:
-            return dict(snaps[i - 1]) if i > 0 else None
+            for j in range(i - 1, -1, -1):
+                if not snaps[j].get("rejected"):
+                    return dict(snaps[j])
+            return None
     return None
+
+
+# --- rejected snapshots -----------------------------------------------------------------------------------------
+def mark_rejected(store: Store, territory_id: str, name: str, snapshot_id: str, reason: str) -> int:
+    """Mark every index entry of ``snapshot_id`` as refused by the validation gate. Returns the entries marked."""
+    marked = [0]
+    stamp = {"at": utc_now(), "reason": reason[:500]}
+
+    def mutate(index: dict) -> dict:
+        marked[0] = 0
+        for entry in index.get("snapshots") or []:
+            if entry.get("snapshot_id") == snapshot_id:
+                entry["rejected"] = stamp
+                marked[0] += 1
+        return index
+
+    update_index(store, territory_id, name, mutate)
+    if marked[0]:
+        log.warning("%s/%s: snapshot %s marked rejected (%s); it will not be a drift baseline", territory_id, name,
+                    snapshot_id[:12], reason)
+    return marked[0]
+
+
+def _source_names(store: Store, territory_id: str) -> list[str]:
+    prefix = f"snapshots/{territory_id}/"
+    return sorted({k[len(prefix):].split("/")[0] for k in store.list(prefix) if k.endswith("/index.json")})
+
+
+def list_rejected(store: Store, territory_id: str) -> list[dict]:
+    """Every rejected snapshot of the territory: ``{"source", "snapshot_id", "fetched_at", "rejected_at",
+    "reason", "feature_count"}``, by source then time."""
+    out = []
+    for name in _source_names(store, territory_id):
+        for entry in read_index(store, territory_id, name)[0].get("snapshots") or []:
+            if entry.get("rejected"):
+                out.append({"source": name, "snapshot_id": entry["snapshot_id"],
+                            "fetched_at": entry.get("fetched_at"), "rejected_at": entry["rejected"].get("at"),
+                            "reason": entry["rejected"].get("reason"), "feature_count": entry.get("feature_count")})
+    return out
+
+
+def clear_rejected(store: Store, territory_id: str, source: str | None = None) -> list[dict]:
+    """Remove the rejected entries from the source indexes (one source, or all); return what was removed."""
+    removed: list[dict] = []
+    for name in _source_names(store, territory_id):
+        if source is not None and name != source:
+            continue
+        gone: list[dict] = []
+
+        def mutate(index: dict) -> dict:
+            gone.clear()
+            kept = []
+            for entry in index.get("snapshots") or []:
+                (gone if entry.get("rejected") else kept).append(entry)
+            index["snapshots"] = kept
+            return index
+
+        if any(e.get("rejected") for e in read_index(store, territory_id, name)[0].get("snapshots") or []):
+            update_index(store, territory_id, name, mutate)
+            removed.extend({"source": name, "snapshot_id": e["snapshot_id"], "reason": e["rejected"].get("reason")}
+                           for e in gone)
+    return removed
 
 
 # --- writing ----------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import requests
 from lxml import etree
 
 from .errors import SourceError
-from .http import HttpOptions, new_session, redact_url, request
+from .http import DEFAULT_DEADLINE_S, HttpOptions, new_session, redact_url, request
 from .progress import Progress
 from .snapshot import content_hash
 
@@ -489,7 +489,7 @@ def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[
     ``page_size`` features per request (default: the server's ``CountDefault``, else 1000); ``sort_by`` a property
     (default: an id-like property when the server sorts). The result is in ``srs_name``.
     """
-    opts = opts or HttpOptions()
+    opts = (opts or HttpOptions()).started()       # one overall deadline for every request of this read
     session = session or new_session()
     what = redact_url(url)
     started = time.monotonic()
@@ -666,16 +666,18 @@ def fetch_wfs_to_file(url: str, typename: str, out_file: str | Path, *, bbox: Se
                       version: str = "2.0.0", page_size: int | None = None, srs_name: str | None = None,
                       filters: Any = None, sort_by: str | None = None, output_format: str | None = None,
                       auth: Any = None, headers: Mapping[str, str] | None = None, timeout_s: float = 60.0,
-                      max_retries: int = 4, backoff_s: float = 1.0) -> dict:
+                      max_retries: int = 4, backoff_s: float = 1.0,
+                      deadline_s: float | None = DEFAULT_DEADLINE_S) -> dict:
     """Read a complete WFS layer and write it to ``out_file`` (GeoParquet, GeoPackage or GeoJSON by extension).
 
     ``bbox`` is ``(minx, miny, maxx, maxy, crs)`` in x/y order. Returns ``{"features": n, "number_matched": m or
     None, "hits", "pages", "bytes", "duration_s", "completeness", "server_cap", "cap_detected", "version",
     "output_format", "sort_by", "url" (no secrets), "typename", "out_file", "crs"}``. Raises :class:`SourceError`
     (with the server's message) on an exception report or an incomplete read; nothing is written then.
+    ``timeout_s`` is the connect/read timeout, ``deadline_s`` the overall limit of the whole read (seconds).
     """
-    opts = HttpOptions(timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s, auth=auth,
-                       headers=dict(headers or {}))
+    opts = HttpOptions(timeout_s=timeout_s, connect_timeout_s=min(15.0, timeout_s), max_retries=max_retries,
+                       backoff_s=backoff_s, auth=auth, headers=dict(headers or {}), deadline_s=deadline_s)
     result = read_wfs(url, typename, version=version, bbox=bbox, srs_name=srs_name, filters=filters,
                       page_size=page_size, sort_by=sort_by, output_format=output_format, opts=opts)
     out = write_layer(result.gdf, out_file, layer=result.typename.split(":")[-1])

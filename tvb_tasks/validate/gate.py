@@ -128,11 +128,18 @@ def snapshot_row_count(path: Path) -> int:
 
 @lru_cache(maxsize=8)
 def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if column not in (reader.fieldnames or []):
-            raise ValueError(f"nomenclature {path}: no column {column!r} (columns: {reader.fieldnames})")
-        codes = sorted({(row[column] or "").strip() for row in reader} - {""})
+    # errors name the file and the column, never its content (it may be any file, e.g. /etc/passwd)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if column not in (reader.fieldnames or []):
+                raise ValueError(f"nomenclature {path}: no column {column!r} in its header line (expected a CSV "
+                                 f"with a {column!r} column: check nomenclature.file and code_column)")
+            codes = sorted({(row[column] or "").strip() for row in reader} - {""})
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"nomenclature {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise ValueError(f"nomenclature {path}: not a readable CSV (line {getattr(exc, 'line_num', '?')})") from None
     if not codes:
         raise ValueError(f"nomenclature {path}: column {column!r} holds no code")
     return tuple(codes)
@@ -403,6 +410,20 @@ def _validate_frame(
     return summary, result_json
 
 
+def source_role(territory: "Territory", name: str) -> str:
+    """Role of a configured source, or of a layer derived from an ``osm`` source (``<osm source>_roads`` …);
+    raises ``ValueError`` naming the known sources otherwise."""
+    if name in territory.sources:
+        return territory.sources[name].role
+    from tvb_tasks.sources.osm import DERIVED_ROLES
+
+    for parent, cfg in territory.sources.items():
+        if cfg.kind == "osm" and name.startswith(parent + "_") and name[len(parent) + 1:] in DERIVED_ROLES:
+            return DERIVED_ROLES[name[len(parent) + 1:]]
+    raise ValueError(f"source {name!r} is not configured for territory {territory.id} "
+                     f"(known: {sorted(territory.sources)})")
+
+
 def validate_source(
     territory: "Territory",
     name: str,
@@ -421,11 +442,8 @@ def validate_source(
     "warnings", "evaluated", "successful", "results_path", "docs_path", "row_count", "repaired_geometries",
     "previous_row_count"}``; never raises on bad data (see :func:`raise_for_critical`).
     """
-    if name not in territory.sources:
-        raise ValueError(f"source {name!r} is not configured for territory {territory.id} "
-                         f"(known: {sorted(territory.sources)})")
+    role = source_role(territory, name)
     out_dir = Path(out_dir)
-    role = territory.sources[name].role
     suite_name = suite_for("source", role)
     settings = validation_settings(territory)
     results_path = out_dir / "sources" / f"{name}.json"

@@ -354,6 +354,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     for stale in [*(out_dir / "maps").rglob("*.png"), *(out_dir / "communes").glob("*.html")]:
         stale.unlink()                                  # a rebuilt report lists only its own maps and sheets
     synthetic = is_synthetic_landuse(territory)
+    from tvb_tasks.sources.schemas import source_credits
+
     credits = credit_line(territory, cfg.report.attribution)
     attribution = credits + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
@@ -457,6 +459,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         validation_ok=validation_ok, validation_status=validation_status, validation=validation,
         docs_links=data_docs_links(validation_summary), sheets=sheets, n_pages=n_pages,
         details=doc.get("details") or {}, st_labels=st_labels,
+        landuse_warning=territory.nomenclature.warning, nomenclature_label=territory.nomenclature.label,
+        credits=source_credits(territory),
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")

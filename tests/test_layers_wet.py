@@ -1,0 +1,98 @@
+"""Culverts stay in the wet network (flagged busé) and each culvert under a road or railway is a wet rupture point;
+river obstacles keep their Sandre ROE height of drop and fish pass, which set their severity."""
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely import Point
+
+from test_layers_engine import CRS, X0, Y0, b, base_config, line, make_scene
+from tvb_tasks.config import load_territory
+from tvb_tasks.layers import compute_layers, engine
+from tvb_tasks.layers.ruptures import drop_height, obstacle_severity
+
+
+def _scene(tmp_path, *, roads, obstacles=()):
+    """Two wetlands joined by a stream whose middle 200 m (x 800–1000) are culverted."""
+    cfg = base_config()
+    cfg["buffer_m"] = 0
+    cfg["corridors"]["wet"]["open_only"] = False
+    cfg["rupture_points"]["culvert_severity"] = 3
+    cfg["rupture_points"]["obstacles"] = {"drop_height_severity": {2.0: 4, 0.5: 3, 0.2: 2}, "unknown_severity": 3,
+                                          "fish_pass_lowers_by": 1, "ignore_states": ["Détruit entièrement"]}
+    stream = [(line((300, 500), (800, 500)), "stream", "open"),
+              (line((800, 500), (1000, 500)), "stream", "culverted"),
+              (line((1000, 500), (1500, 500)), "stream", "open")]
+    return make_scene(tmp_path, outline=b(0, 0, 2000, 1000), config=cfg, water=stream, roads=roads,
+                      obstacles=obstacles,
+                      landuse=[(b(200, 400, 400, 600), "WET"), (b(1400, 400, 1600, 600), "WET")])
+
+
+def test_culvert_under_a_road_is_a_rupture_point_and_stays_in_the_network(tmp_path):
+    t, inputs = _scene(tmp_path, roads=[(line((900, 0), (900, 1000)), 3),      # over the culvert
+                                        (line((1200, 0), (1200, 1000)), 3)])   # a bridge on the open stream
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    wet = gpd.read_file(out["gpkg"], layer="wet_corridors")
+    assert wet["length_m"].sum() == pytest.approx(1200, abs=0.01)        # continuous through the culvert
+    assert wet.loc[wet["buse"].astype(bool), "length_m"].sum() == pytest.approx(200, abs=0.01)
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    culverts = pts[pts["infrastructure"] == "culvert"]
+    assert len(culverts) == 1
+    c = culverts.iloc[0]
+    assert (c["corridor_kind"], c["infra_class"], int(c["severity"])) == ("aquatique", "road", 3)
+    assert c.geometry.distance(Point(X0 + 900, Y0 + 500)) < 0.01
+    assert c["corridor_id"] in set(wet.loc[wet["buse"].astype(bool), "id"])
+    assert "busé" in c["libelle"]
+    bridges = pts[pts["infrastructure"] == "road"]                       # the open crossing only
+    assert len(bridges) == 1 and bridges.geometry.iloc[0].distance(Point(X0 + 1200, Y0 + 500)) < 0.01
+
+
+def test_culvert_under_no_road_gives_no_point(tmp_path):
+    t, inputs = _scene(tmp_path, roads=[(line((1200, 0), (1200, 1000)), 3)])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert "culvert" not in set(pts["infrastructure"])
+
+
+def test_obstacle_severity_from_the_sandre_height_of_drop_and_fish_pass(tmp_path):
+    t, _ = _scene(tmp_path, roads=[])
+    roe = pd.DataFrame({
+        "drop_height_m": ["2.5", "0.8", "0.3", "0.1", "", "", "1.2"],
+        "drop_height_class": ["", "", "", "", "De 0.5m à inférieure à 1m", "", ""],
+        "fish_pass_code": ["", "0", "", "", "", "", "5"],
+        "fish_pass": ["", "Absence de passe", "", "", "", "", "Passe à Anguille"],
+    })
+    assert drop_height(roe).round(2).fillna(-1).tolist() == [2.5, 0.8, 0.3, 0.1, 0.75, -1, 1.2]
+    #  ≥ 2 m → 4 · ≥ 0.5 m → 3 · ≥ 0.2 m → 2 · below → 1 · class midpoint 0.75 → 3 · unknown → 3 · fish pass: 3 − 1
+    assert obstacle_severity(t, roe).tolist() == [4, 3, 2, 1, 3, 3, 2]
+
+
+def test_obstacles_keep_their_attributes_on_the_rupture_points(tmp_path):
+    t, inputs = _scene(tmp_path, roads=[], obstacles=[Point(X0 + 600, Y0 + 500.5), Point(X0 + 1300, Y0 + 500),
+                                                      Point(X0 + 700, Y0 + 500)])
+    roe = gpd.read_parquet(inputs["river_obstacles"])
+    roe["drop_height_m"] = [1.6, np.nan, 3.0]
+    roe["fish_pass_code"] = ["0", "", ""]
+    roe["fish_pass"] = ["Absence de passe", "", ""]
+    roe["state"] = ["Existant", "Existant", "Détruit entièrement"]
+    roe.to_parquet(inputs["river_obstacles"])
+    engine._CACHE.clear()
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    obs = pts[pts["infrastructure"] == "river_obstacle"].sort_values("drop_height_m")
+    assert len(obs) == 2                                    # the destroyed weir is no obstacle
+    assert obs["drop_height_m"].fillna(-1).tolist() == [1.6, -1]
+    assert obs["severity"].tolist() == [3, 3]               # 1.6 m → 3; unknown → 3
+    assert obs["fish_pass"].fillna("").tolist() == ["", ""]  # "absence de passe" is no fish pass
+
+
+def test_call_maps_the_sandre_roe_fields():
+    """The production ROE source maps the Sandre ObstEcoul attributes onto the names the layers read."""
+    src = load_territory("call", "production").sources["river_obstacles"]
+    assert src.typename == "sa:ObstEcoul"
+    assert src.columns["drop_height_m"] == "HautChutEtObstEcoul"
+    assert src.columns["drop_height_class"] == "LbHautChutClObstEcoul"
+    assert src.columns["fish_pass_code"] == "CdTypeDispFranchPiscicole1"
+    assert src.columns["state"] == "LbEtOuvrage"
