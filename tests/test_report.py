@@ -73,7 +73,9 @@ def test_files(report):
 def test_html_is_self_contained_and_french(report):
     _, _, html = report
     assert html.count("data:image/png;base64,") == 9          # 7 maps + change map + history chart
-    assert not re.search(r"""(src|href)=["']https?://""", html)    # nothing fetched from the network
+    assert not re.search(r"""src=["']https?://""", html)           # nothing fetched from the network
+    assert all("licence" in h.lower() or "etalab" in h.lower() or "opendatacommons" in h.lower() or "gouv" in h
+               for h in re.findall(r"""href=["'](https?://[^"']+)""", html))   # only licence texts link out
     text = _text(html)
     for title in ("Chiffres clés", "Cartes", "Fragmentation des habitats", "Connectivité des réservoirs",
                   "Évolution des indicateurs", "Indicateurs par commune", "Validation des données",
