@@ -14,7 +14,8 @@ from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, is_synthetic_landuse
 from tvb_tasks.publish.report import build_report, data_docs_links, fr_number, validation_tables
 from tvb_tasks.publish.report.maps import nice_length
-from tvb_tasks.publish.report.reading import change_rows, french_message, provenance, provenance_explanation
+from tvb_tasks.publish.report.reading import (change_rows, french_message, previous_release_in, provenance,
+                                              provenance_explanation)
 
 VALIDATION = {
     "success": False, "critical_failures": 1, "warnings": 1, "results_path": "/work/x/results.json",
@@ -72,7 +73,9 @@ def test_files(report):
 def test_html_is_self_contained_and_french(report):
     _, _, html = report
     assert html.count("data:image/png;base64,") == 9          # 7 maps + change map + history chart
-    assert not re.search(r"""(src|href)=["']https?://""", html)    # nothing fetched from the network
+    assert not re.search(r"""src=["']https?://""", html)           # nothing fetched from the network
+    assert all("licence" in h.lower() or "etalab" in h.lower() or "opendatacommons" in h.lower() or "gouv" in h
+               for h in re.findall(r"""href=["'](https?://[^"']+)""", html))   # only licence texts link out
     text = _text(html)
     for title in ("Chiffres clés", "Cartes", "Fragmentation des habitats", "Connectivité des réservoirs",
                   "Évolution des indicateurs", "Indicateurs par commune", "Validation des données",
@@ -207,6 +210,13 @@ def test_provenance_explains_why_figures_moved():
     assert p.inputs_changed == ["landuse"] and p.config_changed is None and p.code_changed is None
     assert "pas entièrement enregistrée" in provenance_explanation(p)
     assert provenance(None, "b", "a").inputs_changed is None
+    same_inputs = pd.concat([rows("a", '{"landuse": "1"}'), rows("b", '{"landuse": "1"}')])
+    p = provenance(same_inputs, "b", "a")
+    assert p.inputs_changed == [] and "paramètres ou de méthode" in provenance_explanation(p)
+    dated = pd.concat([rows("a", "{}").assign(released_at="2026-01-01"), rows("b", "{}").assign(released_at="2026-02-01"),
+                       rows("c", "{}").assign(released_at="2026-03-01")])
+    assert previous_release_in(dated, "c") == "b" and previous_release_in(dated, "a") is None
+    assert previous_release_in(dated, "new") == "c"
 
 
 def test_change_rows_sorted_with_units_and_small_ones_folded():

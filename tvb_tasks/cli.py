@@ -486,5 +486,6 @@ def error_sentence(exc: BaseException) -> str:
     first = text.splitlines()[0]
     return first if len(text.splitlines()) == 1 else first + " (run with -v for details)"
 
+
 if __name__ == "__main__":
     sys.exit(main())

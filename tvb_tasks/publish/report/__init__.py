@@ -406,7 +406,12 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     change = doc.get("change") or {}
     change_rows = reading.change_rows(change.get("table") or [], INDICATOR_LABELS, st_labels, CHANGE_INDICATORS,
                                       small_pct) if change else []
-    prov = reading.provenance(history, release_id, change.get("previous_release"))
+    previous_release = (change.get("previous_release") or reading.previous_release_in(history, release_id)
+                        if change else None)
+    if change and previous_release and not change.get("previous_release"):
+        change = {**change, "previous_release": previous_release}
+        doc = {**doc, "change": change}
+    prov = reading.provenance(history, release_id, previous_release)
     explanation = reading.provenance_explanation(prov) if change else ""
     prov_rows = reading.provenance_rows(prov, _source_labels(territory)) if change else []
     changes = change_tables(doc, st_labels, small_pct)

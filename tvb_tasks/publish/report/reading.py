@@ -72,6 +72,18 @@ def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
     return meta
 
 
+def previous_release_in(history: pd.DataFrame | None, release_id: str) -> str | None:
+    """The release published just before ``release_id`` according to the history (None when there is none)."""
+    if history is None or history.empty:
+        return None
+    releases = (history[["release_id", "released_at"]].drop_duplicates("release_id")
+                .sort_values(["released_at", "release_id"]))
+    ids = list(releases["release_id"])
+    if release_id in ids:
+        ids = ids[:ids.index(release_id)]
+    return ids[-1] if ids else None
+
+
 def provenance(history: pd.DataFrame | None, release_id: str, previous_release: str | None) -> Provenance:
     """Compare the provenance the history rows carry (snapshot ids, and when recorded config hash, resolution,
     code version) for ``previous_release`` and ``release_id``. Missing columns give None (degrades gracefully)."""
@@ -133,6 +145,9 @@ def provenance_explanation(p: Provenance) -> str:
         return ("Les données d'entrée et la méthode ont toutes deux changé : une partie des écarts vient de la "
                 "méthode ; comparer avec prudence.")
     method_known = p.config_changed is not None and p.code_changed is not None
+    if p.inputs_changed == [] and not method_known:
+        return ("Les données d'entrée sont les mêmes (mêmes instantanés des sources) : les écarts viennent donc d'un "
+                "changement de paramètres ou de méthode de calcul, pas d'une évolution du terrain.")
     if p.inputs_changed and method_known:
         return ("Seules les données d'entrée ont changé : les écarts reflètent l'évolution de ces données (nouveau "
                 "millésime, corrections du producteur).")
@@ -161,6 +176,7 @@ class ChangeRow:
     direction: str       # "up" | "down" | "same"
     size: float          # |change %| (or a large number for a change from 0), for sorting
     small: bool          # folded away
+    family: str = "key_figures"
 
 
 def change_rows(table: list[dict], labels: dict[str, str], st_labels: dict[str, str], keep: set[tuple[str, str]],
@@ -198,7 +214,7 @@ def change_rows(table: list[dict], labels: dict[str, str], st_labels: dict[str, 
         rows.append(ChangeRow(label, unit, fr(r.get("previous"), decimals) + suffix, fr(r.get("current"), decimals) + suffix,
                               (fr(abs_change, decimals, sign=True) + suffix) if finite(abs_change) else "–",
                               (fr(pct, 1, sign=True) + "\u00a0%") if finite(pct) else "–", direction, size,
-                              size < small_pct))
+                              size < small_pct, r["family"]))
     return sorted(rows, key=lambda c: (-c.size if c.size != math.inf else -1e18, c.label))
 
 
@@ -292,13 +308,12 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
         out.append(f"{fr(k['rupture_points'], 0)} points de rupture marquent les endroits où une route passante, une "
                    "voie ferrée exploitée ou un canal coupe un corridor : ce sont les lieux où un passage à faune ou "
                    "un aménagement rétablirait la continuité.")
-    moved = [c for c in change if not c.small and c.direction != "same"][:3]
+    moved = [c for c in change if not c.small and c.direction != "same" and c.family == "key_figures"][:3]
     if doc.get("change") is None:
         out.append("C'est la première publication : il n'y a pas encore d'évolution à commenter.")
     elif moved:
         out.append("Principales évolutions depuis la publication précédente : " + " ; ".join(
-            f"{c.label.lower() if c.label[:1].isupper() and not c.label[:2].isupper() else c.label} "
-            f"{c.change} ({c.change_pct})" for c in moved) + ". " + explanation)
+            f"{_plain_label(c.label)} {c.change} ({c.change_pct})" for c in moved) + ". " + explanation)
     else:
         out.append("Aucune évolution notable depuis la publication précédente. " + explanation)
     if validation_ok is True:
@@ -306,6 +321,12 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
     elif validation_ok is False:
         out.append("Des contrôles de qualité bloquants ont échoué : voir la section Validation.")
     return out
+
+
+def _plain_label(label: str) -> str:
+    """"dont corridors à créer" → "corridors à créer"; "Points de rupture" → "points de rupture"."""
+    label = label[5:] if label.startswith("dont ") else label
+    return label[:1].lower() + label[1:] if label[:1].isupper() and label[1:2].islower() else label
 
 
 # --- commune figures ------------------------------------------------------------------------------------------------
