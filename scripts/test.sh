@@ -10,6 +10,7 @@ need=()
 command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
+command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)     # PDF page sizes and text in the report tests
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
