@@ -11,6 +11,7 @@ command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)   # independent OSM counts (test_production_replicas)
 [ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
+command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)     # PDF page sizes and text in the report tests
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # .ci/stack.sh start --celery (TVB_STACK_CELERY=1)
 if [ ${#need[@]} -gt 0 ]; then
