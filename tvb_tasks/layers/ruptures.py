@@ -59,14 +59,18 @@ def severity_from_friction(friction) -> np.ndarray:
     return np.clip(np.rint(np.log10(f)), 1, 4).astype(int)
 
 
-def _fragmenting(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
-    cfg = territory.rupture_points
-    lines = infra.lines
+def _select_lines(lines: gpd.GeoDataFrame, cfg) -> gpd.GeoDataFrame:
+    """Roads with importance ≤ ``cfg.road_max_importance``, railways whose status is in ``cfg.railway_status``,
+    canals when ``cfg.include_canals`` (``cfg``: the ``rupture_points`` or ``corridors.missing_links`` section)."""
     road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce")
                                               <= cfg.road_max_importance)
     rail = (lines["infra_type"] == "railway") & lines["infra_class"].isin(cfg.railway_status)
     canal = (lines["infra_type"] == "canal") & bool(cfg.include_canals)
     return lines[road | rail | canal]
+
+
+def _fragmenting(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
+    return _select_lines(infra.lines, territory.rupture_points)
 
 
 def fragmenting_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
@@ -78,13 +82,7 @@ def fragmenting_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
 def barrier_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
     """The barriers of the missing-link analysis (``corridors.missing_links``): roads with importance ≤
     ``road_max_importance``, railways whose status is in ``railway_status``, canals when ``include_canals``."""
-    cfg = territory.corridors.missing_links
-    lines = infra.lines
-    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce")
-                                              <= cfg.road_max_importance)
-    rail = (lines["infra_type"] == "railway") & lines["infra_class"].isin(cfg.railway_status)
-    canal = (lines["infra_type"] == "canal") & bool(cfg.include_canals)
-    return lines[road | rail | canal]
+    return _select_lines(infra.lines, territory.corridors.missing_links)
 
 
 def infrastructure_ruptures(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure, *,
