@@ -483,8 +483,11 @@ def error_sentence(exc: BaseException) -> str:
         text = f"{exc.filename}: file not found"
     elif isinstance(exc, KeyError):
         text = f"missing entry {text}"
-    first = text.splitlines()[0]
-    return first if len(text.splitlines()) == 1 else first + " (run with -v for details)"
+    lines = [line.strip(" -•") for line in text.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return lines[0]
+    joined = lines[0].rstrip(":.") + ": " + "; ".join(lines[1:])     # the details (source, check) on the same line
+    return joined if len(joined) <= 600 else joined[:597] + "…"
 
 
 if __name__ == "__main__":
