@@ -631,14 +631,14 @@ def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeyp
 
 def test_ghost_territory_fails_before_writing_snapshots(tmp_path, capsys):
     store = tmp_path / "store"
-    assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 2
+    assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 1
     assert "no territory configuration" in capsys.readouterr().err
     raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["id"] = "ghost"
     raw["sources"]["roads"]["path"] = "sample/call/no-such-roads.gpkg"
     ghost = tmp_path / "ghost.yaml"
     ghost.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    assert tvb(["run", "--territory", str(ghost), "--store", str(store)]) == 2
+    assert tvb(["run", "--territory", str(ghost), "--store", str(store)]) == 1
     err = capsys.readouterr().err
     assert str(ghost) in err and "no-such-roads.gpkg not found" in err and "nothing fetched" in err
     assert not (store / "snapshots").exists() or not list((store / "snapshots").rglob("*.parquet"))
@@ -716,7 +716,7 @@ def _yaml(tmp_path: Path, mutate) -> Path:
 
 def test_empty_habitat_refused_by_check_config(tmp_path, capsys):
     p = _yaml(tmp_path, lambda raw: raw["sous_trames"]["forest"].update(habitat=[]))
-    assert tvb(["check-config", str(p)]) == 2
+    assert tvb(["check-config", str(p)]) == 1
     err = capsys.readouterr().err
     assert "sous_trames.forest" in err and "habitat is empty" in err
 
@@ -732,7 +732,7 @@ def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
     p.write_bytes("id: call\nname: Lens-Liévin\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="latin1.yaml: not UTF-8"):
         load_territory(p)
-    assert tvb(["check-config", str(p)]) == 2
+    assert tvb(["check-config", str(p)]) == 1
     assert "latin1.yaml: not UTF-8" in capsys.readouterr().err
 
 
@@ -747,7 +747,62 @@ def test_nomenclature_error_never_echoes_the_file(tmp_path, capsys):
         raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
 
     p = _yaml(tmp_path, point_at_fake)
-    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 2
+    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err
     assert str(fake) in err and "no column" in err and "TOPSECRET" not in err and "root:x" not in err
     assert not (tmp_path / "s" / "snapshots").exists()
+
+
+# --- cold review of issue 14: no file content in errors, bounded config reads ----------------------------------
+def test_nomenclature_check_columns_error_never_echoes_the_file(tmp_path, capsys):
+    """The check-config path (``check_columns``: rule codes checked against the list) read a non-code-list file
+    and listed its 'columns', i.e. its first line (``/etc/shadow``)."""
+    fake = tmp_path / "shadow"
+    fake.write_text("root:*:19000:0:99999:7:::TOPSECRET\ndaemon:*:19000:0:99999:7:::\n")
+    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+
+    def point_at_fake(raw: dict) -> None:
+        raw["nomenclature"] = {"file": str(fake), "code_column": nomenclature["code_column"],
+                               "check_columns": nomenclature["code_columns"][:1]}
+        raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
+
+    p = _yaml(tmp_path, point_at_fake)
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert str(fake) in err and "no column" in err and "TOPSECRET" not in err and "root:" not in err
+
+
+def test_yaml_syntax_error_never_echoes_the_file(tmp_path, capsys):
+    p = tmp_path / "t.yaml"
+    p.write_text("id: call\nsecret: TOPSECRET: value\n")
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "line 2" in err and "TOPSECRET" not in err
+
+
+def test_osm_tag_rules_error_never_echoes_the_file(tmp_path):
+    from tvb_tasks.sources.osm import load_tag_rules
+
+    p = tmp_path / "rules.yaml"
+    p.write_text("landuse: [TOPSECRET: x: y\n")
+    with pytest.raises(SourceError) as err:
+        load_tag_rules(p)
+    assert "not valid YAML" in str(err.value) and "TOPSECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_territory_yaml_symlinked_to_a_device_is_refused(tmp_path, capsys, device):
+    p = tmp_path / "t.yaml"
+    p.symlink_to(device)
+    assert tvb(["check-config", str(p)]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_oversized_territory_yaml_is_refused(tmp_path):
+    from tvb_tasks.config import MAX_CONFIG_BYTES
+
+    p = tmp_path / "big.yaml"
+    with p.open("wb") as fh:
+        fh.truncate(MAX_CONFIG_BYTES + 10)
+    with pytest.raises(ConfigError, match="larger than 10 MB"):
+        load_territory(p)

@@ -483,8 +483,11 @@ def error_sentence(exc: BaseException) -> str:
         text = f"{exc.filename}: file not found"
     elif isinstance(exc, KeyError):
         text = f"missing entry {text}"
-    first = text.splitlines()[0]
-    return first if len(text.splitlines()) == 1 else first + " (run with -v for details)"
+    lines = text.splitlines()
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:     # "invalid …:" then the list: keep the first problem
+        first = f"{first} {lines[1].strip().lstrip('- ')}"
+    return first if len(lines) == 1 else first + " (run with -v for details)"
 
 if __name__ == "__main__":
     sys.exit(main())
