@@ -288,7 +288,7 @@ def test_file_uri_with_a_host_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="host 'somehost'"):
         open_store("file://somehost/tmp/x")
     assert isinstance(open_store(f"file://localhost{tmp_path}/a"), LocalStore)
-    assert tvb(["releases", "list", "--store", "file://somehost" + str(tmp_path)]) == 2
+    assert tvb(["releases", "list", "--store", "file://somehost" + str(tmp_path)]) == 1
     assert "file:///absolute/path" in capsys.readouterr().err
     assert not (Path(str(tmp_path)) / "releases").exists()
 
@@ -468,12 +468,23 @@ def test_wfs_read_and_cli_cut_by_the_deadline(raw_server, tmp_path, capsys):
     out = tmp_path / "x.parquet"
     box = run_bounded(lambda: tvb(["sources", "fetch-wfs", server.url + "/ows", "ms:x", str(out),
                                    "--timeout", "1", "--deadline", "1.5"]))
-    assert box.get("value") == 2 and not out.exists()
+    assert box.get("value") == 1 and not out.exists()
     err = capsys.readouterr().err
     assert err.count("tvb: error:") == 1 and server.url in err and "deadline of 1.5 s" in err
     with pytest.raises(SystemExit) as usage:                                         # usage error
         tvb(["sources", "fetch-wfs", server.url, "ms:x", str(out), "--deadline", "0"])
-    assert usage.value.code == 2 and "positive number of seconds" in capsys.readouterr().err
+    assert usage.value.code == 2 and "positive finite number of seconds" in capsys.readouterr().err
+    for bad in ("inf", "nan", "-inf", "1e999"):                                      # the deadline stays on
+        with pytest.raises(SystemExit) as usage:
+            tvb(["sources", "fetch-wfs", server.url, "ms:x", str(out), f"--deadline={bad}"])
+        assert usage.value.code == 2 and "finite" in capsys.readouterr().err
+    for bad in ("-5", "nan", "inf"):
+        with pytest.raises(SystemExit) as usage:
+            tvb(["run", f"--wait={bad}", "--store", str(tmp_path / "w")])
+        assert usage.value.code == 2 and "--wait" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ValueError, match="finite"):
+        HttpOptions(deadline_s=float("inf"))
 
 
 def test_redirect_loop_names_the_url(raw_server):
@@ -699,9 +710,12 @@ def test_second_cli_run_on_the_same_inputs_stops_clearly(tmp_path, monkeypatch, 
     store_uri = (tmp_path / "store").as_uri()
     run = stage_fetch("call", store_uri=store_uri)
     with work_lease(run):                     # a first run is working on these inputs
-        assert tvb(["run", "--store", store_uri]) == 2
-    err = capsys.readouterr().err
-    assert err.count("tvb: error:") == 1 and "another run is working on these inputs" in err
+        assert tvb(["run", "--store", store_uri]) == 1
+        err = capsys.readouterr().err
+        assert tvb(["run", "--store", store_uri, "--wait", "0.3"]) == 1
+        waited = capsys.readouterr().err
+    assert "waited 0.3 s" in waited and "use --wait" not in waited            # --wait was given: no such advice
+    assert err.count("tvb: error:") == 1 and "another run is working on these inputs" in err and "--wait" in err
     assert "FileNotFoundError" not in err and not open_store(store_uri).exists("releases/call/latest.json")
 
 
@@ -721,10 +735,24 @@ def test_empty_habitat_refused_by_check_config(tmp_path, capsys):
     assert "sous_trames.forest" in err and "habitat is empty" in err
 
 
-def test_resolution_zero_refused(tmp_path, capsys):
-    assert tvb(["run", "--resolution", "0", "--store", str(tmp_path / "s"), "--dry-run"]) == 2
-    assert "resolution_m must be between 5 and 500 m, got 0" in capsys.readouterr().err
-    assert not (tmp_path / "s" / "snapshots").exists()
+@pytest.mark.parametrize("value", ["0", "1000", "nan", "-5"])
+def test_resolution_out_of_bounds_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as usage:
+        tvb(["run", "--resolution", value, "--store", str(tmp_path / "s"), "--dry-run"])
+    assert usage.value.code == 2
+    assert f"resolution_m must be between 5 and 500 m, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("value", [1, 0, 1000, 501])
+def test_resolution_bound_in_the_yaml(tmp_path, capsys, value):
+    """The 5–500 m bound lives in the schema: check-config refuses, a run fetches and writes nothing."""
+    p = _yaml(tmp_path, lambda raw: raw.update(resolution_m=value))
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "resolution_m" in err and ("greater than or equal to 5" in err or "less than or equal to 500" in err)
+    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 1
+    assert not (tmp_path / "s").exists()
 
 
 def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
@@ -806,3 +834,44 @@ def test_oversized_territory_yaml_is_refused(tmp_path):
         fh.truncate(MAX_CONFIG_BYTES + 10)
     with pytest.raises(ConfigError, match="larger than 10 MB"):
         load_territory(p)
+
+
+def firehose(server, conn, announce: bool = False):
+    """Answers 200 and sends zeros as fast as the client reads, without end (the 3 GB attack); counts bytes."""
+    conn.recv(65536)
+    length = f"Content-Length: {3 * 1024 ** 3}\r\n" if announce else ""
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+    block = b"0" * 65536
+    server.sent = 0
+    while not server.stop.is_set():
+        conn.sendall(block)
+        server.sent += len(block)
+
+
+def test_oversized_response_is_cut_and_names_the_url(raw_server, tmp_path):
+    server = raw_server(firehose)
+    opts = HttpOptions(max_retries=0, max_page_bytes=1 << 20, max_bytes=2 << 20)
+    box = run_bounded(lambda: request("GET", server.url + "/wfs?token=s3cret", opts=opts))
+    msg = str(box.get("error"))
+    assert isinstance(box.get("error"), SourceError), box
+    assert f"{server.url}/wfs" in msg and "max_page_bytes = 1048576" in msg and "s3cret" not in msg
+    assert server.sent < 16 << 20                            # stopped reading: at most socket buffers more
+    box = run_bounded(lambda: download(server.url + "/big.gpkg", tmp_path / "dl" / "x.gpkg", opts=opts))
+    msg = str(box.get("error"))
+    assert isinstance(box.get("error"), SourceError) and "max_bytes = 2097152" in msg and "/big.gpkg" in msg
+    assert list((tmp_path / "dl").iterdir()) == []           # the partial file is removed
+    announced = raw_server(lambda s, c: firehose(s, c, announce=True))
+    box = run_bounded(lambda: download(announced.url + "/big.gpkg", tmp_path / "dl" / "y.gpkg", opts=opts))
+    assert "announced by Content-Length" in str(box.get("error"))
+
+
+def test_max_bytes_from_the_yaml_and_refused_when_invalid(raw_server, tmp_path):
+    server = raw_server(firehose)
+    store = LocalStore(tmp_path / "s")
+    t = http_territory(server.url + "/roads.gpkg", max_bytes=1 << 20, max_retries=0)
+    box = run_bounded(lambda: fetch_source(t, "roads", store))
+    assert isinstance(box.get("error"), SourceError) and "max_bytes = 1048576" in str(box["error"])
+    assert not store.list("snapshots/")
+    with pytest.raises(SourceError, match="max_bytes must be a positive whole number"):
+        fetch_source(http_territory(server.url + "/r.gpkg", max_bytes=-1), "roads", store)
+    assert HttpOptions().max_bytes == 2 * 1024 ** 3 and HttpOptions().max_page_bytes == 256 * 1024 ** 2

@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
+RESOLUTION_MIN_M, RESOLUTION_MAX_M = 5.0, 500.0     # raster cell size bounds (YAML, --resolution, DAG param)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -412,7 +413,7 @@ class Territory(_Model):
     short_name: str | None = None
     siren: str | None = None
     crs: str = "EPSG:2154"
-    resolution_m: float = Field(gt=0, le=1000)
+    resolution_m: float = Field(ge=RESOLUTION_MIN_M, le=RESOLUTION_MAX_M)
     # computation extent = territory buffered by this (m); None → the largest dispersal distance over the most
     # favourable matrix (see analysis_buffer_m); 0 → no buffer. Outputs are clipped to the territory.
     buffer_m: float | None = Field(default=None, ge=0)
