@@ -875,3 +875,95 @@ def test_max_bytes_from_the_yaml_and_refused_when_invalid(raw_server, tmp_path):
     with pytest.raises(SourceError, match="max_bytes must be a positive whole number"):
         fetch_source(http_territory(server.url + "/r.gpkg", max_bytes=-1), "roads", store)
     assert HttpOptions().max_bytes == 2 * 1024 ** 3 and HttpOptions().max_page_bytes == 256 * 1024 ** 2
+
+
+# --- cold review: a dangling or corrupt latest.json, forged releases, store URIs --------------------------------
+def _point_latest_at(store, release_id: str) -> None:
+    pointer = json.loads(store.get_bytes("releases/call/latest.json"))
+    pointer["release_id"] = release_id
+    store.put_bytes("releases/call/latest.json", json.dumps(pointer).encode())
+
+
+def test_dangling_latest_json_blocks_prune_warns_and_rollback_repairs(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    r1, r2 = pub(store, staged, 1)["release_id"], pub(store, staged, 2)["release_id"]
+    ghost = release_id_for(key_for(3), T0 + timedelta(minutes=3))
+    _point_latest_at(store, ghost)                       # points at a release that does not exist
+    with pytest.raises(PublishError, match=f"prune refused: .*{ghost}, which does not exist"):
+        prune(store, "call", keep=1)
+    assert tvb(["releases", "prune", "--keep", "1", "--store", store.uri]) == 1
+    assert [r["release_id"] for r in list_releases(store, "call")] == [r2, r1]        # nothing deleted
+    capsys.readouterr()
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    err = capsys.readouterr().err
+    assert f"points at release {ghost}, which does not exist" in err and "tvb releases rollback" in err
+    assert tvb(["releases", "rollback", r2, "--store", store.uri]) == 0             # the documented repair
+    assert assert_live_release_verified(store) == r2 and prune(store, "call", keep=1)["deleted"] == [r1]
+    store.delete(f"releases/call/{r2}/manifest.json")     # the live release loses its manifest
+    capsys.readouterr()
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    assert f"points at release {r2}, which has no manifest" in capsys.readouterr().err
+
+
+def test_corrupt_latest_json_blocks_prune_and_rollback_force_repairs(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    r1, r2 = pub(store, staged, 1)["release_id"], pub(store, staged, 2)["release_id"]
+    store.put_bytes("releases/call/latest.json", b'{"release_id": "SECRET-CONTENT"')
+    with pytest.raises(PublishError, match="not valid JSON"):
+        prune(store, "call", keep=1)
+    assert len(list_releases(store, "call")) == 2
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    err = capsys.readouterr().err
+    assert "latest.json: not valid JSON" in err and "SECRET-CONTENT" not in err and "--force" in err
+    assert tvb(["releases", "rollback", r2, "--store", store.uri]) == 1           # history lost: --force needed
+    assert "--force" in capsys.readouterr().err
+    assert tvb(["releases", "rollback", r2, "--force", "--store", store.uri]) == 0
+    assert assert_live_release_verified(store) == r2
+
+
+def _forge(tmp_path, staged, store, n: int, released_at: datetime) -> str:
+    """A complete, self-consistent release written straight into ``store`` (never through latest.json)."""
+    other = LocalStore(tmp_path / f"forger{n}")
+    rid = publish_release(territory(), other, staged, input_key=key_for(n), sources={"landuse": {"snapshot_id": "x"}},
+                          validation={"success": True, "critical_failures": 0}, indicators={"x": n},
+                          code_version="1.0.0", released_at=released_at)["release_id"]
+    shutil.copytree(other.root / "releases/call" / rid, store.root / "releases/call" / rid)
+    return rid
+
+
+def test_forged_release_is_flagged_by_verify_and_refused_by_rollback(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    live = pub(store, staged, 1)["release_id"]
+    forged = _forge(tmp_path, staged, store, 2, T0 + timedelta(minutes=2))
+    report = verify_release(store, "call", forged)
+    assert report["ok"] and report["published"] is False and report["manifest_matches_pointer"] is None
+    assert any("never published through latest.json (no pointer history entry)" in w for w in report["warnings"])
+    assert tvb(["releases", "verify", forged, "--store", store.uri]) == 0
+    assert "never published through latest.json" in capsys.readouterr().err
+    with pytest.raises(PublishError, match="no pointer history entry"):
+        rollback(store, "call", forged)
+    assert tvb(["releases", "rollback", forged, "--store", store.uri]) == 1
+    assert assert_live_release_verified(store) == live
+    assert tvb(["releases", "rollback", forged, "--force", "--store", store.uri]) == 0
+    assert json.loads(store.get_bytes("releases/call/latest.json"))["release_id"] == forged
+    assert rollback(store, "call", live)["status"] == "rolled_back"       # a release that was live: no --force
+    future = _forge(tmp_path, staged, store, 3, datetime.now(timezone.utc) + timedelta(days=30))
+    assert any("dated in the future" in w for w in verify_release(store, "call", future)["warnings"])
+    with pytest.raises(PublishError, match="dated in the future"):
+        rollback(store, "call", future)
+
+
+def test_read_only_release_commands_never_create_a_store(tmp_path, capsys):
+    missing = tmp_path / "nonexistent" / "zz"
+    assert tvb(["releases", "list", "--store", missing.as_uri()]) == 1
+    assert f"no store at {missing.as_uri()}" in capsys.readouterr().err and not missing.exists()
+    assert not (tmp_path / "nonexistent").exists()
+    assert tvb(["releases", "list", "--store", ""]) == 1
+    assert "empty store URI" in capsys.readouterr().err
+    a_file = tmp_path / "passwd"
+    a_file.write_text("root:x:0:0::/root:/bin/sh\n")
+    assert tvb(["releases", "list", "--store", a_file.as_uri()]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and "FileExistsError" not in err and "root:x" not in err
+    with pytest.raises(StoreError, match="not a folder"):
+        open_store(str(a_file))

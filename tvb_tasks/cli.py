@@ -224,10 +224,12 @@ def cmd_releases(args) -> int:
     from . import publish
     from .store import open_store
 
-    store = open_store(args.store)
+    store = open_store(args.store, create=False)      # read-only / repair commands never create a store
     t = args.territory
     if args.action == "list":
         releases = publish.list_releases(store, t)
+        for problem in publish.pointer_problems(store, t):
+            print(f"tvb: warning: {problem}", file=sys.stderr)
         if not releases:
             print(f"no release published for {t} in {store.uri}")
             return 0
@@ -258,10 +260,15 @@ def cmd_releases(args) -> int:
         else:
             print("\n".join(release_summary(shown, release_paths(store.uri, t, args.release_id))))
     elif args.action == "rollback":
-        _print(publish.rollback(store, t, args.release_id))
+        result = publish.rollback(store, t, args.release_id, force=args.force)
+        for warning in result.get("warnings", []):
+            print(f"tvb: warning: {warning} (--force given)", file=sys.stderr)
+        _print(result)
     elif args.action == "verify":
         result = publish.verify_release(store, t, args.release_id)
         _print(result)
+        for warning in result.get("warnings", []):
+            print(f"tvb: warning: {warning}", file=sys.stderr)
         return 0 if result.get("ok") else 1
     return 0
 
@@ -459,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--store")
     rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
     rel.add_argument("--json", action="store_true", help="with show / prune: print the JSON document")
+    rel.add_argument("--force", action="store_true",
+                     help="with rollback: also make live a release never published through latest.json (no pointer "
+                          "history entry) or dated in the future, or replace a corrupt latest.json")
     rel.set_defaults(func=cmd_releases)
 
     sc = sub.add_parser("screen", help="screen a planned project against a release (porter à connaissance)")
