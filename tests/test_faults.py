@@ -967,3 +967,38 @@ def test_read_only_release_commands_never_create_a_store(tmp_path, capsys):
     assert "exists and is not a folder" in err and "FileExistsError" not in err and "root:x" not in err
     with pytest.raises(StoreError, match="not a folder"):
         open_store(str(a_file))
+
+
+def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
+    """The index kept, the GeoParquet deleted: a fetch must not answer "unchanged" (every run would then fail with
+    NotFound) — the file source, and the HTTP source whose server answers 304 Not Modified."""
+    import http.server
+
+    store = LocalStore(tmp_path / "s")
+    t = load_territory("call")
+    ref = fetch_source(t, "territory", store)
+    store.delete(ref["key"])
+    again = fetch_source(t, "territory", store)
+    assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
+    assert len(json.loads(store.get_bytes("snapshots/call/territory/index.json"))["snapshots"]) == 1
+
+    sample = PROJECT_ROOT / "sample" / "call"
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):     # answers If-Modified-Since with 304
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(sample), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        t = http_territory(f"http://127.0.0.1:{httpd.server_address[1]}/roads.gpkg", layer="roads")
+        ref = fetch_source(t, "roads", store)
+        assert fetch_source(t, "roads", store)["changed"] is False            # 304: unchanged, object there
+        store.delete(ref["key"])
+        again = fetch_source(t, "roads", store)
+        assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
+    finally:
+        httpd.shutdown()
