@@ -1002,3 +1002,18 @@ def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
         assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_nomenclature_file_symlinked_to_a_device_is_refused(tmp_path, capsys, device):
+    link = tmp_path / "codes.csv"
+    link.symlink_to(device)
+    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+
+    def point_at_device(raw: dict) -> None:
+        raw["nomenclature"] = {"file": str(link), "code_column": nomenclature["code_column"],
+                               "check_columns": nomenclature["code_columns"][:1]}
+        raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
+
+    assert tvb(["check-config", str(_yaml(tmp_path, point_at_device))]) == 1
+    assert "not a regular file" in capsys.readouterr().err
