@@ -288,7 +288,7 @@ def test_file_uri_with_a_host_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="host 'somehost'"):
         open_store("file://somehost/tmp/x")
     assert isinstance(open_store(f"file://localhost{tmp_path}/a"), LocalStore)
-    assert tvb(["releases", "list", "--store", "file://somehost" + str(tmp_path)]) == 2
+    assert tvb(["releases", "list", "--store", "file://somehost" + str(tmp_path)]) == 1
     assert "file:///absolute/path" in capsys.readouterr().err
     assert not (Path(str(tmp_path)) / "releases").exists()
 
@@ -468,12 +468,23 @@ def test_wfs_read_and_cli_cut_by_the_deadline(raw_server, tmp_path, capsys):
     out = tmp_path / "x.parquet"
     box = run_bounded(lambda: tvb(["sources", "fetch-wfs", server.url + "/ows", "ms:x", str(out),
                                    "--timeout", "1", "--deadline", "1.5"]))
-    assert box.get("value") == 2 and not out.exists()
+    assert box.get("value") == 1 and not out.exists()
     err = capsys.readouterr().err
     assert err.count("tvb: error:") == 1 and server.url in err and "deadline of 1.5 s" in err
     with pytest.raises(SystemExit) as usage:                                         # usage error
         tvb(["sources", "fetch-wfs", server.url, "ms:x", str(out), "--deadline", "0"])
-    assert usage.value.code == 2 and "positive number of seconds" in capsys.readouterr().err
+    assert usage.value.code == 2 and "positive finite number of seconds" in capsys.readouterr().err
+    for bad in ("inf", "nan", "-inf", "1e999"):                                      # the deadline stays on
+        with pytest.raises(SystemExit) as usage:
+            tvb(["sources", "fetch-wfs", server.url, "ms:x", str(out), f"--deadline={bad}"])
+        assert usage.value.code == 2 and "finite" in capsys.readouterr().err
+    for bad in ("-5", "nan", "inf"):
+        with pytest.raises(SystemExit) as usage:
+            tvb(["run", f"--wait={bad}", "--store", str(tmp_path / "w")])
+        assert usage.value.code == 2 and "--wait" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ValueError, match="finite"):
+        HttpOptions(deadline_s=float("inf"))
 
 
 def test_redirect_loop_names_the_url(raw_server):
@@ -631,14 +642,14 @@ def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeyp
 
 def test_ghost_territory_fails_before_writing_snapshots(tmp_path, capsys):
     store = tmp_path / "store"
-    assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 2
+    assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 1
     assert "no territory configuration" in capsys.readouterr().err
     raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["id"] = "ghost"
     raw["sources"]["roads"]["path"] = "sample/call/no-such-roads.gpkg"
     ghost = tmp_path / "ghost.yaml"
     ghost.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    assert tvb(["run", "--territory", str(ghost), "--store", str(store)]) == 2
+    assert tvb(["run", "--territory", str(ghost), "--store", str(store)]) == 1
     err = capsys.readouterr().err
     assert str(ghost) in err and "no-such-roads.gpkg not found" in err and "nothing fetched" in err
     assert not (store / "snapshots").exists() or not list((store / "snapshots").rglob("*.parquet"))
@@ -699,9 +710,12 @@ def test_second_cli_run_on_the_same_inputs_stops_clearly(tmp_path, monkeypatch, 
     store_uri = (tmp_path / "store").as_uri()
     run = stage_fetch("call", store_uri=store_uri)
     with work_lease(run):                     # a first run is working on these inputs
-        assert tvb(["run", "--store", store_uri]) == 2
-    err = capsys.readouterr().err
-    assert err.count("tvb: error:") == 1 and "another run is working on these inputs" in err
+        assert tvb(["run", "--store", store_uri]) == 1
+        err = capsys.readouterr().err
+        assert tvb(["run", "--store", store_uri, "--wait", "0.3"]) == 1
+        waited = capsys.readouterr().err
+    assert "waited 0.3 s" in waited and "use --wait" not in waited            # --wait was given: no such advice
+    assert err.count("tvb: error:") == 1 and "another run is working on these inputs" in err and "--wait" in err
     assert "FileNotFoundError" not in err and not open_store(store_uri).exists("releases/call/latest.json")
 
 
@@ -716,15 +730,29 @@ def _yaml(tmp_path: Path, mutate) -> Path:
 
 def test_empty_habitat_refused_by_check_config(tmp_path, capsys):
     p = _yaml(tmp_path, lambda raw: raw["sous_trames"]["forest"].update(habitat=[]))
-    assert tvb(["check-config", str(p)]) == 2
+    assert tvb(["check-config", str(p)]) == 1
     err = capsys.readouterr().err
     assert "sous_trames.forest" in err and "habitat is empty" in err
 
 
-def test_resolution_zero_refused(tmp_path, capsys):
-    assert tvb(["run", "--resolution", "0", "--store", str(tmp_path / "s"), "--dry-run"]) == 2
-    assert "resolution_m must be between 5 and 500 m, got 0" in capsys.readouterr().err
-    assert not (tmp_path / "s" / "snapshots").exists()
+@pytest.mark.parametrize("value", ["0", "1000", "nan", "-5"])
+def test_resolution_out_of_bounds_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as usage:
+        tvb(["run", "--resolution", value, "--store", str(tmp_path / "s"), "--dry-run"])
+    assert usage.value.code == 2
+    assert f"resolution_m must be between 5 and 500 m, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("value", [1, 0, 1000, 501])
+def test_resolution_bound_in_the_yaml(tmp_path, capsys, value):
+    """The 5–500 m bound lives in the schema: check-config refuses, a run fetches and writes nothing."""
+    p = _yaml(tmp_path, lambda raw: raw.update(resolution_m=value))
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "resolution_m" in err and ("greater than or equal to 5" in err or "less than or equal to 500" in err)
+    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 1
+    assert not (tmp_path / "s").exists()
 
 
 def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
@@ -732,7 +760,7 @@ def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
     p.write_bytes("id: call\nname: Lens-Liévin\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="latin1.yaml: not UTF-8"):
         load_territory(p)
-    assert tvb(["check-config", str(p)]) == 2
+    assert tvb(["check-config", str(p)]) == 1
     assert "latin1.yaml: not UTF-8" in capsys.readouterr().err
 
 
@@ -747,7 +775,245 @@ def test_nomenclature_error_never_echoes_the_file(tmp_path, capsys):
         raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
 
     p = _yaml(tmp_path, point_at_fake)
-    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 2
+    assert tvb(["run", "--territory", str(p), "--store", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err
     assert str(fake) in err and "no column" in err and "TOPSECRET" not in err and "root:x" not in err
     assert not (tmp_path / "s" / "snapshots").exists()
+
+
+# --- cold review of issue 14: no file content in errors, bounded config reads ----------------------------------
+def test_nomenclature_check_columns_error_never_echoes_the_file(tmp_path, capsys):
+    """The check-config path (``check_columns``: rule codes checked against the list) read a non-code-list file
+    and listed its 'columns', i.e. its first line (``/etc/shadow``)."""
+    fake = tmp_path / "shadow"
+    fake.write_text("root:*:19000:0:99999:7:::TOPSECRET\ndaemon:*:19000:0:99999:7:::\n")
+    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+
+    def point_at_fake(raw: dict) -> None:
+        raw["nomenclature"] = {"file": str(fake), "code_column": nomenclature["code_column"],
+                               "check_columns": nomenclature["code_columns"][:1]}
+        raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
+
+    p = _yaml(tmp_path, point_at_fake)
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert str(fake) in err and "no column" in err and "TOPSECRET" not in err and "root:" not in err
+
+
+def test_yaml_syntax_error_never_echoes_the_file(tmp_path, capsys):
+    p = tmp_path / "t.yaml"
+    p.write_text("id: call\nsecret: TOPSECRET: value\n")
+    assert tvb(["check-config", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "line 2" in err and "TOPSECRET" not in err
+
+
+def test_osm_tag_rules_error_never_echoes_the_file(tmp_path):
+    from tvb_tasks.sources.osm import load_tag_rules
+
+    p = tmp_path / "rules.yaml"
+    p.write_text("landuse: [TOPSECRET: x: y\n")
+    with pytest.raises(SourceError) as err:
+        load_tag_rules(p)
+    assert "not valid YAML" in str(err.value) and "TOPSECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_territory_yaml_symlinked_to_a_device_is_refused(tmp_path, capsys, device):
+    p = tmp_path / "t.yaml"
+    p.symlink_to(device)
+    assert tvb(["check-config", str(p)]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_oversized_territory_yaml_is_refused(tmp_path):
+    from tvb_tasks.config import MAX_CONFIG_BYTES
+
+    p = tmp_path / "big.yaml"
+    with p.open("wb") as fh:
+        fh.truncate(MAX_CONFIG_BYTES + 10)
+    with pytest.raises(ConfigError, match="larger than 10 MB"):
+        load_territory(p)
+
+
+def firehose(server, conn, announce: bool = False):
+    """Answers 200 and sends zeros as fast as the client reads, without end (the 3 GB attack); counts bytes."""
+    conn.recv(65536)
+    length = f"Content-Length: {3 * 1024 ** 3}\r\n" if announce else ""
+    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n".encode())
+    block = b"0" * 65536
+    server.sent = 0
+    while not server.stop.is_set():
+        conn.sendall(block)
+        server.sent += len(block)
+
+
+def test_oversized_response_is_cut_and_names_the_url(raw_server, tmp_path):
+    server = raw_server(firehose)
+    opts = HttpOptions(max_retries=0, max_page_bytes=1 << 20, max_bytes=2 << 20)
+    box = run_bounded(lambda: request("GET", server.url + "/wfs?token=s3cret", opts=opts))
+    msg = str(box.get("error"))
+    assert isinstance(box.get("error"), SourceError), box
+    assert f"{server.url}/wfs" in msg and "max_page_bytes = 1048576" in msg and "s3cret" not in msg
+    assert server.sent < 16 << 20                            # stopped reading: at most socket buffers more
+    box = run_bounded(lambda: download(server.url + "/big.gpkg", tmp_path / "dl" / "x.gpkg", opts=opts))
+    msg = str(box.get("error"))
+    assert isinstance(box.get("error"), SourceError) and "max_bytes = 2097152" in msg and "/big.gpkg" in msg
+    assert list((tmp_path / "dl").iterdir()) == []           # the partial file is removed
+    announced = raw_server(lambda s, c: firehose(s, c, announce=True))
+    box = run_bounded(lambda: download(announced.url + "/big.gpkg", tmp_path / "dl" / "y.gpkg", opts=opts))
+    assert "announced by Content-Length" in str(box.get("error"))
+
+
+def test_max_bytes_from_the_yaml_and_refused_when_invalid(raw_server, tmp_path):
+    server = raw_server(firehose)
+    store = LocalStore(tmp_path / "s")
+    t = http_territory(server.url + "/roads.gpkg", max_bytes=1 << 20, max_retries=0)
+    box = run_bounded(lambda: fetch_source(t, "roads", store))
+    assert isinstance(box.get("error"), SourceError) and "max_bytes = 1048576" in str(box["error"])
+    assert not store.list("snapshots/")
+    with pytest.raises(SourceError, match="max_bytes must be a positive whole number"):
+        fetch_source(http_territory(server.url + "/r.gpkg", max_bytes=-1), "roads", store)
+    assert HttpOptions().max_bytes == 2 * 1024 ** 3 and HttpOptions().max_page_bytes == 256 * 1024 ** 2
+
+
+# --- cold review: a dangling or corrupt latest.json, forged releases, store URIs --------------------------------
+def _point_latest_at(store, release_id: str) -> None:
+    pointer = json.loads(store.get_bytes("releases/call/latest.json"))
+    pointer["release_id"] = release_id
+    store.put_bytes("releases/call/latest.json", json.dumps(pointer).encode())
+
+
+def test_dangling_latest_json_blocks_prune_warns_and_rollback_repairs(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    r1, r2 = pub(store, staged, 1)["release_id"], pub(store, staged, 2)["release_id"]
+    ghost = release_id_for(key_for(3), T0 + timedelta(minutes=3))
+    _point_latest_at(store, ghost)                       # points at a release that does not exist
+    with pytest.raises(PublishError, match=f"prune refused: .*{ghost}, which does not exist"):
+        prune(store, "call", keep=1)
+    assert tvb(["releases", "prune", "--keep", "1", "--store", store.uri]) == 1
+    assert [r["release_id"] for r in list_releases(store, "call")] == [r2, r1]        # nothing deleted
+    capsys.readouterr()
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    err = capsys.readouterr().err
+    assert f"points at release {ghost}, which does not exist" in err and "tvb releases rollback" in err
+    assert tvb(["releases", "rollback", r2, "--store", store.uri]) == 0             # the documented repair
+    assert assert_live_release_verified(store) == r2 and prune(store, "call", keep=1)["deleted"] == [r1]
+    store.delete(f"releases/call/{r2}/manifest.json")     # the live release loses its manifest
+    capsys.readouterr()
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    assert f"points at release {r2}, which has no manifest" in capsys.readouterr().err
+
+
+def test_corrupt_latest_json_blocks_prune_and_rollback_force_repairs(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    r1, r2 = pub(store, staged, 1)["release_id"], pub(store, staged, 2)["release_id"]
+    store.put_bytes("releases/call/latest.json", b'{"release_id": "SECRET-CONTENT"')
+    with pytest.raises(PublishError, match="not valid JSON"):
+        prune(store, "call", keep=1)
+    assert len(list_releases(store, "call")) == 2
+    assert tvb(["releases", "list", "--store", store.uri]) == 0
+    err = capsys.readouterr().err
+    assert "latest.json: not valid JSON" in err and "SECRET-CONTENT" not in err and "--force" in err
+    assert tvb(["releases", "rollback", r2, "--store", store.uri]) == 1           # history lost: --force needed
+    assert "--force" in capsys.readouterr().err
+    assert tvb(["releases", "rollback", r2, "--force", "--store", store.uri]) == 0
+    assert assert_live_release_verified(store) == r2
+
+
+def _forge(tmp_path, staged, store, n: int, released_at: datetime) -> str:
+    """A complete, self-consistent release written straight into ``store`` (never through latest.json)."""
+    other = LocalStore(tmp_path / f"forger{n}")
+    rid = publish_release(territory(), other, staged, input_key=key_for(n), sources={"landuse": {"snapshot_id": "x"}},
+                          validation={"success": True, "critical_failures": 0}, indicators={"x": n},
+                          code_version="1.0.0", released_at=released_at)["release_id"]
+    shutil.copytree(other.root / "releases/call" / rid, store.root / "releases/call" / rid)
+    return rid
+
+
+def test_forged_release_is_flagged_by_verify_and_refused_by_rollback(tmp_path, staged, capsys):
+    store = LocalStore(tmp_path / "s")
+    live = pub(store, staged, 1)["release_id"]
+    forged = _forge(tmp_path, staged, store, 2, T0 + timedelta(minutes=2))
+    report = verify_release(store, "call", forged)
+    assert report["ok"] and report["published"] is False and report["manifest_matches_pointer"] is None
+    assert any("never published through latest.json (no pointer history entry)" in w for w in report["warnings"])
+    assert tvb(["releases", "verify", forged, "--store", store.uri]) == 0
+    assert "never published through latest.json" in capsys.readouterr().err
+    with pytest.raises(PublishError, match="no pointer history entry"):
+        rollback(store, "call", forged)
+    assert tvb(["releases", "rollback", forged, "--store", store.uri]) == 1
+    assert assert_live_release_verified(store) == live
+    assert tvb(["releases", "rollback", forged, "--force", "--store", store.uri]) == 0
+    assert json.loads(store.get_bytes("releases/call/latest.json"))["release_id"] == forged
+    assert rollback(store, "call", live)["status"] == "rolled_back"       # a release that was live: no --force
+    future = _forge(tmp_path, staged, store, 3, datetime.now(timezone.utc) + timedelta(days=30))
+    assert any("dated in the future" in w for w in verify_release(store, "call", future)["warnings"])
+    with pytest.raises(PublishError, match="dated in the future"):
+        rollback(store, "call", future)
+
+
+def test_read_only_release_commands_never_create_a_store(tmp_path, capsys):
+    missing = tmp_path / "nonexistent" / "zz"
+    assert tvb(["releases", "list", "--store", missing.as_uri()]) == 1
+    assert f"no store at {missing.as_uri()}" in capsys.readouterr().err and not missing.exists()
+    assert not (tmp_path / "nonexistent").exists()
+    assert tvb(["releases", "list", "--store", ""]) == 1
+    assert "empty store URI" in capsys.readouterr().err
+    a_file = tmp_path / "passwd"
+    a_file.write_text("root:x:0:0::/root:/bin/sh\n")
+    assert tvb(["releases", "list", "--store", a_file.as_uri()]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and "FileExistsError" not in err and "root:x" not in err
+    with pytest.raises(StoreError, match="not a folder"):
+        open_store(str(a_file))
+
+
+def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
+    """The index kept, the GeoParquet deleted: a fetch must not answer "unchanged" (every run would then fail with
+    NotFound) — the file source, and the HTTP source whose server answers 304 Not Modified."""
+    import http.server
+
+    store = LocalStore(tmp_path / "s")
+    t = load_territory("call")
+    ref = fetch_source(t, "territory", store)
+    store.delete(ref["key"])
+    again = fetch_source(t, "territory", store)
+    assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
+    assert len(json.loads(store.get_bytes("snapshots/call/territory/index.json"))["snapshots"]) == 1
+
+    sample = PROJECT_ROOT / "sample" / "call"
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):     # answers If-Modified-Since with 304
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(sample), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        t = http_territory(f"http://127.0.0.1:{httpd.server_address[1]}/roads.gpkg", layer="roads")
+        ref = fetch_source(t, "roads", store)
+        assert fetch_source(t, "roads", store)["changed"] is False            # 304: unchanged, object there
+        store.delete(ref["key"])
+        again = fetch_source(t, "roads", store)
+        assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
+    finally:
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_nomenclature_file_symlinked_to_a_device_is_refused(tmp_path, capsys, device):
+    link = tmp_path / "codes.csv"
+    link.symlink_to(device)
+    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+
+    def point_at_device(raw: dict) -> None:
+        raw["nomenclature"] = {"file": str(link), "code_column": nomenclature["code_column"],
+                               "check_columns": nomenclature["code_columns"][:1]}
+        raw["landuse"].update(rules=nomenclature["rules"], code_columns=nomenclature["code_columns"])
+
+    assert tvb(["check-config", str(_yaml(tmp_path, point_at_device))]) == 1
+    assert "not a regular file" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from typing import Sequence
 
@@ -74,13 +75,34 @@ def cmd_run(args) -> int:
 
 
 def _seconds(text: str) -> float:
-    """argparse type: a positive number of seconds."""
+    """argparse type: a positive, finite number of seconds (``inf`` / ``nan`` refused)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number of seconds, got {text!r}")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    """argparse type of ``--wait``: zero or a positive, finite number of seconds."""
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(text)
+
+
+def _resolution(text: str) -> float:
+    """argparse type of ``--resolution``: metres within the bounds of the territory YAML's ``resolution_m``."""
+    from .config import RESOLUTION_MAX_M, RESOLUTION_MIN_M
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of metres, got {text!r}") from None
+    if not RESOLUTION_MIN_M <= value <= RESOLUTION_MAX_M:
+        raise argparse.ArgumentTypeError(f"resolution_m must be between {RESOLUTION_MIN_M:g} and "
+                                         f"{RESOLUTION_MAX_M:g} m, got {text}")
     return value
 
 
@@ -202,10 +224,12 @@ def cmd_releases(args) -> int:
     from . import publish
     from .store import open_store
 
-    store = open_store(args.store)
+    store = open_store(args.store, create=False)      # read-only / repair commands never create a store
     t = args.territory
     if args.action == "list":
         releases = publish.list_releases(store, t)
+        for problem in publish.pointer_problems(store, t):
+            print(f"tvb: warning: {problem}", file=sys.stderr)
         if not releases:
             print(f"no release published for {t} in {store.uri}")
             return 0
@@ -236,10 +260,15 @@ def cmd_releases(args) -> int:
         else:
             print("\n".join(release_summary(shown, release_paths(store.uri, t, args.release_id))))
     elif args.action == "rollback":
-        _print(publish.rollback(store, t, args.release_id))
+        result = publish.rollback(store, t, args.release_id, force=args.force)
+        for warning in result.get("warnings", []):
+            print(f"tvb: warning: {warning} (--force given)", file=sys.stderr)
+        _print(result)
     elif args.action == "verify":
         result = publish.verify_release(store, t, args.release_id)
         _print(result)
+        for warning in result.get("warnings", []):
+            print(f"tvb: warning: {warning}", file=sys.stderr)
         return 0 if result.get("ok") else 1
     return 0
 
@@ -371,10 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="source profile (default: bundled sample; 'production' = real servers)")
     r.add_argument("--force", action="store_true", help="publish even if inputs, config and code are unchanged")
     r.add_argument("--dry-run", action="store_true", help="compute and validate, do not publish")
-    r.add_argument("--resolution", type=float, help="raster resolution in metres (overrides the YAML)")
+    r.add_argument("--resolution", type=_resolution, help="raster resolution in metres (overrides the YAML)")
     r.add_argument("--sous-trames", help="comma-separated subset of sous-trames")
     _add_http_options(r)
-    r.add_argument("--wait", type=float, default=0.0, metavar="S",
+    r.add_argument("--wait", type=_wait_seconds, default=0.0, metavar="S",
                    help="when another run works on the same inputs, wait up to S seconds (default: stop at once)")
     r.add_argument("--serve", action="store_true", help="then serve the store over HTTP (see tvb serve)")
     r.add_argument("--port", type=int, default=None, help="with --serve: TCP port (default 8000)")
@@ -437,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--store")
     rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
     rel.add_argument("--json", action="store_true", help="with show / prune: print the JSON document")
+    rel.add_argument("--force", action="store_true",
+                     help="with rollback: also make live a release never published through latest.json (no pointer "
+                          "history entry) or dated in the future, or replace a corrupt latest.json")
     rel.set_defaults(func=cmd_releases)
 
     sc = sub.add_parser("screen", help="screen a planned project against a release (porter à connaissance)")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,65 @@ SourceRole = Literal[
 
 class ConfigError(ValueError):
     """A territory configuration is missing or invalid; the message names the file and the field."""
+
+
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
+RESOLUTION_MIN_M, RESOLUTION_MAX_M = 5.0, 500.0     # raster cell size bounds (YAML, --resolution, DAG param)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def read_config_text(path: str | Path, what: str = "") -> str:
+    """The UTF-8 text of a configuration file (territory YAML, OSM tag rules…), read safely.
+
+    Refuses what is not a regular file (``/dev/zero``, a FIFO, a folder: a symlink is followed, then checked) and
+    files over :data:`MAX_CONFIG_BYTES` (10 MB), reading at most that much. Errors (:class:`ConfigError`) name the
+    file, never its content.
+    """
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    try:
+        check_regular_file(path, label)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{label}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB; not a configuration file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (invalid byte at offset {exc.start}); save the YAML as UTF-8"
+                          ) from None
+
+
+def check_regular_file(path: str | Path, label: str) -> None:
+    """Raise :class:`ConfigError` unless ``path`` (symlinks followed) is a regular file — checked before opening,
+    so a FIFO never blocks and ``/dev/zero`` / ``/dev/urandom`` are never read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{label}: not a regular file (a device, FIFO or folder); give a configuration file")
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong in a YAML text and where (line, column), WITHOUT the snippet of the file PyYAML quotes."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def columns_hint(columns: Any) -> str:
+    """`` (columns: [...])`` when every header name looks like an identifier (a real table), else ``""``: an
+    error about a file that is no code list (``/etc/shadow``) must never echo its first line."""
+    names = [str(c) for c in (columns or [])]
+    if not names or len(names) > 60 or not all(_IDENTIFIER.match(n) for n in names):
+        return ""
+    return f" (columns: {names})"
 
 
 class _Model(BaseModel):
@@ -353,7 +413,7 @@ class Territory(_Model):
     short_name: str | None = None
     siren: str | None = None
     crs: str = "EPSG:2154"
-    resolution_m: float = Field(gt=0, le=1000)
+    resolution_m: float = Field(ge=RESOLUTION_MIN_M, le=RESOLUTION_MAX_M)
     # computation extent = territory buffered by this (m); None → the largest dispersal distance over the most
     # favourable matrix (see analysis_buffer_m); 0 → no buffer. Outputs are clipped to the territory.
     buffer_m: float | None = Field(default=None, ge=0)
@@ -550,15 +610,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     if not path.exists():
         known = ", ".join(list_territories()) or "none"
         raise ConfigError(f"no territory configuration {path} (known territories: {known})")
+    text = read_config_text(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); save the YAML as UTF-8"
-                          ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     profile = profile or os.environ.get("TVB_PROFILE") or "default"
@@ -589,17 +645,30 @@ def nomenclature_labels(territory: Territory) -> dict[str, str]:
     path = territory.resolve_path(territory.nomenclature.file)
     if not path.exists():
         raise ConfigError(f"{territory.path}: nomenclature file {path} not found")
+    check_regular_file(path, f"nomenclature file {path}")
     labels: dict[str, str] = {}
-    with path.open(encoding="utf-8") as fh:
+    try:
+        _read_labels(path, territory, labels)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected the nomenclature's code list (CSV)"
+                          ) from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a readable CSV (line {getattr(exc, 'line_num', '?')})") from None
+    return labels
+
+
+def _read_labels(path: Path, territory: Territory, labels: dict[str, str]) -> None:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
             if territory.nomenclature.code_column not in row:
-                raise ConfigError(f"{path}: no column {territory.nomenclature.code_column!r} "
-                                  f"(columns: {list(row)})")
+                raise ConfigError(f"{path}: no column {territory.nomenclature.code_column!r}"
+                                  f"{columns_hint(list(row))}; expected the nomenclature's code list (CSV)")
             for key, value in row.items():
-                if key.startswith("code_") and value:
+                if isinstance(key, str) and key.startswith("code_") and isinstance(value, str) and value:
                     labels.setdefault(value.strip(), (row.get("libelle_" + key[5:]) or "").strip())
             labels.setdefault(row[territory.nomenclature.code_column].strip(), "")
-    return labels
 
 
 def check_rule_codes(territory: Territory) -> None:

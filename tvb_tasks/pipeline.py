@@ -66,8 +66,11 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
     territory = load_territory(territory_id, profile)
     update: dict[str, Any] = {}
     if resolution_m is not None:
-        if not 5 <= float(resolution_m) <= 500:
-            raise PipelineError(f"resolution_m must be between 5 and 500 m, got {resolution_m}")
+        from .config import RESOLUTION_MAX_M, RESOLUTION_MIN_M
+
+        if not RESOLUTION_MIN_M <= float(resolution_m) <= RESOLUTION_MAX_M:     # NaN fails too
+            raise PipelineError(f"resolution_m must be between {RESOLUTION_MIN_M:g} and {RESOLUTION_MAX_M:g} m, "
+                                f"got {resolution_m:g}")
         update["resolution_m"] = float(resolution_m)
     if sous_trames:
         unknown = sorted(set(sous_trames) - set(territory.sous_trames))
@@ -489,8 +492,9 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
                            if holder else "holder unknown")
                     raise RunInProgress(
                         f"another run is working on these inputs ({run['territory']}, input key "
-                        f"{run['input_key'][:12]}: {who}; lease {path}); wait for it to finish or use --wait "
-                        "SECONDS") from None
+                        f"{run['input_key'][:12]}: {who}; lease {path}); "
+                        + (f"waited {wait_s:g} s; wait longer with a larger --wait" if wait_s > 0 else
+                           "wait for it to finish or use --wait SECONDS")) from None
                 if not waited:
                     log.info("another run holds %s; waiting up to %.0f s", path, wait_s)
                     waited = True

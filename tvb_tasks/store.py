@@ -155,9 +155,19 @@ class Store:
 class LocalStore(Store):
     """A folder on the local filesystem, with the same create-only / CAS semantics as S3."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, create: bool = True):
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store path {self.root} exists and is not a folder; give a folder "
+                             "(file:///absolute/folder or a path)")
+        if not create and not self.root.is_dir():
+            raise StoreError(f"no store at {self.root.as_uri()} (the folder does not exist; check --store / "
+                             "TVB_STORE_URI)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.root} ({exc.strerror or type(exc).__name__})"
+                             ) from None
         self.uri = self.root.as_uri()
 
     def _path(self, key: str) -> Path:
@@ -415,8 +425,14 @@ def default_store_uri() -> str:
     return os.environ.get("TVB_STORE_URI") or (PROJECT_ROOT / "var" / "store").as_uri()
 
 
-def open_store(uri: str | None = None, *, client=None) -> Store:
-    """Open ``file:///path``, a plain path, or ``s3://bucket[/prefix]`` (endpoint from env or ``client``)."""
+def open_store(uri: str | None = None, *, client=None, create: bool = True) -> Store:
+    """Open ``file:///path``, a plain path, or ``s3://bucket[/prefix]`` (endpoint from env or ``client``).
+
+    ``None`` means the default store; an empty or blank ``uri`` is refused. With ``create=False`` (read-only
+    commands) a local store folder that does not exist is an error ("no store at …"), never created."""
+    if uri is not None and not uri.strip():
+        raise ValueError("empty store URI: give file:///absolute/folder, a path or s3://bucket (or omit --store "
+                         "for the default)")
     uri = uri or default_store_uri()
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
@@ -429,7 +445,7 @@ def open_store(uri: str | None = None, *, client=None) -> Store:
                              f"locally at {parsed.path!r}; use file:///absolute/path (local folders only) or s3://")
         if not parsed.path:
             raise ValueError(f"invalid store URI {uri!r}: no path (use file:///absolute/path)")
-        return LocalStore(unquote(parsed.path))
+        return LocalStore(unquote(parsed.path), create=create)
     if parsed.scheme == "":
-        return LocalStore(uri)
+        return LocalStore(uri, create=create)
     raise ValueError(f"unsupported store URI {uri!r} (use file:// or s3://)")

@@ -34,7 +34,7 @@ import logging
 import re
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -183,6 +183,40 @@ def read_latest(store: Store, territory_id: str) -> tuple[dict | None, str]:
         return json.loads(data), etag
     except json.JSONDecodeError as exc:
         raise PublishError(f"{store.url(latest_key(territory_id))}: not valid JSON ({exc})") from None
+
+
+def read_latest_lenient(store: Store, territory_id: str) -> tuple[dict | None, str, str | None]:
+    """``(pointer, etag, problem)``: like :func:`read_latest` but a corrupt ``latest.json`` gives
+    ``(None, etag, "not valid JSON …")`` instead of raising, so that tools can report it and
+    :func:`rollback` can repair it (its ETag is kept for the compare-and-swap)."""
+    try:
+        data, etag = store.get_with_etag(latest_key(territory_id))
+    except NotFound:
+        return None, "", None
+    try:
+        latest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, etag, f"{store.url(latest_key(territory_id))}: not valid JSON ({type(exc).__name__})"
+    if not isinstance(latest, dict) or not isinstance(latest.get("release_id"), str):
+        return None, etag, f"{store.url(latest_key(territory_id))}: no release_id (not a release pointer)"
+    return latest, etag, None
+
+
+def pointer_problems(store: Store, territory_id: str) -> list[str]:
+    """What is wrong with ``latest.json``: corrupt, or dangling (its release has no manifest — deleted, or its
+    objects only). Empty when the pointer is absent (nothing published) or names a complete release."""
+    latest, _, problem = read_latest_lenient(store, territory_id)
+    if problem:
+        return [f"{problem}; repair it with `tvb releases rollback RELEASE_ID --force` (a release that verifies)"]
+    if latest is None:
+        return []
+    rid = latest["release_id"]
+    if store.exists(manifest_key(territory_id, rid)):
+        return []
+    objects = _release_ids_with_objects(store, territory_id).get(rid, [])
+    what = (f"has no manifest ({len(objects)} of its objects remain)" if objects else "does not exist")
+    return [f"{store.url(latest_key(territory_id))} points at release {rid}, which {what}: the live release is "
+            "missing; repair the pointer with `tvb releases rollback RELEASE_ID` (a release that verifies)"]
 
 
 def find_unchanged(store: Store, territory_id: str, input_key: str) -> dict | None:
@@ -579,8 +613,9 @@ def _release_ids_with_objects(store: Store, territory_id: str) -> dict[str, list
 
 def list_releases(store: Store, territory_id: str) -> list[dict]:
     """Complete releases (with a manifest), newest first: release_id, released_at, files, bytes, latest (bool),
-    activated (was ever live), input_key, code_version, previous_release_id."""
-    latest, _ = read_latest(store, territory_id)
+    activated (was ever live), input_key, code_version, previous_release_id. A corrupt ``latest.json`` counts as
+    no pointer here (:func:`pointer_problems` reports it)."""
+    latest, _, _ = read_latest_lenient(store, territory_id)
     live = latest.get("release_id") if latest else None
     activated = {h["release_id"] for h in (latest or {}).get("history", [])}
     out = []
@@ -624,7 +659,7 @@ def verify_release(store: Store, territory_id: str, release_id: str) -> dict:
     listed = {f["key"] for f in m["files"]} | {manifest_key(territory_id, release_id)}
     present = _release_ids_with_objects(store, territory_id).get(release_id, [])
     unexpected = sorted(k for k in present if k not in listed)
-    latest, _ = read_latest(store, territory_id)
+    latest, _, problem = read_latest_lenient(store, territory_id)
     recorded = recorded_manifest_sha256(latest, release_id)
     pointer_ok = None
     if recorded is not None:
@@ -632,7 +667,34 @@ def verify_release(store: Store, territory_id: str, release_id: str) -> dict:
         pointer_ok = hashlib.sha256(data).hexdigest() == recorded
     ok = not (mismatched or missing or unexpected) and pointer_ok is not False
     return {"ok": ok, "release_id": release_id, "checked": len(m["files"]), "mismatched": mismatched,
-            "missing": missing, "unexpected": unexpected, "manifest_matches_pointer": pointer_ok}
+            "missing": missing, "unexpected": unexpected, "manifest_matches_pointer": pointer_ok,
+            "published": was_published(latest, release_id),
+            "warnings": release_warnings(latest, release_id) + ([problem] if problem else [])}
+
+
+def was_published(latest: dict | None, release_id: str) -> bool:
+    """True when ``latest.json`` points at ``release_id`` or its history records it going live."""
+    if not latest:
+        return False
+    return latest.get("release_id") == release_id or any(
+        isinstance(h, dict) and h.get("release_id") == release_id for h in latest.get("history") or [])
+
+
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+
+def release_warnings(latest: dict | None, release_id: str, now: datetime | None = None) -> list[str]:
+    """Reasons to distrust a release that verifies: never published through ``latest.json`` (a crashed publish
+    — or objects written by hand, a forgery), or an id whose timestamp is in the future."""
+    out = []
+    if not was_published(latest, release_id):
+        out.append(f"release {release_id} was never published through latest.json (no pointer history entry): "
+                   "its checksums only prove it is self-consistent, not where it came from")
+    now = now or datetime.now(timezone.utc)
+    if release_time(release_id) > now + FUTURE_TOLERANCE:
+        out.append(f"release id {release_id} is dated in the future ({release_time(release_id):%Y-%m-%d %H:%M} UTC, "
+                   f"now {now:%Y-%m-%d %H:%M} UTC): not made by a publish of this clock")
+    return out
 
 
 def recorded_manifest_sha256(latest: dict | None, release_id: str) -> str | None:
@@ -648,14 +710,24 @@ def recorded_manifest_sha256(latest: dict | None, release_id: str) -> str | None
     return None
 
 
-def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool = True) -> dict:
+def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool = True, force: bool = False
+             ) -> dict:
     """Point ``latest.json`` back to an earlier complete release, with the same compare-and-swap.
 
-    With ``verify`` (default) the target's checksums are checked first and a damaged release is refused.
-    Returns {"status": "rolled_back"|"unchanged", "release_id", "previous_release_id", "latest_key"}.
+    With ``verify`` (default) the target's checksums are checked first and a damaged release is refused. A
+    release that was never live (no ``latest.json`` history entry) or whose id is dated in the future is refused
+    unless ``force``. Also the repair of a dangling or corrupt ``latest.json`` (a corrupt one has lost its history:
+    ``force`` is then needed). Returns {"status": "rolled_back"|"unchanged", "release_id", "previous_release_id",
+    "latest_key", "warnings"}.
     """
     check_release_id(release_id)
     manifest = load_manifest(store, territory_id, release_id)
+    latest, etag, problem = read_latest_lenient(store, territory_id)
+    warnings = release_warnings(latest, release_id)
+    if warnings and not force:
+        raise PublishError("; ".join(warnings) + f". Refusing to make it live; check it (tvb releases verify "
+                           f"{release_id}) and use --force if it is genuine"
+                           + (f" ({problem})" if problem else ""))
     if verify:
         report = verify_release(store, territory_id, release_id)
         if report["mismatched"] or report["missing"]:
@@ -665,10 +737,12 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
             raise PublishError(f"release {release_id} is damaged: its manifest differs from the one recorded in "
                                f"{latest_key(territory_id)} when it went live (manifest edited); refusing to roll "
                                "back to it")
-    latest, etag = read_latest(store, territory_id)
+    latest, etag, problem = read_latest_lenient(store, territory_id)
     if latest and latest.get("release_id") == release_id:
         return {"status": "unchanged", "release_id": release_id, "previous_release_id": release_id,
-                "latest_key": latest_key(territory_id)}
+                "latest_key": latest_key(territory_id), **({"warnings": warnings} if warnings else {})}
+    if problem:
+        log.warning("%s; replacing it (its history is lost)", problem)
     data = store.get_bytes(manifest_key(territory_id, release_id))
     now = datetime.now(timezone.utc).replace(microsecond=0)
     pointer = _pointer(territory_id, manifest, hashlib.sha256(data).hexdigest(), latest, "rollback", now)
@@ -677,7 +751,8 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
              latest.get("release_id") if latest else None)
     after_swap(store, territory_id, release_id)
     return {"status": "rolled_back", "release_id": release_id,
-            "previous_release_id": latest.get("release_id") if latest else None, "latest_key": latest_key(territory_id)}
+            "previous_release_id": latest.get("release_id") if latest else None, "latest_key": latest_key(territory_id),
+            **({"warnings": warnings} if warnings else {})}
 
 
 def find_orphans(store: Store, territory_id: str) -> list[str]:

@@ -1,11 +1,15 @@
-"""Retention: keep the N newest complete releases, never the one ``latest.json`` points to; clean old orphans."""
+"""Retention: keep the N newest complete releases, never the one ``latest.json`` points to; clean old orphans.
+
+A prune refuses to run while ``latest.json`` is corrupt or dangling (points at a release without a manifest): the
+N newest complete releases might then not include the last good one a repair needs. Repair first with
+``tvb releases rollback RELEASE_ID``."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
 
 from ..store import Store
-from .release import (_release_ids_with_objects, check_territory_id, find_orphans, list_releases, manifest_key,
+from .release import (PublishError, _release_ids_with_objects, pointer_problems, check_territory_id, find_orphans, list_releases, manifest_key,
                       read_latest, release_time, territory_prefix)
 
 log = logging.getLogger(__name__)
@@ -15,6 +19,9 @@ def plan_prune(store: Store, territory_id: str, keep: int) -> dict:
     """Which complete releases a prune keeps and deletes (newest first), without deleting anything."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
+    problems = pointer_problems(store, territory_id)
+    if problems:
+        raise PublishError(f"prune refused: {problems[0]}")
     releases = list_releases(store, territory_id)
     latest, _ = read_latest(store, territory_id)
     live = latest.get("release_id") if latest else None

@@ -41,7 +41,8 @@ from .errors import SourceError
 from .files import apply_columns, read_vector
 from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
 from .schemas import check_layer, effective_knobs
-from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, utc_now)
+from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, snapshot_present,
+                       utc_now)
 from .wfs import read_wfs
 
 log = logging.getLogger("tvb_tasks.sources")
@@ -155,6 +156,10 @@ def _download_name(url: str, cfg: SourceConfig) -> str:
 def _unchanged_ref(store: Store, territory: Territory, name: str, force: bool) -> dict | None:
     ref = latest_snapshot(store, territory.id, name)
     if ref is None:
+        return None
+    if not snapshot_present(store, ref):        # index kept, object deleted: download again and re-write it
+        log.warning("%s/%s: snapshot %s is in the index but missing from the store: fetching it again",
+                    territory.id, name, ref["snapshot_id"][:12])
         return None
     return {**ref, "changed": bool(force), "checked_at": utc_now()}
 
@@ -282,8 +287,13 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
     http_opts = HttpOptions.from_source(opts, auth=auth, headers=headers)
     result = download(url, dest, opts=http_opts, etag=cond.get("etag"), last_modified=cond.get("last_modified"))
     if result.status == "not_modified":
+        latest = latest_snapshot(store, territory.id, name) if same_params else None
+        if same_params and not (snapshot_present(store, latest) and all(
+                snapshot_present(store, latest_snapshot(store, territory.id, lname))
+                for lname in (latest or {}).get("layers", {}))):
+            log.warning("OSM %s: a snapshot in the index is missing from the store: extracting again", name)
+            same_params = False
         if same_params:
-            latest = latest_snapshot(store, territory.id, name)
             layers = {lname: {**(latest_snapshot(store, territory.id, lname) or {}), "changed": False}
                       for lname in (latest or {}).get("layers", {})}
             log.info("OSM %s: extract not modified and rules unchanged: nothing to do", result.url)

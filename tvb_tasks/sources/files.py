@@ -13,6 +13,7 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 
+from ..config import columns_hint
 from .errors import SourceError
 
 log = logging.getLogger("tvb_tasks.sources.files")
@@ -32,7 +33,7 @@ def _read_csv_points(path: Path, *, x_column: str | None, y_column: str | None, 
     needed = [wkt_column] if wkt_column else [x_column, y_column]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise SourceError(f"{what}: CSV has no column(s) {missing} (columns: {list(df.columns)})")
+        raise SourceError(f"{what}: CSV has no column(s) {missing}{columns_hint(df.columns)}")
     if wkt_column:
         try:
             geometry = gpd.GeoSeries.from_wkt(df.pop(wkt_column).astype(object), on_invalid="raise")

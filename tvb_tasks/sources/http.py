@@ -13,6 +13,11 @@ and back-off waits. The read timeout alone cannot stop a server that trickles on
 does: a watchdog timer shuts down the sockets of the read when the budget runs out (sessions from
 :func:`new_session` register every connection's socket with the active deadline), and the error names the URL.
 
+Two size limits bound what a server can make us hold: ``max_bytes`` (default 2 GiB) for a download, streamed to
+disk and cut (file removed) once it passes the limit, and ``max_page_bytes`` (default 256 MiB) for a response read
+into memory (a WFS page, capabilities, an error body). Both are read as a stream and stop as soon as the limit is
+passed (a ``Content-Length`` above it is refused before reading); the error names the URL and the YAML knob.
+
 Credentials come in as ``auth`` (a ``(user, password)`` tuple or a requests auth object) and ``headers``; they are
 never logged nor written to metadata.
 """
@@ -22,6 +27,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import random
 import re
@@ -82,7 +88,10 @@ logging.getLogger("urllib3.connectionpool").addFilter(_RedactingFilter())
 
 
 DEFAULT_DEADLINE_S = 1800.0
-OPTION_KEYS = ("timeout_s", "connect_timeout_s", "deadline_s", "max_retries", "backoff_s", "backoff_max_s")
+DEFAULT_MAX_BYTES = 2 * 1024 ** 3          # a download streamed to disk
+DEFAULT_MAX_PAGE_BYTES = 256 * 1024 ** 2   # one response held in memory (WFS page, capabilities, error body)
+OPTION_KEYS = ("timeout_s", "connect_timeout_s", "deadline_s", "max_retries", "backoff_s", "backoff_max_s",
+               "max_bytes", "max_page_bytes")
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class HttpOptions:
     page, retry and wait; ``None`` = no overall limit), counted from ``started_at`` (``time.monotonic()``; set by
     :meth:`started`, else each call starts its own budget). ``max_retries`` extra attempts after the first, waiting
     ``backoff_s × 2**attempt`` (≤ ``backoff_max_s``, or the server's ``Retry-After``), never past the deadline.
+    ``max_bytes`` caps a download (bytes written to disk), ``max_page_bytes`` a response read into memory.
     """
 
     timeout_s: float = 60.0
@@ -106,12 +116,18 @@ class HttpOptions:
     verify: bool | str = True
     deadline_s: float | None = DEFAULT_DEADLINE_S
     started_at: float | None = None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "connect_timeout_s", "deadline_s"):
             value = getattr(self, name)
-            if value is not None and not float(value) > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+            if value is not None and not (float(value) > 0 and math.isfinite(float(value))):
+                raise ValueError(f"{name} must be a finite positive number of seconds, got {value!r}")
+        for name in ("max_bytes", "max_page_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive whole number of bytes, got {value!r}")
 
     @classmethod
     def from_source(cls, cfg: Mapping[str, Any], *, auth: Any = None,
@@ -177,7 +193,7 @@ def _deadline_guard(at: float | None):
         yield None
         return
     guard = _Deadline(at)
-    timer = threading.Timer(max(0.0, at - time.monotonic()), guard.fire)
+    timer = threading.Timer(min(max(0.0, at - time.monotonic()), threading.TIMEOUT_MAX / 2), guard.fire)
     timer.daemon = True
     stack = _active.__dict__.setdefault("stack", [])
     stack.append(guard)
@@ -236,6 +252,42 @@ def deadline_message(what: str, opts: HttpOptions) -> str:
             "stalled or too slow — raise deadline_s for this source in the territory YAML or use --deadline")
 
 
+def too_large_message(what: str, limit: int, knob: str, received: int | None = None) -> str:
+    got = f"{received} bytes received so far" if received is not None else "announced by Content-Length"
+    return (f"{what}: response larger than {knob} = {limit} bytes ({got}); stopped reading — raise {knob} for "
+            "this source in the territory YAML if the file is really that large")
+
+
+def _announced_size(resp: requests.Response) -> int | None:
+    value = (resp.headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _read_capped(resp: requests.Response, limit: int, what: str) -> None:
+    """Read ``resp``'s body (streamed) into ``resp.content``, at most ``limit`` bytes (decoded), else raise."""
+    announced = _announced_size(resp)
+    if announced is not None and announced > limit:
+        resp.close()
+        raise SourceError(too_large_message(what, limit, "max_page_bytes"))
+    buf = bytearray()
+    for chunk in resp.iter_content(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            resp.close()
+            raise SourceError(too_large_message(what, limit, "max_page_bytes", len(buf)))
+    resp._content = bytes(buf)              # what requests itself stores when it reads the body (stream=False)
+    resp._content_consumed = True
+
+
+def error_snippet(resp: requests.Response, limit: int = 300) -> str:
+    """The first ``limit`` characters of an error body, reading no more than that from the stream."""
+    try:
+        data = resp.content[:limit] if resp._content_consumed else next(resp.iter_content(limit), b"")
+    except requests.RequestException:
+        return ""
+    return data.decode("utf-8", "replace")[:limit].strip()
+
+
 def new_session() -> requests.Session:
     s = requests.Session()
     s.headers["User-Agent"] = USER_AGENT
@@ -283,12 +335,17 @@ def request(method: str, url: str, *, opts: HttpOptions, params: Mapping[str, An
         with _deadline_guard(at) as guard:
             try:
                 resp = session.request(method, url, params=params, data=data, headers=all_headers, auth=opts.auth,
-                                       timeout=timeout, stream=stream, verify=opts.verify)
+                                       timeout=timeout, stream=True, verify=opts.verify)
+                if not stream and resp.status_code not in RETRY_STATUSES:    # body into memory, bounded
+                    _read_capped(resp, opts.max_page_bytes, what)
             except requests.TooManyRedirects as exc:
                 raise SourceError(f"{what}: too many redirects (redirect loop?) — last redirect to "
                                   f"{redact_url(exc.response.url) if exc.response is not None else 'unknown'}"
                                   ) from None
             except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                if resp is not None:                 # the body read failed: retry as a failed request
+                    resp.close()
+                    resp = None
                 if guard is not None and guard.expired:
                     raise SourceError(deadline_message(what, opts)) from None
                 last_error = (f"timed out (connect {timeout[0]:g} s / read {timeout[1]:g} s)"
@@ -366,10 +423,13 @@ def _download_once(url: str, dest: Path, *, opts: HttpOptions, cond: dict, sessi
         return DownloadResult("not_modified", None, etag, last_modified, 0, None,
                               time.monotonic() - started, what)
     if resp.status_code >= 400:
-        snippet = resp.text[:300].strip() if not resp.raw.closed else ""
+        snippet = error_snippet(resp) if not resp.raw.closed else ""
         resp.close()
         raise SourceError(f"{what}: HTTP {resp.status_code} {resp.reason or ''} {snippet}".strip())
-    total = int(resp.headers.get("Content-Length") or 0) or None
+    total = _announced_size(resp) or None
+    if total is not None and total > opts.max_bytes:
+        resp.close()
+        raise SourceError(too_large_message(what, opts.max_bytes, "max_bytes"))
     progress = Progress(log, f"download {what}", total=total, unit="bytes", every_s=progress_every_s)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".dl-")
@@ -377,6 +437,9 @@ def _download_once(url: str, dest: Path, *, opts: HttpOptions, cond: dict, sessi
     try:
         with os.fdopen(fd, "wb") as out:
             for block in resp.iter_content(chunk_size):
+                if progress.bytes + len(block) > opts.max_bytes:
+                    raise SourceError(too_large_message(what, opts.max_bytes, "max_bytes",
+                                                        progress.bytes + len(block)))
                 out.write(block)
                 h.update(block)
                 progress.update(nbytes=len(block))

@@ -105,12 +105,14 @@ class TagRules(_Rule):
 def load_tag_rules(path: str | Path, valid_codes: set[str] | None = None) -> TagRules:
     """Load and validate tag rules; ``valid_codes`` (OCS2D codes) checks the land-use codes. Errors name the file."""
     path = Path(path)
+    from ..config import ConfigError, read_config_text, yaml_problem
+
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SourceError(f"OSM tag rules {path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise SourceError(f"OSM tag rules {path}: not valid YAML ({exc})") from None
+        raw = yaml.safe_load(read_config_text(path, "OSM tag rules"))
+    except ConfigError as exc:
+        raise SourceError(str(exc)) from None
+    except yaml.YAMLError as exc:               # the problem and its line, never the file's text
+        raise SourceError(f"OSM tag rules {path}: not valid YAML ({yaml_problem(exc)})") from None
     try:
         rules = TagRules.model_validate(raw)
     except ValidationError as err:

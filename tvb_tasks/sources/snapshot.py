@@ -161,6 +161,23 @@ def latest_snapshot(store: Store, territory_id: str, name: str, *, accepted_only
     return dict(snaps[-1]) if snaps else None
 
 
+def snapshot_present(store: Store, ref: dict | None) -> bool:
+    """True when the objects an index entry names are in the store (HEAD requests): its GeoParquet and metadata,
+    and for a multi-layer record (OSM) each layer's latest snapshot. An index kept while an object was deleted
+    must not make a fetch answer "unchanged" for ever (every run would then fail with NotFound)."""
+    if not ref:
+        return False
+    keys = [k for k in (ref.get("key"), ref.get("metadata_key")) if k]
+    if not all(store.exists(k) for k in keys):
+        return False
+    layers = ref.get("layers") or {}
+    for layer in layers.values() if isinstance(layers, dict) else []:
+        if isinstance(layer, dict) and not all(store.exists(k) for k in (layer.get("key"), layer.get("metadata_key"))
+                                               if k):
+            return False
+    return True
+
+
 def previous_snapshot(territory_id: str, name: str, store: Store, before: str | None = None) -> dict | None:
     """The ref of the snapshot preceding ``before`` (a snapshot id) in the source's history, or None.
 
@@ -295,10 +312,12 @@ def commit_snapshot(store: Store, territory_id: str, name: str, gdf: gpd.GeoData
     now = utc_now()
     latest = latest_snapshot(store, territory_id, name)
     if latest and latest["snapshot_id"] == snapshot_id:
-        log.info("%s/%s: content unchanged (snapshot %s)", territory_id, name, snapshot_id[:12])
-
-        update_index(store, territory_id, name, lambda index: _stamp(index, now, http, params_hash))
-        return {**latest, "changed": bool(force), "checked_at": now}
+        if snapshot_present(store, latest):
+            log.info("%s/%s: content unchanged (snapshot %s)", territory_id, name, snapshot_id[:12])
+            update_index(store, territory_id, name, lambda index: _stamp(index, now, http, params_hash))
+            return {**latest, "changed": bool(force), "checked_at": now}
+        log.warning("%s/%s: snapshot %s is in the index but missing from the store: writing it again",
+                    territory_id, name, snapshot_id[:12])
 
     key, metadata_key = f"{prefix}/{snapshot_id}.parquet", f"{prefix}/{snapshot_id}.json"
     meta = {
@@ -346,7 +365,7 @@ def commit_record(store: Store, territory_id: str, name: str, record: dict, *, r
     metadata_key = f"{prefix}/{record_id}.json"
     latest = latest_snapshot(store, territory_id, name)
     same = latest is not None and latest["snapshot_id"] == record_id
-    if not same:
+    if not same or not store.exists(metadata_key):
         try:
             store.put_bytes(metadata_key, json.dumps({**record, "snapshot_id": record_id, "fetched_at": now,
                                                       "previous_snapshot_id": latest["snapshot_id"] if latest

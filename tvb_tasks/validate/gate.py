@@ -151,6 +151,9 @@ def nomenclature_codes(territory: "Territory") -> list[str]:
     path = territory.resolve_path(territory.nomenclature.file)
     if not path.exists():
         raise ValueError(f"nomenclature file {path} (territory {territory.id}) does not exist")
+    from ..config import check_regular_file
+
+    check_regular_file(path, f"nomenclature file {path} (territory {territory.id})")
     return list(_nomenclature_codes(str(path), territory.nomenclature.code_column, path.stat().st_mtime_ns))
 
 
