@@ -28,7 +28,7 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators.connectivity import decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
-from tvb_tasks.priorities.ranking import barrier_saving, restored_cost
+from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost
 from tvb_tasks.priorities.screening import read_project, screen_project
 
 X0, Y0 = 650_000.0, 7_020_000.0
@@ -147,8 +147,12 @@ def test_restored_cost_and_barrier_saving(territory):
     assert restored_cost(60_000, 1000, 30, 5) == pytest.approx(35_000)
     assert restored_cost(1200, 1000, 1.5, 5) == 1200                 # already cheap: unchanged
     assert restored_cost(5000, 1000, 30, 5) == 1000                  # never below friction 1
-    # road importance 2 = friction 1000 in call.yaml, crossing 25 m wide over a matrix of mean friction 30
-    assert barrier_saving([("road", "2")], 30, 25, territory) == pytest.approx((1000 - 30) * 25)
+    # road importance 2 = friction 1000 in call.yaml, burned at its configured 15 m right-of-way (width_m) — not at
+    # the 25 m fallback — over a matrix of mean friction 30
+    assert barrier_saving([("road", "2")], 30, 25, territory) == pytest.approx((1000 - 30) * 15)
+    assert barrier_saving([("road", "1")], 30, 25, territory) == pytest.approx((10000 - 30) * 30)
+    assert element_width_m(territory, "canal", None, 25) == 40
+    assert element_width_m(territory, "river_obstacle", None, 25) == 25          # no configured width: fallback
     assert barrier_saving([("road", "5"), ("obstacle", None)], 30, 25, territory) == 0.0
 
 
@@ -282,3 +286,96 @@ def test_corridor_candidates_accept_status_spellings():
                            geometry=[ln((0, 0), (1, 0))] * 4, crs=CRS)
     out = corridor_candidates(cor, ["to_restore", "to_create"])
     assert dict(zip(out["id"], out["status"])) == {"a": "to_create", "b": "to_restore", "d": "to_restore"}
+
+
+# --- barrier gains: one barrier at a time, on the corridor's own cost basis (review point 1) -------------------------
+def series_scene() -> dict[str, gpd.GeoDataFrame]:
+    """Scene with pair L joined by a real corridor CL crossed by 4 roads (importance 2, 15 m wide) in series, and
+    pair S joined by a missing link CS (to create: cost = the potential cost without its 2 barriers, cost_saved =
+    the Barrier-Mapper saving) crossed by 2 roads. Land use: 1000 m at mean friction 30."""
+    layers = scene()
+    e = (1000 - 30) * 15.0                              # one crossing's excess: (F − f) × configured width
+    cor = layers["corridors"].iloc[:2].copy()
+    cor["cost"] = [30_000 + 4 * e, 30_000.0]
+    cor["status"] = ["to_restore", "to_create"]
+    cor["missing_link"] = [0, 1]
+    cor["cost_saved"] = [0.0, 40_000.0]
+    cor["barrier_m"] = [0.0, 30.0]
+    layers["corridors"] = cor.reset_index(drop=True)
+    xs = [1200, 1400, 1600, 1800]
+    layers["rupture_points"] = gpd.GeoDataFrame({
+        "id": [f"P{i}" for i in range(6)], "site_id": [f"forest-S{i}" for i in range(6)],
+        "corridor_id": ["forest-CL"] * 4 + ["forest-CS"] * 2, "sous_trame": "forest", "corridor_kind": "terrestre",
+        "infrastructure": "road", "infra_class": "2", "infra_name": "RD", "severity": 3, "n_merged": 1,
+        "libelle": "rupture"}, geometry=[pt(x, 500) for x in xs] + [pt(500, 5100), pt(900, 5100)], crs=CRS)
+    return layers
+
+
+def test_a_barrier_in_series_gains_what_removing_it_alone_gives(territory):
+    from tvb_tasks.priorities.config import restored_friction
+    from tvb_tasks.priorities.ranking import sous_trame_networks
+
+    layers = series_scene()
+    net = sous_trame_networks(territory, layers)["forest"]
+    out = compute_priorities(territory, layers, networks={"forest": net}).set_index("id")
+    e = (1000 - 30) * 15.0
+    f_r = restored_friction(territory)
+    # CL: one barrier removed, the 3 others and the land use in place
+    one = improvement(net, [("forest-L1", "forest-L2", 30_000 + 3 * e)])[0]
+    full = improvement(net, [("forest-L1", "forest-L2", max(restored_cost(30_000 + 4 * e, 1000, 30, f_r) - 4 * e,
+                                                            1000))])[0]
+    for s in ("forest-S0", "forest-S1", "forest-S2", "forest-S3"):
+        assert out.loc[s, "gain_dpc_pct"] == pytest.approx(one)
+    assert 0 < one < full == pytest.approx(out.loc["forest-CL", "gain_dpc_pct"])
+    # CS (missing link, absent from the graph): a site removes half the Barrier-Mapper saving of 40 000
+    half = improvement(net, [("forest-S1", "forest-S2", 30_000 + 20_000)])[0]
+    assert out.loc["forest-S4", "gain_dpc_pct"] == pytest.approx(half) == out.loc["forest-S5", "gain_dpc_pct"]
+    assert half < out.loc["forest-CS", "gain_dpc_pct"]
+
+
+def test_a_site_never_gains_more_than_restoring_its_corridors(territory):
+    """Invariant on every scene: a site's gain ≤ the gain of fully restoring all the corridors it sits on."""
+    from tvb_tasks.priorities.config import restored_friction
+    from tvb_tasks.priorities.ranking import corridor_restored_distance, sous_trame_networks
+
+    for layers in (scene(), series_scene()):
+        net = sous_trame_networks(territory, layers)["forest"]
+        out = compute_priorities(territory, layers, networks={"forest": net})
+        cor = layers["corridors"].set_index("id")
+        pts = layers["rupture_points"]
+        for _, site in out[out["candidate"] == "rupture_site"].iterrows():
+            ids = site["corridor_ids"].split(", ")
+            excess = {c: barrier_saving(list(zip(pts.loc[pts["corridor_id"] == c, "infrastructure"],
+                                                 pts.loc[pts["corridor_id"] == c, "infra_class"])),
+                                        float(cor.loc[c, "mean_friction"]), 25, territory) for c in ids}
+            full = improvement(net, [(cor.loc[c, "from_id"], cor.loc[c, "to_id"],
+                                      corridor_restored_distance(cor.loc[c], restored_friction(territory), excess[c]))
+                                     for c in ids])[0]
+            assert site["gain_dpc_pct"] <= full + 1e-9
+
+
+# --- zero gain and threats (review point 3) ---------------------------------------------------------------------------
+def test_zero_gain_items_are_flagged_and_ranked_after_every_useful_one(territory):
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]   # already as cheap as can be
+    out = compute_priorities(territory, layers, projects=project(bx(600, 5050, 800, 5300)))
+    row = out.set_index("id")
+    zero = out[out["gain_dpc_pct"] <= 0]
+    assert set(zero["id"]) == {"forest-CS", "forest-S002"}        # the corridor and its site gain nothing
+    assert row.loc["forest-CS", "flag"] == "menacé, gain nul"      # threatened but useless: visible, not a priority
+    assert row.loc["forest-S002", "conflict"] > 0 and row.loc["forest-S002", "flag"] == "menacé, gain nul"
+    assert zero["rank"].min() > out.loc[out["gain_dpc_pct"] > 0, "rank"].max()
+    assert (out.loc[out["gain_dpc_pct"] > 0, "flag"] == "").all()
+    # a threat adds urgency on its own (additive term), not only in proportion to the gain
+    threatened = compute_priorities(territory, scene(), projects=project(bx(600, 10050, 800, 10300))).set_index("id")
+    w = territory_weights(territory)
+    base = compute_priorities(territory, scene()).set_index("id")
+    assert threatened.loc["forest-CT", "score"] - base.loc["forest-CT", "score"] == pytest.approx(w.conflict * 1.0)
+    assert threatened.loc["forest-CT", "flag"] == "menacé"
+
+
+def territory_weights(territory):
+    from tvb_tasks.priorities.config import priorities_config
+
+    return priorities_config(territory).weights
