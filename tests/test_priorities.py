@@ -379,3 +379,20 @@ def territory_weights(territory):
     from tvb_tasks.priorities.config import priorities_config
 
     return priorities_config(territory).weights
+
+
+def test_the_score_rule_is_published_with_its_weights(territory, tmp_path):
+    import json
+
+    from tvb_tasks.priorities.stage import priorities_stage, report_tables
+
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in scene().items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    doc = json.loads((tmp_path / "ind" / "priorities.json").read_text(encoding="utf-8"))
+    w = territory_weights(territory)
+    assert doc["score"]["weights"] == {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}
+    assert f"{w.gain:g} × gain normalisé" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
+    assert doc["zero_gain"] == 0
+    assert report_tables(tmp_path / "ind")[0].note.startswith(f"Score = {w.gain:g} × gain normalisé")

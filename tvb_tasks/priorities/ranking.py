@@ -322,6 +322,18 @@ def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
     return frame
 
 
+def score_formula(cfg: PrioritiesConfig) -> dict:
+    """The published score rule (priorities.json, report): weights, formula in French and the normalisation."""
+    w = cfg.weights
+    text = (f"Score = {w.gain:g} × gain normalisé + {w.conflict:g} × conflit − {w.cost:g} × coût normalisé ; "
+            "gain normalisé = ΔPC / ΔPC maximal du territoire (toutes sous-trames confondues : les gains sont "
+            "comparés entre sous-trames, le rang par sous-trame garde cet ordre), coût normalisé = coût / coût "
+            "maximal, conflit = poids de l'étape du projet le plus avancé (0 sans projet). Les éléments sans gain "
+            "(« gain nul ») sont classés après tous ceux qui en ont un ; « menacé » signale un projet à proximité.")
+    return {"weights": {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}, "formula": text,
+            "gain_normalisation": "territory"}
+
+
 def _mean_friction(corridor) -> float:
     """The corridor's land-use mean friction; cost / length (infrastructures included) when the layer has none."""
     value = corridor.get("mean_friction")

@@ -10,10 +10,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 
 from .config import priorities_config
-from .ranking import compute_priorities, sous_trame_networks, top_changes
+from .ranking import GAIN_EPSILON, compute_priorities, score_formula, sous_trame_networks, top_changes
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
@@ -72,6 +76,7 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
     doc = {"n": int(len(table)), "by_candidate": table["candidate"].value_counts().to_dict(),
            "threatened": int((table["conflict"] > 0).sum()), "in_maintenance": int((table["maintenance_share"] > 0)
                                                                                   .sum()),
+           "zero_gain": int((table["gain_dpc_pct"] <= GAIN_EPSILON).sum()), "score": score_formula(cfg),
            "top": records(table.head(cfg.top_n)), "history": records(history),
            "synthetic_inputs": sorted(n for n, s in territory.sources.items()
                                       if s.role in ("projects", "maintenance") and (s.model_extra or {})
@@ -115,8 +120,8 @@ def report_tables(indicators_dir: Path) -> list:
     rows = [[str(r["rank"]), str(r["libelle"]), fr_number(r["gain_dpc_pct"], 2), fr_number(r["cost_proxy"], 0),
              fr_number(r["conflict"], 2), fr_number(r["maintenance_share"], 2), fr_number(r["score"], 3),
              str(r.get("commune") or "")] for r in doc.get("top") or []]
-    note = ("Score = gain normalisé × (poids gain + poids conflit × conflit) − poids coût × coût normalisé "
-            "(poids dans la configuration du territoire, section priorities).")
+    note = (doc.get("score") or {}).get("formula") or \
+        "Score : formule et poids dans la configuration du territoire (section priorities)."
     if doc.get("synthetic_inputs"):
         note += " Projets et secteurs gérés : données synthétiques de démonstration."
     tables = [Table("Priorités de restauration (territoire)", ["Rang", "Priorité", "Gain ΔPC (%)", "Coût (indice)",
@@ -138,6 +143,18 @@ def screening_id(data: bytes, name: str) -> str:
     """``<slug of the file name>-<sha256[:12] of its bytes>``: the same file screened twice has the same id."""
     slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "projet"
     return f"{slug}-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary folder for one screening (the release cache, the sheet before upload), removed afterwards:
+    under ``TVB_WORK_DIR`` when set, else the system temporary folder — never the code checkout (the store holds
+    the result)."""
+    parent = os.environ.get("TVB_WORK_DIR")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tvb-screen-", dir=parent or None) as tmp:
+        yield Path(tmp)
 
 
 def screenings_prefix(territory_id: str, release_id: str) -> str:
