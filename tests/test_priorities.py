@@ -396,3 +396,28 @@ def test_the_score_rule_is_published_with_its_weights(territory, tmp_path):
     assert f"{w.gain:g} × gain normalisé" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
     assert doc["zero_gain"] == 0
     assert report_tables(tmp_path / "ind")[0].note.startswith(f"Score = {w.gain:g} × gain normalisé")
+
+
+def _pdf_text(path) -> str:
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory, tmp_path):
+    import re
+
+    from tvb_tasks.priorities.sheets import write_fiches
+    from tvb_tasks.priorities.config import fiches_config
+
+    layers = scene()
+    prio = compute_priorities(territory, layers)
+    write_fiches(territory, layers, prio, tmp_path, release_id="R1", attribution="Test", top_n=10)
+    raw = _pdf_text(tmp_path / "fiche_forest.pdf")
+    flat = re.sub(r"\s+", " ", raw)
+    for sentence in fiches_config(territory)["forest"].general.split(". "):    # the recommendation, every word
+        assert re.sub(r"\s+", " ", sentence.strip()) in flat
+    assert " | " not in raw                                                   # no flattened "a | b | c" rows
+    row = next(line for line in raw.splitlines() if "forest-CL" in line)
+    assert len(re.split(r"\s{2,}", row.strip())) >= 3                          # cells laid out in columns
