@@ -15,6 +15,7 @@ everything reports nothing.
 from __future__ import annotations
 
 import math
+import re
 
 import geopandas as gpd
 import networkx as nx
@@ -421,3 +422,41 @@ def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory,
     assert " | " not in raw                                                   # no flattened "a | b | c" rows
     row = next(line for line in raw.splitlines() if "forest-CL" in line)
     assert len(re.split(r"\s{2,}", row.strip())) >= 3                          # cells laid out in columns
+
+
+# --- screening ↔ priorities (review point 4) --------------------------------------------------------------------------
+def test_screening_lists_the_priorities_touched_and_the_project_facts(territory, tmp_path):
+    layers = scene()
+    prio = compute_priorities(territory, layers)
+    zac = project(bx(1400, 300, 1600, 700), stage="programmed")                   # over CL and its road site
+    res = screen_project(territory, layers, zac, priorities=pd.DataFrame(prio.drop(columns="geometry")))
+    ranks = prio.set_index("id")["rank"]
+    assert res.priorities["id"].tolist() == sorted(["forest-CL", "forest-S001"], key=lambda i: ranks[i])
+    assert res.priorities["rank"].tolist() == sorted(ranks[["forest-CL", "forest-S001"]].tolist())
+    assert res.project["communes"] == ["Aville (62001)"] and res.project["stage"] == "programmed"
+    assert res.project["type"] == "zac" and res.project["date"] == "2027-01-01"
+    assert not res.summary["outside_territory"]
+    from tvb_tasks.priorities.sheets import screening_sheet
+
+    screening_sheet(territory, layers, res, tmp_path, project_name="ZAC", release_id="R1", attribution="T")
+    text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche.pdf"))
+    assert "Priorités de restauration touchées" in text and "Aville (62001)" in text and "route RN 1" in text
+    assert "étape : programmed" in text
+
+
+def test_project_outside_the_territory_gets_a_clear_warning(territory, tmp_path):
+    from tvb_tasks.priorities.sheets import screening_sheet
+    from tvb_tasks.priorities.stage import describe
+
+    layers = scene()
+    far = project(ln((20_000, 0), (21_000, 0)))                                 # a line 16 km east of the communes
+    res = screen_project(territory, layers, far)
+    assert res.summary["outside_territory"] and not res.touches_anything
+    assert res.project["has_lines"] and res.project["line_buffer_m"] > 0
+    screening_sheet(territory, layers, res, tmp_path, project_name="Loin", release_id="R1", attribution="T")
+    assert "hors du territoire" in _pdf_text(tmp_path / "fiche.pdf")
+    from tvb_tasks.priorities.screening import result_json
+
+    lines = describe({"result": {"project": "Loin", "release_id": "R1", **result_json(res)}})
+    assert any("hors du territoire" in line for line in lines)
+    assert not any("Aucun élément" in line for line in lines)

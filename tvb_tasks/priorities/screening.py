@@ -11,7 +11,10 @@ width of a right-of-way), in the territory CRS (EPSG:2154, metres). Reported:
   (``corridor_effect: remove``) or gets longer by affected length × ``degraded_friction`` (``degrade``) — the
   Graphab "remove the element and measure" logic (dPC) applied to the project's footprint.
 
-A project that touches nothing reports empty tables and a loss of 0.
+Also reported: the release's restoration priorities the project touches (rank, what: :func:`priorities_touched`),
+the communes under the footprint, the project's type / stage / date and the line buffer used
+(:func:`project_facts`). A project that touches nothing reports empty tables and a loss of 0; one whose footprint
+touches no commune of the territory is flagged ``outside_territory`` ("hors du territoire").
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ class ScreeningResult:
     rupture_sites: pd.DataFrame
     connectivity: pd.DataFrame
     summary: dict = field(default_factory=dict)
+    priorities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    project: dict = field(default_factory=dict)
 
     @property
     def touches_anything(self) -> bool:
@@ -154,9 +159,48 @@ def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame],
                                        "reservoirs_touched", "corridors_touched"])
 
 
+PRIORITY_FIELDS = ["rank", "rank_sous_trame", "id", "candidate", "sous_trame", "libelle", "gain_dpc_pct", "flag"]
+
+
+def priorities_touched(priorities: pd.DataFrame | None, corridors: pd.DataFrame, sites: pd.DataFrame
+                       ) -> pd.DataFrame:
+    """The restoration priorities of the release the project touches: a corridor candidate it crosses or a rupture
+    site it covers (by rank)."""
+    if priorities is None or priorities.empty:
+        return pd.DataFrame(columns=PRIORITY_FIELDS)
+    ids = set(corridors["id"].astype(str)) | set(sites["site_id"].astype(str))
+    hit = pd.DataFrame(priorities)
+    hit = hit[hit["id"].astype(str).isin(ids)]
+    for col in PRIORITY_FIELDS:
+        if col not in hit.columns:
+            hit[col] = None
+    return hit.sort_values("rank")[PRIORITY_FIELDS].reset_index(drop=True)
+
+
+def project_facts(project: gpd.GeoDataFrame, footprint, communes: gpd.GeoDataFrame | None,
+                  line_buffer_m: float) -> dict:
+    """Communes under the footprint (insee, nom), the project's type / stage / date (distinct values joined), the
+    line buffer used, and ``outside_territory`` = the footprint touches no commune of the territory."""
+    facts: dict = {"line_buffer_m": float(line_buffer_m),
+                   "has_lines": bool((shapely.get_dimensions(project.geometry.values) < 2).any())}
+    for key, cols in (("type", ("type",)), ("stage", ("stage", "etape", "stade")), ("date", ("date",))):
+        col = next((c for c in cols if c in project.columns), None)
+        facts[key] = ", ".join(dict.fromkeys(project[col].dropna().astype(str))) if col else ""
+    names: list[str] = []
+    if communes is not None and len(communes):
+        idx = np.sort(communes.sindex.query(footprint, predicate="intersects"))
+        names = [f"{n} ({i})" for i, n in zip(communes["insee"].astype(str).to_numpy()[idx],
+                                              communes["nom"].astype(str).to_numpy()[idx])]
+    facts["communes"] = names
+    facts["outside_territory"] = communes is not None and len(communes) > 0 and not names
+    return facts
+
+
 def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], project: gpd.GeoDataFrame, *,
-                   networks: dict[str, Network] | None = None) -> ScreeningResult:
-    """Screen ``project`` (features in the territory CRS) against a release's ``layers`` (see module doc)."""
+                   networks: dict[str, Network] | None = None, priorities: pd.DataFrame | None = None
+                   ) -> ScreeningResult:
+    """Screen ``project`` (features in the territory CRS) against a release's ``layers`` (see module doc);
+    ``priorities``: the release's priorities layer (None: not listed)."""
     cfg = screening_config(territory)
     footprint = footprint_of(project, cfg.line_buffer_m)
     shapely.prepare(footprint)
@@ -178,8 +222,13 @@ def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], pr
         "loss_ec_ha": float(-loss["delta_ec_ha"].sum()) if len(loss) else 0.0,
         "corridor_effect": cfg.corridor_effect,
     }
+    facts = project_facts(project, footprint, layers.get("communes"), cfg.line_buffer_m)
+    touched = priorities_touched(priorities, corridors, sites)
+    summary["outside_territory"] = facts["outside_territory"]
+    summary["priorities"] = int(len(touched))
     return ScreeningResult(footprint=footprint, reservoirs=reservoirs, relays=relays, corridors=corridors,
-                           wet_corridors=wet, rupture_sites=sites, connectivity=loss, summary=summary)
+                           wet_corridors=wet, rupture_sites=sites, connectivity=loss, summary=summary,
+                           priorities=touched, project=facts)
 
 
 def result_json(result: ScreeningResult) -> dict:
@@ -191,5 +240,6 @@ def result_json(result: ScreeningResult) -> dict:
         "reservoirs": records(result.reservoirs), "relays": records(result.relays),
         "corridors": records(result.corridors), "wet_corridors": records(result.wet_corridors),
         "rupture_sites": records(result.rupture_sites), "connectivity": records(result.connectivity),
+        "priorities": records(result.priorities), "project_facts": result.project,
         "footprint_wkt": shapely.to_wkt(result.footprint, rounding_precision=2),
     })

@@ -253,7 +253,8 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
     def draw(ax) -> list:
         box = gpd.GeoSeries.from_xy([extent[0], extent[2]], [extent[1], extent[3]], crs=territory.crs).total_bounds
         clip = {k: v.cx[box[0]:box[2], box[1]:box[3]] for k, v in layers.items() if k != "landuse"}
-        clip["communes"].boundary.plot(ax=ax, color="#888888", linewidth=0.4)
+        if len(clip["communes"]):
+            clip["communes"].boundary.plot(ax=ax, color="#888888", linewidth=0.4)
         handles = []
         for st in territory.sous_trames:
             res = clip["reservoirs"][clip["reservoirs"]["sous_trame"] == st]
@@ -280,9 +281,16 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
 
     s = result.summary
     loss = result.connectivity
-    headline = ("Le projet touche des éléments de la trame verte et bleue : voir le détail ci-dessous."
-                if result.touches_anything else
-                "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication.")
+    from .ranking import INFRA_LABELS
+    from .stage import project_facts_line
+
+    if s.get("outside_territory"):
+        headline = ("ATTENTION : le projet est hors du territoire (son emprise ne touche aucune commune de "
+                    f"{territory.name}) : rien n'a pu être évalué ; vérifier le fichier et sa projection.")
+    elif result.touches_anything:
+        headline = "Le projet touche des éléments de la trame verte et bleue : voir le détail ci-dessous."
+    else:
+        headline = "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication."
     sections = [
         Section("Synthèse", ["Élément", "Nombre", "Surface / longueur touchée"], [
             ["Réservoirs de biodiversité", str(s["reservoirs"]), f"{fr(s['reservoirs_affected_ha'], 2)} ha"],
@@ -307,11 +315,18 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
                 + [[r.id, st_labels.get(r.sous_trame, r.sous_trame), "corridor humide", fr(r.affected_m, 0)]
                    for r in result.wet_corridors.itertuples()]),
         Section("Sites de rupture touchés", ["Site", "Sous-trame", "Infrastructure", "Corridors"],
-                [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame), f"{r.infrastructure} {r.infra_name or ''}",
+                [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame),
+                  f"{INFRA_LABELS.get(str(r.infrastructure), r.infrastructure)} {r.infra_name or ''}".strip(),
                   r.corridor_ids] for r in result.rupture_sites.itertuples()]),
+        Section("Priorités de restauration touchées", ["Rang", "Priorité", "Gain ΔPC (%)", "Alerte"],
+                [[str(r.rank), str(r.libelle), fr(r.gain_dpc_pct, 2), str(r.flag or "")]
+                 for r in result.priorities.itertuples()],
+                empty="Le projet ne touche aucune priorité de restauration de cette publication."),
     ]
     meta = [f"Territoire : {territory.name}", f"Publication analysée : {release_id}",
             f"Emprise du projet : {fr(s['footprint_ha'], 2)} ha"]
+    if result.project:
+        meta.append(f"Projet : {project_facts_line(result.project)}")
     return write_sheet(out_dir, stem, title=f"Porter à connaissance TVB – {project_name}", meta=meta,
                        headline=headline, alert=result.touches_anything, extent=extent, draw=draw,
                        sections=sections, attribution=attribution)

@@ -29,7 +29,8 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 
 from .config import priorities_config
-from .ranking import GAIN_EPSILON, compute_priorities, score_formula, sous_trame_networks, top_changes
+from .ranking import (GAIN_EPSILON, INFRA_LABELS, compute_priorities, score_formula, sous_trame_networks,
+                      top_changes)
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
@@ -185,7 +186,9 @@ def screen_release(territory: Territory, store, project_path: Path, work_dir: Pa
     sid = screening_id(data, Path(project_path).name)
     name = project_name or _project_name(project, Path(project_path))
     layers = read_layers(gpkg, territory)
-    result = screen_project(territory, layers, project, networks=sous_trame_networks(territory, layers, gpkg))
+    prio = read_priorities(gpkg)
+    result = screen_project(territory, layers, project, networks=sous_trame_networks(territory, layers, gpkg),
+                            priorities=None if prio is None else pd.DataFrame(prio.drop(columns="geometry")))
     out = Path(work_dir) / "screenings" / sid
     out.mkdir(parents=True, exist_ok=True)
     doc = {"territory": territory.id, "release_id": release_id, "screening_id": sid, "project": name,
@@ -212,12 +215,29 @@ def _project_name(project: gpd.GeoDataFrame, path: Path) -> str:
     return path.stem
 
 
+def project_facts_line(facts: dict) -> str:
+    """One French line: communes, type / stage / date, the line buffer (when the project has lines)."""
+    parts = [f"communes : {', '.join(facts.get('communes') or []) or 'aucune'}"]
+    for key, label in (("type", "type"), ("stage", "étape"), ("date", "date")):
+        if facts.get(key):
+            parts.append(f"{label} : {facts[key]}")
+    if facts.get("has_lines"):
+        parts.append(f"tracés linéaires élargis de {facts['line_buffer_m']:g} m de part et d'autre")
+    return " ; ".join(parts)
+
+
 def describe(result: dict) -> list[str]:
     """Lines printed by ``tvb screen``: the affected elements and the loss, in French."""
     doc = result["result"]
     s = doc["summary"]
     lines = [f"Projet : {doc['project']} — publication {doc['release_id']} — emprise {s['footprint_ha']:.2f} ha"]
-    if not doc["touches_anything"]:
+    facts = doc.get("project_facts") or {}
+    if facts:
+        lines.append(f"  {project_facts_line(facts)}")
+    if s.get("outside_territory"):
+        lines.append("ATTENTION : le projet est hors du territoire (son emprise ne touche aucune commune) : "
+                     "rien n'a pu être évalué.")
+    elif not doc["touches_anything"]:
         lines.append("Aucun élément de la trame verte et bleue touché.")
     for r in doc["reservoirs"]:
         lines.append(f"  réservoir {r['id']} ({r['sous_trame']}) : {r['affected_ha']:.2f} ha touchés "
@@ -229,7 +249,11 @@ def describe(result: dict) -> list[str]:
     for r in doc["wet_corridors"]:
         lines.append(f"  corridor humide {r['id']} : {r['affected_m']:.0f} m touchés")
     for r in doc["rupture_sites"]:
-        lines.append(f"  site de rupture {r['site_id']} ({r['sous_trame']}, {r['infrastructure']})")
+        lines.append(f"  site de rupture {r['site_id']} ({r['sous_trame']}, "
+                     f"{INFRA_LABELS.get(str(r['infrastructure']), r['infrastructure'])})")
+    for r in doc.get("priorities") or []:
+        flag = f" [{r['flag']}]" if r.get("flag") else ""
+        lines.append(f"  priorité de restauration n° {r['rank']} : {r['libelle']}{flag}")
     for r in doc["connectivity"]:
         if r["reservoirs_touched"] or r["corridors_touched"]:
             lines.append(f"  connectivité {r['sous_trame']} : ΔPC {r['delta_pc_pct']:.3f} %, "
