@@ -104,7 +104,7 @@ def test_cli_screen_reads_a_project_from_the_store_and_reports_bad_input(scene_s
     project(bx(1400, 300, 1600, 700)).to_file(path)
     scene_store.put_file("uploads/call/zac.gpkg", path)
     assert main(["screen", "--store", scene_store.uri, "uploads/call/zac.gpkg"]) == 0
-    assert main(["screen", "--store", scene_store.uri, "uploads/call/absent.gpkg"]) == 2
+    assert main(["screen", "--store", scene_store.uri, "uploads/call/absent.gpkg"]) == 1   # bad input (2: usage)
     err = capsys.readouterr().err
     assert "tvb: error: project 'uploads/call/absent.gpkg': not a local file" in err
 
