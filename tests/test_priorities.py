@@ -460,3 +460,34 @@ def test_project_outside_the_territory_gets_a_clear_warning(territory, tmp_path)
     lines = describe({"result": {"project": "Loin", "release_id": "R1", **result_json(res)}})
     assert any("hors du territoire" in line for line in lines)
     assert not any("Aucun élément" in line for line in lines)
+
+
+def wet_scene() -> dict[str, gpd.GeoDataFrame]:
+    """The scene plus two wetland reservoirs (W1, W2: 200 m × 200 m) joined by a 2 km watercourse (wet corridor)."""
+    layers = scene()
+    wres = gpd.GeoDataFrame({"id": ["wetland-W1", "wetland-W2"], "sous_trame": "wetland", "origin": "habitat",
+                             "libelle": ["W1", "W2"]},
+                            geometry=[bx(5000, 0, 5200, 200), bx(7200, 0, 7400, 200)], crs=CRS)
+    wres["area_ha"] = wres.area / 1e4
+    layers["reservoirs"] = pd.concat([layers["reservoirs"], wres], ignore_index=True)
+    layers["wet_corridors"] = gpd.GeoDataFrame({"id": ["wetland-H1"], "sous_trame": ["wetland"],
+                                                "length_m": [2000.0], "libelle": ["Souchez"], "name": ["Souchez"]},
+                                               geometry=[ln((5200, 100), (7200, 100))], crs=CRS)
+    return layers
+
+
+def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
+    from tvb_tasks.priorities.ranking import sous_trame_networks
+
+    layers = wet_scene()
+    nets = sous_trame_networks(territory, layers)
+    net = nets["wetland"]
+    assert len(net.links) == 1 and list(net.links.values())[0] == pytest.approx(2000.0)   # along the watercourse
+    a = 4.0                                                                              # ha each
+    before = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0)
+    assert net.pc_sum == pytest.approx(before)
+    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # cuts the river
+    row = res.connectivity.set_index("sous_trame").loc["wetland"]
+    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # the link is gone
+    assert row["corridors_touched"] == 1 and res.wet_corridors["id"].tolist() == ["wetland-H1"]
+    assert res.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] == 0

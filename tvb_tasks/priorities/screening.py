@@ -132,9 +132,38 @@ def _sites_hit(points: gpd.GeoDataFrame, footprint, tolerance_m: float) -> pd.Da
     return out
 
 
+def wet_network_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], sous_trame: str, net: Network,
+                     footprint, area_loss_ha: dict[str, float]) -> tuple[float, float] | None:
+    """(ΔPC %, ΔEC ha) of a trame-bleue graph built along the wet corridors (network distances, §12–13) when the
+    footprint cuts them (the stretch inside it is removed, the links are rebuilt by the indicators' own builder)
+    and the touched reservoirs lose their covered area; None when the sous-trame's graph is not that network."""
+    from tvb_tasks.indicators import _network_inputs, indicators_config
+
+    from .network import build_network
+
+    wet = layers["wet_corridors"]
+    if wet is None or wet.empty or net.pc_sum <= 0:
+        return None
+    cut = wet.assign(geometry=shapely.difference(wet.geometry.values, footprint))
+    cut = cut[~cut.geometry.is_empty]
+    nodes, links, kind, threshold = _network_inputs({**layers, "wet_corridors": cut}, territory, sous_trame,
+                                                    Path("layers"))
+    if kind != "network_m":
+        return None
+    after = build_network(nodes, links, distance_threshold=threshold,
+                          probability_at_threshold=indicators_config(territory).connectivity.probability_at_threshold,
+                          min_probability=priorities_config(territory).min_probability)
+    dpc, _ = degradation(after, area_loss_ha=area_loss_ha, removed_links=[], lengthened_links=[]) \
+        if area_loss_ha else (0.0, 0.0)
+    pc_after = after.pc_sum * (1.0 + dpc / 100.0)
+    return 100.0 * (pc_after - net.pc_sum) / net.pc_sum, float(np.sqrt(pc_after) - np.sqrt(net.pc_sum))
+
+
 def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], networks: dict[str, Network],
-                      reservoirs: pd.DataFrame, corridors: pd.DataFrame) -> pd.DataFrame:
-    """Per sous-trame: PC sum and EC before, ΔPC (%) and ΔEC (ha) after the project (≤ 0)."""
+                      reservoirs: pd.DataFrame, corridors: pd.DataFrame, wet: pd.DataFrame | None = None,
+                      footprint=None) -> pd.DataFrame:
+    """Per sous-trame: PC sum and EC before, ΔPC (%) and ΔEC (ha) after the project (≤ 0). A trame-bleue graph
+    along the wet corridors is rebuilt with the crossed stretches cut (:func:`wet_network_loss`)."""
     cfg = screening_config(territory)
     by_id = layers["corridors"].set_index(layers["corridors"]["id"].astype(str))
     rows = []
@@ -152,6 +181,13 @@ def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame],
                                float(c["cost"]) + float(affected) * cfg.degraded_friction))
         dpc, dec = degradation(net, area_loss_ha=loss, removed_links=removed, lengthened_links=longer) \
             if (loss or removed or longer) else (0.0, 0.0)
+        wet_hit = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: st in v)] \
+            if wet is not None and len(wet) and territory.sous_trames[st].trame == "bleue" else None
+        if wet_hit is not None and len(wet_hit) and footprint is not None:
+            along = wet_network_loss(territory, layers, st, net, footprint, loss)
+            if along is not None:
+                dpc, dec = along
+                cor = pd.concat([cor, wet_hit[["id", "sous_trame"]]])
         rows.append({"sous_trame": st, "libelle": territory.sous_trames[st].label, "ec_ha": net.ec_ha,
                      "delta_pc_pct": min(dpc, 0.0), "delta_ec_ha": min(dec, 0.0),
                      "reservoirs_touched": int(len(res)), "corridors_touched": int(len(cor))})
@@ -210,7 +246,7 @@ def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], pr
     corridors = _lines_hit(layers["corridors"], footprint, ["status"])
     wet = _lines_hit(layers["wet_corridors"], footprint, ["name"])
     sites = _sites_hit(layers["rupture_points"], footprint, priorities_config(territory).site_tolerance_m)
-    loss = connectivity_loss(territory, layers, networks, reservoirs, corridors)
+    loss = connectivity_loss(territory, layers, networks, reservoirs, corridors, wet, footprint)
     summary = {
         "footprint_ha": float(footprint.area / M2_PER_HA),
         "reservoirs": int(len(reservoirs)), "reservoirs_affected_ha": float(reservoirs["affected_ha"].sum()),
