@@ -168,6 +168,10 @@ def test_rupture_points_of_one_crossing_form_one_site():
     assert sites.loc[sites["point_ids"].map(len) == 2, "corridor_ids"].iloc[0] == ["C1", "C2"]
     with_ids = rupture_sites(pts.assign(site_id=["X", "Y", "Y", "Y"]), 100)      # the layer's own site ids win
     assert sorted(with_ids["site_id"]) == ["X", "Y"] and with_ids["n_points"].sum() == 4
+    shared = rupture_sites(pts.assign(site_id=["X", "Y", "Y", "Y"],
+                                      sous_trame=["forest", "forest", "forest", "grassland"]), 100)
+    assert sorted(shared["site_id"]) == ["X", "Y-forest", "Y-grassland"]          # one site per sous-trame
+    assert (shared.set_index("site_id").loc["Y-grassland", "sous_trame"] == "grassland")
 
 
 # --- ranking ------------------------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def rupture_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFr
     """One row per rupture site: ``site_id, sous_trame, infrastructure, infra_class, infra_name, point_ids,
     corridor_ids (lists), n_points``, geometry = the site's first point (lowest point id).
 
-    Uses the layer's ``site_id`` column when present; otherwise points of one sous-trame, infrastructure type and
+    Uses the layer's ``site_id`` column when present (a site_id shared by several sous-trames gives one site per
+    sous-trame, ``<site_id>-<sous_trame>``); otherwise points of one sous-trame, infrastructure type and
     infrastructure name closer than ``tolerance_m`` (single linkage) form a site, named ``<sous_trame>-S<nnn>``.
     """
     cols = ["site_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "point_ids", "corridor_ids",
@@ -81,6 +82,9 @@ def rupture_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFr
             pts[col] = None
     if "site_id" in pts.columns and pts["site_id"].notna().all():
         labels = pts["site_id"].astype(str).to_numpy()
+        # a crossing shared by several sous-trames is one site per sous-trame (each gain is on its own graph)
+        spans = pts.groupby("site_id")["sous_trame"].transform("nunique").to_numpy() > 1
+        labels = np.where(spans, labels + "-" + pts["sous_trame"].astype(str).to_numpy(), labels)
     else:
         labels = np.empty(len(pts), dtype=object)
         key = pts["sous_trame"].astype(str) + "|" + pts["infrastructure"].astype(str) + "|" + \
