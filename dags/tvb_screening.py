@@ -85,15 +85,15 @@ def screen_from_params(territory_id: str, params: dict) -> dict:
     """Resolve the project, screen it against the release and return a small summary (keys, counts, loss)."""
     from tvb_hooks import store_environment
 
-    from tvb_tasks.pipeline import effective_territory, work_root
-    from tvb_tasks.priorities.stage import describe, resolve_project, screen_release
+    from tvb_tasks.pipeline import effective_territory
+    from tvb_tasks.priorities.stage import describe, resolve_project, scratch_dir, screen_release
     from tvb_tasks.store import open_store
 
-    with store_environment():
+    with store_environment(), scratch_dir() as work:
         store = open_store(store_uri())
         territory = effective_territory(territory_id)
-        path = resolve_project(params["projet"], store, work_root())
-        result = screen_release(territory, store, path, work_root(), release_id=params.get("publication") or None,
+        path = resolve_project(params["projet"], store, work)
+        result = screen_release(territory, store, path, work, release_id=params.get("publication") or None,
                                 layer=params.get("couche") or None, project_name=params.get("nom") or None)
     for line in describe(result):
         log.info("%s", line)

@@ -15,6 +15,7 @@ everything reports nothing.
 from __future__ import annotations
 
 import math
+import re
 
 import geopandas as gpd
 import networkx as nx
@@ -28,7 +29,7 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators.connectivity import decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
-from tvb_tasks.priorities.ranking import barrier_saving, restored_cost
+from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost
 from tvb_tasks.priorities.screening import read_project, screen_project
 
 X0, Y0 = 650_000.0, 7_020_000.0
@@ -147,8 +148,12 @@ def test_restored_cost_and_barrier_saving(territory):
     assert restored_cost(60_000, 1000, 30, 5) == pytest.approx(35_000)
     assert restored_cost(1200, 1000, 1.5, 5) == 1200                 # already cheap: unchanged
     assert restored_cost(5000, 1000, 30, 5) == 1000                  # never below friction 1
-    # road importance 2 = friction 1000 in call.yaml, crossing 25 m wide over a matrix of mean friction 30
-    assert barrier_saving([("road", "2")], 30, 25, territory) == pytest.approx((1000 - 30) * 25)
+    # road importance 2 = friction 1000 in call.yaml, burned at its configured 15 m right-of-way (width_m) — not at
+    # the 25 m fallback — over a matrix of mean friction 30
+    assert barrier_saving([("road", "2")], 30, 25, territory) == pytest.approx((1000 - 30) * 15)
+    assert barrier_saving([("road", "1")], 30, 25, territory) == pytest.approx((10000 - 30) * 30)
+    assert element_width_m(territory, "canal", None, 25) == 40
+    assert element_width_m(territory, "river_obstacle", None, 25) == 25          # no configured width: fallback
     assert barrier_saving([("road", "5"), ("obstacle", None)], 30, 25, territory) == 0.0
 
 
@@ -163,6 +168,10 @@ def test_rupture_points_of_one_crossing_form_one_site():
     assert sites.loc[sites["point_ids"].map(len) == 2, "corridor_ids"].iloc[0] == ["C1", "C2"]
     with_ids = rupture_sites(pts.assign(site_id=["X", "Y", "Y", "Y"]), 100)      # the layer's own site ids win
     assert sorted(with_ids["site_id"]) == ["X", "Y"] and with_ids["n_points"].sum() == 4
+    shared = rupture_sites(pts.assign(site_id=["X", "Y", "Y", "Y"],
+                                      sous_trame=["forest", "forest", "forest", "grassland"]), 100)
+    assert sorted(shared["site_id"]) == ["X", "Y-forest", "Y-grassland"]          # one site per sous-trame
+    assert (shared.set_index("site_id").loc["Y-grassland", "sous_trame"] == "grassland")
 
 
 # --- ranking ------------------------------------------------------------------------------------------------------
@@ -282,3 +291,207 @@ def test_corridor_candidates_accept_status_spellings():
                            geometry=[ln((0, 0), (1, 0))] * 4, crs=CRS)
     out = corridor_candidates(cor, ["to_restore", "to_create"])
     assert dict(zip(out["id"], out["status"])) == {"a": "to_create", "b": "to_restore", "d": "to_restore"}
+
+
+# --- barrier gains: one barrier at a time, on the corridor's own cost basis (review point 1) -------------------------
+def series_scene() -> dict[str, gpd.GeoDataFrame]:
+    """Scene with pair L joined by a real corridor CL crossed by 4 roads (importance 2, 15 m wide) in series, and
+    pair S joined by a missing link CS (to create: cost = the potential cost without its 2 barriers, cost_saved =
+    the Barrier-Mapper saving) crossed by 2 roads. Land use: 1000 m at mean friction 30."""
+    layers = scene()
+    e = (1000 - 30) * 15.0                              # one crossing's excess: (F − f) × configured width
+    cor = layers["corridors"].iloc[:2].copy()
+    cor["cost"] = [30_000 + 4 * e, 30_000.0]
+    cor["status"] = ["to_restore", "to_create"]
+    cor["missing_link"] = [0, 1]
+    cor["cost_saved"] = [0.0, 40_000.0]
+    cor["barrier_m"] = [0.0, 30.0]
+    layers["corridors"] = cor.reset_index(drop=True)
+    xs = [1200, 1400, 1600, 1800]
+    layers["rupture_points"] = gpd.GeoDataFrame({
+        "id": [f"P{i}" for i in range(6)], "site_id": [f"forest-S{i}" for i in range(6)],
+        "corridor_id": ["forest-CL"] * 4 + ["forest-CS"] * 2, "sous_trame": "forest", "corridor_kind": "terrestre",
+        "infrastructure": "road", "infra_class": "2", "infra_name": "RD", "severity": 3, "n_merged": 1,
+        "libelle": "rupture"}, geometry=[pt(x, 500) for x in xs] + [pt(500, 5100), pt(900, 5100)], crs=CRS)
+    return layers
+
+
+def test_a_barrier_in_series_gains_what_removing_it_alone_gives(territory):
+    from tvb_tasks.priorities.config import restored_friction
+    from tvb_tasks.priorities.ranking import sous_trame_networks
+
+    layers = series_scene()
+    net = sous_trame_networks(territory, layers)["forest"]
+    out = compute_priorities(territory, layers, networks={"forest": net}).set_index("id")
+    e = (1000 - 30) * 15.0
+    f_r = restored_friction(territory)
+    # CL: one barrier removed, the 3 others and the land use in place
+    one = improvement(net, [("forest-L1", "forest-L2", 30_000 + 3 * e)])[0]
+    full = improvement(net, [("forest-L1", "forest-L2", max(restored_cost(30_000 + 4 * e, 1000, 30, f_r) - 4 * e,
+                                                            1000))])[0]
+    for s in ("forest-S0", "forest-S1", "forest-S2", "forest-S3"):
+        assert out.loc[s, "gain_dpc_pct"] == pytest.approx(one)
+    assert 0 < one < full == pytest.approx(out.loc["forest-CL", "gain_dpc_pct"])
+    # CS (missing link, absent from the graph): a site removes half the Barrier-Mapper saving of 40 000
+    half = improvement(net, [("forest-S1", "forest-S2", 30_000 + 20_000)])[0]
+    assert out.loc["forest-S4", "gain_dpc_pct"] == pytest.approx(half) == out.loc["forest-S5", "gain_dpc_pct"]
+    assert half < out.loc["forest-CS", "gain_dpc_pct"]
+
+
+def test_a_site_never_gains_more_than_restoring_its_corridors(territory):
+    """Invariant on every scene: a site's gain ≤ the gain of fully restoring all the corridors it sits on."""
+    from tvb_tasks.priorities.config import restored_friction
+    from tvb_tasks.priorities.ranking import corridor_restored_distance, sous_trame_networks
+
+    for layers in (scene(), series_scene()):
+        net = sous_trame_networks(territory, layers)["forest"]
+        out = compute_priorities(territory, layers, networks={"forest": net})
+        cor = layers["corridors"].set_index("id")
+        pts = layers["rupture_points"]
+        for _, site in out[out["candidate"] == "rupture_site"].iterrows():
+            ids = site["corridor_ids"].split(", ")
+            excess = {c: barrier_saving(list(zip(pts.loc[pts["corridor_id"] == c, "infrastructure"],
+                                                 pts.loc[pts["corridor_id"] == c, "infra_class"])),
+                                        float(cor.loc[c, "mean_friction"]), 25, territory) for c in ids}
+            full = improvement(net, [(cor.loc[c, "from_id"], cor.loc[c, "to_id"],
+                                      corridor_restored_distance(cor.loc[c], restored_friction(territory), excess[c]))
+                                     for c in ids])[0]
+            assert site["gain_dpc_pct"] <= full + 1e-9
+
+
+# --- zero gain and threats (review point 3) ---------------------------------------------------------------------------
+def test_zero_gain_items_are_flagged_and_ranked_after_every_useful_one(territory):
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]   # already as cheap as can be
+    out = compute_priorities(territory, layers, projects=project(bx(600, 5050, 800, 5300)))
+    row = out.set_index("id")
+    zero = out[out["gain_dpc_pct"] <= 0]
+    assert set(zero["id"]) == {"forest-CS", "forest-S002"}        # the corridor and its site gain nothing
+    assert row.loc["forest-CS", "flag"] == "menacé, gain nul"      # threatened but useless: visible, not a priority
+    assert row.loc["forest-S002", "conflict"] > 0 and row.loc["forest-S002", "flag"] == "menacé, gain nul"
+    assert zero["rank"].min() > out.loc[out["gain_dpc_pct"] > 0, "rank"].max()
+    assert (out.loc[out["gain_dpc_pct"] > 0, "flag"] == "").all()
+    # a threat adds urgency on its own (additive term), not only in proportion to the gain
+    threatened = compute_priorities(territory, scene(), projects=project(bx(600, 10050, 800, 10300))).set_index("id")
+    w = territory_weights(territory)
+    base = compute_priorities(territory, scene()).set_index("id")
+    assert threatened.loc["forest-CT", "score"] - base.loc["forest-CT", "score"] == pytest.approx(w.conflict * 1.0)
+    assert threatened.loc["forest-CT", "flag"] == "menacé"
+
+
+def territory_weights(territory):
+    from tvb_tasks.priorities.config import priorities_config
+
+    return priorities_config(territory).weights
+
+
+def test_the_score_rule_is_published_with_its_weights(territory, tmp_path):
+    import json
+
+    from tvb_tasks.priorities.stage import priorities_stage, report_tables
+
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in scene().items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    doc = json.loads((tmp_path / "ind" / "priorities.json").read_text(encoding="utf-8"))
+    w = territory_weights(territory)
+    assert doc["score"]["weights"] == {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}
+    assert f"{w.gain:g} × gain normalisé" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
+    assert doc["zero_gain"] == 0
+    assert report_tables(tmp_path / "ind")[0].note.startswith(f"Score = {w.gain:g} × gain normalisé")
+
+
+def _pdf_text(path) -> str:
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory, tmp_path):
+    import re
+
+    from tvb_tasks.priorities.sheets import write_fiches
+    from tvb_tasks.priorities.config import fiches_config
+
+    layers = scene()
+    prio = compute_priorities(territory, layers)
+    write_fiches(territory, layers, prio, tmp_path, release_id="R1", attribution="Test", top_n=10)
+    raw = _pdf_text(tmp_path / "fiche_forest.pdf")
+    flat = re.sub(r"\s+", " ", raw)
+    for sentence in fiches_config(territory)["forest"].general.split(". "):    # the recommendation, every word
+        assert re.sub(r"\s+", " ", sentence.strip()) in flat
+    assert " | " not in raw                                                   # no flattened "a | b | c" rows
+    row = next(line for line in raw.splitlines() if "forest-CL" in line)
+    assert len(re.split(r"\s{2,}", row.strip())) >= 3                          # cells laid out in columns
+
+
+# --- screening ↔ priorities (review point 4) --------------------------------------------------------------------------
+def test_screening_lists_the_priorities_touched_and_the_project_facts(territory, tmp_path):
+    layers = scene()
+    prio = compute_priorities(territory, layers)
+    zac = project(bx(1400, 300, 1600, 700), stage="programmed")                   # over CL and its road site
+    res = screen_project(territory, layers, zac, priorities=pd.DataFrame(prio.drop(columns="geometry")))
+    ranks = prio.set_index("id")["rank"]
+    assert res.priorities["id"].tolist() == sorted(["forest-CL", "forest-S001"], key=lambda i: ranks[i])
+    assert res.priorities["rank"].tolist() == sorted(ranks[["forest-CL", "forest-S001"]].tolist())
+    assert res.project["communes"] == ["Aville (62001)"] and res.project["stage"] == "programmed"
+    assert res.project["type"] == "zac" and res.project["date"] == "2027-01-01"
+    assert not res.summary["outside_territory"]
+    from tvb_tasks.priorities.sheets import screening_sheet
+
+    screening_sheet(territory, layers, res, tmp_path, project_name="ZAC", release_id="R1", attribution="T")
+    text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche.pdf"))
+    assert "Priorités de restauration touchées" in text and "Aville (62001)" in text and "route RN 1" in text
+    assert "étape : programmed" in text
+
+
+def test_project_outside_the_territory_gets_a_clear_warning(territory, tmp_path):
+    from tvb_tasks.priorities.sheets import screening_sheet
+    from tvb_tasks.priorities.stage import describe
+
+    layers = scene()
+    far = project(ln((20_000, 0), (21_000, 0)))                                 # a line 16 km east of the communes
+    res = screen_project(territory, layers, far)
+    assert res.summary["outside_territory"] and not res.touches_anything
+    assert res.project["has_lines"] and res.project["line_buffer_m"] > 0
+    screening_sheet(territory, layers, res, tmp_path, project_name="Loin", release_id="R1", attribution="T")
+    assert "hors du territoire" in _pdf_text(tmp_path / "fiche.pdf")
+    from tvb_tasks.priorities.screening import result_json
+
+    lines = describe({"result": {"project": "Loin", "release_id": "R1", **result_json(res)}})
+    assert any("hors du territoire" in line for line in lines)
+    assert not any("Aucun élément" in line for line in lines)
+
+
+def wet_scene() -> dict[str, gpd.GeoDataFrame]:
+    """The scene plus two wetland reservoirs (W1, W2: 200 m × 200 m) joined by a 2 km watercourse (wet corridor)."""
+    layers = scene()
+    wres = gpd.GeoDataFrame({"id": ["wetland-W1", "wetland-W2"], "sous_trame": "wetland", "origin": "habitat",
+                             "libelle": ["W1", "W2"]},
+                            geometry=[bx(5000, 0, 5200, 200), bx(7200, 0, 7400, 200)], crs=CRS)
+    wres["area_ha"] = wres.area / 1e4
+    layers["reservoirs"] = pd.concat([layers["reservoirs"], wres], ignore_index=True)
+    layers["wet_corridors"] = gpd.GeoDataFrame({"id": ["wetland-H1"], "sous_trame": ["wetland"],
+                                                "length_m": [2000.0], "libelle": ["Souchez"], "name": ["Souchez"]},
+                                               geometry=[ln((5200, 100), (7200, 100))], crs=CRS)
+    return layers
+
+
+def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
+    from tvb_tasks.priorities.ranking import sous_trame_networks
+
+    layers = wet_scene()
+    nets = sous_trame_networks(territory, layers)
+    net = nets["wetland"]
+    assert len(net.links) == 1 and list(net.links.values())[0] == pytest.approx(2000.0)   # along the watercourse
+    a = 4.0                                                                              # ha each
+    before = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0)
+    assert net.pc_sum == pytest.approx(before)
+    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # cuts the river
+    row = res.connectivity.set_index("sous_trame").loc["wetland"]
+    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # the link is gone
+    assert row["corridors_touched"] == 1 and res.wet_corridors["id"].tolist() == ["wetland-H1"]
+    assert res.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] == 0

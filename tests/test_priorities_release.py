@@ -67,6 +67,27 @@ def test_cli_screen_prints_affected_elements_and_writes_the_sheet_outside_the_re
     assert doc["release_id"] == RID and doc["touches_anything"] and doc["corridors"][0]["id"] == "forest-CL"
 
 
+def test_cli_screen_leaves_no_scratch_in_the_checkout_or_the_work_dir(scene_store, tmp_path, monkeypatch):
+    import tempfile
+
+    from tvb_tasks.cli import main
+
+    path = tmp_path / "zac.gpkg"
+    project(bx(1400, 300, 1600, 700)).to_file(path, layer="projet")
+    checkout = PROJECT_ROOT / "var" / "work" / "screenings"
+    before = sorted(checkout.rglob("*")) if checkout.exists() else []
+    assert main(["screen", "--store", scene_store.uri, str(path)]) == 0          # TVB_WORK_DIR set: used, cleaned
+    work = tmp_path / "work"
+    assert not work.exists() or not any(work.iterdir())
+    monkeypatch.delenv("TVB_WORK_DIR")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert main(["screen", "--store", scene_store.uri, str(path)]) == 0          # else the system temp, cleaned
+    assert not any((tmp_path / "tmp").iterdir())
+    assert (sorted(checkout.rglob("*")) if checkout.exists() else []) == before   # the checkout is never written
+    assert len({k.split("/")[3] for k in scene_store.list(f"screenings/call/{RID}/")}) == 1
+
+
 def test_cli_screen_far_project_reports_nothing(scene_store, tmp_path, capsys):
     from tvb_tasks.cli import main
 
@@ -83,7 +104,7 @@ def test_cli_screen_reads_a_project_from_the_store_and_reports_bad_input(scene_s
     project(bx(1400, 300, 1600, 700)).to_file(path)
     scene_store.put_file("uploads/call/zac.gpkg", path)
     assert main(["screen", "--store", scene_store.uri, "uploads/call/zac.gpkg"]) == 0
-    assert main(["screen", "--store", scene_store.uri, "uploads/call/absent.gpkg"]) == 2
+    assert main(["screen", "--store", scene_store.uri, "uploads/call/absent.gpkg"]) == 1   # bad input (2: usage)
     err = capsys.readouterr().err
     assert "tvb: error: project 'uploads/call/absent.gpkg': not a local file" in err
 

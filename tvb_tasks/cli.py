@@ -275,15 +275,16 @@ def cmd_releases(args) -> int:
 
 def cmd_screen(args) -> int:
     """Screen a planned project against a release; print what it touches and where the sheet is."""
-    from .pipeline import effective_territory, work_root
-    from .priorities.stage import describe, resolve_project, screen_release
+    from .pipeline import effective_territory
+    from .priorities.stage import describe, resolve_project, scratch_dir, screen_release
     from .store import open_store
 
     territory = effective_territory(args.territory, profile=args.profile)
     store = open_store(args.store)
-    path = resolve_project(args.project, store, work_root())
-    result = screen_release(territory, store, path, work_root(), release_id=args.release, layer=args.layer,
-                            project_name=args.name)
+    with scratch_dir() as work:          # removed after the run: the sheet lives in the store
+        path = resolve_project(args.project, store, work)
+        result = screen_release(territory, store, path, work, release_id=args.release, layer=args.layer,
+                                project_name=args.name)
     print("\n".join(describe(result)))
     print(f"fiche     {store.url(result['prefix'] + '/fiche.html')}")
     print(f"pdf       {store.url(result['prefix'] + '/fiche.pdf')}")

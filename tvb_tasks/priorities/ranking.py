@@ -47,8 +47,9 @@ PRIORITY_COLUMNS = [
     "id", "candidate", "sous_trame", "status", "corridor_ids", "from_id", "to_id", "infrastructure", "infra_name",
     "length_m", "n_points", "gain_dpc_pct", "gain_ec_ha", "gain_method", "cost_base", "maintenance_share",
     "maintenance", "cost_proxy", "conflict", "projects", "score", "rank", "rank_sous_trame", "rank_commune",
-    "insee", "commune", "libelle",
+    "insee", "commune", "libelle", "flag",
 ]
+GAIN_EPSILON = 1e-9   # ΔPC (%) at or below this is "gain nul"
 INFRA_LABELS = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle",
                 "obstacle": "obstacle à l'écoulement"}
 
@@ -67,7 +68,8 @@ def rupture_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFr
     """One row per rupture site: ``site_id, sous_trame, infrastructure, infra_class, infra_name, point_ids,
     corridor_ids (lists), n_points``, geometry = the site's first point (lowest point id).
 
-    Uses the layer's ``site_id`` column when present; otherwise points of one sous-trame, infrastructure type and
+    Uses the layer's ``site_id`` column when present (a site_id shared by several sous-trames gives one site per
+    sous-trame, ``<site_id>-<sous_trame>``); otherwise points of one sous-trame, infrastructure type and
     infrastructure name closer than ``tolerance_m`` (single linkage) form a site, named ``<sous_trame>-S<nnn>``.
     """
     cols = ["site_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "point_ids", "corridor_ids",
@@ -80,6 +82,9 @@ def rupture_sites(points: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFr
             pts[col] = None
     if "site_id" in pts.columns and pts["site_id"].notna().all():
         labels = pts["site_id"].astype(str).to_numpy()
+        # a crossing shared by several sous-trames is one site per sous-trame (each gain is on its own graph)
+        spans = pts.groupby("site_id")["sous_trame"].transform("nunique").to_numpy() > 1
+        labels = np.where(spans, labels + "-" + pts["sous_trame"].astype(str).to_numpy(), labels)
     else:
         labels = np.empty(len(pts), dtype=object)
         key = pts["sous_trame"].astype(str) + "|" + pts["infrastructure"].astype(str) + "|" + \
@@ -130,15 +135,68 @@ def restored_cost(cost: float, length_m: float, mean_friction: float, f_restored
     return float(min(cost, max(cost - excess, length_m)))
 
 
+def element_width_m(territory: Territory, infrastructure: str, infra_class, fallback_m: float) -> float:
+    """Configured burn width (m) of a crossed element (``friction.infrastructure.<kind>.width_m`` by class): the
+    width the friction stage burns it at, so a crossing costs F × width in the corridor's cost. ``fallback_m``
+    (``priorities.barrier_crossing_m`` or the resolution) when no width is configured."""
+    infra = territory.friction.infrastructure
+    spec = {"road": infra.roads, "railway": infra.railways, "canal": infra.canal}.get(str(infrastructure))
+    if spec is None:
+        return float(fallback_m)
+    cls = infra_class
+    if infrastructure == "road":
+        try:
+            cls = str(int(float(infra_class)))
+        except (TypeError, ValueError):
+            return float(fallback_m)
+    elif infrastructure == "canal":
+        cls = "canal"
+    width = spec.default_width(str(cls))
+    return float(width) if width is not None and width > 0 else float(fallback_m)
+
+
 def barrier_saving(crossings: list[tuple[str, object]], mean_friction: float, width_m: float,
                    territory: Territory) -> float:
-    """Cost saved on one corridor when these crossings (infrastructure, class) stop being barriers."""
+    """Cost saved on one corridor when these crossings (infrastructure, class) stop being barriers:
+    Σ (f_infra − mean_friction) × width, width = the element's configured burn width (``width_m`` when none)."""
     total = 0.0
     for infrastructure, infra_class in crossings:
         f = infrastructure_friction(territory, infrastructure, infra_class)
         if f is not None:
-            total += max(f - float(mean_friction), 0.0) * width_m
+            total += max(f - float(mean_friction), 0.0) * element_width_m(territory, infrastructure, infra_class,
+                                                                          width_m)
     return total
+
+
+def _is_missing_link(corridor) -> bool:
+    value = corridor.get("missing_link")
+    return value is not None and not pd.isna(value) and int(value) == 1
+
+
+def corridor_restored_distance(corridor, f_restored: float, barrier_excess: float) -> float:
+    """Graph distance of a corridor fully restored: land-use excess AND every barrier crossing removed (≥ length).
+    A missing link's ``cost`` is already the cost without its barriers (the potential path)."""
+    base = restored_cost(float(corridor["cost"]), float(corridor["length_m"]), _mean_friction(corridor), f_restored)
+    if _is_missing_link(corridor):
+        return base
+    return max(base - barrier_excess, float(corridor["length_m"]))
+
+
+def site_distance(corridor, excess: float, total_excess: float, n_sites: int) -> float:
+    """Graph distance of a corridor once ONE site's barrier is removed, its other barriers and land use in place.
+
+    Real corridor: cost − excess (≥ length). Missing link (``cost`` = potential cost without barriers): the real
+    cost is cost + ``cost_saved`` (Barrier Mapper); the site removes its share excess / total_excess of that
+    saving (1 / n_sites when the barriers' frictions are unknown); without ``cost_saved``: cost + the other
+    barriers' excess."""
+    cost, length = float(corridor["cost"]), float(corridor["length_m"])
+    if not _is_missing_link(corridor):
+        return max(cost - excess, length)
+    saved = corridor.get("cost_saved")
+    if saved is not None and not pd.isna(saved) and float(saved) > 0:
+        share = excess / total_excess if total_excess > 0 else 1.0 / max(n_sites, 1)
+        return cost + float(saved) * (1.0 - share)
+    return cost + max(total_excess - excess, 0.0)
 
 
 def crossing_cost(cfg: PrioritiesConfig, infrastructure: str, infra_class) -> float:
@@ -246,19 +304,38 @@ def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
     if frame.empty:
         for col in ("score", "rank", "rank_sous_trame", "rank_commune"):
             frame[col] = pd.Series(dtype=float if col == "score" else int)
+        frame["flag"] = pd.Series(dtype=object)
         return frame
     g_max = float(frame["gain_dpc_pct"].max())
     c_max = float(frame["cost_proxy"].max())
     gain = frame["gain_dpc_pct"] / g_max if g_max > 0 else 0.0
     cost = frame["cost_proxy"] / c_max if c_max > 0 else 0.0
     w = cfg.weights
-    frame["score"] = gain * (w.gain + w.conflict * frame["conflict"]) - w.cost * cost
-    frame = frame.sort_values(["score", "gain_dpc_pct", "id"], ascending=[False, False, True], kind="stable")
+    frame["score"] = w.gain * gain + w.conflict * frame["conflict"] - w.cost * cost
+    useful = frame["gain_dpc_pct"] > GAIN_EPSILON
+    threatened = frame["conflict"] > 0
+    frame["flag"] = np.where(useful, np.where(threatened, "menacé", ""),
+                             np.where(threatened, "menacé, gain nul", "gain nul"))
+    frame["_useful"] = useful.astype(int)
+    frame = frame.sort_values(["_useful", "score", "gain_dpc_pct", "id"], ascending=[False, False, False, True],
+                              kind="stable").drop(columns="_useful")
     frame = frame.reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     frame["rank_sous_trame"] = frame.groupby("sous_trame").cumcount() + 1
     frame["rank_commune"] = frame.groupby("insee").cumcount() + 1
     return frame
+
+
+def score_formula(cfg: PrioritiesConfig) -> dict:
+    """The published score rule (priorities.json, report): weights, formula in French and the normalisation."""
+    w = cfg.weights
+    text = (f"Score = {w.gain:g} × gain normalisé + {w.conflict:g} × conflit − {w.cost:g} × coût normalisé ; "
+            "gain normalisé = ΔPC / ΔPC maximal du territoire (toutes sous-trames confondues : les gains sont "
+            "comparés entre sous-trames, le rang par sous-trame garde cet ordre), coût normalisé = coût / coût "
+            "maximal, conflit = poids de l'étape du projet le plus avancé (0 sans projet). Les éléments sans gain "
+            "(« gain nul ») sont classés après tous ceux qui en ont un ; « menacé » signale un projet à proximité.")
+    return {"weights": {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}, "formula": text,
+            "gain_normalisation": "territory"}
 
 
 def _mean_friction(corridor) -> float:
@@ -310,9 +387,30 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     by_id = corridors.set_index(corridors["id"].astype(str)) if len(corridors) else corridors
     rows: list[dict] = []
 
+    # each site's barrier excess on each corridor it crosses (cost units), known before any gain is computed so a
+    # corridor's full restoration removes all its barriers and a site only its own
+    points = layers["rupture_points"]
+    sites = rupture_sites(points, cfg.site_tolerance_m)
+    site_pts, site_excess = [], []
+    corridor_excess: dict[str, float] = {}
+    corridor_sites: dict[str, int] = {}
+    for _, s in sites.iterrows():
+        pts = points[points["id"].astype(str).isin(s["point_ids"])]
+        excess = {}
+        for cid in s["corridor_ids"]:
+            if cid not in by_id.index:
+                continue
+            on = pts["corridor_id"].astype(str) == cid
+            excess[cid] = barrier_saving(list(zip(pts.loc[on, "infrastructure"], pts.loc[on, "infra_class"])),
+                                         _mean_friction(by_id.loc[cid]), width, territory)
+            corridor_excess[cid] = corridor_excess.get(cid, 0.0) + excess[cid]
+            corridor_sites[cid] = corridor_sites.get(cid, 0) + 1
+        site_pts.append(pts)
+        site_excess.append(excess)
+
     for _, c in corridor_candidates(corridors, cfg.corridor_statuses).iterrows():
         net = networks.get(c["sous_trame"])
-        new = restored_cost(float(c["cost"]), float(c["length_m"]), _mean_friction(c), f_r)
+        new = corridor_restored_distance(c, f_r, corridor_excess.get(str(c["id"]), 0.0))
         dpc, dec = improvement(net, [(str(c["from_id"]), str(c["to_id"]), new)]) if net else (0.0, 0.0)
         rows.append({"id": str(c["id"]), "candidate": "corridor", "sous_trame": c["sous_trame"],
                      "status": c["status"], "corridor_ids": str(c["id"]), "from_id": str(c["from_id"]),
@@ -322,20 +420,15 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
                      "cost_base": float(c["length_m"]) * float(cfg.cost.per_m.get(c["status"], 1.0)),
                      "geometry": c.geometry})
 
-    points = layers["rupture_points"]
-    for _, s in rupture_sites(points, cfg.site_tolerance_m).iterrows():
+    for (_, s), pts, excess in zip(sites.iterrows(), site_pts, site_excess):
         net = networks.get(s["sous_trame"])
-        pts = points[points["id"].astype(str).isin(s["point_ids"])]
         changes = []
-        for cid in s["corridor_ids"]:
-            if cid not in by_id.index:
-                continue
+        for cid, e in excess.items():
             c = by_id.loc[cid]
-            crossings = list(zip(pts.loc[pts["corridor_id"].astype(str) == cid, "infrastructure"],
-                                 pts.loc[pts["corridor_id"].astype(str) == cid, "infra_class"]))
-            saving = barrier_saving(crossings, _mean_friction(c), width, territory)
-            changes.append((str(c["from_id"]), str(c["to_id"]),
-                            max(float(c["cost"]) - saving, float(c["length_m"]))))
+            d_site = site_distance(c, e, corridor_excess[cid], corridor_sites[cid])
+            # never better than restoring the whole corridor (invariant: site gain ≤ corridor gain)
+            d_site = max(d_site, corridor_restored_distance(c, f_r, corridor_excess[cid]))
+            changes.append((str(c["from_id"]), str(c["to_id"]), d_site))
         dpc, dec = improvement(net, changes) if (net and changes) else (0.0, 0.0)
         cost = sum(crossing_cost(cfg, i, k) for i, k in zip(pts["infrastructure"], pts["infra_class"]))
         rows.append({"id": str(s["site_id"]), "candidate": "rupture_site", "sous_trame": s["sous_trame"],

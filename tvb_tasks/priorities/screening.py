@@ -11,7 +11,10 @@ width of a right-of-way), in the territory CRS (EPSG:2154, metres). Reported:
   (``corridor_effect: remove``) or gets longer by affected length × ``degraded_friction`` (``degrade``) — the
   Graphab "remove the element and measure" logic (dPC) applied to the project's footprint.
 
-A project that touches nothing reports empty tables and a loss of 0.
+Also reported: the release's restoration priorities the project touches (rank, what: :func:`priorities_touched`),
+the communes under the footprint, the project's type / stage / date and the line buffer used
+(:func:`project_facts`). A project that touches nothing reports empty tables and a loss of 0; one whose footprint
+touches no commune of the territory is flagged ``outside_territory`` ("hors du territoire").
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ class ScreeningResult:
     rupture_sites: pd.DataFrame
     connectivity: pd.DataFrame
     summary: dict = field(default_factory=dict)
+    priorities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    project: dict = field(default_factory=dict)
 
     @property
     def touches_anything(self) -> bool:
@@ -127,9 +132,38 @@ def _sites_hit(points: gpd.GeoDataFrame, footprint, tolerance_m: float) -> pd.Da
     return out
 
 
+def wet_network_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], sous_trame: str, net: Network,
+                     footprint, area_loss_ha: dict[str, float]) -> tuple[float, float] | None:
+    """(ΔPC %, ΔEC ha) of a trame-bleue graph built along the wet corridors (network distances, §12–13) when the
+    footprint cuts them (the stretch inside it is removed, the links are rebuilt by the indicators' own builder)
+    and the touched reservoirs lose their covered area; None when the sous-trame's graph is not that network."""
+    from tvb_tasks.indicators import _network_inputs, indicators_config
+
+    from .network import build_network
+
+    wet = layers["wet_corridors"]
+    if wet is None or wet.empty or net.pc_sum <= 0:
+        return None
+    cut = wet.assign(geometry=shapely.difference(wet.geometry.values, footprint))
+    cut = cut[~cut.geometry.is_empty]
+    nodes, links, kind, threshold = _network_inputs({**layers, "wet_corridors": cut}, territory, sous_trame,
+                                                    Path("layers"))
+    if kind != "network_m":
+        return None
+    after = build_network(nodes, links, distance_threshold=threshold,
+                          probability_at_threshold=indicators_config(territory).connectivity.probability_at_threshold,
+                          min_probability=priorities_config(territory).min_probability)
+    dpc, _ = degradation(after, area_loss_ha=area_loss_ha, removed_links=[], lengthened_links=[]) \
+        if area_loss_ha else (0.0, 0.0)
+    pc_after = after.pc_sum * (1.0 + dpc / 100.0)
+    return 100.0 * (pc_after - net.pc_sum) / net.pc_sum, float(np.sqrt(pc_after) - np.sqrt(net.pc_sum))
+
+
 def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], networks: dict[str, Network],
-                      reservoirs: pd.DataFrame, corridors: pd.DataFrame) -> pd.DataFrame:
-    """Per sous-trame: PC sum and EC before, ΔPC (%) and ΔEC (ha) after the project (≤ 0)."""
+                      reservoirs: pd.DataFrame, corridors: pd.DataFrame, wet: pd.DataFrame | None = None,
+                      footprint=None) -> pd.DataFrame:
+    """Per sous-trame: PC sum and EC before, ΔPC (%) and ΔEC (ha) after the project (≤ 0). A trame-bleue graph
+    along the wet corridors is rebuilt with the crossed stretches cut (:func:`wet_network_loss`)."""
     cfg = screening_config(territory)
     by_id = layers["corridors"].set_index(layers["corridors"]["id"].astype(str))
     rows = []
@@ -147,6 +181,13 @@ def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame],
                                float(c["cost"]) + float(affected) * cfg.degraded_friction))
         dpc, dec = degradation(net, area_loss_ha=loss, removed_links=removed, lengthened_links=longer) \
             if (loss or removed or longer) else (0.0, 0.0)
+        wet_hit = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: st in v)] \
+            if wet is not None and len(wet) and territory.sous_trames[st].trame == "bleue" else None
+        if wet_hit is not None and len(wet_hit) and footprint is not None:
+            along = wet_network_loss(territory, layers, st, net, footprint, loss)
+            if along is not None:
+                dpc, dec = along
+                cor = pd.concat([cor, wet_hit[["id", "sous_trame"]]])
         rows.append({"sous_trame": st, "libelle": territory.sous_trames[st].label, "ec_ha": net.ec_ha,
                      "delta_pc_pct": min(dpc, 0.0), "delta_ec_ha": min(dec, 0.0),
                      "reservoirs_touched": int(len(res)), "corridors_touched": int(len(cor))})
@@ -154,9 +195,48 @@ def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame],
                                        "reservoirs_touched", "corridors_touched"])
 
 
+PRIORITY_FIELDS = ["rank", "rank_sous_trame", "id", "candidate", "sous_trame", "libelle", "gain_dpc_pct", "flag"]
+
+
+def priorities_touched(priorities: pd.DataFrame | None, corridors: pd.DataFrame, sites: pd.DataFrame
+                       ) -> pd.DataFrame:
+    """The restoration priorities of the release the project touches: a corridor candidate it crosses or a rupture
+    site it covers (by rank)."""
+    if priorities is None or priorities.empty:
+        return pd.DataFrame(columns=PRIORITY_FIELDS)
+    ids = set(corridors["id"].astype(str)) | set(sites["site_id"].astype(str))
+    hit = pd.DataFrame(priorities)
+    hit = hit[hit["id"].astype(str).isin(ids)]
+    for col in PRIORITY_FIELDS:
+        if col not in hit.columns:
+            hit[col] = None
+    return hit.sort_values("rank")[PRIORITY_FIELDS].reset_index(drop=True)
+
+
+def project_facts(project: gpd.GeoDataFrame, footprint, communes: gpd.GeoDataFrame | None,
+                  line_buffer_m: float) -> dict:
+    """Communes under the footprint (insee, nom), the project's type / stage / date (distinct values joined), the
+    line buffer used, and ``outside_territory`` = the footprint touches no commune of the territory."""
+    facts: dict = {"line_buffer_m": float(line_buffer_m),
+                   "has_lines": bool((shapely.get_dimensions(project.geometry.values) < 2).any())}
+    for key, cols in (("type", ("type",)), ("stage", ("stage", "etape", "stade")), ("date", ("date",))):
+        col = next((c for c in cols if c in project.columns), None)
+        facts[key] = ", ".join(dict.fromkeys(project[col].dropna().astype(str))) if col else ""
+    names: list[str] = []
+    if communes is not None and len(communes):
+        idx = np.sort(communes.sindex.query(footprint, predicate="intersects"))
+        names = [f"{n} ({i})" for i, n in zip(communes["insee"].astype(str).to_numpy()[idx],
+                                              communes["nom"].astype(str).to_numpy()[idx])]
+    facts["communes"] = names
+    facts["outside_territory"] = communes is not None and len(communes) > 0 and not names
+    return facts
+
+
 def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], project: gpd.GeoDataFrame, *,
-                   networks: dict[str, Network] | None = None) -> ScreeningResult:
-    """Screen ``project`` (features in the territory CRS) against a release's ``layers`` (see module doc)."""
+                   networks: dict[str, Network] | None = None, priorities: pd.DataFrame | None = None
+                   ) -> ScreeningResult:
+    """Screen ``project`` (features in the territory CRS) against a release's ``layers`` (see module doc);
+    ``priorities``: the release's priorities layer (None: not listed)."""
     cfg = screening_config(territory)
     footprint = footprint_of(project, cfg.line_buffer_m)
     shapely.prepare(footprint)
@@ -166,7 +246,7 @@ def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], pr
     corridors = _lines_hit(layers["corridors"], footprint, ["status"])
     wet = _lines_hit(layers["wet_corridors"], footprint, ["name"])
     sites = _sites_hit(layers["rupture_points"], footprint, priorities_config(territory).site_tolerance_m)
-    loss = connectivity_loss(territory, layers, networks, reservoirs, corridors)
+    loss = connectivity_loss(territory, layers, networks, reservoirs, corridors, wet, footprint)
     summary = {
         "footprint_ha": float(footprint.area / M2_PER_HA),
         "reservoirs": int(len(reservoirs)), "reservoirs_affected_ha": float(reservoirs["affected_ha"].sum()),
@@ -178,8 +258,13 @@ def screen_project(territory: Territory, layers: dict[str, gpd.GeoDataFrame], pr
         "loss_ec_ha": float(-loss["delta_ec_ha"].sum()) if len(loss) else 0.0,
         "corridor_effect": cfg.corridor_effect,
     }
+    facts = project_facts(project, footprint, layers.get("communes"), cfg.line_buffer_m)
+    touched = priorities_touched(priorities, corridors, sites)
+    summary["outside_territory"] = facts["outside_territory"]
+    summary["priorities"] = int(len(touched))
     return ScreeningResult(footprint=footprint, reservoirs=reservoirs, relays=relays, corridors=corridors,
-                           wet_corridors=wet, rupture_sites=sites, connectivity=loss, summary=summary)
+                           wet_corridors=wet, rupture_sites=sites, connectivity=loss, summary=summary,
+                           priorities=touched, project=facts)
 
 
 def result_json(result: ScreeningResult) -> dict:
@@ -191,5 +276,6 @@ def result_json(result: ScreeningResult) -> dict:
         "reservoirs": records(result.reservoirs), "relays": records(result.relays),
         "corridors": records(result.corridors), "wet_corridors": records(result.wet_corridors),
         "rupture_sites": records(result.rupture_sites), "connectivity": records(result.connectivity),
+        "priorities": records(result.priorities), "project_facts": result.project,
         "footprint_wkt": shapely.to_wkt(result.footprint, rounding_precision=2),
     })

@@ -106,41 +106,114 @@ def _setup(ax, extent, draw) -> list:
     return draw(ax)
 
 
+PDF_TEXT_CHARS = 130     # characters per full-width line at 6.5 pt on the A4 text width (0.87 of 8.27 in)
+PDF_LINE = 0.0112        # height of one 6.5 pt line (figure fraction)
+
+
+class _PdfFlow:
+    """Top-to-bottom text flow over as many A4 portrait pages as needed (nothing is cut: a line that does not fit
+    goes on the next page)."""
+
+    def __init__(self, pdf: PdfPages, attribution: str):
+        self.pdf, self.attribution, self.fig, self.y = pdf, attribution, None, 0.0
+
+    def new_page(self) -> Figure:
+        self.close_page()
+        self.fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
+        self.y = 0.965
+        return self.fig
+
+    def close_page(self) -> None:
+        if self.fig is not None:
+            self.fig.text(0.06, 0.015, textwrap.fill(self.attribution, 170), fontsize=5.5, color="#333333")
+            self.pdf.savefig(self.fig)
+            self.fig = None
+
+    def need(self, height: float) -> None:
+        if self.fig is None or self.y - height < 0.045:
+            self.new_page()
+
+    def text(self, text: str, *, x: float = 0.07, chars: int = PDF_TEXT_CHARS, size: float = 6.5,
+             bold: bool = False, gap: float = 0.0) -> None:
+        """A paragraph wrapped at ``chars`` (words never broken), split across pages line by line."""
+        for line in textwrap.wrap(text, chars, break_long_words=False, break_on_hyphens=False) or [""]:
+            self.need(PDF_LINE * size / 6.5)
+            self.fig.text(x, self.y, line, fontsize=size, va="top", fontweight="bold" if bold else "normal")
+            self.y -= PDF_LINE * size / 6.5
+        self.y -= gap
+
+    def table(self, columns: list[str], rows: list[list[str]]) -> None:
+        """A real table: one column per field (widths from their content), cells wrapped inside their column, a
+        shaded header repeated on each page, a rule under each row."""
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Rectangle
+
+        x0, width = 0.07, 0.87
+        longest = [max([len(str(c))] + [len(str(r[j])) for r in rows if j < len(r)]) for j, c in enumerate(columns)]
+        weights = [min(max(n, 6), 60) + 3 for n in longest]          # + 3: the gap between columns
+        chars = [max(int(PDF_TEXT_CHARS * w / sum(weights)) - 2, 4) for w in weights]
+        xs = [x0 + width * sum(weights[:j]) / sum(weights) for j in range(len(columns))]
+
+        def cells(row: list[str]) -> list[list[str]]:
+            return [textwrap.wrap(str(row[j]) if j < len(row) else "", chars[j], break_long_words=True) or [""]
+                    for j in range(len(columns))]
+
+        def draw(row: list[str], header: bool) -> None:
+            wrapped = cells(row)
+            height = PDF_LINE * max(len(c) for c in wrapped) + 0.004
+            self.need(height if header else height + header_h)
+            if self.fig is not page[0]:                  # new page: repeat the header first
+                page[0] = self.fig
+                if not header:
+                    draw(columns, True)
+            if header:
+                self.fig.add_artist(Rectangle((x0 - 0.003, self.y - height + 0.001), width + 0.006, height,
+                                              transform=self.fig.transFigure, facecolor="#e8eef0", edgecolor="none"))
+            for j, lines in enumerate(wrapped):
+                for k, line in enumerate(lines):
+                    self.fig.text(xs[j], self.y - 0.002 - k * PDF_LINE, line, fontsize=6.5, va="top",
+                                  fontweight="bold" if header else "normal")
+            self.y -= height
+            self.fig.add_artist(Line2D([x0 - 0.003, x0 + width + 0.003], [self.y + 0.001] * 2, linewidth=0.3,
+                                       color="#999999", transform=self.fig.transFigure))
+
+        header_h = PDF_LINE * max(len(c) for c in cells(columns)) + 0.004
+        page: list = [None]
+        self.need(header_h + PDF_LINE * 2)
+        page[0] = self.fig
+        draw(columns, True)
+        for row in rows:
+            draw(row, False)
+
+
 def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, draw, sections: list[Section],
               attribution: str) -> None:
-    """One A4 portrait page: title, meta lines, map, then the sections as compact text tables."""
-    fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
-    fig.text(0.06, 0.965, title, fontsize=13, fontweight="bold")
-    y = 0.945
-    for line in meta + ([headline] if headline else []):
-        fig.text(0.06, y, textwrap.fill(line, 120), fontsize=7.5, va="top")
-        y -= 0.014 * (textwrap.fill(line, 120).count("\n") + 1)
-    ax = fig.add_axes((0.06, y - 0.40, 0.62, 0.39))
-    handles = _setup(ax, extent, draw)
-    _finish_map(fig, ax, attribution)
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6.5, frameon=False)
-    y -= 0.42
-    for s in sections:
-        if y < 0.06:
-            break
-        fig.text(0.06, y, s.title, fontsize=9, fontweight="bold", va="top")
-        y -= 0.017
-        lines = [textwrap.fill(p, 130) for p in s.paragraphs]
-        if s.columns:
-            lines.append(" | ".join(s.columns))
-            lines += [" | ".join(r) for r in s.rows[:12]] or [s.empty]
-            if len(s.rows) > 12:
-                lines.append(f"… et {len(s.rows) - 12} autres (voir la version HTML)")
-        for line in lines:
-            if y < 0.04:
-                break
-            fig.text(0.07, y, line[:170], fontsize=6.5, va="top", family="DejaVu Sans")
-            y -= 0.0115 * (line.count("\n") + 1)
-        y -= 0.008
-    fig.text(0.06, 0.015, textwrap.fill(attribution, 170), fontsize=5.5, color="#333333")
+    """A4 portrait pages: title, meta lines, map, then the sections (paragraphs wrapped in full, real tables);
+    the text flows onto further pages rather than being cut."""
     with PdfPages(path, metadata={"Title": title, "Subject": "Trame verte et bleue"}) as pdf:
-        pdf.savefig(fig)
+        flow = _PdfFlow(pdf, attribution)
+        fig = flow.new_page()
+        flow.text(title, x=0.06, chars=80, size=13, bold=True, gap=0.004)
+        for line in meta + ([headline] if headline else []):
+            flow.text(line, x=0.06, chars=120, size=7.5)
+        ax = fig.add_axes((0.06, flow.y - 0.40, 0.62, 0.39))
+        handles = _setup(ax, extent, draw)
+        _finish_map(fig, ax, attribution)
+        if handles:
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6.5, frameon=False)
+        flow.y -= 0.42
+        for s in sections:
+            flow.need(0.05)
+            flow.text(s.title, x=0.06, chars=100, size=9, bold=True, gap=0.003)
+            for p in s.paragraphs:
+                flow.text(p, gap=0.002)
+            if s.columns:
+                if s.rows:
+                    flow.table(s.columns, s.rows)
+                else:
+                    flow.text(s.empty)
+            flow.y -= 0.008
+        flow.close_page()
 
 
 def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headline: str, alert: bool,
@@ -180,7 +253,8 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
     def draw(ax) -> list:
         box = gpd.GeoSeries.from_xy([extent[0], extent[2]], [extent[1], extent[3]], crs=territory.crs).total_bounds
         clip = {k: v.cx[box[0]:box[2], box[1]:box[3]] for k, v in layers.items() if k != "landuse"}
-        clip["communes"].boundary.plot(ax=ax, color="#888888", linewidth=0.4)
+        if len(clip["communes"]):
+            clip["communes"].boundary.plot(ax=ax, color="#888888", linewidth=0.4)
         handles = []
         for st in territory.sous_trames:
             res = clip["reservoirs"][clip["reservoirs"]["sous_trame"] == st]
@@ -207,9 +281,16 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
 
     s = result.summary
     loss = result.connectivity
-    headline = ("Le projet touche des éléments de la trame verte et bleue : voir le détail ci-dessous."
-                if result.touches_anything else
-                "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication.")
+    from .ranking import INFRA_LABELS
+    from .stage import project_facts_line
+
+    if s.get("outside_territory"):
+        headline = ("ATTENTION : le projet est hors du territoire (son emprise ne touche aucune commune de "
+                    f"{territory.name}) : rien n'a pu être évalué ; vérifier le fichier et sa projection.")
+    elif result.touches_anything:
+        headline = "Le projet touche des éléments de la trame verte et bleue : voir le détail ci-dessous."
+    else:
+        headline = "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication."
     sections = [
         Section("Synthèse", ["Élément", "Nombre", "Surface / longueur touchée"], [
             ["Réservoirs de biodiversité", str(s["reservoirs"]), f"{fr(s['reservoirs_affected_ha'], 2)} ha"],
@@ -234,11 +315,18 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
                 + [[r.id, st_labels.get(r.sous_trame, r.sous_trame), "corridor humide", fr(r.affected_m, 0)]
                    for r in result.wet_corridors.itertuples()]),
         Section("Sites de rupture touchés", ["Site", "Sous-trame", "Infrastructure", "Corridors"],
-                [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame), f"{r.infrastructure} {r.infra_name or ''}",
+                [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame),
+                  f"{INFRA_LABELS.get(str(r.infrastructure), r.infrastructure)} {r.infra_name or ''}".strip(),
                   r.corridor_ids] for r in result.rupture_sites.itertuples()]),
+        Section("Priorités de restauration touchées", ["Rang", "Priorité", "Gain ΔPC (%)", "Alerte"],
+                [[str(r.rank), str(r.libelle), fr(r.gain_dpc_pct, 2), str(r.flag or "")]
+                 for r in result.priorities.itertuples()],
+                empty="Le projet ne touche aucune priorité de restauration de cette publication."),
     ]
     meta = [f"Territoire : {territory.name}", f"Publication analysée : {release_id}",
             f"Emprise du projet : {fr(s['footprint_ha'], 2)} ha"]
+    if result.project:
+        meta.append(f"Projet : {project_facts_line(result.project)}")
     return write_sheet(out_dir, stem, title=f"Porter à connaissance TVB – {project_name}", meta=meta,
                        headline=headline, alert=result.touches_anything, extent=extent, draw=draw,
                        sections=sections, attribution=attribution)

@@ -10,10 +10,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +29,8 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 
 from .config import priorities_config
-from .ranking import compute_priorities, sous_trame_networks, top_changes
+from .ranking import (GAIN_EPSILON, INFRA_LABELS, compute_priorities, score_formula, sous_trame_networks,
+                      top_changes)
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
@@ -72,6 +77,7 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
     doc = {"n": int(len(table)), "by_candidate": table["candidate"].value_counts().to_dict(),
            "threatened": int((table["conflict"] > 0).sum()), "in_maintenance": int((table["maintenance_share"] > 0)
                                                                                   .sum()),
+           "zero_gain": int((table["gain_dpc_pct"] <= GAIN_EPSILON).sum()), "score": score_formula(cfg),
            "top": records(table.head(cfg.top_n)), "history": records(history),
            "synthetic_inputs": sorted(n for n, s in territory.sources.items()
                                       if s.role in ("projects", "maintenance") and (s.model_extra or {})
@@ -115,8 +121,8 @@ def report_tables(indicators_dir: Path) -> list:
     rows = [[str(r["rank"]), str(r["libelle"]), fr_number(r["gain_dpc_pct"], 2), fr_number(r["cost_proxy"], 0),
              fr_number(r["conflict"], 2), fr_number(r["maintenance_share"], 2), fr_number(r["score"], 3),
              str(r.get("commune") or "")] for r in doc.get("top") or []]
-    note = ("Score = gain normalisé × (poids gain + poids conflit × conflit) − poids coût × coût normalisé "
-            "(poids dans la configuration du territoire, section priorities).")
+    note = (doc.get("score") or {}).get("formula") or \
+        "Score : formule et poids dans la configuration du territoire (section priorities)."
     if doc.get("synthetic_inputs"):
         note += " Projets et secteurs gérés : données synthétiques de démonstration."
     tables = [Table("Priorités de restauration (territoire)", ["Rang", "Priorité", "Gain ΔPC (%)", "Coût (indice)",
@@ -138,6 +144,18 @@ def screening_id(data: bytes, name: str) -> str:
     """``<slug of the file name>-<sha256[:12] of its bytes>``: the same file screened twice has the same id."""
     slug = re.sub(r"[^a-z0-9]+", "-", Path(name).stem.lower()).strip("-")[:40] or "projet"
     return f"{slug}-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temporary folder for one screening (the release cache, the sheet before upload), removed afterwards:
+    under ``TVB_WORK_DIR`` when set, else the system temporary folder — never the code checkout (the store holds
+    the result)."""
+    parent = os.environ.get("TVB_WORK_DIR")
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tvb-screen-", dir=parent or None) as tmp:
+        yield Path(tmp)
 
 
 def screenings_prefix(territory_id: str, release_id: str) -> str:
@@ -168,7 +186,9 @@ def screen_release(territory: Territory, store, project_path: Path, work_dir: Pa
     sid = screening_id(data, Path(project_path).name)
     name = project_name or _project_name(project, Path(project_path))
     layers = read_layers(gpkg, territory)
-    result = screen_project(territory, layers, project, networks=sous_trame_networks(territory, layers, gpkg))
+    prio = read_priorities(gpkg)
+    result = screen_project(territory, layers, project, networks=sous_trame_networks(territory, layers, gpkg),
+                            priorities=None if prio is None else pd.DataFrame(prio.drop(columns="geometry")))
     out = Path(work_dir) / "screenings" / sid
     out.mkdir(parents=True, exist_ok=True)
     doc = {"territory": territory.id, "release_id": release_id, "screening_id": sid, "project": name,
@@ -195,12 +215,29 @@ def _project_name(project: gpd.GeoDataFrame, path: Path) -> str:
     return path.stem
 
 
+def project_facts_line(facts: dict) -> str:
+    """One French line: communes, type / stage / date, the line buffer (when the project has lines)."""
+    parts = [f"communes : {', '.join(facts.get('communes') or []) or 'aucune'}"]
+    for key, label in (("type", "type"), ("stage", "étape"), ("date", "date")):
+        if facts.get(key):
+            parts.append(f"{label} : {facts[key]}")
+    if facts.get("has_lines"):
+        parts.append(f"tracés linéaires élargis de {facts['line_buffer_m']:g} m de part et d'autre")
+    return " ; ".join(parts)
+
+
 def describe(result: dict) -> list[str]:
     """Lines printed by ``tvb screen``: the affected elements and the loss, in French."""
     doc = result["result"]
     s = doc["summary"]
     lines = [f"Projet : {doc['project']} — publication {doc['release_id']} — emprise {s['footprint_ha']:.2f} ha"]
-    if not doc["touches_anything"]:
+    facts = doc.get("project_facts") or {}
+    if facts:
+        lines.append(f"  {project_facts_line(facts)}")
+    if s.get("outside_territory"):
+        lines.append("ATTENTION : le projet est hors du territoire (son emprise ne touche aucune commune) : "
+                     "rien n'a pu être évalué.")
+    elif not doc["touches_anything"]:
         lines.append("Aucun élément de la trame verte et bleue touché.")
     for r in doc["reservoirs"]:
         lines.append(f"  réservoir {r['id']} ({r['sous_trame']}) : {r['affected_ha']:.2f} ha touchés "
@@ -212,7 +249,11 @@ def describe(result: dict) -> list[str]:
     for r in doc["wet_corridors"]:
         lines.append(f"  corridor humide {r['id']} : {r['affected_m']:.0f} m touchés")
     for r in doc["rupture_sites"]:
-        lines.append(f"  site de rupture {r['site_id']} ({r['sous_trame']}, {r['infrastructure']})")
+        lines.append(f"  site de rupture {r['site_id']} ({r['sous_trame']}, "
+                     f"{INFRA_LABELS.get(str(r['infrastructure']), r['infrastructure'])})")
+    for r in doc.get("priorities") or []:
+        flag = f" [{r['flag']}]" if r.get("flag") else ""
+        lines.append(f"  priorité de restauration n° {r['rank']} : {r['libelle']}{flag}")
     for r in doc["connectivity"]:
         if r["reservoirs_touched"] or r["corridors_touched"]:
             lines.append(f"  connectivité {r['sous_trame']} : ΔPC {r['delta_pc_pct']:.3f} %, "
