@@ -60,7 +60,7 @@ FIELD_LABELS = {
     "cost_base": "Coût de base (indice)", "maintenance_share": "Part en secteur géré", "maintenance": "Secteurs gérés",
     "cost_proxy": "Coût estimé (indice)", "conflict": "Conflit avec un projet", "projects": "Projets concernés",
     "score": "Score de priorité", "rank": "Rang (territoire)", "rank_sous_trame": "Rang (sous-trame)",
-    "rank_commune": "Rang (commune)",
+    "rank_commune": "Rang (commune)", "flag": "Alerte",
     "max_gap_m": "Plus longue discontinuité (m)", "support_share": "Part d'éléments support",
     "missing_link": "Liaison manquante (fracture)", "barrier_m": "Longueur de barrière franchie (m)",
     "cost_saved": "Coût économisé si la barrière est franchie", "improvement_score": "Gain par mètre de barrière",
