@@ -47,6 +47,30 @@ def test_motorway_cutting_a_potential_link_gives_a_missing_link_and_a_severity_4
     assert out["counts"]["missing_links"] == 1 and out["counts"]["rupture_points_missing_links"] == 1
 
 
+def test_a_missing_link_on_supporting_land_is_to_restore_not_to_create(tmp_path):
+    # a scrub strip (friction 5) joins the woods; the motorway cuts it: the land stretch is "existing", lowered one
+    # step by the untreated barrier → "to restore" (the crossing is what is to create: the severity-4 point)
+    cfg = base_config()
+    cfg["sous_trames"]["forest"]["max_cost"] = 100000     # the motorway (≈ 250,000 to cross) cuts the link
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 1300, 550), "GRA")], roads=[(line((930, 0), (930, 1000)), 1)],
+                       config=cfg)
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert cor[["missing_link", "status", "downgraded"]].values.tolist() == [[1, "to_restore", 1]]
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert pts[["severity", "missing_link"]].values.tolist() == [[4, 1]]
+
+
+def test_a_pair_the_real_network_links_round_the_barrier_is_not_drawn_twice(tmp_path):
+    # the motorway stops 25 m short of the top edge: the real a–b corridor detours round it (≥ 25 % above the
+    # potential one: a gain above min_gain_share) — one corridor for the pair, no missing link on top
+    t, inputs = _woods(tmp_path, roads=[(line((930, 0), (930, 975)), 1)])
+    part = compute_sous_trame(t, inputs, "forest", tmp_path / "out")
+    cor = read(part, "corridors")
+    assert len(cor) == 1 and cor["missing_link"].tolist() == [0] and part["counts"]["missing_links"] == 0
+    assert cor["cost"].iloc[0] > 1.25 * 75000          # the detour: ≥ 25 % above the 750 m of crops straight
+
+
 def test_canal_and_railway_are_barriers_too(tmp_path):
     cfg = base_config()
     t, inputs = _woods(tmp_path, water=[(line((930, 0), (930, 1000)), "canal", "open", "Canal")], config=cfg)

@@ -98,7 +98,12 @@ def test_sample_fractures_give_severity_4_points_on_the_a21_the_a1_and_the_canal
     assert all(n in severe for n in ("A21", "A1 (Autoroute du Nord)", "Canal de la Deûle"))
     cor = gpd.read_file(result["gpkg"], layer="corridors")
     missing = cor[cor["missing_link"] == 1]
-    assert set(fractures["corridor_id"]) <= set(missing["id"]) and (missing["status"] == "to_create").all()
+    assert set(fractures["corridor_id"]) <= set(missing["id"])
+    # the land stretch's status lowered one step by the barrier: never "existing", always downgraded
+    assert (missing["status"] != "existing").all() and (missing["downgraded"] == 1).all()
+    real = cor[cor["missing_link"] == 0]
+    pairs = {frozenset(p) for p in zip(real["from_id"], real["to_id"])}
+    assert not any(frozenset(p) in pairs for p in zip(missing["from_id"], missing["to_id"]))
     areas = gpd.read_file(result["gpkg"], layer="corridor_areas")
     assert set(areas["corridor_id"]) == set(cor["id"])
     assert result["counts"]["rupture_sites"] < result["counts"]["rupture_points"]
