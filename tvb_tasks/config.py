@@ -288,6 +288,9 @@ class RupturePointsConfig(_Model):
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
     culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
+    # roads over a culvert that make it a rupture point: None → road_max_importance (the pipe, not the traffic,
+    # breaks the aquatic continuity: 6 takes every road)
+    culvert_road_max_importance: int | None = Field(default=None, ge=1, le=6)
     obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
     site_tolerance_m: float = Field(default=100, ge=0)   # points of one infrastructure closer than this = 1 site
     include_reservoirs: bool = True      # a barrier (corridors.missing_links) running through a reservoir = point

@@ -3,8 +3,9 @@
 * terrestrial corridors × railways whose status is in ``rupture_points.railway_status``, roads whose importance
   ≤ ``road_max_importance`` (1 = motorway) and, when ``include_canals``, canals;
 * open wet-corridor stretches × the same roads and railways (bridges: collision risk for riparian fauna);
-* culverts: each culverted watercourse section (``position = culverted``, flagged busé) passing under such a road or
-  railway is one rupture point (``infrastructure = culvert``, ``infra_class`` = road / railway crossed, severity
+* culverts: each culverted watercourse section (``position = culverted``, flagged busé) passing under a road
+  (importance ≤ ``culvert_road_max_importance``: the pipe, not the traffic, breaks the aquatic continuity) or such
+  a railway is one rupture point (``infrastructure = culvert``, ``infra_class`` = road / railway crossed, severity
   ``culvert_severity``), at its crossing with the most hostile one;
 * river obstacles (role ``river_obstacles``, ROE points mapped from the Sandre schema) within
   ``dedup_tolerance_m`` of a wet corridor; they keep ``drop_height_m`` and ``fish_pass``, and their severity comes
@@ -59,11 +60,11 @@ def severity_from_friction(friction) -> np.ndarray:
     return np.clip(np.rint(np.log10(f)), 1, 4).astype(int)
 
 
-def _fragmenting(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
+def _fragmenting(territory, infra: Infrastructure, road_max_importance: int | None = None) -> gpd.GeoDataFrame:
     cfg = territory.rupture_points
     lines = infra.lines
-    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce")
-                                              <= cfg.road_max_importance)
+    top = cfg.road_max_importance if road_max_importance is None else road_max_importance
+    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce") <= top)
     rail = (lines["infra_type"] == "railway") & lines["infra_class"].isin(cfg.railway_status)
     canal = (lines["infra_type"] == "canal") & bool(cfg.include_canals)
     return lines[road | rail | canal]
@@ -195,14 +196,15 @@ def obstacle_ruptures(territory, wet: gpd.GeoDataFrame, obstacles: gpd.GeoDataFr
 
 def culvert_ruptures(territory, watercourses: gpd.GeoDataFrame, wet: gpd.GeoDataFrame,
                      infra: Infrastructure) -> gpd.GeoDataFrame:
-    """One rupture point per culverted watercourse section (``position = culverted``) passing under a fragmenting
-    road or railway, at its crossing with the most hostile one (ties: the first). ``corridor_id``: the wet
+    """One rupture point per culverted watercourse section (``position = culverted``) passing under a road (importance
+    ≤ ``culvert_road_max_importance``, default ``road_max_importance``) or a railway of ``railway_status``, at its
+    crossing with the most hostile one (ties: the first). ``corridor_id``: the wet
     corridor holding the section (within 1 m), else ''. Severity: ``rupture_points.culvert_severity``."""
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
     severity = territory.rupture_points.culvert_severity
     if severity is None or watercourses.empty or "position" not in watercourses.columns:
         return empty_frame(territory.crs, cols)
-    lines = _fragmenting(territory, infra)
+    lines = _fragmenting(territory, infra, territory.rupture_points.culvert_road_max_importance)
     lines = lines[lines["infra_type"] != "canal"]
     culverts = watercourses[watercourses["position"].astype(str) == "culverted"]
     if culverts.empty or lines.empty:
