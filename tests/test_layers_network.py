@@ -71,6 +71,26 @@ def test_a_pair_the_real_network_links_round_the_barrier_is_not_drawn_twice(tmp_
     assert cor["cost"].iloc[0] > 1.25 * 75000          # the detour: ≥ 25 % above the 750 m of crops straight
 
 
+def test_a_missing_link_running_along_a_canal_gets_one_point_per_barrier(tmp_path):
+    from tvb_tasks.layers.friction import Infrastructure
+    from tvb_tasks.layers.ruptures import missing_link_ruptures
+
+    t, _ = _woods(tmp_path)
+    canal = gpd.GeoDataFrame({"infra_type": ["canal", "road"], "infra_class": ["canal", "1"],
+                              "infra_name": ["Canal", "A21"], "friction": [10000.0, 10000.0]},
+                             geometry=[LineString([(X0 + 930, Y0), (X0 + 930, Y0 + 1000)]),
+                                       LineString([(X0 + 1200, Y0), (X0 + 1200, Y0 + 1000)])], crs=CRS)
+    # the potential path zigzags over the canal's centre line three times, then crosses the motorway once
+    zigzag = LineString([(X0 + 900, Y0 + 100), (X0 + 960, Y0 + 200), (X0 + 900, Y0 + 300), (X0 + 960, Y0 + 400),
+                         (X0 + 1300, Y0 + 400)])
+    paths = gpd.GeoDataFrame({"id": ["forest-C001"], "sous_trame": ["forest"], "barrier_m": [200.0],
+                              "cost_saved": [1000.0], "improvement_score": [5.0]}, geometry=[zigzag], crs=CRS)
+    pts = missing_link_ruptures(t, paths, Infrastructure(lines=canal))
+    assert sorted(pts["infra_name"]) == ["A21", "Canal"] and (pts["severity"] == 4).all()
+    first = pts.loc[pts["infra_name"] == "Canal"].geometry.iloc[0]
+    assert first.distance(Point(X0 + 930, Y0 + 150)) < 1e-6          # the first crossing along the path
+
+
 def test_canal_and_railway_are_barriers_too(tmp_path):
     cfg = base_config()
     t, inputs = _woods(tmp_path, water=[(line((930, 0), (930, 1000)), "canal", "open", "Canal")], config=cfg)

@@ -272,6 +272,9 @@ def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastruct
     ``paths``: one line per missing-link corridor (its whole potential path) with ``id``, ``sous_trame`` and the
     score columns ``barrier_m``, ``cost_saved``, ``improvement_score``. A path that runs on barrier cells without
     its centre line meeting the barrier line (raster touch) gets one point on the barrier nearest to its midpoint.
+    One point per missing link and barrier (``infrastructure`` + ``infra_name``), the first along the path: a
+    potential path running along a canal crosses its centre line again and again, yet the link needs one crossing
+    structure (Barrier Mapper: one barrier per link).
     """
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name",
             "severity", *_SCORE_COLUMNS]
@@ -294,6 +297,10 @@ def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastruct
                                geometry="geometry", crs=territory.crs)
     if pts.empty:
         return empty_frame(territory.crs, cols)
+    along = [paths.set_index("id").geometry.loc[c].project(g) for c, g in zip(pts["corridor_id"], pts.geometry)]
+    pts = pts.assign(_along=along).sort_values(["corridor_id", "_along"], kind="stable")
+    pts = pts.drop_duplicates(["corridor_id", "infrastructure", "infra_name"]).drop(columns="_along")
+    pts = pts.sort_index().reset_index(drop=True)
     scores = paths.set_index("id")
     pts["severity"] = int(territory.corridors.missing_links.severity)
     pts["missing_link"] = 1
