@@ -91,6 +91,21 @@ def test_a_missing_link_running_along_a_canal_gets_one_point_per_barrier(tmp_pat
     assert first.distance(Point(X0 + 930, Y0 + 150)) < 1e-6          # the first crossing along the path
 
 
+@pytest.mark.parametrize("max_barrier_m, n_missing", [(None, 1), (300, 0)])
+def test_a_potential_path_along_a_barrier_is_no_fracture_beyond_max_barrier_m(tmp_path, max_barrier_m, n_missing):
+    # a canal runs from wood to wood over a scrub strip (friction 5) its land use shows: the barrier-free path
+    # follows it for 750 m (barrier_m ≈ 750): it runs along the canal, it does not cross it
+    cfg = base_config()
+    cfg["corridors"].setdefault("missing_links", {})["max_barrier_m"] = max_barrier_m
+    cfg["sous_trames"]["forest"]["max_cost"] = 50000      # 750 m of crops (75,000) is beyond: no real link
+    t, inputs = _woods(tmp_path, between=[(b(550, 500, 1300, 525), "GRA")],       # one row of cells
+                       water=[(line((550, 512.5), (1300, 512.5)), "canal", "open", "Canal")], config=cfg)
+    part = compute_sous_trame(t, inputs, "forest", tmp_path / "out")
+    assert part["counts"]["missing_links"] == n_missing
+    if n_missing:
+        assert read(part, "corridors").query("missing_link == 1")["barrier_m"].iloc[0] > 300
+
+
 def test_canal_and_railway_are_barriers_too(tmp_path):
     cfg = base_config()
     t, inputs = _woods(tmp_path, water=[(line((930, 0), (930, 1000)), "canal", "open", "Canal")], config=cfg)

@@ -258,6 +258,8 @@ class MissingLinksConfig(_Model):
     include_canals: bool = True
     severity: int = Field(default=4, ge=1, le=4)               # severity of the rupture point at the crossing
     min_gain_share: float = Field(default=0.25, ge=0)          # cost saved ≥ this share of the potential cost
+    max_barrier_m: float | None = Field(default=None, gt=0)    # a potential path longer than this on barrier
+                                                               # cells follows the barrier: not a crossing
 
 
 class WetCorridorConfig(_Model):

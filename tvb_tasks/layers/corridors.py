@@ -351,7 +351,7 @@ def barrier_length(cells: list[int], W: int, res: float, barrier: np.ndarray) ->
 
 def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarray, real_links: pd.DataFrame,
                   src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, knight: bool, max_cost: float,
-                  max_links: int, min_gain_share: float):
+                  max_links: int, min_gain_share: float, max_barrier_m: float | None = None):
     """Potential links cut by a barrier (fractures), with Barrier-Mapper improvement scores.
 
     ``potential``: the friction without the barriers; ``barrier``: bool raster of the cells whose friction the
@@ -367,7 +367,10 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
       potential cost (the barrier removes the link, or forces a detour through other land or reservoirs at least
       that much costlier). A pair the real network already links (its corridor detours round the barrier or
       crosses it) is not published a second time: one corridor per pair of reservoirs, as Linkage Mapper and
-      Graphab draw them; Barrier Mapper scores barriers, it does not add corridors.
+      Graphab draw them; Barrier Mapper scores barriers, it does not add corridors;
+    * a potential path with more than ``max_barrier_m`` metres on barrier cells runs along the barrier (on the
+      strip the barrier-free friction opens, e.g. a canal whose land-use polygons do not show the water) rather
+      than across it: not a fracture (Barrier Mapper likewise restores barriers within a bounded search radius).
 
     Returns ``(links DataFrame as select_links, paths, info dicts, (acc, back, alloc) of the potential run)``.
     """
@@ -386,6 +389,8 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         flat = [r * W + c for r, c in path]
         b_m = barrier_length(flat, W, grid.res, barrier)
         if b_m <= 0 or (int(plinks["a"].iloc[i]), int(plinks["b"].iloc[i])) in real:
+            continue
+        if max_barrier_m is not None and b_m > max_barrier_m:      # runs along the barrier, does not cross it
             continue
         cand.append(i)
         paths.append(path)
