@@ -47,7 +47,11 @@ def figures(resolution: float, overrides: dict | None = None) -> dict:
         "mining_corridors_along_cavaliers_km": round(along, 2),
         "unesco_terrils_without_mining_corridor": int((~reached).sum()), "unesco_terrils": int(len(ter)),
         "wet_corridors_km": out["lengths_km"]["wet_corridors"],
-        "rupture_points": int(len(pts)),
+        "rupture_points": int(len(pts)), "rupture_sites": int(out["counts"]["rupture_sites"]),
+        "terrestrial_reservoirs_relays_ha": out["areas_ha"]["terrestrial_reservoirs_relays"],
+        "wet_reservoirs_relays_ha": out["areas_ha"]["wet_reservoirs_relays"],
+        "severity_4_infrastructures": sorted(set(pts.loc[pts["severity"] == 4, "infra_name"].astype(str)))
+        if len(pts) else [],
         "rupture_points_by_kind": {f"{a}/{b}": int(n) for (a, b), n in pts.groupby(["corridor_kind", "infrastructure"]).size().items()} if len(pts) else {},
         "rupture_points_by_severity": {int(k): int(v) for k, v in pts["severity"].value_counts().sort_index().items()} if len(pts) else {},
         "nature_en_ville_ha": round(float(lu.loc[lu["class"] == "nature_en_ville"].area.sum() / 1e4), 1),

@@ -47,6 +47,65 @@ def test_motorway_cutting_a_potential_link_gives_a_missing_link_and_a_severity_4
     assert out["counts"]["missing_links"] == 1 and out["counts"]["rupture_points_missing_links"] == 1
 
 
+def test_a_missing_link_on_supporting_land_is_to_restore_not_to_create(tmp_path):
+    # a scrub strip (friction 5) joins the woods; the motorway cuts it: the land stretch is "existing", lowered one
+    # step by the untreated barrier → "to restore" (the crossing is what is to create: the severity-4 point)
+    cfg = base_config()
+    cfg["sous_trames"]["forest"]["max_cost"] = 100000     # the motorway (≈ 250,000 to cross) cuts the link
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 1300, 550), "GRA")], roads=[(line((930, 0), (930, 1000)), 1)],
+                       config=cfg)
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert cor[["missing_link", "status", "downgraded"]].values.tolist() == [[1, "to_restore", 1]]
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert pts[["severity", "missing_link"]].values.tolist() == [[4, 1]]
+
+
+def test_a_pair_the_real_network_links_round_the_barrier_is_not_drawn_twice(tmp_path):
+    # the motorway stops 25 m short of the top edge: the real a–b corridor detours round it (≥ 25 % above the
+    # potential one: a gain above min_gain_share) — one corridor for the pair, no missing link on top
+    t, inputs = _woods(tmp_path, roads=[(line((930, 0), (930, 975)), 1)])
+    part = compute_sous_trame(t, inputs, "forest", tmp_path / "out")
+    cor = read(part, "corridors")
+    assert len(cor) == 1 and cor["missing_link"].tolist() == [0] and part["counts"]["missing_links"] == 0
+    assert cor["cost"].iloc[0] > 1.25 * 75000          # the detour: ≥ 25 % above the 750 m of crops straight
+
+
+def test_a_missing_link_running_along_a_canal_gets_one_point_per_barrier(tmp_path):
+    from tvb_tasks.layers.friction import Infrastructure
+    from tvb_tasks.layers.ruptures import missing_link_ruptures
+
+    t, _ = _woods(tmp_path)
+    canal = gpd.GeoDataFrame({"infra_type": ["canal", "road"], "infra_class": ["canal", "1"],
+                              "infra_name": ["Canal", "A21"], "friction": [10000.0, 10000.0]},
+                             geometry=[LineString([(X0 + 930, Y0), (X0 + 930, Y0 + 1000)]),
+                                       LineString([(X0 + 1200, Y0), (X0 + 1200, Y0 + 1000)])], crs=CRS)
+    # the potential path zigzags over the canal's centre line three times, then crosses the motorway once
+    zigzag = LineString([(X0 + 900, Y0 + 100), (X0 + 960, Y0 + 200), (X0 + 900, Y0 + 300), (X0 + 960, Y0 + 400),
+                         (X0 + 1300, Y0 + 400)])
+    paths = gpd.GeoDataFrame({"id": ["forest-C001"], "sous_trame": ["forest"], "barrier_m": [200.0],
+                              "cost_saved": [1000.0], "improvement_score": [5.0]}, geometry=[zigzag], crs=CRS)
+    pts = missing_link_ruptures(t, paths, Infrastructure(lines=canal))
+    assert sorted(pts["infra_name"]) == ["A21", "Canal"] and (pts["severity"] == 4).all()
+    first = pts.loc[pts["infra_name"] == "Canal"].geometry.iloc[0]
+    assert first.distance(Point(X0 + 930, Y0 + 150)) < 1e-6          # the first crossing along the path
+
+
+@pytest.mark.parametrize("max_barrier_m, n_missing", [(None, 1), (300, 0)])
+def test_a_potential_path_along_a_barrier_is_no_fracture_beyond_max_barrier_m(tmp_path, max_barrier_m, n_missing):
+    # a canal runs from wood to wood over a scrub strip (friction 5) its land use shows: the barrier-free path
+    # follows it for 750 m (barrier_m ≈ 750): it runs along the canal, it does not cross it
+    cfg = base_config()
+    cfg["corridors"].setdefault("missing_links", {})["max_barrier_m"] = max_barrier_m
+    cfg["sous_trames"]["forest"]["max_cost"] = 50000      # 750 m of crops (75,000) is beyond: no real link
+    t, inputs = _woods(tmp_path, between=[(b(550, 500, 1300, 525), "GRA")],       # one row of cells
+                       water=[(line((550, 512.5), (1300, 512.5)), "canal", "open", "Canal")], config=cfg)
+    part = compute_sous_trame(t, inputs, "forest", tmp_path / "out")
+    assert part["counts"]["missing_links"] == n_missing
+    if n_missing:
+        assert read(part, "corridors").query("missing_link == 1")["barrier_m"].iloc[0] > 300
+
+
 def test_canal_and_railway_are_barriers_too(tmp_path):
     cfg = base_config()
     t, inputs = _woods(tmp_path, water=[(line((930, 0), (930, 1000)), "canal", "open", "Canal")], config=cfg)

@@ -56,6 +56,18 @@ def test_culvert_under_no_road_gives_no_point(tmp_path):
     assert "culvert" not in set(pts["infrastructure"])
 
 
+@pytest.mark.parametrize("culvert_max, points", [(None, 0), (5, 1)])
+def test_a_culvert_under_a_local_road_counts_with_culvert_road_max_importance(tmp_path, culvert_max, points):
+    # importance 5 is beyond road_max_importance (4 in the scene): no terrestrial rupture, but the pipe under it
+    # still breaks the aquatic continuity when culvert_road_max_importance takes every road
+    t, inputs = _scene(tmp_path, roads=[(line((900, 0), (900, 1000)), 5)])
+    t = t.model_copy(update={"rupture_points": t.rupture_points.model_copy(
+        update={"culvert_road_max_importance": culvert_max})})
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert int((pts["infrastructure"] == "culvert").sum()) == points if len(pts) else points == 0
+
+
 def test_obstacle_severity_from_the_sandre_height_of_drop_and_fish_pass(tmp_path):
     t, _ = _scene(tmp_path, roads=[])
     roe = pd.DataFrame({

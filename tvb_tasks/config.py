@@ -318,6 +318,8 @@ class MissingLinksConfig(_Model):
     include_canals: bool = True
     severity: int = Field(default=4, ge=1, le=4)               # severity of the rupture point at the crossing
     min_gain_share: float = Field(default=0.25, ge=0)          # cost saved ≥ this share of the potential cost
+    max_barrier_m: float | None = Field(default=None, gt=0)    # a potential path longer than this on barrier
+                                                               # cells follows the barrier: not a crossing
 
 
 class WetCorridorConfig(_Model):
@@ -348,6 +350,9 @@ class RupturePointsConfig(_Model):
     include_canals: bool = True
     dedup_tolerance_m: float = Field(default=50, ge=0)
     culvert_severity: int | None = Field(default=None, ge=1, le=4)   # None: no culvert points (legacy)
+    # roads over a culvert that make it a rupture point: None → road_max_importance (the pipe, not the traffic,
+    # breaks the aquatic continuity: 6 takes every road)
+    culvert_road_max_importance: int | None = Field(default=None, ge=1, le=6)
     obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
     site_tolerance_m: float = Field(default=100, ge=0)   # points of one infrastructure closer than this = 1 site
     include_reservoirs: bool = True      # a barrier (corridors.missing_links) running through a reservoir = point

@@ -16,10 +16,11 @@
    elements** (length share of cells with friction ≤ ``support_max_friction``: habitat, favourable land) —
    :func:`corridor_status`. :func:`downgrade_status` then lowers it one step when an untreated rupture point of
    severity ≥ ``downgrade_min_severity`` cuts the corridor.
-5. Missing links (fractures, :func:`missing_links`): links computed on the friction *without* the barriers
-   (motorways, railways, canals: ``corridors.missing_links``) whose barrier removes them from the real network or
-   makes the real route ≥ ``min_gain_share`` costlier become corridors ``to_create`` (``missing_link`` = 1) with a
-   Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed.
+5. Missing links (fractures): links computed on the friction *without* the barriers (motorways, railways, canals:
+   ``corridors.missing_links``) that the real network lacks become corridors (``missing_link`` = 1)
+   with a Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed. A pair the
+   real network already links is not drawn twice. Their status: the land stretch's, lowered one step by the
+   barrier (the crossing is what is "to create").
 6. Corridor width (:func:`corridor_area`): cells whose normalised cost cwd_A + cwd_B − LCD is ≤
    ``corridors.width.cost_margin`` (Linkage Mapper's normalised least-cost corridor), computed in the window of the
    two reservoirs' allocation zones.
@@ -152,17 +153,25 @@ def gap_and_support(cells: list[int], W: int, res: float, lu_friction: np.ndarra
     return float(best), float(share[lu <= status_cfg.support_max_friction].sum()), float(step.sum())
 
 
+def _lower(status: str) -> str:
+    """One step down: existing → to_restore → to_create (to_create stays)."""
+    return STATUS_ORDER[min(STATUS_ORDER.index(status) + 1, len(STATUS_ORDER) - 1)]
+
+
 def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int
                      ) -> gpd.GeoDataFrame:
     """Lower the status one step (existing → to_restore → to_create) of every corridor cut by a rupture point of
-    severity ≥ ``min_severity`` that is not treated (``treated`` column false or absent); ``downgraded`` = 1."""
+    severity ≥ ``min_severity`` that is not treated (``treated`` column false or absent); ``downgraded`` = 1. A
+    corridor is lowered once whatever the number of points, and not again when already ``downgraded`` (missing
+    links, lowered by their barrier in :func:`corridor_lines`)."""
     out = corridors.copy()
     if out.empty or raw_points.empty:
         return out
     pts = raw_points[raw_points["severity"] >= min_severity]
     if "treated" in pts.columns:
         pts = pts[~pts["treated"].fillna(False).astype(bool)]
-    hit = out["id"].isin(set(pts["corridor_id"])) & out["status"].isin(STATUS_ORDER[:2])
+    done = out["downgraded"].fillna(0).astype(int) == 1 if "downgraded" in out.columns else False
+    hit = out["id"].isin(set(pts["corridor_id"])) & out["status"].isin(STATUS_ORDER[:2]) & ~done
     out.loc[hit, "status"] = out.loc[hit, "status"].map(lambda s: STATUS_ORDER[STATUS_ORDER.index(s) + 1])
     out.loc[hit, "downgraded"] = 1
     return out
@@ -219,8 +228,11 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     is dropped.
 
     ``missing``: one dict per link (same order) for missing links (fractures), ``None`` for real links; a missing
-    link's dict gives ``barrier_m``, ``cost_saved``, ``improvement_score``; its status is ``to_create``. Missing
-    links must come after the real ones (they are drawn after them).
+    link's dict gives ``barrier_m``, ``cost_saved``, ``improvement_score``. Its status is the one its land stretch
+    gets (gap and support, as any corridor) lowered one step by the untreated barrier it crosses (``downgraded`` =
+    1): a link running on cavaliers across a motorway is "to restore" (the crossing is to create: the severity-4
+    rupture point), one across 500 m of crops and the motorway "to create". Missing links must come after the real
+    ones (they are drawn after them).
     """
     crs = territory.crs
     status_cfg = territory.corridors.status
@@ -258,14 +270,15 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
         fracture = missing[k_link]
         rows.append({"sous_trame": sous_trame, "from_id": res_ids[int(links["a"].iloc[k_link])],
                      "to_id": res_ids[int(links["b"].iloc[k_link])],
-                     "status": "to_create" if fracture else corridor_status(max_gap, support, status_cfg),
+                     "status": _lower(corridor_status(max_gap, support, status_cfg)) if fracture
+                     else corridor_status(max_gap, support, status_cfg),
                      "length_m": length, "path_length_m": full_length, "cost": float(links["cost"].iloc[k_link]),
                      "mean_friction": gm, "max_gap_m": max_gap, "support_share": support,
                      "missing_link": 1 if fracture else 0,
                      "barrier_m": float(fracture["barrier_m"]) if fracture else 0.0,
                      "cost_saved": float(fracture["cost_saved"]) if fracture else 0.0,
                      "improvement_score": float(fracture["improvement_score"]) if fracture else 0.0,
-                     "downgraded": 0, "_link": k_link})
+                     "downgraded": 1 if fracture else 0, "_link": k_link})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
     if not rows:
         return empty_frame(crs, CORRIDOR_COLUMNS + ["_link"])
@@ -338,7 +351,7 @@ def barrier_length(cells: list[int], W: int, res: float, barrier: np.ndarray) ->
 
 def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarray, real_links: pd.DataFrame,
                   src_rc: np.ndarray, src_res: np.ndarray, grid: Grid, *, knight: bool, max_cost: float,
-                  max_links: int, min_gain_share: float):
+                  max_links: int, min_gain_share: float, max_barrier_m: float | None = None):
     """Potential links cut by a barrier (fractures), with Barrier-Mapper improvement scores.
 
     ``potential``: the friction without the barriers; ``barrier``: bool raster of the cells whose friction the
@@ -350,9 +363,14 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
     * ``cost_saved`` = real_cost − potential link cost, ``barrier_m`` = metres of barrier cells along the potential
       path, ``improvement_score`` = cost_saved / barrier_m: cost units saved per metre of barrier made permeable
       (McRae et al. 2012, Barrier Mapper);
-    * the link is *missing* when cost_saved ≥ ``min_gain_share`` × the potential cost: the barrier removes the link
-      from the real network (no a–b corridor) or forces a detour at least that much costlier (``real_link`` tells
-      which: 1 when the real network has an a–b corridor).
+    * the link is *missing* when the real network has no a–b corridor and cost_saved ≥ ``min_gain_share`` × the
+      potential cost (the barrier removes the link, or forces a detour through other land or reservoirs at least
+      that much costlier). A pair the real network already links (its corridor detours round the barrier or
+      crosses it) is not published a second time: one corridor per pair of reservoirs, as Linkage Mapper and
+      Graphab draw them; Barrier Mapper scores barriers, it does not add corridors;
+    * a potential path with more than ``max_barrier_m`` metres on barrier cells runs along the barrier (on the
+      strip the barrier-free friction opens, e.g. a canal whose land-use polygons do not show the water) rather
+      than across it: not a fracture (Barrier Mapper likewise restores barriers within a bounded search radius).
 
     Returns ``(links DataFrame as select_links, paths, info dicts, (acc, back, alloc) of the potential run)``.
     """
@@ -370,7 +388,9 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         path = cd.trace_path(back, plinks["cell_a"].iloc[i])[::-1] + cd.trace_path(back, plinks["cell_b"].iloc[i])
         flat = [r * W + c for r, c in path]
         b_m = barrier_length(flat, W, grid.res, barrier)
-        if b_m <= 0:
+        if b_m <= 0 or (int(plinks["a"].iloc[i]), int(plinks["b"].iloc[i])) in real:
+            continue
+        if max_barrier_m is not None and b_m > max_barrier_m:      # runs along the barrier, does not cross it
             continue
         cand.append(i)
         paths.append(path)
@@ -403,7 +423,7 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         infos[j].update({"cost_saved": saved, "real_link": int((a, b) in real),
                          "improvement_score": saved / infos[j]["barrier_m"]})
     keep = [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
-            and infos[j]["cost_saved"] > 0]
+            and infos[j]["cost_saved"] > 0 and not infos[j]["real_link"]]
     if not keep:
         return (*empty[:3], (acc, back, alloc))
     return (links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep],

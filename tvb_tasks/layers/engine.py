@@ -374,7 +374,7 @@ def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarr
     mlinks, mpaths, infos, run = missing_links(potential, friction, barrier, links, src_rc, src_res, ctx.grid,
                                                knight=knight, max_cost=st.max_cost,
                                                max_links=territory.corridors.max_links_per_reservoir,
-                                               min_gain_share=cfg.min_gain_share)
+                                               min_gain_share=cfg.min_gain_share, max_barrier_m=cfg.max_barrier_m)
     return mlinks, mpaths, infos, (run[0], run[2], potential) if run is not None else None
 
 

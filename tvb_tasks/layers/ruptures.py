@@ -3,8 +3,9 @@
 * terrestrial corridors × railways whose status is in ``rupture_points.railway_status``, roads whose importance
   ≤ ``road_max_importance`` (1 = motorway) and, when ``include_canals``, canals;
 * open wet-corridor stretches × the same roads and railways (bridges: collision risk for riparian fauna);
-* culverts: each culverted watercourse section (``position = culverted``, flagged busé) passing under such a road or
-  railway is one rupture point (``infrastructure = culvert``, ``infra_class`` = road / railway crossed, severity
+* culverts: each culverted watercourse section (``position = culverted``, flagged busé) passing under a road
+  (importance ≤ ``culvert_road_max_importance``: the pipe, not the traffic, breaks the aquatic continuity) or such
+  a railway is one rupture point (``infrastructure = culvert``, ``infra_class`` = road / railway crossed, severity
   ``culvert_severity``), at its crossing with the most hostile one;
 * river obstacles (role ``river_obstacles``, ROE points mapped from the Sandre schema) within
   ``dedup_tolerance_m`` of a wet corridor; they keep ``drop_height_m`` and ``fish_pass``, and their severity comes
@@ -59,18 +60,19 @@ def severity_from_friction(friction) -> np.ndarray:
     return np.clip(np.rint(np.log10(f)), 1, 4).astype(int)
 
 
-def _select_lines(lines: gpd.GeoDataFrame, cfg) -> gpd.GeoDataFrame:
-    """Roads with importance ≤ ``cfg.road_max_importance``, railways whose status is in ``cfg.railway_status``,
-    canals when ``cfg.include_canals`` (``cfg``: the ``rupture_points`` or ``corridors.missing_links`` section)."""
-    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce")
-                                              <= cfg.road_max_importance)
+def _select_lines(lines: gpd.GeoDataFrame, cfg, road_max_importance: int | None = None) -> gpd.GeoDataFrame:
+    """Roads with importance ≤ ``cfg.road_max_importance`` (or ``road_max_importance`` when given), railways whose
+    status is in ``cfg.railway_status``, canals when ``cfg.include_canals`` (``cfg``: the ``rupture_points`` or
+    ``corridors.missing_links`` section)."""
+    top = cfg.road_max_importance if road_max_importance is None else road_max_importance
+    road = (lines["infra_type"] == "road") & (pd.to_numeric(lines["infra_class"], errors="coerce") <= top)
     rail = (lines["infra_type"] == "railway") & lines["infra_class"].isin(cfg.railway_status)
     canal = (lines["infra_type"] == "canal") & bool(cfg.include_canals)
     return lines[road | rail | canal]
 
 
-def _fragmenting(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
-    return _select_lines(infra.lines, territory.rupture_points)
+def _fragmenting(territory, infra: Infrastructure, road_max_importance: int | None = None) -> gpd.GeoDataFrame:
+    return _select_lines(infra.lines, territory.rupture_points, road_max_importance)
 
 
 def fragmenting_lines(territory, infra: Infrastructure) -> gpd.GeoDataFrame:
@@ -193,14 +195,15 @@ def obstacle_ruptures(territory, wet: gpd.GeoDataFrame, obstacles: gpd.GeoDataFr
 
 def culvert_ruptures(territory, watercourses: gpd.GeoDataFrame, wet: gpd.GeoDataFrame,
                      infra: Infrastructure) -> gpd.GeoDataFrame:
-    """One rupture point per culverted watercourse section (``position = culverted``) passing under a fragmenting
-    road or railway, at its crossing with the most hostile one (ties: the first). ``corridor_id``: the wet
+    """One rupture point per culverted watercourse section (``position = culverted``) passing under a road (importance
+    ≤ ``culvert_road_max_importance``, default ``road_max_importance``) or a railway of ``railway_status``, at its
+    crossing with the most hostile one (ties: the first). ``corridor_id``: the wet
     corridor holding the section (within 1 m), else ''. Severity: ``rupture_points.culvert_severity``."""
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
     severity = territory.rupture_points.culvert_severity
     if severity is None or watercourses.empty or "position" not in watercourses.columns:
         return empty_frame(territory.crs, cols)
-    lines = _fragmenting(territory, infra)
+    lines = _fragmenting(territory, infra, territory.rupture_points.culvert_road_max_importance)
     lines = lines[lines["infra_type"] != "canal"]
     culverts = watercourses[watercourses["position"].astype(str) == "culverted"]
     if culverts.empty or lines.empty:
@@ -268,6 +271,9 @@ def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastruct
     ``paths``: one line per missing-link corridor (its whole potential path) with ``id``, ``sous_trame`` and the
     score columns ``barrier_m``, ``cost_saved``, ``improvement_score``. A path that runs on barrier cells without
     its centre line meeting the barrier line (raster touch) gets one point on the barrier nearest to its midpoint.
+    One point per missing link and barrier (``infrastructure`` + ``infra_name``), the first along the path: a
+    potential path running along a canal crosses its centre line again and again, yet the link needs one crossing
+    structure (Barrier Mapper: one barrier per link).
     """
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name",
             "severity", *_SCORE_COLUMNS]
@@ -290,6 +296,10 @@ def missing_link_ruptures(territory, paths: gpd.GeoDataFrame, infra: Infrastruct
                                geometry="geometry", crs=territory.crs)
     if pts.empty:
         return empty_frame(territory.crs, cols)
+    along = [paths.set_index("id").geometry.loc[c].project(g) for c, g in zip(pts["corridor_id"], pts.geometry)]
+    pts = pts.assign(_along=along).sort_values(["corridor_id", "_along"], kind="stable")
+    pts = pts.drop_duplicates(["corridor_id", "infrastructure", "infra_name"]).drop(columns="_along")
+    pts = pts.sort_index().reset_index(drop=True)
     scores = paths.set_index("id")
     pts["severity"] = int(territory.corridors.missing_links.severity)
     pts["missing_link"] = 1
