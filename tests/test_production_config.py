@@ -213,3 +213,16 @@ def test_empty_optional_layer_passes_the_gate_and_a_required_one_does_not(gate_t
     assert source_severity_overrides(territory, ValidationSettings(), "source_protected_areas", "rnn") == \
         {"row_count_non_empty": "info"}
     assert source_severity_overrides(territory, ValidationSettings(), "source_roads", "roads") == {}
+
+
+# --- 6. railway statuses ------------------------------------------------------------------------------------------------
+def test_planned_railway_is_neither_a_barrier_nor_a_cavalier():
+    t = load_territory("call", "production")
+    statuses = t.sources["railways"].model_extra["value_maps"]["status"]
+    by_status = t.friction.infrastructure.railways.by_status
+    cavalier_statuses = t.friction.overlays["cavaliers"].where["status"]
+    planned = statuses["En projet"]
+    assert by_status[planned] is None and planned not in cavalier_statuses     # not on the ground yet
+    assert by_status[statuses["En construction"]] and by_status[statuses["En service"]]   # works sites are fenced
+    assert statuses["Non exploité"] in cavalier_statuses                        # the cavaliers
+    assert set(statuses.values()) <= set(by_status)
