@@ -84,9 +84,11 @@ def test_overlay_class_key_and_column_are_checked_against_the_schema():
     t = load_territory("call", "production")
     bad = _overlays(t, [{"source": "vegetation", "column": "nature", "classes": {"Haies": "forest", "Bois": "forest"}},
                         {"source": "water_surfaces", "column": "natur", "classes": {"Mare": "water"}},
-                        {"source": "vegetation", "column": "id", "classes": {"x": "forest"}}])
+                        {"source": "vegetation", "column": "id", "classes": {"x": "forest"}},
+                        {"source": "vegetation", "column": "cleabs", "classes": {"x": "forest"}}])
     errors = schemas.check_overlays(bad)
-    assert len(errors) == 3, errors
+    assert len(errors) == 4, errors
+    assert "landuse_overlays[3]" in errors[3] and "'cleabs'" in errors[3] and "'id'" in errors[3]
     assert "landuse_overlays[0]" in errors[0] and "'vegetation'" in errors[0] and "'Haies'" in errors[0] \
         and "'nature'" in errors[0]
     assert "landuse_overlays[1]" in errors[1] and "'natur'" in errors[1] and "bdtopo_surface_hydrographique" in errors[1]

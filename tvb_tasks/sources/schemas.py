@@ -181,7 +181,11 @@ def check_overlays(territory: Any) -> list[str]:
         columns = dict(cfg.columns)
         field = columns.get(overlay.column, overlay.column)
         fields = schema.get("fields") or {}
-        if field not in fields or (overlay.column not in columns and overlay.column in columns.values()):
+        if overlay.column not in columns and overlay.column in columns.values():
+            errors.append(f"{where}: column {overlay.column!r} is renamed by the source's columns (use its target "
+                          f"{next(t for t, f in columns.items() if f == overlay.column)!r})")
+            continue
+        if field not in fields:
             errors.append(f"{where}: column {overlay.column!r} is not a field of schema {schema_id} "
                           f"(fields: {', '.join(fields)})")
             continue
