@@ -510,17 +510,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def error_sentence(exc: BaseException) -> str:
-    """One sentence for a failure, without the Python class name (``-v`` shows the traceback)."""
+    """One sentence for a failure, without the Python class name (``-v`` shows the traceback); a failure listing
+    several problems (e.g. a configuration naming source, field and value per line) keeps one line per problem."""
     text = str(exc).strip() or {"KeyboardInterrupt": "interrupted"}.get(type(exc).__name__, "unexpected failure")
     if isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"{exc.filename}: file not found"
     elif isinstance(exc, KeyError):
         text = f"missing entry {text}"
     lines = [line.strip(" -•") for line in text.splitlines() if line.strip()]
-    if len(lines) == 1:
-        return lines[0]
-    joined = lines[0].rstrip(":.") + ": " + "; ".join(lines[1:])     # the details (source, check) on the same line
-    return joined if len(joined) <= 600 else joined[:597] + "…"
+    if len(lines) <= 2:     # one detail (source, check): stays on the sentence's line
+        return lines[0] if len(lines) == 1 else lines[0].rstrip(":.") + ": " + lines[1]
+    # several problems (configuration, validation gate): every one on its own line, never truncated
+    return lines[0].rstrip(":.") + ":\n" + "\n".join(f"  - {line}" for line in lines[1:])
 
 
 if __name__ == "__main__":

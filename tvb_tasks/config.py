@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -107,6 +107,8 @@ class SourceConfig(_Model):
     connection_id: str | None = None   # Airflow connection holding URL / credentials (orchestration only)
     columns: dict[str, str] = Field(default_factory=dict)            # target column -> source column
     constant_columns: dict[str, Any] = Field(default_factory=dict)   # added to every feature
+    # true: an empty layer (e.g. no nature reserve in the territory) is valid — the non-empty check becomes "info"
+    allow_empty: StrictBool = False
 
     @model_validator(mode="after")
     def _check_location(self) -> "SourceConfig":

@@ -9,14 +9,17 @@ shared IGN Géoplateforme facts from ``_geoplateforme.yaml``. A field's ``values
 A territory source names its schema with ``schema: <id>``. Three checks use the files:
 
 * :func:`check_mappings` (``tvb check-config --profile production``): the YAML ``columns``, ``value_maps``,
-  ``filter`` and ``sort_by`` only name fields and values the schema has;
+  ``filter`` and ``sort_by`` only name fields and values the schema has; :func:`check_overlays`: the
+  ``landuse_overlays`` column and class keys likewise;
 * :func:`check_layer` (at fetch, before the column mapping): every mapped field is there and every value of a
-  coded field is in its code list — else a :class:`SourceError` naming source, field and value;
+  coded field is in its code list — else a :class:`SourceError` naming source, field and value; a field flagged
+  ``open_values: true`` (a descriptive label the publisher extends) only logs a warning for unlisted values;
 * :func:`source_credits`: the licence and attribution of every source, for the release (STAC, report, web map).
 """
 from __future__ import annotations
 
 import csv
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +28,8 @@ import yaml
 
 from ..config import PROJECT_ROOT, ConfigError, nomenclature_definition
 from .errors import SourceError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_DIR = PROJECT_ROOT / "config" / "schemas"
 SHARED_SERVICES = {"geoplateforme": "_geoplateforme.yaml"}
@@ -48,8 +53,19 @@ def load_schema(schema_id: str) -> dict:
             raise ConfigError(f"schema {path}: unknown shared service {service!r}")
         data["service"] = yaml.safe_load((SCHEMA_DIR / SHARED_SERVICES[service]).read_text(encoding="utf-8"))
     data.setdefault("fields", {})
+    for field, spec in data["fields"].items():
+        flag = (spec or {}).get("open_values", False)
+        if not isinstance(flag, bool) or (flag and not (spec.get("values") or spec.get("codes"))):
+            raise ConfigError(f"schema {path}: field {field!r}: open_values must be true / false on a field with "
+                              f"'values' or 'codes' (got {flag!r})")
     data["path"] = str(path.relative_to(PROJECT_ROOT))
     return data
+
+
+def open_values(schema: Mapping[str, Any], field: str) -> bool:
+    """True when ``field``'s code list documents the known values but others are accepted (with a warning):
+    descriptive labels the publisher extends (e.g. the ROE's ``LbTypeOuvrage`` with its sub-types)."""
+    return bool((schema.get("fields", {}).get(field) or {}).get("open_values"))
 
 
 @lru_cache(maxsize=32)
@@ -145,6 +161,43 @@ def check_territory(territory: Any) -> list[str]:
             errors.append(f"source {name!r}: a {cfg.kind} source of profile {territory.profile!r} needs "
                           f"'schema: <id>' (config/schemas/)")
         errors.extend(check_mappings(name, cfg))
+    errors.extend(check_overlays(territory))
+    return errors
+
+
+def check_overlays(territory: Any) -> list[str]:
+    """Errors of the ``landuse_overlays``: the overlay ``column`` must be a field of its source's schema (through the
+    source's ``columns`` when it is a renamed target), every ``classes`` key a value of that field's code list and
+    (the source and the mapped land-use classes are checked when the territory loads). Each error names overlay,
+    source, field and value."""
+    errors: list[str] = []
+    for i, overlay in enumerate(territory.landuse_overlays):
+        where = f"landuse_overlays[{i}] (source {overlay.source!r})"
+        cfg = territory.sources[overlay.source]     # known source and land-use classes: checked at load (config.py)
+        schema_id = (cfg.model_extra or {}).get("schema")
+        if not schema_id:
+            continue
+        schema = load_schema(schema_id)
+        columns = dict(cfg.columns)
+        field = columns.get(overlay.column, overlay.column)
+        fields = schema.get("fields") or {}
+        if overlay.column not in columns and overlay.column in columns.values():
+            errors.append(f"{where}: column {overlay.column!r} is renamed by the source's columns (use its target "
+                          f"{next(t for t, f in columns.items() if f == overlay.column)!r})")
+            continue
+        if field not in fields:
+            errors.append(f"{where}: column {overlay.column!r} is not a field of schema {schema_id} "
+                          f"(fields: {', '.join(fields)})")
+            continue
+        codes = field_codes(schema, field)
+        if codes is None:
+            errors.append(f"{where}: column {overlay.column!r} (field {field!r}) has no code list in schema "
+                          f"{schema_id}: its classes cannot be checked")
+            continue
+        for value in overlay.classes:
+            if str(value) not in codes:
+                errors.append(f"{where}: class key {str(value)!r} of field {field!r} is not in the code list of "
+                              f"schema {schema_id} ({', '.join(sorted(codes))})")
     return errors
 
 
@@ -172,7 +225,10 @@ def check_layer(gdf: Any, name: str, cfg: Any, *, url: str = "") -> None:
             continue
         values = gdf[field].dropna().astype(str).str.strip()
         unknown = sorted(set(values) - codes - {""})
-        if unknown:
+        if unknown and open_values(schema, field):
+            log.warning("%s: field %r holds value(s) %s outside the documented list of schema %s (open_values: "
+                        "accepted)", where, field, unknown[:5], opts["schema"])
+        elif unknown:
             raise SourceError(f"{where}: field {field!r} holds value(s) {unknown[:5]} not in the code list of "
                               f"schema {opts['schema']} ({schema['path']})")
 

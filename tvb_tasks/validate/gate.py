@@ -28,7 +28,7 @@ import shapely
 
 from tvb_tasks.validate.repair import repair_geometries
 from tvb_tasks.validate.settings import ValidationSettings, validation_settings
-from tvb_tasks.validate.suites import expectation_key, load_suite, suite_for
+from tvb_tasks.validate.suites import expectation_key, load_suite, read_suite_json, suite_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from tvb_tasks.config import Territory
@@ -214,6 +214,23 @@ def _outline_wkt(outline: shapely.Geometry | None) -> str | None:
     if outline is None or outline.is_empty:
         return None
     return shapely.to_wkt(shapely.simplify(outline, OUTLINE_SIMPLIFY_M), rounding_precision=2)
+
+
+# --- severities ----------------------------------------------------------------------------------------------------
+EMPTY_LAYER_KEY = "row_count_non_empty"
+
+
+def source_severity_overrides(territory: "Territory", settings: ValidationSettings, suite_name: str,
+                              name: str) -> dict[str, str]:
+    """Severity overrides of source ``name``'s suite: the ``validation:`` ones, plus ``row_count_non_empty`` at
+    ``info`` for a source with ``allow_empty: true`` (an optional layer, e.g. a nature-reserve layer with no site in
+    the territory: reported, not blocking), unless ``validation:`` sets it explicitly."""
+    overrides = dict(settings.severity_overrides(suite_name, name))
+    cfg = territory.sources.get(name)
+    if cfg is not None and cfg.allow_empty and any(
+            expectation_key(e) == EMPTY_LAYER_KEY for e in read_suite_json(suite_name).get("expectations") or []):
+        overrides.setdefault(EMPTY_LAYER_KEY, "info")
+    return overrides
 
 
 # --- parameters ----------------------------------------------------------------------------------------------------
@@ -504,8 +521,8 @@ def validate_source(
                                   previous_rows=previous_rows, previous_area_by_class=previous_area)
     summary, _ = _validate_frame(
         label=name, suite_name=suite_name, frame=frame, parameters=parameters,
-        overrides=settings.severity_overrides(suite_name, name), settings=settings, results_path=results_path,
-        docs_dir=out_dir / "data_docs", docs_name=f"source-{name}",
+        overrides=source_severity_overrides(territory, settings, suite_name, name), settings=settings,
+        results_path=results_path, docs_dir=out_dir / "data_docs", docs_name=f"source-{name}",
         extra={"role": role, "row_count": int(len(frame)), "repaired_geometries": repaired,
                "previous_row_count": previous_rows},
     )
