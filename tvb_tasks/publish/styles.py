@@ -14,10 +14,12 @@ PUBLISHED_LAYERS: list[dict] = [
      "width": 3},
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
      "width": 3},
+    # priorities: off by default and drawn under the rupture points (they sit on the same crossings), one gold colour
+    # with a dark ring (no sous-trame / reservoir colour): ``visible`` = shown when the map opens
+    {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "color": "#ffd600",
+     "stroke": "#333333", "radius": 8, "visible": False},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
-    {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "by": "sous_trame",
-     "color": "#ff6f00", "radius": 7},
 ]
 LAYER_NAMES = [layer["name"] for layer in PUBLISHED_LAYERS]
 
@@ -120,14 +122,23 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
                          "ZNIEFF1": "ZNIEFF de type 1", "ZNIEFF2": "ZNIEFF de type 2",
                          "APB": "arrêté de protection de biotope", "RNN": "réserve naturelle nationale",
                          "RNR": "réserve naturelle régionale", "ENS": "espace naturel sensible"},
-    "infra_class": {"in_use": "en service", "disused": "désaffectée"},
+    "infra_class": {"in_use": "en service", "disused": "désaffectée", "road": "sous une route",
+                    "railway": "sous une voie ferrée", "canal": "canal"},
+    "candidate": {"corridor": "corridor à restaurer ou à créer", "rupture_site": "site de rupture (franchissement)"},
+    "gain_method": {"corridor_restored": "corridor remis en état (friction ramenée à celle d'un habitat)",
+                    "barrier_removed": "barrière rendue franchissable (passage à faune)",
+                    "hors_graphe": "non calculé (site hors du réseau écologique)"},
+    "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
+VALUE_LABELS["corridor_kind"]["reservoir"] = "traversée d'un réservoir"
 VALUE_LABELS["protection_type"] = VALUE_LABELS["protection_types"]
 VALUE_LABELS["infra_type"] = VALUE_LABELS["infrastructure"]
 
 # Rupture points: colour by infrastructure, size by severity (1..4)
 # (not the corridor status colours green / orange / red, nor the blue of wet corridors)
-INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "river_obstacle": "#01665e"}
+# culverts (busages: a watercourse piped under a road or railway) in pink, distinct from the railway purple
+INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "river_obstacle": "#01665e",
+                "culvert": "#e7298a"}
 SEVERITY_RADIUS = {1: 4, 2: 5.5, 3: 7, 4: 9}
 
 # Popup fields per layer, in order: (field, French label, format). Formats: "text", "code" (VALUE_LABELS),
@@ -138,9 +149,9 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                  ("population_municipale", "Population municipale", "int")],
     "reservoirs": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
                    ("origin", "Origine", "codes"), ("protection_types", "Protections", "codes"),
-                   ("origin_name", "Sites", "text"), ("id", "Identifiant", "text")],
+                   ("origin_name", "Sites", "sites"), ("id", "Identifiant", "text")],
     "relays": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
-               ("origin", "Origine", "codes"), ("id", "Identifiant", "text")],
+               ("origin", "Origine", "codes"), ("origin_name", "Sites", "sites"), ("id", "Identifiant", "text")],
     "corridors": [("libelle_statut", "Statut", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
                   ("length_m", "Longueur", "km"), ("cost", "Coût de déplacement", "cost"),
                   ("mean_friction", "Friction moyenne le long du tracé", "friction"),
@@ -152,11 +163,34 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("infra_class", "Classe", "infra_class"), ("severity", "Gravité", "code"),
                        ("libelle_sous_trame", "Sous-trame", "text"), ("corridor_kind", "Corridor", "code"),
                        ("corridor_id", "Corridor coupé", "text"), ("n_merged", "Franchissements regroupés", "int"),
-                       ("id", "Identifiant", "text")],
+                       ("missing_link", "Liaison manquante à rétablir", "bool"),
+                       ("barrier_m", "Longueur de barrière franchie", "m"),
+                       ("site_id", "Site de franchissement", "text"), ("id", "Identifiant", "text")],
+    "corridor_areas": [("libelle", "Emprise", "text"), ("libelle_statut", "Statut", "text"),
+                       ("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
+                       ("mean_width_m", "Largeur moyenne", "m"),
+                       ("missing_link", "Liaison manquante (fracture)", "bool"),
+                       ("cost_margin", "Marge de coût du corridor", "cost"), ("corridor_id", "Corridor", "text")],
+    "priorities": [("libelle", "Priorité", "text"), ("rank", "Rang (territoire)", "int"),
+                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("candidate", "Type de priorité", "code"),
+                   ("libelle_statut", "Statut du corridor", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
+                   ("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
+                   ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km"),
+                   ("gain_dpc_pct", "Gain de connectivité ΔPC", "gain_pct"),
+                   ("gain_ec_ha", "Gain de surface connectée ΔEC", "gain_ha"),
+                   ("gain_method", "Méthode du gain", "code"), ("cost_proxy", "Coût estimé", "index"),
+                   ("maintenance", "Secteurs gérés", "text"), ("conflict", "Conflit avec un projet", "conflict"),
+                   ("projects", "Projets concernés", "text"), ("score", "Score de priorité", "score"),
+                   ("commune", "Commune", "text")],
 }
 # never shown as such (codes whose French label is another field, internal ids, duplicates)
-POPUP_HIDDEN = {"fid", "sous_trame", "status", "libelle", "path_length_m", "class", "trame"}
-UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)"}
+POPUP_HIDDEN = {"fid", "sous_trame", "status", "path_length_m", "class", "trame"}
+UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)",
+              "index": "indice de coût (m × coefficient)", "score": "0 à 1, gain pondéré moins coût et conflits"}
+# stored as 0/1 or true/false: shown oui / non (popups of layers without a spec too)
+BOOLEAN_FIELDS = ["missing_link", "downgraded", "treated", "culverted", "buse"]
+# "patch 12" in origin_name → "tache d'habitat 12"; protection codes in it → VALUE_LABELS["protection_types"]
+ORIGIN_NAME_WORDS = {"patch": "tache d'habitat"}
 
 
 def value_label(field: str, value: object) -> str:
