@@ -247,3 +247,32 @@ def test_validation_messages_in_french():
     assert data_docs_links({"sources": {"success": True, "docs_path": "/w/s/index.html", "sources": {}},
                             "outputs": {"success": True, "sources": {}}}) == [
         ("Rapport détaillé de validation – données sources (Data Docs)", "../validation/sources/data_docs/index.html")]
+
+
+def test_rupture_map_legend_is_french_and_culverts_not_railway_purple():
+    from tvb_tasks.publish.report.maps import rupture_kind_styles
+
+    styles = rupture_kind_styles(["canal", "culvert", "railway", "road"])
+    assert styles["culvert"][0] == "busage" and styles["railway"][0] == "voie ferrée"
+    assert len({color for _label, color in styles.values()}) == 4
+
+
+def test_numbers_plain_never_scientific_nor_minus_zero():
+    assert fr_number(1.23e-05, None) == "0,0000123" and fr_number(123456.0, None) == "123\u202f456"
+    assert fr_number(-0.0001, 2) == "0,00" and fr_number(-1e-9, None) != "-0"
+
+
+def test_rupture_points_versus_sites_explained():
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from tvb_tasks.publish.report.reading import rupture_counts, rupture_explanation
+
+    pts = gpd.GeoDataFrame({"sous_trame": ["forest", "mining", "forest", "forest", "forest"],
+                            "site_id": ["S1", "S1", "S2", "S2", "S3"]},
+                           geometry=[Point(0, 0), Point(0, 0), Point(5, 5), Point(5, 5), Point(9, 9)], crs=2154)
+    c = rupture_counts(pts)
+    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1}
+    text = rupture_explanation(c)
+    assert "3 sites de franchissement" in text and "2 points occupent le même emplacement" in text
+    assert "1 lieux portent des points de plusieurs sous-trames" in text

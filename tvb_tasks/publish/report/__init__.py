@@ -63,6 +63,7 @@ INDICATOR_LABELS = {
 
 # --- formatting ------------------------------------------------------------------------------------------------------
 fr_number = reading.fr     # French number formatting (one implementation for the report)
+COST_UNIT = "coût (friction × m)"
 
 
 @dataclass
@@ -115,7 +116,7 @@ def fragmentation_table(doc: dict) -> Table:
 def connectivity_table(doc: dict) -> Table:
     rows = []
     for st, c in (doc.get("connectivity") or {}).items():
-        unit = "coût" if c.get("distance_kind") == "cost" else "m"
+        unit = COST_UNIT if c.get("distance_kind") == "cost" else "m"
         rows.append([c.get("libelle", st), fr_number(c.get("n_nodes"), 0), fr_number(c.get("n_links"), 0),
                      fr_number(c.get("n_components"), 0), fr_number(c.get("pc"), None),
                      fr_number(c.get("ec_pc_ha"), 1), fr_number(c.get("iic"), None),
@@ -144,7 +145,9 @@ def ranking_tables(doc: dict) -> list[Table]:
                             rows, [False, False, False, True, True, True, True, True]))
         links = [link for link in c.get("top_links") or [] if (link.get("dpc") or 0) > 0]
         if links:
-            rows = [[str(link["rank"]), f"{link['from_id']} – {link['to_id']}", fr_number(link["distance"], 0),
+            unit = COST_UNIT if c.get("distance_kind") == "cost" else "m"
+            rows = [[str(link["rank"]), f"{link['from_id']} – {link['to_id']}",
+                     f"{fr_number(link['distance'], 0)} {unit}",
                      fr_number(link["probability"], 3), fr_number(link["dpc"], 2)] for link in links]
             tables.append(Table(f"{c.get('libelle', st)} – liens les plus importants",
                                 ["Rang", "Lien", "Distance", "Probabilité", "dPC (%)"], rows,
@@ -419,7 +422,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     validation_ok, validation_status, validation = validation_tables(validation_summary)
     communes_doc = sorted(doc.get("communes") or [], key=lambda c: _sort_key(str(c.get("nom", ""))))
     summary = reading.plain_summary(territory.name, doc, synthetic=synthetic, validation_ok=validation_ok,
-                                    change=change_rows, explanation=explanation, n_communes=len(communes_doc))
+                                    change=change_rows, explanation=explanation, n_communes=len(communes_doc),
+                                    ruptures=reading.rupture_counts(layers.get("rupture_points")))
     images = []
     book = maps.PdfBook()
     book.section = "En bref"

@@ -233,6 +233,20 @@ def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.
     return _finish(ctx, fig, ax, name, handles)
 
 
+RUPTURE_COLORS = {"road": "#d7301f", "railway": "#7b3294", "canal": "#e66101", "river_obstacle": "#01665e",
+                  "culvert": "#1b9e77"}   # culverts (busages) green-teal: never the railway purple
+
+
+def rupture_kind_styles(kinds: list[str]) -> dict[str, tuple[str, str]]:
+    """(French label, colour) of each rupture point infrastructure code on the static map: labels from
+    ``styles.VALUE_LABELS["infrastructure"]``, unknown codes keep their code and take a fallback colour."""
+    from tvb_tasks.publish.styles import VALUE_LABELS
+
+    colors = palette(kinds, RUPTURE_COLORS)
+    words = VALUE_LABELS["infrastructure"]
+    return {k: (words.get(k, k), colors[k]) for k in kinds}
+
+
 def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
                 wet_corridors: gpd.GeoDataFrame, infrastructure: gpd.GeoDataFrame | None = None) -> Path:
     """Rupture points by type of infrastructure and severity (marker size) over the corridors and, when given, the
@@ -253,16 +267,14 @@ def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDat
         handles.append(_line("#8ab6d6", "Corridor humide", 1.6))
     column = next((c for c in ("infra_type", "infrastructure") if c in points.columns), None)
     kinds = sorted(points[column].fillna("autre").astype(str).unique()) if column and len(points) else []
-    labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle",
-              "river_obstacle": "obstacle à l'écoulement"}
-    colors = palette(kinds, {"road": "#d7301f", "railway": "#7b3294", "canal": "#e66101", "river_obstacle": "#01665e"})
+    styles = rupture_kind_styles(kinds)
     sizes = {1: 14, 2: 24, 3: 40, 4: 60}
     severity = points["severity"].fillna(2).astype(int) if "severity" in points.columns else None
     for kind in kinds:
         sel = points[points[column].fillna("autre").astype(str) == kind]
         size = severity.loc[sel.index].map(sizes).fillna(24).to_numpy() if severity is not None else 28
-        sel.plot(ax=ax, color=colors[kind], markersize=size, edgecolor="black", linewidth=0.5, zorder=5)
-        handles.append(_point(colors[kind], f"Point de rupture – {labels.get(kind, kind)}"))
+        sel.plot(ax=ax, color=styles[kind][1], markersize=size, edgecolor="black", linewidth=0.5, zorder=5)
+        handles.append(_point(styles[kind][1], f"Point de rupture – {styles[kind][0]}"))
     if not kinds and len(points):
         points.plot(ax=ax, color="#d7301f", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
         handles.append(_point("#d7301f", "Point de rupture"))
