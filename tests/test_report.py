@@ -276,3 +276,42 @@ def test_rupture_points_versus_sites_explained():
     text = rupture_explanation(c)
     assert "3 sites de franchissement" in text and "2 points occupent le même emplacement" in text
     assert "1 lieux portent des points de plusieurs sous-trames" in text
+
+
+def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):
+    """GX pages as GX writes them (CDN styling, links to a GX site tree, "Failed" on a warning) become
+    self-contained, every relative link resolves, and a French banner gives the gate's verdict."""
+    import json
+
+    from tvb_tasks.publish.datadocs import tidy_data_docs
+
+    docs = tmp_path / "validation" / "outputs" / "data_docs"
+    docs.mkdir(parents=True)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.html").write_text("<html></html>")
+    gx = ('<html><head><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap.min.css"/>'
+          '<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>'
+          '<link rel="shortcut icon" href="../../../static/images/favicon.ico" type="image/x-icon"/></head>'
+          '<body class="x"><a class="navbar-brand" href="../../../../index.html">Home</a>'
+          '<a href="../../../../expectations/output_rupture_points.html">output_rupture_points</a>'
+          '<a href="#section-1">Overview</a><a href="https://greatexpectations.io/">GX</a>'
+          '<h1>Failed</h1></body></html>')
+    (docs / "output-rupture_points.html").write_text(gx)
+    (docs / "index.html").write_text('<html><head></head><body><a href="output-rupture_points.html">page</a></body>'
+                                     '</html>')
+    (docs.parent / "outputs_results.json").write_text(json.dumps({"summary": {"success": True, "sources": {
+        "rupture_points": {"success": True, "critical_failures": [], "warnings": [{"expectation": "x"}],
+                           "docs_path": "/elsewhere/data_docs/output-rupture_points.html"}}}}))
+    pages = tidy_data_docs(tmp_path / "validation")
+    assert len(pages) == 2
+    for page in pages:
+        html = page.read_text()
+        assert not re.search(r'<(link|script)[^>]*(href|src)="https?://', html)
+        for href in re.findall(r'href="([^"#][^"]*)"', html):
+            if not href.startswith("http"):
+                assert (page.parent / href).resolve().is_file(), (page.name, href)
+        assert "Page technique de Great Expectations (en anglais)" in html
+    html = (docs / "output-rupture_points.html").read_text()
+    assert "Résultat retenu par l'observatoire : <strong>réussie</strong>, 1 avertissement(s)" in html
+    assert "non bloquant" in html and 'href="index.html">Home' in html and ">output_rupture_points</a>" in html
+    assert tidy_data_docs(tmp_path / "validation") == []          # idempotent
