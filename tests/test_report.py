@@ -180,6 +180,12 @@ def test_pdf_pages_are_a4_numbered_with_contents(report):
     assert "Sommaire" in pages[1] and "Fiches communales" in pages[1] and "En bref" in pages[0]
     first_sheet = int(re.search(r"Fiches communales\s*\.*\s*(\d+)", pages[1]).group(1))
     assert n - first_sheet + 1 == 2                                     # one sheet per commune closes the PDF
+    methods = next(p for p in pages if "Sources et licences" in p)        # "Méthodes et sources" with the licences
+    assert "Méthodes et sources" in pages[1]
+    from tvb_tasks.publish.styles import sources_table
+
+    for row in sources_table(scene_territory(tmp)):
+        assert row["source"] in methods, row
 
 
 def test_commune_sheets(report):
@@ -315,3 +321,15 @@ def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):
     assert "Résultat retenu par l'observatoire : <strong>réussie</strong>, 1 avertissement(s)" in html
     assert "non bloquant" in html and 'href="index.html">Home' in html and ">output_rupture_points</a>" in html
     assert tidy_data_docs(tmp_path / "validation") == []          # idempotent
+
+
+def test_every_call_source_credited_with_licence():
+    """12 sources for CALL, each in the table with a licence; projects / maintenance marked synthetic."""
+    from tvb_tasks.publish.styles import credit_line, sources_table
+
+    call = load_territory("call")
+    rows = {r["source"]: r for r in sources_table(call)}
+    assert set(rows) == set(call.sources) and len(rows) == 12
+    assert all(r["licence"] and r["attribution"] for r in rows.values()), rows
+    for name in ("projects", "maintenance"):
+        assert "synthétique" in rows[name]["licence"] and rows[name]["attribution"] in credit_line(call)

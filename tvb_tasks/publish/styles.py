@@ -227,6 +227,42 @@ def source_credits(territory) -> list[str]:
     return out
 
 
+ROLE_WORDS = {"boundary": "Contour du territoire", "communes": "Communes", "landuse": "Occupation du sol",
+              "protected_areas": "Aires protégées", "roads": "Routes", "railways": "Voies ferrées",
+              "watercourses": "Cours d'eau et canaux", "mining": "Sites miniers (terrils, cavaliers)",
+              "river_obstacles": "Obstacles à l'écoulement", "projects": "Projets d'aménagement",
+              "maintenance": "Secteurs gérés (entretien)"}
+
+
+def sources_table(territory) -> list[dict[str, str]]:
+    """One row per source of the territory (all of them, in source order): ``{"source", "title", "publisher",
+    "licence", "licence_url", "attribution"}``. Sources with a schema file take its metadata; the others (sample
+    files) their ``publish.credits`` text, the licence read from its parentheses ("(Licence Ouverte)", "(ODbL)") or
+    "données synthétiques" when the credit says so."""
+    import re
+
+    from tvb_tasks.sources.schemas import source_credits as schema_credits
+
+    by_schema = {c["source"]: c for c in schema_credits(territory)}
+    cfg = _publish_cfg(territory).get("credits") or {}
+    default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
+    rows = []
+    for name, src in territory.sources.items():
+        if name in by_schema:
+            rows.append(dict(by_schema[name]))
+            continue
+        text = profile.get(name) or default.get(name) or ""
+        found = re.findall(r"\(([^()]*)\)\s*$", text)
+        synthetic = "synthétique" in text
+        licence = "données synthétiques (échantillon)" if synthetic else (found[0] if found else "non renseignée")
+        publisher = re.search(r"©\s*([^()]+?)\s*(\(|$)", text)
+        rows.append({"source": name, "title": ROLE_WORDS.get(src.role, src.role),
+                     "publisher": publisher.group(1).strip(" –") if publisher else (
+                         "échantillon de démonstration" if synthetic else ""),
+                     "licence": licence, "licence_url": "", "attribution": text})
+    return rows
+
+
 def credit_line(territory, fallback: str = "") -> str:
     """All credits on one line (`` · `` between them); ``fallback`` when none is configured."""
     return " · ".join(source_credits(territory)) or fallback
