@@ -333,3 +333,21 @@ def test_every_call_source_credited_with_licence():
     assert all(r["licence"] and r["attribution"] for r in rows.values()), rows
     for name in ("projects", "maintenance"):
         assert "synthétique" in rows[name]["licence"] and rows[name]["attribution"] in credit_line(call)
+
+
+def test_report_links_to_the_fiches_when_priorities_exist(report, tmp_path):
+    """The scene has no priorities layer: no link; with one, the report links to fiches/index.html."""
+    import shutil
+
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    tmp, _result, html = report
+    assert "fiches/index.html" not in html
+    gpkg = tmp_path / "tvb.gpkg"
+    shutil.copyfile(tmp / "new.gpkg", gpkg)
+    gpd.GeoDataFrame({"id": ["S1"]}, geometry=[Point(0, 0)], crs=2154).to_file(gpkg, layer="priorities")
+    territory = scene_territory(tmp)
+    build_report(territory, gpkg, tmp / "ind2", tmp_path / "report", validation_summary=None, history_path=None,
+                 release_id="2026-01-12T030000Z")
+    assert 'href="fiches/index.html"' in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")

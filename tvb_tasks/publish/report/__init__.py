@@ -64,6 +64,9 @@ INDICATOR_LABELS = {
 # --- formatting ------------------------------------------------------------------------------------------------------
 fr_number = reading.fr     # French number formatting (one implementation for the report)
 COST_UNIT = "coût (friction × m)"
+# fiches de préconisations: written by tvb_tasks.priorities.stage.fiches_stage in report/fiches/ when the release has
+# a priorities layer
+FICHES_HREF = "fiches/index.html"
 
 
 @dataclass
@@ -522,6 +525,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         details=doc.get("details") or {}, st_labels=st_labels,
         landuse_warning=territory.nomenclature.warning,
         nomenclature_label=territory.nomenclature.label, credits=sources_table(territory),
+        fiches_href=FICHES_HREF if "priorities" in {n for n, _ in pyogrio.list_layers(gpkg)} else None,
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")
