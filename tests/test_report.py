@@ -351,3 +351,43 @@ def test_report_links_to_the_fiches_when_priorities_exist(report, tmp_path):
     build_report(territory, gpkg, tmp / "ind2", tmp_path / "report", validation_summary=None, history_path=None,
                  release_id="2026-01-12T030000Z")
     assert 'href="fiches/index.html"' in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_history_chart_legends_and_labels_do_not_overlap():
+    """Five releases with long ids, four sous-trames: no legend leaves its panel, no x label reaches the credit
+    line or another panel, the labels are short dates (not the release ids)."""
+    import pandas as pd
+
+    from tvb_tasks.publish.report.maps import HISTORY_PANELS, history_figure
+
+    sts = {"forest": "Sous-trame forestière", "grassland": "Sous-trame des milieux ouverts et calcicoles",
+           "mining": "Sous-trame minière (terrils)", "wetland": "Sous-trame des zones humides"}
+    rows = []
+    for i in range(5):
+        rid = f"2026113{i}T130222Z-b2b678f4-307f8b8{i}"
+        for _title, _unit, series in HISTORY_PANELS:
+            for family, indicator, st_filter, _label in series:
+                for st in (sts if st_filter == "*" else [st_filter]):
+                    rows.append({"release_id": rid, "released_at": f"2026-11-{10 + i}T13:02:22Z", "scope": "territory",
+                                 "family": family, "indicator": indicator, "sous_trame": st, "value": 100.0 + i})
+    fig = history_figure(pd.DataFrame(rows), sts, "Crédits : " + "source très longue · " * 30)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    axes = fig.axes
+    credit = fig.texts[-1].get_window_extent(renderer)
+    for ax in axes:
+        box = ax.get_window_extent(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert box.x0 - 1 <= legend.x0 and legend.x1 <= box.x1 + 1 and box.y0 - 1 <= legend.y0 and \
+            legend.y1 <= box.y1 + 1, ax.get_title()
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert labels and all("T130222Z" not in t.get_text() for t in labels)
+        for t in labels:
+            ext = t.get_window_extent(renderer)
+            assert not ext.overlaps(credit), t.get_text()
+            for other in axes:
+                if other is not ax:
+                    assert not ext.overlaps(other.get_window_extent(renderer)), (t.get_text(), other.get_title())
