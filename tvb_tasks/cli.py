@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 
@@ -198,23 +199,47 @@ def cmd_sources_probe(args) -> int:
     return 1 if any(r["differences"] for r in reports) else 0
 
 
+def open_existing_store(uri: str | None):
+    """The store at ``uri`` for commands that read releases: a local folder that does not exist is an error
+    (opening a LocalStore would create it, and "no release" would hide a mistyped path)."""
+    from urllib.parse import unquote, urlparse
+
+    from .store import default_store_uri, open_store
+
+    uri = uri or default_store_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file") and not (parsed.scheme == "file" and parsed.netloc not in ("", "localhost")):
+        folder = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
+        if not folder.is_dir():
+            raise RuntimeError(f"store {uri} does not exist (no folder {folder}); check --store or TVB_STORE_URI")
+    return open_store(uri)
+
+
+def release_list_lines(releases: list[dict]) -> list[str]:
+    """``tvb releases list`` table: columns as wide as the longest release id."""
+    width = max([len("RELEASE"), *(len(str(r["release_id"])) for r in releases)])
+    lines = [f"  {'RELEASE':<{width}} {'PUBLISHED (UTC)':<19} {'FILES':>5} {'SIZE':>9}"]
+    for r in releases:
+        flag = "*" if r.get("latest") else " "
+        lines.append(f"{flag} {r['release_id']:<{width}} {_when(r.get('released_at')):<19} "
+                     f"{r.get('files', ''):>5} {_size(r.get('bytes')):>9}")
+    lines.append("* = live release (latest.json points to it)")
+    return lines
+
+
 def cmd_releases(args) -> int:
     from . import publish
-    from .store import open_store
 
-    store = open_store(args.store)
+    if args.action == "prune" and args.keep < 1:
+        raise UsageError(f"--keep must be at least 1 (got {args.keep}): the live release is always kept")
+    store = open_existing_store(args.store)
     t = args.territory
     if args.action == "list":
         releases = publish.list_releases(store, t)
         if not releases:
             print(f"no release published for {t} in {store.uri}")
             return 0
-        print(f"  {'RELEASE':<26} {'PUBLISHED (UTC)':<21} {'FILES':>5} {'SIZE':>9}")
-        for r in releases:
-            flag = "*" if r.get("latest") else " "
-            print(f"{flag} {r['release_id']:<26} {_when(r.get('released_at')):<21} {r.get('files', ''):>5} "
-                  f"{_size(r.get('bytes')):>9}")
-        print("* = live release (latest.json points to it)")
+        print("\n".join(release_list_lines(releases)))
         return 0
     if args.action == "orphans":
         _print(publish.find_orphans(store, t))
@@ -302,9 +327,19 @@ def release_summary(m: dict, paths: list[str]) -> list[str]:
         for key, value in figures.items():
             label, unit = KEY_FIGURES.get(key, (key, ""))
             unit = "" if unit == "nombre" else f" {unit}"
-            shown = f"{value:,.1f}".replace(",", " ") if isinstance(value, float) else value
+            shown = fr_figure(value)
             lines.append(f"  {label}: {shown}{unit}")
     return lines + paths + ["(full manifest: tvb releases show RELEASE_ID --json)"]
+
+
+def fr_figure(value) -> str:
+    """A key figure in French format (narrow no-break space for thousands, decimal comma): ``23940.5`` →
+    ``23 940,5``, ``289`` → ``289``; other values unchanged."""
+    from .publish.report.reading import fr
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return fr(value, 0 if float(value).is_integer() else 1)
 
 
 def _count(value) -> int:
@@ -338,9 +373,8 @@ def prune_lines(result: dict, before: list[dict], keep: int) -> list[str]:
 
 def cmd_serve(args) -> int:
     from .publish.serve import make_server, server_url
-    from .store import open_store
 
-    store = open_store(args.store)
+    store = open_existing_store(args.store)
     try:
         server = make_server(store, args.host, args.port, quiet=args.quiet)
     except OSError as exc:
