@@ -391,3 +391,19 @@ def test_history_chart_legends_and_labels_do_not_overlap():
             for other in axes:
                 if other is not ax:
                     assert not ext.overlaps(other.get_window_extent(renderer)), (t.get_text(), other.get_title())
+
+
+def test_report_at_phone_width_tables_scroll_inside(report):
+    """At 390 px the report page keeps the screen width: wide tables scroll inside their container."""
+    import shutil as _shutil
+
+    if not (_shutil.which("chromium") or _shutil.which("chromium-browser")):
+        pytest.skip("chromium not installed")
+    from chromium import chromium
+
+    tmp, _result, _html = report
+    with chromium(390, 800) as page:
+        page.viewport(390, 800, mobile=True)
+        page.open((tmp / "report" / "index.html").as_uri())
+        widths = page.eval("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], widths

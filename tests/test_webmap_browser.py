@@ -331,3 +331,22 @@ def test_popups_read_in_french(browser: CDP, site):
         assert cdp.eval("tvbMap.getLayoutProperty('priorities-circle', 'visibility')") == "none"
         assert layers.index("priorities-circle") < layers.index("rupture_points-circle")
     assert "Busage" in cdp.eval("document.getElementById('tvb-legend-body').innerText")
+
+
+def test_phone_width_credits_start_collapsed(browser: CDP, site):
+    """At 390 px the map's attribution and the panel's "Sources" start collapsed (they would cover the map)."""
+    cdp = browser
+    cdp.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 800, "deviceScaleFactor": 1,
+                                                    "mobile": True})
+    try:
+        open_page(cdp, f"{site['base']}/releases/call/{site['rid']}/web/index.html")
+        assert cdp.eval("document.getElementById('tvb-credits').open") is False
+        attrib = cdp.eval("(() => { const a = document.querySelector('.maplibregl-ctrl-attrib');"
+                          " return [a.classList.contains('maplibregl-compact'),"
+                          " a.classList.contains('maplibregl-compact-show') || a.hasAttribute('open')]; })()")
+        assert attrib == [True, False], attrib
+        assert cdp.eval("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    finally:
+        cdp.send("Emulation.clearDeviceMetricsOverride")
+    open_page(cdp, f"{site['base']}/releases/call/{site['rid']}/web/index.html")
+    assert cdp.eval("document.getElementById('tvb-credits').open") is True        # wide screens: open

@@ -160,7 +160,20 @@
     var img = ctx.getImageData(0, 0, size, size);
     map.addImage(e.id, { width: size, height: size, data: new Uint8Array(img.data.buffer) });
   });
-  map.on("load", function () { state.loaded = true; placeLabels(); });
+  // phones: the credits (map attribution and the panel's "Sources") start collapsed, one tap opens them
+  var narrow = window.innerWidth < 700;
+  if (narrow) {
+    var panelCredits = document.getElementById("tvb-credits");
+    if (panelCredits) { panelCredits.removeAttribute("open"); }
+  }
+  function collapseAttribution() {
+    if (!narrow) { return; }
+    document.querySelectorAll(".maplibregl-ctrl-attrib").forEach(function (el) {
+      el.classList.remove("maplibregl-compact-show");
+      el.removeAttribute("open");
+    });
+  }
+  map.on("load", function () { state.loaded = true; placeLabels(); collapseAttribution(); });
   map.on("idle", function () { if (state.loaded) { state.idle = true; } });
 
   // --- commune names: HTML labels (no glyph server needed), overlapping ones hidden --------------------------------
