@@ -278,10 +278,10 @@ def test_rupture_points_versus_sites_explained():
                             "site_id": ["S1", "S1", "S2", "S2", "S3"]},
                            geometry=[Point(0, 0), Point(0, 0), Point(5, 5), Point(5, 5), Point(9, 9)], crs=2154)
     c = rupture_counts(pts)
-    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1}
+    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1, "points_at_shared": 4}
     text = rupture_explanation(c)
-    assert "3 sites de franchissement" in text and "2 points occupent le même emplacement" in text
-    assert "1 lieux portent des points de plusieurs sous-trames" in text
+    assert "3 sites de franchissement" in text and "4 points partagent leur emplacement" in text
+    assert "1 emplacement(s) portent des points de plusieurs sous-trames" in text and "géométries en double" in text
 
 
 def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):

@@ -332,15 +332,16 @@ def rupture_counts(points) -> dict:
     holding points of several sous-trames), ``same_st_places`` (locations holding several points of one
     sous-trame: corridors of the same sous-trame crossing at one spot)."""
     if points is None or not len(points):
-        return {"points": 0, "sites": 0, "places": 0, "shared_places": 0, "same_st_places": 0}
+        return {"points": 0, "sites": 0, "places": 0, "shared_places": 0, "same_st_places": 0, "points_at_shared": 0}
     key = points.geometry.to_wkb()
     st = points["sous_trame"].astype(str) if "sous_trame" in points.columns else None
     by_place = st.groupby(key.values) if st is not None else None
     shared = int((by_place.nunique() > 1).sum()) if by_place is not None else 0
     same = int((by_place.apply(lambda s: s.duplicated().any())).sum()) if by_place is not None else 0
     sites = int(points["site_id"].nunique()) if "site_id" in points.columns else int(key.nunique())
+    sizes = key.groupby(key.values).transform("size")
     return {"points": int(len(points)), "sites": sites, "places": int(key.nunique()), "shared_places": shared,
-            "same_st_places": same}
+            "same_st_places": same, "points_at_shared": int((sizes > 1).sum())}
 
 
 def rupture_explanation(c: dict | None) -> str:
@@ -354,13 +355,14 @@ def rupture_explanation(c: dict | None) -> str:
     if dup > 0:
         parts = []
         if c["shared_places"]:
-            parts.append(f"{fr(c['shared_places'], 0)} lieux portent des points de plusieurs sous-trames")
+            parts.append(f"{fr(c['shared_places'], 0)} emplacement(s) portent des points de plusieurs sous-trames")
         if c["same_st_places"]:
-            parts.append(f"{fr(c['same_st_places'], 0)} lieux sont coupés par plusieurs corridors d'une même "
-                         "sous-trame")
-        text += (f" {fr(dup, 0)} points occupent le même emplacement qu'un autre point ("
-                 + " ; ".join(parts) + ") : ils sont tous conservés, car chaque sous-trame et chaque corridor a son "
-                 "propre besoin de passage.")
+            parts.append(f"{fr(c['same_st_places'], 0)} emplacement(s) coupés par plusieurs corridors d'une "
+                         "même sous-trame")
+        n_shared = c.get("points_at_shared") or dup
+        text += (f" {fr(n_shared, 0)} points partagent leur emplacement avec un autre ("
+                 + " ; ".join(parts) + ") : ce sont les « géométries en double » signalées par la validation, "
+                 "conservées car chaque sous-trame et chaque corridor a son propre besoin de passage.")
     return text
 
 
