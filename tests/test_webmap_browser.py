@@ -319,7 +319,9 @@ def test_popups_read_in_french(browser: CDP, site):
             assert code not in t, (layer, code, t)
     p = text["priorities"]
     assert "Priorité 1 – site de rupture" in p and "gain nul" in p and "Conflit avec un projet non" in p
-    assert "Score de priorité 0 " in p and "corridor remis en état" in p
+    assert "Score de priorité 0 " in p and "corridor remis en état" in p and "Longueur" not in p   # a site: no 0 km
+    tiny = cdp.eval("tvbPopupHtml('priorities', {gain_dpc_pct: 0.0004, gain_ec_ha: 0.12, length_m: 2720})")
+    assert "&lt; 0,01 %" in tiny and "0,1 ha" in tiny and "2,72 km" in tiny
     assert "busage sous une route" in text["rupture_points"] and "Liaison manquante à rétablir non" in text[
         "rupture_points"]
     assert "Natura 2000 (ZPS) Marais" in text["reservoirs"] and "tache d'habitat 19" in text["reservoirs"]

@@ -142,7 +142,9 @@ INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "ri
 SEVERITY_RADIUS = {1: 4, 2: 5.5, 3: 7, 4: 9}
 
 # Popup fields per layer, in order: (field, French label, format). Formats: "text", "code" (VALUE_LABELS),
-# "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int". A field absent from a feature
+# "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int"; "km_pos" / "m_pos": row left
+# out when 0; "bool" (oui / non), "sites" (codes inside origin_name), "gain_pct" / "gain_ha" (0 → "gain nul"),
+# "conflict", "index", "score". A field absent from a feature
 # is skipped; fields of a layer without a spec are shown with FIELD_LABELS (so layers added later get popups).
 POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "communes": [("nom", "Commune", "text"), ("insee", "Code INSEE", "text"),
@@ -164,7 +166,7 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("libelle_sous_trame", "Sous-trame", "text"), ("corridor_kind", "Corridor", "code"),
                        ("corridor_id", "Corridor coupé", "text"), ("n_merged", "Franchissements regroupés", "int"),
                        ("missing_link", "Liaison manquante à rétablir", "bool"),
-                       ("barrier_m", "Longueur de barrière franchie", "m"),
+                       ("barrier_m", "Longueur de barrière franchie", "m_pos"),
                        ("site_id", "Site de franchissement", "text"), ("id", "Identifiant", "text")],
     "corridor_areas": [("libelle", "Emprise", "text"), ("libelle_statut", "Statut", "text"),
                        ("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
@@ -175,7 +177,7 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                    ("rank_sous_trame", "Rang (sous-trame)", "int"), ("candidate", "Type de priorité", "code"),
                    ("libelle_statut", "Statut du corridor", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
                    ("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
-                   ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km"),
+                   ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km_pos"),
                    ("gain_dpc_pct", "Gain de connectivité ΔPC", "gain_pct"),
                    ("gain_ec_ha", "Gain de surface connectée ΔEC", "gain_ha"),
                    ("gain_method", "Méthode du gain", "code"), ("cost_proxy", "Coût estimé", "index"),
@@ -186,7 +188,8 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
 # never shown as such (codes whose French label is another field, internal ids, duplicates)
 POPUP_HIDDEN = {"fid", "sous_trame", "status", "path_length_m", "class", "trame"}
 UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)",
-              "index": "indice de coût (m × coefficient)", "score": "0 à 1, gain pondéré moins coût et conflits"}
+              "index": "indice : longueur × coefficient", "score": "plus élevé = plus prioritaire ; gain pondéré "
+              "moins coût et conflits"}
 # stored as 0/1 or true/false: shown oui / non (popups of layers without a spec too)
 BOOLEAN_FIELDS = ["missing_link", "downgraded", "treated", "culverted", "buse"]
 # "patch 12" in origin_name → "tache d'habitat 12"; protection codes in it → VALUE_LABELS["protection_types"]

@@ -61,8 +61,10 @@
       case "bool": return yesNo(v);
       case "index": return num(v, 0) + ' <span class="tvb-note">(' + esc(config.unit_notes.index) + ")</span>";
       case "score": return num(v, 2) + ' <span class="tvb-note">(' + esc(config.unit_notes.score) + ")</span>";
-      case "gain_pct": return Number(v) > 0 ? num(v, 1) + " %" : "gain nul";
-      case "gain_ha": return Number(v) > 0 ? num(v, 1) + " ha" : "gain nul";
+      case "gain_pct": return Number(v) <= 0 ? "gain nul" : Number(v) < 0.01 ? "&lt; 0,01 %" : num(v, 2) + " %";
+      case "gain_ha": return Number(v) <= 0 ? "gain nul" : Number(v) < 0.1 ? "&lt; 0,1 ha" : num(v, 1) + " ha";
+      case "km_pos": return Number(v) > 0 ? num(v / 1000, 2) + " km" : null;
+      case "m_pos": return Number(v) > 0 ? num(v, 0) + " m" : null;
       case "conflict": return Number(v) > 0 ? "oui (poids " + num(v, 2) + ")" : "non";
       case "infra_class":
         if (props.infrastructure === "road") { return "importance " + esc(v) + " (1 = autoroute … 5 = desserte locale)"; }
@@ -256,7 +258,8 @@
         var field = s[0], label = s[1], format = s[2];
         if (empty(props[field])) { return; }
         if (field === "infra_class" && props[field] === props.infrastructure) { return; }   // "canal" twice
-        out.push([label, formatValue(format, field, props[field], props)]);
+        var shown = formatValue(format, field, props[field], props);
+        if (shown !== null) { out.push([label, shown]); }            // null: nothing worth showing (a 0 length)
       });
       return out;
     }
