@@ -36,7 +36,7 @@ CHANGE_STYLES = {  # change code → (French label, colour): blue = gain, orange
 }
 INFRA_STYLES = {  # fragmenting infrastructure on the rupture map: (label, colour, width, dashes)
     "road": ("Route passante", "#444444", 1.1, None), "railway": ("Voie ferrée exploitée", "#111111", 1.3, (3, 2)),
-    "canal": ("Canal (berges franches)", "#6a51a3", 1.6, None),
+    "canal": ("Canal (berges franches)", "#b35806", 1.6, None),   # brown-orange like its points, not purple
 }
 
 
