@@ -335,6 +335,15 @@ def test_popups_read_in_french(browser: CDP, site):
     assert "Busage" in cdp.eval("document.getElementById('tvb-legend-body').innerText")
 
 
+def test_zero_gain_priorities_drawn_grey():
+    """A priority without connectivity gain is grey on the map and has its own legend row."""
+    from tvb_tasks.publish.webmap import layer_config
+
+    cfg = {c["name"]: c for c in layer_config(territory(), ["priorities"])}["priorities"]
+    assert cfg["visible"] is False and cfg["zero_by"] in ("gain_ec_ha", "gain_dpc_pct")
+    assert cfg["zero_color"] != cfg["color"] and "Gain nul" in cfg["zero_label"]
+
+
 def test_phone_width_credits_start_collapsed(browser: CDP, site):
     """At 390 px the map's attribution and the panel's "Sources" start collapsed (they would cover the map)."""
     cdp = browser

@@ -16,8 +16,10 @@ PUBLISHED_LAYERS: list[dict] = [
      "width": 3},
     # priorities: off by default and drawn under the rupture points (they sit on the same crossings), one gold colour
     # with a dark ring (no sous-trame / reservoir colour): ``visible`` = shown when the map opens
+    # ``zero_by``: a priority whose gain is 0 is drawn grey ("gain nul": the ranking cannot tell it helps)
     {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "color": "#ffd600",
-     "stroke": "#333333", "radius": 8, "visible": False},
+     "stroke": "#333333", "radius": 8, "visible": False, "zero_by": "gain_ec_ha", "zero_color": "#9e9e9e",
+     "zero_label": "Gain nul (site hors du réseau ou sans effet)", "label": "Gain de connectivité positif"},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
 ]

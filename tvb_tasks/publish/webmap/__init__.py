@@ -42,6 +42,8 @@ def layer_config(territory, available: list[str]) -> list[dict]:
         cfg["fill_opacity"] = cfg["fill_opacity"] if cfg["fill_opacity"] is not None else 0.5
         cfg["visible"] = layer.get("visible", True)
         cfg["stroke"] = layer.get("stroke")
+        if layer.get("zero_by"):       # one colour, grey where the field is 0
+            cfg.update({k: layer[k] for k in ("zero_by", "zero_color", "zero_label", "label")})
         cfg["hatch"] = bool(layer.get("hatch"))
         cats = []
         if layer.get("by") == "sous_trame":

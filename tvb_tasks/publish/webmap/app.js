@@ -88,6 +88,9 @@
 
   function hatchId(color) { return "tvb-hatch-" + color.replace("#", ""); }
   function categoryExpr(layer, valueOf) {
+    if (layer.zero_by) {
+      return ["case", [">", ["to-number", ["get", layer.zero_by], 0], 0], valueOf(layer.color), valueOf(layer.zero_color)];
+    }
     if (!(layer.categories && layer.categories.length)) { return valueOf(layer.color); }
     var match = ["match", ["to-string", ["get", layer.by]]];
     layer.categories.forEach(function (c) { c.values.forEach(function (v) { match.push(String(v), valueOf(c.color)); }); });
@@ -223,7 +226,9 @@
     var block = document.createElement("div");
     block.className = "tvb-legend-block";
     var id = "tvb-toggle-" + layer.name;
-    var rows = (layer.categories && layer.categories.length) ? layer.categories : [{ label: null, color: layer.color }];
+    var rows = (layer.categories && layer.categories.length) ? layer.categories
+      : layer.zero_by ? [{ label: layer.label, color: layer.color }, { label: layer.zero_label, color: layer.zero_color }]
+      : [{ label: null, color: layer.color }];
     var html = '<h3><input type="checkbox" id="' + id + '"' + (layer.visible ? " checked" : "") + '> <label for="' +
       id + '">' + esc(layer.title) + "</label>" + (rows[0].label === null ? " " + swatch(layer, layer.color) : "") + "</h3>";
     if (rows[0].label !== null) {
