@@ -297,8 +297,11 @@ def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):
     (tmp_path / "report" / "index.html").write_text("<html></html>")
     gx = ('<html><head><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap.min.css"/>'
           '<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>'
-          '<link rel="shortcut icon" href="../../../static/images/favicon.ico" type="image/x-icon"/></head>'
-          '<body class="x"><a class="navbar-brand" href="../../../../index.html">Home</a>'
+          '<link rel="shortcut icon" href="../../../static/images/favicon.ico" type="image/x-icon"/>'
+          "<style>.l{background: url('https://great-expectations-web-assets.s3.amazonaws.com/logo.png')}</style>"
+          '</head><body class="x"><img src="https://great-expectations-web-assets.s3.amazonaws.com/logo-long.png">'
+          '<script>$(".ge-walkthrough-modal").modal();</script>'
+          '<a class="navbar-brand" href="../../../../index.html">Home</a>'
           '<a href="../../../../expectations/output_rupture_points.html">output_rupture_points</a>'
           '<a href="#section-1">Overview</a><a href="https://greatexpectations.io/">GX</a>'
           '<h1>Failed</h1></body></html>')
@@ -312,7 +315,8 @@ def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):
     assert len(pages) == 2
     for page in pages:
         html = page.read_text()
-        assert not re.search(r'<(link|script)[^>]*(href|src)="https?://', html)
+        assert not re.search(r'<(link|script|img)[^>]*(href|src)="https?://', html) and "url('http" not in html
+        assert "<script" not in html
         for href in re.findall(r'href="([^"#][^"]*)"', html):
             if not href.startswith("http"):
                 assert (page.parent / href).resolve().is_file(), (page.name, href)

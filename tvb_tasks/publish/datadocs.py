@@ -6,7 +6,8 @@ to a GX site tree that a release does not have (``../../../../index.html`` "Home
 say "Failed" as soon as any expectation fails, even one the observatory treats as a non-blocking warning.
 :func:`tidy_data_docs` rewrites each page in place:
 
-* ``<link>`` / ``<script src>`` pointing to another host are removed; a small inline style replaces them;
+* ``<link>`` / ``<script src>`` / ``<img>`` / CSS ``url()`` pointing to another host are removed, and so are the
+  inline scripts (they need the removed jQuery / Vega); a small inline style replaces the styling (static pages);
 * a relative link whose target is not in the release loses its ``href`` (its text stays); the GX "Home" link goes
   to the ``index.html`` of the same folder;
 * a French banner at the top says that this is a GX technical page in English, gives the observatory's verdict
@@ -23,6 +24,9 @@ from markupsafe import escape
 
 _EXTERNAL_TAG = re.compile(r"<link\b[^>]*href=\"https?://[^\"]*\"[^>]*>|<script\b[^>]*src=\"https?://[^\"]*\"[^>]*>"
                            r"\s*</script>", re.I)
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.I | re.S)     # inline GX scripts need jQuery / vega (CDN)
+_EXTERNAL_IMG = re.compile(r"<img\b[^>]*src=\"https?://[^\"]*\"[^>]*>", re.I)
+_EXTERNAL_URL = re.compile(r"url\(['\"]?https?://[^)]*\)", re.I)
 _HREF = re.compile(r"(<a\b[^>]*?)\s+href=\"([^\"]*)\"", re.I)
 _ICON = re.compile(r"<link\b[^>]*rel=\"shortcut icon\"[^>]*>", re.I)
 _BODY = re.compile(r"<body\b[^>]*>", re.I)
@@ -76,6 +80,9 @@ def banner(summary: dict | None, report_href: str, index_href: str | None) -> st
 def tidy_page(html: str, page: Path, summary: dict | None, report_href: str) -> str:
     """One Data Docs page rewritten (see the module docstring); ``page`` locates relative links."""
     html = _EXTERNAL_TAG.sub("", html)
+    html = _SCRIPT.sub("", html)
+    html = _EXTERNAL_IMG.sub("", html)
+    html = _EXTERNAL_URL.sub("none", html)
     html = _ICON.sub("", html)
     index = page.parent / "index.html"
 
