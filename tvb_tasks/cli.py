@@ -212,7 +212,10 @@ def open_existing_store(uri: str | None):
         folder = Path(unquote(parsed.path) if parsed.scheme == "file" else uri)
         if not folder.is_dir():
             raise RuntimeError(f"store {uri} does not exist (no folder {folder}); check --store or TVB_STORE_URI")
-    return open_store(uri)
+    try:
+        return open_store(uri)
+    except ValueError as exc:             # a malformed URI (file://host/…, s3:// without bucket): usage error
+        raise UsageError(str(exc)) from None
 
 
 def release_list_lines(releases: list[dict]) -> list[str]:
