@@ -51,7 +51,7 @@ def fr(value, decimals: int = 1) -> str:
 
 
 _HTML = """<!doctype html>
-<html lang="fr"><head><meta charset="utf-8"><title>{{ title }}</title>
+<html lang="fr"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{{ title }}</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:1.5rem auto;color:#222;line-height:1.4}
 h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;border-bottom:1px solid #ccc;margin-top:1.2rem}
@@ -381,7 +381,7 @@ def write_fiches(territory: Territory, layers: dict[str, gpd.GeoDataFrame], prio
     index = out_dir / "index.html"
     style = _HTML[_HTML.index("<style>"):_HTML.index("</style>") + len("</style>")]   # same look as the sheets
     index.write_text(env.from_string(
-        "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\">"
+        "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         "<title>Fiches de préconisations – {{ name }}</title>{{ style|safe }}</head><body>"
         "<nav class=\"meta\"><a href=\"../index.html\">← Rapport de la publication</a></nav>"
