@@ -89,3 +89,30 @@ def test_fetch_wfs_command_fails_with_the_servers_message(wfs, tmp_path, capsys)
     assert "broken" in err and "Open failed" in err and "Traceback" not in err
     assert not (tmp_path / "b.parquet").exists()
     assert tvb(["sources", "fetch-wfs", wfs, "ms:pts", str(tmp_path / "c.parquet"), "--bbox", "1,2,3"]) == 2
+
+
+def test_release_commands_refuse_a_missing_store_and_bad_usage(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    assert tvb(["releases", "list", "--store", missing.as_uri()]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "no release" not in err and not missing.exists()     # not created either
+    assert tvb(["serve", "--port", "0", "--store", missing.as_uri()]) == 1
+    assert "does not exist" in capsys.readouterr().err and not missing.exists()
+    assert tvb(["releases", "prune", "--keep", "0", "--store", tmp_path.as_uri()]) == 2        # usage error
+    assert "--keep must be at least 1" in capsys.readouterr().err
+    assert tvb(["releases", "list", "--store", tmp_path.as_uri()]) == 0                       # empty but real
+    assert "no release published" in capsys.readouterr().out
+
+
+def test_release_list_aligned_and_figures_in_french_format():
+    from tvb_tasks.cli import fr_figure, release_list_lines
+
+    rows = [{"release_id": "20261130T130222Z-b2b678f4-307f8b88", "released_at": "2026-11-30T13:02:22Z",
+             "files": 120, "bytes": 12_345_678, "latest": True},
+            {"release_id": "20261129T100000Z-aaaaaaaa", "released_at": "2026-11-29T10:00:00Z", "files": 9,
+             "bytes": 1000}]
+    lines = release_list_lines(rows)
+    starts = {line.index("2026-11") for line in lines[1:3]}
+    assert len(starts) == 1 and lines[0].index("PUBLISHED") == starts.pop()        # dates in one column
+    assert len({len(line) for line in lines[:3]}) == 1
+    assert fr_figure(23940.5) == "23\u202f940,5" and fr_figure(289) == "289" and fr_figure(12.0) == "12"

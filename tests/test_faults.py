@@ -958,7 +958,7 @@ def test_read_only_release_commands_never_create_a_store(tmp_path, capsys):
     assert tvb(["releases", "list", "--store", missing.as_uri()]) == 1
     assert f"no store at {missing.as_uri()}" in capsys.readouterr().err and not missing.exists()
     assert not (tmp_path / "nonexistent").exists()
-    assert tvb(["releases", "list", "--store", ""]) == 1
+    assert tvb(["releases", "list", "--store", ""]) == 2          # a malformed store URI is a usage error
     assert "empty store URI" in capsys.readouterr().err
     a_file = tmp_path / "passwd"
     a_file.write_text("root:x:0:0::/root:/bin/sh\n")

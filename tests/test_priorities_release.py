@@ -169,6 +169,13 @@ def test_fiches_one_per_sous_trame_with_recommendations_from_yaml(territory, tmp
     general = territory.model_extra["fiches"]["forest"]["general"].split(";")[0]
     assert "Préconisations de gestion" in forest and general in forest and "forest-CL" in forest
     assert (tmp_path / "fiches" / "fiche_forest.pdf").read_bytes()[:5] == b"%PDF-"
+    # readable: plural labels, named elements (code in parentheses), links back to the report and the list
+    assert "Corridors existants" in forest and "Corridors existant<" not in forest
+    assert "Corridor à restaurer" in forest or "Corridor à créer" in forest or "Franchissement" in forest
+    assert "<td>forest-CL</td>" not in forest and "(forest-CL)" in forest
+    assert 'href="../index.html"' in forest and 'href="index.html"' in forest
+    index = (tmp_path / "fiches" / "index.html").read_text(encoding="utf-8")
+    assert "<style>" in index and 'href="../index.html"' in index and "fiche_forest.pdf" in index
     tables = report_tables(tmp_path / "ind")
     assert tables[0].title == "Priorités de restauration (territoire)" and len(tables[0].rows) == 6
 

@@ -247,3 +247,23 @@ def test_stage_refuses_non_empty_folder(tmp_path: Path):
     with pytest.raises(FileExistsError, match="not empty"):
         stage_release(territory(), tmp_path / "rel", gpkg=tmp_path / "none.gpkg", rasters=[],
                       indicators_dir=tmp_path)
+
+
+def test_priority_labels_get_french_infrastructure_words(tmp_path: Path):
+    """A priority label built with a raw code ("(culvert N47 …)") reads "(busage N47 …)" in the release."""
+    import sqlite3
+
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from tvb_tasks.publish.formats import add_french_labels
+
+    gpkg = tmp_path / "p.gpkg"
+    gpd.GeoDataFrame({"id": ["S1", "S2"], "infrastructure": ["culvert", "road"], "sous_trame": ["wetland", "forest"],
+                      "libelle": ["Priorité 1 – site de rupture (culvert N47 Lens) – x (S1)",
+                                  "Priorité 2 – site de rupture (route D58) – y (S2)"]},
+                     geometry=[Point(0, 0), Point(1, 1)], crs=2154).to_file(gpkg, layer="priorities")
+    add_french_labels(gpkg, {"wetland": "Sous-trame des zones humides", "forest": "Sous-trame forestière"})
+    with sqlite3.connect(gpkg) as con:
+        labels = [r[0] for r in con.execute("SELECT libelle FROM priorities ORDER BY id")]
+    assert labels[0] == "Priorité 1 – site de rupture (busage N47 Lens) – x (S1)" and "(route D58)" in labels[1]

@@ -42,8 +42,9 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(MAPSERV is None, reason="QGIS Server (qgis_mapserv.fcgi, Debian package "
                                                          "'qgis-server') is not installed")]
 
-LAYERS = [layer["name"] for layer in PUBLISHED_LAYERS]          # drawing order, bottom first
-TITLES = {layer["name"]: layer["title"] for layer in PUBLISHED_LAYERS}
+# drawing order, bottom first; the scene of make_outputs has no priorities layer (published only when computed)
+LAYERS = [layer["name"] for layer in PUBLISHED_LAYERS if layer["name"] != "priorities"]
+TITLES = {layer["name"]: layer["title"] for layer in PUBLISHED_LAYERS if layer["name"] in LAYERS}
 RES = 10.0                                                       # GetMap resolution, metres per pixel
 WMS_NS = {"wms": "http://www.opengis.net/wms"}
 # what QGIS Server / GDAL write when a layer of the project cannot be loaded or read

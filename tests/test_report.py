@@ -180,6 +180,12 @@ def test_pdf_pages_are_a4_numbered_with_contents(report):
     assert "Sommaire" in pages[1] and "Fiches communales" in pages[1] and "En bref" in pages[0]
     first_sheet = int(re.search(r"Fiches communales\s*\.*\s*(\d+)", pages[1]).group(1))
     assert n - first_sheet + 1 == 2                                     # one sheet per commune closes the PDF
+    methods = next(p for p in pages if "Sources et licences" in p)        # "Méthodes et sources" with the licences
+    assert "Méthodes et sources" in pages[1]
+    from tvb_tasks.publish.styles import sources_table
+
+    for row in sources_table(scene_territory(tmp)):
+        assert row["source"] in methods, row
 
 
 def test_commune_sheets(report):
@@ -247,3 +253,161 @@ def test_validation_messages_in_french():
     assert data_docs_links({"sources": {"success": True, "docs_path": "/w/s/index.html", "sources": {}},
                             "outputs": {"success": True, "sources": {}}}) == [
         ("Rapport détaillé de validation – données sources (Data Docs)", "../validation/sources/data_docs/index.html")]
+
+
+def test_rupture_map_legend_is_french_and_culverts_not_railway_purple():
+    from tvb_tasks.publish.report.maps import rupture_kind_styles
+
+    styles = rupture_kind_styles(["canal", "culvert", "railway", "road"])
+    assert styles["culvert"][0] == "busage" and styles["railway"][0] == "voie ferrée"
+    assert len({color for _label, color in styles.values()}) == 4
+
+
+def test_numbers_plain_never_scientific_nor_minus_zero():
+    assert fr_number(1.23e-05, None) == "0,0000123" and fr_number(123456.0, None) == "123\u202f456"
+    assert fr_number(-0.0001, 2) == "0,00" and fr_number(-1e-9, None) != "-0"
+
+
+def test_rupture_points_versus_sites_explained():
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from tvb_tasks.publish.report.reading import rupture_counts, rupture_explanation
+
+    pts = gpd.GeoDataFrame({"sous_trame": ["forest", "mining", "forest", "forest", "forest"],
+                            "site_id": ["S1", "S1", "S2", "S2", "S3"]},
+                           geometry=[Point(0, 0), Point(0, 0), Point(5, 5), Point(5, 5), Point(9, 9)], crs=2154)
+    c = rupture_counts(pts)
+    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1, "points_at_shared": 4}
+    text = rupture_explanation(c)
+    assert "3 sites de franchissement" in text and "4 points partagent leur emplacement" in text
+    assert "1 emplacement(s) portent des points de plusieurs sous-trames" in text and "géométries en double" in text
+
+
+def test_data_docs_pages_tidied_self_contained_links_resolve(tmp_path):
+    """GX pages as GX writes them (CDN styling, links to a GX site tree, "Failed" on a warning) become
+    self-contained, every relative link resolves, and a French banner gives the gate's verdict."""
+    import json
+
+    from tvb_tasks.publish.datadocs import tidy_data_docs
+
+    docs = tmp_path / "validation" / "outputs" / "data_docs"
+    docs.mkdir(parents=True)
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.html").write_text("<html></html>")
+    gx = ('<html><head><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap.min.css"/>'
+          '<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>'
+          '<link rel="shortcut icon" href="../../../static/images/favicon.ico" type="image/x-icon"/>'
+          "<style>.l{background: url('https://great-expectations-web-assets.s3.amazonaws.com/logo.png')}</style>"
+          '</head><body class="x"><img src="https://great-expectations-web-assets.s3.amazonaws.com/logo-long.png">'
+          '<script>$(".ge-walkthrough-modal").modal();</script>'
+          '<a class="navbar-brand" href="../../../../index.html">Home</a>'
+          '<a href="../../../../expectations/output_rupture_points.html">output_rupture_points</a>'
+          '<a href="#section-1">Overview</a><a href="https://greatexpectations.io/">GX</a>'
+          '<h1>Failed</h1></body></html>')
+    (docs / "output-rupture_points.html").write_text(gx)
+    (docs / "index.html").write_text('<html><head></head><body><a href="output-rupture_points.html">page</a></body>'
+                                     '</html>')
+    (docs.parent / "outputs_results.json").write_text(json.dumps({"summary": {"success": True, "sources": {
+        "rupture_points": {"success": True, "critical_failures": [], "warnings": [{"expectation": "x"}],
+                           "docs_path": "/elsewhere/data_docs/output-rupture_points.html"}}}}))
+    pages = tidy_data_docs(tmp_path / "validation")
+    assert len(pages) == 2
+    for page in pages:
+        html = page.read_text()
+        assert not re.search(r'<(link|script|img)[^>]*(href|src)="https?://', html) and "url('http" not in html
+        assert "<script" not in html
+        for href in re.findall(r'href="([^"#][^"]*)"', html):
+            if not href.startswith("http"):
+                assert (page.parent / href).resolve().is_file(), (page.name, href)
+        assert "Page technique de Great Expectations (en anglais)" in html
+    html = (docs / "output-rupture_points.html").read_text()
+    assert "Résultat retenu par l'observatoire : <strong>réussie</strong>, 1 avertissement(s)" in html
+    assert "non bloquant" in html and 'href="index.html">Home' in html and ">output_rupture_points</a>" in html
+    assert tidy_data_docs(tmp_path / "validation") == []          # idempotent
+
+
+def test_every_call_source_credited_with_licence():
+    """12 sources for CALL, each in the table with a licence; projects / maintenance marked synthetic."""
+    from tvb_tasks.publish.styles import credit_line, sources_table
+
+    call = load_territory("call")
+    rows = {r["source"]: r for r in sources_table(call)}
+    assert set(rows) == set(call.sources) and len(rows) == 12
+    assert all(r["licence"] and r["attribution"] for r in rows.values()), rows
+    for name in ("projects", "maintenance"):
+        assert "synthétique" in rows[name]["licence"] and rows[name]["attribution"] in credit_line(call)
+
+
+def test_report_links_to_the_fiches_when_priorities_exist(report, tmp_path):
+    """The scene has no priorities layer: no link; with one, the report links to fiches/index.html."""
+    import shutil
+
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    tmp, _result, html = report
+    assert "fiches/index.html" not in html
+    gpkg = tmp_path / "tvb.gpkg"
+    shutil.copyfile(tmp / "new.gpkg", gpkg)
+    gpd.GeoDataFrame({"id": ["S1"]}, geometry=[Point(0, 0)], crs=2154).to_file(gpkg, layer="priorities")
+    territory = scene_territory(tmp)
+    build_report(territory, gpkg, tmp / "ind2", tmp_path / "report", validation_summary=None, history_path=None,
+                 release_id="2026-01-12T030000Z")
+    assert 'href="fiches/index.html"' in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_history_chart_legends_and_labels_do_not_overlap():
+    """Five releases with long ids, four sous-trames: no legend leaves its panel, no x label reaches the credit
+    line or another panel, the labels are short dates (not the release ids)."""
+    import pandas as pd
+
+    from tvb_tasks.publish.report.maps import HISTORY_PANELS, history_figure
+
+    sts = {"forest": "Sous-trame forestière", "grassland": "Sous-trame des milieux ouverts et calcicoles",
+           "mining": "Sous-trame minière (terrils)", "wetland": "Sous-trame des zones humides"}
+    rows = []
+    for i in range(5):
+        rid = f"2026113{i}T130222Z-b2b678f4-307f8b8{i}"
+        for _title, _unit, series in HISTORY_PANELS:
+            for family, indicator, st_filter, _label in series:
+                for st in (sts if st_filter == "*" else [st_filter]):
+                    rows.append({"release_id": rid, "released_at": f"2026-11-{10 + i}T13:02:22Z", "scope": "territory",
+                                 "family": family, "indicator": indicator, "sous_trame": st, "value": 100.0 + i})
+    fig = history_figure(pd.DataFrame(rows), sts, "Crédits : " + "source très longue · " * 30)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    axes = fig.axes
+    credit = fig.texts[-1].get_window_extent(renderer)
+    for ax in axes:
+        box = ax.get_window_extent(renderer)
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert box.x0 - 1 <= legend.x0 and legend.x1 <= box.x1 + 1 and box.y0 - 1 <= legend.y0 and \
+            legend.y1 <= box.y1 + 1, ax.get_title()
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert labels and all("T130222Z" not in t.get_text() for t in labels)
+        for t in labels:
+            ext = t.get_window_extent(renderer)
+            assert not ext.overlaps(credit), t.get_text()
+            for other in axes:
+                if other is not ax:
+                    assert not ext.overlaps(other.get_window_extent(renderer)), (t.get_text(), other.get_title())
+
+
+def test_report_at_phone_width_tables_scroll_inside(report):
+    """At 390 px the report page keeps the screen width: wide tables scroll inside their container."""
+    import shutil as _shutil
+
+    if not (_shutil.which("chromium") or _shutil.which("chromium-browser")):
+        pytest.skip("chromium not installed")
+    from chromium import chromium
+
+    tmp, _result, _html = report
+    with chromium(390, 800) as page:
+        page.viewport(390, 800, mobile=True)
+        page.open((tmp / "report" / "index.html").as_uri())
+        widths = page.eval("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], widths

@@ -9,6 +9,7 @@ layer switcher hides a layer; the ``latest/web/`` mirror loads too.
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import io
 import json
 import os
@@ -281,3 +282,82 @@ def test_latest_mirror_page(browser: CDP, site):
     assert href == f"../../{site['rid']}/report/index.html"
     status = cdp.eval(f"fetch({json.dumps(href)}).then(r => r.status)")
     assert status == 200
+
+
+# Properties as published for CALL (tvb.gpkg of a real release): every popup value must read in French, with units.
+POPUP_CASES = {
+    "priorities": {"id": "S0021", "candidate": "rupture_site", "sous_trame": "mining", "status": None,
+                   "corridor_ids": "mining-C026", "infrastructure": "road", "infra_name": "A21 (Rocade minière)",
+                   "length_m": 0.0, "n_points": 1, "gain_dpc_pct": 0.0, "gain_ec_ha": 0.0,
+                   "gain_method": "corridor_restored", "cost_proxy": 4000.0, "conflict": 0.0, "projects": "",
+                   "score": -0.0000001, "rank": 1, "rank_sous_trame": 1, "commune": "Liévin",
+                   "libelle": "Priorité 1 – site de rupture (route A21) – Sous-trame minière (terrils) (S0021)",
+                   "libelle_sous_trame": "Sous-trame minière (terrils)"},
+    "rupture_points": {"id": "P0300", "infrastructure": "culvert", "infra_class": "road", "severity": 2,
+                       "missing_link": 0, "libelle_sous_trame": "Sous-trame des zones humides"},
+    "reservoirs": {"id": "forest-R001", "libelle_sous_trame": "Sous-trame forestière", "area_ha": 12.5,
+                   "origin": "habitat_patch+protected_area",
+                   "origin_name": "N2000_ZPS Marais de la Souchez (site synthétique); patch 1; patch 19"},
+    "corridor_areas": {"id": "forest-C001-A", "corridor_id": "forest-C001", "status": "to_create",
+                       "missing_link": 1, "cost_margin": 2500.0, "area_ha": 28.75, "mean_width_m": 212.4,
+                       "libelle": "Emprise du corridor à créer – Sous-trame forestière (forest-C001)",
+                       "libelle_statut": "À créer"},
+}
+
+
+def test_popups_read_in_french(browser: CDP, site):
+    """Popups of the real layers: no internal code, no English word, booleans oui/non, never "-0", units shown."""
+    cdp = browser
+    open_page(cdp, f"{site['base']}/releases/call/{site['rid']}/web/index.html")
+    text = {}
+    for layer, props in POPUP_CASES.items():
+        html = cdp.eval(f"tvbPopupHtml({json.dumps(layer)}, {json.dumps(props)})")
+        text[layer] = html_lib.unescape(" ".join(re.sub(r"<[^>]+>", " ", html).split()))
+    for layer, t in text.items():
+        t = t.replace(layer, "")       # the fixture release has no priorities layer: its kind line is the layer name
+        for code in ("corridor_restored", "rupture_site", "culvert", "road", "N2000_ZPS", "patch", "-0", "−0"):
+            assert code not in t, (layer, code, t)
+    p = text["priorities"]
+    assert "Priorité 1 – site de rupture" in p and "gain nul" in p and "Conflit avec un projet non" in p
+    assert "Score de priorité 0 " in p and "corridor remis en état" in p and "Longueur" not in p   # a site: no 0 km
+    tiny = cdp.eval("tvbPopupHtml('priorities', {gain_dpc_pct: 0.0004, gain_ec_ha: 0.12, length_m: 2720})")
+    assert "&lt; 0,01 %" in tiny and "0,1 ha" in tiny and "2,72 km" in tiny
+    assert "busage sous une route" in text["rupture_points"] and "Liaison manquante à rétablir non" in text[
+        "rupture_points"]
+    assert "Natura 2000 (ZPS) Marais" in text["reservoirs"] and "tache d'habitat 19" in text["reservoirs"]
+    a = text["corridor_areas"]
+    assert "Liaison manquante (fracture) oui" in a and re.search(r"2\s500 unités de coût", a)
+    # priorities start hidden (they would cover the rupture points) and are drawn under them; culverts have a legend
+    layers = cdp.eval("tvbMap.getStyle().layers.map(l => l.id)")
+    if "priorities-circle" in layers:
+        assert cdp.eval("tvbMap.getLayoutProperty('priorities-circle', 'visibility')") == "none"
+        assert layers.index("priorities-circle") < layers.index("rupture_points-circle")
+    assert "Busage" in cdp.eval("document.getElementById('tvb-legend-body').innerText")
+
+
+def test_zero_gain_priorities_drawn_grey():
+    """A priority without connectivity gain is grey on the map and has its own legend row."""
+    from tvb_tasks.publish.webmap import layer_config
+
+    cfg = {c["name"]: c for c in layer_config(territory(), ["priorities"])}["priorities"]
+    assert cfg["visible"] is False and cfg["zero_by"] in ("gain_ec_ha", "gain_dpc_pct")
+    assert cfg["zero_color"] != cfg["color"] and "Gain nul" in cfg["zero_label"]
+
+
+def test_phone_width_credits_start_collapsed(browser: CDP, site):
+    """At 390 px the map's attribution and the panel's "Sources" start collapsed (they would cover the map)."""
+    cdp = browser
+    cdp.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 800, "deviceScaleFactor": 1,
+                                                    "mobile": True})
+    try:
+        open_page(cdp, f"{site['base']}/releases/call/{site['rid']}/web/index.html")
+        assert cdp.eval("document.getElementById('tvb-credits').open") is False
+        attrib = cdp.eval("(() => { const a = document.querySelector('.maplibregl-ctrl-attrib');"
+                          " return [a.classList.contains('maplibregl-compact'),"
+                          " a.classList.contains('maplibregl-compact-show') || a.hasAttribute('open')]; })()")
+        assert attrib == [True, False], attrib
+        assert cdp.eval("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    finally:
+        cdp.send("Emulation.clearDeviceMetricsOverride")
+    open_page(cdp, f"{site['base']}/releases/call/{site['rid']}/web/index.html")
+    assert cdp.eval("document.getElementById('tvb-credits').open") is True        # wide screens: open

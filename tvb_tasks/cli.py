@@ -8,7 +8,9 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
+from pathlib import Path
 from typing import Sequence
 
 
@@ -220,11 +222,35 @@ def cmd_sources_probe(args) -> int:
     return 1 if any(r["differences"] for r in reports) else 0
 
 
-def cmd_releases(args) -> int:
-    from . import publish
+def open_existing_store(uri: str | None):
+    """The store at ``uri`` for commands that read releases: a local folder that does not exist is an error, never
+    created ("no release" would hide a mistyped path); a malformed URI is a usage error."""
     from .store import open_store
 
-    store = open_store(args.store, create=False)      # read-only / repair commands never create a store
+    try:
+        return open_store(uri, create=False)
+    except ValueError as exc:             # a malformed URI (file://host/…, s3:// without bucket, ""): usage error
+        raise UsageError(str(exc)) from None
+
+
+def release_list_lines(releases: list[dict]) -> list[str]:
+    """``tvb releases list`` table: columns as wide as the longest release id."""
+    width = max([len("RELEASE"), *(len(str(r["release_id"])) for r in releases)])
+    lines = [f"  {'RELEASE':<{width}} {'PUBLISHED (UTC)':<19} {'FILES':>5} {'SIZE':>9}"]
+    for r in releases:
+        flag = "*" if r.get("latest") else " "
+        lines.append(f"{flag} {r['release_id']:<{width}} {_when(r.get('released_at')):<19} "
+                     f"{r.get('files', ''):>5} {_size(r.get('bytes')):>9}")
+    lines.append("* = live release (latest.json points to it)")
+    return lines
+
+
+def cmd_releases(args) -> int:
+    from . import publish
+
+    if args.action == "prune" and args.keep < 1:
+        raise UsageError(f"--keep must be at least 1 (got {args.keep}): the live release is always kept")
+    store = open_existing_store(args.store)
     t = args.territory
     if args.action == "list":
         releases = publish.list_releases(store, t)
@@ -233,12 +259,7 @@ def cmd_releases(args) -> int:
         if not releases:
             print(f"no release published for {t} in {store.uri}")
             return 0
-        print(f"  {'RELEASE':<26} {'PUBLISHED (UTC)':<21} {'FILES':>5} {'SIZE':>9}")
-        for r in releases:
-            flag = "*" if r.get("latest") else " "
-            print(f"{flag} {r['release_id']:<26} {_when(r.get('released_at')):<21} {r.get('files', ''):>5} "
-                  f"{_size(r.get('bytes')):>9}")
-        print("* = live release (latest.json points to it)")
+        print("\n".join(release_list_lines(releases)))
         return 0
     if args.action == "orphans":
         _print(publish.find_orphans(store, t))
@@ -332,9 +353,19 @@ def release_summary(m: dict, paths: list[str]) -> list[str]:
         for key, value in figures.items():
             label, unit = KEY_FIGURES.get(key, (key, ""))
             unit = "" if unit == "nombre" else f" {unit}"
-            shown = f"{value:,.1f}".replace(",", " ") if isinstance(value, float) else value
+            shown = fr_figure(value)
             lines.append(f"  {label}: {shown}{unit}")
     return lines + paths + ["(full manifest: tvb releases show RELEASE_ID --json)"]
+
+
+def fr_figure(value) -> str:
+    """A key figure in French format (narrow no-break space for thousands, decimal comma): ``23940.5`` →
+    ``23 940,5``, ``289`` → ``289``; other values unchanged."""
+    from .publish.report.reading import fr
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return fr(value, 0 if float(value).is_integer() else 1)
 
 
 def _count(value) -> int:
@@ -368,9 +399,8 @@ def prune_lines(result: dict, before: list[dict], keep: int) -> list[str]:
 
 def cmd_serve(args) -> int:
     from .publish.serve import make_server, server_url
-    from .store import open_store
 
-    store = open_store(args.store)
+    store = open_existing_store(args.store)
     try:
         server = make_server(store, args.host, args.port, quiet=args.quiet)
     except OSError as exc:
@@ -517,7 +547,7 @@ def error_sentence(exc: BaseException) -> str:
         text = f"{exc.filename}: file not found"
     elif isinstance(exc, KeyError):
         text = f"missing entry {text}"
-    lines = [line.strip(" -•") for line in text.splitlines() if line.strip()]
+    lines = [re.sub(r"^\s*(?:[-•]\s+)?", "", line).rstrip() for line in text.splitlines() if line.strip()]   # no bullets
     if len(lines) <= 2:     # one detail (source, check): stays on the sentence's line
         return lines[0] if len(lines) == 1 else lines[0].rstrip(":.") + ": " + lines[1]
     # several problems (configuration, validation gate): every one on its own line, never truncated

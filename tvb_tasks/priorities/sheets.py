@@ -51,7 +51,7 @@ def fr(value, decimals: int = 1) -> str:
 
 
 _HTML = """<!doctype html>
-<html lang="fr"><head><meta charset="utf-8"><title>{{ title }}</title>
+<html lang="fr"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{{ title }}</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:1.5rem auto;color:#222;line-height:1.4}
 h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;border-bottom:1px solid #ccc;margin-top:1.2rem}
@@ -59,6 +59,7 @@ h1{font-size:1.4rem;margin-bottom:.2rem} h2{font-size:1.1rem;border-bottom:1px s
 th,td{border:1px solid #ddd;padding:.2rem .4rem;text-align:left} th{background:#eef3ec}
 img{max-width:100%;border:1px solid #ccc} .note{color:#666;font-size:.8rem} .alert{color:#b71c1c;font-weight:bold}
 </style></head><body>
+{% if links %}<nav class="meta">{% for label, href in links %}<a href="{{ href }}">{{ label }}</a>{{ " · " if not loop.last }}{% endfor %}</nav>{% endif %}
 <h1>{{ title }}</h1>
 {% for line in meta %}<div class="meta">{{ line }}</div>{% endfor %}
 {% if headline %}<p class="{{ 'alert' if alert else '' }}">{{ headline }}</p>{% endif %}
@@ -217,9 +218,10 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
 
 
 def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headline: str, alert: bool,
-                extent: tuple[float, float, float, float], draw, sections: list[Section], attribution: str
-                ) -> dict[str, str]:
-    """Write ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.html``; returns their paths."""
+                extent: tuple[float, float, float, float], draw, sections: list[Section], attribution: str,
+                links: list[tuple[str, str]] | None = None) -> dict[str, str]:
+    """Write ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.html``; returns their paths. ``links``: (label, href)
+    shown above the title (back to the report, to the list of sheets)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, pdf, html = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.html"
@@ -230,7 +232,7 @@ def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headli
     html.write_text(env.from_string(_HTML).render(
         title=title, meta=meta, headline=headline, alert=alert, image=image, sections=sections,
         attribution=attribution, generated=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"),
-        pdf=pdf.name), encoding="utf-8")
+        pdf=pdf.name, links=links or []), encoding="utf-8")
     return {"html": str(html), "pdf": str(pdf), "png": str(png)}
 
 
@@ -401,14 +403,14 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
     state = Section("État de la sous-trame", ["Élément", "Nombre", "Surface / longueur"], [
         ["Réservoirs de biodiversité", str(len(res)), f"{fr(res.area.sum() / 1e4)} ha"],
         ["Zones relais", str(len(rel)), f"{fr(rel.area.sum() / 1e4)} ha"],
-        *[[f"Corridors {label.lower()}", str(int((cor['status'] == code).sum())), f"{fr(status_km[code], 2)} km"]
-          for code, (label, _) in STATUS_STYLES.items()],
+        *[[f"Corridors {STATUS_PLURAL.get(code, label.lower())}", str(int((cor['status'] == code).sum())),
+           f"{fr(status_km[code], 2)} km"] for code, (label, _) in STATUS_STYLES.items()],
         *([["Corridors humides", str(len(wet)), f"{fr(wet.length.sum() / 1000, 2)} km"]] if len(wet) else []),
         ["Points de rupture", str(len(pts)), "–"]])
     prio = Section(f"Priorités de restauration ({len(top)} premières)",
                    ["N°", "Élément", "Gain ΔPC (%)", "Coût (indice)", "Conflit projet", "Gestion", "Commune",
                     "Milieu dominant"],
-                   [[str(r.rank_sous_trame), r.id, fr(r.gain_dpc_pct, 2), fr(r.cost_proxy, 0),
+                   [[str(r.rank_sous_trame), priority_name(r), fr(r.gain_dpc_pct, 2), fr(r.cost_proxy, 0),
                      r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–")]
                     for r, cls in zip(top.itertuples(), top_classes)])
     recos = [text.general] if text.general else []
@@ -420,7 +422,29 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
             f"Trame {st_cfg.trame} — réservoirs ≥ {fr(st_cfg.reservoir_min_area_ha, 1)} ha"]
     return write_sheet(out_dir, f"fiche_{sous_trame}", title=f"Fiche de préconisations – {st_cfg.label}", meta=meta,
                        headline="", alert=False, extent=extent, draw=draw, sections=[state, prio, reco],
-                       attribution=attribution)
+                       attribution=attribution, links=FICHE_LINKS)
+
+
+STATUS_PLURAL = {"existing": "existants", "to_restore": "à restaurer", "to_create": "à créer"}
+INFRA_WORDS = {"road": "de la route", "railway": "de la voie ferrée", "canal": "du canal",
+               "culvert": "du busage", "river_obstacle": "de l'obstacle à l'écoulement"}
+# the fiches live in report/fiches/: back to the report, to their list
+FICHE_LINKS = [("← Rapport de la publication", "../index.html"), ("Toutes les fiches de préconisations", "index.html")]
+
+
+def priority_name(r) -> str:
+    """Readable name of a priority row (``candidate``, ``infrastructure``, ``infra_name``, ``status``,
+    ``length_m``, ``commune``, ``id``): "Franchissement de la route A21 (S0021)", "Corridor à créer,
+    1,2 km (mining-C026)"; the code stays in parentheses to find it on the map."""
+    name = getattr(r, "infra_name", None)
+    name = name if isinstance(name, str) and name else ""
+    if getattr(r, "candidate", "") == "corridor":
+        status = STATUS_STYLES.get(str(getattr(r, "status", "")), ("",))[0].lower()
+        length = getattr(r, "length_m", None)
+        km = f", {fr(length / 1000, 1)} km" if isinstance(length, (int, float)) and length == length else ""
+        return f"Corridor {status}{km} ({r.id})".replace("Corridor ,", "Corridor,")
+    infra = INFRA_WORDS.get(str(getattr(r, "infrastructure", "")), "d'une infrastructure")
+    return f"Franchissement {infra}{' ' + name if name else ''} ({r.id})"
 
 
 def _candidate_geoms(top: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame]) -> gpd.GeoSeries:
@@ -443,9 +467,16 @@ def write_fiches(territory: Territory, layers: dict[str, gpd.GeoDataFrame], prio
         links.append((cfg.label, Path(paths["html"]).name, Path(paths["pdf"]).name))
     env = Environment(autoescape=select_autoescape(default=True))
     index = out_dir / "index.html"
+    style = _HTML[_HTML.index("<style>"):_HTML.index("</style>") + len("</style>")]   # same look as the sheets
     index.write_text(env.from_string(
-        "<!doctype html><html lang=\"fr\"><meta charset=\"utf-8\"><title>Fiches de préconisations</title>"
-        "<h1>Fiches de préconisations par milieu – {{ name }}</h1><ul>{% for l, h, p in links %}"
-        "<li><a href=\"{{ h }}\">{{ l }}</a> (<a href=\"{{ p }}\">PDF</a>)</li>{% endfor %}</ul></html>"
-    ).render(name=territory.name, links=links), encoding="utf-8")
+        "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<title>Fiches de préconisations – {{ name }}</title>{{ style|safe }}</head><body>"
+        "<nav class=\"meta\"><a href=\"../index.html\">← Rapport de la publication</a></nav>"
+        "<h1>Fiches de préconisations par milieu – {{ name }}</h1>"
+        "<p>Une fiche par sous-trame : état du réseau, priorités de restauration et préconisations de gestion."
+        "</p><table><tr><th>Sous-trame</th><th>Fiche</th></tr>{% for l, h, p in links %}"
+        "<tr><td><a href=\"{{ h }}\">{{ l }}</a></td><td><a href=\"{{ p }}\">PDF</a></td></tr>{% endfor %}"
+        "</table><p class=\"note\">Publication {{ release_id }}.</p></body></html>"
+    ).render(name=territory.name, links=links, style=style, release_id=release_id), encoding="utf-8")
     return [str(index), *files]

@@ -12,7 +12,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from .styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES
+from .styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES, VALUE_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ def add_french_labels(gpkg: Path, sous_trame_labels: dict[str, str]) -> dict[str
                                 (STATUS_STYLES[code][0], raw))
                 con.execute(f"UPDATE {_q(table)} SET libelle_statut = status WHERE libelle_statut IS NULL")
                 new.append("libelle_statut")
+            if "libelle" in cols and "infrastructure" in cols:      # "(culvert N47 …)" → "(busage N47 …)"
+                for code, word in VALUE_LABELS["infrastructure"].items():
+                    con.execute(f"UPDATE {_q(table)} SET libelle = replace(libelle, ?, ?) WHERE infrastructure = ?",
+                                (f"({code} ", f"({word} ", code))
             for _, sql in triggers:
                 con.execute(sql)
             added[table] = new

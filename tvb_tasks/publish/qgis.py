@@ -171,6 +171,7 @@ _FORMATS = {
     "cost": "to_string(round(\"{f}\", 0)) || ' unités de coût (friction × m)'",
     "friction": "replace(to_string(round(\"{f}\", 1)), '.', ',') || ' (échelle 1 à 10 000)'",
 }
+_FORMATS["km_pos"], _FORMATS["m_pos"] = _FORMATS["km"], _FORMATS["m"]
 LABELLED = {"communes": ("nom", 9.0, True), "wet_corridors": ("name", 7.5, False)}   # layer: (field, size pt, bold)
 
 

@@ -72,6 +72,9 @@ def stage_release(territory, staging_dir: Path, *, gpkg: Path, rasters: list[Pat
     _copy_tree(indicators_dir, staging_dir / "indicators")
     if validation_dir is not None and Path(validation_dir).is_dir():
         _copy_tree(Path(validation_dir), staging_dir / "validation")
+        from .datadocs import tidy_data_docs
+
+        tidy_data_docs(staging_dir / "validation")      # no CDN, no broken link, French banner and verdict
     if report_dir is not None and Path(report_dir).is_dir():
         _copy_tree(Path(report_dir), staging_dir / "report")
 

@@ -14,10 +14,14 @@ PUBLISHED_LAYERS: list[dict] = [
      "width": 3},
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
      "width": 3},
+    # priorities: off by default and drawn under the rupture points (they sit on the same crossings), one gold colour
+    # with a dark ring (no sous-trame / reservoir colour): ``visible`` = shown when the map opens
+    # ``zero_by``: a priority whose gain is 0 is drawn grey ("gain nul": the ranking cannot tell it helps)
+    {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "color": "#ffd600",
+     "stroke": "#333333", "radius": 8, "visible": False, "zero_by": "gain_ec_ha", "zero_color": "#9e9e9e",
+     "zero_label": "Gain nul (site hors du réseau ou sans effet)", "label": "Gain de connectivité positif"},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
-    {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "by": "sous_trame",
-     "color": "#ff6f00", "radius": 7},
 ]
 LAYER_NAMES = [layer["name"] for layer in PUBLISHED_LAYERS]
 
@@ -120,27 +124,38 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
                          "ZNIEFF1": "ZNIEFF de type 1", "ZNIEFF2": "ZNIEFF de type 2",
                          "APB": "arrêté de protection de biotope", "RNN": "réserve naturelle nationale",
                          "RNR": "réserve naturelle régionale", "ENS": "espace naturel sensible"},
-    "infra_class": {"in_use": "en service", "disused": "désaffectée"},
+    "infra_class": {"in_use": "en service", "disused": "désaffectée", "road": "sous une route",
+                    "railway": "sous une voie ferrée", "canal": "canal"},
+    "candidate": {"corridor": "corridor à restaurer ou à créer", "rupture_site": "site de rupture (franchissement)"},
+    "gain_method": {"corridor_restored": "corridor remis en état (friction ramenée à celle d'un habitat)",
+                    "barrier_removed": "barrière rendue franchissable (passage à faune)",
+                    "hors_graphe": "non calculé (site hors du réseau écologique)"},
+    "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
+VALUE_LABELS["corridor_kind"]["reservoir"] = "traversée d'un réservoir"
 VALUE_LABELS["protection_type"] = VALUE_LABELS["protection_types"]
 VALUE_LABELS["infra_type"] = VALUE_LABELS["infrastructure"]
 
 # Rupture points: colour by infrastructure, size by severity (1..4)
 # (not the corridor status colours green / orange / red, nor the blue of wet corridors)
-INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "river_obstacle": "#01665e"}
+# culverts (busages: a watercourse piped under a road or railway) in pink, distinct from the railway purple
+INFRA_COLORS = {"road": "#111111", "railway": "#7b3294", "canal": "#b35806", "river_obstacle": "#01665e",
+                "culvert": "#e7298a"}
 SEVERITY_RADIUS = {1: 4, 2: 5.5, 3: 7, 4: 9}
 
 # Popup fields per layer, in order: (field, French label, format). Formats: "text", "code" (VALUE_LABELS),
-# "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int". A field absent from a feature
+# "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int"; "km_pos" / "m_pos": row left
+# out when 0; "bool" (oui / non), "sites" (codes inside origin_name), "gain_pct" / "gain_ha" (0 → "gain nul"),
+# "conflict", "index", "score". A field absent from a feature
 # is skipped; fields of a layer without a spec are shown with FIELD_LABELS (so layers added later get popups).
 POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "communes": [("nom", "Commune", "text"), ("insee", "Code INSEE", "text"),
                  ("population_municipale", "Population municipale", "int")],
     "reservoirs": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
                    ("origin", "Origine", "codes"), ("protection_types", "Protections", "codes"),
-                   ("origin_name", "Sites", "text"), ("id", "Identifiant", "text")],
+                   ("origin_name", "Sites", "sites"), ("id", "Identifiant", "text")],
     "relays": [("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
-               ("origin", "Origine", "codes"), ("id", "Identifiant", "text")],
+               ("origin", "Origine", "codes"), ("origin_name", "Sites", "sites"), ("id", "Identifiant", "text")],
     "corridors": [("libelle_statut", "Statut", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
                   ("length_m", "Longueur", "km"), ("cost", "Coût de déplacement", "cost"),
                   ("mean_friction", "Friction moyenne le long du tracé", "friction"),
@@ -152,11 +167,35 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("infra_class", "Classe", "infra_class"), ("severity", "Gravité", "code"),
                        ("libelle_sous_trame", "Sous-trame", "text"), ("corridor_kind", "Corridor", "code"),
                        ("corridor_id", "Corridor coupé", "text"), ("n_merged", "Franchissements regroupés", "int"),
-                       ("id", "Identifiant", "text")],
+                       ("missing_link", "Liaison manquante à rétablir", "bool"),
+                       ("barrier_m", "Longueur de barrière franchie", "m_pos"),
+                       ("site_id", "Site de franchissement", "text"), ("id", "Identifiant", "text")],
+    "corridor_areas": [("libelle", "Emprise", "text"), ("libelle_statut", "Statut", "text"),
+                       ("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
+                       ("mean_width_m", "Largeur moyenne", "m"),
+                       ("missing_link", "Liaison manquante (fracture)", "bool"),
+                       ("cost_margin", "Marge de coût du corridor", "cost"), ("corridor_id", "Corridor", "text")],
+    "priorities": [("libelle", "Priorité", "text"), ("rank", "Rang (territoire)", "int"),
+                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("candidate", "Type de priorité", "code"),
+                   ("libelle_statut", "Statut du corridor", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
+                   ("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
+                   ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km_pos"),
+                   ("gain_dpc_pct", "Gain de connectivité ΔPC", "gain_pct"),
+                   ("gain_ec_ha", "Gain de surface connectée ΔEC", "gain_ha"),
+                   ("gain_method", "Méthode du gain", "code"), ("cost_proxy", "Coût estimé", "index"),
+                   ("maintenance", "Secteurs gérés", "text"), ("conflict", "Conflit avec un projet", "conflict"),
+                   ("projects", "Projets concernés", "text"), ("score", "Score de priorité", "score"),
+                   ("commune", "Commune", "text")],
 }
 # never shown as such (codes whose French label is another field, internal ids, duplicates)
-POPUP_HIDDEN = {"fid", "sous_trame", "status", "libelle", "path_length_m", "class", "trame"}
-UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)"}
+POPUP_HIDDEN = {"fid", "sous_trame", "status", "path_length_m", "class", "trame"}
+UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)",
+              "index": "indice : longueur × coefficient", "score": "plus élevé = plus prioritaire ; gain pondéré "
+              "moins coût et conflits"}
+# stored as 0/1 or true/false: shown oui / non (popups of layers without a spec too)
+BOOLEAN_FIELDS = ["missing_link", "downgraded", "treated", "culverted", "buse"]
+# "patch 12" in origin_name → "tache d'habitat 12"; protection codes in it → VALUE_LABELS["protection_types"]
+ORIGIN_NAME_WORDS = {"patch": "tache d'habitat"}
 
 
 def value_label(field: str, value: object) -> str:
@@ -191,6 +230,42 @@ def source_credits(territory) -> list[str]:
     if base and base.get("attribution") and base["attribution"] not in out:
         out.append(base["attribution"])
     return out
+
+
+ROLE_WORDS = {"boundary": "Contour du territoire", "communes": "Communes", "landuse": "Occupation du sol",
+              "protected_areas": "Aires protégées", "roads": "Routes", "railways": "Voies ferrées",
+              "watercourses": "Cours d'eau et canaux", "mining": "Sites miniers (terrils, cavaliers)",
+              "river_obstacles": "Obstacles à l'écoulement", "projects": "Projets d'aménagement",
+              "maintenance": "Secteurs gérés (entretien)"}
+
+
+def sources_table(territory) -> list[dict[str, str]]:
+    """One row per source of the territory (all of them, in source order): ``{"source", "title", "publisher",
+    "licence", "licence_url", "attribution"}``. Sources with a schema file take its metadata; the others (sample
+    files) their ``publish.credits`` text, the licence read from its parentheses ("(Licence Ouverte)", "(ODbL)") or
+    "données synthétiques" when the credit says so."""
+    import re
+
+    from tvb_tasks.sources.schemas import source_credits as schema_credits
+
+    by_schema = {c["source"]: c for c in schema_credits(territory)}
+    cfg = _publish_cfg(territory).get("credits") or {}
+    default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
+    rows = []
+    for name, src in territory.sources.items():
+        if name in by_schema:
+            rows.append(dict(by_schema[name]))
+            continue
+        text = profile.get(name) or default.get(name) or ""
+        found = re.findall(r"\(([^()]*)\)\s*$", text)
+        synthetic = "synthétique" in text
+        licence = "données synthétiques (échantillon)" if synthetic else (found[0] if found else "non renseignée")
+        publisher = re.search(r"©\s*([^()]+?)\s*(\(|$)", text)
+        rows.append({"source": name, "title": ROLE_WORDS.get(src.role, src.role),
+                     "publisher": publisher.group(1).strip(" –") if publisher else (
+                         "échantillon de démonstration" if synthetic else ""),
+                     "licence": licence, "licence_url": "", "attribution": text})
+    return rows
 
 
 def credit_line(territory, fallback: str = "") -> str:

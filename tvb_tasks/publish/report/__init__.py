@@ -25,7 +25,7 @@ from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, read_l
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
 from tvb_tasks.indicators.key_figures import KEY_FIGURES
 from tvb_tasks.publish.report import maps, reading
-from tvb_tasks.publish.styles import credit_line, reference_label
+from tvb_tasks.publish.styles import credit_line, reference_label, sources_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 SYNTHETIC_NOTE = "Occupation du sol : données synthétiques (échantillon de démonstration, non représentatif du terrain)"
@@ -63,6 +63,10 @@ INDICATOR_LABELS = {
 
 # --- formatting ------------------------------------------------------------------------------------------------------
 fr_number = reading.fr     # French number formatting (one implementation for the report)
+COST_UNIT = "coût (friction × m)"
+# fiches de préconisations: written by tvb_tasks.priorities.stage.fiches_stage in report/fiches/ when the release has
+# a priorities layer
+FICHES_HREF = "fiches/index.html"
 
 
 @dataclass
@@ -115,7 +119,7 @@ def fragmentation_table(doc: dict) -> Table:
 def connectivity_table(doc: dict) -> Table:
     rows = []
     for st, c in (doc.get("connectivity") or {}).items():
-        unit = "coût" if c.get("distance_kind") == "cost" else "m"
+        unit = COST_UNIT if c.get("distance_kind") == "cost" else "m"
         rows.append([c.get("libelle", st), fr_number(c.get("n_nodes"), 0), fr_number(c.get("n_links"), 0),
                      fr_number(c.get("n_components"), 0), fr_number(c.get("pc"), None),
                      fr_number(c.get("ec_pc_ha"), 1), fr_number(c.get("iic"), None),
@@ -144,7 +148,9 @@ def ranking_tables(doc: dict) -> list[Table]:
                             rows, [False, False, False, True, True, True, True, True]))
         links = [link for link in c.get("top_links") or [] if (link.get("dpc") or 0) > 0]
         if links:
-            rows = [[str(link["rank"]), f"{link['from_id']} – {link['to_id']}", fr_number(link["distance"], 0),
+            unit = COST_UNIT if c.get("distance_kind") == "cost" else "m"
+            rows = [[str(link["rank"]), f"{link['from_id']} – {link['to_id']}",
+                     f"{fr_number(link['distance'], 0)} {unit}",
                      fr_number(link["probability"], 3), fr_number(link["dpc"], 2)] for link in links]
             tables.append(Table(f"{c.get('libelle', st)} – liens les plus importants",
                                 ["Rang", "Lien", "Distance", "Probabilité", "dPC (%)"], rows,
@@ -329,6 +335,32 @@ def _read_change_layers(path: Path) -> dict[str, gpd.GeoDataFrame]:
     return {name: gpd.read_file(path, layer=name) for name, _ in pyogrio.list_layers(path)}
 
 
+METHOD_LINES = [
+    "# Méthode (détail : docs/method.md)",
+    "• Réservoirs de biodiversité : taches d'habitat de chaque sous-trame (occupation du sol) d'une surface minimale, "
+    "et aires protégées ; zones relais : taches plus petites (guides TVB Cemagref / IRSTEA).",
+    "• Corridors : chemins de moindre coût entre réservoirs sur un raster de friction (1 = habitat … 10 000 = "
+    "infranchissable), coût en unités de friction × m (Graphab, Linkage Mapper) ; statut existant / à restaurer / "
+    "à créer selon la part d'éléments support et les discontinuités.",
+    "• Points de rupture : un point par corridor et par sous-trame là où une route passante, une voie ferrée "
+    "exploitée ou un canal le coupe ; les points d'un même franchissement forment un site.",
+    "• Indicateurs : taille effective de maille meff (Jaeger 2000), probabilité de connectivité PC et surface "
+    "connectée équivalente EC(PC) (Saura & Pascual-Hortal 2007), indice IIC.",
+    "• Priorités : corridors et sites classés par gain de connectivité (ΔPC), coût estimé et conflits avec les "
+    "projets ; un gain nul signale un site hors du réseau modélisé.",
+    "# Sources",
+    "• Le tableau suivant liste chaque source utilisée, son producteur, sa licence et l'attribution à reproduire.",
+]
+
+
+def sources_licence_table(territory: Territory) -> Table:
+    """Every source of the territory with producer, licence and attribution (PDF "Méthodes et sources")."""
+    rows = [[c["source"], c["title"], c["publisher"], c["licence"], c["attribution"]]
+            for c in sources_table(territory)]
+    return Table("Sources et licences", ["Source", "Donnée", "Producteur", "Licence", "Attribution"], rows,
+                 [False] * 5, "Données synthétiques : échantillon de démonstration, non représentatif du terrain.")
+
+
 def _embed(path: Path, out_dir: Path, title: str) -> dict[str, str]:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return {"title": title, "src": f"data:image/png;base64,{data}", "file": path.relative_to(out_dir).as_posix()}
@@ -381,8 +413,6 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     for stale in [*(out_dir / "maps").rglob("*.png"), *(out_dir / "communes").glob("*.html")]:
         stale.unlink()                                  # a rebuilt report lists only its own maps and sheets
     synthetic = is_synthetic_landuse(territory)
-    from tvb_tasks.sources.schemas import source_credits
-
     credits = credit_line(territory, cfg.report.attribution)
     attribution = credits + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
@@ -419,7 +449,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     validation_ok, validation_status, validation = validation_tables(validation_summary)
     communes_doc = sorted(doc.get("communes") or [], key=lambda c: _sort_key(str(c.get("nom", ""))))
     summary = reading.plain_summary(territory.name, doc, synthetic=synthetic, validation_ok=validation_ok,
-                                    change=change_rows, explanation=explanation, n_communes=len(communes_doc))
+                                    change=change_rows, explanation=explanation, n_communes=len(communes_doc),
+                                    ruptures=reading.rupture_counts(layers.get("rupture_points")))
     images = []
     book = maps.PdfBook()
     book.section = "En bref"
@@ -472,6 +503,9 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         _pdf_tables(book, validation)
     else:
         maps.text_page(book, "Validation des données", [validation_status])
+    book.section = "Méthodes et sources"
+    maps.text_page(book, "Méthodes et sources", METHOD_LINES)
+    _pdf_table(book, sources_licence_table(territory))
     book.section = "Fiches communales"
     sheets = commune_sheets(ctx, territory, layers, communes_doc, st_labels, release_id)
     n_pages = book.save(pdf_path, metadata={"Title": f"Observatoire TVB – {territory.name} – {release_id}",
@@ -490,7 +524,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
         docs_links=data_docs_links(validation_summary), sheets=sheets, n_pages=n_pages,
         details=doc.get("details") or {}, st_labels=st_labels,
         landuse_warning=territory.nomenclature.warning,
-        nomenclature_label=territory.nomenclature.label, credits=source_credits(territory),
+        nomenclature_label=territory.nomenclature.label, credits=sources_table(territory),
+        fiches_href=FICHES_HREF if "priorities" in {n for n, _ in pyogrio.list_layers(gpkg)} else None,
     )
     index = out_dir / "index.html"
     index.write_text(html, encoding="utf-8")

@@ -36,7 +36,7 @@ CHANGE_STYLES = {  # change code → (French label, colour): blue = gain, orange
 }
 INFRA_STYLES = {  # fragmenting infrastructure on the rupture map: (label, colour, width, dashes)
     "road": ("Route passante", "#444444", 1.1, None), "railway": ("Voie ferrée exploitée", "#111111", 1.3, (3, 2)),
-    "canal": ("Canal (berges franches)", "#6a51a3", 1.6, None),
+    "canal": ("Canal (berges franches)", "#b35806", 1.6, None),   # brown-orange like its points, not purple
 }
 
 
@@ -233,6 +233,20 @@ def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.
     return _finish(ctx, fig, ax, name, handles)
 
 
+RUPTURE_COLORS = {"road": "#d7301f", "railway": "#7b3294", "canal": "#e66101", "river_obstacle": "#01665e",
+                  "culvert": "#1b9e77"}   # culverts (busages) green-teal: never the railway purple
+
+
+def rupture_kind_styles(kinds: list[str]) -> dict[str, tuple[str, str]]:
+    """(French label, colour) of each rupture point infrastructure code on the static map: labels from
+    ``styles.VALUE_LABELS["infrastructure"]``, unknown codes keep their code and take a fallback colour."""
+    from tvb_tasks.publish.styles import VALUE_LABELS
+
+    colors = palette(kinds, RUPTURE_COLORS)
+    words = VALUE_LABELS["infrastructure"]
+    return {k: (words.get(k, k), colors[k]) for k in kinds}
+
+
 def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
                 wet_corridors: gpd.GeoDataFrame, infrastructure: gpd.GeoDataFrame | None = None) -> Path:
     """Rupture points by type of infrastructure and severity (marker size) over the corridors and, when given, the
@@ -253,16 +267,14 @@ def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDat
         handles.append(_line("#8ab6d6", "Corridor humide", 1.6))
     column = next((c for c in ("infra_type", "infrastructure") if c in points.columns), None)
     kinds = sorted(points[column].fillna("autre").astype(str).unique()) if column and len(points) else []
-    labels = {"road": "route", "railway": "voie ferrée", "canal": "canal", "obstacle": "obstacle",
-              "river_obstacle": "obstacle à l'écoulement"}
-    colors = palette(kinds, {"road": "#d7301f", "railway": "#7b3294", "canal": "#e66101", "river_obstacle": "#01665e"})
+    styles = rupture_kind_styles(kinds)
     sizes = {1: 14, 2: 24, 3: 40, 4: 60}
     severity = points["severity"].fillna(2).astype(int) if "severity" in points.columns else None
     for kind in kinds:
         sel = points[points[column].fillna("autre").astype(str) == kind]
         size = severity.loc[sel.index].map(sizes).fillna(24).to_numpy() if severity is not None else 28
-        sel.plot(ax=ax, color=colors[kind], markersize=size, edgecolor="black", linewidth=0.5, zorder=5)
-        handles.append(_point(colors[kind], f"Point de rupture – {labels.get(kind, kind)}"))
+        sel.plot(ax=ax, color=styles[kind][1], markersize=size, edgecolor="black", linewidth=0.5, zorder=5)
+        handles.append(_point(styles[kind][1], f"Point de rupture – {styles[kind][0]}"))
     if not kinds and len(points):
         points.plot(ax=ax, color="#d7301f", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
         handles.append(_point("#d7301f", "Point de rupture"))
@@ -347,37 +359,72 @@ HISTORY_PANELS: list[tuple[str, str, list[tuple[str, str, str, str]]]] = [
 ]
 
 
-def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, str]) -> Path:
-    """Indicators over the releases (territory scope): one panel per theme, one line per indicator."""
+def release_tick_labels(releases: pd.DataFrame) -> list[str]:
+    """Short x labels of releases (``release_id``, ``released_at``): the date "30/11/26", with the time when two
+    releases share a day; the id's last 8 characters when the date is unknown (ids are too long for an axis)."""
+    when = pd.to_datetime(releases["released_at"], errors="coerce", utc=True)
+    days = when.dt.strftime("%d/%m/%y")
+    dup = days.duplicated(keep=False)
+    out = []
+    for rid, w, d, twice in zip(releases["release_id"], when, days, dup):
+        if pd.isna(w):
+            out.append(f"…{str(rid)[-8:]}")
+        else:
+            out.append(f"{d} {w.strftime('%H:%M')}" if twice else d)
+    return out
+
+
+def history_figure(history: pd.DataFrame, st_labels: dict[str, str], attribution: str) -> Figure:
+    """Indicators over the releases (territory scope): one panel per theme, one line per indicator. Each panel's
+    legend sits inside it, above the curves (head-room added), so legends never spill over another panel; x labels
+    are short dates, clear of the credit line."""
     rows = history[history["scope"] == "territory"]
     releases = (rows[["release_id", "released_at"]].drop_duplicates("release_id")
                 .sort_values(["released_at", "release_id"]))
     order = {r: i for i, r in enumerate(releases["release_id"])}
+    ticks = release_tick_labels(releases)
+    step = max(1, math.ceil(len(ticks) / 8))                  # at most 8 labels per axis
     fig = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
     fig.text(0.01, 0.965, "Évolution des indicateurs par publication", fontsize=13)
+    fig.text(0.01, 0.94, "Abscisse : date de chaque publication (identifiants dans l'historique des indicateurs).",
+             fontsize=7.5, color="#555555")
     axes = fig.subplots(2, 3).ravel()
     colors = sous_trame_colors(list(st_labels))
     for ax, (title, unit, series) in zip(axes, HISTORY_PANELS):
+        top = 0.0
         for family, indicator, st_filter, label in series:
             sel = rows[(rows["family"] == family) & (rows["indicator"] == indicator)]
             for st in (sorted(sel["sous_trame"].unique()) if st_filter == "*" else [st_filter]):
                 g = sel[sel["sous_trame"] == st].assign(x=lambda f: f["release_id"].map(order)).sort_values("x")
                 if len(g):
-                    ax.plot(g["x"], g["value"], marker="o", label=st_labels.get(st, st) if st_filter == "*" else label,
+                    ax.plot(g["x"], g["value"], marker="o", markersize=3,
+                            label=_wrap_short(st_labels.get(st, st) if st_filter == "*" else label),
                             color=colors.get(st) if st else None)
+                    top = max(top, float(pd.to_numeric(g["value"], errors="coerce").max()))
+        ax.set_title(title, fontsize=9.5, loc="left")
         ax.set_ylabel(unit, fontsize=8)
-        ax.set_ylim(bottom=0)
+        n_entries = len(ax.get_legend_handles_labels()[0])
+        ax.set_ylim(0, (top if top > 0 else 1.0) * (1.3 + 0.12 * math.ceil(n_entries / 2)))   # room for the legend
         ax.set_xlim(-0.5, max(len(order) - 0.5, 0.5))
-        ax.set_xticks(range(len(order)), list(order), rotation=20, ha="right", fontsize=7)
+        ax.set_xticks(range(0, len(order), step), ticks[::step], rotation=30, ha="right", fontsize=6.5)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:    # the panel title heads its legend, above the plot
-            ax.legend(title=title, title_fontsize=10, alignment="left", fontsize=6.5, loc="lower left",
-                      bbox_to_anchor=(0.0, 1.01), ncol=2, frameon=False, borderaxespad=0)
-        else:
-            ax.set_title(title, fontsize=10, loc="left")
-    fig.subplots_adjust(left=0.06, right=0.98, top=0.84, bottom=0.1, hspace=0.75, wspace=0.22)
-    fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
+        if n_entries:
+            ax.legend(fontsize=6, loc="upper left", ncol=2, frameon=True, framealpha=0.85, borderaxespad=0.3,
+                      handlelength=1.5, columnspacing=0.8)
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.89, bottom=0.15, hspace=0.45, wspace=0.25)
+    fig.text(0.01, 0.012, textwrap.fill(attribution, 175), fontsize=6.5, color="#333333")
+    return fig
+
+
+def _wrap_short(label: str, width: int = 28) -> str:
+    return textwrap.fill(str(label), width)
+
+
+def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, str]) -> Path:
+    """The indicators-over-releases page (:func:`history_figure`) as ``maps/evolution_indicateurs.png`` and a PDF
+    page."""
+    fig = history_figure(history, st_labels, ctx.attribution)
     path = ctx.out_dir / "maps" / "evolution_indicateurs.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)

@@ -25,10 +25,11 @@ def fr(value: Any, decimals: int | None = 1, sign: bool = False) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     value = float(value)
-    if decimals is None:
-        text = f"{value:+.3g}" if sign else f"{value:.3g}"
-    else:
-        text = f"{value:+,.{decimals}f}" if sign else f"{value:,.{decimals}f}"
+    if decimals is None:        # 3 significant digits, never scientific notation (0,0000123 rather than 1,23e-05)
+        decimals = 0 if value == 0 else max(0, 2 - math.floor(math.log10(abs(value))))
+    if round(value, decimals) == 0:
+        value = 0.0             # never "-0"
+    text = f"{value:+,.{decimals}f}" if sign else f"{value:,.{decimals}f}"
     return text.replace(",", "\u202f").replace(".", ",")
 
 
@@ -283,8 +284,9 @@ def french_message(entry: dict) -> str:
 
 # --- plain-language summary ------------------------------------------------------------------------------------------
 def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation_ok: bool | None,
-                  change: list[ChangeRow], explanation: str, n_communes: int) -> list[str]:
-    """Short sentences for someone who reads only the first page."""
+                  change: list[ChangeRow], explanation: str, n_communes: int,
+                  ruptures: dict | None = None) -> list[str]:
+    """Short sentences for someone who reads only the first page. ``ruptures``: :func:`rupture_counts`."""
     k = doc.get("key_figures") or {}
     out = []
     if synthetic:
@@ -307,7 +309,7 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
     if k.get("rupture_points") is not None:
         out.append(f"{fr(k['rupture_points'], 0)} points de rupture marquent les endroits où une route passante, une "
                    "voie ferrée exploitée ou un canal coupe un corridor : ce sont les lieux où un passage à faune ou "
-                   "un aménagement rétablirait la continuité.")
+                   "un aménagement rétablirait la continuité." + rupture_explanation(ruptures))
     moved = [c for c in change if not c.small and c.direction != "same" and c.family == "key_figures"][:3]
     if doc.get("change") is None:
         out.append("C'est la première publication : il n'y a pas encore d'évolution à commenter.")
@@ -321,6 +323,47 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
     elif validation_ok is False:
         out.append("Des contrôles de qualité bloquants ont échoué : voir la section Validation.")
     return out
+
+
+def rupture_counts(points) -> dict:
+    """Counts that explain the rupture points (GeoDataFrame with ``sous_trame``, optional ``site_id``): ``points``
+    (one per crossing of one corridor of one sous-trame), ``sites`` (distinct ``site_id``: one crossing of one
+    infrastructure, all sous-trames together), ``places`` (distinct locations), ``shared_places`` (locations
+    holding points of several sous-trames), ``same_st_places`` (locations holding several points of one
+    sous-trame: corridors of the same sous-trame crossing at one spot)."""
+    if points is None or not len(points):
+        return {"points": 0, "sites": 0, "places": 0, "shared_places": 0, "same_st_places": 0, "points_at_shared": 0}
+    key = points.geometry.to_wkb()
+    st = points["sous_trame"].astype(str) if "sous_trame" in points.columns else None
+    by_place = st.groupby(key.values) if st is not None else None
+    shared = int((by_place.nunique() > 1).sum()) if by_place is not None else 0
+    same = int((by_place.apply(lambda s: s.duplicated().any())).sum()) if by_place is not None else 0
+    sites = int(points["site_id"].nunique()) if "site_id" in points.columns else int(key.nunique())
+    sizes = key.groupby(key.values).transform("size")
+    return {"points": int(len(points)), "sites": sites, "places": int(key.nunique()), "shared_places": shared,
+            "same_st_places": same, "points_at_shared": int((sizes > 1).sum())}
+
+
+def rupture_explanation(c: dict | None) -> str:
+    """Plain words on points vs sites (empty when no counts)."""
+    if not c or not c.get("points"):
+        return ""
+    text = (f" Un point est compté par sous-trame et par corridor coupé ; ils se regroupent en {fr(c['sites'], 0)} "
+            "sites de franchissement (un site = un même franchissement d'une infrastructure, toutes sous-trames "
+            "confondues).")
+    dup = c["points"] - c["places"]
+    if dup > 0:
+        parts = []
+        if c["shared_places"]:
+            parts.append(f"{fr(c['shared_places'], 0)} emplacement(s) portent des points de plusieurs sous-trames")
+        if c["same_st_places"]:
+            parts.append(f"{fr(c['same_st_places'], 0)} emplacement(s) coupés par plusieurs corridors d'une "
+                         "même sous-trame")
+        n_shared = c.get("points_at_shared") or dup
+        text += (f" {fr(n_shared, 0)} points partagent leur emplacement avec un autre ("
+                 + " ; ".join(parts) + ") : ce sont les « géométries en double » signalées par la validation, "
+                 "conservées car chaque sous-trame et chaque corridor a son propre besoin de passage.")
+    return text
 
 
 def _plain_label(label: str) -> str:

@@ -14,9 +14,9 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ...indicators.key_figures import KEY_FIGURES
-from ..styles import (COMMUNE_FIGURES, FIELD_LABELS, INFRA_COLORS, POPUP_FIELDS, POPUP_HIDDEN, PUBLISHED_LAYERS,
-                      SEVERITY_RADIUS, STATUS_ALIASES, STATUS_STYLES, UNIT_NOTES, VALUE_LABELS, basemap_config,
-                      palette, reference_label, source_credits, sous_trame_colors)
+from ..styles import (BOOLEAN_FIELDS, COMMUNE_FIGURES, FIELD_LABELS, INFRA_COLORS, ORIGIN_NAME_WORDS, POPUP_FIELDS,
+                      POPUP_HIDDEN, PUBLISHED_LAYERS, SEVERITY_RADIUS, STATUS_ALIASES, STATUS_STYLES, UNIT_NOTES,
+                      VALUE_LABELS, basemap_config, palette, reference_label, source_credits, sous_trame_colors)
 
 HERE = Path(__file__).resolve().parent
 VENDOR_FILES = ("maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "LICENSE-maplibre-gl.txt", "LICENSE-pmtiles.txt",
@@ -40,7 +40,10 @@ def layer_config(territory, available: list[str]) -> list[dict]:
         cfg = {k: layer.get(k) for k in ("name", "title", "geometry", "color", "fill_opacity", "width", "radius",
                                           "by", "size_by")}
         cfg["fill_opacity"] = cfg["fill_opacity"] if cfg["fill_opacity"] is not None else 0.5
-        cfg["visible"] = True
+        cfg["visible"] = layer.get("visible", True)
+        cfg["stroke"] = layer.get("stroke")
+        if layer.get("zero_by"):       # one colour, grey where the field is 0
+            cfg.update({k: layer[k] for k in ("zero_by", "zero_color", "zero_label", "label")})
         cfg["hatch"] = bool(layer.get("hatch"))
         cats = []
         if layer.get("by") == "sous_trame":
@@ -124,6 +127,7 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
         "layers": layer_config(territory, available_layers), "field_labels": FIELD_LABELS,
         "hidden_fields": HIDDEN_FIELDS, "figure_labels": FIGURE_LABELS, "figure_units": FIGURE_UNITS,
         "popup_fields": POPUP_FIELDS, "value_labels": VALUE_LABELS, "unit_notes": UNIT_NOTES,
+        "boolean_fields": BOOLEAN_FIELDS, "origin_name_words": ORIGIN_NAME_WORDS,
         "commune_figures": [{"key": k, "label": lab, "unit": u, "decimals": d} for k, lab, u, d in COMMUNE_FIGURES],
         "commune_labels": commune_label_points(gpkg), "basemap": basemap_config(territory),
         "attribution": " · ".join([f"Observatoire TVB {label}", *credits]),

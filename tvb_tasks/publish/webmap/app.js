@@ -17,7 +17,9 @@
   }
   function num(v, decimals) {
     var d = decimals === undefined ? (Math.abs(v) < 10 ? 2 : 1) : decimals;
-    return Number(v).toLocaleString("fr-FR", { minimumFractionDigits: 0, maximumFractionDigits: d });
+    var x = Number(v), f = Math.pow(10, d);
+    if (Math.round(Math.abs(x) * f) === 0) { x = 0; }          // never "-0" (a value rounding to zero is 0)
+    return x.toLocaleString("fr-FR", { minimumFractionDigits: 0, maximumFractionDigits: d });
   }
   function fmt(v) {
     if (typeof v === "number") { return num(v); }
@@ -31,6 +33,18 @@
       .map(function (p) { return map[p] || p; }).join(", ");
   }
   function empty(v) { return v === null || v === undefined || v === ""; }
+  function truthy(v) { return v === true || v === 1 || v === "1" || v === "true" || v === "True"; }
+  function yesNo(v) { return truthy(v) ? "oui" : "non"; }
+  // "N2000_ZPS Marais … ; patch 1" → "Natura 2000 (ZPS) Marais … ; tache d'habitat 1"
+  function siteWords(v) {
+    var codes = (config.value_labels || {}).protection_types || {}, words = config.origin_name_words || {};
+    return String(v).split(/;\s*/).map(function (part) {
+      var m = part.match(/^(\S+)\s*(.*)$/);
+      if (!m) { return part; }
+      var head = codes[m[1]] || words[m[1]];
+      return head ? (head + (m[2] ? " " + m[2] : "")) : part;
+    }).join(" ; ");
+  }
 
   // one reader-facing value per popup format (see styles.POPUP_FIELDS)
   function formatValue(format, field, v, props) {
@@ -43,8 +57,18 @@
       case "friction": return num(v, 1) + ' <span class="tvb-note">(' + esc(config.unit_notes.friction) + ")</span>";
       case "code": return esc(words(field, v));
       case "codes": return esc(words(field, v));
+      case "sites": return esc(siteWords(v));
+      case "bool": return yesNo(v);
+      case "index": return num(v, 0) + ' <span class="tvb-note">(' + esc(config.unit_notes.index) + ")</span>";
+      case "score": return num(v, 2) + ' <span class="tvb-note">(' + esc(config.unit_notes.score) + ")</span>";
+      case "gain_pct": return Number(v) <= 0 ? "gain nul" : Number(v) < 0.01 ? "&lt; 0,01 %" : num(v, 2) + " %";
+      case "gain_ha": return Number(v) <= 0 ? "gain nul" : Number(v) < 0.1 ? "&lt; 0,1 ha" : num(v, 1) + " ha";
+      case "km_pos": return Number(v) > 0 ? num(v / 1000, 2) + " km" : null;
+      case "m_pos": return Number(v) > 0 ? num(v, 0) + " m" : null;
+      case "conflict": return Number(v) > 0 ? "oui (poids " + num(v, 2) + ")" : "non";
       case "infra_class":
         if (props.infrastructure === "road") { return "importance " + esc(v) + " (1 = autoroute … 5 = desserte locale)"; }
+        if (props.infrastructure === "culvert") { return "busage " + esc(words("infra_class", v)); }
         return esc(words("infra_class", v));
       default: return esc(fmt(v));
     }
@@ -64,6 +88,9 @@
 
   function hatchId(color) { return "tvb-hatch-" + color.replace("#", ""); }
   function categoryExpr(layer, valueOf) {
+    if (layer.zero_by) {
+      return ["case", [">", ["to-number", ["get", layer.zero_by], 0], 0], valueOf(layer.color), valueOf(layer.zero_color)];
+    }
     if (!(layer.categories && layer.categories.length)) { return valueOf(layer.color); }
     var match = ["match", ["to-string", ["get", layer.by]]];
     layer.categories.forEach(function (c) { c.values.forEach(function (v) { match.push(String(v), valueOf(c.color)); }); });
@@ -99,7 +126,7 @@
         radius.push(layer.radius || 6);
       }
       styleLayers.push(Object.assign({ id: layer.name + "-circle", type: "circle", layout: vis,
-        paint: { "circle-color": color, "circle-radius": radius, "circle-stroke-color": "#ffffff",
+        paint: { "circle-color": color, "circle-radius": radius, "circle-stroke-color": layer.stroke || "#ffffff",
                  "circle-stroke-width": 1.5 } }, src));
       interactive.push(layer.name + "-circle");
     }
@@ -138,7 +165,20 @@
     var img = ctx.getImageData(0, 0, size, size);
     map.addImage(e.id, { width: size, height: size, data: new Uint8Array(img.data.buffer) });
   });
-  map.on("load", function () { state.loaded = true; placeLabels(); });
+  // phones: the credits (map attribution and the panel's "Sources") start collapsed, one tap opens them
+  var narrow = window.innerWidth < 700;
+  if (narrow) {
+    var panelCredits = document.getElementById("tvb-credits");
+    if (panelCredits) { panelCredits.removeAttribute("open"); }
+  }
+  function collapseAttribution() {
+    if (!narrow) { return; }
+    document.querySelectorAll(".maplibregl-ctrl-attrib").forEach(function (el) {
+      el.classList.remove("maplibregl-compact-show");
+      el.removeAttribute("open");
+    });
+  }
+  map.on("load", function () { state.loaded = true; placeLabels(); collapseAttribution(); });
   map.on("idle", function () { if (state.loaded) { state.idle = true; } });
 
   // --- commune names: HTML labels (no glyph server needed), overlapping ones hidden --------------------------------
@@ -186,7 +226,9 @@
     var block = document.createElement("div");
     block.className = "tvb-legend-block";
     var id = "tvb-toggle-" + layer.name;
-    var rows = (layer.categories && layer.categories.length) ? layer.categories : [{ label: null, color: layer.color }];
+    var rows = (layer.categories && layer.categories.length) ? layer.categories
+      : layer.zero_by ? [{ label: layer.label, color: layer.color }, { label: layer.zero_label, color: layer.zero_color }]
+      : [{ label: null, color: layer.color }];
     var html = '<h3><input type="checkbox" id="' + id + '"' + (layer.visible ? " checked" : "") + '> <label for="' +
       id + '">' + esc(layer.title) + "</label>" + (rows[0].label === null ? " " + swatch(layer, layer.color) : "") + "</h3>";
     if (rows[0].label !== null) {
@@ -220,13 +262,16 @@
       spec.forEach(function (s) {
         var field = s[0], label = s[1], format = s[2];
         if (empty(props[field])) { return; }
-        out.push([label, formatValue(format, field, props[field], props)]);
+        if (field === "infra_class" && props[field] === props.infrastructure) { return; }   // "canal" twice
+        var shown = formatValue(format, field, props[field], props);
+        if (shown !== null) { out.push([label, shown]); }            // null: nothing worth showing (a 0 length)
       });
       return out;
     }
     Object.keys(props).forEach(function (k) {        // a layer without a spec: every non-internal field
       if (config.hidden_fields.indexOf(k) >= 0 || empty(props[k])) { return; }
-      var value = (config.value_labels || {})[k] ? esc(words(k, props[k])) : esc(fmt(props[k]));
+      var value = (config.boolean_fields || []).indexOf(k) >= 0 ? yesNo(props[k])
+        : (config.value_labels || {})[k] ? esc(words(k, props[k])) : esc(fmt(props[k]));
       out.push([config.field_labels[k] || k, value]);
     });
     return out;
@@ -245,10 +290,17 @@
     else if (layerName === "wet_corridors" && props.name) { kind = title; title = props.name; }
     var rows = rowsFor(layerName, props);
     if (layerName === "communes") { rows = rows.filter(function (r) { return r[0] !== "Commune"; }).concat(communeRows(props)); }
+    if (layerName === "priorities" && props.libelle) { kind = title; title = props.libelle;
+      rows = rows.filter(function (r) { return r[0] !== "Priorité"; }); }
+    if (layerName === "corridor_areas" && props.libelle) { kind = title; title = props.libelle;
+      rows = rows.filter(function (r) { return r[0] !== "Emprise"; }); }
     return '<div class="tvb-popup">' + (kind ? '<p class="tvb-kind">' + esc(kind) + "</p>" : "") + "<h3>" + esc(title) +
       "</h3><table>" + rows.map(function (r) { return "<tr><th>" + esc(r[0]) + "</th><td>" + r[1] + "</td></tr>"; }).join("") +
       "</table></div>";
   }
+  window.tvbPopupHtml = function (layerName, props) {     // test hook: the popup of a feature's properties
+    return popupHtml({ sourceLayer: layerName, properties: props });
+  };
   map.on("click", function (e) {
     var pad = 4;
     var box = [[e.point.x - pad, e.point.y - pad], [e.point.x + pad, e.point.y + pad]];
