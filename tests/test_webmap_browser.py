@@ -24,15 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CDP, CHROMIUM, TIMEOUT  # noqa: F401  (shared headless-Chromium helper)
 
 from test_publish_formats import X0, Y0, make_outputs, territory
 from test_publish_release import do_publish
 from tvb_tasks import publish
 from tvb_tasks.store import LocalStore
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
-TIMEOUT = 90.0
 
 
 # --- HTTP server with Range support -----------------------------------------------------------------------------
@@ -87,72 +86,7 @@ def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-# --- a minimal DevTools-protocol client ---------------------------------------------------------------------------
-class CDP:
-    def __init__(self, ws_url: str):
-        import contextlib
-
-        from websockets.sync.client import connect
-
-        self._stack = contextlib.ExitStack()
-        self.ws = self._stack.enter_context(connect(ws_url, max_size=None, open_timeout=30))
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, timeout: float = 60) -> dict:
-        self.next_id += 1
-        my_id = self.next_id
-        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params or {}}))
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if msg.get("id") == my_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            if "method" in msg:
-                self.events.append(msg)
-
-    def eval(self, expr: str):
-        r = self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True})
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"JS error in {expr!r}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait_for(self, expr: str, timeout: float = TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = self.eval(expr)
-            if v:
-                return v
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {expr}; console: {self.console_errors()}")
-
-    def click(self, x: float, y: float) -> None:
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            params = {"type": kind, "x": x, "y": y}
-            if kind != "mouseMoved":
-                params.update(button="left", clickCount=1)
-            self.send("Input.dispatchMouseEvent", params)
-
-    def console_errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            m, p = e["method"], e.get("params", {})
-            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
-            elif m == "Runtime.exceptionThrown":
-                out.append("exception: " + json.dumps(p.get("exceptionDetails", {}))[:500])
-            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-                out.append("log: " + p["entry"].get("text", ""))
-            elif m == "Network.loadingFailed" and not p.get("canceled"):
-                out.append(f"network failure: {p.get('errorText')}")
-            elif m == "Network.responseReceived" and p["response"]["status"] >= 400:
-                out.append(f"HTTP {p['response']['status']}: {p['response']['url']}")
-        return out
-
-    def close(self):
-        self._stack.close()
+# the DevTools-protocol client is tests/chromium.py's (shared with test_readers.py)
 
 
 @pytest.fixture(scope="module")
