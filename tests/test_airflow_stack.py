@@ -137,7 +137,7 @@ def _runs(api: Api, dag_id: str) -> list[dict]:
 
 # --- the trigger form's validation ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("conf, message", [
-    ({"resolution_m": 5}, "Invalid input for param resolution_m: 5 is less than the minimum of 10"),
+    ({"resolution_m": 4}, "Invalid input for param resolution_m: 4 is less than the minimum of 5"),
     ({"sous_trames": ["forest", "desert"]}, "Invalid input for param sous_trames: 'desert' is not one of"),
     ({"territory": "lille"}, "Invalid input for param territory: 'lille' is not one of"),
     ({"dry_run": "maybe"}, "Invalid input for param dry_run: 'maybe' is not of type 'boolean'"),

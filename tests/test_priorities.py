@@ -424,7 +424,7 @@ def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory,
     for sentence in fiches_config(territory)["forest"].general.split(". "):    # the recommendation, every word
         assert re.sub(r"\s+", " ", sentence.strip()) in flat
     assert " | " not in raw                                                   # no flattened "a | b | c" rows
-    row = next(line for line in raw.splitlines() if "forest-CL" in line)
+    row = next(line for line in raw.splitlines() if "Corridor à restaurer, 1,0 km" in line)   # readable label
     assert len(re.split(r"\s{2,}", row.strip())) >= 3                          # cells laid out in columns
 
 

@@ -240,7 +240,7 @@ def test_web_map_popups_are_french_without_codes(release, served):
         x, y, props = _screen_point_of(page, "rupture_points-circle", "f => true")
         page.click(x, y)
         text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
-        assert "Gravité" in text and ("route" in text or "voie ferrée" in text) and not INTERNAL_CODES.search(text)
+        assert "Gravité" in text and ("route" in text or "voie ferrée" in text or "canal" in text) and not INTERNAL_CODES.search(text)
         # header, banner, credits
         header = page.eval("document.getElementById('tvb-header').innerText")
         assert re.search(r"Publiée le \d{1,2}(er)? \w+ 20\d\d à \d+ h \d\d UTC", header), header

@@ -69,9 +69,10 @@ def test_tiles_mapped_over_rounds_stitch_to_the_untiled_rasters(tmp_path_factory
     assert labels == {"forest", "mining"}
     assert any(k.startswith("round_2[") and v == "success" for k, v in states.items())   # boundary exchange
     assert states["round_10"] == "skipped" if "round_10" in states else True            # converged earlier
-    # XCom carries items and counts only, never rasters
+    # XCom carries items, counts and the run record (with the territory configuration the fetch used, ≈30 kB:
+    # one identity per run), never rasters (MBs)
     for key, value in run["xcoms"].items():
-        assert len(str(value)) < 20_000, key
+        assert len(str(value)) < 64_000, key
     peaks = [v["peak_mb"] for k, v in run["xcoms"].items() if k.startswith("round_") and isinstance(v, dict)]
     assert peaks and max(peaks) < 4 * 1024
 

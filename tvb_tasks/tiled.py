@@ -45,10 +45,10 @@ def cost_problem(territory, inputs, sous_trame: str):
     from .layers.reservoirs import select_reservoirs
 
     ctx = engine._context(territory, inputs)
-    patches = habitat_patches(territory, sous_trame, ctx.landuse, ctx.extra)
+    patches = habitat_patches(territory, sous_trame, ctx.landuse_all, ctx.extra)
     reservoirs, _ = select_reservoirs(territory, sous_trame, patches, ctx.protected, ctx.always)
     friction, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
-    src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.inside & np.isfinite(friction))
+    src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.extent_mask & np.isfinite(friction))
     return friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16
 
 
@@ -122,9 +122,15 @@ def stage_stitch_tiles(run: dict, sous_trame: str) -> dict[str, Any]:
         return {"sous_trame": sous_trame, "cost": None, "reached": 0}
     from rasterio.transform import Affine
 
+    from .layers import engine
+
     g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
     acc, _back, _alloc = stitch_from_store(store, prefix)
     grid = Grid(Affine(*g["transform"]), acc.shape, g["crs"], float(g["res"]))
+    # published like the untiled stage's cost.tif: cut to the territory grid, nodata outside the territory
+    ctx = engine._context(_territory(run), _snapshot_paths(store, run))
+    if ctx.grid.shape == acc.shape and ctx.grid.transform == grid.transform:
+        acc, grid = engine._territory_raster(acc, ctx), engine._territory_grid(ctx)
     local = _local_dir(run, "tiles", sous_trame) / "cost.tif"
     write_cog(acc, grid, local, overview_resampling="average",
               description=f"cost distance {sous_trame} (friction x m), tiled")
