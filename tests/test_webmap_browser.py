@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import CDP, CHROMIUM, TIMEOUT  # noqa: F401  (shared headless-Chromium helper)
+from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 
 from test_publish_formats import X0, Y0, make_outputs, territory
 from test_publish_release import do_publish
@@ -102,45 +102,9 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    profile = tempfile.mkdtemp(prefix="tvb-chromium-")
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-         "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
-         "--disable-extensions", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-         "--metrics-recording-only", "--mute-audio", "--hide-scrollbars", "--disable-dev-shm-usage",
-         "--window-size=1280,800", f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
-         "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("chromium did not start its DevTools endpoint")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        import urllib.request
-
-        for _ in range(100):
-            try:
-                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5))
-                page = next(t for t in targets if t["type"] == "page")
-                break
-            except (OSError, StopIteration):
-                time.sleep(0.1)
-        cdp = CDP(page["webSocketDebuggerUrl"])
-        for domain in ("Runtime", "Log", "Network", "Page"):
-            cdp.send(f"{domain}.enable")
+def browser():
+    with chromium() as cdp:          # tests/chromium.py: headless Chromium, DevTools on, 1280 × 800
         yield cdp
-        cdp.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def open_page(cdp: CDP, url: str) -> None:
