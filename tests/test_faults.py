@@ -8,7 +8,9 @@ followed by a good one, disk full (a store whose writes fail, and a real small t
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import http.server
 import json
 import os
 import shutil
@@ -494,6 +496,26 @@ def test_redirect_loop_names_the_url(raw_server):
     assert isinstance(box.get("error"), SourceError) and "redirect" in msg and f"{server.url}/start" in msg
 
 
+@contextlib.contextmanager
+def sample_server():
+    """A quiet local HTTP server of the bundled sample folder (answers If-Modified-Since with 304); yields its URL."""
+    sample = PROJECT_ROOT / "sample" / "call"
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(sample), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
 def http_territory(url: str, **options):
     from tvb_tasks.config import SourceConfig
 
@@ -515,24 +537,10 @@ def test_deadline_from_yaml_and_cli_override_then_good_server(raw_server, tmp_pa
     assert "deadline of 1 s" in str(box.get("error"))
     assert store.list("snapshots/call/roads/") == []          # nothing written by the failed fetches
     # the next good fetch succeeds
-    sample = PROJECT_ROOT / "sample" / "call"
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(sample), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        t = http_territory(f"http://127.0.0.1:{httpd.server_address[1]}/roads.gpkg", layer="roads",
-                           deadline_s=60)
+    with sample_server() as base:
+        t = http_territory(f"{base}/roads.gpkg", layer="roads", deadline_s=60)
         ref = fetch_source(t, "roads", store)
         assert ref["changed"] and store.exists(ref["key"])
-    finally:
-        httpd.shutdown()
 
 
 # --- 3. a refused input, then the good one -----------------------------------------------------------------------
@@ -982,26 +990,13 @@ def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
     assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
     assert len(json.loads(store.get_bytes("snapshots/call/territory/index.json"))["snapshots"]) == 1
 
-    sample = PROJECT_ROOT / "sample" / "call"
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):     # answers If-Modified-Since with 304
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(sample), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        t = http_territory(f"http://127.0.0.1:{httpd.server_address[1]}/roads.gpkg", layer="roads")
+    with sample_server() as base:                           # answers If-Modified-Since with 304
+        t = http_territory(f"{base}/roads.gpkg", layer="roads")
         ref = fetch_source(t, "roads", store)
         assert fetch_source(t, "roads", store)["changed"] is False            # 304: unchanged, object there
         store.delete(ref["key"])
         again = fetch_source(t, "roads", store)
         assert again["snapshot_id"] == ref["snapshot_id"] and store.exists(ref["key"])
-    finally:
-        httpd.shutdown()
 
 
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
