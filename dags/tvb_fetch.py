@@ -21,13 +21,14 @@ from tvb_dag_support import (
     POOL,
     START_DATE,
     changed_sources,
+    dags_of_valid_territories,
     fetch_doc,
     fetch_run,
     source_asset,
     sources_alias,
 )
 
-from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.config import Territory, load_territory
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,7 @@ def build_fetch_dag(territory: Territory):
 
 def build_all() -> dict[str, Any]:
     """The fetch DAG of every valid territory in the config folder, by dag_id."""
-    dags: dict[str, Any] = {}
-    for tid in list_territories():
-        try:
-            territory = load_territory(tid)
-        except ConfigError as exc:   # tvb_observatory.py shows the error in a failing placeholder DAG
-            log.warning("territory %s: invalid configuration, no fetch DAG: %s", tid, exc)
-            continue
-        d = build_fetch_dag(territory)
-        dags[d.dag_id] = d
-    return dags
+    return dags_of_valid_territories(build_fetch_dag, "fetch")
 
 
 globals().update(build_all())

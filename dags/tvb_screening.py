@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, store_uri
+from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, dags_of_valid_territories, store_uri
 
-from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.config import Territory
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +104,7 @@ def screen_from_params(territory_id: str, params: dict) -> dict:
 
 def build_all() -> dict[str, Any]:
     """The screening DAG of every valid territory (an invalid YAML is reported by tvb_observatory.py)."""
-    dags: dict[str, Any] = {}
-    for tid in list_territories():
-        try:
-            territory = load_territory(tid)
-        except ConfigError as exc:
-            log.warning("territory %s: invalid configuration, no screening DAG: %s", tid, exc)
-            continue
-        d = build_screening_dag(territory)
-        dags[d.dag_id] = d
-    return dags
+    return dags_of_valid_territories(build_screening_dag, "screening")
 
 
 globals().update(build_all())

@@ -16,9 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TriggerRule, dag, get_current_context, task
-from tvb_dag_support import DEFAULT_ARGS, POOL, START_DATE, check_conf_keys, fetch_run, run_options, trigger_params
+from tvb_dag_support import (DEFAULT_ARGS, POOL, START_DATE, check_conf_keys, dags_of_valid_territories, fetch_run,
+                             run_options, trigger_params)
 
-from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.config import Territory, load_territory
 
 DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (same default as TilingConfig)
 
@@ -108,16 +109,8 @@ def build_tiled_dag(territory: Territory):
 
 def build_all() -> dict[str, Any]:
     """The tiled DAG of every valid territory whose YAML enables tiling (invalid ones: see tvb_observatory)."""
-    dags: dict[str, Any] = {}
-    for tid in list_territories():
-        try:
-            territory = load_territory(tid)
-        except ConfigError:
-            continue
-        if tiling_section(territory).get("enabled"):
-            d = build_tiled_dag(territory)
-            dags[d.dag_id] = d
-    return dags
+    return dags_of_valid_territories(build_tiled_dag, "tiled cost-distance",
+                                     wanted=lambda t: bool(tiling_section(t).get("enabled")))
 
 
 globals().update(build_all())

@@ -8,6 +8,7 @@ tasks, so that parsing the DAG files stays fast. plugins/ is on ``sys.path``, so
 """
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,7 +17,9 @@ from airflow.sdk import Asset, AssetAlias, Param
 from tvb_notifier import TvbNotifier
 from tvb_retry import FailFastPolicy
 
-from tvb_tasks.config import Territory, load_territory
+from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+
+log = logging.getLogger(__name__)
 
 OWNER = "tvb-observatory"
 POOL = "tvb_remote_servers"               # fetch tasks only: bounds the load on remote WFS / download servers
@@ -41,6 +44,23 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 # --- names ---------------------------------------------------------------------------------------------------------
+def dags_of_valid_territories(build, kind: str, wanted=None) -> dict:
+    """``{dag_id: build(territory)}`` for every territory of the config folder whose YAML loads (and, when given,
+    for which ``wanted(territory)`` is true). An invalid YAML gets no ``kind`` DAG, only a warning:
+    ``tvb_observatory.py`` shows its error in a failing placeholder DAG."""
+    dags = {}
+    for tid in list_territories():
+        try:
+            territory = load_territory(tid)
+        except ConfigError as exc:
+            log.warning("territory %s: invalid configuration, no %s DAG: %s", tid, kind, exc)
+            continue
+        if wanted is None or wanted(territory):
+            d = build(territory)
+            dags[d.dag_id] = d
+    return dags
+
+
 def source_asset(territory_id: str, source: str) -> Asset:
     """The Asset of one source of a territory; an event means "a new snapshot of this source was fetched"."""
     return Asset(name=f"tvb_{territory_id}_{source}", uri=f"x-tvb://{territory_id}/sources/{source}",
