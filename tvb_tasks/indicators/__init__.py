@@ -21,7 +21,7 @@ import pandas as pd
 import pyogrio
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory
 
@@ -54,12 +54,43 @@ class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WetPassabilityConfig(_Cfg):
+    """Passability (0 impassable … 1 passable) of a wet rupture point by type and severity (ICE classes 0, 0.33,
+    0.66, 1); a point the table does not list gets ``default``. Types: infrastructure of the rupture points."""
+
+    river_obstacle: dict[int, float] = Field(default_factory=dict)   # ROE obstacle, by severity (height of drop)
+    culvert: dict[int, float] = Field(default_factory=dict)          # section busée under a road / railway
+    road: dict[int, float] = Field(default_factory=dict)             # road bridge over an open watercourse
+    railway: dict[int, float] = Field(default_factory=dict)          # railway bridge over an open watercourse
+    default: float = Field(default=1.0, ge=0, le=1)
+    snap_m: float = Field(default=50, ge=0)      # a point is on the nearest watercourse stretch within this (m)
+
+    @field_validator("river_obstacle", "culvert", "road", "railway")
+    @classmethod
+    def _in_unit_interval(cls, table: dict[int, float]) -> dict[int, float]:
+        bad = {k: v for k, v in table.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"passabilities must be in [0, 1]: {bad}")
+        return table
+
+    def passability(self, infrastructure: str, severity) -> float:
+        table = getattr(self, str(infrastructure), None) if str(infrastructure) in WET_BARRIER_TYPES else None
+        try:
+            return float(table[int(severity)]) if table is not None else self.default
+        except (KeyError, TypeError, ValueError):
+            return self.default
+
+
+WET_BARRIER_TYPES = ("river_obstacle", "culvert", "road", "railway")
+
+
 class ConnectivityConfig(_Cfg):
     probability_at_threshold: float = Field(default=0.05, gt=0, lt=1)   # p at the dispersal distance (Graphab)
     distance_threshold_cost: float | dict[str, float] | None = None   # dispersal distance; None → max_cost
     distance_threshold_m: float = Field(default=1000, gt=0)
     min_probability: float = Field(default=1e-6, gt=0, lt=1)          # p* below this: pair unconnected
     wet_network_snap_m: float = Field(default=25, ge=0)               # wet reservoir ↔ network node tolerance
+    wet_passability: WetPassabilityConfig = WetPassabilityConfig()    # wet rupture points on the network (DCI)
     top_n: int = Field(default=10, ge=1)
 
 
@@ -265,13 +296,39 @@ def _network_inputs(layers: dict[str, gpd.GeoDataFrame], territory: Territory, s
     if "sous_trame" in wet.columns:
         wet = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: sous_trame in v)]
     if st.trame == "bleue" and len(wet):
-        # along the watercourses: metres = cost / the lowest friction of the habitat (water: 1), as the layers stage
-        per_m = min(territory.friction.landuse[c][sous_trame] for c in st.habitat)
-        links = connectivity.network_links(reservoirs, wet, snap_m=cfg.wet_network_snap_m,
-                                           max_distance_m=st.max_cost / per_m)
-        return nodes, links, "network_m", distance_threshold_cost(territory, sous_trame) / per_m
+        net, max_m, threshold_m = wet_network_of(layers, territory, sous_trame)
+        return nodes, connectivity.reservoir_links(net, max_m), "network_m", threshold_m
     max_d = connectivity.euclidean_max_distance(cfg.distance_threshold_m, cfg.probability_at_threshold)
     return nodes, connectivity.euclidean_links(reservoirs, max_d), "euclidean_m", cfg.distance_threshold_m
+
+
+def wet_network_of(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str
+                   ) -> tuple[connectivity.WetNetwork, float, float]:
+    """(watercourse graph, link cut-off m, dispersal distance m) of a trame bleue sous-trame: its reservoirs on its
+    wet corridors, with its wet rupture points (``corridor_kind`` aquatique: culverts, obstacles, bridges) as
+    barriers whose passability (``indicators.connectivity.wet_passability``) multiplies the probability of every
+    link through them. Metres = cost / the lowest friction of the habitat (water: 1), as the layers stage."""
+    cfg = indicators_config(territory).connectivity
+    st = territory.sous_trames[sous_trame]
+    reservoirs = layers["reservoirs"][layers["reservoirs"]["sous_trame"] == sous_trame].reset_index(drop=True)
+    wet = layers["wet_corridors"]
+    if "sous_trame" in wet.columns:
+        wet = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: sous_trame in v)]
+    per_m = min(territory.friction.landuse[c][sous_trame] for c in st.habitat)
+    threshold_m = distance_threshold_cost(territory, sous_trame) / per_m
+    k = connectivity.decay_constant(threshold_m, cfg.probability_at_threshold)
+    points = layers.get("rupture_points")
+    barriers = None
+    if points is not None and len(points) and {"sous_trame", "corridor_kind", "severity"} <= set(points.columns):
+        on = points[(points["sous_trame"].astype(str) == sous_trame) & (points["corridor_kind"] == "aquatique")]
+        table = cfg.wet_passability
+        penalty = [connectivity.passability_penalty_m(table.passability(i, sev), k)
+                   for i, sev in zip(on["infrastructure"], on["severity"])]
+        barriers = gpd.GeoDataFrame({"id": on["id"].astype(str).to_numpy(), "penalty_m": penalty},
+                                    geometry=on.geometry.values, crs=points.crs)
+    net = connectivity.wet_network(reservoirs, wet, snap_m=cfg.wet_network_snap_m, barriers=barriers,
+                                   barrier_snap_m=cfg.wet_passability.snap_m)
+    return net, st.max_cost / per_m, threshold_m
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, files: list[str]) -> None:

@@ -25,7 +25,7 @@ thousand reservoirs stay tractable (``bench/connectivity.py``: the former Floyd�
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import networkx as nx
@@ -336,40 +336,162 @@ def euclidean_max_distance(distance_threshold_m: float, probability_at_threshold
 
 
 def network_links(reservoirs: gpd.GeoDataFrame, lines: gpd.GeoDataFrame, *, snap_m: float,
-                  max_distance_m: float) -> pd.DataFrame:
+                  max_distance_m: float, barriers: gpd.GeoDataFrame | None = None,
+                  barrier_snap_m: float = 0.0) -> pd.DataFrame:
     """Links between reservoirs along a line network (wet corridors): from_id, to_id, distance (m, EPSG:2154).
 
-    The lines are noded and cut at the reservoir outlines (a stretch inside a reservoir costs nothing); a network
-    node within ``snap_m`` of a reservoir is attached to it. Every pair of reservoirs joined along the network by
-    at most ``max_distance_m`` is a link, its distance the shortest network distance (Dijkstra, networkx).
+    Every pair of reservoirs joined along the network (:func:`wet_network`) by at most ``max_distance_m`` is a link,
+    its distance the shortest network distance (Dijkstra, networkx) plus the penalty of every barrier passed
+    (``barriers``: id, penalty_m, geometry; see :func:`passability_penalty_m`).
     """
-    cols = ["from_id", "to_id", "distance"]
-    if len(reservoirs) < 2 or lines.empty:
-        return pd.DataFrame(columns=cols)
+    net = wet_network(reservoirs, lines, snap_m=snap_m, barriers=barriers, barrier_snap_m=barrier_snap_m)
+    return reservoir_links(net, max_distance_m)
+
+
+# --- wet network with obstacle passability (trame bleue) -------------------------------------------------------------
+@dataclass
+class WetNetwork:
+    """The watercourse graph of a trame bleue sous-trame, its reservoirs and the wet barriers on it.
+
+    ``graph`` (networkx): nodes are network vertices (x, y rounded to 1 cm) and reservoirs ``("R", id)``; each
+    edge carries ``length`` (m, 0 for a reservoir attachment) and ``barriers``, a tuple of (barrier id, penalty m)
+    of the wet rupture points on it. ``barrier_edges``: barrier id → the edges (u, v) it sits on (absent when it
+    lies on no stretch of the network: inside a reservoir, or too far from any line).
+    """
+
+    graph: nx.Graph
+    ids: list[str]
+    barrier_edges: dict[str, list[tuple]] = field(default_factory=dict)
+
+
+def passability_penalty_m(passability: float, k: float) -> float:
+    """Added network distance (m) of a barrier of passability π ∈ [0, 1]: −ln(π) / k, so that the link probability
+    exp(-k · (d + penalty)) = π · exp(-k · d) (DCI: the passabilities multiply the dispersal probability; Cote et
+    al. 2009, Baldan et al. 2022). π = 0 (total barrier): +inf, the stretch is cut; π = 1: 0."""
+    if not 0 <= passability <= 1:
+        raise ValueError(f"passability must be in [0, 1], got {passability}")
+    if k <= 0:
+        raise ValueError("k must be > 0")
+    return math.inf if passability == 0 else -math.log(passability) / k
+
+
+def wet_network(reservoirs: gpd.GeoDataFrame, lines: gpd.GeoDataFrame, *, snap_m: float,
+                barriers: gpd.GeoDataFrame | None = None, barrier_snap_m: float = 0.0) -> WetNetwork:
+    """The watercourse graph between reservoirs (EPSG:2154, metres) with its barriers.
+
+    The lines are noded and cut at the reservoir outlines (a stretch inside a reservoir costs nothing); a network
+    vertex within ``snap_m`` of a reservoir is attached to it. Two stretches joining the same two vertices are both
+    kept (the second through its midpoint), so making a barrier passable can switch to the stretch it was on.
+    ``barriers``: points with ``id`` and ``penalty_m`` (:func:`passability_penalty_m`); each is put on the nearest
+    stretch within ``barrier_snap_m`` (a barrier further from every stretch, or inside a reservoir, is on none).
+    """
+    ids = reservoirs["id"].astype(str).tolist()
+    graph = nx.Graph()
+    out = WetNetwork(graph=graph, ids=ids)
+    if not len(ids) or lines.empty:
+        return out
     network = shapely.get_parts(shapely.union_all(np.asarray(lines.geometry.values)))
     network = np.asarray([g for g in network if g.geom_type == "LineString"], dtype=object)
     patch_union = shapely.union_all(np.asarray(reservoirs.geometry.values))
-    outside = shapely.get_parts(shapely.difference(network, patch_union))
+    outside = shapely.get_parts(shapely.difference(network, patch_union)) if len(network) else []
     outside = [g for g in outside if g.geom_type == "LineString" and g.length > 0]
 
     def node(xy) -> tuple[float, float]:
         return (round(xy[0], 2), round(xy[1], 2))
 
-    graph = nx.Graph()
-    for geom in outside:
+    on_piece: dict[int, list[tuple[str, float]]] = {}
+    midpoints: set[tuple[float, float]] = set()
+    if barriers is not None and len(barriers) and outside:
+        tree = shapely.STRtree(outside)
+        pts = np.asarray(barriers.geometry.values)
+        b_idx, p_idx = tree.query_nearest(pts, max_distance=barrier_snap_m, all_matches=False)
+        for b, p in zip(b_idx, p_idx):
+            row = barriers.iloc[b]
+            on_piece.setdefault(int(p), []).append((str(row["id"]), float(row["penalty_m"])))
+    for i, geom in enumerate(outside):
         a, b = node(geom.coords[0]), node(geom.coords[-1])
-        if a != b and not (graph.has_edge(a, b) and graph[a][b]["weight"] <= geom.length):
-            graph.add_edge(a, b, weight=geom.length)
-    ids = reservoirs["id"].astype(str).to_numpy()
-    tree = reservoirs.sindex
-    for n in list(graph.nodes):
-        for k in tree.query(shapely.Point(n), predicate="dwithin", distance=snap_m):
-            graph.add_edge(n, ("R", ids[k]), weight=0.0)
-    rows = []
-    for rid in ids:
-        if not graph.has_node(("R", rid)):
+        bars = tuple(on_piece.get(i, ()))
+        if a == b:
             continue
-        reach = nx.single_source_dijkstra_path_length(graph, ("R", rid), cutoff=max_distance_m, weight="weight")
+        if graph.has_edge(a, b):          # a parallel stretch: through its midpoint, as two half edges
+            mid = node(geom.interpolate(0.5, normalized=True).coords[0])
+            midpoints.add(mid)
+            halves = [(a, mid, bars), (mid, b, ())]
+        else:
+            halves = [(a, b, bars)]
+        share = 1.0 / len(halves)
+        for u, v, bb in halves:
+            graph.add_edge(u, v, length=geom.length * share, barriers=bb)
+            for bid, _ in bb:
+                out.barrier_edges.setdefault(bid, []).append((u, v))
+    tree = reservoirs.sindex
+    for n in [n for n in graph.nodes if n not in midpoints]:
+        for k in tree.query(shapely.Point(n), predicate="dwithin", distance=snap_m):
+            graph.add_edge(n, ("R", ids[k]), length=0.0, barriers=())
+    return out
+
+
+def _weight(passable: frozenset):
+    """Edge weight for networkx: length + the penalties of the barriers not made passable (None: cut)."""
+    def weight(u, v, data):
+        total = data["length"]
+        for bid, penalty in data["barriers"]:
+            if bid not in passable:
+                total += penalty
+        return None if math.isinf(total) else total
+    return weight
+
+
+def reservoir_links(net: WetNetwork, max_distance_m: float, *, passable: frozenset = frozenset(),
+                    sources: list[str] | None = None) -> pd.DataFrame:
+    """Links between reservoirs along the network: from_id, to_id, distance = shortest network distance (m) plus
+    the penalties of the barriers passed (those in ``passable`` count 0), when ≤ ``max_distance_m``.
+
+    ``sources``: only the links from these reservoirs (every reservoir by default; then each pair once, from_id <
+    to_id); with ``sources``, each link found once per source, from_id = the source."""
+    cols = ["from_id", "to_id", "distance"]
+    rows = []
+    weight = _weight(frozenset(passable))
+    for rid in (net.ids if sources is None else sources):
+        if not net.graph.has_node(("R", rid)):
+            continue
+        reach = nx.single_source_dijkstra_path_length(net.graph, ("R", rid), cutoff=max_distance_m, weight=weight)
         rows += [(rid, other[1], d) for other, d in reach.items()
-                 if isinstance(other[0], str) and other[1] > rid]
+                 if isinstance(other[0], str) and other[1] != rid and (sources is not None or other[1] > rid)]
     return pd.DataFrame(rows, columns=cols)
+
+
+def passable_changes(net: WetNetwork, barrier_ids: list[str], max_distance_m: float
+                     ) -> list[tuple[str, str, float]] | None:
+    """The reservoir links that get shorter when these barriers become passable: [(from_id, to_id, new distance)],
+    or None when none of them lies on a potential link (on no stretch, or on a stretch that no path between two
+    reservoirs crosses within ``max_distance_m``, the barriers passable): the site is outside the graph.
+
+    Only the reservoirs within ``max_distance_m`` of the barriers' stretches (barriers passable) are re-run."""
+    passable = frozenset(barrier_ids)
+    edges = [e for b in barrier_ids for e in net.barrier_edges.get(b, [])]
+    if not edges:
+        return None
+    weight = _weight(passable)
+    on_link = False
+    near: set[str] = set()
+    for u, v in edges:
+        def besides(a, b, data, edge=frozenset((u, v))):   # reservoirs reach u and v without crossing (u, v)
+            return None if frozenset((a, b)) == edge else weight(a, b, data)
+
+        du = nx.single_source_dijkstra_path_length(net.graph, u, cutoff=max_distance_m, weight=besides)
+        dv = nx.single_source_dijkstra_path_length(net.graph, v, cutoff=max_distance_m, weight=besides)
+        ru = {n[1]: d for n, d in du.items() if isinstance(n[0], str)}
+        rv = {n[1]: d for n, d in dv.items() if isinstance(n[0], str)}
+        w = net.graph[u][v]["length"]
+        near |= set(ru) | set(rv)
+        on_link = on_link or any(a != b and ru[a] + w + rv[b] <= max_distance_m * (1 + _REL_TOL)
+                                 for a in ru for b in rv)
+    if not on_link:
+        return None
+    sources = sorted(near)
+    before = reservoir_links(net, max_distance_m, sources=sources)
+    after = reservoir_links(net, max_distance_m, passable=passable, sources=sources)
+    old = {(a, b): d for a, b, d in before.itertuples(index=False)}
+    return [(a, b, float(d)) for a, b, d in after.itertuples(index=False)
+            if a < b and d < old.get((a, b), math.inf) * (1 - _REL_TOL)]

@@ -43,6 +43,8 @@ class Network:
     limit: float
     dist: np.ndarray = field(repr=False)
     pc_sum: float = 0.0
+    # trame bleue on the watercourses: (watercourse graph with its barriers, link cut-off m), else None
+    wet: tuple | None = field(default=None, repr=False)
 
     @property
     def index(self) -> dict[str, int]:

@@ -10,8 +10,11 @@ Candidates (see :func:`corridor_candidates`, :func:`rupture_sites`): every corri
   f_r = ``restored_friction`` (the friction of an existing corridor) — Graphab's link-improvement dPC. A site's
   corridors lose the excess friction of its crossings: (f_infra − mean_friction) · ``barrier_crossing_m`` per
   crossing, f_infra from ``friction.infrastructure`` — Linkage Mapper Barrier Mapper's "cost saved by removing the
-  barrier". d' never goes below length_m (friction 1). Sites on wet corridors (not links of the wetland graph,
-  whose links are edge-to-edge distances) get 0 and ``gain_method = hors_graphe``.
+  barrier". d' never goes below length_m (friction 1). A site on the watercourses of a trame bleue whose graph
+  runs along them (wet rupture points: culverts, ROE obstacles, bridges, each a barrier of configured passability
+  on the network, :func:`tvb_tasks.indicators.wet_network_of`): the links whose network distance drops when the
+  site's points become passable (:func:`~tvb_tasks.indicators.connectivity.passable_changes`), ``gain_method =
+  obstacle_passable``. ``hors_graphe`` (gain 0): a site on no link of its sous-trame's graph.
 * ``cost_base``: length_m × ``cost.per_m[status]`` (corridor) or Σ ``cost.crossing[infrastructure][class]``
   (site); ``maintenance_share``: share of the corridor length (or of the site's points) inside a managed sector
   (``maintenance`` role, within the buffer); ``cost_proxy`` = cost_base × (1 − maintenance_discount × share).
@@ -37,7 +40,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tvb_tasks.config import Territory
-from tvb_tasks.indicators import _network_inputs, indicators_config
+from tvb_tasks.indicators import _network_inputs, indicators_config, wet_network_of
+from tvb_tasks.indicators.connectivity import passable_changes
 from tvb_tasks.publish.styles import STATUS_STYLES, status_code
 
 from .config import PrioritiesConfig, crossing_width_m, priorities_config, restored_friction
@@ -364,9 +368,12 @@ def sous_trame_networks(territory: Territory, layers: dict[str, gpd.GeoDataFrame
     p_at = indicators_config(territory).connectivity.probability_at_threshold
     out = {}
     for st in territory.sous_trames:
-        nodes, links, _, threshold = _network_inputs(layers, territory, st, Path(gpkg))
+        nodes, links, kind, threshold = _network_inputs(layers, territory, st, Path(gpkg))
         out[st] = build_network(nodes, links, distance_threshold=threshold, probability_at_threshold=p_at,
                                 min_probability=cfg.min_probability)
+        if kind == "network_m":       # the same watercourse graph, kept to make a wet site's barriers passable
+            wet, max_m, _ = wet_network_of(layers, territory, st)
+            out[st].wet = (wet, max_m)
     return out
 
 
@@ -430,12 +437,18 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
             d_site = max(d_site, corridor_restored_distance(c, f_r, corridor_excess[cid]))
             changes.append((str(c["from_id"]), str(c["to_id"]), d_site))
         dpc, dec = improvement(net, changes) if (net and changes) else (0.0, 0.0)
+        method = "barrier_removed" if changes else "hors_graphe"
+        if not changes and net is not None and net.wet is not None:
+            wet_changes = passable_changes(net.wet[0], pts["id"].astype(str).tolist(), net.wet[1])
+            if wet_changes is not None:
+                method = "obstacle_passable"
+                dpc, dec = improvement(net, wet_changes)
         cost = sum(crossing_cost(cfg, i, k) for i, k in zip(pts["infrastructure"], pts["infra_class"]))
         rows.append({"id": str(s["site_id"]), "candidate": "rupture_site", "sous_trame": s["sous_trame"],
                      "status": None, "corridor_ids": ", ".join(s["corridor_ids"]), "from_id": None, "to_id": None,
                      "infrastructure": s["infrastructure"], "infra_name": s["infra_name"], "length_m": 0.0,
                      "n_points": int(s["n_points"]), "gain_dpc_pct": max(dpc, 0.0), "gain_ec_ha": max(dec, 0.0),
-                     "gain_method": "barrier_removed" if changes else "hors_graphe", "cost_base": cost,
+                     "gain_method": method, "cost_base": cost,
                      "geometry": shapely.multipoints(pts.geometry.values) if len(pts) > 1 else s.geometry})
 
     frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["geometry"],

@@ -129,6 +129,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "candidate": {"corridor": "corridor à restaurer ou à créer", "rupture_site": "site de rupture (franchissement)"},
     "gain_method": {"corridor_restored": "corridor remis en état (friction ramenée à celle d'un habitat)",
                     "barrier_removed": "barrière rendue franchissable (passage à faune)",
+                    "obstacle_passable": "obstacle du cours d'eau rendu franchissable (ouvrage, busage, pont)",
                     "hors_graphe": "non calculé (site hors du réseau écologique)"},
     "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
