@@ -19,15 +19,18 @@ from __future__ import annotations
 import math
 
 import geopandas as gpd
-import pandas as pd
 import pytest
-import shapely
 from shapely.geometry import LineString, Point, box
 
 from tvb_tasks.config import load_territory
 from tvb_tasks.indicators import indicators_config, wet_network_of
-from tvb_tasks.indicators.connectivity import (decay_constant, network_links, passability_penalty_m,
-                                               passable_changes, wet_network)
+from tvb_tasks.indicators.connectivity import (
+    decay_constant,
+    network_links,
+    passability_penalty_m,
+    passable_changes,
+    wet_network,
+)
 from tvb_tasks.priorities import compute_priorities
 from tvb_tasks.priorities.ranking import sous_trame_networks
 
@@ -121,7 +124,8 @@ def test_a_barrier_lengthens_or_cuts_the_links_through_it():
     res = layers["reservoirs"].iloc[:2]
     wet = layers["wet_corridors"].iloc[:1]
 
-    def link(penalty, snap=50.0, at=pt(1500, 500)):
+    def link(penalty, snap=50.0, at=None):
+        at = pt(1500, 500) if at is None else at
         bar = gpd.GeoDataFrame({"id": ["B"], "penalty_m": [penalty]}, geometry=[at], crs=CRS)
         return network_links(res, wet, snap_m=1, max_distance_m=30000, barriers=bar, barrier_snap_m=snap)
 

@@ -16,6 +16,11 @@ Euclidean edge-to-edge distance between reservoirs (m).
   intra = 100 · a_k² / ΣΣ, flux = 100 · 2 Σ_{i≠k} a_i a_k p*_ik / ΣΣ, connector = the rest (k as a stepping stone);
 * a link's dPC = 100 · (PC − PC_without_link) / PC (connector only).
 
+Trame bleue (:func:`wet_network`, :func:`reservoir_links`): links run along the watercourses (network metres); each
+wet rupture point on a stretch is a barrier of passability π ∈ [0, 1] that multiplies the probability of every link
+through it (Dendritic Connectivity Index, Cote et al. 2009): an added distance −ln(π)/k. :func:`passable_changes`
+gives the links a site's barriers shorten when made passable (its restoration gain in the priorities).
+
 Shortest paths: scipy's sparse Dijkstra (``scipy.sparse.csgraph``), cut off at the distance where p* falls below
 ``min_probability`` (1e-12 by default: such pairs contribute nothing measurable). Removing a node or a link re-runs
 only the sources whose best paths use it (a node on no best path has a connector part of exactly 0), so a few
