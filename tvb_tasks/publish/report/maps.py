@@ -110,6 +110,21 @@ def _length_label(metres: float) -> str:
     return f"{metres / 1000:g} km".replace(".", ",") if metres >= 1000 else f"{metres:g} m"
 
 
+def add_scale_and_north(ax, *, north_x: float, north_y: tuple[float, float], compact: bool = False) -> None:
+    """A map's scale bar (the 1-2-5 length nearest a fifth of its width, lower left) and north arrow (tip and base
+    at ``north_y``, axes fraction); ``compact``: smaller, for the priority sheets. Used by every map of the report
+    and of the fiches (:mod:`tvb_tasks.priorities.sheets`)."""
+    font, pad, borderpad, sep, north_size, lw = (7, 0.4, 0.6, 3, 9, 1.3) if compact else (8, 0.5, 0.8, 4, 10, 1.5)
+    width = ax.get_xlim()[1] - ax.get_xlim()[0]
+    length = nice_length(width / 5)
+    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=pad,
+                                  borderpad=borderpad, sep=sep, frameon=True, size_vertical=width / 250,
+                                  fontproperties={"size": font}))
+    ax.annotate("N", xy=(north_x, north_y[0]), xytext=(north_x, north_y[1]), xycoords="axes fraction", ha="center",
+                va="center", fontsize=north_size, fontweight="bold",
+                arrowprops={"arrowstyle": "-|>", "color": "black", "lw": lw})
+
+
 def _new_map(ctx: MapContext, title: str) -> tuple[Figure, object]:
     fig = Figure(figsize=MAP_SIZE_IN, dpi=DPI)
     ax = fig.add_axes(MAP_AXES)
@@ -144,13 +159,7 @@ def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_t
     if handles:
         ax.legend(handles=handles, title=legend_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                   title_fontsize=8, frameon=False)
-    width = ax.get_xlim()[1] - ax.get_xlim()[0]
-    length = nice_length(width / 5)
-    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=0.5,
-                                  borderpad=0.8, sep=4, frameon=True, size_vertical=width / 250,
-                                  fontproperties={"size": 8}))
-    ax.annotate("N", xy=(0.035, 0.93), xytext=(0.035, 0.84), xycoords="axes fraction", ha="center", va="center",
-                fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+    add_scale_and_north(ax, north_x=0.035, north_y=(0.93, 0.84))
     fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
     fig.text(0.99, 0.08, "Projection Lambert-93 (EPSG:2154)", fontsize=6.5, color="#333333", ha="right")
     path = ctx.out_dir / "maps" / f"{name}.png"
@@ -596,13 +605,7 @@ def commune_sheet(ctx: MapContext, commune: pd.Series, layers: dict[str, gpd.Geo
     others.boundary.plot(ax=ax, color="#888888", linewidth=0.5, zorder=5)
     gpd.GeoSeries([geom], crs=ctx.communes.crs).boundary.plot(ax=ax, color="#222222", linewidth=1.6, zorder=7)
     _draw_communes(ax, others, zorder=5, fontsize=7)
-    width = ax.get_xlim()[1] - ax.get_xlim()[0]
-    length = nice_length(width / 5)
-    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=0.5,
-                                  borderpad=0.8, sep=4, frameon=True, size_vertical=width / 250,
-                                  fontproperties={"size": 8}))
-    ax.annotate("N", xy=(0.04, 0.95), xytext=(0.04, 0.87), xycoords="axes fraction", ha="center", va="center",
-                fontsize=10, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})
+    add_scale_and_north(ax, north_x=0.04, north_y=(0.95, 0.87))
     y = 0.86
     fig.text(0.64, y + 0.03, "Chiffres de la commune", fontsize=12, fontweight="bold", color="#1b5e20")
     for label, value in rows:
