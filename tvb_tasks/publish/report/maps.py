@@ -125,7 +125,12 @@ def _finish(ctx: MapContext, fig: Figure, ax, name: str, handles: list, legend_t
     add_scale_and_north(ax, north_x=0.035, north_y=(0.93, 0.84))
     fig.text(0.01, 0.012, textwrap.fill(ctx.attribution, 175), fontsize=6.5, color="#333333")
     fig.text(0.99, 0.08, "Projection Lambert-93 (EPSG:2154)", fontsize=6.5, color="#333333", ha="right")
-    path = ctx.out_dir / "maps" / f"{name}.png"
+    return _save(ctx, fig, f"{name}.png")
+
+
+def _save(ctx: MapContext, fig: Figure, filename: str) -> Path:
+    """Save ``maps/<filename>`` and add the figure to the PDF as a page."""
+    path = ctx.out_dir / "maps" / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     if ctx.pdf is not None:
@@ -397,12 +402,7 @@ def history_chart(ctx: MapContext, history: pd.DataFrame, st_labels: dict[str, s
     """The indicators-over-releases page (:func:`history_figure`) as ``maps/evolution_indicateurs.png`` and a PDF
     page."""
     fig = history_figure(history, st_labels, ctx.attribution)
-    path = ctx.out_dir / "maps" / "evolution_indicateurs.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    if ctx.pdf is not None:
-        ctx.pdf.savefig(fig)
-    return path
+    return _save(ctx, fig, "evolution_indicateurs.png")
 
 
 # --- commune sheets ----------------------------------------------------------------------------------------------------
