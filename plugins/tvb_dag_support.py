@@ -101,15 +101,13 @@ def public_urls(run: dict, release_id: str | None) -> dict:
     address (the Airflow UI shows only http(s) links)."""
     if not release_id:
         return {}
-    from tvb_tasks.publish.release import public_url, release_prefix
+    from tvb_tasks.publish.release import release_links
     from tvb_tasks.publish.serve import viewer_base_url
     from tvb_tasks.store import open_store
 
-    store, prefix = open_store(run["store_uri"]), release_prefix(run["territory"], release_id)
     base = viewer_base_url(load_territory(run["territory"]))     # http(s): the UI shows no file:// link
-    return {"release_url": public_url(store, prefix, base) + "/",
-            "report_url": public_url(store, prefix + "/report/index.html", base),
-            "manifest_url": public_url(store, prefix + "/manifest.json", base)}
+    links = release_links(open_store(run["store_uri"]), run["territory"], release_id, base)
+    return {k: links[k] for k in ("release_url", "report_url", "manifest_url")}
 
 
 def run_options(territory: Territory, params: dict) -> dict:

@@ -517,18 +517,13 @@ def real_regions(inp):
     return sites, parks, mining_union
 
 
-def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, log):
-    rng = rng_for("landuse")
+def landuse_faces(inp, pts, sites, parks, log):
+    """Faces of the Voronoi cells of ``pts`` noded with the outline and the real terrils and parks, inside the
+    outline: ``(faces, a point on each face)``."""
     outline = inp["outline"]
-    total_area = outline.area
-    noise = Noise(rng_for("landuse-noise"), outline.bounds)
-
-    pts = seed_points(inp, rng)
-    log(f"  {len(pts)} Voronoi seeds")
     env = box(*outline.buffer(3000.0).bounds)
     edges = shapely.voronoi_polygons(MultiPoint(pts), extend_to=env, only_edges=True)
     edges = shapely.intersection(edges, box(*outline.buffer(50.0).bounds))
-    sites, parks, _ = real_regions(inp)
     lines = [edges, outline.exterior] + [g["geom"].boundary for g in sites] + [p["geom"].boundary for p in parks]
     noded = shapely.union_all(lines, grid_size=GRID)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
@@ -536,8 +531,13 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
     inside = shapely.contains(outline, rp) & (shapely.area(faces) > 0)
     faces, rp = faces[inside], rp[inside]
     log(f"  {len(faces)} faces after noding")
+    return faces, rp
 
-    from scipy.spatial import cKDTree, Delaunay
+
+def face_parts(faces, rp, pts, sites, parks):
+    """The faces merged by key — ``("M", terril, -1)``, ``("P", park, cell)`` or ``("C", -1, cell)`` — and cut
+    into polygons: ``(part geometries, part keys)``."""
+    from scipy.spatial import cKDTree
 
     fxy = shapely.get_coordinates(rp)
     _, cell_of = cKDTree(pts).query(fxy)
@@ -568,9 +568,12 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
             if p.geom_type == "Polygon" and p.area > 0:
                 part_geoms.append(p)
                 part_keys.append(k)
-    part_geoms = np.array(part_geoms, dtype=object)
+    return np.array(part_geoms, dtype=object), part_keys
 
-    # --- merge slivers into the neighbour sharing the longest boundary
+
+def merge_slivers(part_geoms, part_keys, log):
+    """Parts under ``MIN_PART_M2`` merged into the neighbour sharing the longest boundary (the merged polygon takes
+    the key of its largest part): ``(polygons, keys)``."""
     n = len(part_geoms)
     parent = list(range(n))
 
@@ -609,232 +612,275 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
                 final_keys.append(part_keys[big])
     final_geoms = np.array(final_geoms, dtype=object)
     log(f"  {len(final_geoms)} polygons after sliver merge")
+    return final_geoms, final_keys
 
-    # --- units to allocate: one per key
-    unit_parts: dict[tuple, list[int]] = {}
-    for i, k in enumerate(final_keys):
-        unit_parts.setdefault(k, []).append(i)
-    units = sorted(unit_parts)
-    uid = {k: i for i, k in enumerate(units)}
-    u_area = np.array([sum(final_geoms[j].area for j in unit_parts[k]) for k in units])
-    u_geom = [final_geoms[max(unit_parts[k], key=lambda j: final_geoms[j].area)] for k in units]
-    u_xy = shapely.get_coordinates(shapely.point_on_surface(np.array(u_geom, dtype=object)))
-    ux, uy = u_xy[:, 0], u_xy[:, 1]
-    U = urban_intensity(inp, ux, uy)
-    N1 = noise(ux, uy)
-    codes: list[tuple[str, str] | None] = [None] * len(units)
-    kind = np.array([k[0] for k in units])
-    is_cell = kind == "C"
 
-    # cell adjacency (Voronoi neighbours = Delaunay edges of the seeds)
-    cell_unit = {k[2]: uid[k] for k in units if k[0] == "C"}
-    adj: dict[int, list[int]] = {i: [] for i in range(len(units))}
-    tri = Delaunay(pts)
-    pairs = set()
-    for simplex in tri.simplices:
-        for a in range(3):
-            for b in range(a + 1, 3):
-                p, q = int(simplex[a]), int(simplex[b])
-                if p in cell_unit and q in cell_unit:
-                    pairs.add((min(p, q), max(p, q)))
-    for p, q in sorted(pairs):
-        adj[cell_unit[p]].append(cell_unit[q])
-        adj[cell_unit[q]].append(cell_unit[p])
+class LandUnits:
+    """The units that get one land-use code each (one per key of the polygons), with what the coding rules read:
+    area, a point on the unit (``ux``, ``uy``), urban intensity ``U``, noise ``N1``, Voronoi adjacency, shares
+    inside cités minières / parvis agricoles, distances to water, the canal and the ridge, crossings of motorways
+    and railways. ``codes[i]`` is the unit's ``(code_cs, code_us)``, None until coded."""
 
-    # fractions of each cell inside cités minières / parvis agricoles
-    ug = [shapely.union_all([final_geoms[j] for j in unit_parts[k]]) if len(unit_parts[k]) > 1
-          else final_geoms[unit_parts[k][0]] for k in units]
-    ug = np.array(ug, dtype=object)
-    shapely.prepare(inp["cites"])
-    frac_cite = shapely.area(shapely.intersection(ug, inp["cites"])) / u_area
-    frac_parvis = shapely.area(shapely.intersection(ug, inp["parvis"])) / u_area
-    d_water = shapely.distance(shapely.points(u_xy), shapely.union_all(open_water_lines))
-    d_canal = shapely.distance(shapely.points(u_xy), inp["canal_line"])
-    d_ridge = shapely.distance(shapely.points(u_xy), LineString(RIDGE))
-    hits_motorway = shapely.intersects(ug, shapely.union_all(motorways)) if motorways else np.zeros(len(units), bool)
-    hits_rail = shapely.intersects(ug, shapely.union_all(rails_in_use)) if rails_in_use else np.zeros(len(units), bool)
+    def __init__(self, inp, final_geoms, final_keys, pts, noise, open_water_lines, motorways, rails_in_use):
+        from scipy.spatial import Delaunay
 
-    # --- real regions: terrils and parks
-    for k in units:
-        i = uid[k]
+        self.total_area = inp["outline"].area
+        unit_parts: dict[tuple, list[int]] = {}
+        for i, k in enumerate(final_keys):
+            unit_parts.setdefault(k, []).append(i)
+        units = sorted(unit_parts)
+        self.unit_parts, self.units = unit_parts, units
+        self.uid = uid = {k: i for i, k in enumerate(units)}
+        self.u_area = u_area = np.array([sum(final_geoms[j].area for j in unit_parts[k]) for k in units])
+        u_geom = [final_geoms[max(unit_parts[k], key=lambda j: final_geoms[j].area)] for k in units]
+        u_xy = shapely.get_coordinates(shapely.point_on_surface(np.array(u_geom, dtype=object)))
+        self.ux, self.uy = ux, uy = u_xy[:, 0], u_xy[:, 1]
+        self.U = urban_intensity(inp, ux, uy)
+        self.N1 = noise(ux, uy)
+        self.codes: list[tuple[str, str] | None] = [None] * len(units)
+        self.is_cell = np.array([k[0] for k in units]) == "C"
+
+        # cell adjacency (Voronoi neighbours = Delaunay edges of the seeds)
+        cell_unit = {k[2]: uid[k] for k in units if k[0] == "C"}
+        self.adj = adj = {i: [] for i in range(len(units))}
+        pairs = set()
+        for simplex in Delaunay(pts).simplices:
+            for a in range(3):
+                for b in range(a + 1, 3):
+                    p, q = int(simplex[a]), int(simplex[b])
+                    if p in cell_unit and q in cell_unit:
+                        pairs.add((min(p, q), max(p, q)))
+        for p, q in sorted(pairs):
+            adj[cell_unit[p]].append(cell_unit[q])
+            adj[cell_unit[q]].append(cell_unit[p])
+
+        # fractions of each cell inside cités minières / parvis agricoles
+        ug = [shapely.union_all([final_geoms[j] for j in unit_parts[k]]) if len(unit_parts[k]) > 1
+              else final_geoms[unit_parts[k][0]] for k in units]
+        self.ug = ug = np.array(ug, dtype=object)
+        shapely.prepare(inp["cites"])
+        self.frac_cite = shapely.area(shapely.intersection(ug, inp["cites"])) / u_area
+        self.frac_parvis = shapely.area(shapely.intersection(ug, inp["parvis"])) / u_area
+        self.d_water = shapely.distance(shapely.points(u_xy), shapely.union_all(open_water_lines))
+        self.d_canal = shapely.distance(shapely.points(u_xy), inp["canal_line"])
+        self.d_ridge = shapely.distance(shapely.points(u_xy), LineString(RIDGE))
+        self.hits_motorway = (shapely.intersects(ug, shapely.union_all(motorways)) if motorways
+                              else np.zeros(len(units), bool))
+        self.hits_rail = (shapely.intersects(ug, shapely.union_all(rails_in_use)) if rails_in_use
+                          else np.zeros(len(units), bool))
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def free(self, i) -> bool:
+        """A Voronoi cell not coded yet."""
+        return self.codes[i] is None and self.is_cell[i]
+
+    def share(self, pred) -> float:
+        """Share of the territory's area in units whose code satisfies ``pred``."""
+        return sum(self.u_area[i] for i in range(len(self)) if self.codes[i] is not None
+                   and pred(self.codes[i])) / self.total_area
+
+
+def code_real_regions(lu: LandUnits, sites, parks, rng) -> None:
+    """Terrils by their form (Mission Bassin Minier), espaces néo-naturels by the class mix of their kind."""
+    for k in lu.units:
+        i = lu.uid[k]
         if k[0] == "M":
             forme = str(sites[k[1]]["forme"] or "")
             if forme == "Arasé construit":
-                codes[i] = ("CS1.1.1", "US2.1.1")
+                lu.codes[i] = ("CS1.1.1", "US2.1.1")
             elif forme == "Arasé":
-                codes[i] = pick(rng, "friche")
+                lu.codes[i] = pick(rng, "friche")
             elif forme == "Bassin de décantation":
-                codes[i] = ("CS6.4.1", "US7.0.0")
+                lu.codes[i] = ("CS6.4.1", "US7.0.0")
             elif forme == "Plat" and rng.random() < 0.5:
-                codes[i] = pick(rng, "forest")
+                lu.codes[i] = pick(rng, "forest")
             else:
-                codes[i] = pick(rng, "mining")
+                lu.codes[i] = pick(rng, "mining")
         elif k[0] == "P":
             name = parks[k[1]]["name"]
             mix = next(v for p, v in PARK_MIX.items() if name.startswith(p))
             cls = list(mix)
             c = cls[int(rng.choice(len(cls), p=np.array([mix[x] for x in cls])))]
-            codes[i] = pick(rng, c)
+            lu.codes[i] = pick(rng, c)
 
-    def share(pred):
-        return sum(u_area[i] for i in range(len(units)) if codes[i] is not None and pred(codes[i])) / total_area
 
-    is_art = lambda c: classify(*c, landuse_cfg) == "artificial"  # noqa: E731
-    is_nat = lambda c: landuse_cfg["classes"][classify(*c, landuse_cfg)]["natural"]  # noqa: E731
-
-    # --- artificial: scattered farms / hamlets first, then the urban ranking
-    art_target = TARGET_ARTIFICIAL * total_area - share(is_art) * total_area
-    free = lambda i: codes[i] is None and is_cell[i]  # noqa: E731
-    rural = [i for i in range(len(units)) if free(i) and U[i] < 0.08 and frac_parvis[i] < 0.5 and frac_cite[i] < 0.5]
+def code_artificial(lu: LandUnits, is_art, rng) -> None:
+    """Artificial land up to ``TARGET_ARTIFICIAL``: scattered farms and hamlets first, then the cells ranked by
+    urban intensity, noise, activity zones and cités minières, then labelled (housing, activity, transport…)."""
+    U, u_area = lu.U, lu.u_area
+    art_target = TARGET_ARTIFICIAL * lu.total_area - lu.share(is_art) * lu.total_area
+    rural = [i for i in range(len(lu)) if lu.free(i) and U[i] < 0.08 and lu.frac_parvis[i] < 0.5
+             and lu.frac_cite[i] < 0.5]
     got = 0.0
     for i in rng.permutation(rural):
         if got > 0.03 * art_target:
             break
         if u_area[i] > 40000:
             continue
-        codes[i] = ("CS1.1.1", "US1.1.7") if rng.random() < 0.5 else ("CS1.1.1", "US5.2.3")
+        lu.codes[i] = ("CS1.1.1", "US1.1.7") if rng.random() < 0.5 else ("CS1.1.1", "US5.2.3")
         got += u_area[i]
-    score = U + 0.22 * N1 + 0.55 * zone_bonus(ux, uy) + 10.0 * (frac_cite > 0.5)
-    score[frac_parvis > 0.5] = -np.inf
+    score = U + 0.22 * lu.N1 + 0.55 * zone_bonus(lu.ux, lu.uy) + 10.0 * (lu.frac_cite > 0.5)
+    score[lu.frac_parvis > 0.5] = -np.inf
     order = np.argsort(-score, kind="stable")
     for i in order:
         if got >= art_target:
             break
-        if not free(i) or not np.isfinite(score[i]):
+        if not lu.free(i) or not np.isfinite(score[i]):
             continue
-        codes[i] = ("ART", "")  # placeholder, labelled below
+        lu.codes[i] = ("ART", "")  # placeholder, labelled below
         got += u_area[i]
-    art_units = [i for i in range(len(units)) if codes[i] == ("ART", "")]
-    # labels of the artificial cells
-    for i in art_units:
-        r = rng.random()
-        x, y = ux[i], uy[i]
-        zone = None
-        for (zx, zy), rad, zk in ACTIVITY_ZONES:
-            if (x - zx) ** 2 + (y - zy) ** 2 <= rad ** 2:
-                zone = zk
-                break
-        if frac_cite[i] > 0.5:
-            codes[i] = ("CS1.1.1", "US5.2.2") if r < 0.8 else ("CS1.1.1", "US5.2.1")
-        elif hits_motorway[i] and r < 0.6:
-            codes[i] = ("CS1.1.2", "US4.1.1")
-        elif hits_rail[i] and r < 0.35:
-            codes[i] = ("CS1.2.1", "US4.2.1")
-        elif zone is not None and r < 0.85:
-            if zone == "industrial":
-                codes[i] = ("CS1.1.1", "US2.1.1") if rng.random() < 0.6 else ("CS1.1.2", "US2.1.1")
-            else:
-                codes[i] = ("CS1.1.1", "US2.2.0") if rng.random() < 0.55 else ("CS1.1.2", "US3.1.4")
-        elif r < 0.09:
-            codes[i] = [("CS1.1.1", "US3.1.1"), ("CS6.6.0", "US3.1.3"), ("CS6.6.0", "US3.2.1"),
-                        ("CS4.1.2", "US3.2.1"), ("CS6.6.0", "US3.2.2"), ("CS1.1.2", "US3.1.4"),
-                        ("CS1.1.1", "US3.1.2")][int(rng.integers(7))]
-        elif U[i] > 0.85:
-            codes[i] = ("CS1.1.1", "US5.1.1") if rng.random() < 0.35 else ("CS1.1.1", "US5.1.2")
-        elif U[i] > 0.6:
-            q = rng.random()
-            codes[i] = ("CS1.1.1", "US5.3.1") if q < 0.08 else (("CS1.1.1", "US5.1.3") if q < 0.35 else ("CS1.1.1", "US5.2.1"))
-        elif U[i] > 0.3:
-            codes[i] = ("CS1.1.1", "US5.2.2")
-        else:
-            codes[i] = ("CS6.6.0", "US5.2.3") if rng.random() < 0.3 else ("CS1.1.1", "US5.2.3")
+    for i in [i for i in range(len(lu)) if lu.codes[i] == ("ART", "")]:
+        lu.codes[i] = artificial_label(lu, i, rng)
 
-    # --- natural habitat until TARGET_NATURAL
-    nat_target = TARGET_NATURAL * total_area
-    nat = share(is_nat) * total_area
 
-    def set_nat(i, k):
-        nonlocal nat
-        codes[i] = pick(rng, k)
-        nat += u_area[i]
-
-    # (a) wetlands and ponds along open water, outside towns
-    wet_cands = [i for i in np.argsort(d_water, kind="stable") if free(i) and d_water[i] < 150.0 and U[i] < 0.5]
-    wet_budget = nat + 0.30 * (nat_target - nat)
-    for i in wet_cands:
-        if nat >= wet_budget:
+def artificial_label(lu: LandUnits, i: int, rng) -> tuple[str, str]:
+    """The code of an artificial cell, from where it lies (cité minière, motorway, railway, activity zone, urban
+    intensity)."""
+    U = lu.U
+    r = rng.random()
+    x, y = lu.ux[i], lu.uy[i]
+    zone = None
+    for (zx, zy), rad, zk in ACTIVITY_ZONES:
+        if (x - zx) ** 2 + (y - zy) ** 2 <= rad ** 2:
+            zone = zk
             break
-        if rng.random() < 0.55:
-            set_nat(i, "water" if (d_canal[i] < 600.0 and rng.random() < 0.45) else "wetland")
-    for i in [i for i in np.argsort(d_canal, kind="stable") if free(i) and d_canal[i] < 900.0 and U[i] < 0.6]:
-        if nat >= wet_budget + 0.05 * (nat_target - nat):
-            break
-        if rng.random() < 0.3:
-            set_nat(i, "water")
+    if lu.frac_cite[i] > 0.5:
+        return ("CS1.1.1", "US5.2.2") if r < 0.8 else ("CS1.1.1", "US5.2.1")
+    if lu.hits_motorway[i] and r < 0.6:
+        return ("CS1.1.2", "US4.1.1")
+    if lu.hits_rail[i] and r < 0.35:
+        return ("CS1.2.1", "US4.2.1")
+    if zone is not None and r < 0.85:
+        if zone == "industrial":
+            return ("CS1.1.1", "US2.1.1") if rng.random() < 0.6 else ("CS1.1.2", "US2.1.1")
+        return ("CS1.1.1", "US2.2.0") if rng.random() < 0.55 else ("CS1.1.2", "US3.1.4")
+    if r < 0.09:
+        return [("CS1.1.1", "US3.1.1"), ("CS6.6.0", "US3.1.3"), ("CS6.6.0", "US3.2.1"),
+                ("CS4.1.2", "US3.2.1"), ("CS6.6.0", "US3.2.2"), ("CS1.1.2", "US3.1.4"),
+                ("CS1.1.1", "US3.1.2")][int(rng.integers(7))]
+    if U[i] > 0.85:
+        return ("CS1.1.1", "US5.1.1") if rng.random() < 0.35 else ("CS1.1.1", "US5.1.2")
+    if U[i] > 0.6:
+        q = rng.random()
+        return ("CS1.1.1", "US5.3.1") if q < 0.08 else (("CS1.1.1", "US5.1.3") if q < 0.35 else ("CS1.1.1", "US5.2.1"))
+    if U[i] > 0.3:
+        return ("CS1.1.1", "US5.2.2")
+    return ("CS6.6.0", "US5.2.3") if rng.random() < 0.3 else ("CS1.1.1", "US5.2.3")
 
-    # (b) named woods grown cell by cell, with calcicole grassland fringes on the ridge
-    def grow(seed_xy, target_m2, kind_main, fringe=None, allow=free):
-        cands = [i for i in range(len(units)) if allow(i)]
+
+class Nature:
+    """Natural habitat coded so far (m²) towards ``TARGET_NATURAL``."""
+
+    def __init__(self, lu: LandUnits, is_nat, rng):
+        self.lu, self.rng = lu, rng
+        self.target = TARGET_NATURAL * lu.total_area
+        self.area = lu.share(is_nat) * lu.total_area
+
+    def set(self, i, kind) -> None:
+        self.lu.codes[i] = pick(self.rng, kind)
+        self.area += self.lu.u_area[i]
+
+    def grow(self, seed_xy, target_m2, kind_main, fringe=None) -> None:
+        """A patch grown cell by cell from the cell nearest ``seed_xy`` (nearer and noisier first), with a fringe of
+        grassland (each neighbour with probability ``fringe``)."""
+        lu, rng = self.lu, self.rng
+        cands = [i for i in range(len(lu)) if lu.free(i)]
         if not cands:
             return
-        start = min(cands, key=lambda i: ((ux[i] - seed_xy[0]) ** 2 + (uy[i] - seed_xy[1]) ** 2, i))
+        start = min(cands, key=lambda i: ((lu.ux[i] - seed_xy[0]) ** 2 + (lu.uy[i] - seed_xy[1]) ** 2, i))
         heap = [(0.0, start)]
         seen = {start}
         area = 0.0
         while heap and area < target_m2:
             _, i = heapq.heappop(heap)
-            if not allow(i):
+            if not lu.free(i):
                 continue
-            set_nat(i, kind_main)
-            area += u_area[i]
-            for j in adj[i]:
-                if j not in seen and allow(j):
+            self.set(i, kind_main)
+            area += lu.u_area[i]
+            for j in lu.adj[i]:
+                if j not in seen and lu.free(j):
                     seen.add(j)
-                    d = math.hypot(ux[j] - seed_xy[0], uy[j] - seed_xy[1])
-                    heapq.heappush(heap, (d / 400.0 - N1[j] + 0.3 * rng.random(), j))
+                    d = math.hypot(lu.ux[j] - seed_xy[0], lu.uy[j] - seed_xy[1])
+                    heapq.heappush(heap, (d / 400.0 - lu.N1[j] + 0.3 * rng.random(), j))
         if fringe:
-            ring = sorted({j for i in seen if codes[i] is not None for j in adj[i] if allow(j)})
+            ring = sorted({j for i in seen if lu.codes[i] is not None for j in lu.adj[i] if lu.free(j)})
             for j in ring:
                 if rng.random() < fringe:
-                    set_nat(j, "grassland")
+                    self.set(j, "grassland")
 
-    for seed_xy, ha in NAMED_WOODS:
-        if nat >= nat_target:
+
+def code_natural(lu: LandUnits, is_nat, rng) -> None:
+    """Natural habitat up to ``TARGET_NATURAL``: (a) wetlands and ponds along open water, (b) the named woods with
+    grassland fringes, (c) calcicole grasslands on the ridge, (d) friches on the urban fringe, (e) small woods in the
+    farmland, then existing patches grown until the target."""
+    nat = Nature(lu, is_nat, rng)
+    U, d_water, d_canal, d_ridge = lu.U, lu.d_water, lu.d_canal, lu.d_ridge
+    # (a) wetlands and ponds along open water, outside towns
+    wet_cands = [i for i in np.argsort(d_water, kind="stable") if lu.free(i) and d_water[i] < 150.0 and U[i] < 0.5]
+    wet_budget = nat.area + 0.30 * (nat.target - nat.area)
+    for i in wet_cands:
+        if nat.area >= wet_budget:
             break
-        grow(seed_xy, ha * 1e4, "forest", fringe=0.35)
+        if rng.random() < 0.55:
+            nat.set(i, "water" if (d_canal[i] < 600.0 and rng.random() < 0.45) else "wetland")
+    for i in [i for i in np.argsort(d_canal, kind="stable") if lu.free(i) and d_canal[i] < 900.0 and U[i] < 0.6]:
+        if nat.area >= wet_budget + 0.05 * (nat.target - nat.area):
+            break
+        if rng.random() < 0.3:
+            nat.set(i, "water")
+    # (b) named woods grown cell by cell, with calcicole grassland fringes on the ridge
+    for seed_xy, ha in NAMED_WOODS:
+        if nat.area >= nat.target:
+            break
+        nat.grow(seed_xy, ha * 1e4, "forest", fringe=0.35)
     # (c) calcicole grasslands along the ridge
-    ridge_cells = [i for i in np.argsort(d_ridge, kind="stable") if free(i) and d_ridge[i] < 500.0]
+    ridge_cells = [i for i in np.argsort(d_ridge, kind="stable") if lu.free(i) and d_ridge[i] < 500.0]
     for i in ridge_cells:
-        if nat >= nat_target - 0.25 * (nat_target - share(is_nat) * total_area) or nat >= nat_target:
+        if nat.area >= nat.target - 0.25 * (nat.target - lu.share(is_nat) * lu.total_area) or nat.area >= nat.target:
             break
         if rng.random() < 0.25:
-            set_nat(i, "grassland")
+            nat.set(i, "grassland")
     # (d) friches on the urban fringe
-    fringe_cells = [i for i in range(len(units)) if free(i) and 0.25 < U[i] and frac_parvis[i] < 0.5]
+    fringe_cells = [i for i in range(len(lu)) if lu.free(i) and 0.25 < U[i] and lu.frac_parvis[i] < 0.5]
     for i in rng.permutation(fringe_cells):
-        if nat >= nat_target - 0.12 * nat_target:
+        if nat.area >= nat.target - 0.12 * nat.target:
             break
         if rng.random() < 0.35:
-            set_nat(i, "friche")
+            nat.set(i, "friche")
     # (e) small woods scattered in the farmland, then fill by growing existing patches
-    small_cands = [i for i in range(len(units)) if free(i) and 1e4 <= u_area[i] <= 1e5 and U[i] < 0.2]
+    small_cands = [i for i in range(len(lu)) if lu.free(i) and 1e4 <= lu.u_area[i] <= 1e5 and U[i] < 0.2]
     for i in rng.permutation(small_cands)[:25]:
-        if nat >= nat_target:
+        if nat.area >= nat.target:
             break
-        set_nat(i, "forest")
+        nat.set(i, "forest")
     guard = 0
-    while nat < nat_target and guard < 10000:
+    while nat.area < nat.target and guard < 10000:
         guard += 1
-        border = sorted({j for i in range(len(units)) if codes[i] is not None and is_nat(codes[i])
-                         for j in adj[i] if free(j) and U[j] < 0.5})
+        border = sorted({j for i in range(len(lu)) if lu.codes[i] is not None and is_nat(lu.codes[i])
+                         for j in lu.adj[i] if lu.free(j) and U[j] < 0.5})
         if not border:
             break
         for j in rng.permutation(border):
-            if nat >= nat_target:
+            if nat.area >= nat.target:
                 break
             if rng.random() < 0.15:
-                set_nat(j, "forest" if d_ridge[j] < 1500 and rng.random() < 0.6 else "grassland")
+                nat.set(j, "forest" if d_ridge[j] < 1500 and rng.random() < 0.6 else "grassland")
 
-    # --- farmland for the rest
+
+def code_farmland(lu: LandUnits, is_art, rng) -> None:
+    """Every unit still without a code: arable land, meadows (more likely near buildings and water), gardens."""
+    codes = lu.codes
     art_mask = np.array([c is not None and c != ("ART", "") and is_art(c) for c in codes])
-    near_built = np.zeros(len(units), bool)
+    near_built = np.zeros(len(lu), bool)
     for i in np.where(art_mask)[0]:
-        for j in adj[i]:
+        for j in lu.adj[i]:
             near_built[j] = True
-    for i in range(len(units)):
+    for i in range(len(lu)):
         if codes[i] is None:
             r = rng.random()
-            p_meadow = 0.35 if (near_built[i] or d_water[i] < 200.0) else 0.06
+            p_meadow = 0.35 if (near_built[i] or lu.d_water[i] < 200.0) else 0.06
             if near_built[i] and r < 0.02:
                 codes[i] = ("CS4.4.0", "US1.1.5")
             elif r < p_meadow:
@@ -842,17 +888,40 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
             else:
                 codes[i] = ("CS6.3.0", "US1.1.3")
 
+
+def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, log):
+    """The synthetic land-use layer: Voronoi cells around seeds denser in towns, noded with the real terrils and
+    parks (:func:`landuse_faces`, :func:`face_parts`, :func:`merge_slivers`), then coded unit by unit
+    (:class:`LandUnits`): real regions, artificial land, natural habitat, farmland. Returns ``(rows, meta)``."""
+    rng = rng_for("landuse")
+    noise = Noise(rng_for("landuse-noise"), inp["outline"].bounds)
+
+    pts = seed_points(inp, rng)
+    log(f"  {len(pts)} Voronoi seeds")
+    sites, parks, _ = real_regions(inp)
+    faces, rp = landuse_faces(inp, pts, sites, parks, log)
+    part_geoms, part_keys = face_parts(faces, rp, pts, sites, parks)
+    final_geoms, final_keys = merge_slivers(part_geoms, part_keys, log)
+
+    lu = LandUnits(inp, final_geoms, final_keys, pts, noise, open_water_lines, motorways, rails_in_use)
+    is_art = lambda c: classify(*c, landuse_cfg) == "artificial"  # noqa: E731
+    is_nat = lambda c: landuse_cfg["classes"][classify(*c, landuse_cfg)]["natural"]  # noqa: E731
+    code_real_regions(lu, sites, parks, rng)
+    code_artificial(lu, is_art, rng)
+    code_natural(lu, is_nat, rng)
+    code_farmland(lu, is_art, rng)
+
     src_of = {"M": "synthetic codes on a real terril outline (Mission Bassin Minier, Licence Ouverte 2.0)",
               "P": "synthetic codes inside a real espace néo-naturel outline (Mission Bassin Minier, Licence Ouverte 2.0)",
               "C": SYNTH}
     rows = []
     for j, g in enumerate(final_geoms):
         k = final_keys[j]
-        cs, us = codes[uid[k]]
+        cs, us = lu.codes[lu.uid[k]]
         rows.append({"code_cs": cs, "code_us": us, "millesime": MILLESIME, "source": src_of[k[0]], "geom": g})
     rows.sort(key=lambda r: (-round(r["geom"].centroid.y, 1), round(r["geom"].centroid.x, 1)))
-    meta = {"units": units, "codes": codes, "unit_geom": ug, "adj": adj, "ux": ux, "uy": uy, "U": U,
-            "sites": sites, "parks": parks, "unit_parts": unit_parts}
+    meta = {"units": lu.units, "codes": lu.codes, "unit_geom": lu.ug, "adj": lu.adj, "ux": lu.ux, "uy": lu.uy,
+            "U": lu.U, "sites": sites, "parks": parks, "unit_parts": lu.unit_parts}
     return rows, meta
 
 

@@ -100,6 +100,28 @@ def test_publish_manifest_pointer_and_unchanged(store, staged: Path):
     assert [l["href"] for l in coll["links"] if l["rel"] == "item"] == [f"./{rid}/stac/item.json"]
 
 
+def test_release_links_name_the_published_objects(store, staged: Path, monkeypatch):
+    """One function builds a release's URLs: under a public base URL each one is that base + an object key of the
+    release (the key exists), without it the store's own URLs; the publish result and ``show`` use it."""
+    from tvb_tasks.publish.release import release_links
+
+    base = "https://tvb.example.org/data"
+    monkeypatch.setenv("TVB_PUBLIC_BASE_URL", base + "/")
+    r = do_publish(store, staged, 1)
+    rid = r["release_id"]
+    links = release_links(store, "call", rid, base)
+    assert set(links) == {"release_url", "report_url", "web_url", "manifest_url", "stac_url"}
+    assert links["release_url"] == f"{base}/releases/call/{rid}/"
+    for name in ("report_url", "web_url", "manifest_url", "stac_url"):
+        assert links[name].startswith(base + "/") and store.exists(links[name][len(base) + 1:]), name
+    assert {k: r[k] for k in ("release_url", "report_url", "web_url")} == {
+        k: links[k] for k in ("release_url", "report_url", "web_url")}
+    local = release_links(store, "call", rid)
+    assert local["manifest_url"] == store.url(f"releases/call/{rid}/manifest.json")
+    assert local["release_url"] == store.url(f"releases/call/{rid}/")
+    assert show_release(store, "call", rid)["manifest_url"] == local["manifest_url"]
+
+
 def test_no_credentials_published(store, staged: Path):
     r = do_publish(store, staged, 1)
     texts = [store.get_bytes(k).decode("utf-8", "replace") for k in

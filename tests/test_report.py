@@ -198,6 +198,34 @@ def test_commune_sheets(report):
             assert (tmp / "report" / "communes" / href).resolve().exists(), href
 
 
+def test_report_provenance_and_indicator_causes_are_one_comparison():
+    """The HTML's provenance (from the history rows) and indicators.json's causes (from the provenance records) come
+    from the same comparison: they agree on the same two releases, including what is unknown."""
+    import json
+
+    import pandas as pd
+
+    from tvb_tasks.indicators.history import change_causes, provenance as record
+
+    def rows(rid, rec):
+        return pd.DataFrame([{"release_id": rid, "snapshot_ids": json.dumps(rec["snapshot_ids"]),
+                              "config_hash": rec["config_hash"], "resolution_m": rec["resolution_m"],
+                              "code_version": rec["code_version"]}])
+
+    base = record({"landuse": "1", "roads": "1"}, "h1", 25.0, "v1")
+    for cur in (record({"landuse": "1", "roads": "1"}, "h2", 10.0, "v1"),      # method only
+                record({"landuse": "2", "roads": "1"}, "h1", 25.0, "v2"),      # inputs and code
+                record({"landuse": "1", "roads": "1"}, "h1", 25.0, "v1"),      # nothing
+                record({"landuse": "1", "roads": "2"}, "", None, "")):         # method not recorded
+        p = provenance(pd.concat([rows("a", base), rows("b", cur)]), "b", "a")
+        causes = change_causes(cur, base)
+        assert (p.inputs_changed is None) == (causes["inputs_changed"] is None)
+        assert bool(p.inputs_changed) == bool(causes["inputs_changed"])
+        assert p.config_changed == causes["configuration_changed"] and p.code_changed == causes["code_changed"]
+        assert (p.resolution is not None) == bool(causes["resolution_changed"])
+    assert p.inputs_changed == ["roads"] and p.config_changed is None and causes["method_only"] is None
+
+
 def test_provenance_explains_why_figures_moved():
     import pandas as pd
 

@@ -27,19 +27,20 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
     territory's ``publish.public_base_url``, else the local ``tvb serve`` address), the store folder and the
     ``latest.json`` pointer. Without a public base URL, a last line gives the ``tvb serve`` command to run."""
     from .config import load_territory
-    from .publish.release import latest_key, release_prefix
+    from .publish.release import latest_key, release_links
     from .publish.serve import viewer_base_url
     from .store import open_store
 
-    store, base = open_store(store_uri), release_prefix(territory_id, release_id)
+    store = open_store(store_uri)
     try:
         territory = load_territory(territory_id)
     except Exception:  # noqa: BLE001 - printing paths must not fail on a territory file edited since
         territory = None
-    http = viewer_base_url(territory)
+    http = release_links(store, territory_id, release_id, viewer_base_url(territory))
+    where = release_links(store, territory_id, release_id)       # no base URL: the store's own locations
     lines = [f"{label:<9} {value}" for label, value in (
-        ("report", f"{http}/{base}/report/index.html"), ("web map", f"{http}/{base}/web/index.html"),
-        ("release", store.url(f"{base}/")), ("manifest", store.url(f"{base}/manifest.json")),
+        ("report", http["report_url"]), ("web map", http["web_url"]),
+        ("release", where["release_url"]), ("manifest", where["manifest_url"]),
         ("latest", store.url(latest_key(territory_id))))]
     if not _public_base_configured(territory):
         lines.append(f"(to open the report and the web map: tvb serve --store {store.uri})")

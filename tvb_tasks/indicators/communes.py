@@ -12,7 +12,7 @@ import pandas as pd
 import shapely
 
 from tvb_tasks.config import Territory
-from tvb_tasks.indicators import CORRIDOR_STATUSES
+from tvb_tasks.indicators.common import CORRIDOR_STATUSES
 
 M2_PER_HA = 10_000.0
 UNIT = "insee"

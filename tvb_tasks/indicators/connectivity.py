@@ -40,7 +40,7 @@ import shapely
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra, shortest_path
 
-from tvb_tasks.indicators import IndicatorsError
+from tvb_tasks.indicators.common import IndicatorsError
 
 _REL_TOL = 1e-9
 _TINY = 1e-300                    # a zero-length link, kept as an edge by scipy

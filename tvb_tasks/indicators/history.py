@@ -12,6 +12,7 @@ the file; here only local paths are used.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -135,19 +136,59 @@ def previous_provenance(path: Path) -> dict[str, Any] | None:
     return provenance(snapshots, first["config_hash"], None if pd.isna(res) else float(res), first["code_version"])
 
 
-def change_causes(current: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """What differs between two releases' provenance: inputs (source snapshots), configuration (hash, which
-    includes the resolution), resolution, code; ``method_only`` when the inputs are the same but the configuration
-    or the code differ (every change then comes from the method, not from the landscape). Unknown → None."""
-    keys = ("inputs_changed", "configuration_changed", "resolution_changed", "code_changed", "method_only")
+CAUSE_KEYS = ("inputs_changed", "configuration_changed", "resolution_changed", "code_changed", "method_only")
+
+
+def _recorded(value: Any) -> bool:
+    """A provenance value that was recorded (not None, '', NaN or an empty mapping)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return bool(value) if isinstance(value, (str, dict)) else True
+
+
+def compare_provenance(current: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What differs between two releases' provenance records (:func:`provenance`): the one comparison behind both
+    the ``causes`` of ``indicators.json`` (:func:`change_causes`) and the report's provenance section.
+
+    Returns the :data:`CAUSE_KEYS` — ``inputs_changed`` (source snapshots), ``configuration_changed`` (hash, which
+    includes the resolution), ``resolution_changed``, ``code_changed``, ``method_only`` (same inputs, configuration or
+    code changed: every change then comes from the method, not from the landscape) — plus the details
+    ``changed_inputs`` (source names, sorted), ``resolutions`` and ``code_versions`` (previous, current) when they
+    changed. A part not recorded for one of the two releases is None (unknown).
+    """
+    out: dict[str, Any] = dict.fromkeys((*CAUSE_KEYS, "changed_inputs", "resolutions", "code_versions"))
     if not current or not previous:
-        return dict.fromkeys(keys)
-    inputs = current.get("snapshot_ids") != previous.get("snapshot_ids")
-    config = current.get("config_hash") != previous.get("config_hash")
-    res = current.get("resolution_m") != previous.get("resolution_m")
-    code = current.get("code_version") != previous.get("code_version")
-    return {"inputs_changed": inputs, "configuration_changed": config, "resolution_changed": res,
-            "code_changed": code, "method_only": (not inputs) and (config or code)}
+        return out
+
+    def both(key: str) -> tuple[Any, Any] | None:
+        prev, cur = previous.get(key), current.get(key)
+        return (prev, cur) if _recorded(prev) and _recorded(cur) else None
+
+    snapshots = both("snapshot_ids")
+    if snapshots is not None:
+        names = sorted(set(snapshots[0]) | set(snapshots[1]))
+        out["changed_inputs"] = [n for n in names if snapshots[0].get(n) != snapshots[1].get(n)]
+        out["inputs_changed"] = bool(out["changed_inputs"])
+    config = both("config_hash")
+    if config is not None:
+        out["configuration_changed"] = config[0] != config[1]
+    res = both("resolution_m")
+    if res is not None:
+        out["resolution_changed"] = float(res[0]) != float(res[1])
+        out["resolutions"] = (float(res[0]), float(res[1])) if out["resolution_changed"] else None
+    code = both("code_version")
+    if code is not None:
+        out["code_changed"] = code[0] != code[1]
+        out["code_versions"] = (str(code[0]), str(code[1])) if out["code_changed"] else None
+    if out["inputs_changed"] is not None and not (out["configuration_changed"] is None and out["code_changed"] is None):
+        out["method_only"] = (not out["inputs_changed"]) and bool(out["configuration_changed"] or out["code_changed"])
+    return out
+
+
+def change_causes(current: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`CAUSE_KEYS` of :func:`compare_provenance` (the ``causes`` recorded in ``indicators.json``)."""
+    compared = compare_provenance(current, previous)
+    return {k: compared[k] for k in CAUSE_KEYS}
 
 
 def previous_rows(path: Path) -> tuple[str | None, pd.DataFrame]:

@@ -9,7 +9,7 @@ The entry points are imported lazily so that ``tvb cost-distance`` does not pay 
 """
 from importlib import import_module
 
-_EXPORTS = {"LayerInputError": ".common", "read_layer": ".common", "assemble": ".engine",
+_EXPORTS = {"LayerInputError": ".common", "read_layer": ".common", "assemble": ".assembly",
             "compute_layers": ".engine", "compute_sous_trame": ".engine", "sample_inputs": ".engine"}
 
 __all__ = sorted(_EXPORTS)

@@ -141,6 +141,13 @@ def _seeds(tile: Tile, acc: np.ndarray, alloc: np.ndarray):
     return rc, a[halo], alloc[w0:w1, v0:v1][halo]
 
 
+def _check_rounds(rounds: int, max_rounds: int, n_dirty: int) -> None:
+    """RuntimeError when ``max_rounds`` rounds are done and ``n_dirty`` tiles still change."""
+    if rounds >= max_rounds:
+        raise RuntimeError(f"tiled cost-distance did not converge in {max_rounds} rounds "
+                           f"({n_dirty} tiles still changing): raise tiling.max_rounds")
+
+
 def tiled_accumulated_cost(
     cost: np.ndarray,
     sources: np.ndarray,
@@ -179,9 +186,7 @@ def tiled_accumulated_cost(
                        & (src[:, 1] >= t.window[2]) & (src[:, 1] < t.window[3]))}
     rounds = runs = 0
     while dirty:
-        if rounds >= max_rounds:
-            raise RuntimeError(f"tiled cost-distance did not converge in {max_rounds} rounds "
-                               f"({len(dirty)} tiles still changing): raise tiling.max_rounds")
+        _check_rounds(rounds, max_rounds, len(dirty))
         rounds += 1
         results = {}
         for i in sorted(dirty):  # Jacobi: every run of the round reads the previous round's values
@@ -420,9 +425,7 @@ def run_rounds(store, prefix: str, first: list[int], *, max_rounds: int, map_fn=
     round's tiles (``map``, an executor's ``map``…); an Airflow DAG maps each round over workers instead."""
     dirty, rounds, runs = sorted(set(first)), 0, 0
     while dirty:
-        if rounds >= max_rounds:
-            raise RuntimeError(f"tiled cost-distance did not converge in {max_rounds} rounds "
-                               f"({len(dirty)} tiles still changing): raise tiling.max_rounds")
+        _check_rounds(rounds, max_rounds, len(dirty))
         rounds += 1
         runs += len(dirty)
         nxt: set[int] = set()

@@ -17,10 +17,9 @@ import pandas as pd
 from jinja2 import Environment, StrictUndefined, select_autoescape
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
 from tvb_tasks.config import Territory
-from tvb_tasks.publish.report.maps import _length_label, _line, _patch, _point, nice_length
+from tvb_tasks.publish.report.maps import _line, _patch, _point, add_scale_and_north
 from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
 
 from .config import fiches_config
@@ -75,23 +74,13 @@ img{max-width:100%;border:1px solid #ccc} .note{color:#666;font-size:.8rem} .ale
 """
 
 
-def _finish_map(fig: Figure, ax, attribution: str) -> None:
-    width = ax.get_xlim()[1] - ax.get_xlim()[0]
-    length = nice_length(width / 5)
-    ax.add_artist(AnchoredSizeBar(ax.transData, length, _length_label(length), loc="lower left", pad=0.4,
-                                  borderpad=0.6, sep=3, frameon=True, size_vertical=width / 250,
-                                  fontproperties={"size": 7}))
-    ax.annotate("N", xy=(0.04, 0.95), xytext=(0.04, 0.86), xycoords="axes fraction", ha="center", va="center",
-                fontsize=9, fontweight="bold", arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.3})
-
-
 def _map_figure(extent: tuple[float, float, float, float], draw, attribution: str, title: str) -> Figure:
     """A map-only figure (for the PNG / HTML); ``draw(ax)`` returns the legend handles."""
     fig = Figure(figsize=(8.0, 5.6), dpi=DPI)
     ax = fig.add_axes((0.01, 0.06, 0.7, 0.86))
     fig.text(0.01, 0.95, title, fontsize=11)
     handles = _setup(ax, extent, draw)
-    _finish_map(fig, ax, attribution)
+    add_scale_and_north(ax, north_x=0.04, north_y=(0.95, 0.86), compact=True)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     fig.text(0.01, 0.01, textwrap.fill(attribution, 160), fontsize=5.5, color="#333333")
@@ -199,7 +188,7 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
             flow.text(line, x=0.06, chars=120, size=7.5)
         ax = fig.add_axes((0.06, flow.y - 0.40, 0.62, 0.39))
         handles = _setup(ax, extent, draw)
-        _finish_map(fig, ax, attribution)
+        add_scale_and_north(ax, north_x=0.04, north_y=(0.95, 0.86), compact=True)
         if handles:
             ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6.5, frameon=False)
         flow.y -= 0.42

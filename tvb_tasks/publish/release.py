@@ -15,7 +15,7 @@ id)::
     releases/<t>/collection.json     STAC Collection of the territory, regenerated after every swap / prune
 
 A run that stops before the swap leaves ``latest.json`` untouched, so users stay on the previous release; its
-objects (without a manifest) are *orphans*, listed by :func:`find_orphans` and removed by ``prune`` once older
+objects (without a manifest) are *orphans*, listed by :func:`.admin.find_orphans` and removed by ``prune`` once older
 than a grace period. Two concurrent publishers: the compare-and-swap lets exactly one move the pointer; the other
 raises :class:`PublishConflict` and removes what it wrote, so nothing of it is visible.
 
@@ -32,24 +32,23 @@ import hashlib
 import json
 import logging
 import re
-import secrets
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import ID_PATTERN
 from ..store import (NotFound, ObjectExists, PreconditionFailed, Store, StoreError, media_type, os_error_text,
                      sha256_file, validate_key)
+from .layout import (NONCE_RE, RELEASE_ID_RE, canonical_json, check_release_id, check_territory_id,  # noqa: F401
+                     collection_key, input_key, latest_key, manifest_key, new_run_nonce, pretty_json, public_url,
+                     release_id_for, release_links, release_prefix, release_time, territory_prefix)
 
 log = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = "tvb-release-manifest/1"
 POINTER_SCHEMA = "tvb-release-pointer/1"
 HISTORY_MAX = 200
-RELEASE_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}(-[0-9a-f]{6,16})?$")
-NONCE_RE = re.compile(r"^[0-9a-f]{6,16}$")
 _SECRET_KEY_RE = re.compile(r"(^|[_-])(pass(word|wd)?|secrets?|tokens?|credentials?|api[_-]?key|access[_-]?key|"
                             r"secret[_-]?key|authorization|auth|session[_-]?token)($|[_-])", re.IGNORECASE)
 _SECRET_QUERY_RE = re.compile(r"(?i)([?&](?:[a-z_]*(?:key|token|secret|password|signature|sig|credential)"
@@ -70,80 +69,6 @@ class ReleaseNotFound(PublishError, LookupError):
 
 class SimulatedCrash(PublishError):
     """Raised by the ``crash_before_swap`` test hook: the run stops after uploading, before manifest and swap."""
-
-
-# --- names and keys ---------------------------------------------------------------------------------------------
-def check_territory_id(territory_id: str) -> str:
-    """Return ``territory_id`` if it is a valid id (lowercase, digits, ``-``/``_``), else raise ValueError."""
-    if not isinstance(territory_id, str) or not ID_PATTERN.match(territory_id):
-        raise ValueError(f"invalid territory id {territory_id!r}")
-    return territory_id
-
-
-def check_release_id(release_id: str) -> str:
-    """Return ``release_id`` if it has the form ``YYYYMMDDTHHMMSSZ-xxxxxxxx[-nonce]``, else raise ValueError."""
-    if not isinstance(release_id, str) or not RELEASE_ID_RE.match(release_id):
-        raise ValueError(f"invalid release id {release_id!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>[-<6-16 hex>])")
-    return release_id
-
-
-def territory_prefix(territory_id: str) -> str:
-    return f"releases/{check_territory_id(territory_id)}"
-
-
-def release_prefix(territory_id: str, release_id: str) -> str:
-    return f"{territory_prefix(territory_id)}/{check_release_id(release_id)}"
-
-
-def latest_key(territory_id: str) -> str:
-    return f"{territory_prefix(territory_id)}/latest.json"
-
-
-def manifest_key(territory_id: str, release_id: str) -> str:
-    return f"{release_prefix(territory_id, release_id)}/manifest.json"
-
-
-def collection_key(territory_id: str) -> str:
-    return f"{territory_prefix(territory_id)}/collection.json"
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Deterministic JSON (sorted keys, no spaces, UTF-8) used for hashing."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def pretty_json(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
-
-
-def input_key(snapshot_ids: dict[str, str], config_hash: str, code_version: str) -> str:
-    """sha256 (hex) of the canonical JSON of the source snapshot ids, the config hash and the code version."""
-    return hashlib.sha256(canonical_json({"snapshots": dict(snapshot_ids), "config_hash": config_hash,
-                                          "code_version": code_version})).hexdigest()
-
-
-def release_id_for(input_key: str, when: datetime, nonce: str | None = None) -> str:
-    """``YYYYMMDDTHHMMSSZ-<input_key[:8]>[-<nonce>]`` (UTC; a naive ``when`` is taken as UTC). Sorts by time.
-
-    ``nonce`` (6-16 lowercase hex, see :func:`new_run_nonce`) makes the id unique per run: without it two runs
-    on the same inputs in the same second would get the same id.
-    """
-    if not re.fullmatch(r"[0-9a-f]{8,}", input_key or ""):
-        raise ValueError(f"invalid input key {input_key!r} (expected a hex digest)")
-    if nonce is not None and not NONCE_RE.match(nonce):
-        raise ValueError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}" + (f"-{nonce}" if nonce else "")
-
-
-def new_run_nonce() -> str:
-    """A random 8-hex-digit nonce (32 bits from the OS CSPRNG) identifying one run."""
-    return secrets.token_hex(4)
-
-
-def release_time(release_id: str) -> datetime:
-    """The UTC time encoded in a release id."""
-    return datetime.strptime(check_release_id(release_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
 # --- security -----------------------------------------------------------------------------------------------------
@@ -393,12 +318,10 @@ def _public_base_url(territory) -> str | None:
     return viewer_base_url(territory)
 
 
-def public_url(store: Store, key: str, base_url: str | None = None) -> str:
-    """``base_url/key`` when a public base URL is configured (``TVB_PUBLIC_BASE_URL``), else the store URL."""
-    if not base_url:
-        return store.url(key)
-    folder = key.endswith("/")
-    return f"{base_url.rstrip('/')}/{validate_key(key.rstrip('/'))}" + ("/" if folder else "")
+def _result_links(store: Store, territory_id: str, release_id: str, base_url: str | None) -> dict[str, str]:
+    """The links a publish result carries: release folder, report, web map (of :func:`release_links`)."""
+    links = release_links(store, territory_id, release_id, base_url)
+    return {k: links[k] for k in ("release_url", "report_url", "web_url")}
 
 
 def publish_release(territory, store: Store, staging_dir: Path, *, input_key: str, sources: dict[str, dict],
@@ -431,10 +354,7 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     if latest and latest.get("input_key") == input_key and not force:
         rid = latest["release_id"]
         return {"status": "unchanged", "release_id": rid, "manifest_key": manifest_key(tid, rid),
-                "latest_key": latest_key(tid),
-                "release_url": public_url(store, release_prefix(tid, rid) + "/", base_url),
-                "report_url": public_url(store, release_prefix(tid, rid) + "/report/index.html", base_url),
-                "web_url": public_url(store, release_prefix(tid, rid) + "/web/index.html", base_url),
+                "latest_key": latest_key(tid), **_result_links(store, tid, rid, base_url),
                 "files": None, "previous_release_id": latest.get("previous_release_id")}
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -485,10 +405,7 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     manifest_bytes = pretty_json(manifest)
     result = {"status": "dry_run" if dry_run else "published", "release_id": rid,
               "manifest_key": manifest_key(tid, rid), "latest_key": latest_key(tid),
-              "release_url": public_url(store, prefix + "/", base_url),
-              "report_url": public_url(store, prefix + "/report/index.html", base_url),
-              "web_url": public_url(store, prefix + "/web/index.html", base_url),
-              "files": len(files), "previous_release_id": previous_id}
+              **_result_links(store, tid, rid, base_url), "files": len(files), "previous_release_id": previous_id}
     if dry_run:
         return result
 
@@ -533,65 +450,13 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
                                    "the objects this run wrote were removed") from None
         raise
     log.info("published release %s of %s (%d files); latest.json now points to it", rid, tid, len(files))
+    from .mirror import after_swap
+
     after_swap(store, tid, rid)
     return result
 
 
-def after_swap(store: Store, territory_id: str, release_id: str) -> None:
-    """Refresh the conveniences derived from the pointer: ``latest/`` mirror and the STAC Collection.
-
-    Failures are logged, not raised: ``latest.json`` is the source of truth and already moved.
-    """
-    from . import stac
-
-    for what, fn in (("web mirror", lambda: mirror_latest(store, territory_id, release_id)),
-                     ("STAC collection", lambda: stac.update_collection(store, territory_id))):
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("release %s is live but the %s could not be refreshed: %s", release_id, what, exc)
-
-
-def mirror_latest(store: Store, territory_id: str, release_id: str) -> dict:
-    """Copy ``<id>/web/*`` to ``releases/<t>/latest/web/`` (stale files removed) and the STAC Item to
-    ``latest/stac/item.json`` with its asset hrefs pointing into the release. Returns counts."""
-    from . import stac
-
-    latest, _ = read_latest(store, territory_id)
-    if not latest or latest.get("release_id") != release_id:
-        log.info("latest.json no longer points to %s: mirror not refreshed", release_id)
-        return {"copied": 0, "removed": 0}
-    manifest = load_manifest(store, territory_id, release_id)
-    src_prefix = release_prefix(territory_id, release_id) + "/web/"
-    dst_prefix = territory_prefix(territory_id) + "/latest/web/"
-    wanted = {}
-    for f in manifest["files"]:
-        if f["key"].startswith(src_prefix):
-            wanted[dst_prefix + f["key"][len(src_prefix):]] = f
-    copied = 0
-    for dst, f in sorted(wanted.items()):
-        data = store.get_bytes(f["key"])
-        if dst.endswith("/index.html"):
-            from .webmap import rewrite_for_mirror
-            data = rewrite_for_mirror(data.decode("utf-8"), release_id).encode("utf-8")
-        store.put_bytes(dst, data, content_type=f["media_type"])
-        copied += 1
-    stamp = {"release_id": release_id, "manifest_key": manifest_key(territory_id, release_id),
-             "note": "convenience copy; releases/<territory>/latest.json is the source of truth"}
-    store.put_bytes(dst_prefix + "release.json", pretty_json(stamp), content_type="application/json")
-    removed = 0
-    for key in store.list(dst_prefix):
-        if key not in wanted and key != dst_prefix + "release.json":
-            store.delete(key)
-            removed += 1
-    item = json.loads(store.get_bytes(release_prefix(territory_id, release_id) + "/" + stac.ITEM_PATH))
-    store.put_bytes(territory_prefix(territory_id) + "/latest/" + stac.ITEM_PATH,
-                    pretty_json(stac.relocate_item_for_latest(item, release_id)),
-                    content_type="application/geo+json")
-    return {"copied": copied, "removed": removed}
-
-
-# --- release tools ------------------------------------------------------------------------------------------------
+# --- reading a release -------------------------------------------------------------------------------------------
 def load_manifest(store: Store, territory_id: str, release_id: str) -> dict:
     try:
         return json.loads(store.get_bytes(manifest_key(territory_id, release_id)))
@@ -611,156 +476,22 @@ def _release_ids_with_objects(store: Store, territory_id: str) -> dict[str, list
     return out
 
 
-def list_releases(store: Store, territory_id: str) -> list[dict]:
-    """Complete releases (with a manifest), newest first: release_id, released_at, files, bytes, latest (bool),
-    activated (was ever live), input_key, code_version, previous_release_id. A corrupt ``latest.json`` counts as
-    no pointer here (:func:`pointer_problems` reports it)."""
-    latest, _, _ = read_latest_lenient(store, territory_id)
-    live = latest.get("release_id") if latest else None
-    activated = {h["release_id"] for h in (latest or {}).get("history", [])}
-    out = []
-    for rid, keys in sorted(_release_ids_with_objects(store, territory_id).items(), reverse=True):
-        if manifest_key(territory_id, rid) not in keys:
-            continue
-        m = load_manifest(store, territory_id, rid)
-        out.append({"release_id": rid, "released_at": m.get("released_at"), "files": len(m.get("files", [])),
-                    "bytes": sum(f.get("size", 0) for f in m.get("files", [])), "latest": rid == live,
-                    "activated": rid in activated or rid == live, "input_key": m.get("input_key"),
-                    "code_version": m.get("code_version"), "previous_release_id": m.get("previous_release_id")})
-    return out
+#: Release tools moved to :mod:`.admin` and :mod:`.mirror`, still importable from here.
+_ADMIN_NAMES = frozenset({"FUTURE_TOLERANCE", "find_orphans", "list_releases",
+                          "recorded_manifest_sha256", "release_warnings", "rollback", "show_release", "verify_release",
+                          "was_published"})
+_MIRROR_NAMES = frozenset({"after_swap", "mirror_latest"})
 
 
-def show_release(store: Store, territory_id: str, release_id: str) -> dict:
-    """The release's manifest plus ``latest`` (bool) and ``manifest_url``."""
-    m = load_manifest(store, territory_id, check_release_id(release_id))
-    latest, _ = read_latest(store, territory_id)
-    return {**m, "latest": bool(latest and latest.get("release_id") == release_id),
-            "manifest_url": store.url(manifest_key(territory_id, release_id))}
+def __getattr__(name: str):
+    """The names of :mod:`.admin` and :mod:`.mirror` under their old address (imported lazily: they import this
+    module)."""
+    if name in _ADMIN_NAMES:
+        from . import admin
 
+        return getattr(admin, name)
+    if name in _MIRROR_NAMES:
+        from . import mirror
 
-def verify_release(store: Store, territory_id: str, release_id: str) -> dict:
-    """Recompute every object's sha256 against the manifest, and the manifest's against ``latest.json``.
-
-    Returns {"ok", "release_id", "checked", "mismatched": [keys], "missing": [keys], "unexpected": [keys not in
-    the manifest], "manifest_matches_pointer": bool | None}: the manifest's sha256 compared with the one the
-    pointer recorded when the release went live (its history keeps one per release); None when the release was
-    never live. A file changed together with its manifest entry is caught there.
-    """
-    check_release_id(release_id)
-    m = load_manifest(store, territory_id, release_id)
-    mismatched, missing = [], []
-    for f in m["files"]:
-        info = store.head(f["key"])
-        if info is None:
-            missing.append(f["key"])
-            continue
-        if info.size != f["size"] or _object_sha256(store, f["key"], info.size) != f["sha256"]:
-            mismatched.append(f["key"])
-    listed = {f["key"] for f in m["files"]} | {manifest_key(territory_id, release_id)}
-    present = _release_ids_with_objects(store, territory_id).get(release_id, [])
-    unexpected = sorted(k for k in present if k not in listed)
-    latest, _, problem = read_latest_lenient(store, territory_id)
-    recorded = recorded_manifest_sha256(latest, release_id)
-    pointer_ok = None
-    if recorded is not None:
-        data = store.get_bytes(manifest_key(territory_id, release_id))
-        pointer_ok = hashlib.sha256(data).hexdigest() == recorded
-    ok = not (mismatched or missing or unexpected) and pointer_ok is not False
-    return {"ok": ok, "release_id": release_id, "checked": len(m["files"]), "mismatched": mismatched,
-            "missing": missing, "unexpected": unexpected, "manifest_matches_pointer": pointer_ok,
-            "published": was_published(latest, release_id),
-            "warnings": release_warnings(latest, release_id) + ([problem] if problem else [])}
-
-
-def was_published(latest: dict | None, release_id: str) -> bool:
-    """True when ``latest.json`` points at ``release_id`` or its history records it going live."""
-    if not latest:
-        return False
-    return latest.get("release_id") == release_id or any(
-        isinstance(h, dict) and h.get("release_id") == release_id for h in latest.get("history") or [])
-
-
-FUTURE_TOLERANCE = timedelta(minutes=10)
-
-
-def release_warnings(latest: dict | None, release_id: str, now: datetime | None = None) -> list[str]:
-    """Reasons to distrust a release that verifies: never published through ``latest.json`` (a crashed publish
-    — or objects written by hand, a forgery), or an id whose timestamp is in the future."""
-    out = []
-    if not was_published(latest, release_id):
-        out.append(f"release {release_id} was never published through latest.json (no pointer history entry): "
-                   "its checksums only prove it is self-consistent, not where it came from")
-    now = now or datetime.now(timezone.utc)
-    if release_time(release_id) > now + FUTURE_TOLERANCE:
-        out.append(f"release id {release_id} is dated in the future ({release_time(release_id):%Y-%m-%d %H:%M} UTC, "
-                   f"now {now:%Y-%m-%d %H:%M} UTC): not made by a publish of this clock")
-    return out
-
-
-def recorded_manifest_sha256(latest: dict | None, release_id: str) -> str | None:
-    """The manifest sha256 ``latest.json`` recorded for ``release_id`` (the live one, else the newest history
-    entry that has one); None when the release was never live or predates manifest hashes in the history."""
-    if not latest:
-        return None
-    if latest.get("release_id") == release_id and latest.get("manifest_sha256"):
-        return latest["manifest_sha256"]
-    for h in reversed(latest.get("history") or []):
-        if h.get("release_id") == release_id and h.get("manifest_sha256"):
-            return h["manifest_sha256"]
-    return None
-
-
-def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool = True, force: bool = False
-             ) -> dict:
-    """Point ``latest.json`` back to an earlier complete release, with the same compare-and-swap.
-
-    With ``verify`` (default) the target's checksums are checked first and a damaged release is refused. A
-    release that was never live (no ``latest.json`` history entry) or whose id is dated in the future is refused
-    unless ``force``. Also the repair of a dangling or corrupt ``latest.json`` (a corrupt one has lost its history:
-    ``force`` is then needed). Returns {"status": "rolled_back"|"unchanged", "release_id", "previous_release_id",
-    "latest_key", "warnings"}.
-    """
-    check_release_id(release_id)
-    manifest = load_manifest(store, territory_id, release_id)
-    latest, etag, problem = read_latest_lenient(store, territory_id)
-    warnings = release_warnings(latest, release_id)
-    if warnings and not force:
-        raise PublishError("; ".join(warnings) + f". Refusing to make it live; check it (tvb releases verify "
-                           f"{release_id}) and use --force if it is genuine"
-                           + (f" ({problem})" if problem else ""))
-    if verify:
-        report = verify_release(store, territory_id, release_id)
-        if report["mismatched"] or report["missing"]:
-            raise PublishError(f"release {release_id} is damaged (mismatched: {report['mismatched']}, missing: "
-                               f"{report['missing']}); refusing to roll back to it")
-        if report["manifest_matches_pointer"] is False:
-            raise PublishError(f"release {release_id} is damaged: its manifest differs from the one recorded in "
-                               f"{latest_key(territory_id)} when it went live (manifest edited); refusing to roll "
-                               "back to it")
-    latest, etag, problem = read_latest_lenient(store, territory_id)
-    if latest and latest.get("release_id") == release_id:
-        return {"status": "unchanged", "release_id": release_id, "previous_release_id": release_id,
-                "latest_key": latest_key(territory_id), **({"warnings": warnings} if warnings else {})}
-    if problem:
-        log.warning("%s; replacing it (its history is lost)", problem)
-    data = store.get_bytes(manifest_key(territory_id, release_id))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    pointer = _pointer(territory_id, manifest, hashlib.sha256(data).hexdigest(), latest, "rollback", now)
-    swap_latest(store, territory_id, pointer, etag)
-    log.info("rolled %s back to release %s (was %s)", territory_id, release_id,
-             latest.get("release_id") if latest else None)
-    after_swap(store, territory_id, release_id)
-    return {"status": "rolled_back", "release_id": release_id,
-            "previous_release_id": latest.get("release_id") if latest else None, "latest_key": latest_key(territory_id),
-            **({"warnings": warnings} if warnings else {})}
-
-
-def find_orphans(store: Store, territory_id: str) -> list[str]:
-    """Object keys under ``releases/<t>/<id>/`` where ``<id>`` has no manifest (a crashed or losing publish), plus
-    the ``.tmp-*`` leftovers of writes interrupted by a killed process anywhere under ``releases/<t>/``."""
-    out = []
-    for rid, keys in sorted(_release_ids_with_objects(store, territory_id).items()):
-        if manifest_key(territory_id, rid) not in keys:
-            out.extend(sorted(keys))
-    out.extend(key for key, _ in store.list_partial(territory_prefix(territory_id) + "/"))
-    return out
+        return getattr(mirror, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

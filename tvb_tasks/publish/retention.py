@@ -9,7 +9,8 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from ..store import Store
-from .release import (PublishError, _release_ids_with_objects, pointer_problems, check_territory_id, find_orphans, list_releases, manifest_key,
+from .admin import _release_ids_with_objects, find_orphans, list_releases
+from .release import (PublishError, pointer_problems, check_territory_id, manifest_key,
                       read_latest, release_time, territory_prefix)
 
 log = logging.getLogger(__name__)

@@ -23,15 +23,15 @@ Completeness rules (a violation is a :class:`SourceError`, never partial data):
 
 Work in projected coordinates (EPSG:2154): a bbox is ``(minx, miny, maxx, maxy, crs)`` in x/y (easting, or
 longitude, first); it is sent in the CRS's authority axis order (lat/lon for EPSG:4326) with a URN ``srsName``.
+
+Steps 1-2 live in :mod:`.wfs_capabilities`, the OGC encodings (safe XML, exception reports, CRS, BBOX, filters) in
+:mod:`.wfs_ogc`; their names are also importable from here.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import io
 import json
 import logging
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,331 +42,44 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 import requests
-from lxml import etree
 
 from .errors import SourceError
 from .http import DEFAULT_DEADLINE_S, HttpOptions, new_session, redact_url, request
 from .progress import Progress
 from .snapshot import content_hash
+from .wfs_capabilities import (  # noqa: F401 - these names are also importable from here
+    _CAPS_CACHE,
+    CAPS_TTL_S,
+    SUPPORTED_VERSIONS,
+    WfsCapabilities,
+    _bool,
+    _constraint_values,
+    _get_capabilities,
+    choose_output_format,
+    describe_feature_type,
+    get_capabilities,
+    resolve_typename,
+)
+from .wfs_ogc import (  # noqa: F401
+    NS,
+    _filters_list,
+    _local,
+    _north_first,
+    _safe_parser,
+    bbox_corners,
+    bbox_param,
+    build_filter,
+    crs_urn,
+    exception_message,
+    parse_xml,
+    raise_for_exception,
+    sniff_root,
+)
 
 log = logging.getLogger("tvb_tasks.sources.wfs")
 
-SUPPORTED_VERSIONS = ("2.0.0", "1.1.0")
 DEFAULT_PAGE_SIZE = 1000
 ID_CANDIDATES = ("id", "cleabs", "gid", "fid", "objectid", "ogc_fid", "identifiant", "code", "cd_obstecoul")
-NS = {
-    "wfs20": "http://www.opengis.net/wfs/2.0", "wfs11": "http://www.opengis.net/wfs",
-    "ows11": "http://www.opengis.net/ows/1.1", "ows10": "http://www.opengis.net/ows",
-    "fes": "http://www.opengis.net/fes/2.0", "ogc": "http://www.opengis.net/ogc",
-    "gml32": "http://www.opengis.net/gml/3.2", "gml": "http://www.opengis.net/gml",
-    "xsd": "http://www.w3.org/2001/XMLSchema",
-}
-
-
-# --- safe XML -----------------------------------------------------------------------------------------------------
-def _safe_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True)
-
-
-def parse_xml(content: bytes, what: str) -> etree._Element:
-    """Parse untrusted XML: no external entities, no network, no DTD; entity declarations are refused."""
-    try:
-        root = etree.fromstring(content, _safe_parser())
-    except etree.XMLSyntaxError as exc:
-        raise SourceError(f"{what}: malformed XML ({exc})") from None
-    dtd = root.getroottree().docinfo.internalDTD
-    if dtd is not None and list(dtd.iterentities()):
-        raise SourceError(f"{what}: XML with entity declarations refused")
-    return root
-
-
-def _local(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
-
-
-def sniff_root(content: bytes) -> tuple[str, dict[str, str]] | None:
-    """Local name and attributes of the root element of an XML document, or None when it is not XML."""
-    head = content[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head.startswith(b"<"):
-        return None
-    try:
-        for _event, elem in etree.iterparse(io.BytesIO(content), events=("start",), resolve_entities=False,
-                                            no_network=True, load_dtd=False, huge_tree=False):
-            return _local(elem.tag), {_local(k): v for k, v in elem.attrib.items()}
-    except etree.XMLSyntaxError:
-        return None
-    return None
-
-
-def exception_message(content: bytes, what: str) -> str | None:
-    """The text of an OGC ExceptionReport / ServiceExceptionReport, or None when ``content`` is not one."""
-    root_info = sniff_root(content)
-    if not root_info or root_info[0] not in ("ExceptionReport", "ServiceExceptionReport"):
-        return None
-    root = parse_xml(content, what)
-    parts = []
-    for exc in root.iter():
-        if _local(exc.tag) not in ("Exception", "ServiceException"):
-            continue
-        code = exc.get("exceptionCode") or exc.get("code")
-        locator = exc.get("locator")
-        texts = [t.strip() for t in exc.itertext() if t and t.strip()]
-        label = code or "exception"
-        if locator:
-            label += f" (locator {locator})"
-        parts.append(f"{label}: {' '.join(texts) or 'no message'}")
-    return "; ".join(parts) or "empty exception report"
-
-
-def raise_for_exception(resp: requests.Response, what: str, typename: str | None) -> None:
-    """Raise :class:`SourceError` for an ExceptionReport (even with HTTP 200) or an HTTP error status."""
-    layer = f" layer {typename}" if typename else ""
-    message = exception_message(resp.content, what)
-    if message is not None:
-        raise SourceError(f"WFS {what}{layer}: server exception (HTTP {resp.status_code}): {message}")
-    if resp.status_code >= 400:
-        snippet = re.sub(r"\s+", " ", resp.text[:300]).strip()
-        raise SourceError(f"WFS {what}{layer}: HTTP {resp.status_code} {resp.reason or ''}: {snippet}")
-
-
-# --- CRS / bbox / filter ------------------------------------------------------------------------------------------
-def crs_urn(crs: str) -> str:
-    """``EPSG:2154`` → ``urn:ogc:def:crs:EPSG::2154`` (URNs and other strings are returned as given)."""
-    m = re.fullmatch(r"(?i)epsg:(\d+)", crs.strip())
-    return f"urn:ogc:def:crs:EPSG::{m.group(1)}" if m else crs.strip()
-
-
-def _north_first(crs: str) -> bool:
-    from pyproj import CRS
-
-    axes = CRS.from_user_input(crs).axis_info
-    return bool(axes) and axes[0].direction.lower() in ("north", "south")
-
-
-def bbox_corners(bbox: Sequence[Any]) -> tuple[tuple[float, float], tuple[float, float], str]:
-    """Lower / upper corners in the CRS's authority axis order and the CRS URN, from ``(minx, miny, maxx, maxy, crs)``."""
-    if len(bbox) != 5:
-        raise ValueError(f"bbox must be (minx, miny, maxx, maxy, crs), got {bbox!r}")
-    minx, miny, maxx, maxy = (float(v) for v in bbox[:4])
-    crs = str(bbox[4])
-    if not (minx < maxx and miny < maxy):
-        raise ValueError(f"empty bbox {bbox!r}")
-    if _north_first(crs):
-        return (miny, minx), (maxy, maxx), crs_urn(crs)
-    return (minx, miny), (maxx, maxy), crs_urn(crs)
-
-
-def bbox_param(bbox: Sequence[Any]) -> str:
-    """KVP ``BBOX`` value in the CRS's axis order, e.g. ``'680000,7030000,700000,7040000,urn:ogc:def:crs:EPSG::2154'``."""
-    lower, upper, urn = bbox_corners(bbox)
-    return ",".join(f"{v:.10g}" for v in (*lower, *upper)) + f",{urn}"
-
-
-def _filters_list(filters: Any) -> list[dict]:
-    if filters is None:
-        return []
-    items = [filters] if isinstance(filters, Mapping) else list(filters)
-    for f in items:
-        if not isinstance(f, Mapping) or "property" not in f or "value" not in f:
-            raise ValueError(f"a WFS filter is {{property: NAME, value: VALUE, op: equal|like}}, got {f!r}")
-        if f.get("op", "equal") not in ("equal", "like"):
-            raise ValueError(f"WFS filter op must be 'equal' or 'like' ('*' wildcard), got {f.get('op')!r}")
-    return [dict(f) for f in items]
-
-
-def build_filter(version: str, filters: Any = None, bbox: Sequence[Any] | None = None,
-                 geometry_name: str | None = None) -> str:
-    """An FES 2.0 (WFS 2.0) or OGC Filter 1.1 (WFS 1.1) ``<Filter>``: property tests AND a BBOX.
-
-    Each filter is ``{property, value, op}`` with ``op`` ``equal`` (default) or ``like`` (``*`` any characters,
-    ``.`` one character, ``!`` escape).
-    """
-    v2 = version.startswith("2")
-    fes = NS["fes"] if v2 else NS["ogc"]
-    gml = NS["gml32"] if v2 else NS["gml"]
-    ref = "ValueReference" if v2 else "PropertyName"
-    E = lambda ns, tag, **kw: etree.Element(f"{{{ns}}}{tag}", nsmap={"fes" if v2 else "ogc": fes, "gml": gml}, **kw)  # noqa: E731
-    predicates = []
-    for f in _filters_list(filters):
-        if f.get("op", "equal") == "like":
-            test = E(fes, "PropertyIsLike", wildCard="*", singleChar=".", escapeChar="!")
-        else:
-            test = E(fes, "PropertyIsEqualTo")
-        etree.SubElement(test, f"{{{fes}}}{ref}").text = str(f["property"])
-        etree.SubElement(test, f"{{{fes}}}Literal").text = str(f["value"])
-        predicates.append(test)
-    if bbox is not None:
-        lower, upper, urn = bbox_corners(bbox)
-        box = E(fes, "BBOX")
-        if geometry_name:
-            etree.SubElement(box, f"{{{fes}}}{ref}").text = geometry_name
-        env = etree.SubElement(box, f"{{{gml}}}Envelope", srsName=urn)
-        etree.SubElement(env, f"{{{gml}}}lowerCorner").text = f"{lower[0]:.10g} {lower[1]:.10g}"
-        etree.SubElement(env, f"{{{gml}}}upperCorner").text = f"{upper[0]:.10g} {upper[1]:.10g}"
-        predicates.append(box)
-    root = E(fes, "Filter")
-    if len(predicates) == 1:
-        root.append(predicates[0])
-    elif predicates:
-        both = etree.SubElement(root, f"{{{fes}}}And")
-        both.extend(predicates)
-    return etree.tostring(root, encoding="unicode")
-
-
-# --- capabilities ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WfsCapabilities:
-    """What a WFS server says about itself (the parts the fetcher uses)."""
-
-    version: str
-    typenames: tuple[str, ...]
-    output_formats: tuple[str, ...]
-    count_default: int | None
-    implements_paging: bool | None
-    implements_sorting: bool | None
-    default_crs: Mapping[str, str] = field(default_factory=dict)
-    title: str | None = None
-
-
-def _constraint_values(root: etree._Element) -> dict[str, str]:
-    """``{name: value}`` of every ``Constraint`` (ows DefaultValue, Value or AllowedValues/Value)."""
-    out = {}
-    for c in root.iter():
-        if _local(c.tag) != "Constraint" or not c.get("name"):
-            continue
-        for child in c.iter():
-            if _local(child.tag) in ("DefaultValue", "Value") and child.text and child.text.strip():
-                out[c.get("name")] = child.text.strip()
-                break
-    return out
-
-
-def _bool(value: str | None) -> bool | None:
-    return None if value is None else value.strip().lower() in ("true", "1", "yes")
-
-
-_CAPS_CACHE: dict[tuple[str, str], tuple[float, WfsCapabilities]] = {}
-CAPS_TTL_S = 600.0
-
-
-def get_capabilities(url: str, version: str, *, opts: HttpOptions, session: requests.Session | None = None,
-                     use_cache: bool = True) -> WfsCapabilities:
-    """Fetch and parse ``GetCapabilities``; negotiates down to 1.1.0 when the server does not speak ``version``.
-
-    Parsed capabilities are kept in memory for ``CAPS_TTL_S`` seconds per (URL, version): a territory's dozen
-    layers on one server (the IGN document is several MB) cost one request.
-    """
-    key = (url, version)
-    cached = _CAPS_CACHE.get(key)
-    if use_cache and cached and time.monotonic() - cached[0] < CAPS_TTL_S:
-        return cached[1]
-    caps = _get_capabilities(url, version, opts=opts, session=session)
-    _CAPS_CACHE[key] = (time.monotonic(), caps)
-    return caps
-
-
-def _get_capabilities(url: str, version: str, *, opts: HttpOptions, session: requests.Session | None
-                      ) -> WfsCapabilities:
-    from owslib.wfs import WebFeatureService
-
-    what = redact_url(url)
-    if version not in SUPPORTED_VERSIONS:
-        raise SourceError(f"WFS {what}: unsupported version {version!r} (use one of {SUPPORTED_VERSIONS})")
-    accept = ",".join([version] + [v for v in SUPPORTED_VERSIONS if v != version])
-    resp = request("GET", url, opts=opts, session=session, what=f"WFS {what} GetCapabilities", params={
-        "SERVICE": "WFS", "REQUEST": "GetCapabilities", "VERSION": version, "ACCEPTVERSIONS": accept})
-    raise_for_exception(resp, what, None)
-    root = parse_xml(resp.content, f"WFS {what} GetCapabilities")
-    if _local(root.tag) != "WFS_Capabilities":
-        raise SourceError(f"WFS {what}: not a WFS capabilities document (root <{_local(root.tag)}>)")
-    served = root.get("version") or version
-    if served not in SUPPORTED_VERSIONS:
-        raise SourceError(f"WFS {what}: server speaks WFS {served}, only {SUPPORTED_VERSIONS} are supported")
-    if served != version:
-        log.warning("WFS %s: server answered WFS %s to a %s request; using %s", what, served, version, served)
-    try:
-        wfs = WebFeatureService(url, version=served, xml=etree.tostring(root))
-    except Exception as exc:  # owslib raises many types on odd documents
-        raise SourceError(f"WFS {what}: unreadable capabilities ({type(exc).__name__}: {exc})") from None
-    formats: list[str] = []
-    for op in getattr(wfs, "operations", []):
-        if op.name == "GetFeature":
-            formats += list((op.parameters.get("outputFormat") or {}).get("values") or [])
-    for elem in root.iter():
-        if _local(elem.tag) in ("Format", "OutputFormat") and elem.text and elem.text.strip() not in formats:
-            formats.append(elem.text.strip())
-    constraints = _constraint_values(root)
-    cap = constraints.get("CountDefault") or constraints.get("DefaultMaxFeatures")
-    default_crs = {}
-    for name, meta in wfs.contents.items():
-        crs = [str(c.getcodeurn()) for c in (getattr(meta, "crsOptions", None) or [])]
-        if crs:
-            default_crs[name] = crs[0]
-    title = getattr(getattr(wfs, "identification", None), "title", None)
-    return WfsCapabilities(
-        version=served, typenames=tuple(wfs.contents), output_formats=tuple(formats),
-        count_default=int(cap) if cap and cap.isdigit() else None,
-        implements_paging=_bool(constraints.get("ImplementsResultPaging")),
-        implements_sorting=_bool(constraints.get("ImplementsSorting")),
-        default_crs=default_crs, title=title)
-
-
-def resolve_typename(caps: WfsCapabilities, typename: str, what: str) -> str:
-    """The server's spelling of ``typename`` (a unique local-name match is accepted), else SourceError."""
-    if typename in caps.typenames:
-        return typename
-    local = typename.split(":")[-1]
-    matches = [t for t in caps.typenames if t.split(":")[-1] == local]
-    if len(matches) == 1:
-        return matches[0]
-    close = difflib.get_close_matches(typename, caps.typenames, n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(caps.typenames)} layers offered)"
-    raise SourceError(f"WFS {what}: no layer {typename!r} in the capabilities{hint}")
-
-
-def choose_output_format(caps: WfsCapabilities, wanted: str | None = None) -> tuple[str | None, str]:
-    """``(OUTPUTFORMAT value or None for the server default, "geojson" | "gml")``: GeoJSON when offered."""
-    if wanted:
-        return wanted, ("geojson" if "json" in wanted.lower() else "gml")
-    for f in caps.output_formats:
-        low = f.lower().replace(" ", "")
-        if low in ("application/json", "application/geo+json", "geojson", "json") or "subtype=geojson" in low:
-            return f, "geojson"
-    prefs = (("application/gml+xml;version=3.2", "gml/3.2.1") if caps.version.startswith("2")
-             else ("gml/3.1.1",))
-    for pref in prefs:
-        for f in caps.output_formats:
-            if pref in f.lower().replace(" ", ""):
-                return f, "gml"
-    return None, "gml"
-
-
-def describe_feature_type(url: str, typename: str, version: str, *, opts: HttpOptions,
-                          session: requests.Session | None) -> tuple[bytes | None, list[str], str | None]:
-    """``(XSD bytes, property names, geometry property name)``; ``(None, [], None)`` when the server fails."""
-    what = redact_url(url)
-    tn = "TYPENAMES" if version.startswith("2") else "TYPENAME"
-    try:
-        resp = request("GET", url, opts=opts, session=session, what=f"WFS {what} DescribeFeatureType",
-                       params={"SERVICE": "WFS", "REQUEST": "DescribeFeatureType", "VERSION": version, tn: typename})
-        raise_for_exception(resp, what, typename)
-        root = parse_xml(resp.content, f"WFS {what} DescribeFeatureType")
-    except SourceError as exc:
-        log.warning("%s; reading without a schema", exc)
-        return None, [], None
-    props, geom = [], None
-    for elem in root.iter(f"{{{NS['xsd']}}}element"):
-        name, typ = elem.get("name"), elem.get("type") or ""
-        if not name or elem.getparent() is root:
-            continue
-        if "gml:" in typ or typ.endswith("PropertyType"):
-            geom = geom or name
-        else:
-            props.append(name)
-    return resp.content, props, geom
-
-
 # --- reading pages ------------------------------------------------------------------------------------------------
 def _int_or_none(value: Any) -> int | None:
     try:
@@ -464,6 +177,35 @@ class WfsResult:
                 "url": self.url, "typename": self.typename}
 
 
+def _getfeature_base(version: str, typename: str, srs: str | None, filters: Any, bbox: Sequence[Any] | None,
+                     geometry_name: str | None) -> dict[str, Any]:
+    """The GetFeature parameters common to the hits request and every page: layer, output CRS, filter or BBOX."""
+    base: dict[str, Any] = {"SERVICE": "WFS", "REQUEST": "GetFeature", "VERSION": version,
+                            ("TYPENAMES" if version.startswith("2") else "TYPENAME"): typename}
+    if srs:
+        base["SRSNAME"] = crs_urn(srs)
+    if filters:
+        base["FILTER"] = build_filter(version, filters, bbox, geometry_name)
+    elif bbox is not None:
+        base["BBOX"] = bbox_param(bbox)
+    return base
+
+
+def _sort_key(caps: WfsCapabilities, props: Sequence[str], sort_by: str | None, what: str,
+              typename: str) -> str | None:
+    """The property to page on: ``sort_by``, else an id-like property; None when the server does not sort."""
+    if sort_by is None and caps.implements_sorting is not False:
+        lowered = {p.lower(): p for p in props}
+        sort_by = next((lowered[c] for c in ID_CANDIDATES if c in lowered), None)
+    if sort_by and caps.implements_sorting is False:
+        log.warning("WFS %s %s: server does not sort; paging without SORTBY=%s", what, typename, sort_by)
+        sort_by = None
+    if not sort_by:
+        log.warning("WFS %s %s: no stable sort key; relying on the server's natural order (checked by page "
+                    "digests and counts)", what, typename)
+    return sort_by
+
+
 def _hits(url: str, base: dict, what: str, typename: str, version: str, opts: HttpOptions,
           session: requests.Session) -> int | None:
     resp = request("GET", url, opts=opts, session=session, what=f"WFS {what} {typename} hits",
@@ -477,6 +219,101 @@ def _hits(url: str, base: dict, what: str, typename: str, version: str, opts: Ht
     return _int_or_none(info[1].get(key))
 
 
+@dataclass
+class _Paging:
+    """State of a paged read: the pages kept (with their digests, to catch a server ignoring STARTINDEX), the
+    server's counts and the response cap seen."""
+
+    size: int                       # features asked per page
+    hits: int | None                # resultType=hits count
+    hits_suspect: bool              # hits equals the server's cap: a lower bound only
+    pages: list[_Page] = field(default_factory=list)
+    digests: dict[str, int] = field(default_factory=dict)
+    reported: int | None = None     # numberMatched of the pages
+    cap_detected: bool = False
+    observed_cap: int | None = None
+    previous_short: int | None = None
+    start: int = 0                  # STARTINDEX of the next page = features read so far
+
+
+def _take_page(state: _Paging, page: _Page, tmpdir: Path, *, v2: bool, what: str, typename: str) -> bool:
+    """Add a page to the read; False when the read is over (an empty page, or a server ignoring STARTINDEX after
+    all the features it counted). Raises :class:`SourceError` when a page repeats an earlier one."""
+    if page.n == 0:
+        if state.reported is None and page.number_matched:
+            state.reported = page.number_matched
+        return False
+    if page.number_matched is not None:
+        state.reported = page.number_matched
+    if page.digest in state.digests:
+        if state.hits is not None and not state.hits_suspect and state.start == state.hits:
+            log.warning("WFS %s %s: the server ignores STARTINDEX, but the %d features it counted were "
+                        "all read", what, typename, state.hits)
+            return False
+        raise SourceError(
+            f"WFS {what} {typename}: page {len(state.pages) + 1} (STARTINDEX={state.start}) repeats page "
+            f"{state.digests[page.digest]}: the server ignores STARTINDEX, the layer cannot be read completely")
+    state.digests[page.digest] = len(state.pages) + 1
+    if page.lines:
+        with open(tmpdir / "features.geojsonl", "a", encoding="utf-8") as sink:
+            sink.write("\n".join(page.lines) + "\n")
+        page.lines = None
+    state.pages.append(page)
+    if state.previous_short is not None and not state.cap_detected:
+        # a short page followed by more features: the server caps its responses
+        state.cap_detected, state.observed_cap = True, state.previous_short
+        log.warning("WFS %s %s: the server returned %d features for %s=%d and more followed: it caps "
+                    "its responses; paging on until an empty page", what, typename, state.previous_short,
+                    "COUNT" if v2 else "MAXFEATURES", state.size)
+    state.previous_short = page.n if page.n < state.size else None
+    state.start += page.n
+    return True
+
+
+def _read_pages(url: str, page_params: dict, state: _Paging, kind: str, tmpdir: Path, xsd: Path | None, *,
+                v2: bool, what: str, typename: str, opts: HttpOptions, session: requests.Session,
+                progress: Progress, max_pages: int) -> None:
+    """GetFeature pages from STARTINDEX 0 until the read is over (:func:`_take_page`), into ``state``."""
+    while True:
+        if len(state.pages) >= max_pages:
+            raise SourceError(f"WFS {what} {typename}: more than {max_pages} pages; giving up")
+        params = {**page_params, "STARTINDEX": state.start, ("COUNT" if v2 else "MAXFEATURES"): state.size}
+        resp = request("GET", url, opts=opts, session=session, params=params,
+                       what=f"WFS {what} {typename} page {len(state.pages) + 1}")
+        raise_for_exception(resp, what, typename)
+        if kind == "geojson":
+            page = _read_geojson_page(resp.content, f"{what} {typename}")
+        else:
+            page = _read_gml_page(resp.content, f"{what} {typename}", tmpdir, len(state.pages) + 1, xsd)
+        progress.update(features=page.n, pages=1, nbytes=len(resp.content))
+        if not _take_page(state, page, tmpdir, v2=v2, what=what, typename=typename):
+            return
+
+
+def _check_complete(state: _Paging, *, what: str, typename: str) -> tuple[str, int | None]:
+    """``(completeness, number_matched)`` of a finished read; raises :class:`SourceError` when the features read
+    are fewer or more than the server counted (numberMatched of the pages, else resultType=hits)."""
+    total, hits, reported = state.start, state.hits, state.reported
+    hits_suspect = state.hits_suspect or (state.cap_detected and hits is not None and hits == state.observed_cap)
+    completeness = "exhausted"
+    if reported is not None:
+        if total != reported:
+            raise SourceError(f"WFS {what} {typename}: incomplete read: {total} features read, server reported "
+                              f"numberMatched={reported}")
+        completeness = "number_matched"
+    if hits is not None:
+        if hits_suspect and total >= hits:
+            log.warning("WFS %s %s: resultType=hits (%d) was capped; %d features read by paging to the end",
+                        what, typename, hits, total)
+        elif total != hits:
+            raise SourceError(f"WFS {what} {typename}: incomplete read: {total} features read, resultType=hits "
+                              f"gave {hits}")
+        else:
+            completeness = "number_matched"
+    number_matched = reported if reported is not None else (hits if hits is not None and hits == total else None)
+    return completeness, number_matched
+
+
 def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[Any] | None = None,
              srs_name: str | None = None, filters: Any = None, page_size: int | None = None,
              sort_by: str | None = None, output_format: str | None = None, geometry_name: str | None = None,
@@ -488,6 +325,10 @@ def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[
     layer's default); ``filters`` a ``{property, value}`` mapping or a list of them (ANDed, with the bbox);
     ``page_size`` features per request (default: the server's ``CountDefault``, else 1000); ``sort_by`` a property
     (default: an id-like property when the server sorts). The result is in ``srs_name``.
+
+    Steps: capabilities (version, layer name, output format) and DescribeFeatureType → GetFeature parameters and
+    sort key → resultType=hits → pages until an empty one (:func:`_read_pages`) → one frame → the counts checked
+    (:func:`_check_complete`).
     """
     opts = (opts or HttpOptions()).started()       # one overall deadline for every request of this read
     session = session or new_session()
@@ -500,25 +341,8 @@ def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[
     xsd_bytes, props, geom_prop = describe_feature_type(url, typename, version, opts=opts, session=session)
     srs = srs_name or (str(bbox[4]) if bbox is not None else None) or caps.default_crs.get(typename)
     v2 = version.startswith("2")
-
-    base: dict[str, Any] = {"SERVICE": "WFS", "REQUEST": "GetFeature", "VERSION": version,
-                            ("TYPENAMES" if v2 else "TYPENAME"): typename}
-    if srs:
-        base["SRSNAME"] = crs_urn(srs)
-    if filters:
-        base["FILTER"] = build_filter(version, filters, bbox, geometry_name or geom_prop)
-    elif bbox is not None:
-        base["BBOX"] = bbox_param(bbox)
-
-    if sort_by is None and caps.implements_sorting is not False:
-        lowered = {p.lower(): p for p in props}
-        sort_by = next((lowered[c] for c in ID_CANDIDATES if c in lowered), None)
-    if sort_by and caps.implements_sorting is False:
-        log.warning("WFS %s %s: server does not sort; paging without SORTBY=%s", what, typename, sort_by)
-        sort_by = None
-    if not sort_by:
-        log.warning("WFS %s %s: no stable sort key; relying on the server's natural order (checked by page "
-                    "digests and counts)", what, typename)
+    base = _getfeature_base(version, typename, srs, filters, bbox, geometry_name or geom_prop)
+    sort_by = _sort_key(caps, props, sort_by, what, typename)
 
     hits = _hits(url, base, what, typename, version, opts, session)
     cap = caps.count_default
@@ -537,84 +361,26 @@ def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[
     progress = Progress(log, f"WFS {what} {typename}", total=None if hits_suspect else hits,
                         every_s=progress_every_s)
 
-    pages: list[_Page] = []
-    digests: dict[str, int] = {}
-    reported: int | None = None
-    cap_detected, observed_cap, previous_short, start = False, None, None, 0
+    state = _Paging(size=size, hits=hits, hits_suspect=hits_suspect)
     with tempfile.TemporaryDirectory(prefix="tvb-wfs-") as tmp:
         tmpdir = Path(tmp)
         xsd = None
         if kind == "gml" and xsd_bytes:
             xsd = tmpdir / "schema.xsd"
             xsd.write_bytes(xsd_bytes)
-        while True:
-            if len(pages) >= max_pages:
-                raise SourceError(f"WFS {what} {typename}: more than {max_pages} pages; giving up")
-            params = {**page_params, "STARTINDEX": start, ("COUNT" if v2 else "MAXFEATURES"): size}
-            resp = request("GET", url, opts=opts, session=session, params=params,
-                           what=f"WFS {what} {typename} page {len(pages) + 1}")
-            raise_for_exception(resp, what, typename)
-            if kind == "geojson":
-                page = _read_geojson_page(resp.content, f"{what} {typename}")
-            else:
-                page = _read_gml_page(resp.content, f"{what} {typename}", tmpdir, len(pages) + 1, xsd)
-            progress.update(features=page.n, pages=1, nbytes=len(resp.content))
-            if page.n == 0:
-                if reported is None and page.number_matched:
-                    reported = page.number_matched
-                break
-            if page.number_matched is not None:
-                reported = page.number_matched
-            if page.digest in digests:
-                if hits is not None and not hits_suspect and start == hits:
-                    log.warning("WFS %s %s: the server ignores STARTINDEX, but the %d features it counted were "
-                                "all read", what, typename, hits)
-                    break
-                raise SourceError(
-                    f"WFS {what} {typename}: page {len(pages) + 1} (STARTINDEX={start}) repeats page "
-                    f"{digests[page.digest]}: the server ignores STARTINDEX, the layer cannot be read completely")
-            digests[page.digest] = len(pages) + 1
-            if page.lines:
-                with open(tmpdir / "features.geojsonl", "a", encoding="utf-8") as sink:
-                    sink.write("\n".join(page.lines) + "\n")
-                page.lines = None
-            pages.append(page)
-            if previous_short is not None and not cap_detected:
-                # a short page followed by more features: the server caps its responses
-                cap_detected, observed_cap = True, previous_short
-                log.warning("WFS %s %s: the server returned %d features for %s=%d and more followed: it caps "
-                            "its responses; paging on until an empty page", what, typename, previous_short,
-                            "COUNT" if v2 else "MAXFEATURES", size)
-            previous_short = page.n if page.n < size else None
-            start += page.n
+        _read_pages(url, page_params, state, kind, tmpdir, xsd, v2=v2, what=what, typename=typename, opts=opts,
+                    session=session, progress=progress, max_pages=max_pages)
         progress.done()
-        total = start
-        gdf = _assemble(pages, kind, srs, tmpdir, what, typename)
+        gdf = _assemble(state.pages, kind, srs, tmpdir, what, typename)
 
-    if cap_detected and hits is not None and hits == observed_cap:
-        hits_suspect = True
-    completeness = "exhausted"
-    if reported is not None:
-        if total != reported:
-            raise SourceError(f"WFS {what} {typename}: incomplete read: {total} features read, server reported "
-                              f"numberMatched={reported}")
-        completeness = "number_matched"
-    if hits is not None:
-        if hits_suspect and total >= hits:
-            log.warning("WFS %s %s: resultType=hits (%d) was capped; %d features read by paging to the end",
-                        what, typename, hits, total)
-        elif total != hits:
-            raise SourceError(f"WFS {what} {typename}: incomplete read: {total} features read, resultType=hits "
-                              f"gave {hits}")
-        else:
-            completeness = "number_matched"
-    number_matched = reported if reported is not None else (hits if hits is not None and hits == total else None)
-    log.info("WFS %s %s: %d features complete (%s), %d pages", what, typename, total, completeness, len(pages))
+    completeness, number_matched = _check_complete(state, what=what, typename=typename)
+    log.info("WFS %s %s: %d features complete (%s), %d pages", what, typename, state.start, completeness,
+             len(state.pages))
     metadata_params = {k: v for k, v in base.items() if k not in ("SERVICE", "REQUEST")}
     metadata_params.update({"page_size": size, "sort_by": sort_by, "output_format": fmt})
     return WfsResult(gdf=gdf, url=what, typename=typename, version=version, output_format=fmt,
-                     number_matched=number_matched, hits=hits, server_cap=cap if cap else observed_cap,
-                     cap_detected=cap_detected, completeness=completeness, pages=len(pages),
+                     number_matched=number_matched, hits=hits, server_cap=cap if cap else state.observed_cap,
+                     cap_detected=state.cap_detected, completeness=completeness, pages=len(state.pages),
                      bytes=progress.bytes, duration_s=time.monotonic() - started, sort_by=sort_by,
                      params=metadata_params)
 

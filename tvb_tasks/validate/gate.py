@@ -11,36 +11,55 @@ code problems (no suite for a role, a suite that would load incomplete) do raise
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import shapely
 
+from tvb_tasks.validate.frames import (  # noqa: F401 - also importable from here
+    CRS_COLUMN,
+    GEOMETRY_COLUMN,
+    LANDUSE_CLASS_COLUMN,
+    OUTLINE_SIMPLIFY_M,
+    _nomenclature_codes,
+    _outline_wkt,
+    area_by_class_of,
+    classify_landuse,
+    configured_outline,
+    crs_string,
+    nomenclature_codes,
+    outline_of,
+    read_snapshot,
+    snapshot_row_count,
+    to_frame,
+)
 from tvb_tasks.validate.repair import repair_geometries
 from tvb_tasks.validate.settings import ValidationSettings, validation_settings
 from tvb_tasks.validate.suites import expectation_key, load_suite, read_suite_json, suite_for
+from tvb_tasks.validate.summaries import (  # noqa: F401 - also importable from here
+    _expected_text,
+    _sample,
+    _short,
+    _unreadable_summary,
+    _write_json,
+    failure_entry,
+    summarise,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from tvb_tasks.config import Territory
 
 log = logging.getLogger(__name__)
 
-CRS_COLUMN = "__crs__"            # same names as in expectations.py (not imported here: it imports GX)
-GEOMETRY_COLUMN = "geometry"
-LANDUSE_CLASS_COLUMN = "__landuse_class__"
 OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points")
 OPTIONAL_OUTPUT_LAYERS = ("priorities",)   # validated when the GeoPackage holds them (tvb_tasks.priorities)
-OUTLINE_SIMPLIFY_M = 1.0      # the outline passed to GX is simplified by this; the buffers are widened by as much
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
 
 
@@ -86,134 +105,6 @@ def run_suite(suite, frame: pd.DataFrame, parameters: Mapping[str, Any]):
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": GX_PARTIAL_COUNT},
         expectation_parameters=dict(parameters),
     )
-
-
-# --- inputs -> frames ----------------------------------------------------------------------------------------------
-def crs_string(crs: Any) -> str:
-    """``EPSG:xxxx`` when the CRS has an authority code, else its WKT; ``""`` when unknown."""
-    if crs is None:
-        return ""
-    return crs.to_string() if hasattr(crs, "to_string") else str(crs)
-
-
-def to_frame(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
-    """Plain pandas frame for GX: attributes, shapely geometries in ``geometry``, the layer CRS in ``__crs__``.
-
-    The index is reset to row positions, so GX's unexpected index lists are positions into ``gdf``.
-    """
-    geometry_name = gdf.geometry.name
-    attrs = pd.DataFrame(gdf.drop(columns=[geometry_name])).reset_index(drop=True)
-    attrs = attrs.drop(columns=[c for c in (GEOMETRY_COLUMN, CRS_COLUMN) if c in attrs.columns])
-    attrs[GEOMETRY_COLUMN] = np.asarray(gdf.geometry.values, dtype=object)
-    attrs[CRS_COLUMN] = crs_string(gdf.crs)
-    return attrs
-
-
-def read_snapshot(path: Path) -> gpd.GeoDataFrame:
-    """A GeoParquet snapshot; raises ``ValueError`` naming the file when it is missing or not GeoParquet."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"snapshot {path} does not exist")
-    try:
-        return gpd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow / geopandas raise many types
-        raise ValueError(f"snapshot {path} is not a readable GeoParquet file: {exc}") from exc
-
-
-def snapshot_row_count(path: Path) -> int:
-    """Number of rows of a (Geo)Parquet file from its metadata (no data read)."""
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(path).metadata.num_rows)
-
-
-@lru_cache(maxsize=8)
-def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...]:
-    # errors name the file and the column, never its content (it may be any file, e.g. /etc/passwd)
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if column not in (reader.fieldnames or []):
-                raise ValueError(f"nomenclature {path}: no column {column!r} in its header line (expected a CSV "
-                                 f"with a {column!r} column: check nomenclature.file and code_column)")
-            codes = sorted({(row[column] or "").strip() for row in reader} - {""})
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"nomenclature {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
-    except csv.Error as exc:
-        raise ValueError(f"nomenclature {path}: not a readable CSV (line {getattr(exc, 'line_num', '?')})") from None
-    if not codes:
-        raise ValueError(f"nomenclature {path}: column {column!r} holds no code")
-    return tuple(codes)
-
-
-def nomenclature_codes(territory: "Territory") -> list[str]:
-    """Valid land-use codes: the ``nomenclature.code_column`` of the territory's nomenclature CSV."""
-    path = territory.resolve_path(territory.nomenclature.file)
-    if not path.exists():
-        raise ValueError(f"nomenclature file {path} (territory {territory.id}) does not exist")
-    from ..config import check_regular_file
-
-    check_regular_file(path, f"nomenclature file {path} (territory {territory.id})")
-    return list(_nomenclature_codes(str(path), territory.nomenclature.code_column, path.stat().st_mtime_ns))
-
-
-def classify_landuse(frame: pd.DataFrame, landuse: Any) -> pd.Series:
-    """Land-use class per row from the territory rules (first match wins; a rule matches when every given column
-    starts with its code prefix); unmatched rows get ``default_class`` (``"<unclassified>"`` if none)."""
-    result = pd.Series(landuse.default_class or "<unclassified>", index=frame.index, dtype=object)
-    assigned = np.zeros(len(frame), dtype=bool)
-    for rule in landuse.rules:
-        mask = ~assigned
-        for column, prefix in (rule.model_extra or {}).items():
-            if column not in frame.columns:
-                mask = np.zeros(len(frame), dtype=bool)
-                break
-            values = frame[column].astype(object).where(frame[column].notna(), "").astype(str)
-            mask &= values.str.startswith(str(prefix)).to_numpy()
-        result[mask] = rule.class_
-        assigned |= mask
-    return result
-
-
-def area_by_class_of(frame: pd.DataFrame) -> dict[str, float]:
-    from tvb_tasks.validate.expectations import area_by_class
-
-    return area_by_class(frame, GEOMETRY_COLUMN, LANDUSE_CLASS_COLUMN)
-
-
-def outline_of(boundary: Any, crs: str) -> shapely.Geometry | None:
-    """Territory outline (union of the boundary layer) in ``crs`` from a path (GeoParquet / any OGR file), a
-    GeoDataFrame or a shapely geometry (assumed in ``crs``); ``None`` if ``boundary`` is ``None``."""
-    if boundary is None:
-        return None
-    if isinstance(boundary, shapely.Geometry):
-        return boundary
-    if not isinstance(boundary, gpd.GeoDataFrame):
-        path = Path(boundary)
-        boundary = gpd.read_parquet(path) if path.suffix == ".parquet" else gpd.read_file(path)
-    if boundary.crs is not None and crs:
-        boundary = boundary.to_crs(crs)
-    geoms = boundary.geometry.dropna()
-    return shapely.union_all(np.asarray(shapely.make_valid(geoms.values), dtype=object)) if len(geoms) else None
-
-
-def configured_outline(territory: "Territory") -> shapely.Geometry | None:
-    """Outline read from the boundary source's file in the YAML (file sources only), else ``None``."""
-    source = territory.sources.get(territory.boundary.source)
-    if source is None or source.kind != "file" or not source.path:
-        return None
-    path = territory.resolve_path(source.path)
-    if not path.exists():
-        return None
-    if path.suffix == ".parquet":
-        return outline_of(path, territory.crs)
-    return outline_of(gpd.read_file(path, layer=source.layer), territory.crs)
-
-
-def _outline_wkt(outline: shapely.Geometry | None) -> str | None:
-    if outline is None or outline.is_empty:
-        return None
-    return shapely.to_wkt(shapely.simplify(outline, OUTLINE_SIMPLIFY_M), rounding_precision=2)
 
 
 # --- severities ----------------------------------------------------------------------------------------------------
@@ -285,134 +176,6 @@ def _priorities_parameters(territory: "Territory") -> dict[str, Any]:
     cfg = priorities_config(territory)
     return {"project_types": list(cfg.project_types), "project_stages": sorted(cfg.conflict.stage_weights),
             "maintenance_kinds": list(cfg.maintenance_kinds)}
-
-
-# --- summaries -----------------------------------------------------------------------------------------------------
-def _short(value: Any, limit: int = 160) -> Any:
-    if isinstance(value, (int, float, bool)) or value is None:
-        return value
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _sample(result: dict, frame: pd.DataFrame | None, id_column: str | None, size: int) -> list[str]:
-    values = list(result.get("partial_unexpected_list") or [])
-    index = list(result.get("partial_unexpected_index_list") or [])
-    details = result.get("details") or {}
-    if not values and isinstance(details.get("mismatched"), dict):
-        missing = details["mismatched"].get("missing") or []
-        return [f"missing column {c!r}" for c in missing[:size]]
-    if not values and details.get("non_numeric_columns"):
-        return [f"not a number: {c!r}" for c in details["non_numeric_columns"][:size]]
-    out = []
-    for i, value in enumerate(values[:size]):
-        label = ""
-        if i < len(index) and isinstance(index[i], (int, np.integer)) and frame is not None:
-            pos = int(index[i])
-            if id_column and id_column in frame.columns and 0 <= pos < len(frame):
-                label = f"{id_column}={frame[id_column].iloc[pos]!s}: "
-            else:
-                label = f"row {pos}: "
-        out.append(f"{label}{_short(value, 120)}")
-    return out
-
-
-def _expected_text(kwargs: dict) -> str:
-    """What the expectation asked for, briefly (long value sets are counted, not listed)."""
-    parts = []
-    for key in ("value", "min_value", "max_value", "value_set", "column_set", "crs", "geometry_types",
-                "max_drift_pct", "predicate", "buffer_m"):
-        value = kwargs.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)) and len(value) > 6:
-            shown = ", ".join(str(v) for v in value[:3])
-            parts.append(f"{key}=<{len(value)} values: {shown}, …>")
-        elif isinstance(value, (list, tuple)):
-            parts.append(f"{key}=[{', '.join(str(v) for v in value)}]")
-        else:
-            parts.append(f"{key}={_short(value, 80)}")
-    if "buffer_m" in kwargs and "predicate" not in kwargs:
-        parts.insert(len(parts) - 1, "predicate=intersects")
-    return ", ".join(parts)
-
-
-def failure_entry(result: dict, frame: pd.DataFrame | None, id_column: str | None, sample_size: int) -> dict:
-    """One failed expectation, compact (for summaries / manifest): key, count, observed value, sample, message."""
-    config = result.get("expectation_config") or {}
-    kwargs = {k: v for k, v in (config.get("kwargs") or {}).items() if k not in ("batch_id", "territory_wkt")}
-    res = result.get("result") or {}
-    exception = [v.get("exception_message") for v in (result.get("exception_info") or {}).values()
-                 if isinstance(v, dict) and v.get("raised_exception")]
-    if (result.get("exception_info") or {}).get("raised_exception"):
-        exception.append(result["exception_info"].get("exception_message"))
-    key = (config.get("meta") or {}).get("key") or expectation_key(config)
-    entry = {
-        "expectation": key,
-        "type": config.get("type"),
-        "column": kwargs.get("column"),
-        "severity": str(config.get("severity") or "critical"),
-        "unexpected_count": res.get("unexpected_count"),
-        "element_count": res.get("element_count"),
-        "observed_value": _short(res.get("observed_value")),
-        "sample": _sample(res, frame, id_column, sample_size),
-    }
-    if exception:
-        entry["message"] = f"could not be evaluated: {_short(exception[0], 200)}"
-        entry["sample"] = entry["sample"] or [_short(exception[0], 200)]
-    elif entry["unexpected_count"] is not None and entry["element_count"] is not None and kwargs.get("column"):
-        entry["message"] = f"{entry['unexpected_count']} of {entry['element_count']} rows fail"
-    elif entry["unexpected_count"] is not None:
-        entry["message"] = f"{entry['unexpected_count']} failing item(s); observed {entry['observed_value']}"
-    else:
-        entry["message"] = f"observed {entry['observed_value']}"
-    expected = _expected_text(kwargs)
-    if expected:
-        entry["message"] += f" (expected {expected})"
-    return entry
-
-
-def summarise(
-    result_json: dict,
-    *,
-    source: str,
-    suite: str,
-    frame: pd.DataFrame | None,
-    id_column: str | None,
-    sample_size: int,
-) -> dict:
-    """Summary of a suite result: success (no critical failure), critical failures, warnings (+ info), counts."""
-    critical, warnings = [], []
-    for result in result_json.get("results", []):
-        if result.get("success"):
-            continue
-        entry = failure_entry(result, frame, id_column, sample_size)
-        (critical if entry["severity"] == "critical" else warnings).append(entry)
-    stats = result_json.get("statistics") or {}
-    return {
-        "source": source,
-        "suite": suite,
-        "success": not critical,
-        "critical_failures": critical,
-        "warnings": warnings,
-        "evaluated": int(stats.get("evaluated_expectations") or 0),
-        "successful": int(stats.get("successful_expectations") or 0),
-    }
-
-
-def _unreadable_summary(source: str, suite: str, problem: str, expectation: str = "layer_readable") -> dict:
-    entry = {"expectation": expectation, "type": None, "column": None, "severity": "critical",
-             "unexpected_count": None, "element_count": None, "observed_value": None, "sample": [problem],
-             "message": problem}
-    return {"source": source, "suite": suite, "success": False, "critical_failures": [entry], "warnings": [],
-            "evaluated": 0, "successful": 0}
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
 
 
 # --- one layer -------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tvb_tasks.indicators.history import compare_provenance
 from tvb_tasks.indicators.key_figures import KEY_FIGURES
 from tvb_tasks.publish.styles import COMMUNE_FIGURES
 
@@ -54,6 +55,8 @@ class Provenance:
 
 
 def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
+    """The provenance record (:func:`tvb_tasks.indicators.history.provenance` keys) a release's history rows carry;
+    only the parts recorded ({} when the release is not in the history)."""
     rows = history[history["release_id"] == release_id]
     if rows.empty:
         return {}
@@ -62,7 +65,7 @@ def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
     raw = first.get("snapshot_ids") if "snapshot_ids" in rows.columns else None
     if isinstance(raw, str) and raw.strip():
         try:
-            meta["snapshots"] = json.loads(raw)
+            meta["snapshot_ids"] = json.loads(raw)
         except json.JSONDecodeError:
             pass
     for col in PROVENANCE_COLUMNS:
@@ -87,24 +90,18 @@ def previous_release_in(history: pd.DataFrame | None, release_id: str) -> str | 
 
 def provenance(history: pd.DataFrame | None, release_id: str, previous_release: str | None) -> Provenance:
     """Compare the provenance the history rows carry (snapshot ids, and when recorded config hash, resolution,
-    code version) for ``previous_release`` and ``release_id``. Missing columns give None (degrades gracefully)."""
+    code version) for ``previous_release`` and ``release_id``, with
+    :func:`tvb_tasks.indicators.history.compare_provenance` (the comparison behind ``indicators.json``'s causes).
+    Missing columns give None (degrades gracefully)."""
     empty = Provenance(previous_release, None, None, None, None, None)
     if history is None or not previous_release or history.empty:
         return empty
     prev, cur = _release_meta(history, previous_release), _release_meta(history, release_id)
     if not prev or not cur:
         return empty
-    inputs = None
-    if prev.get("snapshots") and cur.get("snapshots"):
-        names = sorted(set(prev["snapshots"]) | set(cur["snapshots"]))
-        inputs = [n for n in names if prev["snapshots"].get(n) != cur["snapshots"].get(n)]
-    config = (prev["config_hash"] != cur["config_hash"]) if "config_hash" in prev and "config_hash" in cur else None
-    res = None
-    if "resolution_m" in prev and "resolution_m" in cur and float(prev["resolution_m"]) != float(cur["resolution_m"]):
-        res = (float(prev["resolution_m"]), float(cur["resolution_m"]))
-    code = (prev["code_version"] != cur["code_version"]) if "code_version" in prev and "code_version" in cur else None
-    versions = (str(prev["code_version"]), str(cur["code_version"])) if code else None
-    return Provenance(previous_release, inputs, config, res, code, versions)
+    c = compare_provenance(cur, prev)
+    return Provenance(previous_release, c["changed_inputs"], c["configuration_changed"], c["resolutions"],
+                      c["code_changed"], c["code_versions"])
 
 
 def provenance_rows(p: Provenance, source_labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
