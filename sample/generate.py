@@ -54,8 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import geopandas as gpd
+import numpy as np
 import pyogrio
 import shapely
 from shapely.geometry import LineString, MultiLineString, MultiPoint, Point, box
@@ -537,7 +537,7 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
     faces, rp = faces[inside], rp[inside]
     log(f"  {len(faces)} faces after noding")
 
-    from scipy.spatial import cKDTree, Delaunay
+    from scipy.spatial import Delaunay, cKDTree
 
     fxy = shapely.get_coordinates(rp)
     _, cell_of = cKDTree(pts).query(fxy)
@@ -800,7 +800,7 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
         if rng.random() < 0.25:
             set_nat(i, "grassland")
     # (d) friches on the urban fringe
-    fringe_cells = [i for i in range(len(units)) if free(i) and 0.25 < U[i] and frac_parvis[i] < 0.5]
+    fringe_cells = [i for i in range(len(units)) if free(i) and U[i] > 0.25 and frac_parvis[i] < 0.5]
     for i in rng.permutation(fringe_cells):
         if nat >= nat_target - 0.12 * nat_target:
             break
@@ -861,9 +861,9 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
 # ---------------------------------------------------------------------------------------------
 def build_minor_roads(inp, meta, major, landuse_cfg, log):
     rng = rng_for("roads")
-    from scipy.spatial import Delaunay
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial import Delaunay
 
     c = inp["communes"]
     xy = np.c_[c.px.to_numpy(), c.py.to_numpy()]

@@ -11,8 +11,15 @@ import pytest
 from shapely.geometry import box
 
 from tvb_tasks.indicators import IndicatorsError
-from tvb_tasks.indicators.connectivity import (analyse_network, build_graph, decay_constant, euclidean_links,
-                                               euclidean_max_distance, links_from_corridors, pc_numerator)
+from tvb_tasks.indicators.connectivity import (
+    analyse_network,
+    build_graph,
+    decay_constant,
+    euclidean_links,
+    euclidean_max_distance,
+    links_from_corridors,
+    pc_numerator,
+)
 
 # Chain A(1 ha) –1– B(2 ha) –2– C(3 ha), p = 0.5 at distance 1 → p_AB = 0.5, p_BC = 0.25, p*_AC = 0.125; A_L = 10 ha
 CHAIN_NODES = pd.DataFrame({"id": ["A", "B", "C"], "area_ha": [1.0, 2.0, 3.0]})

@@ -16,8 +16,13 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, indicators_config
 from tvb_tasks.indicators.connectivity import analyse_network, network_links
 from tvb_tasks.indicators.fragmentation import cut_by_infrastructure, fragmentation_metrics, habitat_patches
-from tvb_tasks.indicators.history import (PROVENANCE_COLUMNS, change_causes, previous_provenance, provenance,
-                                          read_history)
+from tvb_tasks.indicators.history import (
+    PROVENANCE_COLUMNS,
+    change_causes,
+    previous_provenance,
+    provenance,
+    read_history,
+)
 from tvb_tasks.publish.report import change_tables
 
 CRS = "EPSG:2154"

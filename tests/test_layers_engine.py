@@ -18,8 +18,7 @@ import yaml
 from shapely import LineString, Point, Polygon, box
 
 from tvb_tasks.config import load_territory
-from tvb_tasks.layers import LayerInputError, compute_layers, compute_sous_trame, read_layer
-from tvb_tasks.layers import engine
+from tvb_tasks.layers import LayerInputError, compute_layers, compute_sous_trame, engine, read_layer
 from tvb_tasks.layers.common import make_grid, write_cog
 from tvb_tasks.layers.friction import friction_raster, prepare_infrastructure
 from tvb_tasks.layers.landuse import classify_landuse

@@ -1,7 +1,6 @@
 """The whole pipeline without Airflow (`tvb run`): publish, idempotence, and bad input that never reaches users."""
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import geopandas as gpd

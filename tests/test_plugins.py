@@ -38,12 +38,12 @@ for _p in (str(PLUGINS), str(ROOT)):
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
 
+from airflow.sdk import RetryAction  # noqa: E402
+
 import tvb_hooks  # noqa: E402
 import tvb_links  # noqa: E402
 import tvb_notifier  # noqa: E402
 import tvb_retry  # noqa: E402
-from airflow.sdk import RetryAction  # noqa: E402
-
 from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
 
 SECRET = "s3cr3t-Pa55"          # fake, test-only
@@ -122,10 +122,10 @@ class _AuthProxy(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._forward()
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
     def log_message(self, *args):
@@ -283,7 +283,7 @@ def webhook():
     state = {"status": 204}
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
             self.send_response(state["status"])

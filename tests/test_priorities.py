@@ -413,8 +413,8 @@ def _pdf_text(path) -> str:
 def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory, tmp_path):
     import re
 
-    from tvb_tasks.priorities.sheets import write_fiches
     from tvb_tasks.priorities.config import fiches_config
+    from tvb_tasks.priorities.sheets import write_fiches
 
     layers = scene()
     prio = compute_priorities(territory, layers)

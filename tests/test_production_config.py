@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
-from tvb_tasks.sources import schemas  # noqa: E402
-from tvb_tasks.sources.errors import SourceError  # noqa: E402
+from tvb_tasks.config import PROJECT_ROOT, load_territory
+from tvb_tasks.sources import schemas
+from tvb_tasks.sources.errors import SourceError
 
 CALL = PROJECT_ROOT / "config" / "territories" / "call.yaml"
 PROTECTED = ("znieff1", "sic", "zps", "apb", "rnn", "rnr")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,23 @@ import pytest
 from test_publish_formats import make_outputs, territory
 from test_store_s3 import moto_server, new_s3_store  # noqa: F401  (fixture)
 from tvb_tasks import publish
-from tvb_tasks.publish import (PublishConflict, SimulatedCrash, find_orphans, find_unchanged, input_key,
-                               list_releases, prune, publish_release, release_id_for, rollback, show_release,
-                               verify_release)
+from tvb_tasks.publish import (
+    PublishConflict,
+    SimulatedCrash,
+    find_orphans,
+    find_unchanged,
+    input_key,
+    list_releases,
+    prune,
+    publish_release,
+    release_id_for,
+    rollback,
+    show_release,
+    verify_release,
+)
 from tvb_tasks.store import LocalStore
 
-T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=UTC)
 SECRET = "s3cr3t-Pa55"
 
 

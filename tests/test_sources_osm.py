@@ -12,8 +12,13 @@ import yaml
 
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_all, fetch_source, previous_snapshot
-from tvb_tasks.sources.osm import (extract_layers, landuse_from_osm, load_tag_rules, roads_from_osm,
-                                   watercourses_from_osm)
+from tvb_tasks.sources.osm import (
+    extract_layers,
+    landuse_from_osm,
+    load_tag_rules,
+    roads_from_osm,
+    watercourses_from_osm,
+)
 from tvb_tasks.store import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "osm"

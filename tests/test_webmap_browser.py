@@ -14,18 +14,14 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
-import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 
+from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 from test_publish_formats import X0, Y0, make_outputs, territory
 from test_publish_release import do_publish
 from tvb_tasks import publish

@@ -10,8 +10,7 @@ import logging
 import math
 import re
 import sys
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _print(obj) -> None:
@@ -532,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port = default_port()
     try:
         return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one readable line
+    except Exception as exc:
         if args.verbose:
             raise
         print(f"tvb: error: {error_sentence(exc)}", file=sys.stderr)

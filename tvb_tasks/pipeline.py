@@ -25,7 +25,7 @@ import os
 import shutil
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +181,9 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     ``http_overrides`` (``timeout_s``, ``deadline_s`` …) apply to every HTTP/WFS/OSM source of this fetch.
     The run dict carries the configuration content and hash used here (see the module docstring).
     """
+    from .publish import find_unchanged
+    from .publish import input_key as make_input_key
     from .publish.release import new_run_nonce
-    from .publish import find_unchanged, input_key as make_input_key
     from .sources import fetch_all
 
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
@@ -341,7 +342,7 @@ def stage_indicators(run: dict) -> dict:
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
                                 previous_indicators=prev_ind, provenance=record)
     _priorities_hook(run, territory, store, layers / "tvb.gpkg", out, prev_gpkg)
-    released_at = datetime.now(timezone.utc).replace(microsecond=0)
+    released_at = datetime.now(UTC).replace(microsecond=0)
     release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))
     hist_dir = _local_dir(run, "history")
     append_history(history, out / "indicators.json", release_id=release_id, released_at=released_at.isoformat(),
@@ -502,7 +503,7 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                             "started_at": datetime.now(UTC).isoformat(timespec="seconds")}))
         fh.flush()
         yield path
     finally:

@@ -234,9 +234,9 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 # --- entry point (the submodules import the helpers above, so they are imported here, after them) -------------------
 from tvb_tasks.indicators import change, communes, connectivity, fragmentation, history, key_figures  # noqa: E402
-from tvb_tasks.indicators.history import append_history  # noqa: E402,F401
+from tvb_tasks.indicators.history import append_history  # noqa: E402
 
-__all__ = ["compute_indicators", "append_history", "read_layers", "indicators_config", "IndicatorsError"]
+__all__ = ["IndicatorsError", "append_history", "compute_indicators", "indicators_config", "read_layers"]
 
 
 def territory_outline(layers: dict[str, gpd.GeoDataFrame], territory: Territory) -> gpd.GeoDataFrame:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import geopandas as gpd
 import numpy as np
@@ -24,8 +24,20 @@ M2_PER_HA = 10_000.0
 NODATA = -1.0  # nodata of every float32 raster written by the engine (friction >= 1 and cost >= 0)
 
 __all__ = [
-    "LayerInputError", "M2_PER_HA", "NODATA", "Grid", "read_layer", "read_source", "read_role", "load_boundary",
-    "make_grid", "rasterize_values", "write_cog", "polygons_only", "lines_only", "empty_frame",
+    "M2_PER_HA",
+    "NODATA",
+    "Grid",
+    "LayerInputError",
+    "empty_frame",
+    "lines_only",
+    "load_boundary",
+    "make_grid",
+    "polygons_only",
+    "rasterize_values",
+    "read_layer",
+    "read_role",
+    "read_source",
+    "write_cog",
 ]
 
 

@@ -20,21 +20,47 @@ import shapely
 from shapely import LineString
 
 from . import labels
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
-                     rasterize_values, read_role, read_source, write_cog)
-from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
-                        cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
-                        select_links, zone_windows)
+from .common import (
+    M2_PER_HA,
+    Grid,
+    LayerInputError,
+    empty_frame,
+    load_boundary,
+    make_grid,
+    polygons_only,
+    rasterize_values,
+    read_role,
+    read_source,
+    write_cog,
+)
+from .corridors import (
+    CORRIDOR_AREA_COLUMNS,
+    CORRIDOR_COLUMNS,
+    STATUS_ORDER,
+    corridor_area,
+    corridor_lines,
+    cost_from_reservoirs,
+    downgrade_status,
+    link_paths,
+    missing_links,
+    reservoir_sources,
+    select_links,
+    zone_windows,
+)
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
-from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
-                         select_reservoirs)
-from .ruptures import (barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures,
-                       rupture_points)
+from .reservoirs import (
+    RELAY_COLUMNS,
+    RESERVOIR_COLUMNS,
+    always_reservoir_sous_trames,
+    load_protected_areas,
+    select_reservoirs,
+)
+from .ruptures import barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures, rupture_points
 from .tiles import tiling_config
 from .wet import prepare_watercourses, wet_corridors
 
-__all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]
+__all__ = ["assemble", "compute_layers", "compute_sous_trame", "sample_inputs"]
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,17 @@ import shapely
 
 from .common import Grid, LayerInputError, lines_only, polygons_only, rasterize_values
 
-__all__ = ["Infrastructure", "prepare_infrastructure", "prepare_overlays", "landuse_friction",
-           "infrastructure_friction", "friction_raster", "footprint_coverage", "line_coverage", "element_widths"]
+__all__ = [
+    "Infrastructure",
+    "element_widths",
+    "footprint_coverage",
+    "friction_raster",
+    "infrastructure_friction",
+    "landuse_friction",
+    "line_coverage",
+    "prepare_infrastructure",
+    "prepare_overlays",
+]
 
 _INFRA_COLUMNS = ["infra_type", "infra_class", "infra_name", "friction", "rule", "priority", "width_m"]
 _OVERLAY_COLUMNS = ["overlay", "class", "rule", "priority", "width_m"]

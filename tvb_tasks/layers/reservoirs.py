@@ -24,8 +24,13 @@ from shapely import make_valid
 
 from .common import M2_PER_HA, LayerInputError, empty_frame, polygons_only, read_role
 
-__all__ = ["load_protected_areas", "always_reservoir_sous_trames", "select_reservoirs", "RESERVOIR_COLUMNS",
-           "RELAY_COLUMNS"]
+__all__ = [
+    "RELAY_COLUMNS",
+    "RESERVOIR_COLUMNS",
+    "always_reservoir_sous_trames",
+    "load_protected_areas",
+    "select_reservoirs",
+]
 
 RESERVOIR_COLUMNS = ["id", "sous_trame", "origin", "origin_name", "protection_types", "area_ha"]
 RELAY_COLUMNS = ["id", "sous_trame", "origin", "origin_name", "area_ha"]

@@ -24,7 +24,7 @@ from shapely import MultiLineString
 
 from .common import empty_frame, lines_only
 
-__all__ = ["wet_corridors", "WET_COLUMNS", "prepare_watercourses"]
+__all__ = ["WET_COLUMNS", "prepare_watercourses", "wet_corridors"]
 
 WET_COLUMNS = ["id", "sous_trame", "name", "kind", "position", "buse", "length_m"]   # buse: culverted section
 

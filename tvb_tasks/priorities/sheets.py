@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import textwrap
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -231,7 +231,7 @@ def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headli
     image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
     html.write_text(env.from_string(_HTML).render(
         title=title, meta=meta, headline=headline, alert=alert, image=image, sections=sections,
-        attribution=attribution, generated=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"),
+        attribution=attribution, generated=datetime.now(UTC).strftime("%d/%m/%Y %H:%M UTC"),
         pdf=pdf.name, links=links or []), encoding="utf-8")
     return {"html": str(html), "pdf": str(pdf), "png": str(png)}
 

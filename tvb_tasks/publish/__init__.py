@@ -8,9 +8,27 @@ Public API (used by ``tvb_tasks.pipeline`` and the ``tvb releases`` CLI):
 
 The STAC Collection of a territory is ``releases/<territory>/collection.json`` (see :mod:`.stac`).
 """
-from .release import (PublishConflict, PublishError, ReleaseNotFound, SimulatedCrash, find_orphans, find_unchanged,
-                      input_key, latest_key, list_releases, manifest_key, pointer_problems, publish_release, read_latest,
-                      release_id_for, release_prefix, rollback, scrub_secrets, show_release, verify_release)
+from .release import (
+                      PublishConflict,
+                      PublishError,
+                      ReleaseNotFound,
+                      SimulatedCrash,
+                      find_orphans,
+                      find_unchanged,
+                      input_key,
+                      latest_key,
+                      list_releases,
+                      manifest_key,
+                      pointer_problems,
+                      publish_release,
+                      read_latest,
+                      release_id_for,
+                      release_prefix,
+                      rollback,
+                      scrub_secrets,
+                      show_release,
+                      verify_release,
+)
 from .retention import plan_prune, prune
 from .stage import stage_release
 

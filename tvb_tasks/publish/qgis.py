@@ -19,8 +19,21 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .styles import (FIELD_LABELS, INFRA_COLORS, POPUP_FIELDS, POPUP_HIDDEN, PUBLISHED_LAYERS, STATUS_ALIASES,
-                     STATUS_STYLES, VALUE_LABELS, basemap_config, credit_line, palette, sous_trame_colors, value_label)
+from .styles import (
+    FIELD_LABELS,
+    INFRA_COLORS,
+    POPUP_FIELDS,
+    POPUP_HIDDEN,
+    PUBLISHED_LAYERS,
+    STATUS_ALIASES,
+    STATUS_STYLES,
+    VALUE_LABELS,
+    basemap_config,
+    credit_line,
+    palette,
+    sous_trame_colors,
+    value_label,
+)
 
 # The QGIS version the project declares: QGIS warns when a project "saved with a newer version" is loaded, so this is
 # the oldest version the XML below was checked with (Debian bookworm's QGIS Server 3.22), not the newest.
@@ -134,9 +147,7 @@ def _aliases(fields: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for field, label in labels.items():
         clash = [f for f, lab in labels.items() if lab == label and f != field]
-        if not clash:
-            out[field] = label
-        elif field.startswith("libelle"):
+        if not clash or field.startswith("libelle"):
             out[field] = label
         elif any(f.startswith("libelle") for f in clash):
             out[field] = f"{label} (code)"

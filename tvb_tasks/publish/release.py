@@ -34,14 +34,24 @@ import logging
 import re
 import secrets
 import tempfile
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ID_PATTERN
-from ..store import (NotFound, ObjectExists, PreconditionFailed, Store, StoreError, media_type, os_error_text,
-                     sha256_file, validate_key)
+from ..store import (
+    NotFound,
+    ObjectExists,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    media_type,
+    os_error_text,
+    sha256_file,
+    validate_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +142,7 @@ def release_id_for(input_key: str, when: datetime, nonce: str | None = None) -> 
         raise ValueError(f"invalid input key {input_key!r} (expected a hex digest)")
     if nonce is not None and not NONCE_RE.match(nonce):
         raise ValueError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}" + (f"-{nonce}" if nonce else "")
 
 
@@ -143,7 +153,7 @@ def new_run_nonce() -> str:
 
 def release_time(release_id: str) -> datetime:
     """The UTC time encoded in a release id."""
-    return datetime.strptime(check_release_id(release_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(check_release_id(release_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 # --- security -----------------------------------------------------------------------------------------------------
@@ -437,10 +447,10 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
                 "web_url": public_url(store, release_prefix(tid, rid) + "/web/index.html", base_url),
                 "files": None, "previous_release_id": latest.get("previous_release_id")}
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     released_at = (released_at or now)
-    released_at = released_at.replace(tzinfo=timezone.utc) if released_at.tzinfo is None else \
-        released_at.astimezone(timezone.utc)
+    released_at = released_at.replace(tzinfo=UTC) if released_at.tzinfo is None else \
+        released_at.astimezone(UTC)
     if release_id:
         rid = check_release_id(release_id)
         if rid[:25] != release_id_for(input_key, released_at):
@@ -690,7 +700,7 @@ def release_warnings(latest: dict | None, release_id: str, now: datetime | None 
     if not was_published(latest, release_id):
         out.append(f"release {release_id} was never published through latest.json (no pointer history entry): "
                    "its checksums only prove it is self-consistent, not where it came from")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if release_time(release_id) > now + FUTURE_TOLERANCE:
         out.append(f"release id {release_id} is dated in the future ({release_time(release_id):%Y-%m-%d %H:%M} UTC, "
                    f"now {now:%Y-%m-%d %H:%M} UTC): not made by a publish of this clock")
@@ -744,7 +754,7 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
     if problem:
         log.warning("%s; replacing it (its history is lost)", problem)
     data = store.get_bytes(manifest_key(territory_id, release_id))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     pointer = _pointer(territory_id, manifest, hashlib.sha256(data).hexdigest(), latest, "rollback", now)
     swap_latest(store, territory_id, pointer, etag)
     log.info("rolled %s back to release %s (was %s)", territory_id, release_id,

@@ -6,11 +6,21 @@ N newest complete releases might then not include the last good one a repair nee
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..store import Store
-from .release import (PublishError, _release_ids_with_objects, pointer_problems, check_territory_id, find_orphans, list_releases, manifest_key,
-                      read_latest, release_time, territory_prefix)
+from .release import (
+    PublishError,
+    _release_ids_with_objects,
+    check_territory_id,
+    find_orphans,
+    list_releases,
+    manifest_key,
+    pointer_problems,
+    read_latest,
+    release_time,
+    territory_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +53,7 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
     "objects_deleted": n, "dry_run": bool}.
     """
     check_territory_id(territory_id)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     plan = plan_prune(store, territory_id, keep)
     objects = _release_ids_with_objects(store, territory_id)
     partial = store.list_partial(territory_prefix(territory_id) + "/")
@@ -52,7 +62,7 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
     old_orphans = [rid for rid in orphan_ids
                    if now - release_time(rid) >= timedelta(hours=orphan_grace_hours)]
     old_partial = [k for k, mtime in partial
-                   if now - datetime.fromtimestamp(mtime, timezone.utc) >= timedelta(hours=orphan_grace_hours)]
+                   if now - datetime.fromtimestamp(mtime, UTC) >= timedelta(hours=orphan_grace_hours)]
     n = 0
     if not dry_run:
         for rid in plan["deleted"]:

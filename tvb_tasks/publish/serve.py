@@ -120,10 +120,10 @@ class StoreHandler(BaseHTTPRequestHandler):
             return
         super().log_message(fmt, *args)
 
-    def do_HEAD(self):  # noqa: N802 - http.server naming
+    def do_HEAD(self):
         self._answer(body=False)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._answer(body=True)
 
     def _error(self, code: int, message: str, extra: dict | None = None) -> None:

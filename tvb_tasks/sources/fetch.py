@@ -28,8 +28,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import geopandas as gpd
@@ -39,10 +40,18 @@ from ..store import Store
 from . import osm as osm_mod
 from .errors import SourceError
 from .files import apply_columns, read_vector
-from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
+from .http import OPTION_KEYS as HTTP_OPTION_KEYS
+from .http import HttpOptions, download, redact_url
 from .schemas import check_layer, effective_knobs
-from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, snapshot_present,
-                       utc_now)
+from .snapshot import (
+    commit_record,
+    commit_snapshot,
+    latest_snapshot,
+    read_index,
+    read_snapshot,
+    snapshot_present,
+    utc_now,
+)
 from .wfs import read_wfs
 
 log = logging.getLogger("tvb_tasks.sources")
@@ -257,7 +266,7 @@ def _year(last_modified: str | None) -> int:
             return email.utils.parsedate_to_datetime(last_modified).year
         except (TypeError, ValueError):
             pass
-    return dt.datetime.now(dt.timezone.utc).year
+    return dt.datetime.now(dt.UTC).year
 
 
 def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store, *, force: bool, url: str | None,

@@ -6,8 +6,9 @@ File sources are read as they are: no reprojection (validation checks the CRS). 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd

@@ -35,9 +35,10 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -131,7 +132,7 @@ class HttpOptions:
 
     @classmethod
     def from_source(cls, cfg: Mapping[str, Any], *, auth: Any = None,
-                    headers: Mapping[str, str] | None = None) -> "HttpOptions":
+                    headers: Mapping[str, str] | None = None) -> HttpOptions:
         """Options from a source's YAML keys ``timeout_s``, ``connect_timeout_s``, ``deadline_s``,
         ``max_retries``, ``backoff_s``, ``backoff_max_s``, plus credentials; the deadline starts now."""
         kwargs = {k: cfg[k] for k in OPTION_KEYS if cfg.get(k) is not None}
@@ -140,7 +141,7 @@ class HttpOptions:
         except (TypeError, ValueError) as exc:
             raise SourceError(f"invalid HTTP options {kwargs}: {exc}") from None
 
-    def started(self) -> "HttpOptions":
+    def started(self) -> HttpOptions:
         """A copy whose overall deadline runs from now (unchanged when already started)."""
         return self if self.started_at is not None else dataclasses.replace(self, started_at=time.monotonic())
 

@@ -41,7 +41,7 @@ CAS_ATTEMPTS = 8
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def snapshot_prefix(territory_id: str, name: str) -> str:

@@ -17,9 +17,10 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -116,7 +117,7 @@ def read_snapshot(path: Path) -> gpd.GeoDataFrame:
         raise ValueError(f"snapshot {path} does not exist")
     try:
         return gpd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow / geopandas raise many types
+    except Exception as exc:
         raise ValueError(f"snapshot {path} is not a readable GeoParquet file: {exc}") from exc
 
 
@@ -146,7 +147,7 @@ def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...
     return tuple(codes)
 
 
-def nomenclature_codes(territory: "Territory") -> list[str]:
+def nomenclature_codes(territory: Territory) -> list[str]:
     """Valid land-use codes: the ``nomenclature.code_column`` of the territory's nomenclature CSV."""
     path = territory.resolve_path(territory.nomenclature.file)
     if not path.exists():
@@ -197,7 +198,7 @@ def outline_of(boundary: Any, crs: str) -> shapely.Geometry | None:
     return shapely.union_all(np.asarray(shapely.make_valid(geoms.values), dtype=object)) if len(geoms) else None
 
 
-def configured_outline(territory: "Territory") -> shapely.Geometry | None:
+def configured_outline(territory: Territory) -> shapely.Geometry | None:
     """Outline read from the boundary source's file in the YAML (file sources only), else ``None``."""
     source = territory.sources.get(territory.boundary.source)
     if source is None or source.kind != "file" or not source.path:
@@ -220,7 +221,7 @@ def _outline_wkt(outline: shapely.Geometry | None) -> str | None:
 EMPTY_LAYER_KEY = "row_count_non_empty"
 
 
-def source_severity_overrides(territory: "Territory", settings: ValidationSettings, suite_name: str,
+def source_severity_overrides(territory: Territory, settings: ValidationSettings, suite_name: str,
                               name: str) -> dict[str, str]:
     """Severity overrides of source ``name``'s suite: the ``validation:`` ones, plus ``row_count_non_empty`` at
     ``info`` for a source with ``allow_empty: true`` (an optional layer, e.g. a nature-reserve layer with no site in
@@ -244,7 +245,7 @@ def row_count_bounds(previous_rows: int | None, drift_pct: float) -> tuple[int, 
 
 
 def suite_parameters(
-    territory: "Territory",
+    territory: Territory,
     settings: ValidationSettings,
     *,
     source: str | None,
@@ -278,7 +279,7 @@ def suite_parameters(
     }
 
 
-def _priorities_parameters(territory: "Territory") -> dict[str, Any]:
+def _priorities_parameters(territory: Territory) -> dict[str, Any]:
     """Value sets of the ``projects`` / ``maintenance`` source suites, from the ``priorities:`` section."""
     from tvb_tasks.priorities.config import priorities_config
 
@@ -441,7 +442,7 @@ def _validate_frame(
     return summary, result_json
 
 
-def source_role(territory: "Territory", name: str) -> str:
+def source_role(territory: Territory, name: str) -> str:
     """Role of a configured source, or of a layer derived from an ``osm`` source (``<osm source>_roads`` …);
     raises ``ValueError`` naming the known sources otherwise."""
     if name in territory.sources:
@@ -456,7 +457,7 @@ def source_role(territory: "Territory", name: str) -> str:
 
 
 def validate_source(
-    territory: "Territory",
+    territory: Territory,
     name: str,
     path: Path,
     *,
@@ -541,7 +542,7 @@ def _aggregate(summaries: dict[str, dict], results_path: Path, docs_path: Path |
 
 
 def validate_sources(
-    territory: "Territory",
+    territory: Territory,
     paths: dict[str, Path],
     previous: dict[str, Path | None],
     out_dir: Path,
@@ -591,7 +592,7 @@ def indicators_frame(indicators: dict) -> pd.DataFrame:
 
 
 def validate_outputs(
-    territory: "Territory",
+    territory: Territory,
     gpkg: Path,
     indicators_json: Path | None,
     out_dir: Path,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
 from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, read_layers
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
@@ -324,7 +325,7 @@ def _history_rows(doc: dict, history_path: Path | None, release_id: str) -> pd.D
     if history is not None and release_id in set(history["release_id"]):
         return history
     current = flatten_indicators(doc)
-    current.insert(0, "released_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    current.insert(0, "released_at", datetime.now(UTC).isoformat(timespec="seconds"))
     current.insert(0, "release_id", release_id)
     return current if history is None else pd.concat([history, current], ignore_index=True)
 
@@ -424,13 +425,13 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     history = _history_rows(doc, history_path, release_id)
 
     pdf_path = out_dir / "report.pdf"
-    generated = datetime.now(timezone.utc).strftime("%d/%m/%Y à %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%d/%m/%Y à %H:%M UTC")
     tables = {
         "key_figures": key_figures_table(doc, reference_label(territory)), "fragmentation": fragmentation_table(doc),
         "connectivity": connectivity_table(doc), "communes": communes_table(doc, st_labels),
     }
     rankings = ranking_tables(doc)
-    from tvb_tasks.priorities.stage import report_tables   # "Priorités" section (when the stage produced them)
+    from tvb_tasks.priorities.stage import report_tables  # "Priorités" section (when the stage produced them)
 
     rankings += report_tables(indicators_dir)
     change = doc.get("change") or {}

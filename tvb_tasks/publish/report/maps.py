@@ -48,7 +48,7 @@ class MapContext:
     communes: gpd.GeoDataFrame
     attribution: str
     out_dir: Path
-    pdf: "PdfBook | PdfPages | None"
+    pdf: PdfBook | PdfPages | None
 
 
 class PdfBook:
