@@ -139,7 +139,7 @@ class TvbNotifier(BaseNotifier):
             url, headers, auth, timeout = webhook_request(conn)
             body = json.dumps(payload, ensure_ascii=False, default=str).encode()
             resp = requests.post(url, data=body, headers=headers, auth=auth, timeout=timeout)
-        except Exception as exc:   # a notification must never break the pipeline
+        except Exception as exc:  # noqa: BLE001 - a notification must never break the pipeline
             log.warning("webhook %s: not delivered (%s)", self.webhook_conn_id, type(exc).__name__)
             return f"failed ({type(exc).__name__})"
         origin = _safe_origin(url)

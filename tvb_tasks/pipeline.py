@@ -474,7 +474,7 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
     """
     path = lease_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+", encoding="utf-8")
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in the finally below (releases the flock)
     give_up = time.monotonic() + max(0.0, wait_s)
     waited = False
     try:

@@ -77,7 +77,7 @@ def validate_key(key: str) -> str:
 
 
 def media_type(key: str) -> str:
-    if key.endswith(".tif") or key.endswith(".tiff"):
+    if key.endswith((".tif", ".tiff")):
         return "image/tiff; application=geotiff; profile=cloud-optimized"
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 

@@ -29,6 +29,8 @@ CRS: territory CRS (EPSG:2154); lengths in metres; costs in friction × metres.
 """
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -263,7 +265,7 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     rows, geoms = [], []
     for k_link, path in enumerate(paths):
         flat = [r * W + c for r, c in path]
-        own = [not (u in near and v in near) for u, v in zip(flat[:-1], flat[1:])]
+        own = [not (u in near and v in near) for u, v in itertools.pairwise(flat)]
         pr = np.asarray([p[0] for p in path])[:, None] + dr[None, :]
         pc = np.asarray([p[1] for p in path])[:, None] + dc[None, :]
         ok = (pr >= 0) & (pr < H) & (pc >= 0) & (pc < W)

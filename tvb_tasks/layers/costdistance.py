@@ -718,7 +718,7 @@ def _adjacent(cost, mask, has_mask, H, W, acc, alloc, nnb, dr, dc, wf, mid, nsrc
         out_c[i] = val[0]
         out_ab[i, 0] = val[1]
         out_ab[i, 1] = val[2]
-        i += 1
+        i += 1  # noqa: SIM113 - numba kernel: a plain counter over the typed dict
     return out_ij, out_c, out_ab
 
 
@@ -781,9 +781,8 @@ def _check_sources(cost, mask, has_mask: bool, sources, source_labels):
         src = src.reshape(1, 2)
     if src.ndim != 2 or src.shape[1] != 2 or src.shape[0] == 0:
         raise ValueError(f"sources must be a non-empty (N, 2) array of (row, col), got shape {src.shape}")
-    if src.dtype.kind not in "iu":
-        if not np.all(np.equal(np.mod(src, 1), 0)):
-            raise ValueError("sources must be integer (row, col) indices")
+    if src.dtype.kind not in "iu" and not np.all(np.equal(np.mod(src, 1), 0)):
+        raise ValueError("sources must be integer (row, col) indices")
     src = src.astype(np.int64)
     rs, cs_ = src[:, 0], src[:, 1]
     outside = (rs < 0) | (rs >= H) | (cs_ < 0) | (cs_ >= W)
@@ -1171,11 +1170,7 @@ def cost_distance_file(
     finally:
         loader.join()
     shape = cost.shape
-    cs: float | tuple[float, float]
-    if cell_size is None:
-        cs = (abs(tr.e), abs(tr.a))
-    else:
-        cs = float(cell_size)
+    cs: float | tuple[float, float] = (abs(tr.e), abs(tr.a)) if cell_size is None else float(cell_size)
     cost, mask_p, has_mask = _prepare_cost(cost, mask)
     src = _read_sources_csv(sources_csv, tr, shape, cost, mask_p, has_mask, cost_tif)
     acc = accumulated_cost(cost, src, cell_size=cs, knight=knight, max_cost=max_cost,

@@ -382,7 +382,7 @@ def _burns(territory, infra: Infrastructure, grid: Grid) -> list[_Burn]:
                 order += 1
     ov = infra.overlays
     if ov is not None and len(ov):
-        for (prio, rule, cls, name), grp in ov.groupby(["priority", "rule", "class", "overlay"], sort=True):
+        for (prio, rule, cls, _name), grp in ov.groupby(["priority", "rule", "class", "overlay"], sort=True):
             value = {st: float(territory.friction.landuse[cls][st]) for st in territory.sous_trames}
             if rule == "max":
                 cells, cov = footprint_coverage(grp.geometry.values, grid)

@@ -123,8 +123,8 @@ def _merge_pieces(pieces: gpd.GeoDataFrame, crs) -> gpd.GeoDataFrame:
     for k in range(len(merged)):
         part = joined[joined["index_right"] == k]
         origins = sorted(set(part["origin"]))
-        names = sorted(set(n for n in part["origin_name"] if n))
-        types = sorted(set(t for t in part["protection_type"] if t))
+        names = sorted({n for n in part["origin_name"] if n})
+        types = sorted({t for t in part["protection_type"] if t})
         rows.append({"origin": "+".join(origins) if origins else "habitat_patch",
                      "origin_name": "; ".join(names), "protection_types": ",".join(types)})
     out = gpd.GeoDataFrame(rows, geometry=merged.geometry.values, crs=crs)

@@ -27,6 +27,7 @@ CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPa
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import geopandas as gpd
@@ -204,10 +205,8 @@ def crossing_cost(cfg: PrioritiesConfig, infrastructure: str, infra_class) -> fl
     value = table.get(str(infrastructure))
     if isinstance(value, dict):
         key = str(infra_class)
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             key = str(int(float(infra_class)))
-        except (TypeError, ValueError):
-            pass
         value = value.get(key)
     if value is None:
         value = table.get("default", 1000.0)

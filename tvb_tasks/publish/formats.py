@@ -202,7 +202,7 @@ def write_pmtiles(gpkg: Path, out_path: Path, layers: list[str] | None = None, *
     from pmtiles.tile import Compression, TileType, zxy_to_tileid
     from pmtiles.writer import Writer
 
-    names = [n for n in (layers or vector_layers(gpkg))]
+    names = list(layers or vector_layers(gpkg))
     tiles: dict[int, list[bytes]] = {}
     metas, headers, written = [], [], []
     with tempfile.TemporaryDirectory(prefix="tvb-pmtiles-") as tmp:

@@ -361,7 +361,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     ET.SubElement(tree, "customproperties")
     projectlayers = ET.Element("projectlayers")
     layers_cfg, order, full_extent = {}, [], None
-    ordered = [l for l in PUBLISHED_LAYERS if l["name"] in present]
+    ordered = [lyr for lyr in PUBLISHED_LAYERS if lyr["name"] in present]
     for layer in reversed(ordered):            # layer tree: top of the list is drawn on top
         name = layer["name"]
         info = pyogrio.read_info(gpkg, layer=name, force_total_bounds=True)
@@ -504,7 +504,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     }
     cfg = out_dir / "tvb.qgs.cfg"
     cfg.write_text(json.dumps(lizmap, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {"project": project, "lizmap": cfg, "layers": [l["name"] for l in ordered]}
+    return {"project": project, "lizmap": cfg, "layers": [lyr["name"] for lyr in ordered]}
 
 
 def _proj4(crs: str) -> str:

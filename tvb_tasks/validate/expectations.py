@@ -501,7 +501,7 @@ class ExpectTableValuesToBeNumeric(_Prescriptive, BatchExpectation):
 
     _TEMPLATE: ClassVar[str] = "Every value must be a finite number (columns not checked: $exclude)."
 
-    exclude: list[str] = []
+    exclude: list[str] = []  # noqa: RUF012 - a pydantic field of the Expectation model (pydantic copies defaults)
     metric_dependencies: ClassVar[tuple[str, ...]] = ("table.non_numeric_columns",)
     success_keys: ClassVar[tuple[str, ...]] = ("exclude",)
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA

@@ -10,9 +10,8 @@ the validation gates), ``../web/index.html``, ``report.pdf``, the commune sheets
 from __future__ import annotations
 
 import base64
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -513,8 +512,8 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
                                             "Subject": "Trame verte et bleue : rapport de publication"})
 
     env = _env()
-    common = dict(territory=territory, release_id=release_id, generated=generated, synthetic=synthetic,
-                  synthetic_note=SYNTHETIC_NOTE, attribution=attribution, fr_number=fr_number)
+    common = {"territory": territory, "release_id": release_id, "generated": generated, "synthetic": synthetic,
+              "synthetic_note": SYNTHETIC_NOTE, "attribution": attribution, "fr_number": fr_number}
     html = env.get_template("report.html.j2").render(
         **common, summary=summary, tables=tables, rankings=rankings, images=images,
         change_image=change_image, change_rows=change_rows, small_pct=small_pct, prov_rows=prov_rows,

@@ -5,6 +5,7 @@ Pure functions of the indicators document, the indicator history and the validat
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -61,10 +62,8 @@ def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     raw = first.get("snapshot_ids") if "snapshot_ids" in rows.columns else None
     if isinstance(raw, str) and raw.strip():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             meta["snapshots"] = json.loads(raw)
-        except json.JSONDecodeError:
-            pass
     for col in PROVENANCE_COLUMNS:
         if col in rows.columns:
             value = first.get(col)

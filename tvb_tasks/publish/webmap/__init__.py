@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from ...indicators.key_figures import KEY_FIGURES
 from ..styles import (
@@ -85,8 +86,6 @@ def layer_config(territory, available: list[str]) -> list[dict]:
 
 def french_datetime(iso: str | None) -> str:
     """``2026-11-30T11:39:59Z`` → ``30 novembre 2026 à 11 h 39 UTC`` ('' when missing or unreadable)."""
-    from datetime import datetime, timezone
-
     if not iso:
         return ""
     try:
@@ -164,8 +163,6 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
 
 def _script_json(obj) -> Markup:
     """JSON safe to embed in a <script type="application/json"> element."""
-    from markupsafe import Markup
-
     text = json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)
 
