@@ -681,9 +681,8 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     run = _fake_run(tmp_path)
     with work_lease(run):
-        with pytest.raises(RunInProgress, match="another run is working on these inputs") as err:
-            with work_lease(run):
-                pass
+        with pytest.raises(RunInProgress, match="another run is working on these inputs") as err, work_lease(run):
+            pass
         assert f"pid {os.getpid()}" in str(err.value)
     # a waiting run gets the lease once the holder finishes
     held, release = threading.Event(), threading.Event()
@@ -773,7 +772,7 @@ def test_resolution_bound_in_the_yaml(tmp_path, capsys, value):
 def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
     p = tmp_path / "latin1.yaml"
     p.write_bytes("id: call\nname: Lens-Liévin\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match="latin1.yaml: not UTF-8"):
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8"):
         load_territory(p)
     assert tvb(["check-config", str(p)]) == 1
     assert "latin1.yaml: not UTF-8" in capsys.readouterr().err
@@ -934,6 +933,7 @@ def test_corrupt_latest_json_blocks_prune_and_rollback_force_repairs(tmp_path, s
     assert "--force" in capsys.readouterr().err
     assert tvb(["releases", "rollback", r2, "--force", "--store", store.uri]) == 0
     assert assert_live_release_verified(store) == r2
+    assert [r["release_id"] for r in list_releases(store, "call")] == [r2, r1]       # the repair deletes nothing
 
 
 def _forge(tmp_path, staged, store, n: int, released_at: datetime) -> str:

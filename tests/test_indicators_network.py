@@ -126,7 +126,7 @@ def test_change_section_flags_a_method_only_change(tmp_path):
     table = pd.read_csv(tmp_path / "r2" / "change.csv")
     assert table.loc[table["change_abs"] != 0, "method_only"].all()
     tables = change_tables(doc, {})
-    origin = [t for t in tables if t.title == "Origine des changements"][0]
+    origin = next(t for t in tables if t.title == "Origine des changements")
     assert ["Données sources", "inchangée(s)"] in origin.rows and "méthode" in origin.note
     assert "seule méthode" in tables[0].note
 

@@ -20,6 +20,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -102,7 +103,7 @@ class _AuthProxy(BaseHTTPRequestHandler):
 
     upstream = ""
     expected_auth = ""
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def _forward(self, body: bytes | None = None):
         auth_ok = self.headers.get("Authorization") == self.expected_auth
@@ -186,7 +187,7 @@ def test_connection_credentials_reach_the_source_fetcher(protected_wfs, tmp_path
     from tvb_tasks.sources import SourceError, fetch_source
     from tvb_tasks.store import open_store
 
-    url, proxy = protected_wfs
+    url, _proxy = protected_wfs
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
     _conn_env(monkeypatch, "tvb_wfs_points", conn_type="http", host=url, login="reader", password=SECRET)
     territory = _wfs_territory(tmp_path, "tvb_wfs_points")

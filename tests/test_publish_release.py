@@ -108,7 +108,7 @@ def test_publish_manifest_pointer_and_unchanged(store, staged: Path):
     assert f'href="../../{rid}/report/index.html"' in mirror
     assert json.loads(store.get_bytes("releases/call/latest/web/release.json"))["release_id"] == rid
     coll = json.loads(store.get_bytes("releases/call/collection.json"))
-    assert [l["href"] for l in coll["links"] if l["rel"] == "item"] == [f"./{rid}/stac/item.json"]
+    assert [lk["href"] for lk in coll["links"] if lk["rel"] == "item"] == [f"./{rid}/stac/item.json"]
 
 
 def test_no_credentials_published(store, staged: Path):
@@ -250,7 +250,7 @@ def test_retention_keeps_n_and_the_live_release(store, staged: Path):
     assert store.list(f"releases/call/{ids[1]}/") == [] and find_orphans(store, "call") == []
     assert latest(store)["release_id"] == ids[0] and verify_release(store, "call", ids[0])["ok"]
     coll = json.loads(store.get_bytes("releases/call/collection.json"))
-    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == sorted(
+    assert sorted(lk["href"] for lk in coll["links"] if lk["rel"] == "item") == sorted(
         f"./{i}/stac/item.json" for i in (ids[3], ids[2], ids[0]))
     with pytest.raises(ValueError):
         prune(store, "call", keep=0)

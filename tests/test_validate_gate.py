@@ -336,7 +336,7 @@ def test_unreadable_snapshot_is_a_critical_failure(territory, tmp_path):
 
 
 def test_invalid_validation_section_names_the_key(boundary_path):
-    with pytest.raises(ValueError, match="validation.row_count_drift_pct"):
+    with pytest.raises(ValueError, match=r"validation\.row_count_drift_pct"):
         validation_settings(_territory(boundary_path, {"row_count_drift_pct": -5}))
 
 

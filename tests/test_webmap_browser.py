@@ -17,6 +17,7 @@ import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed
 class RangeHandler(SimpleHTTPRequestHandler):
     """Static files with single-range ``Range: bytes=a-b`` support (206 / 416). Logs requests on the server."""
 
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".json": "application/json",
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".json": "application/json",
                       ".pmtiles": "application/octet-stream", ".css": "text/css", ".html": "text/html"}
 
     def log_message(self, fmt, *args):  # quiet
