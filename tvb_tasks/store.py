@@ -13,6 +13,7 @@ Credentials never appear here: S3 uses boto3's own chain (environment, profile) 
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -128,7 +129,7 @@ class Store:
         """The key's path on disk when the store is a local folder, else None."""
         return None
 
-    def list_partial(self, prefix: str = "") -> list[tuple[str, float]]:
+    def list_partial(self, prefix: str = "") -> builtins.list[tuple[str, float]]:  # `list` is the method here
         """Leftovers of interrupted writes under ``prefix`` as ``(key, mtime as POSIX seconds)``: a local store's
         ``.tmp-*`` files a killed process left behind (S3 writes are atomic: none)."""
         return []

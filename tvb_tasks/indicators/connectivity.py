@@ -218,7 +218,7 @@ def _component_labels(order: list[str], matrix: csr_matrix) -> list[int]:
     if not order:
         return []
     _, lab = connected_components(matrix, directed=False)
-    first: dict[int, int] = {}
+    first: dict[int, str] = {}
     for node, comp in zip(order, lab):
         first[comp] = min(first.get(comp, node), node)
     rank = {comp: i for i, comp in enumerate(sorted(first, key=first.__getitem__))}

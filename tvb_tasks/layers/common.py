@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
@@ -187,7 +188,8 @@ def rasterize_values(geoms, values, grid: Grid, *, fill: float = 0, dtype: str =
 
 
 def write_cog(array: np.ndarray, grid: Grid, path: Path, *, nodata: float = NODATA,
-              overview_resampling: str = "nearest", description: str | None = None) -> Path:
+              overview_resampling: Literal["nearest", "average", "mode"] = "nearest",
+              description: str | None = None) -> Path:
     """Write a float32 Cloud-Optimized GeoTIFF (DEFLATE + predictor 3, 256-px tiles, internal overviews).
 
     Cells that are NaN / inf in ``array`` are written as ``nodata``.

@@ -230,7 +230,7 @@ def _runs(path: list[int], own: list[bool]) -> list[list[int]]:
 
 def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, links: pd.DataFrame,
                    paths: list[list[tuple[int, int]]], friction: np.ndarray, lu_friction: np.ndarray,
-                   grid: Grid, missing: list[dict] | None = None) -> gpd.GeoDataFrame:
+                   grid: Grid, missing: list[dict | None] | None = None) -> gpd.GeoDataFrame:
     """Corridor layer (:data:`CORRIDOR_COLUMNS`) of a sous-trame: one feature per kept link.
 
     Links are taken by increasing cost; a step whose two cells are on, or within ``corridors.dedup_tolerance_m``
@@ -388,7 +388,8 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
 
     Returns ``(links DataFrame as select_links, paths, info dicts, (acc, back, alloc) of the potential run)``.
     """
-    empty = (pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
+    empty: tuple[pd.DataFrame, list, list, tuple | None] = (
+        pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
     if not barrier.any() or not len(src_rc):
         return empty
     acc, back, alloc = cost_from_reservoirs(potential, src_rc, src_res, grid, max_cost=max_cost, knight=knight)

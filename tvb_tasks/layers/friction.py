@@ -349,7 +349,7 @@ class _Burn:
     rule: str
     cells: np.ndarray            # flat indices
     coverage: np.ndarray | None  # None: full value on every cell (replace / min / legacy line burn)
-    value: object                # float, or dict sous-trame → float (overlays)
+    value: float | dict[str, float]  # float, or dict sous-trame → float (overlays)
     verte_only: bool = False
 
 

@@ -104,7 +104,7 @@ def tile_grid(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile
     if overlap > tile_size:
         raise ValueError(f"overlap ({overlap}) must not exceed tile_size ({tile_size}): "
                          "a halo must only reach the adjacent tiles")
-    tiles = []
+    tiles: list[Tile] = []
     for r0 in range(0, H, tile_size):
         for c0 in range(0, W, tile_size):
             r1, c1 = min(r0 + tile_size, H), min(c0 + tile_size, W)

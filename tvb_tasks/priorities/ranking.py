@@ -118,9 +118,11 @@ def infrastructure_friction(territory: Territory, infrastructure: str, infra_cla
     infra = territory.friction.infrastructure
     if infrastructure == "road":
         try:
-            return float(infra.roads.by_importance.get(int(float(infra_class))))
+            importance = int(float(infra_class))
         except (TypeError, ValueError):
             return None
+        friction = infra.roads.by_importance.get(importance)
+        return float(friction) if friction is not None else None
     if infrastructure == "railway":
         value = infra.railways.by_status.get(str(infra_class))
         return float(value) if value is not None else None

@@ -79,7 +79,8 @@ def _symbol(parent: ET.Element, name: str, geometry: str, color: str, style: dic
                          "outline_width_unit": "MM", "style": "no", "outline_style": "solid", "joinstyle": "bevel"})
     elif geometry == "polygon":
         layer = ET.SubElement(sym, "layer", {"class": "SimpleFill", "enabled": "1", "locked": "0", "pass": "0"})
-        fill_alpha = int(255 * (style.get("fill_opacity") if style.get("fill_opacity") is not None else 0.5))
+        opacity = style.get("fill_opacity")
+        fill_alpha = int(255 * (0.5 if opacity is None else opacity))
         hatch = bool(style.get("hatch"))            # relays: diagonal hatching, dashed outline
         _options(layer, {"color": _rgba(color, 255 if hatch else fill_alpha), "outline_color": _rgba(color),
                          "outline_width": "0.5" if hatch else "0.3", "outline_width_unit": "MM",
@@ -267,12 +268,12 @@ def _layout_object(item: ET.Element) -> None:
 
 def _item(parent: ET.Element, kind: int, uuid: str, x: float, y: float, w: float, h: float, z: int,
           **attrs: str) -> ET.Element:
-    item = ET.SubElement(parent, "LayoutItem", type=str(kind), uuid=uuid, templateUuid=uuid, id=attrs.pop("id", ""),
+    item = ET.SubElement(parent, "LayoutItem", dict(type=str(kind), uuid=uuid, templateUuid=uuid, id=attrs.pop("id", ""),
                          position=f"{x},{y},mm", positionOnPage=f"{x},{y},mm", size=f"{w},{h},mm", zValue=str(z),
                          referencePoint="0", frame="false", background=attrs.pop("background", "false"),
                          visibility="1", opacity="1", blendMode="0", itemRotation="0", positionLock="false",
                          outlineWidthM="0.3,mm", frameJoinStyle="miter", excludeFromExports="0", groupUuid="",
-                         **attrs)
+                         **attrs))
     ET.SubElement(item, "FrameColor", red="0", green="0", blue="0", alpha="255")
     ET.SubElement(item, "BackgroundColor", red="255", green="255", blue="255", alpha="255")
     _layout_object(item)

@@ -248,7 +248,8 @@ class _DeadlineAdapter(HTTPAdapter):
 
 
 def deadline_message(what: str, opts: HttpOptions) -> str:
-    return (f"{what}: no complete answer within the overall deadline of {float(opts.deadline_s):g} s "
+    budget = "" if opts.deadline_s is None else f" of {opts.deadline_s:g} s"
+    return (f"{what}: no complete answer within the overall deadline{budget} "
             f"(connect timeout {opts.connect_timeout_s:g} s, read timeout {opts.timeout_s:g} s); the server is "
             "stalled or too slow — raise deadline_s for this source in the territory YAML or use --deadline")
 

@@ -381,7 +381,7 @@ def commit_record(store: Store, territory_id: str, name: str, record: dict, *, r
         return _stamp(index, now, http, params_hash)
 
     update_index(store, territory_id, name, mutate)
-    base = latest if same else entry
+    base = latest if same and latest is not None else entry
     return {**base, "changed": changed, "checked_at": now}
 
 

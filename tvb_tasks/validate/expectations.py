@@ -153,7 +153,7 @@ class _GeometryMapMixin(_Prescriptive):
         return self._describe(geom)
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        output = super()._validate(  # type: ignore[misc]
+        output = super()._validate(
             metrics=metrics, runtime_configuration=runtime_configuration, execution_engine=execution_engine
         )
         return self._describe_result(output)
