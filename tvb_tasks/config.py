@@ -471,9 +471,10 @@ class Territory(_Model):
         for i, overlay in enumerate(self.landuse_overlays):
             if overlay.source not in self.sources:
                 raise ValueError(f"landuse_overlays[{i}]: unknown source {overlay.source!r}")
-            bad = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
-            if bad:
-                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes {bad}")
+            unknown_classes = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
+            if unknown_classes:
+                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes "
+                                 f"{unknown_classes}")
         missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
         if missing_cls:
             raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
@@ -637,11 +638,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     raw["profile"] = profile
     raw["path"] = str(path)
     try:
-        territory = Territory.model_validate(raw)
+        loaded = Territory.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
-    check_rule_codes(territory)
-    return territory
+    check_rule_codes(loaded)
+    return loaded
 
 
 def nomenclature_labels(territory: Territory) -> dict[str, str]:

@@ -88,7 +88,11 @@ def check_runnable(territory: Territory) -> None:
 
     problems = []
     for name, src in territory.sources.items():
-        if src.kind == "file" and not territory.resolve_path(src.path).is_file():
+        if src.kind != "file":
+            continue
+        if not src.path:
+            problems.append(f"source {name!r}: no 'path'")
+        elif not territory.resolve_path(src.path).is_file():
             problems.append(f"source {name!r}: file {src.path} not found ({territory.resolve_path(src.path)})")
     try:
         nomenclature_codes(territory)
@@ -195,18 +199,19 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     version = code_version()
     key = make_input_key(snapshot_ids, territory.config_hash(), version)     # the hash recorded in the run
     unchanged = None if force else find_unchanged(store, territory.id, key)
+    changed = sorted(n for n, r in snapshots.items() if r.get("changed"))
     run = {
         "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
         "config_path": territory.path, "config_hash": territory.config_hash(),
         "config": territory.model_dump(mode="json", by_alias=True), "run_nonce": new_run_nonce(),
         "resolution_m": territory.resolution_m if resolution_m is not None else None,
         "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
-        "snapshots": snapshots, "changed_sources": sorted(n for n, r in snapshots.items() if r.get("changed")),
+        "snapshots": snapshots, "changed_sources": changed,
         "input_key": key, "code_version": version, "force": force,
         "unchanged_release": unchanged["release_id"] if unchanged else None,
     }
     log.info("fetched %d sources for %s (changed: %s); input key %s%s", len(snapshots), territory.id,
-             ", ".join(run["changed_sources"]) or "none", key[:12],
+             ", ".join(changed) or "none", key[:12],
              f"; unchanged since release {run['unchanged_release']}" if unchanged else "")
     return run
 

@@ -1021,7 +1021,7 @@ def warm_up() -> float:
     for dt in (np.float32, np.float64):
         c = np.ones((5, 5), dtype=dt)
         for kn in (False, True):
-            accumulated_cost(c, [[2, 2]], knight=kn, return_backlinks=True,
+            accumulated_cost(c, np.array([[2, 2]]), knight=kn, return_backlinks=True,
                              return_allocation=True)
     return time.perf_counter() - t0
 
@@ -1197,5 +1197,5 @@ def cost_distance_file(
 def _load_kernels(knight: bool) -> None:
     """Load (or compile) the kernels a file run uses, on a tiny raster."""
     c = np.ones((5, 5), dtype=np.float32)
-    accumulated_cost(c, [[2, 2]], knight=knight)
+    accumulated_cost(c, np.array([[2, 2]]), knight=knight)
     _to_output(np.zeros(1), np.zeros(1, np.float32), np.float32(-1.0))
