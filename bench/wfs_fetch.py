@@ -42,7 +42,7 @@ def _timed(label: str, fn) -> tuple[str, float, int | str]:
     started = time.perf_counter()
     try:
         n: int | str = len(fn())
-    except Exception as exc:  # a benchmark reports failures instead of stopping
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports failures instead of stopping
         n = f"error: {type(exc).__name__}: {exc}"[:160]
     return label, time.perf_counter() - started, n
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Metadata, Param, dag, task
+
 from tvb_dag_support import (
     DEFAULT_ARGS,
     POOL,
@@ -27,7 +28,6 @@ from tvb_dag_support import (
     source_asset,
     sources_alias,
 )
-
 from tvb_tasks.config import Territory, load_territory
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import AssetAny, Metadata, TriggerRule, dag, get_current_context, task
+
 from tvb_dag_support import (
     DEFAULT_ARGS,
     POOL,
@@ -37,7 +38,6 @@ from tvb_dag_support import (
 )
 from tvb_links import ReleaseReportLink
 from tvb_notifier import TvbNotifier
-
 from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
 
 log = logging.getLogger(__name__)

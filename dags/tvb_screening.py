@@ -17,8 +17,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, dags_of_valid_territories, store_uri
 
+from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, dags_of_valid_territories, store_uri
 from tvb_tasks.config import Territory
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,6 @@ def build_screening_dag(territory: Territory):
 def screen_from_params(territory_id: str, params: dict) -> dict:
     """Resolve the project, screen it against the release and return a small summary (keys, counts, loss)."""
     from tvb_hooks import store_environment
-
     from tvb_tasks.pipeline import effective_territory
     from tvb_tasks.priorities.stage import describe, resolve_project, scratch_dir, screen_release
     from tvb_tasks.store import open_store

@@ -16,9 +16,17 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TriggerRule, dag, get_current_context, task
-from tvb_dag_support import (DEFAULT_ARGS, POOL, START_DATE, check_conf_keys, dags_of_valid_territories, fetch_run,
-                             run_options, trigger_params)
 
+from tvb_dag_support import (
+    DEFAULT_ARGS,
+    POOL,
+    START_DATE,
+    check_conf_keys,
+    dags_of_valid_territories,
+    fetch_run,
+    run_options,
+    trigger_params,
+)
 from tvb_tasks.config import Territory, load_territory
 
 DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (same default as TilingConfig)
@@ -27,7 +35,6 @@ DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (sam
 def tiled_stage(name: str, *args, **kwargs):
     """Call ``tvb_tasks.tiled.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
     from tvb_hooks import store_environment
-
     from tvb_tasks import tiled
 
     with store_environment():

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             sync_once(store, args.territory, args.target, keep=args.keep)
             (args.target / HEARTBEAT).parent.mkdir(parents=True, exist_ok=True)
             (args.target / HEARTBEAT).touch()
-        except Exception as exc:           # keep serving the previous release; retry at the next check
+        except Exception as exc:  # noqa: BLE001 - keep serving the previous release; retry at the next check
             log.error("%s: sync failed: %s", args.territory, exc)
             if args.once:
                 return 1

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, Param
+
 from tvb_notifier import TvbNotifier
 from tvb_retry import FailFastPolicy
-
 from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
 
 log = logging.getLogger(__name__)
 
 OWNER = "tvb-observatory"
 POOL = "tvb_remote_servers"               # fetch tasks only: bounds the load on remote WFS / download servers
-START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 RESOLUTION_MIN_M, RESOLUTION_MAX_M = 5, 200   # 5 m: barriers keep their real width (docs/method.md §4)
 STORE_VARIABLE = "tvb_store_uri"          # Airflow Variable overriding TVB_STORE_URI
 
@@ -87,6 +87,7 @@ def store_uri() -> str | None:
     """Store URI: Airflow Variable ``tvb_store_uri``, else extra ``store_uri`` of the connection ``tvb_store``, else
     ``TVB_STORE_URI``, else None (the pipeline's default, ``<project>/var/store``)."""
     from airflow.sdk import Variable
+
     from tvb_hooks import ObjectStoreHook, connection_exists
 
     uri = Variable.get(STORE_VARIABLE, default=None)
@@ -157,7 +158,6 @@ def fetch_run(territory_id: str, **options) -> dict:
 def run_stage(name: str, *args, **kwargs):
     """Call ``tvb_tasks.pipeline.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
     from tvb_hooks import store_environment
-
     from tvb_tasks import pipeline
 
     with store_environment():

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from airflow.sdk import BaseHook
 
@@ -219,7 +220,7 @@ def store_environment(conn_id: str = DEFAULT_STORE_CONN_ID) -> Iterator[dict[str
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        yield {k: "***" for k in env}
+        yield dict.fromkeys(env, "***")
     finally:
         for k, v in saved.items():
             if v is None:

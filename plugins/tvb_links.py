@@ -30,6 +30,6 @@ class ReleaseReportLink(BaseOperatorLink):
     name = "Release report"
 
     def get_link(self, operator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom   # the configured XCom backend (worker side)
+        from airflow.sdk.execution_time.xcom import XCom  # the configured XCom backend (worker side)
 
         return report_url_from(XCom.get_value(ti_key=ti_key, key=RETURN_KEY))

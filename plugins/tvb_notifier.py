@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from airflow.sdk import BaseNotifier
@@ -46,7 +47,7 @@ def build_payload(event: str, context: Mapping[str, Any], result: Mapping[str, A
     params = context.get("params") or {}
     payload: dict[str, Any] = {
         "event": event,
-        "sent_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "sent_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "dag_id": getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None),
         "run_id": context.get("run_id") or getattr(dag_run, "run_id", None),
         "run_type": str(getattr(dag_run, "run_type", "") or "") or None,
@@ -138,7 +139,7 @@ class TvbNotifier(BaseNotifier):
             url, headers, auth, timeout = webhook_request(conn)
             body = json.dumps(payload, ensure_ascii=False, default=str).encode()
             resp = requests.post(url, data=body, headers=headers, auth=auth, timeout=timeout)
-        except Exception as exc:   # a notification must never break the pipeline
+        except Exception as exc:  # noqa: BLE001 - a notification must never break the pipeline
             log.warning("webhook %s: not delivered (%s)", self.webhook_conn_id, type(exc).__name__)
             return f"failed ({type(exc).__name__})"
         origin = _safe_origin(url)

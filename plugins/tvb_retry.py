@@ -6,7 +6,8 @@ restricted to classes defined in the ``tvb_tasks`` package, so nothing is import
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from airflow.sdk import RetryDecision, RetryPolicy
 
@@ -44,5 +45,5 @@ class FailFastPolicy(RetryPolicy):
         return {"class_names": sorted(self.class_names), "package": self.package, "reason": self.reason}
 
     @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> "FailFastPolicy":
+    def deserialize(cls, data: dict[str, Any]) -> FailFastPolicy:
         return cls(data["class_names"], package=data["package"], reason=data["reason"])

@@ -54,8 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import geopandas as gpd
+import numpy as np
 import pyogrio
 import shapely
 from shapely.geometry import LineString, MultiLineString, MultiPoint, Point, box
@@ -843,7 +843,7 @@ def code_natural(lu: LandUnits, is_nat, rng) -> None:
         if rng.random() < 0.25:
             nat.set(i, "grassland")
     # (d) friches on the urban fringe
-    fringe_cells = [i for i in range(len(lu)) if lu.free(i) and 0.25 < U[i] and lu.frac_parvis[i] < 0.5]
+    fringe_cells = [i for i in range(len(lu)) if lu.free(i) and U[i] > 0.25 and lu.frac_parvis[i] < 0.5]
     for i in rng.permutation(fringe_cells):
         if nat.area >= nat.target - 0.12 * nat.target:
             break
@@ -930,9 +930,9 @@ def build_landuse(inp, open_water_lines, motorways, rails_in_use, landuse_cfg, l
 # ---------------------------------------------------------------------------------------------
 def build_minor_roads(inp, meta, major, landuse_cfg, log):
     rng = rng_for("roads")
-    from scipy.spatial import Delaunay
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.spatial import Delaunay
 
     c = inp["communes"]
     xy = np.c_[c.px.to_numpy(), c.py.to_numpy()]

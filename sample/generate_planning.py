@@ -99,7 +99,7 @@ def build_maintenance(src: Path) -> gpd.GeoDataFrame:
     for wid, name, geom in zip(banks["id"], banks["name"], banks.geometry):
         g = geom.buffer(10, cap_style="flat").intersection(outline)
         if not g.is_empty:
-            rows.append({"id": f"MNT-B{str(wid)}", "name": f"Berges – {name or 'cours d eau'}", "kind": "bank",
+            rows.append({"id": f"MNT-B{wid!s}", "name": f"Berges – {name or 'cours d eau'}", "kind": "bank",
                          "manager": "SAGE Marque-Deûle / CALL", "practice": "entretien de la ripisylve",
                          "geometry": g})
     for suffix, name, manager, practice, (x, y), r in GREEN_SPACES:

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     airflow_env(Path(args.airflow_home))
     sys.path.insert(0, str(ROOT))
 
-    from airflow.dag_processing.dagbag import DagBag  # noqa: E402 (env must be set first)
+    from airflow.dag_processing.dagbag import DagBag
 
     args.dag_id = args.dag_id or f"tvb_observatory_{args.territory}"
     bag = DagBag(dag_folder=str(ROOT / "dags"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -222,7 +222,7 @@ def test_forced_fetch_emits_asset_events_that_schedule_the_observatory(api, s3, 
     latest_before = _s3_json(s3, f"releases/{TERRITORY}/latest.json")
     known = {r["dag_run_id"] for r in _runs(api, OBSERVATORY)}
     api.unpause(FETCH)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     resp = api.trigger(FETCH, {"force": True})               # force: every source reported as changed
     assert resp.status_code == 200, resp.text[:500]
     fetch_id = resp.json()["dag_run_id"]

@@ -164,12 +164,13 @@ def test_airflow_image_matches_the_installed_airflow():
     for src in copied:
         if "*" not in src:
             assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-        assert version("apache-airflow") == "3.3.2"
-    except Exception:
+    try:
+        installed = version("apache-airflow")
+    except PackageNotFoundError:
         pytest.skip("apache-airflow not installed here")
+    assert installed == "3.3.2"
 
 
 def test_docker_compose_config_when_docker_is_available(tmp_path):
@@ -248,3 +249,33 @@ def test_qgis_release_sync_follows_latest_atomically(tmp_path):
     assert os.readlink(current) == "20260301T000000Z-cccccccc"             # still serving the previous one
     assert sync.main(["--territory", "t1", "--target", str(target), "--store", str(tmp_path / "store"),
                       "--once"]) == 1
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of docker/Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    return [(m.group(1).upper(), m.group(2).strip()) for m in
+            (re.match(r"\s*([A-Za-z]+)\s+(.*)", ln) for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+            if m]
+
+
+def test_airflow_image_installs_with_the_lock():
+    """The image installs the project with requirements.lock as pip constraints, as scripts/setup.sh does, and the
+    lock's Airflow is the image's."""
+    steps = _dockerfile_instructions()
+    lock_copy = next(i for i, (op, args) in enumerate(steps)
+                     if op == "COPY" and "requirements.lock" in args.split()[:-1])
+    assert steps[lock_copy][1].split()[-1] == "/opt/tvb/"
+    installs = [(i, args) for i, (op, args) in enumerate(steps)
+                if op == "RUN" and re.search(r"\bpip install\b", args) and "/opt/tvb" in args]
+    assert len(installs) == 1, installs
+    i, args = installs[0]
+    assert i > lock_copy, "requirements.lock must be copied before the pip install that uses it"
+    assert re.search(r"(^|\s)(-c|--constraint)(\s+|=)/opt/tvb/requirements\.lock(\s|$)", args), args
+    setup = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert re.search(r"pip install .*-c requirements\.lock", setup)          # one way of applying the lock
+    lock = dict(ln.split("==", 1) for ln in (ROOT / "requirements.lock").read_text(encoding="utf-8").split())
+    arg = dict(a.split("=", 1) for op, a in steps if op == "ARG" and "=" in a)
+    assert lock["apache-airflow"] == arg["AIRFLOW_VERSION"]
+    assert re.search(rf"^apache/airflow:{re.escape(arg['AIRFLOW_VERSION'])}-python3\.11$",
+                     next(a for op, a in steps if op == "FROM"))

@@ -71,7 +71,7 @@ def test_invalid_configs_name_the_file_and_field(tmp_path, mutate, message):
 
 
 def test_unknown_territory_and_profile(tmp_path):
-    with pytest.raises(ConfigError, match="no territory configuration .*known territories: .*call"):
+    with pytest.raises(ConfigError, match=r"no territory configuration .*known territories: .*call"):
         load_territory("atlantis")
     with pytest.raises(ConfigError, match="invalid territory id"):
         load_territory("../etc/passwd")

@@ -232,7 +232,7 @@ def test_source_on_barrier_or_outside_is_an_error():
         accumulated_cost(cost, [[0, 0], [1, 1]])
     with pytest.raises(ValueError, match="impassable"):
         accumulated_cost(cost, [[2, 2]])
-    with pytest.raises(ValueError, match="impassable.*masked"):
+    with pytest.raises(ValueError, match=r"impassable.*masked"):
         mask = np.zeros((4, 4), bool)
         mask[3, 3] = True
         accumulated_cost(cost, [[3, 3]], nodata_mask=mask)
@@ -332,7 +332,7 @@ def test_patch_sources_with_labels():
     patches[5:8, 12:17] = 12
     src = np.argwhere(patches > 0)
     labels = patches[src[:, 0], src[:, 1]]
-    acc, back, alloc = accumulated_cost(cost, src, source_labels=labels,
+    acc, _back, alloc = accumulated_cost(cost, src, source_labels=labels,
                                         return_backlinks=True, return_allocation=True)
     _assert_same(acc, _brute(cost, src))
     assert np.all(alloc[patches > 0] == patches[patches > 0])
@@ -342,7 +342,7 @@ def test_patch_sources_with_labels():
         zone = alloc == pid
         np.testing.assert_allclose(own[zone], acc[zone], rtol=1e-9)
         assert np.all(own[zone] <= others[zone] * (1 + 1e-9))
-    pairs, link, cells = adjacent_sources(cost, acc, alloc)
+    pairs, _link, _cells = adjacent_sources(cost, acc, alloc)
     assert {tuple(p) for p in pairs.tolist()} <= {(3, 7), (3, 12), (7, 12)}
     assert len(pairs) >= 2
     with pytest.raises(ValueError, match="source_labels"):

@@ -19,8 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
@@ -31,14 +30,24 @@ from test_publish_formats import make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
-from tvb_tasks.publish import (PublishConflict, PublishError, find_orphans, input_key, list_releases, prune,
-                               publish_release, release_id_for, rollback, verify_release)
+from tvb_tasks.publish import (
+    PublishConflict,
+    PublishError,
+    find_orphans,
+    input_key,
+    list_releases,
+    prune,
+    publish_release,
+    release_id_for,
+    rollback,
+    verify_release,
+)
 from tvb_tasks.publish.release import check_release_id, new_run_nonce, release_time
 from tvb_tasks.sources import SourceError, fetch_source, list_rejected
 from tvb_tasks.sources.http import HttpOptions, download, request
 from tvb_tasks.store import LocalStore, StoreError, open_store
 
-T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -346,7 +355,7 @@ def test_kill_9_at_each_publish_step(tmp_path, staged, step):
         assert all(k.startswith(f"releases/call/{rid}/") for k in orphans)
         if step == "mid-write":
             assert any("/.tmp-" in "/" + k for k in orphans)          # kill -9 leftovers are visible too
-        res = prune(store, "call", keep=5, now=datetime.now(timezone.utc) + timedelta(days=2))
+        res = prune(store, "call", keep=5, now=datetime.now(UTC) + timedelta(days=2))
         assert find_orphans(store, "call") == [] and store.list_partial() == []
         assert res["objects_deleted"] >= len(orphans)
     else:                        # manifest written: a complete release, never half-visible
@@ -525,7 +534,6 @@ def http_territory(url: str, **options):
 
 
 def test_deadline_from_yaml_and_cli_override_then_good_server(raw_server, tmp_path):
-    import http.server
 
     store = LocalStore(tmp_path / "s")
     slow = raw_server(trickle_body)
@@ -673,9 +681,8 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     run = _fake_run(tmp_path)
     with work_lease(run):
-        with pytest.raises(RunInProgress, match="another run is working on these inputs") as err:
-            with work_lease(run):
-                pass
+        with pytest.raises(RunInProgress, match="another run is working on these inputs") as err, work_lease(run):
+            pass
         assert f"pid {os.getpid()}" in str(err.value)
     # a waiting run gets the lease once the holder finishes
     held, release = threading.Event(), threading.Event()
@@ -699,9 +706,8 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
                             env={**os.environ, "TVB_WORK_DIR": str(tmp_path / "work")})
     try:
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(RunInProgress):
-            with work_lease(run):
-                pass
+        with pytest.raises(RunInProgress), work_lease(run):
+            pass
     finally:
         proc.kill()
         proc.wait(30)
@@ -766,7 +772,7 @@ def test_resolution_bound_in_the_yaml(tmp_path, capsys, value):
 def test_non_utf8_yaml_names_the_file(tmp_path, capsys):
     p = tmp_path / "latin1.yaml"
     p.write_bytes("id: call\nname: Lens-Liévin\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match="latin1.yaml: not UTF-8"):
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8"):
         load_territory(p)
     assert tvb(["check-config", str(p)]) == 1
     assert "latin1.yaml: not UTF-8" in capsys.readouterr().err
@@ -927,6 +933,7 @@ def test_corrupt_latest_json_blocks_prune_and_rollback_force_repairs(tmp_path, s
     assert "--force" in capsys.readouterr().err
     assert tvb(["releases", "rollback", r2, "--force", "--store", store.uri]) == 0
     assert assert_live_release_verified(store) == r2
+    assert [r["release_id"] for r in list_releases(store, "call")] == [r2, r1]       # the repair deletes nothing
 
 
 def _forge(tmp_path, staged, store, n: int, released_at: datetime) -> str:
@@ -955,7 +962,7 @@ def test_forged_release_is_flagged_by_verify_and_refused_by_rollback(tmp_path, s
     assert tvb(["releases", "rollback", forged, "--force", "--store", store.uri]) == 0
     assert json.loads(store.get_bytes("releases/call/latest.json"))["release_id"] == forged
     assert rollback(store, "call", live)["status"] == "rolled_back"       # a release that was live: no --force
-    future = _forge(tmp_path, staged, store, 3, datetime.now(timezone.utc) + timedelta(days=30))
+    future = _forge(tmp_path, staged, store, 3, datetime.now(UTC) + timedelta(days=30))
     assert any("dated in the future" in w for w in verify_release(store, "call", future)["warnings"])
     with pytest.raises(PublishError, match="dated in the future"):
         rollback(store, "call", future)
@@ -980,7 +987,6 @@ def test_read_only_release_commands_never_create_a_store(tmp_path, capsys):
 def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
     """The index kept, the GeoParquet deleted: a fetch must not answer "unchanged" (every run would then fail with
     NotFound) — the file source, and the HTTP source whose server answers 304 Not Modified."""
-    import http.server
 
     store = LocalStore(tmp_path / "s")
     t = load_territory("call")

@@ -53,7 +53,7 @@ def test_change_table_after_removing_one_reservoir(releases):
 
 
 def test_change_layer_after_removing_one_reservoir(releases):
-    _, tmp, result = releases
+    _, tmp, _result = releases
     reservoirs = gpd.read_file(tmp / "r2" / "change.gpkg", layer="reservoirs_change")
     assert reservoirs[["change", "previous_id", "sous_trame"]].values.tolist() == [["lost", "R4", "forest"]]
     assert reservoirs["previous_area_ha"].iloc[0] == pytest.approx(4.0)

@@ -11,8 +11,15 @@ import pytest
 from shapely.geometry import box
 
 from tvb_tasks.indicators import IndicatorsError
-from tvb_tasks.indicators.connectivity import (analyse_network, build_graph, decay_constant, euclidean_links,
-                                               euclidean_max_distance, links_from_corridors, pc_numerator)
+from tvb_tasks.indicators.connectivity import (
+    analyse_network,
+    build_graph,
+    decay_constant,
+    euclidean_links,
+    euclidean_max_distance,
+    links_from_corridors,
+    pc_numerator,
+)
 
 # Chain A(1 ha) –1– B(2 ha) –2– C(3 ha), p = 0.5 at distance 1 → p_AB = 0.5, p_BC = 0.25, p*_AC = 0.125; A_L = 10 ha
 CHAIN_NODES = pd.DataFrame({"id": ["A", "B", "C"], "area_ha": [1.0, 2.0, 3.0]})
@@ -116,7 +123,7 @@ def test_graph_keeps_the_shortest_parallel_link_and_drops_self_links():
 
 def test_links_to_unknown_reservoirs_are_an_error():
     links = pd.DataFrame({"from_id": ["A"], "to_id": ["Z"], "distance": [1.0]})
-    with pytest.raises(IndicatorsError, match="not among the reservoirs.*Z"):
+    with pytest.raises(IndicatorsError, match=r"not among the reservoirs.*Z"):
         build_graph(CHAIN_NODES, links)
     with pytest.raises(IndicatorsError, match="distances"):
         build_graph(CHAIN_NODES, pd.DataFrame({"from_id": ["A"], "to_id": ["B"], "distance": [-1.0]}))
@@ -141,7 +148,7 @@ def test_euclidean_edge_to_edge_links():
 
 def test_links_from_corridors():
     corridors = pd.DataFrame({"id": ["c1", "c2"], "from_id": ["A", "B"], "to_id": ["B", "C"], "cost": [1.0, None]})
-    with pytest.raises(IndicatorsError, match="without a numeric cost.*c2"):
+    with pytest.raises(IndicatorsError, match=r"without a numeric cost.*c2"):
         links_from_corridors(corridors, "tvb.gpkg")
     assert links_from_corridors(corridors.assign(cost=None), "tvb.gpkg") is None
     links = links_from_corridors(corridors.assign(cost=[4.0, 5.0]), "tvb.gpkg")

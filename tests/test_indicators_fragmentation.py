@@ -8,8 +8,13 @@ from shapely.geometry import box
 
 from test_indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import read_layers, territory_outline
-from tvb_tasks.indicators.fragmentation import (fragmentation_metrics, fragmentation_table, habitat_patches,
-                                               patch_pieces, sous_trame_fragmentation)
+from tvb_tasks.indicators.fragmentation import (
+    fragmentation_metrics,
+    fragmentation_table,
+    habitat_patches,
+    patch_pieces,
+    sous_trame_fragmentation,
+)
 
 CRS = "EPSG:2154"
 
@@ -19,7 +24,7 @@ def test_meff_of_two_known_patches():
     m = fragmentation_metrics([30.0, 20.0], [30.0, 30.0], 100.0)
     assert m["meff_cut_ha"] == pytest.approx((30**2 + 20**2) / 100)        # 13 ha
     assert m["meff_cbc_ha"] == pytest.approx((30 * 30 + 20 * 30) / 100)    # 15 ha
-    assert m["coherence"] == pytest.approx((0.3**2 + 0.2**2))              # 0.13
+    assert m["coherence"] == pytest.approx(0.3**2 + 0.2**2)              # 0.13
     assert m["splitting_index"] == pytest.approx(100**2 / 1300)            # 7.69
     assert (m["n_patches"], m["mean_patch_ha"], m["largest_patch_ha"], m["habitat_ha"]) == (2, 25.0, 30.0, 50.0)
     assert m["habitat_pct"] == pytest.approx(50.0)

@@ -8,8 +8,7 @@ import pytest
 
 from test_indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import append_history, compute_indicators
-from tvb_tasks.indicators.history import (HISTORY_COLUMNS, HistoryError, flatten_indicators, previous_rows,
-                                          read_history)
+from tvb_tasks.indicators.history import HISTORY_COLUMNS, HistoryError, flatten_indicators, previous_rows, read_history
 
 
 @pytest.fixture(scope="module")

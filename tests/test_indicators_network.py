@@ -16,8 +16,13 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, indicators_config
 from tvb_tasks.indicators.connectivity import analyse_network, network_links
 from tvb_tasks.indicators.fragmentation import cut_by_infrastructure, fragmentation_metrics, habitat_patches
-from tvb_tasks.indicators.history import (PROVENANCE_COLUMNS, change_causes, previous_provenance, provenance,
-                                          read_history)
+from tvb_tasks.indicators.history import (
+    PROVENANCE_COLUMNS,
+    change_causes,
+    previous_provenance,
+    provenance,
+    read_history,
+)
 from tvb_tasks.publish.report import change_tables
 
 CRS = "EPSG:2154"
@@ -121,7 +126,7 @@ def test_change_section_flags_a_method_only_change(tmp_path):
     table = pd.read_csv(tmp_path / "r2" / "change.csv")
     assert table.loc[table["change_abs"] != 0, "method_only"].all()
     tables = change_tables(doc, {})
-    origin = [t for t in tables if t.title == "Origine des changements"][0]
+    origin = next(t for t in tables if t.title == "Origine des changements")
     assert ["Données sources", "inchangée(s)"] in origin.rows and "méthode" in origin.note
     assert "seule méthode" in tables[0].note
 

@@ -3,8 +3,6 @@ on hand-built scenes whose answer is known (EPSG:2154, metres).
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 from shapely import LineString

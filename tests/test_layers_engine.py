@@ -18,8 +18,7 @@ import yaml
 from shapely import LineString, Point, Polygon, box
 
 from tvb_tasks.config import load_territory
-from tvb_tasks.layers import LayerInputError, compute_layers, compute_sous_trame, read_layer
-from tvb_tasks.layers import engine
+from tvb_tasks.layers import LayerInputError, compute_layers, compute_sous_trame, engine, read_layer
 from tvb_tasks.layers.common import make_grid, write_cog
 from tvb_tasks.layers.friction import friction_raster, prepare_infrastructure
 from tvb_tasks.layers.landuse import classify_landuse
@@ -268,7 +267,7 @@ def test_friction_in_memory_is_float32_nan_outside(tmp_path):
     outline = Polygon([(X0, Y0), (X0 + 500, Y0), (X0, Y0 + 500)])
     t, inputs = make_scene(tmp_path, outline=outline, landuse=[])
     ctx = engine._context(t, inputs)
-    fr, lu = friction_raster(t, "forest", ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
+    fr, _lu = friction_raster(t, "forest", ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
     assert fr.dtype == np.float32
     assert np.isnan(fr[~ctx.inside]).all() and (fr[ctx.inside] == 100).all()
 

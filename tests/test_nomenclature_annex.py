@@ -43,6 +43,7 @@ def test_every_rule_class_is_a_class_of_the_call_territory(nom):
 
 def test_a_vegetated_cover_in_an_urban_usage_is_nature_en_ville_and_a_wood_stays_a_wood():
     import geopandas as gpd
+
     from tvb_tasks.config import LanduseConfig
     from tvb_tasks.layers.landuse import classify_landuse
 

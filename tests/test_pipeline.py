@@ -1,7 +1,6 @@
 """The whole pipeline without Airflow (`tvb run`): publish, idempotence, and bad input that never reaches users."""
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -84,7 +83,7 @@ def _corrupt_config(tmp: Path, source: str, gdf: gpd.GeoDataFrame) -> Path:
 ])
 def test_corrupted_input_fails_naming_the_source_and_keeps_latest(published, tmp_path, monkeypatch, capsys,
                                                                   source, corrupt, expected):
-    _, store_uri, first = published
+    _, store_uri, _first = published
     store = open_store(store_uri)
     latest_before = store.get_with_etag("releases/call/latest.json")
     sample = PROJECT_ROOT / f"sample/call/{source}.gpkg"
@@ -124,7 +123,7 @@ def test_release_tools_from_the_command_line(published, capsys):
 
 
 def test_release_holds_the_priorities_layer_and_four_fiches_and_screening_stays_outside(published, capsys):
-    root, store_uri, result = published
+    _root, store_uri, result = published
     store = open_store(store_uri)
     base = f"releases/call/{result['release_id']}"
     prio = gpd.read_file(store.local_path(f"{base}/tvb.gpkg"), layer="priorities")

@@ -20,6 +20,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -38,12 +39,12 @@ for _p in (str(PLUGINS), str(ROOT)):
 
 pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
 
+from airflow.sdk import RetryAction  # noqa: E402
+
 import tvb_hooks  # noqa: E402
 import tvb_links  # noqa: E402
 import tvb_notifier  # noqa: E402
 import tvb_retry  # noqa: E402
-from airflow.sdk import RetryAction  # noqa: E402
-
 from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
 
 SECRET = "s3cr3t-Pa55"          # fake, test-only
@@ -102,7 +103,7 @@ class _AuthProxy(BaseHTTPRequestHandler):
 
     upstream = ""
     expected_auth = ""
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def _forward(self, body: bytes | None = None):
         auth_ok = self.headers.get("Authorization") == self.expected_auth
@@ -122,10 +123,10 @@ class _AuthProxy(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._forward()
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
     def log_message(self, *args):
@@ -186,7 +187,7 @@ def test_connection_credentials_reach_the_source_fetcher(protected_wfs, tmp_path
     from tvb_tasks.sources import SourceError, fetch_source
     from tvb_tasks.store import open_store
 
-    url, proxy = protected_wfs
+    url, _proxy = protected_wfs
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
     _conn_env(monkeypatch, "tvb_wfs_points", conn_type="http", host=url, login="reader", password=SECRET)
     territory = _wfs_territory(tmp_path, "tvb_wfs_points")
@@ -283,7 +284,7 @@ def webhook():
     state = {"status": 204}
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
             self.send_response(state["status"])

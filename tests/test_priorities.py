@@ -265,7 +265,7 @@ def test_read_project_errors_name_the_file(territory, tmp_path):
         read_project(tmp_path / "absent.gpkg", territory)
     bad = tmp_path / "bad.geojson"
     bad.write_text("not json", encoding="utf-8")
-    with pytest.raises(ScreeningError, match="bad.geojson"):
+    with pytest.raises(ScreeningError, match=r"bad\.geojson"):
         read_project(bad, territory)
     pts = tmp_path / "points.gpkg"
     gpd.GeoDataFrame({"id": [1]}, geometry=[pt(0, 0)], crs=CRS).to_file(pts)
@@ -413,8 +413,8 @@ def _pdf_text(path) -> str:
 def test_fiche_pdf_wraps_every_sentence_in_full_and_draws_real_tables(territory, tmp_path):
     import re
 
-    from tvb_tasks.priorities.sheets import write_fiches
     from tvb_tasks.priorities.config import fiches_config
+    from tvb_tasks.priorities.sheets import write_fiches
 
     layers = scene()
     prio = compute_priorities(territory, layers)
@@ -486,7 +486,7 @@ def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
     layers = wet_scene()
     nets = sous_trame_networks(territory, layers)
     net = nets["wetland"]
-    assert len(net.links) == 1 and list(net.links.values())[0] == pytest.approx(2000.0)   # along the watercourse
+    assert len(net.links) == 1 and next(iter(net.links.values())) == pytest.approx(2000.0)   # along the watercourse
     a = 4.0                                                                              # ha each
     before = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0)
     assert net.pc_sum == pytest.approx(before)

@@ -13,10 +13,9 @@ import pyogrio
 import pytest
 import shapely
 
+from test_priorities import bx, project, scene
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.store import open_store
-
-from test_priorities import bx, project, scene
 
 RID = "20260101T000000Z-abcdef01"
 

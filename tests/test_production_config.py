@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
-from tvb_tasks.sources import schemas  # noqa: E402
-from tvb_tasks.sources.errors import SourceError  # noqa: E402
+from tvb_tasks.config import PROJECT_ROOT, load_territory
+from tvb_tasks.sources import schemas
+from tvb_tasks.sources.errors import SourceError
 
 CALL = PROJECT_ROOT / "config" / "territories" / "call.yaml"
 PROTECTED = ("znieff1", "sic", "zps", "apb", "rnn", "rnr")
@@ -122,7 +122,7 @@ def test_roe_sub_type_label_is_accepted_and_an_unlisted_one_warned(caplog):
         schemas.check_layer(_roe("Seuil en rivière autre"), "river_obstacles", cfg)
     assert "'Seuil en rivière autre'" in caplog.text and "open_values" in caplog.text
     bad = _roe("Seuil en rivière radier").assign(LbEtOuvrage=["Démoli"])                 # a closed list still stops
-    with pytest.raises(SourceError, match="LbEtOuvrage.*Démoli"):
+    with pytest.raises(SourceError, match=r"LbEtOuvrage.*Démoli"):
         schemas.check_layer(bad, "river_obstacles", cfg)
 
 

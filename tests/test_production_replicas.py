@@ -20,7 +20,6 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
-import yaml
 
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 

@@ -189,7 +189,7 @@ def test_webmap_page_config(staged: Path):
     cfg_text = html.split('<script id="tvb-config" type="application/json">')[1].split("</script>")[0]
     cfg = json.loads(cfg_text)
     assert cfg["release_id"] == "20261125T181500Z-abcdef12"
-    corridors = next(l for l in cfg["layers"] if l["name"] == "corridors")
+    corridors = next(lyr for lyr in cfg["layers"] if lyr["name"] == "corridors")
     assert [c["label"] for c in corridors["categories"]] == ["Existant", "À restaurer", "À créer"]
     w, s = cfg["bounds"][0]
     assert 2.7 < w < 3.0 and 50.3 < s < 50.5          # Lens, EPSG:4326

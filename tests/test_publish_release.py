@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,23 @@ import pytest
 from test_publish_formats import make_outputs, territory
 from test_store_s3 import moto_server, new_s3_store  # noqa: F401  (fixture)
 from tvb_tasks import publish
-from tvb_tasks.publish import (PublishConflict, SimulatedCrash, find_orphans, find_unchanged, input_key,
-                               list_releases, prune, publish_release, release_id_for, rollback, show_release,
-                               verify_release)
+from tvb_tasks.publish import (
+    PublishConflict,
+    SimulatedCrash,
+    find_orphans,
+    find_unchanged,
+    input_key,
+    list_releases,
+    prune,
+    publish_release,
+    release_id_for,
+    rollback,
+    show_release,
+    verify_release,
+)
 from tvb_tasks.store import LocalStore
 
-T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=UTC)
 SECRET = "s3cr3t-Pa55"
 
 
@@ -97,7 +108,7 @@ def test_publish_manifest_pointer_and_unchanged(store, staged: Path):
     assert f'href="../../{rid}/report/index.html"' in mirror
     assert json.loads(store.get_bytes("releases/call/latest/web/release.json"))["release_id"] == rid
     coll = json.loads(store.get_bytes("releases/call/collection.json"))
-    assert [l["href"] for l in coll["links"] if l["rel"] == "item"] == [f"./{rid}/stac/item.json"]
+    assert [lk["href"] for lk in coll["links"] if lk["rel"] == "item"] == [f"./{rid}/stac/item.json"]
 
 
 def test_release_links_name_the_published_objects(store, staged: Path, monkeypatch):
@@ -261,7 +272,7 @@ def test_retention_keeps_n_and_the_live_release(store, staged: Path):
     assert store.list(f"releases/call/{ids[1]}/") == [] and find_orphans(store, "call") == []
     assert latest(store)["release_id"] == ids[0] and verify_release(store, "call", ids[0])["ok"]
     coll = json.loads(store.get_bytes("releases/call/collection.json"))
-    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == sorted(
+    assert sorted(lk["href"] for lk in coll["links"] if lk["rel"] == "item") == sorted(
         f"./{i}/stac/item.json" for i in (ids[3], ids[2], ids[0]))
     with pytest.raises(ValueError):
         prune(store, "call", keep=0)

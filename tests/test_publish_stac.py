@@ -75,7 +75,7 @@ def test_item_content(published):
     base = f"releases/call/{r2}"
     item = json.loads(store.get_bytes(f"{base}/stac/item.json"))
     assert item["properties"]["version"] == r2 and item["properties"]["datetime"].startswith("2026-11-25T18:17:00")
-    links = {l["rel"]: l["href"] for l in item["links"]}
+    links = {lk["rel"]: lk["href"] for lk in item["links"]}
     assert links["predecessor-version"] == f"../../{r1}/stac/item.json"
     assert links["latest-version"] == "../../latest/stac/item.json"
     assert links["collection"] == "../../collection.json"
@@ -90,12 +90,12 @@ def test_item_content(published):
     assert {"parquet-corridors.parquet", "rasters-friction_forest.tif", "web-tvb.pmtiles", "web-index.html",
             "report-index.html", "qgis-tvb.qgs", "indicators-indicators.json"} <= set(item["assets"])
     first = json.loads(store.get_bytes(f"releases/call/{r1}/stac/item.json"))
-    assert "predecessor-version" not in {l["rel"] for l in first["links"]}
+    assert "predecessor-version" not in {lk["rel"] for lk in first["links"]}
     live = json.loads(store.get_bytes("releases/call/latest/stac/item.json"))
     assert live["assets"]["tvb.gpkg"]["href"] == f"../../{r2}/tvb.gpkg"
     coll = json.loads(store.get_bytes("releases/call/collection.json"))
     assert coll["id"] == "tvb-call" and coll["license"] == "etalab-2.0"
-    assert [l["href"] for l in coll["links"] if l["rel"] == "item"] == [f"./{r2}/stac/item.json",
+    assert [lk["href"] for lk in coll["links"] if lk["rel"] == "item"] == [f"./{r2}/stac/item.json",
                                                                          f"./{r1}/stac/item.json"]
 
 

@@ -205,8 +205,8 @@ def test_getmap_full_extent_is_drawn_with_status_colours(server: QgisServer, gri
     to_create = STATUS_STYLES["to_create"][1]
     assert colour_mask(img, to_create).sum() >= 30, "the 'À créer' corridor colour is missing from the map"
     # the wet corridor (blue line) and the rupture points (red markers) are drawn too
-    assert colour_mask(img, next(l["color"] for l in PUBLISHED_LAYERS if l["name"] == "wet_corridors")).sum() >= 30
-    assert colour_mask(img, next(l["color"] for l in PUBLISHED_LAYERS if l["name"] == "rupture_points")).sum() >= 10
+    assert colour_mask(img, next(lyr["color"] for lyr in PUBLISHED_LAYERS if lyr["name"] == "wet_corridors")).sum() >= 30
+    assert colour_mask(img, next(lyr["color"] for lyr in PUBLISHED_LAYERS if lyr["name"] == "rupture_points")).sum() >= 10
 
 
 def test_getmap_corridors_coloured_by_status_where_they_are(server: QgisServer, grid: dict):

@@ -14,8 +14,13 @@ from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, is_synthetic_landuse
 from tvb_tasks.publish.report import build_report, data_docs_links, fr_number, validation_tables
 from tvb_tasks.publish.report.maps import nice_length
-from tvb_tasks.publish.report.reading import (change_rows, french_message, previous_release_in, provenance,
-                                              provenance_explanation)
+from tvb_tasks.publish.report.reading import (
+    change_rows,
+    french_message,
+    previous_release_in,
+    provenance,
+    provenance_explanation,
+)
 
 VALIDATION = {
     "success": False, "critical_failures": 1, "warnings": 1, "results_path": "/work/x/results.json",
@@ -205,7 +210,8 @@ def test_report_provenance_and_indicator_causes_are_one_comparison():
 
     import pandas as pd
 
-    from tvb_tasks.indicators.history import change_causes, provenance as record
+    from tvb_tasks.indicators.history import change_causes
+    from tvb_tasks.indicators.history import provenance as record
 
     def rows(rid, rec):
         return pd.DataFrame([{"release_id": rid, "snapshot_ids": json.dumps(rec["snapshot_ids"]),

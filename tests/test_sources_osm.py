@@ -12,8 +12,13 @@ import yaml
 
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_all, fetch_source, previous_snapshot
-from tvb_tasks.sources.osm import (extract_layers, landuse_from_osm, load_tag_rules, roads_from_osm,
-                                   watercourses_from_osm)
+from tvb_tasks.sources.osm import (
+    extract_layers,
+    landuse_from_osm,
+    load_tag_rules,
+    roads_from_osm,
+    watercourses_from_osm,
+)
 from tvb_tasks.store import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "osm"
@@ -105,7 +110,7 @@ def test_osm_layers_snapshots_and_conditional_refetch(served, tmp_path):
 
 
 def test_fetch_all_flattens_osm_layers(served, tmp_path):
-    server, url = served
+    _server, url = served
     territory = _territory(tmp_path, url)
     refs = fetch_all(territory, open_store(str(tmp_path / "store")))
     assert {"territory", "osm_roads", "osm_railways", "osm_watercourses", "osm_landuse"} <= set(refs)
@@ -114,7 +119,7 @@ def test_fetch_all_flattens_osm_layers(served, tmp_path):
 
 
 def test_http_error_is_clear(served, tmp_path):
-    server, url = served
+    _server, url = served
     territory = _territory(tmp_path, url.replace("test-latest", "missing"))
     with pytest.raises(SourceError, match="HTTP 404"):
         fetch_source(territory, "osm", open_store(str(tmp_path / "store")))
@@ -161,7 +166,7 @@ def test_bad_tag_rules(tmp_path):
     raw["roads"]["importance"]["motorway"] = 1
     raw["landuse"]["rules"][0]["code_cs"] = "CS9.9.9"
     bad.write_text(yaml.safe_dump(raw))
-    with pytest.raises(SourceError, match="CS9.9.9"):
+    with pytest.raises(SourceError, match=r"CS9\.9\.9"):
         load_tag_rules(bad, valid_codes={"CS6.4.1", "US6.2.3"})
 
 

@@ -80,7 +80,7 @@ def test_index_cas_under_concurrency(tmp_path):
     def worker(i):
         try:
             update_index(store, "t", "s", lambda idx: {**idx, "snapshots": idx["snapshots"] + [{"snapshot_id": str(i)}]})
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - any error of a writer thread is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]

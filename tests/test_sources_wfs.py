@@ -18,8 +18,8 @@ import yaml
 
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, content_hash, fetch_source, fetch_wfs_to_file, previous_snapshot
-from tvb_tasks.sources.wfs import bbox_param, build_filter, exception_message, parse_xml, read_wfs
 from tvb_tasks.sources.http import HttpOptions
+from tvb_tasks.sources.wfs import bbox_param, build_filter, exception_message, parse_xml, read_wfs
 from tvb_tasks.store import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wfs"

@@ -48,7 +48,7 @@ def moto_server():
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on port {port}")
+                    raise RuntimeError(f"moto_server did not start on port {port}") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:

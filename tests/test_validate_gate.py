@@ -13,13 +13,12 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-import shapely
 from shapely.geometry import LineString, Point, Polygon, box
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from tvb_tasks.config import load_territory  # noqa: E402
-from tvb_tasks.validate import (  # noqa: E402
+from tvb_tasks.config import load_territory
+from tvb_tasks.validate import (
     SuiteLoadError,
     ValidationFailed,
     list_suites,
@@ -32,7 +31,7 @@ from tvb_tasks.validate import (  # noqa: E402
     validate_sources,
     validation_settings,
 )
-from tvb_tasks.validate import suites as suites_mod  # noqa: E402
+from tvb_tasks.validate import suites as suites_mod
 
 X0, Y0 = 650_000.0, 7_030_000.0
 TERRITORY = box(X0, Y0, X0 + 10_000, Y0 + 10_000)
@@ -337,7 +336,7 @@ def test_unreadable_snapshot_is_a_critical_failure(territory, tmp_path):
 
 
 def test_invalid_validation_section_names_the_key(boundary_path):
-    with pytest.raises(ValueError, match="validation.row_count_drift_pct"):
+    with pytest.raises(ValueError, match=r"validation\.row_count_drift_pct"):
         validation_settings(_territory(boundary_path, {"row_count_drift_pct": -5}))
 
 

@@ -14,18 +14,15 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
-import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
-from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 
+from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 from test_publish_formats import X0, Y0, make_outputs, territory
 from test_publish_release import do_publish
 from tvb_tasks import publish
@@ -38,7 +35,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed
 class RangeHandler(SimpleHTTPRequestHandler):
     """Static files with single-range ``Range: bytes=a-b`` support (206 / 416). Logs requests on the server."""
 
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".json": "application/json",
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".json": "application/json",
                       ".pmtiles": "application/octet-stream", ".css": "text/css", ".html": "text/html"}
 
     def log_message(self, fmt, *args):  # quiet

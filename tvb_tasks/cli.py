@@ -10,8 +10,7 @@ import logging
 import math
 import re
 import sys
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _print(obj) -> None:
@@ -323,10 +322,11 @@ def _when(iso: str | None) -> str:
 def _size(n: int | None) -> str:
     if n is None:
         return ""
+    size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
     return ""
 
 
@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.port = default_port()
     try:
         return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one readable line
+    except Exception as exc:
         if args.verbose:
             raise
         print(f"tvb: error: {error_sentence(exc)}", file=sys.stderr)

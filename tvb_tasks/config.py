@@ -111,7 +111,7 @@ class SourceConfig(_Model):
     allow_empty: StrictBool = False
 
     @model_validator(mode="after")
-    def _check_location(self) -> "SourceConfig":
+    def _check_location(self) -> SourceConfig:
         if self.kind == "file" and not self.path:
             raise ValueError("a 'file' source needs 'path'")
         if self.kind in ("http", "wfs", "osm") and not (self.url or self.connection_id):
@@ -142,7 +142,7 @@ class LanduseConfig(_Model):
     default_class: str | None = None
 
     @model_validator(mode="after")
-    def _check_rules(self) -> "LanduseConfig":
+    def _check_rules(self) -> LanduseConfig:
         for i, rule in enumerate(self.rules):
             if rule.class_ not in self.classes:
                 raise ValueError(f"rule {i} maps to unknown class {rule.class_!r}")
@@ -188,7 +188,7 @@ class SousTrameConfig(_Model):
     max_cost: float = Field(gt=0)
 
     @model_validator(mode="after")
-    def _check_areas(self) -> "SousTrameConfig":
+    def _check_areas(self) -> SousTrameConfig:
         if not self.habitat:
             raise ValueError("habitat is empty: this sous-trame would have no reservoir (and extra_habitat_sources "
                              "are burned with its first habitat class); list at least one land-use class")
@@ -258,7 +258,7 @@ class OverlayConfig(BurnSpec):
     rule: BurnRule = "replace"
 
     @model_validator(mode="after")
-    def _check_origin(self) -> "OverlayConfig":
+    def _check_origin(self) -> OverlayConfig:
         if bool(self.source) == bool(self.role):
             raise ValueError("an overlay needs exactly one of 'source' or 'role'")
         if self.width_m is None and self.width_column is None:
@@ -448,7 +448,7 @@ class Territory(_Model):
         return value
 
     @model_validator(mode="after")
-    def _check_references(self) -> "Territory":
+    def _check_references(self) -> Territory:
         for ref, what in ((self.boundary.source, "boundary.source"), (self.communes.source, "communes.source")):
             if ref not in self.sources:
                 raise ValueError(f"{what} names unknown source {ref!r}")
@@ -471,9 +471,10 @@ class Territory(_Model):
         for i, overlay in enumerate(self.landuse_overlays):
             if overlay.source not in self.sources:
                 raise ValueError(f"landuse_overlays[{i}]: unknown source {overlay.source!r}")
-            bad = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
-            if bad:
-                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes {bad}")
+            unknown_classes = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
+            if unknown_classes:
+                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes "
+                                 f"{unknown_classes}")
         missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
         if missing_cls:
             raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
@@ -637,11 +638,11 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     raw["profile"] = profile
     raw["path"] = str(path)
     try:
-        territory = Territory.model_validate(raw)
+        loaded = Territory.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
-    check_rule_codes(territory)
-    return territory
+    check_rule_codes(loaded)
+    return loaded
 
 
 def nomenclature_labels(territory: Territory) -> dict[str, str]:

@@ -25,7 +25,7 @@ import os
 import shutil
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,11 @@ def check_runnable(territory: Territory) -> None:
 
     problems = []
     for name, src in territory.sources.items():
-        if src.kind == "file" and not territory.resolve_path(src.path).is_file():
+        if src.kind != "file":
+            continue
+        if not src.path:
+            problems.append(f"source {name!r}: no 'path'")
+        elif not territory.resolve_path(src.path).is_file():
             problems.append(f"source {name!r}: file {src.path} not found ({territory.resolve_path(src.path)})")
     try:
         nomenclature_codes(territory)
@@ -181,8 +185,9 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     ``http_overrides`` (``timeout_s``, ``deadline_s`` …) apply to every HTTP/WFS/OSM source of this fetch.
     The run dict carries the configuration content and hash used here (see the module docstring).
     """
+    from .publish import find_unchanged
+    from .publish import input_key as make_input_key
     from .publish.release import new_run_nonce
-    from .publish import find_unchanged, input_key as make_input_key
     from .sources import fetch_all
 
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
@@ -194,18 +199,19 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     version = code_version()
     key = make_input_key(snapshot_ids, territory.config_hash(), version)     # the hash recorded in the run
     unchanged = None if force else find_unchanged(store, territory.id, key)
+    changed = sorted(n for n, r in snapshots.items() if r.get("changed"))
     run = {
         "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
         "config_path": territory.path, "config_hash": territory.config_hash(),
         "config": territory.model_dump(mode="json", by_alias=True), "run_nonce": new_run_nonce(),
         "resolution_m": territory.resolution_m if resolution_m is not None else None,
         "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
-        "snapshots": snapshots, "changed_sources": sorted(n for n, r in snapshots.items() if r.get("changed")),
+        "snapshots": snapshots, "changed_sources": changed,
         "input_key": key, "code_version": version, "force": force,
         "unchanged_release": unchanged["release_id"] if unchanged else None,
     }
     log.info("fetched %d sources for %s (changed: %s); input key %s%s", len(snapshots), territory.id,
-             ", ".join(run["changed_sources"]) or "none", key[:12],
+             ", ".join(changed) or "none", key[:12],
              f"; unchanged since release {run['unchanged_release']}" if unchanged else "")
     return run
 
@@ -341,7 +347,7 @@ def stage_indicators(run: dict) -> dict:
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
                                 previous_indicators=prev_ind, provenance=record)
     _priorities_hook(run, territory, store, layers / "tvb.gpkg", out, prev_gpkg)
-    released_at = datetime.now(timezone.utc).replace(microsecond=0)
+    released_at = datetime.now(UTC).replace(microsecond=0)
     release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))
     hist_dir = _local_dir(run, "history")
     append_history(history, out / "indicators.json", release_id=release_id, released_at=released_at.isoformat(),
@@ -473,7 +479,7 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
     """
     path = lease_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+", encoding="utf-8")
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in the finally below (releases the flock)
     give_up = time.monotonic() + max(0.0, wait_s)
     waited = False
     try:
@@ -502,7 +508,7 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                             "started_at": datetime.now(UTC).isoformat(timespec="seconds")}))
         fh.flush()
         yield path
     finally:

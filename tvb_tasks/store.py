@@ -13,6 +13,7 @@ Credentials never appear here: S3 uses boto3's own chain (environment, profile) 
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -21,9 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote, urlparse
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
@@ -77,7 +78,7 @@ def validate_key(key: str) -> str:
 
 
 def media_type(key: str) -> str:
-    if key.endswith(".tif") or key.endswith(".tiff"):
+    if key.endswith((".tif", ".tiff")):
         return "image/tiff; application=geotiff; profile=cloud-optimized"
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
@@ -128,7 +129,7 @@ class Store:
         """The key's path on disk when the store is a local folder, else None."""
         return None
 
-    def list_partial(self, prefix: str = "") -> list[tuple[str, float]]:
+    def list_partial(self, prefix: str = "") -> builtins.list[tuple[str, float]]:  # `list` is the method here
         """Leftovers of interrupted writes under ``prefix`` as ``(key, mtime as POSIX seconds)``: a local store's
         ``.tmp-*`` files a killed process left behind (S3 writes are atomic: none)."""
         return []

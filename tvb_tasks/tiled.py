@@ -22,7 +22,7 @@ from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stage_plan_tiles", "stage_run_tile", "stage_next_round", "stage_stitch_tiles"]
+__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles"]
 
 
 def _prefix(run: dict, sous_trame: str) -> str:

@@ -49,5 +49,13 @@ from tvb_tasks.indicators.settings import (  # noqa: F401
     load_published_figures,
 )
 
-__all__ = ["compute_indicators", "append_history", "read_layers", "indicators_config", "IndicatorsError",
-           "CORRIDOR_STATUSES", "json_value", "records"]
+__all__ = [
+    "CORRIDOR_STATUSES",
+    "IndicatorsError",
+    "append_history",
+    "compute_indicators",
+    "indicators_config",
+    "json_value",
+    "read_layers",
+    "records",
+]

@@ -58,11 +58,11 @@ def _greedy_pairs(left: np.ndarray, right: np.ndarray, score: np.ndarray, higher
     order = np.argsort(-score if higher_is_better else score, kind="stable")
     used_l, used_r, pairs = set(), set(), []
     for i in order:
-        l, r = int(left[i]), int(right[i])
-        if l not in used_l and r not in used_r:
-            used_l.add(l)
+        lft, r = int(left[i]), int(right[i])
+        if lft not in used_l and r not in used_r:
+            used_l.add(lft)
             used_r.add(r)
-            pairs.append((l, r))
+            pairs.append((lft, r))
     return pairs
 
 

@@ -223,11 +223,11 @@ def _component_labels(order: list[str], matrix: csr_matrix) -> list[int]:
     if not order:
         return []
     _, lab = connected_components(matrix, directed=False)
-    first = {}
-    for node, l in zip(order, lab):
-        first[l] = min(first.get(l, node), node)
-    rank = {l: i for i, l in enumerate(sorted(first, key=first.get))}
-    return [rank[l] for l in lab]
+    first: dict[int, str] = {}
+    for node, comp in zip(order, lab):
+        first[comp] = min(first.get(comp, node), node)
+    rank = {comp: i for i, comp in enumerate(sorted(first, key=first.__getitem__))}
+    return [rank[comp] for comp in lab]
 
 
 def link_importance(graph: nx.Graph, k: float, min_probability: float = DEFAULT_MIN_PROBABILITY) -> pd.DataFrame:

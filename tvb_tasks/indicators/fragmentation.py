@@ -112,7 +112,7 @@ def patch_pieces(patches: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_col: s
 
 def fragmentation_table(pieces: pd.DataFrame, unit_areas_ha: pd.Series, unit_col: str) -> pd.DataFrame:
     """One row per unit of ``unit_areas_ha`` (index = unit ids) with the :data:`METRICS`."""
-    groups = {key: g for key, g in pieces.groupby(unit_col)}
+    groups = dict(iter(pieces.groupby(unit_col)))
     rows = []
     for unit_id, unit_area in unit_areas_ha.items():
         g = groups.get(unit_id)

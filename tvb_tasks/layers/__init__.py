@@ -12,7 +12,7 @@ from importlib import import_module
 _EXPORTS = {"LayerInputError": ".common", "read_layer": ".common", "assemble": ".assembly",
             "compute_layers": ".engine", "compute_sous_trame": ".engine", "sample_inputs": ".engine"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - lazy exports: the names are _EXPORTS' keys
 
 
 def __getattr__(name: str):

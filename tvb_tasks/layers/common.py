@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
@@ -24,8 +25,20 @@ M2_PER_HA = 10_000.0
 NODATA = -1.0  # nodata of every float32 raster written by the engine (friction >= 1 and cost >= 0)
 
 __all__ = [
-    "LayerInputError", "M2_PER_HA", "NODATA", "Grid", "read_layer", "read_source", "read_role", "load_boundary",
-    "make_grid", "rasterize_values", "write_cog", "polygons_only", "lines_only", "empty_frame",
+    "M2_PER_HA",
+    "NODATA",
+    "Grid",
+    "LayerInputError",
+    "empty_frame",
+    "lines_only",
+    "load_boundary",
+    "make_grid",
+    "polygons_only",
+    "rasterize_values",
+    "read_layer",
+    "read_role",
+    "read_source",
+    "write_cog",
 ]
 
 
@@ -175,7 +188,8 @@ def rasterize_values(geoms, values, grid: Grid, *, fill: float = 0, dtype: str =
 
 
 def write_cog(array: np.ndarray, grid: Grid, path: Path, *, nodata: float = NODATA,
-              overview_resampling: str = "nearest", description: str | None = None) -> Path:
+              overview_resampling: Literal["nearest", "average", "mode"] = "nearest",
+              description: str | None = None) -> Path:
     """Write a float32 Cloud-Optimized GeoTIFF (DEFLATE + predictor 3, 256-px tiles, internal overviews).
 
     Cells that are NaN / inf in ``array`` are written as ``nodata``.

@@ -29,6 +29,8 @@ CRS: territory CRS (EPSG:2154); lengths in metres; costs in friction × metres.
 """
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -41,9 +43,21 @@ from shapely.geometry import shape
 from . import costdistance as cd
 from .common import Grid, empty_frame, rasterize_values
 
-__all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
-           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
-           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER"]
+__all__ = [
+    "CORRIDOR_AREA_COLUMNS",
+    "CORRIDOR_COLUMNS",
+    "STATUS_ORDER",
+    "corridor_area",
+    "corridor_lines",
+    "corridor_status",
+    "cost_from_reservoirs",
+    "downgrade_status",
+    "gap_and_support",
+    "link_paths",
+    "reservoir_sources",
+    "select_links",
+    "zone_windows",
+]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
                     "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",
@@ -216,7 +230,7 @@ def _runs(path: list[int], own: list[bool]) -> list[list[int]]:
 
 def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, links: pd.DataFrame,
                    paths: list[list[tuple[int, int]]], friction: np.ndarray, lu_friction: np.ndarray,
-                   grid: Grid, missing: list[dict] | None = None) -> gpd.GeoDataFrame:
+                   grid: Grid, missing: list[dict | None] | None = None) -> gpd.GeoDataFrame:
     """Corridor layer (:data:`CORRIDOR_COLUMNS`) of a sous-trame: one feature per kept link.
 
     Links are taken by increasing cost; a step whose two cells are on, or within ``corridors.dedup_tolerance_m``
@@ -251,7 +265,7 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     rows, geoms = [], []
     for k_link, path in enumerate(paths):
         flat = [r * W + c for r, c in path]
-        own = [not (u in near and v in near) for u, v in zip(flat[:-1], flat[1:])]
+        own = [not (u in near and v in near) for u, v in itertools.pairwise(flat)]
         pr = np.asarray([p[0] for p in path])[:, None] + dr[None, :]
         pc = np.asarray([p[1] for p in path])[:, None] + dc[None, :]
         ok = (pr >= 0) & (pr < H) & (pc >= 0) & (pc < W)
@@ -374,7 +388,8 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
 
     Returns ``(links DataFrame as select_links, paths, info dicts, (acc, back, alloc) of the potential run)``.
     """
-    empty = (pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
+    empty: tuple[pd.DataFrame, list, list, tuple | None] = (
+        pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
     if not barrier.any() or not len(src_rc):
         return empty
     acc, back, alloc = cost_from_reservoirs(potential, src_rc, src_res, grid, max_cost=max_cost, knight=knight)

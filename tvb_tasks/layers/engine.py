@@ -18,20 +18,39 @@ import pandas as pd
 import shapely
 from shapely import LineString
 
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
-                     rasterize_values, read_role, read_source, write_cog)
-from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, corridor_area, corridor_lines,
-                        cost_from_reservoirs, link_paths, missing_links, reservoir_sources,
-                        select_links, zone_windows)
+from .common import (
+    M2_PER_HA,
+    Grid,
+    LayerInputError,
+    empty_frame,
+    load_boundary,
+    make_grid,
+    polygons_only,
+    rasterize_values,
+    read_role,
+    read_source,
+    write_cog,
+)
+from .corridors import (
+    CORRIDOR_AREA_COLUMNS,
+    CORRIDOR_COLUMNS,
+    corridor_area,
+    corridor_lines,
+    cost_from_reservoirs,
+    link_paths,
+    missing_links,
+    reservoir_sources,
+    select_links,
+    zone_windows,
+)
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
-from .reservoirs import (always_reservoir_sous_trames, load_protected_areas,
-                         select_reservoirs)
-from .ruptures import (barrier_lines, missing_link_ruptures)
+from .reservoirs import always_reservoir_sous_trames, load_protected_areas, select_reservoirs
+from .ruptures import barrier_lines, missing_link_ruptures
 from .tiles import tiling_config
 from .wet import prepare_watercourses
 
-__all__ = ["compute_sous_trame", "assemble", "compute_layers", "sample_inputs"]  # noqa: F822 - assemble: see __getattr__
+__all__ = ["assemble", "compute_layers", "compute_sous_trame", "sample_inputs"]  # noqa: F822 - assemble: see __getattr__
 
 log = logging.getLogger(__name__)
 

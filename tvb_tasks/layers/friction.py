@@ -34,8 +34,17 @@ import shapely
 
 from .common import Grid, LayerInputError, lines_only, polygons_only, rasterize_values
 
-__all__ = ["Infrastructure", "prepare_infrastructure", "prepare_overlays", "landuse_friction",
-           "infrastructure_friction", "friction_raster", "footprint_coverage", "line_coverage", "element_widths"]
+__all__ = [
+    "Infrastructure",
+    "element_widths",
+    "footprint_coverage",
+    "friction_raster",
+    "infrastructure_friction",
+    "landuse_friction",
+    "line_coverage",
+    "prepare_infrastructure",
+    "prepare_overlays",
+]
 
 _INFRA_COLUMNS = ["infra_type", "infra_class", "infra_name", "friction", "rule", "priority", "width_m"]
 _OVERLAY_COLUMNS = ["overlay", "class", "rule", "priority", "width_m"]
@@ -340,7 +349,7 @@ class _Burn:
     rule: str
     cells: np.ndarray            # flat indices
     coverage: np.ndarray | None  # None: full value on every cell (replace / min / legacy line burn)
-    value: object                # float, or dict sous-trame → float (overlays)
+    value: float | dict[str, float]  # float, or dict sous-trame → float (overlays)
     verte_only: bool = False
 
 
@@ -373,7 +382,7 @@ def _burns(territory, infra: Infrastructure, grid: Grid) -> list[_Burn]:
                 order += 1
     ov = infra.overlays
     if ov is not None and len(ov):
-        for (prio, rule, cls, name), grp in ov.groupby(["priority", "rule", "class", "overlay"], sort=True):
+        for (prio, rule, cls, _name), grp in ov.groupby(["priority", "rule", "class", "overlay"], sort=True):
             value = {st: float(territory.friction.landuse[cls][st]) for st in territory.sous_trames}
             if rule == "max":
                 cells, cov = footprint_coverage(grp.geometry.values, grid)

@@ -11,11 +11,28 @@ import numpy as np
 import pandas as pd
 from shapely import make_valid
 
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, polygons_only, rasterize_values, read_role,
-                     read_source)
+from .common import (
+    M2_PER_HA,
+    Grid,
+    LayerInputError,
+    empty_frame,
+    polygons_only,
+    rasterize_values,
+    read_role,
+    read_source,
+)
 
-__all__ = ["classify_landuse", "load_landuse", "apply_overlays", "load_overlays", "habitat_sources",
-           "habitat_patches", "class_raster", "extra_habitat_class", "filter_features"]
+__all__ = [
+    "apply_overlays",
+    "class_raster",
+    "classify_landuse",
+    "extra_habitat_class",
+    "filter_features",
+    "habitat_patches",
+    "habitat_sources",
+    "load_landuse",
+    "load_overlays",
+]
 
 
 def classify_landuse(gdf: gpd.GeoDataFrame, landuse_cfg, *, source: str = "landuse") -> gpd.GeoDataFrame:

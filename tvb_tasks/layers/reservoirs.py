@@ -24,8 +24,13 @@ from shapely import make_valid
 
 from .common import M2_PER_HA, LayerInputError, empty_frame, polygons_only, read_role
 
-__all__ = ["load_protected_areas", "always_reservoir_sous_trames", "select_reservoirs", "RESERVOIR_COLUMNS",
-           "RELAY_COLUMNS"]
+__all__ = [
+    "RELAY_COLUMNS",
+    "RESERVOIR_COLUMNS",
+    "always_reservoir_sous_trames",
+    "load_protected_areas",
+    "select_reservoirs",
+]
 
 RESERVOIR_COLUMNS = ["id", "sous_trame", "origin", "origin_name", "protection_types", "area_ha"]
 RELAY_COLUMNS = ["id", "sous_trame", "origin", "origin_name", "area_ha"]
@@ -118,8 +123,8 @@ def _merge_pieces(pieces: gpd.GeoDataFrame, crs) -> gpd.GeoDataFrame:
     for k in range(len(merged)):
         part = joined[joined["index_right"] == k]
         origins = sorted(set(part["origin"]))
-        names = sorted(set(n for n in part["origin_name"] if n))
-        types = sorted(set(t for t in part["protection_type"] if t))
+        names = sorted({n for n in part["origin_name"] if n})
+        types = sorted({t for t in part["protection_type"] if t})
         rows.append({"origin": "+".join(origins) if origins else "habitat_patch",
                      "origin_name": "; ".join(names), "protection_types": ",".join(types)})
     out = gpd.GeoDataFrame(rows, geometry=merged.geometry.values, crs=crs)

@@ -37,17 +37,29 @@ CRS and units: those of the input raster; costs in cost × ``cell_size`` units, 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import costdistance as cd
 
-__all__ = ["TilingConfig", "Tile", "tile_grid", "run_tile", "tiled_accumulated_cost", "TiledResult",
-           "tiling_config", "tile_task_bytes", "check_memory", "plan_to_store", "run_tile_from_store",
-           "stitch_from_store", "run_rounds"]
+__all__ = [
+    "Tile",
+    "TiledResult",
+    "TilingConfig",
+    "check_memory",
+    "plan_to_store",
+    "run_rounds",
+    "run_tile",
+    "run_tile_from_store",
+    "stitch_from_store",
+    "tile_grid",
+    "tile_task_bytes",
+    "tiled_accumulated_cost",
+    "tiling_config",
+]
 
 
 class TilingConfig(BaseModel):
@@ -92,7 +104,7 @@ def tile_grid(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile
     if overlap > tile_size:
         raise ValueError(f"overlap ({overlap}) must not exceed tile_size ({tile_size}): "
                          "a halo must only reach the adjacent tiles")
-    tiles = []
+    tiles: list[Tile] = []
     for r0 in range(0, H, tile_size):
         for c0 in range(0, W, tile_size):
             r1, c1 = min(r0 + tile_size, H), min(c0 + tile_size, W)

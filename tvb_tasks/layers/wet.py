@@ -15,6 +15,8 @@ CRS: territory CRS (EPSG:2154); lengths in metres.
 """
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import networkx as nx
 import numpy as np
@@ -24,7 +26,7 @@ from shapely import MultiLineString
 
 from .common import empty_frame, lines_only
 
-__all__ = ["wet_corridors", "WET_COLUMNS", "prepare_watercourses"]
+__all__ = ["WET_COLUMNS", "prepare_watercourses", "wet_corridors"]
 
 WET_COLUMNS = ["id", "sous_trame", "name", "kind", "position", "buse", "length_m"]   # buse: culverted section
 
@@ -148,7 +150,7 @@ def wet_corridors(territory, watercourses: gpd.GeoDataFrame, patches: gpd.GeoDat
     used: set[int] = set()
     linked_patches: set[int] = set()
     for nodes in node_paths:
-        for x, y in zip(nodes[:-1], nodes[1:]):
+        for x, y in itertools.pairwise(nodes):
             piece = graph[x][y]["piece"]
             if piece >= 0:
                 used.add(piece)
@@ -164,7 +166,7 @@ def wet_corridors(territory, watercourses: gpd.GeoDataFrame, patches: gpd.GeoDat
     pieces = network.loc[sorted(used)]
     rows, geoms = [], []
     for (name, kind, position), grp in pieces.groupby(["name", "kind", "position"], sort=True):
-        merged = shapely.line_merge(MultiLineString([g for g in grp.geometry]))
+        merged = shapely.line_merge(MultiLineString(list(grp.geometry)))
         for part in shapely.get_parts(merged):
             rows.append({"name": name, "kind": kind, "position": position, "buse": position == "culverted",
                          "length_m": part.length})

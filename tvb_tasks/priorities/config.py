@@ -22,9 +22,13 @@ class Weights(_Cfg):
     cost: float = Field(default=0.15, ge=0)
 
 
+def _default_crossing() -> dict[str, float | dict[str, float]]:
+    return {"default": 1000.0}
+
+
 class CostConfig(_Cfg):
     per_m: dict[str, float] = Field(default_factory=lambda: {"to_restore": 1.0, "to_create": 3.0})
-    crossing: dict[str, float | dict[str, float]] = Field(default_factory=lambda: {"default": 1000.0})
+    crossing: dict[str, float | dict[str, float]] = Field(default_factory=_default_crossing)
     maintenance_discount: float = Field(default=0.4, ge=0, le=1)
 
 

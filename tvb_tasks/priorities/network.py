@@ -55,6 +55,11 @@ class Network:
         return math.sqrt(self.pc_sum)
 
 
+def _pair(i: int, j: int) -> tuple[int, int]:
+    """Key of the undirected link between node positions ``i`` and ``j``: (smaller, larger)."""
+    return (i, j) if i <= j else (j, i)
+
+
 def _matrix(n: int, links: dict[tuple[int, int], float]) -> csr_matrix:
     if not links:
         return csr_matrix((n, n))
@@ -88,7 +93,7 @@ def build_network(nodes: pd.DataFrame, links: pd.DataFrame, *, distance_threshol
                        pd.to_numeric(links["distance"], errors="coerce")):
         if u == v or u not in pos or v not in pos or not np.isfinite(d):
             continue
-        key = tuple(sorted((pos[u], pos[v])))
+        key = _pair(pos[u], pos[v])
         table[key] = min(float(d), table.get(key, np.inf))
     areas = nodes["area_ha"].to_numpy(dtype=float)
     dist = shortest_paths(len(ids), table, limit)
@@ -137,9 +142,9 @@ def degradation(net: Network, *, area_loss_ha: dict[str, float], removed_links: 
     links = dict(net.links)
     for a, b in removed_links:
         if a in pos and b in pos:
-            links.pop(tuple(sorted((pos[a], pos[b]))), None)
+            links.pop(_pair(pos[a], pos[b]), None)
     for a, b, d in lengthened_links:
-        key = tuple(sorted((pos[a], pos[b]))) if a in pos and b in pos else None
+        key = _pair(pos[a], pos[b]) if a in pos and b in pos else None
         if key in links:
             links[key] = max(links[key], float(d))
     gone = {i for i, a in enumerate(areas) if a <= 0}

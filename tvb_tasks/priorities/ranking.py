@@ -30,6 +30,7 @@ CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPa
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import geopandas as gpd
@@ -121,9 +122,11 @@ def infrastructure_friction(territory: Territory, infrastructure: str, infra_cla
     infra = territory.friction.infrastructure
     if infrastructure == "road":
         try:
-            return float(infra.roads.by_importance.get(int(float(infra_class))))
+            importance = int(float(infra_class))
         except (TypeError, ValueError):
             return None
+        friction = infra.roads.by_importance.get(importance)
+        return float(friction) if friction is not None else None
     if infrastructure == "railway":
         value = infra.railways.by_status.get(str(infra_class))
         return float(value) if value is not None else None
@@ -208,10 +211,8 @@ def crossing_cost(cfg: PrioritiesConfig, infrastructure: str, infra_class) -> fl
     value = table.get(str(infrastructure))
     if isinstance(value, dict):
         key = str(infra_class)
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             key = str(int(float(infra_class)))
-        except (TypeError, ValueError):
-            pass
         value = value.get(key)
     if value is None:
         value = table.get("default", 1000.0)

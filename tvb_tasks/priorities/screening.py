@@ -181,7 +181,7 @@ def connectivity_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame],
                                float(c["cost"]) + float(affected) * cfg.degraded_friction))
         dpc, dec = degradation(net, area_loss_ha=loss, removed_links=removed, lengthened_links=longer) \
             if (loss or removed or longer) else (0.0, 0.0)
-        wet_hit = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v: st in v)] \
+        wet_hit = wet[wet["sous_trame"].astype(str).str.split(",").map(lambda v, st=st: st in v)] \
             if wet is not None and len(wet) and territory.sous_trames[st].trame == "bleue" else None
         if wet_hit is not None and len(wet_hit) and footprint is not None:
             along = wet_network_loss(territory, layers, st, net, footprint, loss)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import textwrap
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 from jinja2 import Environment, StrictUndefined, select_autoescape
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
@@ -105,13 +106,14 @@ class _PdfFlow:
     goes on the next page)."""
 
     def __init__(self, pdf: PdfPages, attribution: str):
-        self.pdf, self.attribution, self.fig, self.y = pdf, attribution, None, 0.0
+        self.pdf, self.attribution, self.y = pdf, attribution, 0.0
+        self.fig: Figure | None = None
 
     def new_page(self) -> Figure:
         self.close_page()
-        self.fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
-        self.y = 0.965
-        return self.fig
+        fig = Figure(figsize=(8.27, 11.69), dpi=DPI)
+        self.fig, self.y = fig, 0.965
+        return fig
 
     def close_page(self) -> None:
         if self.fig is not None:
@@ -119,16 +121,18 @@ class _PdfFlow:
             self.pdf.savefig(self.fig)
             self.fig = None
 
-    def need(self, height: float) -> None:
+    def need(self, height: float) -> Figure:
+        """The page to draw ``height`` (figure fraction) on: the current one, or a new one when it does not fit."""
         if self.fig is None or self.y - height < 0.045:
-            self.new_page()
+            return self.new_page()
+        return self.fig
 
     def text(self, text: str, *, x: float = 0.07, chars: int = PDF_TEXT_CHARS, size: float = 6.5,
              bold: bool = False, gap: float = 0.0) -> None:
         """A paragraph wrapped at ``chars`` (words never broken), split across pages line by line."""
         for line in textwrap.wrap(text, chars, break_long_words=False, break_on_hyphens=False) or [""]:
-            self.need(PDF_LINE * size / 6.5)
-            self.fig.text(x, self.y, line, fontsize=size, va="top", fontweight="bold" if bold else "normal")
+            fig = self.need(PDF_LINE * size / 6.5)
+            fig.text(x, self.y, line, fontsize=size, va="top", fontweight="bold" if bold else "normal")
             self.y -= PDF_LINE * size / 6.5
         self.y -= gap
 
@@ -151,26 +155,25 @@ class _PdfFlow:
         def draw(row: list[str], header: bool) -> None:
             wrapped = cells(row)
             height = PDF_LINE * max(len(c) for c in wrapped) + 0.004
-            self.need(height if header else height + header_h)
-            if self.fig is not page[0]:                  # new page: repeat the header first
-                page[0] = self.fig
+            fig = self.need(height if header else height + header_h)
+            if fig is not page[0]:                  # new page: repeat the header first
+                page[0] = fig
                 if not header:
                     draw(columns, True)
             if header:
-                self.fig.add_artist(Rectangle((x0 - 0.003, self.y - height + 0.001), width + 0.006, height,
-                                              transform=self.fig.transFigure, facecolor="#e8eef0", edgecolor="none"))
+                fig.add_artist(Rectangle((x0 - 0.003, self.y - height + 0.001), width + 0.006, height,
+                                         transform=fig.transFigure, facecolor="#e8eef0", edgecolor="none"))
             for j, lines in enumerate(wrapped):
                 for k, line in enumerate(lines):
-                    self.fig.text(xs[j], self.y - 0.002 - k * PDF_LINE, line, fontsize=6.5, va="top",
+                    fig.text(xs[j], self.y - 0.002 - k * PDF_LINE, line, fontsize=6.5, va="top",
                                   fontweight="bold" if header else "normal")
             self.y -= height
-            self.fig.add_artist(Line2D([x0 - 0.003, x0 + width + 0.003], [self.y + 0.001] * 2, linewidth=0.3,
-                                       color="#999999", transform=self.fig.transFigure))
+            fig.add_artist(Line2D([x0 - 0.003, x0 + width + 0.003], [self.y + 0.001] * 2, linewidth=0.3,
+                                  color="#999999", transform=fig.transFigure))
 
         header_h = PDF_LINE * max(len(c) for c in cells(columns)) + 0.004
         page: list = [None]
-        self.need(header_h + PDF_LINE * 2)
-        page[0] = self.fig
+        page[0] = self.need(header_h + PDF_LINE * 2)
         draw(columns, True)
         for row in rows:
             draw(row, False)
@@ -220,7 +223,7 @@ def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headli
     image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
     html.write_text(env.from_string(_HTML).render(
         title=title, meta=meta, headline=headline, alert=alert, image=image, sections=sections,
-        attribution=attribution, generated=datetime.now(timezone.utc).strftime("%d/%m/%Y %H:%M UTC"),
+        attribution=attribution, generated=datetime.now(UTC).strftime("%d/%m/%Y %H:%M UTC"),
         pdf=pdf.name, links=links or []), encoding="utf-8")
     return {"html": str(html), "pdf": str(pdf), "png": str(png)}
 
@@ -246,7 +249,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
         clip = {k: v.cx[box[0]:box[2], box[1]:box[3]] for k, v in layers.items() if k != "landuse"}
         if len(clip["communes"]):
             clip["communes"].boundary.plot(ax=ax, color="#888888", linewidth=0.4)
-        handles = []
+        handles: list[Artist] = []
         for st in territory.sous_trames:
             res = clip["reservoirs"][clip["reservoirs"]["sous_trame"] == st]
             if len(res):
@@ -362,7 +365,7 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
 
     def draw(ax) -> list:
         layers["communes"].boundary.plot(ax=ax, color="#999999", linewidth=0.3)
-        handles = []
+        handles: list[Artist] = []
         if len(res):
             res.plot(ax=ax, color=color, linewidth=0)
             handles.append(_patch(color, "Réservoirs de biodiversité"))
@@ -400,7 +403,7 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
                    ["N°", "Élément", "Gain ΔPC (%)", "Coût (indice)", "Conflit projet", "Gestion", "Commune",
                     "Milieu dominant"],
                    [[str(r.rank_sous_trame), priority_name(r), fr(r.gain_dpc_pct, 2), fr(r.cost_proxy, 0),
-                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–")]
+                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–") if cls else "–"]
                     for r, cls in zip(top.itertuples(), top_classes)])
     recos = [text.general] if text.general else []
     for cls in dict.fromkeys(c for c in top_classes if c):

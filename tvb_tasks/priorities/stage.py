@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -29,8 +29,7 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 
 from .config import priorities_config
-from .ranking import (GAIN_EPSILON, INFRA_LABELS, compute_priorities, score_formula, sous_trame_networks,
-                      top_changes)
+from .ranking import GAIN_EPSILON, INFRA_LABELS, compute_priorities, score_formula, sous_trame_networks, top_changes
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
@@ -193,7 +192,7 @@ def screen_release(territory: Territory, store, project_path: Path, work_dir: Pa
     out.mkdir(parents=True, exist_ok=True)
     doc = {"territory": territory.id, "release_id": release_id, "screening_id": sid, "project": name,
            "project_file": Path(project_path).name,
-           "screened_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), **result_json(result)}
+           "screened_at": datetime.now(UTC).replace(microsecond=0).isoformat(), **result_json(result)}
     (out / "screening.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     gpd.GeoDataFrame({"name": [name]}, geometry=[result.footprint], crs=territory.crs).to_file(
         out / "emprise.gpkg", layer="emprise", driver="GPKG")
@@ -280,7 +279,7 @@ def resolve_project(ref: str, store, work_dir: Path) -> Path:
         download(ref, dest, opts=HttpOptions(timeout_s=120, max_retries=2))
         return dest
     local = Path(ref[7:] if parsed.scheme == "file" else ref)
-    if local.is_absolute() and local.exists() or (not parsed.scheme and local.exists()):
+    if (local.is_absolute() and local.exists()) or (not parsed.scheme and local.exists()):
         return local
     if store.head(ref) is not None:
         return store.materialize(ref, Path(work_dir) / "_cache")

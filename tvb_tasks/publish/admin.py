@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..store import Store
 from .mirror import after_swap
-from .release import (PublishError, _object_sha256, _pointer, _release_ids_with_objects, check_release_id,
-                      latest_key, load_manifest, manifest_key, read_latest, read_latest_lenient, release_links,
-                      release_time, swap_latest, territory_prefix)
+from .release import (
+    PublishError,
+    _object_sha256,
+    _pointer,
+    _release_ids_with_objects,
+    check_release_id,
+    latest_key,
+    load_manifest,
+    manifest_key,
+    read_latest,
+    read_latest_lenient,
+    release_links,
+    release_time,
+    swap_latest,
+    territory_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +110,7 @@ def release_warnings(latest: dict | None, release_id: str, now: datetime | None 
     if not was_published(latest, release_id):
         out.append(f"release {release_id} was never published through latest.json (no pointer history entry): "
                    "its checksums only prove it is self-consistent, not where it came from")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if release_time(release_id) > now + FUTURE_TOLERANCE:
         out.append(f"release id {release_id} is dated in the future ({release_time(release_id):%Y-%m-%d %H:%M} UTC, "
                    f"now {now:%Y-%m-%d %H:%M} UTC): not made by a publish of this clock")
@@ -151,7 +164,7 @@ def rollback(store: Store, territory_id: str, release_id: str, *, verify: bool =
     if problem:
         log.warning("%s; replacing it (its history is lost)", problem)
     data = store.get_bytes(manifest_key(territory_id, release_id))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     pointer = _pointer(territory_id, manifest, hashlib.sha256(data).hexdigest(), latest, "rollback", now)
     swap_latest(store, territory_id, pointer, etag)
     log.info("rolled %s back to release %s (was %s)", territory_id, release_id,

@@ -95,13 +95,13 @@ def add_french_labels(gpkg: Path, sous_trame_labels: dict[str, str]) -> dict[str
                             (titles[table], f"{titles[table]} (trame verte et bleue)", table))
             used_names: set[str] = set()
             for col in cols + new:
-                label = FIELD_LABELS.get(col)
-                if not label:
+                title = FIELD_LABELS.get(col)
+                if not title:
                     continue
-                name = label if label not in used_names else f"{label} ({col})"
+                name = title if title not in used_names else f"{title} ({col})"
                 used_names.add(name)
                 con.execute("INSERT OR REPLACE INTO gpkg_data_columns (table_name, column_name, name, title) "
-                            "VALUES (?, ?, ?, ?)", (table, col, name, label))
+                            "VALUES (?, ?, ?, ?)", (table, col, name, title))
         con.commit()
     except sqlite3.Error as exc:
         raise FormatError(f"{gpkg}: cannot add French labels ({exc})") from None
@@ -202,7 +202,7 @@ def write_pmtiles(gpkg: Path, out_path: Path, layers: list[str] | None = None, *
     from pmtiles.tile import Compression, TileType, zxy_to_tileid
     from pmtiles.writer import Writer
 
-    names = [n for n in (layers or vector_layers(gpkg))]
+    names = list(layers or vector_layers(gpkg))
     tiles: dict[int, list[bytes]] = {}
     metas, headers, written = [], [], []
     with tempfile.TemporaryDirectory(prefix="tvb-pmtiles-") as tmp:

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..config import ID_PATTERN
@@ -79,7 +79,7 @@ def release_id_for(input_key: str, when: datetime, nonce: str | None = None) -> 
         raise ValueError(f"invalid input key {input_key!r} (expected a hex digest)")
     if nonce is not None and not NONCE_RE.match(nonce):
         raise ValueError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}" + (f"-{nonce}" if nonce else "")
 
 
@@ -90,7 +90,7 @@ def new_run_nonce() -> str:
 
 def release_time(release_id: str) -> datetime:
     """The UTC time encoded in a release id."""
-    return datetime.strptime(check_release_id(release_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(check_release_id(release_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 # --- URLs ---------------------------------------------------------------------------------------------------------

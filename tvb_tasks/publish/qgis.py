@@ -19,8 +19,21 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .styles import (FIELD_LABELS, INFRA_COLORS, POPUP_FIELDS, POPUP_HIDDEN, PUBLISHED_LAYERS, STATUS_ALIASES,
-                     STATUS_STYLES, VALUE_LABELS, basemap_config, credit_line, palette, sous_trame_colors, value_label)
+from .styles import (
+    FIELD_LABELS,
+    INFRA_COLORS,
+    POPUP_FIELDS,
+    POPUP_HIDDEN,
+    PUBLISHED_LAYERS,
+    STATUS_ALIASES,
+    STATUS_STYLES,
+    VALUE_LABELS,
+    basemap_config,
+    credit_line,
+    palette,
+    sous_trame_colors,
+    value_label,
+)
 
 # The QGIS version the project declares: QGIS warns when a project "saved with a newer version" is loaded, so this is
 # the oldest version the XML below was checked with (Debian bookworm's QGIS Server 3.22), not the newest.
@@ -66,7 +79,8 @@ def _symbol(parent: ET.Element, name: str, geometry: str, color: str, style: dic
                          "outline_width_unit": "MM", "style": "no", "outline_style": "solid", "joinstyle": "bevel"})
     elif geometry == "polygon":
         layer = ET.SubElement(sym, "layer", {"class": "SimpleFill", "enabled": "1", "locked": "0", "pass": "0"})
-        fill_alpha = int(255 * (style.get("fill_opacity") if style.get("fill_opacity") is not None else 0.5))
+        opacity = style.get("fill_opacity")
+        fill_alpha = int(255 * (0.5 if opacity is None else opacity))
         hatch = bool(style.get("hatch"))            # relays: diagonal hatching, dashed outline
         _options(layer, {"color": _rgba(color, 255 if hatch else fill_alpha), "outline_color": _rgba(color),
                          "outline_width": "0.5" if hatch else "0.3", "outline_width_unit": "MM",
@@ -134,9 +148,7 @@ def _aliases(fields: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for field, label in labels.items():
         clash = [f for f, lab in labels.items() if lab == label and f != field]
-        if not clash:
-            out[field] = label
-        elif field.startswith("libelle"):
+        if not clash or field.startswith("libelle"):
             out[field] = label
         elif any(f.startswith("libelle") for f in clash):
             out[field] = f"{label} (code)"
@@ -256,12 +268,12 @@ def _layout_object(item: ET.Element) -> None:
 
 def _item(parent: ET.Element, kind: int, uuid: str, x: float, y: float, w: float, h: float, z: int,
           **attrs: str) -> ET.Element:
-    item = ET.SubElement(parent, "LayoutItem", type=str(kind), uuid=uuid, templateUuid=uuid, id=attrs.pop("id", ""),
+    item = ET.SubElement(parent, "LayoutItem", dict(type=str(kind), uuid=uuid, templateUuid=uuid, id=attrs.pop("id", ""),
                          position=f"{x},{y},mm", positionOnPage=f"{x},{y},mm", size=f"{w},{h},mm", zValue=str(z),
                          referencePoint="0", frame="false", background=attrs.pop("background", "false"),
                          visibility="1", opacity="1", blendMode="0", itemRotation="0", positionLock="false",
                          outlineWidthM="0.3,mm", frameJoinStyle="miter", excludeFromExports="0", groupUuid="",
-                         **attrs)
+                         **attrs))
     ET.SubElement(item, "FrameColor", red="0", green="0", blue="0", alpha="255")
     ET.SubElement(item, "BackgroundColor", red="255", green="255", blue="255", alpha="255")
     _layout_object(item)
@@ -350,7 +362,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     ET.SubElement(tree, "customproperties")
     projectlayers = ET.Element("projectlayers")
     layers_cfg, order, full_extent = {}, [], None
-    ordered = [l for l in PUBLISHED_LAYERS if l["name"] in present]
+    ordered = [lyr for lyr in PUBLISHED_LAYERS if lyr["name"] in present]
     for layer in reversed(ordered):            # layer tree: top of the list is drawn on top
         name = layer["name"]
         info = pyogrio.read_info(gpkg, layer=name, force_total_bounds=True)
@@ -493,7 +505,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
     }
     cfg = out_dir / "tvb.qgs.cfg"
     cfg.write_text(json.dumps(lizmap, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {"project": project, "lizmap": cfg, "layers": [l["name"] for l in ordered]}
+    return {"project": project, "lizmap": cfg, "layers": [lyr["name"] for lyr in ordered]}
 
 
 def _proj4(crs: str) -> str:

@@ -33,16 +33,42 @@ import json
 import logging
 import re
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..store import (NotFound, ObjectExists, PreconditionFailed, Store, StoreError, media_type, os_error_text,
-                     sha256_file, validate_key)
-from .layout import (NONCE_RE, RELEASE_ID_RE, canonical_json, check_release_id, check_territory_id,  # noqa: F401
-                     collection_key, input_key, latest_key, manifest_key, new_run_nonce, pretty_json, public_url,
-                     release_id_for, release_links, release_prefix, release_time, territory_prefix)
+from ..store import (
+    NotFound,
+    ObjectExists,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    media_type,
+    os_error_text,
+    sha256_file,
+    validate_key,
+)
+from .layout import (  # noqa: F401
+    NONCE_RE,
+    RELEASE_ID_RE,
+    canonical_json,
+    check_release_id,
+    check_territory_id,
+    collection_key,
+    input_key,
+    latest_key,
+    manifest_key,
+    new_run_nonce,
+    pretty_json,
+    public_url,
+    release_id_for,
+    release_links,
+    release_prefix,
+    release_time,
+    territory_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -357,10 +383,10 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
                 "latest_key": latest_key(tid), **_result_links(store, tid, rid, base_url),
                 "files": None, "previous_release_id": latest.get("previous_release_id")}
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     released_at = (released_at or now)
-    released_at = released_at.replace(tzinfo=timezone.utc) if released_at.tzinfo is None else \
-        released_at.astimezone(timezone.utc)
+    released_at = released_at.replace(tzinfo=UTC) if released_at.tzinfo is None else \
+        released_at.astimezone(UTC)
     if release_id:
         rid = check_release_id(release_id)
         if rid[:25] != release_id_for(input_key, released_at):

@@ -6,12 +6,19 @@ N newest complete releases might then not include the last good one a repair nee
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..store import Store
 from .admin import _release_ids_with_objects, find_orphans, list_releases
-from .release import (PublishError, pointer_problems, check_territory_id, manifest_key,
-                      read_latest, release_time, territory_prefix)
+from .release import (
+    PublishError,
+    check_territory_id,
+    manifest_key,
+    pointer_problems,
+    read_latest,
+    release_time,
+    territory_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
     "objects_deleted": n, "dry_run": bool}.
     """
     check_territory_id(territory_id)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     plan = plan_prune(store, territory_id, keep)
     objects = _release_ids_with_objects(store, territory_id)
     partial = store.list_partial(territory_prefix(territory_id) + "/")
@@ -53,7 +60,7 @@ def prune(store: Store, territory_id: str, keep: int, *, orphan_grace_hours: flo
     old_orphans = [rid for rid in orphan_ids
                    if now - release_time(rid) >= timedelta(hours=orphan_grace_hours)]
     old_partial = [k for k, mtime in partial
-                   if now - datetime.fromtimestamp(mtime, timezone.utc) >= timedelta(hours=orphan_grace_hours)]
+                   if now - datetime.fromtimestamp(mtime, UTC) >= timedelta(hours=orphan_grace_hours)]
     n = 0
     if not dry_run:
         for rid in plan["deleted"]:

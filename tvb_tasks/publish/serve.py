@@ -109,8 +109,17 @@ def content_type(key: str) -> str:
     return CONTENT_TYPES.get(ext) or media_type(key)
 
 
+class StoreServer(ThreadingHTTPServer):
+    """Threaded HTTP server over a :class:`Store` (``store``); ``quiet`` silences the request log."""
+
+    store: Store
+    quiet: bool = False
+
+
 class StoreHandler(BaseHTTPRequestHandler):
     """GET / HEAD of store objects with single-range support. ``server.store`` is the :class:`Store`."""
+
+    server: StoreServer
 
     server_version = "tvb-serve"
     protocol_version = "HTTP/1.1"
@@ -120,10 +129,10 @@ class StoreHandler(BaseHTTPRequestHandler):
             return
         super().log_message(fmt, *args)
 
-    def do_HEAD(self):  # noqa: N802 - http.server naming
+    def do_HEAD(self):
         self._answer(body=False)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._answer(body=True)
 
     def _error(self, code: int, message: str, extra: dict | None = None) -> None:
@@ -141,7 +150,7 @@ class StoreHandler(BaseHTTPRequestHandler):
         store: Store = self.server.store
         key = key_for_path(self.path)
         info = object_info(store, key) if key else None
-        if info is None:
+        if not key or info is None:
             self._error(404, "introuvable / not found")
             return
         size, etag = info
@@ -151,11 +160,11 @@ class StoreHandler(BaseHTTPRequestHandler):
             try:
                 rng = parse_range(header, size)
             except ValueError:      # malformed: ignored, the whole object is sent
-                rng = ()
-            if rng is None:
-                self._error(416, "plage invalide / range not satisfiable", {"Content-Range": f"bytes */{size}"})
-                return
-            if rng:
+                pass
+            else:
+                if rng is None:
+                    self._error(416, "plage invalide / range not satisfiable", {"Content-Range": f"bytes */{size}"})
+                    return
                 (start, end), status = rng, 206
         data = read_range(store, key, start, end) if body and size else b""
         self.send_response(status)
@@ -175,9 +184,9 @@ class StoreHandler(BaseHTTPRequestHandler):
 
 
 def make_server(store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                quiet: bool = False) -> ThreadingHTTPServer:
+                quiet: bool = False) -> StoreServer:
     """A threaded HTTP server over ``store`` (port 0 = any free port); call ``serve_forever()`` to run it."""
-    server = ThreadingHTTPServer((host, port), StoreHandler)
+    server = StoreServer((host, port), StoreHandler)
     server.daemon_threads = True
     server.store = store
     server.quiet = quiet
@@ -186,4 +195,6 @@ def make_server(store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 
 def server_url(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
+    if isinstance(host, bytes | bytearray):
+        host = host.decode()
     return f"http://{host}:{port}"

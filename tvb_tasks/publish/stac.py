@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pystac
@@ -102,7 +102,7 @@ def build_item(territory, release_id: str, released_at: datetime, entries: list[
         id=f"{territory.id}-{release_id}",
         geometry=_bbox_geometry(bbox) if bbox else None,
         bbox=bbox,
-        datetime=released_at.astimezone(timezone.utc),
+        datetime=released_at.astimezone(UTC),
         properties={
             "title": f"Trame verte et bleue — {label} — publication {release_id}",
             "description": f"Observatoire de la trame verte et bleue de {territory.name} : couches, rasters, "
@@ -162,7 +162,7 @@ def build_collection(territory_id: str, items: list[dict], *, title: str, descri
     bbox = ([min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes),
              max(b[3] for b in bboxes)] if bboxes else [-180.0, -90.0, 180.0, 90.0])
     times = sorted(datetime.fromisoformat(i["properties"]["datetime"].replace("Z", "+00:00")) for i in items)
-    start = times[0] if times else datetime.now(timezone.utc)
+    start = times[0] if times else datetime.now(UTC)
     coll = pystac.Collection(
         id=f"tvb-{territory_id}", title=title, description=description, license=license,
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, None]])),

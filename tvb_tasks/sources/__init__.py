@@ -14,12 +14,31 @@ Loggers are named ``tvb_tasks.sources.*``.
 from .errors import SourceError
 from .fetch import cache_dir, fetch_all, fetch_source, territory_outline
 from .http import redact_url
-from .snapshot import (clear_rejected, content_hash, latest_snapshot, list_rejected, mark_rejected, previous_snapshot,
-                       read_snapshot)
+from .snapshot import (
+                       clear_rejected,
+                       content_hash,
+                       latest_snapshot,
+                       list_rejected,
+                       mark_rejected,
+                       previous_snapshot,
+                       read_snapshot,
+)
 from .wfs import fetch_wfs_to_file, read_wfs
 
 __all__ = [
-    "SourceError", "fetch_source", "fetch_all", "previous_snapshot", "latest_snapshot", "read_snapshot",
-    "content_hash", "fetch_wfs_to_file", "read_wfs", "redact_url", "territory_outline", "cache_dir",
-    "mark_rejected", "list_rejected", "clear_rejected",
+                       "SourceError",
+                       "cache_dir",
+                       "clear_rejected",
+                       "content_hash",
+                       "fetch_all",
+                       "fetch_source",
+                       "fetch_wfs_to_file",
+                       "latest_snapshot",
+                       "list_rejected",
+                       "mark_rejected",
+                       "previous_snapshot",
+                       "read_snapshot",
+                       "read_wfs",
+                       "redact_url",
+                       "territory_outline",
 ]

@@ -28,8 +28,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import geopandas as gpd
@@ -39,10 +40,18 @@ from ..store import Store
 from . import osm as osm_mod
 from .errors import SourceError
 from .files import apply_columns, read_vector
-from .http import OPTION_KEYS as HTTP_OPTION_KEYS, HttpOptions, download, redact_url
+from .http import OPTION_KEYS as HTTP_OPTION_KEYS
+from .http import HttpOptions, download, redact_url
 from .schemas import check_layer, effective_knobs
-from .snapshot import (commit_record, commit_snapshot, latest_snapshot, read_index, read_snapshot, snapshot_present,
-                       utc_now)
+from .snapshot import (
+    commit_record,
+    commit_snapshot,
+    latest_snapshot,
+    read_index,
+    read_snapshot,
+    snapshot_present,
+    utc_now,
+)
 from .wfs import read_wfs
 
 log = logging.getLogger("tvb_tasks.sources")
@@ -128,6 +137,13 @@ def territory_outline(territory: Territory, store: Store) -> tuple[Any, str]:
 
 
 # --- file / http ------------------------------------------------------------------------------------------------
+def _required(value: str | None, name: str, key: str) -> str:
+    """A key the territory schema requires for this kind of source (``SourceConfig`` checks it on load)."""
+    if not value:
+        raise SourceError(f"source {name!r}: {key!r} is missing (required for this kind of source)")
+    return value
+
+
 def _read_local(path: Path, cfg: SourceConfig, name: str, what: str) -> gpd.GeoDataFrame:
     opts = _options(cfg)
     gdf = read_vector(path, layer=cfg.layer, what=what, **{k: opts.get(k) for k in FILE_OPTION_KEYS})
@@ -136,7 +152,7 @@ def _read_local(path: Path, cfg: SourceConfig, name: str, what: str) -> gpd.GeoD
 
 def _fetch_file(territory: Territory, name: str, cfg: SourceConfig, store: Store, *, force: bool) -> dict:
     started = time.monotonic()
-    path = territory.resolve_path(cfg.path)
+    path = territory.resolve_path(_required(cfg.path, name, "path"))
     what = f"source {name!r} ({cfg.path})"
     gdf = _read_local(path, cfg, name, what)
     meta = {"kind": "file", "path": cfg.path, "layer": cfg.layer,
@@ -185,6 +201,8 @@ def _fetch_http(territory: Territory, name: str, cfg: SourceConfig, store: Store
             return _finish(ref, started)
         result = download(url, dest, opts=HttpOptions.from_source(opts, auth=auth, headers=headers))
     what = f"source {name!r} ({result.url})"
+    if result.path is None:         # a download without validators is never "not modified"
+        raise SourceError(f"{what}: the server sent no file")
     gdf = _read_local(result.path, cfg, name, what)
     http = {"etag": result.etag, "last_modified": result.last_modified, "sha256": result.sha256}
     meta = {"kind": "http", "url": result.url, "layer": cfg.layer, "params": {k: v for k, v in params.items()
@@ -207,7 +225,7 @@ def _fetch_wfs(territory: Territory, name: str, cfg: SourceConfig, store: Store,
         outline, _ = territory_outline(territory, store)
         minx, miny, maxx, maxy = outline.buffer(source_buffer_m(territory, opts, "bbox_buffer_m")).bounds
         bbox = (minx, miny, maxx, maxy, territory.crs)
-    result = read_wfs(url, cfg.typename, version=cfg.version or "2.0.0", bbox=bbox, srs_name=territory.crs,
+    result = read_wfs(url, _required(cfg.typename, name, "typename"), version=cfg.version or "2.0.0", bbox=bbox, srs_name=territory.crs,
                       filters=opts.get("filter"), page_size=opts.get("page_size"), sort_by=opts.get("sort_by"),
                       output_format=opts.get("output_format"), geometry_name=opts.get("geometry_name"),
                       opts=HttpOptions.from_source(opts, auth=auth, headers=headers))
@@ -257,7 +275,7 @@ def _year(last_modified: str | None) -> int:
             return email.utils.parsedate_to_datetime(last_modified).year
         except (TypeError, ValueError):
             pass
-    return dt.datetime.now(dt.timezone.utc).year
+    return dt.datetime.now(dt.UTC).year
 
 
 def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store, *, force: bool, url: str | None,
@@ -293,7 +311,7 @@ def _fetch_osm(territory: Territory, name: str, cfg: SourceConfig, store: Store,
                 for lname in (latest or {}).get("layers", {}))):
             log.warning("OSM %s: a snapshot in the index is missing from the store: extracting again", name)
             same_params = False
-        if same_params:
+        if same_params and latest is not None:
             layers = {lname: {**(latest_snapshot(store, territory.id, lname) or {}), "changed": False}
                       for lname in (latest or {}).get("layers", {})}
             log.info("OSM %s: extract not modified and rules unchanged: nothing to do", result.url)

@@ -6,8 +6,9 @@ File sources are read as they are: no reprojection (validation checks the CRS). 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -37,7 +38,7 @@ def _read_csv_points(path: Path, *, x_column: str | None, y_column: str | None, 
     if wkt_column:
         try:
             geometry = gpd.GeoSeries.from_wkt(df.pop(wkt_column).astype(object), on_invalid="raise")
-        except Exception as exc:  # shapely raises GEOSException subclasses
+        except Exception as exc:  # noqa: BLE001 - shapely raises GEOSException subclasses
             raise SourceError(f"{what}: invalid WKT in column {wkt_column!r} ({exc})") from None
     else:
         x = pd.to_numeric(df.pop(x_column), errors="coerce")
@@ -71,7 +72,7 @@ def read_vector(path: str | Path, *, layer: str | None = None, what: str | None 
     elif suffix in PARQUET_SUFFIXES:
         try:
             gdf = gpd.read_parquet(path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pyarrow and geopandas raise many types on a bad file
             raise SourceError(f"{what}: not a readable GeoParquet file ({exc})") from None
     else:
         source = f"/vsizip/{path}" if suffix == ".zip" else str(path)
@@ -121,7 +122,7 @@ def apply_columns(gdf: gpd.GeoDataFrame, columns: Mapping[str, str] | None,
                               f"(columns: {[c for c in out.columns if c != out.geometry.name]})")
         lookup = {str(k): v for k, v in mapping.items()}
         original = out[column]
-        mapped = original.map(lambda v: lookup.get(str(v), v) if v is not None and v == v else v)
+        mapped = original.map(lambda v, lookup=lookup: lookup.get(str(v), v) if v is not None and v == v else v)
         unmapped = original.notna() & ~original.astype(str).isin(list(lookup))
         if unmapped.any():
             log.warning("%s: %d value(s) of %r not in value_maps, kept as they are (e.g. %s)", what,

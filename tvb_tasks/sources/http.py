@@ -35,9 +35,10 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -131,7 +132,7 @@ class HttpOptions:
 
     @classmethod
     def from_source(cls, cfg: Mapping[str, Any], *, auth: Any = None,
-                    headers: Mapping[str, str] | None = None) -> "HttpOptions":
+                    headers: Mapping[str, str] | None = None) -> HttpOptions:
         """Options from a source's YAML keys ``timeout_s``, ``connect_timeout_s``, ``deadline_s``,
         ``max_retries``, ``backoff_s``, ``backoff_max_s``, plus credentials; the deadline starts now."""
         kwargs = {k: cfg[k] for k in OPTION_KEYS if cfg.get(k) is not None}
@@ -140,7 +141,7 @@ class HttpOptions:
         except (TypeError, ValueError) as exc:
             raise SourceError(f"invalid HTTP options {kwargs}: {exc}") from None
 
-    def started(self) -> "HttpOptions":
+    def started(self) -> HttpOptions:
         """A copy whose overall deadline runs from now (unchanged when already started)."""
         return self if self.started_at is not None else dataclasses.replace(self, started_at=time.monotonic())
 
@@ -247,7 +248,8 @@ class _DeadlineAdapter(HTTPAdapter):
 
 
 def deadline_message(what: str, opts: HttpOptions) -> str:
-    return (f"{what}: no complete answer within the overall deadline of {float(opts.deadline_s):g} s "
+    budget = "" if opts.deadline_s is None else f" of {opts.deadline_s:g} s"
+    return (f"{what}: no complete answer within the overall deadline{budget} "
             f"(connect timeout {opts.connect_timeout_s:g} s, read timeout {opts.timeout_s:g} s); the server is "
             "stalled or too slow — raise deadline_s for this source in the territory YAML or use --deadline")
 

@@ -16,8 +16,9 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import geopandas as gpd
 import numpy as np

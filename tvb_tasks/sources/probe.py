@@ -53,6 +53,9 @@ def probe_source(name: str, cfg: Any) -> dict:
     report = {"source": name, "schema": opts["schema"], "url": redact_url(url or ""), "typename": cfg.typename,
               "differences": [], "notes": []}
     diff, notes = report["differences"], report["notes"]
+    if not url:
+        diff.append("no service URL: neither the source (url / connection) nor its schema names one")
+        return report
     http = HttpOptions.from_source({**opts, **effective_knobs(cfg)})
     try:
         caps = get_capabilities(url, cfg.version or "2.0.0", opts=http, use_cache=False)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

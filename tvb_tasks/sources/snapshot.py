@@ -18,6 +18,7 @@ the file timestamps or the transfer format; a fetch whose id equals the latest o
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -41,7 +42,7 @@ CAS_ATTEMPTS = 8
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def snapshot_prefix(territory_id: str, name: str) -> str:
@@ -244,9 +245,9 @@ def clear_rejected(store: Store, territory_id: str, source: str | None = None) -
             continue
         gone: list[dict] = []
 
-        def mutate(index: dict) -> dict:
+        def mutate(index: dict, gone: list[dict] = gone) -> dict:
             gone.clear()
-            kept = []
+            kept: list[dict] = []
             for entry in index.get("snapshots") or []:
                 (gone if entry.get("rejected") else kept).append(entry)
             index["snapshots"] = kept
@@ -333,11 +334,9 @@ def commit_snapshot(store: Store, territory_id: str, name: str, gdf: gpd.GeoData
             store.put_file(key, path, create_only=True, content_type="application/vnd.apache.parquet")
         except ObjectExists:
             log.info("%s: already stored (same content seen before)", key)
-    try:
+    with contextlib.suppress(ObjectExists):
         store.put_bytes(metadata_key, json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default)
                         .encode("utf-8"), create_only=True, content_type="application/json")
-    except ObjectExists:
-        pass
     ref = {"source": name, "role": role, "snapshot_id": snapshot_id, "key": key, "metadata_key": metadata_key,
            "changed": True, "feature_count": int(len(gdf)), "fetched_at": now,
            "number_matched": metadata.get("number_matched"), "etag": (http or {}).get("etag")}
@@ -366,14 +365,12 @@ def commit_record(store: Store, territory_id: str, name: str, record: dict, *, r
     latest = latest_snapshot(store, territory_id, name)
     same = latest is not None and latest["snapshot_id"] == record_id
     if not same or not store.exists(metadata_key):
-        try:
+        with contextlib.suppress(ObjectExists):
             store.put_bytes(metadata_key, json.dumps({**record, "snapshot_id": record_id, "fetched_at": now,
                                                       "previous_snapshot_id": latest["snapshot_id"] if latest
                                                       else None}, indent=1, ensure_ascii=False,
                                                      default=_json_default).encode("utf-8"),
                             create_only=True, content_type="application/json")
-        except ObjectExists:
-            pass
     entry = {"source": name, "role": role, "snapshot_id": record_id, "key": None, "metadata_key": metadata_key,
              "feature_count": int(record.get("feature_count") or 0), "fetched_at": now,
              "layers": record.get("layers_index") or {}, "etag": (http or {}).get("etag")}
@@ -384,7 +381,7 @@ def commit_record(store: Store, territory_id: str, name: str, record: dict, *, r
         return _stamp(index, now, http, params_hash)
 
     update_index(store, territory_id, name, mutate)
-    base = latest if same else entry
+    base = latest if same and latest is not None else entry
     return {**base, "changed": changed, "checked_at": now}
 
 

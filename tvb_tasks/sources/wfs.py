@@ -34,9 +34,10 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd

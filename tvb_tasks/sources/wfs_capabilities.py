@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import requests
 from lxml import etree

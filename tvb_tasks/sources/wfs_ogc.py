@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import logging
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import requests
 from lxml import etree

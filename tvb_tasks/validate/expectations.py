@@ -23,14 +23,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any, ClassVar, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS
-from pyproj.exceptions import CRSError
-
 from great_expectations.core.metric_domain_types import MetricDomainTypes
 from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.execution_engine import ExecutionEngine, PandasExecutionEngine
@@ -43,12 +40,14 @@ from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.table_metric_provider import TableMetricProvider
 from great_expectations.render import LegacyRendererType, RenderedStringTemplateContent
 from great_expectations.render.renderer.renderer import renderer
+from pyproj import CRS
+from pyproj.exceptions import CRSError
 
 CRS_COLUMN = "__crs__"
 GEOMETRY_COLUMN = "geometry"
 M2_PER_HA = 10_000.0
 
-_LIBRARY_METADATA: Dict[str, Any] = {
+_LIBRARY_METADATA: dict[str, Any] = {
     "maturity": "production",
     "tags": ["geospatial", "tvb"],
     "contributors": ["tvb-observatory"],
@@ -106,7 +105,7 @@ class _Prescriptive:
     _TEMPLATE: ClassVar[str] = ""
 
     @classmethod
-    def _template_params(cls, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    def _template_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         params = {k: v for k, v in kwargs.items() if k not in ("batch_id", "territory_wkt")}
         fields = getattr(cls, "__fields__", {})
         for name in re.findall(r"\$(\w+)", cls._TEMPLATE):   # GX drops kwargs equal to their default
@@ -157,7 +156,7 @@ class _GeometryMapMixin(_Prescriptive):
         return self._describe(geom)
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        output = super()._validate(  # type: ignore[misc]
+        output = super()._validate(
             metrics=metrics, runtime_configuration=runtime_configuration, execution_engine=execution_engine
         )
         return self._describe_result(output)
@@ -191,7 +190,7 @@ class ColumnValuesGeometryTypeIn(ColumnMapMetricProvider):
     condition_value_keys = ("geometry_types",)
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, geometry_types: List[str], **kwargs) -> pd.Series:
+    def _pandas(cls, column: pd.Series, geometry_types: list[str], **kwargs) -> pd.Series:
         types = np.array([g.geom_type for g in as_geometry_array(column)], dtype=object)
         return pd.Series(np.isin(types, list(geometry_types)), index=column.index)
 
@@ -207,7 +206,7 @@ class ColumnValuesGeometryInTerritory(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(
-        cls, column: pd.Series, territory_wkt: Optional[str], buffer_m: float, predicate: str, **kwargs
+        cls, column: pd.Series, territory_wkt: str | None, buffer_m: float, predicate: str, **kwargs
     ) -> pd.Series:
         geoms = as_geometry_array(column)
         if not territory_wkt:
@@ -299,7 +298,7 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def area_by_class(df: pd.DataFrame, geometry_column: str, class_column: str) -> Dict[str, float]:
+def area_by_class(df: pd.DataFrame, geometry_column: str, class_column: str) -> dict[str, float]:
     """Area in hectares per class (null class → ``"<null>"``); geometry areas are in the frame's metric CRS."""
     if class_column not in df.columns:
         raise KeyError(f"the validation frame has no class column {class_column!r}")
@@ -310,13 +309,13 @@ def area_by_class(df: pd.DataFrame, geometry_column: str, class_column: str) -> 
 
 
 def area_drift(
-    current: Dict[str, float], previous: Dict[str, float], min_class_area_ha: float
-) -> Dict[str, Optional[float]]:
+    current: dict[str, float], previous: dict[str, float], min_class_area_ha: float
+) -> dict[str, float | None]:
     """Relative change (%) of area per class; classes below ``min_class_area_ha`` in both snapshots are skipped.
 
     A class absent from the previous snapshot (previous area 0) has an infinite drift, reported as ``None``.
     """
-    drift: Dict[str, Optional[float]] = {}
+    drift: dict[str, float | None] = {}
     for cls in sorted(set(current) | set(previous)):
         cur, prev = float(current.get(cls, 0.0)), float(previous.get(cls, 0.0))
         if max(cur, prev) < min_class_area_ha:
@@ -335,8 +334,8 @@ class ExpectColumnValuesToBeValidGeometry(_GeometryMapMixin, ColumnMapExpectatio
     _TEMPLATE: ClassVar[str] = "$column geometries must be valid (OGC simple features rules)."
 
     map_metric: ClassVar[str] = "column_values.geometry_valid"
-    success_keys: ClassVar[Tuple[str, ...]] = ("mostly",)
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _describe(self, geom: Any) -> str:
         return f"{geom.geom_type}: {shapely.is_valid_reason(geom)}"
@@ -348,8 +347,8 @@ class ExpectColumnValuesToBeNonEmptyGeometry(_GeometryMapMixin, ColumnMapExpecta
     _TEMPLATE: ClassVar[str] = "$column geometries must not be empty."
 
     map_metric: ClassVar[str] = "column_values.geometry_non_empty"
-    success_keys: ClassVar[Tuple[str, ...]] = ("mostly",)
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _describe(self, geom: Any) -> str:
         return f"{geom.geom_type} EMPTY"
@@ -360,11 +359,11 @@ class ExpectColumnValuesToHaveGeometryType(_GeometryMapMixin, ColumnMapExpectati
 
     _TEMPLATE: ClassVar[str] = "$column geometry types must be one of: $geometry_types."
 
-    geometry_types: Union[List[str], SuiteParameterDict]
+    geometry_types: list[str] | SuiteParameterDict
     map_metric: ClassVar[str] = "column_values.geometry_type_in"
-    success_keys: ClassVar[Tuple[str, ...]] = ("geometry_types", "mostly")
-    args_keys: ClassVar[Tuple[str, ...]] = ("column", "geometry_types")
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    success_keys: ClassVar[tuple[str, ...]] = ("geometry_types", "mostly")
+    args_keys: ClassVar[tuple[str, ...]] = ("column", "geometry_types")
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _describe(self, geom: Any) -> str:
         return geom.geom_type
@@ -380,16 +379,16 @@ class ExpectColumnValuesToBeInTerritory(_GeometryMapMixin, ColumnMapExpectation)
 
     _TEMPLATE: ClassVar[str] = "$column geometries must $predicate the territory outline buffered by $buffer_m m."
 
-    territory_wkt: Union[str, SuiteParameterDict, None]
-    buffer_m: Union[float, SuiteParameterDict] = 0.0
+    territory_wkt: str | SuiteParameterDict | None
+    buffer_m: float | SuiteParameterDict = 0.0
     predicate: Literal["intersects", "within"] = "intersects"
     map_metric: ClassVar[str] = "column_values.geometry_in_territory"
-    success_keys: ClassVar[Tuple[str, ...]] = ("territory_wkt", "buffer_m", "predicate", "mostly")
-    args_keys: ClassVar[Tuple[str, ...]] = ("column", "territory_wkt", "buffer_m", "predicate")
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    success_keys: ClassVar[tuple[str, ...]] = ("territory_wkt", "buffer_m", "predicate", "mostly")
+    args_keys: ClassVar[tuple[str, ...]] = ("column", "territory_wkt", "buffer_m", "predicate")
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     @classmethod
-    def _template_params(cls, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    def _template_params(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         params = super()._template_params(kwargs)
         params["predicate"] = "lie within" if params.get("predicate") == "within" else "intersect"
         params.setdefault("buffer_m", 0)
@@ -405,8 +404,8 @@ class ExpectColumnValuesToBeUniqueGeometry(_GeometryMapMixin, ColumnMapExpectati
     _TEMPLATE: ClassVar[str] = "$column geometries must not be duplicated."
 
     map_metric: ClassVar[str] = "column_values.geometry_unique"
-    success_keys: ClassVar[Tuple[str, ...]] = ("mostly",)
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _describe(self, geom: Any) -> str:
         return f"{geom.geom_type} duplicated, bbox={_bbox(geom)}"
@@ -421,20 +420,20 @@ class ExpectTableCrsToBe(_Prescriptive, BatchExpectation):
 
     _TEMPLATE: ClassVar[str] = "The layer CRS must be $crs."
 
-    crs: Union[str, SuiteParameterDict]
+    crs: str | SuiteParameterDict
     crs_column: str = CRS_COLUMN
-    metric_dependencies: ClassVar[Tuple[str, ...]] = ("table.crs_values",)
-    success_keys: ClassVar[Tuple[str, ...]] = ("crs", "crs_column")
-    args_keys: ClassVar[Tuple[str, ...]] = ("crs",)
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("table.crs_values",)
+    success_keys: ClassVar[tuple[str, ...]] = ("crs", "crs_column")
+    args_keys: ClassVar[tuple[str, ...]] = ("crs",)
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _validate(
         self,
-        metrics: Dict,
-        runtime_configuration: Optional[dict] = None,
-        execution_engine: Optional[ExecutionEngine] = None,
-    ) -> Dict[str, Any]:
-        observed: List[str] = metrics["table.crs_values"]
+        metrics: dict,
+        runtime_configuration: dict | None = None,
+        execution_engine: ExecutionEngine | None = None,
+    ) -> dict[str, Any]:
+        observed: list[str] = metrics["table.crs_values"]
         expected = str(self._get_success_kwarg("crs"))
         wrong = [c or "<none>" for c in observed if not crs_matches(c, expected)]
         return {
@@ -459,23 +458,23 @@ class ExpectTableAreaByClassDriftToBeBelow(_Prescriptive, BatchExpectation):
 
     class_column: str
     geometry_column: str = GEOMETRY_COLUMN
-    previous_area_by_class: Union[Dict[str, float], SuiteParameterDict, None] = None
-    max_drift_pct: Union[float, SuiteParameterDict] = 20.0
-    min_class_area_ha: Union[float, SuiteParameterDict] = 1.0
-    metric_dependencies: ClassVar[Tuple[str, ...]] = ("table.area_by_class",)
-    success_keys: ClassVar[Tuple[str, ...]] = (
+    previous_area_by_class: dict[str, float] | SuiteParameterDict | None = None
+    max_drift_pct: float | SuiteParameterDict = 20.0
+    min_class_area_ha: float | SuiteParameterDict = 1.0
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("table.area_by_class",)
+    success_keys: ClassVar[tuple[str, ...]] = (
         "class_column", "geometry_column", "previous_area_by_class", "max_drift_pct", "min_class_area_ha",
     )
-    args_keys: ClassVar[Tuple[str, ...]] = ("class_column", "max_drift_pct")
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    args_keys: ClassVar[tuple[str, ...]] = ("class_column", "max_drift_pct")
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _validate(
         self,
-        metrics: Dict,
-        runtime_configuration: Optional[dict] = None,
-        execution_engine: Optional[ExecutionEngine] = None,
-    ) -> Dict[str, Any]:
-        current: Dict[str, float] = metrics["table.area_by_class"]
+        metrics: dict,
+        runtime_configuration: dict | None = None,
+        execution_engine: ExecutionEngine | None = None,
+    ) -> dict[str, Any]:
+        current: dict[str, float] = metrics["table.area_by_class"]
         previous = self._get_success_kwarg("previous_area_by_class")
         if not previous:
             return {"success": True, "result": {"observed_value": current, "details": {
@@ -505,23 +504,23 @@ class ExpectTableValuesToBeNumeric(_Prescriptive, BatchExpectation):
 
     _TEMPLATE: ClassVar[str] = "Every value must be a finite number (columns not checked: $exclude)."
 
-    exclude: List[str] = []
-    metric_dependencies: ClassVar[Tuple[str, ...]] = ("table.non_numeric_columns",)
-    success_keys: ClassVar[Tuple[str, ...]] = ("exclude",)
-    library_metadata: ClassVar[Dict[str, Any]] = _LIBRARY_METADATA
+    exclude: list[str] = []  # noqa: RUF012 - a pydantic field of the Expectation model (pydantic copies defaults)
+    metric_dependencies: ClassVar[tuple[str, ...]] = ("table.non_numeric_columns",)
+    success_keys: ClassVar[tuple[str, ...]] = ("exclude",)
+    library_metadata: ClassVar[dict[str, Any]] = _LIBRARY_METADATA
 
     def _validate(
         self,
-        metrics: Dict,
-        runtime_configuration: Optional[dict] = None,
-        execution_engine: Optional[ExecutionEngine] = None,
-    ) -> Dict[str, Any]:
-        bad: List[str] = metrics["table.non_numeric_columns"]
+        metrics: dict,
+        runtime_configuration: dict | None = None,
+        execution_engine: ExecutionEngine | None = None,
+    ) -> dict[str, Any]:
+        bad: list[str] = metrics["table.non_numeric_columns"]
         return {"success": not bad, "result": {"observed_value": bad, "details": {"non_numeric_columns": bad}}}
 
 
 #: Expectation types defined here (snake-cased class names, as GX registers them).
-CUSTOM_EXPECTATION_TYPES: Tuple[str, ...] = tuple(
+CUSTOM_EXPECTATION_TYPES: tuple[str, ...] = tuple(
     cls.expectation_type
     for cls in (
         ExpectColumnValuesToBeValidGeometry,

@@ -52,7 +52,7 @@ def read_snapshot(path: Path) -> gpd.GeoDataFrame:
         raise ValueError(f"snapshot {path} does not exist")
     try:
         return gpd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow / geopandas raise many types
+    except Exception as exc:
         raise ValueError(f"snapshot {path} is not a readable GeoParquet file: {exc}") from exc
 
 
@@ -82,7 +82,7 @@ def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...
     return tuple(codes)
 
 
-def nomenclature_codes(territory: "Territory") -> list[str]:
+def nomenclature_codes(territory: Territory) -> list[str]:
     """Valid land-use codes: the ``nomenclature.code_column`` of the territory's nomenclature CSV."""
     path = territory.resolve_path(territory.nomenclature.file)
     if not path.exists():
@@ -133,7 +133,7 @@ def outline_of(boundary: Any, crs: str) -> shapely.Geometry | None:
     return shapely.union_all(np.asarray(shapely.make_valid(geoms.values), dtype=object)) if len(geoms) else None
 
 
-def configured_outline(territory: "Territory") -> shapely.Geometry | None:
+def configured_outline(territory: Territory) -> shapely.Geometry | None:
     """Outline read from the boundary source's file in the YAML (file sources only), else ``None``."""
     source = territory.sources.get(territory.boundary.source)
     if source is None or source.kind != "file" or not source.path:

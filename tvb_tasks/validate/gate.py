@@ -16,8 +16,9 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
@@ -111,7 +112,7 @@ def run_suite(suite, frame: pd.DataFrame, parameters: Mapping[str, Any]):
 EMPTY_LAYER_KEY = "row_count_non_empty"
 
 
-def source_severity_overrides(territory: "Territory", settings: ValidationSettings, suite_name: str,
+def source_severity_overrides(territory: Territory, settings: ValidationSettings, suite_name: str,
                               name: str) -> dict[str, str]:
     """Severity overrides of source ``name``'s suite: the ``validation:`` ones, plus ``row_count_non_empty`` at
     ``info`` for a source with ``allow_empty: true`` (an optional layer, e.g. a nature-reserve layer with no site in
@@ -135,7 +136,7 @@ def row_count_bounds(previous_rows: int | None, drift_pct: float) -> tuple[int, 
 
 
 def suite_parameters(
-    territory: "Territory",
+    territory: Territory,
     settings: ValidationSettings,
     *,
     source: str | None,
@@ -169,7 +170,7 @@ def suite_parameters(
     }
 
 
-def _priorities_parameters(territory: "Territory") -> dict[str, Any]:
+def _priorities_parameters(territory: Territory) -> dict[str, Any]:
     """Value sets of the ``projects`` / ``maintenance`` source suites, from the ``priorities:`` section."""
     from tvb_tasks.priorities.config import priorities_config
 
@@ -204,7 +205,7 @@ def _validate_frame(
     return summary, result_json
 
 
-def source_role(territory: "Territory", name: str) -> str:
+def source_role(territory: Territory, name: str) -> str:
     """Role of a configured source, or of a layer derived from an ``osm`` source (``<osm source>_roads`` …);
     raises ``ValueError`` naming the known sources otherwise."""
     if name in territory.sources:
@@ -219,7 +220,7 @@ def source_role(territory: "Territory", name: str) -> str:
 
 
 def validate_source(
-    territory: "Territory",
+    territory: Territory,
     name: str,
     path: Path,
     *,
@@ -304,7 +305,7 @@ def _aggregate(summaries: dict[str, dict], results_path: Path, docs_path: Path |
 
 
 def validate_sources(
-    territory: "Territory",
+    territory: Territory,
     paths: dict[str, Path],
     previous: dict[str, Path | None],
     out_dir: Path,
@@ -354,7 +355,7 @@ def indicators_frame(indicators: dict) -> pd.DataFrame:
 
 
 def validate_outputs(
-    territory: "Territory",
+    territory: Territory,
     gpkg: Path,
     indicators_json: Path | None,
     out_dir: Path,

@@ -16,9 +16,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tvb_tasks.config import PROJECT_ROOT
 
@@ -137,7 +138,7 @@ def registered_expectation_types() -> set[str]:
     return set(list_registered_expectation_implementations())
 
 
-def build_suite(doc: dict) -> "gx.ExpectationSuite":
+def build_suite(doc: dict) -> gx.ExpectationSuite:
     """A GX ``ExpectationSuite`` from a suite document; raises if any expectation is unknown or dropped."""
     import great_expectations as gx
 
@@ -156,7 +157,7 @@ def build_suite(doc: dict) -> "gx.ExpectationSuite":
         expectations.append(entry)
     try:
         suite = gx.ExpectationSuite(name=name, expectations=expectations, meta=copy.deepcopy(doc.get("meta") or {}))
-    except Exception as exc:  # noqa: BLE001 - GX raises pydantic / GX errors for invalid kwargs
+    except Exception as exc:
         raise SuiteLoadError(f"suite {name!r}: an expectation is invalid: {exc}") from exc
     declared = doc["meta"]["expected_expectation_count"]
     if len(suite.expectations) != declared:
@@ -167,7 +168,7 @@ def build_suite(doc: dict) -> "gx.ExpectationSuite":
     return suite
 
 
-def load_suite(name: str, severity_overrides: Mapping[str, str] | None = None) -> "gx.ExpectationSuite":
+def load_suite(name: str, severity_overrides: Mapping[str, str] | None = None) -> gx.ExpectationSuite:
     """Load suite ``name`` from :func:`suites_dir`, apply severity overrides, and check it is complete.
 
     Raises :class:`SuiteLoadError` when the file is missing or malformed, a type is unknown to GX, an override

@@ -105,13 +105,13 @@ from .io import OUTPUT_OPTIONS, cost_distance_file
 from .kernels import BACK_NONE, BACK_SOURCE, OFFSETS
 
 __all__ = [
-    "OFFSETS",
-    "BACK_SOURCE",
     "BACK_NONE",
+    "BACK_SOURCE",
+    "OFFSETS",
     "OUTPUT_OPTIONS",
     "accumulated_cost",
-    "trace_path",
     "adjacent_sources",
     "cost_distance_file",
+    "trace_path",
     "warm_up",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def _prepare_cost(cost, nodata_mask):
     if cost.ndim != 2:
         raise ValueError(f"cost must be a 2-D array, got shape {cost.shape}")
     if cost.dtype not in (np.float32, np.float64):
-        if cost.dtype.kind in "biu" and cost.dtype.itemsize <= 2 or cost.dtype == np.float16:
+        if (cost.dtype.kind in "biu" and cost.dtype.itemsize <= 2) or cost.dtype == np.float16:
             cost = cost.astype(np.float32)
         else:
             cost = cost.astype(np.float64)

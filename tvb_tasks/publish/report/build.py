@@ -2,24 +2,24 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
 import pyogrio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
 from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, read_layers
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
 from tvb_tasks.publish.report import maps, reading
-from tvb_tasks.publish.styles import credit_line, reference_label, sources_table
-
 from tvb_tasks.publish.report.tables import (
     CHANGE_INDICATORS,
     FICHES_HREF,
     INDICATOR_LABELS,
     SYNTHETIC_NOTE,
+    Table,
     change_tables,
     communes_table,
     connectivity_table,
@@ -29,9 +29,9 @@ from tvb_tasks.publish.report.tables import (
     key_figures_table,
     layer_change_table,
     ranking_tables,
-    Table,
     validation_tables,
 )
+from tvb_tasks.publish.styles import credit_line, reference_label, sources_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -43,7 +43,7 @@ def _history_rows(doc: dict, history_path: Path | None, release_id: str) -> pd.D
     if history is not None and release_id in set(history["release_id"]):
         return history
     current = flatten_indicators(doc)
-    current.insert(0, "released_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    current.insert(0, "released_at", datetime.now(UTC).isoformat(timespec="seconds"))
     current.insert(0, "release_id", release_id)
     return current if history is None else pd.concat([history, current], ignore_index=True)
 
@@ -143,13 +143,13 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     history = _history_rows(doc, history_path, release_id)
 
     pdf_path = out_dir / "report.pdf"
-    generated = datetime.now(timezone.utc).strftime("%d/%m/%Y à %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%d/%m/%Y à %H:%M UTC")
     tables = {
         "key_figures": key_figures_table(doc, reference_label(territory)), "fragmentation": fragmentation_table(doc),
         "connectivity": connectivity_table(doc), "communes": communes_table(doc, st_labels),
     }
     rankings = ranking_tables(doc)
-    from tvb_tasks.priorities.stage import report_tables   # "Priorités" section (when the stage produced them)
+    from tvb_tasks.priorities.stage import report_tables  # "Priorités" section (when the stage produced them)
 
     rankings += report_tables(indicators_dir)
     change = doc.get("change") or {}

@@ -58,7 +58,7 @@ class MapContext:
     communes: gpd.GeoDataFrame
     attribution: str
     out_dir: Path
-    pdf: "PdfBook | PdfPages | None"
+    pdf: PdfBook | PdfPages | None
 
 
 def nice_length(max_m: float) -> float:

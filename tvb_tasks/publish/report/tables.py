@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
 from tvb_tasks.indicators.key_figures import KEY_FIGURES
 from tvb_tasks.publish.report import reading
-
 
 SYNTHETIC_NOTE = "Occupation du sol : données synthétiques (échantillon de démonstration, non représentatif du terrain)"
 UNIT_DECIMALS = {"%": 1, "ha": 0, "km": 1, "nombre": 0}

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from ...indicators.key_figures import KEY_FIGURES
-from ..styles import (BOOLEAN_FIELDS, COMMUNE_FIGURES, FIELD_LABELS, INFRA_COLORS, ORIGIN_NAME_WORDS, POPUP_FIELDS,
-                      POPUP_HIDDEN, PUBLISHED_LAYERS, SEVERITY_RADIUS, STATUS_ALIASES, STATUS_STYLES, UNIT_NOTES,
-                      VALUE_LABELS, basemap_config, palette, reference_label, source_credits, sous_trame_colors)
+from ..styles import (
+    BOOLEAN_FIELDS,
+    COMMUNE_FIGURES,
+    FIELD_LABELS,
+    INFRA_COLORS,
+    ORIGIN_NAME_WORDS,
+    POPUP_FIELDS,
+    POPUP_HIDDEN,
+    PUBLISHED_LAYERS,
+    SEVERITY_RADIUS,
+    STATUS_ALIASES,
+    STATUS_STYLES,
+    UNIT_NOTES,
+    VALUE_LABELS,
+    basemap_config,
+    palette,
+    reference_label,
+    source_credits,
+    sous_trame_colors,
+)
 
 HERE = Path(__file__).resolve().parent
 VENDOR_FILES = ("maplibre-gl.js", "maplibre-gl.css", "pmtiles.js", "LICENSE-maplibre-gl.txt", "LICENSE-pmtiles.txt",
@@ -67,8 +86,6 @@ def layer_config(territory, available: list[str]) -> list[dict]:
 
 def french_datetime(iso: str | None) -> str:
     """``2026-11-30T11:39:59Z`` → ``30 novembre 2026 à 11 h 39 UTC`` ('' when missing or unreadable)."""
-    from datetime import datetime, timezone
-
     if not iso:
         return ""
     try:
@@ -76,7 +93,7 @@ def french_datetime(iso: str | None) -> str:
     except ValueError:
         return str(iso)
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc)
+        when = when.astimezone(UTC)
     day = "1er" if when.day == 1 else str(when.day)
     return f"{day} {MONTHS_FR[when.month - 1]} {when.year} à {when.hour} h {when.minute:02d} UTC"
 
@@ -144,10 +161,8 @@ def build_webmap(territory, web_dir: Path, *, release_id: str, released_at: str 
         p.relative_to(web_dir).as_posix() for p in web_dir.rglob("*") if p.is_file())}
 
 
-def _script_json(obj) -> "Markup":
+def _script_json(obj) -> Markup:
     """JSON safe to embed in a <script type="application/json"> element."""
-    from markupsafe import Markup
-
     text = json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)
 
