@@ -40,9 +40,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 GEOMETRY_KIND = {
     "reservoirs": "polygon", "relays": "polygon", "landuse": "polygon", "communes": "polygon",
     "corridors": "line", "wet_corridors": "line", "rupture_points": "point", "infrastructure": "line",
-    "corridor_areas": "polygon", "habitat_patches": "polygon",
+    "corridor_areas": "polygon", "habitat_patches": "polygon", "vigilance_points": "point",
 }
-OPTIONAL_LAYERS = ("infrastructure", "habitat_patches")   # read when the release has them
+OPTIONAL_LAYERS = ("infrastructure", "habitat_patches", "vigilance_points")   # read when the release has them
 
 
 class IndicatorsError(ValueError):

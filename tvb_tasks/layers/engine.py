@@ -25,12 +25,13 @@ from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundar
 from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
                         cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
                         select_links, zone_windows)
+from .corridors import barrier_crossing_scores
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
                          select_reservoirs)
-from .ruptures import (barrier_lines, fragmenting_lines, infrastructure_ruptures, missing_link_ruptures,
-                       rupture_points)
+from .ruptures import (VIGILANCE_COLUMNS, barrier_lines, fragmenting_lines, infrastructure_ruptures,
+                       missing_link_ruptures, rupture_points, vigilance_points)
 from .tiles import tiling_config
 from .wet import prepare_watercourses, wet_corridors
 
@@ -193,6 +194,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
                                     src_rc, src_res, grid, knight)
             timings["corridor_areas"] = time.perf_counter() - t2
             crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
+            crossings = _score_crossings(territory, corridors, crossings, all_links, paths + mpaths, friction,
+                                         prun, src_rc, src_res, grid, knight)
             corridors = corridors.drop(columns="_link", errors="ignore")
         del back, alloc
         if len(corridors) and ctx.domain is not ctx.boundary:
@@ -412,6 +415,29 @@ def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame,
     return out[CORRIDOR_AREA_COLUMNS + ["geometry"]]
 
 
+def _score_crossings(territory, corridors: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, links: pd.DataFrame,
+                     paths: list, friction: np.ndarray, potential_run, src_rc: np.ndarray, src_res: np.ndarray,
+                     grid: Grid, knight: bool) -> gpd.GeoDataFrame:
+    """Each missing-link crossing's own ``cost_saved``, ``barrier_m`` and ``improvement_score``
+    (:func:`tvb_tasks.layers.corridors.barrier_crossing_scores`: only the barrier within
+    ``missing_links.barrier_radius_m`` of the point made passable); the corridor keeps the link's combined one."""
+    if crossings.empty or potential_run is None:
+        return crossings
+    out = crossings.copy()
+    by_id = corridors.set_index("id")
+    for cid, idx in out.groupby("corridor_id").groups.items():
+        c = by_id.loc[cid]
+        k = int(c["_link"])
+        pts = out.loc[idx]
+        scores = barrier_crossing_scores(
+            np.column_stack([pts.geometry.x, pts.geometry.y]), int(links["a"].iloc[k]), int(links["b"].iloc[k]),
+            float(c["cost"]) + float(c["cost_saved"]), paths[k], friction, potential_run[2], src_rc, src_res, grid,
+            knight=knight, radius_m=territory.corridors.missing_links.barrier_radius_m)
+        for col in ("cost_saved", "barrier_m", "improvement_score"):
+            out.loc[idx, col] = [sc[col] for sc in scores]
+    return out
+
+
 def _missing_crossings(territory, ctx: _Context, corridors: gpd.GeoDataFrame, paths: list, grid: Grid
                        ) -> gpd.GeoDataFrame:
     """Rupture points where the missing-link corridors' whole paths cross a barrier (severity 4)."""
@@ -550,9 +576,12 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
                               reservoirs=reservoirs)
     if len(corridors):      # status downgraded by an untreated rupture point (raw crossings: before deduplication)
         raw = pd.concat([missing, infrastructure_ruptures(territory, corridors, ctx.infra)], ignore_index=True)
-        corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity)
+        corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity,
+                                     territory.corridors.status.downgrade_floor)
         if len(areas):
             areas["status"] = areas["corridor_id"].map(corridors.set_index("id")["status"]).values
+    vigilance = vigilance_points(territory, corridors, ctx.infra) if len(corridors) \
+        else empty_frame(crs, VIGILANCE_COLUMNS)
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -562,6 +591,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     areas["libelle"] = labels.label_corridor_areas(territory, areas) if len(areas) else []
     wet["libelle"] = labels.label_wet(wet) if len(wet) else []
     ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
+    vigilance["libelle"] = labels.label_vigilance(territory, vigilance) if len(vigilance) else []
     patches = _habitat_patches_layer(territory, parts)
     fragmenting = fragmenting_lines(territory, ctx.infra)
     fragmenting = fragmenting.assign(libelle=labels.label_infrastructure(fragmenting))
@@ -574,6 +604,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     layers = [("reservoirs", reservoirs, "Polygon"), ("relays", relays, "Polygon"),
               ("corridors", corridors, "MultiLineString"), ("corridor_areas", areas, "MultiPolygon"),
               ("wet_corridors", wet, "LineString"), ("rupture_points", ruptures, "Point"),
+              ("vigilance_points", vigilance, "Point"),
               ("infrastructure", fragmenting, "LineString"),
               ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon"),
               ("habitat_patches", patches, "Polygon")]
