@@ -369,3 +369,54 @@ def test_local_roads_are_vigilance_points_not_rupture_points(tmp_path):
     assert vig[["id", "severity", "infra_class", "corridor_id"]].values.tolist() == [["V0001", 2, "4", cor["id"].iloc[0]]]
     assert abs(vig.geometry.x.iloc[0] - (X0 + 930)) < 1e-6 and vig["libelle"].iloc[0].startswith("Point de vigilance")
     assert out["counts"]["vigilance_points"] == 1 and out["counts"]["rupture_points"] == 0
+
+
+# --- status per stretch ----------------------------------------------------------------------------------------
+def test_stretches_cut_at_long_gaps_and_add_up():
+    from tvb_tasks.layers.corridors import stretch_bounds
+
+    # 20 habitat cells, a 2-cell crop gap (50 m: a hedge gap, no cut), 10 habitat cells, 15 crop cells (375 m),
+    # 20 habitat cells: three stretches, the middle one "to create"
+    lu = np.array([[1] * 20 + [100] * 2 + [1] * 10 + [100] * 15 + [1] * 20], dtype=np.float32)
+    n = lu.shape[1]
+    out = stretch_bounds(list(range(n)), n, 25.0, lu, _Status)
+    assert [(s, e, st) for s, e, st, *_ in out] == [(0, 31, "existing"), (32, 46, "to_create"),
+                                                     (47, 66, "existing")]
+    assert out[1][3] == pytest.approx(375.0) and out[0][4] == pytest.approx(50.0)
+    assert sum(o[3] for o in out) == pytest.approx((n - 1) * 25.0)
+    # a 200 m gap is a stretch "to restore" (a field to replant)
+    lu2 = np.array([[1] * 10 + [100] * 8 + [1] * 10], dtype=np.float32)
+    assert [o[2] for o in stretch_bounds(list(range(28)), 28, 25.0, lu2, _Status)] == \
+        ["existing", "to_restore", "existing"]
+
+
+def test_a_rupture_lowers_only_the_stretch_it_cuts():
+    from shapely import LineString as LS
+
+    from tvb_tasks.layers.corridors import downgrade_stretches
+
+    st = gpd.GeoDataFrame({"id": ["c-S01", "c-S02", "c-S03"], "corridor_id": ["c"] * 3,
+                           "status": ["existing", "to_create", "existing"], "downgraded": [0, 0, 0]},
+                          geometry=[LS([(0, 0), (100, 0)]), LS([(100, 0), (500, 0)]), LS([(500, 0), (900, 0)])],
+                          crs=CRS)
+    pts = gpd.GeoDataFrame({"corridor_id": ["c", "c"], "severity": [3, 2]},
+                           geometry=[Point(700, 0), Point(50, 0)], crs=CRS)
+    out = downgrade_stretches(st, pts, 3)
+    assert out["status"].tolist() == ["existing", "to_create", "to_restore"]
+    assert out["downgraded"].tolist() == [0, 0, 1]
+
+
+def test_one_long_gap_makes_a_stretch_not_the_whole_corridor_to_create(tmp_path):
+    # the scrub strip with a 300 m crop gap: the corridor is "to create" (its longest gap), but its km by status
+    # come from its stretches: ≈ 300 m to create, the strip on either side existing
+    x0 = 550 + (750 - 300) / 2
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, x0, 550), "GRA"), (b(x0 + 300, 450, 1300, 550), "GRA")])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    st = gpd.read_file(out["gpkg"], layer="corridor_stretches")
+    assert cor["status"].tolist() == ["to_create"]
+    assert st["status"].tolist() == ["existing", "to_create", "existing"]
+    assert set(st["corridor_id"]) == set(cor["id"]) and st["libelle"].iloc[1].startswith("Tronçon à créer")
+    assert st["length_m"].sum() == pytest.approx(cor["length_m"].iloc[0], abs=0.01)
+    assert out["lengths_km"]["corridors_to_create"] == pytest.approx(0.3, abs=0.03)
+    assert out["lengths_km"]["corridors_existing"] == pytest.approx(cor["length_m"].iloc[0] / 1000 - 0.3, abs=0.03)

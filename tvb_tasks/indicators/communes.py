@@ -144,6 +144,9 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
         out[column] = area_by_unit(dissolved_parts(network_polygons(layers, sts)), units).to_numpy()
 
     corridors = layers["corridors"]
+    stretches = layers.get("corridor_stretches")     # km by status per stretch when the release has them
+    if stretches is not None and len(stretches):
+        corridors = stretches
     terrestrial = dissolved_status_lines(corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)])
     by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
     for status in CORRIDOR_STATUSES:

@@ -44,7 +44,8 @@ from .common import Grid, empty_frame, rasterize_values
 
 __all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
            "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
-           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER", "barrier_crossing_scores"]
+           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER", "barrier_crossing_scores", "STRETCH_COLUMNS", "stretch_bounds",
+           "corridor_stretches", "downgrade_stretches"]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
                     "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",
@@ -287,13 +288,13 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
                      "barrier_m": float(fracture["barrier_m"]) if fracture else 0.0,
                      "cost_saved": float(fracture["cost_saved"]) if fracture else 0.0,
                      "improvement_score": float(fracture["improvement_score"]) if fracture else 0.0,
-                     "downgraded": 1 if fracture else 0, "_link": k_link})
+                     "downgraded": 1 if fracture else 0, "_link": k_link, "_runs": runs})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
     if not rows:
-        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link"])
+        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link", "_runs"])
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
     out.insert(0, "id", [f"{sous_trame}-C{i:03d}" for i in range(1, len(out) + 1)])
-    return out[CORRIDOR_COLUMNS + ["_link", "geometry"]]
+    return out[CORRIDOR_COLUMNS + ["_link", "_runs", "geometry"]]
 
 
 def zone_windows(alloc: np.ndarray) -> list:
@@ -483,4 +484,127 @@ def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, pa
         lcd = float(np.nanmin(acc[rc_b[:, 0], rc_b[:, 1]]))
         saved = max(real_cost - min(lcd, real_cost), 0.0) if np.isfinite(lcd) else 0.0
         out.append({"cost_saved": saved, "barrier_m": b_m, "improvement_score": saved / b_m if b_m > 0 else 0.0})
+    return out
+
+
+STRETCH_COLUMNS = ["id", "corridor_id", "sous_trame", "status", "length_m", "max_gap_m", "support_share",
+                   "missing_link", "downgraded"]
+
+
+def stretch_bounds(cells: list[int], W: int, res: float, lu_friction: np.ndarray, status_cfg
+                   ) -> list[tuple[int, int, str, float, float, float]]:
+    """Stretches of a chain of flat cell indices: ``(first, last, status, length m, max gap m, support share)``.
+
+    The chain is cut at every unsupported gap (cells with land-use friction ≥ ``gap_min_friction``) longer than
+    ``existing_max_gap_m``: such a gap is a stretch of its own, "to create" when longer than ``restore_max_gap_m``
+    (crops or built land to turn into a corridor), else "to restore" (a field to replant); each stretch between
+    gaps gets :func:`corridor_status` of its own gap (≤ ``existing_max_gap_m``) and support share. Lengths share
+    each step half and half between its two cells (as :func:`gap_and_support`), so the stretches add up to the
+    chain's length.
+    """
+    c = np.asarray(cells)
+    n = len(c)
+    if n < 2:
+        return []
+    lu = lu_friction.reshape(-1)[c].astype(np.float64)
+    r, k = np.divmod(c, W)
+    step = np.hypot(np.diff(r), np.diff(k)) * res
+    share = np.zeros(n)
+    share[:-1] += step / 2
+    share[1:] += step / 2
+    bad = lu >= status_cfg.gap_min_friction
+    good = lu <= status_cfg.support_max_friction
+    cuts, i = [], 0
+    while i < n:
+        if bad[i]:
+            j = i
+            while j + 1 < n and bad[j + 1]:
+                j += 1
+            if share[i:j + 1].sum() > status_cfg.existing_max_gap_m:
+                cuts.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    pieces, prev = [], 0
+    for s, e in cuts:
+        if s > prev:
+            pieces.append((prev, s - 1, False))
+        pieces.append((s, e, True))
+        prev = e + 1
+    if prev < n:
+        pieces.append((prev, n - 1, False))
+    out = []
+    for s, e, is_gap in pieces:
+        length = float(share[s:e + 1].sum())
+        if is_gap:
+            status = "to_create" if length > status_cfg.restore_max_gap_m else "to_restore"
+            out.append((s, e, status, length, length, 0.0))
+            continue
+        gap = best = 0.0
+        for flag, part in zip(bad[s:e + 1], share[s:e + 1]):
+            gap = gap + part if flag else 0.0
+            best = max(best, gap)
+        support = float(share[s:e + 1][good[s:e + 1]].sum() / length) if length > 0 else 0.0
+        out.append((s, e, corridor_status(best, support, status_cfg), length, float(best), support))
+    return out
+
+
+def _stretch_line(cells: list[int], s: int, e: int, grid: Grid) -> LineString:
+    """Centre line of cells ``s..e`` of a chain, extended to the middle of the steps to its neighbours."""
+    r, k = np.divmod(np.asarray(cells), grid.shape[1])
+    x, y = grid.cell_centres(r, k)
+    xs, ys = list(x[s:e + 1]), list(y[s:e + 1])
+    if s > 0:
+        xs.insert(0, (x[s - 1] + x[s]) / 2)
+        ys.insert(0, (y[s - 1] + y[s]) / 2)
+    if e < len(cells) - 1:
+        xs.append((x[e] + x[e + 1]) / 2)
+        ys.append((y[e] + y[e + 1]) / 2)
+    return LineString(np.column_stack([xs, ys]))
+
+
+def corridor_stretches(corridors: gpd.GeoDataFrame, grid: Grid, lu_friction: np.ndarray, status_cfg
+                       ) -> gpd.GeoDataFrame:
+    """Stretches (:data:`STRETCH_COLUMNS`, ids ``<corridor id>-Snn``) of every corridor's own runs (column
+    ``_runs`` written by :func:`corridor_lines`): the status per stretch (:func:`stretch_bounds`), so one short gap
+    does not make a long, mostly supported corridor wholly "to create". Rupture points then lower the stretch
+    they fall on (:func:`downgrade_stretches`). Lengths in metres, territory CRS."""
+    rows, geoms = [], []
+    W = grid.shape[1]
+    if corridors.empty or "_runs" not in corridors.columns:
+        return empty_frame(corridors.crs, STRETCH_COLUMNS)
+    for _, c in corridors.iterrows():
+        j = 0
+        for run in c["_runs"]:
+            for s, e, status, length, gap, support in stretch_bounds(run, W, grid.res, lu_friction, status_cfg):
+                j += 1
+                rows.append({"id": f"{c['id']}-S{j:02d}", "corridor_id": c["id"], "sous_trame": c["sous_trame"],
+                             "status": status, "length_m": length, "max_gap_m": gap, "support_share": support,
+                             "missing_link": int(c["missing_link"]), "downgraded": 0})
+                geoms.append(_stretch_line(run, s, e, grid))
+    if not rows:
+        return empty_frame(corridors.crs, STRETCH_COLUMNS)
+    return gpd.GeoDataFrame(rows, geometry=geoms, crs=corridors.crs)[STRETCH_COLUMNS + ["geometry"]]
+
+
+def downgrade_stretches(stretches: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int,
+                        floor: str = "to_restore") -> gpd.GeoDataFrame:
+    """Lower one step, never below ``floor``, the stretch of its corridor nearest to each untreated rupture point
+    of severity ≥ ``min_severity`` (the stretch the crossing cuts); ``downgraded`` = 1 when its status changed."""
+    out = stretches.copy()
+    if out.empty or raw_points.empty:
+        return out
+    pts = raw_points[raw_points["severity"] >= min_severity]
+    if "treated" in pts.columns:
+        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    hit = set()
+    for cid, geom in zip(pts["corridor_id"], pts.geometry):
+        cand = out[out["corridor_id"] == cid]
+        if len(cand):
+            hit.add(cand.index[int(np.argmin(cand.distance(geom).to_numpy()))])
+    for i in sorted(hit):
+        new = _lower(out.at[i, "status"], floor)
+        if new != out.at[i, "status"]:
+            out.at[i, "status"] = new
+            out.at[i, "downgraded"] = 1
     return out

@@ -25,7 +25,7 @@ from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundar
 from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
                         cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
                         select_links, zone_windows)
-from .corridors import barrier_crossing_scores
+from .corridors import STRETCH_COLUMNS, barrier_crossing_scores, corridor_stretches, downgrade_stretches
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
 from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
@@ -171,6 +171,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     corridors = empty_frame(territory.crs, CORRIDOR_COLUMNS)
     areas = empty_frame(territory.crs, CORRIDOR_AREA_COLUMNS)
     crossings = empty_frame(territory.crs)
+    stretches = empty_frame(territory.crs, STRETCH_COLUMNS)
     n_links = n_missing = 0
     if len(src_rc):
         acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight,
@@ -196,10 +197,12 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
             crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
             crossings = _score_crossings(territory, corridors, crossings, all_links, paths + mpaths, friction,
                                          prun, src_rc, src_res, grid, knight)
-            corridors = corridors.drop(columns="_link", errors="ignore")
+            stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
+            corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
         del back, alloc
         if len(corridors) and ctx.domain is not ctx.boundary:
             corridors = _clip_lines(corridors, ctx.boundary)
+            stretches = _clip_lines(stretches, ctx.boundary) if len(stretches) else stretches
     else:
         acc = np.full(grid.shape, np.nan)
         timings["cost_distance"] = time.perf_counter() - t
@@ -210,6 +213,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
         kept = set(corridors["id"]) if len(corridors) else set()
         areas = _clip_corridor_areas(areas, kept, ctx.boundary)
+        stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True) if len(stretches) \
+            else stretches
         if len(crossings):
             crossings = crossings[crossings["corridor_id"].isin(kept)
                                   & crossings.geometry.within(ctx.boundary)].reset_index(drop=True)
@@ -230,6 +235,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         "corridors": _write_parquet(corridors, dest / "corridors.parquet"),
         "corridor_areas": _write_parquet(areas, dest / "corridor_areas.parquet"),
         "missing_crossings": _write_parquet(crossings, dest / "missing_crossings.parquet"),
+        "corridor_stretches": _write_parquet(stretches, dest / "corridor_stretches.parquet"),
         "friction": str(write_cog(friction_out, out_grid, dest / "friction.tif",
                                   description=f"friction {sous_trame}")),
         "cost": str(write_cog(acc_out, out_grid, dest / "cost.tif", overview_resampling="average",
@@ -556,6 +562,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     corridors = _concat([_read_part(p, "corridors", crs, CORRIDOR_COLUMNS) for p in parts], crs, CORRIDOR_COLUMNS)
     areas = _concat([_read_part(p, "corridor_areas", crs, CORRIDOR_AREA_COLUMNS) for p in parts
                      if p.get("files", {}).get("corridor_areas")], crs, CORRIDOR_AREA_COLUMNS)
+    stretches = _concat([_read_part(p, "corridor_stretches", crs, STRETCH_COLUMNS) for p in parts
+                         if p.get("files", {}).get("corridor_stretches")], crs, STRETCH_COLUMNS)
     missing = _concat([_read_part(p, "missing_crossings", crs, []) for p in parts
                        if p.get("files", {}).get("missing_crossings")], crs, [])
     t_parts = time.perf_counter() - t0
@@ -580,6 +588,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
                                      territory.corridors.status.downgrade_floor)
         if len(areas):
             areas["status"] = areas["corridor_id"].map(corridors.set_index("id")["status"]).values
+        stretches = downgrade_stretches(stretches, raw, territory.corridors.status.downgrade_min_severity,
+                                        territory.corridors.status.downgrade_floor)
     vigilance = vigilance_points(territory, corridors, ctx.infra) if len(corridors) \
         else empty_frame(crs, VIGILANCE_COLUMNS)
     t_wet = time.perf_counter() - t
@@ -588,6 +598,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     reservoirs["libelle"] = labels.label_reservoirs(territory, reservoirs) if len(reservoirs) else []
     relays["libelle"] = labels.label_relays(territory, relays) if len(relays) else []
     corridors["libelle"] = labels.label_corridors(territory, corridors) if len(corridors) else []
+    stretches["libelle"] = labels.label_stretches(territory, stretches) if len(stretches) else []
     areas["libelle"] = labels.label_corridor_areas(territory, areas) if len(areas) else []
     wet["libelle"] = labels.label_wet(wet) if len(wet) else []
     ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
@@ -603,6 +614,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     gpkg.unlink(missing_ok=True)
     layers = [("reservoirs", reservoirs, "Polygon"), ("relays", relays, "Polygon"),
               ("corridors", corridors, "MultiLineString"), ("corridor_areas", areas, "MultiPolygon"),
+              ("corridor_stretches", stretches, "MultiLineString"),
               ("wet_corridors", wet, "LineString"), ("rupture_points", ruptures, "Point"),
               ("vigilance_points", vigilance, "Point"),
               ("infrastructure", fragmenting, "LineString"),
@@ -635,9 +647,11 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
 
     lengths = {"corridors": _sum_km(corridors), "wet_corridors": _sum_km(wet),
                "culverted_watercourses": wet_summary["culverted_km"]}
+    by_stretch = stretches if len(stretches) else corridors        # km by status: per stretch (method §6)
     for status in STATUS_ORDER:
-        lengths[f"corridors_{status}"] = _sum_km(corridors[corridors["status"] == status]) if len(corridors) else 0.0
-    lengths.update({f"{k}_dissolved": v for k, v in dissolved_by_status(corridors).items()})
+        lengths[f"corridors_{status}"] = _sum_km(by_stretch[by_stretch["status"] == status]) \
+            if len(by_stretch) else 0.0
+    lengths.update({f"{k}_dissolved": v for k, v in dissolved_by_status(by_stretch).items()})
     lengths["corridors_missing_links"] = (_sum_km(corridors[corridors["missing_link"] == 1])
                                           if len(corridors) else 0.0)
     for s in verte:

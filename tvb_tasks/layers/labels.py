@@ -6,7 +6,8 @@ import pandas as pd
 
 __all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_relays", "label_corridors",
            "label_corridor_areas", "label_infrastructure",
-           "label_wet", "label_ruptures", "label_landuse", "label_vigilance"]
+           "label_wet", "label_ruptures", "label_landuse", "label_vigilance",
+           "label_stretches"]
 
 STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
 INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement",
@@ -38,6 +39,13 @@ def label_corridors(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
                       + (" – liaison manquante (fracture)" if m == 1 else "")
                       for s, st, a, b, m in zip(gdf["sous_trame"], gdf["status"], gdf["from_id"], gdf["to_id"],
                                                 missing)], index=gdf.index, dtype=object)
+
+
+def label_stretches(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    """Corridor stretches: status of the stretch, its corridor."""
+    return pd.Series([f"Tronçon {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({c}, {round(m):d} m)"
+                      for s, st, c, m in zip(gdf["sous_trame"], gdf["status"], gdf["corridor_id"], gdf["length_m"])],
+                     index=gdf.index, dtype=object)
 
 
 def label_corridor_areas(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
