@@ -50,6 +50,9 @@ def figures(release: Path) -> dict:
     f["sum_by_st"] = {st: {s: float(g.loc[g["status"] == s, "length_m"].sum() / 1000) for s in STATUSES}
                       | {"n": {s: int((g["status"] == s).sum()) for s in STATUSES}}
                       for st, g in terr.groupby("sous_trame")}
+    stretches = _layer(gpkg, "corridor_stretches")
+    f["stretch_sum"] = {s: float(stretches.loc[stretches["status"] == s, "length_m"].sum() / 1000)
+                        for s in STATUSES} if len(stretches) else {}
     ml = cor[cor["missing_link"] == 1]
     f["missing"] = {"n": int(len(ml)), "km": float(ml["length_m"].sum() / 1000),
                     **{s: float(ml.loc[ml["status"] == s, "length_m"].sum() / 1000) for s in STATUSES}}
@@ -102,14 +105,17 @@ def render(figs: list[dict]) -> str:
              row("… summed per sous-trame (km)", lambda f: " / ".join(
                  f"{st} {_n(sum(v[s] for s in STATUSES))}" for st, v in f["sum_by_st"].items()))]
     for st in figs[0]["sum_by_st"]:
-        lines.append(row(f"… {st}: existing / to restore / to create (km; corridors)", lambda f, st=st: (
+        lines.append(row(f"… {st}, by corridor status: existing / to restore / to create (km; corridors)",
+                         lambda f, st=st: (
             " / ".join(_n(f["sum_by_st"].get(st, {}).get(s, 0.0)) for s in STATUSES) + " ("
             + " / ".join(_n(f["sum_by_st"].get(st, {}).get("n", {}).get(s, 0)) for s in STATUSES) + ")")))
     lines += [
+        row("… by stretch status, summed over sous-trames: existing / to restore / to create (km)", lambda f: (
+            " / ".join(_n(f["stretch_sum"].get(s)) for s in STATUSES) if f["stretch_sum"] else "—")),
         row("missing links (n, km; to restore / to create km)", lambda f: (
             f"{f['missing']['n']}, {_n(f['missing']['km'])} ({_n(f['missing']['to_restore'])} / "
             f"{_n(f['missing']['to_create'])})")),
-        row("real corridors downgraded by a rupture point (existing → to restore)", lambda f: _n(f["downgraded"])),
+        row("real corridors downgraded by a rupture point (existing → to restore; whole corridor)", lambda f: _n(f["downgraded"])),
         row("rupture points / sites", lambda f: f"{f['points']['all']} / {f['points']['sites']}"),
         row("… terrestrial roads / railways / canals", lambda f: " / ".join(
             _n(f["points"]["terrestrial"][t]) for t in ("road", "railway", "canal"))),
