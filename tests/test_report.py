@@ -446,6 +446,7 @@ def test_fractures_culverts_and_vigilance_points_are_presented():
     assert titles[0].startswith("Fractures") and "Liaisons manquantes" in titles[1]
     assert "Ouvrages busés" in titles[2] and "Points de vigilance" in titles[3]
     assert tables[0].rows[0][:5] == ["Route", "A21", "2", "1", "1"]          # by infrastructure, most points first
+    assert tables[1].rows[0][3] == "Route A21"                              # type + name, never "Canal Canal …"
     a21 = next(r for r in tables[1].rows if "A21" in r[3])
     assert a21[4] == "1,50" and a21[5] == "260\u202f000" and a21[7] == "250\u202f000" and a21[8] == "10\u202f000"
     rail = next(r for r in tables[1].rows if "Ligne" in r[3])
@@ -479,3 +480,13 @@ def test_rupture_map_sets_fractures_and_vigilance_apart(tmp_path):
     assert labels == ["Liaison manquante (fracture) à rétablir", "Fracture : point de gravité 4",
                       "Point de vigilance (route locale, gravité 2)"]
     assert draw_fractures(plt.subplots()[1], pts.iloc[1:], cor.iloc[1:], None) == []
+
+
+def test_fragmentation_note_explains_cbc_equal_to_cut():
+    from tvb_tasks.publish.report import fragmentation_table
+
+    doc = {"fragmentation": {
+        "forest": {"libelle": "Forêt", "territory": {"meff_cut_ha": 2.0966, "meff_cbc_ha": 2.0966001}},
+        "mining": {"libelle": "Terrils", "territory": {"meff_cut_ha": 0.44, "meff_cbc_ha": 0.45}}}}
+    note = fragmentation_table(doc).note
+    assert "CBC = CUT pour : Forêt." in note and "Terrils" not in note and "limite du territoire" in note

@@ -442,7 +442,8 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
 
 def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, path: list[tuple[int, int]],
                             friction: np.ndarray, potential: np.ndarray, src_rc: np.ndarray, src_res: np.ndarray,
-                            grid: Grid, *, knight: bool, radius_m: float) -> list[dict]:
+                            grid: Grid, *, knight: bool, radius_m: float, potential_cost: float = 0.0
+                            ) -> list[dict]:
     """Own Barrier-Mapper score of each barrier crossing of one missing link (a → b, reservoir indices).
 
     Linkage Mapper's Barrier Mapper (McRae et al. 2012) scores each barrier *location*: the cost saved when the
@@ -457,7 +458,9 @@ def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, pa
     * ``improvement_score`` = cost_saved / barrier_m (cost units per metre of barrier made passable; 0 when the
       path has no restored cell).
 
-    The link's combined score (all its barriers removed at once) stays on the corridor. Costs in friction × m.
+    ``potential_cost`` (the link's barrier-free cost) bounds the recomputed distance from below, so a crossing
+    never saves more than the whole link. The link's combined score (all its barriers removed at once) stays on
+    the corridor. Costs in friction × m.
     """
     H, W = grid.shape
     t = grid.transform
@@ -482,7 +485,7 @@ def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, pa
         fr = np.where(restore, potential, friction).astype(friction.dtype)
         acc = cd.accumulated_cost(fr, src_a, cell_size=grid.res, knight=knight, max_cost=real_cost)
         lcd = float(np.nanmin(acc[rc_b[:, 0], rc_b[:, 1]]))
-        saved = max(real_cost - min(lcd, real_cost), 0.0) if np.isfinite(lcd) else 0.0
+        saved = max(real_cost - min(max(lcd, potential_cost), real_cost), 0.0) if np.isfinite(lcd) else 0.0
         out.append({"cost_saved": saved, "barrier_m": b_m, "improvement_score": saved / b_m if b_m > 0 else 0.0})
     return out
 

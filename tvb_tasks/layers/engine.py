@@ -438,7 +438,8 @@ def _score_crossings(territory, corridors: gpd.GeoDataFrame, crossings: gpd.GeoD
         scores = barrier_crossing_scores(
             np.column_stack([pts.geometry.x, pts.geometry.y]), int(links["a"].iloc[k]), int(links["b"].iloc[k]),
             float(c["cost"]) + float(c["cost_saved"]), paths[k], friction, potential_run[2], src_rc, src_res, grid,
-            knight=knight, radius_m=territory.corridors.missing_links.barrier_radius_m)
+            knight=knight, radius_m=territory.corridors.missing_links.barrier_radius_m,
+            potential_cost=float(c["cost"]))
         for col in ("cost_saved", "barrier_m", "improvement_score"):
             out.loc[idx, col] = [sc[col] for sc in scores]
     return out

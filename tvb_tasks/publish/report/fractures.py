@@ -22,7 +22,7 @@ from tvb_tasks.publish.report.reading import fr
 
 INFRA_FR = {"road": "Route", "railway": "Voie ferrée", "canal": "Canal", "culvert": "Ouvrage busé",
             "river_obstacle": "Obstacle à l'écoulement"}
-FRACTURE_COLOR, MISSING_COLOR, VIGILANCE_COLOR = "#000000", "#7a0177", "#fdae61"
+FRACTURE_COLOR, MISSING_COLOR, VIGILANCE_COLOR = "#000000", "#253494", "#fdae61"
 
 
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -35,6 +35,12 @@ def _num(frame: pd.DataFrame, column: str) -> pd.Series:
 def _name(row) -> str:
     name = str(row.get("infra_name") or "").strip()
     return name or "(sans nom)"
+
+
+def _infra_label(row) -> str:
+    """"Canal de la Deûle", "Route A21": the type, unless the name already starts with it."""
+    kind, name = INFRA_FR.get(row["infrastructure"], row["infrastructure"]), _name(row)
+    return name if name.lower().startswith(str(kind).lower()) else f"{kind} {name}"
 
 
 def fracture_tables(layers: dict[str, gpd.GeoDataFrame], st_labels: dict[str, str]) -> list:
@@ -69,7 +75,7 @@ def fracture_tables(layers: dict[str, gpd.GeoDataFrame], st_labels: dict[str, st
             c = by_id.loc[p["corridor_id"]] if p["corridor_id"] in by_id.index else None
             rows.append([str(p["corridor_id"]), st_labels.get(p["sous_trame"], p["sous_trame"]),
                          f"{c['from_id']} – {c['to_id']}" if c is not None else "",
-                         f"{INFRA_FR.get(p['infrastructure'], p['infrastructure'])} {_name(p)}",
+                         _infra_label(p),
                          fr(float(c["length_m"]) / 1000, 2) if c is not None else "",
                          fr(c["cost_saved"], 0) if c is not None else "", fr(p["barrier_m"], 0),
                          fr(p["cost_saved"], 0), fr(p["improvement_score"], 0)])
@@ -105,7 +111,7 @@ def fracture_tables(layers: dict[str, gpd.GeoDataFrame], st_labels: dict[str, st
 
 def draw_fractures(ax, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
                    vigilance: gpd.GeoDataFrame | None) -> list[Line2D]:
-    """Overlay of the rupture-point map: missing-link corridors (thick dashed purple), severity-4 points (black
+    """Overlay of the rupture-point map: missing-link corridors (thick dashed navy), severity-4 points (black
     star ring) and points de vigilance (small orange triangles). Returns the legend handles."""
     handles = []
     if len(corridors) and "missing_link" in corridors.columns:
