@@ -307,10 +307,11 @@ def test_a_road_across_a_corridor_without_a_long_gap_leaves_it_to_restore(tmp_pa
 
 
 def test_each_barrier_of_a_missing_link_gets_its_own_improvement_score():
+    from affine import Affine
+
     from tvb_tasks.layers import costdistance as cd
     from tvb_tasks.layers.common import Grid
     from tvb_tasks.layers.corridors import barrier_crossing_scores
-    from affine import Affine
 
     # 5 × 20 cells of crops (friction 100, 25 m); reservoir a = column 0, b = column 19. A wall (friction 10000)
     # fills column 6; a second barrier fills column 12 but for its bottom row (a gap the real path uses freely)

@@ -309,8 +309,8 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
     if k.get("rupture_points") is not None:
         kinds = (ruptures or {}).get("kinds")
         if kinds:
-            parts = [f"{fr(kinds['corridor'], 0)} où une route passante, une voie ferrée exploitée ou un canal coupe "
-                     "un corridor terrestre"]
+            parts = [(f"{fr(kinds['corridor'], 0)} où une route passante, une voie ferrée exploitée ou un canal "
+                      "coupe un corridor terrestre")]
             parts += [f"{fr(n, 0)} {what}" for n, what in (
                 (kinds["reservoir"], "où une autoroute, une voie ferrée ou un canal traverse un réservoir"),
                 (kinds["culvert"], "ouvrages busés sous une route ou une voie ferrée"),
