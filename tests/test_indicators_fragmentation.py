@@ -83,3 +83,27 @@ def test_scene_forest_fragmentation_by_hand(tmp_path):
     assert whole["meff_cbc_ha"] == pytest.approx((30**2 + 10**2 + 4**2 + 1.5 * 3) / 200)
     assert whole["n_patches"] == 4 and isinstance(whole["n_patches"], int)
     assert whole["largest_patch_ha"] == pytest.approx(30.0)
+
+
+def test_meff_is_computed_on_land_cover_habitat_not_on_protected_reservoirs(tmp_path):
+    # a 10 ha wood inside a 40 ha protected reservoir (the other 30 ha are crops), and a 2 ha extra habitat
+    # source (a terril) in the habitat_patches layer: the habitat is 12 ha in two patches, not the reservoir
+    from tvb_tasks.indicators.fragmentation import sous_trame_habitat
+
+    territory = scene_territory(tmp_path)
+    wood, reserve, terril = box(0, 0, 250, 400), box(0, 0, 1000, 400), box(2000, 0, 2100, 200)
+    layers = {"landuse": gpd.GeoDataFrame({"class": ["forest", "farmland"]},
+                                          geometry=[wood, reserve.difference(wood)], crs=CRS),
+              "reservoirs": gpd.GeoDataFrame({"sous_trame": ["forest"]}, geometry=[reserve], crs=CRS),
+              "relays": gpd.GeoDataFrame({"sous_trame": []}, geometry=[], crs=CRS),
+              "habitat_patches": gpd.GeoDataFrame({"sous_trame": ["forest", "forest"]}, geometry=[wood, terril],
+                                                  crs=CRS)}
+    patches = habitat_patches(sous_trame_habitat(layers, territory, "forest"))
+    assert sorted(patches["area_total_ha"].round(6)) == [2.0, 10.0]
+    # an older release without habitat_patches falls back on the reservoirs (which carry the extra sources there)
+    old = {k: v for k, v in layers.items() if k != "habitat_patches"}
+    assert habitat_patches(sous_trame_habitat(old, territory, "forest"))["area_total_ha"].round(6).tolist() == [40.0]
+    # meff of the 200 ha unit: (10² + 2²) / 200; CBC = CUT as no patch leaves the unit
+    pieces = patch_pieces(patches, gpd.GeoDataFrame({"u": ["t"]}, geometry=[box(-10, -10, 2200, 1000)], crs=CRS), "u")
+    row = fragmentation_table(pieces, pd.Series({"t": 200.0}), "u").iloc[0]
+    assert row["meff_cut_ha"] == pytest.approx((100 + 4) / 200) and row["meff_cbc_ha"] == row["meff_cut_ha"]

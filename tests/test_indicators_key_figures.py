@@ -24,6 +24,8 @@ EXPECTED = {
     "rupture_points": 2,                              # the third point is outside
     "urban_nature_ha": 0.0,                           # no nature_en_ville polygon in the scene
     "rupture_sites": 2,                               # no site_id in the scene: each point is its own site
+    "rupture_points_severity_4": 0,                   # severities 3 and 2 inside
+    "vigilance_points": 0,                            # no vigilance_points layer in the scene
 }
 
 
@@ -123,3 +125,35 @@ def test_connectivity_tables(run):
     assert parts.to_numpy() == pytest.approx(forest["dpc"].to_numpy())
     links = pd.read_csv(out / "connectivity_links.csv")
     assert set(links.loc[links["sous_trame"] == "forest", "distance_kind"]) == {"cost"}
+
+
+def test_vigilance_points_have_their_own_key_figure_apart_from_rupture_points(tmp_path):
+    import geopandas as gpd
+    from shapely import Point
+    from test_indicators_scene import X0, Y0
+    territory = scene_territory(tmp_path)
+    gpkg = write_scene(tmp_path / "tvb.gpkg")
+    gpd.GeoDataFrame({"id": ["V0001", "V0002", "V0003"], "corridor_id": ["C3"] * 3, "sous_trame": "forest",
+                      "infrastructure": "road", "infra_class": "4", "severity": 2, "libelle": "Point de vigilance"},
+                     geometry=[Point(X0 + 500, Y0 + 550), Point(X0 + 1100, Y0 + 550), Point(X0 + 5000, Y0)],
+                     crs="EPSG:2154").to_file(gpkg, layer="vigilance_points", driver="GPKG")
+    figures = compute_indicators(territory, gpkg, tmp_path / "out")["key_figures"]
+    assert figures["vigilance_points"] == 2                  # the third one is outside the communes
+    assert figures["rupture_points"] == EXPECTED["rupture_points"]
+
+
+def test_km_by_status_come_from_the_stretches_when_the_release_has_them(tmp_path):
+    import geopandas as gpd
+    from shapely.ops import substring
+    from test_indicators_scene import scene_layers
+    territory = scene_territory(tmp_path)
+    gpkg = write_scene(tmp_path / "tvb.gpkg")
+    c3 = scene_layers()["corridors"].set_index("id").geometry["C3"]          # 1,050 m "to create"
+    gpd.GeoDataFrame({"id": ["C3-S01", "C3-S02"], "corridor_id": ["C3", "C3"], "sous_trame": ["forest", "forest"],
+                      "status": ["existing", "to_create"], "length_m": [750.0, 300.0]},
+                     geometry=[substring(c3, 0, 750), substring(c3, 750, 1050)],
+                     crs="EPSG:2154").to_file(gpkg, layer="corridor_stretches", driver="GPKG")
+    figures = compute_indicators(territory, gpkg, tmp_path / "out")["key_figures"]
+    assert figures["terrestrial_corridors_existing_km"] == pytest.approx(0.75)
+    assert figures["terrestrial_corridors_to_create_km"] == pytest.approx(0.3)
+    assert figures["terrestrial_corridors_to_restore_km"] == 0

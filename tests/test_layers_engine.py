@@ -307,7 +307,10 @@ def test_corridor_through_farmland_crossing_one_road(tmp_path):
     assert p["severity"] == 3 and p["corridor_kind"] == "terrestre"
     assert abs(p.geometry.x - (X0 + 930)) < 1e-6
     assert "route d'importance 3" in p["libelle"]
-    assert out["lengths_km"]["corridors_to_create"] == pytest.approx(c["length_m"] / 1000, abs=1e-3)
+    # km by status per stretch: the 750 m of crops "to create", the half cells in the woods existing
+    assert out["lengths_km"]["corridors_to_create"] == pytest.approx(0.75, abs=1e-3)
+    assert out["lengths_km"]["corridors_to_create"] + out["lengths_km"]["corridors_existing"] == \
+        pytest.approx(c["length_m"] / 1000, abs=1e-3)
     json.dumps(out)
 
 

@@ -275,3 +275,149 @@ def test_barrier_through_a_reservoir_is_a_rupture_point(tmp_path):
         assert p.geometry.within(res.loc[p["corridor_id"]].geometry.buffer(1e-6))
         assert "réservoir coupé" in p["libelle"]
     assert inres.geometry.y.round(1).tolist() == [Y0 + 500.0, Y0 + 500.0]     # the middle of each stretch
+
+
+# --- issue 12 review: downgrade floor, per-barrier scores, vigilance points -------------------------------------
+def test_a_rupture_never_brings_a_corridor_below_to_restore():
+    cor = gpd.GeoDataFrame({"id": ["a", "b", "c"], "status": ["existing", "to_restore", "to_create"],
+                            "downgraded": [0, 0, 0]}, geometry=[Point(0, 0)] * 3, crs=CRS)
+    pts = gpd.GeoDataFrame({"corridor_id": ["a", "b", "c"], "severity": [3, 3, 4]}, geometry=[Point(0, 0)] * 3,
+                           crs=CRS)
+    out = downgrade_status(cor, pts, 3)
+    assert out["status"].tolist() == ["to_restore", "to_restore", "to_create"]
+    assert out["downgraded"].tolist() == [1, 0, 0]           # only a changed status counts as downgraded
+    legacy = downgrade_status(cor, pts, 3, floor="to_create")
+    assert legacy["status"].tolist() == ["to_restore", "to_create", "to_create"]
+
+
+@pytest.mark.parametrize("floor, status", [("to_restore", "to_restore"), ("to_create", "to_create")])
+def test_a_road_across_a_corridor_without_a_long_gap_leaves_it_to_restore(tmp_path, floor, status):
+    # a scrub strip with a 200 m crop gap ("to restore": gap ≤ 250 m) crossed by a busy road (severity 3): the
+    # crossing is the rupture point, the corridor stays "to restore" (a legacy floor "to_create" lowers it)
+    cfg = base_config()
+    cfg["corridors"]["status"]["downgrade_floor"] = floor
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 825, 550), "GRA"), (b(1025, 450, 1300, 550), "GRA")],
+                       roads=[(line((1150, 0), (1150, 1000)), 3)], config=cfg)
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert len(cor) == 1 and cor["max_gap_m"].iloc[0] == pytest.approx(200, abs=25)
+    assert cor["status"].iloc[0] == status
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert pts["severity"].tolist() == [3]
+
+
+def test_each_barrier_of_a_missing_link_gets_its_own_improvement_score():
+    from affine import Affine
+
+    from tvb_tasks.layers import costdistance as cd
+    from tvb_tasks.layers.common import Grid
+    from tvb_tasks.layers.corridors import barrier_crossing_scores
+
+    # 5 × 20 cells of crops (friction 100, 25 m); reservoir a = column 0, b = column 19. A wall (friction 10000)
+    # fills column 6; a second barrier fills column 12 but for its bottom row (a gap the real path uses freely)
+    res, H, W = 25.0, 5, 20
+    potential = np.full((H, W), 100.0, dtype=np.float32)
+    friction = potential.copy()
+    friction[:, 6] = 10000
+    friction[:4, 12] = 10000
+    grid = Grid(Affine(res, 0, 0, 0, -res, H * res), (H, W), CRS, res)
+    src_rc = np.array([(r, c) for c in (0, 19) for r in range(H)])
+    src_res = np.array([0] * H + [1] * H)
+    acc = cd.accumulated_cost(friction, src_rc[src_res == 0], cell_size=res)
+    real_cost = float(acc[:, 19].min())
+    # 17 crop steps (2,500 each) + into and out of the wall ((100 + 10000) / 2 × 25 each) = 295,000
+    assert real_cost == pytest.approx(17 * 2500 + 2 * 126250)
+    path = [(2, c) for c in range(W)]                        # the potential (barrier-free) path, straight
+    xy = np.array([[6.5 * res, 2.5 * res], [12.5 * res, 2.5 * res]])   # the two crossings (cell centres, row 2)
+    wall, leaky = barrier_crossing_scores(xy, 0, 1, real_cost, path, friction, potential, src_rc, src_res, grid,
+                                          knight=False, radius_m=75)
+    # the wall alone removed (rows 0..4 within 75 m of row 2): the straight crop path, 19 × 2,500 = 47,500
+    assert wall["cost_saved"] == pytest.approx(real_cost - 19 * 2500)
+    assert wall["barrier_m"] == pytest.approx(25.0) and wall["improvement_score"] == pytest.approx(9900)
+    # the leaky barrier alone removed: the wall still stands and the real path already passes its gap: nothing
+    assert leaky["cost_saved"] == 0 and leaky["improvement_score"] == 0 and leaky["barrier_m"] == pytest.approx(25)
+
+
+def test_two_barriers_on_a_missing_link_do_not_share_one_score(tmp_path):
+    # the motorway (x = 930) and an in-use railway (x = 1100) with a 100 m gap at the woods' row: removing the
+    # railway alone saves nothing while the motorway remains; the motorway's own score is the link's
+    t, inputs = _woods(tmp_path, roads=[(line((930, 0), (930, 1000)), 1)],
+                       railways=[(line((1100, 0), (1100, 450)), "in_use"), (line((1100, 550), (1100, 1000)), "in_use")])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points").set_index("infrastructure")
+    assert cor["missing_link"].tolist() == [1] and pts.loc["road", "severity"] == 4
+    # the motorway alone saves (nearly) all the link saves; its score is per metre of motorway only
+    assert pts.loc["road", "cost_saved"] == pytest.approx(cor["cost_saved"].iloc[0], rel=0.05)
+    assert pts.loc["road", "improvement_score"] == pytest.approx(9900, rel=0.05)
+    assert pts.loc["road", "barrier_m"] < cor["barrier_m"].iloc[0]          # the link's metres include the railway
+    assert pts.loc["railway", "severity"] == 4 and pts.loc["railway", "cost_saved"] == 0
+    assert pts.loc["railway", "improvement_score"] == 0
+
+
+def test_local_roads_are_vigilance_points_not_rupture_points(tmp_path):
+    # an existing corridor (scrub strip) crossed by a road of importance 4 (severity 2): one point de vigilance,
+    # no rupture point, no downgrade
+    cfg = base_config()
+    cfg["rupture_points"].update(road_max_importance=3, vigilance_road_max_importance=4, vigilance_severity=2)
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 1300, 550), "GRA")],
+                       roads=[(line((930, 0), (930, 1000)), 4), (line((1800, 0), (1800, 1000)), 5)], config=cfg)
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    assert cor[["status", "downgraded"]].values.tolist() == [["existing", 0]]
+    assert len(gpd.read_file(out["gpkg"], layer="rupture_points")) == 0
+    vig = gpd.read_file(out["gpkg"], layer="vigilance_points")
+    assert vig[["id", "severity", "infra_class", "corridor_id"]].values.tolist() == [["V0001", 2, "4", cor["id"].iloc[0]]]
+    assert abs(vig.geometry.x.iloc[0] - (X0 + 930)) < 1e-6 and vig["libelle"].iloc[0].startswith("Point de vigilance")
+    assert out["counts"]["vigilance_points"] == 1 and out["counts"]["rupture_points"] == 0
+
+
+# --- status per stretch ----------------------------------------------------------------------------------------
+def test_stretches_cut_at_long_gaps_and_add_up():
+    from tvb_tasks.layers.corridors import stretch_bounds
+
+    # 20 habitat cells, a 2-cell crop gap (50 m: a hedge gap, no cut), 10 habitat cells, 15 crop cells (375 m),
+    # 20 habitat cells: three stretches, the middle one "to create"
+    lu = np.array([[1] * 20 + [100] * 2 + [1] * 10 + [100] * 15 + [1] * 20], dtype=np.float32)
+    n = lu.shape[1]
+    out = stretch_bounds(list(range(n)), n, 25.0, lu, _Status)
+    assert [(s, e, st) for s, e, st, *_ in out] == [(0, 31, "existing"), (32, 46, "to_create"),
+                                                     (47, 66, "existing")]
+    assert out[1][3] == pytest.approx(375.0) and out[0][4] == pytest.approx(50.0)
+    assert sum(o[3] for o in out) == pytest.approx((n - 1) * 25.0)
+    # a 200 m gap is a stretch "to restore" (a field to replant)
+    lu2 = np.array([[1] * 10 + [100] * 8 + [1] * 10], dtype=np.float32)
+    assert [o[2] for o in stretch_bounds(list(range(28)), 28, 25.0, lu2, _Status)] == \
+        ["existing", "to_restore", "existing"]
+
+
+def test_a_rupture_lowers_only_the_stretch_it_cuts():
+    from shapely import LineString as LS
+
+    from tvb_tasks.layers.corridors import downgrade_stretches
+
+    st = gpd.GeoDataFrame({"id": ["c-S01", "c-S02", "c-S03"], "corridor_id": ["c"] * 3,
+                           "status": ["existing", "to_create", "existing"], "downgraded": [0, 0, 0]},
+                          geometry=[LS([(0, 0), (100, 0)]), LS([(100, 0), (500, 0)]), LS([(500, 0), (900, 0)])],
+                          crs=CRS)
+    pts = gpd.GeoDataFrame({"corridor_id": ["c", "c"], "severity": [3, 2]},
+                           geometry=[Point(700, 0), Point(50, 0)], crs=CRS)
+    out = downgrade_stretches(st, pts, 3)
+    assert out["status"].tolist() == ["existing", "to_create", "to_restore"]
+    assert out["downgraded"].tolist() == [0, 0, 1]
+
+
+def test_one_long_gap_makes_a_stretch_not_the_whole_corridor_to_create(tmp_path):
+    # the scrub strip with a 300 m crop gap: the corridor is "to create" (its longest gap), but its km by status
+    # come from its stretches: ≈ 300 m to create, the strip on either side existing
+    x0 = 550 + (750 - 300) / 2
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, x0, 550), "GRA"), (b(x0 + 300, 450, 1300, 550), "GRA")])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    st = gpd.read_file(out["gpkg"], layer="corridor_stretches")
+    assert cor["status"].tolist() == ["to_create"]
+    assert st["status"].tolist() == ["existing", "to_create", "existing"]
+    assert set(st["corridor_id"]) == set(cor["id"]) and st["libelle"].iloc[1].startswith("Tronçon à créer")
+    assert st["length_m"].sum() == pytest.approx(cor["length_m"].iloc[0], abs=0.01)
+    assert out["lengths_km"]["corridors_to_create"] == pytest.approx(0.3, abs=0.03)
+    assert out["lengths_km"]["corridors_existing"] == pytest.approx(cor["length_m"].iloc[0] / 1000 - 0.3, abs=0.03)

@@ -108,3 +108,32 @@ def test_call_maps_the_sandre_roe_fields():
     assert src.columns["drop_height_class"] == "LbHautChutClObstEcoul"
     assert src.columns["fish_pass_code"] == "CdTypeDispFranchPiscicole1"
     assert src.columns["state"] == "LbEtOuvrage"
+
+
+@pytest.mark.parametrize("bridge_severity, expected", [(2, 2), (None, 3)])
+def test_an_open_bridge_scores_below_a_culvert(tmp_path, bridge_severity, expected):
+    # a culvert under a road (x = 900) and an open bridge (x = 1200) over the same stream: the culvert keeps
+    # culvert_severity (3); the bridge gets bridge_severity (2), or the road's friction order (1000 → 3) when unset
+    t, inputs = _scene(tmp_path, roads=[(line((900, 0), (900, 1000)), 3), (line((1200, 0), (1200, 1000)), 3)])
+    t = t.model_copy(update={"rupture_points": t.rupture_points.model_copy(
+        update={"bridge_severity": bridge_severity})})
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points").set_index("infrastructure")
+    assert int(pts.loc["culvert", "severity"]) == 3 and int(pts.loc["road", "severity"]) == expected
+    assert pts.loc["road", "libelle"].startswith("Point de rupture – pont")
+
+
+def test_a_culvert_on_no_wet_corridor_is_labelled_hors_corridor(tmp_path):
+    # a ditch culverted under the road (x = 900), 300 m north of the stream, links no wetland: no wet corridor
+    # holds it, its point says so rather than leaving corridor_id empty
+    t, inputs = _scene(tmp_path, roads=[(line((900, 0), (900, 1000)), 3)])
+    ditch = gpd.GeoDataFrame({"name": ["Fossé"], "kind": ["stream"], "position": ["culverted"]},
+                             geometry=[line((850, 800), (950, 800))], crs=CRS)
+    water = gpd.read_parquet(inputs["watercourses"])
+    pd.concat([water, ditch], ignore_index=True).to_parquet(inputs["watercourses"])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["wetland"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    culverts = pts[pts["infrastructure"] == "culvert"].sort_values("id")
+    far = culverts[culverts.geometry.y > Y0 + 700]
+    assert len(culverts) == 2 and far["corridor_id"].tolist() == ["hors corridor"]
+    assert (culverts["corridor_id"] != "").all()

@@ -312,7 +312,8 @@ def test_rupture_points_versus_sites_explained():
                             "site_id": ["S1", "S1", "S2", "S2", "S3"]},
                            geometry=[Point(0, 0), Point(0, 0), Point(5, 5), Point(5, 5), Point(9, 9)], crs=2154)
     c = rupture_counts(pts)
-    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1, "points_at_shared": 4}
+    assert c == {"points": 5, "sites": 3, "places": 3, "shared_places": 1, "same_st_places": 1, "points_at_shared": 4,
+                 "kinds": None}
     text = rupture_explanation(c)
     assert "3 sites de franchissement" in text and "4 points partagent leur emplacement" in text
     assert "1 emplacement(s) portent des points de plusieurs sous-trames" in text and "géométries en double" in text
@@ -445,3 +446,81 @@ def test_report_at_phone_width_tables_scroll_inside(report):
         page.open((tmp / "report" / "index.html").as_uri())
         widths = page.eval("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert widths[0] <= widths[1], widths
+
+
+def test_fractures_culverts_and_vigilance_points_are_presented():
+    """The report section on what the method builds: severity-4 points by infrastructure, missing links with their
+    own and combined scores, culverts, vigilance points; the summary splits the rupture points by kind."""
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point
+
+    from tvb_tasks.publish.report.fractures import fracture_tables
+    from tvb_tasks.publish.report.reading import plain_summary, rupture_counts
+
+    def p(i, kind, infra, name, sev, ml=0, cid="forest-C001", cls="1", own=0.0):
+        return {"id": f"P{i}", "corridor_id": cid, "sous_trame": "forest", "corridor_kind": kind,
+                "infrastructure": infra, "infra_class": cls, "infra_name": name, "severity": sev,
+                "missing_link": ml, "barrier_m": 25.0 if ml else 0.0, "cost_saved": own,
+                "improvement_score": own / 25 if ml else 0.0, "geometry": Point(i, 0)}
+
+    pts = gpd.GeoDataFrame([p(1, "terrestre", "road", "A21", 4, 1, own=250000.0),
+                            p(2, "terrestre", "railway", "Ligne", 4, 1, cls="in_use"),
+                            p(3, "reservoir", "road", "A21", 4, cid="forest-R001"),
+                            p(4, "terrestre", "road", "D58", 3, cid="forest-C002", cls="3"),
+                            p(5, "aquatique", "culvert", "D58", 3, cid="hors corridor", cls="road"),
+                            p(6, "aquatique", "road", "N17", 2, cid="W001", cls="2")], crs=2154)
+    cor = gpd.GeoDataFrame({"id": ["forest-C001"], "from_id": ["R1"], "to_id": ["R2"], "length_m": [1500.0],
+                            "cost_saved": [260000.0]}, geometry=[LineString([(0, 0), (1, 1)])], crs=2154)
+    vig = gpd.GeoDataFrame({"id": ["V0001", "V0002"], "sous_trame": ["forest", "forest"],
+                            "infra_name": ["Voie communale", "Voie communale"]},
+                           geometry=[Point(0, 1), Point(0, 2)], crs=2154)
+    tables = fracture_tables({"rupture_points": pts, "corridors": cor, "vigilance_points": vig},
+                             {"forest": "Sous-trame forestière"})
+    titles = [t.title for t in tables]
+    assert titles[0].startswith("Fractures") and "Liaisons manquantes" in titles[1]
+    assert "Ouvrages busés" in titles[2] and "Points de vigilance" in titles[3]
+    assert tables[0].rows[0][:5] == ["Route", "A21", "2", "1", "1"]          # by infrastructure, most points first
+    assert tables[1].rows[0][3] == "Route A21"                              # type + name, never "Canal Canal …"
+    a21 = next(r for r in tables[1].rows if "A21" in r[3])
+    assert a21[4] == "1,50" and a21[5] == "260\u202f000" and a21[7] == "250\u202f000" and a21[8] == "10\u202f000"
+    rail = next(r for r in tables[1].rows if "Ligne" in r[3])
+    assert rail[7] == "0" and rail[8] == "0"                                # the railway alone saves nothing
+    assert tables[2].rows == [["P5", "Route D58", "hors corridor", "3"]]
+    assert tables[3].rows[-1] == ["Total", "2", "1"]
+    counts = rupture_counts(pts)
+    assert counts["kinds"] == {"corridor": 3, "reservoir": 1, "culvert": 1, "obstacle": 0, "bridge": 1,
+                               "severity_4": 3, "missing_link": 2}
+    doc = {"key_figures": {"rupture_points": 6, "vigilance_points": 2}}
+    line = next(x for x in plain_summary("Scène", doc, synthetic=False, validation_ok=None, change=[], explanation="",
+                                         n_communes=1, ruptures=counts) if "points de rupture" in x)
+    assert "1 où une autoroute, une voie ferrée ou un canal traverse un réservoir" in line
+    assert "1 ouvrages busés" in line and "1 ponts" in line and "3 sont des fractures" in line
+    assert "2 points de vigilance" in line
+
+
+def test_rupture_map_sets_fractures_and_vigilance_apart(tmp_path):
+    import geopandas as gpd
+    import matplotlib.pyplot as plt
+    from shapely.geometry import LineString, Point
+
+    from tvb_tasks.publish.report.fractures import draw_fractures
+
+    pts = gpd.GeoDataFrame({"severity": [4, 3]}, geometry=[Point(0, 0), Point(1, 1)], crs=2154)
+    cor = gpd.GeoDataFrame({"missing_link": [1, 0]}, geometry=[LineString([(0, 0), (2, 2)])] * 2, crs=2154)
+    vig = gpd.GeoDataFrame({"severity": [2]}, geometry=[Point(2, 0)], crs=2154)
+    fig, ax = plt.subplots()
+    labels = [h.get_label() for h in draw_fractures(ax, pts, cor, vig)]
+    plt.close(fig)
+    assert labels == ["Liaison manquante (fracture) à rétablir", "Fracture : point de gravité 4",
+                      "Point de vigilance (route locale, gravité 2)"]
+    assert draw_fractures(plt.subplots()[1], pts.iloc[1:], cor.iloc[1:], None) == []
+
+
+def test_fragmentation_note_explains_cbc_equal_to_cut():
+    from tvb_tasks.publish.report import fragmentation_table
+
+    doc = {"fragmentation": {
+        "forest": {"libelle": "Forêt", "territory": {"meff_cut_ha": 2.0966, "meff_cbc_ha": 2.0966001}},
+        "mining": {"libelle": "Terrils", "territory": {"meff_cut_ha": 0.44, "meff_cbc_ha": 0.45}}}}
+    note = fragmentation_table(doc).note
+    assert "CBC = CUT pour : Forêt." in note and "Terrils" not in note and "limite du territoire" in note

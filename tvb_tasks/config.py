@@ -290,7 +290,8 @@ class CorridorStatusConfig(_Model):
     ≤ ``support_max_friction``. existing: gap ≤ ``existing_max_gap_m`` and support share ≥
     ``existing_min_support_share``; to_restore: gap ≤ ``restore_max_gap_m`` and share ≥
     ``restore_min_support_share``; else to_create. An untreated rupture point of severity ≥
-    ``downgrade_min_severity`` lowers the status one step (existing → to_restore → to_create).
+    ``downgrade_min_severity`` lowers the status one step, never below ``downgrade_floor`` (existing → to_restore;
+    to_restore stays to_restore by default).
     """
 
     gap_min_friction: float = Field(default=100, gt=0)
@@ -300,6 +301,9 @@ class CorridorStatusConfig(_Model):
     restore_max_gap_m: float = Field(default=250, ge=0)
     restore_min_support_share: float = Field(default=0.0, ge=0, le=1)
     downgrade_min_severity: int = Field(default=3, ge=1, le=5)   # 5 = never downgrade
+    # lowest status a rupture point can bring a corridor to: the crossing is itself the rupture point, so a
+    # corridor with no crop / built gap stays "to restore" whatever crosses it (only its own gap makes "to create")
+    downgrade_floor: Literal["to_restore", "to_create"] = "to_restore"
     # former geometric-mean thresholds: accepted for older YAML files, no longer used
     existing_max_mean_friction: float | None = None
     restore_max_mean_friction: float | None = None
@@ -322,6 +326,8 @@ class MissingLinksConfig(_Model):
     min_gain_share: float = Field(default=0.25, ge=0)          # cost saved ≥ this share of the potential cost
     max_barrier_m: float | None = Field(default=None, gt=0)    # a potential path longer than this on barrier
                                                                # cells follows the barrier: not a crossing
+    # Barrier Mapper search radius: each crossing's own score restores the barrier cells within this of it
+    barrier_radius_m: float = Field(default=75, gt=0)
 
 
 class WetCorridorConfig(_Model):
@@ -358,6 +364,16 @@ class RupturePointsConfig(_Model):
     obstacles: ObstacleSeverityConfig = ObstacleSeverityConfig()
     site_tolerance_m: float = Field(default=100, ge=0)   # points of one infrastructure closer than this = 1 site
     include_reservoirs: bool = True      # a barrier (corridors.missing_links) running through a reservoir = point
+    # an open wet stretch under a road / railway (a bridge: the bed and banks go on under the deck) — its severity
+    # (None: from the crossed infrastructure's friction, as a terrestrial crossing); culverts: culvert_severity
+    bridge_severity: int | None = Field(default=2, ge=1, le=4)
+    # points de vigilance (COST 341 partial barriers): terrestrial corridors × roads with road_max_importance <
+    # importance ≤ vigilance_road_max_importance, published apart (layer vigilance_points) with vigilance_severity,
+    # never in the rupture-point counts nor in the status downgrade. None: none published
+    vigilance_road_max_importance: int | None = Field(default=None, ge=1, le=6)
+    vigilance_severity: int = Field(default=2, ge=1, le=4)
+    # the corridor_id of a wet point (culvert) attached to no wet corridor (its watercourse carries none)
+    no_corridor_label: str = "hors corridor"
 
 
 class BoundaryConfig(_Model):

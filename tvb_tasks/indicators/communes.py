@@ -144,6 +144,9 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
         out[column] = area_by_unit(dissolved_parts(network_polygons(layers, sts)), units).to_numpy()
 
     corridors = layers["corridors"]
+    stretches = layers.get("corridor_stretches")     # km by status per stretch when the release has them
+    if stretches is not None and len(stretches):
+        corridors = stretches
     terrestrial = dissolved_status_lines(corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)])
     by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
     for status in CORRIDOR_STATUSES:
@@ -153,6 +156,11 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
     out["wet_corridors_km"] = length_by_unit(layers["wet_corridors"][["geometry"]], units).to_numpy()
     out["rupture_points"] = count_by_unit(layers["rupture_points"], units).to_numpy()
     out["rupture_sites"] = count_sites_by_unit(layers["rupture_points"], units).to_numpy()
+    pts = layers["rupture_points"]
+    out["rupture_points_severity_4"] = (count_by_unit(pts[pd.to_numeric(pts["severity"]) >= 4], units).to_numpy()
+                                        if "severity" in pts.columns else 0)
+    vigilance = layers.get("vigilance_points")
+    out["vigilance_points"] = count_by_unit(vigilance, units).to_numpy() if vigilance is not None else 0
     return out
 
 

@@ -1,7 +1,8 @@
 """Landscape fragmentation of a sous-trame's habitat: Jaeger's effective mesh size and related measures.
 
 Patches are the contiguous parts of the union of the sous-trame's habitat: land-use polygons of its habitat classes
-plus its reservoirs and relays (which carry the extra habitat sources, e.g. terrils). For a reporting unit of area
+plus its extra habitat sources (e.g. terrils), from the release's ``habitat_patches`` layer — land cover, not the
+reservoirs and relays, which may hold protected land that is not habitat (FragScape practice). For a reporting unit of area
 A_total (the territory or a commune) with patch pieces A_i inside it (ha):
 
 * meff_CUT = Σ A_i² / A_total — patches cut at the unit boundary (Jaeger 2000);
@@ -15,7 +16,10 @@ and, for the trame verte, canals, buffered by half their width — the ``width_m
 ``indicators.fragmentation.cut_width_m`` per type), as FragScape does before computing meff (Jaeger 2000's
 "fragmentation geometry": the landscape cut by transport lines). A patch extending beyond the reporting unit keeps
 its whole area in A_i_cmpl (CBC), as far as the layers hold it (an unclipped habitat extent when the layers stage
-computes on a buffer around the territory; else the part inside the territory).
+computes on a buffer around the territory; else the part inside the territory). When the land-use source stops at
+the territory outline (the CALL sample: OCS2D is clipped to the CALL), no patch extends beyond it and meff CBC
+equals meff CUT at territory level: CBC differs only for patches completed outside (terrils, cavaliers, or a land
+use fetched on the buffer); per commune CBC still exceeds CUT where patches straddle commune boundaries.
 
 EPSG:2154, areas in ha.
 """
@@ -60,13 +64,18 @@ def fragmentation_metrics(areas_ha: np.ndarray, complete_areas_ha: np.ndarray, u
 
 def sous_trame_habitat(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str
                        ) -> gpd.GeoSeries:
-    """Habitat polygons of a sous-trame: land use of its habitat classes, its reservoirs and its relays, plus its
-    polygons of the optional ``habitat_patches`` layer (the habitat patches on the whole computation extent, unclipped: the layers stage
-    computes on a buffer around the territory): patches then keep their full area for CBC."""
+    """Habitat polygons of a sous-trame: land use of its habitat classes plus its polygons of the ``habitat_patches``
+    layer (land-cover habitat and the extra habitat sources such as terrils, on the whole computation extent,
+    unclipped: patches keep their full area for CBC). Reservoirs and relays are *not* habitat: a reservoir may be
+    a protected area whose land is partly crops or built-up (FragScape computes meff on land-cover habitat). Only a
+    release without a ``habitat_patches`` layer (older releases) falls back on its reservoirs and relays, which
+    carry the extra habitat sources there."""
     habitat_classes = territory.sous_trames[sous_trame].habitat
     landuse = layers["landuse"]
     parts = [landuse.geometry[landuse["class"].isin(habitat_classes)]]
-    for layer in ("reservoirs", "relays", "habitat_patches"):
+    hp = layers.get("habitat_patches")
+    has_patches = hp is not None and "sous_trame" in hp.columns and bool((hp["sous_trame"] == sous_trame).any())
+    for layer in (("habitat_patches",) if has_patches else ("reservoirs", "relays")):
         gdf = layers.get(layer)
         if gdf is not None and "sous_trame" in gdf.columns:
             parts.append(gdf.geometry[gdf["sous_trame"] == sous_trame])

@@ -3,7 +3,8 @@
 The territory figures are sums over the commune table (:func:`tvb_tasks.indicators.communes.commune_measures`), so
 only what lies inside the communes counts: areas in ha, lengths in km (dissolved across sous-trames: a stretch shared
 by two sous-trames counts once), shares in % of the territory area; rupture points and rupture sites (one crossing
-of one infrastructure, whatever the sous-trames) are both counted.
+of one infrastructure, whatever the sous-trames) are both counted, the severity-4 points (fractures) apart, and the
+points de vigilance (local roads, COST 341 partial barriers) on their own line, never among the rupture points.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ KEY_FIGURES: dict[str, tuple[str, str]] = {
     "rupture_points": ("Points de rupture", "nombre"),
     "urban_nature_ha": ("Nature en ville (parcs, jardins, cimetières enherbés)", "ha"),
     "rupture_sites": ("Sites de rupture (franchissements d'une infrastructure)", "nombre"),
+    "rupture_points_severity_4": ("dont fractures (points de gravité 4 : autoroutes, voies ferrées, canaux)",
+                                  "nombre"),
+    "vigilance_points": ("Points de vigilance (routes locales, gravité 2, hors points de rupture)", "nombre"),
 }
 
 
@@ -48,6 +52,9 @@ def key_figures(communes: pd.DataFrame) -> dict[str, float | int]:
         "rupture_points": int(communes["rupture_points"].sum()),
         "urban_nature_ha": float(communes["urban_nature_ha"].sum()) if "urban_nature_ha" in communes else 0.0,
         "rupture_sites": int(communes["rupture_sites"].sum()),
+        "rupture_points_severity_4": int(communes["rupture_points_severity_4"].sum())
+        if "rupture_points_severity_4" in communes else 0,
+        "vigilance_points": int(communes["vigilance_points"].sum()) if "vigilance_points" in communes else 0,
     }
 
 

@@ -24,9 +24,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 GEOMETRY_KIND = {
     "reservoirs": "polygon", "relays": "polygon", "landuse": "polygon", "communes": "polygon",
     "corridors": "line", "wet_corridors": "line", "rupture_points": "point", "infrastructure": "line",
-    "corridor_areas": "polygon", "habitat_patches": "polygon",
+    "corridor_areas": "polygon", "habitat_patches": "polygon", "vigilance_points": "point",
+    "corridor_stretches": "line",
 }
-OPTIONAL_LAYERS = ("infrastructure", "habitat_patches")   # read when the release has them
+# read when the release has them (corridor_stretches: km by status per stretch)
+OPTIONAL_LAYERS = ("infrastructure", "habitat_patches", "vigilance_points", "corridor_stretches")
 
 
 # --- reading a release's layers --------------------------------------------------------------------------------------

@@ -14,10 +14,23 @@ import pyogrio
 
 from . import labels
 from .common import M2_PER_HA, LayerInputError, empty_frame, read_role, read_source
-from .corridors import CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, downgrade_status
+from .corridors import (
+    CORRIDOR_AREA_COLUMNS,
+    CORRIDOR_COLUMNS,
+    STATUS_ORDER,
+    STRETCH_COLUMNS,
+    downgrade_status,
+    downgrade_stretches,
+)
 from .engine import _context
 from .reservoirs import RELAY_COLUMNS, RESERVOIR_COLUMNS
-from .ruptures import fragmenting_lines, infrastructure_ruptures, rupture_points
+from .ruptures import (
+    VIGILANCE_COLUMNS,
+    fragmenting_lines,
+    infrastructure_ruptures,
+    rupture_points,
+    vigilance_points,
+)
 from .wet import wet_corridors
 
 __all__ = ["assemble", "dissolved_by_status"]
@@ -126,6 +139,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     corridors = _concat([_read_part(p, "corridors", crs, CORRIDOR_COLUMNS) for p in parts], crs, CORRIDOR_COLUMNS)
     areas = _concat([_read_part(p, "corridor_areas", crs, CORRIDOR_AREA_COLUMNS) for p in parts
                      if p.get("files", {}).get("corridor_areas")], crs, CORRIDOR_AREA_COLUMNS)
+    stretches = _concat([_read_part(p, "corridor_stretches", crs, STRETCH_COLUMNS) for p in parts
+                         if p.get("files", {}).get("corridor_stretches")], crs, STRETCH_COLUMNS)
     missing = _concat([_read_part(p, "missing_crossings", crs, []) for p in parts
                        if p.get("files", {}).get("missing_crossings")], crs, [])
     t_parts = time.perf_counter() - t0
@@ -146,18 +161,25 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
                               reservoirs=reservoirs)
     if len(corridors):      # status downgraded by an untreated rupture point (raw crossings: before deduplication)
         raw = pd.concat([missing, infrastructure_ruptures(territory, corridors, ctx.infra)], ignore_index=True)
-        corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity)
+        corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity,
+                                     territory.corridors.status.downgrade_floor)
         if len(areas):
             areas["status"] = areas["corridor_id"].map(corridors.set_index("id")["status"]).values
+        stretches = downgrade_stretches(stretches, raw, territory.corridors.status.downgrade_min_severity,
+                                        territory.corridors.status.downgrade_floor)
+    vigilance = vigilance_points(territory, corridors, ctx.infra) if len(corridors) \
+        else empty_frame(crs, VIGILANCE_COLUMNS)
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()
     reservoirs["libelle"] = labels.label_reservoirs(territory, reservoirs) if len(reservoirs) else []
     relays["libelle"] = labels.label_relays(territory, relays) if len(relays) else []
     corridors["libelle"] = labels.label_corridors(territory, corridors) if len(corridors) else []
+    stretches["libelle"] = labels.label_stretches(territory, stretches) if len(stretches) else []
     areas["libelle"] = labels.label_corridor_areas(territory, areas) if len(areas) else []
     wet["libelle"] = labels.label_wet(wet) if len(wet) else []
     ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
+    vigilance["libelle"] = labels.label_vigilance(territory, vigilance) if len(vigilance) else []
     patches = _habitat_patches_layer(territory, parts)
     fragmenting = fragmenting_lines(territory, ctx.infra)
     fragmenting = fragmenting.assign(libelle=labels.label_infrastructure(fragmenting))
@@ -169,7 +191,9 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     gpkg.unlink(missing_ok=True)
     layers = [("reservoirs", reservoirs, "Polygon"), ("relays", relays, "Polygon"),
               ("corridors", corridors, "MultiLineString"), ("corridor_areas", areas, "MultiPolygon"),
+              ("corridor_stretches", stretches, "MultiLineString"),
               ("wet_corridors", wet, "LineString"), ("rupture_points", ruptures, "Point"),
+              ("vigilance_points", vigilance, "Point"),
               ("infrastructure", fragmenting, "LineString"),
               ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon"),
               ("habitat_patches", patches, "Polygon")]
@@ -200,9 +224,11 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
 
     lengths = {"corridors": _sum_km(corridors), "wet_corridors": _sum_km(wet),
                "culverted_watercourses": wet_summary["culverted_km"]}
+    by_stretch = stretches if len(stretches) else corridors        # km by status: per stretch (method §6)
     for status in STATUS_ORDER:
-        lengths[f"corridors_{status}"] = _sum_km(corridors[corridors["status"] == status]) if len(corridors) else 0.0
-    lengths.update({f"{k}_dissolved": v for k, v in dissolved_by_status(corridors).items()})
+        lengths[f"corridors_{status}"] = _sum_km(by_stretch[by_stretch["status"] == status]) \
+            if len(by_stretch) else 0.0
+    lengths.update({f"{k}_dissolved": v for k, v in dissolved_by_status(by_stretch).items()})
     lengths["corridors_missing_links"] = (_sum_km(corridors[corridors["missing_link"] == 1])
                                           if len(corridors) else 0.0)
     for s in verte:

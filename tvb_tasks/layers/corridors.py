@@ -15,7 +15,8 @@
    a row of cells whose land-use friction is ≥ ``gap_min_friction``: crops, built-up) and the **share of supporting
    elements** (length share of cells with friction ≤ ``support_max_friction``: habitat, favourable land) —
    :func:`corridor_status`. :func:`downgrade_status` then lowers it one step when an untreated rupture point of
-   severity ≥ ``downgrade_min_severity`` cuts the corridor.
+   severity ≥ ``downgrade_min_severity`` cuts the corridor, never below ``downgrade_floor`` ("to restore": the
+   crossing is already a rupture point; only the corridor's own gap makes it "to create").
 5. Missing links (fractures): links computed on the friction *without* the barriers (motorways, railways, canals:
    ``corridors.missing_links``) that the real network lacks become corridors (``missing_link`` = 1)
    with a Barrier-Mapper improvement score (McRae et al. 2012): cost saved per metre of barrier removed. A pair the
@@ -43,21 +44,10 @@ from shapely.geometry import shape
 from . import costdistance as cd
 from .common import Grid, empty_frame, rasterize_values
 
-__all__ = [
-    "CORRIDOR_AREA_COLUMNS",
-    "CORRIDOR_COLUMNS",
-    "STATUS_ORDER",
-    "corridor_area",
-    "corridor_lines",
-    "corridor_status",
-    "cost_from_reservoirs",
-    "downgrade_status",
-    "gap_and_support",
-    "link_paths",
-    "reservoir_sources",
-    "select_links",
-    "zone_windows",
-]
+__all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
+           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
+           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER", "barrier_crossing_scores", "STRETCH_COLUMNS", "stretch_bounds",
+           "corridor_stretches", "downgrade_stretches"]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
                     "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",
@@ -167,17 +157,22 @@ def gap_and_support(cells: list[int], W: int, res: float, lu_friction: np.ndarra
     return float(best), float(share[lu <= status_cfg.support_max_friction].sum()), float(step.sum())
 
 
-def _lower(status: str) -> str:
-    """One step down: existing → to_restore → to_create (to_create stays)."""
-    return STATUS_ORDER[min(STATUS_ORDER.index(status) + 1, len(STATUS_ORDER) - 1)]
+def _lower(status: str, floor: str = "to_restore") -> str:
+    """One step down (existing → to_restore → to_create), never below ``floor`` unless already there: with the
+    default floor a rupture brings an existing corridor to "to_restore" and leaves the others as they are."""
+    i = STATUS_ORDER.index(status)
+    return STATUS_ORDER[max(i, min(i + 1, STATUS_ORDER.index(floor)))]
 
 
-def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int
-                     ) -> gpd.GeoDataFrame:
-    """Lower the status one step (existing → to_restore → to_create) of every corridor cut by a rupture point of
-    severity ≥ ``min_severity`` that is not treated (``treated`` column false or absent); ``downgraded`` = 1. A
+def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int,
+                     floor: str = "to_restore") -> gpd.GeoDataFrame:
+    """Lower the status one step (existing → to_restore → to_create), never below ``floor``
+    (``corridors.status.downgrade_floor``), of every corridor cut by a rupture point of severity ≥ ``min_severity``
+    that is not treated (``treated`` column false or absent); ``downgraded`` = 1 when the status changed. A
     corridor is lowered once whatever the number of points, and not again when already ``downgraded`` (missing
-    links, lowered by their barrier in :func:`corridor_lines`)."""
+    links, lowered by their barrier in :func:`corridor_lines`). With the default floor a "to restore" corridor
+    crossed by a road stays "to restore": the crossing is already its rupture point; only the corridor's own
+    unsupported gap (:func:`corridor_status`) makes it "to create"."""
     out = corridors.copy()
     if out.empty or raw_points.empty:
         return out
@@ -185,8 +180,9 @@ def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, 
     if "treated" in pts.columns:
         pts = pts[~pts["treated"].fillna(False).astype(bool)]
     done = out["downgraded"].fillna(0).astype(int) == 1 if "downgraded" in out.columns else False
-    hit = out["id"].isin(set(pts["corridor_id"])) & out["status"].isin(STATUS_ORDER[:2]) & ~done
-    out.loc[hit, "status"] = out.loc[hit, "status"].map(lambda s: STATUS_ORDER[STATUS_ORDER.index(s) + 1])
+    lowered = out["status"].map(lambda s: _lower(s, floor))
+    hit = out["id"].isin(set(pts["corridor_id"])) & ~done & lowered.ne(out["status"])
+    out.loc[hit, "status"] = lowered[hit]
     out.loc[hit, "downgraded"] = 1
     return out
 
@@ -244,8 +240,9 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     ``missing``: one dict per link (same order) for missing links (fractures), ``None`` for real links; a missing
     link's dict gives ``barrier_m``, ``cost_saved``, ``improvement_score``. Its status is the one its land stretch
     gets (gap and support, as any corridor) lowered one step by the untreated barrier it crosses (``downgraded`` =
-    1): a link running on cavaliers across a motorway is "to restore" (the crossing is to create: the severity-4
-    rupture point), one across 500 m of crops and the motorway "to create". Missing links must come after the real
+    1, never below ``status.downgrade_floor``): a link running on cavaliers across a motorway is "to restore" (the
+    crossing is to create: the severity-4 rupture point), one across 500 m of crops and the motorway "to create"
+    (its own gap), one whose land stretch is "to restore" stays "to restore". Missing links must come after the real
     ones (they are drawn after them).
     """
     crs = territory.crs
@@ -284,7 +281,8 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
         fracture = missing[k_link]
         rows.append({"sous_trame": sous_trame, "from_id": res_ids[int(links["a"].iloc[k_link])],
                      "to_id": res_ids[int(links["b"].iloc[k_link])],
-                     "status": _lower(corridor_status(max_gap, support, status_cfg)) if fracture
+                     "status": _lower(corridor_status(max_gap, support, status_cfg), status_cfg.downgrade_floor)
+                     if fracture
                      else corridor_status(max_gap, support, status_cfg),
                      "length_m": length, "path_length_m": full_length, "cost": float(links["cost"].iloc[k_link]),
                      "mean_friction": gm, "max_gap_m": max_gap, "support_share": support,
@@ -292,13 +290,13 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
                      "barrier_m": float(fracture["barrier_m"]) if fracture else 0.0,
                      "cost_saved": float(fracture["cost_saved"]) if fracture else 0.0,
                      "improvement_score": float(fracture["improvement_score"]) if fracture else 0.0,
-                     "downgraded": 1 if fracture else 0, "_link": k_link})
+                     "downgraded": 1 if fracture else 0, "_link": k_link, "_runs": runs})
         geoms.append(lines[0] if len(lines) == 1 else MultiLineString(lines))
     if not rows:
-        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link"])
+        return empty_frame(crs, CORRIDOR_COLUMNS + ["_link", "_runs"])
     out = gpd.GeoDataFrame(rows, geometry=geoms, crs=crs)
     out.insert(0, "id", [f"{sous_trame}-C{i:03d}" for i in range(1, len(out) + 1)])
-    return out[CORRIDOR_COLUMNS + ["_link", "geometry"]]
+    return out[CORRIDOR_COLUMNS + ["_link", "_runs", "geometry"]]
 
 
 def zone_windows(alloc: np.ndarray) -> list:
@@ -443,3 +441,176 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         return (*empty[:3], (acc, back, alloc))
     return (links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep],
             (acc, back, alloc))
+
+
+def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, path: list[tuple[int, int]],
+                            friction: np.ndarray, potential: np.ndarray, src_rc: np.ndarray, src_res: np.ndarray,
+                            grid: Grid, *, knight: bool, radius_m: float, potential_cost: float = 0.0
+                            ) -> list[dict]:
+    """Own Barrier-Mapper score of each barrier crossing of one missing link (a → b, reservoir indices).
+
+    Linkage Mapper's Barrier Mapper (McRae et al. 2012) scores each barrier *location*: the cost saved when the
+    barrier cells within a search radius of it are restored, everything else unchanged. For each crossing point
+    ``xy[i]`` (map coordinates, the territory CRS): the barrier cells (``friction > potential``) within ``radius_m``
+    metres of it take their barrier-free friction, the real least-cost distance a → b is recomputed (exact
+    Dijkstra from a's cells, cut off at ``real_cost``, the link's real distance), and
+
+    * ``cost_saved`` = real_cost − that distance (0 when another barrier on the way still blocks the link: removing
+      a railway saves nothing while the motorway beside it remains);
+    * ``barrier_m`` = metres of the link's potential ``path`` on the restored cells;
+    * ``improvement_score`` = cost_saved / barrier_m (cost units per metre of barrier made passable; 0 when the
+      path has no restored cell).
+
+    ``potential_cost`` (the link's barrier-free cost) bounds the recomputed distance from below, so a crossing
+    never saves more than the whole link. The link's combined score (all its barriers removed at once) stays on
+    the corridor. Costs in friction × m.
+    """
+    H, W = grid.shape
+    t = grid.transform
+    barrier = np.isfinite(potential) & (friction > potential)
+    flat = [r * W + c for r, c in path]
+    src_a = src_rc[src_res == a]
+    rc_b = src_rc[src_res == b]
+    k = int(np.ceil(radius_m / grid.res)) + 1
+    out = []
+    for x, y in np.asarray(xy, dtype=float).reshape(-1, 2):
+        col, row = ~t @ (x, y)
+        r0, r1 = max(int(row) - k, 0), min(int(row) + k + 1, H)
+        c0, c1 = max(int(col) - k, 0), min(int(col) + k + 1, W)
+        cx, cy = grid.cell_centres(*np.mgrid[r0:r1, c0:c1])
+        win = np.zeros((H, W), dtype=bool)
+        win[r0:r1, c0:c1] = np.hypot(cx - x, cy - y) <= radius_m
+        restore = win & barrier
+        b_m = barrier_length(flat, W, grid.res, restore)
+        if not restore.any() or not len(src_a) or not len(rc_b):
+            out.append({"cost_saved": 0.0, "barrier_m": b_m, "improvement_score": 0.0})
+            continue
+        fr = np.where(restore, potential, friction).astype(friction.dtype)
+        acc = cd.accumulated_cost(fr, src_a, cell_size=grid.res, knight=knight, max_cost=real_cost)
+        lcd = float(np.nanmin(acc[rc_b[:, 0], rc_b[:, 1]]))
+        saved = max(real_cost - min(max(lcd, potential_cost), real_cost), 0.0) if np.isfinite(lcd) else 0.0
+        out.append({"cost_saved": saved, "barrier_m": b_m, "improvement_score": saved / b_m if b_m > 0 else 0.0})
+    return out
+
+
+STRETCH_COLUMNS = ["id", "corridor_id", "sous_trame", "status", "length_m", "max_gap_m", "support_share",
+                   "missing_link", "downgraded"]
+
+
+def stretch_bounds(cells: list[int], W: int, res: float, lu_friction: np.ndarray, status_cfg
+                   ) -> list[tuple[int, int, str, float, float, float]]:
+    """Stretches of a chain of flat cell indices: ``(first, last, status, length m, max gap m, support share)``.
+
+    The chain is cut at every unsupported gap (cells with land-use friction ≥ ``gap_min_friction``) longer than
+    ``existing_max_gap_m``: such a gap is a stretch of its own, "to create" when longer than ``restore_max_gap_m``
+    (crops or built land to turn into a corridor), else "to restore" (a field to replant); each stretch between
+    gaps gets :func:`corridor_status` of its own gap (≤ ``existing_max_gap_m``) and support share. Lengths share
+    each step half and half between its two cells (as :func:`gap_and_support`), so the stretches add up to the
+    chain's length.
+    """
+    c = np.asarray(cells)
+    n = len(c)
+    if n < 2:
+        return []
+    lu = lu_friction.reshape(-1)[c].astype(np.float64)
+    r, k = np.divmod(c, W)
+    step = np.hypot(np.diff(r), np.diff(k)) * res
+    share = np.zeros(n)
+    share[:-1] += step / 2
+    share[1:] += step / 2
+    bad = lu >= status_cfg.gap_min_friction
+    good = lu <= status_cfg.support_max_friction
+    cuts, i = [], 0
+    while i < n:
+        if bad[i]:
+            j = i
+            while j + 1 < n and bad[j + 1]:
+                j += 1
+            if share[i:j + 1].sum() > status_cfg.existing_max_gap_m:
+                cuts.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    pieces, prev = [], 0
+    for s, e in cuts:
+        if s > prev:
+            pieces.append((prev, s - 1, False))
+        pieces.append((s, e, True))
+        prev = e + 1
+    if prev < n:
+        pieces.append((prev, n - 1, False))
+    out = []
+    for s, e, is_gap in pieces:
+        length = float(share[s:e + 1].sum())
+        if is_gap:
+            status = "to_create" if length > status_cfg.restore_max_gap_m else "to_restore"
+            out.append((s, e, status, length, length, 0.0))
+            continue
+        gap = best = 0.0
+        for flag, part in zip(bad[s:e + 1], share[s:e + 1]):
+            gap = gap + part if flag else 0.0
+            best = max(best, gap)
+        support = float(share[s:e + 1][good[s:e + 1]].sum() / length) if length > 0 else 0.0
+        out.append((s, e, corridor_status(best, support, status_cfg), length, float(best), support))
+    return out
+
+
+def _stretch_line(cells: list[int], s: int, e: int, grid: Grid) -> LineString:
+    """Centre line of cells ``s..e`` of a chain, extended to the middle of the steps to its neighbours."""
+    r, k = np.divmod(np.asarray(cells), grid.shape[1])
+    x, y = grid.cell_centres(r, k)
+    xs, ys = list(x[s:e + 1]), list(y[s:e + 1])
+    if s > 0:
+        xs.insert(0, (x[s - 1] + x[s]) / 2)
+        ys.insert(0, (y[s - 1] + y[s]) / 2)
+    if e < len(cells) - 1:
+        xs.append((x[e] + x[e + 1]) / 2)
+        ys.append((y[e] + y[e + 1]) / 2)
+    return LineString(np.column_stack([xs, ys]))
+
+
+def corridor_stretches(corridors: gpd.GeoDataFrame, grid: Grid, lu_friction: np.ndarray, status_cfg
+                       ) -> gpd.GeoDataFrame:
+    """Stretches (:data:`STRETCH_COLUMNS`, ids ``<corridor id>-Snn``) of every corridor's own runs (column
+    ``_runs`` written by :func:`corridor_lines`): the status per stretch (:func:`stretch_bounds`), so one short gap
+    does not make a long, mostly supported corridor wholly "to create". Rupture points then lower the stretch
+    they fall on (:func:`downgrade_stretches`). Lengths in metres, territory CRS."""
+    rows, geoms = [], []
+    W = grid.shape[1]
+    if corridors.empty or "_runs" not in corridors.columns:
+        return empty_frame(corridors.crs, STRETCH_COLUMNS)
+    for _, c in corridors.iterrows():
+        j = 0
+        for run in c["_runs"]:
+            for s, e, status, length, gap, support in stretch_bounds(run, W, grid.res, lu_friction, status_cfg):
+                j += 1
+                rows.append({"id": f"{c['id']}-S{j:02d}", "corridor_id": c["id"], "sous_trame": c["sous_trame"],
+                             "status": status, "length_m": length, "max_gap_m": gap, "support_share": support,
+                             "missing_link": int(c["missing_link"]), "downgraded": 0})
+                geoms.append(_stretch_line(run, s, e, grid))
+    if not rows:
+        return empty_frame(corridors.crs, STRETCH_COLUMNS)
+    return gpd.GeoDataFrame(rows, geometry=geoms, crs=corridors.crs)[STRETCH_COLUMNS + ["geometry"]]
+
+
+def downgrade_stretches(stretches: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int,
+                        floor: str = "to_restore") -> gpd.GeoDataFrame:
+    """Lower one step, never below ``floor``, the stretch of its corridor nearest to each untreated rupture point
+    of severity ≥ ``min_severity`` (the stretch the crossing cuts); ``downgraded`` = 1 when its status changed."""
+    out = stretches.copy()
+    if out.empty or raw_points.empty:
+        return out
+    pts = raw_points[raw_points["severity"] >= min_severity]
+    if "treated" in pts.columns:
+        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    hit = set()
+    for cid, geom in zip(pts["corridor_id"], pts.geometry):
+        cand = out[out["corridor_id"] == cid]
+        if len(cand):
+            hit.add(cand.index[int(np.argmin(cand.distance(geom).to_numpy()))])
+    for i in sorted(hit):
+        new = _lower(out.at[i, "status"], floor)
+        if new != out.at[i, "status"]:
+            out.at[i, "status"] = new
+            out.at[i, "downgraded"] = 1
+    return out

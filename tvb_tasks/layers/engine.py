@@ -18,35 +18,19 @@ import pandas as pd
 import shapely
 from shapely import LineString
 
-from .common import (
-    M2_PER_HA,
-    Grid,
-    LayerInputError,
-    empty_frame,
-    load_boundary,
-    make_grid,
-    polygons_only,
-    rasterize_values,
-    read_role,
-    read_source,
-    write_cog,
-)
-from .corridors import (
-    CORRIDOR_AREA_COLUMNS,
-    CORRIDOR_COLUMNS,
-    corridor_area,
-    corridor_lines,
-    cost_from_reservoirs,
-    link_paths,
-    missing_links,
-    reservoir_sources,
-    select_links,
-    zone_windows,
-)
+from . import labels
+from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
+                     rasterize_values, read_role, read_source, write_cog)
+from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
+                        cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
+                        select_links, zone_windows)
+from .corridors import STRETCH_COLUMNS, barrier_crossing_scores, corridor_stretches, downgrade_stretches
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
-from .reservoirs import always_reservoir_sous_trames, load_protected_areas, select_reservoirs
-from .ruptures import barrier_lines, missing_link_ruptures
+from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
+                         select_reservoirs)
+from .ruptures import (VIGILANCE_COLUMNS, barrier_lines, fragmenting_lines, infrastructure_ruptures,
+                       missing_link_ruptures, rupture_points, vigilance_points)
 from .tiles import tiling_config
 from .wet import prepare_watercourses
 
@@ -186,6 +170,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     corridors = empty_frame(territory.crs, CORRIDOR_COLUMNS)
     areas = empty_frame(territory.crs, CORRIDOR_AREA_COLUMNS)
     crossings = empty_frame(territory.crs)
+    stretches = empty_frame(territory.crs, STRETCH_COLUMNS)
     n_links = n_missing = 0
     if len(src_rc):
         acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight,
@@ -209,10 +194,14 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
                                     src_rc, src_res, grid, knight)
             timings["corridor_areas"] = time.perf_counter() - t2
             crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
-            corridors = corridors.drop(columns="_link", errors="ignore")
+            crossings = _score_crossings(territory, corridors, crossings, all_links, paths + mpaths, friction,
+                                         prun, src_rc, src_res, grid, knight)
+            stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
+            corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
         del back, alloc
         if len(corridors) and ctx.domain is not ctx.boundary:
             corridors = _clip_lines(corridors, ctx.boundary)
+            stretches = _clip_lines(stretches, ctx.boundary) if len(stretches) else stretches
     else:
         acc = np.full(grid.shape, np.nan)
         timings["cost_distance"] = time.perf_counter() - t
@@ -223,6 +212,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
         kept = set(corridors["id"]) if len(corridors) else set()
         areas = _clip_corridor_areas(areas, kept, ctx.boundary)
+        stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True) if len(stretches) \
+            else stretches
         if len(crossings):
             crossings = crossings[crossings["corridor_id"].isin(kept)
                                   & crossings.geometry.within(ctx.boundary)].reset_index(drop=True)
@@ -243,6 +234,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         "corridors": _write_parquet(corridors, dest / "corridors.parquet"),
         "corridor_areas": _write_parquet(areas, dest / "corridor_areas.parquet"),
         "missing_crossings": _write_parquet(crossings, dest / "missing_crossings.parquet"),
+        "corridor_stretches": _write_parquet(stretches, dest / "corridor_stretches.parquet"),
         "friction": str(write_cog(friction_out, out_grid, dest / "friction.tif",
                                   description=f"friction {sous_trame}")),
         "cost": str(write_cog(acc_out, out_grid, dest / "cost.tif", overview_resampling="average",
@@ -426,6 +418,30 @@ def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame,
     out["mean_width_m"] = (out.geometry.area / out["corridor_id"].map(length).clip(lower=grid.res)).values
     out.insert(0, "id", [f"{cid}-A" for cid in out["corridor_id"]])
     return out[CORRIDOR_AREA_COLUMNS + ["geometry"]]
+
+
+def _score_crossings(territory, corridors: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, links: pd.DataFrame,
+                     paths: list, friction: np.ndarray, potential_run, src_rc: np.ndarray, src_res: np.ndarray,
+                     grid: Grid, knight: bool) -> gpd.GeoDataFrame:
+    """Each missing-link crossing's own ``cost_saved``, ``barrier_m`` and ``improvement_score``
+    (:func:`tvb_tasks.layers.corridors.barrier_crossing_scores`: only the barrier within
+    ``missing_links.barrier_radius_m`` of the point made passable); the corridor keeps the link's combined one."""
+    if crossings.empty or potential_run is None:
+        return crossings
+    out = crossings.copy()
+    by_id = corridors.set_index("id")
+    for cid, idx in out.groupby("corridor_id").groups.items():
+        c = by_id.loc[cid]
+        k = int(c["_link"])
+        pts = out.loc[idx]
+        scores = barrier_crossing_scores(
+            np.column_stack([pts.geometry.x, pts.geometry.y]), int(links["a"].iloc[k]), int(links["b"].iloc[k]),
+            float(c["cost"]) + float(c["cost_saved"]), paths[k], friction, potential_run[2], src_rc, src_res, grid,
+            knight=knight, radius_m=territory.corridors.missing_links.barrier_radius_m,
+            potential_cost=float(c["cost"]))
+        for col in ("cost_saved", "barrier_m", "improvement_score"):
+            out.loc[idx, col] = [sc[col] for sc in scores]
+    return out
 
 
 def _missing_crossings(territory, ctx: _Context, corridors: gpd.GeoDataFrame, paths: list, grid: Grid

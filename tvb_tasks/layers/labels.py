@@ -4,19 +4,10 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 
-__all__ = [
-    "INFRA_FR",
-    "SEVERITY_FR",
-    "STATUS_FR",
-    "label_corridor_areas",
-    "label_corridors",
-    "label_infrastructure",
-    "label_landuse",
-    "label_relays",
-    "label_reservoirs",
-    "label_ruptures",
-    "label_wet",
-]
+__all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_relays", "label_corridors",
+           "label_corridor_areas", "label_infrastructure",
+           "label_wet", "label_ruptures", "label_landuse", "label_vigilance",
+           "label_stretches"]
 
 STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
 INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement",
@@ -50,6 +41,13 @@ def label_corridors(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
                                                 missing)], index=gdf.index, dtype=object)
 
 
+def label_stretches(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    """Corridor stretches: status of the stretch, its corridor."""
+    return pd.Series([f"Tronçon {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({c}, {round(m):d} m)"
+                      for s, st, c, m in zip(gdf["sous_trame"], gdf["status"], gdf["corridor_id"], gdf["length_m"])],
+                     index=gdf.index, dtype=object)
+
+
 def label_corridor_areas(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
     return pd.Series([f"Emprise du corridor {STATUS_FR.get(st, st)} – {_st_label(territory, s)} ({c})"
                       for s, st, c in zip(gdf["sous_trame"], gdf["status"], gdf["corridor_id"])],
@@ -77,11 +75,20 @@ def _infra_fr(t: str, c: str) -> str:
 def label_ruptures(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
     missing = gdf["missing_link"] if "missing_link" in gdf.columns else pd.Series(0, index=gdf.index)
     kind = gdf["corridor_kind"] if "corridor_kind" in gdf.columns else pd.Series("", index=gdf.index)
-    return pd.Series([f"Point de rupture – {_infra_fr(t, c)} – {_st_label(territory, s)} – sévérité "
+    return pd.Series([f"Point de rupture – {'pont : ' if k == 'aquatique' and t in ('road', 'railway') else ''}"
+                      f"{_infra_fr(t, c)} – {_st_label(territory, s)} – sévérité "
                       f"{SEVERITY_FR.get(int(v), v)}" + (" – liaison manquante à rétablir" if m == 1 else "")
                       + (" – réservoir coupé par l'infrastructure" if k == "reservoir" else "")
                       for t, c, s, v, m, k in zip(gdf["infrastructure"], gdf["infra_class"], gdf["sous_trame"],
                                                   gdf["severity"], missing, kind)], index=gdf.index, dtype=object)
+
+
+def label_vigilance(territory, gdf: gpd.GeoDataFrame) -> pd.Series:
+    """Points de vigilance: a local road (partial barrier) crossing a corridor."""
+    return pd.Series([f"Point de vigilance – {_infra_fr(t, c)}" + (f" ({n})" if n else "")
+                      + f" – {_st_label(territory, s)} – sévérité {SEVERITY_FR.get(int(v), v)}"
+                      for t, c, n, s, v in zip(gdf["infrastructure"], gdf["infra_class"], gdf["infra_name"],
+                                               gdf["sous_trame"], gdf["severity"])], index=gdf.index, dtype=object)
 
 
 def label_infrastructure(gdf: gpd.GeoDataFrame) -> pd.Series:

@@ -2,7 +2,8 @@
 
 * terrestrial corridors × railways whose status is in ``rupture_points.railway_status``, roads whose importance
   ≤ ``road_max_importance`` (1 = motorway) and, when ``include_canals``, canals;
-* open wet-corridor stretches × the same roads and railways (bridges: collision risk for riparian fauna);
+* open wet-corridor stretches × the same roads and railways (bridges: collision risk for riparian fauna), severity
+  ``bridge_severity`` (2: the bed and banks go on under the deck);
 * culverts: each culverted watercourse section (``position = culverted``, flagged busé) passing under a road
   (importance ≤ ``culvert_road_max_importance``: the pipe, not the traffic, breaks the aquatic continuity) or such
   a railway is one rupture point (``infrastructure = culvert``, ``infra_class`` = road / railway crossed, severity
@@ -15,6 +16,9 @@ Missing links (fractures, :func:`tvb_tasks.layers.corridors.missing_links`): eac
 (``corridors.missing_links``: motorways, in-use railways, canals) by a potential link the real network lacks is a
 rupture point of severity ``corridors.missing_links.severity`` (4) carrying the link's Barrier-Mapper
 ``improvement_score`` (cost saved per metre of barrier removed), ``cost_saved`` and ``barrier_m``.
+
+Points de vigilance (:func:`vigilance_points`, layer ``vigilance_points``): corridors × roads of importance above
+``road_max_importance`` up to ``vigilance_road_max_importance`` (COST 341 partial barriers), severity 2, apart.
 
 Reservoirs split by a barrier (``rupture_points.include_reservoirs``): one point per stretch of barrier inside a
 reservoir, ``corridor_kind`` = ``reservoir`` (the "zones de conflit" of the IRSTEA/Cemagref guide: infrastructure ×
@@ -42,27 +46,16 @@ import shapely
 from .common import empty_frame
 from .friction import Infrastructure
 
-__all__ = [
-    "OBSTACLE_COLUMNS",
-    "RUPTURE_COLUMNS",
-    "barrier_lines",
-    "culvert_ruptures",
-    "deduplicate",
-    "drop_height",
-    "fragmenting_lines",
-    "group_sites",
-    "infrastructure_ruptures",
-    "missing_link_ruptures",
-    "obstacle_ruptures",
-    "obstacle_severity",
-    "reservoir_ruptures",
-    "rupture_points",
-    "severity_from_friction",
-]
+__all__ = ["RUPTURE_COLUMNS", "OBSTACLE_COLUMNS", "infrastructure_ruptures", "obstacle_ruptures", "deduplicate",
+           "rupture_points", "severity_from_friction", "culvert_ruptures", "obstacle_severity", "drop_height",
+           "barrier_lines", "fragmenting_lines", "reservoir_ruptures", "missing_link_ruptures", "group_sites",
+           "vigilance_points", "VIGILANCE_COLUMNS", "bridge_ruptures"]
 
 RUPTURE_COLUMNS = ["id", "corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class",
                    "infra_name", "severity", "n_merged", "site_id", "treated", "missing_link", "barrier_m",
                    "cost_saved", "improvement_score"]
+VIGILANCE_COLUMNS = ["id", "corridor_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "severity",
+                     "n_merged"]
 OBSTACLE_COLUMNS = ["drop_height_m", "fish_pass"]     # river obstacles only (NaN / "" for the other points)
 _SCORE_COLUMNS = ["missing_link", "barrier_m", "cost_saved", "improvement_score"]
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -207,12 +200,46 @@ def obstacle_ruptures(territory, wet: gpd.GeoDataFrame, obstacles: gpd.GeoDataFr
     return out[cols + ["geometry"]]
 
 
+def bridge_ruptures(territory, open_wet: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """Open wet stretches × roads and railways (bridges): :func:`infrastructure_ruptures` of kind ``aquatique``
+    with severity ``rupture_points.bridge_severity`` (2: the bed and banks go on under the deck, unlike a culvert,
+    ``culvert_severity``; None keeps the crossed infrastructure's friction order)."""
+    pts = infrastructure_ruptures(territory, open_wet, infra, kind="aquatique")
+    severity = territory.rupture_points.bridge_severity
+    if len(pts) and severity is not None:
+        pts["severity"] = int(severity)
+    return pts
+
+
+def vigilance_points(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure) -> gpd.GeoDataFrame:
+    """Points de vigilance (:data:`VIGILANCE_COLUMNS`, ids ``V0001``…): terrestrial corridors × roads whose
+    importance is above ``rupture_points.road_max_importance`` and at most ``vigilance_road_max_importance`` (BD
+    TOPO 4: local links), severity ``vigilance_severity`` (2). COST 341 (Iuell et al. 2003) calls such roads
+    partial barriers: they kill animals without closing the corridor, so they are published apart from the
+    rupture points (not counted with them, no status downgrade). Deduplicated as rupture points."""
+    cfg = territory.rupture_points
+    top = cfg.vigilance_road_max_importance
+    if top is None or corridors.empty or top <= cfg.road_max_importance:
+        return empty_frame(territory.crs, VIGILANCE_COLUMNS)
+    lines = infra.lines
+    imp = pd.to_numeric(lines["infra_class"], errors="coerce")
+    sel = lines[(lines["infra_type"] == "road") & (imp > cfg.road_max_importance) & (imp <= top)]
+    pts = infrastructure_ruptures(territory, corridors, infra, lines=sel)
+    if pts.empty:
+        return empty_frame(territory.crs, VIGILANCE_COLUMNS)
+    pts["severity"] = int(cfg.vigilance_severity)
+    pts = deduplicate(pts, cfg.dedup_tolerance_m)
+    pts.insert(0, "id", [f"V{i:04d}" for i in range(1, len(pts) + 1)])
+    return pts[VIGILANCE_COLUMNS + ["geometry"]]
+
+
 def culvert_ruptures(territory, watercourses: gpd.GeoDataFrame, wet: gpd.GeoDataFrame,
                      infra: Infrastructure) -> gpd.GeoDataFrame:
     """One rupture point per culverted watercourse section (``position = culverted``) passing under a road (importance
     ≤ ``culvert_road_max_importance``, default ``road_max_importance``) or a railway of ``railway_status``, at its
     crossing with the most hostile one (ties: the first). ``corridor_id``: the wet
-    corridor holding the section (within 1 m), else ''. Severity: ``rupture_points.culvert_severity``."""
+    corridor holding the section (within 1 m), else ``rupture_points.no_corridor_label`` ("hors corridor": a ditch
+    culverted under a railway whose watercourse links no wet patch). Severity: ``rupture_points.culvert_severity``."""
     cols = ["corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class", "infra_name", "severity"]
     severity = territory.rupture_points.culvert_severity
     if severity is None or watercourses.empty or "position" not in watercourses.columns:
@@ -237,10 +264,10 @@ def culvert_ruptures(territory, watercourses: gpd.GeoDataFrame, wet: gpd.GeoData
         if part is None:
             continue
         pt = part if part.geom_type == "Point" else part.interpolate(0.5, normalized=True)
-        corridor = ""
+        corridor = territory.rupture_points.no_corridor_label
         if len(wet):
             near = wet[wet.geometry.distance(pt) <= 1.0]
-            corridor = str(near["id"].iloc[0]) if len(near) else ""
+            corridor = str(near["id"].iloc[0]) if len(near) else corridor
         rows.append({"corridor_id": corridor, "sous_trame": wet_st, "corridor_kind": "aquatique",
                      "infrastructure": "culvert", "infra_class": p["infra_type"], "infra_name": p["infra_name"],
                      "severity": int(severity)})
@@ -390,7 +417,7 @@ def rupture_points(territory, corridors: gpd.GeoDataFrame, infra: Infrastructure
     raw = [missing if missing is not None else empty_frame(territory.crs),
            infrastructure_ruptures(territory, corridors, infra),
            reservoir_ruptures(territory, reservoirs, infra) if reservoirs is not None else empty_frame(territory.crs),
-           infrastructure_ruptures(territory, open_wet, infra, kind="aquatique"),
+           bridge_ruptures(territory, open_wet, infra),
            culvert_ruptures(territory, watercourses if watercourses is not None else empty_frame(territory.crs),
                             wet, infra),
            obstacle_ruptures(territory, wet, obstacles)]

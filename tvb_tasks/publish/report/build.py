@@ -199,10 +199,16 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
                                   res[res["sous_trame"].isin(wet)], layers["wet_corridors"],
                                   "corridors_humides", "Trame bleue : corridors humides"), out_dir,
                "Corridors humides"),
-        _embed(maps.rupture_map(ctx, layers["rupture_points"], corridors, layers["wet_corridors"], infra), out_dir,
+        _embed(maps.rupture_map(ctx, layers["rupture_points"], corridors, layers["wet_corridors"], infra,
+                                layers.get("vigilance_points")), out_dir,
                "Points de rupture et infrastructures fragmentantes"),
         _embed(maps.connectivity_map(ctx, res, nodes), out_dir, "Connectivité (dPC)"),
     ]
+    from tvb_tasks.publish.report.fractures import fracture_tables
+
+    fractures = fracture_tables(layers, st_labels)
+    book.section = "Fractures, ouvrages busés et points de vigilance"
+    _pdf_tables(book, fractures)
     book.section = "Évolution dans le temps"
     history_image = _embed(maps.history_chart(ctx, history, st_labels), out_dir, "Évolution des indicateurs")
     book.section = "Changements depuis la publication précédente"
@@ -234,7 +240,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     common = dict(territory=territory, release_id=release_id, generated=generated, synthetic=synthetic,
                   synthetic_note=SYNTHETIC_NOTE, attribution=attribution, fr_number=fr_number)
     html = env.get_template("report.html.j2").render(
-        **common, summary=summary, tables=tables, rankings=rankings, images=images,
+        **common, summary=summary, tables=tables, rankings=rankings, images=images, fractures=fractures,
         change_image=change_image, change_rows=change_rows, small_pct=small_pct, prov_rows=prov_rows,
         explanation=explanation, layer_changes=layer_changes, has_change=bool(change),
         previous_release=change.get("previous_release"), marks=reading.MARKS, mark_colors=reading.MARK_COLORS,

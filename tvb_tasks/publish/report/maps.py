@@ -225,9 +225,11 @@ def rupture_kind_styles(kinds: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
-                wet_corridors: gpd.GeoDataFrame, infrastructure: gpd.GeoDataFrame | None = None) -> Path:
+                wet_corridors: gpd.GeoDataFrame, infrastructure: gpd.GeoDataFrame | None = None,
+                vigilance: gpd.GeoDataFrame | None = None) -> Path:
     """Rupture points by type of infrastructure and severity (marker size) over the corridors and, when given, the
-    fragmenting infrastructure (``infra_type`` road / railway / canal) they cross."""
+    fragmenting infrastructure (``infra_type`` road / railway / canal) they cross; missing links, severity-4 points
+    and points de vigilance set apart (:func:`tvb_tasks.publish.report.fractures.draw_fractures`)."""
     fig, ax = _new_map(ctx, "Points de rupture des continuités et infrastructures fragmentantes")
     handles = []
     if infrastructure is not None and len(infrastructure):
@@ -255,6 +257,9 @@ def rupture_map(ctx: MapContext, points: gpd.GeoDataFrame, corridors: gpd.GeoDat
     if not kinds and len(points):
         points.plot(ax=ax, color="#d7301f", markersize=28, edgecolor="black", linewidth=0.5, zorder=5)
         handles.append(_point("#d7301f", "Point de rupture"))
+    from tvb_tasks.publish.report.fractures import draw_fractures
+
+    handles += draw_fractures(ax, points, corridors, vigilance)
     if severity is not None and len(points):
         from tvb_tasks.publish.styles import VALUE_LABELS
 

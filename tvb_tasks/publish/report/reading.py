@@ -304,9 +304,29 @@ def plain_summary(territory_name: str, doc: dict, *, synthetic: bool, validation
                    f"{fr(k.get('terrestrial_corridors_to_create_km'), 0)} km à créer. Les cours d'eau à ciel ouvert "
                    f"forment {fr(k.get('wet_corridors_km'), 0)} km de corridors humides.")
     if k.get("rupture_points") is not None:
-        out.append(f"{fr(k['rupture_points'], 0)} points de rupture marquent les endroits où une route passante, une "
-                   "voie ferrée exploitée ou un canal coupe un corridor : ce sont les lieux où un passage à faune ou "
-                   "un aménagement rétablirait la continuité." + rupture_explanation(ruptures))
+        kinds = (ruptures or {}).get("kinds")
+        if kinds:
+            parts = [(f"{fr(kinds['corridor'], 0)} où une route passante, une voie ferrée exploitée ou un canal "
+                      "coupe un corridor terrestre")]
+            parts += [f"{fr(n, 0)} {what}" for n, what in (
+                (kinds["reservoir"], "où une autoroute, une voie ferrée ou un canal traverse un réservoir"),
+                (kinds["culvert"], "ouvrages busés sous une route ou une voie ferrée"),
+                (kinds["bridge"], "ponts sur un cours d'eau"), (kinds["obstacle"], "obstacles à l'écoulement"))
+                if n]
+            text = (f"{fr(k['rupture_points'], 0)} points de rupture : " + ", ".join(parts[:-1])
+                    + (" et " if len(parts) > 1 else "") + parts[-1] + ". ")
+            if kinds["severity_4"]:
+                text += (f"{fr(kinds['severity_4'], 0)} sont des fractures (gravité 4 : autoroutes, voies ferrées, "
+                         f"canaux), dont {fr(kinds['missing_link'], 0)} sur des liaisons manquantes à rétablir. ")
+            text += "Ce sont les lieux où un passage à faune ou un aménagement rétablirait la continuité."
+        else:
+            text = (f"{fr(k['rupture_points'], 0)} points de rupture marquent les endroits où une route passante, une "
+                    "voie ferrée exploitée ou un canal coupe un corridor : ce sont les lieux où un passage à faune ou "
+                    "un aménagement rétablirait la continuité.")
+        if k.get("vigilance_points"):
+            text += (f" {fr(k['vigilance_points'], 0)} points de vigilance (routes locales franchies par un corridor) "
+                     "sont comptés à part.")
+        out.append(text + rupture_explanation(ruptures))
     moved = [c for c in change if not c.small and c.direction != "same" and c.family == "key_figures"][:3]
     if doc.get("change") is None:
         out.append("C'est la première publication : il n'y a pas encore d'évolution à commenter.")
@@ -338,7 +358,23 @@ def rupture_counts(points) -> dict:
     sites = int(points["site_id"].nunique()) if "site_id" in points.columns else int(key.nunique())
     sizes = key.groupby(key.values).transform("size")
     return {"points": int(len(points)), "sites": sites, "places": int(key.nunique()), "shared_places": shared,
-            "same_st_places": same, "points_at_shared": int((sizes > 1).sum())}
+            "same_st_places": same, "points_at_shared": int((sizes > 1).sum()), "kinds": rupture_kinds(points)}
+
+
+def rupture_kinds(points) -> dict | None:
+    """Rupture points by kind (None without ``infrastructure`` / ``corridor_kind`` columns): ``corridor``
+    (terrestrial corridor crossings), ``reservoir`` (reservoir cut by a barrier), ``culvert``, ``bridge`` (wet
+    corridor under a road or railway), ``obstacle`` (river obstacle), ``severity_4`` and ``missing_link``."""
+    if not {"infrastructure", "corridor_kind"} <= set(points.columns):
+        return None
+    infra, kind = points["infrastructure"].astype(str), points["corridor_kind"].astype(str)
+    sev = points["severity"] if "severity" in points.columns else None
+    ml = points["missing_link"] if "missing_link" in points.columns else None
+    return {"corridor": int((kind == "terrestre").sum()), "reservoir": int((kind == "reservoir").sum()),
+            "culvert": int((infra == "culvert").sum()), "obstacle": int((infra == "river_obstacle").sum()),
+            "bridge": int(((kind == "aquatique") & infra.isin(["road", "railway"])).sum()),
+            "severity_4": int((sev.fillna(0).astype(int) >= 4).sum()) if sev is not None else 0,
+            "missing_link": int((ml.fillna(0).astype(int) == 1).sum()) if ml is not None else 0}
 
 
 def rupture_explanation(c: dict | None) -> str:

@@ -95,8 +95,17 @@ def fragmentation_table(doc: dict) -> Table:
         rows.append({"sous_trame": frag.get("libelle", st), **t})
     frame = pd.DataFrame(rows)
     spec = [("sous_trame", "Sous-trame", "text"), *FRAGMENTATION_COLUMNS]
-    return _table("Fragmentation des habitats (territoire)", frame, spec, "meff : taille effective de maille (Jaeger) ; CUT : taches coupées à la limite ; CBC : "
-                        "taches comptées entières au-delà de la limite (connexions transfrontalières).")
+    note = ("meff : taille effective de maille (Jaeger) ; CUT : taches coupées à la limite ; CBC : "
+            "taches comptées entières au-delà de la limite (connexions transfrontalières).")
+    if len(frame) and {"meff_cut_ha", "meff_cbc_ha"} <= set(frame.columns):
+        cut, cbc = frame["meff_cut_ha"].astype(float), frame["meff_cbc_ha"].astype(float)
+        same = frame.loc[(cbc - cut).abs() <= 1e-4 * cut.abs().clip(lower=1e-9), "sous_trame"].astype(str).tolist()
+        if same:
+            note += (f" CBC = CUT pour : {', '.join(same)}. L'occupation du sol s'arrête à la limite du territoire : "
+                     "aucune de leurs taches d'habitat ne se prolonge au-delà, elles sont donc entières dans les deux "
+                     "calculs (seules les sources d'habitat complétées dans la zone tampon, comme les terrils, "
+                     "font différer CBC).")
+    return _table("Fragmentation des habitats (territoire)", frame, spec, note)
 
 
 def connectivity_table(doc: dict) -> Table:
