@@ -130,6 +130,7 @@ def test_connectivity_tables(run):
 def test_vigilance_points_have_their_own_key_figure_apart_from_rupture_points(tmp_path):
     import geopandas as gpd
     from shapely import Point
+
     from test_indicators_scene import X0, Y0
     territory = scene_territory(tmp_path)
     gpkg = write_scene(tmp_path / "tvb.gpkg")
@@ -145,6 +146,7 @@ def test_vigilance_points_have_their_own_key_figure_apart_from_rupture_points(tm
 def test_km_by_status_come_from_the_stretches_when_the_release_has_them(tmp_path):
     import geopandas as gpd
     from shapely.ops import substring
+
     from test_indicators_scene import scene_layers
     territory = scene_territory(tmp_path)
     gpkg = write_scene(tmp_path / "tvb.gpkg")

@@ -44,10 +44,26 @@ from shapely.geometry import shape
 from . import costdistance as cd
 from .common import Grid, empty_frame, rasterize_values
 
-__all__ = ["reservoir_sources", "cost_from_reservoirs", "select_links", "link_paths", "corridor_lines",
-           "corridor_status", "gap_and_support", "downgrade_status", "corridor_area", "zone_windows", "CORRIDOR_COLUMNS",
-           "CORRIDOR_AREA_COLUMNS", "STATUS_ORDER", "barrier_crossing_scores", "STRETCH_COLUMNS", "stretch_bounds",
-           "corridor_stretches", "downgrade_stretches"]
+__all__ = [
+    "CORRIDOR_AREA_COLUMNS",
+    "CORRIDOR_COLUMNS",
+    "STATUS_ORDER",
+    "STRETCH_COLUMNS",
+    "barrier_crossing_scores",
+    "corridor_area",
+    "corridor_lines",
+    "corridor_status",
+    "corridor_stretches",
+    "cost_from_reservoirs",
+    "downgrade_status",
+    "downgrade_stretches",
+    "gap_and_support",
+    "link_paths",
+    "reservoir_sources",
+    "select_links",
+    "stretch_bounds",
+    "zone_windows",
+]
 
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
                     "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",

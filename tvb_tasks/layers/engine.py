@@ -18,19 +18,45 @@ import pandas as pd
 import shapely
 from shapely import LineString
 
-from . import labels
-from .common import (M2_PER_HA, Grid, LayerInputError, empty_frame, load_boundary, make_grid, polygons_only,
-                     rasterize_values, read_role, read_source, write_cog)
-from .corridors import (CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STATUS_ORDER, corridor_area, corridor_lines,
-                        cost_from_reservoirs, downgrade_status, link_paths, missing_links, reservoir_sources,
-                        select_links, zone_windows)
-from .corridors import STRETCH_COLUMNS, barrier_crossing_scores, corridor_stretches, downgrade_stretches
+from .common import (
+    M2_PER_HA,
+    Grid,
+    LayerInputError,
+    empty_frame,
+    load_boundary,
+    make_grid,
+    polygons_only,
+    rasterize_values,
+    read_role,
+    read_source,
+    write_cog,
+)
+from .corridors import (
+    CORRIDOR_AREA_COLUMNS,
+    CORRIDOR_COLUMNS,
+    STRETCH_COLUMNS,
+    barrier_crossing_scores,
+    corridor_area,
+    corridor_lines,
+    corridor_stretches,
+    cost_from_reservoirs,
+    link_paths,
+    missing_links,
+    reservoir_sources,
+    select_links,
+    zone_windows,
+)
 from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
 from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
-from .reservoirs import (RELAY_COLUMNS, RESERVOIR_COLUMNS, always_reservoir_sous_trames, load_protected_areas,
-                         select_reservoirs)
-from .ruptures import (VIGILANCE_COLUMNS, barrier_lines, fragmenting_lines, infrastructure_ruptures,
-                       missing_link_ruptures, rupture_points, vigilance_points)
+from .reservoirs import (
+    always_reservoir_sous_trames,
+    load_protected_areas,
+    select_reservoirs,
+)
+from .ruptures import (
+    barrier_lines,
+    missing_link_ruptures,
+)
 from .tiles import tiling_config
 from .wet import prepare_watercourses
 

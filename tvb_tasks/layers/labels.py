@@ -4,10 +4,21 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 
-__all__ = ["STATUS_FR", "INFRA_FR", "SEVERITY_FR", "label_reservoirs", "label_relays", "label_corridors",
-           "label_corridor_areas", "label_infrastructure",
-           "label_wet", "label_ruptures", "label_landuse", "label_vigilance",
-           "label_stretches"]
+__all__ = [
+    "INFRA_FR",
+    "SEVERITY_FR",
+    "STATUS_FR",
+    "label_corridor_areas",
+    "label_corridors",
+    "label_infrastructure",
+    "label_landuse",
+    "label_relays",
+    "label_reservoirs",
+    "label_ruptures",
+    "label_stretches",
+    "label_vigilance",
+    "label_wet",
+]
 
 STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
 INFRA_FR = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle à l'écoulement",

@@ -46,10 +46,26 @@ import shapely
 from .common import empty_frame
 from .friction import Infrastructure
 
-__all__ = ["RUPTURE_COLUMNS", "OBSTACLE_COLUMNS", "infrastructure_ruptures", "obstacle_ruptures", "deduplicate",
-           "rupture_points", "severity_from_friction", "culvert_ruptures", "obstacle_severity", "drop_height",
-           "barrier_lines", "fragmenting_lines", "reservoir_ruptures", "missing_link_ruptures", "group_sites",
-           "vigilance_points", "VIGILANCE_COLUMNS", "bridge_ruptures"]
+__all__ = [
+    "OBSTACLE_COLUMNS",
+    "RUPTURE_COLUMNS",
+    "VIGILANCE_COLUMNS",
+    "barrier_lines",
+    "bridge_ruptures",
+    "culvert_ruptures",
+    "deduplicate",
+    "drop_height",
+    "fragmenting_lines",
+    "group_sites",
+    "infrastructure_ruptures",
+    "missing_link_ruptures",
+    "obstacle_ruptures",
+    "obstacle_severity",
+    "reservoir_ruptures",
+    "rupture_points",
+    "severity_from_friction",
+    "vigilance_points",
+]
 
 RUPTURE_COLUMNS = ["id", "corridor_id", "sous_trame", "corridor_kind", "infrastructure", "infra_class",
                    "infra_name", "severity", "n_merged", "site_id", "treated", "missing_link", "barrier_m",
