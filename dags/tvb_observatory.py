@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import AssetAny, Metadata, TriggerRule, dag, get_current_context, task

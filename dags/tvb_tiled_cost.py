@@ -17,8 +17,18 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import TriggerRule, dag, get_current_context, task
-from tvb_dag_support import (DEFAULT_ARGS, POOL, START_DATE, check_conf_keys, dags_of_valid_territories, fetch_run,
-                             run_options, trigger_params, tvb_pipeline, xcom_list)
+from tvb_dag_support import (
+    DEFAULT_ARGS,
+    POOL,
+    START_DATE,
+    check_conf_keys,
+    dags_of_valid_territories,
+    fetch_run,
+    run_options,
+    trigger_params,
+    tvb_pipeline,
+    xcom_list,
+)
 
 from tvb_tasks.config import Territory, load_territory
 from tvb_tasks.contracts import FetchedRun, TileItem, TileRound

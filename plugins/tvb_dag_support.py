@@ -4,8 +4,9 @@ Asset names, default task arguments, the trigger form, DAG documentation and the
 tasks call (store URI, run options, changed sources, :func:`tvb_pipeline` giving the tasks ``tvb_tasks.pipeline``
 with the store's credentials, :func:`xcom_list` reading a mapped task's results). All the work stays in
 ``tvb_tasks`` (no Airflow import there); what travels between tasks is typed in ``tvb_tasks.contracts``. Heavy
-modules are imported inside the helpers that run in tasks, so that parsing the DAG files stays fast. plugins/ is on ``sys.path``, so the DAG files import this module as
-``tvb_dag_support`` (like ``tvb_hooks``, ``tvb_links``, ``tvb_notifier`` and ``tvb_retry``).
+modules are imported inside the helpers that run in tasks, so that parsing the DAG files stays fast. plugins/ is on
+``sys.path``, so the DAG files import this module as ``tvb_dag_support`` (like ``tvb_hooks``, ``tvb_links``,
+``tvb_notifier`` and ``tvb_retry``).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import typing
 import pytest
 
 from tvb_tasks import contracts
-from tvb_tasks.pipeline import (PipelineError, notify_event, run_outcome, unchanged_outcome, validation_verdict)
+from tvb_tasks.pipeline import PipelineError, notify_event, run_outcome, unchanged_outcome, validation_verdict
 
 RID = "20261130T145510Z-71996243-0d764b7d"
 BASE = "https://tvb.example.org/store"

@@ -21,9 +21,24 @@ here: on Python 3.11 it would hide ``NotRequired`` from ``__required_keys__`` / 
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
-    "SnapshotRef", "FetchedRun", "FetchSummary", "GateVerdict", "ValidationVerdict", "SousTramePart",
-    "LayersSummary", "IndicatorSummary", "PublishStatus", "ReleaseUrls", "PublishResult", "Outcome", "NotifyEvent",
-    "TileItem", "TileRound", "StitchedCost", "ScreeningSummary", "RunOptions",
+    "FetchSummary",
+    "FetchedRun",
+    "GateVerdict",
+    "IndicatorSummary",
+    "LayersSummary",
+    "NotifyEvent",
+    "Outcome",
+    "PublishResult",
+    "PublishStatus",
+    "ReleaseUrls",
+    "RunOptions",
+    "ScreeningSummary",
+    "SnapshotRef",
+    "SousTramePart",
+    "StitchedCost",
+    "TileItem",
+    "TileRound",
+    "ValidationVerdict",
 ]
 
 

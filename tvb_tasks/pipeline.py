@@ -34,8 +34,19 @@ from typing import Any, cast
 
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
-from .contracts import (FetchedRun, GateVerdict, IndicatorSummary, LayersSummary, NotifyEvent, Outcome,
-                        PublishResult, ReleaseUrls, SnapshotRef, SousTramePart, ValidationVerdict)
+from .contracts import (
+    FetchedRun,
+    GateVerdict,
+    IndicatorSummary,
+    LayersSummary,
+    NotifyEvent,
+    Outcome,
+    PublishResult,
+    ReleaseUrls,
+    SnapshotRef,
+    SousTramePart,
+    ValidationVerdict,
+)
 from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)

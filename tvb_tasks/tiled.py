@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import resource
+
 from .contracts import FetchedRun, StitchedCost, TileItem, TileRound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
