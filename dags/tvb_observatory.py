@@ -121,11 +121,13 @@ def build_observatory_dag(territory: Territory):
             return outcome
 
         @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=10))
-        def notify(run: FetchedRun, published: Outcome | None):
+        def notify(run: FetchedRun, ti=None):
             """Log + webhook: published / dry run / unchanged (failures are notified by on_failure_callback).
-            ``published`` is None when the computation was skipped: the live release already has these inputs."""
+            Unchanged inputs skipped ``publish``, which pushed nothing: that outcome comes from the run (pulling the
+            skipped task's XCom would log an "XCom not found" error); otherwise it is publish's."""
             with tvb_pipeline() as pipeline:
-                outcome = published or pipeline.unchanged_outcome(run)
+                outcome: Outcome = (pipeline.unchanged_outcome(run) if run["unchanged_release"]
+                                    else ti.xcom_pull(task_ids="publish"))
                 event = pipeline.notify_event(outcome)
             TvbNotifier(event).send(get_current_context(), outcome)
             return outcome
@@ -142,7 +144,7 @@ def build_observatory_dag(territory: Territory):
         outputs_ok = validate_outputs(run, summary)
         published = publish(run, summary, sources_ok, outputs_ok)
         published.operator.operator_extra_links = [ReleaseReportLink()]
-        notify(run, published)
+        published >> notify(run)
 
     return observatory_dag()
 
