@@ -6,7 +6,7 @@ an AssetAlias, so unchanged sources emit nothing). Those events schedule ``tvb_o
 (``dags/tvb_observatory.py``).
 
 The task is a few lines: the work is in ``tvb_tasks.pipeline.stage_fetch`` (no Airflow import there), called through
-the shared glue of ``plugins/tvb_dag_support.py``. A territory whose YAML is invalid gets no fetch DAG (its failing
+the shared glue of ``plugins/tvb_dag_support.py``; it returns a ``tvb_tasks.contracts.FetchSummary``. A territory whose YAML is invalid gets no fetch DAG (its failing
 placeholder is ``tvb_observatory_<territory>``). See docs/operations.md.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tvb_dag_support import (
     sources_alias,
 )
 from tvb_tasks.config import Territory, load_territory
+from tvb_tasks.contracts import FetchSummary
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def build_fetch_dag(territory: Territory):
                 yield Metadata(source_asset(tid, name), alias=alias,
                                extra={"snapshot_id": ref.get("snapshot_id"), "key": ref.get("key")})
             log.info("changed sources: %s", ", ".join(changed) or "none (no Asset event)")
-            return {"territory": tid, "store_uri": run["store_uri"], "input_key": run["input_key"],
-                    "changed_sources": changed, "unchanged_release": run["unchanged_release"]}
+            summary: FetchSummary = {"territory": tid, "store_uri": run["store_uri"], "input_key": run["input_key"],
+                                     "changed_sources": changed, "unchanged_release": run["unchanged_release"]}
+            return summary
 
         fetch_sources()
 

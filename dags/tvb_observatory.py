@@ -7,15 +7,19 @@ fetch → validate sources → compute (one mapped task per sous-trame, in paral
 validate outputs → publish → notify. A territory whose YAML is invalid gets a failing placeholder DAG showing the
 error instead.
 
-Tasks are a few lines each: all the work is in ``tvb_tasks.pipeline`` (no Airflow import there), which the CLI runs
-too; the shared Airflow glue is ``plugins/tvb_dag_support.py``. Only small dicts of store keys, ids and counts travel
-through XCom. Heavy modules are imported inside the tasks so that parsing this file stays fast. See
-docs/operations.md.
+Tasks are a few lines each: they call ``tvb_tasks.pipeline`` functions (no Airflow import there), which the CLI runs
+too, including how a run ends (``publish_outcome``, ``unchanged_outcome``, ``notify_event``); the shared Airflow glue
+is ``plugins/tvb_dag_support.py``. Only small dicts of store keys, ids and counts travel through XCom, typed in
+``tvb_tasks.contracts`` (the tasks' parameters carry those types; their return values are those of the pipeline
+functions, deliberately not annotated: Airflow reads a ``dict`` return annotation as ``multiple_outputs=True`` and
+would push every key as its own XCom). Heavy modules are imported inside the tasks so that parsing this file stays
+fast. See docs/operations.md.
 """
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -28,17 +32,18 @@ from tvb_dag_support import (
     check_conf_keys,
     fetch_run,
     observatory_doc,
-    public_urls,
     release_alias,
     release_asset,
     run_options,
-    run_stage,
     source_asset,
     trigger_params,
+    tvb_pipeline,
+    xcom_list,
 )
 from tvb_links import ReleaseReportLink
 from tvb_notifier import TvbNotifier
 from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.contracts import FetchedRun, GateVerdict, IndicatorSummary, LayersSummary, Outcome, SousTramePart
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ def build_observatory_dag(territory: Territory):
             return fetch_run(tid, **run_options(load_territory(tid), params))
 
         @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
-        def inputs_changed(run):
+        def inputs_changed(run: FetchedRun):
             """False (skip the computation, still notify) when the live release already has these inputs."""
             if run["unchanged_release"]:
                 log.info("unchanged: release %s already has input key %s", run["unchanged_release"],
@@ -72,59 +77,60 @@ def build_observatory_dag(territory: Territory):
             return True
 
         @task(execution_timeout=timedelta(minutes=45))
-        def validate_sources(run):
-            return run_stage("stage_validate_sources", run)
+        def validate_sources(run: FetchedRun):
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_validate_sources(run)
 
         @task(execution_timeout=timedelta(minutes=5))
-        def plan_sous_trames(run):
-            chosen = run.get("sous_trames") or all_sous_trames
+        def plan_sous_trames(run: FetchedRun):
+            chosen = run["sous_trames"] or all_sous_trames
             return [st for st in all_sous_trames if st in chosen]
 
         @task(execution_timeout=timedelta(hours=3), map_index_template="{{ sous_trame_label }}")
-        def compute_sous_trame(run, sous_trame):
+        def compute_sous_trame(run: FetchedRun, sous_trame: str):
             get_current_context()["sous_trame_label"] = sous_trame
-            return run_stage("stage_compute_sous_trame", run, sous_trame)
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_compute_sous_trame(run, sous_trame)
 
         @task(execution_timeout=timedelta(hours=2))
-        def assemble(run, parts):
-            return run_stage("stage_assemble", run, list(parts))
+        def assemble(run: FetchedRun, parts: Sequence[SousTramePart]):
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_assemble(run, xcom_list(parts))
 
         @task(execution_timeout=timedelta(hours=1))
-        def indicators(run, assembled):
-            return run_stage("stage_indicators", run)
+        def indicators(run: FetchedRun, assembled: LayersSummary):
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_indicators(run)
 
         @task(execution_timeout=timedelta(minutes=45))
-        def validate_outputs(run, indicator_summary):
-            return run_stage("stage_validate_outputs", run)
+        def validate_outputs(run: FetchedRun, indicator_summary: IndicatorSummary):
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_validate_outputs(run)
 
-        @task(outlets=[published_alias], execution_timeout=timedelta(hours=1))
-        def publish(run, indicator_summary, sources_validation, outputs_validation, params=None):
-            validation = {"sources": sources_validation, "outputs": outputs_validation,
-                          "success": bool(sources_validation.get("success")
-                                          and outputs_validation.get("success"))}
-            result = run_stage("stage_publish", run, indicator_summary, validation, dry_run=bool(params["dry_run"]))
-            result = {"territory": tid, "store_uri": run["store_uri"], **result}
-            if result.get("status") == "dry_run":     # nothing was written: no link to a release that does not exist
-                for key in ("release_url", "report_url", "web_url", "manifest_url"):
-                    result.pop(key, None)
-            if result.get("status") == "published":
-                for key, url in public_urls(run, result.get("release_id")).items():
-                    result.setdefault(key, url)
+        # inlet: publish reads the live release (compare-and-swap of its pointer); declaring it also registers the
+        # release Asset with Airflow, so the event emitted through the alias finds it (no "AssetModel … not found")
+        @task(inlets=[release_asset(tid)], outlets=[published_alias], execution_timeout=timedelta(hours=1))
+        def publish(run: FetchedRun, indicator_summary: IndicatorSummary, sources_validation: GateVerdict,
+                    outputs_validation: GateVerdict, params=None):
+            with tvb_pipeline() as pipeline:
+                outcome = pipeline.publish_outcome(run, indicator_summary, sources_validation, outputs_validation,
+                                                   dry_run=bool(params["dry_run"]))
+            if outcome["status"] == "published":
                 yield Metadata(release_asset(tid), alias=published_alias,
-                               extra={"release_id": result.get("release_id"), "input_key": run["input_key"]})
-            return result
+                               extra={"release_id": outcome["release_id"], "input_key": run["input_key"]})
+            return outcome
 
         @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=10))
-        def notify(run, published):
-            """Log + webhook: published / dry run / unchanged (failures are notified by on_failure_callback)."""
-            if published is None:   # the computation was skipped: the live release already has these inputs
-                published = {"status": "unchanged", "territory": tid, "store_uri": run["store_uri"],
-                             "release_id": run["unchanged_release"],
-                             **public_urls(run, run["unchanged_release"])}
-            event = published.get("status") if published.get("status") in ("published", "unchanged",
-                                                                              "dry_run") else "published"
-            TvbNotifier(event).send(get_current_context(), published)
-            return published
+        def notify(run: FetchedRun, ti=None):
+            """Log + webhook: published / dry run / unchanged (failures are notified by on_failure_callback).
+            Unchanged inputs skipped ``publish``, which pushed nothing: that outcome comes from the run (pulling the
+            skipped task's XCom would log an "XCom not found" error); otherwise it is publish's."""
+            with tvb_pipeline() as pipeline:
+                outcome: Outcome = (pipeline.unchanged_outcome(run) if run["unchanged_release"]
+                                    else ti.xcom_pull(task_ids="publish"))
+                event = pipeline.notify_event(outcome)
+            TvbNotifier(event).send(get_current_context(), outcome)
+            return outcome
 
         run = fetch_sources()
         gate = inputs_changed(run)
@@ -138,7 +144,7 @@ def build_observatory_dag(territory: Territory):
         outputs_ok = validate_outputs(run, summary)
         published = publish(run, summary, sources_ok, outputs_ok)
         published.operator.operator_extra_links = [ReleaseReportLink()]
-        notify(run, published)
+        published >> notify(run)
 
     return observatory_dag()
 

@@ -20,6 +20,7 @@ from airflow.sdk import Param, dag, task
 
 from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, dags_of_valid_territories, store_uri
 from tvb_tasks.config import Territory
+from tvb_tasks.contracts import ScreeningSummary
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def build_screening_dag(territory: Territory):
          tags={"tvb", "screening", f"territory:{tid}"}, doc_md=screening_doc(territory), params=params)
     def screening_dag():
         @task(execution_timeout=timedelta(minutes=30))
-        def screen(params=None, dag_run=None) -> dict:
+        def screen(params=None, dag_run=None):     # no ``-> dict``: Airflow would push every key as its own XCom
             check_conf_keys(dag_run.conf if dag_run else None, params)
             return screen_from_params(tid, dict(params))
 
@@ -81,7 +82,7 @@ def build_screening_dag(territory: Territory):
     return screening_dag()
 
 
-def screen_from_params(territory_id: str, params: dict) -> dict:
+def screen_from_params(territory_id: str, params: dict) -> ScreeningSummary:
     """Resolve the project, screen it against the release and return a small summary (keys, counts, loss)."""
     from tvb_hooks import store_environment
     from tvb_tasks.pipeline import effective_territory

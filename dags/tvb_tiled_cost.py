@@ -12,6 +12,7 @@ were still changing after ``tiling.dag_rounds`` rounds). Each tile task's memory
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,19 +27,13 @@ from tvb_dag_support import (
     fetch_run,
     run_options,
     trigger_params,
+    tvb_pipeline,
+    xcom_list,
 )
 from tvb_tasks.config import Territory, load_territory
+from tvb_tasks.contracts import FetchedRun, TileItem, TileRound
 
 DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (same default as TilingConfig)
-
-
-def tiled_stage(name: str, *args, **kwargs):
-    """Call ``tvb_tasks.tiled.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
-    from tvb_hooks import store_environment
-    from tvb_tasks import tiled
-
-    with store_environment():
-        return getattr(tiled, name)(*args, **kwargs)
 
 
 def tiling_section(territory: Territory) -> dict:
@@ -69,36 +64,41 @@ def build_tiled_dag(territory: Territory):
             return fetch_run(tid, **run_options(load_territory(tid), params))
 
         @task(execution_timeout=timedelta(minutes=5))
-        def plan_sous_trames(run):
-            chosen = run.get("sous_trames") or all_sous_trames
+        def plan_sous_trames(run: FetchedRun):
+            chosen = run["sous_trames"] or all_sous_trames
             return [st for st in all_sous_trames if st in chosen]
 
         @task(execution_timeout=timedelta(hours=2), map_index_template="{{ sous_trame_label }}")
-        def plan_tiles(run, sous_trame):
+        def plan_tiles(run: FetchedRun, sous_trame: str):
             get_current_context()["sous_trame_label"] = sous_trame
-            return tiled_stage("stage_plan_tiles", run, sous_trame)
+            with tvb_pipeline("tiled") as tiled:
+                return tiled.stage_plan_tiles(run, sous_trame)
 
         @task(execution_timeout=timedelta(minutes=10))
-        def first_round(run, plans):
-            return tiled_stage("stage_next_round", run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
+        def first_round(run: FetchedRun, plans: Sequence[list[TileItem]]):
+            with tvb_pipeline("tiled") as tiled:
+                return tiled.stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in xcom_list(plans)], 0)
 
         def round_tasks(r: int):
             @task(task_id=f"round_{r}", execution_timeout=timedelta(hours=1), map_index_template="{{ tile_label }}")
-            def run_tile(run, item):
+            def run_tile(run: FetchedRun, item: TileItem):
                 get_current_context()["tile_label"] = f"{item['sous_trame']} #{item['tile']}"
-                return tiled_stage("stage_run_tile", run, item)
+                with tvb_pipeline("tiled") as tiled:
+                    return tiled.stage_run_tile(run, item)
 
             @task(task_id=f"after_round_{r}", execution_timeout=timedelta(minutes=10))
-            def next_round(run, results):
-                return tiled_stage("stage_next_round", run, list(results), r)
+            def next_round(run: FetchedRun, results: Sequence[TileRound | None]):
+                with tvb_pipeline("tiled") as tiled:
+                    return tiled.stage_next_round(run, xcom_list(results), r)
 
             return run_tile, next_round
 
         @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=1),
               map_index_template="{{ sous_trame_label }}")
-        def stitch(run, sous_trame):
+        def stitch(run: FetchedRun, sous_trame: str):
             get_current_context()["sous_trame_label"] = sous_trame
-            return tiled_stage("stage_stitch_tiles", run, sous_trame)
+            with tvb_pipeline("tiled") as tiled:
+                return tiled.stage_stitch_tiles(run, sous_trame)
 
         run = fetch_sources()
         sous_trames = plan_sous_trames(run)

@@ -1,30 +1,38 @@
 """Airflow glue shared by the TVB DAG files ``dags/tvb_fetch.py`` and ``dags/tvb_observatory.py``.
 
 Asset names, default task arguments, the trigger form, DAG documentation and the small run-time helpers that the
-tasks call (store URI, public URLs, run options, changed sources, the call of a ``tvb_tasks.pipeline`` stage). All
-the work stays in ``tvb_tasks`` (no Airflow import there); heavy modules are imported inside the helpers that run in
-tasks, so that parsing the DAG files stays fast. plugins/ is on ``sys.path``, so the DAG files import this module as
-``tvb_dag_support`` (like ``tvb_hooks``, ``tvb_links``, ``tvb_notifier`` and ``tvb_retry``).
+tasks call (store URI, run options, changed sources, :func:`tvb_pipeline` giving the tasks ``tvb_tasks.pipeline``
+with the store's credentials, :func:`xcom_list` reading a mapped task's results). All the work stays in
+``tvb_tasks`` (no Airflow import there); what travels between tasks is typed in ``tvb_tasks.contracts``. Heavy
+modules are imported inside the helpers that run in tasks, so that parsing the DAG files stays fast. plugins/ is on
+``sys.path``, so the DAG files import this module as ``tvb_dag_support`` (like ``tvb_hooks``, ``tvb_links``,
+``tvb_notifier`` and ``tvb_retry``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, Param
 
 from tvb_notifier import TvbNotifier
 from tvb_retry import FailFastPolicy
-from tvb_tasks.config import ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.config import RESOLUTION_MIN_M, ConfigError, Territory, list_territories, load_territory
+from tvb_tasks.contracts import FetchedRun, RunOptions
 
 log = logging.getLogger(__name__)
 
 OWNER = "tvb-observatory"
 POOL = "tvb_remote_servers"               # fetch tasks only: bounds the load on remote WFS / download servers
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
-RESOLUTION_MIN_M, RESOLUTION_MAX_M = 5, 200   # 5 m: barriers keep their real width (docs/method.md §4)
+# trigger form's resolution range: the configuration's lower bound (5 m: barriers keep their real width,
+# docs/method.md §4) to 200 m, tighter than the YAML's upper bound
+FORM_RESOLUTION_MAX_M = 200
 STORE_VARIABLE = "tvb_store_uri"          # Airflow Variable overriding TVB_STORE_URI
 
 # Deterministic errors of tvb_tasks (ValidationFailed, ConfigError, IndicatorsError… see tvb_retry) fail at once:
@@ -96,22 +104,7 @@ def store_uri() -> str | None:
     return uri or os.environ.get("TVB_STORE_URI") or None
 
 
-def public_urls(run: dict, release_id: str | None) -> dict:
-    """Release, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
-    ``TVB_PUBLIC_BASE_URL`` (an http(s) URL serving the store root) when set, else the local ``tvb serve``
-    address (the Airflow UI shows only http(s) links)."""
-    if not release_id:
-        return {}
-    from tvb_tasks.publish.release import release_links
-    from tvb_tasks.publish.serve import viewer_base_url
-    from tvb_tasks.store import open_store
-
-    base = viewer_base_url(load_territory(run["territory"]))     # http(s): the UI shows no file:// link
-    links = release_links(open_store(run["store_uri"]), run["territory"], release_id, base)
-    return {k: links[k] for k in ("release_url", "report_url", "manifest_url")}
-
-
-def run_options(territory: Territory, params: dict) -> dict:
+def run_options(territory: Territory, params: dict) -> RunOptions:
     """``stage_fetch`` keyword arguments from the trigger Params; defaults (all sous-trames, the territory's
     resolution) become None so that a default manual run has the same identity as a scheduled one."""
     if params.get("territory", territory.id) != territory.id:
@@ -125,7 +118,7 @@ def run_options(territory: Territory, params: dict) -> dict:
             "resolution_m": float(resolution) if resolution is not None else None}
 
 
-def changed_sources(territory: Territory, run: dict) -> list[str]:
+def changed_sources(territory: Territory, run: FetchedRun) -> list[str]:
     """Names of the territory's sources with a new snapshot (a derived layer, e.g. ``osm_roads``, counts for its
     ``parent_source``)."""
     names = set()
@@ -145,30 +138,50 @@ def check_conf_keys(conf: dict | None, params: dict) -> None:
         raise AirflowFailException(f"unknown run parameter(s) {unknown}; known: {sorted(params)}")
 
 
-def fetch_run(territory_id: str, **options) -> dict:
+@contextlib.contextmanager
+def tvb_pipeline(module: Literal["pipeline", "tiled"] = "pipeline") -> Iterator[ModuleType]:
+    """``tvb_tasks.pipeline`` (or ``tvb_tasks.tiled``), imported when a task runs, not when the DAG file is parsed,
+    with the ``tvb_store`` connection (if defined) exposed to boto3 for the block::
+
+        with tvb_pipeline() as pipeline:
+            return pipeline.stage_assemble(run, parts)
+    """
+    import importlib
+
+    from tvb_hooks import store_environment
+
+    stages = importlib.import_module(f"tvb_tasks.{module}")
+    with store_environment():
+        yield stages
+
+
+def fetch_run(territory_id: str, **options: Any) -> FetchedRun:
     """``stage_fetch`` with the store URI and the credentials of sources that name an Airflow connection."""
     from tvb_hooks import source_credentials
 
     credentials = source_credentials(load_territory(territory_id))
     if credentials:
         options["credentials"] = credentials
-    return run_stage("stage_fetch", territory_id, store_uri=store_uri(), **options)
+    with tvb_pipeline() as pipeline:
+        return pipeline.stage_fetch(territory_id, store_uri=store_uri(), **options)
 
 
-def run_stage(name: str, *args, **kwargs):
-    """Call ``tvb_tasks.pipeline.<name>`` with the ``tvb_store`` connection (if defined) exposed to boto3."""
-    from tvb_hooks import store_environment
-    from tvb_tasks import pipeline
+T = TypeVar("T")
 
-    with store_environment():
-        return getattr(pipeline, name)(*args, **kwargs)
+
+def xcom_list(results: Sequence[T]) -> list[T]:
+    """Every result of a mapped upstream task, read in one request (a slice). Iterating Airflow's lazy XCom
+    sequence instead asks for one item past the last, and the Task SDK logs that expected 404 as an ERROR
+    ("XCom not found … offset=N", apache/airflow#73175): a clean run must not print one."""
+    return list(results[:])
 
 
 # --- trigger form --------------------------------------------------------------------------------------------------
 def trigger_params(territory: Territory) -> dict[str, Param]:
     """The manual-trigger form: typed, with enums and ranges, validated (JSON schema) before a run is created."""
     sous_trames = list(territory.sous_trames)
-    default_res = int(min(max(round(territory.resolution_m), RESOLUTION_MIN_M), RESOLUTION_MAX_M))
+    low, high = int(RESOLUTION_MIN_M), FORM_RESOLUTION_MAX_M
+    default_res = int(min(max(round(territory.resolution_m), low), high))
     return {
         "territory": Param(territory.id, type="string", enum=[territory.id], title="Territory",
                            description=f"{territory.name}. Each territory has its own DAG "
@@ -182,10 +195,10 @@ def trigger_params(territory: Territory) -> dict[str, Param]:
                              items={"type": "string", "enum": sous_trames}, examples=sous_trames,
                              values_display={k: v.label for k, v in territory.sous_trames.items()},
                              minItems=1, uniqueItems=True),
-        "resolution_m": Param(default_res, type="integer", minimum=RESOLUTION_MIN_M, maximum=RESOLUTION_MAX_M,
+        "resolution_m": Param(default_res, type="integer", minimum=low, maximum=high,
                               title="Resolution (m)",
                               description=f"Raster cell size for friction and cost-distance, in metres "
-                                          f"({RESOLUTION_MIN_M}–{RESOLUTION_MAX_M}; territory default "
+                                          f"({low}–{high}; territory default "
                                           f"{territory.resolution_m:g})."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Compute and validate, but do not publish a release."),
@@ -230,7 +243,7 @@ Runs when `tvb_fetch_{territory.id}` reports a changed source, or by hand (**Tri
 | territory | fixed for this DAG (one DAG per YAML file in `config/territories/`) |
 | force | recompute and publish a new release even if inputs, configuration and code are unchanged |
 | sous_trames | the sous-trames to compute (default: all) |
-| resolution_m | raster cell size in metres ({RESOLUTION_MIN_M}–{RESOLUTION_MAX_M}) |
+| resolution_m | raster cell size in metres ({RESOLUTION_MIN_M:g}–{FORM_RESOLUTION_MAX_M}) |
 | dry_run | compute and validate everything, publish nothing |
 
 Flow: `fetch_sources` → `inputs_changed` (stops here, successfully, when the live release already has these

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -106,10 +107,12 @@ class Airflow:
         with open(log, "w") as fh:
             proc = subprocess.run([PYTHON, str(self.runner), dag_id, json.dumps(conf or {}), str(out)],
                                   env={**self.env, **env}, stdout=fh, stderr=subprocess.STDOUT, timeout=1500)
-        tail = log.read_text(errors="replace")[-6000:]
+        text = log.read_text(errors="replace")
+        tail = text[-6000:]
         assert proc.returncode == 0 and out.exists(), f"runner failed ({proc.returncode}):\n{tail}"
         result = json.loads(out.read_text())
         result["log_tail"] = tail
+        result["log"] = text
         return result
 
     def store(self):
@@ -126,6 +129,29 @@ def _why(run: dict) -> str:
     return json.dumps(_states(run), indent=1) + "\n" + run["log_tail"]
 
 
+_ERROR_LINE = re.compile(r"\[\s*(error|critical|exception)\s*\]|\b(ERROR|CRITICAL)\b")
+_ASSET_WARNING = re.compile(r"\[\s*warning\s*\].*Asset")
+
+
+def assert_clean_log(run: dict) -> None:
+    """A successful run prints no error-level line (what people read as a failure, e.g. the Task SDK's "XCom not
+    found" when a task iterates a mapped result), and no Asset warning (an asset Airflow does not know of)."""
+    assert run["state"] == "success", _why(run)
+    lines = run["log"].splitlines()
+    bad = [line for line in lines if _ERROR_LINE.search(line) or _ASSET_WARNING.search(line)]
+    assert not bad, "\n".join(bad)
+
+
+def assert_conforms(value, contract, *, exact: bool = True) -> None:
+    """``value`` (an XCom) has every required key of the ``tvb_tasks.contracts`` TypedDict ``contract`` and, when
+    ``exact``, no key outside it."""
+    keys = set(value)
+    assert contract.__required_keys__ <= keys, (contract.__name__, sorted(contract.__required_keys__ - keys))
+    if exact:
+        known = contract.__required_keys__ | contract.__optional_keys__
+        assert keys <= known, (contract.__name__, sorted(keys - known))
+
+
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
@@ -140,16 +166,21 @@ def territory():
 
 
 def test_fetch_dag_emits_one_asset_event_per_changed_source_only(airflow, territory):
+    from tvb_tasks.contracts import FetchSummary
+
     first = airflow.run("tvb_fetch_call")
     assert first["state"] == "success", _why(first)
+    assert_clean_log(first)
     uris = sorted(e["uri"] for e in first["asset_events"])
     assert uris == sorted(f"x-tvb://call/sources/{name}" for name in territory.sources)
     assert all(len(e["extra"]["snapshot_id"]) == 64 for e in first["asset_events"])
     summary = first["xcoms"]["fetch_sources[-1].return_value"]
+    assert_conforms(summary, FetchSummary)
     assert sorted(summary["changed_sources"]) == sorted(territory.sources)
 
     second = airflow.run("tvb_fetch_call")             # same content: nothing changed, no event
     assert second["state"] == "success", _why(second)
+    assert_clean_log(second)
     assert second["asset_events"] == []
     assert second["xcoms"]["fetch_sources[-1].return_value"]["changed_sources"] == []
 
@@ -165,6 +196,7 @@ def test_manual_run_publishes_a_complete_release(published, airflow, territory):
     assert run["state"] == "success", _why(run)
     states = _states(run)
     assert set(states.values()) == {"success"}, _why(run)
+    assert_clean_log(run)
     mapped = sorted(v["rendered_map_index"] for k, v in run["tasks"].items() if k.startswith("compute_sous_trame["))
     assert mapped == sorted(territory.sous_trames)
 
@@ -175,6 +207,9 @@ def test_manual_run_publishes_a_complete_release(published, airflow, territory):
     assert result["report_url"].endswith(f"releases/call/{rid}/report/index.html")
     assert [e["uri"] for e in run["asset_events"]] == ["x-tvb://call/release"]
     assert run["asset_events"][0]["extra"]["release_id"] == rid
+
+    assert result["manifest_url"].endswith(f"releases/call/{rid}/manifest.json")
+    assert run["xcoms"]["publish[-1].return_value"] == result          # notify passes the publish outcome on
 
     store = airflow.store()
     latest = json.loads(store.get_bytes("releases/call/latest.json"))
@@ -187,6 +222,30 @@ def test_manual_run_publishes_a_complete_release(published, airflow, territory):
         assert len(data) == entry["size"], entry["key"]
     paths = {e["path"] for e in manifest["files"]}
     assert {"tvb.gpkg", "indicators/indicators.json", "report/index.html"} <= paths
+
+
+def test_every_xcom_of_a_published_run_follows_its_contract(published):
+    """What each task returned has the shape typed in tvb_tasks.contracts, and one XCom per task (no per-key
+    ``multiple_outputs`` copies)."""
+    from tvb_tasks import contracts as c
+
+    assert published["state"] == "success", _why(published)
+    xcoms = published["xcoms"]
+    assert {key.split(".", 1)[1] for key in xcoms} <= {"return_value", "_link_ReleaseReportLink"}, sorted(xcoms)
+    run = xcoms["fetch_sources[-1].return_value"]
+    assert_conforms(run, c.FetchedRun)
+    for ref in run["snapshots"].values():
+        assert_conforms(ref, c.SnapshotRef, exact=False)        # a snapshot ref carries more (etag, duration …)
+    assert_conforms(xcoms["validate_sources[-1].return_value"], c.GateVerdict)
+    parts = [v for k, v in xcoms.items() if k.startswith("compute_sous_trame[") and k.endswith(".return_value")]
+    assert len(parts) == len(run["config"]["sous_trames"])
+    for part in parts:
+        assert_conforms(part, c.SousTramePart)
+    assert_conforms(xcoms["assemble[-1].return_value"], c.LayersSummary)
+    assert_conforms(xcoms["indicators[-1].return_value"], c.IndicatorSummary)
+    assert_conforms(xcoms["validate_outputs[-1].return_value"], c.GateVerdict)
+    for task in ("publish", "notify"):
+        assert_conforms(xcoms[f"{task}[-1].return_value"], c.Outcome)
 
 
 def test_release_geopackage_layers_and_indicators_are_not_empty(published, airflow):
@@ -211,6 +270,7 @@ def test_second_run_with_unchanged_inputs_reports_unchanged(published, airflow):
     latest_before = store.get_bytes("releases/call/latest.json")
     run = airflow.run("tvb_observatory_call")
     assert run["state"] == "success", _why(run)
+    assert_clean_log(run)
     states = _states(run)
     assert states["fetch_sources[-1]"] == states["inputs_changed[-1]"] == states["notify[-1]"] == "success"
     for task in ("validate_sources", "compute_sous_trame", "assemble", "indicators", "publish"):
@@ -218,6 +278,7 @@ def test_second_run_with_unchanged_inputs_reports_unchanged(published, airflow):
     result = run["xcoms"]["notify[-1].return_value"]
     assert result["status"] == "unchanged"
     assert result["release_id"] == published["xcoms"]["notify[-1].return_value"]["release_id"]
+    assert result["report_url"] == published["xcoms"]["notify[-1].return_value"]["report_url"]
     assert run["asset_events"] == []
     assert store.list("releases/call/") == before                  # no duplicate release
     assert store.get_bytes("releases/call/latest.json") == latest_before
@@ -230,10 +291,12 @@ def test_forced_dry_run_at_another_resolution_publishes_nothing(published, airfl
     run = airflow.run("tvb_observatory_call", {"force": True, "dry_run": True, "resolution_m": 50})
     assert run["state"] == "success", _why(run)
     assert set(_states(run).values()) == {"success"}, _why(run)
+    assert_clean_log(run)
     fetched = run["xcoms"]["fetch_sources[-1].return_value"]
     assert fetched["resolution_m"] == 50.0 and fetched["force"] is True and fetched["sous_trames"] is None
     result = run["xcoms"]["notify[-1].return_value"]
     assert result["status"] == "dry_run" and result["release_id"]
+    assert not {"release_url", "report_url", "web_url", "manifest_url"} & set(result)    # nothing to link to
     assert run["xcoms"].get("publish[-1]._link_ReleaseReportLink", "") == ""
     assert run["asset_events"] == []
     assert store.list("releases/call/") == before and store.get_bytes("releases/call/latest.json") == latest_before

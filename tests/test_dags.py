@@ -223,6 +223,16 @@ def test_publish_has_release_report_link(observatory):
     assert "Release report" in str(serialized)
 
 
+def test_tasks_push_one_xcom_each_and_publish_declares_the_release_asset(bag, observatory, territory, dagmod):
+    """No task pushes one XCom per key (a ``-> dict`` / TypedDict return annotation would turn multiple_outputs on);
+    the release Asset is declared (publish's inlet), so the event emitted through the alias finds it in Airflow."""
+    for dag in bag.dags.values():
+        assert not [t.task_id for t in dag.tasks if t.multiple_outputs], dag.dag_id
+    publish = observatory.get_task("publish")
+    assert publish.inlets == [dagmod.release_asset(territory.id)]
+    assert publish.outlets == [dagmod.release_alias(territory.id)]
+
+
 # --- trigger form ----------------------------------------------------------------------------------------------------
 def _server_params(dag):
     """The params as the API server sees them (after DAG serialization), like a REST / UI trigger."""

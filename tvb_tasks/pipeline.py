@@ -1,11 +1,14 @@
 """The pipeline's glue between the object store and the stage libraries.
 
-Each ``stage_*`` function takes and returns small JSON-serialisable dicts (store keys, ids, counts), so the CLI
-(``tvb run``) and the Airflow tasks call exactly the same code and only keys travel through XCom. A stage
+Each ``stage_*`` function takes and returns small JSON-serialisable dicts (store keys, ids, counts; their shapes are
+the ``TypedDict`` contracts of :mod:`tvb_tasks.contracts`), so the CLI (``tvb run``) and the Airflow tasks call exactly
+the same code and only keys travel through XCom. A stage
 materialises its inputs from the store into a local work folder, calls the stage library on local paths, and uploads
 what it produced under ``work/<territory>/<input_key>/…`` in the store, so that tasks may run on different workers.
 
 Order: fetch → validate sources → compute (per sous-trame) → assemble → indicators → validate outputs → publish.
+How a run ends (published, dry run, unchanged; links to the release; the event to notify) is decided here once, by
+:func:`publish_outcome`, :func:`unchanged_outcome` and :func:`notify_event`, for the DAG's tasks and the CLI alike.
 
 One territory identity per run: the fetch stage records the effective configuration it used (``run["config"]``,
 the validated YAML with profile and run parameters applied, and ``run["config_hash"]``); every later stage
@@ -27,10 +30,23 @@ import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
+from .contracts import (
+    FetchedRun,
+    GateVerdict,
+    IndicatorSummary,
+    LayersSummary,
+    NotifyEvent,
+    Outcome,
+    PublishResult,
+    ReleaseUrls,
+    SnapshotRef,
+    SousTramePart,
+    ValidationVerdict,
+)
 from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -107,17 +123,17 @@ def work_root() -> Path:
     return Path(os.environ.get("TVB_WORK_DIR", PROJECT_ROOT / "var" / "work"))
 
 
-def _work_prefix(run: dict) -> str:
+def _work_prefix(run: FetchedRun) -> str:
     return f"work/{run['territory']}/{run['input_key'][:16]}"
 
 
-def _local_dir(run: dict, *parts: str) -> Path:
+def _local_dir(run: FetchedRun, *parts: str) -> Path:
     d = work_root() / run["territory"] / run["input_key"][:16] / Path(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def _territory(run: dict) -> Territory:
+def _territory(run: FetchedRun) -> Territory:
     """The territory exactly as the fetch stage used it (from ``run["config"]``; older run dicts: by id)."""
     if run.get("config") is None:
         return effective_territory(run["territory"], profile=run.get("profile"),
@@ -125,7 +141,7 @@ def _territory(run: dict) -> Territory:
     return territory_from_run(run)
 
 
-def territory_from_run(run: dict) -> Territory:
+def territory_from_run(run: FetchedRun) -> Territory:
     """Rebuild the run's territory from the configuration content the fetch recorded and check its hash (which
     also covers the nomenclature file: a file edited mid-run stops the run rather than mixing two configs)."""
     try:
@@ -168,7 +184,7 @@ def _materialize(store: Store, key: str) -> Path:
     return store.materialize(key, work_root() / "_cache")
 
 
-def _snapshot_paths(store: Store, run: dict) -> dict[str, Path]:
+def _snapshot_paths(store: Store, run: FetchedRun) -> dict[str, Path]:
     return {name: _materialize(store, ref["key"]) for name, ref in run["snapshots"].items()}
 
 
@@ -176,7 +192,7 @@ def _snapshot_paths(store: Store, run: dict) -> dict[str, Path]:
 def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
                 force: bool = False, resolution_m: float | None = None,
                 sous_trames: list[str] | None = None, credentials: dict[str, dict] | None = None,
-                http_overrides: dict[str, float] | None = None) -> dict:
+                http_overrides: dict[str, float] | None = None) -> FetchedRun:
     """Fetch every source into content-addressed snapshots and compute the run's ``input_key``.
 
     Returns the *run* dict every later stage takes: territory, profile, store URI, parameters, snapshot refs,
@@ -194,13 +210,14 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
                                     sous_trames=sous_trames)
     check_runnable(territory)
     store = open_store(store_uri)
-    snapshots = fetch_all(territory, store, force=force, credentials=credentials, http_overrides=http_overrides)
+    snapshots = cast(dict[str, SnapshotRef], fetch_all(territory, store, force=force, credentials=credentials,
+                                                        http_overrides=http_overrides))
     snapshot_ids = {name: ref["snapshot_id"] for name, ref in snapshots.items()}
     version = code_version()
     key = make_input_key(snapshot_ids, territory.config_hash(), version)     # the hash recorded in the run
     unchanged = None if force else find_unchanged(store, territory.id, key)
     changed = sorted(n for n, r in snapshots.items() if r.get("changed"))
-    run = {
+    run: FetchedRun = {
         "territory": territory.id, "profile": territory.profile, "store_uri": store.uri,
         "config_path": territory.path, "config_hash": territory.config_hash(),
         "config": territory.model_dump(mode="json", by_alias=True), "run_nonce": new_run_nonce(),
@@ -216,7 +233,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     return run
 
 
-def stage_validate_sources(run: dict) -> dict:
+def stage_validate_sources(run: FetchedRun) -> GateVerdict:
     """Validate every source snapshot with its GX suite; raises ``ValidationFailed`` on a critical failure."""
     from .sources import previous_snapshot
     from .validate import validate_sources
@@ -234,7 +251,7 @@ def stage_validate_sources(run: dict) -> dict:
     return _gate(store, run, "sources", out, summary)
 
 
-def _mark_refused(store: Store, run: dict, summary: dict) -> list[str]:
+def _mark_refused(store: Store, run: FetchedRun, summary: dict) -> list[str]:
     """Mark the snapshots the gate refused as rejected, so they never become a drift baseline. Returns names."""
     from .sources import mark_rejected
 
@@ -253,16 +270,16 @@ def _mark_refused(store: Store, run: dict, summary: dict) -> list[str]:
     return refused
 
 
-def _gate(store: Store, run: dict, kind: str, out: Path, summary: dict) -> dict:
+def _gate(store: Store, run: FetchedRun, kind: str, out: Path, summary: dict) -> GateVerdict:
     """Keep a gate's results in the work prefix (even when it fails), then block on critical failures."""
     from .validate import raise_for_critical
 
     _upload_dir(store, out, f"{_work_prefix(run)}/validation/{kind}")
     raise_for_critical(summary)
-    return {k: summary.get(k) for k in ("success", "critical_failures", "warnings")}
+    return cast(GateVerdict, {k: summary.get(k) for k in ("success", "critical_failures", "warnings")})
 
 
-def stage_compute_sous_trame(run: dict, sous_trame: str) -> dict:
+def stage_compute_sous_trame(run: FetchedRun, sous_trame: str) -> SousTramePart:
     """Habitat, reservoirs, relays, friction and cost rasters and corridors of one sous-trame."""
     from .layers import compute_sous_trame
 
@@ -273,7 +290,7 @@ def stage_compute_sous_trame(run: dict, sous_trame: str) -> dict:
     out = _local_dir(run, "layers")
     part = compute_sous_trame(territory, _snapshot_paths(store, run), sous_trame, out)
     _upload_dir(store, out / sous_trame, f"{_work_prefix(run)}/layers/{sous_trame}")
-    return _relativize(part, out)
+    return cast(SousTramePart, _relativize(part, out))
 
 
 _WORK_MARK = "@work/"
@@ -304,7 +321,7 @@ def _absolutize(obj: Any, base: Path) -> Any:
     return obj
 
 
-def stage_assemble(run: dict, parts: list[dict]) -> dict:
+def stage_assemble(run: FetchedRun, parts: list[SousTramePart]) -> LayersSummary:
     """Merge the sous-trames, compute wet corridors and rupture points, write ``tvb.gpkg`` and the rasters."""
     from .layers import assemble
 
@@ -316,10 +333,10 @@ def stage_assemble(run: dict, parts: list[dict]) -> dict:
     result = assemble(territory, _snapshot_paths(store, run), _absolutize(list(parts), out), out)
     store.put_file(f"{_work_prefix(run)}/layers/tvb.gpkg", out / "tvb.gpkg")
     _upload_dir(store, out / "rasters", f"{_work_prefix(run)}/layers/rasters")
-    return _relativize(result, out)
+    return cast(LayersSummary, _relativize(result, out))
 
 
-def stage_indicators(run: dict) -> dict:
+def stage_indicators(run: FetchedRun) -> IndicatorSummary:
     """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
     from .indicators import append_history, compute_indicators
     from .indicators.history import provenance
@@ -361,7 +378,7 @@ def stage_indicators(run: dict) -> dict:
             "previous_release": previous["release_id"] if previous else None}
 
 
-def _priorities_hook(run: dict, territory: Territory, store: Store, gpkg: Path, out: Path,
+def _priorities_hook(run: FetchedRun, territory: Territory, store: Store, gpkg: Path, out: Path,
                      prev_gpkg: Path | None) -> dict:
     """Restoration priorities (tvb_tasks.priorities): the ``priorities`` layer into the work ``tvb.gpkg`` (uploaded
     again), their tables into the indicators folder ``out``."""
@@ -377,7 +394,7 @@ def _priorities_hook(run: dict, territory: Territory, store: Store, gpkg: Path, 
     return result
 
 
-def stage_validate_outputs(run: dict) -> dict:
+def stage_validate_outputs(run: FetchedRun) -> GateVerdict:
     """Validate the computed layers and indicators (output suites); raises ``ValidationFailed`` if critical."""
     from .validate import validate_outputs
 
@@ -403,8 +420,8 @@ def _full_validation(val_dir: Path) -> dict:
     return out
 
 
-def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *, dry_run: bool = False,
-                  crash_before_swap: bool = False) -> dict:
+def stage_publish(run: FetchedRun, indicators: IndicatorSummary, validation: ValidationVerdict | None = None, *,
+                  dry_run: bool = False, crash_before_swap: bool = False) -> PublishResult:
     """Build the report, stage the release folder and publish it (create-only objects, manifest, CAS on latest).
 
     ``validation`` (the gates' compact verdicts) is checked again here; the full results come from the work folder.
@@ -440,14 +457,14 @@ def stage_publish(run: dict, indicators: dict, validation: dict | None = None, *
                   validation_dir=val_dir, report_dir=report_dir, release_id=indicators["release_id"],
                   released_at=indicators["released_at"])
     result = publish_release(
-        territory, store, staging, input_key=run["input_key"], sources=run["snapshots"],
+        territory, store, staging, input_key=run["input_key"], sources=cast(dict[str, dict], run["snapshots"]),
         validation=release_summary(full["sources"], full["outputs"]),
         indicators=indicators.get("key_figures", {}), code_version=run["code_version"], dry_run=dry_run,
         force=run.get("force", False), released_at=datetime.fromisoformat(indicators["released_at"]),
         crash_before_swap=crash_before_swap, release_id=indicators["release_id"])
     if result.get("status") == "published":
         _publish_history(store, territory.id, hist_dir)
-    return result
+    return cast(PublishResult, result)
 
 
 def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
@@ -463,13 +480,73 @@ def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
         store.put_bytes(key, src.read_bytes(), if_match=info.etag if info else "")
 
 
+# --- how a run ends (the publish and notify tasks, tvb run) -----------------------------------------------------
+_LINK_KEYS = ("release_url", "report_url", "web_url", "manifest_url")
+_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("published", "unchanged", "dry_run")
+
+
+def validation_verdict(sources: GateVerdict | None, outputs: GateVerdict | None) -> ValidationVerdict:
+    """Both gates' verdicts; ``success`` only when both gates returned and succeeded."""
+    return {"sources": sources, "outputs": outputs,
+            "success": bool(sources and sources.get("success") and outputs and outputs.get("success"))}
+
+
+def release_urls(run: FetchedRun, release_id: str) -> ReleaseUrls:
+    """Release folder, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
+    ``TVB_PUBLIC_BASE_URL`` / the territory's ``publish.public_base_url`` (an http(s) URL serving the store root)
+    when set, else the local ``tvb serve`` address (the Airflow UI shows only http(s) links)."""
+    from .publish.release import release_links
+    from .publish.serve import viewer_base_url
+
+    links = release_links(open_store(run["store_uri"]), run["territory"], release_id,
+                          viewer_base_url(_territory(run)))
+    return {"release_url": links["release_url"], "report_url": links["report_url"],
+            "manifest_url": links["manifest_url"]}
+
+def run_outcome(run: FetchedRun, result: PublishResult) -> Outcome:
+    """The publish result with the run's territory and store; a dry run loses every link (nothing was written: no
+    link to a release that does not exist), a live release (published or unchanged) gets all of them."""
+    outcome: dict[str, Any] = {"territory": run["territory"], "store_uri": run["store_uri"], **result}
+    if outcome["status"] == "dry_run":
+        for key in _LINK_KEYS:
+            outcome.pop(key, None)
+    elif outcome.get("release_id"):
+        for key, url in release_urls(run, outcome["release_id"]).items():
+            outcome.setdefault(key, url)
+    return cast(Outcome, outcome)
+
+
+def unchanged_outcome(run: FetchedRun, release_id: str | None = None) -> Outcome:
+    """The outcome of a run whose inputs the live release ``release_id`` (default: ``run["unchanged_release"]``)
+    already has: nothing computed, nothing published."""
+    rid = release_id or run["unchanged_release"]
+    if not rid:
+        raise PipelineError(f"run of {run['territory']}: no unchanged release to report")
+    return run_outcome(run, {"status": "unchanged", "release_id": rid})
+
+
+def publish_outcome(run: FetchedRun, indicators: IndicatorSummary, sources: GateVerdict | None,
+                    outputs: GateVerdict | None, *, dry_run: bool = False) -> Outcome:
+    """Publish (or dry-run) the computed release after both gates (:func:`stage_publish`) and say how the run
+    ended (:func:`run_outcome`)."""
+    result = stage_publish(run, indicators, validation_verdict(sources, outputs), dry_run=dry_run)
+    return run_outcome(run, result)
+
+
+def notify_event(outcome: Outcome | None) -> NotifyEvent:
+    """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``); anything else
+    reads as ``published``."""
+    status = outcome.get("status") if outcome else None
+    return cast(NotifyEvent, status) if status in _NOTIFY_EVENTS else "published"
+
+
 # --- lease on the work folder -------------------------------------------------------------------------------------
-def lease_path(run: dict) -> Path:
+def lease_path(run: FetchedRun) -> Path:
     return work_root() / run["territory"] / f"{run['input_key'][:16]}.lease"
 
 
 @contextlib.contextmanager
-def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
+def work_lease(run: FetchedRun, *, wait_s: float = 0.0, poll_s: float = 0.5):
     """Hold the lease on ``work/<territory>/<input_key>`` for the block: an exclusive ``flock`` on a lease file.
 
     A second run on the same territory and inputs waits up to ``wait_s`` seconds, then raises
@@ -519,8 +596,8 @@ def work_lease(run: dict, *, wait_s: float = 0.0, poll_s: float = 0.5):
 def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: str | None = None,
                  force: bool = False, dry_run: bool = False, resolution_m: float | None = None,
                  sous_trames: list[str] | None = None, http_overrides: dict[str, float] | None = None,
-                 wait_s: float = 0.0) -> dict:
-    """Run every stage in order, as the Airflow DAG does, and return the publish result (or ``unchanged``).
+                 wait_s: float = 0.0) -> Outcome:
+    """Run every stage in order, as the Airflow DAG does, and return how it ended (:class:`Outcome`).
 
     Everything after the fetch runs under :func:`work_lease` (``wait_s``: how long to wait for another run on the
     same inputs); after waiting, a run whose inputs were published meanwhile returns ``unchanged``.
@@ -530,26 +607,20 @@ def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: st
     run = stage_fetch(territory_id, store_uri=store_uri, profile=profile, force=force,
                       resolution_m=resolution_m, sous_trames=sous_trames, http_overrides=http_overrides)
     if run["unchanged_release"]:
-        return {"status": "unchanged", "release_id": run["unchanged_release"], "territory": run["territory"],
-                "store_uri": run["store_uri"]}
+        return unchanged_outcome(run)
     with work_lease(run, wait_s=wait_s):
         unchanged = None if force else find_unchanged(open_store(run["store_uri"]), run["territory"],
                                                       run["input_key"])
         if unchanged:           # published by the run we waited for
-            return {"status": "unchanged", "release_id": unchanged["release_id"], "territory": run["territory"],
-                    "store_uri": run["store_uri"]}
+            return unchanged_outcome(run, unchanged["release_id"])
         return _run_stages(run, dry_run=dry_run)
 
 
-def _run_stages(run: dict, *, dry_run: bool) -> dict:
-    validation_sources = stage_validate_sources(run)
+def _run_stages(run: FetchedRun, *, dry_run: bool) -> Outcome:
+    sources = stage_validate_sources(run)
     territory = _territory(run)
     parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]
     stage_assemble(run, parts)
     indicators = stage_indicators(run)
-    validation_outputs = stage_validate_outputs(run)
-    validation = {"success": bool(validation_sources.get("success") and validation_outputs.get("success"))}
-    result = stage_publish(run, indicators, validation, dry_run=dry_run)
-    result.setdefault("territory", run["territory"])
-    result.setdefault("store_uri", run["store_uri"])
-    return result
+    outputs = stage_validate_outputs(run)
+    return publish_outcome(run, indicators, sources, outputs, dry_run=dry_run)

@@ -1,7 +1,7 @@
 """Stages of the tiled cost-distance (``dags/tvb_tiled_cost.py``): tiles × sous-trames as mapped tasks.
 
 Every function takes the ``run`` dict of :func:`tvb_tasks.pipeline.stage_fetch` (store URI, territory, snapshot
-keys) and returns small JSON values (tile ids, store keys, counts); the rasters travel through the store as per-tile
+keys) and returns small JSON values (contracts :class:`~tvb_tasks.contracts.TileItem`, ``TileRound``, ``StitchedCost``) (tile ids, store keys, counts); the rasters travel through the store as per-tile
 objects under ``work/<territory>/<input key>/tiles/<sous_trame>/`` (:mod:`tvb_tasks.layers.tiles`), never through
 XCom. A tile task holds one window and at most two cores in memory, so its memory depends on
 ``tiling.tile_size`` / ``overlap``, not on the territory (checked against ``tiling.memory_limit_gib``; the peak RSS
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import resource
-from typing import Any
 
+from .contracts import FetchedRun, StitchedCost, TileItem, TileRound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles"]
 
 
-def _prefix(run: dict, sous_trame: str) -> str:
+def _prefix(run: FetchedRun, sous_trame: str) -> str:
     return f"{_work_prefix(run)}/tiles/{sous_trame}"
 
 
@@ -52,7 +52,7 @@ def cost_problem(territory, inputs, sous_trame: str):
     return friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16
 
 
-def stage_plan_tiles(run: dict, sous_trame: str) -> list[dict]:
+def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     """Write the per-tile inputs of one sous-trame; the items ``{"sous_trame", "tile"}`` to run in round 1."""
     from .layers.tiles import plan_to_store, tiling_config
 
@@ -72,7 +72,7 @@ def stage_plan_tiles(run: dict, sous_trame: str) -> list[dict]:
     return [{"sous_trame": sous_trame, "tile": int(i)} for i in first]
 
 
-def stage_run_tile(run: dict, item: dict) -> dict:
+def stage_run_tile(run: FetchedRun, item: TileItem) -> TileRound:
     """One tile of one sous-trame; ``{"next": items to run next round, "peak_mb"}``. Fails (``MemoryError``) if
     the task's peak RSS exceeded ``tiling.memory_limit_gib``."""
     from .layers.tiles import run_tile_from_store, tiling_config
@@ -87,11 +87,11 @@ def stage_run_tile(run: dict, item: dict) -> dict:
     return {"next": [{"sous_trame": item["sous_trame"], "tile": int(n)} for n in nxt], "peak_mb": round(peak, 1)}
 
 
-def stage_next_round(run: dict, results: list[dict], round_no: int) -> list[dict]:
+def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no: int) -> list[TileItem]:
     """The items of the next round (deduplicated, sorted); also written to the store (``tiles/pending.json``) so
     that the stitching task knows whether the exchange converged."""
     items = sorted({(r["sous_trame"], r["tile"]) for res in results if res for r in res["next"]})
-    out = [{"sous_trame": s, "tile": t} for s, t in items]
+    out: list[TileItem] = [{"sous_trame": s, "tile": t} for s, t in items]
     peaks = [res["peak_mb"] for res in results if res]
     store = open_store(run["store_uri"])
     store.put_bytes(f"{_work_prefix(run)}/tiles/pending.json",
@@ -101,7 +101,7 @@ def stage_next_round(run: dict, results: list[dict], round_no: int) -> list[dict
     return out
 
 
-def stage_stitch_tiles(run: dict, sous_trame: str) -> dict[str, Any]:
+def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     """Stitch one sous-trame's cores into ``tiles/<sous_trame>/cost.tif`` (float32 COG, nodata -1, friction × m,
     the untiled ``cost.tif`` exactly); ``RuntimeError`` if tiles were still changing after the last round."""
     import numpy as np
