@@ -8,9 +8,7 @@ followed by a good one, disk full (a store whose writes fail, and a real small t
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import http.server
 import json
 import os
 import shutil
@@ -27,7 +25,8 @@ import geopandas as gpd
 import pytest
 import yaml
 
-from test_publish_formats import make_outputs, territory
+from helpers.servers import static_server
+from helpers.release_outputs import make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
@@ -299,7 +298,7 @@ KILLER = r"""
 import os, signal, sys
 from datetime import datetime, timedelta, timezone
 sys.path.insert(0, sys.argv[5])
-from test_publish_formats import territory
+from helpers.release_outputs import territory
 from tvb_tasks.publish import publish_release, input_key
 from tvb_tasks.store import LocalStore
 
@@ -496,24 +495,9 @@ def test_redirect_loop_names_the_url(raw_server):
     assert isinstance(box.get("error"), SourceError) and "redirect" in msg and f"{server.url}/start" in msg
 
 
-@contextlib.contextmanager
 def sample_server():
     """A quiet local HTTP server of the bundled sample folder (answers If-Modified-Since with 304); yields its URL."""
-    sample = PROJECT_ROOT / "sample" / "call"
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(sample), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
+    return static_server(PROJECT_ROOT / "sample" / "call")
 
 
 def http_territory(url: str, **options):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_layers_engine import CRS, b, base_config, make_scene
+from helpers.layers_scene import CRS, b, base_config, make_scene
 from tvb_tasks.config import ConfigError, load_territory, nomenclature_labels
 from tvb_tasks.layers import engine
 from tvb_tasks.layers.landuse import classify_landuse, habitat_patches

@@ -215,6 +215,7 @@ def _screen_point_of(page, layer: str, pick: str) -> tuple[float, float, dict]:
       return null; }})()""")
 
 
+@pytest.mark.integration
 @needs_chromium
 def test_web_map_popups_are_french_without_codes(release, served):
     url = f"{served}/releases/call/{release['rid']}/web/index.html"
@@ -258,6 +259,7 @@ def test_web_map_popups_are_french_without_codes(release, served):
         assert page.console_errors() == []
 
 
+@pytest.mark.integration
 @needs_chromium
 def test_legend_swatches_tell_reservoirs_from_relays(release, served):
     from PIL import Image
@@ -280,6 +282,7 @@ def test_legend_swatches_tell_reservoirs_from_relays(release, served):
         assert inner(rel).std() > 2 * inner(res).std() + 5
 
 
+@pytest.mark.integration
 @needs_chromium
 def test_web_map_at_phone_width(release, served):
     url = f"{served}/releases/call/{release['rid']}/web/index.html"
