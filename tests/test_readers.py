@@ -32,6 +32,8 @@ from chromium import CHROMIUM, chromium
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
 
+# one pipeline run of the whole bundled sample, served by `tvb serve`, read in headless Chromium
+pytestmark = pytest.mark.integration
 INTERNAL_CODES = re.compile(r"\b(habitat_patch|protected_area|road|railway|stream|river|ditch|canal_kind|open|"
                             r"culverted|to_restore|to_create|existing|terrestrial|N2000_SIC|ZNIEFF1|in_use)\b")
 
@@ -215,7 +217,6 @@ def _screen_point_of(page, layer: str, pick: str) -> tuple[float, float, dict]:
       return null; }})()""")
 
 
-@pytest.mark.integration
 @needs_chromium
 def test_web_map_popups_are_french_without_codes(release, served):
     url = f"{served}/releases/call/{release['rid']}/web/index.html"
@@ -259,7 +260,6 @@ def test_web_map_popups_are_french_without_codes(release, served):
         assert page.console_errors() == []
 
 
-@pytest.mark.integration
 @needs_chromium
 def test_legend_swatches_tell_reservoirs_from_relays(release, served):
     from PIL import Image
@@ -282,7 +282,6 @@ def test_legend_swatches_tell_reservoirs_from_relays(release, served):
         assert inner(rel).std() > 2 * inner(res).std() + 5
 
 
-@pytest.mark.integration
 @needs_chromium
 def test_web_map_at_phone_width(release, served):
     url = f"{served}/releases/call/{release['rid']}/web/index.html"
