@@ -3,9 +3,9 @@
 Tiers (markers declared in pyproject.toml):
 
 * ``integration``: needs a real local server (MapServer WFS, moto S3, PostgreSQL, Chromium, QGIS Server, the
-  Airflow stack) or runs the whole pipeline on the bundled sample. Every test using a server fixture of this file
-  is marked here (:func:`pytest_collection_modifyitems`), so a new test cannot forget it; modules that start their
-  server otherwise say so in their ``pytestmark``.
+  Airflow stack) or a separate Airflow / publisher process, or runs stages on the whole bundled sample. Every test
+  using a server fixture of this file is marked here (:func:`pytest_collection_modifyitems`), so a new test cannot
+  forget it; tests that start their server or process otherwise carry the mark themselves (``pytestmark``).
 * ``e2e``: runs through real Airflow (``dag.test()`` or the stack).
 * the rest is the fast tier: ``pytest -m "not integration and not e2e"``.
 

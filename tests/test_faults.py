@@ -324,6 +324,7 @@ print("NOT KILLED")
 """
 
 
+@pytest.mark.integration          # a real publisher process, killed with SIGKILL
 @pytest.mark.parametrize("step", ["first-upload", "mid-write", "item", "manifest", "swapped"])
 def test_kill_9_at_each_publish_step(tmp_path, staged, step):
     store = LocalStore(tmp_path / "s")
@@ -547,6 +548,7 @@ def _subset(run: dict, *names: str) -> dict:
     return {**run, "snapshots": {n: r for n, r in run["snapshots"].items() if n in names}}
 
 
+@pytest.mark.integration          # stages of the whole bundled sample
 @pytest.mark.slow
 def test_refused_snapshot_never_becomes_the_baseline(tmp_path, monkeypatch, capsys):
     from tvb_tasks.pipeline import stage_fetch, stage_validate_sources
@@ -607,6 +609,7 @@ def test_path_form_territory_is_used_by_every_stage(tmp_path, monkeypatch):
         _territory(bad)
 
 
+@pytest.mark.integration          # a whole `tvb run` of the bundled sample
 @pytest.mark.slow
 def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeypatch, capsys):
     """A whole ``tvb run --territory /path/x.yaml`` whose id is that of config/territories/call.yaml: the release's
@@ -693,6 +696,7 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
         assert json.loads(lease_path(run).read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.integration          # stages of the whole bundled sample
 @pytest.mark.slow
 def test_second_cli_run_on_the_same_inputs_stops_clearly(tmp_path, monkeypatch, capsys):
     from tvb_tasks.pipeline import stage_fetch, work_lease

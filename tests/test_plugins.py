@@ -331,6 +331,7 @@ def test_release_report_link_reads_the_report_url():
         assert tvb_links.report_url_from(value) == ""
 
 
+@pytest.mark.integration          # the `airflow plugins` command
 def test_plugin_is_loaded_by_airflow():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "plugins", "-o", "json"],
