@@ -13,6 +13,10 @@
 #
 # STACK_DIR defaults to <project>/var/stack (override with TVB_STACK_DIR). tests/test_airflow_stack.py reads
 # $STACK_DIR/stack.env (or the file named by TVB_STACK_ENV). Credentials are fake, random per start, and local only.
+# PostgreSQL runs as the `postgres` user when we are root: if that user cannot reach $STACK_DIR (a checkout under a
+# 0700 home folder, Debian 12's default), its data and socket folder goes to a fresh `mktemp -d` under /tmp owned by
+# postgres, recorded in $STACK_DIR/pg.dir so that `stop` finds it (stop copies its log into $STACK_DIR/logs and
+# removes it). Every other process runs as the calling user and keeps its files in $STACK_DIR.
 # Needs: postgresql-15 (apt), psycopg2-binary + asyncpg (Airflow 3 uses both drivers) and moto[server] in the venv.
 set -euo pipefail
 
@@ -151,18 +155,51 @@ sys.exit(0 if set('$WORKERS'.split()) <= names else 1)"
   log "Celery workers up: $WORKERS"
 }
 
+pg_dir() {  # the PostgreSQL folder of the recorded stack: $STACK_DIR/pg, or the /tmp folder named in pg.dir
+  if [ -f "$STACK_DIR/pg.dir" ]; then cat "$STACK_DIR/pg.dir"; else echo "$STACK_DIR/pg"; fi
+}
+
+make_pg_dir() {  # $STACK_DIR/pg when user postgres can traverse $STACK_DIR, else a new postgres-owned /tmp folder
+  if as_pg test -x "$STACK_DIR"; then
+    mkdir -p "$STACK_DIR/pg"
+    echo "$STACK_DIR/pg"
+  else
+    local tmp
+    tmp="$(mktemp -d "${TMPDIR:-/tmp}/tvb-stack-pg.XXXXXXXX")"
+    chmod 700 "$tmp"
+    echo "$tmp" > "$STACK_DIR/pg.dir"
+    log "user postgres cannot reach $STACK_DIR: PostgreSQL data and socket in $tmp (recorded in $STACK_DIR/pg.dir)"
+    echo "$tmp"
+  fi
+}
+
+remove_pg_dir() {  # after PostgreSQL stopped: keep its log in $LOGS, remove a /tmp folder recorded in pg.dir
+  [ -f "$STACK_DIR/pg.dir" ] || return 0
+  local dir
+  dir="$(cat "$STACK_DIR/pg.dir")"
+  case "$(basename "$dir")" in tvb-stack-pg.*) ;; *) die "unexpected PostgreSQL folder in $STACK_DIR/pg.dir: $dir" ;; esac
+  if [ -d "$dir" ]; then
+    mkdir -p "$LOGS"
+    [ -f "$dir/postgres.log" ] && cp "$dir/postgres.log" "$LOGS/postgres.log"
+    rm -rf "$dir"
+  fi
+  rm -f "$STACK_DIR/pg.dir"
+}
+
 start_postgres() {
-  local data="$STACK_DIR/pg/data" sock="$STACK_DIR/pg/run"
+  local pg data sock
+  pg="$(make_pg_dir)"
+  data="$pg/data" sock="$pg/run"
   mkdir -p "$data" "$sock"
-  [ "$(id -u)" = 0 ] && chown -R postgres: "$STACK_DIR/pg"
-  as_pg test -x "$STACK_DIR" || die "user postgres cannot reach $STACK_DIR (set TVB_STACK_DIR to a folder it can traverse, e.g. under /tmp)"
+  [ "$(id -u)" = 0 ] && chown -R postgres: "$pg"
+  as_pg test -w "$data" || die "user postgres cannot write to $data"
   as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust --no-sync --no-locale -E UTF8 >"$LOGS/initdb.log" 2>&1 \
     || die "initdb failed (see $LOGS/initdb.log)"
-  as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$STACK_DIR/pg/postgres.log" -w -t 60 \
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$pg/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start >"$LOGS/pg_ctl.log" 2>&1 || die "PostgreSQL did not start (see $STACK_DIR/pg/postgres.log)"
+    start >"$LOGS/pg_ctl.log" 2>&1 || die "PostgreSQL did not start (see $pg/postgres.log)"
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres airflow
-  log "PostgreSQL on 127.0.0.1:$PG_PORT"
+  log "PostgreSQL on 127.0.0.1:$PG_PORT (data in $data)"
 }
 
 start_s3() {
@@ -296,6 +333,7 @@ cmd_start() {
   [ -d "$PIDS" ] && [ -n "$(ls -A "$PIDS" 2>/dev/null)" ] && { log "a previous stack is recorded in $STACK_DIR: stopping it"; cmd_stop; }
   if [ -e "$STACK_DIR" ]; then
     [ -f "$STACK_DIR/.tvb-stack" ] || die "$STACK_DIR exists and is not a stack folder (no .tvb-stack marker): not removing it"
+    remove_pg_dir
     rm -rf "$STACK_DIR"
   fi
   mkdir -p "$PIDS" "$LOGS"
@@ -341,9 +379,12 @@ cmd_stop() {
     kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
     rm -f "$f"
   done
-  if [ -f "$STACK_DIR/pg/data/postmaster.pid" ] && [ -n "$PG_BIN" ]; then
-    as_pg "$PG_BIN/pg_ctl" -D "$STACK_DIR/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+  local pg
+  pg="$(pg_dir)"
+  if [ -f "$pg/data/postmaster.pid" ] && [ -n "$PG_BIN" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
+  remove_pg_dir
   rm -f "$STACK_DIR/stack.env"
   log "stack stopped"
 }

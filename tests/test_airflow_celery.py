@@ -10,10 +10,14 @@ import time
 
 import pytest
 
-from test_airflow_stack import STACK, Api, boto3  # noqa: F401  (skips the module when no stack is running)
+from helpers.airflow_stack import ENV_FILE, Api, read_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
+if not ENV_FILE.exists():
+    pytest.skip(f"the Airflow test stack is not running ({ENV_FILE} not found): start it with "
+                "`.ci/stack.sh start --celery`", allow_module_level=True)
+STACK = read_env(ENV_FILE)
 if STACK.get("TVB_STACK_EXECUTOR") != "CeleryExecutor":
     pytest.skip("the running stack is not the Celery one: start it with `.ci/stack.sh start --celery`",
                 allow_module_level=True)

@@ -1,7 +1,6 @@
 """The `tvb` command line: help, cost-distance, ad-hoc WFS fetch against a real MapServer, territories."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,9 +15,6 @@ from rasterio.transform import from_origin
 from tvb_tasks.cli import main as tvb
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("mapserver_fixture", ROOT / "tests/fixtures/wfs/mapserver_fixture.py")
-msf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(msf)
 
 
 def test_help_lists_the_commands():
@@ -61,16 +57,9 @@ def test_cost_distance_command(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def wfs(tmp_path_factory):
-    if msf.find_mapserv() is None:
-        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
-    folder = tmp_path_factory.mktemp("wfs")
-    data = msf.write_points_layer(folder / "points.gpkg", n=1200)
-    proc, url = msf.start_mapserver(msf.write_mapfile(folder, data, max_features=500))
-    try:
+def wfs(mapserver, tmp_path_factory):
+    with mapserver.points(tmp_path_factory.mktemp("wfs"), n=1200, max_features=500) as (url, _data):
         yield url
-    finally:
-        msf.stop(proc)
 
 
 @pytest.mark.integration

@@ -97,6 +97,7 @@ def test_dagbag_imports_without_errors_one_pair_per_territory(bag):
     assert not bag.captured_warnings, bag.captured_warnings
 
 
+@pytest.mark.integration          # a fresh interpreter importing Airflow
 @pytest.mark.parametrize("prefix", sorted(DAG_FILES))
 def test_dag_file_emits_no_deprecation_warning(prefix):
     """Import the DAG file and the plugin with every deprecation warning turned into an error."""
@@ -127,6 +128,7 @@ def test_no_legacy_airflow_api(path):
     assert not found, f"{path.relative_to(ROOT)} uses legacy Airflow API: {found}"
 
 
+@pytest.mark.integration          # a fresh interpreter importing Airflow
 @pytest.mark.parametrize("prefix", sorted(DAG_FILES))
 def test_dag_file_parses_fast_without_stage_libraries(prefix):
     """Parsing must not import the heavy stage libraries (they are imported inside the tasks)."""

@@ -8,9 +8,7 @@ followed by a good one, disk full (a store whose writes fail, and a real small t
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import http.server
 import json
 import os
 import shutil
@@ -26,7 +24,8 @@ import geopandas as gpd
 import pytest
 import yaml
 
-from test_publish_formats import make_outputs, territory
+from helpers.release_outputs import make_outputs, territory
+from helpers.servers import static_server
 from tvb_tasks import publish
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
@@ -308,7 +307,7 @@ KILLER = r"""
 import os, signal, sys
 from datetime import datetime, timedelta, timezone
 sys.path.insert(0, sys.argv[5])
-from test_publish_formats import territory
+from helpers.release_outputs import territory
 from tvb_tasks.publish import publish_release, input_key
 from tvb_tasks.store import LocalStore
 
@@ -334,6 +333,7 @@ print("NOT KILLED")
 """
 
 
+@pytest.mark.integration          # a real publisher process, killed with SIGKILL
 @pytest.mark.parametrize("step", ["first-upload", "mid-write", "item", "manifest", "swapped"])
 def test_kill_9_at_each_publish_step(tmp_path, staged, step):
     store = LocalStore(tmp_path / "s")
@@ -505,24 +505,9 @@ def test_redirect_loop_names_the_url(raw_server):
     assert isinstance(box.get("error"), SourceError) and "redirect" in msg and f"{server.url}/start" in msg
 
 
-@contextlib.contextmanager
 def sample_server():
     """A quiet local HTTP server of the bundled sample folder (answers If-Modified-Since with 304); yields its URL."""
-    sample = PROJECT_ROOT / "sample" / "call"
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(sample), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
+    return static_server(PROJECT_ROOT / "sample" / "call")
 
 
 def http_territory(url: str, **options):
@@ -571,6 +556,7 @@ def _subset(run: dict, *names: str) -> dict:
     return {**run, "snapshots": {n: r for n, r in run["snapshots"].items() if n in names}}
 
 
+@pytest.mark.integration          # stages of the whole bundled sample
 @pytest.mark.slow
 def test_refused_snapshot_never_becomes_the_baseline(tmp_path, monkeypatch, capsys):
     from tvb_tasks.pipeline import stage_fetch, stage_validate_sources
@@ -631,6 +617,7 @@ def test_path_form_territory_is_used_by_every_stage(tmp_path, monkeypatch):
         _territory(bad)
 
 
+@pytest.mark.integration          # a whole `tvb run` of the bundled sample
 @pytest.mark.slow
 def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeypatch, capsys):
     """A whole ``tvb run --territory /path/x.yaml`` whose id is that of config/territories/call.yaml: the release's
@@ -715,6 +702,7 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
         assert json.loads(lease_path(run).read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.integration          # stages of the whole bundled sample
 @pytest.mark.slow
 def test_second_cli_run_on_the_same_inputs_stops_clearly(tmp_path, monkeypatch, capsys):
     from tvb_tasks.pipeline import stage_fetch, work_lease

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from test_indicators_scene import POLYS, scene_layers, scene_territory, write_gpkg, write_scene
+from helpers.indicators_scene import POLYS, scene_layers, scene_territory, write_gpkg, write_scene
 from tvb_tasks.indicators import append_history, compute_indicators
 from tvb_tasks.indicators.change import change_table, corridor_changes, polygon_changes
 

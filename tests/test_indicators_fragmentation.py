@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from test_indicators_scene import scene_territory, write_scene
+from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import read_layers, territory_outline
 from tvb_tasks.indicators.fragmentation import (
     fragmentation_metrics,

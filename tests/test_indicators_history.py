@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from test_indicators_scene import scene_territory, write_scene
+from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import append_history, compute_indicators
 from tvb_tasks.indicators.history import HISTORY_COLUMNS, HistoryError, flatten_indicators, previous_rows, read_history
 

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from test_indicators_scene import scene_territory, write_scene
+from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import compute_indicators, load_published_figures
 from tvb_tasks.indicators.key_figures import KEY_FIGURES, compare_with_published
 

@@ -11,7 +11,7 @@ import pytest
 from shapely import LineString
 from shapely.geometry import box
 
-from test_indicators_scene import scene_territory, write_scene
+from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.config import load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, indicators_config
 from tvb_tasks.indicators.connectivity import analyse_network, network_links
@@ -135,7 +135,7 @@ def test_cbc_uses_the_unclipped_habitat_patches_when_present(tmp_path):
     # forest R4 (200 × 200 m, 40 m from the northern edge) continues 300 m beyond the territory in the optional
     # habitat_patches layer: inside, the patch grows to 200 × 240 m (4.8 ha); the whole patch is 200 × 540 m
     # (10.8 ha) and counts for CBC only
-    from test_indicators_scene import bx, scene_layers, write_gpkg
+    from helpers.indicators_scene import bx, scene_layers, write_gpkg
 
     territory = scene_territory(tmp_path)
     layers = scene_layers()

@@ -6,7 +6,7 @@ import geopandas as gpd
 import pytest
 import rasterio
 
-from test_layers_engine import b, base_config, make_scene
+from helpers.layers_scene import b, base_config, make_scene
 from tvb_tasks.config import load_territory
 from tvb_tasks.layers import compute_layers
 from tvb_tasks.sources.fetch import source_buffer_m

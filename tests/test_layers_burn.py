@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from shapely import LineString
 
-from test_layers_engine import X0, Y0, b, base_config, line, make_scene
+from helpers.layers_scene import X0, Y0, b, base_config, line, make_scene
 from tvb_tasks.layers import compute_layers, engine
 from tvb_tasks.layers.costdistance import accumulated_cost
 from tvb_tasks.layers.friction import friction_raster, line_coverage

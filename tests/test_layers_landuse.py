@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_layers_engine import CRS, b, base_config, make_scene
+from helpers.layers_scene import CRS, b, base_config, make_scene
 from tvb_tasks.config import ConfigError, load_territory, nomenclature_labels
 from tvb_tasks.layers import engine
 from tvb_tasks.layers.landuse import classify_landuse, habitat_patches
@@ -114,6 +114,7 @@ def test_built_over_terrils_are_filtered_by_forme(tmp_path):
     assert set(ctx.extra["sous_trame"]) == {"grassland"}
 
 
+@pytest.mark.integration          # the bundled sample's inputs
 def test_call_filters_the_real_built_over_terrils():
     """On the bundled Mission Bassin Minier layer, the 10 "Arasé construit" zt_terrils are left out."""
     t = load_territory("call")

@@ -1,7 +1,7 @@
 """Corridor network method on hand-built scenes with known answers (issue 12: fractures and missing links, corridor
 status from gaps and support, rupture downgrade, least-cost corridor polygons, rupture sites, dissolved lengths).
 
-Scenes reuse the builders of ``test_layers_engine`` (EPSG:2154, 25 m cells, cropland background, friction 100).
+Scenes reuse the builders of ``helpers/layers_scene.py`` (EPSG:2154, 25 m cells, cropland background, friction 100).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from shapely import LineString, Point
 
-from test_layers_engine import CRS, X0, Y0, b, base_config, line, make_scene, read
+from helpers.layers_scene import CRS, X0, Y0, b, base_config, line, make_scene, read
 from tvb_tasks.indicators.communes import dissolved_status_lines
 from tvb_tasks.layers import compute_layers, compute_sous_trame
 from tvb_tasks.layers.corridors import corridor_status, downgrade_status, gap_and_support

@@ -12,7 +12,7 @@ import yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.layers import compute_layers, sample_inputs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]      # every layer of the bundled sample
 
 
 @pytest.fixture(scope="module")

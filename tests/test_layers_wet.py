@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from shapely import Point
 
-from test_layers_engine import CRS, X0, Y0, b, base_config, line, make_scene
+from helpers.layers_scene import CRS, X0, Y0, b, base_config, line, make_scene
 from tvb_tasks.config import load_territory
 from tvb_tasks.layers import compute_layers, engine
 from tvb_tasks.layers.ruptures import drop_height, obstacle_severity

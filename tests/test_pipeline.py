@@ -14,7 +14,7 @@ from tvb_tasks.config import PROJECT_ROOT
 from tvb_tasks.pipeline import run_pipeline
 from tvb_tasks.store import open_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]      # whole pipeline on the bundled sample
 
 
 @pytest.fixture(scope="module")

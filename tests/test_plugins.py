@@ -5,17 +5,13 @@ fail-fast retry policy. Connections come from ``AIRFLOW_CONN_*`` environment var
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,15 +41,10 @@ import tvb_hooks  # noqa: E402
 import tvb_links  # noqa: E402
 import tvb_notifier  # noqa: E402
 import tvb_retry  # noqa: E402
+from helpers.servers import free_port  # noqa: E402
 from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
 
 SECRET = "s3cr3t-Pa55"          # fake, test-only
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _conn_env(monkeypatch, conn_id: str, **conn) -> None:
@@ -88,14 +79,6 @@ def test_wfs_connection_without_url(monkeypatch):
         tvb_hooks.WfsHook("tvb_wfs_nourl").settings()
     creds = tvb_hooks.WfsHook("tvb_wfs_nourl").source_credentials()
     assert creds == {"auth": ("reader", SECRET), "headers": {}}     # the YAML URL applies
-
-
-def _load_mapserver_fixture():
-    spec = importlib.util.spec_from_file_location("mapserver_fixture_for_plugins",
-                                                  ROOT / "tests" / "fixtures" / "wfs" / "mapserver_fixture.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class _AuthProxy(BaseHTTPRequestHandler):
@@ -134,24 +117,18 @@ class _AuthProxy(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def protected_wfs(tmp_path_factory):
+def protected_wfs(mapserver, tmp_path_factory):
     """(proxy URL, number of points) of a real MapServer WFS reachable only with basic auth."""
-    msf = _load_mapserver_fixture()
-    if msf.find_mapserv() is None:
-        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
-    folder = tmp_path_factory.mktemp("wfs")
-    data = msf.write_points_layer(folder / "points.gpkg", n=300)
-    proc, upstream = msf.start_mapserver(msf.write_mapfile(folder, data, max_features=1000))
-    handler = type("Proxy", (_AuthProxy,), {
-        "upstream": upstream, "seen": [],
-        "expected_auth": "Basic " + base64.b64encode(f"reader:{SECRET}".encode()).decode()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", handler
-    finally:
-        server.shutdown()
-        msf.stop(proc)
+    with mapserver.points(tmp_path_factory.mktemp("wfs"), n=300, max_features=1000) as (upstream, _data):
+        handler = type("Proxy", (_AuthProxy,), {
+            "upstream": upstream, "seen": [],
+            "expected_auth": "Basic " + base64.b64encode(f"reader:{SECRET}".encode()).decode()})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/", handler
+        finally:
+            server.shutdown()
 
 
 def test_wfs_hook_opens_a_protected_server_with_owslib(protected_wfs, monkeypatch):
@@ -216,27 +193,8 @@ def test_source_credentials_names_a_missing_connection(tmp_path):
 
 # --- object-store hook -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def moto_endpoint():
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists() and not shutil.which("moto_server"):
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen([str(exe if exe.exists() else "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("moto_server did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def moto_endpoint(moto_url):
+    return moto_url             # conftest.py's moto_server, without fake credentials in the environment
 
 
 def test_object_store_hook_builds_a_store_on_the_connection(moto_endpoint, monkeypatch):
@@ -356,7 +314,7 @@ def test_notifier_never_breaks_the_pipeline(webhook, monkeypatch):
     _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=url, password=SECRET)
     state["status"] = 500
     assert tvb_notifier.TvbNotifier("dry_run").send(_context(), {})["webhook"] == "failed (HTTP 500)"
-    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=f"http://127.0.0.1:{_free_port()}", password="x")
+    _conn_env(monkeypatch, "tvb_webhook", conn_type="http", host=f"http://127.0.0.1:{free_port()}", password="x")
     assert tvb_notifier.TvbNotifier("failure").send(_context(), {})["webhook"] == "failed (ConnectionError)"
     with pytest.raises(ValueError, match="unknown notification event 'oops'"):
         tvb_notifier.TvbNotifier("oops")
@@ -374,6 +332,7 @@ def test_release_report_link_reads_the_report_url():
         assert tvb_links.report_url_from(value) == ""
 
 
+@pytest.mark.integration          # the `airflow plugins` command
 def test_plugin_is_loaded_by_airflow():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "plugins", "-o", "json"],

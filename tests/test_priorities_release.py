@@ -13,22 +13,15 @@ import pyogrio
 import pytest
 import shapely
 
-from test_priorities import bx, project, scene
+from helpers.priorities_scene import RID, bx, project, scene, write_scene
+from helpers.servers import static_server
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.store import open_store
-
-RID = "20260101T000000Z-abcdef01"
 
 
 @pytest.fixture(scope="module")
 def territory():
     return load_territory("call")
-
-
-def write_scene(path: Path, layers: dict | None = None) -> Path:
-    for name, gdf in (layers or scene()).items():
-        gdf.to_file(path, layer=name, driver="GPKG")
-    return path
 
 
 @pytest.fixture()
@@ -228,24 +221,15 @@ def test_sample_planning_layers_match_their_generator(tmp_path):
 
 
 def test_resolve_project_downloads_an_http_url(tmp_path):
-    import functools
-    import http.server
-    import threading
-
     from tvb_tasks.priorities.stage import resolve_project
 
     served = tmp_path / "www"
     served.mkdir()
     project(bx(1400, 300, 1600, 700)).to_file(served / "zac.geojson")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with static_server(served) as base:
         store = open_store(str(tmp_path / "store"))
-        path = resolve_project(f"http://127.0.0.1:{server.server_port}/zac.geojson", store, tmp_path / "work")
+        path = resolve_project(f"{base}/zac.geojson", store, tmp_path / "work")
         assert path.name == "zac.geojson" and path.read_bytes() == (served / "zac.geojson").read_bytes()
-    finally:
-        server.shutdown()
 
 
 def test_qgis_project_has_a_priorities_layer_with_french_aliases(territory, tmp_path):

@@ -21,6 +21,7 @@ import geopandas as gpd
 import pytest
 import shapely
 
+from helpers.servers import FileServer, MapServer, fixture_module
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 
 pytestmark = [pytest.mark.slow]
@@ -34,19 +35,16 @@ def _load(name: str, path: Path):
     return module
 
 
-ms = _load("mapserver_fixture", FIXTURES / "wfs" / "mapserver_fixture.py")
-replicas = _load("replicas", FIXTURES / "wfs" / "replicas.py")
-FileServer = _load("osm_http_server", FIXTURES / "osm" / "http_server.py").FileServer
+replicas = fixture_module("wfs/replicas.py")
 OSM_PATH = "/europe/france/nord-pas-de-calais-latest.osm"
 
 
 class Replica:
     """A running replica server (MapServer + OSM file server) and the TVB_SOURCE_URLS for it."""
 
-    def __init__(self, folder: Path, faults: dict | None = None):
-        if not ms.find_mapserv():
-            pytest.skip("MapServer (cgi-mapserver) is not installed")
-        self.proc, self.url = ms.start_mapserver(replicas.build_replicas(folder / "wfs", faults=faults))
+    def __init__(self, mapserver: MapServer, folder: Path, faults: dict | None = None):
+        self.server = mapserver.serve(replicas.build_replicas(folder / "wfs", faults=faults))
+        self.url = self.server.__enter__()
         self.files = FileServer({OSM_PATH: replicas.write_osm_xml(folder / "call.osm").read_bytes()})
         self.files.__enter__()
 
@@ -57,12 +55,12 @@ class Replica:
 
     def close(self):
         self.files.__exit__(None, None, None)
-        ms.stop(self.proc)
+        self.server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
-def replica(tmp_path_factory):
-    r = Replica(tmp_path_factory.mktemp("replica"))
+def replica(mapserver, tmp_path_factory):
+    r = Replica(mapserver, tmp_path_factory.mktemp("replica"))
     yield r
     r.close()
 
@@ -155,7 +153,7 @@ def test_production_profile_publishes_against_replicas(nomenclature, replica, sa
      ["nature", "Autoroute lunaire"]),
     ({"drop": "bdtopo_zone_de_vegetation"}, "vegetation", ["BDTOPO_V3:zone_de_vegetation"]),
 ])
-def test_broken_replica_fails_clearly_and_keeps_latest(faults, source, words, tmp_path, monkeypatch):
+def test_broken_replica_fails_clearly_and_keeps_latest(faults, source, words, mapserver, tmp_path, monkeypatch):
     from tvb_tasks.pipeline import run_pipeline
     from tvb_tasks.sources import SourceError
 
@@ -163,7 +161,7 @@ def test_broken_replica_fails_clearly_and_keeps_latest(faults, source, words, tm
     (store / "releases/call").mkdir(parents=True)
     latest = store / "releases/call/latest.json"
     latest.write_text('{"release_id": "previous-good-release"}')
-    broken = Replica(tmp_path / "replica", faults)
+    broken = Replica(mapserver, tmp_path / "replica", faults)
     try:
         _env(monkeypatch, tmp_path, broken)
         with pytest.raises(SourceError) as err:
@@ -175,7 +173,7 @@ def test_broken_replica_fails_clearly_and_keeps_latest(faults, source, words, tm
     assert latest.read_text() == '{"release_id": "previous-good-release"}'
 
 
-def test_sources_probe_against_replicas(replica, tmp_path, monkeypatch, capsys):
+def test_sources_probe_against_replicas(replica, mapserver, tmp_path, monkeypatch, capsys):
     from tvb_tasks.cli import main
 
     _env(monkeypatch, tmp_path, replica)
@@ -184,7 +182,7 @@ def test_sources_probe_against_replicas(replica, tmp_path, monkeypatch, capsys):
     assert out.count(": OK") == len([s for s in load_territory("call", "production").sources.values()
                                      if s.kind == "wfs"]), out
 
-    renamed = Replica(tmp_path / "renamed", {"rename": ("bdtopo_troncon_hydrographique", "fosse", "est_fosse")})
+    renamed = Replica(mapserver, tmp_path / "renamed", {"rename": ("bdtopo_troncon_hydrographique", "fosse", "est_fosse")})
     try:
         monkeypatch.setenv("TVB_SOURCE_URLS", renamed.urls(load_territory("call", "production")))
         assert main(["sources", "probe", "--profile", "production", "--source", "watercourses"]) == 1

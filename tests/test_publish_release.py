@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from test_publish_formats import make_outputs, territory
-from test_store_s3 import moto_server, new_s3_store  # noqa: F401  (fixture)
+from helpers.release_outputs import SECRET, T0, do_publish, key_for, make_outputs, territory
+from helpers.servers import new_s3_store
 from tvb_tasks import publish
 from tvb_tasks.publish import (
     PublishConflict,
@@ -21,16 +21,12 @@ from tvb_tasks.publish import (
     input_key,
     list_releases,
     prune,
-    publish_release,
     release_id_for,
     rollback,
     show_release,
     verify_release,
 )
 from tvb_tasks.store import LocalStore
-
-T0 = datetime(2026, 11, 25, 18, 15, 0, tzinfo=UTC)
-SECRET = "s3cr3t-Pa55"
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +35,11 @@ def staged(tmp_path_factory) -> Path:
     return publish.stage_release(territory(), tmp / "release", **make_outputs(tmp / "in"))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     return new_s3_store(request.getfixturevalue("moto_server"))
-
-
-def key_for(n: int) -> str:
-    return input_key({"landuse": f"snap{n}", "roads": "r1"}, "cfg" + "0" * 61, "1.0.0")
-
-
-def do_publish(store, staged: Path, n: int, **kw) -> dict:
-    sources = {"landuse": {"snapshot_id": f"snap{n}", "key": f"snapshots/call/landuse/snap{n}.parquet",
-                           "url": f"https://user:{SECRET}@example.org/wfs?typename=x&apikey={SECRET}",
-                           "password": SECRET, "role": "landuse"}}
-    return publish_release(territory(), store, staged, input_key=key_for(n), sources=sources,
-                           validation={"success": True, "critical_failures": 0},
-                           indicators={"reservoir_area_ha": 61.5}, code_version="1.0.0",
-                           released_at=T0 + timedelta(minutes=n), **kw)
 
 
 def latest(store) -> dict:

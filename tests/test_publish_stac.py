@@ -13,8 +13,7 @@ from jsonschema_specifications import REGISTRY as META_SCHEMAS
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 
-from test_publish_formats import make_outputs, territory
-from test_publish_release import do_publish
+from helpers.release_outputs import do_publish, make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.store import LocalStore
 

@@ -26,7 +26,7 @@ import numpy as np
 import pyogrio
 import pytest
 
-from test_publish_formats import X0, Y0, make_outputs, territory
+from helpers.release_outputs import X0, Y0, make_outputs, territory
 from tvb_tasks.publish.styles import PUBLISHED_LAYERS, STATUS_STYLES
 
 

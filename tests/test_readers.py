@@ -31,6 +31,8 @@ from chromium import CHROMIUM, chromium
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
 
+# one pipeline run of the whole bundled sample, served by `tvb serve`, read in headless Chromium
+pytestmark = pytest.mark.integration
 INTERNAL_CODES = re.compile(r"\b(habitat_patch|protected_area|road|railway|stream|river|ditch|canal_kind|open|"
                             r"culverted|to_restore|to_create|existing|terrestrial|N2000_SIC|ZNIEFF1|in_use)\b")
 

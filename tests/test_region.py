@@ -35,6 +35,7 @@ def test_layout_and_copies(gen):
         gen.region_layout(0)
 
 
+@pytest.mark.integration          # four copies of the whole bundled sample
 def test_region_x4_is_four_calls(gen, tmp_path):
     path = gen.generate_region(4, tmp_path / "a")
     t = load_territory(path)

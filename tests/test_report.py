@@ -9,7 +9,7 @@ import matplotlib.image as mpimg
 import pytest
 import yaml
 
-from test_indicators_scene import scene_territory, write_scene
+from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, is_synthetic_landuse
 from tvb_tasks.publish.report import build_report, data_docs_links, fr_number, validation_tables
@@ -432,6 +432,7 @@ def test_history_chart_legends_and_labels_do_not_overlap():
                     assert not ext.overlaps(other.get_window_extent(renderer)), (t.get_text(), other.get_title())
 
 
+@pytest.mark.integration             # headless Chromium
 def test_report_at_phone_width_tables_scroll_inside(report):
     """At 390 px the report page keeps the screen width: wide tables scroll inside their container."""
     import shutil as _shutil

@@ -64,6 +64,7 @@ def classify(code_cs: str, code_us: str, landuse_cfg: dict) -> str:
     return landuse_cfg["default_class"]
 
 
+@pytest.mark.integration          # regenerates the whole bundled sample
 @pytest.mark.slow
 def test_committed_files_match_generator(generator, tmp_path):
     generator.generate(tmp_path, SAMPLE, verbose=False, write_checksum_file=False)

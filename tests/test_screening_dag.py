@@ -7,9 +7,8 @@ import json
 
 import pytest
 
+from helpers.priorities_scene import RID, bx, project, write_scene
 from test_airflow_e2e import Airflow, _states, _why
-from test_priorities import bx, project
-from test_priorities_release import RID, write_scene
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -1,7 +1,6 @@
 """File and HTTP sources: formats, column mapping, errors, conditional downloads and retries (local HTTP server)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import zipfile
@@ -12,19 +11,11 @@ import pytest
 import shapely
 import yaml
 
+from helpers.servers import FileServer
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_source, previous_snapshot
 from tvb_tasks.sources.files import apply_columns, read_vector
 from tvb_tasks.store import open_store
-
-FIXTURES = Path(__file__).parent / "fixtures" / "osm"
-
-
-def _file_server():
-    spec = importlib.util.spec_from_file_location("osm_http_server", FIXTURES / "http_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FileServer
 
 
 def _layer(n: int = 5, crs: int = 2154) -> gpd.GeoDataFrame:
@@ -117,7 +108,7 @@ def test_http_source_conditional_download_retries_and_no_secrets(tmp_path, monke
     changed.loc[0, "libelle"] = "renamed"
     changed.to_file(tmp_path / "v2.geojson", driver="GeoJSON")
     path = "/data/zones.geojson"
-    with _file_server()({path: (tmp_path / "v1.geojson").read_bytes()}) as server:
+    with FileServer({path: (tmp_path / "v1.geojson").read_bytes()}) as server:
         url = f"{server.url}{path}?apikey=SECRET42&format=json"
         territory = _territory(tmp_path, {"zones": {"kind": "http", "role": "protected_areas", "url": url,
                                                     "max_retries": 3, "backoff_s": 0.01,

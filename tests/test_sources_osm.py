@@ -1,7 +1,6 @@
 """OSM source: a real small .osm.pbf (tests/fixtures/osm, ODbL) served over local HTTP with ETag / 304."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import shapely
 import yaml
 
+from helpers.servers import FileServer
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_all, fetch_source, previous_snapshot
 from tvb_tasks.sources.osm import (
@@ -26,13 +26,6 @@ PBF = FIXTURES / "test.osm.pbf"
 RULES = PROJECT_ROOT / "config" / "osm_tags.yaml"
 # the extract covers lon 26.93–26.97, lat 60.52–60.54 (Finland): the test territory works in EPSG:3067
 OUTLINE_4326 = shapely.box(26.935, 60.522, 26.965, 60.538)
-
-
-def _file_server():
-    spec = importlib.util.spec_from_file_location("osm_http_server", FIXTURES / "http_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FileServer
 
 
 def _territory(tmp_path: Path, url: str) -> object:
@@ -55,7 +48,7 @@ def _territory(tmp_path: Path, url: str) -> object:
 @pytest.fixture()
 def served(tmp_path, monkeypatch):
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
-    with _file_server()({"/extracts/test-latest.osm.pbf": PBF.read_bytes()}) as server:
+    with FileServer({"/extracts/test-latest.osm.pbf": PBF.read_bytes()}) as server:
         yield server, f"{server.url}/extracts/test-latest.osm.pbf"
 
 

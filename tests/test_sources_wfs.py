@@ -5,7 +5,6 @@ The served layer has 2,500 points and a per-response cap of 500 (``wfs_maxfeatur
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import socket
 import time
@@ -22,34 +21,15 @@ from tvb_tasks.sources.http import HttpOptions
 from tvb_tasks.sources.wfs import bbox_param, build_filter, exception_message, parse_xml, read_wfs
 from tvb_tasks.store import open_store
 
-FIXTURES = Path(__file__).parent / "fixtures" / "wfs"
 GML32 = "application/gml+xml; version=3.2"
 FAST = HttpOptions(timeout_s=20, max_retries=2, backoff_s=0.05)
 
 
-def _load_fixture_module():
-    spec = importlib.util.spec_from_file_location("mapserver_fixture", FIXTURES / "mapserver_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-msf = _load_fixture_module()
-
-
 @pytest.fixture(scope="module")
-def wfs(tmp_path_factory):
+def wfs(mapserver, tmp_path_factory):
     """(base URL, source GeoDataFrame) of a running MapServer WFS."""
-    if msf.find_mapserv() is None:
-        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
-    folder = tmp_path_factory.mktemp("wfs")
-    data = msf.write_points_layer(folder / "points.gpkg", n=2500)
-    config = msf.write_mapfile(folder, data, max_features=500)
-    proc, url = msf.start_mapserver(config)
-    try:
+    with mapserver.points(tmp_path_factory.mktemp("wfs"), n=2500, max_features=500) as (url, data):
         yield url, gpd.read_file(data)
-    finally:
-        msf.stop(proc)
 
 
 def _same_points(got: gpd.GeoDataFrame, src: gpd.GeoDataFrame) -> None:

@@ -1,4 +1,5 @@
-"""S3Store against a real S3 HTTP server (``moto_server`` on 127.0.0.1, random port, started here).
+"""S3Store against a real S3 HTTP server (``moto_server`` on 127.0.0.1, random port: the ``moto_server`` fixture of
+conftest.py).
 
 Checks the semantics the release protocol relies on: create-only (``If-None-Match: *``), compare-and-swap
 (``If-Match``), multipart upload (create-only at completion), listing, traversal refusal.
@@ -6,71 +7,13 @@ Checks the semantics the release protocol relies on: create-only (``If-None-Matc
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from helpers.servers import new_s3_store
 from tvb_tasks import store as store_mod
 from tvb_tasks.store import NotFound, ObjectExists, PreconditionFailed, S3Store, open_store
-
-MOTO = shutil.which("moto_server", path=str(Path(__file__).resolve().parents[1] / ".venv" / "bin")) or \
-    shutil.which("moto_server")
-FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    """URL of a fresh moto_server; fake credentials are set in this test process only, then restored."""
-    if not MOTO:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    saved = {k: os.environ.get(k) for k in FAKE_ENV}
-    os.environ.update(FAKE_ENV)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on port {port}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def new_s3_store(url: str, prefix: str = "obs") -> S3Store:
-    """An S3Store on a new bucket of the moto server."""
-    import boto3
-
-    bucket = f"tvb-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=url).create_bucket(Bucket=bucket)
-    return S3Store(bucket, prefix, endpoint_url=url)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ def tiled_config(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.integration          # a fresh interpreter importing Airflow
 def test_dag_only_for_tiled_territories_parses_fast_without_warnings(tiled_config, tmp_path):
     """No DAG for the bundled CALL (tiling disabled); with tiling enabled: the DAG, its rounds, no stage library
     imported at parse time and no deprecation warning."""

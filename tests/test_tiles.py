@@ -218,6 +218,7 @@ def call():
     return territory, inputs
 
 
+@pytest.mark.integration          # every sous-trame of the bundled sample, twice
 @pytest.mark.slow
 def test_call_sous_trames_tiled_equal_untiled(call, tmp_path):
     """Every sous-trame's friction and reservoir sources from the CALL sample: stitched = untiled; and the

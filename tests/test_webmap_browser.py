@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 
 from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
-from test_publish_formats import X0, Y0, make_outputs, territory
-from test_publish_release import do_publish
+from helpers.release_outputs import X0, Y0, do_publish, make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.store import LocalStore
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")]
 
 
 # --- HTTP server with Range support -----------------------------------------------------------------------------

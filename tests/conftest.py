@@ -1,0 +1,57 @@
+"""Shared fixtures and test tiers.
+
+Tiers (markers declared in pyproject.toml):
+
+* ``integration``: needs a real local server (MapServer WFS, moto S3, PostgreSQL, Chromium, QGIS Server, the
+  Airflow stack) or a separate Airflow / publisher process, or runs stages on the whole bundled sample. Every test
+  using a server fixture of this file is marked here (:func:`pytest_collection_modifyitems`), so a new test cannot
+  forget it; tests that start their server or process otherwise carry the mark themselves (``pytestmark``).
+* ``e2e``: runs through real Airflow (``dag.test()`` or the stack).
+* the rest is the fast tier: ``pytest -m "not integration and not e2e"``.
+
+The servers themselves are in :mod:`helpers.servers`.
+"""
+from __future__ import annotations
+
+import pytest
+
+from helpers.servers import MapServer, fake_aws_env, moto_executable, moto_server_process
+
+# fixtures that start (or need) a real server: a test using any of them, directly or through another fixture, is
+# an integration test
+SERVER_FIXTURES = frozenset({"moto_url", "moto_server", "mapserver"})
+
+
+@pytest.hookimpl(tryfirst=True)      # before pytest's own -m selection
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """URL of one ``moto_server`` (real S3 HTTP API on 127.0.0.1) shared by the session; tests make their own
+    buckets (``helpers.servers.new_s3_store``)."""
+    if moto_executable() is None:
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    with moto_server_process() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def moto_server(moto_url):
+    """URL of the session's moto_server, with fake AWS credentials set in this process for the module, then
+    restored."""
+    with fake_aws_env():
+        yield moto_url
+
+
+@pytest.fixture(scope="session")
+def mapserver() -> MapServer:
+    """Starts MapServer WFS servers (``.points(folder, n, max_features)``, ``.serve(config)``); skips the test when
+    MapServer is not installed (apt-get install cgi-mapserver)."""
+    server = MapServer()
+    if not server.available():
+        pytest.skip("MapServer CGI not installed (apt-get install cgi-mapserver)")
+    return server
