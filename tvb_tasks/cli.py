@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .errors import DeterministicError
+
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-class UsageError(ValueError):
+class UsageError(DeterministicError, ValueError):
     """The command line is wrong (exit status 2, like argparse's own usage errors)."""
 
 

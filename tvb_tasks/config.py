@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
+from tvb_tasks.errors import DeterministicError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -26,7 +28,7 @@ SourceRole = Literal[
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(DeterministicError, ValueError):
     """A territory configuration is missing or invalid; the message names the file and the field."""
 
 

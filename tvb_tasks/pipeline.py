@@ -31,6 +31,7 @@ from typing import Any
 
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
+from .errors import DeterministicError
 from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 _CODE_DIRS = ("tvb_tasks", "expectations")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(DeterministicError, RuntimeError):
     """A stage cannot proceed; the message says which stage and why."""
 
 

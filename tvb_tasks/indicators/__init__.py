@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory
+from tvb_tasks.errors import DeterministicError
 
 CORRIDOR_STATUSES = ("existing", "to_restore", "to_create")
 
@@ -45,7 +46,7 @@ GEOMETRY_KIND = {
 OPTIONAL_LAYERS = ("infrastructure", "habitat_patches")   # read when the release has them
 
 
-class IndicatorsError(ValueError):
+class IndicatorsError(DeterministicError, ValueError):
     """A release's layers cannot be turned into indicators; the message names the file, layer and problem."""
 
 

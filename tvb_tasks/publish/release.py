@@ -40,6 +40,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ID_PATTERN
+from ..errors import DeterministicError, TVBError
 from ..store import (NotFound, ObjectExists, PreconditionFailed, Store, StoreError, media_type, os_error_text,
                      sha256_file, validate_key)
 
@@ -56,11 +57,11 @@ _SECRET_QUERY_RE = re.compile(r"(?i)([?&](?:[a-z_]*(?:key|token|secret|password|
                               r"[a-z_-]*))=[^&#]*")
 
 
-class PublishError(RuntimeError):
+class PublishError(TVBError, RuntimeError):
     """Publishing failed; the message says why and what users still see."""
 
 
-class PublishConflict(PublishError):
+class PublishConflict(PublishError, DeterministicError):
     """Another publisher moved ``latest.json`` (or wrote the same release) first: nothing was published."""
 
 

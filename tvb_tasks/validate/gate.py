@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from tvb_tasks.errors import DeterministicError
 from tvb_tasks.validate.repair import repair_geometries
 from tvb_tasks.validate.settings import ValidationSettings, validation_settings
 from tvb_tasks.validate.suites import expectation_key, load_suite, read_suite_json, suite_for
@@ -44,7 +45,7 @@ OUTLINE_SIMPLIFY_M = 1.0      # the outline passed to GX is simplified by this; 
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(DeterministicError, RuntimeError):
     """Critical expectations failed; ``str()`` names each source, expectation, failing count and a sample."""
 
     def __init__(self, message: str, summary: dict | None = None) -> None:
