@@ -35,7 +35,7 @@ def tiled_stage(name: str, *args, **kwargs):
 
 
 def tiling_section(territory: Territory) -> dict:
-    return (territory.model_extra or {}).get("tiling") or {}
+    return territory.tiling.model_dump()
 
 
 def build_tiled_dag(territory: Territory):

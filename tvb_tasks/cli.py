@@ -51,8 +51,7 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
 def _public_base_configured(territory) -> bool:
     import os
 
-    extra = (getattr(territory, "model_extra", None) or {}).get("publish") or {}
-    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or extra.get("public_base_url"))
+    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or territory.publish.public_base_url)
 
 
 def cmd_run(args) -> int:

@@ -21,9 +21,11 @@ import pandas as pd
 import pyogrio
 import shapely
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory
+from tvb_tasks.config_sections import (ChangeConfig, ConnectivityConfig, FragmentationConfig, IndicatorsConfig,
+                                       ReportConfig)
 from tvb_tasks.errors import DeterministicError
 
 CORRIDOR_STATUSES = ("existing", "to_restore", "to_create")
@@ -50,45 +52,10 @@ class IndicatorsError(DeterministicError, ValueError):
     """A release's layers cannot be turned into indicators; the message names the file, layer and problem."""
 
 
-# --- configuration (the optional ``indicators:`` section of the territory YAML) --------------------------------------
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConnectivityConfig(_Cfg):
-    probability_at_threshold: float = Field(default=0.05, gt=0, lt=1)   # p at the dispersal distance (Graphab)
-    distance_threshold_cost: float | dict[str, float] | None = None   # dispersal distance; None → max_cost
-    distance_threshold_m: float = Field(default=1000, gt=0)
-    min_probability: float = Field(default=1e-6, gt=0, lt=1)          # p* below this: pair unconnected
-    wet_network_snap_m: float = Field(default=25, ge=0)               # wet reservoir ↔ network node tolerance
-    top_n: int = Field(default=10, ge=1)
-
-
-class ChangeConfig(_Cfg):
-    min_overlap_share: float = Field(default=0.5, gt=0, le=1)
-    line_tolerance_m: float = Field(default=50, ge=0)
-    point_tolerance_m: float = Field(default=50, ge=0)
-
-
-class FragmentationConfig(_Cfg):
-    # width (m) by which each fragmenting line cuts the habitat when the layer has no width_m (FragScape)
-    cut_width_m: dict[str, float] = Field(default_factory=lambda: {"road": 10.0, "railway": 10.0, "canal": 20.0})
-
-
-class ReportConfig(_Cfg):
-    attribution: str = "© IGN, Mission Bassin Minier Nord-Pas de Calais, © contributeurs OpenStreetMap"
-
-
-class IndicatorsConfig(_Cfg):
-    published_figures: str | None = None
-    connectivity: ConnectivityConfig = ConnectivityConfig()
-    fragmentation: FragmentationConfig = FragmentationConfig()
-    change: ChangeConfig = ChangeConfig()
-    report: ReportConfig = ReportConfig()
-
-
+# --- configuration: the ``indicators:`` section of the territory YAML (tvb_tasks.config_sections) -------------------
 def indicators_config(territory: Territory) -> IndicatorsConfig:
-    """The territory's ``indicators:`` section (defaults when absent); ConfigError naming the YAML when invalid."""
+    """The territory's ``indicators:`` section (defaults when absent; a mapping set by ``model_copy`` is validated,
+    ConfigError naming the YAML when invalid)."""
     raw = getattr(territory, "indicators", None) or {}
     try:
         return IndicatorsConfig.model_validate(raw)
@@ -127,7 +94,7 @@ def is_synthetic_landuse(territory: Territory) -> bool:
     """True when the land use is the bundled synthetic sample (a file source under ``sample/``) or flagged
     ``synthetic: true`` in its source configuration."""
     for src in territory.sources_by_role("landuse").values():
-        if (src.model_extra or {}).get("synthetic"):
+        if src.synthetic:
             return True
         if src.kind == "file" and src.path:
             path = territory.resolve_path(src.path).resolve()
@@ -237,7 +204,8 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
 from tvb_tasks.indicators import change, communes, connectivity, fragmentation, history, key_figures  # noqa: E402
 from tvb_tasks.indicators.history import append_history  # noqa: E402,F401
 
-__all__ = ["compute_indicators", "append_history", "read_layers", "indicators_config", "IndicatorsError"]
+__all__ = ["compute_indicators", "append_history", "read_layers", "indicators_config", "IndicatorsError",
+           "IndicatorsConfig", "ConnectivityConfig", "ChangeConfig", "FragmentationConfig", "ReportConfig"]
 
 
 def territory_outline(layers: dict[str, gpd.GeoDataFrame], territory: Territory) -> gpd.GeoDataFrame:
