@@ -203,3 +203,18 @@ def test_every_bundled_yaml_loads():
         raw = yaml.safe_load((PROJECT_ROOT / "config/territories" / f"{territory}.yaml").read_text(encoding="utf-8"))
         for profile in ["default", *(raw.get("profiles") or {})]:
             assert load_territory(territory, profile).profile == profile
+
+
+def test_a_nomenclature_definition_with_an_unknown_key_is_refused(tmp_path, monkeypatch):
+    import tvb_tasks.config as config
+
+    folder = tmp_path / "config" / "nomenclatures"
+    folder.mkdir(parents=True)
+    good = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/clc.yaml").read_text(encoding="utf-8"))
+    (folder / "clc.yaml").write_text(yaml.safe_dump({**good, "default_clas": "farmland"}), encoding="utf-8")
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    with pytest.raises(ConfigError, match=r"clc.yaml: unknown key\(s\) \['default_clas'\]"):
+        config.nomenclature_definition("clc")
+    for nomenclature in ("clc", "ocs2d", "ocs_ge"):          # the bundled ones are clean
+        monkeypatch.setattr(config, "PROJECT_ROOT", PROJECT_ROOT)
+        assert config.nomenclature_definition(nomenclature)[1]["id"] == nomenclature

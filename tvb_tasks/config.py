@@ -746,7 +746,14 @@ def nomenclature_definition(nomenclature_id: str) -> tuple[Path, dict]:
     for key in ("codes_file", "code_column", "code_columns", "rules"):
         if key not in data:
             raise ConfigError(f"nomenclature {path}: missing {key!r}")
+    unknown = sorted(set(data) - set(NOMENCLATURE_KEYS))
+    if unknown:
+        raise ConfigError(f"nomenclature {path}: unknown key(s) {unknown} (known: {', '.join(NOMENCLATURE_KEYS)})")
     return path, data
+
+
+NOMENCLATURE_KEYS = ("id", "label", "codes_file", "code_column", "label_column", "code_columns", "min_mapping_unit_ha",
+                     "warning", "rules", "default_class")
 
 
 def resolve_nomenclature(raw: dict) -> dict:
