@@ -578,10 +578,10 @@ class Territory(_Model):
         unknown = set(self.nomenclature.check_columns) - set(self.landuse.code_columns)
         if unknown:
             raise ValueError(f"nomenclature.check_columns: {sorted(unknown)} not in landuse.code_columns")
-        for st, fiche in self.fiches.items():
-            bad = sorted(set(fiche.landuse) - set(self.landuse.classes))
-            if bad:
-                raise ValueError(f"fiches.{st}.landuse: unknown land-use classes {bad}")
+        for st_name, fiche in self.fiches.items():
+            unknown_cls = sorted(set(fiche.landuse) - set(self.landuse.classes))
+            if unknown_cls:
+                raise ValueError(f"fiches.{st_name}.landuse: unknown land-use classes {unknown_cls}")
         return self
 
     # --- helpers -------------------------------------------------------------------------------------------------

@@ -120,9 +120,17 @@ class Weights(_Section):
     cost: float = Field(default=0.15, ge=0)
 
 
+def _default_crossing() -> dict[str, float | dict[str, float]]:
+    return {"default": 1000.0}
+
+
+def _default_statuses() -> list[CorridorStatus]:
+    return ["to_restore", "to_create"]
+
+
 class CostConfig(_Section):
     per_m: dict[str, float] = Field(default_factory=lambda: {"to_restore": 1.0, "to_create": 3.0})
-    crossing: dict[str, float | dict[str, float]] = Field(default_factory=lambda: {"default": 1000.0})
+    crossing: dict[str, float | dict[str, float]] = Field(default_factory=_default_crossing)
     maintenance_discount: float = Field(default=0.4, ge=0, le=1)
 
 
@@ -132,7 +140,7 @@ class ConflictConfig(_Section):
 
 
 class PrioritiesConfig(_Section):
-    corridor_statuses: list[CorridorStatus] = Field(default_factory=lambda: ["to_restore", "to_create"])
+    corridor_statuses: list[CorridorStatus] = Field(default_factory=_default_statuses)
     restored_friction: float | None = Field(default=None, ge=1)
     barrier_crossing_m: float | None = Field(default=None, gt=0)
     site_tolerance_m: float = Field(default=100, ge=0)

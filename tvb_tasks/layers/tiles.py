@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tvb_tasks.config_sections import TilingConfig   # the ``tiling:`` section (re-exported)
+from tvb_tasks.config_sections import TilingConfig  # the ``tiling:`` section (re-exported)
 
 from . import costdistance as cd
 
