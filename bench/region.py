@@ -34,12 +34,13 @@ TASK = r"""
 import json, resource, sys, time
 from pathlib import Path
 from tvb_tasks.config import load_territory
+from tvb_tasks.config_sections import TilingConfig
 from tvb_tasks.layers import engine
 yaml_path, sous_trame, out, res, tiling = sys.argv[1:6]
 t = load_territory(yaml_path)
 upd = {"resolution_m": float(res)}
 if tiling != "-":
-    upd["tiling"] = json.loads(tiling)
+    upd["tiling"] = TilingConfig(**json.loads(tiling))
 t = t.model_copy(update=upd)
 t0 = time.perf_counter()
 r = engine.compute_sous_trame(t, engine.sample_inputs(t), sous_trame, Path(out))

@@ -37,7 +37,7 @@ DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (sam
 
 
 def tiling_section(territory: Territory) -> dict:
-    return (territory.model_extra or {}).get("tiling") or {}
+    return territory.tiling.model_dump()
 
 
 def build_tiled_dag(territory: Territory):

@@ -1,39 +1,30 @@
 """Retry policy: deterministic pipeline errors fail at once, everything else follows the task's retries/backoff.
 
-Airflow's ``ExceptionRetryPolicy`` imports the exception classes when the DAG file is parsed; that would import the
-stage libraries (Great Expectations…) at parse time. This policy matches by class *name* along the exception's MRO,
-restricted to classes defined in the ``tvb_tasks`` package, so nothing is imported until a task fails.
+The decision is by type: an exception that is a :class:`tvb_tasks.errors.DeterministicError` (invalid data,
+configuration or parameters, or a lost publish race: the same inputs fail the same way) fails the task without a
+retry. Network and store errors (``SourceError``, ``StoreError``, ``PreconditionFailed``…) and any exception from
+outside ``tvb_tasks`` follow the task's ``retries`` and backoff. ``tvb_tasks.errors`` imports nothing, so the DAG
+processor does not load the stage libraries (Great Expectations…) when it parses the DAG files.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from airflow.sdk import RetryDecision, RetryPolicy
 
-# invalid data, configuration or parameters, or a lost publish race: the same inputs fail the same way. Network and
-# store errors (SourceError, StoreError, PreconditionFailed…) are not listed: they are retried.
-DETERMINISTIC_ERRORS = ("ValidationFailed", "ConfigError", "PipelineError", "ObjectExists", "IndicatorsError",
-                        "HistoryError", "LayerInputError", "SuiteLoadError", "PublishConflict", "ScreeningError")
+from tvb_tasks.errors import DeterministicError
+
+DEFAULT_REASON = "deterministic error (invalid data, configuration or parameters): a retry would fail the same way"
 
 
 class FailFastPolicy(RetryPolicy):
-    """Fail without retry when the exception is (a subclass of) one of ``class_names`` from ``package``."""
+    """Fail without retry when the exception is a :class:`~tvb_tasks.errors.DeterministicError`."""
 
-    def __init__(self, class_names: Iterable[str] = DETERMINISTIC_ERRORS, *, package: str = "tvb_tasks",
-                 reason: str = "deterministic error (invalid data, configuration or parameters): "
-                               "a retry would fail the same way"):
-        self.class_names = frozenset(class_names)
-        self.package = package
+    def __init__(self, *, reason: str = DEFAULT_REASON):
         self.reason = reason
 
     def matches(self, exception: BaseException) -> bool:
-        for cls in type(exception).__mro__:
-            module = getattr(cls, "__module__", "") or ""
-            if cls.__name__ in self.class_names and (module == self.package
-                                                     or module.startswith(self.package + ".")):
-                return True
-        return False
+        return isinstance(exception, DeterministicError)
 
     def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
                  context: Any = None) -> RetryDecision:
@@ -42,8 +33,9 @@ class FailFastPolicy(RetryPolicy):
         return RetryDecision.default()
 
     def serialize(self) -> dict[str, Any]:
-        return {"class_names": sorted(self.class_names), "package": self.package, "reason": self.reason}
+        return {"reason": self.reason}
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> FailFastPolicy:
-        return cls(data["class_names"], package=data["package"], reason=data["reason"])
+        # DAGs serialized before the by-type policy also carry "class_names" / "package": ignored
+        return cls(reason=data.get("reason") or DEFAULT_REASON)

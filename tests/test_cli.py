@@ -105,3 +105,22 @@ def test_release_list_aligned_and_figures_in_french_format():
     assert len(starts) == 1 and lines[0].index("PUBLISHED") == starts.pop()        # dates in one column
     assert len({len(line) for line in lines[:3]}) == 1
     assert fr_figure(23940.5) == "23\u202f940,5" and fr_figure(289) == "289" and fr_figure(12.0) == "12"
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda r: r.update(indicatorz=r.pop("indicators")), "indicatorz: unknown key (did you mean 'indicators'?)"),
+    (lambda r: r.update(validation={"bogus_key": 1}), "validation.bogus_key: unknown key"),
+])
+def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    mutate(raw)
+    path = tmp_path / "call.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    assert tvb(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and key in err
+    proc = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", str(path)], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 1 and key in proc.stderr and "Traceback" not in proc.stderr

@@ -57,7 +57,7 @@ def test_a_second_territory_is_just_a_yaml_file(tmp_path, monkeypatch):
      "credentials in a source URL"),
     (lambda r: r["sous_trames"]["forest"].update(relay_min_area_ha=50), "relay_min_area_ha must not exceed"),
     (lambda r: r["landuse"].update(code_columns=["code_cs"], rules=[{"code_xx": "A", "class": "forest"}]),
-     "not in code_columns"),
+     "landuse: rules.0: unknown key(s) ['code_xx']"),
     (lambda r: r.update(nomenclature="ocs3000"), "unknown nomenclature 'ocs3000' (known: clc, ocs2d, ocs_ge)"),
     (lambda r: r["profiles"]["production"].update(landuse_overlays=[{"source": "nowhere", "column": "nature",
                                                                       "classes": {}}]), None),
@@ -99,5 +99,127 @@ def test_one_line_switches_the_nomenclature(tmp_path, nomenclature, rules_file):
 
 def test_default_profile_keeps_the_sample_and_its_ocs2d_rules():
     t = load_territory("call")
-    assert t.nomenclature.id == "ocs2d" and t.landuse.rules[0].model_extra == {"code_us": "US1.3"}
+    assert t.nomenclature.id == "ocs2d" and t.landuse.rules[0].codes == {"code_us": "US1.3"}
     assert {"landuse", "protected_areas"} <= set(t.sources) and t.landuse_overlays == []
+
+
+# --- one typed schema: every key of every section is declared; an unknown one is refused with its path ---------------
+def _rename(section: str, new: str):
+    return lambda r: r.update({new: r.pop(section)})
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_rename("indicators", "indicatorz"), "  - indicatorz: unknown key (did you mean 'indicators'?)"),
+    (lambda r: r.update(validation={"bogus_key": 1}), "  - validation.bogus_key: unknown key"),
+    (lambda r: r["validation"]["sources"]["terrils"].update(repair_geometry=True),
+     "  - validation.sources.terrils.repair_geometry: unknown key (did you mean 'repair_geometries'?)"),
+    (lambda r: r["corridors"]["status"].update(existing_max_mean_friction=5),
+     "  - corridors.status.existing_max_mean_friction: unknown key (no longer used"),
+    (lambda r: r["corridors"]["status"].update(restore_max_mean_friction=30),
+     "  - corridors.status.restore_max_mean_friction: unknown key (no longer used"),
+    (lambda r: r["tiling"].update(tile_sise=512), "  - tiling.tile_sise: unknown key (did you mean 'tile_size'?)"),
+    (lambda r: r["indicators"]["connectivity"].update(top=5), "  - indicators.connectivity.top: unknown key"),
+    (lambda r: r["priorities"]["weights"].update(gains=1), "  - priorities.weights.gains: unknown key"),
+    (lambda r: r["priorities"].update(corridor_statuses=["to_restore", "broken"]),
+     "  - priorities.corridor_statuses.1: Input should be 'existing', 'to_restore' or 'to_create'"),
+    (lambda r: r["screening"].update(corridor_efect="remove"), "  - screening.corridor_efect: unknown key"),
+    (lambda r: r["fiches"]["forest"].update(generale="x"), "  - fiches.forest.generale: unknown key"),
+    (lambda r: r["fiches"]["forest"]["landuse"].update(jungle="x"),
+     "fiches.forest.landuse: unknown land-use classes ['jungle']"),
+    (lambda r: r["publish"].update(credit={}), "  - publish.credit: unknown key (did you mean 'credits'?)"),
+    (lambda r: r["publish"]["basemap"]["production"].update(max_zom=3),
+     "  - publish.basemap.production.max_zom: unknown key (did you mean 'max_zoom'?)"),
+    (lambda r: r["publish"].update(public_base_url="ftp://x"), "  - publish.public_base_url: String should match"),
+    (lambda r: r["sources"]["roads"].update(page_sise=100), "  - sources.roads.page_sise: unknown key"),
+    (lambda r: r["profiles"]["production"]["sources"]["communes"]["filter"].update(opp="like"),
+     "  - profiles.production.sources.communes.filter.opp: unknown key (did you mean 'op'?)"),
+    (lambda r: r["profiles"]["production"].update(nomenclatur="clc"),
+     "  - profiles.production.nomenclatur: unknown key (did you mean 'nomenclature'?)"),
+    (lambda r: r["sous_trames"]["forest"].update(extra_habitat_sources=[{"source": "terrils", "exclud": {}}]),
+     "  - sous_trames.forest.extra_habitat_sources.0.exclud: unknown key (did you mean 'exclude'?)"),
+    (lambda r: r["friction"]["infrastructure"].update(canals={"friction": 5, "rul": "max"}),
+     "  - friction.infrastructure.canals.rul: unknown key (did you mean 'rule'?)"),
+    (lambda r: r["schedule"].update(cron="x"), "  - schedule.cron: unknown key (known: fetch_cron)"),
+])
+def test_an_unknown_key_anywhere_is_refused_with_its_path(tmp_path, mutate, message):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_territory(path)
+    assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+    assert "WfsFilter" not in str(err.value) and "list[" not in str(err.value)   # no union member names
+
+
+def test_an_unknown_profile_key_is_refused_with_its_path_when_the_profile_is_applied(tmp_path):
+    path = _write(tmp_path, lambda r: r["profiles"].update(staging={"sources": {}, "landuse_overlay": []}))
+    with pytest.raises(ConfigError, match=r"profiles\.staging\.landuse_overlay: unknown key"):
+        load_territory(path, "staging")
+
+
+def test_every_section_is_a_typed_field():
+    from tvb_tasks.config import Territory
+    from tvb_tasks.config_sections import (
+        IndicatorsConfig,
+        PrioritiesConfig,
+        PublishConfig,
+        TilingConfig,
+        ValidationSettings,
+    )
+
+    raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
+    assert set(raw) <= set(Territory.model_fields)          # every section of call.yaml is declared
+    t = load_territory("call")
+    assert isinstance(t.indicators, IndicatorsConfig) and isinstance(t.validation, ValidationSettings)
+    assert isinstance(t.tiling, TilingConfig) and isinstance(t.priorities, PrioritiesConfig)
+    assert isinstance(t.publish, PublishConfig) and t.publish.basemap["production"].max_zoom == 19
+    assert t.validation.territory_buffer_m == 3000 and t.validation.for_source("terrils").repair_geometries
+    assert t.fiches["forest"].landuse["farmland"].startswith("Planter des haies")
+    assert t.sources["terrils"].schema_id == "mbm_bassin_minier" and t.sources["projects"].synthetic is True
+
+
+def test_landuse_rules_carry_their_code_columns_in_a_typed_mapping():
+    from tvb_tasks.config import LanduseRule, Territory
+
+    rule = LanduseRule.model_validate({"class": "forest", "code_cs": "CS2.1", "code_us": 1})
+    assert rule.class_ == "forest" and rule.codes == {"code_cs": "CS2.1", "code_us": "1"}
+    assert rule.model_dump(by_alias=True) == {"class": "forest", "code_cs": "CS2.1", "code_us": "1"}   # YAML shape
+    with pytest.raises(ValueError, match="take a code"):
+        LanduseRule.model_validate({"class": "forest", "code_cs": ["CS2"]})
+    # the run configuration travels between tasks as JSON (pipeline: run["config"]) and comes back identical
+    t = load_territory("call", "production")
+    again = Territory.model_validate(t.model_dump(mode="json", by_alias=True))
+    assert again.landuse == t.landuse and again.sources == t.sources and again.config_hash() == t.config_hash()
+    assert [r.codes for r in again.landuse.rules] == [r.codes for r in t.landuse.rules]
+
+
+def test_source_options_list_only_what_the_yaml_sets():
+    """The fetchers' mapping (and so an HTTP source's parameters hash) does not change when options are declared."""
+    t = load_territory("call", "production")
+    opts = t.sources["roads"].options()
+    assert opts["schema"] == "bdtopo_troncon_de_route" and opts["sort_by"] == "cleabs"
+    assert "page_size" not in opts and "timeout_s" not in opts and "layer" in opts      # core keys always listed
+    assert t.sources["communes"].options()["filter"] == {"property": "codes_siren_des_epci", "value": "*246200364*",
+                                                         "op": "like"}
+    assert t.sources["roads"].model_copy(update={"timeout_s": 5.0}).options()["timeout_s"] == 5.0
+
+
+def test_every_bundled_yaml_loads():
+    """call.yaml in each profile, with each nomenclature of config/nomenclatures/ (test_one_line_switches_…)."""
+    for territory in list_territories():
+        raw = yaml.safe_load((PROJECT_ROOT / "config/territories" / f"{territory}.yaml").read_text(encoding="utf-8"))
+        for profile in ["default", *(raw.get("profiles") or {})]:
+            assert load_territory(territory, profile).profile == profile
+
+
+def test_a_nomenclature_definition_with_an_unknown_key_is_refused(tmp_path, monkeypatch):
+    import tvb_tasks.config as config
+
+    folder = tmp_path / "config" / "nomenclatures"
+    folder.mkdir(parents=True)
+    good = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/clc.yaml").read_text(encoding="utf-8"))
+    (folder / "clc.yaml").write_text(yaml.safe_dump({**good, "default_clas": "farmland"}), encoding="utf-8")
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    with pytest.raises(ConfigError, match=r"clc.yaml: unknown key\(s\) \['default_clas'\]"):
+        config.nomenclature_definition("clc")
+    for nomenclature in ("clc", "ocs2d", "ocs_ge"):          # the bundled ones are clean
+        monkeypatch.setattr(config, "PROJECT_ROOT", PROJECT_ROOT)
+        assert config.nomenclature_definition(nomenclature)[1]["id"] == nomenclature

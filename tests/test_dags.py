@@ -321,10 +321,14 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
     (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     (tmp_path / "lens2.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
+    misspelt = {**raw, "id": "misspelt", "indicatorz": raw["indicators"], "tiling": {**raw["tiling"], "enabled": True}}
+    (tmp_path / "misspelt.yaml").write_text(yaml.safe_dump(misspelt, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
-                             "tvb_observatory_broken", "tvb_screening_call", "tvb_screening_lens2"}
+                             "tvb_observatory_broken", "tvb_screening_call", "tvb_screening_lens2",
+                             "tvb_observatory_misspelt"}      # a misspelt key: no fetch / screening / tiled DAG
+    assert "indicatorz: unknown key" in bag.dags["tvb_observatory_misspelt"].doc_md
     lens2 = bag.dags["tvb_observatory_lens2"]
     assert lens2.params.get_param("sous_trames").schema["items"]["enum"] == ["forest", "wetland"]
     assert lens2.params.get_param("territory").schema["enum"] == ["lens2"]

@@ -874,8 +874,10 @@ def test_max_bytes_from_the_yaml_and_refused_when_invalid(raw_server, tmp_path):
     box = run_bounded(lambda: fetch_source(t, "roads", store))
     assert isinstance(box.get("error"), SourceError) and "max_bytes = 1048576" in str(box["error"])
     assert not store.list("snapshots/")
-    with pytest.raises(SourceError, match="max_bytes must be a positive whole number"):
-        fetch_source(http_territory(server.url + "/r.gpkg", max_bytes=-1), "roads", store)
+    with pytest.raises(ValueError, match=r"max_bytes\s+Input should be greater than 0"):   # the schema refuses it
+        http_territory(server.url + "/r.gpkg", max_bytes=-1)
+    with pytest.raises(SourceError, match="max_bytes must be a positive whole number"):      # and the client too
+        HttpOptions.from_source({"max_bytes": -1})
     assert HttpOptions().max_bytes == 2 * 1024 ** 3 and HttpOptions().max_page_bytes == 256 * 1024 ** 2
 
 

@@ -88,7 +88,7 @@ def test_every_call_rule_code_and_its_label_is_in_method_md():
     labels = nomenclature_labels(t)
     doc = (ROOT / "docs" / "method.md").read_text(encoding="utf-8")
     for rule in t.landuse.rules:
-        for _col, code in (rule.model_extra or {}).items():
+        for _col, code in rule.codes.items():
             assert labels.get(code), f"{code} has no label in {t.nomenclature.file}"
             assert re.search(rf"`{re.escape(code)}` {re.escape(labels[code])}", doc), \
                 f"docs/method.md does not list `{code}` {labels[code]}"

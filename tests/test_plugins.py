@@ -344,29 +344,74 @@ def test_plugin_is_loaded_by_airflow():
 
 # --- retry policy ----------------------------------------------------------------------------------------------------
 def test_deterministic_pipeline_errors_fail_fast_others_retry():
+    from tvb_tasks.cli import UsageError
     from tvb_tasks.config import ConfigError
+    from tvb_tasks.errors import DeterministicError, TVBError
     from tvb_tasks.indicators import IndicatorsError
-    from tvb_tasks.pipeline import PipelineError
-    from tvb_tasks.publish.release import PublishConflict
+    from tvb_tasks.indicators.history import HistoryError
+    from tvb_tasks.layers.common import LayerInputError
+    from tvb_tasks.pipeline import PipelineError, RunInProgress
+    from tvb_tasks.priorities.screening import ScreeningError
+    from tvb_tasks.publish.formats import FormatError
+    from tvb_tasks.publish.release import PublishConflict, PublishError, ReleaseNotFound
     from tvb_tasks.sources import SourceError
-    from tvb_tasks.store import ObjectExists, PreconditionFailed
+    from tvb_tasks.store import NotFound, ObjectExists, PreconditionFailed, StoreError
     from tvb_tasks.validate import ValidationFailed
+    from tvb_tasks.validate.suites import SuiteLoadError
 
     policy = tvb_retry.FailFastPolicy()
 
     class MoreSpecific(ValidationFailed):
         pass
 
-    for exc in (ValidationFailed("landuse: CRS"), MoreSpecific("x"), ConfigError("bad"), PipelineError("bad"),
-                ObjectExists("exists"), IndicatorsError("bad"), PublishConflict("lost")):
+    deterministic = (ValidationFailed("landuse: CRS"), MoreSpecific("x"), ConfigError("bad"), PipelineError("bad"),
+                     RunInProgress("lock"), ObjectExists("exists"), IndicatorsError("bad"), HistoryError("bad"),
+                     LayerInputError("bad"), SuiteLoadError("bad"), PublishConflict("lost"), ScreeningError("bad"),
+                     UsageError("bad"))
+    for exc in deterministic:
         decision = policy.evaluate(exc, 1, 3)
         assert decision.action == RetryAction.FAIL and type(exc).__name__ in decision.reason
+        assert isinstance(exc, DeterministicError)
+    # the builtin bases are kept: existing `except ValueError` / `except RuntimeError` handlers still catch them
+    assert isinstance(ConfigError("x"), ValueError) and isinstance(ValidationFailed("x"), RuntimeError)
+    assert isinstance(ObjectExists("x"), StoreError) and isinstance(ReleaseNotFound("x"), LookupError)
 
     class ValidationFailedElsewhere(Exception):
         pass
-    ValidationFailedElsewhere.__name__ = "ValidationFailed"       # same name, not from tvb_tasks
-    for exc in (RuntimeError("network"), TimeoutError(), ValidationFailedElsewhere(), SourceError("HTTP 503"),
-                PreconditionFailed("etag")):
+    ValidationFailedElsewhere.__name__ = "ValidationFailed"       # same name, not a DeterministicError
+    transient = (RuntimeError("network"), TimeoutError(), ValueError("x"), ValidationFailedElsewhere(),
+                 SourceError("HTTP 503"), PreconditionFailed("etag"), NotFound("gone"), StoreError("s3 down"),
+                 PublishError("crash"), FormatError("pmtiles"))
+    for exc in transient:
         assert policy.evaluate(exc, 1, 3).action == RetryAction.DEFAULT
+    assert all(isinstance(e, TVBError) for e in transient[4:]) and not any(isinstance(e, TVBError)
+                                                                           for e in transient[:4])
     again = tvb_retry.FailFastPolicy.deserialize(json.loads(json.dumps(policy.serialize())))
-    assert again.class_names == policy.class_names and again.package == "tvb_tasks"
+    assert again.reason == policy.reason and again.matches(ConfigError("x")) and not again.matches(SourceError("x"))
+    # a DAG serialized by the former by-name policy still deserializes
+    old = tvb_retry.FailFastPolicy.deserialize({"class_names": ["ConfigError"], "package": "tvb_tasks",
+                                                "reason": policy.reason})
+    assert old.matches(ScreeningError("x")) and not old.matches(SourceError("x"))
+
+
+def test_a_deterministic_error_fails_the_task_at_once_and_a_transient_one_is_retried():
+    """The task runner's own failure handling (``airflow.sdk.execution_time.task_runner``), with the retry policy every
+    DAG task gets (``tvb_dag_support.DEFAULT_ARGS``), on try 1 of 3 of a task the server would retry: a deterministic
+    error → FAILED at once, a transient one → UP_FOR_RETRY."""
+    import structlog
+    from airflow.sdk.execution_time import task_runner
+    from airflow.utils.state import TaskInstanceState
+
+    from tvb_dag_support import DEFAULT_ARGS
+    from tvb_tasks.config import ConfigError
+    from tvb_tasks.sources import SourceError
+
+    def outcome(exc: BaseException):
+        ti = SimpleNamespace(task=SimpleNamespace(retry_policy=DEFAULT_ARGS["retry_policy"]), try_number=1,
+                             _ti_context_from_server=SimpleNamespace(max_tries=3, should_retry=True), end_date=None,
+                             rendered_map_index=None, _failure_metrics_emitted=True, stats_tags={})
+        return task_runner._handle_current_task_failed(ti, exc, structlog.get_logger("test"))[1]
+
+    assert outcome(ConfigError("config/territories/x.yaml: indicatorz: unknown key")) == TaskInstanceState.FAILED
+    assert outcome(SourceError("https://wfs.example: HTTP 503")) == TaskInstanceState.UP_FOR_RETRY
+    assert outcome(TimeoutError("read timed out")) == TaskInstanceState.UP_FOR_RETRY

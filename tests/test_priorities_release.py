@@ -158,7 +158,7 @@ def test_fiches_one_per_sous_trame_with_recommendations_from_yaml(territory, tmp
     assert html == [f"fiche_{st}.html" for st in sorted(territory.sous_trames)]
     assert len([f for f in files if f.endswith(".pdf")]) == 4
     forest = (tmp_path / "fiches" / "fiche_forest.html").read_text(encoding="utf-8")
-    general = territory.model_extra["fiches"]["forest"]["general"].split(";")[0]
+    general = territory.fiches["forest"].general.split(";")[0]
     assert "Préconisations de gestion" in forest and general in forest and "forest-CL" in forest
     assert (tmp_path / "fiches" / "fiche_forest.pdf").read_bytes()[:5] == b"%PDF-"
     # readable: plural labels, named elements (code in parentheses), links back to the report and the list

@@ -57,7 +57,7 @@ def territory():
 
 def with_passability(territory, **table):
     """The territory with ``indicators.connectivity.wet_passability`` entries replaced."""
-    raw = dict(territory.model_extra.get("indicators") or {})
+    raw = territory.indicators.model_dump()
     conn = dict(raw.get("connectivity") or {})
     conn["wet_passability"] = {**(conn.get("wet_passability") or {}), **table}
     out = territory.model_copy(update={"indicators": {**raw, "connectivity": conn}})

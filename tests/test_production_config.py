@@ -158,7 +158,7 @@ def test_production_protected_areas_are_optional_patrinat_layers():
         src = t.sources[name]
         assert src.allow_empty is True, name
         assert src.typename == f"patrinat_{name}:{name}", name
-        schema = schemas.load_schema(src.model_extra["schema"])
+        schema = schemas.load_schema(src.schema_id)
         assert schema["typename"] == src.typename and schema.get("typename_verified") is True
         assert set(src.columns.values()) <= set(schema["fields"]), name
     assert not t.sources["roads"].allow_empty                     # default: an empty layer stops the run
@@ -220,7 +220,7 @@ def test_empty_optional_layer_passes_the_gate_and_a_required_one_does_not(gate_t
 # --- 6. railway statuses ------------------------------------------------------------------------------------------------
 def test_planned_railway_is_neither_a_barrier_nor_a_cavalier():
     t = load_territory("call", "production")
-    statuses = t.sources["railways"].model_extra["value_maps"]["status"]
+    statuses = t.sources["railways"].value_maps["status"]
     by_status = t.friction.infrastructure.railways.by_status
     cavalier_statuses = t.friction.overlays["cavaliers"].where["status"]
     planned = statuses["En projet"]

@@ -246,7 +246,7 @@ def test_call_sous_trames_tiled_equal_untiled(call, tmp_path):
         _assert_identical(got, ref)
         assert got.tiles > 10 and np.isfinite(got.acc).sum() > 10_000, name
 
-    tiled = territory.model_copy(update={"tiling": {"enabled": True, "tile_size": 200, "overlap": 4}})
+    tiled = territory.model_copy(update={"tiling": TilingConfig(enabled=True, tile_size=200, overlap=4)})
     a = engine.compute_sous_trame(territory, inputs, "forest", tmp_path / "untiled")
     b = engine.compute_sous_trame(tiled, inputs, "forest", tmp_path / "tiled")
     with rasterio.open(a["files"]["cost"]) as ra, rasterio.open(b["files"]["cost"]) as rb:

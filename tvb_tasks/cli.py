@@ -12,12 +12,14 @@ import re
 import sys
 from collections.abc import Sequence
 
+from .errors import DeterministicError
+
 
 def _print(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-class UsageError(ValueError):
+class UsageError(DeterministicError, ValueError):
     """The command line is wrong (exit status 2, like argparse's own usage errors)."""
 
 
@@ -49,8 +51,7 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
 def _public_base_configured(territory) -> bool:
     import os
 
-    extra = (getattr(territory, "model_extra", None) or {}).get("publish") or {}
-    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or extra.get("public_base_url"))
+    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or territory.publish.public_base_url)
 
 
 def cmd_run(args) -> int:

@@ -15,7 +15,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from tvb_tasks.config_sections import (
+    FicheText,
+    IndicatorsConfig,
+    PrioritiesConfig,
+    PublishConfig,
+    ScreeningConfig,
+    TilingConfig,
+    ValidationSettings,
+)
+from tvb_tasks.errors import DeterministicError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -26,7 +46,7 @@ SourceRole = Literal[
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(DeterministicError, ValueError):
     """A territory configuration is missing or invalid; the message names the file and the field."""
 
 
@@ -93,10 +113,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceConfig(_Model):
-    """One input layer. ``kind`` selects the fetcher; other keys are the fetcher's parameters."""
+class WfsFilter(_Model):
+    """A WFS attribute filter: ``{property, value}`` (equality) or ``{property, value, op: like}`` (``*`` wildcard)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    property: str
+    value: str | int | float | bool
+    op: Literal["equal", "like"] = "equal"
+
+
+class SourceConfig(_Model):
+    """One input layer. ``kind`` selects the fetcher; the other keys are the fetcher's parameters (docs/sources.md).
+
+    Every key is declared: a misspelt one is refused with its path (``sources.roads.page_sise``). The options after
+    ``allow_empty`` are read through :meth:`options` (the mapping the fetchers take), which lists them only when the
+    YAML sets them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     kind: Literal["file", "http", "wfs", "osm"]
     role: SourceRole
     path: str | None = None            # file: path relative to the project root (or absolute)
@@ -109,6 +142,43 @@ class SourceConfig(_Model):
     constant_columns: dict[str, Any] = Field(default_factory=dict)   # added to every feature
     # true: an empty layer (e.g. no nature reserve in the territory) is valid — the non-empty check becomes "info"
     allow_empty: StrictBool = False
+    # --- fetcher options (docs/sources.md) ---
+    schema_id: str | None = Field(default=None, alias="schema")   # publisher schema, config/schemas/<id>.yaml
+    nomenclature: str | None = None        # landuse: kept only when the territory uses this nomenclature
+    synthetic: StrictBool | None = None    # generated data (sample): said in the report and outputs
+    value_maps: dict[str, dict[Any, Any]] | None = None   # {column: {source value: target value}}
+    format: str | None = None              # http: file extension when the URL has none
+    x_column: str | None = None            # CSV points
+    y_column: str | None = None
+    wkt_column: str | None = None          # CSV geometries as WKT
+    crs: str | None = None                 # CRS assigned when the file has none (CSV, Shapefile without .prj)
+    sep: str | None = None                 # CSV separator
+    filter: WfsFilter | list[WfsFilter] | None = None     # wfs: ANDed with the bbox
+    bbox: StrictBool | None = None         # wfs: false → no bbox (default true)
+    bbox_buffer_m: float | None = Field(default=None, ge=0)
+    page_size: int | None = Field(default=None, ge=1)
+    sort_by: str | None = None
+    output_format: str | None = None
+    geometry_name: str | None = None
+    tag_rules: str | None = None           # osm: tag rules file (default config/osm_tags.yaml)
+    tag_rules_nomenclature: str | None = None
+    clip_buffer_m: float | None = Field(default=None, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)           # HTTP limits (sources.http.HttpOptions)
+    connect_timeout_s: float | None = Field(default=None, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    backoff_s: float | None = Field(default=None, ge=0)
+    backoff_max_s: float | None = Field(default=None, ge=0)
+    max_bytes: int | None = Field(default=None, gt=0)
+    max_page_bytes: int | None = Field(default=None, gt=0)
+
+    def options(self) -> dict[str, Any]:
+        """The source as the fetchers read it (YAML key names): every field up to ``allow_empty``, then the options
+        the YAML (or an override) sets — so the parameters hash of an HTTP source does not depend on options it
+        never used."""
+        unset = {name for name in type(self).model_fields
+                 if name not in _SOURCE_CORE_FIELDS and name not in self.model_fields_set}
+        return self.model_dump(mode="python", by_alias=True, exclude=unset)
 
     @model_validator(mode="after")
     def _check_location(self) -> SourceConfig:
@@ -123,6 +193,10 @@ class SourceConfig(_Model):
         return self
 
 
+_SOURCE_CORE_FIELDS = frozenset(("kind", "role", "path", "url", "layer", "typename", "version", "connection_id",
+                                 "columns", "constant_columns", "allow_empty"))
+
+
 class LanduseClass(_Model):
     label: str
     artificial: bool = False
@@ -131,8 +205,32 @@ class LanduseClass(_Model):
 
 
 class LanduseRule(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    """``{class: forest, code_cs: CS2.1, code_us: US1}``: a polygon whose every listed code column starts with the
+    given code gets ``class``. The code columns are the keys besides ``class`` (held in :attr:`codes`); each must be
+    one of ``landuse.code_columns`` (checked by :class:`LanduseConfig`)."""
+
     class_: str = Field(alias="class")
+    codes: dict[str, str] = Field(default_factory=dict)    # code column -> code prefix
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_codes(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "codes" in data:
+            return data
+        codes = {k: v for k, v in data.items() if k not in ("class", "class_")}
+        bad = {k: v for k, v in codes.items() if isinstance(v, bool) or not isinstance(v, (str, int, float))}
+        if bad:
+            raise ValueError(f"a rule's code columns take a code (text), got {bad}")
+        return {**{k: v for k, v in data.items() if k in ("class", "class_")},
+                "codes": {str(k): str(v) for k, v in codes.items()}}
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: Any) -> dict[str, Any]:
+        """Dumped as written in the YAML (``{class, <column>: <code>}``): the config hash and a round trip through
+        ``run["config"]`` keep the rule's shape."""
+        out = handler(self)
+        codes = out.pop("codes", {}) or {}
+        return {**out, **codes}
 
 
 class LanduseConfig(_Model):
@@ -146,12 +244,12 @@ class LanduseConfig(_Model):
         for i, rule in enumerate(self.rules):
             if rule.class_ not in self.classes:
                 raise ValueError(f"rule {i} maps to unknown class {rule.class_!r}")
-            extra = set((rule.model_extra or {}).keys())
-            unknown = extra - set(self.code_columns)
+            unknown = set(rule.codes) - set(self.code_columns)
             if unknown:
-                raise ValueError(f"rule {i} uses columns {sorted(unknown)} not in code_columns")
-            if not extra:
-                raise ValueError(f"rule {i} matches no column")
+                raise ValueError(f"rules.{i}: unknown key(s) {sorted(unknown)}: a rule takes 'class' and code columns "
+                                 f"of landuse.code_columns ({', '.join(self.code_columns)})")
+            if not rule.codes:
+                raise ValueError(f"rules.{i} matches no column")
         if self.default_class is not None and self.default_class not in self.classes:
             raise ValueError(f"default_class {self.default_class!r} is not a class")
         return self
@@ -304,9 +402,8 @@ class CorridorStatusConfig(_Model):
     # lowest status a rupture point can bring a corridor to: the crossing is itself the rupture point, so a
     # corridor with no crop / built gap stays "to restore" whatever crosses it (only its own gap makes "to create")
     downgrade_floor: Literal["to_restore", "to_create"] = "to_restore"
-    # former geometric-mean thresholds: accepted for older YAML files, no longer used
-    existing_max_mean_friction: float | None = None
-    restore_max_mean_friction: float | None = None
+    # the former geometric-mean thresholds (existing_max_mean_friction, restore_max_mean_friction) are refused as
+    # unknown keys: they no longer decide anything, and silently ignoring them would mislead
 
 
 class CorridorWidthConfig(_Model):
@@ -423,14 +520,17 @@ class ScheduleConfig(_Model):
 
 
 class ProfileConfig(_Model):
-    model_config = ConfigDict(extra="allow", frozen=True)   # top-level keys a profile overrides (nomenclature…)
+    """A source profile (:func:`apply_profile`): sources replaced, added or (``null``) dropped by name; a profile may
+    also switch the ``nomenclature`` and replace the ``landuse_overlays``."""
+
     sources: dict[str, SourceConfig | None] = Field(default_factory=dict)   # null drops a source of the default
+    nomenclature: str | NomenclatureConfig | None = None
+    landuse_overlays: list[LanduseOverlayConfig] | None = None
 
 
 class Territory(_Model):
     """A validated territory configuration. ``path`` is the YAML file it came from."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)   # stage sections (validation, publish…) may be added
     id: str
     name: str
     short_name: str | None = None
@@ -453,6 +553,14 @@ class Territory(_Model):
     friction: FrictionConfig
     corridors: CorridorsConfig
     rupture_points: RupturePointsConfig
+    # stage sections (tvb_tasks.config_sections), each optional
+    tiling: TilingConfig = TilingConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
+    validation: ValidationSettings = ValidationSettings()
+    priorities: PrioritiesConfig = PrioritiesConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+    fiches: dict[str, FicheText] = Field(default_factory=dict)    # per sous-trame
+    publish: PublishConfig = PublishConfig()
     profile: str = "default"
     path: str = ""
 
@@ -502,6 +610,10 @@ class Territory(_Model):
         unknown = set(self.nomenclature.check_columns) - set(self.landuse.code_columns)
         if unknown:
             raise ValueError(f"nomenclature.check_columns: {sorted(unknown)} not in landuse.code_columns")
+        for st_name, fiche in self.fiches.items():
+            unknown_cls = sorted(set(fiche.landuse) - set(self.landuse.classes))
+            if unknown_cls:
+                raise ValueError(f"fiches.{st_name}.landuse: unknown land-use classes {unknown_cls}")
         return self
 
     # --- helpers -------------------------------------------------------------------------------------------------
@@ -558,22 +670,97 @@ def list_territories() -> list[str]:
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"invalid territory configuration {path}:"]
+    """One line per problem, each starting with the key's full path (``validation.bogus_key: unknown key``).
+
+    Pydantic's locations name the member tried in a union (``filter.WfsFilter.op``): the path is rebuilt from the
+    schema without them, and when a union member got further into the input, the other members' errors are dropped.
+    """
+    problems = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  - {loc}: {e['msg']}")
+        keys, model, via_union = _clean_location(e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = _unknown_key_message(keys[-1] if keys else "", model)
+        else:
+            msg = str(e["msg"]).removeprefix("Value error, ")
+        problems.append((keys, via_union, msg))
+    lines = [f"invalid territory configuration {path}:"]
+    for keys, via_union, msg in problems:
+        if via_union and any(len(k) > len(keys) and k[:len(keys)] == keys for k, _, _ in problems):
+            continue        # another member of the union matched deeper: its error is the one to fix
+        line = f"  - {'.'.join(keys) or '(top level)'}: {msg}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
+
+
+def _clean_location(loc: tuple) -> tuple[list[str], Any, bool]:
+    """(key path without union member tags, the model holding the last key, whether a union was crossed)."""
+    from types import UnionType
+    from typing import Union, get_args, get_origin
+
+    keys: list[str] = []
+    current: Any = Territory
+    holder: Any = Territory
+    via_union = False
+    items = list(loc)
+    while items:
+        origin = get_origin(current)
+        if origin in (Union, UnionType):
+            members = [a for a in get_args(current) if a is not type(None)]
+            if len(members) == 1:
+                current = members[0]
+                continue
+            tag, via_union = str(items.pop(0)), True        # the member pydantic tried: not a key of the YAML
+            current = next((m for m in members if getattr(m, "__name__", None) == tag
+                            or str(getattr(get_origin(m), "__name__", "")) == tag.split("[")[0]), None)
+            continue
+        item = items.pop(0)
+        keys.append(str(item))
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            holder = current
+            field = next((f for n, f in current.model_fields.items() if item in (n, f.alias)), None)
+            current = field.annotation if field is not None else None
+        elif origin in (dict, list):
+            current = get_args(current)[-1]
+        else:
+            current = None
+    return keys, holder, via_union
+
+
+# keys of former versions, refused with what replaced them
+RETIRED_KEYS = {
+    "existing_max_mean_friction": "no longer used: corridor status is decided by existing_max_gap_m and "
+                                  "existing_min_support_share (docs/method.md §6)",
+    "restore_max_mean_friction": "no longer used: corridor status is decided by restore_max_gap_m and "
+                                 "restore_min_support_share (docs/method.md §6)",
+}
+
+
+def _unknown_key_message(key: str, model: Any) -> str:
+    """``unknown key (did you mean 'indicators'?)``, else the model's keys when they are few."""
+    import difflib
+
+    if key in RETIRED_KEYS:
+        return f"unknown key ({RETIRED_KEYS[key]})"
+
+    known = sorted(f.alias or n for n, f in model.model_fields.items()) \
+        if isinstance(model, type) and issubclass(model, BaseModel) else []
+    close = difflib.get_close_matches(key, known, n=1)
+    return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else
+                            f" (known: {', '.join(known)})" if 0 < len(known) <= 12 else "")
 
 
 PROFILE_KEYS = ("sources", "nomenclature", "landuse_overlays")
 
 
-def apply_profile(raw: dict, profile: dict) -> dict:
+def apply_profile(raw: dict, profile: dict, name: str = "") -> dict:
     """The territory mapping with a profile applied: ``sources`` replaced or added by name (a ``null`` source drops
     the default one, e.g. a synthetic sample layer), other keys (``nomenclature``, ``landuse_overlays``) replaced."""
     unknown = sorted(set(profile) - set(PROFILE_KEYS))
     if unknown:
-        raise ConfigError(f"profile keys {unknown} are not supported (allowed: {', '.join(PROFILE_KEYS)})")
+        where = f"profiles.{name}." if name else "profile key "
+        raise ConfigError(f"{', '.join(where + k for k in unknown)}: unknown key "
+                          f"(a profile takes: {', '.join(PROFILE_KEYS)})")
     sources = {**(raw.get("sources") or {}), **(profile.get("sources") or {})}
     out = {**raw, **{k: v for k, v in profile.items() if k != "sources"}}
     out["sources"] = {name: src for name, src in sources.items() if src is not None}
@@ -591,7 +778,14 @@ def nomenclature_definition(nomenclature_id: str) -> tuple[Path, dict]:
     for key in ("codes_file", "code_column", "code_columns", "rules"):
         if key not in data:
             raise ConfigError(f"nomenclature {path}: missing {key!r}")
+    unknown = sorted(set(data) - set(NOMENCLATURE_KEYS))
+    if unknown:
+        raise ConfigError(f"nomenclature {path}: unknown key(s) {unknown} (known: {', '.join(NOMENCLATURE_KEYS)})")
     return path, data
+
+
+NOMENCLATURE_KEYS = ("id", "label", "codes_file", "code_column", "label_column", "code_columns", "min_mapping_unit_ha",
+                     "warning", "rules", "default_class")
 
 
 def resolve_nomenclature(raw: dict) -> dict:
@@ -646,7 +840,10 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
             raise ConfigError(f"{path}: unknown profile {profile!r} (known: {', '.join(profiles) or 'none'})")
-        raw = apply_profile(raw, profiles[profile] or {})
+        try:
+            raw = apply_profile(raw, profiles[profile] or {}, profile)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     try:
         raw = resolve_nomenclature(raw)
     except ConfigError as exc:
@@ -703,7 +900,7 @@ def check_rule_codes(territory: Territory) -> None:
         return
     codes = set(nomenclature_labels(territory))
     for i, rule in enumerate(territory.landuse.rules):
-        for col, code in (rule.model_extra or {}).items():
+        for col, code in rule.codes.items():
             if col in columns and not any(c == str(code) or c.startswith(f"{code}.") for c in codes):
                 raise ConfigError(f"{territory.path}: landuse.rules[{i}] {col}={code!r} is no code of the "
                                   f"nomenclature {territory.nomenclature.file}")

@@ -47,6 +47,7 @@ from .contracts import (
     SousTramePart,
     ValidationVerdict,
 )
+from .errors import DeterministicError
 from .store import LocalStore, NotFound, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 _CODE_DIRS = ("tvb_tasks", "expectations")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(DeterministicError, RuntimeError):
     """A stage cannot proceed; the message says which stage and why."""
 
 

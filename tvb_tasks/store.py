@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .errors import DeterministicError, TVBError
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
@@ -36,7 +38,7 @@ mimetypes.add_type("application/vnd.pmtiles", ".pmtiles")
 mimetypes.add_type("application/geo+json", ".geojson")
 
 
-class StoreError(RuntimeError):
+class StoreError(TVBError, RuntimeError):
     """Base error of the object store."""
 
 
@@ -53,7 +55,7 @@ class NotFound(StoreError):
     pass
 
 
-class ObjectExists(StoreError):
+class ObjectExists(StoreError, DeterministicError):
     pass
 
 

@@ -83,7 +83,7 @@ def base_config() -> dict:
             },
         },
         "corridors": {"neighbours": 8, "max_links_per_reservoir": 3,
-                      "status": {"existing_max_mean_friction": 5, "restore_max_mean_friction": 30},
+                      "status": {},
                       "wet": {"open_only": True}},
         "rupture_points": {"road_max_importance": 4, "railway_status": ["in_use"], "include_canals": True,
                            "dedup_tolerance_m": 50},

@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tvb_tasks.errors import DeterministicError
+
 CORRIDOR_STATUSES = ("existing", "to_restore", "to_create")
 
 
-class IndicatorsError(ValueError):
+class IndicatorsError(DeterministicError, ValueError):
     """A release's layers cannot be turned into indicators; the message names the file, layer and problem."""
 
 

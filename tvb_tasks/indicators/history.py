@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from tvb_tasks.errors import DeterministicError
+
 KEY_COLUMNS = ["family", "scope", "unit_id", "sous_trame", "indicator"]
 ROW_COLUMNS = [*KEY_COLUMNS, "value", "unit"]
 PROVENANCE_COLUMNS = ["config_hash", "resolution_m", "code_version"]
@@ -26,7 +28,7 @@ CONNECTIVITY_INDICATORS = ("pc", "ec_pc_ha", "iic", "n_nodes", "n_links", "n_com
 _COMMUNE_SKIP = ("insee", "nom")
 
 
-class HistoryError(ValueError):
+class HistoryError(DeterministicError, ValueError):
     """An indicator history or indicators file is unreadable or inconsistent; the message names the file."""
 
 

@@ -5,79 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory
+from tvb_tasks.config_sections import (
+    WET_BARRIER_TYPES,
+    ChangeConfig,
+    ConnectivityConfig,
+    FragmentationConfig,
+    IndicatorsConfig,
+    ReportConfig,
+    WetPassabilityConfig,
+)
+from tvb_tasks.config_sections import _Section as _Cfg
+
+__all__ = ["WET_BARRIER_TYPES", "ChangeConfig", "ConnectivityConfig", "FragmentationConfig", "IndicatorsConfig",
+           "ReportConfig", "WetPassabilityConfig", "_Cfg", "distance_threshold_cost", "indicators_config",
+           "is_synthetic_landuse", "load_published_figures"]
 
 
-# --- configuration (the optional ``indicators:`` section of the territory YAML) --------------------------------------
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WetPassabilityConfig(_Cfg):
-    """Passability (0 impassable … 1 passable) of a wet rupture point by type and severity (ICE classes 0, 0.33,
-    0.66, 1); a point the table does not list gets ``default``. Types: infrastructure of the rupture points."""
-
-    river_obstacle: dict[int, float] = Field(default_factory=dict)   # ROE obstacle, by severity (height of drop)
-    culvert: dict[int, float] = Field(default_factory=dict)          # section busée under a road / railway
-    road: dict[int, float] = Field(default_factory=dict)             # road bridge over an open watercourse
-    railway: dict[int, float] = Field(default_factory=dict)          # railway bridge over an open watercourse
-    default: float = Field(default=1.0, ge=0, le=1)
-    snap_m: float = Field(default=50, ge=0)      # a point is on the nearest watercourse stretch within this (m)
-
-    @field_validator("river_obstacle", "culvert", "road", "railway")
-    @classmethod
-    def _in_unit_interval(cls, table: dict[int, float]) -> dict[int, float]:
-        bad = {k: v for k, v in table.items() if not 0 <= v <= 1}
-        if bad:
-            raise ValueError(f"passabilities must be in [0, 1]: {bad}")
-        return table
-
-    def passability(self, infrastructure: str, severity) -> float:
-        table = getattr(self, str(infrastructure), None) if str(infrastructure) in WET_BARRIER_TYPES else None
-        try:
-            return float(table[int(severity)]) if table is not None else self.default
-        except (KeyError, TypeError, ValueError):
-            return self.default
-
-
-WET_BARRIER_TYPES = ("river_obstacle", "culvert", "road", "railway")
-
-
-class ConnectivityConfig(_Cfg):
-    probability_at_threshold: float = Field(default=0.05, gt=0, lt=1)   # p at the dispersal distance (Graphab)
-    distance_threshold_cost: float | dict[str, float] | None = None   # dispersal distance; None → max_cost
-    distance_threshold_m: float = Field(default=1000, gt=0)
-    min_probability: float = Field(default=1e-6, gt=0, lt=1)          # p* below this: pair unconnected
-    wet_network_snap_m: float = Field(default=25, ge=0)               # wet reservoir ↔ network node tolerance
-    wet_passability: WetPassabilityConfig = WetPassabilityConfig()    # wet rupture points on the network (DCI)
-    top_n: int = Field(default=10, ge=1)
-
-
-class ChangeConfig(_Cfg):
-    min_overlap_share: float = Field(default=0.5, gt=0, le=1)
-    line_tolerance_m: float = Field(default=50, ge=0)
-    point_tolerance_m: float = Field(default=50, ge=0)
-
-
-class FragmentationConfig(_Cfg):
-    # width (m) by which each fragmenting line cuts the habitat when the layer has no width_m (FragScape)
-    cut_width_m: dict[str, float] = Field(default_factory=lambda: {"road": 10.0, "railway": 10.0, "canal": 20.0})
-
-
-class ReportConfig(_Cfg):
-    attribution: str = "© IGN, Mission Bassin Minier Nord-Pas de Calais, © contributeurs OpenStreetMap"
-
-
-class IndicatorsConfig(_Cfg):
-    published_figures: str | None = None
-    connectivity: ConnectivityConfig = ConnectivityConfig()
-    fragmentation: FragmentationConfig = FragmentationConfig()
-    change: ChangeConfig = ChangeConfig()
-    report: ReportConfig = ReportConfig()
-
-
+# --- configuration: the ``indicators:`` section of the territory YAML (models in tvb_tasks.config_sections) ------
 def indicators_config(territory: Territory) -> IndicatorsConfig:
     """The territory's ``indicators:`` section (defaults when absent); ConfigError naming the YAML when invalid."""
     raw = getattr(territory, "indicators", None) or {}
@@ -118,7 +65,7 @@ def is_synthetic_landuse(territory: Territory) -> bool:
     """True when the land use is the bundled synthetic sample (a file source under ``sample/``) or flagged
     ``synthetic: true`` in its source configuration."""
     for src in territory.sources_by_role("landuse").values():
-        if (src.model_extra or {}).get("synthetic"):
+        if src.synthetic:
             return True
         if src.kind == "file" and src.path:
             path = territory.resolve_path(src.path).resolve()

@@ -21,6 +21,8 @@ from affine import Affine
 from rasterio import features
 from shapely import make_valid
 
+from tvb_tasks.errors import DeterministicError
+
 M2_PER_HA = 10_000.0
 NODATA = -1.0  # nodata of every float32 raster written by the engine (friction >= 1 and cost >= 0)
 
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class LayerInputError(ValueError):
+class LayerInputError(DeterministicError, ValueError):
     """An input layer is missing or unusable; the message names the source / file and the problem."""
 
 

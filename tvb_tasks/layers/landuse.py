@@ -41,7 +41,7 @@ def classify_landuse(gdf: gpd.GeoDataFrame, landuse_cfg, *, source: str = "landu
     Rows matched by no rule get ``default_class``; without a default they raise :class:`LayerInputError`.
     """
     missing = [c for c in landuse_cfg.code_columns if c not in gdf.columns]
-    used = {c for rule in landuse_cfg.rules for c in (rule.model_extra or {})}
+    used = {c for rule in landuse_cfg.rules for c in rule.codes}
     missing = [c for c in missing if c in used]
     if missing:
         raise LayerInputError(f"source {source!r}: land-use code columns {missing} missing "
@@ -50,7 +50,7 @@ def classify_landuse(gdf: gpd.GeoDataFrame, landuse_cfg, *, source: str = "landu
     result = pd.Series(pd.NA, index=gdf.index, dtype="object")
     for rule in landuse_cfg.rules:
         mask = result.isna()
-        for col, prefix in (rule.model_extra or {}).items():
+        for col, prefix in rule.codes.items():
             mask &= codes[col].str.startswith(str(prefix))
         result[mask] = rule.class_
     unmatched = result.isna()

@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+
+from tvb_tasks.config_sections import TilingConfig  # the ``tiling:`` section (re-exported)
 
 from . import costdistance as cd
 
@@ -62,22 +63,9 @@ __all__ = [
 ]
 
 
-class TilingConfig(BaseModel):
-    """``tiling:`` section of a territory YAML (cells, not metres: a tile is a unit of memory)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = False                               # layers engine: tiled cost-distance (same result)
-    tile_size: int = Field(default=2048, ge=8)          # core side, cells
-    overlap: int = Field(default=16, ge=1)              # halo width, cells (>= 2 with knight's moves)
-    max_rounds: int = Field(default=100, ge=1)          # safety stop of the boundary exchange
-    dag_rounds: int = Field(default=12, ge=1, le=60)    # rounds unrolled in the Airflow DAG (tvb_tiled_cost)
-    memory_limit_gib: float = Field(default=4.0, gt=0)  # per-task memory bound (workers' sizing)
-
-
 def tiling_config(territory) -> TilingConfig:
-    """The territory's ``tiling`` section (defaults when absent)."""
-    raw = (getattr(territory, "model_extra", None) or {}).get("tiling") or {}
-    return TilingConfig(**raw)
+    """The territory's ``tiling`` section (defaults when absent; a mapping set by ``model_copy`` is validated)."""
+    return TilingConfig.model_validate(getattr(territory, "tiling", None) or {})
 
 
 @dataclass(frozen=True)

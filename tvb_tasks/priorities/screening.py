@@ -28,6 +28,7 @@ import pyogrio
 import shapely
 
 from tvb_tasks.config import Territory
+from tvb_tasks.errors import DeterministicError
 from tvb_tasks.layers.common import M2_PER_HA
 
 from .config import priorities_config, screening_config
@@ -35,7 +36,7 @@ from .network import Network, degradation
 from .ranking import rupture_sites, sous_trame_networks
 
 
-class ScreeningError(ValueError):
+class ScreeningError(DeterministicError, ValueError):
     """The project file cannot be screened; the message names the file and the problem."""
 
 

@@ -79,8 +79,7 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
            "zero_gain": int((table["gain_dpc_pct"] <= GAIN_EPSILON).sum()), "score": score_formula(cfg),
            "top": records(table.head(cfg.top_n)), "history": records(history),
            "synthetic_inputs": sorted(n for n, s in territory.sources.items()
-                                      if s.role in ("projects", "maintenance") and (s.model_extra or {})
-                                      .get("synthetic"))}
+                                      if s.role in ("projects", "maintenance") and s.synthetic)}
     (out_dir / "priorities.json").write_text(json.dumps(json_value(doc), ensure_ascii=False, indent=1),
                                              encoding="utf-8")
     log.info("priorities: %d candidates ranked (%d threatened by a project, %d in a managed sector)", doc["n"],

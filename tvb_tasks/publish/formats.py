@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from ..errors import TVBError
 from .styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES, VALUE_LABELS
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 COG_BLOCKSIZE = 256
 
 
-class FormatError(RuntimeError):
+class FormatError(TVBError, RuntimeError):
     """A file could not be converted to, or checked as, a publication format; the message names the file."""
 
 

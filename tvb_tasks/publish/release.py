@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..errors import DeterministicError, TVBError
 from ..store import (
     NotFound,
     ObjectExists,
@@ -81,11 +82,11 @@ _SECRET_QUERY_RE = re.compile(r"(?i)([?&](?:[a-z_]*(?:key|token|secret|password|
                               r"[a-z_-]*))=[^&#]*")
 
 
-class PublishError(RuntimeError):
+class PublishError(TVBError, RuntimeError):
     """Publishing failed; the message says why and what users still see."""
 
 
-class PublishConflict(PublishError):
+class PublishConflict(PublishError, DeterministicError):
     """Another publisher moved ``latest.json`` (or wrote the same release) first: nothing was published."""
 
 

@@ -34,8 +34,7 @@ def default_port() -> int:
 
 def viewer_base_url(territory=None) -> str:
     """The http(s) URL under which the store root is readable in a browser (no trailing slash)."""
-    extra = (getattr(territory, "model_extra", None) or {}).get("publish") or {} if territory is not None else {}
-    base = os.environ.get("TVB_PUBLIC_BASE_URL") or extra.get("public_base_url")
+    base = os.environ.get("TVB_PUBLIC_BASE_URL") or (territory.publish.public_base_url if territory is not None else None)
     return (base or f"http://{DEFAULT_HOST}:{default_port()}").rstrip("/")
 
 

@@ -209,8 +209,10 @@ def value_label(field: str, value: object) -> str:
 
 
 # --- credits and base map (territory YAML ``publish:``) ------------------------------------------------------------
-def _publish_cfg(territory) -> dict:
-    return (getattr(territory, "model_extra", None) or {}).get("publish") or {}
+def _credits(territory) -> tuple[dict[str, str], dict[str, str]]:
+    """(credits of the default profile, credits of the active profile), by source name (``publish.credits``)."""
+    cfg = territory.publish.credits
+    return cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
 
 
 def source_credits(territory) -> list[str]:
@@ -220,8 +222,7 @@ def source_credits(territory) -> list[str]:
     from tvb_tasks.sources.schemas import source_credits as schema_credits
 
     by_schema = {c["source"]: c["attribution"] for c in schema_credits(territory) if c["attribution"]}
-    cfg = _publish_cfg(territory).get("credits") or {}
-    default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
+    default, profile = _credits(territory)
     out: list[str] = []
     for name in territory.sources:
         text = by_schema.get(name) or profile.get(name) or default.get(name)
@@ -250,8 +251,7 @@ def sources_table(territory) -> list[dict[str, str]]:
     from tvb_tasks.sources.schemas import source_credits as schema_credits
 
     by_schema = {c["source"]: c for c in schema_credits(territory)}
-    cfg = _publish_cfg(territory).get("credits") or {}
-    default, profile = cfg.get("default") or {}, cfg.get(getattr(territory, "profile", "default")) or {}
+    default, profile = _credits(territory)
     rows = []
     for name, src in territory.sources.items():
         if name in by_schema:
@@ -276,14 +276,14 @@ def credit_line(territory, fallback: str = "") -> str:
 
 def reference_label(territory) -> str:
     """How readers name the study whose published figures are shown beside ours (``publish.reference_label``)."""
-    return _publish_cfg(territory).get("reference_label") or "étude de référence du territoire"
+    return territory.publish.reference_label or "étude de référence du territoire"
 
 
 def basemap_config(territory) -> dict | None:
     """The base map of the active profile (``publish.basemap.<profile>``: tiles URL template, title,
     attribution, max_zoom), or None (offline: no base map)."""
-    cfg = (_publish_cfg(territory).get("basemap") or {}).get(getattr(territory, "profile", "default"))
-    return dict(cfg) if cfg and cfg.get("tiles") else None
+    cfg = territory.publish.basemap.get(getattr(territory, "profile", "default"))
+    return cfg.model_dump() if cfg is not None else None
 
 
 # Figures of one commune (indicators.json ``communes`` rows): (key, French label, unit, decimals). Web map popups and

@@ -1,8 +1,10 @@
 """Errors of the source fetchers."""
 from __future__ import annotations
 
+from ..errors import TVBError
 
-class SourceError(RuntimeError):
+
+class SourceError(TVBError, RuntimeError):
     """A source could not be fetched or read completely.
 
     The message names the server (URL without secrets) or file, the layer, and the server's own message when there is

@@ -66,7 +66,7 @@ def cache_dir() -> Path:
 
 
 def _options(cfg: SourceConfig) -> dict[str, Any]:
-    return cfg.model_dump(mode="python")
+    return cfg.options()
 
 
 def source_buffer_m(territory: Territory, opts: Mapping[str, Any], key: str) -> float:

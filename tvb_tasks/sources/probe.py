@@ -46,7 +46,7 @@ def _crs_code(crs: str | None) -> str | None:
 
 def probe_source(name: str, cfg: Any) -> dict:
     """One source's report: ``{"source", "schema", "url", "typename", "differences": [...], "notes": [...]}``."""
-    opts = cfg.model_dump(mode="python")
+    opts = cfg.options()
     schema = load_schema(opts["schema"])
     service = schema.get("service") or {}
     url = configured_url(cfg, name) or service.get("url")
@@ -95,7 +95,7 @@ def probe_source(name: str, cfg: Any) -> dict:
 
 def probe_territory(territory: Any, only: str | None = None) -> list[dict]:
     """Probe every WFS source with a schema (or only ``only``); raises :class:`SourceError` for an unknown name."""
-    names = [n for n, s in territory.sources.items() if s.kind == "wfs" and (s.model_extra or {}).get("schema")]
+    names = [n for n, s in territory.sources.items() if s.kind == "wfs" and s.schema_id]
     if only:
         if only not in names:
             raise SourceError(f"territory {territory.id}: no WFS source {only!r} with a schema (have: {names})")

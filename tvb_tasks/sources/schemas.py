@@ -96,7 +96,7 @@ def knobs(schema: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def effective_knobs(cfg: Any) -> dict[str, Any]:
     """Knobs of a source: its YAML values over the schema's defaults (``page_size`` capped at ``count_max``)."""
-    opts = cfg.model_dump(mode="python") if hasattr(cfg, "model_dump") else dict(cfg)
+    opts = cfg.options() if hasattr(cfg, "options") else dict(cfg)
     schema = load_schema(opts["schema"]) if opts.get("schema") else None
     out = knobs(schema)
     out.update({k: opts[k] for k in KNOB_KEYS if opts.get(k) is not None})
@@ -115,7 +115,7 @@ def _filter_properties(filters: Any) -> list[str]:
 
 def check_mappings(name: str, cfg: Any) -> list[str]:
     """Errors of one source's YAML mapping against its schema (empty list: consistent)."""
-    opts = cfg.model_dump(mode="python") if hasattr(cfg, "model_dump") else dict(cfg)
+    opts = cfg.options() if hasattr(cfg, "options") else dict(cfg)
     schema_id = opts.get("schema")
     if not schema_id:
         return []
@@ -156,7 +156,7 @@ def check_territory(territory: Any) -> list[str]:
     """Errors of every source mapping; outside the default profile a live source without a schema is an error."""
     errors: list[str] = []
     for name, cfg in territory.sources.items():
-        schema_id = (cfg.model_extra or {}).get("schema")
+        schema_id = cfg.schema_id
         if territory.profile != "default" and cfg.kind in LIVE_KINDS and not schema_id:
             errors.append(f"source {name!r}: a {cfg.kind} source of profile {territory.profile!r} needs "
                           f"'schema: <id>' (config/schemas/)")
@@ -174,7 +174,7 @@ def check_overlays(territory: Any) -> list[str]:
     for i, overlay in enumerate(territory.landuse_overlays):
         where = f"landuse_overlays[{i}] (source {overlay.source!r})"
         cfg = territory.sources[overlay.source]     # known source and land-use classes: checked at load (config.py)
-        schema_id = (cfg.model_extra or {}).get("schema")
+        schema_id = cfg.schema_id
         if not schema_id:
             continue
         schema = load_schema(schema_id)
@@ -207,7 +207,7 @@ def check_layer(gdf: Any, name: str, cfg: Any, *, url: str = "") -> None:
     Raises :class:`SourceError` naming the source, the field and the value when a mapped field is missing (e.g.
     renamed upstream) or a coded field holds a value outside its code list.
     """
-    opts = cfg.model_dump(mode="python") if hasattr(cfg, "model_dump") else dict(cfg)
+    opts = cfg.options() if hasattr(cfg, "options") else dict(cfg)
     if not opts.get("schema"):
         return
     schema = load_schema(opts["schema"])
@@ -238,7 +238,7 @@ def source_credits(territory: Any) -> list[dict[str, str]]:
     ``sample/call/SOURCES.md``): ``[{"source", "title", "publisher", "licence", "licence_url", "attribution"}]``."""
     out = []
     for name, cfg in territory.sources.items():
-        schema_id = (cfg.model_extra or {}).get("schema")
+        schema_id = cfg.schema_id
         if not schema_id:
             continue
         schema = load_schema(schema_id)

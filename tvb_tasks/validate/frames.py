@@ -100,7 +100,7 @@ def classify_landuse(frame: pd.DataFrame, landuse: Any) -> pd.Series:
     assigned = np.zeros(len(frame), dtype=bool)
     for rule in landuse.rules:
         mask = ~assigned
-        for column, prefix in (rule.model_extra or {}).items():
+        for column, prefix in rule.codes.items():
             if column not in frame.columns:
                 mask = np.zeros(len(frame), dtype=bool)
                 break

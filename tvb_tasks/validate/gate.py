@@ -24,6 +24,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from tvb_tasks.errors import DeterministicError
 from tvb_tasks.validate.frames import (  # noqa: F401 - also importable from here
     CRS_COLUMN,
     GEOMETRY_COLUMN,
@@ -64,7 +65,7 @@ OPTIONAL_OUTPUT_LAYERS = ("priorities",)   # validated when the GeoPackage holds
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(DeterministicError, RuntimeError):
     """Critical expectations failed; ``str()`` names each source, expectation, failing count and a sample."""
 
     def __init__(self, message: str, summary: dict | None = None) -> None:

@@ -1,7 +1,7 @@
 """The ``validation:`` section of a territory YAML (optional; every key has a default).
 
-Until :class:`tvb_tasks.config.Territory` declares it, the section travels in ``territory.model_extra["validation"]``
-and is parsed here. Example::
+A field of :class:`tvb_tasks.config.Territory` (``territory.validation``; the models live in
+:mod:`tvb_tasks.config_sections` and are re-exported here), validated when the territory loads. Example::
 
     validation:
       row_count_drift_pct: 20        # ± % of features vs the previous snapshot of the same source
@@ -19,61 +19,21 @@ An expectation key is its type, with ``[column]`` appended for column expectatio
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-Severity = Literal["critical", "warning", "info"]
+from tvb_tasks.config_sections import Severity, SourceValidation, ValidationSettings
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceValidation(_Model):
-    """Per-source settings; ``None`` falls back to the territory-wide value."""
-
-    repair_geometries: bool = False
-    row_count_drift_pct: float | None = Field(default=None, gt=0)
-    area_by_class_drift_pct: float | None = Field(default=None, gt=0)
-    severity: dict[str, Severity] = Field(default_factory=dict)
-
-
-class ValidationSettings(_Model):
-    row_count_drift_pct: float = Field(default=20.0, gt=0)
-    area_by_class_drift_pct: float = Field(default=20.0, gt=0)
-    min_class_area_ha: float = Field(default=5.0, ge=0)
-    territory_buffer_m: float = Field(default=1000.0, ge=0)
-    output_buffer_m: float = Field(default=50.0, ge=0)
-    sample_size: int = Field(default=5, ge=1, le=100)
-    severity: dict[str, dict[str, Severity]] = Field(default_factory=dict)
-    sources: dict[str, SourceValidation] = Field(default_factory=dict)
-
-    def for_source(self, name: str) -> SourceValidation:
-        return self.sources.get(name, SourceValidation())
-
-    def row_count_drift(self, name: str) -> float:
-        return self.for_source(name).row_count_drift_pct or self.row_count_drift_pct
-
-    def area_drift(self, name: str) -> float:
-        return self.for_source(name).area_by_class_drift_pct or self.area_by_class_drift_pct
-
-    def severity_overrides(self, suite_name: str, source: str | None = None) -> dict[str, Severity]:
-        """Overrides for a suite, then for a source (the source wins)."""
-        merged = dict(self.severity.get(suite_name, {}))
-        if source is not None:
-            merged.update(self.for_source(source).severity)
-        return merged
+__all__ = ["Severity", "SourceValidation", "ValidationSettings", "validation_settings"]
 
 
 def validation_settings(territory: Any) -> ValidationSettings:
-    """Parse ``territory.validation`` (a typed field later) or ``territory.model_extra["validation"]``.
+    """``territory.validation`` (typed; a mapping set by ``model_copy`` is validated).
 
     Raises ``ValueError`` naming the territory file and the bad key.
     """
     raw = getattr(territory, "validation", None)
-    if raw is None:
-        raw = (getattr(territory, "model_extra", None) or {}).get("validation")
     if isinstance(raw, ValidationSettings):
         return raw
     if isinstance(raw, BaseModel):

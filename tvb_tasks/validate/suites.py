@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvb_tasks.config import PROJECT_ROOT
+from tvb_tasks.errors import DeterministicError
 
 if TYPE_CHECKING:  # pragma: no cover
     import great_expectations as gx
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SEVERITIES = ("critical", "warning", "info")
 
 
-class SuiteLoadError(RuntimeError):
+class SuiteLoadError(DeterministicError, RuntimeError):
     """A suite file is missing, malformed, or would load with fewer / other expectations than it declares."""
 
 

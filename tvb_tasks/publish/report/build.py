@@ -124,8 +124,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     rupture map show the fragmenting roads and railways. Returns ``{"html": str, "files": [str, ...]}``."""
     gpkg, indicators_dir, out_dir = Path(gpkg), Path(indicators_dir), Path(out_dir)
     cfg = indicators_config(territory)
-    publish_cfg = ((territory.model_extra or {}).get("publish") or {}).get("report") or {}
-    small_pct = float(publish_cfg.get("small_change_pct", 1.0))
+    small_pct = territory.publish.report.small_change_pct
     doc = read_indicators_json(indicators_dir / "indicators.json")
     layers = read_layers(gpkg, territory)
     out_dir.mkdir(parents=True, exist_ok=True)
