@@ -131,7 +131,7 @@ def test_vigilance_points_have_their_own_key_figure_apart_from_rupture_points(tm
     import geopandas as gpd
     from shapely import Point
 
-    from test_indicators_scene import X0, Y0
+    from helpers.indicators_scene import X0, Y0
     territory = scene_territory(tmp_path)
     gpkg = write_scene(tmp_path / "tvb.gpkg")
     gpd.GeoDataFrame({"id": ["V0001", "V0002", "V0003"], "corridor_id": ["C3"] * 3, "sous_trame": "forest",
@@ -147,7 +147,7 @@ def test_km_by_status_come_from_the_stretches_when_the_release_has_them(tmp_path
     import geopandas as gpd
     from shapely.ops import substring
 
-    from test_indicators_scene import scene_layers
+    from helpers.indicators_scene import scene_layers
     territory = scene_territory(tmp_path)
     gpkg = write_scene(tmp_path / "tvb.gpkg")
     c3 = scene_layers()["corridors"].set_index("id").geometry["C3"]          # 1,050 m "to create"
