@@ -24,8 +24,36 @@ X0, Y0 = 684000.0, 7029000.0      # Lens area, Lambert-93 (EPSG:2154), metres
 
 
 # --- fake pipeline outputs ----------------------------------------------------------------------------------------
+def stretch_rows(corridors: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Corridor stretches of the fake corridors: (corridor index, start, end as fractions of its length, status).
+    Corridor 2 ("to_restore") has a supported "existing" second half; corridor 3 ("to_create") a first stretch only
+    "to restore", the rest "to create" (its midpoint stays "to create")."""
+    from shapely.ops import substring
+
+    cuts = [(0, 0.0, 1.0, "existing"), (1, 0.0, 0.5, "to_restore"), (1, 0.5, 1.0, "existing"),
+            (2, 0.0, 0.3, "to_restore"), (2, 0.3, 1.0, "to_create")]
+    rows, geoms, n = [], [], {}
+    for i, a, b, status in cuts:
+        c = corridors.iloc[i]
+        n[i] = n.get(i, 0) + 1
+        line = substring(c.geometry, a, b, normalized=True)
+        rows.append({"id": f"{c['id']}-S{n[i]:02d}", "corridor_id": c["id"], "sous_trame": c["sous_trame"],
+                     "status": status, "length_m": round(line.length, 1),
+                     "max_gap_m": {"existing": 0.0, "to_restore": 150.0, "to_create": 420.0}[status],
+                     "support_share": {"existing": 0.92, "to_restore": 0.55, "to_create": 0.1}[status],
+                     "missing_link": 0, "downgraded": int(status == "to_restore" and i == 2),
+                     "libelle": f"Tronçon {STATUS_FR[status]} ({c['id']})"})
+        geoms.append(line)
+    return gpd.GeoDataFrame(rows, geometry=geoms, crs=corridors.crs)
+
+
+STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
+# points de vigilance of the fake layers: on corridor 2 at 80 % of its length, on corridor 1 at x = X0 + 2500
+VIGILANCE_XY = [(X0 + 400 + 0.8 * 1300, Y0 + 500 + 0.8 * 2000), (X0 + 2500, Y0 + 250 + 100 * 1700 / 2200)]
+
+
 def make_layers_gpkg(path: Path) -> Path:
-    """A GeoPackage with the six published layers (EPSG:2154), a few features each."""
+    """A GeoPackage with the published layers but priorities (EPSG:2154), a few features each."""
     crs = "EPSG:2154"
     res = gpd.GeoDataFrame(
         {"id": [1, 2, 3], "sous_trame": ["forest", "wetland", "mining"], "area_ha": [40.0, 12.5, 9.0]},
@@ -51,9 +79,17 @@ def make_layers_gpkg(path: Path) -> Path:
                               "sous_trame": ["forest", "forest", "mining"],
                               "status": ["existing", "to_restore", "to_create"], "area_ha": [23.0, 19.0, 26.0]},
                              geometry=list(corridors.geometry.buffer(50)), crs=crs)
+    stretches = stretch_rows(corridors)
+    vigilance = gpd.GeoDataFrame(
+        {"id": ["V0001", "V0002"], "corridor_id": [2, 1], "sous_trame": ["forest", "forest"],
+         "infrastructure": ["road", "road"], "infra_class": ["4", "4"], "infra_name": ["D58", ""], "severity": [2, 2],
+         "n_merged": [1, 1], "libelle": ["Point de vigilance – route d'importance 4 (D58)",
+                                         "Point de vigilance – route d'importance 4"]},
+        geometry=[Point(xy) for xy in VIGILANCE_XY], crs=crs)
     path.unlink(missing_ok=True)
     for name, gdf in (("reservoirs", res), ("relays", relays), ("corridors", corridors), ("corridor_areas", areas),
-                      ("wet_corridors", wet), ("rupture_points", ruptures), ("communes", communes)):
+                      ("corridor_stretches", stretches), ("wet_corridors", wet), ("rupture_points", ruptures),
+                      ("vigilance_points", vigilance), ("communes", communes)):
         pyogrio.write_dataframe(gdf, path, layer=name, driver="GPKG")
     return path
 
@@ -173,7 +209,7 @@ def test_pmtiles_single_archive_with_all_layers(staged: Path):
         meta = Reader(MmapSource(f)).metadata()
     ids = {vl["id"] for vl in meta["vector_layers"]}
     assert ids == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
-                   "communes"}
+                   "communes", "corridor_stretches", "vigilance_points"}
     # GDAL reads the merged archive back: every layer with its features and French labels
     layers = {name for name, _ in pyogrio.list_layers(staged / "web" / "tvb.pmtiles")}
     assert ids <= layers
@@ -207,7 +243,7 @@ def test_qgis_project(staged: Path):
     assert root.find("properties/Paths/Absolute").text == "false"
     layers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
     assert set(layers) == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
-                           "communes"}
+                           "communes", "corridor_stretches", "vigilance_points"}
     for name, ml in layers.items():
         path, _, layer = ml.find("datasource").text.partition("|layername=")
         assert not Path(path).is_absolute()
@@ -237,6 +273,67 @@ def test_qgis_project(staged: Path):
     cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
     assert cfg["options"]["projection"]["ref"] == "EPSG:2154"
     assert {v["id"] for v in cfg["layers"].values()} == {ml.find("id").text for ml in layers.values()}
+
+
+def test_vigilance_points_and_corridor_stretches_are_published(staged: Path):
+    """Both method layers reach every reader output: French GeoPackage titles, GeoParquet, the web map (stretches
+    shown by default in the corridors' status colours, corridors kept but switched off; vigilance triangles in the
+    report's orange) and the QGIS project (same styles, corridors unchecked)."""
+    from tvb_tasks.publish.report.fractures import VIGILANCE_COLOR
+    from tvb_tasks.publish.styles import STATUS_STYLES
+
+    con = sqlite3.connect(staged / "tvb.gpkg")
+    idents = dict(con.execute("SELECT table_name, identifier FROM gpkg_contents"))
+    titles = dict(con.execute("SELECT column_name, title FROM gpkg_data_columns "
+                              "WHERE table_name='corridor_stretches'"))
+    con.close()
+    assert idents["vigilance_points"] == "Points de vigilance"
+    assert idents["corridor_stretches"].startswith("Tronçons de corridor")
+    assert titles["max_gap_m"] == "Plus longue discontinuité (m)" and titles["libelle_statut"] == "Statut"
+    stretches = gpd.read_parquet(staged / "parquet" / "corridor_stretches.parquet")
+    assert len(stretches) == 5 and stretches.crs.to_epsg() == 2154
+    assert dict(zip(stretches["id"], stretches["libelle_statut"]))["2-S02"] == "Existant"
+    assert list(gpd.read_parquet(staged / "parquet" / "vigilance_points.parquet")["id"]) == ["V0001", "V0002"]
+
+    html = (staged / "web" / "index.html").read_text(encoding="utf-8")
+    cfg = json.loads(html.split('<script id="tvb-config" type="application/json">')[1].split("</script>")[0])
+    layers = {lyr["name"]: lyr for lyr in cfg["layers"]}
+    names = [lyr["name"] for lyr in cfg["layers"]]
+    assert names.index("corridors") < names.index("corridor_stretches")       # stretches drawn over the corridors
+    assert layers["corridor_stretches"]["visible"] is True and layers["corridors"]["visible"] is False
+    assert ([(c["label"], c["color"]) for c in layers["corridor_stretches"]["categories"]]
+            == [(c["label"], c["color"]) for c in layers["corridors"]["categories"]]
+            == [(label, color) for label, color in STATUS_STYLES.values()])
+    vig = layers["vigilance_points"]
+    assert vig["title"] == "Points de vigilance" and vig["symbol"] == "triangle" and vig["color"] == VIGILANCE_COLOR
+    assert names.index("vigilance_points") < names.index("rupture_points")      # under the rupture points
+    assert [f[2] for f in cfg["popup_fields"]["corridor_stretches"] if f[0] == "support_share"] == ["share"]
+
+    root = ET.parse(staged / "qgis" / "tvb.qgs").getroot()
+    maplayers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
+    tree = {n.get("id"): n.get("checked") for n in root.iter("layer-tree-layer")}
+    assert tree["tvb_corridors_layer"] == "Qt::Unchecked" and tree["tvb_corridor_stretches_layer"] == "Qt::Checked"
+    assert tree["tvb_vigilance_points_layer"] == "Qt::Checked"
+    r = maplayers["corridor_stretches"].find("renderer-v2")
+    assert r.get("type") == "categorizedSymbol" and r.get("attr") == "status"
+    assert {c.get("value"): c.get("label") for c in r.iter("category")} == {
+        "existing": "Existant", "to_restore": "À restaurer", "to_create": "À créer"}
+    marker = {o.get("name"): o.get("value") for o in maplayers["vigilance_points"].iter("Option") if o.get("name")}
+    assert marker["name"] == "triangle" and marker["color"].startswith("253,174,97")
+    exprs = {f.get("name"): f.get("expression") for f in maplayers["corridor_stretches"].iter("field")
+             if f.get("expression")}
+    assert "* 100" in exprs["support_share_texte"]
+    cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
+    toggled = {v["id"]: v["toggled"] for v in cfg["layers"].values()}
+    assert toggled["tvb_corridors_layer"] == "False" and toggled["tvb_corridor_stretches_layer"] == "True"
+
+
+def test_corridors_stay_shown_without_stretches():
+    """A release without stretches (older method) keeps its corridors on when the map opens."""
+    from tvb_tasks.publish.webmap import layer_config
+
+    cfg = {c["name"]: c for c in layer_config(territory(), ["corridors", "rupture_points"])}
+    assert cfg["corridors"]["visible"] is True and cfg["rupture_points"]["symbol"] == "circle"
 
 
 def test_stage_refuses_non_empty_folder(tmp_path: Path):
