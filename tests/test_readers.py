@@ -228,7 +228,24 @@ def test_web_map_popups_are_french_without_codes(release, served):
         assert props["nom"] in text and "Commune" in text and "Surface" in text and " ha" in text, text
         assert "Points de rupture" in text and not INTERNAL_CODES.search(text), text
         page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
-        # a corridor
+        # a corridor stretch (shown by default: the status of each stretch), then a point de vigilance
+        x, y, props = _screen_point_of(page, "corridor_stretches-line", "f => true")
+        page.click(x, y)
+        text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
+        assert "Tronçons de corridor" in text and "Statut du tronçon" in text and " km" in text, text
+        assert "Part d'éléments support" in text and props["corridor_id"] in text, text
+        assert not INTERNAL_CODES.search(text) and text.count("Longueur") == 1, text
+        page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
+        x, y, props = _screen_point_of(page, "vigilance_points-symbol", "f => true")
+        page.click(x, y)
+        text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
+        assert "Points de vigilance" in text and "importance 4" in text and "Gravité" in text, text
+        assert not INTERNAL_CODES.search(text), text
+        page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
+        # a whole corridor: switched on from the legend (the stretches switched off)
+        page.eval("window.tvbState.idle = false; document.getElementById('tvb-toggle-corridors').click();"
+                  "document.getElementById('tvb-toggle-corridor_stretches').click()")
+        page.wait_for("window.tvbState.idle === true")                  # redrawn
         x, y, props = _screen_point_of(page, "corridors-line", "f => true")
         page.click(x, y)
         text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
