@@ -93,7 +93,7 @@ def test_pmtiles_single_archive_with_all_layers(staged: Path):
         meta = Reader(MmapSource(f)).metadata()
     ids = {vl["id"] for vl in meta["vector_layers"]}
     assert ids == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
-                   "communes"}
+                   "communes", "corridor_stretches", "vigilance_points"}
     # GDAL reads the merged archive back: every layer with its features and French labels
     layers = {name for name, _ in pyogrio.list_layers(staged / "web" / "tvb.pmtiles")}
     assert ids <= layers
@@ -127,7 +127,7 @@ def test_qgis_project(staged: Path):
     assert root.find("properties/Paths/Absolute").text == "false"
     layers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
     assert set(layers) == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
-                           "communes"}
+                           "communes", "corridor_stretches", "vigilance_points"}
     for name, ml in layers.items():
         path, _, layer = ml.find("datasource").text.partition("|layername=")
         assert not Path(path).is_absolute()
@@ -157,6 +157,67 @@ def test_qgis_project(staged: Path):
     cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
     assert cfg["options"]["projection"]["ref"] == "EPSG:2154"
     assert {v["id"] for v in cfg["layers"].values()} == {ml.find("id").text for ml in layers.values()}
+
+
+def test_vigilance_points_and_corridor_stretches_are_published(staged: Path):
+    """Both method layers reach every reader output: French GeoPackage titles, GeoParquet, the web map (stretches
+    shown by default in the corridors' status colours, corridors kept but switched off; vigilance triangles in the
+    report's orange) and the QGIS project (same styles, corridors unchecked)."""
+    from tvb_tasks.publish.report.fractures import VIGILANCE_COLOR
+    from tvb_tasks.publish.styles import STATUS_STYLES
+
+    con = sqlite3.connect(staged / "tvb.gpkg")
+    idents = dict(con.execute("SELECT table_name, identifier FROM gpkg_contents"))
+    titles = dict(con.execute("SELECT column_name, title FROM gpkg_data_columns "
+                              "WHERE table_name='corridor_stretches'"))
+    con.close()
+    assert idents["vigilance_points"] == "Points de vigilance"
+    assert idents["corridor_stretches"].startswith("Tronçons de corridor")
+    assert titles["max_gap_m"] == "Plus longue discontinuité (m)" and titles["libelle_statut"] == "Statut"
+    stretches = gpd.read_parquet(staged / "parquet" / "corridor_stretches.parquet")
+    assert len(stretches) == 5 and stretches.crs.to_epsg() == 2154
+    assert dict(zip(stretches["id"], stretches["libelle_statut"]))["2-S02"] == "Existant"
+    assert list(gpd.read_parquet(staged / "parquet" / "vigilance_points.parquet")["id"]) == ["V0001", "V0002"]
+
+    html = (staged / "web" / "index.html").read_text(encoding="utf-8")
+    cfg = json.loads(html.split('<script id="tvb-config" type="application/json">')[1].split("</script>")[0])
+    layers = {lyr["name"]: lyr for lyr in cfg["layers"]}
+    names = [lyr["name"] for lyr in cfg["layers"]]
+    assert names.index("corridors") < names.index("corridor_stretches")       # stretches drawn over the corridors
+    assert layers["corridor_stretches"]["visible"] is True and layers["corridors"]["visible"] is False
+    assert ([(c["label"], c["color"]) for c in layers["corridor_stretches"]["categories"]]
+            == [(c["label"], c["color"]) for c in layers["corridors"]["categories"]]
+            == [(label, color) for label, color in STATUS_STYLES.values()])
+    vig = layers["vigilance_points"]
+    assert vig["title"] == "Points de vigilance" and vig["symbol"] == "triangle" and vig["color"] == VIGILANCE_COLOR
+    assert names.index("vigilance_points") < names.index("rupture_points")      # under the rupture points
+    assert [f[2] for f in cfg["popup_fields"]["corridor_stretches"] if f[0] == "support_share"] == ["share"]
+
+    root = ET.parse(staged / "qgis" / "tvb.qgs").getroot()
+    maplayers = {ml.find("shortname").text: ml for ml in root.iter("maplayer")}
+    tree = {n.get("id"): n.get("checked") for n in root.iter("layer-tree-layer")}
+    assert tree["tvb_corridors_layer"] == "Qt::Unchecked" and tree["tvb_corridor_stretches_layer"] == "Qt::Checked"
+    assert tree["tvb_vigilance_points_layer"] == "Qt::Checked"
+    r = maplayers["corridor_stretches"].find("renderer-v2")
+    assert r.get("type") == "categorizedSymbol" and r.get("attr") == "status"
+    assert {c.get("value"): c.get("label") for c in r.iter("category")} == {
+        "existing": "Existant", "to_restore": "À restaurer", "to_create": "À créer"}
+    marker = {o.get("name"): o.get("value") for o in maplayers["vigilance_points"].iter("Option") if o.get("name")}
+    assert marker["name"] == "triangle" and marker["color"].startswith("253,174,97")
+    exprs = {f.get("name"): f.get("expression") for f in maplayers["corridor_stretches"].iter("field")
+             if f.get("expression")}
+    assert "* 100" in exprs["support_share_texte"]
+    cfg = json.loads((staged / "qgis" / "tvb.qgs.cfg").read_text(encoding="utf-8"))
+    toggled = {v["id"]: v["toggled"] for v in cfg["layers"].values()}
+    assert toggled["tvb_corridors_layer"] == "False" and toggled["tvb_corridor_stretches_layer"] == "True"
+
+
+def test_corridors_stay_shown_without_stretches():
+    """A release without stretches (older method) keeps its corridors on when the map opens."""
+    from tvb_tasks.publish.webmap import layer_config
+
+    cfg = {c["name"]: c for c in layer_config(territory(), ["corridors", "rupture_points"])}
+    assert cfg["corridors"]["visible"] is True and cfg["rupture_points"]["symbol"] == "circle"
 
 
 def test_stage_refuses_non_empty_folder(tmp_path: Path):

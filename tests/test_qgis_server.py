@@ -26,7 +26,7 @@ import numpy as np
 import pyogrio
 import pytest
 
-from helpers.release_outputs import X0, Y0, make_outputs, territory
+from helpers.release_outputs import VIGILANCE_XY, X0, Y0, make_outputs, territory
 from tvb_tasks.publish.styles import PUBLISHED_LAYERS, STATUS_STYLES
 
 
@@ -222,6 +222,72 @@ def test_getmap_corridors_coloured_by_status_where_they_are(server: QgisServer, 
         others = [STATUS_STYLES[s][1] for s in STATUS_STYLES if s != status]
         assert not any(colour_mask(window, c).any() for c in others)
     assert (img[..., 3] == 0).mean() > 0.8          # only the corridors are drawn: the rest stays transparent
+
+
+def _along(a: tuple[float, float], b: tuple[float, float], f: float) -> tuple[float, float]:
+    return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+
+
+def test_getmap_stretches_show_the_status_of_each_stretch(server: QgisServer, grid: dict):
+    """Corridor stretches are drawn in the corridors' status colours, per stretch: the "to restore" corridor 2 is
+    orange on its first half and green on its supported second half (see test_publish_formats.stretch_rows)."""
+    img = getmap(server, grid, ["corridor_stretches"], transparent=True)
+    c2, c3 = ((X0 + 400, Y0 + 500), (X0 + 1700, Y0 + 2500)), ((X0 + 1700, Y0 + 2500), (X0 + 3200, Y0 + 500))
+    probes = {"to_restore": [_along(*c2, 0.25), _along(*c3, 0.15)], "existing": [_along(*c2, 0.75)],
+              "to_create": [_along(*c3, 0.65)]}
+    for status, points in probes.items():
+        for x, y in points:
+            col, row = pixel(grid, x, y)
+            window = img[max(row - 3, 0):row + 4, max(col - 3, 0):col + 4]
+            assert colour_mask(window, STATUS_STYLES[status][1]).any(), f"{status} stretch not drawn at {col},{row}"
+            others = [STATUS_STYLES[s][1] for s in STATUS_STYLES if s != status]
+            assert not any(colour_mask(window, c).any() for c in others), (status, x, y)
+
+
+def test_vigilance_points_are_orange_triangles_with_french_info(server: QgisServer, grid: dict):
+    from tvb_tasks.publish.styles import VIGILANCE_COLOR
+
+    img = getmap(server, grid, ["vigilance_points"], transparent=True)
+    orange = colour_mask(img, VIGILANCE_COLOR, tol=6)
+    for x, y in VIGILANCE_XY:
+        col, row = pixel(grid, x, y)
+        blob = orange[max(row - 8, 0):row + 9, max(col - 8, 0):col + 9]
+        assert blob.sum() >= 6, (x, y)
+        rows = np.nonzero(blob.any(axis=1))[0]
+        top, bottom = blob[rows[0]].sum(), blob[rows[-1]].sum()
+        assert bottom > top, (top, bottom)             # a triangle, point up: wider at its base than at its tip
+    assert orange.sum() < 200                           # two small markers, nothing else
+    ans = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetLegendGraphic", LAYERS="vigilance_points,corridor_stretches",
+                 STYLES="", FORMAT="application/json")
+    assert ans.status == 200, ans.body[:1000]
+    titles = [n["title"] for n in ans.json()["nodes"]]
+    assert TITLES["vigilance_points"] == "Points de vigilance" and TITLES["vigilance_points"] in titles
+    stretch_node = next(n for n in ans.json()["nodes"] if n["title"] == TITLES["corridor_stretches"])
+    assert [s["title"] for s in stretch_node["symbols"]] == ["Existant", "À restaurer", "À créer"]
+    col, row = pixel(grid, *VIGILANCE_XY[0])
+    ans = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetFeatureInfo", LAYERS="vigilance_points",
+                 QUERY_LAYERS="vigilance_points", STYLES="", CRS="EPSG:2154",
+                 BBOX=",".join(f"{v:.0f}" for v in grid["bbox"]), WIDTH=grid["width"], HEIGHT=grid["height"],
+                 I=col, J=row, FEATURE_COUNT=5, FI_POINT_TOLERANCE=8, INFO_FORMAT="application/json")
+    props = [f["properties"] for f in ans.json()["features"]]
+    assert len(props) == 1, props
+    assert props[0]["Identifiant"] == "V0001" and props[0]["Infrastructure"] == "route", props
+    assert props[0]["Gravité"] == "moyenne" and props[0]["Libellé"].startswith("Point de vigilance"), props
+
+
+def test_getfeatureinfo_on_a_stretch_gives_its_own_status(server: QgisServer, grid: dict):
+    col, row = pixel(grid, *_along((X0 + 400, Y0 + 500), (X0 + 1700, Y0 + 2500), 0.75))
+    ans = server(SERVICE="WMS", VERSION="1.3.0", REQUEST="GetFeatureInfo", LAYERS="corridor_stretches",
+                 QUERY_LAYERS="corridor_stretches", STYLES="", CRS="EPSG:2154",
+                 BBOX=",".join(f"{v:.0f}" for v in grid["bbox"]), WIDTH=grid["width"], HEIGHT=grid["height"],
+                 I=col, J=row, FEATURE_COUNT=5, FI_LINE_TOLERANCE=6, INFO_FORMAT="application/json")
+    assert ans.status == 200, ans.body[:1000]
+    props = [f["properties"] for f in ans.json()["features"]]
+    assert len(props) == 1, props
+    p = props[0]
+    assert p["Statut"] == "Existant" and p["Identifiant"] == "2-S02", p      # its corridor is "à restaurer"
+    assert p["Part d'éléments support"] == "92 %" and p["Longueur du tronçon"].endswith(" km"), p
+    assert "existing" not in json.dumps(p, ensure_ascii=False)
 
 
 def test_getmap_web_mercator(server: QgisServer, grid: dict):

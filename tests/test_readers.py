@@ -188,7 +188,7 @@ def test_pdf_is_a4_numbered_with_contents(release):
 def test_report_reads_in_french_for_a_planner(release):
     html = (release["root"] / "report" / "index.html").read_text(encoding="utf-8")
     assert html.index('id="en-bref"') < html.index('id="chiffres-cles"')
-    assert "points de rupture marquent" in html and "Routes, voies ferrées" in html      # summary, credits
+    assert "points de rupture" in html and "passage à faune" in html and "Routes, voies ferrées" in html      # summary, credits
     assert "Carte interactive" in html
     png = release["root"] / "report" / "maps" / "points_de_rupture.png"
     assert png.stat().st_size > 50_000
@@ -230,7 +230,24 @@ def test_web_map_popups_are_french_without_codes(release, served):
         assert props["nom"] in text and "Commune" in text and "Surface" in text and " ha" in text, text
         assert "Points de rupture" in text and not INTERNAL_CODES.search(text), text
         page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
-        # a corridor
+        # a corridor stretch (shown by default: the status of each stretch), then a point de vigilance
+        x, y, props = _screen_point_of(page, "corridor_stretches-line", "f => true")
+        page.click(x, y)
+        text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
+        assert "Tronçons de corridor" in text and "Statut du tronçon" in text and " km" in text, text
+        assert "Part d'éléments support" in text and props["corridor_id"] in text, text
+        assert not INTERNAL_CODES.search(text) and text.count("Longueur") == 1, text
+        page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
+        x, y, props = _screen_point_of(page, "vigilance_points-symbol", "f => true")
+        page.click(x, y)
+        text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
+        assert "Points de vigilance" in text and "importance 4" in text and "Gravité" in text, text
+        assert not INTERNAL_CODES.search(text), text
+        page.eval("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
+        # a whole corridor: switched on from the legend (the stretches switched off)
+        page.eval("window.tvbState.idle = false; document.getElementById('tvb-toggle-corridors').click();"
+                  "document.getElementById('tvb-toggle-corridor_stretches').click()")
+        page.wait_for("window.tvbState.idle === true")                  # redrawn
         x, y, props = _screen_point_of(page, "corridors-line", "f => true")
         page.click(x, y)
         text = page.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)

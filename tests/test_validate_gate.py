@@ -45,6 +45,7 @@ EXPECTED_COUNTS = {
     "output_reservoirs": 18, "output_relays": 18, "output_corridors": 20, "output_wet_corridors": 15,
     "output_rupture_points": 18, "output_indicators": 6, "output_corridor_areas": 21,
     "source_projects": 17, "source_maintenance": 14, "output_priorities": 22,
+    "output_vigilance_points": 20, "output_corridor_stretches": 22,
 }
 
 
@@ -126,7 +127,7 @@ def test_every_role_and_output_has_a_suite():
     for role in get_args(SourceRole):
         assert suites_mod.suite_for("source", role).startswith("source_")
     for layer in ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
-                  "indicators", "priorities"):
+                  "indicators", "priorities", "vigilance_points", "corridor_stretches"):
         assert suites_mod.suite_for("output", layer) == f"output_{layer}"
 
 
@@ -364,8 +365,21 @@ def output_layers() -> dict[str, gpd.GeoDataFrame]:
                               "status": ["to_restore"], "missing_link": [0], "cost_margin": [2500.0],
                               "area_ha": [17.0], "mean_width_m": [100.0], "libelle": ["Emprise du corridor"]},
                              geometry=[line.buffer(50)], crs=2154)
+    mid = X0 + 1200
+    stretches = gpd.GeoDataFrame({"id": ["C1-S01", "C1-S02"], "corridor_id": ["C1", "C1"],
+                                  "sous_trame": ["forest", "forest"], "status": ["existing", "to_restore"],
+                                  "length_m": [900.0, 800.0], "max_gap_m": [0.0, 325.0],
+                                  "support_share": [0.92, 0.41], "missing_link": [0, 0], "downgraded": [0, 1],
+                                  "libelle": ["Tronçon existant", "Tronçon à restaurer"]},
+                                 geometry=[LineString([(X0 + 300, Y0 + 5150), (mid, Y0 + 5150)]),
+                                           LineString([(mid, Y0 + 5150), (X0 + 2000, Y0 + 5150)])], crs=2154)
+    vigilance = gpd.GeoDataFrame({"id": ["V0001"], "corridor_id": ["C1"], "sous_trame": ["forest"],
+                                  "infrastructure": ["road"], "infra_class": ["4"], "infra_name": ["D58"],
+                                  "severity": [2], "n_merged": [1], "libelle": ["Point de vigilance"]},
+                                 geometry=[Point(X0 + 1600, Y0 + 5150)], crs=2154)
     return {"reservoirs": reservoirs, "relays": relays, "corridors": corridors, "wet_corridors": wet,
-            "rupture_points": ruptures, "corridor_areas": areas}
+            "rupture_points": ruptures, "corridor_areas": areas, "corridor_stretches": stretches,
+            "vigilance_points": vigilance}
 
 
 def write_outputs(directory: Path, layers: dict, figures: dict | None) -> tuple[Path, Path]:
@@ -388,7 +402,9 @@ def test_good_outputs_pass_and_share_the_docs_index(territory, tmp_path):
     assert summary["success"], [(k, s["critical_failures"]) for k, s in summary["sources"].items()]
     assert summary["critical_failures"] == 0 and summary["warnings"] == 0
     assert set(summary["sources"]) == {"reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors",
-                                       "rupture_points", "indicators"}
+                                       "rupture_points", "corridor_stretches", "vigilance_points", "indicators"}
+    assert summary["sources"]["vigilance_points"]["evaluated"] == EXPECTED_COUNTS["output_vigilance_points"]
+    assert summary["sources"]["corridor_stretches"]["evaluated"] == EXPECTED_COUNTS["output_corridor_stretches"]
     assert summary["sources"]["corridors"]["evaluated"] == EXPECTED_COUNTS["output_corridors"]
     assert summary["sources"]["corridor_areas"]["evaluated"] == EXPECTED_COUNTS["output_corridor_areas"]
     assert Path(summary["results_path"]).name == "outputs_results.json"
@@ -424,3 +440,53 @@ def test_indicators_without_key_figures_are_blocked(territory, tmp_path):
     assert not summary["sources"]["indicators"]["success"]
     assert "expect_table_columns_to_match_set" in critical_keys(summary["sources"]["indicators"])
     assert all(summary["sources"][k]["success"] for k in ("reservoirs", "corridors"))
+
+
+def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(territory, tmp_path):
+    """Points de vigilance and corridor stretches are output layers like the others: duplicate ids, a severity that is
+    not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch each block the release,
+    and the gate's message names the layer; an empty vigilance layer (no local road crossed) is only reported."""
+    layers = output_layers()
+    vig = layers["vigilance_points"]
+    layers["vigilance_points"] = gpd.GeoDataFrame(
+        {**{c: list(vig[c]) * 2 for c in vig.columns if c != "geometry"}, "severity": [2, 4]},
+        geometry=[Point(X0 + 1600, Y0 + 5150), Point(X0 + 1700, Y0 + 5150)], crs=2154)       # V0001 twice
+    layers["corridor_stretches"].loc[0, "status"] = "partiel"
+    layers["corridor_stretches"].loc[1, "length_m"] = 0.0
+    gpkg, indicators = write_outputs(tmp_path, layers, GOOD_FIGURES)
+    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "validation")
+    assert not summary["success"]
+    assert critical_keys(summary["sources"]["vigilance_points"]) == {
+        "expect_column_values_to_be_unique[id]", "expect_column_values_to_be_in_set[severity]"}
+    assert critical_keys(summary["sources"]["corridor_stretches"]) == {
+        "expect_column_values_to_be_in_set[status]", "expect_column_values_to_be_between[length_m]"}
+    assert all(summary["sources"][k]["success"] for k in ("corridors", "rupture_points", "reservoirs"))
+    with pytest.raises(ValidationFailed) as caught:
+        raise_for_critical(summary)
+    message = str(caught.value)
+    assert "source 'vigilance_points' (suite output_vigilance_points)" in message
+    assert "source 'corridor_stretches' (suite output_corridor_stretches)" in message
+    assert "partiel" in message and "V0001" in message
+
+    # the vigilance severity is the YAML's, not a constant; an id not in the V… series is refused
+    ok = output_layers()
+    ok["vigilance_points"].loc[0, "id"] = "P0001"
+    gpkg, indicators = write_outputs(tmp_path / "ids", ok, GOOD_FIGURES)
+    rules = territory.rupture_points.model_copy(update={"vigilance_severity": 3})
+    summary = validate_outputs(territory.model_copy(update={"rupture_points": rules}), gpkg, indicators,
+                               tmp_path / "ids" / "validation")
+    assert critical_keys(summary["sources"]["vigilance_points"]) == {
+        "expect_column_values_to_match_regex[id]", "expect_column_values_to_be_in_set[severity]"}
+
+    # no local road crossed: an empty vigilance layer passes (reported as info); a missing one is blocked
+    empty = output_layers()
+    empty["vigilance_points"] = empty["vigilance_points"].iloc[0:0]
+    gpkg, indicators = write_outputs(tmp_path / "empty", empty, GOOD_FIGURES)
+    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "empty" / "validation")
+    assert summary["success"], [(k, s["critical_failures"]) for k, s in summary["sources"].items()]
+    del empty["corridor_stretches"]
+    gpkg, indicators = write_outputs(tmp_path / "missing", empty, GOOD_FIGURES)
+    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "missing" / "validation")
+    assert critical_keys(summary["sources"]["corridor_stretches"]) == {"layer_exists"}
+    with pytest.raises(ValidationFailed, match=r"source 'corridor_stretches'.*layer 'corridor_stretches' missing"):
+        raise_for_critical(summary)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
-from helpers.release_outputs import X0, Y0, do_publish, make_outputs, territory
+from helpers.release_outputs import VIGILANCE_XY, X0, Y0, do_publish, make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.store import LocalStore
 
@@ -132,7 +132,9 @@ def test_web_map_in_chromium(browser: CDP, site):
     ranged = [p for (_, p, status) in site["server"].log if p.endswith("tvb.pmtiles") and status == 206]
     assert len(ranged) >= 2
     rendered = cdp.eval("tvbMap.queryRenderedFeatures().map(f => f.sourceLayer)")
-    assert {"reservoirs", "corridors", "wet_corridors", "rupture_points", "communes"} <= set(rendered)
+    assert {"reservoirs", "corridor_stretches", "wet_corridors", "rupture_points", "vigilance_points",
+            "communes"} <= set(rendered)
+    assert "corridors" not in rendered                  # whole corridors give way to their stretches at start
 
     # the map area is not blank: many pixels differ from the background colour, with some variance
     px = map_pixels(cdp)
@@ -140,16 +142,24 @@ def test_web_map_in_chromium(browser: CDP, site):
     drawn = np.abs(px - background).sum(axis=2) > 30
     assert px.std() > 10 and drawn.mean() > 0.02, (px.std(), drawn.mean())
 
-    # a real click on the "to restore" corridor opens a popup with French labels
+    # points de vigilance are orange triangles (the report's colour) drawn where they are
     from pyproj import Transformer
 
     to_wgs84 = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True)
+    vlon, vlat = to_wgs84.transform(*VIGILANCE_XY[1])
+    vx, vy = cdp.eval(f"(() => {{ const p = tvbMap.project([{vlon}, {vlat}]); return [p.x, p.y]; }})()")
+    window = px[int(vy) - 2:int(vy) + 3, int(vx) - 2:int(vx) + 3]
+    assert (np.abs(window - np.array([0xFD, 0xAE, 0x61])).max(axis=2) < 30).any(), window.reshape(-1, 3)
+    assert cdp.eval("tvbMap.getStyle().layers.find(l => l.id === 'vigilance_points-symbol').type") == "symbol"
+
+    # a real click on the "to restore" stretch of corridor 2 opens a popup with French labels
     lon, lat = to_wgs84.transform(X0 + 400 + 0.3 * 1300, Y0 + 500 + 0.3 * 2000)
     x, y = cdp.eval(f"(() => {{ const p = tvbMap.project([{lon}, {lat}]);"
                     " const r = tvbMap.getCanvas().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; })()")
     cdp.click(x, y)
     text = cdp.wait_for("(document.querySelector('.maplibregl-popup-content') || {}).innerText", timeout=20)
-    assert "Corridors écologiques" in text and "Statut" in text and "À restaurer" in text, text
+    assert "Tronçons de corridor" in text and "Statut du tronçon" in text and "À restaurer" in text, text
+    assert "Tronçon à restaurer (2)" in text and "Part d'éléments support" in text and "55 %" in text, text
     assert "Longueur" in text and "km" in text and "to_restore" not in text
     if os.environ.get("TVB_SCREENSHOT_DIR"):           # for a person to look at
         shot = cdp.send("Page.captureScreenshot", {"format": "png"})
@@ -160,11 +170,16 @@ def test_web_map_in_chromium(browser: CDP, site):
     figures = cdp.eval("document.getElementById('tvb-figures-body').innerText")
     assert "Surface des réservoirs" in figures and "61,5\xa0ha" in figures
     legend = cdp.eval("document.getElementById('tvb-legend-body').innerText")
-    assert all(s in legend for s in ("Existant", "À restaurer", "À créer", "Sous-trame forestière"))
+    assert all(s in legend for s in ("Existant", "À restaurer", "À créer", "Sous-trame forestière",
+                                     "Points de vigilance", "Tronçons de corridor", "Corridors écologiques"))
+    assert cdp.eval("document.querySelectorAll('.tvb-swatch.tvb-triangle[data-layer=vigilance_points]').length") == 1
 
-    # the layer switcher hides a layer
+    # the layer switcher shows the whole corridors (off at start) and hides the stretches
+    assert cdp.eval("document.getElementById('tvb-toggle-corridors').checked") is False
     cdp.eval("document.getElementById('tvb-toggle-corridors').click()")
-    assert cdp.eval("tvbMap.getLayoutProperty('corridors-line', 'visibility')") == "none"
+    assert cdp.eval("tvbMap.getLayoutProperty('corridors-line', 'visibility')") == "visible"
+    cdp.eval("document.getElementById('tvb-toggle-corridor_stretches').click()")
+    assert cdp.eval("tvbMap.getLayoutProperty('corridor_stretches-line', 'visibility')") == "none"
     assert cdp.console_errors() == []
 
 
@@ -193,6 +208,16 @@ POPUP_CASES = {
     "reservoirs": {"id": "forest-R001", "libelle_sous_trame": "Sous-trame forestière", "area_ha": 12.5,
                    "origin": "habitat_patch+protected_area",
                    "origin_name": "N2000_ZPS Marais de la Souchez (site synthétique); patch 1; patch 19"},
+    "vigilance_points": {"id": "V0012", "corridor_id": "forest-C009", "sous_trame": "forest", "infrastructure": "road",
+                         "infra_class": "4", "infra_name": "Route secondaire Éleu-dit-Leauwette – Givenchy",
+                         "severity": 2, "n_merged": 1, "libelle_sous_trame": "Sous-trame forestière",
+                         "libelle": "Point de vigilance – route d'importance 4 – Sous-trame forestière – sévérité "
+                                    "moyenne"},
+    "corridor_stretches": {"id": "forest-C009-S02", "corridor_id": "forest-C009", "sous_trame": "forest",
+                           "status": "to_restore", "length_m": 412.5, "max_gap_m": 150.0, "support_share": 0.4375,
+                           "missing_link": 0, "downgraded": 1, "libelle_statut": "À restaurer",
+                           "libelle_sous_trame": "Sous-trame forestière",
+                           "libelle": "Tronçon à restaurer – Sous-trame forestière (forest-C009, 412 m)"},
     "corridor_areas": {"id": "forest-C001-A", "corridor_id": "forest-C001", "status": "to_create",
                        "missing_link": 1, "cost_margin": 2500.0, "area_ha": 28.75, "mean_width_m": 212.4,
                        "libelle": "Emprise du corridor à créer – Sous-trame forestière (forest-C001)",
@@ -220,6 +245,12 @@ def test_popups_read_in_french(browser: CDP, site):
     assert "busage sous une route" in text["rupture_points"] and "Liaison manquante à rétablir non" in text[
         "rupture_points"]
     assert "Natura 2000 (ZPS) Marais" in text["reservoirs"] and "tache d'habitat 19" in text["reservoirs"]
+    v = text["vigilance_points"]
+    assert v.startswith("Points de vigilance Point de vigilance – route") and "Gravité moyenne" in v, v
+    assert "importance 4 (1 = autoroute" in v and "Corridor franchi forest-C009" in v, v
+    st = text["corridor_stretches"]
+    assert "Statut du tronçon À restaurer" in st and "0,41 km" in st and "Plus longue discontinuité 150 m" in st, st
+    assert "Part d'éléments support 44 %" in st and "Statut abaissé par un point de rupture oui" in st, st
     a = text["corridor_areas"]
     assert "Liaison manquante (fracture) oui" in a and re.search(r"2\s500 unités de coût", a)
     # priorities start hidden (they would cover the rupture points) and are drawn under them; culverts have a legend

@@ -23,8 +23,36 @@ SECRET = "s3cr3t-Pa55"                # fake, test-only: must never appear in wh
 
 
 # --- fake pipeline outputs ----------------------------------------------------------------------------------------
+def stretch_rows(corridors: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Corridor stretches of the fake corridors: (corridor index, start, end as fractions of its length, status).
+    Corridor 2 ("to_restore") has a supported "existing" second half; corridor 3 ("to_create") a first stretch only
+    "to restore", the rest "to create" (its midpoint stays "to create")."""
+    from shapely.ops import substring
+
+    cuts = [(0, 0.0, 1.0, "existing"), (1, 0.0, 0.5, "to_restore"), (1, 0.5, 1.0, "existing"),
+            (2, 0.0, 0.3, "to_restore"), (2, 0.3, 1.0, "to_create")]
+    rows, geoms, n = [], [], {}
+    for i, a, b, status in cuts:
+        c = corridors.iloc[i]
+        n[i] = n.get(i, 0) + 1
+        line = substring(c.geometry, a, b, normalized=True)
+        rows.append({"id": f"{c['id']}-S{n[i]:02d}", "corridor_id": c["id"], "sous_trame": c["sous_trame"],
+                     "status": status, "length_m": round(line.length, 1),
+                     "max_gap_m": {"existing": 0.0, "to_restore": 150.0, "to_create": 420.0}[status],
+                     "support_share": {"existing": 0.92, "to_restore": 0.55, "to_create": 0.1}[status],
+                     "missing_link": 0, "downgraded": int(status == "to_restore" and i == 2),
+                     "libelle": f"Tronçon {STATUS_FR[status]} ({c['id']})"})
+        geoms.append(line)
+    return gpd.GeoDataFrame(rows, geometry=geoms, crs=corridors.crs)
+
+
+STATUS_FR = {"existing": "existant", "to_restore": "à restaurer", "to_create": "à créer"}
+# points de vigilance of the fake layers: on corridor 2 at 80 % of its length, on corridor 1 at x = X0 + 2500
+VIGILANCE_XY = [(X0 + 400 + 0.8 * 1300, Y0 + 500 + 0.8 * 2000), (X0 + 2500, Y0 + 250 + 100 * 1700 / 2200)]
+
+
 def make_layers_gpkg(path: Path) -> Path:
-    """A GeoPackage with the six published layers (EPSG:2154), a few features each."""
+    """A GeoPackage with the published layers but priorities (EPSG:2154), a few features each."""
     crs = "EPSG:2154"
     res = gpd.GeoDataFrame(
         {"id": [1, 2, 3], "sous_trame": ["forest", "wetland", "mining"], "area_ha": [40.0, 12.5, 9.0]},
@@ -50,9 +78,17 @@ def make_layers_gpkg(path: Path) -> Path:
                               "sous_trame": ["forest", "forest", "mining"],
                               "status": ["existing", "to_restore", "to_create"], "area_ha": [23.0, 19.0, 26.0]},
                              geometry=list(corridors.geometry.buffer(50)), crs=crs)
+    stretches = stretch_rows(corridors)
+    vigilance = gpd.GeoDataFrame(
+        {"id": ["V0001", "V0002"], "corridor_id": [2, 1], "sous_trame": ["forest", "forest"],
+         "infrastructure": ["road", "road"], "infra_class": ["4", "4"], "infra_name": ["D58", ""], "severity": [2, 2],
+         "n_merged": [1, 1], "libelle": ["Point de vigilance – route d'importance 4 (D58)",
+                                         "Point de vigilance – route d'importance 4"]},
+        geometry=[Point(xy) for xy in VIGILANCE_XY], crs=crs)
     path.unlink(missing_ok=True)
     for name, gdf in (("reservoirs", res), ("relays", relays), ("corridors", corridors), ("corridor_areas", areas),
-                      ("wet_corridors", wet), ("rupture_points", ruptures), ("communes", communes)):
+                      ("corridor_stretches", stretches), ("wet_corridors", wet), ("rupture_points", ruptures),
+                      ("vigilance_points", vigilance), ("communes", communes)):
         pyogrio.write_dataframe(gdf, path, layer=name, driver="GPKG")
     return path
 

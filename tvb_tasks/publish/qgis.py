@@ -92,8 +92,11 @@ def _symbol(parent: ET.Element, name: str, geometry: str, color: str, style: dic
                          "line_style": "solid", "capstyle": "round", "joinstyle": "round"})
     else:
         layer = ET.SubElement(sym, "layer", {"class": "SimpleMarker", "enabled": "1", "locked": "0", "pass": "0"})
-        _options(layer, {"color": _rgba(color), "name": "circle", "size": "3", "size_unit": "MM",
-                         "outline_color": "255,255,255,255", "outline_width": "0.4", "outline_width_unit": "MM"})
+        triangle = style.get("symbol") == "triangle"     # points de vigilance: as on the report's map
+        _options(layer, {"color": _rgba(color), "name": "triangle" if triangle else "circle",
+                         "size": "3.2" if triangle else "3", "size_unit": "MM",
+                         "outline_color": _rgba(style.get("stroke") or "#ffffff"),
+                         "outline_width": "0.3" if triangle else "0.4", "outline_width_unit": "MM"})
 
 
 def _categories(layer: dict, st_labels: dict[str, str], values_present: set[str] | None) -> list[tuple[str, str, str]]:
@@ -184,6 +187,7 @@ _FORMATS = {
     "friction": "replace(to_string(round(\"{f}\", 1)), '.', ',') || ' (échelle 1 à 10 000)'",
 }
 _FORMATS["km_pos"], _FORMATS["m_pos"] = _FORMATS["km"], _FORMATS["m"]
+_FORMATS["share"] = "to_string(round(\"{f}\" * 100)) || ' %'"
 LABELLED = {"communes": ("nom", 9.0, True), "wet_corridors": ("name", 7.5, False)}   # layer: (field, size pt, bold)
 
 
@@ -368,8 +372,11 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
         info = pyogrio.read_info(gpkg, layer=name, force_total_bounds=True)
         lid = _layer_id(name)
         source = f"./{gpkg_relpath}|layername={name}"
+        # corridors give way to their stretches when the release has them (styles.shown_at_start); the other
+        # layers all start checked (QGIS users switch priorities themselves)
+        checked = layer.get("replaced_by") not in present
         ET.SubElement(tree, "layer-tree-layer", id=lid, name=layer["title"], source=source, providerKey="ogr",
-                      checked="Qt::Checked", expanded="1")
+                      checked="Qt::Checked" if checked else "Qt::Unchecked", expanded="1")
         geom_attr = {"polygon": "Polygon", "line": "Line", "point": "Point"}[layer["geometry"]]
         ml = ET.SubElement(projectlayers, "maplayer", type="vector", geometry=geom_attr,
                            wkbType=_wkb_type(info, geom_attr), simplifyDrawingHints="1",
@@ -427,7 +434,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
         layers_cfg[layer["title"]] = {
             "id": lid, "name": layer["title"], "type": "layer", "title": layer["title"],
             "abstract": "", "link": "", "geometryType": layer["geometry"], "extent": [float(v) for v in tb] if tb is not None else None,
-            "crs": info.get("crs") or territory.crs, "toggled": "True", "popup": "True", "popupSource": "auto",
+            "crs": info.get("crs") or territory.crs, "toggled": str(checked), "popup": "True", "popupSource": "auto",
             "popupTemplate": "", "popupMaxFeatures": 10, "popupDisplayChildren": "False", "noLegendImage": "False",
             "groupAsLayer": "False", "baseLayer": "False", "displayInLegend": "True", "singleTile": "True",
             "imageFormat": "image/png", "cached": "False", "serverFrame": None, "clientCacheExpiration": 300,

@@ -10,10 +10,19 @@ PUBLISHED_LAYERS: list[dict] = [
      "fill_opacity": 0.35, "hatch": True},    # hatched, dashed outline: never mistaken for a reservoir
     {"name": "corridor_areas", "title": "Emprise des corridors (corridors de moindre coût)", "geometry": "polygon",
      "by": "status", "color": "#1a9850", "fill_opacity": 0.2},
+    # whole corridors: hidden when the map opens if the release has stretches (``replaced_by``), which show the
+    # status of each stretch (a practitioner reads where a corridor must be restored, not only that it must)
     {"name": "corridors", "title": "Corridors écologiques", "geometry": "line", "by": "status", "color": "#1a9850",
-     "width": 3},
+     "width": 3, "replaced_by": "corridor_stretches"},
+    {"name": "corridor_stretches", "title": "Tronçons de corridor (statut par tronçon)", "geometry": "line",
+     "by": "status", "color": "#1a9850", "width": 3},
     {"name": "wet_corridors", "title": "Corridors humides (trame bleue)", "geometry": "line", "color": "#1f78b4",
      "width": 3},
+    # points de vigilance: local roads crossing a corridor (COST 341 partial barriers, not rupture points): small
+    # orange triangles, as on the report's rupture-point map (``symbol``: marker shape; circle when absent)
+    {"name": "vigilance_points", "title": "Points de vigilance", "geometry": "point", "symbol": "triangle",
+     "color": "#fdae61", "stroke": "#555555", "radius": 5,
+     "label": "Route locale franchie par un corridor (gravité moyenne)"},
     # priorities: off by default and drawn under the rupture points (they sit on the same crossings), one gold colour
     # with a dark ring (no sous-trame / reservoir colour): ``visible`` = shown when the map opens
     # ``zero_by``: a priority whose gain is 0 is drawn grey ("gain nul": the ranking cannot tell it helps)
@@ -24,6 +33,13 @@ PUBLISHED_LAYERS: list[dict] = [
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
 ]
 LAYER_NAMES = [layer["name"] for layer in PUBLISHED_LAYERS]
+VIGILANCE_COLOR = next(layer["color"] for layer in PUBLISHED_LAYERS if layer["name"] == "vigilance_points")
+
+
+def shown_at_start(layer: dict, available: list[str] | set[str]) -> bool:
+    """Whether a published layer is shown when the map or project opens: its ``visible`` flag (default yes), and
+    not when the layer named by its ``replaced_by`` is in the release (corridors give way to their stretches)."""
+    return bool(layer.get("visible", True)) and layer.get("replaced_by") not in set(available)
 
 # Corridor status: canonical code -> (French label, colour). Aliases map other spellings to the canonical code.
 STATUS_STYLES: dict[str, tuple[str, str]] = {
@@ -147,7 +163,7 @@ SEVERITY_RADIUS = {1: 4, 2: 5.5, 3: 7, 4: 9}
 # Popup fields per layer, in order: (field, French label, format). Formats: "text", "code" (VALUE_LABELS),
 # "codes" (list of codes), "ha", "km" (stored in m), "m", "cost", "friction", "int"; "km_pos" / "m_pos": row left
 # out when 0; "bool" (oui / non), "sites" (codes inside origin_name), "gain_pct" / "gain_ha" (0 → "gain nul"),
-# "conflict", "index", "score". A field absent from a feature
+# "conflict", "index", "score", "share" (0–1 shown as %). A field absent from a feature
 # is skipped; fields of a layer without a spec are shown with FIELD_LABELS (so layers added later get popups).
 POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "communes": [("nom", "Commune", "text"), ("insee", "Code INSEE", "text"),
@@ -171,6 +187,18 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("missing_link", "Liaison manquante à rétablir", "bool"),
                        ("barrier_m", "Longueur de barrière franchie", "m_pos"),
                        ("site_id", "Site de franchissement", "text"), ("id", "Identifiant", "text")],
+    "corridor_stretches": [("libelle_statut", "Statut du tronçon", "text"),
+                           ("libelle_sous_trame", "Sous-trame", "text"), ("length_m", "Longueur du tronçon", "km"),
+                           ("max_gap_m", "Plus longue discontinuité", "m"),
+                           ("support_share", "Part d'éléments support", "share"),
+                           ("downgraded", "Statut abaissé par un point de rupture", "bool"),
+                           ("missing_link", "Liaison manquante (fracture)", "bool"),
+                           ("corridor_id", "Corridor", "text"), ("id", "Identifiant", "text")],
+    "vigilance_points": [("infrastructure", "Infrastructure", "code"),
+                         ("infra_name", "Nom de l'infrastructure", "text"), ("infra_class", "Classe", "infra_class"),
+                         ("severity", "Gravité", "code"), ("libelle_sous_trame", "Sous-trame", "text"),
+                         ("corridor_id", "Corridor franchi", "text"),
+                         ("n_merged", "Franchissements regroupés", "int"), ("id", "Identifiant", "text")],
     "corridor_areas": [("libelle", "Emprise", "text"), ("libelle_statut", "Statut", "text"),
                        ("libelle_sous_trame", "Sous-trame", "text"), ("area_ha", "Surface", "ha"),
                        ("mean_width_m", "Largeur moyenne", "m"),

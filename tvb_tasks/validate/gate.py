@@ -60,7 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points")
+OUTPUT_LAYERS = ("reservoirs", "relays", "corridors", "corridor_areas", "wet_corridors", "rupture_points",
+                 "corridor_stretches", "vigilance_points")
 OPTIONAL_OUTPUT_LAYERS = ("priorities",)   # validated when the GeoPackage holds them (tvb_tasks.priorities)
 GX_PARTIAL_COUNT = 20         # failing values kept per expectation in the full results
 
@@ -167,6 +168,7 @@ def suite_parameters(
         "protection_types": sorted(set(territory.protected_areas.always_reservoir)
                                    | set(territory.protected_areas.case_by_case)),
         "sous_trames": sorted(territory.sous_trames),
+        "vigilance_severities": [int(territory.rupture_points.vigilance_severity)],
         **_priorities_parameters(territory),
     }
 
@@ -364,7 +366,7 @@ def validate_outputs(
     boundary: Any = None,
 ) -> dict:
     """Validate the published layers of ``gpkg`` (reservoirs, relays, corridors, corridor_areas, wet_corridors,
-    rupture_points)
+    rupture_points, corridor_stretches, vigilance_points)
     and ``indicators_json`` with the output suites; never raises on bad data.
 
     Writes ``out_dir/outputs_results.json``, per-layer files under ``out_dir/outputs/`` and Data Docs pages under

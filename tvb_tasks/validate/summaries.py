@@ -46,7 +46,7 @@ def _expected_text(kwargs: dict) -> str:
     """What the expectation asked for, briefly (long value sets are counted, not listed)."""
     parts = []
     for key in ("value", "min_value", "max_value", "value_set", "column_set", "crs", "geometry_types",
-                "max_drift_pct", "predicate", "buffer_m"):
+                "max_drift_pct", "predicate", "buffer_m", "regex"):
         value = kwargs.get(key)
         if value is None:
             continue

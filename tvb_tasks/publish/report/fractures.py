@@ -19,10 +19,11 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from tvb_tasks.publish.report.reading import fr
+from tvb_tasks.publish.styles import VIGILANCE_COLOR  # the web map's and QGIS project's colour too
 
 INFRA_FR = {"road": "Route", "railway": "Voie ferrée", "canal": "Canal", "culvert": "Ouvrage busé",
             "river_obstacle": "Obstacle à l'écoulement"}
-FRACTURE_COLOR, MISSING_COLOR, VIGILANCE_COLOR = "#000000", "#253494", "#fdae61"
+FRACTURE_COLOR, MISSING_COLOR = "#000000", "#253494"
 
 
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:

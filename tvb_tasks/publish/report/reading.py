@@ -233,6 +233,7 @@ EXPECTATION_FR = {
     "expect_column_values_to_be_unique_geometry": "géométries en double",
     "expect_column_values_to_be_valid_geometry": "géométries invalides",
     "expect_column_values_to_have_geometry_type": "type de géométrie inattendu",
+    "expect_column_values_to_match_regex": "valeurs au format inattendu",
     "expect_table_area_by_class_drift_to_be_below": "variation de surface par classe trop forte",
     "expect_table_columns_to_match_set": "colonnes différentes de celles attendues",
     "expect_table_crs_to_be": "système de coordonnées inattendu",

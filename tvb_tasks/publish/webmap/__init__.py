@@ -33,6 +33,7 @@ from ..styles import (
     basemap_config,
     palette,
     reference_label,
+    shown_at_start,
     source_credits,
     sous_trame_colors,
 )
@@ -59,8 +60,11 @@ def layer_config(territory, available: list[str]) -> list[dict]:
         cfg = {k: layer.get(k) for k in ("name", "title", "geometry", "color", "fill_opacity", "width", "radius",
                                           "by", "size_by")}
         cfg["fill_opacity"] = cfg["fill_opacity"] if cfg["fill_opacity"] is not None else 0.5
-        cfg["visible"] = layer.get("visible", True)
+        cfg["visible"] = shown_at_start(layer, available)
         cfg["stroke"] = layer.get("stroke")
+        cfg["symbol"] = layer.get("symbol") or ("circle" if layer["geometry"] == "point" else None)
+        if layer.get("label") and not layer.get("zero_by"):
+            cfg["label"] = layer["label"]      # the legend row of a one-colour layer
         if layer.get("zero_by"):       # one colour, grey where the field is 0
             cfg.update({k: layer[k] for k in ("zero_by", "zero_color", "zero_label", "label")})
         cfg["hatch"] = bool(layer.get("hatch"))

@@ -65,6 +65,7 @@
       case "gain_ha": return Number(v) <= 0 ? "gain nul" : Number(v) < 0.1 ? "&lt; 0,1 ha" : num(v, 1) + " ha";
       case "km_pos": return Number(v) > 0 ? num(v / 1000, 2) + " km" : null;
       case "m_pos": return Number(v) > 0 ? num(v, 0) + " m" : null;
+      case "share": return num(Number(v) * 100, 0) + " %";
       case "conflict": return Number(v) > 0 ? "oui (poids " + num(v, 2) + ")" : "non";
       case "infra_class":
         if (props.infrastructure === "road") { return "importance " + esc(v) + " (1 = autoroute … 5 = desserte locale)"; }
@@ -87,6 +88,11 @@
   }
 
   function hatchId(color) { return "tvb-hatch-" + color.replace("#", ""); }
+  // triangle marker image "tvb-triangle-<fill>-<outline>-<size px>", drawn on demand (no sprite server)
+  function triangleId(layer, color) {
+    return "tvb-triangle-" + color.replace("#", "") + "-" + (layer.stroke || "#ffffff").replace("#", "") + "-" +
+      Math.round(2.6 * (layer.radius || 6));
+  }
   function categoryExpr(layer, valueOf) {
     if (layer.zero_by) {
       return ["case", [">", ["to-number", ["get", layer.zero_by], 0], 0], valueOf(layer.color), valueOf(layer.zero_color)];
@@ -118,6 +124,11 @@
         layout: Object.assign({ "line-cap": "round", "line-join": "round" }, vis),
         paint: { "line-color": color, "line-width": layer.width || 3 } }, src));
       interactive.push(layer.name + "-line");
+    } else if (layer.symbol === "triangle") {      // points de vigilance: triangles, as on the report's map
+      styleLayers.push(Object.assign({ id: layer.name + "-symbol", type: "symbol",
+        layout: Object.assign({ "icon-image": categoryExpr(layer, function (c) { return triangleId(layer, c); }),
+                                "icon-allow-overlap": true, "icon-ignore-placement": true }, vis) }, src));
+      interactive.push(layer.name + "-symbol");
     } else {
       var radius = layer.radius || 6;
       if (layer.sizes && layer.sizes.length) {
@@ -147,6 +158,19 @@
     var msg = (e && e.error && e.error.message) || String(e);
     state.errors.push(msg);
     console.error("Erreur de la carte : " + msg);
+  });
+  map.on("styleimagemissing", function (e) {       // triangle markers of point layers with symbol "triangle"
+    var m = /^tvb-triangle-([0-9a-fA-F]{6})-([0-9a-fA-F]{6})-(\d+)$/.exec(e.id);
+    if (!m || map.hasImage(e.id)) { return; }
+    var ratio = 2, px = Number(m[3]) * ratio, cv = document.createElement("canvas");
+    cv.width = cv.height = px;
+    var g = cv.getContext("2d");
+    g.beginPath();
+    g.moveTo(px / 2, ratio); g.lineTo(px - ratio, px - ratio); g.lineTo(ratio, px - ratio); g.closePath();
+    g.fillStyle = "#" + m[1]; g.fill();
+    g.lineWidth = ratio; g.strokeStyle = "#" + m[2]; g.stroke();
+    var data = g.getImageData(0, 0, px, px);
+    map.addImage(e.id, { width: px, height: px, data: new Uint8Array(data.data.buffer) }, { pixelRatio: ratio });
   });
   map.on("styleimagemissing", function (e) {       // diagonal hatching of relay zones, one image per colour
     if (e.id.indexOf("tvb-hatch-") !== 0 || map.hasImage(e.id)) { return; }
@@ -209,7 +233,7 @@
   // --- legend with layer switches -----------------------------------------------------------------------------------
   var legend = document.getElementById("tvb-legend-body");
   function swatch(layer, color, extra) {
-    var cls = "tvb-swatch tvb-" + layer.geometry, style;
+    var cls = "tvb-swatch tvb-" + layer.geometry + (layer.symbol === "triangle" ? " tvb-triangle" : ""), style;
     if (layer.geometry === "polygon" && layer.name === "communes") {
       style = "background:transparent;border:2px solid #4a4a4a";
     } else if (layer.hatch) {
@@ -228,7 +252,7 @@
     var id = "tvb-toggle-" + layer.name;
     var rows = (layer.categories && layer.categories.length) ? layer.categories
       : layer.zero_by ? [{ label: layer.label, color: layer.color }, { label: layer.zero_label, color: layer.zero_color }]
-      : [{ label: null, color: layer.color }];
+      : [{ label: layer.label || null, color: layer.color }];
     var html = '<h3><input type="checkbox" id="' + id + '"' + (layer.visible ? " checked" : "") + '> <label for="' +
       id + '">' + esc(layer.title) + "</label>" + (rows[0].label === null ? " " + swatch(layer, layer.color) : "") + "</h3>";
     if (rows[0].label !== null) {
@@ -292,6 +316,8 @@
     if (layerName === "communes") { rows = rows.filter(function (r) { return r[0] !== "Commune"; }).concat(communeRows(props)); }
     if (layerName === "priorities" && props.libelle) { kind = title; title = props.libelle;
       rows = rows.filter(function (r) { return r[0] !== "Priorité"; }); }
+    if ((layerName === "vigilance_points" || layerName === "corridor_stretches") && props.libelle) {
+      kind = title; title = props.libelle; }
     if (layerName === "corridor_areas" && props.libelle) { kind = title; title = props.libelle;
       rows = rows.filter(function (r) { return r[0] !== "Emprise"; }); }
     return '<div class="tvb-popup">' + (kind ? '<p class="tvb-kind">' + esc(kind) + "</p>" : "") + "<h3>" + esc(title) +
