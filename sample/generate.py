@@ -47,6 +47,7 @@ import argparse
 import csv
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import sys
@@ -952,7 +953,7 @@ def build_minor_roads(inp, meta, major, landuse_cfg, log):
     major_pairs = set()
     for _, _, _, pts in MAJOR_ROADS:
         cn = [names.index(p) for p in pts if isinstance(p, str)]
-        for a, b in zip(cn, cn[1:]):
+        for a, b in itertools.pairwise(cn):
             major_pairs.add((min(a, b), max(a, b)))
     out = []
     for (a, b), length in zip(edges, w):
@@ -1344,7 +1345,7 @@ def generate_region(scale: str | float, out_dir: Path | str, src_dir: Path | str
     old = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": OGR_DATE})
     try:
-        for name, source in raw["sources"].items():
+        for _name, source in raw["sources"].items():
             if source.get("kind") != "file":
                 continue
             rel = Path(source["path"])

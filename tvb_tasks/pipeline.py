@@ -538,7 +538,7 @@ def notify_event(outcome: Outcome | None) -> NotifyEvent:
     """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``); anything else
     reads as ``published``."""
     status = outcome.get("status") if outcome else None
-    return cast(NotifyEvent, status) if status in _NOTIFY_EVENTS else "published"
+    return status if status in _NOTIFY_EVENTS else "published"
 
 
 # --- lease on the work folder -------------------------------------------------------------------------------------

@@ -212,7 +212,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
             rasters.append(str(dst))
     t_write = time.perf_counter() - t
 
-    verte = [s for s in territory.terrestrial_sous_trames]
+    verte = list(territory.terrestrial_sous_trames)
     terr_res = reservoirs[reservoirs["sous_trame"].isin(verte)] if len(reservoirs) else reservoirs
     terr_rel = relays[relays["sous_trame"].isin(verte)] if len(relays) else relays
     wet_res = reservoirs[reservoirs["sous_trame"].isin(wet_st)] if len(reservoirs) else reservoirs

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from shapely import LineString
+from shapely.geometry.base import BaseGeometry
 
 from .common import (
     M2_PER_HA,
@@ -75,7 +76,7 @@ class _Context:
     computation extent (territory + buffer); ``landuse``: land use clipped to the territory (published); ``landuse_all``: on the extent.
     """
 
-    boundary: object
+    boundary: BaseGeometry
     grid: Grid
     inside: np.ndarray
     landuse: gpd.GeoDataFrame
@@ -86,10 +87,10 @@ class _Context:
     classes_raster: np.ndarray
     classes: list[str]
     always: dict[int, list[str]]
-    domain: object = None
-    extent_mask: np.ndarray | None = None
-    landuse_all: gpd.GeoDataFrame | None = None
-    all_watercourses: gpd.GeoDataFrame | None = None
+    domain: BaseGeometry
+    extent_mask: np.ndarray
+    landuse_all: gpd.GeoDataFrame
+    all_watercourses: gpd.GeoDataFrame
 
 
 _CACHE: dict[tuple, _Context] = {}
@@ -393,7 +394,8 @@ def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarr
     """Missing links of a sous-trame (see :func:`tvb_tasks.layers.corridors.missing_links`): the potential friction
     is the friction rebuilt by :func:`friction_raster` with every infrastructure except the barriers."""
     cfg = territory.corridors.missing_links
-    none = (pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
+    none: tuple[pd.DataFrame, list, list, tuple | None] = (
+        pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
     if not cfg.enabled:
         return none
     barriers = barrier_lines(territory, ctx.infra)

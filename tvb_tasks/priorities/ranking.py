@@ -416,7 +416,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
         site_pts.append(pts)
         site_excess.append(excess)
 
-    for _, c in corridor_candidates(corridors, cfg.corridor_statuses).iterrows():
+    for _, c in corridor_candidates(corridors, [str(s) for s in cfg.corridor_statuses]).iterrows():
         net = networks.get(c["sous_trame"])
         new = corridor_restored_distance(c, f_r, corridor_excess.get(str(c["id"]), 0.0))
         dpc, dec = improvement(net, [(str(c["from_id"]), str(c["to_id"]), new)]) if net else (0.0, 0.0)

@@ -11,13 +11,13 @@ Public API (used by ``tvb_tasks.pipeline`` and the ``tvb releases`` CLI):
 The STAC Collection of a territory is ``releases/<territory>/collection.json`` (see :mod:`.stac`).
 """
 from .admin import find_orphans, list_releases, rollback, show_release, verify_release
+from .layout import input_key
 from .release import (
                       PublishConflict,
                       PublishError,
                       ReleaseNotFound,
                       SimulatedCrash,
                       find_unchanged,
-                      input_key,
                       latest_key,
                       manifest_key,
                       pointer_problems,

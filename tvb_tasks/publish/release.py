@@ -58,7 +58,6 @@ from .layout import (  # noqa: F401
     check_release_id,
     check_territory_id,
     collection_key,
-    input_key,
     latest_key,
     manifest_key,
     new_run_nonce,
@@ -408,9 +407,9 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     item = stac.build_item(territory, rid, released_at, entries, staging_dir,
                            previous_release_id=previous_id, input_key=input_key, code_version=code_version)
     item_bytes = pretty_json(item)
-    item_entry = {"path": stac.ITEM_PATH, "key": f"{prefix}/{stac.ITEM_PATH}",
-                  "sha256": hashlib.sha256(item_bytes).hexdigest(), "size": len(item_bytes),
-                  "media_type": "application/geo+json"}
+    item_entry: dict[str, Any] = {"path": stac.ITEM_PATH, "key": f"{prefix}/{stac.ITEM_PATH}",
+                                  "sha256": hashlib.sha256(item_bytes).hexdigest(), "size": len(item_bytes),
+                                  "media_type": "application/geo+json"}
     files = entries + [item_entry]
     manifest = {
         "schema": MANIFEST_SCHEMA,

@@ -93,7 +93,7 @@ def _get_capabilities(url: str, version: str, *, opts: HttpOptions, session: req
         log.warning("WFS %s: server answered WFS %s to a %s request; using %s", what, served, version, served)
     try:
         wfs = WebFeatureService(url, version=served, xml=etree.tostring(root))
-    except Exception as exc:  # owslib raises many types on odd documents
+    except Exception as exc:  # noqa: BLE001 - owslib raises many types on odd documents
         raise SourceError(f"WFS {what}: unreadable capabilities ({type(exc).__name__}: {exc})") from None
     formats: list[str] = []
     for op in getattr(wfs, "operations", []):

@@ -119,7 +119,7 @@ def source_severity_overrides(territory: Territory, settings: ValidationSettings
     """Severity overrides of source ``name``'s suite: the ``validation:`` ones, plus ``row_count_non_empty`` at
     ``info`` for a source with ``allow_empty: true`` (an optional layer, e.g. a nature-reserve layer with no site in
     the territory: reported, not blocking), unless ``validation:`` sets it explicitly."""
-    overrides = dict(settings.severity_overrides(suite_name, name))
+    overrides: dict[str, str] = dict(settings.severity_overrides(suite_name, name))
     cfg = territory.sources.get(name)
     if cfg is not None and cfg.allow_empty and any(
             expectation_key(e) == EMPTY_LAYER_KEY for e in read_suite_json(suite_name).get("expectations") or []):
@@ -411,16 +411,16 @@ def validate_outputs(
     suite_name = suite_for("output", "indicators")
     results_path = out_dir / "outputs" / "indicators.json"
     indicators: Any = None
-    problem = None
+    unreadable: str | None = None
     if indicators_json is None or not Path(indicators_json).exists():
-        problem = f"indicators file {indicators_json} does not exist"
+        unreadable = f"indicators file {indicators_json} does not exist"
     else:
         try:
             indicators = json.loads(Path(indicators_json).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            problem = f"indicators file {indicators_json} is not valid JSON: {exc}"
-    if problem:
-        summary = _unreadable_summary("indicators", suite_name, problem)
+            unreadable = f"indicators file {indicators_json} is not valid JSON: {exc}"
+    if unreadable:
+        summary = _unreadable_summary("indicators", suite_name, unreadable)
         summary["results_path"] = str(results_path)
         _write_json(results_path, {"summary": summary, "result": None})
         summaries["indicators"], results["indicators"] = summary, None

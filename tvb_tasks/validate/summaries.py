@@ -107,7 +107,8 @@ def summarise(
     sample_size: int,
 ) -> dict:
     """Summary of a suite result: success (no critical failure), critical failures, warnings (+ info), counts."""
-    critical, warnings = [], []
+    critical: list[dict] = []
+    warnings: list[dict] = []
     for result in result_json.get("results", []):
         if result.get("success"):
             continue

@@ -80,9 +80,8 @@ def _check_sources(cost, mask, has_mask: bool, sources, source_labels):
         src = src.reshape(1, 2)
     if src.ndim != 2 or src.shape[1] != 2 or src.shape[0] == 0:
         raise ValueError(f"sources must be a non-empty (N, 2) array of (row, col), got shape {src.shape}")
-    if src.dtype.kind not in "iu":
-        if not np.all(np.equal(np.mod(src, 1), 0)):
-            raise ValueError("sources must be integer (row, col) indices")
+    if src.dtype.kind not in "iu" and not np.all(np.equal(np.mod(src, 1), 0)):
+        raise ValueError("sources must be integer (row, col) indices")
     src = src.astype(np.int64)
     rs, cs_ = src[:, 0], src[:, 1]
     outside = (rs < 0) | (rs >= H) | (cs_ < 0) | (cs_ >= W)
@@ -321,6 +320,6 @@ def warm_up() -> float:
     for dt in (np.float32, np.float64):
         c = np.ones((5, 5), dtype=dt)
         for kn in (False, True):
-            accumulated_cost(c, [[2, 2]], knight=kn, return_backlinks=True,
+            accumulated_cost(c, np.array([[2, 2]]), knight=kn, return_backlinks=True,
                              return_allocation=True)
     return time.perf_counter() - t0

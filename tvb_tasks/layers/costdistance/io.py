@@ -153,11 +153,7 @@ def cost_distance_file(
     finally:
         loader.join()
     shape = cost.shape
-    cs: float | tuple[float, float]
-    if cell_size is None:
-        cs = (abs(tr.e), abs(tr.a))
-    else:
-        cs = float(cell_size)
+    cs: float | tuple[float, float] = (abs(tr.e), abs(tr.a)) if cell_size is None else float(cell_size)
     cost, mask_p, has_mask = _prepare_cost(cost, mask)
     src = _read_sources_csv(sources_csv, tr, shape, cost, mask_p, has_mask, cost_tif)
     acc = accumulated_cost(cost, src, cell_size=cs, knight=knight, max_cost=max_cost,
@@ -184,5 +180,5 @@ def cost_distance_file(
 def _load_kernels(knight: bool) -> None:
     """Load (or compile) the kernels a file run uses, on a tiny raster."""
     c = np.ones((5, 5), dtype=np.float32)
-    accumulated_cost(c, [[2, 2]], knight=knight)
+    accumulated_cost(c, np.array([[2, 2]]), knight=knight)
     _to_output(np.zeros(1), np.zeros(1, np.float32), np.float32(-1.0))

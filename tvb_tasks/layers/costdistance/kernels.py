@@ -629,6 +629,6 @@ def _adjacent(cost, mask, has_mask, H, W, acc, alloc, nnb, dr, dc, wf, mid, nsrc
         out_c[i] = val[0]
         out_ab[i, 0] = val[1]
         out_ab[i, 1] = val[2]
-        i += 1
+        i += 1  # noqa: SIM113 - numba kernel: a plain counter over the typed dict
     return out_ij, out_c, out_ab
 

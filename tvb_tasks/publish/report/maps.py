@@ -15,6 +15,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -88,7 +90,7 @@ def add_scale_and_north(ax, *, north_x: float, north_y: tuple[float, float], com
                 arrowprops={"arrowstyle": "-|>", "color": "black", "lw": lw})
 
 
-def _new_map(ctx: MapContext, title: str) -> tuple[Figure, object]:
+def _new_map(ctx: MapContext, title: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=MAP_SIZE_IN, dpi=DPI)
     ax = fig.add_axes(MAP_AXES)
     fig.text(0.01, 0.95, title, fontsize=13)
@@ -194,7 +196,7 @@ def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.
                   title: str = "Corridors écologiques terrestres par statut") -> Path:
     """Corridors coloured by status over the reservoirs (grey); optionally the wet corridors (blue)."""
     fig, ax = _new_map(ctx, title)
-    handles = []
+    handles: list[Artist] = []
     if len(reservoirs):
         reservoirs.plot(ax=ax, color="#c8d9c3", edgecolor="#7a9a72", linewidth=0.2, zorder=1)
         handles.append(_patch("#c8d9c3", "Réservoirs de biodiversité"))
@@ -296,7 +298,7 @@ def change_map(ctx: MapContext, change_layers: dict[str, gpd.GeoDataFrame]) -> P
     """Reservoirs / relays gained or lost, corridors gained, lost or whose status changed, rupture points."""
     fig, ax = _new_map(ctx, "Évolutions depuis la publication précédente")
     ctx.communes.plot(ax=ax, color="#f7f7f7", linewidth=0, zorder=0)
-    handles = []
+    handles: list[Artist] = []
     names = {"reservoirs_change": "Réservoir", "relays_change": "Zone relais", "corridors_change": "Corridor",
              "rupture_points_change": "Point de rupture"}
     for layer, noun in names.items():
@@ -439,7 +441,7 @@ def commune_sheet(ctx: MapContext, commune: pd.Series, layers: dict[str, gpd.Geo
     others.plot(ax=ax, color="#f0f0f0", linewidth=0, zorder=0)
     gpd.GeoSeries([geom], crs=ctx.communes.crs).plot(ax=ax, color="#ffffff", linewidth=0, zorder=0)
     colors = sous_trame_colors(list(st_labels))
-    handles = []
+    handles: list[Artist] = []
     res, rel = near.get("reservoirs"), near.get("relays")      # one plot call per layer (colours per feature)
     if res is not None and len(res):
         res.plot(ax=ax, color=res["sous_trame"].map(colors).fillna("#999999").tolist(), edgecolor="#1b1b1b",

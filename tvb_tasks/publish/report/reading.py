@@ -5,11 +5,12 @@ Pure functions of the indicators document, the indicator history and the validat
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import pandas as pd
 
@@ -54,6 +55,11 @@ class Provenance:
         return bool(self.config_changed or self.resolution or self.code_changed)
 
 
+def _finite(v: object) -> TypeGuard[float]:
+    """A recorded number: not None and not NaN."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
 def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
     """The provenance record (:func:`tvb_tasks.indicators.history.provenance` keys) a release's history rows carry;
     only the parts recorded ({} when the release is not in the history)."""
@@ -64,10 +70,8 @@ def _release_meta(history: pd.DataFrame, release_id: str) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     raw = first.get("snapshot_ids") if "snapshot_ids" in rows.columns else None
     if isinstance(raw, str) and raw.strip():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             meta["snapshot_ids"] = json.loads(raw)
-        except json.JSONDecodeError:
-            pass
     for col in PROVENANCE_COLUMNS:
         if col in rows.columns:
             value = first.get(col)
@@ -123,9 +127,11 @@ def provenance_rows(p: Provenance, source_labels: dict[str, str] | None = None) 
         config = "paramètres du territoire modifiés" if p.config_changed else "aucun changement"
     if p.code_changed is None:
         code = "non enregistré pour la publication précédente"
+    elif p.code_changed:
+        before, after = p.code_versions or ("?", "?")      # compare_provenance() sets both together
+        code = f"nouvelle version du calcul ({before} → {after})"
     else:
-        code = (f"nouvelle version du calcul ({p.code_versions[0]} → {p.code_versions[1]})" if p.code_changed
-                else "aucun changement")
+        code = "aucun changement"
     return [("Données d'entrée", inputs), ("Configuration", config), ("Code de calcul", code)]
 
 
@@ -196,22 +202,21 @@ def change_rows(table: list[dict], labels: dict[str, str], st_labels: dict[str, 
         ratio = r["indicator"] in ("pc", "iic")
         decimals = None if ratio else (0 if unit in ("", "réservoirs") else 1)
         abs_change, pct = r.get("change_abs"), r.get("change_pct")
-        finite = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))  # noqa: E731
-        if finite(pct):
+        if _finite(pct):
             size = abs(float(pct))
-        elif finite(abs_change) and float(abs_change) != 0:
+        elif _finite(abs_change) and float(abs_change) != 0:
             size = math.inf                     # from or to nothing
         else:
             size = 0.0
         direction = "same"
-        if finite(abs_change) and float(abs_change) > 0:
+        if _finite(abs_change) and float(abs_change) > 0:
             direction = "up"
-        elif finite(abs_change) and float(abs_change) < 0:
+        elif _finite(abs_change) and float(abs_change) < 0:
             direction = "down"
         suffix = f"\u00a0{unit}" if unit and not ratio else ""
         rows.append(ChangeRow(label, unit, fr(r.get("previous"), decimals) + suffix, fr(r.get("current"), decimals) + suffix,
-                              (fr(abs_change, decimals, sign=True) + suffix) if finite(abs_change) else "–",
-                              (fr(pct, 1, sign=True) + "\u00a0%") if finite(pct) else "–", direction, size,
+                              (fr(abs_change, decimals, sign=True) + suffix) if _finite(abs_change) else "–",
+                              (fr(pct, 1, sign=True) + "\u00a0%") if _finite(pct) else "–", direction, size,
                               size < small_pct, r["family"]))
     return sorted(rows, key=lambda c: (-c.size if c.size != math.inf else -1e18, c.label))
 

@@ -21,12 +21,12 @@ CHANGE_COUNT_LABELS = {
     "corridors_status_changed": "Corridors dont le statut a changé",
     "rupture_points_new": "Nouveaux points de rupture", "rupture_points_removed": "Points de rupture supprimés",
 }
-FRAGMENTATION_COLUMNS = [
+FRAGMENTATION_COLUMNS: list[tuple[str, str, int | str]] = [
     ("habitat_ha", "Habitat (ha)", 0), ("n_patches", "Taches", 0), ("mean_patch_ha", "Taille moyenne (ha)", 1),
     ("largest_patch_ha", "Plus grande tache (ha)", 1), ("meff_cut_ha", "meff CUT (ha)", 2),
     ("meff_cbc_ha", "meff CBC (ha)", 2), ("coherence", "Cohérence", "sig"), ("splitting_index", "Indice de division", 0),
 ]
-COMMUNE_COLUMNS = [
+COMMUNE_COLUMNS: list[tuple[str, str, int | str]] = [
     ("nom", "Commune", "text"), ("insee", "INSEE", "text"), ("area_ha", "Surface (ha)", 0),
     ("artificial_pct", "Artificialisé (%)", 1), ("natural_pct", "Naturel (%)", 1),
     ("reservoirs_ha", "Réservoirs (ha)", 1), ("relays_ha", "Zones relais (ha)", 1),
@@ -66,7 +66,7 @@ class Table:
 def _table(title: str, frame: pd.DataFrame, spec: list[tuple[str, str, int | str]], note: str = "") -> Table:
     """Format ``frame`` columns by ``spec`` (key, label, format): format = decimals, "sig" (3 significant digits)
     or "text"."""
-    rows = [[str(rec.get(key, "")) if fmt == "text" else fr_number(rec.get(key), None if fmt == "sig" else fmt)
+    rows = [[str(rec.get(key, "")) if fmt == "text" else fr_number(rec.get(key), fmt if isinstance(fmt, int) else None)
              for key, _, fmt in spec] for rec in frame.to_dict(orient="records")]
     return Table(title, [label for _, label, _ in spec], rows, [fmt != "text" for _, _, fmt in spec], note)
 
@@ -94,7 +94,7 @@ def fragmentation_table(doc: dict) -> Table:
         t = frag.get("territory") or {}
         rows.append({"sous_trame": frag.get("libelle", st), **t})
     frame = pd.DataFrame(rows)
-    spec = [("sous_trame", "Sous-trame", "text"), *FRAGMENTATION_COLUMNS]
+    spec: list[tuple[str, str, int | str]] = [("sous_trame", "Sous-trame", "text"), *FRAGMENTATION_COLUMNS]
     note = ("meff : taille effective de maille (Jaeger) ; CUT : taches coupées à la limite ; CBC : "
             "taches comptées entières au-delà de la limite (connexions transfrontalières).")
     if len(frame) and {"meff_cut_ha", "meff_cbc_ha"} <= set(frame.columns):
@@ -152,7 +152,7 @@ def ranking_tables(doc: dict) -> list[Table]:
 
 def communes_table(doc: dict, st_labels: dict[str, str]) -> Table:
     frame = pd.DataFrame(doc.get("communes") or [])
-    spec = list(COMMUNE_COLUMNS)
+    spec: list[tuple[str, str, int | str]] = list(COMMUNE_COLUMNS)
     spec += [(f"meff_cbc_{st}_ha", f"meff {label.replace('Sous-trame ', '')} (ha)", 2)
              for st, label in st_labels.items() if f"meff_cbc_{st}_ha" in frame.columns]
     if frame.empty:
