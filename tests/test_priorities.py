@@ -28,7 +28,7 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators.connectivity import decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
-from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost
+from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost, urgency
 from tvb_tasks.priorities.screening import read_project, screen_project
 
 
@@ -314,12 +314,36 @@ def test_zero_gain_items_are_flagged_and_ranked_after_every_useful_one(territory
     assert row.loc["forest-S002", "conflict"] > 0 and row.loc["forest-S002", "flag"] == "menacé, gain nul"
     assert zero["rank"].min() > out.loc[out["gain_dpc_pct"] > 0, "rank"].max()
     assert (out.loc[out["gain_dpc_pct"] > 0, "flag"] == "").all()
-    # a threat adds urgency on its own (additive term), not only in proportion to the gain
+    # a threat multiplies the urgency of a useful item by 1 + w_conflict · conflict
     threatened = compute_priorities(territory, scene(), projects=project(bx(600, 10050, 800, 10300))).set_index("id")
     w = territory_weights(territory)
     base = compute_priorities(territory, scene()).set_index("id")
-    assert threatened.loc["forest-CT", "score"] - base.loc["forest-CT", "score"] == pytest.approx(w.conflict * 1.0)
+    assert threatened.loc["forest-CT", "rank"] <= base.loc["forest-CT", "rank"]
     assert threatened.loc["forest-CT", "flag"] == "menacé"
+    u = urgency(np.array([base.loc["forest-CT", "gain_dpc_pct"], 1e9]), np.array([1.0, 0.0]),
+                np.array([base.loc["forest-CT", "cost_proxy"], 0.0]), w)
+    u0 = urgency(np.array([base.loc["forest-CT", "gain_dpc_pct"], 1e9]), np.array([0.0, 0.0]),
+                 np.array([base.loc["forest-CT", "cost_proxy"], 0.0]), w)
+    assert u[0] == pytest.approx(u0[0] * (1 + w.conflict))
+
+
+def test_a_threat_does_not_make_a_near_zero_gain_outrank_a_large_one(territory):
+    """Review 15 point 4: forest-C043 (ΔPC 0.0025 %, conflict 1) ranked above mining-C018 (ΔPC 13.7 %)."""
+    w = territory_weights(territory)
+    u = urgency(np.array([0.0025, 13.7, 0.0]), np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0]), w)
+    assert u[1] > u[0] > u[2] == 0.0
+
+
+def test_the_score_order_is_the_rank_on_a_0_100_scale(territory):
+    """Review 15 point 5: the published score decreases with the rank, in [0, 100], 0 exactly for zero gain."""
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]
+    out = compute_priorities(territory, layers, projects=project(bx(600, 5050, 800, 5300))).sort_values("rank")
+    assert (np.diff(out["score"].to_numpy()) <= 1e-12).all()
+    assert out["score"].max() == pytest.approx(100.0) and out["score"].min() >= 0.0
+    assert (out.loc[out["gain_dpc_pct"] <= 0, "score"] == 0.0).all()
+    assert (out.loc[out["gain_dpc_pct"] > 0, "score"] > 0.0).all()
 
 
 def territory_weights(territory):
@@ -339,10 +363,10 @@ def test_the_score_rule_is_published_with_its_weights(territory, tmp_path):
     priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
     doc = json.loads((tmp_path / "ind" / "priorities.json").read_text(encoding="utf-8"))
     w = territory_weights(territory)
-    assert doc["score"]["weights"] == {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}
-    assert f"{w.gain:g} × gain normalisé" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
+    assert doc["score"]["weights"] == {"conflict": w.conflict, "cost": w.cost}
+    assert f"(1 + {w.conflict:g} × conflit)" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
     assert doc["zero_gain"] == 0
-    assert report_tables(tmp_path / "ind")[0].note.startswith(f"Score = {w.gain:g} × gain normalisé")
+    assert report_tables(tmp_path / "ind")[0].note.startswith("Score (0 à 100, dans l'ordre du rang)")
 
 
 def _pdf_text(path) -> str:
@@ -432,8 +456,22 @@ def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
     a = 4.0                                                                              # ha each
     before = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0)
     assert net.pc_sum == pytest.approx(before)
-    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # cuts the river
+    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # over the river
     row = res.connectivity.set_index("sous_trame").loc["wetland"]
-    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # the link is gone
+    # review 15 point 6: the stream is piped as a culvert would pipe it (its configured passability), not cut
+    from tvb_tasks.indicators import indicators_config
+    from tvb_tasks.priorities.config import screening_config
+
+    assert screening_config(territory).watercourse_effect == "culvert"
+    pi = indicators_config(territory).connectivity.wet_passability.passability(
+        "culvert", territory.rupture_points.culvert_severity)
+    assert 0 < pi < 1
+    after = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0) * pi
+    assert row["delta_pc_pct"] == pytest.approx(100 * (after - before) / before, rel=1e-6)
     assert row["corridors_touched"] == 1 and res.wet_corridors["id"].tolist() == ["wetland-H1"]
+    cut = territory.model_copy(update={"screening": screening_config(territory).model_copy(
+        update={"watercourse_effect": "remove"})})
+    row = screen_project(cut, layers, project(bx(6000, 0, 6100, 300)), networks=nets).connectivity \
+        .set_index("sous_trame").loc["wetland"]
+    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # remove: the link is gone
     assert res.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] == 0

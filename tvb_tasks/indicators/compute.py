@@ -63,8 +63,9 @@ def wet_network_of(layers: dict[str, gpd.GeoDataFrame], territory: Territory, so
     if points is not None and len(points) and {"sous_trame", "corridor_kind", "severity"} <= set(points.columns):
         on = points[(points["sous_trame"].astype(str) == sous_trame) & (points["corridor_kind"] == "aquatique")]
         table = cfg.wet_passability
-        penalty = [connectivity.passability_penalty_m(table.passability(i, sev), k)
-                   for i, sev in zip(on["infrastructure"], on["severity"])]
+        classes = on["infra_class"] if "infra_class" in on.columns else [None] * len(on)
+        penalty = [connectivity.passability_penalty_m(table.passability(i, sev, cls), k)
+                   for i, sev, cls in zip(on["infrastructure"], on["severity"], classes)]
         barriers = gpd.GeoDataFrame({"id": on["id"].astype(str).to_numpy(), "penalty_m": penalty},
                                     geometry=on.geometry.values, crs=points.crs)
     net = connectivity.wet_network(reservoirs, wet, snap_m=cfg.wet_network_snap_m, barriers=barriers,

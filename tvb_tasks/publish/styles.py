@@ -19,7 +19,7 @@ PUBLISHED_LAYERS: list[dict] = [
     # ``zero_by``: a priority whose gain is 0 is drawn grey ("gain nul": the ranking cannot tell it helps)
     {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "color": "#ffd600",
      "stroke": "#333333", "radius": 8, "visible": False, "zero_by": "gain_ec_ha", "zero_color": "#9e9e9e",
-     "zero_label": "Gain nul (site hors du réseau ou sans effet)", "label": "Gain de connectivité positif"},
+     "zero_label": "Gain nul (ne relie pas deux réservoirs, dans un réservoir ou sans effet)", "label": "Gain de connectivité positif"},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
 ]
@@ -130,7 +130,10 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "gain_method": {"corridor_restored": "corridor remis en état (friction ramenée à celle d'un habitat)",
                     "barrier_removed": "barrière rendue franchissable (passage à faune)",
                     "obstacle_passable": "obstacle du cours d'eau rendu franchissable (ouvrage, busage, pont)",
-                    "hors_graphe": "non calculé (site hors du réseau écologique)"},
+                    "reservoir_split": "réservoir coupé par l'infrastructure (gain : ses deux parties réunies)",
+                    "in_reservoir": "gain nul : dans un réservoir (sur aucune liaison entre réservoirs)",
+                    "no_link": "gain nul : ne relie pas deux réservoirs",
+                    "hors_graphe": "gain nul : ne relie pas deux réservoirs"},
     "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
 VALUE_LABELS["corridor_kind"]["reservoir"] = "traversée d'un réservoir"
