@@ -411,7 +411,31 @@ def test_screening_lists_the_priorities_touched_and_the_project_facts(territory,
     screening_sheet(territory, layers, res, tmp_path, project_name="ZAC", release_id="R1", attribution="T")
     text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche.pdf"))
     assert "Priorités de restauration touchées" in text and "Aville (62001)" in text and "route RN 1" in text
-    assert "étape : programmed" in text
+    assert "étape : programmé" in text and "type : ZAC" in text                   # review 15 point 8: French
+    assert "programmed" not in text and not re.search(r"\bforest\b(?!-)", text)
+    from tvb_tasks.priorities.screening import result_json
+    from tvb_tasks.priorities.stage import describe
+
+    doc = {"project": "ZAC", "release_id": "R1", **result_json(res),
+           "sous_trame_labels": {k: v.label for k, v in territory.sous_trames.items()}}
+    printed = "\n".join(describe({"result": doc}))
+    for code in ("(forest,", "to_restore", "connectivité forest", "programmed", "culvert", "(wetland"):
+        assert code not in printed, code
+    assert "étape : programmé" in printed and "connectivité – Sous-trame forestière" in printed
+
+
+def test_crossing_names_have_no_doubled_words():
+    from tvb_tasks.priorities.ranking import crossing_name, crossing_phrase
+
+    assert crossing_phrase("road", "3", "Route départementale 937") == "Route départementale 937"
+    assert crossing_phrase("canal", "canal", "Canal de la Deûle") == "Canal de la Deûle"
+    assert crossing_phrase("road", "1", "A21") == "route A21"
+    assert crossing_phrase("culvert", "road", "N47") == "ouvrage busé sous la route N47"
+    assert crossing_name("road", "3", "Route départementale 937") == "Franchissement de la Route départementale 937"
+    assert crossing_name("canal", None, "Canal de la Deûle") == "Franchissement du Canal de la Deûle"
+    assert crossing_name("road", "1", "A21") == "Franchissement de la route A21"
+    assert crossing_name("culvert", "railway", "") == "Ouvrage busé sous la voie ferrée"
+    assert crossing_name("river_obstacle", None, "Seuil 3") == "Franchissement de l'obstacle à l'écoulement Seuil 3"
 
 
 def test_project_outside_the_territory_gets_a_clear_warning(territory, tmp_path):

@@ -73,6 +73,14 @@ def wet_network_of(layers: dict[str, gpd.GeoDataFrame], territory: Territory, so
     return net, st.max_cost / per_m, threshold_m
 
 
+def drop_float_noise(frame: pd.DataFrame, tolerance: float = 1e-12) -> pd.DataFrame:
+    """Float columns with |value| ≤ ``tolerance`` set to 0 (a dPC of 6.05e-17 % is rounding noise of PC sums)."""
+    out = frame.copy()
+    for col in out.select_dtypes(include="float").columns:
+        out.loc[out[col].abs() <= tolerance, col] = 0.0
+    return out
+
+
 def _write_csv(frame: pd.DataFrame, path: Path, files: list[str]) -> None:
     frame.to_csv(path, index=False, float_format="%.10g")
     files.append(str(path))
@@ -150,7 +158,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
                                                                  *fragmentation.METRICS]],
                out_dir / "fragmentation.csv", files)
     _write_csv(pd.concat(node_frames, ignore_index=True), out_dir / "connectivity_nodes.csv", files)
-    _write_csv(pd.concat(link_frames, ignore_index=True), out_dir / "connectivity_links.csv", files)
+    _write_csv(drop_float_noise(pd.concat(link_frames, ignore_index=True)), out_dir / "connectivity_links.csv",
+               files)
     json_path = out_dir / "indicators.json"
     json_path.write_text(json.dumps(json_value(doc), ensure_ascii=False, indent=1), encoding="utf-8")
     files.insert(0, str(json_path))

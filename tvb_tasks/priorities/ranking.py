@@ -380,14 +380,54 @@ def _mean_friction(corridor) -> float:
     return float(value)
 
 
+# the crossed element with its article: "de la route" + name; a name already starting with the noun ("Route
+# départementale 937", "Canal de la Deûle") keeps only the article ("de la Route départementale 937")
+_INFRA_ARTICLE = {"road": ("de la", "route"), "railway": ("de la", "voie ferrée"), "canal": ("du", "canal"),
+                  "river_obstacle": ("de l'", "obstacle à l'écoulement"), "obstacle": ("de l'", "obstacle")}
+_UNDER = {"road": "sous la route", "railway": "sous la voie ferrée", "canal": "sous le canal"}
+
+
+def _starts_with_noun(name: str, noun: str) -> bool:
+    first = noun.split()[0].lower()
+    return name.lower().startswith(first) or (noun == "route" and name.lower().split()[:1] in (["autoroute"],))
+
+
+def crossing_phrase(infrastructure, infra_class, infra_name) -> str:
+    """French words for what a rupture site crosses, without doubled nouns: "route A21", "Route départementale
+    937", "Canal de la Deûle", "ouvrage busé sous la route N47" (culvert: ``infra_class`` = what passes over)."""
+    name = infra_name.strip() if isinstance(infra_name, str) else ""
+    infra = str(infrastructure)
+    if infra == "culvert":
+        under = _UNDER.get(str(infra_class), "sous" if name else "sous une infrastructure")
+        return f"ouvrage busé {under}{' ' + name if name else ''}"
+    noun = INFRA_LABELS.get(infra, infra)
+    if name and _starts_with_noun(name, noun):
+        return name
+    return f"{noun}{' ' + name if name else ''}"
+
+
+def crossing_name(infrastructure, infra_class, infra_name) -> str:
+    """"Franchissement de la route A21", "Franchissement du Canal de la Deûle", "Ouvrage busé sous la route N47"."""
+    name = infra_name.strip() if isinstance(infra_name, str) else ""
+    infra = str(infrastructure)
+    if infra == "culvert":
+        phrase = crossing_phrase(infra, infra_class, name)
+        return phrase[0].upper() + phrase[1:]
+    article, noun = _INFRA_ARTICLE.get(infra, ("d'une", "infrastructure"))
+    if name and _starts_with_noun(name, noun):
+        words = f"{article} {name}"
+    else:
+        words = f"{article} {noun}{' ' + name if name else ''}"
+    return "Franchissement " + words.replace("de l' ", "de l'")
+
+
 def _label(row) -> str:
     st = row["sous_trame_label"]
     if row["candidate"] == "corridor":
         status = STATUS_STYLES.get(row["status"], (str(row["status"]),))[0].lower()
         return f"Priorité {row['rank']} – corridor {status} – {st} ({row['id']})"
-    infra = INFRA_LABELS.get(str(row["infrastructure"]), str(row["infrastructure"]))
-    name = f" {row['infra_name']}" if isinstance(row["infra_name"], str) and row["infra_name"] else ""
-    return f"Priorité {row['rank']} – site de rupture ({infra}{name}) – {st} ({row['id']})"
+    what = crossing_phrase(row["infrastructure"], row.get("infra_class"), row["infra_name"])
+    return f"Priorité {row['rank']} – site de rupture ({what}) – {st} ({row['id']})"
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------
@@ -483,11 +523,13 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
         rows.append({"id": str(s["site_id"]), "candidate": "rupture_site", "sous_trame": s["sous_trame"],
                      "status": None, "corridor_ids": ", ".join(s["corridor_ids"]), "from_id": None, "to_id": None,
                      "infrastructure": s["infrastructure"], "infra_name": s["infra_name"], "length_m": 0.0,
+                     "infra_class": s["infra_class"],
                      "n_points": int(s["n_points"]), "gain_dpc_pct": max(dpc, 0.0), "gain_ec_ha": max(dec, 0.0),
                      "gain_method": method, "cost_base": cost,
                      "geometry": shapely.multipoints(pts.geometry.values) if len(pts) > 1 else s.geometry})
 
-    frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["geometry"],
+    frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["infra_class",
+                                                                                                "geometry"],
                              geometry="geometry", crs=crs) if rows else \
         gpd.GeoDataFrame(columns=PRIORITY_COLUMNS + ["geometry"], geometry="geometry", crs=crs)
     geoms = frame.geometry.values
@@ -518,7 +560,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     labels = {k: v.label for k, v in territory.sous_trames.items()}
     ranked["sous_trame_label"] = ranked["sous_trame"].map(labels)
     ranked["libelle"] = [_label(r) for _, r in ranked.iterrows()] if len(ranked) else []
-    ranked = ranked.drop(columns="sous_trame_label")
+    ranked = ranked.drop(columns=["sous_trame_label"] + (["infra_class"] if "infra_class" in ranked.columns else []))
     out = gpd.GeoDataFrame(ranked[PRIORITY_COLUMNS + ["geometry"]], geometry="geometry", crs=crs)
     for col in ("rank", "rank_sous_trame", "rank_commune", "n_points"):
         out[col] = out[col].astype("int64")

@@ -24,6 +24,7 @@ from tvb_tasks.publish.report.maps import _line, _patch, _point, add_scale_and_n
 from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
 
 from .config import fiches_config
+from .ranking import GAIN_EPSILON, crossing_name
 from .screening import ScreeningResult
 
 DPI = 110
@@ -275,7 +276,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
 
     s = result.summary
     loss = result.connectivity
-    from .ranking import INFRA_LABELS
+    from .ranking import crossing_phrase
     from .stage import project_facts_line
 
     if s.get("outside_territory"):
@@ -310,7 +311,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
                    for r in result.wet_corridors.itertuples()]),
         Section("Sites de rupture touchés", ["Site", "Sous-trame", "Infrastructure", "Corridors"],
                 [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame),
-                  f"{INFRA_LABELS.get(str(r.infrastructure), r.infrastructure)} {r.infra_name or ''}".strip(),
+                  crossing_phrase(r.infrastructure, getattr(r, "infra_class", None), r.infra_name),
                   r.corridor_ids] for r in result.rupture_sites.itertuples()]),
         Section("Priorités de restauration touchées", ["Rang", "Priorité", "Gain ΔPC (%)", "Alerte"],
                 [[str(r.rank), str(r.libelle), fr(r.gain_dpc_pct, 2), str(r.flag or "")]
@@ -359,7 +360,9 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
     wet = layers["wet_corridors"][layers["wet_corridors"]["sous_trame"] == sous_trame] \
         if "sous_trame" in layers["wet_corridors"].columns else layers["wet_corridors"].iloc[0:0]
     pts = layers["rupture_points"][layers["rupture_points"]["sous_trame"] == sous_trame]
-    top = priorities[priorities["sous_trame"] == sous_trame].sort_values("rank_sous_trame").head(top_n)
+    own = priorities[priorities["sous_trame"] == sous_trame]
+    n_zero = int((own["gain_dpc_pct"] <= GAIN_EPSILON).sum())
+    top = own[own["gain_dpc_pct"] > GAIN_EPSILON].sort_values("rank_sous_trame").head(top_n)
     top_classes = dominant_landuse(_candidate_geoms(top, layers), layers.get("landuse"))
     extent = _extent(layers["communes"], 300.0)
 
@@ -392,19 +395,29 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
         return handles
 
     status_km = {code: cor.loc[cor["status"] == code].length.sum() / 1000 for code in STATUS_STYLES}
+    # a trame bleue carried by its watercourses has no terrestrial corridor by status: its corridors are the
+    # watercourse network (no "Corridors existants : 0" above "Corridors humides : 40")
+    status_rows = [] if (cor.empty and len(wet)) else [
+        [f"Corridors {STATUS_PLURAL.get(code, label.lower())}", str(int((cor['status'] == code).sum())),
+         f"{fr(status_km[code], 2)} km"] for code, (label, _) in STATUS_STYLES.items()]
     state = Section("État de la sous-trame", ["Élément", "Nombre", "Surface / longueur"], [
         ["Réservoirs de biodiversité", str(len(res)), f"{fr(res.area.sum() / 1e4)} ha"],
         ["Zones relais", str(len(rel)), f"{fr(rel.area.sum() / 1e4)} ha"],
-        *[[f"Corridors {STATUS_PLURAL.get(code, label.lower())}", str(int((cor['status'] == code).sum())),
-           f"{fr(status_km[code], 2)} km"] for code, (label, _) in STATUS_STYLES.items()],
-        *([["Corridors humides", str(len(wet)), f"{fr(wet.length.sum() / 1000, 2)} km"]] if len(wet) else []),
+        *status_rows,
+        *([["Corridors humides (réseau des cours d'eau)", str(len(wet)), f"{fr(wet.length.sum() / 1000, 2)} km"]]
+          if len(wet) else []),
         ["Points de rupture", str(len(pts)), "–"]])
-    prio = Section(f"Priorités de restauration ({len(top)} premières)",
+    zero_note = (f"{n_zero} élément(s) de la sous-trame sans gain de connectivité (« gain nul ») ne sont pas "
+                 "listés." if n_zero else "")
+    prio = Section(f"Priorités de restauration ({len(top)} premières avec un gain)",
                    ["N°", "Élément", "Gain ΔPC (%)", "Coût (indice)", "Conflit projet", "Gestion", "Commune",
-                    "Milieu dominant"],
+                    "Milieu dominant", "Alerte"],
                    [[str(r.rank_sous_trame), priority_name(r), fr(r.gain_dpc_pct, 2), fr(r.cost_proxy, 0),
-                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–") if cls else "–"]
-                    for r, cls in zip(top.itertuples(), top_classes)])
+                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–") if cls else "–",
+                     str(r.flag or "–")]
+                    for r, cls in zip(top.itertuples(), top_classes)],
+                   paragraphs=[zero_note] if zero_note else [],
+                   empty="Aucun élément de cette sous-trame n'a de gain de connectivité.")
     recos = [text.general] if text.general else []
     for cls in dict.fromkeys(c for c in top_classes if c):
         if cls in text.landuse:
@@ -418,8 +431,6 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
 
 
 STATUS_PLURAL = {"existing": "existants", "to_restore": "à restaurer", "to_create": "à créer"}
-INFRA_WORDS = {"road": "de la route", "railway": "de la voie ferrée", "canal": "du canal",
-               "culvert": "du busage", "river_obstacle": "de l'obstacle à l'écoulement"}
 # the fiches live in report/fiches/: back to the report, to their list
 FICHE_LINKS = [("← Rapport de la publication", "../index.html"), ("Toutes les fiches de préconisations", "index.html")]
 
@@ -435,8 +446,7 @@ def priority_name(r) -> str:
         length = getattr(r, "length_m", None)
         km = f", {fr(length / 1000, 1)} km" if isinstance(length, (int, float)) and length == length else ""
         return f"Corridor {status}{km} ({r.id})".replace("Corridor ,", "Corridor,")
-    infra = INFRA_WORDS.get(str(getattr(r, "infrastructure", "")), "d'une infrastructure")
-    return f"Franchissement {infra}{' ' + name if name else ''} ({r.id})"
+    return f"{crossing_name(getattr(r, 'infrastructure', ''), getattr(r, 'infra_class', None), name)} ({r.id})"
 
 
 def _candidate_geoms(top: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame]) -> gpd.GeoSeries:

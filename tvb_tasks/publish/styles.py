@@ -71,6 +71,7 @@ FIELD_LABELS = {
     "downgraded": "Statut abaissé par un point de rupture", "site_id": "Site de franchissement",
     "treated": "Point traité (passage existant)", "cost_margin": "Marge de coût du corridor",
     "mean_width_m": "Largeur moyenne (m)",
+    "drop_height_m": "Hauteur de chute (m)", "fish_pass": "Passe à poissons",
 }
 
 
@@ -180,7 +181,8 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("missing_link", "Liaison manquante (fracture)", "bool"),
                        ("cost_margin", "Marge de coût du corridor", "cost"), ("corridor_id", "Corridor", "text")],
     "priorities": [("libelle", "Priorité", "text"), ("rank", "Rang (territoire)", "int"),
-                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("candidate", "Type de priorité", "code"),
+                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("rank_commune", "Rang (commune)", "int"),
+                   ("flag", "Alerte", "text"), ("candidate", "Type de priorité", "code"),
                    ("libelle_statut", "Statut du corridor", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
                    ("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
                    ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km_pos"),
@@ -194,8 +196,8 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
 # never shown as such (codes whose French label is another field, internal ids, duplicates)
 POPUP_HIDDEN = {"fid", "sous_trame", "status", "path_length_m", "class", "trame"}
 UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)",
-              "index": "indice : longueur × coefficient", "score": "plus élevé = plus prioritaire ; gain pondéré "
-              "moins coût et conflits"}
+              "index": "indice : longueur × coefficient", "score": "0 à 100 dans l'ordre du rang : gain × (1 + conflit "
+              "de projet) / (1 + coût) ; 0 = gain nul"}
 # stored as 0/1 or true/false: shown oui / non (popups of layers without a spec too)
 BOOLEAN_FIELDS = ["missing_link", "downgraded", "treated", "culverted", "buse"]
 # "patch 12" in origin_name → "tache d'habitat 12"; protection codes in it → VALUE_LABELS["protection_types"]
