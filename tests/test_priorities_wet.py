@@ -221,22 +221,26 @@ def test_passabilities_outside_zero_one_are_refused(territory):
 # --- review 15: zero-gain causes, reservoirs cut by an infrastructure, passabilities of every wet point ------------
 def split_scene() -> dict[str, gpd.GeoDataFrame]:
     """The scene plus marsh M (400 m × 200 m, 8 ha) cut in two by a 30 m wide motorway (A21, x = 200 m): rupture
-    point P5 (``corridor_kind = reservoir``); and a bridge P6 on W1 inside marsh L1 (on no link)."""
+    point P5 (``corridor_kind = reservoir``); marsh N (8 ha) that motorway A1 enters without crossing (P7); and a
+    bridge P6 on W1 inside marsh L1 (on no link)."""
     layers = scene()
-    m = gpd.GeoDataFrame({"id": ["wetland-M"], "sous_trame": "wetland", "origin": "habitat", "libelle": ["M"]},
-                         geometry=[bx(0, 40000, 400, 40200)], crs=CRS)
+    m = gpd.GeoDataFrame({"id": ["wetland-M", "wetland-N"], "sous_trame": "wetland", "origin": "habitat",
+                          "libelle": ["M", "N"]},
+                         geometry=[bx(0, 40000, 400, 40200), bx(0, 50000, 400, 50200)], crs=CRS)
     m["area_ha"] = m.area / 1e4
     layers["reservoirs"] = gpd.GeoDataFrame(pd.concat([layers["reservoirs"], m], ignore_index=True), crs=CRS)
     extra = gpd.GeoDataFrame({
-        "id": ["P5", "P6"], "corridor_id": ["wetland-M", "W1"], "sous_trame": "wetland",
-        "corridor_kind": ["reservoir", "aquatique"], "infrastructure": ["road", "road"], "infra_class": ["1", "3"],
-        "infra_name": ["A21", "RD 1"], "severity": [4, 2], "n_merged": 1, "libelle": "rupture"},
-        geometry=[pt(200, 40100), pt(800, 500)], crs=CRS)
+        "id": ["P5", "P6", "P7"], "corridor_id": ["wetland-M", "W1", "wetland-N"], "sous_trame": "wetland",
+        "corridor_kind": ["reservoir", "aquatique", "reservoir"], "infrastructure": ["road", "road", "road"],
+        "infra_class": ["1", "3", "1"], "infra_name": ["A21", "RD 1", "A1"], "severity": [4, 2, 4], "n_merged": 1,
+        "libelle": "rupture"},
+        geometry=[pt(200, 40100), pt(800, 500), pt(200, 50050)], crs=CRS)
     layers["rupture_points"] = gpd.GeoDataFrame(pd.concat([layers["rupture_points"], extra], ignore_index=True),
                                                 crs=CRS)
-    layers["infrastructure"] = gpd.GeoDataFrame(
-        {"infra_type": ["road"], "infra_class": ["1"], "infra_name": ["A21"], "width_m": [30.0]},
-        geometry=[ln((200, 39900), (200, 40300))], crs=CRS)
+    layers["infrastructure"] = gpd.GeoDataFrame(       # A1 enters marsh N and stops halfway: N is not cut in two
+        {"infra_type": ["road", "road"], "infra_class": ["1", "1"], "infra_name": ["A21", "A1"],
+         "width_m": [30.0, 30.0]},
+        geometry=[ln((200, 39900), (200, 40300)), ln((200, 49900), (200, 50100))], crs=CRS)
     return layers
 
 
@@ -245,7 +249,7 @@ def test_a_site_cutting_a_reservoir_gains_its_two_parts_joined(territory):
     2·a1·a2 (a1 = a2 = 4 ha once scaled to the 8 ha node); restoring the crossing gains it back."""
     out = compute_priorities(territory, split_scene()).set_index("infra_name")
     k = _k(territory)
-    pc = _pc_sum(k, 0.33) + 8.0 ** 2
+    pc = _pc_sum(k, 0.33) + 8.0 ** 2 + 8.0 ** 2
     lost = 2 * 4.0 * 4.0
     assert out.loc["A21", "gain_method"] == "reservoir_split"
     assert out.loc["A21", "gain_dpc_pct"] == pytest.approx(100 * lost / (pc - lost))
@@ -258,6 +262,8 @@ def test_zero_gain_sites_say_why(territory):
     assert out.loc["RD 1", "gain_method"] == "in_reservoir"               # bridge inside marsh L1
     assert out.loc["RD 1", "flag"] == "gain nul (dans un réservoir)"
     assert out.loc["ON", "gain_method"] == "no_link"                      # stream touching no reservoir
+    assert out.loc["A1", "gain_method"] == "reservoir_notched"            # enters marsh N without cutting it
+    assert out.loc["A1", "flag"] == "gain nul (entame un réservoir sans le couper en deux)"
     from tvb_tasks.publish.styles import VALUE_LABELS
 
     labels = VALUE_LABELS["gain_method"]

@@ -28,7 +28,8 @@ Candidates (see :func:`corridor_candidates`, :func:`rupture_sites`): every corri
 * A site splitting one of its sous-trame's reservoirs (rupture points ``corridor_kind = reservoir``): the gain of
   joining the two parts again, ``gain_method = reservoir_split`` (:func:`reservoir_split_gain`). A site that gains
   nothing says why: ``in_reservoir`` (inside a reservoir, on no link), ``no_link`` (on a corridor or watercourse
-  that links no two reservoirs).
+  that links no two reservoirs), ``reservoir_notched`` (a barrier entering a reservoir without cutting it in two:
+  the habitat goes round it).
 
 CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPackage (``read_layers``) through
 :func:`corridor_candidates` / :func:`rupture_sites`, the adapter to the layer schema.
@@ -62,7 +63,8 @@ PRIORITY_COLUMNS = [
 ]
 GAIN_EPSILON = 1e-9   # ΔPC (%) at or below this is "gain nul"
 # why a site gains nothing (gain_method → French cause in the flag)
-ZERO_GAIN_CAUSES = {"in_reservoir": "dans un réservoir", "no_link": "ne relie pas deux réservoirs"}
+ZERO_GAIN_CAUSES = {"in_reservoir": "dans un réservoir", "no_link": "ne relie pas deux réservoirs",
+                    "reservoir_notched": "entame un réservoir sans le couper en deux"}
 INFRA_LABELS = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle",
                 "obstacle": "obstacle à l'écoulement"}
 
@@ -517,6 +519,8 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
             split = reservoir_split_gain(net, pts, layers)
             if split is not None:
                 method, (dpc, dec) = "reservoir_split", split
+            elif "corridor_kind" in pts.columns and (pts["corridor_kind"].astype(str) == "reservoir").any():
+                method = "reservoir_notched"        # the barrier enters the reservoir without cutting it in two
             elif in_reservoir(pts, layers.get("reservoirs"), str(s["sous_trame"])):
                 method = "in_reservoir"
         cost = sum(crossing_cost(cfg, i, k) for i, k in zip(pts["infrastructure"], pts["infra_class"]))

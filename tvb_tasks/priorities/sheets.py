@@ -181,7 +181,7 @@ class _PdfFlow:
 
 
 def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, draw, sections: list[Section],
-              attribution: str) -> None:
+              attribution: str, map_height: float = 0.39) -> None:
     """A4 portrait pages: title, meta lines, map, then the sections (paragraphs wrapped in full, real tables);
     the text flows onto further pages rather than being cut."""
     with PdfPages(path, metadata={"Title": title, "Subject": "Trame verte et bleue"}) as pdf:
@@ -190,12 +190,12 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
         flow.text(title, x=0.06, chars=80, size=13, bold=True, gap=0.004)
         for line in meta + ([headline] if headline else []):
             flow.text(line, x=0.06, chars=120, size=7.5)
-        ax = fig.add_axes((0.06, flow.y - 0.40, 0.62, 0.39))
+        ax = fig.add_axes((0.06, flow.y - map_height - 0.01, 0.62 * map_height / 0.39, map_height))
         handles = _setup(ax, extent, draw)
         add_scale_and_north(ax, north_x=0.04, north_y=(0.95, 0.86), compact=True)
         if handles:
             ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6.5, frameon=False)
-        flow.y -= 0.42
+        flow.y -= map_height + 0.03
         for s in sections:
             flow.need(0.05)
             flow.text(s.title, x=0.06, chars=100, size=9, bold=True, gap=0.003)
@@ -212,14 +212,15 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
 
 def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headline: str, alert: bool,
                 extent: tuple[float, float, float, float], draw, sections: list[Section], attribution: str,
-                links: list[tuple[str, str]] | None = None) -> dict[str, str]:
+                links: list[tuple[str, str]] | None = None, map_height: float = 0.39) -> dict[str, str]:
     """Write ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.html``; returns their paths. ``links``: (label, href)
-    shown above the title (back to the report, to the list of sheets)."""
+    shown above the title (back to the report, to the list of sheets); ``map_height``: share of the A4 page the
+    PDF's map takes (smaller for the one-page screening sheet)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, pdf, html = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.html"
     _map_figure(extent, draw, attribution, title).savefig(png, dpi=DPI)
-    _pdf_page(pdf, title, meta, headline, extent, draw, sections, attribution)
+    _pdf_page(pdf, title, meta, headline, extent, draw, sections, attribution, map_height=map_height)
     env = Environment(autoescape=select_autoescape(default=True), undefined=StrictUndefined)
     image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
     html.write_text(env.from_string(_HTML).render(
@@ -233,6 +234,9 @@ def _extent(geoms, pad_m: float) -> tuple[float, float, float, float]:
     xmin, ymin, xmax, ymax = geoms.total_bounds
     pad = max(pad_m, 0.05 * max(xmax - xmin, ymax - ymin))
     return xmin - pad, ymin - pad, xmax + pad, ymax + pad
+
+
+SCREENING_MAP_HEIGHT = 0.30   # the screening sheet fits one A4 page (issue 15: "a one-page sheet")
 
 
 # --- screening sheet -------------------------------------------------------------------------------------------------
@@ -324,7 +328,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
         meta.append(f"Projet : {project_facts_line(result.project)}")
     return write_sheet(out_dir, stem, title=f"Porter à connaissance TVB – {project_name}", meta=meta,
                        headline=headline, alert=result.touches_anything, extent=extent, draw=draw,
-                       sections=sections, attribution=attribution)
+                       sections=sections, attribution=attribution, map_height=SCREENING_MAP_HEIGHT)
 
 
 # --- fiches de préconisations par sous-trame -------------------------------------------------------------------------

@@ -134,6 +134,7 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
                     "reservoir_split": "réservoir coupé par l'infrastructure (gain : ses deux parties réunies)",
                     "in_reservoir": "gain nul : dans un réservoir (sur aucune liaison entre réservoirs)",
                     "no_link": "gain nul : ne relie pas deux réservoirs",
+                    "reservoir_notched": "gain nul : l'infrastructure entame le réservoir sans le couper en deux",
                     "hors_graphe": "gain nul : ne relie pas deux réservoirs"},
     "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
