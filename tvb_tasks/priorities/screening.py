@@ -124,7 +124,7 @@ def _lines_hit(layer: gpd.GeoDataFrame, footprint, extra: list[str]) -> pd.DataF
 
 
 def _sites_hit(points: gpd.GeoDataFrame, footprint, tolerance_m: float) -> pd.DataFrame:
-    cols = ["site_id", "sous_trame", "infrastructure", "infra_name", "corridor_ids", "n_points"]
+    cols = ["site_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "corridor_ids", "n_points"]
     if points is None or points.empty:
         return pd.DataFrame(columns=cols)
     sites = rupture_sites(points, tolerance_m)

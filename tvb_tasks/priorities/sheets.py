@@ -145,7 +145,7 @@ class _PdfFlow:
 
         x0, width = 0.07, 0.87
         longest = [max([len(str(c))] + [len(str(r[j])) for r in rows if j < len(r)]) for j, c in enumerate(columns)]
-        weights = [min(max(n, 6), 60) + 3 for n in longest]          # + 3: the gap between columns
+        weights = [min(max(n, 8), 60) + 3 for n in longest]          # + 3: the gap between columns
         chars = [max(int(PDF_TEXT_CHARS * w / sum(weights)) - 2, 4) for w in weights]
         xs = [x0 + width * sum(weights[:j]) / sum(weights) for j in range(len(columns))]
 
