@@ -499,3 +499,34 @@ def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
         .set_index("sous_trame").loc["wetland"]
     assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # remove: the link is gone
     assert res.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] == 0
+
+
+# --- review 15 points 3 and 7: top lists without zero-gain items, per-commune priorities ----------------------------
+def test_top_lists_hold_only_items_with_a_gain_and_say_how_many_have_none(territory, tmp_path):
+    from tvb_tasks.priorities.stage import commune_priority_rows, priorities_stage, report_tables
+
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]   # gains nothing
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in layers.items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    table = report_tables(tmp_path / "ind")[0]
+    assert table.columns[-1] == "Alerte"
+    assert not any("forest-CS" in r[1] or "forest-S002" in r[1] for r in table.rows)
+    assert "2 élément(s) sans gain" in table.note
+    prio = compute_priorities(territory, layers)
+    rows, n_zero = commune_priority_rows(pd.DataFrame(prio.drop(columns="geometry")), "62002")   # Bville
+    useful = prio[(prio["gain_dpc_pct"] > 0) & (prio["insee"] == "62002")].sort_values("rank_commune")
+    assert n_zero == 2 and len(rows) == min(10, len(useful))
+    assert [r[0] for r in rows] == [str(i) for i in useful["rank_commune"].head(10)]
+    assert [r[1] for r in rows] == [str(i) for i in useful["rank"].head(10)]
+    assert commune_priority_rows(None, "62001") == ([], 0)
+
+
+def test_link_noise_is_written_as_zero():
+    from tvb_tasks.indicators.compute import drop_float_noise
+
+    out = drop_float_noise(pd.DataFrame({"dpc": [6.05e-17, -3e-15, 0.5], "id": ["a", "b", "c"]}))
+    assert out["dpc"].tolist() == [0.0, 0.0, 0.5]
