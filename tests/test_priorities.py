@@ -412,6 +412,10 @@ def test_screening_lists_the_priorities_touched_and_the_project_facts(territory,
     text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche.pdf"))
     assert "Priorités de restauration touchées" in text and "Aville (62001)" in text and "route RN 1" in text
     assert "étape : programmé" in text and "type : ZAC" in text                   # review 15 point 8: French
+    import subprocess
+
+    info = subprocess.run(["pdfinfo", str(tmp_path / "fiche.pdf")], check=True, capture_output=True, text=True)
+    assert re.search(r"^Pages:\s+1$", info.stdout, re.M)                          # one A4 page, as the issue asks
     assert "programmed" not in text and not re.search(r"\bforest\b(?!-)", text)
     from tvb_tasks.priorities.screening import result_json
     from tvb_tasks.priorities.stage import describe
@@ -530,3 +534,33 @@ def test_link_noise_is_written_as_zero():
 
     out = drop_float_noise(pd.DataFrame({"dpc": [6.05e-17, -3e-15, 0.5], "id": ["a", "b", "c"]}))
     assert out["dpc"].tolist() == [0.0, 0.0, 0.5]
+
+
+def test_rupture_sites_get_a_french_status_and_wet_point_fields_a_title(territory, tmp_path):
+    from tvb_tasks.priorities.stage import priorities_stage
+    from tvb_tasks.publish.formats import add_french_labels
+    from tvb_tasks.publish.styles import FIELD_LABELS
+
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in scene().items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    add_french_labels(gpkg, {k: v.label for k, v in territory.sous_trames.items()})
+    prio = gpd.read_file(gpkg, layer="priorities")
+    sites = prio[prio["candidate"] == "rupture_site"]
+    assert len(sites) and (sites["libelle_statut"] == "Site de rupture (franchissement)").all()
+    assert set(prio.loc[prio["candidate"] == "corridor", "libelle_statut"]) <= {"À restaurer", "À créer"}
+    assert FIELD_LABELS["drop_height_m"] and FIELD_LABELS["fish_pass"]
+
+
+def test_wetland_fiche_shows_its_watercourse_corridors_not_empty_statuses(territory, tmp_path):
+    from tvb_tasks.priorities.sheets import sous_trame_fiche
+
+    layers = wet_scene()
+    prio = compute_priorities(territory, layers)
+    sous_trame_fiche(territory, layers, prio, "wetland", tmp_path, release_id="R1", attribution="T")
+    text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche_wetland.pdf"))
+    assert "Corridors humides (réseau des cours d'eau) 1" in text
+    assert "Corridors existants" not in text and "Corridors à créer" not in text
+    sous_trame_fiche(territory, layers, prio, "forest", tmp_path, release_id="R1", attribution="T")
+    assert "Corridors à restaurer" in re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche_forest.pdf"))
