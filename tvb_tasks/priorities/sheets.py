@@ -236,6 +236,11 @@ def _extent(geoms, pad_m: float) -> tuple[float, float, float, float]:
     return xmin - pad, ymin - pad, xmax + pad, ymax + pad
 
 
+def _measure(count: int, value: float, decimals: int, unit: str) -> str:
+    """"565 m", "6,89 ha"; "–" when nothing of that kind is touched (no "0m" beside a count of 0)."""
+    return f"{fr(value, decimals)} {unit}" if count else "–"
+
+
 SCREENING_MAP_HEIGHT = 0.30   # the screening sheet fits one A4 page (issue 15: "a one-page sheet")
 
 
@@ -292,10 +297,12 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
         headline = "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication."
     sections = [
         Section("Synthèse", ["Élément", "Nombre", "Surface / longueur touchée"], [
-            ["Réservoirs de biodiversité", str(s["reservoirs"]), f"{fr(s['reservoirs_affected_ha'], 2)} ha"],
-            ["Zones relais", str(s["relays"]), f"{fr(s['relays_affected_ha'], 2)} ha"],
-            ["Corridors écologiques", str(s["corridors"]), f"{fr(s['corridors_affected_m'], 0)} m"],
-            ["Corridors humides", str(s["wet_corridors"]), f"{fr(s['wet_corridors_affected_m'], 0)} m"],
+            ["Réservoirs de biodiversité", str(s["reservoirs"]),
+             _measure(s["reservoirs"], s["reservoirs_affected_ha"], 2, "ha")],
+            ["Zones relais", str(s["relays"]), _measure(s["relays"], s["relays_affected_ha"], 2, "ha")],
+            ["Corridors écologiques", str(s["corridors"]), _measure(s["corridors"], s["corridors_affected_m"], 0, "m")],
+            ["Corridors humides", str(s["wet_corridors"]),
+             _measure(s["wet_corridors"], s["wet_corridors_affected_m"], 0, "m")],
             ["Sites de rupture", str(s["rupture_sites"]), "–"]]),
         Section("Perte de connectivité par sous-trame (ΔPC, ΔEC)",
                 ["Sous-trame", "EC avant (ha)", "ΔPC (%)", "ΔEC (ha)"],
