@@ -147,12 +147,12 @@ def render(figs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str) -> str:
+def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the block between the markers replaced (ValueError when the markers are missing)."""
-    i, j = text.find(BEGIN), text.find(END)
+    i, j = text.find(begin), text.find(end)
     if i < 0 or j < i:
-        raise ValueError(f"{METHOD_MD}: markers {BEGIN} … {END} not found")
-    return text[:i] + block + text[j + len(END):]
+        raise ValueError(f"{METHOD_MD}: markers {begin} … {end} not found")
+    return text[:i] + block + text[j + len(end):]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from tvb_tasks.config import load_territory
 from tvb_tasks.indicators.connectivity import decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
-from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost
+from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost, urgency
 from tvb_tasks.priorities.screening import read_project, screen_project
 
 
@@ -314,12 +314,36 @@ def test_zero_gain_items_are_flagged_and_ranked_after_every_useful_one(territory
     assert row.loc["forest-S002", "conflict"] > 0 and row.loc["forest-S002", "flag"] == "menacé, gain nul"
     assert zero["rank"].min() > out.loc[out["gain_dpc_pct"] > 0, "rank"].max()
     assert (out.loc[out["gain_dpc_pct"] > 0, "flag"] == "").all()
-    # a threat adds urgency on its own (additive term), not only in proportion to the gain
+    # a threat multiplies the urgency of a useful item by 1 + w_conflict · conflict
     threatened = compute_priorities(territory, scene(), projects=project(bx(600, 10050, 800, 10300))).set_index("id")
     w = territory_weights(territory)
     base = compute_priorities(territory, scene()).set_index("id")
-    assert threatened.loc["forest-CT", "score"] - base.loc["forest-CT", "score"] == pytest.approx(w.conflict * 1.0)
+    assert threatened.loc["forest-CT", "rank"] <= base.loc["forest-CT", "rank"]
     assert threatened.loc["forest-CT", "flag"] == "menacé"
+    u = urgency(np.array([base.loc["forest-CT", "gain_dpc_pct"], 1e9]), np.array([1.0, 0.0]),
+                np.array([base.loc["forest-CT", "cost_proxy"], 0.0]), w)
+    u0 = urgency(np.array([base.loc["forest-CT", "gain_dpc_pct"], 1e9]), np.array([0.0, 0.0]),
+                 np.array([base.loc["forest-CT", "cost_proxy"], 0.0]), w)
+    assert u[0] == pytest.approx(u0[0] * (1 + w.conflict))
+
+
+def test_a_threat_does_not_make_a_near_zero_gain_outrank_a_large_one(territory):
+    """Review 15 point 4: forest-C043 (ΔPC 0.0025 %, conflict 1) ranked above mining-C018 (ΔPC 13.7 %)."""
+    w = territory_weights(territory)
+    u = urgency(np.array([0.0025, 13.7, 0.0]), np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0]), w)
+    assert u[1] > u[0] > u[2] == 0.0
+
+
+def test_the_score_order_is_the_rank_on_a_0_100_scale(territory):
+    """Review 15 point 5: the published score decreases with the rank, in [0, 100], 0 exactly for zero gain."""
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]
+    out = compute_priorities(territory, layers, projects=project(bx(600, 5050, 800, 5300))).sort_values("rank")
+    assert (np.diff(out["score"].to_numpy()) <= 1e-12).all()
+    assert out["score"].max() == pytest.approx(100.0) and out["score"].min() >= 0.0
+    assert (out.loc[out["gain_dpc_pct"] <= 0, "score"] == 0.0).all()
+    assert (out.loc[out["gain_dpc_pct"] > 0, "score"] > 0.0).all()
 
 
 def territory_weights(territory):
@@ -339,10 +363,10 @@ def test_the_score_rule_is_published_with_its_weights(territory, tmp_path):
     priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
     doc = json.loads((tmp_path / "ind" / "priorities.json").read_text(encoding="utf-8"))
     w = territory_weights(territory)
-    assert doc["score"]["weights"] == {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}
-    assert f"{w.gain:g} × gain normalisé" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
+    assert doc["score"]["weights"] == {"conflict": w.conflict, "cost": w.cost}
+    assert f"(1 + {w.conflict:g} × conflit)" in doc["score"]["formula"] and "sous-trames" in doc["score"]["formula"]
     assert doc["zero_gain"] == 0
-    assert report_tables(tmp_path / "ind")[0].note.startswith(f"Score = {w.gain:g} × gain normalisé")
+    assert report_tables(tmp_path / "ind")[0].note.startswith("Score (0 à 100, dans l'ordre du rang)")
 
 
 def _pdf_text(path) -> str:
@@ -387,7 +411,35 @@ def test_screening_lists_the_priorities_touched_and_the_project_facts(territory,
     screening_sheet(territory, layers, res, tmp_path, project_name="ZAC", release_id="R1", attribution="T")
     text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche.pdf"))
     assert "Priorités de restauration touchées" in text and "Aville (62001)" in text and "route RN 1" in text
-    assert "étape : programmed" in text
+    assert "étape : programmé" in text and "type : ZAC" in text                   # review 15 point 8: French
+    import subprocess
+
+    info = subprocess.run(["pdfinfo", str(tmp_path / "fiche.pdf")], check=True, capture_output=True, text=True)
+    assert re.search(r"^Pages:\s+1$", info.stdout, re.M)                          # one A4 page, as the issue asks
+    assert "programmed" not in text and not re.search(r"\bforest\b(?!-)", text)
+    from tvb_tasks.priorities.screening import result_json
+    from tvb_tasks.priorities.stage import describe
+
+    doc = {"project": "ZAC", "release_id": "R1", **result_json(res),
+           "sous_trame_labels": {k: v.label for k, v in territory.sous_trames.items()}}
+    printed = "\n".join(describe({"result": doc}))
+    for code in ("(forest,", "to_restore", "connectivité forest", "programmed", "culvert", "(wetland"):
+        assert code not in printed, code
+    assert "étape : programmé" in printed and "connectivité – Sous-trame forestière" in printed
+
+
+def test_crossing_names_have_no_doubled_words():
+    from tvb_tasks.priorities.ranking import crossing_name, crossing_phrase
+
+    assert crossing_phrase("road", "3", "Route départementale 937") == "Route départementale 937"
+    assert crossing_phrase("canal", "canal", "Canal de la Deûle") == "Canal de la Deûle"
+    assert crossing_phrase("road", "1", "A21") == "route A21"
+    assert crossing_phrase("culvert", "road", "N47") == "ouvrage busé sous la route N47"
+    assert crossing_name("road", "3", "Route départementale 937") == "Franchissement de la Route départementale 937"
+    assert crossing_name("canal", None, "Canal de la Deûle") == "Franchissement du Canal de la Deûle"
+    assert crossing_name("road", "1", "A21") == "Franchissement de la route A21"
+    assert crossing_name("culvert", "railway", "") == "Ouvrage busé sous la voie ferrée"
+    assert crossing_name("river_obstacle", None, "Seuil 3") == "Franchissement de l'obstacle à l'écoulement Seuil 3"
 
 
 def test_project_outside_the_territory_gets_a_clear_warning(territory, tmp_path):
@@ -432,8 +484,83 @@ def test_screening_across_a_watercourse_reports_the_wetland_loss(territory):
     a = 4.0                                                                              # ha each
     before = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0)
     assert net.pc_sum == pytest.approx(before)
-    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # cuts the river
+    res = screen_project(territory, layers, project(bx(6000, 0, 6100, 300)), networks=nets)   # over the river
     row = res.connectivity.set_index("sous_trame").loc["wetland"]
-    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # the link is gone
+    # review 15 point 6: the stream is piped as a culvert would pipe it (its configured passability), not cut
+    from tvb_tasks.indicators import indicators_config
+    from tvb_tasks.priorities.config import screening_config
+
+    assert screening_config(territory).watercourse_effect == "culvert"
+    pi = indicators_config(territory).connectivity.wet_passability.passability(
+        "culvert", territory.rupture_points.culvert_severity)
+    assert 0 < pi < 1
+    after = 2 * a * a + 2 * a * a * math.exp(-net.k * 2000.0) * pi
+    assert row["delta_pc_pct"] == pytest.approx(100 * (after - before) / before, rel=1e-6)
     assert row["corridors_touched"] == 1 and res.wet_corridors["id"].tolist() == ["wetland-H1"]
+    cut = territory.model_copy(update={"screening": screening_config(territory).model_copy(
+        update={"watercourse_effect": "remove"})})
+    row = screen_project(cut, layers, project(bx(6000, 0, 6100, 300)), networks=nets).connectivity \
+        .set_index("sous_trame").loc["wetland"]
+    assert row["delta_pc_pct"] == pytest.approx(100 * (2 * a * a - before) / before)       # remove: the link is gone
     assert res.connectivity.set_index("sous_trame").loc["forest", "delta_pc_pct"] == 0
+
+
+# --- review 15 points 3 and 7: top lists without zero-gain items, per-commune priorities ----------------------------
+def test_top_lists_hold_only_items_with_a_gain_and_say_how_many_have_none(territory, tmp_path):
+    from tvb_tasks.priorities.stage import commune_priority_rows, priorities_stage, report_tables
+
+    layers = scene()
+    cor = layers["corridors"]
+    cor.loc[cor["id"] == "forest-CS", ["cost", "mean_friction"]] = [1000.0, 1.0]   # gains nothing
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in layers.items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    table = report_tables(tmp_path / "ind")[0]
+    assert table.columns[-1] == "Alerte"
+    assert not any("forest-CS" in r[1] or "forest-S002" in r[1] for r in table.rows)
+    assert "2 élément(s) sans gain" in table.note
+    prio = compute_priorities(territory, layers)
+    rows, n_zero = commune_priority_rows(pd.DataFrame(prio.drop(columns="geometry")), "62002")   # Bville
+    useful = prio[(prio["gain_dpc_pct"] > 0) & (prio["insee"] == "62002")].sort_values("rank_commune")
+    assert n_zero == 2 and len(rows) == min(10, len(useful))
+    assert [r[0] for r in rows] == [str(i) for i in useful["rank_commune"].head(10)]
+    assert [r[1] for r in rows] == [str(i) for i in useful["rank"].head(10)]
+    assert commune_priority_rows(None, "62001") == ([], 0)
+
+
+def test_link_noise_is_written_as_zero():
+    from tvb_tasks.indicators.compute import drop_float_noise
+
+    out = drop_float_noise(pd.DataFrame({"dpc": [6.05e-17, -3e-15, 0.5], "id": ["a", "b", "c"]}))
+    assert out["dpc"].tolist() == [0.0, 0.0, 0.5]
+
+
+def test_rupture_sites_get_a_french_status_and_wet_point_fields_a_title(territory, tmp_path):
+    from tvb_tasks.priorities.stage import priorities_stage
+    from tvb_tasks.publish.formats import add_french_labels
+    from tvb_tasks.publish.styles import FIELD_LABELS
+
+    gpkg = tmp_path / "tvb.gpkg"
+    for name, gdf in scene().items():
+        gdf.to_file(gpkg, layer=name, driver="GPKG")
+    priorities_stage(territory, gpkg, tmp_path / "ind", inputs={})
+    add_french_labels(gpkg, {k: v.label for k, v in territory.sous_trames.items()})
+    prio = gpd.read_file(gpkg, layer="priorities")
+    sites = prio[prio["candidate"] == "rupture_site"]
+    assert len(sites) and (sites["libelle_statut"] == "Site de rupture (franchissement)").all()
+    assert set(prio.loc[prio["candidate"] == "corridor", "libelle_statut"]) <= {"À restaurer", "À créer"}
+    assert FIELD_LABELS["drop_height_m"] and FIELD_LABELS["fish_pass"]
+
+
+def test_wetland_fiche_shows_its_watercourse_corridors_not_empty_statuses(territory, tmp_path):
+    from tvb_tasks.priorities.sheets import sous_trame_fiche
+
+    layers = wet_scene()
+    prio = compute_priorities(territory, layers)
+    sous_trame_fiche(territory, layers, prio, "wetland", tmp_path, release_id="R1", attribution="T")
+    text = re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche_wetland.pdf"))
+    assert "Corridors humides (réseau des cours d'eau) 1" in text
+    assert "Corridors existants" not in text and "Corridors à créer" not in text
+    sous_trame_fiche(territory, layers, prio, "forest", tmp_path, release_id="R1", attribution="T")
+    assert "Corridors à restaurer" in re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche_forest.pdf"))

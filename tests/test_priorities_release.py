@@ -45,8 +45,9 @@ def test_cli_screen_prints_affected_elements_and_writes_the_sheet_outside_the_re
     release_before = scene_store.list(f"releases/call/{RID}/")
     assert main(["screen", "--store", scene_store.uri, str(path)]) == 0
     out = capsys.readouterr().out
-    assert "ZAC des Tests" in out and "corridor forest-CL (forest, to_restore) : 200 m" in out
-    assert "connectivité forest : ΔPC -" in out
+    assert "ZAC des Tests" in out and "corridor forest-CL (sous-trame forestière, à restaurer) : 200 m" in out
+    assert "connectivité – Sous-trame forestière : ΔPC -" in out
+    assert "to_restore" not in out and "(forest," not in out            # review 15 point 8: no English codes
     keys = scene_store.list(f"screenings/call/{RID}/")
     names = {k.rsplit("/", 1)[1] for k in keys}
     assert {"fiche.html", "fiche.pdf", "fiche.png", "screening.json", "emprise.gpkg"} <= names

@@ -10,7 +10,7 @@ Scene (wetland sous-trame, EPSG:2154, Lambert-93 offsets), three separate stream
 * pair L: two large marshes (100 ha each) joined by a 1000 m stream with culvert CL (severity 3);
 * pair S: two small ponds (4 ha each) joined by a 1000 m stream with culvert CS (severity 3);
 * marsh D (4 ha) with a 800 m dead-end stream carrying obstacle OD, and a stream touching no reservoir with
-  obstacle ON: neither lies on a link (hors_graphe, gain 0).
+  obstacle ON: neither lies on a link (``no_link``, gain 0).
 
 Answers by hand: p_L = exp(-k·1000) × π, ΔPCsum_L = 2·a²·exp(-k·1000)·(1 − π); same for S with 4 ha.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 from shapely.geometry import LineString, Point, box
 
@@ -188,8 +189,8 @@ def test_culvert_gains_by_hand_and_large_pair_ranks_first(territory):
     assert (out.loc[["CL", "CS"], "gain_method"] == "obstacle_passable").all()
     for name in ("OD", "ON"):                        # on no link: gain 0, outside the graph, ranked last
         assert out.loc[name, "gain_dpc_pct"] == 0.0
-        assert out.loc[name, "gain_method"] == "hors_graphe"
-        assert out.loc[name, "flag"] == "gain nul"
+        assert out.loc[name, "gain_method"] == "no_link"
+        assert out.loc[name, "flag"] == "gain nul (ne relie pas deux réservoirs)"
         assert out.loc[name, "rank"] > out.loc["CS", "rank"]
 
 
@@ -215,3 +216,100 @@ def test_passabilities_outside_zero_one_are_refused(territory):
     bad = territory.model_copy(update={"indicators": {"connectivity": {"wet_passability": {"culvert": {3: 1.5}}}}})
     with pytest.raises(ConfigError, match="wet_passability"):
         indicators_config(bad)
+
+
+# --- review 15: zero-gain causes, reservoirs cut by an infrastructure, passabilities of every wet point ------------
+def split_scene() -> dict[str, gpd.GeoDataFrame]:
+    """The scene plus marsh M (400 m × 200 m, 8 ha) cut in two by a 30 m wide motorway (A21, x = 200 m): rupture
+    point P5 (``corridor_kind = reservoir``); marsh N (8 ha) that motorway A1 enters without crossing (P7); and a
+    bridge P6 on W1 inside marsh L1 (on no link)."""
+    layers = scene()
+    m = gpd.GeoDataFrame({"id": ["wetland-M", "wetland-N"], "sous_trame": "wetland", "origin": "habitat",
+                          "libelle": ["M", "N"]},
+                         geometry=[bx(0, 40000, 400, 40200), bx(0, 50000, 400, 50200)], crs=CRS)
+    m["area_ha"] = m.area / 1e4
+    layers["reservoirs"] = gpd.GeoDataFrame(pd.concat([layers["reservoirs"], m], ignore_index=True), crs=CRS)
+    extra = gpd.GeoDataFrame({
+        "id": ["P5", "P6", "P7"], "corridor_id": ["wetland-M", "W1", "wetland-N"], "sous_trame": "wetland",
+        "corridor_kind": ["reservoir", "aquatique", "reservoir"], "infrastructure": ["road", "road", "road"],
+        "infra_class": ["1", "3", "1"], "infra_name": ["A21", "RD 1", "A1"], "severity": [4, 2, 4], "n_merged": 1,
+        "libelle": "rupture"},
+        geometry=[pt(200, 40100), pt(800, 500), pt(200, 50050)], crs=CRS)
+    layers["rupture_points"] = gpd.GeoDataFrame(pd.concat([layers["rupture_points"], extra], ignore_index=True),
+                                                crs=CRS)
+    layers["infrastructure"] = gpd.GeoDataFrame(       # A1 enters marsh N and stops halfway: N is not cut in two
+        {"infra_type": ["road", "road"], "infra_class": ["1", "1"], "infra_name": ["A21", "A1"],
+         "width_m": [30.0, 30.0]},
+        geometry=[ln((200, 39900), (200, 40300)), ln((200, 49900), (200, 50100))], crs=CRS)
+    return layers
+
+
+def test_a_site_cutting_a_reservoir_gains_its_two_parts_joined(territory):
+    """Split, each part keeps the others' distances but the parts no longer reach each other: PCsum loses
+    2·a1·a2 (a1 = a2 = 4 ha once scaled to the 8 ha node); restoring the crossing gains it back."""
+    out = compute_priorities(territory, split_scene()).set_index("infra_name")
+    k = _k(territory)
+    pc = _pc_sum(k, 0.33) + 8.0 ** 2 + 8.0 ** 2
+    lost = 2 * 4.0 * 4.0
+    assert out.loc["A21", "gain_method"] == "reservoir_split"
+    assert out.loc["A21", "gain_dpc_pct"] == pytest.approx(100 * lost / (pc - lost))
+    assert out.loc["A21", "gain_ec_ha"] == pytest.approx(math.sqrt(pc) - math.sqrt(pc - lost))
+    assert out.loc["A21", "flag"] == "" and out.loc["A21", "rank"] < out.loc["OD", "rank"]
+
+
+def test_zero_gain_sites_say_why(territory):
+    out = compute_priorities(territory, split_scene()).set_index("infra_name")
+    assert out.loc["RD 1", "gain_method"] == "in_reservoir"               # bridge inside marsh L1
+    assert out.loc["RD 1", "flag"] == "gain nul (dans un réservoir)"
+    assert out.loc["ON", "gain_method"] == "no_link"                      # stream touching no reservoir
+    assert out.loc["A1", "gain_method"] == "reservoir_notched"            # enters marsh N without cutting it
+    assert out.loc["A1", "flag"] == "gain nul (entame un réservoir sans le couper en deux)"
+    from tvb_tasks.publish.styles import VALUE_LABELS
+
+    labels = VALUE_LABELS["gain_method"]
+    assert "dans un réservoir" in labels["in_reservoir"] and "ne relie pas deux réservoirs" in labels["no_link"]
+    assert not any("hors du réseau" in v for v in labels.values())
+
+
+def producible_wet_points(territory) -> list[tuple[str, int, str | None]]:
+    """(infrastructure, severity, infra_class) of every wet rupture point the layers stage can produce with this
+    YAML: culverts (culvert_severity), road / railway bridges (bridge_severity, any road importance up to
+    culvert_road_max_importance), ROE obstacles (every drop-height severity, unknown height, lowered by a fish
+    pass, 1 below the lowest threshold)."""
+    rp = territory.rupture_points
+    out: list[tuple[str, int, str | None]] = [("culvert", int(rp.culvert_severity), None)]
+    for imp in range(1, int(rp.culvert_road_max_importance or 5) + 1):
+        out.append(("road", int(rp.bridge_severity), str(imp)))
+    out.append(("railway", int(rp.bridge_severity), None))
+    obs = rp.obstacles
+    sev = {int(v) for v in obs.drop_height_severity.values()} | {int(obs.unknown_severity), 1}
+    sev |= {max(v - int(obs.fish_pass_lowers_by), 1) for v in sev}
+    out += [("river_obstacle", v, None) for v in sorted(sev)]
+    return out
+
+
+def test_every_wet_rupture_point_the_layers_stage_produces_is_a_barrier(territory):
+    """Review 15 point 1: bridges became severity 2 while wet_passability.road said {2: 1.0}: 13 bridges could not
+    gain. Every point of severity ≥ 2 must have π < 1 (severity 1 is the ICE "passable" class)."""
+    table = indicators_config(territory).connectivity.wet_passability
+    for infra, sev, cls in producible_wet_points(territory):
+        pi = table.passability(infra, sev, cls)
+        assert 0.0 <= pi <= 1.0
+        if sev >= 2:
+            assert pi < 1.0, (infra, sev, cls)
+    assert table.passability("road", territory.rupture_points.bridge_severity, "3") == pytest.approx(0.66)
+    assert table.passability("road", territory.rupture_points.bridge_severity, "1") == pytest.approx(0.33)
+
+
+def test_a_bridge_gains_when_its_stream_links_two_reservoirs(territory):
+    layers = scene()
+    pts = layers["rupture_points"]
+    pts.loc[pts["id"] == "P1", ["infrastructure", "infra_class", "severity"]] = ["road", "3",
+                                                                               territory.rupture_points.bridge_severity]
+    out = compute_priorities(territory, layers).set_index("infra_name")
+    k = _k(territory)
+    pi_b = indicators_config(territory).connectivity.wet_passability.passability("road", 2, "3")
+    base = (2 * 100 ** 2 + 2 * 100 * 100 * math.exp(-k * 1000) * pi_b) + (2 * 4 ** 2 + 2 * 4 * 4 *
+                                                                         math.exp(-k * 1000) * 0.33) + 4 ** 2
+    gain = 2 * 100 * 100 * math.exp(-k * 1000) * (1 - pi_b)
+    assert out.loc["CL", "gain_dpc_pct"] == pytest.approx(100 * gain / base)

@@ -61,10 +61,12 @@ class WetPassabilityConfig(_Section):
     culvert: dict[int, float] = Field(default_factory=dict)          # section busée under a road / railway
     road: dict[int, float] = Field(default_factory=dict)             # road bridge over an open watercourse
     railway: dict[int, float] = Field(default_factory=dict)          # railway bridge over an open watercourse
+    # road bridge by road importance (infra_class), overriding ``road`` (e.g. {1: 0.33}: a motorway's wide deck)
+    road_by_importance: dict[int, float] = Field(default_factory=dict)
     default: float = Field(default=1.0, ge=0, le=1)
     snap_m: float = Field(default=50, ge=0)      # a point is on the nearest watercourse stretch within this (m)
 
-    @field_validator("river_obstacle", "culvert", "road", "railway")
+    @field_validator("river_obstacle", "culvert", "road", "railway", "road_by_importance")
     @classmethod
     def _in_unit_interval(cls, table: dict[int, float]) -> dict[int, float]:
         bad = {k: v for k, v in table.items() if not 0 <= v <= 1}
@@ -72,7 +74,12 @@ class WetPassabilityConfig(_Section):
             raise ValueError(f"passabilities must be in [0, 1]: {bad}")
         return table
 
-    def passability(self, infrastructure: str, severity) -> float:
+    def passability(self, infrastructure: str, severity, infra_class=None) -> float:
+        if str(infrastructure) == "road" and self.road_by_importance:
+            try:
+                return float(self.road_by_importance[int(float(infra_class))])
+            except (KeyError, TypeError, ValueError):
+                pass
         table = getattr(self, str(infrastructure), None) if str(infrastructure) in WET_BARRIER_TYPES else None
         try:
             return float(table[int(severity)]) if table is not None else self.default
@@ -161,9 +168,11 @@ CorridorStatus = Literal["existing", "to_restore", "to_create"]
 
 
 class Weights(_Section):
-    gain: float = Field(default=0.6, ge=0)
-    conflict: float = Field(default=0.25, ge=0)
-    cost: float = Field(default=0.15, ge=0)
+    """Score U = G · (1 + conflict · c) / (1 + cost · C) (tvb_tasks.priorities.ranking.urgency): a project at the
+    most advanced stage multiplies the gain by 1 + conflict, the costliest item divides it by 1 + cost."""
+
+    conflict: float = Field(default=0.5, ge=0)
+    cost: float = Field(default=0.5, ge=0)
 
 
 def _default_crossing() -> dict[str, float | dict[str, float]]:
@@ -205,6 +214,9 @@ class ScreeningConfig(_Section):
     line_buffer_m: float = Field(default=15, gt=0)
     corridor_effect: Literal["remove", "degrade"] = "remove"
     degraded_friction: float = Field(default=1000, ge=1)
+    # a project over a watercourse of a trame bleue: "culvert" = the crossed stretch gets the passability of a
+    # culvert (indicators.connectivity.wet_passability.culvert at rupture_points.culvert_severity), "remove" = cut
+    watercourse_effect: Literal["culvert", "remove"] = "culvert"
 
 
 class FicheText(_Section):

@@ -63,13 +63,22 @@ def wet_network_of(layers: dict[str, gpd.GeoDataFrame], territory: Territory, so
     if points is not None and len(points) and {"sous_trame", "corridor_kind", "severity"} <= set(points.columns):
         on = points[(points["sous_trame"].astype(str) == sous_trame) & (points["corridor_kind"] == "aquatique")]
         table = cfg.wet_passability
-        penalty = [connectivity.passability_penalty_m(table.passability(i, sev), k)
-                   for i, sev in zip(on["infrastructure"], on["severity"])]
+        classes = on["infra_class"] if "infra_class" in on.columns else [None] * len(on)
+        penalty = [connectivity.passability_penalty_m(table.passability(i, sev, cls), k)
+                   for i, sev, cls in zip(on["infrastructure"], on["severity"], classes)]
         barriers = gpd.GeoDataFrame({"id": on["id"].astype(str).to_numpy(), "penalty_m": penalty},
                                     geometry=on.geometry.values, crs=points.crs)
     net = connectivity.wet_network(reservoirs, wet, snap_m=cfg.wet_network_snap_m, barriers=barriers,
                                    barrier_snap_m=cfg.wet_passability.snap_m)
     return net, st.max_cost / per_m, threshold_m
+
+
+def drop_float_noise(frame: pd.DataFrame, tolerance: float = 1e-12) -> pd.DataFrame:
+    """Float columns with |value| ≤ ``tolerance`` set to 0 (a dPC of 6.05e-17 % is rounding noise of PC sums)."""
+    out = frame.copy()
+    for col in out.select_dtypes(include="float").columns:
+        out.loc[out[col].abs() <= tolerance, col] = 0.0
+    return out
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, files: list[str]) -> None:
@@ -149,7 +158,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
                                                                  *fragmentation.METRICS]],
                out_dir / "fragmentation.csv", files)
     _write_csv(pd.concat(node_frames, ignore_index=True), out_dir / "connectivity_nodes.csv", files)
-    _write_csv(pd.concat(link_frames, ignore_index=True), out_dir / "connectivity_links.csv", files)
+    _write_csv(drop_float_noise(pd.concat(link_frames, ignore_index=True)), out_dir / "connectivity_links.csv",
+               files)
     json_path = out_dir / "indicators.json"
     json_path.write_text(json.dumps(json_value(doc), ensure_ascii=False, indent=1), encoding="utf-8")
     files.insert(0, str(json_path))

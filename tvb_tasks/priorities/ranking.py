@@ -14,16 +14,22 @@ Candidates (see :func:`corridor_candidates`, :func:`rupture_sites`): every corri
   runs along them (wet rupture points: culverts, ROE obstacles, bridges, each a barrier of configured passability
   on the network, :func:`tvb_tasks.indicators.wet_network_of`): the links whose network distance drops when the
   site's points become passable (:func:`~tvb_tasks.indicators.connectivity.passable_changes`), ``gain_method =
-  obstacle_passable``. ``hors_graphe`` (gain 0): a site on no link of its sous-trame's graph.
+  obstacle_passable``.
 * ``cost_base``: length_m × ``cost.per_m[status]`` (corridor) or Σ ``cost.crossing[infrastructure][class]``
   (site); ``maintenance_share``: share of the corridor length (or of the site's points) inside a managed sector
   (``maintenance`` role, within the buffer); ``cost_proxy`` = cost_base × (1 − maintenance_discount × share).
 * ``conflict``: the largest ``conflict.stage_weights[stage]`` of the planned projects (``projects`` role) within
   the buffer, 0 when none: a threatened link is more urgent.
-* ``score`` = G · (w_gain + w_conflict · conflict) − w_cost · cost/max(cost), G = gain/max(gain) over the
-  territory: a threat multiplies the urgency of a useful restoration but does not make a useless one a priority;
-  ranks per territory, sous-trame and commune (commune holding the representative point: the corridor's midpoint,
-  the site's first point). Ties: larger gain first, then id.
+* ``score`` (0–100, its order is the rank) = 100 · U / max(U), U = G · (1 + w_conflict · conflict) /
+  (1 + w_cost · C), G = gain/max(gain), C = cost/max(cost) over the territory (:func:`urgency`): a threat multiplies
+  the urgency of a useful restoration but does not make a useless one a priority; an item without gain scores 0
+  and ranks last. Ranks per territory, sous-trame and commune (commune holding the representative point: the
+  corridor's midpoint, the site's first point).
+* A site splitting one of its sous-trame's reservoirs (rupture points ``corridor_kind = reservoir``): the gain of
+  joining the two parts again, ``gain_method = reservoir_split`` (:func:`reservoir_split_gain`). A site that gains
+  nothing says why: ``in_reservoir`` (inside a reservoir, on no link), ``no_link`` (on a corridor or watercourse
+  that links no two reservoirs), ``reservoir_notched`` (a barrier entering a reservoir without cutting it in two:
+  the habitat goes round it).
 
 CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPackage (``read_layers``) through
 :func:`corridor_candidates` / :func:`rupture_sites`, the adapter to the layer schema.
@@ -31,6 +37,7 @@ CRS: the territory's (EPSG:2154, metres). Works on the layers of a release GeoPa
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import geopandas as gpd
@@ -55,6 +62,9 @@ PRIORITY_COLUMNS = [
     "insee", "commune", "libelle", "flag",
 ]
 GAIN_EPSILON = 1e-9   # ΔPC (%) at or below this is "gain nul"
+# why a site gains nothing (gain_method → French cause in the flag)
+ZERO_GAIN_CAUSES = {"in_reservoir": "dans un réservoir", "no_link": "ne relie pas deux réservoirs",
+                    "reservoir_notched": "entame un réservoir sans le couper en deux"}
 INFRA_LABELS = {"road": "route", "railway": "voie ferrée", "canal": "canal", "river_obstacle": "obstacle",
                 "obstacle": "obstacle à l'écoulement"}
 
@@ -303,27 +313,46 @@ def commune_of(points: np.ndarray, communes: gpd.GeoDataFrame) -> tuple[list[str
     return communes["insee"].astype(str).to_numpy()[idx].tolist(), communes["nom"].astype(str).to_numpy()[idx].tolist()
 
 
+def urgency(gain: pd.Series | np.ndarray, conflict: pd.Series | np.ndarray, cost: pd.Series | np.ndarray,
+            weights) -> np.ndarray:
+    """Unscaled score U = G · (1 + w_conflict · conflict) / (1 + w_cost · C), G = gain / max gain, C = cost / max
+    cost (both in [0, 1]): a benefit / cost ratio (Linkage Mapper Barrier Mapper's improvement per metre restored)
+    whose benefit a threatening project multiplies — the threat raises the urgency of a USEFUL restoration, it
+    cannot make a useless one a priority (U = 0 when G = 0); a cost (lowered by a maintenance sector) divides it by
+    at most 1 + w_cost. Always ≥ 0."""
+    g = np.asarray(gain, dtype=float)
+    c = np.asarray(cost, dtype=float)
+    g_max, c_max = (float(g.max()) if g.size else 0.0), (float(c.max()) if c.size else 0.0)
+    g_n = np.clip(g, 0.0, None) / g_max if g_max > 0 else np.zeros_like(g)
+    c_n = np.clip(c, 0.0, None) / c_max if c_max > 0 else np.zeros_like(c)
+    return g_n * (1.0 + weights.conflict * np.asarray(conflict, dtype=float)) / (1.0 + weights.cost * c_n)
+
+
 def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
-    """Add ``score`` and ``rank`` (territory), ``rank_sous_trame``, ``rank_commune``; sorted by rank."""
+    """Add ``score`` (0–100, its order IS the rank), ``flag``, ``rank`` (territory), ``rank_sous_trame``,
+    ``rank_commune``; sorted by rank.
+
+    score = 100 · U / max(U) (:func:`urgency`); an item without gain scores 0 and ranks after every item with one
+    (ties: threatened first, then larger gain, then id)."""
     frame = frame.copy()
     if frame.empty:
         for col in ("score", "rank", "rank_sous_trame", "rank_commune"):
             frame[col] = pd.Series(dtype=float if col == "score" else int)
         frame["flag"] = pd.Series(dtype=object)
         return frame
-    g_max = float(frame["gain_dpc_pct"].max())
-    c_max = float(frame["cost_proxy"].max())
-    gain = frame["gain_dpc_pct"] / g_max if g_max > 0 else 0.0
-    cost = frame["cost_proxy"] / c_max if c_max > 0 else 0.0
-    w = cfg.weights
-    frame["score"] = w.gain * gain + w.conflict * frame["conflict"] - w.cost * cost
-    useful = frame["gain_dpc_pct"] > GAIN_EPSILON
+    useful = (frame["gain_dpc_pct"] > GAIN_EPSILON).to_numpy()
+    u = np.where(useful, urgency(frame["gain_dpc_pct"], frame["conflict"], frame["cost_proxy"], cfg.weights), 0.0)
+    u_max = float(u.max())
+    frame["score"] = 100.0 * u / u_max if u_max > 0 else 0.0
     threatened = frame["conflict"] > 0
-    frame["flag"] = np.where(useful, np.where(threatened, "menacé", ""),
-                             np.where(threatened, "menacé, gain nul", "gain nul"))
-    frame["_useful"] = useful.astype(int)
-    frame = frame.sort_values(["_useful", "score", "gain_dpc_pct", "id"], ascending=[False, False, False, True],
-                              kind="stable").drop(columns="_useful")
+    causes = frame["gain_method"].map(ZERO_GAIN_CAUSES).fillna("") if "gain_method" in frame.columns else ""
+    zero = np.where(threatened, "menacé, gain nul", "gain nul")
+    zero = np.where(pd.Series(causes, index=frame.index).astype(str) != "",
+                    pd.Series(zero, index=frame.index) + " (" + pd.Series(causes, index=frame.index).astype(str)
+                    + ")", zero)
+    frame["flag"] = np.where(useful, np.where(threatened, "menacé", ""), zero)
+    frame = frame.sort_values(["score", "conflict", "gain_dpc_pct", "id"], ascending=[False, False, False, True],
+                              kind="stable")
     frame = frame.reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
     frame["rank_sous_trame"] = frame.groupby("sous_trame").cumcount() + 1
@@ -334,12 +363,14 @@ def score_and_rank(frame: pd.DataFrame, cfg: PrioritiesConfig) -> pd.DataFrame:
 def score_formula(cfg: PrioritiesConfig) -> dict:
     """The published score rule (priorities.json, report): weights, formula in French and the normalisation."""
     w = cfg.weights
-    text = (f"Score = {w.gain:g} × gain normalisé + {w.conflict:g} × conflit − {w.cost:g} × coût normalisé ; "
-            "gain normalisé = ΔPC / ΔPC maximal du territoire (toutes sous-trames confondues : les gains sont "
-            "comparés entre sous-trames, le rang par sous-trame garde cet ordre), coût normalisé = coût / coût "
-            "maximal, conflit = poids de l'étape du projet le plus avancé (0 sans projet). Les éléments sans gain "
-            "(« gain nul ») sont classés après tous ceux qui en ont un ; « menacé » signale un projet à proximité.")
-    return {"weights": {"gain": w.gain, "conflict": w.conflict, "cost": w.cost}, "formula": text,
+    text = (f"Score (0 à 100, dans l'ordre du rang) = 100 × U / U maximal, U = gain normalisé × (1 + "
+            f"{w.conflict:g} × conflit) / (1 + {w.cost:g} × coût normalisé) ; gain normalisé = ΔPC / ΔPC maximal "
+            "du territoire (toutes sous-trames confondues : les gains sont comparés entre sous-trames, le rang par "
+            "sous-trame garde cet ordre), coût normalisé = coût / coût maximal, conflit = poids de l'étape du projet "
+            "le plus avancé (0 sans projet) : un projet rend plus urgente une restauration utile, il ne fait pas "
+            "une priorité d'un élément sans gain. Les éléments sans gain (« gain nul », score 0) sont classés après "
+            "tous ceux qui en ont un ; « menacé » signale un projet à proximité.")
+    return {"weights": {"conflict": w.conflict, "cost": w.cost}, "formula": text,
             "gain_normalisation": "territory"}
 
 
@@ -351,14 +382,54 @@ def _mean_friction(corridor) -> float:
     return float(value)
 
 
+# the crossed element with its article: "de la route" + name; a name already starting with the noun ("Route
+# départementale 937", "Canal de la Deûle") keeps only the article ("de la Route départementale 937")
+_INFRA_ARTICLE = {"road": ("de la", "route"), "railway": ("de la", "voie ferrée"), "canal": ("du", "canal"),
+                  "river_obstacle": ("de l'", "obstacle à l'écoulement"), "obstacle": ("de l'", "obstacle")}
+_UNDER = {"road": "sous la route", "railway": "sous la voie ferrée", "canal": "sous le canal"}
+
+
+def _starts_with_noun(name: str, noun: str) -> bool:
+    first = noun.split()[0].lower()
+    return name.lower().startswith(first) or (noun == "route" and name.lower().split()[:1] in (["autoroute"],))
+
+
+def crossing_phrase(infrastructure, infra_class, infra_name) -> str:
+    """French words for what a rupture site crosses, without doubled nouns: "route A21", "Route départementale
+    937", "Canal de la Deûle", "ouvrage busé sous la route N47" (culvert: ``infra_class`` = what passes over)."""
+    name = infra_name.strip() if isinstance(infra_name, str) else ""
+    infra = str(infrastructure)
+    if infra == "culvert":
+        under = _UNDER.get(str(infra_class), "sous" if name else "sous une infrastructure")
+        return f"ouvrage busé {under}{' ' + name if name else ''}"
+    noun = INFRA_LABELS.get(infra, infra)
+    if name and _starts_with_noun(name, noun):
+        return name
+    return f"{noun}{' ' + name if name else ''}"
+
+
+def crossing_name(infrastructure, infra_class, infra_name) -> str:
+    """"Franchissement de la route A21", "Franchissement du Canal de la Deûle", "Ouvrage busé sous la route N47"."""
+    name = infra_name.strip() if isinstance(infra_name, str) else ""
+    infra = str(infrastructure)
+    if infra == "culvert":
+        phrase = crossing_phrase(infra, infra_class, name)
+        return phrase[0].upper() + phrase[1:]
+    article, noun = _INFRA_ARTICLE.get(infra, ("d'une", "infrastructure"))
+    if name and _starts_with_noun(name, noun):
+        words = f"{article} {name}"
+    else:
+        words = f"{article} {noun}{' ' + name if name else ''}"
+    return "Franchissement " + words.replace("de l' ", "de l'")
+
+
 def _label(row) -> str:
     st = row["sous_trame_label"]
     if row["candidate"] == "corridor":
         status = STATUS_STYLES.get(row["status"], (str(row["status"]),))[0].lower()
         return f"Priorité {row['rank']} – corridor {status} – {st} ({row['id']})"
-    infra = INFRA_LABELS.get(str(row["infrastructure"]), str(row["infrastructure"]))
-    name = f" {row['infra_name']}" if isinstance(row["infra_name"], str) and row["infra_name"] else ""
-    return f"Priorité {row['rank']} – site de rupture ({infra}{name}) – {st} ({row['id']})"
+    what = crossing_phrase(row["infrastructure"], row.get("infra_class"), row["infra_name"])
+    return f"Priorité {row['rank']} – site de rupture ({what}) – {st} ({row['id']})"
 
 
 # --- entry point -----------------------------------------------------------------------------------------------------
@@ -438,21 +509,31 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
             d_site = max(d_site, corridor_restored_distance(c, f_r, corridor_excess[cid]))
             changes.append((str(c["from_id"]), str(c["to_id"]), d_site))
         dpc, dec = improvement(net, changes) if (net and changes) else (0.0, 0.0)
-        method = "barrier_removed" if changes else "hors_graphe"
+        method = "barrier_removed" if changes else "no_link"
         if not changes and net is not None and net.wet is not None:
             wet_changes = passable_changes(net.wet[0], pts["id"].astype(str).tolist(), net.wet[1])
             if wet_changes is not None:
                 method = "obstacle_passable"
                 dpc, dec = improvement(net, wet_changes)
+        if not changes and method == "no_link" and net is not None:
+            split = reservoir_split_gain(net, pts, layers)
+            if split is not None:
+                method, (dpc, dec) = "reservoir_split", split
+            elif "corridor_kind" in pts.columns and (pts["corridor_kind"].astype(str) == "reservoir").any():
+                method = "reservoir_notched"        # the barrier enters the reservoir without cutting it in two
+            elif in_reservoir(pts, layers.get("reservoirs"), str(s["sous_trame"])):
+                method = "in_reservoir"
         cost = sum(crossing_cost(cfg, i, k) for i, k in zip(pts["infrastructure"], pts["infra_class"]))
         rows.append({"id": str(s["site_id"]), "candidate": "rupture_site", "sous_trame": s["sous_trame"],
                      "status": None, "corridor_ids": ", ".join(s["corridor_ids"]), "from_id": None, "to_id": None,
                      "infrastructure": s["infrastructure"], "infra_name": s["infra_name"], "length_m": 0.0,
+                     "infra_class": s["infra_class"],
                      "n_points": int(s["n_points"]), "gain_dpc_pct": max(dpc, 0.0), "gain_ec_ha": max(dec, 0.0),
                      "gain_method": method, "cost_base": cost,
                      "geometry": shapely.multipoints(pts.geometry.values) if len(pts) > 1 else s.geometry})
 
-    frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["geometry"],
+    frame = gpd.GeoDataFrame(rows, columns=[c for c in PRIORITY_COLUMNS if c not in ("libelle",)] + ["infra_class",
+                                                                                                "geometry"],
                              geometry="geometry", crs=crs) if rows else \
         gpd.GeoDataFrame(columns=PRIORITY_COLUMNS + ["geometry"], geometry="geometry", crs=crs)
     geoms = frame.geometry.values
@@ -483,7 +564,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     labels = {k: v.label for k, v in territory.sous_trames.items()}
     ranked["sous_trame_label"] = ranked["sous_trame"].map(labels)
     ranked["libelle"] = [_label(r) for _, r in ranked.iterrows()] if len(ranked) else []
-    ranked = ranked.drop(columns="sous_trame_label")
+    ranked = ranked.drop(columns=["sous_trame_label"] + (["infra_class"] if "infra_class" in ranked.columns else []))
     out = gpd.GeoDataFrame(ranked[PRIORITY_COLUMNS + ["geometry"]], geometry="geometry", crs=crs)
     for col in ("rank", "rank_sous_trame", "rank_commune", "n_points"):
         out[col] = out[col].astype("int64")
@@ -491,6 +572,74 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
                 "length_m"):
         out[col] = out[col].astype(float)
     return out
+
+
+def in_reservoir(points: gpd.GeoDataFrame, reservoirs: gpd.GeoDataFrame | None, sous_trame: str) -> bool:
+    """Whether any of these points lies in (or within 1 m of) a reservoir of ``sous_trame``."""
+    if reservoirs is None or reservoirs.empty or points.empty:
+        return False
+    own = reservoirs[reservoirs["sous_trame"].astype(str) == sous_trame]
+    if own.empty:
+        return False
+    hits = own.sindex.query(points.geometry.values, predicate="dwithin", distance=1.0)
+    return bool(len(hits[0]))
+
+
+def split_parts_ha(reservoir, lines: np.ndarray, width_m: float) -> tuple[float, float] | None:
+    """(a1, a2) ha: the reservoir polygon cut by the infrastructure ``lines`` (buffered by ``width_m`` / 2): the
+    largest part and the rest; None when the lines do not cut it in two."""
+    cut = shapely.union_all(shapely.buffer(lines, max(width_m, 0.1) / 2.0, cap_style="flat"))
+    parts = [g for g in shapely.get_parts(shapely.difference(reservoir, cut)) if g.area > 0]
+    if len(parts) < 2:
+        return None
+    areas = sorted((g.area for g in parts), reverse=True)
+    return areas[0] / 1e4, sum(areas[1:]) / 1e4
+
+
+def split_gain(net: Network, node: str, a1_ha: float, a2_ha: float) -> tuple[float, float]:
+    """(ΔPC %, ΔEC ha) of joining again the two parts (a1, a2 ha) of reservoir ``node`` that a barrier splits.
+
+    Split, the two parts keep the node's distances to the others (p of every other pair unchanged) but no longer
+    reach each other (p = 0): PCsum_split = PCsum − 2·a1'·a2', a1', a2' the parts scaled to the node's area in the
+    graph. The gain is PCsum relative to PCsum_split (FragScape / Jaeger's splitting: the cut halves the habitat
+    an animal can use without crossing; Graphab's dPC of the link joining them)."""
+    pos = net.index.get(node)
+    if pos is None or net.pc_sum <= 0 or a1_ha + a2_ha <= 0:
+        return 0.0, 0.0
+    scale = float(net.areas[pos]) / (a1_ha + a2_ha)
+    lost = 2.0 * (a1_ha * scale) * (a2_ha * scale)
+    split = max(net.pc_sum - lost, 1e-12)
+    return 100.0 * lost / split, math.sqrt(net.pc_sum) - math.sqrt(split)
+
+
+def reservoir_split_gain(net: Network, pts: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame]
+                         ) -> tuple[float, float] | None:
+    """Gain of a site whose points cut a reservoir (``corridor_kind = reservoir``, ``corridor_id`` = the
+    reservoir): the parts are the reservoir minus the crossed infrastructure (layer ``infrastructure``, same type
+    and name, at its ``width_m``) near the site; None when the site cuts no reservoir or the cut leaves one part."""
+    if "corridor_kind" not in pts.columns:
+        return None
+    on = pts[pts["corridor_kind"].astype(str) == "reservoir"]
+    res, infra = layers.get("reservoirs"), layers.get("infrastructure")
+    if on.empty or res is None or infra is None or infra.empty:
+        return None
+    node = str(on["corridor_id"].iloc[0])
+    poly = res.loc[res["id"].astype(str) == node]
+    if poly.empty:
+        return None
+    reservoir = poly.geometry.iloc[0]
+    kind = infra["infra_type"].astype(str) if "infra_type" in infra.columns else pd.Series("", index=infra.index)
+    same = kind == str(on["infrastructure"].iloc[0])
+    name = on["infra_name"].iloc[0] if "infra_name" in on.columns else None
+    if isinstance(name, str) and name and "infra_name" in infra.columns:
+        same &= infra["infra_name"].astype(str) == name
+    lines = infra.loc[same & infra.intersects(reservoir)]
+    if lines.empty:
+        return None
+    width = pd.to_numeric(lines.get("width_m"), errors="coerce").fillna(1.0).max() \
+        if "width_m" in lines.columns else 1.0
+    parts = split_parts_ha(reservoir, lines.geometry.values, float(width))
+    return None if parts is None else split_gain(net, node, *parts)
 
 
 def _line_buffer(territory: Territory) -> float:

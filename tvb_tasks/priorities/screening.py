@@ -9,7 +9,9 @@ width of a right-of-way), in the territory CRS (EPSG:2154, metres). Reported:
 * per sous-trame, the connectivity loss: ΔPC (%) and ΔEC (ha) of its graph after each touched reservoir loses the
   area covered (a reservoir covered entirely is removed with its links) and each crossed corridor is cut
   (``corridor_effect: remove``) or gets longer by affected length × ``degraded_friction`` (``degrade``) — the
-  Graphab "remove the element and measure" logic (dPC) applied to the project's footprint.
+  Graphab "remove the element and measure" logic (dPC) applied to the project's footprint. A watercourse of a trame
+  bleue under the footprint is piped as a road culvert would pipe it (``watercourse_effect: culvert``: a culvert
+  of the configured passability at the middle of each crossed stretch; ``remove`` cuts it).
 
 Also reported: the release's restoration priorities the project touches (rank, what: :func:`priorities_touched`),
 the communes under the footprint, the project's type / stage / date and the line buffer used
@@ -122,7 +124,7 @@ def _lines_hit(layer: gpd.GeoDataFrame, footprint, extra: list[str]) -> pd.DataF
 
 
 def _sites_hit(points: gpd.GeoDataFrame, footprint, tolerance_m: float) -> pd.DataFrame:
-    cols = ["site_id", "sous_trame", "infrastructure", "infra_name", "corridor_ids", "n_points"]
+    cols = ["site_id", "sous_trame", "infrastructure", "infra_class", "infra_name", "corridor_ids", "n_points"]
     if points is None or points.empty:
         return pd.DataFrame(columns=cols)
     sites = rupture_sites(points, tolerance_m)
@@ -131,6 +133,29 @@ def _sites_hit(points: gpd.GeoDataFrame, footprint, tolerance_m: float) -> pd.Da
     out = pd.DataFrame(sites.loc[keep, cols]).reset_index(drop=True)
     out["corridor_ids"] = out["corridor_ids"].map(", ".join)
     return out
+
+
+def with_project_culverts(territory: Territory, layers: dict[str, gpd.GeoDataFrame], sous_trame: str,
+                          footprint) -> gpd.GeoDataFrame:
+    """The rupture points plus one culvert (``infrastructure = culvert``, severity
+    ``rupture_points.culvert_severity``, ``corridor_kind = aquatique``) at the middle of each piece of watercourse
+    inside the footprint (``screening.watercourse_effect: culvert``): a project over a stream pipes it as a road
+    culvert does, the wet network keeps the stretch with that culvert's passability
+    (``indicators.connectivity.wet_passability.culvert``) instead of losing it."""
+    points = layers.get("rupture_points")
+    wet = layers["wet_corridors"]
+    pieces = [g for g in shapely.get_parts(shapely.intersection(wet.geometry.values, footprint))
+              if g.geom_type == "LineString" and g.length > 0]
+    if not pieces:
+        return points
+    culverts = gpd.GeoDataFrame(
+        {"id": [f"PROJET-{i + 1}" for i in range(len(pieces))], "sous_trame": sous_trame,
+         "corridor_kind": "aquatique", "infrastructure": "culvert", "infra_class": "project",
+         "severity": int(territory.rupture_points.culvert_severity or 3)},
+        geometry=[g.interpolate(0.5, normalized=True) for g in pieces], crs=wet.crs)
+    if points is None or points.empty:
+        return culverts
+    return gpd.GeoDataFrame(pd.concat([points, culverts], ignore_index=True), geometry="geometry", crs=points.crs)
 
 
 def wet_network_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], sous_trame: str, net: Network,
@@ -145,10 +170,12 @@ def wet_network_loss(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
     wet = layers["wet_corridors"]
     if wet is None or wet.empty or net.pc_sum <= 0:
         return None
-    cut = wet.assign(geometry=shapely.difference(wet.geometry.values, footprint))
-    cut = cut[~cut.geometry.is_empty]
-    nodes, links, kind, threshold = _network_inputs({**layers, "wet_corridors": cut}, territory, sous_trame,
-                                                    Path("layers"))
+    if screening_config(territory).watercourse_effect == "culvert":
+        changed = {**layers, "rupture_points": with_project_culverts(territory, layers, sous_trame, footprint)}
+    else:
+        cut = wet.assign(geometry=shapely.difference(wet.geometry.values, footprint))
+        changed = {**layers, "wet_corridors": cut[~cut.geometry.is_empty]}
+    nodes, links, kind, threshold = _network_inputs(changed, territory, sous_trame, Path("layers"))
     if kind != "network_m":
         return None
     after = build_network(nodes, links, distance_threshold=threshold,

@@ -24,6 +24,7 @@ from tvb_tasks.publish.report.maps import _line, _patch, _point, add_scale_and_n
 from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
 
 from .config import fiches_config
+from .ranking import GAIN_EPSILON, crossing_name
 from .screening import ScreeningResult
 
 DPI = 110
@@ -144,7 +145,7 @@ class _PdfFlow:
 
         x0, width = 0.07, 0.87
         longest = [max([len(str(c))] + [len(str(r[j])) for r in rows if j < len(r)]) for j, c in enumerate(columns)]
-        weights = [min(max(n, 6), 60) + 3 for n in longest]          # + 3: the gap between columns
+        weights = [min(max(n, 8), 60) + 3 for n in longest]          # + 3: the gap between columns
         chars = [max(int(PDF_TEXT_CHARS * w / sum(weights)) - 2, 4) for w in weights]
         xs = [x0 + width * sum(weights[:j]) / sum(weights) for j in range(len(columns))]
 
@@ -180,7 +181,7 @@ class _PdfFlow:
 
 
 def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, draw, sections: list[Section],
-              attribution: str) -> None:
+              attribution: str, map_height: float = 0.39) -> None:
     """A4 portrait pages: title, meta lines, map, then the sections (paragraphs wrapped in full, real tables);
     the text flows onto further pages rather than being cut."""
     with PdfPages(path, metadata={"Title": title, "Subject": "Trame verte et bleue"}) as pdf:
@@ -189,12 +190,12 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
         flow.text(title, x=0.06, chars=80, size=13, bold=True, gap=0.004)
         for line in meta + ([headline] if headline else []):
             flow.text(line, x=0.06, chars=120, size=7.5)
-        ax = fig.add_axes((0.06, flow.y - 0.40, 0.62, 0.39))
+        ax = fig.add_axes((0.06, flow.y - map_height - 0.01, 0.62 * map_height / 0.39, map_height))
         handles = _setup(ax, extent, draw)
         add_scale_and_north(ax, north_x=0.04, north_y=(0.95, 0.86), compact=True)
         if handles:
             ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6.5, frameon=False)
-        flow.y -= 0.42
+        flow.y -= map_height + 0.03
         for s in sections:
             flow.need(0.05)
             flow.text(s.title, x=0.06, chars=100, size=9, bold=True, gap=0.003)
@@ -211,14 +212,15 @@ def _pdf_page(path: Path, title: str, meta: list[str], headline: str, extent, dr
 
 def write_sheet(out_dir: Path, stem: str, *, title: str, meta: list[str], headline: str, alert: bool,
                 extent: tuple[float, float, float, float], draw, sections: list[Section], attribution: str,
-                links: list[tuple[str, str]] | None = None) -> dict[str, str]:
+                links: list[tuple[str, str]] | None = None, map_height: float = 0.39) -> dict[str, str]:
     """Write ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.html``; returns their paths. ``links``: (label, href)
-    shown above the title (back to the report, to the list of sheets)."""
+    shown above the title (back to the report, to the list of sheets); ``map_height``: share of the A4 page the
+    PDF's map takes (smaller for the one-page screening sheet)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, pdf, html = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.html"
     _map_figure(extent, draw, attribution, title).savefig(png, dpi=DPI)
-    _pdf_page(pdf, title, meta, headline, extent, draw, sections, attribution)
+    _pdf_page(pdf, title, meta, headline, extent, draw, sections, attribution, map_height=map_height)
     env = Environment(autoescape=select_autoescape(default=True), undefined=StrictUndefined)
     image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
     html.write_text(env.from_string(_HTML).render(
@@ -232,6 +234,14 @@ def _extent(geoms, pad_m: float) -> tuple[float, float, float, float]:
     xmin, ymin, xmax, ymax = geoms.total_bounds
     pad = max(pad_m, 0.05 * max(xmax - xmin, ymax - ymin))
     return xmin - pad, ymin - pad, xmax + pad, ymax + pad
+
+
+def _measure(count: int, value: float, decimals: int, unit: str) -> str:
+    """"565 m", "6,89 ha"; "–" when nothing of that kind is touched (no "0m" beside a count of 0)."""
+    return f"{fr(value, decimals)} {unit}" if count else "–"
+
+
+SCREENING_MAP_HEIGHT = 0.30   # the screening sheet fits one A4 page (issue 15: "a one-page sheet")
 
 
 # --- screening sheet -------------------------------------------------------------------------------------------------
@@ -275,7 +285,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
 
     s = result.summary
     loss = result.connectivity
-    from .ranking import INFRA_LABELS
+    from .ranking import crossing_phrase
     from .stage import project_facts_line
 
     if s.get("outside_territory"):
@@ -287,10 +297,12 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
         headline = "Le projet ne touche aucun réservoir, zone relais, corridor ni site de rupture de cette publication."
     sections = [
         Section("Synthèse", ["Élément", "Nombre", "Surface / longueur touchée"], [
-            ["Réservoirs de biodiversité", str(s["reservoirs"]), f"{fr(s['reservoirs_affected_ha'], 2)} ha"],
-            ["Zones relais", str(s["relays"]), f"{fr(s['relays_affected_ha'], 2)} ha"],
-            ["Corridors écologiques", str(s["corridors"]), f"{fr(s['corridors_affected_m'], 0)} m"],
-            ["Corridors humides", str(s["wet_corridors"]), f"{fr(s['wet_corridors_affected_m'], 0)} m"],
+            ["Réservoirs de biodiversité", str(s["reservoirs"]),
+             _measure(s["reservoirs"], s["reservoirs_affected_ha"], 2, "ha")],
+            ["Zones relais", str(s["relays"]), _measure(s["relays"], s["relays_affected_ha"], 2, "ha")],
+            ["Corridors écologiques", str(s["corridors"]), _measure(s["corridors"], s["corridors_affected_m"], 0, "m")],
+            ["Corridors humides", str(s["wet_corridors"]),
+             _measure(s["wet_corridors"], s["wet_corridors_affected_m"], 0, "m")],
             ["Sites de rupture", str(s["rupture_sites"]), "–"]]),
         Section("Perte de connectivité par sous-trame (ΔPC, ΔEC)",
                 ["Sous-trame", "EC avant (ha)", "ΔPC (%)", "ΔEC (ha)"],
@@ -310,7 +322,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
                    for r in result.wet_corridors.itertuples()]),
         Section("Sites de rupture touchés", ["Site", "Sous-trame", "Infrastructure", "Corridors"],
                 [[r.site_id, st_labels.get(r.sous_trame, r.sous_trame),
-                  f"{INFRA_LABELS.get(str(r.infrastructure), r.infrastructure)} {r.infra_name or ''}".strip(),
+                  crossing_phrase(r.infrastructure, getattr(r, "infra_class", None), r.infra_name),
                   r.corridor_ids] for r in result.rupture_sites.itertuples()]),
         Section("Priorités de restauration touchées", ["Rang", "Priorité", "Gain ΔPC (%)", "Alerte"],
                 [[str(r.rank), str(r.libelle), fr(r.gain_dpc_pct, 2), str(r.flag or "")]
@@ -323,7 +335,7 @@ def screening_sheet(territory: Territory, layers: dict[str, gpd.GeoDataFrame], r
         meta.append(f"Projet : {project_facts_line(result.project)}")
     return write_sheet(out_dir, stem, title=f"Porter à connaissance TVB – {project_name}", meta=meta,
                        headline=headline, alert=result.touches_anything, extent=extent, draw=draw,
-                       sections=sections, attribution=attribution)
+                       sections=sections, attribution=attribution, map_height=SCREENING_MAP_HEIGHT)
 
 
 # --- fiches de préconisations par sous-trame -------------------------------------------------------------------------
@@ -359,7 +371,9 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
     wet = layers["wet_corridors"][layers["wet_corridors"]["sous_trame"] == sous_trame] \
         if "sous_trame" in layers["wet_corridors"].columns else layers["wet_corridors"].iloc[0:0]
     pts = layers["rupture_points"][layers["rupture_points"]["sous_trame"] == sous_trame]
-    top = priorities[priorities["sous_trame"] == sous_trame].sort_values("rank_sous_trame").head(top_n)
+    own = priorities[priorities["sous_trame"] == sous_trame]
+    n_zero = int((own["gain_dpc_pct"] <= GAIN_EPSILON).sum())
+    top = own[own["gain_dpc_pct"] > GAIN_EPSILON].sort_values("rank_sous_trame").head(top_n)
     top_classes = dominant_landuse(_candidate_geoms(top, layers), layers.get("landuse"))
     extent = _extent(layers["communes"], 300.0)
 
@@ -392,19 +406,29 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
         return handles
 
     status_km = {code: cor.loc[cor["status"] == code].length.sum() / 1000 for code in STATUS_STYLES}
+    # a trame bleue carried by its watercourses has no terrestrial corridor by status: its corridors are the
+    # watercourse network (no "Corridors existants : 0" above "Corridors humides : 40")
+    status_rows = [] if (cor.empty and len(wet)) else [
+        [f"Corridors {STATUS_PLURAL.get(code, label.lower())}", str(int((cor['status'] == code).sum())),
+         f"{fr(status_km[code], 2)} km"] for code, (label, _) in STATUS_STYLES.items()]
     state = Section("État de la sous-trame", ["Élément", "Nombre", "Surface / longueur"], [
         ["Réservoirs de biodiversité", str(len(res)), f"{fr(res.area.sum() / 1e4)} ha"],
         ["Zones relais", str(len(rel)), f"{fr(rel.area.sum() / 1e4)} ha"],
-        *[[f"Corridors {STATUS_PLURAL.get(code, label.lower())}", str(int((cor['status'] == code).sum())),
-           f"{fr(status_km[code], 2)} km"] for code, (label, _) in STATUS_STYLES.items()],
-        *([["Corridors humides", str(len(wet)), f"{fr(wet.length.sum() / 1000, 2)} km"]] if len(wet) else []),
+        *status_rows,
+        *([["Corridors humides (réseau des cours d'eau)", str(len(wet)), f"{fr(wet.length.sum() / 1000, 2)} km"]]
+          if len(wet) else []),
         ["Points de rupture", str(len(pts)), "–"]])
-    prio = Section(f"Priorités de restauration ({len(top)} premières)",
+    zero_note = (f"{n_zero} élément(s) de la sous-trame sans gain de connectivité (« gain nul ») ne sont pas "
+                 "listés." if n_zero else "")
+    prio = Section(f"Priorités de restauration ({len(top)} premières avec un gain)",
                    ["N°", "Élément", "Gain ΔPC (%)", "Coût (indice)", "Conflit projet", "Gestion", "Commune",
-                    "Milieu dominant"],
+                    "Milieu dominant", "Alerte"],
                    [[str(r.rank_sous_trame), priority_name(r), fr(r.gain_dpc_pct, 2), fr(r.cost_proxy, 0),
-                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–") if cls else "–"]
-                    for r, cls in zip(top.itertuples(), top_classes)])
+                     r.projects or "–", r.maintenance or "–", r.commune, class_labels.get(cls, "–") if cls else "–",
+                     str(r.flag or "–")]
+                    for r, cls in zip(top.itertuples(), top_classes)],
+                   paragraphs=[zero_note] if zero_note else [],
+                   empty="Aucun élément de cette sous-trame n'a de gain de connectivité.")
     recos = [text.general] if text.general else []
     for cls in dict.fromkeys(c for c in top_classes if c):
         if cls in text.landuse:
@@ -418,8 +442,6 @@ def sous_trame_fiche(territory: Territory, layers: dict[str, gpd.GeoDataFrame], 
 
 
 STATUS_PLURAL = {"existing": "existants", "to_restore": "à restaurer", "to_create": "à créer"}
-INFRA_WORDS = {"road": "de la route", "railway": "de la voie ferrée", "canal": "du canal",
-               "culvert": "du busage", "river_obstacle": "de l'obstacle à l'écoulement"}
 # the fiches live in report/fiches/: back to the report, to their list
 FICHE_LINKS = [("← Rapport de la publication", "../index.html"), ("Toutes les fiches de préconisations", "index.html")]
 
@@ -435,8 +457,7 @@ def priority_name(r) -> str:
         length = getattr(r, "length_m", None)
         km = f", {fr(length / 1000, 1)} km" if isinstance(length, (int, float)) and length == length else ""
         return f"Corridor {status}{km} ({r.id})".replace("Corridor ,", "Corridor,")
-    infra = INFRA_WORDS.get(str(getattr(r, "infrastructure", "")), "d'une infrastructure")
-    return f"Franchissement {infra}{' ' + name if name else ''} ({r.id})"
+    return f"{crossing_name(getattr(r, 'infrastructure', ''), getattr(r, 'infra_class', None), name)} ({r.id})"
 
 
 def _candidate_geoms(top: gpd.GeoDataFrame, layers: dict[str, gpd.GeoDataFrame]) -> gpd.GeoSeries:

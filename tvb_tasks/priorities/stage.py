@@ -27,9 +27,17 @@ import pyogrio
 
 from tvb_tasks.config import Territory
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
+from tvb_tasks.publish.styles import STATUS_STYLES
 
 from .config import priorities_config
-from .ranking import GAIN_EPSILON, INFRA_LABELS, compute_priorities, score_formula, sous_trame_networks, top_changes
+from .ranking import (
+    GAIN_EPSILON,
+    compute_priorities,
+    crossing_phrase,
+    score_formula,
+    sous_trame_networks,
+    top_changes,
+)
 
 log = logging.getLogger(__name__)
 LAYER = "priorities"
@@ -108,6 +116,23 @@ def fiches_stage(territory: Territory, gpkg: Path, out_dir: Path, *, release_id:
                         attribution=attribution(territory, release_id), top_n=priorities_config(territory).top_n)
 
 
+def commune_priority_rows(priorities: pd.DataFrame | None, insee: str, top_n: int = 10
+                          ) -> tuple[list[list[str]], int]:
+    """A commune page's priorities: the ``top_n`` items of the commune WITH a gain, by commune rank — [rank in the
+    commune, rank in the territory, name, ΔPC %, score, flag] (French strings) — and how many have no gain."""
+    from tvb_tasks.publish.report import fr_number
+
+    from .sheets import priority_name
+
+    if priorities is None or not len(priorities) or "rank_commune" not in priorities.columns:
+        return [], 0
+    own = priorities[priorities["insee"].astype(str) == str(insee)]
+    useful = own[own["gain_dpc_pct"] > GAIN_EPSILON].sort_values("rank_commune").head(top_n)
+    rows = [[str(int(r.rank_commune)), str(int(r.rank)), priority_name(r), fr_number(r.gain_dpc_pct, 2),
+             fr_number(r.score, 1), str(r.flag or "–")] for r in useful.itertuples()]
+    return rows, int((own["gain_dpc_pct"] <= GAIN_EPSILON).sum())
+
+
 def report_tables(indicators_dir: Path) -> list:
     """Report section: the territory's top priorities and their history (report ``Table`` objects)."""
     from tvb_tasks.publish.report import Table, fr_number
@@ -116,17 +141,21 @@ def report_tables(indicators_dir: Path) -> list:
     if not path.exists():
         return []
     doc = json.loads(path.read_text(encoding="utf-8"))
+    top = [r for r in doc.get("top") or [] if float(r.get("gain_dpc_pct") or 0) > GAIN_EPSILON]
     rows = [[str(r["rank"]), str(r["libelle"]), fr_number(r["gain_dpc_pct"], 2), fr_number(r["cost_proxy"], 0),
-             fr_number(r["conflict"], 2), fr_number(r["maintenance_share"], 2), fr_number(r["score"], 3),
-             str(r.get("commune") or "")] for r in doc.get("top") or []]
+             fr_number(r["conflict"], 2), fr_number(r["maintenance_share"], 2), fr_number(r["score"], 1),
+             str(r.get("commune") or ""), str(r.get("flag") or "–")] for r in top]
     note = (doc.get("score") or {}).get("formula") or \
         "Score : formule et poids dans la configuration du territoire (section priorities)."
+    if doc.get("zero_gain"):
+        note += (f" {doc['zero_gain']} élément(s) sans gain de connectivité (« gain nul ») ne sont pas listés ici "
+                 "(couche priorities, colonne Alerte).")
     if doc.get("synthetic_inputs"):
         note += " Projets et secteurs gérés : données synthétiques de démonstration."
     tables = [Table("Priorités de restauration (territoire)", ["Rang", "Priorité", "Gain ΔPC (%)", "Coût (indice)",
-                                                               "Conflit projet", "Part en gestion", "Score",
-                                                               "Commune"], rows,
-                    [False, False, True, True, True, True, True, False], note)]
+                                                               "Conflit projet", "Part en gestion",
+                                                               "Score (0–100)", "Commune", "Alerte"], rows,
+                    [False, False, True, True, True, True, True, False, False], note)]
     hist = [[str(r.get("id")), "–" if r.get("rank_previous") is None else str(int(r["rank_previous"])),
              "–" if r.get("rank") is None else str(int(r["rank"])), str(r.get("evolution"))]
             for r in doc.get("history") or []]
@@ -191,6 +220,7 @@ def screen_release(territory: Territory, store, project_path: Path, work_dir: Pa
     out.mkdir(parents=True, exist_ok=True)
     doc = {"territory": territory.id, "release_id": release_id, "screening_id": sid, "project": name,
            "project_file": Path(project_path).name,
+           "sous_trame_labels": {k: v.label for k, v in territory.sous_trames.items()},
            "screened_at": datetime.now(UTC).replace(microsecond=0).isoformat(), **result_json(result)}
     (out / "screening.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     gpd.GeoDataFrame({"name": [name]}, geometry=[result.footprint], crs=territory.crs).to_file(
@@ -213,15 +243,35 @@ def _project_name(project: gpd.GeoDataFrame, path: Path) -> str:
     return path.stem
 
 
+# French words of the projects' type and stage codes (priorities.project_types, conflict.stage_weights)
+PROJECT_WORDS = {
+    "type": {"plu_au": "zone à urbaniser (PLU, AU)", "zac": "ZAC", "infrastructure": "infrastructure",
+             "other": "autre"},
+    "stage": {"planned": "envisagé", "programmed": "programmé", "authorised": "autorisé",
+              "under_construction": "en travaux"},
+}
+
+
+def project_word(key: str, value) -> str:
+    """French word of a project's type / stage code (composite "a, b" split); unknown codes unchanged."""
+    words = PROJECT_WORDS.get(key, {})
+    return ", ".join(words.get(v.strip(), v.strip()) for v in str(value).split(","))
+
+
 def project_facts_line(facts: dict) -> str:
     """One French line: communes, type / stage / date, the line buffer (when the project has lines)."""
     parts = [f"communes : {', '.join(facts.get('communes') or []) or 'aucune'}"]
     for key, label in (("type", "type"), ("stage", "étape"), ("date", "date")):
         if facts.get(key):
-            parts.append(f"{label} : {facts[key]}")
+            parts.append(f"{label} : {project_word(key, facts[key])}")
     if facts.get("has_lines"):
         parts.append(f"tracés linéaires élargis de {facts['line_buffer_m']:g} m de part et d'autre")
     return " ; ".join(parts)
+
+
+def fr_num(value, decimals: int) -> str:
+    """French number for the CLI (decimal comma)."""
+    return f"{float(value):.{decimals}f}".replace(".", ",")
 
 
 def describe(result: dict) -> list[str]:
@@ -237,25 +287,33 @@ def describe(result: dict) -> list[str]:
                      "rien n'a pu être évalué.")
     elif not doc["touches_anything"]:
         lines.append("Aucun élément de la trame verte et bleue touché.")
+    st = doc.get("sous_trame_labels") or {}
+
+    def label(code) -> str:
+        return str(st.get(code, code)).lower()
+
     for r in doc["reservoirs"]:
-        lines.append(f"  réservoir {r['id']} ({r['sous_trame']}) : {r['affected_ha']:.2f} ha touchés "
-                     f"sur {r['area_ha']:.2f} ha")
+        lines.append(f"  réservoir {r['id']} ({label(r['sous_trame'])}) : {fr_num(r['affected_ha'], 2)} ha "
+                     f"touchés sur {fr_num(r['area_ha'], 2)} ha")
     for r in doc["relays"]:
-        lines.append(f"  zone relais {r['id']} ({r['sous_trame']}) : {r['affected_ha']:.2f} ha touchés")
+        lines.append(f"  zone relais {r['id']} ({label(r['sous_trame'])}) : {fr_num(r['affected_ha'], 2)} ha "
+                     "touchés")
     for r in doc["corridors"]:
-        lines.append(f"  corridor {r['id']} ({r['sous_trame']}, {r['status']}) : {r['affected_m']:.0f} m touchés")
+        status = STATUS_STYLES.get(str(r["status"]), (str(r["status"]),))[0].lower()
+        lines.append(f"  corridor {r['id']} ({label(r['sous_trame'])}, {status}) : {fr_num(r['affected_m'], 0)} m "
+                     "touchés")
     for r in doc["wet_corridors"]:
-        lines.append(f"  corridor humide {r['id']} : {r['affected_m']:.0f} m touchés")
+        lines.append(f"  corridor humide {r['id']} : {fr_num(r['affected_m'], 0)} m touchés")
     for r in doc["rupture_sites"]:
-        lines.append(f"  site de rupture {r['site_id']} ({r['sous_trame']}, "
-                     f"{INFRA_LABELS.get(str(r['infrastructure']), r['infrastructure'])})")
+        lines.append(f"  site de rupture {r['site_id']} ({label(r['sous_trame'])}, "
+                     f"{crossing_phrase(r['infrastructure'], r.get('infra_class'), r.get('infra_name'))})")
     for r in doc.get("priorities") or []:
         flag = f" [{r['flag']}]" if r.get("flag") else ""
         lines.append(f"  priorité de restauration n° {r['rank']} : {r['libelle']}{flag}")
     for r in doc["connectivity"]:
         if r["reservoirs_touched"] or r["corridors_touched"]:
-            lines.append(f"  connectivité {r['sous_trame']} : ΔPC {r['delta_pc_pct']:.3f} %, "
-                         f"ΔEC {r['delta_ec_ha']:.2f} ha")
+            lines.append(f"  connectivité – {r.get('libelle') or label(r['sous_trame'])} : ΔPC "
+                         f"{fr_num(r['delta_pc_pct'], 3)} %, ΔEC {fr_num(r['delta_ec_ha'], 2)} ha")
     return lines
 
 

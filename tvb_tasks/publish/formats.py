@@ -83,6 +83,9 @@ def add_french_labels(gpkg: Path, sous_trame_labels: dict[str, str]) -> dict[str
                     con.execute(f"UPDATE {_q(table)} SET libelle_statut = ? WHERE lower(trim(status)) = ?",
                                 (STATUS_STYLES[code][0], raw))
                 con.execute(f"UPDATE {_q(table)} SET libelle_statut = status WHERE libelle_statut IS NULL")
+                if "candidate" in cols:     # priorities: a rupture site has no corridor status
+                    con.execute(f"UPDATE {_q(table)} SET libelle_statut = 'Site de rupture (franchissement)' "
+                                "WHERE libelle_statut IS NULL AND candidate = 'rupture_site'")
                 new.append("libelle_statut")
             if "libelle" in cols and "infrastructure" in cols:      # "(culvert N47 …)" → "(busage N47 …)"
                 for code, word in VALUE_LABELS["infrastructure"].items():

@@ -28,7 +28,7 @@ PUBLISHED_LAYERS: list[dict] = [
     # ``zero_by``: a priority whose gain is 0 is drawn grey ("gain nul": the ranking cannot tell it helps)
     {"name": "priorities", "title": "Priorités de restauration", "geometry": "point", "color": "#ffd600",
      "stroke": "#333333", "radius": 8, "visible": False, "zero_by": "gain_ec_ha", "zero_color": "#9e9e9e",
-     "zero_label": "Gain nul (site hors du réseau ou sans effet)", "label": "Gain de connectivité positif"},
+     "zero_label": "Gain nul (ne relie pas deux réservoirs, dans un réservoir ou sans effet)", "label": "Gain de connectivité positif"},
     {"name": "rupture_points", "title": "Points de rupture", "geometry": "point", "by": "infrastructure",
      "size_by": "severity", "color": "#e31a1c", "radius": 6},
 ]
@@ -87,6 +87,7 @@ FIELD_LABELS = {
     "downgraded": "Statut abaissé par un point de rupture", "site_id": "Site de franchissement",
     "treated": "Point traité (passage existant)", "cost_margin": "Marge de coût du corridor",
     "mean_width_m": "Largeur moyenne (m)",
+    "drop_height_m": "Hauteur de chute (m)", "fish_pass": "Passe à poissons",
 }
 
 
@@ -146,7 +147,11 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "gain_method": {"corridor_restored": "corridor remis en état (friction ramenée à celle d'un habitat)",
                     "barrier_removed": "barrière rendue franchissable (passage à faune)",
                     "obstacle_passable": "obstacle du cours d'eau rendu franchissable (ouvrage, busage, pont)",
-                    "hors_graphe": "non calculé (site hors du réseau écologique)"},
+                    "reservoir_split": "réservoir coupé par l'infrastructure (gain : ses deux parties réunies)",
+                    "in_reservoir": "gain nul : dans un réservoir (sur aucune liaison entre réservoirs)",
+                    "no_link": "gain nul : ne relie pas deux réservoirs",
+                    "reservoir_notched": "gain nul : l'infrastructure entame le réservoir sans le couper en deux",
+                    "hors_graphe": "gain nul : ne relie pas deux réservoirs"},
     "status": {code: label.lower() for code, (label, _c) in STATUS_STYLES.items()},
 }
 VALUE_LABELS["corridor_kind"]["reservoir"] = "traversée d'un réservoir"
@@ -205,7 +210,8 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
                        ("missing_link", "Liaison manquante (fracture)", "bool"),
                        ("cost_margin", "Marge de coût du corridor", "cost"), ("corridor_id", "Corridor", "text")],
     "priorities": [("libelle", "Priorité", "text"), ("rank", "Rang (territoire)", "int"),
-                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("candidate", "Type de priorité", "code"),
+                   ("rank_sous_trame", "Rang (sous-trame)", "int"), ("rank_commune", "Rang (commune)", "int"),
+                   ("flag", "Alerte", "text"), ("candidate", "Type de priorité", "code"),
                    ("libelle_statut", "Statut du corridor", "text"), ("libelle_sous_trame", "Sous-trame", "text"),
                    ("infrastructure", "Infrastructure", "code"), ("infra_name", "Nom de l'infrastructure", "text"),
                    ("n_points", "Points de rupture", "int"), ("length_m", "Longueur", "km_pos"),
@@ -219,8 +225,8 @@ POPUP_FIELDS: dict[str, list[tuple[str, str, str]]] = {
 # never shown as such (codes whose French label is another field, internal ids, duplicates)
 POPUP_HIDDEN = {"fid", "sous_trame", "status", "path_length_m", "class", "trame"}
 UNIT_NOTES = {"cost": "unités de coût (Σ friction × m)", "friction": "échelle 1 (habitat) à 10 000 (infranchissable)",
-              "index": "indice : longueur × coefficient", "score": "plus élevé = plus prioritaire ; gain pondéré "
-              "moins coût et conflits"}
+              "index": "indice : longueur × coefficient", "score": "0 à 100 dans l'ordre du rang : gain × (1 + conflit "
+              "de projet) / (1 + coût) ; 0 = gain nul"}
 # stored as 0/1 or true/false: shown oui / non (popups of layers without a spec too)
 BOOLEAN_FIELDS = ["missing_link", "downgraded", "treated", "culverted", "buse"]
 # "patch 12" in origin_name → "tache d'habitat 12"; protection codes in it → VALUE_LABELS["protection_types"]

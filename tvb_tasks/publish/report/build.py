@@ -232,6 +232,11 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     _pdf_table(book, sources_licence_table(territory))
     book.section = "Fiches communales"
     sheets = commune_sheets(ctx, territory, layers, communes_doc, st_labels, release_id)
+    from tvb_tasks.priorities.stage import commune_priority_rows, read_priorities  # per-commune ranks (issue 15)
+
+    prio = read_priorities(gpkg)
+    for sheet in sheets:
+        sheet["priorities"], sheet["priorities_zero"] = commune_priority_rows(prio, sheet["insee"])
     n_pages = book.save(pdf_path, metadata={"Title": f"Observatoire TVB – {territory.name} – {release_id}",
                                             "Subject": "Trame verte et bleue : rapport de publication"})
 
