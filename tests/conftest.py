@@ -3,7 +3,8 @@
 Tiers (markers declared in pyproject.toml):
 
 * ``integration``: needs a real local server (MapServer WFS, moto S3, PostgreSQL, Chromium, QGIS Server, the
-  Airflow stack) or a separate Airflow / publisher process, or runs stages on the whole bundled sample. Every test
+  Airflow stack) or a separate Airflow / publisher process, or runs several stages end to end (stages on the whole
+  bundled sample, a whole report build with its PDF, a stage then its GX validation). Every test
   using a server fixture of this file is marked here (:func:`pytest_collection_modifyitems`), so a new test cannot
   forget it; tests that start their server or process otherwise carry the mark themselves (``pytestmark``).
 * ``e2e``: runs through real Airflow (``dag.test()`` or the stack).

@@ -103,6 +103,7 @@ def test_cli_screen_reads_a_project_from_the_store_and_reports_bad_input(scene_s
 
 
 # --- pipeline stage -------------------------------------------------------------------------------------------------
+@pytest.mark.integration             # stages end to end: the priorities stage then the output validation (GX)
 def test_priorities_stage_writes_a_layer_that_passes_its_suite_and_one_that_fails(territory, tmp_path):
     from tvb_tasks.priorities.stage import priorities_stage, read_priorities, write_layer
     from tvb_tasks.validate import validate_outputs
@@ -148,6 +149,7 @@ def test_history_of_top_priorities_between_releases(territory, tmp_path):
     assert top.loc["forest-CS", "rank"] < top.loc["forest-CS", "rank_previous"]
 
 
+@pytest.mark.integration             # stages end to end: the priorities stage then the fiches stage (HTML and PDF)
 def test_fiches_one_per_sous_trame_with_recommendations_from_yaml(territory, tmp_path):
     from tvb_tasks.priorities.stage import fiches_stage, priorities_stage, report_tables
 

@@ -60,6 +60,7 @@ def _text(html: str) -> str:
     return html_lib.unescape(re.sub(r"[ \t\r\n]+", " ", re.sub(r"<[^>]+>", " ", html)))   # keeps no-break spaces
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_files(report):
     tmp, result, _ = report
     names = {p.split("/report/")[-1] for p in result["files"]}
@@ -75,6 +76,7 @@ def test_files(report):
     assert pdf.startswith(b"%PDF") and result["pages"] >= 12
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_html_is_self_contained_and_french(report):
     _, _, html = report
     assert html.count("data:image/png;base64,") == 9          # 7 maps + change map + history chart
@@ -92,6 +94,7 @@ def test_html_is_self_contained_and_french(report):
     assert "points de rupture marquent les endroits" in text
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_key_figures_beside_published_values(report):
     _, _, html = report
     text = _text(html)
@@ -101,6 +104,7 @@ def test_key_figures_beside_published_values(report):
     assert re.search(r"Points de rupture nombre 0 ≈\xa0190 -190 -100,0", text)
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_synthetic_note_follows_the_landuse_source(report, tmp_path):
     _, _, html = report
     assert "données synthétiques" in html                       # the bundled sample's land use
@@ -114,6 +118,7 @@ def test_synthetic_note_follows_the_landuse_source(report, tmp_path):
     assert is_synthetic_landuse(load_territory(path, profile="default"))
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_history_change_communes_and_validation_sections(report):
     _, _, html = report
     text = _text(html)
@@ -131,6 +136,7 @@ def test_history_change_communes_and_validation_sections(report):
     assert 'href="communes/62001.html"' in html
 
 
+@pytest.mark.integration             # a whole report build: indicators, every map, the PDF
 def test_report_without_history_validation_or_previous(tmp_path):
     territory = scene_territory(tmp_path)
     gpkg = write_scene(tmp_path / "tvb.gpkg")
@@ -164,6 +170,7 @@ def test_formatting_helpers():
     assert nice_length(4300) == 2000 and nice_length(999) == 500 and nice_length(10_000) == 10_000
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_pdf_pages_are_a4_numbered_with_contents(report):
     import shutil
     import subprocess
@@ -193,6 +200,7 @@ def test_pdf_pages_are_a4_numbered_with_contents(report):
         assert row["source"] in methods, row
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_commune_sheets(report):
     tmp, _, _ = report
     sheet = (tmp / "report" / "communes" / "62001.html").read_text(encoding="utf-8")
@@ -374,6 +382,7 @@ def test_every_call_source_credited_with_licence():
         assert "synthétique" in rows[name]["licence"] and rows[name]["attribution"] in credit_line(call)
 
 
+@pytest.mark.integration             # a whole report build: indicators of two releases, every map, the PDF
 def test_report_links_to_the_fiches_when_priorities_exist(report, tmp_path):
     """The scene has no priorities layer: no link; with one, the report links to fiches/index.html."""
     import shutil
