@@ -3,7 +3,7 @@
 Used by ``scripts/demo.sh`` and by the end-to-end test. Exits non-zero when the DAG run does not succeed (dag.test()
 itself does not raise when a task fails), and prints where the published release and its report are.
 
-    python scripts/run_dag.py --territory call [--force] [--dry-run] [--dag-id tvb_observatory]
+    python scripts/run_dag.py --territory call [--force] [--dry-run] [--resolution M] [--dag-id tvb_observatory]
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dag-id", help="default: tvb_observatory_<territory>")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--resolution", type=int, help="resolution_m Param of the run (m); default: the territory's")
     p.add_argument("--airflow-home", default=str(ROOT / ".airflow"))
     args = p.parse_args(argv)
     airflow_env(Path(args.airflow_home))
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no DAG {args.dag_id!r} (found: {', '.join(sorted(bag.dag_ids))})", file=sys.stderr)
         return 1
     conf = {"territory": args.territory, "force": args.force, "dry_run": args.dry_run}
+    if args.resolution is not None:
+        conf["resolution_m"] = args.resolution
     run = dag.test(run_conf=conf)
     state = str(getattr(run, "state", "unknown"))
     tis = {ti.task_id: str(ti.state) for ti in run.get_task_instances()} if hasattr(run, "get_task_instances") else {}
