@@ -323,11 +323,16 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
     misspelt = {**raw, "id": "misspelt", "indicatorz": raw["indicators"], "tiling": {**raw["tiling"], "enabled": True}}
     (tmp_path / "misspelt.yaml").write_text(yaml.safe_dump(misspelt, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")  # id still call
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
                              "tvb_observatory_broken", "tvb_screening_call", "tvb_screening_lens2",
-                             "tvb_observatory_misspelt"}      # a misspelt key: no fetch / screening / tiled DAG
+                             "tvb_observatory_misspelt",      # a misspelt key: no fetch / screening / tiled DAG
+                             "tvb_observatory_copy"}          # a copy keeping call's id replaces no call DAG
+    copy_doc = bag.dags["tvb_observatory_copy"].doc_md
+    assert "differs from its id 'call'" in copy_doc and str(tmp_path / "call.yaml") in copy_doc
+    assert bag.dags["tvb_observatory_call"].params.get_param("territory").schema["enum"] == ["call"]
     assert "indicatorz: unknown key" in bag.dags["tvb_observatory_misspelt"].doc_md
     lens2 = bag.dags["tvb_observatory_lens2"]
     assert lens2.params.get_param("sous_trames").schema["items"]["enum"] == ["forest", "wetland"]

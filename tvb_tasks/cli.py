@@ -11,6 +11,7 @@ import math
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import DeterministicError
 
@@ -158,10 +159,16 @@ def cmd_territories(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from .config import ConfigError, load_territory
+    from .config import ConfigError, files_declaring, load_territory, territories_dir
     from .sources.schemas import check_territory
 
     t = load_territory(args.territory, args.profile)
+    # a copy of this file in the config folder with the same id (load_territory refuses the copy itself)
+    in_folder = Path(t.path).resolve().parent == territories_dir().resolve()
+    same_id = [str(p) for p in files_declaring(t.id, Path(t.path))] if in_folder else []
+    if same_id:
+        raise ConfigError(f"{t.path}: id {t.id!r} is also the id of {', '.join(same_id)} in the config folder: each "
+                          "territory needs its own id (a copied YAML whose id was not changed?)")
     errors = check_territory(t)
     if errors:
         raise ConfigError(f"{t.path} (profile {t.profile}): source mappings disagree with the publishers' schemas "
@@ -447,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_territories)
 
     c = sub.add_parser("check-config", help="validate a territory YAML")
-    c.add_argument("territory")
+    c.add_argument("territory", help="a territory id (config/territories/<id>.yaml, folder TVB_CONFIG_DIR) or the "
+                                     "path of a YAML file")
     c.add_argument("--profile")
     c.set_defaults(func=cmd_check_config)
 

@@ -665,8 +665,39 @@ def territories_dir() -> Path:
 
 
 def list_territories() -> list[str]:
-    """Ids of the territories with a YAML file in the config folder."""
+    """Ids of the territories with a YAML file in the config folder (``<id>.yaml``: the file name is the id, which
+    :func:`load_territory` checks against the file's ``id``, so two files can never give the same DAG ids)."""
     return sorted(p.stem for p in territories_dir().glob("*.yaml"))
+
+
+def _declared_id(path: Path) -> str | None:
+    """The ``id`` a territory YAML declares, or None when it cannot be read (its own load reports why)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def files_declaring(territory_id: str, besides: Path | None = None) -> list[Path]:
+    """The YAML files of the config folder (other than ``besides``) whose ``id`` is ``territory_id``."""
+    skip = besides.resolve() if besides is not None else None
+    return sorted(p for p in territories_dir().glob("*.yaml") if p.resolve() != skip and _declared_id(p) == territory_id)
+
+
+def territory_id_problem(path: Path, territory_id: str) -> str | None:
+    """Why the YAML ``path`` declaring ``territory_id`` cannot be a territory of the config folder, or None: a file
+    of the folder must be named ``<id>.yaml``. A copied YAML whose ``id`` was not changed would otherwise make the
+    same DAG ids as its original, one silently replacing the other; the message names the original."""
+    folder = territories_dir().resolve()
+    here = path.resolve()
+    if here.parent != folder or here.stem == territory_id:
+        return None
+    same = files_declaring(territory_id, here)
+    clash = (f"; {', '.join(map(str, same))} also has id {territory_id!r} (a copied YAML whose id was not changed?)"
+             if same else "")
+    return f"file name {here.name!r} differs from its id {territory_id!r} (files of {folder} are named <id>.yaml){clash}"
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
@@ -854,6 +885,9 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         loaded = Territory.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(path, err)) from None
+    clash = territory_id_problem(path, loaded.id)
+    if clash:
+        raise ConfigError(f"{path}: {clash}")
     check_rule_codes(loaded)
     return loaded
 
