@@ -138,3 +138,20 @@ def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     proc = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", str(path)], capture_output=True,
                           text=True, cwd=ROOT, check=False)
     assert proc.returncode == 1 and key in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("status, printed, located", [
+    ("published", "published release 20261130T145510Z-71996243", True), ("unchanged", "unchanged: inputs", True),
+    ("dry_run", "dry run: release 20261130T145510Z-71996243 computed", False)])
+def test_run_prints_how_the_run_ended(tmp_path, monkeypatch, capsys, status, printed, located):
+    """One message per status of tvb_tasks.contracts; the release is located only when it exists."""
+    import tvb_tasks.pipeline
+
+    RID = "20261130T145510Z-71996243"
+
+    monkeypatch.setattr(tvb_tasks.pipeline, "run_pipeline", lambda *a, **k: {
+        "status": status, "release_id": RID, "territory": "call", "store_uri": str(tmp_path)})
+    assert tvb(["run", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(printed)
+    assert (f"releases/call/{RID}" in out) == located

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .contracts import LIVE_STATUSES, RunStatus
 from .errors import DeterministicError
 
 
@@ -55,6 +56,15 @@ def _public_base_configured(territory) -> bool:
     return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or territory.publish.public_base_url)
 
 
+# what ``tvb run`` prints for each way a run ends (the statuses of tvb_tasks.contracts; mypy checks the keys)
+RUN_MESSAGES: dict[RunStatus, str] = {
+    "published": "published release {release_id}",
+    "unchanged": "unchanged: inputs, configuration and code are those of release {release_id}; nothing published "
+                 "(use --force to publish anyway)",
+    "dry_run": "dry run: release {release_id} computed and validated, not published",
+}
+
+
 def cmd_run(args) -> int:
     from .pipeline import run_pipeline
 
@@ -62,15 +72,9 @@ def cmd_run(args) -> int:
                           dry_run=args.dry_run, resolution_m=args.resolution,
                           sous_trames=args.sous_trames.split(",") if args.sous_trames else None,
                           http_overrides=_http_overrides(args), wait_s=args.wait)
-    status = result.get("status")
-    if status == "unchanged":
-        print(f"unchanged: inputs, configuration and code are those of release {result['release_id']}; "
-              "nothing published (use --force to publish anyway)")
-    elif status == "dry_run":
-        print(f"dry run: release {result.get('release_id')} computed and validated, not published")
-    else:
-        print(f"published release {result['release_id']}")
-    if status in ("published", "unchanged"):
+    status = result["status"]
+    print(RUN_MESSAGES[status].format(release_id=result.get("release_id")))
+    if status in LIVE_STATUSES:
         print("\n".join(release_paths(result["store_uri"], result["territory"], result["release_id"])))
         if args.serve:
             args.store, args.quiet = result["store_uri"], True

@@ -35,6 +35,7 @@ from typing import Any, cast
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
 from .contracts import (
+    RUN_STATUSES,
     FetchedRun,
     GateVerdict,
     IndicatorSummary,
@@ -483,7 +484,6 @@ def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
 
 # --- how a run ends (the publish and notify tasks, tvb run) -----------------------------------------------------
 _LINK_KEYS = ("release_url", "report_url", "web_url", "manifest_url")
-_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("published", "unchanged", "dry_run")
 
 
 def validation_verdict(sources: GateVerdict | None, outputs: GateVerdict | None) -> ValidationVerdict:
@@ -538,7 +538,7 @@ def notify_event(outcome: Outcome | None) -> NotifyEvent:
     """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``); anything else
     reads as ``published``."""
     status = outcome.get("status") if outcome else None
-    return cast(NotifyEvent, status) if status in _NOTIFY_EVENTS else "published"
+    return status if status in RUN_STATUSES else "published"
 
 
 # --- lease on the work folder -------------------------------------------------------------------------------------
