@@ -306,6 +306,24 @@ def test_unknown_conf_keys_fail_the_run(dagmod):
         dagmod.check_conf_keys({"resolutoin_m": 50}, {"force": False, "resolution_m": 25})
 
 
+def test_planned_sous_trames_keep_the_territory_order(dagmod):
+    """plan_sous_trames of the observatory and tiled DAGs: the run's subset in the YAML's order, all by default."""
+    every = ["forest", "grassland", "mining", "wetland"]
+    assert dagmod.planned_sous_trames(every, {"sous_trames": None}) == every
+    assert dagmod.planned_sous_trames(every, {"sous_trames": ["wetland", "forest"]}) == ["forest", "wetland"]
+
+
+def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
+    """tvb_tiled_cost reads tiling.dag_rounds from the typed section: one run_tile and one after_round per round."""
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["tiling"] = {**raw.get("tiling", {}), "enabled": True, "dag_rounds": 3}
+    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    bag = _bag(monkeypatch, tmp_path)
+    tiled = bag.dags["tvb_tiled_cost_call"]
+    assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
+    assert "up to 3 rounds" in tiled.doc_md
+
+
 def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):
     run = {"changed_sources": ["landuse", "osm_roads", "gone"],
            "snapshots": {"landuse": {}, "osm_roads": {"parent_source": "roads"}, "gone": {}}}
