@@ -251,3 +251,16 @@ def test_a_file_of_the_config_folder_is_named_after_its_id(tmp_path, monkeypatch
     moved.mkdir()
     (tmp_path / "renamed.yaml").rename(moved / "renamed.yaml")        # outside the config folder: any file name
     assert load_territory(moved / "renamed.yaml").id == "other"
+
+
+def test_sections_are_typed_fields_and_a_copied_mapping_is_validated():
+    from tvb_tasks.config import typed_section
+    from tvb_tasks.config_sections import IndicatorsConfig, TilingConfig
+
+    t = load_territory("call")
+    assert typed_section(t, "indicators", IndicatorsConfig) is t.indicators      # no re-validation
+    assert isinstance(t.tiling, TilingConfig) and isinstance(t.indicators, IndicatorsConfig)
+    copied = t.model_copy(update={"tiling": {"enabled": True, "dag_rounds": 3}})  # model_copy does not validate
+    assert typed_section(copied, "tiling", TilingConfig).dag_rounds == 3
+    with pytest.raises(ConfigError, match=r"tiling\.dag_rounds: .*greater than or equal to 1"):
+        typed_section(t.model_copy(update={"tiling": {"dag_rounds": 0}}), "tiling", TilingConfig)

@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -698,6 +698,24 @@ def territory_id_problem(path: Path, territory_id: str) -> str | None:
     clash = (f"; {', '.join(map(str, same))} also has id {territory_id!r} (a copied YAML whose id was not changed?)"
              if same else "")
     return f"file name {here.name!r} differs from its id {territory_id!r} (files of {folder} are named <id>.yaml){clash}"
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def typed_section(territory: Territory, name: str, model: type[SectionT]) -> SectionT:
+    """The section ``name`` of a territory as ``model``. A loaded territory's sections are typed already (returned
+    as they are); a mapping put there by ``model_copy(update=...)``, which does not validate, is validated here,
+    a :class:`ConfigError` in :func:`load_territory`'s format (the key's full path) when invalid."""
+    value = getattr(territory, name)
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value if value is not None else {})
+    except ValidationError as err:
+        lines = [f"invalid territory configuration {territory.path}:"]
+        lines += [f"  - {'.'.join(map(str, (name, *e['loc'])))}: {e['msg']}" for e in err.errors()]
+        raise ConfigError("\n".join(lines)) from None
 
 
 def _format_validation_error(path: Path, err: ValidationError) -> str:
