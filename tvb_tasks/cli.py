@@ -30,7 +30,7 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
     territory's ``publish.public_base_url``, else the local ``tvb serve`` address), the store folder and the
     ``latest.json`` pointer. Without a public base URL, a last line gives the ``tvb serve`` command to run."""
     from .config import load_territory
-    from .publish.release import latest_key, release_links
+    from .publish.layout import latest_key, release_links
     from .publish.serve import viewer_base_url
     from .store import open_store
 

@@ -205,7 +205,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     """
     from .publish import find_unchanged
     from .publish import input_key as make_input_key
-    from .publish.release import new_run_nonce
+    from .publish.layout import new_run_nonce
     from .sources import fetch_all
 
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
@@ -342,7 +342,8 @@ def stage_indicators(run: FetchedRun) -> IndicatorSummary:
     """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
     from .indicators import append_history, compute_indicators
     from .indicators.history import provenance
-    from .publish.release import read_latest, release_id_for, release_prefix, territory_prefix
+    from .publish.layout import release_id_for, release_prefix, territory_prefix
+    from .publish.release import read_latest
 
     territory = _territory(run)
     store = open_store(run["store_uri"])
@@ -471,7 +472,7 @@ def stage_publish(run: FetchedRun, indicators: IndicatorSummary, validation: Val
 
 def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
     """Replace the territory's indicator history with compare-and-swap (after the release pointer moved)."""
-    from .publish.release import territory_prefix
+    from .publish.layout import territory_prefix
 
     for name in ("indicators.parquet", "indicators.csv"):
         src = hist_dir / name
@@ -496,7 +497,7 @@ def release_urls(run: FetchedRun, release_id: str) -> ReleaseUrls:
     """Release folder, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
     ``TVB_PUBLIC_BASE_URL`` / the territory's ``publish.public_base_url`` (an http(s) URL serving the store root)
     when set, else the local ``tvb serve`` address (the Airflow UI shows only http(s) links)."""
-    from .publish.release import release_links
+    from .publish.layout import release_links
     from .publish.serve import viewer_base_url
 
     links = release_links(open_store(run["store_uri"]), run["territory"], release_id,

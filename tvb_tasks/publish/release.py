@@ -51,25 +51,20 @@ from ..store import (
     sha256_file,
     validate_key,
 )
-from .layout import (  # noqa: F401
-    NONCE_RE,
+from .layout import (
     RELEASE_ID_RE,
-    canonical_json,
     check_release_id,
     check_territory_id,
-    collection_key,
-    input_key,
     latest_key,
     manifest_key,
-    new_run_nonce,
     pretty_json,
-    public_url,
     release_id_for,
     release_links,
     release_prefix,
-    release_time,
     territory_prefix,
 )
+from .layout import new_run_nonce as new_run_nonce  # re-exported: tests import it from here
+from .layout import release_time as release_time  # re-exported: tests import it from here
 
 log = logging.getLogger(__name__)
 
