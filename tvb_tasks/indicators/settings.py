@@ -16,10 +16,9 @@ from tvb_tasks.config_sections import (
     ReportConfig,
     WetPassabilityConfig,
 )
-from tvb_tasks.config_sections import _Section as _Cfg
 
 __all__ = ["WET_BARRIER_TYPES", "ChangeConfig", "ConnectivityConfig", "FragmentationConfig", "IndicatorsConfig",
-           "ReportConfig", "WetPassabilityConfig", "_Cfg", "distance_threshold_cost", "indicators_config",
+           "ReportConfig", "WetPassabilityConfig", "distance_threshold_cost", "indicators_config",
            "is_synthetic_landuse", "load_published_figures"]
 
 
