@@ -16,6 +16,10 @@ rebuilds the territory from that content, so a path-form ``--territory /path/x.y
 publishes with that file's settings, and the manifest's config hash is the one the run used. A run id nonce
 (``run["run_nonce"]``) makes the release id unique per run. The CLI's whole run holds a lease per territory and input
 key on the work folder (:func:`work_lease`), so two runs on the same inputs never share it at the same time.
+
+Why one module over 500 lines: it is the one API the DAG tasks and the CLI call (``tvb_dag_support.tvb_pipeline``
+imports it whole), and every stage shares the same run-private helpers (work folder, store transfers, the territory
+rebuilt from the run); the stage logic itself stays in the stage libraries.
 """
 from __future__ import annotations
 

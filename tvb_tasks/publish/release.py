@@ -25,6 +25,10 @@ this publisher, and is verified again (present, same size and sha256) together w
 release just before the pointer swap: a release whose objects are not all its own or verified identical never goes
 live. ``latest.json`` keeps, for every release it ever pointed to, the sha256 of its manifest, so ``verify`` and
 ``rollback`` detect a release whose files *and* manifest were both changed.
+
+Why one module over 500 lines: it is the write protocol above (create-only objects, ownership, verification,
+compare-and-swap, cleanup), whose steps must be read together; key layout and URLs are in :mod:`.layout`, the
+administration (list / show / verify / rollback / orphans) in :mod:`.admin`, retention in :mod:`.retention`.
 """
 from __future__ import annotations
 
