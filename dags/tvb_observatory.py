@@ -29,12 +29,11 @@ from tvb_dag_support import (
     DEFAULT_ARGS,
     POOL,
     START_DATE,
-    check_conf_keys,
-    fetch_run,
+    fetch_sources_task,
     observatory_doc,
+    planned_sous_trames,
     release_alias,
     release_asset,
-    run_options,
     source_asset,
     trigger_params,
     tvb_pipeline,
@@ -64,8 +63,7 @@ def build_observatory_dag(territory: Territory):
         @task(pool=POOL, execution_timeout=timedelta(hours=2))
         def fetch_sources(params=None, dag_run=None):
             """Idempotent (content-addressed snapshots): re-uses what tvb_fetch_<territory> fetched."""
-            check_conf_keys(dag_run.conf, params)
-            return fetch_run(tid, **run_options(load_territory(tid), params))
+            return fetch_sources_task(tid, params, dag_run.conf)
 
         @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
         def inputs_changed(run: FetchedRun):
@@ -83,8 +81,7 @@ def build_observatory_dag(territory: Territory):
 
         @task(execution_timeout=timedelta(minutes=5))
         def plan_sous_trames(run: FetchedRun):
-            chosen = run["sous_trames"] or all_sous_trames
-            return [st for st in all_sous_trames if st in chosen]
+            return planned_sous_trames(all_sous_trames, run)
 
         @task(execution_timeout=timedelta(hours=3), map_index_template="{{ sous_trame_label }}")
         def compute_sous_trame(run: FetchedRun, sous_trame: str):

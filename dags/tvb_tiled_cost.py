@@ -22,28 +22,21 @@ from tvb_dag_support import (
     DEFAULT_ARGS,
     POOL,
     START_DATE,
-    check_conf_keys,
     dags_of_valid_territories,
-    fetch_run,
-    run_options,
+    fetch_sources_task,
+    planned_sous_trames,
     trigger_params,
     tvb_pipeline,
     xcom_list,
 )
-from tvb_tasks.config import Territory, load_territory
+from tvb_tasks.config import Territory
 from tvb_tasks.contracts import FetchedRun, TileItem, TileRound
-
-DEFAULT_DAG_ROUNDS = 12   # tiling.dag_rounds when the YAML does not set it (same default as TilingConfig)
-
-
-def tiling_section(territory: Territory) -> dict:
-    return territory.tiling.model_dump()
 
 
 def build_tiled_dag(territory: Territory):
     """The tiled cost-distance DAG of one territory."""
     tid = territory.id
-    rounds = int(tiling_section(territory).get("dag_rounds", DEFAULT_DAG_ROUNDS))
+    rounds = territory.tiling.dag_rounds
     all_sous_trames = list(territory.sous_trames)
 
     @dag(dag_id=f"tvb_tiled_cost_{tid}", dag_display_name=f"TVB tiled cost-distance — {territory.short_name or tid}",
@@ -60,13 +53,11 @@ def build_tiled_dag(territory: Territory):
         @task(pool=POOL, execution_timeout=timedelta(hours=2))
         def fetch_sources(params=None, dag_run=None):
             """Idempotent (content-addressed snapshots): re-uses what tvb_fetch_<territory> fetched."""
-            check_conf_keys(dag_run.conf, params)
-            return fetch_run(tid, **run_options(load_territory(tid), params))
+            return fetch_sources_task(tid, params, dag_run.conf)
 
         @task(execution_timeout=timedelta(minutes=5))
         def plan_sous_trames(run: FetchedRun):
-            chosen = run["sous_trames"] or all_sous_trames
-            return [st for st in all_sous_trames if st in chosen]
+            return planned_sous_trames(all_sous_trames, run)
 
         @task(execution_timeout=timedelta(hours=2), map_index_template="{{ sous_trame_label }}")
         def plan_tiles(run: FetchedRun, sous_trame: str):
@@ -117,7 +108,7 @@ def build_tiled_dag(territory: Territory):
 def build_all() -> dict[str, Any]:
     """The tiled DAG of every valid territory whose YAML enables tiling (invalid ones: see tvb_observatory)."""
     return dags_of_valid_territories(build_tiled_dag, "tiled cost-distance",
-                                     wanted=lambda t: bool(tiling_section(t).get("enabled")))
+                                     wanted=lambda t: t.tiling.enabled)
 
 
 globals().update(build_all())

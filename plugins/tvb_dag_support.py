@@ -1,4 +1,4 @@
-"""Airflow glue shared by the TVB DAG files ``dags/tvb_fetch.py`` and ``dags/tvb_observatory.py``.
+"""Airflow glue shared by the TVB DAG files of ``dags/`` (fetch, observatory, tiled cost-distance, screening).
 
 Asset names, default task arguments, the trigger form, DAG documentation and the small run-time helpers that the
 tasks call (store URI, run options, changed sources, :func:`tvb_pipeline` giving the tasks ``tvb_tasks.pipeline``
@@ -164,6 +164,20 @@ def fetch_run(territory_id: str, **options: Any) -> FetchedRun:
         options["credentials"] = credentials
     with tvb_pipeline() as pipeline:
         return pipeline.stage_fetch(territory_id, store_uri=store_uri(), **options)
+
+
+def fetch_sources_task(territory_id: str, params: dict, conf: dict | None) -> FetchedRun:
+    """The ``fetch_sources`` task of the observatory and tiled DAGs: refuse unknown trigger keys, then
+    :func:`fetch_run` with the trigger Params' options. Idempotent (content-addressed snapshots): re-uses what
+    ``tvb_fetch_<territory>`` fetched."""
+    check_conf_keys(conf, params)
+    return fetch_run(territory_id, **run_options(load_territory(territory_id), params))
+
+
+def planned_sous_trames(all_sous_trames: Sequence[str], run: FetchedRun) -> list[str]:
+    """The ``plan_sous_trames`` task: the run's sous-trames (all when it names none), in the territory's order."""
+    chosen = run["sous_trames"] or all_sous_trames
+    return [st for st in all_sous_trames if st in chosen]
 
 
 T = TypeVar("T")

@@ -10,10 +10,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
+from tvb_tasks.contracts import LIVE_STATUSES
+
 RETURN_KEY = "return_value"
-
-
-LIVE_STATUSES = ("published", "unchanged")
 
 
 def report_url_from(value: Any) -> str:

@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseNotifier
 
+from tvb_tasks.contracts import RUN_STATUSES
+
 log = logging.getLogger(__name__)
 
 WEBHOOK_CONN_ID = "tvb_webhook"
-EVENTS = ("failure", "published", "unchanged", "dry_run", "retry")
+EVENTS = ("failure", *RUN_STATUSES, "retry")      # how a run ended (tvb_tasks.contracts), a failure or a retry
 _MAX_ERROR_CHARS = 2000
 
 

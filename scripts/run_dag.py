@@ -1,13 +1,17 @@
-"""Run the observatory DAG once through real Airflow (``dag.test()`` on the project-local metadata DB).
+"""Run one DAG once through real Airflow (``dag.test()`` on the project-local metadata DB).
 
-Used by ``scripts/demo.sh`` and by the end-to-end test. Exits non-zero when the DAG run does not succeed (dag.test()
-itself does not raise when a task fails), and prints where the published release and its report are.
+The one runner of both ``scripts/demo.sh`` and the end-to-end tests (``tests/helpers/airflow_run.py``, which call it
+with ``--conf`` and ``--dump`` and check that its output has no error line: what the demo prints). Exits non-zero
+when the DAG run does not succeed (dag.test() itself does not raise when a task fails), and prints where the
+published release and its report are.
 
-    python scripts/run_dag.py --territory call [--force] [--dry-run] [--resolution M] [--dag-id tvb_observatory]
+    python scripts/run_dag.py --territory call [--force] [--dry-run] [--resolution M] [--dag-id tvb_observatory_call]
+    python scripts/run_dag.py --dag-id tvb_fetch_call --conf '{}' --dump run.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--resolution", type=int, help="resolution_m Param of the run (m); default: the territory's")
     p.add_argument("--airflow-home", default=str(ROOT / ".airflow"))
+    p.add_argument("--conf", help="the run's conf as JSON, instead of the one built from --territory/--force/--dry-run")
+    p.add_argument("--dump", help="write the run's state, task states, XComs and Asset events to this JSON file")
     args = p.parse_args(argv)
     airflow_env(Path(args.airflow_home))
     sys.path.insert(0, str(ROOT))
@@ -51,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     if dag is None:
         print(f"no DAG {args.dag_id!r} (found: {', '.join(sorted(bag.dag_ids))})", file=sys.stderr)
         return 1
-    conf = {"territory": args.territory, "force": args.force, "dry_run": args.dry_run}
+    conf = (json.loads(args.conf) if args.conf is not None
+            else {"territory": args.territory, "force": args.force, "dry_run": args.dry_run})
     if args.resolution is not None:
         conf["resolution_m"] = args.resolution
-    run = dag.test(run_conf=conf)
+    run = dag.test(run_conf=conf or None)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(run_record(args.dag_id, run), default=str), encoding="utf-8")
     state = str(getattr(run, "state", "unknown"))
     tis = {ti.task_id: str(ti.state) for ti in run.get_task_instances()} if hasattr(run, "get_task_instances") else {}
     print(f"DAG run {args.dag_id} ({json.dumps(conf)}): {state}")
@@ -76,6 +85,35 @@ def main(argv: list[str] | None = None) -> int:
     print(("published release " if published else "unchanged: live release is ") + latest["release_id"])
     print("\n".join(release_paths(store.uri, args.territory, latest["release_id"])))
     return 0
+
+
+def run_record(dag_id: str, run) -> dict:
+    """What happened in a DAG run, read from the metadata DB: state, run_id, task instances (state, try number,
+    rendered map index) keyed ``task_id[map_index]``, XComs keyed ``task_id[map_index].key`` and Asset events."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        tis = {f"{t.task_id}[{t.map_index}]": {"state": str(getattr(t.state, "value", t.state)),
+                                                "try_number": t.try_number,
+                                                "rendered_map_index": t.rendered_map_index}
+               for t in s.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
+                                                             TaskInstance.run_id == run.run_id))}
+        xcoms = {}
+        for x in s.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)):
+            value = x.value
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            xcoms[f"{x.task_id}[{x.map_index}].{x.key}"] = value
+        events = [{"uri": uri, "extra": extra} for uri, extra in s.execute(
+            select(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run.run_id))]
+    return {"state": str(getattr(run.state, "value", run.state)), "run_id": run.run_id, "tasks": tis,
+            "xcoms": xcoms, "asset_events": events}
 
 
 if __name__ == "__main__":

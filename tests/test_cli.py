@@ -107,6 +107,20 @@ def test_release_list_aligned_and_figures_in_french_format():
     assert fr_figure(23940.5) == "23\u202f940,5" and fr_figure(289) == "289" and fr_figure(12.0) == "12"
 
 
+def test_check_config_refuses_a_copy_whose_id_was_not_changed(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "config/territories/call.yaml").read_text(encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "lens.yaml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("TVB_CONFIG_DIR", str(tmp_path))
+    for checked in ("lens", str(tmp_path / "lens.yaml"), "call"):       # by id or path; the original names the copy
+        assert tvb(["check-config", checked]) == 1
+        err = capsys.readouterr().err
+        assert str(tmp_path / "call.yaml") in err and str(tmp_path / "lens.yaml") in err, err
+    help_text = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", "--help"], capture_output=True,
+                               text=True, cwd=ROOT, check=True).stdout
+    assert "territory id" in help_text and "path" in help_text
+
+
 @pytest.mark.parametrize("mutate, key", [
     (lambda r: r.update(indicatorz=r.pop("indicators")), "indicatorz: unknown key (did you mean 'indicators'?)"),
     (lambda r: r.update(validation={"bogus_key": 1}), "validation.bogus_key: unknown key"),
@@ -124,3 +138,20 @@ def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     proc = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", str(path)], capture_output=True,
                           text=True, cwd=ROOT, check=False)
     assert proc.returncode == 1 and key in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("status, printed, located", [
+    ("published", "published release 20261130T145510Z-71996243", True), ("unchanged", "unchanged: inputs", True),
+    ("dry_run", "dry run: release 20261130T145510Z-71996243 computed", False)])
+def test_run_prints_how_the_run_ended(tmp_path, monkeypatch, capsys, status, printed, located):
+    """One message per status of tvb_tasks.contracts; the release is located only when it exists."""
+    import tvb_tasks.pipeline
+
+    RID = "20261130T145510Z-71996243"
+
+    monkeypatch.setattr(tvb_tasks.pipeline, "run_pipeline", lambda *a, **k: {
+        "status": status, "release_id": RID, "territory": "call", "store_uri": str(tmp_path)})
+    assert tvb(["run", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(printed)
+    assert (f"releases/call/{RID}" in out) == located

@@ -223,3 +223,44 @@ def test_a_nomenclature_definition_with_an_unknown_key_is_refused(tmp_path, monk
     for nomenclature in ("clc", "ocs2d", "ocs_ge"):          # the bundled ones are clean
         monkeypatch.setattr(config, "PROJECT_ROOT", PROJECT_ROOT)
         assert config.nomenclature_definition(nomenclature)[1]["id"] == nomenclature
+
+
+def test_a_copied_yaml_whose_id_was_not_changed_is_refused(tmp_path, monkeypatch):
+    """Two files of the config folder with one id would make the same DAG ids: the copy is refused, naming both."""
+    monkeypatch.setenv("TVB_CONFIG_DIR", str(tmp_path))
+    original = _write(tmp_path, lambda r: None)
+    copy = tmp_path / "lens.yaml"
+    copy.write_text(original.read_text(encoding="utf-8"), encoding="utf-8")
+    assert list_territories() == ["call", "lens"]
+    assert load_territory("call").id == "call"                      # the original keeps working
+    with pytest.raises(ConfigError) as err:
+        load_territory("lens")
+    message = str(err.value)
+    assert "file name 'lens.yaml' differs from its id 'call'" in message and str(original) in message
+    copy.write_text(original.read_text(encoding="utf-8").replace("id: call", "id: lens", 1), encoding="utf-8")
+    assert load_territory("lens").id == "lens"
+
+
+def test_a_file_of_the_config_folder_is_named_after_its_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVB_CONFIG_DIR", str(tmp_path))
+    path = _write(tmp_path, lambda r: r.update(id="other"))
+    path.rename(tmp_path / "renamed.yaml")
+    with pytest.raises(ConfigError, match=r"file name 'renamed\.yaml' differs from its id 'other'"):
+        load_territory("renamed")
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (tmp_path / "renamed.yaml").rename(moved / "renamed.yaml")        # outside the config folder: any file name
+    assert load_territory(moved / "renamed.yaml").id == "other"
+
+
+def test_sections_are_typed_fields_and_a_copied_mapping_is_validated():
+    from tvb_tasks.config import typed_section
+    from tvb_tasks.config_sections import IndicatorsConfig, TilingConfig
+
+    t = load_territory("call")
+    assert typed_section(t, "indicators", IndicatorsConfig) is t.indicators      # no re-validation
+    assert isinstance(t.tiling, TilingConfig) and isinstance(t.indicators, IndicatorsConfig)
+    copied = t.model_copy(update={"tiling": {"enabled": True, "dag_rounds": 3}})  # model_copy does not validate
+    assert typed_section(copied, "tiling", TilingConfig).dag_rounds == 3
+    with pytest.raises(ConfigError, match=r"tiling\.dag_rounds: .*greater than or equal to 1"):
+        typed_section(t.model_copy(update={"tiling": {"dag_rounds": 0}}), "tiling", TilingConfig)

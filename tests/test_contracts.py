@@ -105,6 +105,19 @@ def test_notify_event_follows_the_status(status, event):
     assert notify_event(typing.cast(contracts.Outcome, {"status": status})) == event
 
 
+def test_run_statuses_are_defined_once():
+    """Every status of the Literal (and only those) is a notifier event, a ``tvb run`` message and, when a release
+    exists, a live status."""
+    from tvb_tasks.cli import RUN_MESSAGES
+
+    assert contracts.RUN_STATUSES == ("published", "unchanged", "dry_run")
+    assert typing.get_args(contracts.PublishStatus) == typing.get_args(contracts.NotifyEvent) == contracts.RUN_STATUSES
+    assert set(contracts.LIVE_STATUSES) == set(contracts.RUN_STATUSES) - {"dry_run"}
+    assert set(RUN_MESSAGES) == set(contracts.RUN_STATUSES)
+    for status in contracts.RUN_STATUSES:
+        assert notify_event(typing.cast(contracts.Outcome, {"status": status})) == status
+
+
 def test_notify_event_without_outcome_reads_as_published():
     assert notify_event(None) == "published"
 

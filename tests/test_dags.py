@@ -306,6 +306,24 @@ def test_unknown_conf_keys_fail_the_run(dagmod):
         dagmod.check_conf_keys({"resolutoin_m": 50}, {"force": False, "resolution_m": 25})
 
 
+def test_planned_sous_trames_keep_the_territory_order(dagmod):
+    """plan_sous_trames of the observatory and tiled DAGs: the run's subset in the YAML's order, all by default."""
+    every = ["forest", "grassland", "mining", "wetland"]
+    assert dagmod.planned_sous_trames(every, {"sous_trames": None}) == every
+    assert dagmod.planned_sous_trames(every, {"sous_trames": ["wetland", "forest"]}) == ["forest", "wetland"]
+
+
+def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
+    """tvb_tiled_cost reads tiling.dag_rounds from the typed section: one run_tile and one after_round per round."""
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["tiling"] = {**raw.get("tiling", {}), "enabled": True, "dag_rounds": 3}
+    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    bag = _bag(monkeypatch, tmp_path)
+    tiled = bag.dags["tvb_tiled_cost_call"]
+    assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
+    assert "up to 3 rounds" in tiled.doc_md
+
+
 def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):
     run = {"changed_sources": ["landuse", "osm_roads", "gone"],
            "snapshots": {"landuse": {}, "osm_roads": {"parent_source": "roads"}, "gone": {}}}
@@ -323,11 +341,16 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
     misspelt = {**raw, "id": "misspelt", "indicatorz": raw["indicators"], "tiling": {**raw["tiling"], "enabled": True}}
     (tmp_path / "misspelt.yaml").write_text(yaml.safe_dump(misspelt, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")  # id still call
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
                              "tvb_observatory_broken", "tvb_screening_call", "tvb_screening_lens2",
-                             "tvb_observatory_misspelt"}      # a misspelt key: no fetch / screening / tiled DAG
+                             "tvb_observatory_misspelt",      # a misspelt key: no fetch / screening / tiled DAG
+                             "tvb_observatory_copy"}          # a copy keeping call's id replaces no call DAG
+    copy_doc = bag.dags["tvb_observatory_copy"].doc_md
+    assert "differs from its id 'call'" in copy_doc and str(tmp_path / "call.yaml") in copy_doc
+    assert bag.dags["tvb_observatory_call"].params.get_param("territory").schema["enum"] == ["call"]
     assert "indicatorz: unknown key" in bag.dags["tvb_observatory_misspelt"].doc_md
     lens2 = bag.dags["tvb_observatory_lens2"]
     assert lens2.params.get_param("sous_trames").schema["items"]["enum"] == ["forest", "wetland"]

@@ -43,6 +43,7 @@ import tvb_notifier  # noqa: E402
 import tvb_retry  # noqa: E402
 from helpers.servers import free_port  # noqa: E402
 from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
+from tvb_tasks.contracts import RUN_STATUSES  # noqa: E402
 
 SECRET = "s3cr3t-Pa55"          # fake, test-only
 
@@ -318,6 +319,8 @@ def test_notifier_never_breaks_the_pipeline(webhook, monkeypatch):
     assert tvb_notifier.TvbNotifier("failure").send(_context(), {})["webhook"] == "failed (ConnectionError)"
     with pytest.raises(ValueError, match="unknown notification event 'oops'"):
         tvb_notifier.TvbNotifier("oops")
+    for status in RUN_STATUSES:                      # every way a run ends (tvb_tasks.contracts) is an event
+        assert tvb_notifier.TvbNotifier(status).event == status
 
 
 # --- link and plugin registration ------------------------------------------------------------------------------------

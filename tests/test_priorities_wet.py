@@ -24,6 +24,7 @@ import pytest
 from shapely.geometry import LineString, Point, box
 
 from tvb_tasks.config import load_territory
+from tvb_tasks.config_sections import IndicatorsConfig
 from tvb_tasks.indicators import indicators_config, wet_network_of
 from tvb_tasks.indicators.connectivity import (
     decay_constant,
@@ -61,7 +62,7 @@ def with_passability(territory, **table):
     raw = territory.indicators.model_dump()
     conn = dict(raw.get("connectivity") or {})
     conn["wet_passability"] = {**(conn.get("wet_passability") or {}), **table}
-    out = territory.model_copy(update={"indicators": {**raw, "connectivity": conn}})
+    out = territory.model_copy(update={"indicators": IndicatorsConfig.model_validate({**raw, "connectivity": conn})})
     assert indicators_config(out).connectivity.wet_passability.culvert == table.get(
         "culvert", indicators_config(territory).connectivity.wet_passability.culvert)
     return out

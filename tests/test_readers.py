@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 import numpy as np
 import pytest
 
-from chromium import CHROMIUM, chromium
+from helpers.chromium import CHROMIUM, chromium
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
 

@@ -448,7 +448,7 @@ def test_report_at_phone_width_tables_scroll_inside(report):
 
     if not (_shutil.which("chromium") or _shutil.which("chromium-browser")):
         pytest.skip("chromium not installed")
-    from chromium import chromium
+    from helpers.chromium import chromium
 
     tmp, _result, _html = report
     with chromium(390, 800) as page:

@@ -1,14 +1,14 @@
-"""The screening DAG through real Airflow: ``dag.test()`` with trigger-form params on a migrated SQLite DB (same
-runner as tests/test_airflow_e2e.py), against a hand-built release in a local store. ``dag.test()`` does not raise
-when a task fails, so the run state and the task state are asserted."""
+"""The screening DAG through real Airflow: ``dag.test()`` with trigger-form params on a migrated SQLite DB (the runner
+of tests/helpers/airflow_run.py), against a hand-built release in a local store. ``dag.test()`` does not raise when a
+task fails, so the run state and the task state are asserted."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+from helpers.airflow_run import Airflow, task_states, why
 from helpers.priorities_scene import RID, bx, project, write_scene
-from test_airflow_e2e import Airflow, _states, _why
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,8 +28,8 @@ def airflow(tmp_path_factory):
 
 def test_screening_dag_runs_from_the_trigger_form(airflow):
     run = airflow.run("tvb_screening_call", {"projet": "uploads/call/zac.gpkg", "nom": "ZAC du formulaire"})
-    assert run["state"] == "success", _why(run)
-    assert _states(run) == {"screen[-1]": "success"}, _why(run)
+    assert run["state"] == "success", why(run)
+    assert task_states(run) == {"screen[-1]": "success"}, why(run)
     out = run["xcoms"]["screen[-1].return_value"]
     assert out["release_id"] == RID and out["touches_anything"] is True
     assert out["summary"]["corridors"] == 1 and out["summary"]["max_loss_pc_pct"] > 0
@@ -43,7 +43,7 @@ def test_screening_dag_runs_from_the_trigger_form(airflow):
 
 def test_screening_dag_fails_on_a_missing_project(airflow):
     run = airflow.run("tvb_screening_call", {"projet": "uploads/call/absent.gpkg"})
-    assert run["state"] == "failed", _why(run)
+    assert run["state"] == "failed", why(run)
     task = run["tasks"]["screen[-1]"]
     assert task["state"] == "failed" and task["try_number"] == 1      # ScreeningError: no retry
     assert "not a local file, an http(s) URL or a key of the store" in run["log_tail"]

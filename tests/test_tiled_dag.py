@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from test_airflow_e2e import ROOT, Airflow, _states, _why, assert_clean_log
+from helpers.airflow_run import ROOT, Airflow, assert_clean_log, task_states, why
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +61,10 @@ def test_tiles_mapped_over_rounds_stitch_to_the_untiled_rasters(tmp_path_factory
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
     run = af.run("tvb_tiled_cost_call", {"sous_trames": ["forest", "mining"]}, TVB_CONFIG_DIR=str(tiled_config))
-    assert run["state"] == "success", _why(run)
+    assert run["state"] == "success", why(run)
     assert_clean_log(run)             # the rounds read the mapped tile results without "XCom not found" errors
-    states = _states(run)
-    assert not [k for k, v in states.items() if v not in ("success", "skipped")], _why(run)
+    states = task_states(run)
+    assert not [k for k, v in states.items() if v not in ("success", "skipped")], why(run)
     round1 = [k for k in states if k.startswith("round_1[")]
     assert len(round1) > 4                                    # tiles of both sous-trames, mapped
     labels = {run["tasks"][k]["rendered_map_index"].split(" ")[0] for k in round1}

@@ -17,7 +17,8 @@ from shapely.geometry import LineString, Point, Polygon, box
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from tvb_tasks.config import load_territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
+from tvb_tasks.config_sections import ValidationSettings
 from tvb_tasks.validate import (
     SuiteLoadError,
     ValidationFailed,
@@ -29,7 +30,6 @@ from tvb_tasks.validate import (
     validate_outputs,
     validate_source,
     validate_sources,
-    validation_settings,
 )
 from tvb_tasks.validate import suites as suites_mod
 
@@ -67,7 +67,7 @@ def _territory(boundary_path: Path, validation: dict | None = None):
     base = load_territory("call")
     sources = dict(base.sources)
     sources["territory"] = base.sources["territory"].model_copy(update={"path": str(boundary_path), "layer": None})
-    return base.model_copy(update={"sources": sources, "validation": validation if validation is not None else {}})
+    return base.model_copy(update={"sources": sources, "validation": ValidationSettings.model_validate(validation or {})})
 
 
 @pytest.fixture(scope="module")
@@ -336,9 +336,16 @@ def test_unreadable_snapshot_is_a_critical_failure(territory, tmp_path):
         raise_for_critical(summary)
 
 
-def test_invalid_validation_section_names_the_key(boundary_path):
-    with pytest.raises(ValueError, match=r"validation\.row_count_drift_pct"):
-        validation_settings(_territory(boundary_path, {"row_count_drift_pct": -5}))
+def test_invalid_validation_section_names_the_key(tmp_path):
+    """The section is validated when the territory loads (``territory.validation`` is then typed)."""
+    import yaml
+
+    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["validation"] = {"row_count_drift_pct": -5}
+    path = tmp_path / "call.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"validation\.row_count_drift_pct"):
+        load_territory(path)
 
 
 # --- outputs ---------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
+from helpers.chromium import CDP, CHROMIUM, TIMEOUT, chromium  # noqa: F401  (shared headless-Chromium helper)
 from helpers.release_outputs import VIGILANCE_XY, X0, Y0, do_publish, make_outputs, territory
 from tvb_tasks import publish
 from tvb_tasks.store import LocalStore
@@ -83,7 +83,7 @@ def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-# the DevTools-protocol client is tests/chromium.py's (shared with test_readers.py)
+# the DevTools-protocol client is tests/helpers/chromium.py's (shared with test_readers.py)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with chromium() as cdp:          # tests/chromium.py: headless Chromium, DevTools on, 1280 × 800
+    with chromium() as cdp:          # tests/helpers/chromium.py: headless Chromium, DevTools on, 1280 × 800
         yield cdp
 
 

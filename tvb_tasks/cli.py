@@ -1,6 +1,10 @@
 """The ``tvb`` command: run the pipeline and its tools without Airflow.
 
 Imports of the heavy stage libraries happen inside each command so ``tvb --help`` and ``tvb cost-distance`` start fast.
+
+Why one module over 500 lines: it is the command line's table of contents — one ``cmd_*`` of a few lines per
+command, each calling a library, and the argparse tree (:func:`build_parser`) that names them; splitting it would
+only scatter that list.
 """
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import math
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from .contracts import LIVE_STATUSES, RunStatus
 from .errors import DeterministicError
 
 
@@ -28,7 +34,7 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
     territory's ``publish.public_base_url``, else the local ``tvb serve`` address), the store folder and the
     ``latest.json`` pointer. Without a public base URL, a last line gives the ``tvb serve`` command to run."""
     from .config import load_territory
-    from .publish.release import latest_key, release_links
+    from .publish.layout import latest_key, release_links
     from .publish.serve import viewer_base_url
     from .store import open_store
 
@@ -54,6 +60,15 @@ def _public_base_configured(territory) -> bool:
     return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or territory.publish.public_base_url)
 
 
+# what ``tvb run`` prints for each way a run ends (the statuses of tvb_tasks.contracts; mypy checks the keys)
+RUN_MESSAGES: dict[RunStatus, str] = {
+    "published": "published release {release_id}",
+    "unchanged": "unchanged: inputs, configuration and code are those of release {release_id}; nothing published "
+                 "(use --force to publish anyway)",
+    "dry_run": "dry run: release {release_id} computed and validated, not published",
+}
+
+
 def cmd_run(args) -> int:
     from .pipeline import run_pipeline
 
@@ -61,15 +76,9 @@ def cmd_run(args) -> int:
                           dry_run=args.dry_run, resolution_m=args.resolution,
                           sous_trames=args.sous_trames.split(",") if args.sous_trames else None,
                           http_overrides=_http_overrides(args), wait_s=args.wait)
-    status = result.get("status")
-    if status == "unchanged":
-        print(f"unchanged: inputs, configuration and code are those of release {result['release_id']}; "
-              "nothing published (use --force to publish anyway)")
-    elif status == "dry_run":
-        print(f"dry run: release {result.get('release_id')} computed and validated, not published")
-    else:
-        print(f"published release {result['release_id']}")
-    if status in ("published", "unchanged"):
+    status = result["status"]
+    print(RUN_MESSAGES[status].format(release_id=result.get("release_id")))
+    if status in LIVE_STATUSES:
         print("\n".join(release_paths(result["store_uri"], result["territory"], result["release_id"])))
         if args.serve:
             args.store, args.quiet = result["store_uri"], True
@@ -158,10 +167,16 @@ def cmd_territories(args) -> int:
 
 
 def cmd_check_config(args) -> int:
-    from .config import ConfigError, load_territory
+    from .config import ConfigError, files_declaring, load_territory, territories_dir
     from .sources.schemas import check_territory
 
     t = load_territory(args.territory, args.profile)
+    # a copy of this file in the config folder with the same id (load_territory refuses the copy itself)
+    in_folder = Path(t.path).resolve().parent == territories_dir().resolve()
+    same_id = [str(p) for p in files_declaring(t.id, Path(t.path))] if in_folder else []
+    if same_id:
+        raise ConfigError(f"{t.path}: id {t.id!r} is also the id of {', '.join(same_id)} in the config folder: each "
+                          "territory needs its own id (a copied YAML whose id was not changed?)")
     errors = check_territory(t)
     if errors:
         raise ConfigError(f"{t.path} (profile {t.profile}): source mappings disagree with the publishers' schemas "
@@ -447,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_territories)
 
     c = sub.add_parser("check-config", help="validate a territory YAML")
-    c.add_argument("territory")
+    c.add_argument("territory", help="a territory id (config/territories/<id>.yaml, folder TVB_CONFIG_DIR) or the "
+                                     "path of a YAML file")
     c.add_argument("--profile")
     c.set_defaults(func=cmd_check_config)
 

@@ -18,7 +18,7 @@ time (nothing to convert, nothing for XCom to serialise differently); the types 
 This module imports nothing heavy: the DAG files import it at parse time. No ``from __future__ import annotations``
 here: on Python 3.11 it would hide ``NotRequired`` from ``__required_keys__`` / ``__optional_keys__``.
 """
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 __all__ = [
     "FetchSummary",
@@ -155,8 +155,15 @@ class IndicatorSummary(TypedDict):
 
 
 # --- publish and notify --------------------------------------------------------------------------------------------
-PublishStatus = Literal["published", "unchanged", "dry_run"]
-NotifyEvent = Literal["published", "unchanged", "dry_run"]
+# How a run ends: the one definition of the statuses (publish result, outcome, notifier event, CLI message, the
+# "Release report" link). A live status means a release exists (the one just published, or the live one whose
+# inputs the run had); a dry run wrote nothing.
+LiveStatus = Literal["published", "unchanged"]
+RunStatus = Literal[LiveStatus, "dry_run"]
+LIVE_STATUSES: tuple[LiveStatus, ...] = get_args(LiveStatus)
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+PublishStatus = RunStatus
+NotifyEvent = RunStatus
 
 
 class ReleaseUrls(TypedDict):

@@ -16,6 +16,10 @@ rebuilds the territory from that content, so a path-form ``--territory /path/x.y
 publishes with that file's settings, and the manifest's config hash is the one the run used. A run id nonce
 (``run["run_nonce"]``) makes the release id unique per run. The CLI's whole run holds a lease per territory and input
 key on the work folder (:func:`work_lease`), so two runs on the same inputs never share it at the same time.
+
+Why one module over 500 lines: it is the one API the DAG tasks and the CLI call (``tvb_dag_support.tvb_pipeline``
+imports it whole), and every stage shares the same run-private helpers (work folder, store transfers, the territory
+rebuilt from the run); the stage logic itself stays in the stage libraries.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from typing import Any, cast
 from . import __version__
 from .config import PROJECT_ROOT, ConfigError, Territory, load_territory
 from .contracts import (
+    RUN_STATUSES,
     FetchedRun,
     GateVerdict,
     IndicatorSummary,
@@ -204,7 +209,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
     """
     from .publish import find_unchanged
     from .publish import input_key as make_input_key
-    from .publish.release import new_run_nonce
+    from .publish.layout import new_run_nonce
     from .sources import fetch_all
 
     territory = effective_territory(territory_id, profile=profile, resolution_m=resolution_m,
@@ -341,7 +346,8 @@ def stage_indicators(run: FetchedRun) -> IndicatorSummary:
     """Key figures, fragmentation, connectivity, per commune, change since the live release, history, report."""
     from .indicators import append_history, compute_indicators
     from .indicators.history import provenance
-    from .publish.release import read_latest, release_id_for, release_prefix, territory_prefix
+    from .publish.layout import release_id_for, release_prefix, territory_prefix
+    from .publish.release import read_latest
 
     territory = _territory(run)
     store = open_store(run["store_uri"])
@@ -470,7 +476,7 @@ def stage_publish(run: FetchedRun, indicators: IndicatorSummary, validation: Val
 
 def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
     """Replace the territory's indicator history with compare-and-swap (after the release pointer moved)."""
-    from .publish.release import territory_prefix
+    from .publish.layout import territory_prefix
 
     for name in ("indicators.parquet", "indicators.csv"):
         src = hist_dir / name
@@ -483,7 +489,6 @@ def _publish_history(store: Store, territory_id: str, hist_dir: Path) -> None:
 
 # --- how a run ends (the publish and notify tasks, tvb run) -----------------------------------------------------
 _LINK_KEYS = ("release_url", "report_url", "web_url", "manifest_url")
-_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("published", "unchanged", "dry_run")
 
 
 def validation_verdict(sources: GateVerdict | None, outputs: GateVerdict | None) -> ValidationVerdict:
@@ -496,7 +501,7 @@ def release_urls(run: FetchedRun, release_id: str) -> ReleaseUrls:
     """Release folder, report and manifest URLs of ``release_id``, as ``tvb_tasks.publish`` builds them: under
     ``TVB_PUBLIC_BASE_URL`` / the territory's ``publish.public_base_url`` (an http(s) URL serving the store root)
     when set, else the local ``tvb serve`` address (the Airflow UI shows only http(s) links)."""
-    from .publish.release import release_links
+    from .publish.layout import release_links
     from .publish.serve import viewer_base_url
 
     links = release_links(open_store(run["store_uri"]), run["territory"], release_id,
@@ -538,7 +543,7 @@ def notify_event(outcome: Outcome | None) -> NotifyEvent:
     """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``); anything else
     reads as ``published``."""
     status = outcome.get("status") if outcome else None
-    return status if status in _NOTIFY_EVENTS else "published"
+    return status if status in RUN_STATUSES else "published"
 
 
 # --- lease on the work folder -------------------------------------------------------------------------------------

@@ -54,10 +54,10 @@ def cost_problem(territory, inputs, sous_trame: str):
 
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     """Write the per-tile inputs of one sous-trame; the items ``{"sous_trame", "tile"}`` to run in round 1."""
-    from .layers.tiles import plan_to_store, tiling_config
+    from .layers.tiles import plan_to_store
 
     territory = _territory(run)
-    tiling = tiling_config(territory)
+    tiling = territory.tiling
     store = open_store(run["store_uri"])
     friction, src, res_idx, grid, knight = cost_problem(territory, _snapshot_paths(store, run), sous_trame)
     if len(src) == 0:
@@ -75,9 +75,9 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
 def stage_run_tile(run: FetchedRun, item: TileItem) -> TileRound:
     """One tile of one sous-trame; ``{"next": items to run next round, "peak_mb"}``. Fails (``MemoryError``) if
     the task's peak RSS exceeded ``tiling.memory_limit_gib``."""
-    from .layers.tiles import run_tile_from_store, tiling_config
+    from .layers.tiles import run_tile_from_store
 
-    limit_mb = tiling_config(_territory(run)).memory_limit_gib * 1024
+    limit_mb = _territory(run).tiling.memory_limit_gib * 1024
     store = open_store(run["store_uri"])
     nxt = run_tile_from_store(store, _prefix(run, item["sous_trame"]), int(item["tile"]))
     peak = _peak_mb()

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from tvb_tasks.indicators.common import CORRIDOR_STATUSES, IndicatorsError, json_value, records
 from tvb_tasks.indicators.compute import (  # noqa: F401
-    _change,
     _network_inputs,
-    _write_csv,
     compute_indicators,
     wet_network_of,
 )
@@ -28,9 +26,6 @@ from tvb_tasks.indicators.layers import (  # noqa: F401
     GEOMETRY_KIND,
     OPTIONAL_LAYERS,
     REQUIRED_COLUMNS,
-    _check_domain,
-    _check_geometry_kind,
-    _check_values,
     read_layer,
     read_layers,
     territory_outline,
@@ -42,7 +37,6 @@ from tvb_tasks.indicators.settings import (  # noqa: F401
     IndicatorsConfig,
     ReportConfig,
     WetPassabilityConfig,
-    _Cfg,
     distance_threshold_cost,
     indicators_config,
     is_synthetic_landuse,

@@ -14,7 +14,7 @@ from tvb_tasks.config import Territory
 from tvb_tasks.indicators import change, communes, connectivity, fragmentation, history, key_figures
 from tvb_tasks.indicators.common import json_value, records
 from tvb_tasks.indicators.layers import read_layers, territory_outline
-from tvb_tasks.indicators.settings import distance_threshold_cost, indicators_config, load_published_figures
+from tvb_tasks.indicators.settings import distance_threshold_cost, load_published_figures
 
 
 def _network_inputs(layers: dict[str, gpd.GeoDataFrame], territory: Territory, sous_trame: str, gpkg: Path
@@ -22,7 +22,7 @@ def _network_inputs(layers: dict[str, gpd.GeoDataFrame], territory: Territory, s
     """(nodes: id, area_ha[, libelle]; links; distance kind; threshold) of a sous-trame: distances are the corridor
     costs; for a trame bleue sous-trame, metres along its wet corridors; else edge-to-edge metres between its
     reservoirs."""
-    cfg = indicators_config(territory).connectivity
+    cfg = territory.indicators.connectivity
     reservoirs = layers["reservoirs"][layers["reservoirs"]["sous_trame"] == sous_trame].reset_index(drop=True)
     nodes = pd.DataFrame({"id": reservoirs["id"].astype(str),
                           "area_ha": shapely.area(reservoirs.geometry.values) / communes.M2_PER_HA})
@@ -49,7 +49,7 @@ def wet_network_of(layers: dict[str, gpd.GeoDataFrame], territory: Territory, so
     wet corridors, with its wet rupture points (``corridor_kind`` aquatique: culverts, obstacles, bridges) as
     barriers whose passability (``indicators.connectivity.wet_passability``) multiplies the probability of every
     link through them. Metres = cost / the lowest friction of the habitat (water: 1), as the layers stage."""
-    cfg = indicators_config(territory).connectivity
+    cfg = territory.indicators.connectivity
     st = territory.sous_trames[sous_trame]
     reservoirs = layers["reservoirs"][layers["reservoirs"]["sous_trame"] == sous_trame].reset_index(drop=True)
     wet = layers["wet_corridors"]
@@ -98,7 +98,7 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
     Returns ``{"indicators_json": str, "files": [str, ...], "key_figures": {...}}``.
     """
     gpkg, out_dir = Path(gpkg), Path(out_dir)
-    cfg = indicators_config(territory)
+    cfg = territory.indicators
     layers = read_layers(gpkg, territory)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
@@ -171,7 +171,7 @@ def _change(doc: dict, territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     """Change since the previous release (table and/or layer), written to change.csv / change.gpkg."""
     if previous_gpkg is None and previous_indicators is None:
         return None
-    cfg = indicators_config(territory).change
+    cfg = territory.indicators.change
     result: dict[str, Any] = {"previous_release": None, "table": [], "layers": None,
                               "causes": history.change_causes(None, None)}
     if previous_indicators is not None:

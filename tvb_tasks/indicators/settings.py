@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory, typed_section
 from tvb_tasks.config_sections import (
     WET_BARRIER_TYPES,
     ChangeConfig,
@@ -17,27 +16,24 @@ from tvb_tasks.config_sections import (
     ReportConfig,
     WetPassabilityConfig,
 )
-from tvb_tasks.config_sections import _Section as _Cfg
 
 __all__ = ["WET_BARRIER_TYPES", "ChangeConfig", "ConnectivityConfig", "FragmentationConfig", "IndicatorsConfig",
-           "ReportConfig", "WetPassabilityConfig", "_Cfg", "distance_threshold_cost", "indicators_config",
+           "ReportConfig", "WetPassabilityConfig", "distance_threshold_cost", "indicators_config",
            "is_synthetic_landuse", "load_published_figures"]
 
 
 # --- configuration: the ``indicators:`` section of the territory YAML (models in tvb_tasks.config_sections) ------
 def indicators_config(territory: Territory) -> IndicatorsConfig:
-    """The territory's ``indicators:`` section (defaults when absent); ConfigError naming the YAML when invalid."""
-    raw = getattr(territory, "indicators", None) or {}
-    try:
-        return IndicatorsConfig.model_validate(raw)
-    except ValidationError as err:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{territory.path}: invalid 'indicators' section: {details}") from None
+    """``territory.indicators``, typed (validated when the territory loaded): read it directly. This accessor
+    remains for ``tvb_tasks.priorities`` and for a territory whose section a test replaced by a mapping with
+    ``model_copy(update=...)`` (which does not validate): that mapping is validated here, a ConfigError naming
+    the YAML and the key as :func:`tvb_tasks.config.load_territory` would."""
+    return typed_section(territory, "indicators", IndicatorsConfig)
 
 
 def distance_threshold_cost(territory: Territory, sous_trame: str) -> float:
     """Cost distance (corridor cost units) at which the link probability is ``probability_at_threshold``."""
-    value = indicators_config(territory).connectivity.distance_threshold_cost
+    value = territory.indicators.connectivity.distance_threshold_cost
     if isinstance(value, dict):
         value = value.get(sous_trame)
     return float(value) if value is not None else float(territory.sous_trames[sous_trame].max_cost)
@@ -45,7 +41,7 @@ def distance_threshold_cost(territory: Territory, sous_trame: str) -> float:
 
 def load_published_figures(territory: Territory) -> dict[str, Any]:
     """``{"source": path, "figures": {...}}`` from the YAML named by ``indicators.published_figures`` (or empty)."""
-    rel = indicators_config(territory).published_figures
+    rel = territory.indicators.published_figures
     if not rel:
         return {"source": None, "figures": {}}
     path = territory.resolve_path(rel)

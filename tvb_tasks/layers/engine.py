@@ -58,7 +58,6 @@ from .ruptures import (
     barrier_lines,
     missing_link_ruptures,
 )
-from .tiles import tiling_config
 from .wet import prepare_watercourses
 
 __all__ = ["assemble", "compute_layers", "compute_sous_trame", "sample_inputs"]  # noqa: F822 - assemble: see __getattr__
@@ -201,7 +200,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     n_links = n_missing = 0
     if len(src_rc):
         acc, back, alloc = cost_from_reservoirs(friction, src_rc, src_res, grid, max_cost=st.max_cost, knight=knight,
-                                                tiling=tiling_config(territory))
+                                                tiling=territory.tiling)
         timings["cost_distance"] = time.perf_counter() - t
         t = time.perf_counter()
         if st.trame == "verte":

@@ -59,13 +59,7 @@ __all__ = [
     "tile_grid",
     "tile_task_bytes",
     "tiled_accumulated_cost",
-    "tiling_config",
 ]
-
-
-def tiling_config(territory) -> TilingConfig:
-    """The territory's ``tiling`` section (defaults when absent; a mapping set by ``model_copy`` is validated)."""
-    return TilingConfig.model_validate(getattr(territory, "tiling", None) or {})
 
 
 @dataclass(frozen=True)

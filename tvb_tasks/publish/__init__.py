@@ -11,22 +11,17 @@ Public API (used by ``tvb_tasks.pipeline`` and the ``tvb releases`` CLI):
 The STAC Collection of a territory is ``releases/<territory>/collection.json`` (see :mod:`.stac`).
 """
 from .admin import find_orphans, list_releases, rollback, show_release, verify_release
-from .layout import input_key
+from .layout import input_key, latest_key, manifest_key, release_id_for, release_links, release_prefix
 from .release import (
-                      PublishConflict,
-                      PublishError,
-                      ReleaseNotFound,
-                      SimulatedCrash,
-                      find_unchanged,
-                      latest_key,
-                      manifest_key,
-                      pointer_problems,
-                      publish_release,
-                      read_latest,
-                      release_id_for,
-                      release_links,
-                      release_prefix,
-                      scrub_secrets,
+    PublishConflict,
+    PublishError,
+    ReleaseNotFound,
+    SimulatedCrash,
+    find_unchanged,
+    pointer_problems,
+    publish_release,
+    read_latest,
+    scrub_secrets,
 )
 from .retention import plan_prune, prune
 from .stage import stage_release

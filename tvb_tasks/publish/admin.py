@@ -10,22 +10,17 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from ..store import Store
+from .layout import check_release_id, latest_key, manifest_key, release_links, release_time, territory_prefix
 from .mirror import after_swap
 from .release import (
     PublishError,
     _object_sha256,
     _pointer,
     _release_ids_with_objects,
-    check_release_id,
-    latest_key,
     load_manifest,
-    manifest_key,
     read_latest,
     read_latest_lenient,
-    release_links,
-    release_time,
     swap_latest,
-    territory_prefix,
 )
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ import json
 import logging
 
 from ..store import Store
-from .release import load_manifest, manifest_key, pretty_json, read_latest, release_prefix, territory_prefix
+from .layout import manifest_key, pretty_json, release_prefix, territory_prefix
+from .release import load_manifest, read_latest
 
 log = logging.getLogger(__name__)
 

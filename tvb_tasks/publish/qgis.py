@@ -11,6 +11,10 @@ is an XYZ layer. The Lizmap config follows the Lizmap plugin's JSON layout (meta
 it was not checked against a running Lizmap Web Client here. The project itself is checked against a real QGIS
 Server (WMS GetCapabilities / GetMap / GetFeatureInfo / GetLegendGraphic, WFS GetFeature) in
 ``tests/test_qgis_server.py``.
+
+Why one module over 500 lines: the .qgs document is one XML tree whose parts refer to each other by id (layers,
+renderers, layer tree, print layout, Lizmap config); the shared vocabulary (styles, labels) already lives in
+:mod:`.styles`.
 """
 from __future__ import annotations
 

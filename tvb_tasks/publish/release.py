@@ -25,6 +25,10 @@ this publisher, and is verified again (present, same size and sha256) together w
 release just before the pointer swap: a release whose objects are not all its own or verified identical never goes
 live. ``latest.json`` keeps, for every release it ever pointed to, the sha256 of its manifest, so ``verify`` and
 ``rollback`` detect a release whose files *and* manifest were both changed.
+
+Why one module over 500 lines: it is the write protocol above (create-only objects, ownership, verification,
+compare-and-swap, cleanup), whose steps must be read together; key layout and URLs are in :mod:`.layout`, the
+administration (list / show / verify / rollback / orphans) in :mod:`.admin`, retention in :mod:`.retention`.
 """
 from __future__ import annotations
 
@@ -51,24 +55,20 @@ from ..store import (
     sha256_file,
     validate_key,
 )
-from .layout import (  # noqa: F401
-    NONCE_RE,
+from .layout import (
     RELEASE_ID_RE,
-    canonical_json,
     check_release_id,
     check_territory_id,
-    collection_key,
     latest_key,
     manifest_key,
-    new_run_nonce,
     pretty_json,
-    public_url,
     release_id_for,
     release_links,
     release_prefix,
-    release_time,
     territory_prefix,
 )
+from .layout import new_run_nonce as new_run_nonce  # re-exported: tests import it from here
+from .layout import release_time as release_time  # re-exported: tests import it from here
 
 log = logging.getLogger(__name__)
 

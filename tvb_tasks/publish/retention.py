@@ -10,15 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from ..store import Store
 from .admin import _release_ids_with_objects, find_orphans, list_releases
-from .release import (
-    PublishError,
-    check_territory_id,
-    manifest_key,
-    pointer_problems,
-    read_latest,
-    release_time,
-    territory_prefix,
-)
+from .layout import check_territory_id, manifest_key, release_time, territory_prefix
+from .release import PublishError, pointer_problems, read_latest
 
 log = logging.getLogger(__name__)
 

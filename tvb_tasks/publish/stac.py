@@ -181,7 +181,7 @@ def build_collection(territory_id: str, items: list[dict], *, title: str, descri
 def update_collection(store: Store, territory_id: str, attempts: int = 5) -> dict:
     """Regenerate ``releases/<t>/collection.json`` from the complete releases, with compare-and-swap retries."""
     from .admin import list_releases
-    from .release import collection_key, pretty_json, release_prefix
+    from .layout import collection_key, pretty_json, release_prefix
 
     key = collection_key(territory_id)
     for _ in range(attempts):

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 import geopandas as gpd
 
-from ..config import PROJECT_ROOT, SourceConfig, Territory
+from ..config import PROJECT_ROOT, Territory
+from ..config_models import SourceConfig
 from ..store import Store
 from . import osm as osm_mod
 from .errors import SourceError

@@ -49,13 +49,9 @@ from .http import DEFAULT_DEADLINE_S, HttpOptions, new_session, redact_url, requ
 from .progress import Progress
 from .snapshot import content_hash
 from .wfs_capabilities import (  # noqa: F401 - these names are also importable from here
-    _CAPS_CACHE,
     CAPS_TTL_S,
     SUPPORTED_VERSIONS,
     WfsCapabilities,
-    _bool,
-    _constraint_values,
-    _get_capabilities,
     choose_output_format,
     describe_feature_type,
     get_capabilities,
@@ -63,10 +59,6 @@ from .wfs_capabilities import (  # noqa: F401 - these names are also importable 
 )
 from .wfs_ogc import (  # noqa: F401
     NS,
-    _filters_list,
-    _local,
-    _north_first,
-    _safe_parser,
     bbox_corners,
     bbox_param,
     build_filter,

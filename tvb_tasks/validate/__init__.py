@@ -20,7 +20,7 @@ from tvb_tasks.validate.gate import (
     validate_sources,
 )
 from tvb_tasks.validate.repair import repair_geometries
-from tvb_tasks.validate.settings import ValidationSettings, validation_settings
+from tvb_tasks.validate.settings import ValidationSettings
 from tvb_tasks.validate.suites import SuiteLoadError, list_suites, load_suite, suite_for
 
 __all__ = [
@@ -37,5 +37,4 @@ __all__ = [
     "validate_outputs",
     "validate_source",
     "validate_sources",
-    "validation_settings",
 ]

@@ -43,7 +43,7 @@ from tvb_tasks.validate.frames import (  # noqa: F401 - also importable from her
     to_frame,
 )
 from tvb_tasks.validate.repair import repair_geometries
-from tvb_tasks.validate.settings import ValidationSettings, validation_settings
+from tvb_tasks.validate.settings import ValidationSettings
 from tvb_tasks.validate.suites import expectation_key, load_suite, read_suite_json, suite_for
 from tvb_tasks.validate.summaries import (  # noqa: F401 - also importable from here
     _expected_text,
@@ -243,7 +243,7 @@ def validate_source(
     role = source_role(territory, name)
     out_dir = Path(out_dir)
     suite_name = suite_for("source", role)
-    settings = validation_settings(territory)
+    settings = territory.validation
     results_path = out_dir / "sources" / f"{name}.json"
     try:
         gdf = read_snapshot(path)
@@ -378,7 +378,7 @@ def validate_outputs(
 
     out_dir = Path(out_dir)
     gpkg = Path(gpkg)
-    settings = validation_settings(territory)
+    settings = territory.validation
     outline = outline_of(boundary, territory.crs) if boundary is not None else configured_outline(territory)
     parameters = suite_parameters(territory, settings, source=None, outline=outline)
     summaries: dict[str, dict] = {}

@@ -19,30 +19,6 @@ An expectation key is its type, with ``[column]`` appended for column expectatio
 """
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
-
 from tvb_tasks.config_sections import Severity, SourceValidation, ValidationSettings
 
-__all__ = ["Severity", "SourceValidation", "ValidationSettings", "validation_settings"]
-
-
-def validation_settings(territory: Any) -> ValidationSettings:
-    """``territory.validation`` (typed; a mapping set by ``model_copy`` is validated).
-
-    Raises ``ValueError`` naming the territory file and the bad key.
-    """
-    raw = getattr(territory, "validation", None)
-    if isinstance(raw, ValidationSettings):
-        return raw
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
-    try:
-        settings = ValidationSettings.model_validate(raw or {})
-    except ValidationError as err:
-        where = getattr(territory, "path", "") or getattr(territory, "id", "?")
-        lines = [f"invalid 'validation' section in {where}:"]
-        lines += [f"  - validation.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
-        raise ValueError("\n".join(lines)) from None
-    return settings
+__all__ = ["Severity", "SourceValidation", "ValidationSettings"]

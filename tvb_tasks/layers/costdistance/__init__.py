@@ -93,9 +93,7 @@ from __future__ import annotations
 from .api import (  # noqa: F401
     _cell_sizes,
     _check_sources,
-    _passable,
     _prepare_cost,
-    _tables,
     accumulated_cost,
     adjacent_sources,
     trace_path,

@@ -11,7 +11,7 @@ import pyogrio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from tvb_tasks.config import Territory
-from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, read_layers
+from tvb_tasks.indicators import is_synthetic_landuse, read_layers
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
 from tvb_tasks.publish.report import maps, reading
 from tvb_tasks.publish.report.tables import (
@@ -123,7 +123,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     and ``out_dir/report.pdf`` for a release. ``inputs`` (source snapshot paths by name, optional) let the
     rupture map show the fragmenting roads and railways. Returns ``{"html": str, "files": [str, ...]}``."""
     gpkg, indicators_dir, out_dir = Path(gpkg), Path(indicators_dir), Path(out_dir)
-    cfg = indicators_config(territory)
+    cfg = territory.indicators
     small_pct = territory.publish.report.small_change_pct
     doc = read_indicators_json(indicators_dir / "indicators.json")
     layers = read_layers(gpkg, territory)

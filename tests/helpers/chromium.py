@@ -1,5 +1,5 @@
 """Headless Chromium (Debian's ``chromium``) driven over the DevTools protocol: shared by the browser tests and by
-whoever wants screenshots of the published pages (``python tests/chromium.py URL out.png [WIDTH HEIGHT]``)."""
+whoever wants screenshots of the published pages (``python tests/helpers/chromium.py URL out.png [WIDTH HEIGHT]``)."""
 from __future__ import annotations
 
 import base64
@@ -147,7 +147,7 @@ def chromium(width: int = 1280, height: int = 800) -> Iterator[CDP]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-if __name__ == "__main__":      # python tests/chromium.py URL out.png [WIDTH HEIGHT] [JS to run before the shot]
+if __name__ == "__main__":      # python tests/helpers/chromium.py URL out.png [WIDTH HEIGHT] [JS to run before the shot]
     url, out = sys.argv[1], sys.argv[2]
     w, h = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1400, 900)
     with chromium(w, h) as page:
