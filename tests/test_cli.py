@@ -155,3 +155,14 @@ def test_run_prints_how_the_run_ended(tmp_path, monkeypatch, capsys, status, pri
     out = capsys.readouterr().out
     assert out.startswith(printed)
     assert (f"releases/call/{RID}" in out) == located
+
+
+def test_release_paths_do_not_need_a_loadable_territory(tmp_path, monkeypatch):
+    """A run of a territory given as a YAML path (or one edited since) still prints where its release is: the
+    territory id alone loads nothing, so no public base URL is configured and the `tvb serve` hint follows."""
+    from tvb_tasks.cli import release_paths
+
+    monkeypatch.delenv("TVB_PUBLIC_BASE_URL", raising=False)
+    lines = release_paths(f"file://{tmp_path}/store", "no-such-territory", "20260101T000000Z-abcdef01")
+    assert any(line.startswith("report") and "no-such-territory" in line for line in lines)
+    assert lines[-1].startswith("(to open the report and the web map: tvb serve --store")

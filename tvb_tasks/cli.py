@@ -57,7 +57,8 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
 def _public_base_configured(territory) -> bool:
     import os
 
-    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or territory.publish.public_base_url)
+    configured = territory.publish.public_base_url if territory is not None else None
+    return bool(os.environ.get("TVB_PUBLIC_BASE_URL") or configured)
 
 
 # what ``tvb run`` prints for each way a run ends (the statuses of tvb_tasks.contracts; mypy checks the keys)
