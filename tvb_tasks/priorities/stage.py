@@ -34,6 +34,8 @@ from .ranking import (
     GAIN_EPSILON,
     compute_priorities,
     crossing_phrase,
+    identity_geometries,
+    match_previous,
     score_formula,
     sous_trame_networks,
     top_changes,
@@ -59,6 +61,14 @@ def read_priorities(gpkg: Path) -> gpd.GeoDataFrame | None:
     return gpd.read_file(gpkg, layer=LAYER)
 
 
+def read_corridors(gpkg: Path) -> gpd.GeoDataFrame | None:
+    """The ``corridors`` layer of a GeoPackage (None when absent): the lines that identify corridor priorities."""
+    gpkg = Path(gpkg)
+    if not gpkg.exists() or "corridors" not in {name for name, _ in pyogrio.list_layers(gpkg)}:
+        return None
+    return gpd.read_file(gpkg, layer="corridors", columns=["id"])
+
+
 def write_layer(priorities: gpd.GeoDataFrame, gpkg: Path) -> None:
     """(Re)write the ``priorities`` layer of ``gpkg`` (other layers untouched)."""
     pyogrio.write_dataframe(priorities, gpkg, layer=LAYER, driver="GPKG", geometry_type="Point",
@@ -78,13 +88,18 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
     table = pd.DataFrame(priorities.drop(columns="geometry"))
     table.to_csv(out_dir / "priorities.csv", index=False, float_format="%.10g")
     previous = read_priorities(previous_gpkg) if previous_gpkg else None
+    matches = None
+    if previous is not None and previous_gpkg is not None:
+        matches = match_previous(priorities, identity_geometries(priorities, layers["corridors"]), previous,
+                                 identity_geometries(previous, read_corridors(previous_gpkg)), cfg.history)
     history = top_changes(table, None if previous is None else pd.DataFrame(previous.drop(columns="geometry")),
-                          cfg.top_n)
+                          cfg.top_n, matches)
     history.to_csv(out_dir / "priorities_top.csv", index=False, float_format="%.10g")
     doc = {"n": int(len(table)), "by_candidate": table["candidate"].value_counts().to_dict(),
            "threatened": int((table["conflict"] > 0).sum()), "in_maintenance": int((table["maintenance_share"] > 0)
                                                                                   .sum()),
            "zero_gain": int((table["gain_dpc_pct"] <= GAIN_EPSILON).sum()), "score": score_formula(cfg),
+           "crossing_only_corridors": list(priorities.attrs.get("crossing_only", [])),
            "top": records(table.head(cfg.top_n)), "history": records(history),
            "synthetic_inputs": sorted(n for n, s in territory.sources.items()
                                       if s.role in ("projects", "maintenance") and s.synthetic)}
@@ -133,6 +148,14 @@ def commune_priority_rows(priorities: pd.DataFrame | None, insee: str, top_n: in
     return rows, int((own["gain_dpc_pct"] <= GAIN_EPSILON).sum())
 
 
+def history_name(row: dict) -> str:
+    """The item of a history row: its id, "(ex <previous id>)" when its id changed, the previous id when gone."""
+    ident, before = row.get("id"), row.get("id_previous")
+    if not ident:
+        return str(before)
+    return f"{ident} (ex {before})" if before and before != ident else str(ident)
+
+
 def report_tables(indicators_dir: Path) -> list:
     """Report section: the territory's top priorities and their history (report ``Table`` objects)."""
     from tvb_tasks.publish.report import Table, fr_number
@@ -156,7 +179,7 @@ def report_tables(indicators_dir: Path) -> list:
                                                                "Conflit projet", "Part en gestion",
                                                                "Score (0–100)", "Commune", "Alerte"], rows,
                     [False, False, True, True, True, True, True, False, False], note)]
-    hist = [[str(r.get("id")), "–" if r.get("rank_previous") is None else str(int(r["rank_previous"])),
+    hist = [[history_name(r), "–" if r.get("rank_previous") is None else str(int(r["rank_previous"])),
              "–" if r.get("rank") is None else str(int(r["rank"])), str(r.get("evolution"))]
             for r in doc.get("history") or []]
     if hist:
