@@ -283,3 +283,27 @@ def test_qgis_project_has_a_priorities_layer_with_french_aliases(territory, tmp_
     for alias in ("Score de priorité", "Rang (territoire)", "Gain de connectivité ΔPC (%)",
                   "Conflit avec un projet"):
         assert alias in qgs, alias
+
+
+def test_history_says_a_corridor_left_to_its_crossing_is_carried_by_its_site(territory, tmp_path):
+    """Corridor CS ranked in the first release; in the second its stretches show no gap of its own (only the piece
+    its road crossing lowered): it is no longer a land candidate and the history says its site carries it."""
+    from helpers.priorities_scene import ln
+    from tvb_tasks.priorities.stage import priorities_stage
+
+    first = write_scene(tmp_path / "first.gpkg")
+    priorities_stage(territory, first, tmp_path / "ind1", inputs={})
+    layers = scene()
+    layers["corridor_stretches"] = gpd.GeoDataFrame(
+        {"id": ["forest-CS-S01", "forest-CS-S02", "forest-CS-S03"], "corridor_id": "forest-CS",
+         "sous_trame": "forest", "status": ["existing", "to_restore", "existing"], "length_m": [450.0, 100.0, 450.0],
+         "max_gap_m": 0.0, "support_share": 1.0, "missing_link": 0, "downgraded": [0, 1, 0]},
+        geometry=[ln((200, 5100), (650, 5100)), ln((650, 5100), (750, 5100)), ln((750, 5100), (1200, 5100))],
+        crs="EPSG:2154")
+    second = write_scene(tmp_path / "second.gpkg", layers)
+    priorities_stage(territory, second, tmp_path / "ind2", inputs={}, previous_gpkg=first)
+    doc = json.loads((tmp_path / "ind2" / "priorities.json").read_text(encoding="utf-8"))
+    assert doc["crossing_only_corridors"] == ["forest-CS"]
+    top = pd.read_csv(tmp_path / "ind2" / "priorities_top.csv")
+    row = top[top["id_previous"] == "forest-CS"]
+    assert row["evolution"].tolist() == ["franchissement seul"] and row["id"].tolist() == ["forest-S002"]

@@ -739,13 +739,15 @@ def match_previous(current: pd.DataFrame, cur_geoms: np.ndarray, previous: pd.Da
 
 
 def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int,
-                matches: dict[str, str] | None = None) -> pd.DataFrame:
+                matches: dict[str, str] | None = None, merged: dict[str, str] | None = None) -> pd.DataFrame:
     """History of the top priorities: every item in the current or previous top ``top_n`` with its id and rank
     then and now and a French ``evolution``: maintenue (in both tops), entrée dans le top, sortie du top, nouvelle
     (no match in the previous release), disparue (no match in this one).
 
     ``matches`` ({current id: previous id}, :func:`match_previous`) says which items are the same object; ids are
-    not stable between releases, so without it items match by id only."""
+    not stable between releases, so without it items match by id only. ``merged`` ({previous id: current site
+    id}): previous corridors that are now crossing-only corridors, carried by that site (evolution "franchissement
+    seul", the site's rank)."""
     cols = ["id", "sous_trame", "rank", "score", "id_previous", "rank_previous", "score_previous", "evolution"]
     if previous is None or not len(previous):
         out = current.loc[current["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]].copy()
@@ -766,14 +768,21 @@ def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int
         rows.append({"id": str(r.id), "sous_trame": r.sous_trame, "rank": r.rank, "score": r.score,
                      "id_previous": pid, "rank_previous": np.nan if was is None else was["rank"],
                      "score_previous": np.nan if was is None else was["score"]})
+    site = current.assign(id=current["id"].astype(str)).set_index("id")
     for pid, p in prev[prev["rank"] <= top_n].iterrows():
         if pid not in back:
-            rows.append({"id": None, "sous_trame": p["sous_trame"], "rank": np.nan, "score": np.nan,
-                         "id_previous": pid, "rank_previous": p["rank"], "score_previous": p["score"]})
-    out = pd.DataFrame(rows, columns=cols[:-1])
+            carrier = (merged or {}).get(str(pid))
+            now = site.loc[carrier] if carrier is not None and carrier in site.index else None
+            rows.append({"id": carrier if now is not None else None, "sous_trame": p["sous_trame"],
+                         "rank": np.nan if now is None else now["rank"],
+                         "score": np.nan if now is None else now["score"], "id_previous": pid,
+                         "rank_previous": p["rank"], "score_previous": p["score"], "_merged": now is not None})
+    out = pd.DataFrame(rows, columns=[*cols[:-1], "_merged"])
+    out["_merged"] = out["_merged"].fillna(False).astype(bool)
     now_in = out["rank"] <= top_n
     was_in = out["rank_previous"] <= top_n
     out["evolution"] = np.select(
-        [out["id"].isna(), out["id_previous"].isna(), now_in & was_in, now_in],
-        ["disparue", "nouvelle", "maintenue", "entrée dans le top"], "sortie du top")
+        [out["_merged"], out["id"].isna(), out["id_previous"].isna(), now_in & was_in, now_in],
+        ["franchissement seul", "disparue", "nouvelle", "maintenue", "entrée dans le top"], "sortie du top")
+    out = out.drop(columns="_merged")
     return out.sort_values(["rank", "rank_previous"], na_position="last").reset_index(drop=True)

@@ -61,6 +61,30 @@ def read_priorities(gpkg: Path) -> gpd.GeoDataFrame | None:
     return gpd.read_file(gpkg, layer=LAYER)
 
 
+def crossing_only_carriers(priorities: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame, previous: gpd.GeoDataFrame,
+                           prev_geoms, matches: dict[str, str], cfg) -> dict[str, str]:
+    """{previous id: current site id} for the previous corridors left unmatched that are now crossing-only
+    corridors (not candidates: their gain is their site's), matched by geometry as in the history; the carrier
+    is the best-ranked site whose ``corridor_ids`` names the corridor."""
+    only = set(priorities.attrs.get("crossing_only", []))
+    if not only:
+        return {}
+    lines = corridors[corridors["id"].astype(str).isin(only)]
+    cand = gpd.GeoDataFrame({"id": lines["id"].astype(str).to_numpy(), "candidate": "corridor",
+                             "sous_trame": lines["sous_trame"].to_numpy(), "infrastructure": None},
+                            geometry=lines.geometry.values, crs=lines.crs)
+    left = previous[~previous["id"].astype(str).isin(set(matches.values()))]
+    keep = ~previous["id"].astype(str).isin(set(matches.values())).to_numpy()
+    found = match_previous(cand, cand.geometry.values, left, prev_geoms[keep], cfg.history)
+    sites = priorities[priorities["candidate"] == "rupture_site"].sort_values("rank")
+    out = {}
+    for cid, pid in found.items():
+        on = sites[sites["corridor_ids"].astype(str).str.split(", ").map(lambda ids, c=cid: c in ids)]
+        if len(on):
+            out[pid] = str(on["id"].iloc[0])
+    return out
+
+
 def read_corridors(gpkg: Path) -> gpd.GeoDataFrame | None:
     """The ``corridors`` layer of a GeoPackage (None when absent): the lines that identify corridor priorities."""
     gpkg = Path(gpkg)
@@ -88,12 +112,14 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
     table = pd.DataFrame(priorities.drop(columns="geometry"))
     table.to_csv(out_dir / "priorities.csv", index=False, float_format="%.10g")
     previous = read_priorities(previous_gpkg) if previous_gpkg else None
-    matches = None
+    matches = merged = None
     if previous is not None and previous_gpkg is not None:
+        prev_geoms = identity_geometries(previous, read_corridors(previous_gpkg))
         matches = match_previous(priorities, identity_geometries(priorities, layers["corridors"]), previous,
-                                 identity_geometries(previous, read_corridors(previous_gpkg)), cfg.history)
+                                 prev_geoms, cfg.history)
+        merged = crossing_only_carriers(priorities, layers["corridors"], previous, prev_geoms, matches, cfg)
     history = top_changes(table, None if previous is None else pd.DataFrame(previous.drop(columns="geometry")),
-                          cfg.top_n, matches)
+                          cfg.top_n, matches, merged)
     history.to_csv(out_dir / "priorities_top.csv", index=False, float_format="%.10g")
     doc = {"n": int(len(table)), "by_candidate": table["candidate"].value_counts().to_dict(),
            "threatened": int((table["conflict"] > 0).sum()), "in_maintenance": int((table["maintenance_share"] > 0)
