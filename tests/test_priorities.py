@@ -615,3 +615,12 @@ def test_history_says_an_item_entered_the_top_rather_than_stayed():
     assert out.loc["C", "evolution"] == "sortie du top" and out.loc["C", "id_previous"] == "Y"
     by_id = top_changes(cur, prev.assign(id=["A", "B", "C"]), 2).set_index("id")     # no matches given: by id
     assert by_id.loc["B", "evolution"] == "maintenue"
+
+
+def test_history_rows_name_the_former_id():
+    from tvb_tasks.priorities.stage import history_name
+
+    assert history_name({"id": "S0008", "id_previous": "mining-C026"}) == "S0008 (ex mining-C026)"
+    assert history_name({"id": "S0008", "id_previous": "S0008"}) == "S0008"
+    assert history_name({"id": None, "id_previous": "forest-CL"}) == "forest-CL"
+    assert history_name({"id": "forest-CL", "id_previous": None}) == "forest-CL"
