@@ -778,7 +778,7 @@ def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int
                          "score": np.nan if now is None else now["score"], "id_previous": pid,
                          "rank_previous": p["rank"], "score_previous": p["score"], "_merged": now is not None})
     out = pd.DataFrame(rows, columns=[*cols[:-1], "_merged"])
-    out["_merged"] = out["_merged"].fillna(False).astype(bool)
+    out["_merged"] = out["_merged"].eq(True)
     now_in = out["rank"] <= top_n
     was_in = out["rank_previous"] <= top_n
     out["evolution"] = np.select(
