@@ -564,3 +564,63 @@ def test_wetland_fiche_shows_its_watercourse_corridors_not_empty_statuses(territ
     assert "Corridors existants" not in text and "Corridors à créer" not in text
     sous_trame_fiche(territory, layers, prio, "forest", tmp_path, release_id="R1", attribution="T")
     assert "Corridors à restaurer" in re.sub(r"\s+", " ", _pdf_text(tmp_path / "fiche_forest.pdf"))
+
+
+# --- cost per stretch, crossing-only corridors (review 15b point 1) --------------------------------------------------
+def _stretches(rows: list[tuple[str, str, float, float, str, int]]) -> gpd.GeoDataFrame:
+    """Stretches (corridor id, id, x from, x to, status, downgraded) along the scene's horizontal corridors."""
+    y = {"forest-CL": 500, "forest-CS": 5100, "forest-CT": 10100}
+    offset = {"forest-CL": 1000, "forest-CS": 200, "forest-CT": 200}
+    return gpd.GeoDataFrame(
+        {"id": [r[1] for r in rows], "corridor_id": [r[0] for r in rows], "sous_trame": "forest",
+         "status": [r[4] for r in rows], "length_m": [r[3] - r[2] for r in rows], "max_gap_m": 0.0,
+         "support_share": 1.0, "missing_link": 0, "downgraded": [r[5] for r in rows]},
+        geometry=[ln((offset[r[0]] + r[2], y[r[0]]), (offset[r[0]] + r[3], y[r[0]])) for r in rows], crs=CRS)
+
+
+def test_corridor_cost_comes_from_its_stretches_and_crossing_only_corridors_go_to_their_site(territory):
+    """CL: 600 m existing + 400 m of gap to create → cost 400 × 3 (not 1000 × 1); CS: wholly supported, "to
+    restore" only because its road crossing lowered the stretch the point falls on → no land candidate, its gain is
+    its site's (counted once); CT without stretches keeps the whole-corridor cost (older releases)."""
+    layers = scene()
+    layers["corridor_stretches"] = _stretches([
+        ("forest-CL", "forest-CL-S01", 0, 600, "existing", 0),
+        ("forest-CL", "forest-CL-S02", 600, 1000, "to_create", 0),
+        ("forest-CS", "forest-CS-S01", 0, 450, "existing", 0),
+        ("forest-CS", "forest-CS-S02", 450, 550, "to_restore", 1),
+        ("forest-CS", "forest-CS-S03", 550, 1000, "existing", 0)])
+    out = compute_priorities(territory, layers).set_index("id")
+    create, restore = territory.priorities.cost.per_m["to_create"], territory.priorities.cost.per_m["to_restore"]
+    assert out.loc["forest-CL", "cost_base"] == pytest.approx(400 * create)
+    assert "forest-CS" not in out.index
+    assert out.attrs["crossing_only"] == ["forest-CS"]
+    assert out.loc["forest-CT", "cost_base"] == pytest.approx(1000 * restore)
+    site = out[(out["candidate"] == "rupture_site") & (out["corridor_ids"] == "forest-CS")]
+    assert len(site) == 1 and site["gain_dpc_pct"].iloc[0] > 0
+    # the same scene without stretches: CS is a land candidate again at the whole-corridor cost
+    plain = compute_priorities(territory, scene()).set_index("id")
+    assert plain.loc["forest-CS", "cost_base"] == pytest.approx(1000 * restore)
+    assert plain.loc["forest-CL", "cost_base"] == pytest.approx(1000 * restore)
+
+
+def test_history_says_an_item_entered_the_top_rather_than_stayed():
+    """An item ranked 297 before and 2 now "entre dans le top" (not "maintenue"); matched ids may differ."""
+    from tvb_tasks.priorities.ranking import top_changes
+
+    cur = pd.DataFrame({"id": ["A", "B", "C"], "sous_trame": "forest", "rank": [1, 2, 3], "score": [100, 50, 10]})
+    prev = pd.DataFrame({"id": ["X", "Y", "Z"], "sous_trame": "forest", "rank": [1, 2, 297], "score": [9, 8, 0]})
+    out = top_changes(cur, prev, 2, {"A": "X", "B": "Z", "C": "Y"}).set_index("id")
+    assert out.loc["A", "evolution"] == "maintenue"
+    assert out.loc["B", "evolution"] == "entrée dans le top" and out.loc["B", "rank_previous"] == 297
+    assert out.loc["C", "evolution"] == "sortie du top" and out.loc["C", "id_previous"] == "Y"
+    by_id = top_changes(cur, prev.assign(id=["A", "B", "C"]), 2).set_index("id")     # no matches given: by id
+    assert by_id.loc["B", "evolution"] == "maintenue"
+
+
+def test_history_rows_name_the_former_id():
+    from tvb_tasks.priorities.stage import history_name
+
+    assert history_name({"id": "S0008", "id_previous": "mining-C026"}) == "S0008 (ex mining-C026)"
+    assert history_name({"id": "S0008", "id_previous": "S0008"}) == "S0008"
+    assert history_name({"id": None, "id_previous": "forest-CL"}) == "forest-CL"
+    assert history_name({"id": "forest-CL", "id_previous": None}) == "forest-CL"

@@ -143,10 +143,46 @@ def test_history_of_top_priorities_between_releases(territory, tmp_path):
     layers["rupture_points"] = layers["rupture_points"][layers["rupture_points"]["corridor_id"] != "forest-CL"]
     second = write_scene(tmp_path / "second.gpkg", layers)
     priorities_stage(territory, second, tmp_path / "ind2", inputs={}, previous_gpkg=first)
-    top = pd.read_csv(tmp_path / "ind2" / "priorities_top.csv").set_index("id")
-    assert top.loc["forest-CL", "evolution"] == "sortie du top"
-    assert top.loc["forest-CS", "evolution"] == "maintenue"
-    assert top.loc["forest-CS", "rank"] < top.loc["forest-CS", "rank_previous"]
+    top = pd.read_csv(tmp_path / "ind2" / "priorities_top.csv")
+    assert top.loc[top["id_previous"] == "forest-CL", "evolution"].tolist() == ["disparue"]
+    cs = top.set_index("id").loc["forest-CS"]
+    assert cs["evolution"] == "maintenue" and cs["id_previous"] == "forest-CS"
+    assert cs["rank"] < cs["rank_previous"]
+
+
+def test_history_matches_priorities_by_identity_not_id(territory, tmp_path):
+    """Second release: corridors CS and CT swap ids (and so do their sites, named by their first point); corridor
+    id forest-CL now names a new corridor 400 m north of the old one, with its crossing. The history follows the
+    objects: CS/CT and their sites "maintenue" under their new ids, the old CL and its site "disparue", the new
+    one "nouvelle" — never the same id taken as the same object."""
+    from shapely.geometry import LineString, Point
+
+    from helpers.priorities_scene import X0, Y0
+    from tvb_tasks.priorities.stage import priorities_stage
+
+    first = write_scene(tmp_path / "first.gpkg")
+    priorities_stage(territory, first, tmp_path / "ind1", inputs={})
+    layers = scene()
+    cor, pts = layers["corridors"], layers["rupture_points"]
+    cor["id"] = cor["id"].replace({"forest-CS": "forest-CT", "forest-CT": "forest-CS"})
+    cor.loc[cor["id"] == "forest-CL", "geometry"] = LineString([(X0 + 1000, Y0 + 900), (X0 + 2000, Y0 + 900)])
+    pts["id"] = ["P1", "P3", "P2"]
+    pts["corridor_id"] = ["forest-CL", "forest-CT", "forest-CS"]
+    pts.loc[0, "geometry"] = Point(X0 + 1500, Y0 + 900)
+    second = write_scene(tmp_path / "second.gpkg", layers)
+    priorities_stage(territory, second, tmp_path / "ind2", inputs={}, previous_gpkg=first)
+    top = pd.read_csv(tmp_path / "ind2" / "priorities_top.csv")
+    rows = {(r.id if isinstance(r.id, str) else None, r.id_previous if isinstance(r.id_previous, str) else None):
+            r.evolution for r in top.itertuples()}
+    assert rows[("forest-CT", "forest-CS")] == "maintenue"
+    assert rows[("forest-CS", "forest-CT")] == "maintenue"
+    # sites are named by their first point: the crossing at y 5100 was S002 (P2), is now S003 (P3), and back
+    assert rows[("forest-S003", "forest-S002")] == "maintenue"
+    assert rows[("forest-S002", "forest-S003")] == "maintenue"
+    assert rows[("forest-S001", None)] == "nouvelle" and rows[(None, "forest-S001")] == "disparue"
+    assert rows[("forest-CL", None)] == "nouvelle"
+    assert rows[(None, "forest-CL")] == "disparue"
+    assert ("forest-CL", "forest-CL") not in rows and ("forest-S001", "forest-S001") not in rows
 
 
 @pytest.mark.integration             # stages end to end: the priorities stage then the fiches stage (HTML and PDF)
@@ -247,3 +283,27 @@ def test_qgis_project_has_a_priorities_layer_with_french_aliases(territory, tmp_
     for alias in ("Score de priorité", "Rang (territoire)", "Gain de connectivité ΔPC (%)",
                   "Conflit avec un projet"):
         assert alias in qgs, alias
+
+
+def test_history_says_a_corridor_left_to_its_crossing_is_carried_by_its_site(territory, tmp_path):
+    """Corridor CS ranked in the first release; in the second its stretches show no gap of its own (only the piece
+    its road crossing lowered): it is no longer a land candidate and the history says its site carries it."""
+    from helpers.priorities_scene import ln
+    from tvb_tasks.priorities.stage import priorities_stage
+
+    first = write_scene(tmp_path / "first.gpkg")
+    priorities_stage(territory, first, tmp_path / "ind1", inputs={})
+    layers = scene()
+    layers["corridor_stretches"] = gpd.GeoDataFrame(
+        {"id": ["forest-CS-S01", "forest-CS-S02", "forest-CS-S03"], "corridor_id": "forest-CS",
+         "sous_trame": "forest", "status": ["existing", "to_restore", "existing"], "length_m": [450.0, 100.0, 450.0],
+         "max_gap_m": 0.0, "support_share": 1.0, "missing_link": 0, "downgraded": [0, 1, 0]},
+        geometry=[ln((200, 5100), (650, 5100)), ln((650, 5100), (750, 5100)), ln((750, 5100), (1200, 5100))],
+        crs="EPSG:2154")
+    second = write_scene(tmp_path / "second.gpkg", layers)
+    priorities_stage(territory, second, tmp_path / "ind2", inputs={}, previous_gpkg=first)
+    doc = json.loads((tmp_path / "ind2" / "priorities.json").read_text(encoding="utf-8"))
+    assert doc["crossing_only_corridors"] == ["forest-CS"]
+    top = pd.read_csv(tmp_path / "ind2" / "priorities_top.csv")
+    row = top[top["id_previous"] == "forest-CS"]
+    assert row["evolution"].tolist() == ["franchissement seul"] and row["id"].tolist() == ["forest-S002"]

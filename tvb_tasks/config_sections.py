@@ -194,6 +194,15 @@ class ConflictConfig(_Section):
         "planned": 0.4, "programmed": 0.7, "authorised": 1.0, "under_construction": 1.0})
 
 
+class HistoryMatch(_Section):
+    """How the priorities of two releases are matched by identity, not id (ids are not stable between releases):
+    a corridor by sous-trame and geometry overlap, a site by sous-trame, infrastructure and distance."""
+
+    corridor_buffer_m: float = Field(default=50, gt=0)
+    corridor_min_overlap: float = Field(default=0.5, gt=0, le=1)
+    site_tolerance_m: float = Field(default=100, ge=0)
+
+
 class PrioritiesConfig(_Section):
     corridor_statuses: list[CorridorStatus] = Field(default_factory=_default_statuses)
     restored_friction: float | None = Field(default=None, ge=1)
@@ -208,6 +217,7 @@ class PrioritiesConfig(_Section):
     project_types: list[str] = Field(default_factory=lambda: ["plu_au", "zac", "infrastructure", "other"])
     maintenance_kinds: list[str] = Field(default_factory=lambda: ["green_space", "verge", "bank", "other"])
     top_n: int = Field(default=10, ge=1)
+    history: HistoryMatch = HistoryMatch()
 
 
 class ScreeningConfig(_Section):

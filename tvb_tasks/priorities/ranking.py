@@ -185,6 +185,30 @@ def barrier_saving(crossings: list[tuple[str, object]], mean_friction: float, wi
     return total
 
 
+def stretch_plan(stretches: gpd.GeoDataFrame | None, per_m: dict[str, float]) -> dict[str, tuple[float, bool]]:
+    """{corridor id: (cost_base, crossing_only)} from the ``corridor_stretches`` layer.
+
+    cost_base = Σ stretch length (m) × ``per_m[stretch status]`` ("existing" stretches free unless ``per_m`` prices
+    them): only the km to restore or create are paid, at their own rate. crossing_only: the corridor has no gap of
+    its own — every stretch below "existing" was lowered by a rupture point (``downgraded`` = 1) — so its whole
+    deficit is its crossing(s), whose gain and cost belong to the rupture site(s). Empty when the release has no
+    stretches layer (the caller then prices the whole corridor at its status rate)."""
+    if stretches is None or stretches.empty or "corridor_id" not in stretches.columns:
+        return {}
+    status = stretches["status"].map(status_code).fillna(stretches["status"]).astype(str)
+    rate = status.map(lambda st: float(per_m.get(st, 0.0 if st == "existing" else 1.0)))
+    cost = pd.to_numeric(stretches["length_m"], errors="coerce").fillna(0.0) * rate
+    lowered = pd.to_numeric(stretches["downgraded"], errors="coerce").fillna(0).astype(int) == 1 \
+        if "downgraded" in stretches.columns else pd.Series(False, index=stretches.index)
+    own_gap = (status != "existing") & ~lowered
+    frame = pd.DataFrame({"cid": stretches["corridor_id"].astype(str), "cost": cost, "gap": own_gap,
+                          "deficit": status != "existing"})
+    out = {}
+    for cid, grp in frame.groupby("cid", sort=False):
+        out[str(cid)] = (float(grp["cost"].sum()), bool(grp["deficit"].any() and not grp["gap"].any()))
+    return out
+
+
 def _is_missing_link(corridor) -> bool:
     value = corridor.get("missing_link")
     return value is not None and not pd.isna(value) and int(value) == 1
@@ -487,7 +511,15 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
         site_pts.append(pts)
         site_excess.append(excess)
 
+    plan = stretch_plan(layers.get("corridor_stretches"), cfg.cost.per_m)
+    crossing_only: list[str] = []
     for _, c in corridor_candidates(corridors, [str(s) for s in cfg.corridor_statuses]).iterrows():
+        cost_base, only_crossings = plan.get(str(c["id"]),
+                                             (float(c["length_m"]) * float(cfg.cost.per_m.get(c["status"], 1.0)),
+                                              False))
+        if only_crossings and corridor_sites.get(str(c["id"])):
+            crossing_only.append(str(c["id"]))   # its gain is its site(s)': counted once, as a crossing
+            continue
         net = networks.get(c["sous_trame"])
         new = corridor_restored_distance(c, f_r, corridor_excess.get(str(c["id"]), 0.0))
         dpc, dec = improvement(net, [(str(c["from_id"]), str(c["to_id"]), new)]) if net else (0.0, 0.0)
@@ -496,7 +528,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
                      "to_id": str(c["to_id"]), "infrastructure": None, "infra_name": None,
                      "length_m": float(c["length_m"]), "n_points": 0, "gain_dpc_pct": max(dpc, 0.0),
                      "gain_ec_ha": max(dec, 0.0), "gain_method": "corridor_restored",
-                     "cost_base": float(c["length_m"]) * float(cfg.cost.per_m.get(c["status"], 1.0)),
+                     "cost_base": cost_base,
                      "geometry": c.geometry})
 
     for (_, s), pts, excess in zip(sites.iterrows(), site_pts, site_excess):
@@ -571,6 +603,7 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     for col in ("gain_dpc_pct", "gain_ec_ha", "cost_base", "cost_proxy", "maintenance_share", "conflict", "score",
                 "length_m"):
         out[col] = out[col].astype(float)
+    out.attrs["crossing_only"] = sorted(crossing_only)
     return out
 
 
@@ -648,19 +681,108 @@ def _line_buffer(territory: Territory) -> float:
     return screening_config(territory).line_buffer_m
 
 
-def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int) -> pd.DataFrame:
-    """History of the top priorities: each id in the current or previous top ``top_n`` with its rank then and now
-    and a French ``evolution`` (nouvelle / maintenue / sortie du top)."""
-    cur = current.loc[current["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]]
-    prev = previous.loc[previous["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]] \
-        if previous is not None and len(previous) else cur.iloc[0:0]
-    out = cur.merge(prev, on=["id", "sous_trame"], how="outer", suffixes=("", "_previous"))
-    if previous is not None and len(previous):
-        all_prev = previous.set_index("id")["rank"]
-        all_cur = current.set_index("id")["rank"]
-        out["rank_previous"] = out["id"].map(all_prev)
-        out["rank"] = out["id"].map(all_cur)
-    evolution = np.where(out["rank_previous"].isna(), "nouvelle",
-                         np.where(out["rank"].isna() | (out["rank"] > top_n), "sortie du top", "maintenue"))
-    out["evolution"] = evolution if previous is not None and len(previous) else "première publication"
+def identity_geometries(priorities: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame | None) -> np.ndarray:
+    """What identifies each priority between releases: a corridor's line (from ``corridors`` by id; its point when
+    absent), a site's point. Territory CRS (m)."""
+    geoms = np.asarray(priorities.geometry.values, dtype=object).copy()
+    if corridors is None or corridors.empty:
+        return geoms
+    lines = dict(zip(corridors["id"].astype(str), corridors.geometry.values))
+    for i, (cand, ident) in enumerate(zip(priorities["candidate"], priorities["id"].astype(str))):
+        if cand == "corridor" and ident in lines:
+            geoms[i] = lines[ident]
+    return geoms
+
+
+def _line_overlap(a, b, buffer_m: float) -> float:
+    """Share of each line within ``buffer_m`` of the other, the smaller of the two (0..1)."""
+    if a.length <= 0 or b.length <= 0:
+        return 0.0
+    return float(min(a.intersection(b.buffer(buffer_m)).length / a.length,
+                     b.intersection(a.buffer(buffer_m)).length / b.length))
+
+
+def match_previous(current: pd.DataFrame, cur_geoms: np.ndarray, previous: pd.DataFrame, prev_geoms: np.ndarray,
+                   match) -> dict[str, str]:
+    """{current id: previous id} of the priorities that are the same object in two releases, whatever their ids.
+
+    A corridor: same sous-trame, each line within ``match.corridor_buffer_m`` of the other over at least
+    ``match.corridor_min_overlap`` of its length. A site: same sous-trame and infrastructure, points within
+    ``match.site_tolerance_m``. One to one, best pairs first (largest overlap, then nearest). ``match``: a
+    :class:`~tvb_tasks.config_sections.HistoryMatch`; geometries from :func:`identity_geometries` (CRS in m)."""
+    pairs: list[tuple[float, str, str]] = []
+    if not len(current) or not len(previous):
+        return {}
+    near = shapely.STRtree(prev_geoms).query(cur_geoms, predicate="dwithin",
+                                              distance=max(match.corridor_buffer_m, match.site_tolerance_m))
+    cur_rows, prev_rows = list(current.itertuples(index=False)), list(previous.itertuples(index=False))
+    for i, j in zip(*near):
+        c, p = cur_rows[i], prev_rows[j]
+        if c.candidate != p.candidate or c.sous_trame != p.sous_trame:
+            continue
+        a, b = cur_geoms[i], prev_geoms[j]
+        if c.candidate == "corridor" and a.geom_type.endswith("LineString") and b.geom_type.endswith("LineString"):
+            share = _line_overlap(a, b, match.corridor_buffer_m)
+            if share >= match.corridor_min_overlap:
+                pairs.append((-share, str(c.id), str(p.id)))
+        elif c.candidate != "corridor" and str(c.infrastructure) == str(p.infrastructure):
+            d = float(a.distance(b))
+            if d <= match.site_tolerance_m:
+                pairs.append((d, str(c.id), str(p.id)))
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for _, cid, pid in sorted(pairs):
+        if cid not in out and pid not in used:
+            out[cid] = pid
+            used.add(pid)
+    return out
+
+
+def top_changes(current: pd.DataFrame, previous: pd.DataFrame | None, top_n: int,
+                matches: dict[str, str] | None = None, merged: dict[str, str] | None = None) -> pd.DataFrame:
+    """History of the top priorities: every item in the current or previous top ``top_n`` with its id and rank
+    then and now and a French ``evolution``: maintenue (in both tops), entrée dans le top, sortie du top, nouvelle
+    (no match in the previous release), disparue (no match in this one).
+
+    ``matches`` ({current id: previous id}, :func:`match_previous`) says which items are the same object; ids are
+    not stable between releases, so without it items match by id only. ``merged`` ({previous id: current site
+    id}): previous corridors that are now crossing-only corridors, carried by that site (evolution "franchissement
+    seul", the site's rank)."""
+    cols = ["id", "sous_trame", "rank", "score", "id_previous", "rank_previous", "score_previous", "evolution"]
+    if previous is None or not len(previous):
+        out = current.loc[current["rank"] <= top_n, ["id", "sous_trame", "rank", "score"]].copy()
+        out["id_previous"], out["rank_previous"], out["score_previous"] = None, np.nan, np.nan
+        out["evolution"] = "première publication"
+        return out[cols].sort_values("rank").reset_index(drop=True)
+    if matches is None:
+        known = set(previous["id"].astype(str))
+        matches = {i: i for i in current["id"].astype(str) if i in known}
+    prev = previous.assign(id=previous["id"].astype(str)).set_index("id")
+    back = {p: c for c, p in matches.items()}
+    rows = []
+    for r in current.itertuples(index=False):
+        pid = matches.get(str(r.id))
+        was = prev.loc[pid] if pid is not None else None
+        if r.rank > top_n and (was is None or was["rank"] > top_n):
+            continue
+        rows.append({"id": str(r.id), "sous_trame": r.sous_trame, "rank": r.rank, "score": r.score,
+                     "id_previous": pid, "rank_previous": np.nan if was is None else was["rank"],
+                     "score_previous": np.nan if was is None else was["score"]})
+    site = current.assign(id=current["id"].astype(str)).set_index("id")
+    for pid, p in prev[prev["rank"] <= top_n].iterrows():
+        if pid not in back:
+            carrier = (merged or {}).get(str(pid))
+            now = site.loc[carrier] if carrier is not None and carrier in site.index else None
+            rows.append({"id": carrier if now is not None else None, "sous_trame": p["sous_trame"],
+                         "rank": np.nan if now is None else now["rank"],
+                         "score": np.nan if now is None else now["score"], "id_previous": pid,
+                         "rank_previous": p["rank"], "score_previous": p["score"], "_merged": now is not None})
+    out = pd.DataFrame(rows, columns=[*cols[:-1], "_merged"])
+    out["_merged"] = out["_merged"].eq(True)
+    now_in = out["rank"] <= top_n
+    was_in = out["rank_previous"] <= top_n
+    out["evolution"] = np.select(
+        [out["_merged"], out["id"].isna(), out["id_previous"].isna(), now_in & was_in, now_in],
+        ["franchissement seul", "disparue", "nouvelle", "maintenue", "entrée dans le top"], "sortie du top")
+    out = out.drop(columns="_merged")
     return out.sort_values(["rank", "rank_previous"], na_position="last").reset_index(drop=True)

@@ -34,6 +34,8 @@ from .ranking import (
     GAIN_EPSILON,
     compute_priorities,
     crossing_phrase,
+    identity_geometries,
+    match_previous,
     score_formula,
     sous_trame_networks,
     top_changes,
@@ -59,6 +61,38 @@ def read_priorities(gpkg: Path) -> gpd.GeoDataFrame | None:
     return gpd.read_file(gpkg, layer=LAYER)
 
 
+def crossing_only_carriers(priorities: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame, previous: gpd.GeoDataFrame,
+                           prev_geoms, matches: dict[str, str], cfg) -> dict[str, str]:
+    """{previous id: current site id} for the previous corridors left unmatched that are now crossing-only
+    corridors (not candidates: their gain is their site's), matched by geometry as in the history; the carrier
+    is the best-ranked site whose ``corridor_ids`` names the corridor."""
+    only = set(priorities.attrs.get("crossing_only", []))
+    if not only:
+        return {}
+    lines = corridors[corridors["id"].astype(str).isin(only)]
+    cand = gpd.GeoDataFrame({"id": lines["id"].astype(str).to_numpy(), "candidate": "corridor",
+                             "sous_trame": lines["sous_trame"].to_numpy(), "infrastructure": None},
+                            geometry=lines.geometry.values, crs=lines.crs)
+    left = previous[~previous["id"].astype(str).isin(set(matches.values()))]
+    keep = ~previous["id"].astype(str).isin(set(matches.values())).to_numpy()
+    found = match_previous(cand, cand.geometry.values, left, prev_geoms[keep], cfg.history)
+    sites = priorities[priorities["candidate"] == "rupture_site"].sort_values("rank")
+    out = {}
+    for cid, pid in found.items():
+        on = sites[sites["corridor_ids"].astype(str).str.split(", ").map(lambda ids, c=cid: c in ids)]
+        if len(on):
+            out[pid] = str(on["id"].iloc[0])
+    return out
+
+
+def read_corridors(gpkg: Path) -> gpd.GeoDataFrame | None:
+    """The ``corridors`` layer of a GeoPackage (None when absent): the lines that identify corridor priorities."""
+    gpkg = Path(gpkg)
+    if not gpkg.exists() or "corridors" not in {name for name, _ in pyogrio.list_layers(gpkg)}:
+        return None
+    return gpd.read_file(gpkg, layer="corridors", columns=["id"])
+
+
 def write_layer(priorities: gpd.GeoDataFrame, gpkg: Path) -> None:
     """(Re)write the ``priorities`` layer of ``gpkg`` (other layers untouched)."""
     pyogrio.write_dataframe(priorities, gpkg, layer=LAYER, driver="GPKG", geometry_type="Point",
@@ -78,13 +112,20 @@ def priorities_stage(territory: Territory, gpkg: Path, out_dir: Path, *, inputs:
     table = pd.DataFrame(priorities.drop(columns="geometry"))
     table.to_csv(out_dir / "priorities.csv", index=False, float_format="%.10g")
     previous = read_priorities(previous_gpkg) if previous_gpkg else None
+    matches = merged = None
+    if previous is not None and previous_gpkg is not None:
+        prev_geoms = identity_geometries(previous, read_corridors(previous_gpkg))
+        matches = match_previous(priorities, identity_geometries(priorities, layers["corridors"]), previous,
+                                 prev_geoms, cfg.history)
+        merged = crossing_only_carriers(priorities, layers["corridors"], previous, prev_geoms, matches, cfg)
     history = top_changes(table, None if previous is None else pd.DataFrame(previous.drop(columns="geometry")),
-                          cfg.top_n)
+                          cfg.top_n, matches, merged)
     history.to_csv(out_dir / "priorities_top.csv", index=False, float_format="%.10g")
     doc = {"n": int(len(table)), "by_candidate": table["candidate"].value_counts().to_dict(),
            "threatened": int((table["conflict"] > 0).sum()), "in_maintenance": int((table["maintenance_share"] > 0)
                                                                                   .sum()),
            "zero_gain": int((table["gain_dpc_pct"] <= GAIN_EPSILON).sum()), "score": score_formula(cfg),
+           "crossing_only_corridors": list(priorities.attrs.get("crossing_only", [])),
            "top": records(table.head(cfg.top_n)), "history": records(history),
            "synthetic_inputs": sorted(n for n, s in territory.sources.items()
                                       if s.role in ("projects", "maintenance") and s.synthetic)}
@@ -133,6 +174,14 @@ def commune_priority_rows(priorities: pd.DataFrame | None, insee: str, top_n: in
     return rows, int((own["gain_dpc_pct"] <= GAIN_EPSILON).sum())
 
 
+def history_name(row: dict) -> str:
+    """The item of a history row: its id, "(ex <previous id>)" when its id changed, the previous id when gone."""
+    ident, before = row.get("id"), row.get("id_previous")
+    if not ident:
+        return str(before)
+    return f"{ident} (ex {before})" if before and before != ident else str(ident)
+
+
 def report_tables(indicators_dir: Path) -> list:
     """Report section: the territory's top priorities and their history (report ``Table`` objects)."""
     from tvb_tasks.publish.report import Table, fr_number
@@ -156,7 +205,7 @@ def report_tables(indicators_dir: Path) -> list:
                                                                "Conflit projet", "Part en gestion",
                                                                "Score (0–100)", "Commune", "Alerte"], rows,
                     [False, False, True, True, True, True, True, False, False], note)]
-    hist = [[str(r.get("id")), "–" if r.get("rank_previous") is None else str(int(r["rank_previous"])),
+    hist = [[history_name(r), "–" if r.get("rank_previous") is None else str(int(r["rank_previous"])),
              "–" if r.get("rank") is None else str(int(r["rank"])), str(r.get("evolution"))]
             for r in doc.get("history") or []]
     if hist:
