@@ -159,3 +159,9 @@ def test_km_by_status_come_from_the_stretches_when_the_release_has_them(tmp_path
     assert figures["terrestrial_corridors_existing_km"] == pytest.approx(0.75)
     assert figures["terrestrial_corridors_to_create_km"] == pytest.approx(0.3)
     assert figures["terrestrial_corridors_to_restore_km"] == 0
+    # the per-sous-trame details give the same km by status (from the stretches, not the whole corridors)
+    import json
+    doc = json.loads((tmp_path / "out" / "indicators.json").read_text(encoding="utf-8"))
+    forest = next(r for r in doc["details"]["sous_trames"] if r["sous_trame"] == "forest")
+    assert forest["corridors_existing_km"] == pytest.approx(0.75) and forest["corridors_to_create_km"] == pytest.approx(0.3)
+    assert forest["corridors_to_restore_km"] == 0

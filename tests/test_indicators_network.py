@@ -89,12 +89,28 @@ def test_habitat_cut_by_roads_and_canals_before_meff():
 def test_change_causes():
     base = provenance({"landuse": "a"}, "h1", 25, "v1")
     assert change_causes(base, base) == {"inputs_changed": False, "configuration_changed": False,
-                                         "resolution_changed": False, "code_changed": False, "method_only": False}
+                                         "resolution_changed": False, "parameters_changed": False,
+                                         "code_changed": False, "method_only": False}
     finer = provenance({"landuse": "a"}, "h2", 10, "v1")
     assert change_causes(finer, base)["method_only"] is True and change_causes(finer, base)["resolution_changed"]
     new_data = provenance({"landuse": "b"}, "h2", 25, "v2")
     assert change_causes(new_data, base)["method_only"] is False
     assert change_causes(base, None)["method_only"] is None
+    # resolution vs the other parameters: the parameters hash (configuration without the resolution) tells them apart
+    assert change_causes(finer, base)["parameters_changed"] is None             # not recorded: unknown
+    p25 = provenance({"landuse": "a"}, "h1", 25, "v1", parameters_hash="p1")
+    p10 = provenance({"landuse": "a"}, "h2", 10, "v1", parameters_hash="p1")
+    assert change_causes(p10, p25)["parameters_changed"] is False and change_causes(p10, p25)["resolution_changed"]
+    tuned = provenance({"landuse": "a"}, "h3", 10, "v1", parameters_hash="p2")
+    assert change_causes(tuned, p25)["parameters_changed"] is True
+    assert change_causes(provenance({"landuse": "a"}, "h2", 25, "v1"), base)["parameters_changed"] is True
+
+
+def test_parameters_hash_leaves_out_only_the_resolution(tmp_path):
+    t = scene_territory(tmp_path)
+    finer = t.model_copy(update={"resolution_m": 10.0})
+    assert finer.config_hash() != t.config_hash()
+    assert finer.config_hash(exclude_resolution=True) == t.config_hash(exclude_resolution=True)
 
 
 def test_history_rows_carry_provenance_and_old_histories_still_read(tmp_path):
@@ -119,8 +135,9 @@ def test_change_section_flags_a_method_only_change(tmp_path):
     r1 = compute_indicators(territory, gpkg, tmp_path / "r1", provenance=provenance({"landuse": "aa"}, "c1", 25, "v"))
     rec2 = provenance({"landuse": "aa"}, "c2", 10, "v")        # same inputs, 25 → 10 m
     compute_indicators(territory, write_scene(tmp_path / "tvb2.gpkg", drop_reservoir="R4"), tmp_path / "r2",
-                       previous_indicators=r1["indicators_json"], provenance=rec2)
+                       previous_indicators=r1["indicators_json"], provenance=rec2, previous_release_id="r1")
     doc = json.loads((tmp_path / "r2" / "indicators.json").read_text(encoding="utf-8"))
+    assert doc["change"]["previous_release"] == "r1"    # the previous indicators.json does not name its release
     causes = doc["change"]["causes"]
     assert causes["method_only"] is True and causes["inputs_changed"] is False and causes["resolution_changed"]
     table = pd.read_csv(tmp_path / "r2" / "change.csv")

@@ -391,20 +391,62 @@ def test_stretches_cut_at_long_gaps_and_add_up():
         ["existing", "to_restore", "existing"]
 
 
-def test_a_rupture_lowers_only_the_stretch_it_cuts():
+def test_a_rupture_lowers_only_a_piece_of_the_stretch_it_cuts():
     from shapely import LineString as LS
 
     from tvb_tasks.layers.corridors import downgrade_stretches
 
     st = gpd.GeoDataFrame({"id": ["c-S01", "c-S02", "c-S03"], "corridor_id": ["c"] * 3,
-                           "status": ["existing", "to_create", "existing"], "downgraded": [0, 0, 0]},
+                           "status": ["existing", "to_create", "existing"], "length_m": [100.0, 400.0, 400.0],
+                           "downgraded": [0, 0, 0]},
                           geometry=[LS([(0, 0), (100, 0)]), LS([(100, 0), (500, 0)]), LS([(500, 0), (900, 0)])],
                           crs=CRS)
     pts = gpd.GeoDataFrame({"corridor_id": ["c", "c"], "severity": [3, 2]},
                            geometry=[Point(700, 0), Point(50, 0)], crs=CRS)
-    out = downgrade_stretches(st, pts, 3)
-    assert out["status"].tolist() == ["existing", "to_create", "to_restore"]
-    assert out["downgraded"].tolist() == [0, 0, 1]
+    out = downgrade_stretches(st, pts, 3, length_m=300)
+    # S03 (500–900 m) cut at the crossing (700 m): 550–850 lowered, 50 m on either side keep "existing"
+    assert out["id"].tolist() == ["c-S01", "c-S02", "c-S03a", "c-S03b", "c-S03c"]
+    assert out["status"].tolist() == ["existing", "to_create", "existing", "to_restore", "existing"]
+    assert out["downgraded"].tolist() == [0, 0, 0, 1, 0]
+    assert out["length_m"].tolist() == pytest.approx([100, 400, 50, 300, 50])
+    assert out.geometry.iloc[3].bounds == pytest.approx((550, 0, 850, 0))
+
+
+def test_one_road_across_a_long_supported_corridor_lowers_only_the_crossing():
+    # a 5 km "existing" corridor crossed by one busy road at 2 km and one near its end (4.9 km): only 300 m around
+    # the first and the 250 m left at the end (clipped to the line) are "to restore"; by hand: 4.45 km existing
+    from shapely import LineString as LS
+
+    from tvb_tasks.layers.corridors import downgrade_stretches
+
+    st = gpd.GeoDataFrame({"id": ["c-S01"], "corridor_id": ["c"], "status": ["existing"], "length_m": [5000.0],
+                           "downgraded": [0]}, geometry=[LS([(0, 0), (5000, 0)])], crs=CRS)
+    pts = gpd.GeoDataFrame({"corridor_id": ["c", "c"], "severity": [3, 4]},
+                           geometry=[Point(2000, 10), Point(4900, 0)], crs=CRS)
+    out = downgrade_stretches(st, pts, 3, length_m=300)
+    km = out.groupby("status")["length_m"].sum() / 1000
+    assert km.to_dict() == pytest.approx({"existing": 4.45, "to_restore": 0.55})
+    assert out["status"].tolist() == ["existing", "to_restore", "existing", "to_restore"]
+    assert out["length_m"].sum() == pytest.approx(5000)
+    # two crossings closer than the piece length give one merged piece
+    two = downgrade_stretches(st, pts.assign(geometry=[Point(2000, 0), Point(2100, 0)]), 3, length_m=300)
+    assert two["length_m"].tolist() == pytest.approx([1850, 400, 2750])
+
+
+def test_a_road_across_a_supported_corridor_lowers_the_crossing_not_the_corridor_km(tmp_path):
+    # the scrub strip ("existing") crossed by a busy road at x = 930: the corridor is "to restore" as a whole, but
+    # only the 300 m of its stretch centred on the road are; the rest of the strip stays existing
+    t, inputs = _woods(tmp_path, between=[(b(550, 450, 1300, 550), "GRA")], roads=[(line((930, 0), (930, 1000)), 3)])
+    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+    cor = gpd.read_file(out["gpkg"], layer="corridors")
+    st = gpd.read_file(out["gpkg"], layer="corridor_stretches")
+    assert cor["status"].tolist() == ["to_restore"]
+    low = st[st["downgraded"] == 1]
+    assert low["status"].tolist() == ["to_restore"] and low["length_m"].sum() == pytest.approx(300, abs=1)
+    assert low.geometry.iloc[0].centroid.x % 100_000 == pytest.approx(930, abs=25)   # scene offset in x
+    assert set(st.loc[st["downgraded"] == 0, "status"]) == {"existing"}
+    assert st["length_m"].sum() == pytest.approx(cor["length_m"].iloc[0], abs=0.01)
+    assert out["lengths_km"]["corridors_to_restore"] == pytest.approx(0.3, abs=0.01)
 
 
 def test_one_long_gap_makes_a_stretch_not_the_whole_corridor_to_create(tmp_path):

@@ -20,6 +20,7 @@ from tvb_tasks.publish.report.reading import (
     previous_release_in,
     provenance,
     provenance_explanation,
+    provenance_rows,
 )
 
 VALIDATION = {
@@ -261,6 +262,14 @@ def test_provenance_explains_why_figures_moved():
     same_inputs = pd.concat([rows("a", '{"landuse": "1"}'), rows("b", '{"landuse": "1"}')])
     p = provenance(same_inputs, "b", "a")
     assert p.inputs_changed == [] and "paramètres ou de méthode" in provenance_explanation(p)
+    # only the resolution changed (same parameters hash): the configuration row says so, not "paramètres modifiés"
+    res_only = pd.concat([rows("a", '{"landuse": "1"}', config_hash="h", resolution_m=25.0, parameters_hash="p"),
+                          rows("b", '{"landuse": "1"}', config_hash="h2", resolution_m=10.0, parameters_hash="p")])
+    config = dict(provenance_rows(provenance(res_only, "b", "a")))["Configuration"]
+    assert config == "résolution de calcul passée de 25 m à 10 m, autres paramètres du territoire inchangés"
+    tuned = res_only.assign(parameters_hash=["p", "q"])
+    assert dict(provenance_rows(provenance(tuned, "b", "a")))["Configuration"].endswith(
+        "et autres paramètres du territoire modifiés")
     dated = pd.concat([rows("a", "{}").assign(released_at="2026-01-01"), rows("b", "{}").assign(released_at="2026-02-01"),
                        rows("c", "{}").assign(released_at="2026-03-01")])
     assert previous_release_in(dated, "c") == "b" and previous_release_in(dated, "a") is None

@@ -254,9 +254,12 @@ class Territory(_Model):
                 best = max(best, st.max_cost / min(matrix))
         return best
 
-    def config_hash(self) -> str:
-        """sha256 of the effective configuration (profile applied) and of the nomenclature file."""
-        payload = self.model_dump(mode="json", by_alias=True, exclude={"path"})
+    def config_hash(self, exclude_resolution: bool = False) -> str:
+        """sha256 of the effective configuration (profile applied) and of the nomenclature file; with
+        ``exclude_resolution`` the raster cell size is left out (the "parameters hash" of the history, which tells a
+        resolution change from a change of the other parameters)."""
+        payload = self.model_dump(mode="json", by_alias=True,
+                                  exclude={"path", "resolution_m"} if exclude_resolution else {"path"})
         h = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
         nomenclature = self.resolve_path(self.nomenclature.file)
         if nomenclature.exists():

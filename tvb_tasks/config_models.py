@@ -319,6 +319,9 @@ class CorridorStatusConfig(_Model):
     # lowest status a rupture point can bring a corridor to: the crossing is itself the rupture point, so a
     # corridor with no crop / built gap stays "to restore" whatever crosses it (only its own gap makes "to create")
     downgrade_floor: Literal["to_restore", "to_create"] = "to_restore"
+    # length (m) of the piece of a stretch, centred on the crossing, that a rupture point lowers ("point de
+    # conflit" treated locally): the rest of the stretch keeps its own status
+    downgrade_length_m: float = Field(default=300, gt=0)
     # the former geometric-mean thresholds (existing_max_mean_friction, restore_max_mean_friction) are refused as
     # unknown keys: they no longer decide anything, and silently ignoring them would mislead
 

@@ -367,9 +367,11 @@ def stage_indicators(run: FetchedRun) -> IndicatorSummary:
     except NotFound:
         history = None
     snapshot_ids = {n: r["snapshot_id"] for n, r in run["snapshots"].items()}
-    record = provenance(snapshot_ids, territory.config_hash(), territory.resolution_m, run.get("code_version"))
+    record = provenance(snapshot_ids, territory.config_hash(), territory.resolution_m, run.get("code_version"),
+                        parameters_hash=territory.config_hash(exclude_resolution=True))
     result = compute_indicators(territory, layers / "tvb.gpkg", out, previous_gpkg=prev_gpkg,
-                                previous_indicators=prev_ind, provenance=record)
+                                previous_indicators=prev_ind, provenance=record,
+                                previous_release_id=previous["release_id"] if previous else None)
     _priorities_hook(run, territory, store, layers / "tvb.gpkg", out, prev_gpkg)
     released_at = datetime.now(UTC).replace(microsecond=0)
     release_id = release_id_for(run["input_key"], released_at, nonce=run.get("run_nonce"))

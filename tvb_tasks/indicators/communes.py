@@ -143,10 +143,7 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
                         ("wet_reservoirs_relays_ha", territory.wet_sous_trames)):
         out[column] = area_by_unit(dissolved_parts(network_polygons(layers, sts)), units).to_numpy()
 
-    corridors = layers["corridors"]
-    stretches = layers.get("corridor_stretches")     # km by status per stretch when the release has them
-    if stretches is not None and len(stretches):
-        corridors = stretches
+    corridors = status_lines(layers)
     terrestrial = dissolved_status_lines(corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)])
     by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
     for status in CORRIDOR_STATUSES:
@@ -179,12 +176,20 @@ def count_sites_by_unit(points: gpd.GeoDataFrame, units: gpd.GeoDataFrame, unit_
     return first.groupby(unit_col).size().reindex(index, fill_value=0).astype("int64")
 
 
+def status_lines(layers: dict[str, gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    """The lines that carry the corridor status: the stretches (``corridor_stretches``, status per stretch) when the
+    release has them, else the whole corridors. Both have ``sous_trame``, ``status`` and line geometries."""
+    stretches = layers.get("corridor_stretches")
+    return stretches if stretches is not None and len(stretches) else layers["corridors"]
+
+
 def sous_trame_totals(layers: dict[str, gpd.GeoDataFrame], territory: Territory, outline: gpd.GeoDataFrame
                       ) -> pd.DataFrame:
     """Per sous-trame inside the territory outline: reservoir and relay counts and areas (ha), corridor km by
-    status. ``outline`` is a one-row GeoDataFrame with column ``insee`` (any id)."""
+    status (from the stretches when the release has them, :func:`status_lines`, as the key figures). ``outline``
+    is a one-row GeoDataFrame with column ``insee`` (any id)."""
     rows = []
-    corridors = layers["corridors"]
+    corridors = status_lines(layers)
     for st in territory.sous_trames:
         row: dict[str, object] = {"sous_trame": st, "libelle": territory.sous_trames[st].label,
                                   "trame": territory.sous_trames[st].trame}

@@ -87,7 +87,8 @@ def _write_csv(frame: pd.DataFrame, path: Path, files: list[str]) -> None:
 
 
 def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previous_gpkg: Path | None = None,
-                       previous_indicators: Path | None = None, provenance: dict | None = None) -> dict:
+                       previous_indicators: Path | None = None, provenance: dict | None = None,
+                       previous_release_id: str | None = None) -> dict:
     """Compute a release's indicators from its ``tvb.gpkg`` and write them to ``out_dir``.
 
     Writes indicators.json, key_figures.csv, communes.csv, fragmentation.csv, connectivity_nodes.csv,
@@ -95,6 +96,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
     indicator history, .parquet / .csv) is given, change.gpkg when ``previous_gpkg`` is given. ``provenance``
     (:func:`tvb_tasks.indicators.history.provenance`: snapshot ids, configuration hash, resolution, code version) is
     recorded in indicators.json and compared with the previous release's to say what caused the change.
+    ``previous_release_id`` (the live release the previous files come from) fills ``change.previous_release`` when
+    the previous indicators do not name their release (they are computed before their release id exists).
     Returns ``{"indicators_json": str, "files": [str, ...], "key_figures": {...}}``.
     """
     gpkg, out_dir = Path(gpkg), Path(out_dir)
@@ -150,7 +153,8 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
         "communes": records(commune_table), "fragmentation": fragmentation_doc, "connectivity": connectivity_doc,
         "provenance": provenance, "change": None,
     }
-    doc["change"] = _change(doc, territory, layers, out_dir, files, previous_gpkg, previous_indicators)
+    doc["change"] = _change(doc, territory, layers, out_dir, files, previous_gpkg, previous_indicators,
+                            previous_release_id)
 
     _write_csv(pd.DataFrame(comparison), out_dir / "key_figures.csv", files)
     _write_csv(commune_table, out_dir / "communes.csv", files)
@@ -167,12 +171,13 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
 
 
 def _change(doc: dict, territory: Territory, layers: dict[str, gpd.GeoDataFrame], out_dir: Path, files: list[str],
-            previous_gpkg: Path | None, previous_indicators: Path | None) -> dict | None:
+            previous_gpkg: Path | None, previous_indicators: Path | None,
+            previous_release_id: str | None = None) -> dict | None:
     """Change since the previous release (table and/or layer), written to change.csv / change.gpkg."""
     if previous_gpkg is None and previous_indicators is None:
         return None
     cfg = territory.indicators.change
-    result: dict[str, Any] = {"previous_release": None, "table": [], "layers": None,
+    result: dict[str, Any] = {"previous_release": previous_release_id, "table": [], "layers": None,
                               "causes": history.change_causes(None, None)}
     if previous_indicators is not None:
         previous_id, previous = history.previous_rows(Path(previous_indicators))
@@ -181,7 +186,7 @@ def _change(doc: dict, territory: Territory, layers: dict[str, gpd.GeoDataFrame]
         table = change.change_table(history.flatten_indicators(doc), previous)
         table["method_only"] = bool(causes["method_only"]) & (table["change_abs"].fillna(1) != 0)
         _write_csv(table, out_dir / "change.csv", files)
-        result["previous_release"] = previous_id
+        result["previous_release"] = previous_id or previous_release_id
         shown = table[(table["scope"] == "territory")]
         result["table"] = records(shown)
     if previous_gpkg is not None:

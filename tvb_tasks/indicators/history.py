@@ -22,7 +22,7 @@ from tvb_tasks.errors import DeterministicError
 
 KEY_COLUMNS = ["family", "scope", "unit_id", "sous_trame", "indicator"]
 ROW_COLUMNS = [*KEY_COLUMNS, "value", "unit"]
-PROVENANCE_COLUMNS = ["config_hash", "resolution_m", "code_version"]
+PROVENANCE_COLUMNS = ["config_hash", "resolution_m", "code_version", "parameters_hash"]
 HISTORY_COLUMNS = ["release_id", "released_at", "territory", *ROW_COLUMNS, "snapshot_ids", *PROVENANCE_COLUMNS]
 CONNECTIVITY_INDICATORS = ("pc", "ec_pc_ha", "iic", "n_nodes", "n_links", "n_components", "reservoirs_ha")
 _COMMUNE_SKIP = ("insee", "nom")
@@ -113,11 +113,12 @@ def latest_release(history: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
 
 
 def provenance(snapshot_ids: dict[str, str] | None, config_hash: str | None, resolution_m: float | None,
-               code_version: str | None) -> dict[str, Any]:
-    """The provenance record of a release (JSON-safe): sorted snapshot ids, configuration hash, resolution, code."""
+               code_version: str | None, parameters_hash: str | None = None) -> dict[str, Any]:
+    """The provenance record of a release (JSON-safe): sorted snapshot ids, configuration hash, resolution, code,
+    and the parameters hash (configuration without the resolution, :meth:`Territory.config_hash`)."""
     return {"snapshot_ids": dict(sorted((snapshot_ids or {}).items())), "config_hash": config_hash or "",
             "resolution_m": float(resolution_m) if resolution_m is not None else None,
-            "code_version": code_version or ""}
+            "code_version": code_version or "", "parameters_hash": parameters_hash or ""}
 
 
 def previous_provenance(path: Path) -> dict[str, Any] | None:
@@ -135,10 +136,12 @@ def previous_provenance(path: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         snapshots = None
     res = pd.to_numeric(first["resolution_m"], errors="coerce")
-    return provenance(snapshots, first["config_hash"], None if pd.isna(res) else float(res), first["code_version"])
+    return provenance(snapshots, first["config_hash"], None if pd.isna(res) else float(res), first["code_version"],
+                      first.get("parameters_hash"))
 
 
-CAUSE_KEYS = ("inputs_changed", "configuration_changed", "resolution_changed", "code_changed", "method_only")
+CAUSE_KEYS = ("inputs_changed", "configuration_changed", "resolution_changed", "parameters_changed", "code_changed",
+              "method_only")
 
 
 def _recorded(value: Any) -> bool:
@@ -153,7 +156,8 @@ def compare_provenance(current: dict[str, Any] | None, previous: dict[str, Any] 
     the ``causes`` of ``indicators.json`` (:func:`change_causes`) and the report's provenance section.
 
     Returns the :data:`CAUSE_KEYS` — ``inputs_changed`` (source snapshots), ``configuration_changed`` (hash, which
-    includes the resolution), ``resolution_changed``, ``code_changed``, ``method_only`` (same inputs, configuration or
+    includes the resolution), ``resolution_changed``, ``parameters_changed`` (the configuration other than the
+    resolution: from the parameters hash, else known only when the resolution did not change), ``code_changed``, ``method_only`` (same inputs, configuration or
     code changed: every change then comes from the method, not from the landscape) — plus the details
     ``changed_inputs`` (source names, sorted), ``resolutions`` and ``code_versions`` (previous, current) when they
     changed. A part not recorded for one of the two releases is None (unknown).
@@ -178,6 +182,11 @@ def compare_provenance(current: dict[str, Any] | None, previous: dict[str, Any] 
     if res is not None:
         out["resolution_changed"] = float(res[0]) != float(res[1])
         out["resolutions"] = (float(res[0]), float(res[1])) if out["resolution_changed"] else None
+    params = both("parameters_hash")
+    if params is not None:
+        out["parameters_changed"] = params[0] != params[1]
+    elif out["configuration_changed"] is not None and out["resolution_changed"] is False:
+        out["parameters_changed"] = out["configuration_changed"]
     code = both("code_version")
     if code is not None:
         out["code_changed"] = code[0] != code[1]
@@ -229,6 +238,7 @@ def append_history(history_path: Path | None, indicators_json: Path, *, release_
     rows["config_hash"] = str(config_hash or recorded.get("config_hash") or "")
     rows["resolution_m"] = f"{float(res):g}" if res is not None else ""
     rows["code_version"] = str(code_version or recorded.get("code_version") or "")
+    rows["parameters_hash"] = str(recorded.get("parameters_hash") or "")
     history = read_history(Path(history_path)) if history_path is not None else None
     if history is not None and not history.empty:
         others = set(history["territory"]) - {str(doc.get("territory", ""))}

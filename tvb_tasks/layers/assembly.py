@@ -166,7 +166,8 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         if len(areas):
             areas["status"] = areas["corridor_id"].map(corridors.set_index("id")["status"]).values
         stretches = downgrade_stretches(stretches, raw, territory.corridors.status.downgrade_min_severity,
-                                        territory.corridors.status.downgrade_floor)
+                                        territory.corridors.status.downgrade_floor,
+                                        territory.corridors.status.downgrade_length_m)
     vigilance = vigilance_points(territory, corridors, ctx.infra) if len(corridors) \
         else empty_frame(crs, VIGILANCE_COLUMNS)
     t_wet = time.perf_counter() - t

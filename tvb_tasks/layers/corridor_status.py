@@ -5,8 +5,8 @@ friction is ≥ ``gap_min_friction``: crops, built-up) and the **share of suppor
 cells with friction ≤ ``support_max_friction``) give :func:`corridor_status`; :func:`downgrade_status` lowers a
 corridor one step when an untreated rupture point cuts it, never below ``downgrade_floor``. The same reading per
 stretch (:func:`stretch_bounds`, :func:`corridor_stretches`: a corridor cut at its long gaps) keeps one short gap
-from making a long, mostly supported corridor wholly "to create"; :func:`downgrade_stretches` lowers the stretch a
-rupture point falls on.
+from making a long, mostly supported corridor wholly "to create"; :func:`downgrade_stretches` lowers a short piece
+(``downgrade_length_m``) of the stretch around each rupture point, not the whole stretch.
 
 Split from :mod:`tvb_tasks.layers.corridors` (which computes the corridors, uses these and re-exports them).
 CRS: territory CRS (EPSG:2154); lengths in metres.
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
-from shapely import LineString
+from shapely import LineString, line_merge
+from shapely.ops import substring
 
 from .common import Grid, empty_frame
 
@@ -196,24 +197,80 @@ def corridor_stretches(corridors: gpd.GeoDataFrame, grid: Grid, lu_friction: np.
     return gpd.GeoDataFrame(rows, geometry=geoms, crs=corridors.crs)[STRETCH_COLUMNS + ["geometry"]]
 
 
+def _lowered_intervals(line_length: float, positions: list[float], length_m: float) -> list[tuple[float, float]]:
+    """Merged intervals ``(start, end)`` in metres along a line of ``line_length`` m, one of ``length_m`` centred on
+    each rupture position (clipped to the line; overlapping intervals merged)."""
+    half = length_m / 2
+    iv = sorted((max(0.0, p - half), min(line_length, p + half)) for p in positions)
+    out: list[tuple[float, float]] = []
+    for a, b in iv:
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _pieces(line_length: float, lowered: list[tuple[float, float]]) -> list[tuple[float, float, bool]]:
+    """The line cut at the lowered intervals: ``(start, end, lowered)`` in metres, covering ``0..line_length``;
+    pieces shorter than a millimetre are dropped."""
+    out, prev = [], 0.0
+    for a, b in lowered:
+        if a > prev:
+            out.append((prev, a, False))
+        out.append((a, b, True))
+        prev = b
+    if prev < line_length:
+        out.append((prev, line_length, False))
+    return [p for p in out if p[1] - p[0] > 1e-3]
+
+
 def downgrade_stretches(stretches: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int,
-                        floor: str = "to_restore") -> gpd.GeoDataFrame:
-    """Lower one step, never below ``floor``, the stretch of its corridor nearest to each untreated rupture point
-    of severity ≥ ``min_severity`` (the stretch the crossing cuts); ``downgraded`` = 1 when its status changed."""
+                        floor: str = "to_restore", length_m: float = 300.0) -> gpd.GeoDataFrame:
+    """Lower one step, never below ``floor``, a piece of ``length_m`` metres (``corridors.status.downgrade_length_m``)
+    centred on each untreated rupture point of severity ≥ ``min_severity``, on the stretch of its corridor nearest
+    to the point: the stretch is cut there (a "point de conflit", treated locally as Barrier Mapper scores a barrier
+    over a short search window, not along the whole link), the piece at the crossing takes the lowered status
+    (``downgraded`` = 1), the rest of the stretch keeps its own. Pieces keep their stretch's ``max_gap_m`` and
+    ``support_share``; their ``length_m`` is the stretch's length shared in proportion of the geometry, so lengths
+    still add up to the corridor's. A split stretch ``<id>`` gives ``<id>a``, ``<id>b``, … . Metres, territory CRS.
+    """
     out = stretches.copy()
     if out.empty or raw_points.empty:
         return out
     pts = raw_points[raw_points["severity"] >= min_severity]
     if "treated" in pts.columns:
         pts = pts[~pts["treated"].fillna(False).astype(bool)]
-    hit = set()
+    hits: dict[int, list] = {}
     for cid, geom in zip(pts["corridor_id"], pts.geometry):
         cand = out[out["corridor_id"] == cid]
         if len(cand):
-            hit.add(cand.index[int(np.argmin(cand.distance(geom).to_numpy()))])
-    for i in sorted(hit):
-        new = _lower(out.at[i, "status"], floor)
-        if new != out.at[i, "status"]:
-            out.at[i, "status"] = new
-            out.at[i, "downgraded"] = 1
-    return out
+            i = cand.index[int(np.argmin(cand.distance(geom).to_numpy()))]
+            hits.setdefault(i, []).append(geom)
+    rows = []
+    for i, row in out.iterrows():
+        new = _lower(row["status"], floor) if i in hits else row["status"]
+        line = row.geometry
+        if new == row["status"]:
+            rows.append(row)
+            continue
+        if line.geom_type != "LineString":
+            line = line_merge(line)
+        if line.geom_type != "LineString" or line.length <= 0:      # cannot be cut: lower the whole stretch
+            row = row.copy()
+            row["status"], row["downgraded"] = new, 1
+            rows.append(row)
+            continue
+        lowered = _lowered_intervals(line.length, [line.project(p) for p in hits[i]], length_m)
+        pieces = _pieces(line.length, lowered)
+        for k, (a, b, low) in enumerate(pieces):
+            piece = row.copy()
+            if len(pieces) > 1:
+                piece["id"] = f"{row['id']}{chr(ord('a') + k) if k < 26 else k}"
+            piece["length_m"] = float(row["length_m"]) * (b - a) / line.length if "length_m" in row else b - a
+            if low:
+                piece["status"], piece["downgraded"] = new, 1
+            piece["geometry"] = substring(line, a, b)
+            rows.append(piece)
+    res = gpd.GeoDataFrame(rows, columns=out.columns, crs=out.crs).reset_index(drop=True)
+    return res.set_geometry(out.geometry.name)

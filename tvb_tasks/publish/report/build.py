@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from tvb_tasks.config import Territory
 from tvb_tasks.indicators import is_synthetic_landuse, read_layers
+from tvb_tasks.indicators.communes import status_lines
 from tvb_tasks.indicators.history import flatten_indicators, read_history, read_indicators_json
 from tvb_tasks.publish.report import maps, reading
 from tvb_tasks.publish.report.tables import (
@@ -184,19 +185,23 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     res, rel = layers["reservoirs"], layers["relays"]
     terrestrial, wet = territory.terrestrial_sous_trames, territory.wet_sous_trames
     corridors = layers["corridors"]
+    status = status_lines(layers)           # stretches by status when the release has them (as the key figures)
+    by_stretch = status is not corridors
     book.section = "Cartes"
     images += [
         _embed(maps.landuse_map(ctx, layers["landuse"], {c: v.label for c, v in territory.landuse.classes.items()}),
                out_dir, "Occupation du sol"),
         _embed(maps.network_map(ctx, res, rel, st_labels, terrestrial, "trame_verte",
                                 "Trame verte : réservoirs de biodiversité et zones relais"), out_dir, "Trame verte"),
-        _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(terrestrial)],
-                                  res[res["sous_trame"].isin(terrestrial)]), out_dir, "Corridors terrestres"),
+        _embed(maps.corridors_map(ctx, status[status["sous_trame"].isin(terrestrial)],
+                                  res[res["sous_trame"].isin(terrestrial)], by_stretch=by_stretch), out_dir,
+               "Corridors terrestres"),
         _embed(maps.network_map(ctx, res, rel, st_labels, wet, "trame_bleue",
                                 "Trame bleue : réservoirs et zones relais humides"), out_dir, "Trame bleue"),
-        _embed(maps.corridors_map(ctx, corridors[corridors["sous_trame"].isin(wet)],
+        _embed(maps.corridors_map(ctx, status[status["sous_trame"].isin(wet)],
                                   res[res["sous_trame"].isin(wet)], layers["wet_corridors"],
-                                  "corridors_humides", "Trame bleue : corridors humides"), out_dir,
+                                  "corridors_humides", "Trame bleue : corridors humides", by_stretch=by_stretch),
+               out_dir,
                "Corridors humides"),
         _embed(maps.rupture_map(ctx, layers["rupture_points"], corridors, layers["wet_corridors"], infra,
                                 layers.get("vigilance_points")), out_dir,
@@ -289,6 +294,7 @@ def commune_sheets(ctx: maps.MapContext, territory: Territory, layers: dict[str,
         return []
     by_insee = {str(i): idx for idx, i in zip(communes.index, communes["insee"])}
     sheet_layers = {k: layers.get(k) for k in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points")}
+    sheet_layers["corridors"] = status_lines(layers)    # stretches by status when the release has them
     out = []
     for row in communes_doc:
         insee = str(row.get("insee"))

@@ -193,8 +193,10 @@ def network_map(ctx: MapContext, reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDa
 
 def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.GeoDataFrame,
                   wet_corridors: gpd.GeoDataFrame | None = None, name: str = "corridors",
-                  title: str = "Corridors écologiques terrestres par statut") -> Path:
-    """Corridors coloured by status over the reservoirs (grey); optionally the wet corridors (blue)."""
+                  title: str = "Corridors écologiques terrestres par statut", by_stretch: bool = False) -> Path:
+    """Corridors coloured by status over the reservoirs (grey); optionally the wet corridors (blue). With
+    ``by_stretch`` the lines are the corridor stretches (status per stretch, as the key figures' km by status) and
+    the legend says so."""
     fig, ax = _new_map(ctx, title)
     handles: list[Artist] = []
     if len(reservoirs):
@@ -204,7 +206,7 @@ def corridors_map(ctx: MapContext, corridors: gpd.GeoDataFrame, reservoirs: gpd.
         sel = corridors[corridors["status"] == status]
         if len(sel):
             sel.plot(ax=ax, color=color, linewidth=1.8, zorder=4)
-            handles.append(_line(color, f"Corridor {label.lower()}"))
+            handles.append(_line(color, f"{'Tronçon de corridor' if by_stretch else 'Corridor'} {label.lower()}"))
     if wet_corridors is not None and len(wet_corridors):
         wet_corridors.plot(ax=ax, color="#1f78b4", linewidth=1.6, zorder=3)
         handles.append(_line("#1f78b4", "Corridor humide (cours d'eau à ciel ouvert)"))

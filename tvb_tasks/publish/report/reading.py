@@ -14,7 +14,7 @@ from typing import Any, TypeGuard
 
 import pandas as pd
 
-from tvb_tasks.indicators.history import compare_provenance
+from tvb_tasks.indicators.history import PROVENANCE_COLUMNS, compare_provenance
 from tvb_tasks.indicators.key_figures import KEY_FIGURES
 from tvb_tasks.publish.styles import COMMUNE_FIGURES
 
@@ -36,7 +36,6 @@ def fr(value: Any, decimals: int | None = 1, sign: bool = False) -> str:
 
 
 # --- why figures moved: provenance of the two releases ---------------------------------------------------------------
-PROVENANCE_COLUMNS = ("config_hash", "resolution_m", "code_version")
 
 
 @dataclass
@@ -49,6 +48,7 @@ class Provenance:
     resolution: tuple[float, float] | None  # (previous, current) when it changed
     code_changed: bool | None
     code_versions: tuple[str, str] | None
+    parameters_changed: bool | None = None  # the configuration other than the resolution
 
     @property
     def method_changed(self) -> bool:
@@ -105,7 +105,7 @@ def provenance(history: pd.DataFrame | None, release_id: str, previous_release: 
         return empty
     c = compare_provenance(cur, prev)
     return Provenance(previous_release, c["changed_inputs"], c["configuration_changed"], c["resolutions"],
-                      c["code_changed"], c["code_versions"])
+                      c["code_changed"], c["code_versions"], c["parameters_changed"])
 
 
 def provenance_rows(p: Provenance, source_labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
@@ -121,8 +121,9 @@ def provenance_rows(p: Provenance, source_labels: dict[str, str] | None = None) 
         config = "non enregistré pour la publication précédente"
     elif p.resolution:
         config = (f"résolution de calcul passée de {fr(p.resolution[0], 0)} m à {fr(p.resolution[1], 0)} m"
-                  + ("" if p.config_changed is False else " (et paramètres du territoire modifiés)"
-                     if p.config_changed else ""))
+                  + (", autres paramètres du territoire inchangés" if p.parameters_changed is False
+                     else ", et autres paramètres du territoire modifiés" if p.parameters_changed
+                     else " (autres paramètres : non enregistré pour la publication précédente)"))
     else:
         config = "paramètres du territoire modifiés" if p.config_changed else "aucun changement"
     if p.code_changed is None:

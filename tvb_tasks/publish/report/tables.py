@@ -164,7 +164,8 @@ def communes_table(doc: dict, st_labels: dict[str, str]) -> Table:
 
 
 CAUSE_LABELS = {"inputs_changed": "Données sources", "configuration_changed": "Configuration (paramètres)",
-                 "resolution_changed": "Résolution du raster", "code_changed": "Version du code"}
+                 "resolution_changed": "Résolution du raster", "parameters_changed": "Autres paramètres du territoire",
+                 "code_changed": "Version du code"}
 
 
 def cause_table(causes: dict) -> Table:
