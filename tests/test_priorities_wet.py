@@ -21,8 +21,8 @@ import math
 import geopandas as gpd
 import pandas as pd
 import pytest
-from shapely.geometry import LineString, Point, box
 
+from helpers.priorities_scene import CRS, bx, ln, pt
 from tvb_tasks.config import load_territory
 from tvb_tasks.config_sections import IndicatorsConfig
 from tvb_tasks.indicators import indicators_config, wet_network_of
@@ -35,21 +35,6 @@ from tvb_tasks.indicators.connectivity import (
 )
 from tvb_tasks.priorities import compute_priorities
 from tvb_tasks.priorities.ranking import sous_trame_networks
-
-X0, Y0 = 650_000.0, 7_020_000.0
-CRS = "EPSG:2154"
-
-
-def bx(x1, y1, x2, y2):
-    return box(X0 + x1, Y0 + y1, X0 + x2, Y0 + y2)
-
-
-def ln(*pts):
-    return LineString([(X0 + x, Y0 + y) for x, y in pts])
-
-
-def pt(x, y):
-    return Point(X0 + x, Y0 + y)
 
 
 @pytest.fixture(scope="module")
