@@ -11,7 +11,6 @@ against GDAL's own ``ogrinfo``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -26,13 +25,6 @@ from tvb_tasks.config import PROJECT_ROOT, load_territory
 
 pytestmark = [pytest.mark.slow]
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 replicas = fixture_module("wfs/replicas.py")
@@ -256,12 +248,13 @@ def test_osm_path_counts_match_gdal_ogrinfo():
 def test_production_profile_through_the_airflow_dag(replica, tmp_path_factory):
     """The observatory DAG (dag.test(), real Airflow, SQLite) with TVB_PROFILE=production against the replicas."""
     pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
-    e2e = _load("airflow_e2e", Path(__file__).parent / "test_airflow_e2e.py")
-    airflow = e2e.Airflow(tmp_path_factory.mktemp("airflow-production"))
+    from helpers.airflow_run import Airflow, task_states, why
+
+    airflow = Airflow(tmp_path_factory.mktemp("airflow-production"))
     territory = load_territory("call", "production")
     run = airflow.run("tvb_observatory_call", TVB_PROFILE="production", TVB_SOURCE_URLS=replica.urls(territory))
-    assert run["state"] == "success", e2e._why(run)
-    assert set(e2e._states(run).values()) == {"success"}, e2e._why(run)
+    assert run["state"] == "success", why(run)
+    assert set(task_states(run).values()) == {"success"}, why(run)
     result = run["xcoms"]["notify[-1].return_value"]
     assert result["status"] == "published"
     store = airflow.store()
