@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: Debian packages for the real local servers (MapServer WFS, Chromium,
 # PostgreSQL, QGIS Server), the project venv, the lint and type gates (ruff, mypy: fail fast), the production-like
-# Airflow stack (PostgreSQL + api-server, scheduler, dag-processor, triggerer, moto S3), then pytest. Extra arguments
-# go to pytest.
+# Airflow stack (PostgreSQL + api-server, scheduler, dag-processor, triggerer, moto S3), then pytest: the fast tier on both
+# cores, then the integration and end-to-end tests. Extra arguments go to both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
