@@ -74,6 +74,15 @@ def _lower(status: str, floor: str = "to_restore") -> str:
     return STATUS_ORDER[max(i, min(i + 1, STATUS_ORDER.index(floor)))]
 
 
+def untreated_ruptures(raw_points: gpd.GeoDataFrame, min_severity: int) -> gpd.GeoDataFrame:
+    """The rupture points that lower a corridor or a stretch: severity ≥ ``min_severity`` and not treated
+    (``treated`` column false or absent)."""
+    pts = raw_points[raw_points["severity"] >= min_severity]
+    if "treated" in pts.columns:
+        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    return pts
+
+
 def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, min_severity: int,
                      floor: str = "to_restore") -> gpd.GeoDataFrame:
     """Lower the status one step (existing → to_restore → to_create), never below ``floor``
@@ -86,9 +95,7 @@ def downgrade_status(corridors: gpd.GeoDataFrame, raw_points: gpd.GeoDataFrame, 
     out = corridors.copy()
     if out.empty or raw_points.empty:
         return out
-    pts = raw_points[raw_points["severity"] >= min_severity]
-    if "treated" in pts.columns:
-        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    pts = untreated_ruptures(raw_points, min_severity)
     done = out["downgraded"].fillna(0).astype(int) == 1 if "downgraded" in out.columns else False
     lowered = out["status"].map(lambda s: _lower(s, floor))
     hit = out["id"].isin(set(pts["corridor_id"])) & ~done & lowered.ne(out["status"])
@@ -238,9 +245,7 @@ def downgrade_stretches(stretches: gpd.GeoDataFrame, raw_points: gpd.GeoDataFram
     out = stretches.copy()
     if out.empty or raw_points.empty:
         return out
-    pts = raw_points[raw_points["severity"] >= min_severity]
-    if "treated" in pts.columns:
-        pts = pts[~pts["treated"].fillna(False).astype(bool)]
+    pts = untreated_ruptures(raw_points, min_severity)
     hits: dict[int, list] = {}
     for cid, geom in zip(pts["corridor_id"], pts.geometry):
         cand = out[out["corridor_id"] == cid]
