@@ -49,6 +49,16 @@ def moto_server(moto_url):
 
 
 @pytest.fixture(scope="session")
+def sample_release_master(tmp_path_factory):
+    """``(folder, run result)`` of the one pipeline run of the bundled sample in this session (read only: use
+    :func:`helpers.sample_release.copy_sample_release` to get a copy to work on)."""
+    from helpers.sample_release import build_sample_release
+
+    root = tmp_path_factory.mktemp("sample-release")
+    return root, build_sample_release(root)
+
+
+@pytest.fixture(scope="session")
 def mapserver() -> MapServer:
     """Starts MapServer WFS servers (``.points(folder, n, max_features)``, ``.serve(config)``); skips the test when
     MapServer is not installed (apt-get install cgi-mapserver)."""

@@ -9,23 +9,22 @@ import pytest
 import yaml
 from shapely.geometry import Polygon
 
+from helpers.sample_release import copy_sample_release
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
-from tvb_tasks.pipeline import run_pipeline
 from tvb_tasks.store import open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]      # whole pipeline on the bundled sample
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """One real run on the bundled sample into a fresh local store."""
-    root = tmp_path_factory.mktemp("pipeline")
+def published(sample_release_master, tmp_path_factory):
+    """One real run on the bundled sample into a local store (this module's copy of the session's run)."""
+    root, result = copy_sample_release(sample_release_master, tmp_path_factory.mktemp("pipeline"))
     mp = pytest.MonkeyPatch()
     mp.setenv("TVB_WORK_DIR", str(root / "work"))
-    store_uri = (root / "store").as_uri()
-    result = run_pipeline("call", store_uri=store_uri)
-    yield root, store_uri, result
+    mp.setenv("TVB_CACHE_DIR", str(root / "cache"))
+    yield root, (root / "store").as_uri(), result
     mp.undo()
 
 

@@ -3,8 +3,8 @@
 MapServer serves every production layer with the publishers' typenames, fields, types, code lists, default CRS and
 paging caps (schemas in config/schemas/), filled with the CALL sample re-expressed in those schemas; an OSM XML
 extract of the sample stands for the Geofabrik download. ``TVB_SOURCE_URLS`` points the production profile (real
-URLs in the YAML) at the replicas. Checks: a full fetch → publish with OCS GE land use whose key figures stay in
-the range of the sample's; the one-line switch to OCS2D and CORINE; a renamed field, an unknown code and a missing
+URLs in the YAML) at the replicas. Checks: a full fetch → publish through the Airflow DAG with OCS GE land use whose key
+figures stay in the range of the sample's; the one-line switch to OCS2D and CORINE; a renamed field, an unknown code and a missing
 layer stop the run with a message naming source, field and value and leave ``latest.json`` untouched;
 ``tvb sources probe``; ``check-config`` against the schemas; the land-use overlay rule; the OSM path's counts
 against GDAL's own ``ogrinfo``.
@@ -80,18 +80,10 @@ def _env(monkeypatch, tmp_path: Path, replica: Replica, config_dir: Path | None 
 
 
 @pytest.fixture(scope="module")
-def sample_figures(tmp_path_factory):
-    from tvb_tasks.pipeline import run_pipeline
-
-    mp = pytest.MonkeyPatch()
-    base = tmp_path_factory.mktemp("sample")
-    mp.setenv("TVB_WORK_DIR", str(base / "work"))
-    mp.setenv("TVB_CACHE_DIR", str(base / "cache"))
-    try:
-        result = run_pipeline("call", store_uri=str(base / "store"), profile="default")
-    finally:
-        mp.undo()
-    return _figures(base / "store", result["release_id"])
+def sample_figures(sample_release_master):
+    """Key figures of the bundled sample's release (default profile), the range the replicas' figures must fall in."""
+    root, result = sample_release_master
+    return _figures(root / "store", result["release_id"])
 
 
 def _figures(store: Path, release_id: str) -> dict:
@@ -111,7 +103,8 @@ def _in_range(ours: dict, sample: dict) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("nomenclature", ["ocs_ge", "ocs2d", "clc"])
+# OCS GE, the production default, runs through Airflow below (same checks): one full production publish less
+@pytest.mark.parametrize("nomenclature", ["ocs2d", "clc"])
 def test_production_profile_publishes_against_replicas(nomenclature, replica, sample_figures, tmp_path,
                                                        monkeypatch):
     from tvb_tasks.pipeline import run_pipeline
@@ -245,8 +238,10 @@ def test_osm_path_counts_match_gdal_ogrinfo():
 
 
 @pytest.mark.e2e
-def test_production_profile_through_the_airflow_dag(replica, tmp_path_factory):
-    """The observatory DAG (dag.test(), real Airflow, SQLite) with TVB_PROFILE=production against the replicas."""
+def test_production_profile_through_the_airflow_dag(replica, sample_figures, tmp_path_factory):
+    """The observatory DAG (dag.test(), real Airflow, SQLite) with TVB_PROFILE=production against the replicas, with
+    the production default land use (OCS GE): every production source in the manifest, key figures in the sample's
+    range, sources and licences in the STAC item, the report and the web map."""
     pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
     from helpers.airflow_run import Airflow, task_states, why
 
@@ -260,12 +255,19 @@ def test_production_profile_through_the_airflow_dag(replica, tmp_path_factory):
     store = airflow.store()
     latest = json.loads(store.get_bytes("releases/call/latest.json"))
     assert latest["release_id"] == result["release_id"]
+    manifest = json.dumps(json.loads(store.get_bytes(f"releases/call/{result['release_id']}/manifest.json")))
+    for name in ("landuse_ocs_ge", "communes", "roads", "vegetation", "water_surfaces", "znieff1",
+                 "river_obstacles", "osm_roads"):
+        assert name in manifest, name
+    figures = json.loads(store.get_bytes(f"releases/call/{result['release_id']}/indicators/indicators.json"))
+    assert _in_range(figures["key_figures"], sample_figures) == [], (figures["key_figures"], sample_figures)
     item = json.loads(store.get_bytes(f"releases/call/{result['release_id']}/stac/item.json"))
     sources = {c["source"]: c for c in item["properties"]["tvb:sources"]}
     assert {"landuse_ocs_ge", "roads", "vegetation", "znieff1", "river_obstacles", "osm"} <= set(sources)
-    assert sources["osm"]["licence"].startswith("Open Database License")
+    assert sources["osm"]["licence"].startswith("Open Database License") and "Etalab" in sources["roads"]["licence"]
     report = store.get_bytes(f"releases/call/{result['release_id']}/report/index.html").decode()
     assert "Sources et licences" in report and "© IGN – OCS GE" in report and "Sandre" in report
+    assert "unité minimale de collecte de 25 ha" not in report                  # said for CORINE only
     web = store.get_bytes(f"releases/call/{result['release_id']}/web/index.html").decode()
     assert "contributeurs OpenStreetMap (ODbL)" in web
 

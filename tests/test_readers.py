@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from helpers.chromium import CHROMIUM, chromium
+from helpers.sample_release import copy_sample_release
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
 
@@ -39,21 +40,9 @@ INTERNAL_CODES = re.compile(r"\b(habitat_patch|protected_area|road|railway|strea
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    """One pipeline run of the CALL sample into a fresh local store."""
-    from tvb_tasks.pipeline import run_pipeline
-
-    tmp = tmp_path_factory.mktemp("readers")
-    old = os.environ.get("TVB_WORK_DIR")
-    os.environ["TVB_WORK_DIR"] = str(tmp / "work")
-    try:
-        result = run_pipeline("call", store_uri=(tmp / "store").as_uri())
-    finally:
-        if old is None:
-            os.environ.pop("TVB_WORK_DIR", None)
-        else:
-            os.environ["TVB_WORK_DIR"] = old
-    assert result["status"] == "published"
+def release(sample_release_master, tmp_path_factory):
+    """One pipeline run of the CALL sample in a local store (this module's copy of the session's run)."""
+    tmp, result = copy_sample_release(sample_release_master, tmp_path_factory.mktemp("readers"))
     rid = result["release_id"]
     return {"store": tmp / "store", "uri": (tmp / "store").as_uri(), "rid": rid,
             "root": tmp / "store" / "releases" / "call" / rid, "result": result}
