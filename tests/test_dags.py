@@ -216,6 +216,23 @@ def test_pool_only_on_fetch_tasks(observatory):
     assert in_pool == {"fetch_sources"}
 
 
+def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
+    """CI's Celery stack has two task slots (two workers, concurrency 1): a sensor or a deferrable task waiting in
+    a slot could starve the mapped tasks. Every wait is the scheduler's (Asset events), none is a task's."""
+    from airflow.sdk import BaseSensorOperator
+
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["tiling"] = {**raw.get("tiling", {}), "enabled": True}
+    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    bag = _bag(monkeypatch, tmp_path)
+    assert {"tvb_observatory_call", "tvb_fetch_call", "tvb_tiled_cost_call"} <= set(bag.dags)
+    for dag in bag.dags.values():
+        for t in dag.tasks:
+            where = f"{dag.dag_id}.{t.task_id}"
+            assert not isinstance(t, BaseSensorOperator), where
+            assert not getattr(t, "deferrable", False) and not getattr(t, "start_from_trigger", False), where
+
+
 def test_publish_has_release_report_link(observatory):
     from tvb_links import ReleaseReportLink
 
