@@ -33,8 +33,10 @@ echo "test: mypy tvb_tasks"
 .venv/bin/mypy tvb_tasks || { echo "test: mypy tvb_tasks failed (see above)" >&2; exit 1; }
 
 stack_started=0
+# The stack runs CeleryExecutor (Redis, two workers) as docker-compose.yml does; TVB_STACK_CELERY=0: LocalExecutor.
+stack_mode=--celery; [ "${TVB_STACK_CELERY:-1}" = 0 ] && stack_mode=""
 if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
-  if bash .ci/stack.sh start ${TVB_STACK_CELERY:+--celery}; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
+  if bash .ci/stack.sh start $stack_mode; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
 fi
 trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' EXIT
 

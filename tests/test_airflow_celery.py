@@ -1,13 +1,19 @@
-"""CeleryExecutor in the production-like stack (``.ci/stack.sh start --celery``: Redis broker, two Celery workers
-named worker-1 / worker-2 through ``tvb_worker.hostname``, CALL configured with tiling enabled): one run of the
-tiled cost-distance DAG maps its tiles × sous-trames over both workers, through the S3 store.
+"""CeleryExecutor in the production-like stack (``.ci/stack.sh start --celery``, what ``scripts/test.sh`` starts:
+Redis broker, two Celery workers named worker-1 / worker-2 through ``tvb_worker.hostname``, CALL configured with
+tiling enabled and 256-cell tiles): one run of the tiled cost-distance DAG maps its tiles over both workers,
+through the S3 store, and the stitched raster is the untiled engine's.
+
+Kept cheap for CI: one sous-trame (forest: reservoirs all over the territory, so every tile starts in round 1) at
+50 m, i.e. a 2 × 2 grid of 256-cell tiles whose boundary exchange takes a few rounds — a handful of tile tasks.
 
 Skipped unless the running stack (``var/stack/stack.env`` or ``TVB_STACK_ENV``) uses the CeleryExecutor.
 """
 from __future__ import annotations
 
+import json
 import time
 
+import numpy as np
 import pytest
 
 from helpers.airflow_stack import ENV_FILE, Api, read_env
@@ -24,6 +30,8 @@ if STACK.get("TVB_STACK_EXECUTOR") != "CeleryExecutor":
 
 TERRITORY = STACK.get("TVB_STACK_TERRITORY", "call")
 TILED = f"tvb_tiled_cost_{TERRITORY}"
+SOUS_TRAME = "forest"
+RESOLUTION_M = 50          # CALL ≈ 460 × 325 cells: 2 × 2 tiles of 256 cells (the stack's tiling.tile_size)
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +49,58 @@ def _task_instances(api: Api, run_id: str) -> list[dict]:
             return out
 
 
-def test_mapped_tiles_of_one_run_execute_on_both_workers(api):
-    workers = set(STACK["TVB_STACK_WORKERS"].split(","))
-    assert workers == {"worker-1", "worker-2"}
+@pytest.fixture(scope="module")
+def tiled_run(api) -> dict:
     api.unpause(TILED)
-    resp = api.trigger(TILED, {"sous_trames": ["forest", "mining"]})
+    resp = api.trigger(TILED, {"sous_trames": [SOUS_TRAME], "resolution_m": RESOLUTION_M})
     assert resp.status_code == 200, resp.text[:500]
     run_id = resp.json()["dag_run_id"]
     t0 = time.monotonic()
     run = api.wait(TILED, run_id)
     assert run["state"] == "success", api.failure_report(TILED, run_id)
-    tis = _task_instances(api, run_id)
-    tiles = [t for t in tis if t["task_id"].startswith("round_") and t["state"] == "success"]
-    assert len(tiles) > 8
-    hosts = {t["hostname"] for t in tiles}
-    assert hosts == workers, f"tile tasks ran on {hosts}"
-    for host in workers:                                      # each worker ran a real share of the tiles
-        assert sum(t["hostname"] == host for t in tiles) >= 2
-    stitched = [t for t in tis if t["task_id"] == "stitch"]
-    assert len(stitched) == 2 and {t["state"] for t in stitched} == {"success"}
-    print(f"{len(tiles)} tile tasks on {sorted(hosts)} in {time.monotonic() - t0:.0f} s")
+    print(f"{TILED} run {run_id}: {time.monotonic() - t0:.0f} s")
+    return {"run_id": run_id, "tis": _task_instances(api, run_id)}
+
+
+def test_mapped_tiles_of_one_run_execute_on_both_workers(tiled_run):
+    workers = set(STACK["TVB_STACK_WORKERS"].split(","))
+    assert workers == {"worker-1", "worker-2"}
+    tiles = [t for t in tiled_run["tis"] if t["task_id"].startswith("round_") and t["state"] == "success"]
+    by_worker = {w: sum(t["hostname"] == w for t in tiles) for w in workers}
+    print(f"{len(tiles)} tile tasks: {by_worker}")
+    assert {t["hostname"] for t in tiles} == workers, f"tile tasks ran on {by_worker}"
+    assert min(by_worker.values()) >= 2, f"each worker should run a real share of the tiles: {by_worker}"
+    assert {t["task_id"] for t in tiles} >= {"round_1", "round_2"}       # boundary values were exchanged
+
+
+def test_stitched_cost_is_the_untiled_engines(api, tiled_run, tmp_path, monkeypatch):
+    """The stitched ``cost.tif`` in the S3 store equals the untiled engine's on the run's own snapshots and
+    configuration (tiling disabled)."""
+    import boto3
+    import rasterio
+
+    from tvb_tasks.layers import compute_sous_trame
+    from tvb_tasks.pipeline import _snapshot_paths, territory_from_run
+    from tvb_tasks.store import open_store
+
+    run_id = tiled_run["run_id"]
+    stitched = api.get(f"/dags/{TILED}/dagRuns/{run_id}/taskInstances/stitch/xcomEntries/return_value",
+                       map_index=0)["value"]
+    stitched = json.loads(stitched) if isinstance(stitched, str) else stitched
+    assert stitched["sous_trame"] == SOUS_TRAME and stitched["cost"] and stitched["reached"] > 10_000
+    fetched = api.xcom(TILED, run_id, "fetch_sources")
+    assert fetched["resolution_m"] == RESOLUTION_M
+
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
+    s3 = boto3.client("s3", endpoint_url=STACK["TVB_STACK_S3_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=STACK["TVB_STACK_S3_ACCESS_KEY"],
+                      aws_secret_access_key=STACK["TVB_STACK_S3_SECRET_KEY"])
+    store = open_store(fetched["store_uri"], client=s3)
+    territory = territory_from_run(fetched)
+    assert territory.tiling.enabled and territory.resolution_m == RESOLUTION_M
+    untiled = territory.model_copy(update={"tiling": territory.tiling.model_copy(update={"enabled": False})})
+    part = compute_sous_trame(untiled, _snapshot_paths(store, fetched), SOUS_TRAME, tmp_path / "layers")
+    tiled_tif = store.materialize(stitched["cost"], tmp_path / "stitched")
+    with rasterio.open(part["files"]["cost"]) as a, rasterio.open(tiled_tif) as b:
+        assert a.shape == b.shape and a.transform == b.transform and a.crs == b.crs
+        assert np.array_equal(a.read(1), b.read(1))

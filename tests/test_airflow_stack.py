@@ -1,5 +1,6 @@
-"""The production-like stack (``.ci/stack.sh start``: PostgreSQL, Airflow api-server / scheduler / dag-processor /
-triggerer with LocalExecutor, moto S3, a webhook sink), driven through the Airflow REST API v2 as the UI does.
+"""The production-like stack (``.ci/stack.sh start --celery``, what CI starts: PostgreSQL, Redis, Airflow api-server /
+scheduler / dag-processor / triggerer with CeleryExecutor and two workers, moto S3, a webhook sink; the same tests
+pass on ``.ci/stack.sh start``, LocalExecutor), driven through the Airflow REST API v2 as the UI does.
 
 Skipped when the stack is not running (no ``var/stack/stack.env``, or the file named by ``TVB_STACK_ENV``).
 The tests run in file order: the REST-triggered release first, then the fetch DAG whose Asset events schedule the
@@ -167,7 +168,7 @@ def test_forced_fetch_emits_asset_events_that_schedule_the_observatory(api, s3, 
     while time.monotonic() < deadline and not triggered:
         triggered = [r for r in _runs(api, OBSERVATORY) if r["dag_run_id"] not in known
                      and r["run_type"] == "asset_triggered"]
-        time.sleep(3)
+        time.sleep(1)
     assert triggered, f"no asset-triggered {OBSERVATORY} run within 180 s after {started.isoformat()}"
     run = api.wait(OBSERVATORY, triggered[0]["dag_run_id"])
     assert run["state"] == "success", api.failure_report(OBSERVATORY, run["dag_run_id"])

@@ -216,6 +216,59 @@ def test_pool_only_on_fetch_tasks(observatory):
     assert in_pool == {"fetch_sources"}
 
 
+def _waits_in_a_slot(t) -> bool:
+    """Whether task ``t`` would hold a worker slot while it waits: a sensor in ``poke`` mode, or an operator that
+    waits for completion (``TriggerDagRunOperator(wait_for_completion=True)``), unless deferrable (the wait then
+    runs in the triggerer). Mapped tasks: their operator class and partial arguments."""
+    from airflow.sdk import BaseSensorOperator
+
+    kw = getattr(t, "partial_kwargs", None)
+
+    def arg(name, default=None):
+        return kw.get(name, default) if kw is not None else getattr(t, name, default)
+
+    cls = getattr(t, "operator_class", type(t))
+    if arg("deferrable", False):
+        return False
+    if isinstance(cls, type) and issubclass(cls, BaseSensorOperator):
+        return arg("mode", "poke") != "reschedule"
+    return bool(arg("wait_for_completion", False))
+
+
+def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
+    """CI's Celery stack has two task slots (two workers, concurrency 1): a task waiting in a slot (poke sensor,
+    non-deferrable wait for another DAG run) could starve the mapped tasks it waits for."""
+    probe = tmp_path / "dags" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text(
+        "from datetime import datetime\n"
+        "from airflow.sdk import BaseSensorOperator, dag\n"
+        "from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator as T\n"
+        "class S(BaseSensorOperator):\n"
+        "    def poke(self, context):\n"
+        "        return True\n"
+        "@dag(start_date=datetime(2024, 1, 1), schedule=None)\n"
+        "def probe():\n"
+        "    one = [{'trigger_dag_id': 'a'}]\n"
+        "    T.partial(task_id='waits', wait_for_completion=True).expand_kwargs(one)\n"
+        "    T.partial(task_id='defers', wait_for_completion=True, deferrable=True).expand_kwargs(one)\n"
+        "    T(task_id='fires', trigger_dag_id='a')\n"
+        "    S(task_id='pokes')\n"
+        "    S(task_id='reschedules', mode='reschedule')\n"
+        "    S.partial(task_id='mapped_pokes').expand(timeout=[60])\n"
+        "probe()\n", encoding="utf-8")
+    tasks = DagBag(dag_folder=str(probe.parent)).dags["probe"].tasks
+    assert {t.task_id for t in tasks if _waits_in_a_slot(t)} == {"waits", "pokes", "mapped_pokes"}
+
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw["tiling"] = {**raw.get("tiling", {}), "enabled": True}
+    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    bag = _bag(monkeypatch, tmp_path)
+    assert {"tvb_observatory_call", "tvb_fetch_call", "tvb_tiled_cost_call"} <= set(bag.dags)
+    waiting = [f"{d.dag_id}.{t.task_id}" for d in bag.dags.values() for t in d.tasks if _waits_in_a_slot(t)]
+    assert waiting == []
+
+
 def test_publish_has_release_report_link(observatory):
     from tvb_links import ReleaseReportLink
 

@@ -58,7 +58,7 @@ class Api:
             run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
             if run["state"] in ("success", "failed"):
                 return run
-            time.sleep(3)
+            time.sleep(1)
         pytest.fail(f"{dag_id} run {run_id} not finished after {timeout:.0f} s: {self.task_states(dag_id, run_id)}")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
