@@ -337,3 +337,17 @@ def publish_mosaic(region, members: list, store: Store, work_dir: Path, *, code_
             indicators=figures, code_version=code_version, dry_run=dry_run, force=force, released_at=now,
             release_id=release_id_for(ikey, now, new_run_nonce()))
     return {**result, "members": listed}
+
+
+def publish_region_mosaic(region_id: str, store_uri: str | None = None, *, dry_run: bool = False,
+                          force: bool = False) -> dict:
+    """:func:`publish_mosaic` of the region ``config/regions/<region_id>.yaml`` (members loaded and checked) into
+    the store ``store_uri`` (default: ``TVB_STORE_URI`` / ``var/store``), working under ``TVB_WORK_DIR``; what the
+    ``publish_mosaic`` task of ``tvb_region_<id>`` and ``tvb mosaic`` run."""
+    from ..config_regions import load_region, region_members
+    from ..pipeline import code_version, work_root
+    from ..store import open_store
+
+    region = load_region(region_id)
+    return publish_mosaic(region, region_members(region), open_store(store_uri), work_root() / "mosaic",
+                          code_version=code_version(), dry_run=dry_run, force=force)
