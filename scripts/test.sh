@@ -32,6 +32,11 @@ echo "test: ruff check"
 echo "test: mypy tvb_tasks"
 .venv/bin/mypy tvb_tasks || { echo "test: mypy tvb_tasks failed (see above)" >&2; exit 1; }
 
+# tests/test_airflow_region.py: the stack gets the synthetic neighbour call_voisin and the region CALL + voisin
+.venv/bin/python sample/generate.py --neighbour --out "$ROOT/var/neighbour" >/dev/null
+export TVB_STACK_EXTRA_CONFIG="${TVB_STACK_EXTRA_CONFIG:+$TVB_STACK_EXTRA_CONFIG }$ROOT/var/neighbour/call_voisin.yaml"
+export TVB_STACK_EXTRA_REGIONS="${TVB_STACK_EXTRA_REGIONS:-$ROOT/tests/fixtures/regions/call_et_voisin.yaml}"
+
 stack_started=0
 if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
   if bash .ci/stack.sh start ${TVB_STACK_CELERY:+--celery}; then stack_started=1; else echo "test: the production-like stack failed to start" >&2; bash .ci/stack.sh stop || true; exit 1; fi
