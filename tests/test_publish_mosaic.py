@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyogrio
 import pytest
+import yaml
 
 from helpers.release_outputs import T0, make_layers_gpkg
 from tvb_tasks.config import load_territory
@@ -162,3 +163,26 @@ def test_region_key_figures_rules():
     assert figures["recomputed"] == ["artificialised_share_pct"] and figures["omitted"] == ["mean_patch_ha"]
     partial = region_key_figures({"a": {"rupture_points": 1}, "b": {}})
     assert partial["region"] == {} and partial["omitted"] == ["rupture_points"]      # missing in a member
+
+
+def test_cli_mosaic_publishes_then_reports_unchanged(store, tmp_path, two_members, monkeypatch, capsys):
+    from tvb_tasks.cli import main
+
+    territories, regions = tmp_path / "territories", tmp_path / "regions"
+    territories.mkdir()
+    regions.mkdir()
+    for t in MEMBERS:
+        raw = yaml.safe_load(Path(load_territory("call").path).read_text(encoding="utf-8"))
+        raw.update(id=t.id, name=t.name)
+        (territories / f"{t.id}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n",
+                                      encoding="utf-8")
+    monkeypatch.setenv("TVB_CONFIG_DIR", str(territories))
+    monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
+    assert main(["mosaic", "duo", "--store", str(store.root)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["status"] == "published" and [m["release_id"] for m in first["members"]] == list(
+        two_members.values())
+    assert main(["mosaic", "duo", "--store", str(store.root)]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "unchanged"

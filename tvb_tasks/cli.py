@@ -157,6 +157,14 @@ def cmd_sources_rejected(args) -> int:
     return 0
 
 
+def cmd_mosaic(args) -> int:
+    from .publish.mosaic import publish_region_mosaic
+
+    result = publish_region_mosaic(args.region, args.store, dry_run=args.dry_run, force=args.force)
+    _print({k: result[k] for k in ("status", "release_id", "report_url", "members")})
+    return 0
+
+
 def cmd_territories(args) -> int:
     from .config import list_territories, load_territory
 
@@ -467,6 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("territories", help="list configured territories")
     t.set_defaults(func=cmd_territories)
+
+    mo = sub.add_parser("mosaic", help="publish the regional mosaic of a region's live member releases "
+                                       "(config/regions/<id>.yaml)")
+    mo.add_argument("region", help="a region id (config/regions/<id>.yaml, folder TVB_REGIONS_DIR) or a YAML path")
+    mo.add_argument("--store", help="object store URI (file:///… or s3://bucket/prefix); default TVB_STORE_URI")
+    mo.add_argument("--dry-run", action="store_true", help="assemble and check, publish nothing")
+    mo.add_argument("--force", action="store_true", help="publish even if the member releases are unchanged")
+    mo.set_defaults(func=cmd_mosaic)
 
     c = sub.add_parser("check-config", help="validate a territory or region YAML")
     c.add_argument("territory", help="a territory id (config/territories/<id>.yaml, folder TVB_CONFIG_DIR), a region "
