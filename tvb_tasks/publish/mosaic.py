@@ -336,6 +336,7 @@ def publish_mosaic(region, members: list, store: Store, work_dir: Path, *, code_
                                                      for m in releases}},
             indicators=figures, code_version=code_version, dry_run=dry_run, force=force, released_at=now,
             release_id=release_id_for(ikey, now, new_run_nonce()))
+    result.pop("web_url", None)         # no web map of its own: the page links the members' web maps
     return {**result, "members": listed}
 
 
