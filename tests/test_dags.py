@@ -422,3 +422,18 @@ def test_region_params_become_each_members_conf_and_are_valid_there(region_bag, 
                     for m in ("call", "call_voisin")]
     for run in runs:
         _server_params(region_bag.dags[run["trigger_dag_id"]]).deep_merge(run["conf"]).validate()
+
+
+@pytest.mark.integration          # a fresh interpreter importing Airflow
+def test_region_dag_file_parses_fast_without_warnings(region_bag):
+    """tvb_region.py with a region configured: no deprecation warning, no heavy stage library at parse time."""
+    code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; g = runpy.run_path(sys.argv[3]); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('geopandas', 'great_expectations', "
+            "'rasterio', 'numba', 'scipy') or m.startswith(('tvb_tasks.publish', 'tvb_tasks.pipeline', "
+            "'tvb_tasks.layers', 'tvb_tasks.indicators'))); print(sorted(k for k in g if k.startswith('tvb_region_')), "
+            "heavy)")
+    proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::PendingDeprecationWarning",
+                           "-W", "error::FutureWarning", "-c", code, str(PLUGINS), str(ROOT), str(DAGS / "tvb_region.py")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "['tvb_region_broken', 'tvb_region_duo'] []"
