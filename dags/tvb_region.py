@@ -22,7 +22,14 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from tvb_dag_support import DEFAULT_ARGS, FORM_RESOLUTION_MAX_M, START_DATE, config_error_dag, store_uri
+from tvb_dag_support import (
+    DEFAULT_ARGS,
+    FORM_RESOLUTION_MAX_M,
+    START_DATE,
+    check_conf_keys,
+    config_error_dag,
+    store_uri,
+)
 from tvb_tasks.config import RESOLUTION_MIN_M, ConfigError, Territory
 from tvb_tasks.config_regions import Region, list_regions, load_region, region_members
 
@@ -103,7 +110,9 @@ def build_region_dag(region: Region, members: list[Territory]):
          doc_md=region_doc(region, members), params=region_params(region, members))
     def region_dag():
         @task(execution_timeout=timedelta(minutes=5))
-        def plan_members(params=None, run_id=None):
+        def plan_members(params=None, run_id=None, dag_run=None):
+            """Refuse unknown trigger keys (a typo would be silently ignored), then one conf per member."""
+            check_conf_keys(dag_run.conf, params)
             return member_runs(ids, all_sous_trames, params, run_id)
 
         # a failed member run is not re-triggered: its own tasks have retries; re-run the region once it is fixed
