@@ -134,6 +134,20 @@ for f in [*src.glob("*.yaml"), *extra]:
 EOF
 }
 
+write_extra_config() {  # without --celery: the YAML files of TVB_STACK_EXTRA_CONFIG next to config/territories'
+  # (as they are); with or without: the region YAMLs of TVB_STACK_EXTRA_REGIONS in $STACK_DIR/regions (tvb_region DAGs)
+  if [ "$CELERY" != 1 ] && [ -n "${TVB_STACK_EXTRA_CONFIG:-}" ]; then
+    mkdir -p "$STACK_DIR/config"
+    cp "$ROOT"/config/territories/*.yaml ${TVB_STACK_EXTRA_CONFIG} "$STACK_DIR/config/"
+    echo "export TVB_CONFIG_DIR=\"$STACK_DIR/config\"" >> "$STACK_DIR/airflow.env"
+  fi
+  if [ -n "${TVB_STACK_EXTRA_REGIONS:-}" ]; then
+    mkdir -p "$STACK_DIR/regions"
+    cp ${TVB_STACK_EXTRA_REGIONS} "$STACK_DIR/regions/"
+    echo "export TVB_REGIONS_DIR=\"$STACK_DIR/regions\"" >> "$STACK_DIR/airflow.env"
+  fi
+}
+
 start_redis() {
   spawn redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --protected-mode yes
   wait_for 20 "redis" "$PY" -c "import redis; redis.Redis(host='127.0.0.1', port=$REDIS_PORT).ping()"
@@ -348,6 +362,7 @@ cmd_start() {
   VIEWER_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(12))')"
   write_airflow_env
   if [ "$CELERY" = 1 ]; then write_tiled_config; fi
+  write_extra_config
   start_postgres
   if [ "$CELERY" = 1 ]; then start_redis; fi
   start_s3

@@ -18,7 +18,6 @@ fast. See docs/operations.md.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from tvb_dag_support import (
     DEFAULT_ARGS,
     POOL,
     START_DATE,
+    config_error_dag,
     fetch_sources_task,
     observatory_doc,
     planned_sous_trames,
@@ -148,24 +148,7 @@ def build_observatory_dag(territory: Territory):
 
 def build_config_error_dag(territory_id: str, error: str):
     """A visible, failing placeholder for a territory whose YAML is invalid (the other territories keep running)."""
-
-    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", territory_id)[:200]
-
-    @dag(dag_id=f"tvb_observatory_{safe_id}", schedule=None, start_date=START_DATE, catchup=False,
-         default_args={**DEFAULT_ARGS, "retries": 0}, tags={"tvb", "config-error"},
-         doc_md=f"### Invalid territory configuration `{territory_id}`\n\n```\n{error}\n```\n\n"
-                "Fix the YAML file; this DAG is replaced by the real ones at the next parse.",
-         description=f"INVALID configuration for territory {territory_id}")
-    def config_error_dag():
-        @task(execution_timeout=timedelta(minutes=1))
-        def report_config_error():
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(error)
-
-        report_config_error()
-
-    return config_error_dag()
+    return config_error_dag("tvb_observatory", "territory", territory_id, error)
 
 
 def build_all() -> dict[str, Any]:

@@ -190,6 +190,32 @@ def xcom_list(results: Sequence[T]) -> list[T]:
     return list(results[:])
 
 
+def config_error_dag(prefix: str, what: str, config_id: str, error: str):
+    """``<prefix>_<id>``: a visible, failing placeholder DAG for a ``what`` (territory, region) whose YAML is
+    invalid, showing the error (the other YAMLs keep their DAGs)."""
+    import re
+
+    from airflow.sdk import dag, task
+
+    safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", config_id)[:200]
+
+    @dag(dag_id=f"{prefix}_{safe_id}", schedule=None, start_date=START_DATE, catchup=False,
+         default_args={**DEFAULT_ARGS, "retries": 0}, tags={"tvb", "config-error"},
+         doc_md=f"### Invalid {what} configuration `{config_id}`\n\n```\n{error}\n```\n\n"
+                "Fix the YAML file; this DAG is replaced by the real ones at the next parse.",
+         description=f"INVALID configuration for {what} {config_id}")
+    def config_error():
+        @task(execution_timeout=timedelta(minutes=1))
+        def report_config_error():
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(error)
+
+        report_config_error()
+
+    return config_error()
+
+
 # --- trigger form --------------------------------------------------------------------------------------------------
 def trigger_params(territory: Territory) -> dict[str, Param]:
     """The manual-trigger form: typed, with enums and ranges, validated (JSON schema) before a run is created."""

@@ -32,6 +32,14 @@ echo "test: ruff check"
 echo "test: mypy tvb_tasks"
 .venv/bin/mypy tvb_tasks || { echo "test: mypy tvb_tasks failed (see above)" >&2; exit 1; }
 
+# tests/test_airflow_region.py: the stack gets the synthetic neighbour call_voisin and the region CALL + voisin
+# (≈ 5 min of stack time on the loaded VM; TVB_STACK_REGION=0: no region on the stack, the test skips itself)
+if [ "${TVB_STACK_REGION:-1}" = 1 ]; then
+  .venv/bin/python sample/generate.py --neighbour --out "$ROOT/var/neighbour" >/dev/null
+  export TVB_STACK_EXTRA_CONFIG="${TVB_STACK_EXTRA_CONFIG:+$TVB_STACK_EXTRA_CONFIG }$ROOT/var/neighbour/call_voisin.yaml"
+  export TVB_STACK_EXTRA_REGIONS="${TVB_STACK_EXTRA_REGIONS:-$ROOT/tests/fixtures/regions/call_et_voisin.yaml}"
+fi
+
 stack_started=0
 # The stack runs CeleryExecutor (Redis, two workers) as docker-compose.yml does; TVB_STACK_CELERY=0: LocalExecutor.
 stack_mode=--celery; [ "${TVB_STACK_CELERY:-1}" = 0 ] && stack_mode=""

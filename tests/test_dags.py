@@ -413,3 +413,80 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
     broken = bag.dags["tvb_observatory_broken"]
     assert [t.task_id for t in broken.tasks] == ["report_config_error"]
     assert "config-error" in broken.tags and "invalid territory configuration" in broken.doc_md
+
+
+# --- one DAG per region file (dags/tvb_region.py) ---------------------------------------------------------------------
+@pytest.fixture
+def region_bag(tmp_path, monkeypatch):
+    """call, call_voisin (a copy with its own id and two sous-trames) and the regions duo and broken (an unknown
+    member) next to them."""
+    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    territories, regions = tmp_path / "territories", tmp_path / "regions"
+    territories.mkdir()
+    regions.mkdir()
+    voisin = {**raw, "id": "call_voisin", "name": "Voisin synthétique",
+              "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
+    (territories / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (territories / "call_voisin.yaml").write_text(yaml.safe_dump(voisin, allow_unicode=True), encoding="utf-8")
+    (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n", encoding="utf-8")
+    (regions / "broken.yaml").write_text("id: broken\nname: Cassée\nmembers: [call, atlantis]\n", encoding="utf-8")
+    monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
+    return _bag(monkeypatch, territories)
+
+
+def test_region_dag_triggers_members_in_parallel_then_publishes_the_mosaic(region_bag):
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    assert region_bag.import_errors == {}
+    dag = region_bag.dags["tvb_region_duo"]
+    up = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
+    assert up == {"plan_members": set(), "run_member": {"plan_members"}, "publish_mosaic": {"run_member"}}
+    run_member = dag.get_task("run_member")
+    assert run_member.is_mapped and run_member.operator_class is TriggerDagRunOperator
+    kw = run_member.partial_kwargs
+    assert kw["wait_for_completion"] is True and kw["deferrable"] is True   # the wait holds no worker slot
+    assert kw["fail_when_dag_is_paused"] is True and kw["retries"] == 0
+    assert dag.get_task("publish_mosaic").trigger_rule == "all_success"    # a failed member: no mosaic
+    assert dag.schedule is None and dag.max_active_runs == 1 and dag.catchup is False
+    assert {"tvb", "region", "region:duo", "territory:call", "territory:call_voisin"} <= set(dag.tags)
+    assert "assembles, it does not recompute" in dag.doc_md
+    form = {k: dag.params.get_param(k).schema for k in ("force", "sous_trames", "resolution_m", "dry_run")}
+    assert form["sous_trames"]["items"]["enum"] == ["forest", "wetland"]   # common to every member
+    assert [form[k]["title"] for k in form] == ["Forcer le recalcul", "Sous-trames à calculer", "Résolution (m)",
+                                                "Essai à blanc"]
+    broken = region_bag.dags["tvb_region_broken"]
+    assert [t.task_id for t in broken.tasks] == ["report_config_error"] and "config-error" in broken.tags
+    assert "member 'atlantis' has no territory configuration" in broken.doc_md
+
+
+@pytest.mark.parametrize("params, conf", [
+    ({"force": False, "sous_trames": ["forest", "wetland"], "resolution_m": None, "dry_run": False},
+     {"force": False, "dry_run": False}),
+    ({"force": True, "sous_trames": ["forest"], "resolution_m": 100, "dry_run": True},
+     {"force": True, "dry_run": True, "sous_trames": ["forest"], "resolution_m": 100}),
+])
+def test_region_params_become_each_members_conf_and_are_valid_there(region_bag, params, conf):
+    import runpy
+
+    member_runs = runpy.run_path(str(DAGS / "tvb_region.py"))["member_runs"]
+    _server_params(region_bag.dags["tvb_region_duo"]).deep_merge(params).validate()
+    runs = member_runs(["call", "call_voisin"], ["forest", "wetland"], params, "manual__x")
+    assert runs == [{"trigger_dag_id": f"tvb_observatory_{m}", "conf": conf, "trigger_run_id": f"manual__x__{m}"}
+                    for m in ("call", "call_voisin")]
+    for run in runs:
+        _server_params(region_bag.dags[run["trigger_dag_id"]]).deep_merge(run["conf"]).validate()
+
+
+@pytest.mark.integration          # a fresh interpreter importing Airflow
+def test_region_dag_file_parses_fast_without_warnings(region_bag):
+    """tvb_region.py with a region configured: no deprecation warning, no heavy stage library at parse time."""
+    code = ("import runpy, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; g = runpy.run_path(sys.argv[3]); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('geopandas', 'great_expectations', "
+            "'rasterio', 'numba', 'scipy') or m.startswith(('tvb_tasks.publish', 'tvb_tasks.pipeline', "
+            "'tvb_tasks.layers', 'tvb_tasks.indicators'))); print(sorted(k for k in g if k.startswith('tvb_region_')), "
+            "heavy)")
+    proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-W", "error::PendingDeprecationWarning",
+                           "-W", "error::FutureWarning", "-c", code, str(PLUGINS), str(ROOT), str(DAGS / "tvb_region.py")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "['tvb_region_broken', 'tvb_region_duo'] []"

@@ -60,3 +60,20 @@ def test_region_x4_is_four_calls(gen, tmp_path):
             b = gpd.read_file(again.parent / Path(src.path).name, layer=src.layer)
             assert a.drop(columns="geometry").equals(b.drop(columns="geometry")), name
             assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all(), name
+
+
+def test_neighbour_is_the_call_translated_east_with_its_own_id(gen, tmp_path):
+    path = gen.generate_neighbour(tmp_path / "v")
+    assert path.name == "call_voisin.yaml" and not (ROOT / "config" / "territories" / path.name).exists()
+    voisin, call = load_territory(path), load_territory("call")
+    assert voisin.id == "call_voisin" and "synthétique" in voisin.name
+    assert voisin.sous_trames == call.sous_trames and voisin.friction == call.friction    # same method settings
+    a = gpd.read_file(ROOT / "sample" / "call" / "territory.gpkg", layer="epci")
+    b = gpd.read_file(Path(voisin.sources["territory"].path), layer=voisin.sources["territory"].layer)
+    dx = b.total_bounds[0] - a.total_bounds[0]
+    assert dx == pytest.approx(np.ceil((a.total_bounds[2] - a.total_bounds[0]) / 100) * 100)   # one step east
+    assert b.total_bounds[1] == pytest.approx(a.total_bounds[1])
+    assert b.area.sum() == pytest.approx(a.area.sum())
+    lu_a = gpd.read_file(ROOT / "sample" / "call" / "landuse.gpkg", columns=["id"], ignore_geometry=True)
+    lu_b = gpd.read_file(Path(voisin.sources["landuse"].path), columns=["id"], ignore_geometry=True)
+    assert not set(lu_a["id"]) & set(lu_b["id"])                                       # ids differ from the CALL's

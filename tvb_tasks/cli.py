@@ -157,6 +157,14 @@ def cmd_sources_rejected(args) -> int:
     return 0
 
 
+def cmd_mosaic(args) -> int:
+    from .publish.mosaic import publish_region_mosaic
+
+    result = publish_region_mosaic(args.region, args.store, dry_run=args.dry_run, force=args.force)
+    _print({k: result[k] for k in ("status", "release_id", "report_url", "members")})
+    return 0
+
+
 def cmd_territories(args) -> int:
     from .config import list_territories, load_territory
 
@@ -169,8 +177,14 @@ def cmd_territories(args) -> int:
 
 def cmd_check_config(args) -> int:
     from .config import ConfigError, files_declaring, load_territory, territories_dir
+    from .config_regions import is_region, load_region
     from .sources.schemas import check_territory
 
+    if is_region(args.territory):
+        region = load_region(args.territory)
+        print(f"{region.path}: valid region ({len(region.members)} members: {', '.join(region.members)}; "
+              f"config hash {region.config_hash()[:12]})")
+        return 0
     t = load_territory(args.territory, args.profile)
     # a copy of this file in the config folder with the same id (load_territory refuses the copy itself)
     in_folder = Path(t.path).resolve().parent == territories_dir().resolve()
@@ -462,9 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("territories", help="list configured territories")
     t.set_defaults(func=cmd_territories)
 
-    c = sub.add_parser("check-config", help="validate a territory YAML")
-    c.add_argument("territory", help="a territory id (config/territories/<id>.yaml, folder TVB_CONFIG_DIR) or the "
-                                     "path of a YAML file")
+    mo = sub.add_parser("mosaic", help="publish the regional mosaic of a region's live member releases "
+                                       "(config/regions/<id>.yaml)")
+    mo.add_argument("region", help="a region id (config/regions/<id>.yaml, folder TVB_REGIONS_DIR) or a YAML path")
+    mo.add_argument("--store", help="object store URI (file:///… or s3://bucket/prefix); default TVB_STORE_URI")
+    mo.add_argument("--dry-run", action="store_true", help="assemble and check, publish nothing")
+    mo.add_argument("--force", action="store_true", help="publish even if the member releases are unchanged")
+    mo.set_defaults(func=cmd_mosaic)
+
+    c = sub.add_parser("check-config", help="validate a territory or region YAML")
+    c.add_argument("territory", help="a territory id (config/territories/<id>.yaml, folder TVB_CONFIG_DIR), a region "
+                                     "id (config/regions/<id>.yaml, folder TVB_REGIONS_DIR) or the path of a YAML "
+                                     "file (a region's has 'members')")
     c.add_argument("--profile")
     c.set_defaults(func=cmd_check_config)
 
