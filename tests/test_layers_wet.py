@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
 import pytest
 from shapely import Point
 
@@ -137,3 +138,23 @@ def test_a_culvert_on_no_wet_corridor_is_labelled_hors_corridor(tmp_path):
     far = culverts[culverts.geometry.y > Y0 + 700]
     assert len(culverts) == 2 and far["corridor_id"].tolist() == ["hors corridor"]
     assert (culverts["corridor_id"] != "").all()
+
+
+def test_a_run_without_the_wet_sous_trame_has_no_culvert_points_and_a_typed_empty_wet_layer(tmp_path):
+    """Chosen sous-trames without the trame bleue (the trigger form allows it): no culvert point without a
+    sous-trame, an empty wet_corridors layer whose ``libelle`` is text, and the output suites of both layers pass."""
+    from tvb_tasks.validate import validate_outputs
+
+    t, inputs = _scene(tmp_path, roads=[(line((900, 0), (900, 1000)), 3)])
+    with_wet = compute_layers(t, inputs, tmp_path / "wet", sous_trames=["forest", "wetland"])
+    assert "culvert" in set(gpd.read_file(with_wet["gpkg"], layer="rupture_points")["infrastructure"])
+    out = compute_layers(t, inputs, tmp_path / "dry", sous_trames=["forest"])
+    pts = gpd.read_file(out["gpkg"], layer="rupture_points")
+    assert "culvert" not in set(pts["infrastructure"]) and not (pts["sous_trame"].astype(str) == "").any()
+    wet = pyogrio.read_info(out["gpkg"], layer="wet_corridors")
+    assert wet["features"] == 0
+    assert dict(zip(wet["fields"], wet["dtypes"]))["libelle"] == "object"
+    forest_only = t.model_copy(update={"sous_trames": {"forest": t.sous_trames["forest"]}})   # as the run has it
+    verdict = validate_outputs(forest_only, out["gpkg"], None, tmp_path / "gate")
+    for layer in ("wet_corridors", "rupture_points"):          # (no forest habitat in this scene: no reservoirs)
+        assert verdict["sources"][layer]["success"], verdict["sources"][layer]["critical_failures"]

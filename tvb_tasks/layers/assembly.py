@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -78,6 +79,12 @@ def _write_layer(gdf: gpd.GeoDataFrame, path: Path, layer: str, geometry_type: s
 
 def _sum_km(gdf: gpd.GeoDataFrame) -> float:
     return float(gdf["length_m"].sum() / 1000) if len(gdf) else 0.0
+
+
+def _labels(frame: gpd.GeoDataFrame, label) -> Any:
+    """``label(frame)``, or an empty text column for an empty layer (an empty list would make it float64, which
+    the output suites refuse for ``libelle``)."""
+    return label(frame) if len(frame) else pd.Series([], dtype=object, index=frame.index)
 
 
 HABITAT_PATCH_COLUMNS = ["patch_id", "sous_trame", "area_ha", "area_in_territory_ha"]
@@ -157,8 +164,9 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         log.warning("no trame bleue sous-trame among the parts: the wet_corridors layer is empty")
     wet, wet_summary = wet_corridors(territory, ctx.watercourses, wet_patches, wet_st, ctx.boundary)
     obstacles = read_role(territory, inputs, "river_obstacles", required=False)
-    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses, missing=missing,
-                              reservoirs=reservoirs)
+    # culverts are points of the trame bleue: none when no wet sous-trame was computed (a run of chosen sous-trames)
+    ruptures = rupture_points(territory, corridors, ctx.infra, wet, obstacles, ctx.watercourses if wet_st else None,
+                              missing=missing, reservoirs=reservoirs)
     if len(corridors):      # status downgraded by an untreated rupture point (raw crossings: before deduplication)
         raw = pd.concat([missing, infrastructure_ruptures(territory, corridors, ctx.infra)], ignore_index=True)
         corridors = downgrade_status(corridors, raw, territory.corridors.status.downgrade_min_severity,
@@ -173,14 +181,14 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     t_wet = time.perf_counter() - t
 
     t = time.perf_counter()
-    reservoirs["libelle"] = labels.label_reservoirs(territory, reservoirs) if len(reservoirs) else []
-    relays["libelle"] = labels.label_relays(territory, relays) if len(relays) else []
-    corridors["libelle"] = labels.label_corridors(territory, corridors) if len(corridors) else []
-    stretches["libelle"] = labels.label_stretches(territory, stretches) if len(stretches) else []
-    areas["libelle"] = labels.label_corridor_areas(territory, areas) if len(areas) else []
-    wet["libelle"] = labels.label_wet(wet) if len(wet) else []
-    ruptures["libelle"] = labels.label_ruptures(territory, ruptures) if len(ruptures) else []
-    vigilance["libelle"] = labels.label_vigilance(territory, vigilance) if len(vigilance) else []
+    reservoirs["libelle"] = _labels(reservoirs, lambda f: labels.label_reservoirs(territory, f))
+    relays["libelle"] = _labels(relays, lambda f: labels.label_relays(territory, f))
+    corridors["libelle"] = _labels(corridors, lambda f: labels.label_corridors(territory, f))
+    stretches["libelle"] = _labels(stretches, lambda f: labels.label_stretches(territory, f))
+    areas["libelle"] = _labels(areas, lambda f: labels.label_corridor_areas(territory, f))
+    wet["libelle"] = _labels(wet, labels.label_wet)
+    ruptures["libelle"] = _labels(ruptures, lambda f: labels.label_ruptures(territory, f))
+    vigilance["libelle"] = _labels(vigilance, lambda f: labels.label_vigilance(territory, f))
     patches = _habitat_patches_layer(territory, parts)
     fragmenting = fragmenting_lines(territory, ctx.infra)
     fragmenting = fragmenting.assign(libelle=labels.label_infrastructure(fragmenting))
