@@ -22,7 +22,7 @@ if not ENV_FILE.exists():
 
 boto3 = pytest.importorskip("boto3")
 STACK = read_env(ENV_FILE)
-CONF = {"force": True, "sous_trames": ["forest", "wetland"], "resolution_m": 200, "dry_run": False}
+CONF = {"force": True, "sous_trames": ["forest"], "resolution_m": 200, "dry_run": False}
 
 
 @pytest.fixture(scope="module")
