@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory, load_yaml
 
 CALL = Path(__file__).resolve().parent.parent / "config" / "territories" / "call.yaml"
 
@@ -264,3 +264,10 @@ def test_sections_are_typed_fields_and_a_copied_mapping_is_validated():
     assert typed_section(copied, "tiling", TilingConfig).dag_rounds == 3
     with pytest.raises(ConfigError, match=r"tiling\.dag_rounds: .*greater than or equal to 1"):
         typed_section(t.model_copy(update={"tiling": {"dag_rounds": 0}}), "tiling", TilingConfig)
+
+
+def test_load_yaml_reads_plain_data_like_safe_load_and_refuses_python_tags():
+    text = (PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8")
+    assert load_yaml(text) == yaml.safe_load(text)
+    with pytest.raises(yaml.YAMLError):           # a safe loader: no object built from a tag
+        load_yaml("!!python/object/apply:os.getcwd []")
