@@ -52,7 +52,7 @@ trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' 
 # (real servers, the stack, real Airflow: not parallel-safe) in one process. Extra arguments go to both runs; a run
 # that selects no test (pytest exit status 5) does not fail the command.
 status=0
-.venv/bin/python -m pytest -p no:cacheprovider -m "not integration and not e2e" -n 2 --dist loadfile "$@" || status=$?
+.venv/bin/python -m pytest -p no:cacheprovider -m "not integration and not e2e" -n 2 --dist loadfile --durations=15 "$@" || status=$?
 [ "$status" = 5 ] && status=0
 .venv/bin/python -m pytest -p no:cacheprovider -m "integration or e2e" "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
 exit "$status"

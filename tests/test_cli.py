@@ -13,6 +13,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from tvb_tasks.cli import main as tvb
+from tvb_tasks.config import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +129,7 @@ def test_check_config_refuses_a_copy_whose_id_was_not_changed(tmp_path, monkeypa
 def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     import yaml
 
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     mutate(raw)
     path = tmp_path / "call.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")

@@ -4,13 +4,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory, load_yaml
 
 CALL = Path(__file__).resolve().parent.parent / "config" / "territories" / "call.yaml"
 
 
 def _write(tmp_path: Path, mutate) -> Path:
-    raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
+    raw = load_yaml(CALL.read_text(encoding="utf-8"))
     mutate(raw)
     path = tmp_path / f"{raw['id']}.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -165,7 +165,7 @@ def test_every_section_is_a_typed_field():
         ValidationSettings,
     )
 
-    raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
+    raw = load_yaml(CALL.read_text(encoding="utf-8"))
     assert set(raw) <= set(Territory.model_fields)          # every section of call.yaml is declared
     t = load_territory("call")
     assert isinstance(t.indicators, IndicatorsConfig) and isinstance(t.validation, ValidationSettings)
@@ -205,7 +205,7 @@ def test_source_options_list_only_what_the_yaml_sets():
 def test_every_bundled_yaml_loads():
     """call.yaml in each profile, with each nomenclature of config/nomenclatures/ (test_one_line_switches_…)."""
     for territory in list_territories():
-        raw = yaml.safe_load((PROJECT_ROOT / "config/territories" / f"{territory}.yaml").read_text(encoding="utf-8"))
+        raw = load_yaml((PROJECT_ROOT / "config/territories" / f"{territory}.yaml").read_text(encoding="utf-8"))
         for profile in ["default", *(raw.get("profiles") or {})]:
             assert load_territory(territory, profile).profile == profile
 
@@ -215,7 +215,7 @@ def test_a_nomenclature_definition_with_an_unknown_key_is_refused(tmp_path, monk
 
     folder = tmp_path / "config" / "nomenclatures"
     folder.mkdir(parents=True)
-    good = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/clc.yaml").read_text(encoding="utf-8"))
+    good = load_yaml((PROJECT_ROOT / "config/nomenclatures/clc.yaml").read_text(encoding="utf-8"))
     (folder / "clc.yaml").write_text(yaml.safe_dump({**good, "default_clas": "farmland"}), encoding="utf-8")
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
     with pytest.raises(ConfigError, match=r"clc.yaml: unknown key\(s\) \['default_clas'\]"):
@@ -264,3 +264,10 @@ def test_sections_are_typed_fields_and_a_copied_mapping_is_validated():
     assert typed_section(copied, "tiling", TilingConfig).dag_rounds == 3
     with pytest.raises(ConfigError, match=r"tiling\.dag_rounds: .*greater than or equal to 1"):
         typed_section(t.model_copy(update={"tiling": {"dag_rounds": 0}}), "tiling", TilingConfig)
+
+
+def test_load_yaml_reads_plain_data_like_safe_load_and_refuses_python_tags():
+    text = (PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8")
+    assert load_yaml(text) == yaml.safe_load(text)
+    with pytest.raises(yaml.YAMLError):           # a safe loader: no object built from a tag
+        load_yaml("!!python/object/apply:os.getcwd []")

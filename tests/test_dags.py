@@ -5,6 +5,7 @@ dags/ and plugins/ folders); nothing here needs a metadata database.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
@@ -31,11 +33,12 @@ for _p in (str(PLUGINS), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
-
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402
-from airflow.sdk import Asset, AssetAny, CronTriggerTimetable  # noqa: E402
-from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
+if importlib.util.find_spec("airflow") is None:
+    pytest.skip("apache-airflow is not installed in this environment", allow_module_level=True)
+# Airflow (~2 s to import) is imported by the tests, not at collection: each pytest-xdist worker collects every
+# module, and only the one that runs this file needs Airflow.
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
 
 from tvb_tasks.config import list_territories, load_territory  # noqa: E402
 
@@ -56,6 +59,8 @@ LEGACY_API = {
 
 
 def _bag(monkeypatch=None, config_dir: Path | None = None) -> DagBag:
+    from airflow.dag_processing.dagbag import DagBag
+
     if config_dir is not None:
         monkeypatch.setenv("TVB_CONFIG_DIR", str(config_dir))
     return DagBag(dag_folder=str(DAGS))
@@ -63,6 +68,8 @@ def _bag(monkeypatch=None, config_dir: Path | None = None) -> DagBag:
 
 @pytest.fixture(scope="module")
 def bag() -> DagBag:
+    from airflow.dag_processing.dagbag import DagBag
+
     return DagBag(dag_folder=str(DAGS))
 
 
@@ -193,7 +200,7 @@ def test_dag_settings(bag, territory):
 
 
 def test_fetch_dag_cron_pool_and_conditional_asset_events(fetch, territory):
-    from airflow.sdk import AssetAlias
+    from airflow.sdk import AssetAlias, CronTriggerTimetable
 
     assert isinstance(fetch.timetable, CronTriggerTimetable)
     assert fetch.timetable.expression == territory.schedule.fetch_cron
@@ -204,6 +211,8 @@ def test_fetch_dag_cron_pool_and_conditional_asset_events(fetch, territory):
 
 
 def test_observatory_scheduled_on_any_source_asset(observatory, territory, dagmod):
+    from airflow.sdk import Asset, AssetAny
+
     schedule = observatory.timetable.asset_condition
     assert isinstance(schedule, AssetAny)
     assets = {a for a in schedule.objects if isinstance(a, Asset)}
@@ -270,6 +279,8 @@ def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
 
 
 def test_publish_has_release_report_link(observatory):
+    from airflow.serialization.serialized_objects import DagSerialization
+
     from tvb_links import ReleaseReportLink
 
     publish = observatory.get_task("publish")
@@ -291,6 +302,8 @@ def test_tasks_push_one_xcom_each_and_publish_declares_the_release_asset(bag, ob
 # --- trigger form ----------------------------------------------------------------------------------------------------
 def _server_params(dag):
     """The params as the API server sees them (after DAG serialization), like a REST / UI trigger."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
     return DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag)).params
 
 

@@ -28,7 +28,7 @@ from helpers.release_outputs import make_outputs, territory
 from helpers.servers import static_server
 from tvb_tasks import publish
 from tvb_tasks.cli import main as tvb
-from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory, load_yaml
 from tvb_tasks.publish import (
     PublishConflict,
     PublishError,
@@ -539,7 +539,7 @@ def test_deadline_from_yaml_and_cli_override_then_good_server(raw_server, tmp_pa
 
 # --- 3. a refused input, then the good one -----------------------------------------------------------------------
 def _config_dir(tmp: Path, landuse: Path | None = None, **changes) -> Path:
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     if landuse is not None:
         raw["sources"]["landuse"].update(path=str(landuse))
     raw.update(changes)
@@ -600,7 +600,7 @@ def test_path_form_territory_is_used_by_every_stage(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["sous_trames"]["forest"]["reservoir_min_area_ha"] = 77.0
     x = tmp_path / "x.yaml"                       # same id as config/territories/call.yaml, other thresholds
     x.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -627,7 +627,7 @@ def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeyp
 
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["sous_trames"]["forest"]["reservoir_min_area_ha"] = float(raw["sous_trames"]["forest"]
                                                                   ["reservoir_min_area_ha"]) + 7
     x = tmp_path / "x.yaml"
@@ -650,7 +650,7 @@ def test_ghost_territory_fails_before_writing_snapshots(tmp_path, capsys):
     store = tmp_path / "store"
     assert tvb(["run", "--territory", str(tmp_path / "ghost.yaml"), "--store", str(store)]) == 1
     assert "no territory configuration" in capsys.readouterr().err
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["id"] = "ghost"
     raw["sources"]["roads"]["path"] = "sample/call/no-such-roads.gpkg"
     ghost = tmp_path / "ghost.yaml"
@@ -726,7 +726,7 @@ def test_second_cli_run_on_the_same_inputs_stops_clearly(tmp_path, monkeypatch, 
 
 # --- 6 and 8. bad configurations: one clear message ------------------------------------------------------------
 def _yaml(tmp_path: Path, mutate) -> Path:
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     mutate(raw)
     p = tmp_path / "t.yaml"
     p.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -773,7 +773,7 @@ def test_nomenclature_error_never_echoes_the_file(tmp_path, capsys):
     secret_line = "root:x:0:0:TOPSECRET:/root:/bin/bash"
     fake = tmp_path / "passwd"
     fake.write_text(secret_line + "\n")
-    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+    nomenclature = load_yaml((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
 
     def point_at_fake(raw: dict) -> None:      # explicit {file, code_column} form, with the OCS2D rules
         raw["nomenclature"] = {"file": str(fake), "code_column": nomenclature["code_column"]}
@@ -792,7 +792,7 @@ def test_nomenclature_check_columns_error_never_echoes_the_file(tmp_path, capsys
     and listed its 'columns', i.e. its first line (``/etc/shadow``)."""
     fake = tmp_path / "shadow"
     fake.write_text("root:*:19000:0:99999:7:::TOPSECRET\ndaemon:*:19000:0:99999:7:::\n")
-    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+    nomenclature = load_yaml((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
 
     def point_at_fake(raw: dict) -> None:
         raw["nomenclature"] = {"file": str(fake), "code_column": nomenclature["code_column"],
@@ -1002,7 +1002,7 @@ def test_deleted_snapshot_object_is_written_again(tmp_path, capsys):
 def test_nomenclature_file_symlinked_to_a_device_is_refused(tmp_path, capsys, device):
     link = tmp_path / "codes.csv"
     link.symlink_to(device)
-    nomenclature = yaml.safe_load((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
+    nomenclature = load_yaml((PROJECT_ROOT / "config/nomenclatures/ocs2d.yaml").read_text(encoding="utf-8"))
 
     def point_at_device(raw: dict) -> None:
         raw["nomenclature"] = {"file": str(link), "code_column": nomenclature["code_column"],

@@ -5,6 +5,8 @@ fail-fast retry policy. Connections come from ``AIRFLOW_CONN_*`` environment var
 from __future__ import annotations
 
 import base64
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -33,14 +35,28 @@ for _p in (str(PLUGINS), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-pytest.importorskip("airflow", reason="apache-airflow is not installed in this environment")
+if importlib.util.find_spec("airflow") is None:
+    pytest.skip("apache-airflow is not installed in this environment", allow_module_level=True)
 
-from airflow.sdk import RetryAction  # noqa: E402
 
-import tvb_hooks  # noqa: E402
-import tvb_links  # noqa: E402
-import tvb_notifier  # noqa: E402
-import tvb_retry  # noqa: E402
+class _Lazy:
+    """Module ``name``, imported on first use of a public attribute: the plugins import Airflow (~2 s), which each
+    pytest-xdist worker would otherwise pay at collection, whether it runs this file or not. Private names raise
+    AttributeError, so pytest's look-ups at collection (fixture markers, ``__test__``) do not import it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self._name), attr)
+
+
+tvb_hooks = _Lazy("tvb_hooks")
+tvb_links = _Lazy("tvb_links")
+tvb_notifier = _Lazy("tvb_notifier")
+tvb_retry = _Lazy("tvb_retry")
 from helpers.servers import free_port  # noqa: E402
 from tvb_tasks.config import PROJECT_ROOT, load_territory  # noqa: E402
 from tvb_tasks.contracts import RUN_STATUSES  # noqa: E402
@@ -347,6 +363,8 @@ def test_plugin_is_loaded_by_airflow():
 
 # --- retry policy ----------------------------------------------------------------------------------------------------
 def test_deterministic_pipeline_errors_fail_fast_others_retry():
+    from airflow.sdk import RetryAction
+
     from tvb_tasks.cli import UsageError
     from tvb_tasks.config import ConfigError
     from tvb_tasks.errors import DeterministicError, TVBError

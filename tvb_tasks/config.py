@@ -115,6 +115,16 @@ def check_regular_file(path: str | Path, label: str) -> None:
         raise ConfigError(f"{label}: not a regular file (a device, FIFO or folder); give a configuration file")
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): a territory YAML parses in ~6 ms instead of ~60 ms
+# with the pure-Python one; same safe constructors (plain data only), errors with the same problem and line marks.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``load_yaml(text)`` with the C parser when available; raises ``yaml.YAMLError`` on a bad text."""
+    return yaml.load(text, Loader=_YAML_LOADER)       # a safe loader: CSafeLoader or SafeLoader
+
+
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """What is wrong in a YAML text and where (line, column), WITHOUT the snippet of the file PyYAML quotes."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -280,7 +290,7 @@ def list_territories() -> list[str]:
 def _declared_id(path: Path) -> str | None:
     """The ``id`` a territory YAML declares, or None when it cannot be read (its own load reports why)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     value = raw.get("id") if isinstance(raw, dict) else None
@@ -430,7 +440,7 @@ def nomenclature_definition(nomenclature_id: str) -> tuple[Path, dict]:
     if not ID_PATTERN.match(nomenclature_id) or not path.exists():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
         raise ConfigError(f"unknown nomenclature {nomenclature_id!r} (known: {known})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     for key in ("codes_file", "code_column", "code_columns", "rules"):
         if key not in data:
             raise ConfigError(f"nomenclature {path}: missing {key!r}")
@@ -486,7 +496,7 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         raise ConfigError(f"no territory configuration {path} (known territories: {known})")
     text = read_config_text(path)
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):

@@ -19,7 +19,7 @@ import shapely
 import yaml
 from shapely.geometry import LineString, Point, box
 
-from tvb_tasks.config import PROJECT_ROOT, load_territory
+from tvb_tasks.config import PROJECT_ROOT, load_territory, load_yaml
 
 X0, Y0 = 680_000.0, 7_030_000.0
 CRS = "EPSG:2154"
@@ -102,7 +102,7 @@ def write_scene(path: Path, drop_reservoir: str | None = None) -> Path:
 
 def scene_territory(tmp_path: Path, **connectivity):
     """The CALL configuration with the forest link probability 0.5 at cost 100 (and ``connectivity`` overrides)."""
-    raw = yaml.safe_load((PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
     raw["indicators"]["connectivity"].update(
         {"distance_threshold_cost": {"forest": 100, "grassland": 100, "mining": 100, "wetland": 100},
          "distance_threshold_m": 100, "probability_at_threshold": 0.5, **connectivity})

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory, typed_section
+from tvb_tasks.config import PROJECT_ROOT, ConfigError, Territory, load_yaml, typed_section
 from tvb_tasks.config_sections import (
     WET_BARRIER_TYPES,
     ChangeConfig,
@@ -48,7 +48,7 @@ def load_published_figures(territory: Territory) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{territory.path}: indicators.published_figures: no file {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     figures = raw.get("figures") if isinstance(raw, dict) else None

@@ -106,10 +106,10 @@ class TagRules(_Rule):
 def load_tag_rules(path: str | Path, valid_codes: set[str] | None = None) -> TagRules:
     """Load and validate tag rules; ``valid_codes`` (OCS2D codes) checks the land-use codes. Errors name the file."""
     path = Path(path)
-    from ..config import ConfigError, read_config_text, yaml_problem
+    from ..config import ConfigError, load_yaml, read_config_text, yaml_problem
 
     try:
-        raw = yaml.safe_load(read_config_text(path, "OSM tag rules"))
+        raw = load_yaml(read_config_text(path, "OSM tag rules"))
     except ConfigError as exc:
         raise SourceError(str(exc)) from None
     except yaml.YAMLError as exc:               # the problem and its line, never the file's text

@@ -24,9 +24,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-import yaml
-
-from ..config import PROJECT_ROOT, ConfigError, nomenclature_definition
+from ..config import PROJECT_ROOT, ConfigError, load_yaml, nomenclature_definition
 from .errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -46,12 +44,12 @@ def load_schema(schema_id: str) -> dict:
     if schema_id.startswith("_") or not path.exists():
         known = ", ".join(sorted(p.stem for p in SCHEMA_DIR.glob("*.yaml") if not p.stem.startswith("_")))
         raise ConfigError(f"unknown source schema {schema_id!r} (known: {known})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     service = data.get("service")
     if isinstance(service, str):
         if service not in SHARED_SERVICES:
             raise ConfigError(f"schema {path}: unknown shared service {service!r}")
-        data["service"] = yaml.safe_load((SCHEMA_DIR / SHARED_SERVICES[service]).read_text(encoding="utf-8"))
+        data["service"] = load_yaml((SCHEMA_DIR / SHARED_SERVICES[service]).read_text(encoding="utf-8"))
     data.setdefault("fields", {})
     for field, spec in data["fields"].items():
         flag = (spec or {}).get("open_values", False)

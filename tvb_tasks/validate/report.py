@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,21 @@ ul{margin:0;padding-left:1.2em}code{font-size:.9em}
 """
 
 
+@lru_cache(maxsize=1)
+def _page_view() -> Any:
+    """One GX ``DefaultJinjaPageView`` per process: its jinja2 environment caches the compiled templates (a new view
+    compiles ~150 templates again, most of the cost of a page). Rendering with a shared environment is thread-safe."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return DefaultJinjaPageView()
+
+
 def write_data_docs_page(result: Any, path: Path) -> Path:
     """Render one ``ExpectationSuiteValidationResult`` as a GX Data Docs page at ``path``."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
 
     document = ValidationResultsPageRenderer().render(result)
-    html = DefaultJinjaPageView().render(document)
+    html = _page_view().render(document)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
