@@ -1,0 +1,190 @@
+"""The tiled cost-distance of a whole synthetic region at 10 m: the Hauts-de-France size (31,800 km², ≈ 318 M cells).
+
+What is measured is the distributed part of the region-scale pipeline (the ``tvb_tiled_cost_<id>`` DAG's tile
+tasks), on one sous-trame, with every tile run in a fresh worker process as a Celery task would be:
+
+1. the CALL sample's friction and reservoir sources of the sous-trame at ``--resolution`` (the untiled engine's
+   own ``tvb_tasks.tiled.cost_problem``);
+2. a region raster of ``n`` copies of it in the grid of ``sample/generate.py``'s ``region_layout`` (``n`` = 132 for
+   ``--copies region``), cells outside every copy's territory (and the empty end of the last row) set to the
+   sous-trame's highest friction so that paths run across copies (islands would make the tile exchange trivial);
+   sources copied with each copy, one reservoir label per copy and reservoir;
+3. ``plan_to_store`` (per-tile inputs in a local store), then rounds of ``run_tile_from_store`` (the library's
+   ``run_rounds``) over ``--workers`` processes (``forkserver``: a tile process does not inherit the planner's
+   arrays), each returning its peak RSS;
+4. the stitch (``stitch_from_store``) and, unless ``--no-check``, the untiled ``accumulated_cost`` of the whole
+   region in this process, compared cell by cell (max abs difference of the accumulated cost, back-links and
+   allocation equal).
+
+Printed: grid cells, tiles, rounds and tile runs per round, wall and CPU time of each step, the largest tile
+task peak RSS (to compare with ``tiling.memory_limit_gib``), the planner's and the check's peak RSS, store bytes.
+The planning step here holds the whole region (as the DAG's ``plan_tiles`` does today); see docs/operations.md.
+
+Usage: python bench/region_tiles.py [--copies region] [--resolution 10] [--sous-trame forest]
+       [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _tile_job(store_root: str, prefix: str, index: int) -> tuple[list[int], float, float, float]:
+    """One tile task in a worker process: (tiles to run next, peak RSS MB of the worker, seconds, CPU seconds)."""
+    from tvb_tasks.layers.tiles import run_tile_from_store
+    from tvb_tasks.store import LocalStore
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    touched = run_tile_from_store(LocalStore(store_root), prefix, index)
+    return touched, _peak_mb(), time.perf_counter() - t0, time.process_time() - c0
+
+
+def region_problem(copies: int, resolution: float, sous_trame: str):
+    """``(friction (H, W) float32, sources (N, 2), labels (N,), cell size m, knight, max_cost, CALL shape)``."""
+    from sample.generate import region_layout
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers import engine
+    from tvb_tasks.tiled import cost_problem
+
+    territory = load_territory("call").model_copy(update={"resolution_m": float(resolution)})
+    friction, src, res_idx, grid, knight = cost_problem(territory, engine.sample_inputs(territory), sous_trame)
+    friction = np.asarray(friction, dtype=np.float32)
+    h, w = friction.shape
+    fill = np.float32(np.nanmax(np.where(np.isfinite(friction), friction, np.nan)))
+    one = np.where(np.isfinite(friction) & (friction > 0), friction, fill).astype(np.float32)
+    nx, ny = region_layout(copies)
+    big = np.full((ny * h, nx * w), fill, dtype=np.float32)
+    srcs, labels = [], []
+    n_res = int(res_idx.max()) + 1 if len(res_idx) else 0
+    for k in range(copies):
+        r, c = divmod(k, nx)
+        big[r * h:(r + 1) * h, c * w:(c + 1) * w] = one
+        srcs.append(np.asarray(src) + (r * h, c * w))
+        labels.append(np.asarray(res_idx) + k * n_res)
+    return (big, np.concatenate(srcs), np.concatenate(labels).astype(np.int32), float(grid.res), bool(knight),
+            territory.sous_trames[sous_trame].max_cost, (h, w))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", default="region", help="CALL copies: a number or 'region' (31,800 km²)")
+    ap.add_argument("--resolution", type=float, default=10.0)
+    ap.add_argument("--sous-trame", default="forest")
+    ap.add_argument("--tile-size", type=int, default=2048)
+    ap.add_argument("--overlap", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-rounds", type=int, default=40)
+    ap.add_argument("--work", default=str(ROOT / "var" / "bench" / "region_tiles"))
+    ap.add_argument("--no-check", action="store_true", help="skip the untiled run of the whole region")
+    args = ap.parse_args(argv)
+
+    from sample.generate import region_copies
+    from tvb_tasks.config_sections import TilingConfig
+    from tvb_tasks.layers import costdistance as cd
+    from tvb_tasks.layers.tiles import plan_to_store, run_rounds, stitch_from_store
+    from tvb_tasks.store import LocalStore
+
+    ctx = mp.get_context("forkserver")          # start the server before the big arrays exist
+    pool = ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx)
+    pool.submit(os.getpid).result()
+
+    n = region_copies(args.copies)
+    t0, c0 = time.perf_counter(), _cpu()
+    cost, src, labels, cell, knight, max_cost, call_shape = region_problem(n, args.resolution, args.sous_trame)
+    H, W = cost.shape
+    print(f"region: {n} CALL copies at {args.resolution:g} m, grid {H} x {W} = {H * W / 1e6:.1f} M cells "
+          f"({H * W * args.resolution ** 2 / 1e6:,.0f} km² of grid), CALL grid {call_shape[0]} x {call_shape[1]}, "
+          f"{len(src)} source cells, sous-trame {args.sous_trame}")
+    print(f"build: {time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU, peak {_peak_mb():.0f} MB")
+
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    store = LocalStore(work / "store")
+    prefix = f"region/{args.sous_trame}"
+    tiling = TilingConfig(enabled=True, tile_size=args.tile_size, overlap=args.overlap)
+    t0, c0 = time.perf_counter(), _cpu()
+    first = plan_to_store(store, prefix, cost, src, tiling=tiling, cell_size=cell, knight=knight,
+                          max_cost=max_cost, source_labels=labels)
+    n_tiles = len(store.list(f"{prefix}/input/"))
+    print(f"plan: {n_tiles} tiles of {args.tile_size} + {args.overlap} cells, {len(first)} to start; "
+          f"{time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU, planner peak {_peak_mb():.0f} MB")
+
+    peaks: list[float] = []
+    per_round: list[int] = []
+    task_s: list[float] = []
+    task_cpu: list[float] = []
+
+    def pool_map(_fn, items):
+        items = list(items)
+        per_round.append(len(items))
+        futures = [pool.submit(_tile_job, str(store.root), prefix, i) for i in items]
+        for f in futures:
+            touched, peak, sec, cpu = f.result()
+            peaks.append(peak)
+            task_s.append(sec)
+            task_cpu.append(cpu)
+            yield touched
+
+    t0 = time.perf_counter()
+    rounds, runs = run_rounds(store, prefix, first, max_rounds=args.max_rounds, map_fn=pool_map)
+    wall = time.perf_counter() - t0
+    print(f"rounds: {rounds} ({', '.join(map(str, per_round))} tile runs), {runs} tile runs in {wall:.1f} s wall, "
+          f"{sum(task_cpu):.1f} s CPU in the tile tasks on {args.workers} workers; "
+          f"a tile task {np.median(task_s):.2f} s median, "
+          f"{max(task_s):.1f} s max; largest tile task peak RSS {max(peaks):.0f} MB")
+    size = sum(p.stat().st_size for p in (work / "store").rglob("*") if p.is_file())
+    print(f"store: {size / 2**30:.2f} GiB of per-tile objects")
+    pool.shutdown()
+
+    t0, c0 = time.perf_counter(), _cpu()
+    stitched = stitch_from_store(store, prefix)
+    print(f"stitch: {time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU, "
+          f"{int(np.isfinite(stitched[0]).sum()) / 1e6:.1f} M cells reached, peak {_peak_mb():.0f} MB")
+    if not args.no_check:          # the stitched rasters wait on disk while the untiled run holds the memory
+        names = ("acc", "back", "alloc")
+        for name, arr in zip(names, stitched):
+            np.save(work / f"{name}.npy", arr)
+        del stitched
+        t0, c0 = time.perf_counter(), _cpu()
+        ref = cd.accumulated_cost(cost, src, cell_size=cell, knight=knight, max_cost=max_cost,
+                                  return_backlinks=True, return_allocation=True, source_labels=labels)
+        print(f"untiled: {time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU, peak {_peak_mb():.0f} MB")
+        acc, back, alloc = (np.load(work / f"{name}.npy", mmap_mode="r") for name in names)
+        diff, same_cells, rows = 0.0, True, 4096
+        for r0 in range(0, H, rows):
+            a, b = np.asarray(acc[r0:r0 + rows]), ref[0][r0:r0 + rows]
+            same_cells &= bool(np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(np.isinf(a), np.isinf(b)))
+            fin = np.isfinite(a) & np.isfinite(b)
+            if fin.any():
+                diff = max(diff, float(np.max(np.abs(a[fin] - b[fin]))))
+        print(f"tiled vs untiled: max abs difference {diff:g}, same impassable and unreached cells {same_cells}, "
+              f"back-links equal {bool(np.array_equal(back, ref[1]))}, "
+              f"allocation equal {bool(np.array_equal(alloc, ref[2]))}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
