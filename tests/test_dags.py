@@ -266,6 +266,8 @@ def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
         "    S(task_id='reschedules', mode='reschedule')\n"
         "    S.partial(task_id='mapped_pokes').expand(timeout=[60])\n"
         "probe()\n", encoding="utf-8")
+    from airflow.dag_processing.dagbag import DagBag
+
     tasks = DagBag(dag_folder=str(probe.parent)).dags["probe"].tasks
     assert {t.task_id for t in tasks if _waits_in_a_slot(t)} == {"waits", "pokes", "mapped_pokes"}
 
