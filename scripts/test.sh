@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: Debian packages for the real local servers (MapServer WFS, Chromium,
-# PostgreSQL, QGIS Server), the project venv, the lint and type gates (ruff, mypy: fail fast), the production-like
-# Airflow stack (PostgreSQL + api-server, scheduler, dag-processor, triggerer, moto S3), then pytest: the fast tier on both
-# cores, then the integration and end-to-end tests. Extra arguments go to both pytest runs.
+# PostgreSQL, QGIS Server), the project venv, the lint and type gates (ruff, mypy: fail fast), the fast tier of pytest
+# on both cores, then the production-like Airflow stack (PostgreSQL, Redis, api-server, scheduler, dag-processor,
+# triggerer, two Celery workers, moto S3) and the integration and end-to-end tests. Extra arguments go to both
+# pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,6 +33,14 @@ echo "test: ruff check"
 echo "test: mypy tvb_tasks"
 .venv/bin/mypy tvb_tasks || { echo "test: mypy tvb_tasks failed (see above)" >&2; exit 1; }
 
+# Two runs: the fast tier (no server) on both cores with pytest-xdist, before the stack starts (it needs none, and
+# the idle stack would take CPU from it), then the integration and end-to-end tests (real servers, the stack, real
+# Airflow: not parallel-safe) in one process. Extra arguments go to both runs; a run that selects no test (pytest
+# exit status 5) does not fail the command.
+status=0
+.venv/bin/python -m pytest -p no:cacheprovider -m "not integration and not e2e" -n 2 --dist loadfile --durations=15 "$@" || status=$?
+[ "$status" = 5 ] && status=0
+
 # tests/test_airflow_region.py: the stack gets the synthetic neighbour call_voisin and the region CALL + voisin
 # (≈ 5 min of stack time on the loaded VM; TVB_STACK_REGION=0: no region on the stack, the test skips itself)
 if [ "${TVB_STACK_REGION:-1}" = 1 ]; then
@@ -48,11 +57,5 @@ if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
 fi
 trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' EXIT
 
-# Two runs: the fast tier (no server) on both cores with pytest-xdist, then the integration and end-to-end tests
-# (real servers, the stack, real Airflow: not parallel-safe) in one process. Extra arguments go to both runs; a run
-# that selects no test (pytest exit status 5) does not fail the command.
-status=0
-.venv/bin/python -m pytest -p no:cacheprovider -m "not integration and not e2e" -n 2 --dist loadfile --durations=15 "$@" || status=$?
-[ "$status" = 5 ] && status=0
 .venv/bin/python -m pytest -p no:cacheprovider -m "integration or e2e" "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
 exit "$status"
