@@ -60,7 +60,10 @@ def test_tiles_mapped_over_rounds_stitch_to_the_untiled_rasters(tmp_path_factory
     af = Airflow(tmp_path_factory.mktemp("airflow-tiled"))
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
-    run = af.run("tvb_tiled_cost_call", {"sous_trames": ["forest", "mining"]}, TVB_CONFIG_DIR=str(tiled_config))
+    # at 50 m: 2 × 2 tiles of 256 cells per sous-trame (8 per round), enough for mapped tiles × sous-trames and
+    # the exchange of boundary values over rounds
+    run = af.run("tvb_tiled_cost_call", {"sous_trames": ["forest", "mining"], "resolution_m": 50},
+                 TVB_CONFIG_DIR=str(tiled_config))
     assert run["state"] == "success", why(run)
     assert_clean_log(run)             # the rounds read the mapped tile results without "XCom not found" errors
     states = task_states(run)
@@ -83,6 +86,7 @@ def test_tiles_mapped_over_rounds_stitch_to_the_untiled_rasters(tmp_path_factory
 
     store = af.store()
     fetched = run["xcoms"]["fetch_sources[-1].return_value"]
+    assert fetched["resolution_m"] == 50
     for st in ("forest", "mining"):
         res = run["xcoms"][f"stitch[{['forest', 'mining'].index(st)}].return_value"]
         assert res["sous_trame"] == st and res["reached"] > 10_000
