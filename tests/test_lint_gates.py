@@ -22,8 +22,10 @@ def test_test_command_runs_ruff_and_mypy_first():
         return next(i for i, ln in enumerate(lines) if re.search(pattern, ln))
 
     ruff, mypy = first(r"\.venv/bin/ruff check\b.* \.(\s|$)"), first(r"\.venv/bin/mypy tvb_tasks\b")
-    stack, pytest_ = first(r"bash \.ci/stack\.sh start"), first(r"-m pytest\b")
-    assert first(r"scripts/setup\.sh") < ruff < mypy < stack < pytest_
+    stack = first(r"bash \.ci/stack\.sh start")
+    fast, slow = first(r"-m pytest\b.*not integration and not e2e"), first(r"-m pytest\b.*\"integration or e2e\"")
+    # the fast tier needs no server: it runs before the stack starts, the integration and e2e tests after it
+    assert first(r"scripts/setup\.sh") < ruff < mypy < fast < stack < slow
     for i in (ruff, mypy):                        # a finding stops the run with a message, before the stack starts
         assert re.search(r"\|\|\s*\{.*exit 1", lines[i]), lines[i]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
