@@ -7,12 +7,11 @@ Needs a region DAG on the stack: ``TVB_STACK_EXTRA_CONFIG`` with the neighbour's
 """
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from helpers.airflow_stack import ENV_FILE, Api, read_env
+from helpers.airflow_stack import ENV_FILE, Api, read_env, s3_client, s3_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,17 +31,11 @@ def api() -> Api:
 
 @pytest.fixture(scope="module")
 def s3():
-    return boto3.client("s3", endpoint_url=STACK["TVB_STACK_S3_ENDPOINT"], region_name="us-east-1",
-                        aws_access_key_id=STACK["TVB_STACK_S3_ACCESS_KEY"],
-                        aws_secret_access_key=STACK["TVB_STACK_S3_SECRET_KEY"])
+    return s3_client(STACK)
 
 
 def _s3_json(s3, key: str) -> dict | None:
-    try:
-        body = s3.get_object(Bucket=STACK["TVB_STACK_BUCKET"], Key=f"{STACK['TVB_STACK_PREFIX']}/{key}")["Body"]
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body.read())
+    return s3_json(s3, STACK, key)
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,21 @@ class Api:
                 log = self.task_log(dag_id, run_id, t["task_id"], t["try_number"], t["map_index"])
                 lines.append(f"--- {t['task_id']} log (tail) ---\n{log[-3000:]}")
         return "\n".join(lines)
+
+
+def s3_client(stack: dict[str, str]):
+    """A boto3 S3 client on the stack's S3 server (credentials from the stack's env file)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=stack["TVB_STACK_S3_ENDPOINT"], region_name="us-east-1",
+                        aws_access_key_id=stack["TVB_STACK_S3_ACCESS_KEY"],
+                        aws_secret_access_key=stack["TVB_STACK_S3_SECRET_KEY"])
+
+
+def s3_json(s3, stack: dict[str, str], key: str) -> dict | None:
+    """The JSON object at ``key`` under the stack's store prefix, or None if there is none."""
+    try:
+        body = s3.get_object(Bucket=stack["TVB_STACK_BUCKET"], Key=f"{stack['TVB_STACK_PREFIX']}/{key}")["Body"]
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body.read())

@@ -7,24 +7,11 @@ file, a prune) cannot leak into another module.
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-
-def _with_env(env: dict[str, str], fn):
-    """Call ``fn()`` with ``env`` set in ``os.environ``, then restore the previous values."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+from helpers.servers import temp_env
 
 
 def build_sample_release(root: Path) -> dict[str, Any]:
@@ -32,8 +19,8 @@ def build_sample_release(root: Path) -> dict[str, Any]:
     ``root/cache``); returns the run result (``status`` must be ``published``)."""
     from tvb_tasks.pipeline import run_pipeline
 
-    env = {"TVB_WORK_DIR": str(root / "work"), "TVB_CACHE_DIR": str(root / "cache")}
-    result = _with_env(env, lambda: run_pipeline("call", store_uri=(root / "store").as_uri(), profile="default"))
+    with temp_env({"TVB_WORK_DIR": str(root / "work"), "TVB_CACHE_DIR": str(root / "cache")}):
+        result = run_pipeline("call", store_uri=(root / "store").as_uri(), profile="default")
     assert result["status"] == "published", result
     return result
 

@@ -94,10 +94,10 @@ def moto_server_process() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fake_aws_env() -> Iterator[None]:
-    """Fake AWS credentials in this process's environment (what boto3 needs to sign moto requests), then restored."""
-    saved = {k: os.environ.get(k) for k in FAKE_AWS_ENV}
-    os.environ.update(FAKE_AWS_ENV)
+def temp_env(env: dict[str, str]) -> Iterator[None]:
+    """``env`` set in this process's environment, then the previous values restored (absent ones removed)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -106,6 +106,13 @@ def fake_aws_env() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def fake_aws_env() -> Iterator[None]:
+    """Fake AWS credentials in this process's environment (what boto3 needs to sign moto requests), then restored."""
+    with temp_env(FAKE_AWS_ENV):
+        yield
 
 
 def new_s3_store(url: str, prefix: str = "obs"):
