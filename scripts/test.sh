@@ -57,5 +57,5 @@ if [ "${TVB_SKIP_STACK:-0}" != 1 ]; then
 fi
 trap '[ $stack_started = 1 ] && bash .ci/stack.sh stop >/dev/null 2>&1 || true' EXIT
 
-.venv/bin/python -m pytest -p no:cacheprovider -m "integration or e2e" "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
+.venv/bin/python -m pytest -p no:cacheprovider -m "integration or e2e" --durations=15 "$@" || { rc=$?; [ "$rc" = 5 ] || status=$rc; }
 exit "$status"
