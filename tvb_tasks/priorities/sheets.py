@@ -20,6 +20,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from tvb_tasks.config import Territory
+from tvb_tasks.publish.report import reading
 from tvb_tasks.publish.report.maps import _line, _patch, _point, add_scale_and_north
 from tvb_tasks.publish.styles import STATUS_STYLES, sous_trame_colors
 
@@ -44,11 +45,8 @@ class Section:
 
 
 def fr(value, decimals: int = 1) -> str:
-    """French number format (thin space thousands, decimal comma)."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    text = f"{float(value):,.{decimals}f}".replace(",", "\u202f").replace(".", ",")
-    return text
+    """French number format (thin space thousands, decimal comma): the report's :func:`reading.fr`."""
+    return reading.fr(value, decimals)
 
 
 _HTML = """<!doctype html>

@@ -234,12 +234,12 @@ def write_key_figures_csv(figures: dict[str, Any], path: Path) -> None:
 
 # --- the page -----------------------------------------------------------------------------------------------------
 def _fmt(value: Any) -> str:
+    from .report.reading import fr
+
     if isinstance(value, bool) or value is None:
         return "—"
-    if isinstance(value, int):
-        return f"{value:,}".replace(",", "\u202f")
-    if isinstance(value, float):
-        return f"{value:,.1f}".replace(",", "\u202f").replace(".", ",")
+    if isinstance(value, (int, float)):
+        return fr(value, 0 if isinstance(value, int) else 1)
     return html.escape(str(value))
 
 
