@@ -68,6 +68,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+def check_id(value: str, kind: str) -> str:
+    """``value`` if it is a valid ``kind`` id (territory, region), else ``ValueError`` saying the rule."""
+    if not ID_PATTERN.match(value):
+        raise ValueError(f"{kind} id must be lowercase letters, digits, '-' or '_' (max 63)")
+    return value
+
+
 
 class ConfigError(DeterministicError, ValueError):
     """A territory configuration is missing or invalid; the message names the file and the field."""
@@ -181,9 +188,7 @@ class Territory(_Model):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not ID_PATTERN.match(value):
-            raise ValueError("territory id must be lowercase letters, digits, '-' or '_' (max 63)")
-        return value
+        return check_id(value, "territory")
 
     @model_validator(mode="after")
     def _check_references(self) -> Territory:

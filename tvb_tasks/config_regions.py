@@ -29,6 +29,7 @@ from tvb_tasks.config import (
     ConfigError,
     Territory,
     _unknown_key_message,
+    check_id,
     list_territories,
     load_territory,
     read_config_text,
@@ -52,9 +53,7 @@ class Region(_Model):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not ID_PATTERN.match(value):
-            raise ValueError("region id must be lowercase letters, digits, '-' or '_' (max 63)")
-        return value
+        return check_id(value, "region")
 
     @field_validator("members")
     @classmethod
