@@ -57,6 +57,47 @@ def test_cost_distance_command(tmp_path, capsys):
     assert "outside the raster" in capsys.readouterr().err
 
 
+_PROBE = """
+import json, sys
+from tvb_tasks.cli import main
+sys.argv = ["tvb", "cost-distance", *sys.argv[1:4]]
+rc_lib = main(sys.argv[1:])                  # called from Python: nothing is hidden from the caller
+lib = {m: sys.modules.get(m, "absent") is not None for m in ("scipy", "boto3")}
+rc_cmd = main()                              # the process's own command line
+cmd = {m: sys.modules.get(m, "absent") is not None for m in ("scipy", "boto3")}
+print(json.dumps({"rc": [rc_lib, rc_cmd], "lib": lib, "cmd": cmd}))
+"""
+
+
+def test_cost_distance_command_skips_unused_imports_only_as_its_own_process(tmp_path):
+    """``tvb cost-distance`` hides SciPy and boto3 (numba and rasterio import them, the command never uses them:
+    ≈ 15 % of its time) only when the process runs that command; ``main([...])`` from Python leaves them importable."""
+    tif, csv = tmp_path / "cost.tif", tmp_path / "sources.csv"
+    with rasterio.open(tif, "w", driver="GTiff", height=8, width=8, count=1, dtype="float32", crs="EPSG:2154",
+                       transform=from_origin(680000, 7040000, 25, 25)) as dst:
+        dst.write(np.ones((8, 8), dtype="float32"), 1)
+    csv.write_text("x,y\n680012.5,7039987.5\n")
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(tif), str(csv), str(tmp_path / "acc.tif")],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["rc"] == [0, 0]
+    assert res["lib"] == {"scipy": True, "boto3": True}    # "absent" (never imported) counts as importable
+    assert res["cmd"] == {"scipy": True, "boto3": True}    # already imported by the first call: left alone
+    fresh = subprocess.run([sys.executable, "-c", "import sys; from tvb_tasks.cli import main; "
+                            "sys.argv = ['tvb', 'cost-distance', *sys.argv[1:]]; main(); "
+                            "print([m for m in ('scipy', 'boto3') if m in sys.modules "
+                            "and sys.modules[m] is None])", str(tif), str(csv), str(tmp_path / "b.tif")],
+                           capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert fresh.strip().splitlines()[-1] == "['scipy', 'boto3']"
+    with rasterio.open(tmp_path / "acc.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1)) and a.read(1)[7, 7] == pytest.approx(7 * 25 * 2 ** 0.5)
+    remote = subprocess.run([sys.executable, "-c", "from tvb_tasks.cli import _skip_unused_imports as s; "
+                             "s(['s3://bucket/cost.tif', 'a.csv', 'out.tif']); import boto3; import sys; "
+                             "print(sys.modules.get('scipy', 'absent'))"],
+                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert remote.strip() == "None"                        # boto3 still importable for s3:// paths, scipy hidden
+
+
 @pytest.fixture(scope="module")
 def wfs(mapserver, tmp_path_factory):
     with mapserver.points(tmp_path_factory.mktemp("wfs"), n=1200, max_features=500) as (url, _data):
