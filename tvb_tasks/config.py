@@ -6,7 +6,9 @@ a YAML file, never code.
 
 This module reads the folder and the YAML (profiles, nomenclature, error messages naming the key's full path) and
 holds :class:`Territory`; the models of its sections are in :mod:`tvb_tasks.config_models` (the territory's own
-sections) and :mod:`tvb_tasks.config_sections` (the optional sections one stage reads).
+sections) and :mod:`tvb_tasks.config_sections` (the optional sections one stage reads); the cross-reference checks
+(a key or value naming a source, class, sous-trame, profile or stage that does not exist) and the wording of the
+errors are in :mod:`tvb_tasks.config_checks`.
 """
 from __future__ import annotations
 
