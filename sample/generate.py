@@ -1314,6 +1314,17 @@ def _suffix_ids(df: gpd.GeoDataFrame, k: int, columns: tuple[str, ...]) -> gpd.G
     return df
 
 
+def _drop_profiles(raw: dict) -> None:
+    """Remove the source profiles of a copied territory mapping (its sources are the sample's copies) and what is
+    keyed by them (``publish.credits`` / ``publish.basemap`` of a profile other than ``default``: refused by the
+    configuration checks as an unknown profile)."""
+    raw.pop("profiles", None)
+    publish = raw.get("publish") or {}
+    for key in ("credits", "basemap"):
+        if isinstance(publish.get(key), dict):
+            publish[key] = {name: value for name, value in publish[key].items() if name == "default"}
+
+
 def generate_region(scale: str | float, out_dir: Path | str, src_dir: Path | str = SAMPLE_DIR,
                     territory_yaml: Path | str = TERRITORY_CONFIG) -> Path:
     """A synthetic region for benchmarks ONLY: ``n`` translated copies of the CALL sample in a grid.
@@ -1337,7 +1348,7 @@ def generate_region(scale: str | float, out_dir: Path | str, src_dir: Path | str
     raw["id"] = f"call_x{n}"
     raw["name"] = f"Région synthétique ({n} × CALL, benchmarks)"
     raw["short_name"] = f"CALL×{n}"
-    raw.pop("profiles", None)
+    _drop_profiles(raw)
     return _write_yaml(raw, Path(out_dir) / f"call_x{n}.yaml", "--region: synthetic, for benchmarks only")
 
 
@@ -1364,7 +1375,7 @@ def generate_neighbour(out_dir: Path | str, src_dir: Path | str = SAMPLE_DIR,
     raw["name"] = "Voisin synthétique de la CALL (copie translatée vers l'est, tests uniquement)"
     raw["short_name"] = "Voisin synthétique"
     raw.pop("siren", None)
-    raw.pop("profiles", None)
+    _drop_profiles(raw)
     return _write_yaml(raw, Path(out_dir) / f"{NEIGHBOUR_ID}.yaml", "--neighbour: synthetic, for tests only")
 
 

@@ -54,6 +54,15 @@ def moto_server(moto_url):
         yield moto_url
 
 
+@pytest.fixture(scope="module")
+def territory():
+    """The bundled territory ``call`` (default profile), loaded once per module (module scope: a module may set
+    ``TVB_CONFIG_DIR`` / ``TVB_PROFILE``)."""
+    from tvb_tasks.config import load_territory
+
+    return load_territory("call")
+
+
 @pytest.fixture(scope="session")
 def sample_release_master(tmp_path_factory):
     """``(folder, run result)`` of the one pipeline run of the bundled sample in this session (read only: use

@@ -33,13 +33,6 @@ def airflow(tmp_path_factory):
     return Airflow(tmp_path_factory.mktemp("airflow-e2e"))
 
 
-@pytest.fixture(scope="module")
-def territory():
-    from tvb_tasks.config import load_territory
-
-    return load_territory("call")
-
-
 def test_fetch_dag_emits_one_asset_event_per_changed_source_only(airflow, territory):
     from tvb_tasks.contracts import FetchSummary
 

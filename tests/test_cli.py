@@ -163,9 +163,30 @@ def test_check_config_refuses_a_copy_whose_id_was_not_changed(tmp_path, monkeypa
     assert "territory id" in help_text and "path" in help_text
 
 
+def _renamed(where: str, old: str, new: str):
+    """Rename the key ``old`` of the mapping at the dotted path ``where`` of a territory mapping."""
+    def mutate(raw: dict) -> None:
+        for k in where.split("."):
+            raw = raw[k]
+        raw[new] = raw.pop(old)
+    return mutate
+
+
 @pytest.mark.parametrize("mutate, key", [
     (lambda r: r.update(indicatorz=r.pop("indicators")), "indicatorz: unknown key (did you mean 'indicators'?)"),
     (lambda r: r.update(validation={"bogus_key": 1}), "validation.bogus_key: unknown key"),
+    # keys that are names of other things (sous-trame, profile, source, project stage)
+    (_renamed("fiches", "forest", "forst"), "fiches.forst: unknown sous-trame (did you mean 'forest'?)"),
+    (_renamed("publish.credits", "default", "defualt"), "publish.credits.defualt: unknown profile (did you mean"),
+    (_renamed("publish.basemap", "production", "productoin"), "publish.basemap.productoin: unknown profile"),
+    (_renamed("publish.credits.default", "territory", "terrtory"),
+     "publish.credits.default.terrtory: unknown source (did you mean 'territory'?)"),
+    (_renamed("validation.sources", "terrils", "terils"),
+     "validation.sources.terils: unknown source (did you mean 'terrils'?)"),
+    (_renamed("priorities.conflict.stage_weights", "planned", "planed"),
+     "priorities.conflict.stage_weights.planed: unknown project stage (did you mean 'planned'?)"),
+    (_renamed("friction.landuse.forest", "grassland", "grasland"),
+     "friction.landuse.forest.grasland: unknown sous-trame (did you mean 'grassland'?)"),
 ])
 def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     import yaml
@@ -176,10 +197,21 @@ def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     assert tvb(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert str(path) in err and key in err
+    assert str(path) in err and key in err and "(top level)" not in err
+
+
+def test_check_config_as_a_command_names_a_misspelt_key(tmp_path):
+    """The command itself (a process): exit status 1, the key's path, no traceback."""
+    import yaml
+
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    _renamed("validation.sources", "terrils", "terils")(raw)
+    path = tmp_path / "call.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", str(path)], capture_output=True,
                           text=True, cwd=ROOT, check=False)
-    assert proc.returncode == 1 and key in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "validation.sources.terils: unknown source (did you mean 'terrils'?)" in proc.stderr
 
 
 @pytest.mark.parametrize("status, printed, located", [

@@ -50,7 +50,7 @@ def test_a_second_territory_is_just_a_yaml_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r["sous_trames"]["forest"].update(habitat=["jungle"]), "unknown land-use class 'jungle'"),
-    (lambda r: r.update(boundary={"source": "nowhere"}), "boundary.source names unknown source 'nowhere'"),
+    (lambda r: r.update(boundary={"source": "nowhere"}), "  - boundary.source: unknown source 'nowhere'"),
     (lambda r: r["friction"]["landuse"]["forest"].pop("wetland"), "no value for sous-trames ['wetland']"),
     (lambda r: r["sources"]["roads"].update(kind="ftp"), "sources.roads"),
     (lambda r: r["sources"]["roads"].update(kind="wfs", url="https://u:secret@example.org/wfs", typename="x"),
@@ -67,7 +67,8 @@ def test_invalid_configs_name_the_file_and_field(tmp_path, mutate, message):
     with pytest.raises(ConfigError) as err:
         load_territory(path, "production" if message is None else None)
     assert str(path) in str(err.value)
-    assert (message or "landuse_overlays.0: unknown source 'nowhere'") in str(err.value).replace("[0]", ".0")
+    assert (message or "  - landuse_overlays.0.source: unknown source 'nowhere'") in str(err.value)
+    assert "(top level)" not in str(err.value)          # a cross-reference error names its key's path
 
 
 def test_unknown_territory_and_profile(tmp_path):
@@ -108,6 +109,15 @@ def _rename(section: str, new: str):
     return lambda r: r.update({new: r.pop(section)})
 
 
+def _rename_key(where: str, old: str, new: str):
+    """Rename the key ``old`` of the mapping at the dotted path ``where`` (its value kept)."""
+    def mutate(raw: dict) -> None:
+        for key in where.split("."):
+            raw = raw[key]
+        raw[new] = raw.pop(old)
+    return mutate
+
+
 @pytest.mark.parametrize("mutate, message", [
     (_rename("indicators", "indicatorz"), "  - indicatorz: unknown key (did you mean 'indicators'?)"),
     (lambda r: r.update(validation={"bogus_key": 1}), "  - validation.bogus_key: unknown key"),
@@ -124,8 +134,7 @@ def _rename(section: str, new: str):
      "  - priorities.corridor_statuses.1: Input should be 'existing', 'to_restore' or 'to_create'"),
     (lambda r: r["screening"].update(corridor_efect="remove"), "  - screening.corridor_efect: unknown key"),
     (lambda r: r["fiches"]["forest"].update(generale="x"), "  - fiches.forest.generale: unknown key"),
-    (lambda r: r["fiches"]["forest"]["landuse"].update(jungle="x"),
-     "fiches.forest.landuse: unknown land-use classes ['jungle']"),
+    (lambda r: r["fiches"]["forest"]["landuse"].update(jungle="x"), "  - fiches.forest.landuse.jungle: unknown land-use class"),
     (lambda r: r["publish"].update(credit={}), "  - publish.credit: unknown key (did you mean 'credits'?)"),
     (lambda r: r["publish"]["basemap"]["production"].update(max_zom=3),
      "  - publish.basemap.production.max_zom: unknown key (did you mean 'max_zoom'?)"),
@@ -140,13 +149,62 @@ def _rename(section: str, new: str):
     (lambda r: r["friction"]["infrastructure"].update(canals={"friction": 5, "rul": "max"}),
      "  - friction.infrastructure.canals.rul: unknown key (did you mean 'rule'?)"),
     (lambda r: r["schedule"].update(cron="x"), "  - schedule.cron: unknown key (known: fetch_cron)"),
+    # keys that are the NAME of another thing of the YAML: checked against what they name (tvb_tasks.config_checks)
+    (_rename_key("fiches", "forest", "forst"), "  - fiches.forst: unknown sous-trame (did you mean 'forest'?)"),
+    (_rename_key("publish.credits", "default", "defualt"),
+     "  - publish.credits.defualt: unknown profile (did you mean 'default'?)"),
+    (_rename_key("publish.basemap", "production", "productoin"),
+     "  - publish.basemap.productoin: unknown profile (did you mean 'production'?)"),
+    (_rename_key("publish.credits.default", "territory", "terrtory"),
+     "  - publish.credits.default.terrtory: unknown source (did you mean 'territory'?)"),
+    (_rename_key("validation.sources", "terrils", "terils"),
+     "  - validation.sources.terils: unknown source (did you mean 'terrils'?)"),
+    (_rename_key("priorities.conflict.stage_weights", "planned", "planed"),
+     "  - priorities.conflict.stage_weights.planed: unknown project stage (did you mean 'planned'?)"),
+    (_rename_key("friction.landuse.forest", "grassland", "grasland"),
+     "  - friction.landuse.forest.grasland: unknown sous-trame (did you mean 'grassland'?)"),
+    (_rename_key("friction.landuse", "forest", "forst"),
+     "  - friction.landuse.forst: unknown land-use class (did you mean 'forest'?)"),
+    (lambda r: r["sous_trames"]["forest"].update(extra_habitat_sources=["teril"]),
+     "  - sous_trames.forest.extra_habitat_sources.0: unknown source 'teril' (did you mean 'terrils'?)"),
 ])
 def test_an_unknown_key_anywhere_is_refused_with_its_path(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
         load_territory(path)
     assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+    assert "(top level)" not in str(err.value)
     assert "WfsFilter" not in str(err.value) and "list[" not in str(err.value)   # no union member names
+
+
+def test_a_per_source_setting_may_name_a_source_of_any_profile(tmp_path):
+    """validation.sources / publish.credits name sources of the territory in any profile: a source that only the
+    production profile adds (or that the default profile's nomenclature drops) is no misspelling."""
+    raw = load_yaml(CALL.read_text(encoding="utf-8"))
+    only_production = sorted(set(raw["profiles"]["production"]["sources"]) - set(raw["sources"]))
+    assert only_production, "the production profile adds sources of its own"
+
+    def mutate(r):
+        r["validation"]["sources"][only_production[0]] = {"repair_geometries": True}
+        r["publish"]["credits"]["default"][only_production[0]] = "x"
+        r["publish"]["credits"]["production"] = {only_production[0]: "y"}
+    path = _write(tmp_path, mutate)
+    for profile in ("default", "production"):
+        assert load_territory(path, profile).validation.sources[only_production[0]].repair_geometries
+
+
+def test_project_stages_are_those_of_the_sample_and_of_the_french_words():
+    """The vocabulary `priorities.conflict.stage_weights` is checked against: the sample planning layer's stages, the
+    French words of the sheets, the default weights."""
+    import pyogrio
+
+    from tvb_tasks.config_sections import PROJECT_STAGES, ConflictConfig
+    from tvb_tasks.priorities.stage import PROJECT_WORDS
+
+    stages = set(pyogrio.read_dataframe(PROJECT_ROOT / "sample/call/planning.gpkg", layer="projects",
+                                        read_geometry=False)["stage"])
+    assert stages <= set(PROJECT_STAGES) and len(stages) >= 3
+    assert set(PROJECT_WORDS["stage"]) == set(PROJECT_STAGES) == set(ConflictConfig().stage_weights)
 
 
 def test_an_unknown_profile_key_is_refused_with_its_path_when_the_profile_is_applied(tmp_path):

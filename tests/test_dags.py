@@ -40,7 +40,7 @@ if importlib.util.find_spec("airflow") is None:
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
 
-from tvb_tasks.config import list_territories, load_territory  # noqa: E402
+from tvb_tasks.config import list_territories  # noqa: E402
 
 LEGACY_API = {
     r"\bschedule_interval\b": "schedule_interval (use schedule=)",
@@ -71,11 +71,6 @@ def bag() -> DagBag:
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS))
-
-
-@pytest.fixture(scope="module")
-def territory():
-    return load_territory("call")
 
 
 @pytest.fixture(scope="module")
@@ -399,11 +394,20 @@ def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):
     assert dagmod.changed_sources(territory, {"changed_sources": [], "snapshots": {}}) == []
 
 
+def _with_sous_trames(raw: dict, names: tuple[str, ...]) -> dict:
+    """A territory mapping keeping only the sous-trames ``names``: their friction values and fiches too (a value
+    for a sous-trame the territory does not declare is refused as a misspelling)."""
+    friction = {**raw["friction"], "landuse": {cls: {k: v for k, v in values.items() if k in names}
+                                               for cls, values in raw["friction"]["landuse"].items()}}
+    return {**raw, "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in names}, "friction": friction,
+            "fiches": {k: v for k, v in (raw.get("fiches") or {}).items() if k in names}}
+
+
 # --- one DAG pair per territory file ---------------------------------------------------------------------------------
 def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path, monkeypatch):
     raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
-    other = {**raw, "id": "lens2", "schedule": {"fetch_cron": "30 4 * * 3"}, "resolution_m": 50,
-             "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
+    other = {**_with_sous_trames(raw, ("forest", "wetland")), "id": "lens2", "schedule": {"fetch_cron": "30 4 * * 3"},
+             "resolution_m": 50}
     (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     (tmp_path / "lens2.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
@@ -439,8 +443,7 @@ def region_bag(tmp_path, monkeypatch):
     territories, regions = tmp_path / "territories", tmp_path / "regions"
     territories.mkdir()
     regions.mkdir()
-    voisin = {**raw, "id": "call_voisin", "name": "Voisin synthétique",
-              "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
+    voisin = {**_with_sous_trames(raw, ("forest", "wetland")), "id": "call_voisin", "name": "Voisin synthétique"}
     (territories / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     (territories / "call_voisin.yaml").write_text(yaml.safe_dump(voisin, allow_unicode=True), encoding="utf-8")
     (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n", encoding="utf-8")

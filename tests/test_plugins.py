@@ -172,6 +172,7 @@ def _wfs_territory(tmp_path: Path, conn_id: str):
                                 "typename": "ms:pts", "version": "2.0.0", "max_retries": 1, "backoff_s": 0.05,
                                 "constant_columns": {"protection_type": "ENS"}}
     raw["profiles"] = {}
+    raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     path = tmp_path / "hooktest.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)

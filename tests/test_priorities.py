@@ -24,17 +24,11 @@ import pandas as pd
 import pytest
 
 from helpers.priorities_scene import CRS, bx, ln, project, pt, scene
-from tvb_tasks.config import load_territory
 from tvb_tasks.indicators.connectivity import decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
 from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost, urgency
 from tvb_tasks.priorities.screening import read_project, screen_project
-
-
-@pytest.fixture(scope="module")
-def territory():
-    return load_territory("call")
 
 
 def rank_of(priorities: gpd.GeoDataFrame, ident: str) -> int:

@@ -15,13 +15,8 @@ import shapely
 
 from helpers.priorities_scene import RID, bx, project, scene, write_scene
 from helpers.servers import static_server
-from tvb_tasks.config import PROJECT_ROOT, load_territory
+from tvb_tasks.config import PROJECT_ROOT
 from tvb_tasks.store import open_store
-
-
-@pytest.fixture(scope="module")
-def territory():
-    return load_territory("call")
 
 
 @pytest.fixture()

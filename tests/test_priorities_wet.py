@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 
 from helpers.priorities_scene import CRS, bx, ln, pt
-from tvb_tasks.config import load_territory
 from tvb_tasks.config_sections import IndicatorsConfig
 from tvb_tasks.indicators import indicators_config, wet_network_of
 from tvb_tasks.indicators.connectivity import (
@@ -35,11 +34,6 @@ from tvb_tasks.indicators.connectivity import (
 )
 from tvb_tasks.priorities import compute_priorities
 from tvb_tasks.priorities.ranking import sous_trame_networks
-
-
-@pytest.fixture(scope="module")
-def territory():
-    return load_territory("call")
 
 
 def with_passability(territory, **table):

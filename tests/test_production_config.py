@@ -103,7 +103,7 @@ def test_overlay_mapped_to_an_unknown_land_use_class_is_refused(tmp_path):
     folder = _config_dir(tmp_path, ('"Lande ligneuse": grassland}', '"Lande ligneuse": heath}'))
     with pytest.raises((ConfigError, ValueError)) as exc:
         load_territory(str(folder / "call.yaml"), "production")
-    assert "landuse_overlays[0]" in str(exc.value) and "heath" in str(exc.value)
+    assert "landuse_overlays.0.classes.Lande ligneuse: unknown land-use class 'heath'" in str(exc.value)
 
 
 # --- 4. open code lists -----------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import shapely
 from helpers.servers import FileServer, MapServer, fixture_module
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 
-pytestmark = [pytest.mark.slow]
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -104,6 +103,7 @@ def _in_range(ours: dict, sample: dict) -> list[str]:
 
 
 # OCS GE, the production default, runs through Airflow below (same checks): one full production publish less
+@pytest.mark.slow
 @pytest.mark.parametrize("nomenclature", ["ocs2d", "clc"])
 def test_production_profile_publishes_against_replicas(nomenclature, replica, sample_figures, tmp_path,
                                                        monkeypatch):
@@ -132,6 +132,7 @@ def test_production_profile_publishes_against_replicas(nomenclature, replica, sa
     assert licences["osm"].startswith("Open Database License") and "Etalab" in licences["roads"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("faults, source, words", [
     ({"rename": ("bdtopo_troncon_de_route", "importance", "importance_2")}, "roads", ["importance"]),
     ({"unknown_code": ("bdtopo_troncon_de_route", "nature", "Autoroute lunaire")}, "roads",
@@ -158,6 +159,7 @@ def test_broken_replica_fails_clearly_and_keeps_latest(faults, source, words, ma
     assert latest.read_text() == '{"release_id": "previous-good-release"}'
 
 
+@pytest.mark.slow
 def test_sources_probe_against_replicas(replica, mapserver, tmp_path, monkeypatch, capsys):
     from tvb_tasks.cli import main
 
@@ -237,6 +239,7 @@ def test_osm_path_counts_match_gdal_ogrinfo():
     assert len(layers["watercourses"]) == ogr_count(f"waterway IN ({quoted(rules.watercourses.kind)})")
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_production_profile_through_the_airflow_dag(replica, sample_figures, tmp_path_factory):
     """The observatory DAG (dag.test(), real Airflow, SQLite) with TVB_PROFILE=production against the replicas, with
@@ -284,6 +287,7 @@ def test_knobs_default_to_the_schema_and_are_capped():
     assert effective_knobs(sandre)["page_size"] == 1000      # no documented cap: the schema's default stands
 
 
+@pytest.mark.slow
 def test_replica_axis_order_is_the_publishers(replica):
     """Like the Géoplateforme, the replica's default CRS is EPSG:4326 and WFS 2.0 answers latitude first for
     urn:ogc:def:crs:EPSG::4326; the client must still land the CALL in lon ≈ 2.7–3.0, lat ≈ 50.3–50.5."""

@@ -81,6 +81,7 @@ def _territory(tmp_path: Path, extra_sources: dict) -> object:
             src["path"] = str(PROJECT_ROOT / src["path"])
     raw["id"] = "filetest"
     raw["profiles"] = {}
+    raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     raw["sources"].update(extra_sources)
     path = tmp_path / "filetest.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")

@@ -37,6 +37,7 @@ def _territory(tmp_path: Path, url: str) -> object:
     gpd.GeoDataFrame({"nom": ["Kouvola test"]}, geometry=[OUTLINE_4326], crs=4326).to_crs(3067).to_file(
         boundary, layer="epci")
     raw.update(id="osmtest", crs="EPSG:3067", profiles={})
+    raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     raw["sources"]["territory"] = {"kind": "file", "role": "boundary", "path": str(boundary), "layer": "epci"}
     raw["sources"]["osm"] = {"kind": "osm", "role": "osm", "url": url, "tag_rules": str(RULES),
                              "clip_buffer_m": 200, "max_retries": 1, "backoff_s": 0.05}

@@ -178,6 +178,7 @@ def _territory(tmp_path: Path, url: str) -> object:
                                 "columns": {"name": "name", "nom": "category"},
                                 "constant_columns": {"protection_type": "ENS"}}
     raw["profiles"] = {}
+    raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     path = tmp_path / "wfstest.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)

@@ -6,7 +6,9 @@ a YAML file, never code.
 
 This module reads the folder and the YAML (profiles, nomenclature, error messages naming the key's full path) and
 holds :class:`Territory`; the models of its sections are in :mod:`tvb_tasks.config_models` (the territory's own
-sections) and :mod:`tvb_tasks.config_sections` (the optional sections one stage reads).
+sections) and :mod:`tvb_tasks.config_sections` (the optional sections one stage reads); the cross-reference checks
+(a key or value naming a source, class, sous-trame, profile or stage that does not exist) and the wording of the
+errors are in :mod:`tvb_tasks.config_checks`.
 """
 from __future__ import annotations
 
@@ -23,8 +25,21 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
+)
+
+from tvb_tasks.config_checks import (
+    RETIRED_KEYS as RETIRED_KEYS,
+)
+from tvb_tasks.config_checks import (
+    ReferenceProblems,
+    format_validation_error,
+    reference_problems,
+)
+from tvb_tasks.config_checks import (
+    unknown_key_message as unknown_key_message,
 )
 
 # the section models live in config_models; "X as X": re-exported, imported from here by tests
@@ -191,48 +206,12 @@ class Territory(_Model):
         return check_id(value, "territory")
 
     @model_validator(mode="after")
-    def _check_references(self) -> Territory:
-        for ref, what in ((self.boundary.source, "boundary.source"), (self.communes.source, "communes.source")):
-            if ref not in self.sources:
-                raise ValueError(f"{what} names unknown source {ref!r}")
-        for name, st in self.sous_trames.items():
-            for cls in st.habitat:
-                if cls not in self.landuse.classes:
-                    raise ValueError(f"sous_trames.{name}.habitat: unknown land-use class {cls!r}")
-            for src in st.habitat_source_names:
-                if src not in self.sources:
-                    raise ValueError(f"sous_trames.{name}.extra_habitat_sources: unknown source {src!r}")
-        for cls, values in self.friction.landuse.items():
-            if cls not in self.landuse.classes:
-                raise ValueError(f"friction.landuse: unknown land-use class {cls!r}")
-            missing = set(self.sous_trames) - set(values)
-            if missing:
-                raise ValueError(f"friction.landuse.{cls}: no value for sous-trames {sorted(missing)}")
-            bad = {k: v for k, v in values.items() if not v >= 1}
-            if bad:
-                raise ValueError(f"friction.landuse.{cls}: friction must be >= 1, got {bad}")
-        for i, overlay in enumerate(self.landuse_overlays):
-            if overlay.source not in self.sources:
-                raise ValueError(f"landuse_overlays[{i}]: unknown source {overlay.source!r}")
-            unknown_classes = sorted(set(overlay.classes.values()) - set(self.landuse.classes))
-            if unknown_classes:
-                raise ValueError(f"landuse_overlays[{i}] ({overlay.source}): unknown land-use classes "
-                                 f"{unknown_classes}")
-        missing_cls = set(self.landuse.classes) - set(self.friction.landuse)
-        if missing_cls:
-            raise ValueError(f"friction.landuse: no friction for land-use classes {sorted(missing_cls)}")
-        for name, ov in self.friction.overlays.items():
-            if ov.class_ not in self.landuse.classes:
-                raise ValueError(f"friction.overlays.{name}: unknown land-use class {ov.class_!r}")
-            if ov.source and ov.source not in self.sources:
-                raise ValueError(f"friction.overlays.{name}: unknown source {ov.source!r}")
-        unknown = set(self.nomenclature.check_columns) - set(self.landuse.code_columns)
-        if unknown:
-            raise ValueError(f"nomenclature.check_columns: {sorted(unknown)} not in landuse.code_columns")
-        for st_name, fiche in self.fiches.items():
-            unknown_cls = sorted(set(fiche.landuse) - set(self.landuse.classes))
-            if unknown_cls:
-                raise ValueError(f"fiches.{st_name}.landuse: unknown land-use classes {unknown_cls}")
+    def _check_references(self, info: ValidationInfo) -> Territory:
+        """Names that name nothing (a source, class, sous-trame, profile, stage): :mod:`tvb_tasks.config_checks`.
+        The loader's context gives the source names of every profile (``all_sources``)."""
+        problems = reference_problems(self, (info.context or {}).get("all_sources"))
+        if problems:
+            raise ReferenceProblems(problems)
         return self
 
     # --- helpers -------------------------------------------------------------------------------------------------
@@ -340,87 +319,6 @@ def typed_section(territory: Territory, name: str, model: type[SectionT]) -> Sec
         raise ConfigError("\n".join(lines)) from None
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    """One line per problem, each starting with the key's full path (``validation.bogus_key: unknown key``).
-
-    Pydantic's locations name the member tried in a union (``filter.WfsFilter.op``): the path is rebuilt from the
-    schema without them, and when a union member got further into the input, the other members' errors are dropped.
-    """
-    problems = []
-    for e in err.errors():
-        keys, model, via_union = _clean_location(e["loc"])
-        if e["type"] == "extra_forbidden":
-            msg = _unknown_key_message(keys[-1] if keys else "", model)
-        else:
-            msg = str(e["msg"]).removeprefix("Value error, ")
-        problems.append((keys, via_union, msg))
-    lines = [f"invalid territory configuration {path}:"]
-    for keys, via_union, msg in problems:
-        if via_union and any(len(k) > len(keys) and k[:len(keys)] == keys for k, _, _ in problems):
-            continue        # another member of the union matched deeper: its error is the one to fix
-        line = f"  - {'.'.join(keys) or '(top level)'}: {msg}"
-        if line not in lines:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def _clean_location(loc: tuple) -> tuple[list[str], Any, bool]:
-    """(key path without union member tags, the model holding the last key, whether a union was crossed)."""
-    from types import UnionType
-    from typing import Union, get_args, get_origin
-
-    keys: list[str] = []
-    current: Any = Territory
-    holder: Any = Territory
-    via_union = False
-    items = list(loc)
-    while items:
-        origin = get_origin(current)
-        if origin in (Union, UnionType):
-            members = [a for a in get_args(current) if a is not type(None)]
-            if len(members) == 1:
-                current = members[0]
-                continue
-            tag, via_union = str(items.pop(0)), True        # the member pydantic tried: not a key of the YAML
-            current = next((m for m in members if getattr(m, "__name__", None) == tag
-                            or str(getattr(get_origin(m), "__name__", "")) == tag.split("[")[0]), None)
-            continue
-        item = items.pop(0)
-        keys.append(str(item))
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            holder = current
-            field = next((f for n, f in current.model_fields.items() if item in (n, f.alias)), None)
-            current = field.annotation if field is not None else None
-        elif origin in (dict, list):
-            current = get_args(current)[-1]
-        else:
-            current = None
-    return keys, holder, via_union
-
-
-# keys of former versions, refused with what replaced them
-RETIRED_KEYS = {
-    "existing_max_mean_friction": "no longer used: corridor status is decided by existing_max_gap_m and "
-                                  "existing_min_support_share (docs/method.md §6)",
-    "restore_max_mean_friction": "no longer used: corridor status is decided by restore_max_gap_m and "
-                                 "restore_min_support_share (docs/method.md §6)",
-}
-
-
-def _unknown_key_message(key: str, model: Any) -> str:
-    """``unknown key (did you mean 'indicators'?)``, else the model's keys when they are few."""
-    import difflib
-
-    if key in RETIRED_KEYS:
-        return f"unknown key ({RETIRED_KEYS[key]})"
-
-    known = sorted(f.alias or n for n, f in model.model_fields.items()) \
-        if isinstance(model, type) and issubclass(model, BaseModel) else []
-    close = difflib.get_close_matches(key, known, n=1)
-    return "unknown key" + (f" (did you mean {close[0]!r}?)" if close else
-                            f" (known: {', '.join(known)})" if 0 < len(known) <= 12 else "")
-
-
 PROFILE_KEYS = ("sources", "nomenclature", "landuse_overlays")
 
 
@@ -507,6 +405,7 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     profile = profile or os.environ.get("TVB_PROFILE") or "default"
+    all_sources = _source_names(raw)
     if profile != "default":
         profiles = raw.get("profiles") or {}
         if profile not in profiles:
@@ -522,14 +421,25 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     raw["profile"] = profile
     raw["path"] = str(path)
     try:
-        loaded = Territory.model_validate(raw)
+        loaded = Territory.model_validate(raw, context={"all_sources": all_sources})
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from None
+        raise ConfigError(format_validation_error(path, err, Territory)) from None
     clash = territory_id_problem(path, loaded.id)
     if clash:
         raise ConfigError(f"{path}: {clash}")
     check_rule_codes(loaded)
     return loaded
+
+
+def _source_names(raw: dict) -> set[str]:
+    """The source names a territory mapping declares in any profile (before a profile or the nomenclature drops
+    some): what ``validation.sources`` and ``publish.credits`` may name."""
+    names = set(raw.get("sources") or {}) if isinstance(raw.get("sources"), dict) else set()
+    profiles = raw.get("profiles")
+    for p in (profiles.values() if isinstance(profiles, dict) else ()):
+        if isinstance(p, dict) and isinstance(p.get("sources"), dict):
+            names |= set(p["sources"])
+    return names
 
 
 def nomenclature_labels(territory: Territory) -> dict[str, str]:

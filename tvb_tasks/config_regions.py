@@ -28,7 +28,6 @@ from tvb_tasks.config import (
     ID_PATTERN,
     ConfigError,
     Territory,
-    _unknown_key_message,
     check_id,
     list_territories,
     load_territory,
@@ -36,6 +35,7 @@ from tvb_tasks.config import (
     territories_dir,
     yaml_problem,
 )
+from tvb_tasks.config_checks import unknown_key_message
 from tvb_tasks.config_models import _Model
 from tvb_tasks.config_sections import PublishConfig
 
@@ -87,7 +87,7 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"invalid region configuration {path}:"]
     for e in err.errors():
         keys = ".".join(map(str, e["loc"])) or "(top level)"
-        msg = (_unknown_key_message(str(e["loc"][-1]), Region if len(e["loc"]) == 1 else PublishConfig)
+        msg = (unknown_key_message(str(e["loc"][-1]), Region if len(e["loc"]) == 1 else PublishConfig)
                if e["type"] == "extra_forbidden" else str(e["msg"]).removeprefix("Value error, "))
         lines.append(f"  - {keys}: {msg}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "PROJECT_STAGES",
     "BasemapConfig",
     "ChangeConfig",
     "ConflictConfig",
@@ -189,7 +190,12 @@ class CostConfig(_Section):
     maintenance_discount: float = Field(default=0.4, ge=0, le=1)
 
 
+# the ``stage`` values of a planning project (``projects`` source role; French words in priorities.stage)
+PROJECT_STAGES = ("planned", "programmed", "authorised", "under_construction")
+
+
 class ConflictConfig(_Section):
+    # weight by project stage (keys: PROJECT_STAGES; an unknown key is refused when the territory loads)
     stage_weights: dict[str, float] = Field(default_factory=lambda: {
         "planned": 0.4, "programmed": 0.7, "authorised": 1.0, "under_construction": 1.0})
 

@@ -19,6 +19,7 @@ import shapely
 from shapely import LineString
 from shapely.geometry.base import BaseGeometry
 
+from .clip import clip_corridor_areas, clip_lines, clip_to_territory
 from .common import (
     M2_PER_HA,
     Grid,
@@ -226,8 +227,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
             corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
         del back, alloc
         if len(corridors) and ctx.domain is not ctx.boundary:
-            corridors = _clip_lines(corridors, ctx.boundary)
-            stretches = _clip_lines(stretches, ctx.boundary) if len(stretches) else stretches
+            corridors = clip_lines(corridors, ctx.boundary)
+            stretches = clip_lines(stretches, ctx.boundary) if len(stretches) else stretches
     else:
         acc = np.full(grid.shape, np.nan)
         timings["cost_distance"] = time.perf_counter() - t
@@ -237,7 +238,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     if ctx.domain is not ctx.boundary:
         reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
         kept = set(corridors["id"]) if len(corridors) else set()
-        areas = _clip_corridor_areas(areas, kept, ctx.boundary)
+        areas = clip_corridor_areas(areas, kept, ctx.boundary)
         stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True) if len(stretches) \
             else stretches
         if len(crossings):
@@ -290,83 +291,6 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
                        **{f"corridors_{k}": float(v) for k, v in by_status.items()}},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-
-
-# --- clipping to the territory ------------------------------------------------------------------------------------
-def _clip_lines(gdf: gpd.GeoDataFrame, boundary) -> gpd.GeoDataFrame:
-    """Lines clipped to the territory (features left empty are dropped), ``length_m`` re-measured."""
-    out = gdf.assign(geometry=gdf.geometry.intersection(boundary))
-    out = out[~out.geometry.is_empty & out.geometry.notna()].copy()
-    out["geometry"] = [shapely.line_merge(g) if g.geom_type == "MultiLineString" else g for g in out.geometry]
-    out = out[out.geom_type.isin(["LineString", "MultiLineString"])
-              | out.geometry.apply(lambda g: g.geom_type == "GeometryCollection")]
-    out["geometry"] = [g if g.geom_type != "GeometryCollection" else
-                       shapely.MultiLineString([p for p in shapely.get_parts(g) if p.geom_type == "LineString"])
-                       for g in out.geometry]
-    out = out[~out.geometry.is_empty]
-    if "length_m" in out.columns:
-        out["length_m"] = out.length
-    return out.reset_index(drop=True)
-
-
-def clip_to_territory(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
-                      boundary) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Publishable reservoirs, relays and corridors: features computed on the buffered extent, clipped to the
-    territory.
-
-    Reservoirs and relays keep the size class of their whole patch (thresholds applied before clipping);
-    ``patch_area_ha`` is the whole area, ``area_ha`` the area inside the territory. Features wholly outside are
-    dropped and ids renumbered (``<st>-Rnnn`` by decreasing area inside); corridors keep their ids when both ends
-    are published reservoirs; a corridor towards a reservoir wholly in the buffer is dropped (its crossing of the
-    outline is a continuity with the neighbouring territory, counted by the caller).
-    """
-    def clip_polys(gdf: gpd.GeoDataFrame, tag: str) -> tuple[gpd.GeoDataFrame, dict]:
-        if gdf.empty:
-            return gdf.assign(patch_area_ha=pd.Series(dtype=float)), {}
-        full = gdf["area_ha"].to_numpy()
-        out = gdf.assign(patch_area_ha=full, geometry=gdf.geometry.intersection(boundary))
-        out = polygons_only(out) if len(out) else out
-        if out.empty:
-            return out, {}
-        # a reservoir cut in two by the outline keeps its largest part inside (layers are single polygons)
-        out = out.assign(_a=out.area).sort_values("_a", ascending=False, kind="stable")
-        out = out.drop_duplicates("id", keep="first").drop(columns="_a")
-        out["area_ha"] = out.area / M2_PER_HA
-        out = out[out["area_ha"] > 0].sort_values(["area_ha", "id"], ascending=[False, True], kind="stable")
-        st = out["sous_trame"].iloc[0] if len(out) else ""
-        new = [f"{st}-{tag}{i:03d}" for i in range(1, len(out) + 1)]
-        mapping = dict(zip(out["id"], new))
-        out["id"] = new
-        cols = [c for c in gdf.columns if c != "geometry"] + ["patch_area_ha"]
-        return out[list(dict.fromkeys(cols)) + ["geometry"]].reset_index(drop=True), mapping
-
-    res, res_map = clip_polys(reservoirs, "R")
-    rel, _ = clip_polys(relays, "Z")
-    cor = corridors
-    if len(cor):
-        keep = cor["from_id"].isin(res_map) & cor["to_id"].isin(res_map)
-        cor = cor[keep].copy()
-        cor["from_id"] = cor["from_id"].map(res_map)
-        cor["to_id"] = cor["to_id"].map(res_map)
-        cor = cor.reset_index(drop=True)
-    return res, rel, cor
-
-
-def _clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.GeoDataFrame:
-    """Corridor polygons of the published corridors (``kept`` ids), clipped to the territory, ``area_ha``
-    re-measured (``mean_width_m`` stays that of the whole corridor)."""
-    if areas.empty:
-        return areas
-    out = areas[areas["corridor_id"].isin(kept)]
-    geoms = []
-    for g in out.geometry.intersection(boundary):      # one (Multi)Polygon per corridor, as before clipping
-        polys = [p for p in shapely.get_parts(shapely.get_parts(g)) if p.geom_type == "Polygon" and p.area > 0]
-        geoms.append(shapely.MultiPolygon(polys) if len(polys) > 1 else polys[0] if polys else None)
-    out = out.assign(geometry=geoms)
-    out = out[out.geometry.notna()]
-    if len(out):
-        out = out.assign(area_ha=out.geometry.area / M2_PER_HA)
-    return out.reset_index(drop=True)
 
 
 def _territory_window(ctx: _Context) -> tuple[int, int, int, int]:
