@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -438,6 +439,7 @@ def test_bad_inputs_on_task_paths_fail_fast_and_stay_builtin_errors(tmp_path):
     from tvb_tasks.layers.costdistance import accumulated_cost
     from tvb_tasks.publish.formats import write_pmtiles
     from tvb_tasks.publish.layout import check_release_id, check_territory_id
+    from tvb_tasks.publish.release import staged_files
     from tvb_tasks.publish.retention import plan_prune
     from tvb_tasks.publish.stac import multihash_sha256
     from tvb_tasks.publish.stage import stage_release
@@ -448,10 +450,15 @@ def test_bad_inputs_on_task_paths_fail_fast_and_stay_builtin_errors(tmp_path):
     (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
     (tmp_path / "no_column.csv").write_text("label\nforest\n", encoding="utf-8")
     (tmp_path / "no_code.csv").write_text("code\n\n", encoding="utf-8")
-    gpd.GeoDataFrame({"id": [1]}, geometry=[Point(0, 0)], crs=None).to_file(tmp_path / "no_crs.gpkg", layer="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)                  # pyogrio: "'crs' was not provided"
+        gpd.GeoDataFrame({"id": [1]}, geometry=[Point(0, 0)], crs=None).to_file(tmp_path / "no_crs.gpkg", layer="x")
     gpd.GeoDataFrame({"id": [1]}, geometry=[None], crs="EPSG:2154").to_file(tmp_path / "empty.gpkg", layer="x")
     pyogrio.write_dataframe(pd.DataFrame({"a": [1]}), tmp_path / "table.gpkg", layer="t", driver="GPKG")
     store = open_store(str(tmp_path / "store"))
+    (empty_staging := tmp_path / "empty_staging").mkdir()
+    (bad_name := tmp_path / "bad_name").mkdir()
+    (bad_name / "a b.txt").write_text("x", encoding="utf-8")
     calls = {
         "missing snapshot": lambda: read_snapshot(tmp_path / "absent.parquet"),
         "unreadable snapshot": lambda: read_snapshot(tmp_path / "garbage.parquet"),
@@ -473,6 +480,9 @@ def test_bad_inputs_on_task_paths_fail_fast_and_stay_builtin_errors(tmp_path):
         "negative timeout": lambda: HttpOptions(timeout_s=-1),
         "not a sha256 digest": lambda: multihash_sha256("zz"),
         "keep no release": lambda: plan_prune(store, "call", 0),
+        "no staging folder": lambda: staged_files(tmp_path / "absent"),
+        "empty staging folder": lambda: staged_files(empty_staging),
+        "staged file name not a key": lambda: staged_files(bad_name),
     }
     policy = tvb_retry.FailFastPolicy()
     for what, call in calls.items():
