@@ -27,8 +27,8 @@ export GX_ANALYTICS_ENABLED=False
 export NUMBA_CACHE_DIR="$ROOT/var/numba-cache"
 
 # Lint and type gates first (seconds, against minutes for the stack and pytest): fail fast with the findings.
-# Settings in pyproject.toml; caches in var/ (mypy of tvb_tasks, plugins and dags: ~75 s cold on the shared 2-core VM,
-# ~2.5 s warm).
+# Settings in pyproject.toml; caches in var/ (mypy of tvb_tasks, plugins and dags: ~36 s of CPU cold, more wall time on
+# a busy VM; ~2.5 s warm).
 echo "test: ruff check"
 .venv/bin/ruff check --quiet . || { echo "test: ruff check failed (see above; safe fixes: .venv/bin/ruff check --fix .)" >&2; exit 1; }
 echo "test: mypy tvb_tasks plugins dags"
