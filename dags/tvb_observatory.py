@@ -34,6 +34,7 @@ from tvb_dag_support import (
     planned_sous_trames,
     release_alias,
     release_asset,
+    set_map_label,
     source_asset,
     trigger_params,
     tvb_pipeline,
@@ -85,7 +86,7 @@ def build_observatory_dag(territory: Territory):
 
         @task(execution_timeout=timedelta(hours=3), map_index_template="{{ sous_trame_label }}")
         def compute_sous_trame(run: FetchedRun, sous_trame: str):
-            get_current_context()["sous_trame_label"] = sous_trame
+            set_map_label("sous_trame_label", sous_trame)
             with tvb_pipeline() as pipeline:
                 return pipeline.stage_compute_sous_trame(run, sous_trame)
 

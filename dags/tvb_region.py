@@ -29,6 +29,7 @@ from tvb_dag_support import (
     check_conf_keys,
     config_error_dag,
     store_uri,
+    tvb_pipeline,
 )
 from tvb_tasks.config import RESOLUTION_MIN_M, ConfigError, Territory
 from tvb_tasks.config_regions import Region, list_regions, load_region, region_members
@@ -123,17 +124,11 @@ def build_region_dag(region: Region, members: list[Territory]):
         ).expand_kwargs(plan_members())
 
         @task(execution_timeout=timedelta(hours=1))
-        def publish_mosaic(params=None):
+        def publish_mosaic(params=None):         # returns a MosaicResult (no annotation: see tvb_observatory.py)
             """Assemble the members' live releases into the mosaic release (unchanged members: nothing new)."""
-            from tvb_hooks import store_environment
-            from tvb_tasks.publish.mosaic import publish_region_mosaic
-
-            with store_environment():
-                result = publish_region_mosaic(region.id, store_uri(), dry_run=bool(params["dry_run"]),
-                                               force=bool(params["force"]))
-            log.info("mosaic of %s: %s %s (members %s)", region.id, result["status"], result["release_id"],
-                     result["members"])
-            return result
+            with tvb_pipeline() as pipeline:
+                return pipeline.stage_publish_mosaic(region.id, store_uri=store_uri(),
+                                                     dry_run=bool(params["dry_run"]), force=bool(params["force"]))
 
         run_member >> publish_mosaic()
 

@@ -7,8 +7,8 @@ corridors and rupture sites the project touches, the area and length affected an
 (ΔPC / ΔEC per sous-trame), and writes a French one-page sheet (HTML + PDF with a map).
 
 Everything lands under ``screenings/<territory>/<release_id>/<screening_id>/`` in the store — never inside the
-release, which stays immutable. The task is a few lines: the work is in ``tvb_tasks.priorities.stage``
-(``resolve_project``, ``screen_release``), which the ``tvb screen`` command calls too. See docs/operations.md.
+release, which stays immutable. The task is a few lines: the work is ``tvb_tasks.priorities.stage.stage_screen``
+(returning a ``ScreeningSummary``), which the ``tvb screen`` command calls too. See docs/operations.md.
 """
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from tvb_dag_support import DEFAULT_ARGS, START_DATE, check_conf_keys, dags_of_valid_territories, store_uri
+from tvb_dag_support import (
+    DEFAULT_ARGS,
+    START_DATE,
+    check_conf_keys,
+    dags_of_valid_territories,
+    store_uri,
+    tvb_pipeline,
+)
 from tvb_tasks.config import Territory
-from tvb_tasks.contracts import ScreeningSummary
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +81,18 @@ def build_screening_dag(territory: Territory):
         @task(execution_timeout=timedelta(minutes=30))
         def screen(params=None, dag_run=None):     # no ``-> dict``: Airflow would push every key as its own XCom
             check_conf_keys(dag_run.conf if dag_run else None, params)
-            return screen_from_params(tid, dict(params))
+            with tvb_pipeline("priorities.stage") as stage:
+                summary = stage.stage_screen(tid, params["projet"], store_uri=store_uri(),
+                                             release_id=params.get("publication") or None,
+                                             layer=params.get("couche") or None,
+                                             project_name=params.get("nom") or None)
+            for line in summary["lines"]:
+                log.info("%s", line)
+            return summary
 
         screen()
 
     return screening_dag()
-
-
-def screen_from_params(territory_id: str, params: dict) -> ScreeningSummary:
-    """Resolve the project, screen it against the release and return a small summary (keys, counts, loss)."""
-    from tvb_hooks import store_environment
-    from tvb_tasks.pipeline import effective_territory
-    from tvb_tasks.priorities.stage import describe, resolve_project, scratch_dir, screen_release
-    from tvb_tasks.store import open_store
-
-    with store_environment(), scratch_dir() as work:
-        store = open_store(store_uri())
-        territory = effective_territory(territory_id)
-        path = resolve_project(params["projet"], store, work)
-        result = screen_release(territory, store, path, work, release_id=params.get("publication") or None,
-                                layer=params.get("couche") or None, project_name=params.get("nom") or None)
-    for line in describe(result):
-        log.info("%s", line)
-    return {"territory": territory_id, "release_id": result["release_id"], "screening_id": result["screening_id"],
-            "prefix": result["prefix"], "keys": result["keys"], "touches_anything": result["touches_anything"],
-            "summary": result["summary"], "sheet_url": store.url(result["prefix"] + "/fiche.html")}
 
 
 def build_all() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import TriggerRule, dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, task
 
 from tvb_dag_support import (
     DEFAULT_ARGS,
@@ -25,6 +25,7 @@ from tvb_dag_support import (
     dags_of_valid_territories,
     fetch_sources_task,
     planned_sous_trames,
+    set_map_label,
     trigger_params,
     tvb_pipeline,
     xcom_list,
@@ -61,7 +62,7 @@ def build_tiled_dag(territory: Territory):
 
         @task(execution_timeout=timedelta(hours=2), map_index_template="{{ sous_trame_label }}")
         def plan_tiles(run: FetchedRun, sous_trame: str):
-            get_current_context()["sous_trame_label"] = sous_trame
+            set_map_label("sous_trame_label", sous_trame)
             with tvb_pipeline("tiled") as tiled:
                 return tiled.stage_plan_tiles(run, sous_trame)
 
@@ -73,7 +74,7 @@ def build_tiled_dag(territory: Territory):
         def round_tasks(r: int):
             @task(task_id=f"round_{r}", execution_timeout=timedelta(hours=1), map_index_template="{{ tile_label }}")
             def run_tile(run: FetchedRun, item: TileItem):
-                get_current_context()["tile_label"] = f"{item['sous_trame']} #{item['tile']}"
+                set_map_label("tile_label", f"{item['sous_trame']} #{item['tile']}")
                 with tvb_pipeline("tiled") as tiled:
                     return tiled.stage_run_tile(run, item)
 
@@ -87,7 +88,7 @@ def build_tiled_dag(territory: Territory):
         @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=1),
               map_index_template="{{ sous_trame_label }}")
         def stitch(run: FetchedRun, sous_trame: str):
-            get_current_context()["sous_trame_label"] = sous_trame
+            set_map_label("sous_trame_label", sous_trame)
             with tvb_pipeline("tiled") as tiled:
                 return tiled.stage_stitch_tiles(run, sous_trame)
 

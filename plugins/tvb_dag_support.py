@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from airflow.sdk import Asset, AssetAlias, Param
 
@@ -123,7 +123,8 @@ def changed_sources(territory: Territory, run: FetchedRun) -> list[str]:
     ``parent_source``)."""
     names = set()
     for name in run.get("changed_sources") or []:
-        parent = (run["snapshots"].get(name) or {}).get("parent_source") or name
+        snapshot = run["snapshots"].get(name)
+        parent = (snapshot.get("parent_source") if snapshot else None) or name
         if parent in territory.sources:
             names.add(parent)
     return sorted(names)
@@ -139,9 +140,10 @@ def check_conf_keys(conf: dict | None, params: dict) -> None:
 
 
 @contextlib.contextmanager
-def tvb_pipeline(module: Literal["pipeline", "tiled"] = "pipeline") -> Iterator[ModuleType]:
-    """``tvb_tasks.pipeline`` (or ``tvb_tasks.tiled``), imported when a task runs, not when the DAG file is parsed,
-    with the ``tvb_store`` connection (if defined) exposed to boto3 for the block::
+def tvb_pipeline(module: Literal["pipeline", "tiled", "priorities.stage"] = "pipeline") -> Iterator[ModuleType]:
+    """``tvb_tasks.pipeline`` (or ``tvb_tasks.tiled``, ``tvb_tasks.priorities.stage``), imported when a task runs,
+    not when the DAG file is parsed, with the ``tvb_store`` connection (if defined) exposed to boto3 for the
+    block::
 
         with tvb_pipeline() as pipeline:
             return pipeline.stage_assemble(run, parts)
@@ -214,6 +216,14 @@ def config_error_dag(prefix: str, what: str, config_id: str, error: str):
         report_config_error()
 
     return config_error()
+
+
+def set_map_label(name: str, value: str) -> None:
+    """Give the running mapped task the label its ``map_index_template`` (``"{{ <name> }}"``) renders: a key added
+    to the task context (Airflow's documented way; the context's type does not declare such keys)."""
+    from airflow.sdk import get_current_context
+
+    cast("dict[str, Any]", get_current_context())[name] = value
 
 
 # --- trigger form --------------------------------------------------------------------------------------------------

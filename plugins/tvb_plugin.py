@@ -9,8 +9,6 @@ know it.
 """
 from __future__ import annotations
 
-from typing import ClassVar
-
 from airflow.plugins_manager import AirflowPlugin
 
 from tvb_links import ReleaseReportLink
@@ -18,4 +16,4 @@ from tvb_links import ReleaseReportLink
 
 class TvbObservatoryPlugin(AirflowPlugin):
     name = "tvb_observatory"
-    operator_extra_links: ClassVar[list[ReleaseReportLink]] = [ReleaseReportLink()]
+    operator_extra_links = [ReleaseReportLink()]  # noqa: RUF012 - an instance attribute of AirflowPlugin, overridden

@@ -100,7 +100,7 @@ def test_unchanged_outcome_links_to_the_live_release(run):
 
 
 @pytest.mark.parametrize("status, event", [("published", "published"), ("unchanged", "unchanged"),
-                                           ("dry_run", "dry_run"), ("rolled_back", "published"), (None, "published")])
+                                           ("dry_run", "dry_run")])
 def test_notify_event_follows_the_status(status, event):
     assert notify_event(typing.cast(contracts.Outcome, {"status": status})) == event
 
@@ -118,8 +118,12 @@ def test_run_statuses_are_defined_once():
         assert notify_event(typing.cast(contracts.Outcome, {"status": status})) == status
 
 
-def test_notify_event_without_outcome_reads_as_published():
-    assert notify_event(None) == "published"
+@pytest.mark.parametrize("outcome", [None, {}, {"status": None}, {"status": "rolled_back"}, {"status": "PUBLISHED"},
+                                     {"release_id": RID}])
+def test_a_missing_or_unknown_outcome_is_an_error_never_a_publication(outcome):
+    """A publish task that pushed nothing (or an unknown status) must not be announced as "published"."""
+    with pytest.raises(PipelineError, match="no run outcome to announce"):
+        notify_event(typing.cast(contracts.Outcome, outcome))
 
 
 def test_validation_succeeds_only_when_both_gates_do():

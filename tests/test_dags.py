@@ -13,6 +13,7 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -294,6 +295,66 @@ def test_tasks_push_one_xcom_each_and_publish_declares_the_release_asset(bag, ob
     publish = observatory.get_task("publish")
     assert publish.inlets == [dagmod.release_asset(territory.id)]
     assert publish.outlets == [dagmod.release_alias(territory.id)]
+
+
+def _fake_stages(monkeypatch, task, **stages):
+    """Run ``task``'s callable with ``tvb_pipeline()`` yielding ``stages`` (recording their calls) and a fixed store."""
+    import contextlib
+
+    calls: list[tuple[str, tuple, dict]] = []
+
+    def recorder(name, result):
+        def stage(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return result
+        return stage
+
+    modules: list[str] = []
+
+    @contextlib.contextmanager
+    def fake_pipeline(module="pipeline"):
+        modules.append(module)
+        yield SimpleNamespace(**{name: recorder(name, result) for name, result in stages.items()})
+
+    monkeypatch.setitem(task.python_callable.__globals__, "tvb_pipeline", fake_pipeline)
+    monkeypatch.setitem(task.python_callable.__globals__, "store_uri", lambda: "file:///store")
+    return calls, modules
+
+
+def test_every_dag_task_reaches_the_library_through_tvb_pipeline_or_a_helper(bag, region_bag):
+    """Review 17 point 4: no task body imports a stage module or opens the store itself (it would skip the
+    ``tvb_store`` credentials that ``tvb_pipeline()`` exposes, and the contract of its stage function)."""
+    import inspect
+
+    for dag in [*bag.dags.values(), *region_bag.dags.values()]:
+        for t in dag.tasks:
+            fn = getattr(t, "python_callable", None)
+            if fn is None:
+                continue
+            src = inspect.getsource(fn)
+            assert not re.search(r"from tvb_tasks\.|import tvb_tasks|store_environment|open_store", src), (
+                f"{dag.dag_id}.{t.task_id}: call the library through tvb_pipeline() or a tvb_dag_support helper")
+
+
+def test_publish_mosaic_task_calls_the_typed_stage(region_bag, monkeypatch):
+    task = region_bag.dags["tvb_region_duo"].get_task("publish_mosaic")
+    result = {"status": "published", "release_id": "r", "members": [{"territory": "call", "release_id": "a"}]}
+    calls, modules = _fake_stages(monkeypatch, task, stage_publish_mosaic=result)
+    assert task.python_callable(params={"dry_run": False, "force": True}) == result
+    assert modules == ["pipeline"]
+    assert calls == [("stage_publish_mosaic", ("duo",), {"store_uri": "file:///store", "dry_run": False,
+                                                         "force": True})]
+
+
+def test_screen_task_calls_the_library_function_the_cli_calls(bag, monkeypatch):
+    task = bag.dags["tvb_screening_call"].get_task("screen")
+    summary = {"territory": "call", "lines": ["Projet : ZAC"], "sheet_url": "file:///store/x/fiche.html"}
+    calls, modules = _fake_stages(monkeypatch, task, stage_screen=summary)
+    params = {"projet": "uploads/call/zac.gpkg", "nom": "", "publication": "R1", "couche": ""}
+    assert task.python_callable(params=params, dag_run=SimpleNamespace(conf=dict(params))) == summary
+    assert modules == ["priorities.stage"]
+    assert calls == [("stage_screen", ("call", "uploads/call/zac.gpkg"),
+                      {"store_uri": "file:///store", "release_id": "R1", "layer": None, "project_name": None})]
 
 
 # --- trigger form ----------------------------------------------------------------------------------------------------

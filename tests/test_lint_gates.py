@@ -21,7 +21,7 @@ def test_test_command_runs_ruff_and_mypy_first():
     def first(pattern: str) -> int:
         return next(i for i, ln in enumerate(lines) if re.search(pattern, ln))
 
-    ruff, mypy = first(r"\.venv/bin/ruff check\b.* \.(\s|$)"), first(r"\.venv/bin/mypy tvb_tasks\b")
+    ruff, mypy = first(r"\.venv/bin/ruff check\b.* \.(\s|$)"), first(r"\.venv/bin/mypy\b")
     stack = first(r"bash \.ci/stack\.sh start")
     fast, slow = first(r"-m pytest\b.*not integration and not e2e"), first(r"-m pytest\b.*\"integration or e2e\"")
     # the fast tier needs no server: it runs before the stack starts, the integration and e2e tests after it
@@ -29,6 +29,32 @@ def test_test_command_runs_ruff_and_mypy_first():
     for i in (ruff, mypy):                        # a finding stops the run with a message, before the stack starts
         assert re.search(r"\|\|\s*\{.*exit 1", lines[i]), lines[i]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+MYPY_TARGETS = {"tvb_tasks", "plugins", "dags"}       # the stage libraries, the Airflow glue and the DAG files
+
+
+def _mypy_targets(command: str) -> set[str]:
+    words = command.split("||")[0].split()
+    return set(words[words.index(".venv/bin/mypy") + 1:])
+
+
+def test_the_type_gate_covers_the_libraries_the_plugins_and_the_dags():
+    """The same three folders in the test command, the pre-commit hook and ``mypy`` without argument (pyproject
+    ``files``), every one of them on disk with Python files; untyped function bodies are checked too."""
+    script = next(ln for ln in _commands((ROOT / "scripts" / "test.sh").read_text(encoding="utf-8"))
+                  if ln.startswith(".venv/bin/mypy"))
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))["repos"][0]["hooks"]
+    hook = next(h for h in hooks if h["id"] == "mypy")
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert _mypy_targets(script) == _mypy_targets(hook["entry"]) == set(mypy["files"]) == MYPY_TARGETS
+    assert mypy["check_untyped_defs"] is True
+    for folder in MYPY_TARGETS:
+        assert any((ROOT / folder).glob("*.py")), folder
+    # the DAG files are the only modules exempt from check_untyped_defs (their @dag wiring passes XComArgs): each
+    # name is a real DAG file, and no library or plugin module is exempt
+    exempt = [o for o in mypy.get("overrides", []) if o.get("check_untyped_defs") is False]
+    assert [set(o["module"]) for o in exempt] == [{p.stem for p in (ROOT / "dags").glob("*.py")}]
 
 
 def test_gate_tools_are_pinned_in_pyproject_and_the_lock():
@@ -48,5 +74,5 @@ def test_pre_commit_hooks_run_the_venv_tools_offline():
     assert [r["repo"] for r in config["repos"]] == ["local"]         # no hook repository to download
     entries = {h["id"]: h for h in config["repos"][0]["hooks"]}
     assert entries["ruff"]["entry"].startswith(".venv/bin/ruff check")
-    assert entries["mypy"]["entry"] == ".venv/bin/mypy tvb_tasks" and entries["mypy"]["pass_filenames"] is False
+    assert entries["mypy"]["entry"].startswith(".venv/bin/mypy ") and entries["mypy"]["pass_filenames"] is False
     assert all(h["language"] == "system" for h in entries.values())

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -414,6 +415,82 @@ def test_deterministic_pipeline_errors_fail_fast_others_retry():
     old = tvb_retry.FailFastPolicy.deserialize({"class_names": ["ConfigError"], "package": "tvb_tasks",
                                                 "reason": policy.reason})
     assert old.matches(ScreeningError("x")) and not old.matches(SourceError("x"))
+
+
+def _raised(call) -> BaseException:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test classifies whatever the library raises
+        return exc
+    raise AssertionError("expected an error")
+
+
+def test_bad_inputs_on_task_paths_fail_fast_and_stay_builtin_errors(tmp_path):
+    """Review 17: bad inputs that a retry cannot fix used to raise plain ValueError / FormatError, which the policy
+    retried twice (2 then 4 min) for the same result. Each real call below now fails the task at once, and its error
+    is still the builtin (ValueError / RuntimeError) that existing handlers catch."""
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    import pyogrio
+    from airflow.sdk import RetryAction
+    from shapely.geometry import Point
+
+    from tvb_tasks.indicators.key_figures import key_figures
+    from tvb_tasks.layers.costdistance import accumulated_cost
+    from tvb_tasks.publish.formats import write_pmtiles
+    from tvb_tasks.publish.layout import check_release_id, check_territory_id
+    from tvb_tasks.publish.release import staged_files
+    from tvb_tasks.publish.retention import plan_prune
+    from tvb_tasks.publish.stac import multihash_sha256
+    from tvb_tasks.publish.stage import stage_release
+    from tvb_tasks.sources.http import HttpOptions
+    from tvb_tasks.store import open_store, validate_key
+    from tvb_tasks.validate.frames import _nomenclature_codes, read_snapshot
+
+    (tmp_path / "garbage.parquet").write_bytes(b"not parquet")
+    (tmp_path / "no_column.csv").write_text("label\nforest\n", encoding="utf-8")
+    (tmp_path / "no_code.csv").write_text("code\n\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)                  # pyogrio: "'crs' was not provided"
+        gpd.GeoDataFrame({"id": [1]}, geometry=[Point(0, 0)], crs=None).to_file(tmp_path / "no_crs.gpkg", layer="x")
+    gpd.GeoDataFrame({"id": [1]}, geometry=[None], crs="EPSG:2154").to_file(tmp_path / "empty.gpkg", layer="x")
+    pyogrio.write_dataframe(pd.DataFrame({"a": [1]}), tmp_path / "table.gpkg", layer="t", driver="GPKG")
+    store = open_store(str(tmp_path / "store"))
+    (empty_staging := tmp_path / "empty_staging").mkdir()
+    (bad_name := tmp_path / "bad_name").mkdir()
+    (bad_name / "a b.txt").write_text("x", encoding="utf-8")
+    calls = {
+        "missing snapshot": lambda: read_snapshot(tmp_path / "absent.parquet"),
+        "unreadable snapshot": lambda: read_snapshot(tmp_path / "garbage.parquet"),
+        "nomenclature without its column": lambda: _nomenclature_codes(str(tmp_path / "no_column.csv"), "code", 0),
+        "nomenclature without code": lambda: _nomenclature_codes(str(tmp_path / "no_code.csv"), "code", 0),
+        "blank store URI": lambda: open_store("  "),
+        "S3 URI without bucket": lambda: open_store("s3://"),
+        "file URI with a host": lambda: open_store("file://host/store"),
+        "unsupported store scheme": lambda: open_store("ftp://host/store"),
+        "object key with ..": lambda: validate_key("releases/../x"),
+        "bad territory id": lambda: check_territory_id("Bad Id"),
+        "bad release id": lambda: check_release_id("yesterday"),
+        "layer without CRS": lambda: write_pmtiles(tmp_path / "no_crs.gpkg", tmp_path / "a.pmtiles"),
+        "no features to tile": lambda: write_pmtiles(tmp_path / "empty.gpkg", tmp_path / "b.pmtiles"),
+        "no vector layer to publish": lambda: stage_release(None, tmp_path / "staging", gpkg=tmp_path / "table.gpkg",
+                                                            rasters=[], indicators_dir=tmp_path),
+        "1-D cost raster": lambda: accumulated_cost(np.ones(3), np.array([[0, 0]])),
+        "no commune": lambda: key_figures(pd.DataFrame()),
+        "negative timeout": lambda: HttpOptions(timeout_s=-1),
+        "not a sha256 digest": lambda: multihash_sha256("zz"),
+        "keep no release": lambda: plan_prune(store, "call", 0),
+        "no staging folder": lambda: staged_files(tmp_path / "absent"),
+        "empty staging folder": lambda: staged_files(empty_staging),
+        "staged file name not a key": lambda: staged_files(bad_name),
+    }
+    policy = tvb_retry.FailFastPolicy()
+    for what, call in calls.items():
+        exc = _raised(call)
+        decision = policy.evaluate(exc, 1, 3)
+        assert decision.action == RetryAction.FAIL, f"{what}: {type(exc).__name__} {exc} would be retried"
+        assert isinstance(exc, (ValueError, RuntimeError)), f"{what}: {type(exc).__mro__}"
 
 
 def test_a_deterministic_error_fails_the_task_at_once_and_a_transient_one_is_retried():

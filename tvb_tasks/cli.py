@@ -346,21 +346,15 @@ def cmd_releases(args) -> int:
 
 def cmd_screen(args) -> int:
     """Screen a planned project against a release; print what it touches and where the sheet is."""
-    from .pipeline import effective_territory
-    from .priorities.stage import describe, resolve_project, scratch_dir, screen_release
-    from .store import open_store
+    from .priorities.stage import stage_screen
 
-    territory = effective_territory(args.territory, profile=args.profile)
-    store = open_store(args.store)
-    with scratch_dir() as work:          # removed after the run: the sheet lives in the store
-        path = resolve_project(args.project, store, work)
-        result = screen_release(territory, store, path, work, release_id=args.release, layer=args.layer,
-                                project_name=args.name)
-    print("\n".join(describe(result)))
-    print(f"fiche     {store.url(result['prefix'] + '/fiche.html')}")
-    print(f"pdf       {store.url(result['prefix'] + '/fiche.pdf')}")
+    summary = stage_screen(args.territory, args.project, store_uri=args.store, profile=args.profile,
+                           release_id=args.release, layer=args.layer, project_name=args.name)
+    print("\n".join(summary["lines"]))
+    print(f"fiche     {summary['sheet_url']}")
+    print(f"pdf       {summary['pdf_url']}")
     if args.json:
-        _print({k: v for k, v in result.items() if k != "result"})
+        _print(summary)
     return 0
 
 

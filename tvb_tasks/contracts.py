@@ -12,8 +12,8 @@ Flow of the observatory DAG (``dags/tvb_observatory.py``), with the contract of 
                                 │      ─> indicators ─ IndicatorSummary ─> validate_outputs ─ GateVerdict
                                 └────────────────────────────────> publish ─ Outcome ─> notify ─ Outcome
 
-The fetch DAG returns a :class:`FetchSummary`, the screening DAG a :class:`ScreeningSummary`, the tiled cost-distance
-DAG passes :class:`TileItem` / :class:`TileRound` / :class:`StitchedCost`. A ``TypedDict`` is a plain ``dict`` at run
+The fetch DAG returns a :class:`FetchSummary`, the screening DAG a :class:`ScreeningSummary`, the region DAG a
+:class:`MosaicResult`, the tiled cost-distance DAG passes :class:`TileItem` / :class:`TileRound` / :class:`StitchedCost`. A ``TypedDict`` is a plain ``dict`` at run
 time (nothing to convert, nothing for XCom to serialise differently); the types are for readers and type checkers.
 This module imports nothing heavy: the DAG files import it at parse time. No ``from __future__ import annotations``
 here: on Python 3.11 it would hide ``NotRequired`` from ``__required_keys__`` / ``__optional_keys__``.
@@ -26,6 +26,8 @@ __all__ = [
     "GateVerdict",
     "IndicatorSummary",
     "LayersSummary",
+    "MosaicMember",
+    "MosaicResult",
     "NotifyEvent",
     "Outcome",
     "PublishResult",
@@ -198,6 +200,21 @@ class Outcome(PublishResult):
     manifest_url: NotRequired[str]
 
 
+# --- regional mosaic (dags/tvb_region.py, tvb_tasks.publish.mosaic) ----------------------------------------------
+class MosaicMember(TypedDict):
+    """One member territory's live release that the mosaic assembles."""
+
+    territory: str
+    release_id: str
+
+
+class MosaicResult(PublishResult):
+    """``stage_publish_mosaic`` (``tvb_tasks.publish.mosaic.publish_mosaic``): the publish result of the region's
+    mosaic release (no ``web_url``: its page links the members' web maps) and the member releases, in order."""
+
+    members: list[MosaicMember]
+
+
 # --- tiled cost-distance (dags/tvb_tiled_cost.py, tvb_tasks.tiled) ------------------------------------------------
 class TileItem(TypedDict):
     """One tile of one sous-trame to run in a round."""
@@ -233,3 +250,5 @@ class ScreeningSummary(TypedDict):
     touches_anything: bool
     summary: dict[str, Any]
     sheet_url: str
+    pdf_url: str
+    lines: list[str]                    # French description of what the project touches (printed, logged)

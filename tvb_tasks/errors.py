@@ -12,7 +12,7 @@ libraries (Great Expectations, GDAL…).
 """
 from __future__ import annotations
 
-__all__ = ["DeterministicError", "TVBError"]
+__all__ = ["DeterministicError", "InvalidInputError", "TVBError"]
 
 
 class TVBError(Exception):
@@ -21,3 +21,8 @@ class TVBError(Exception):
 
 class DeterministicError(TVBError):
     """Invalid data, configuration or parameters (or a lost publish race): retrying cannot help."""
+
+
+class InvalidInputError(DeterministicError, ValueError):
+    """An invalid parameter, file or value (a bad id or URI, a missing or unreadable input file, an out-of-range
+    argument): the same call fails the same way, so the task fails at once. Still a ``ValueError`` for callers."""

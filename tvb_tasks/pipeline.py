@@ -44,6 +44,7 @@ from .contracts import (
     GateVerdict,
     IndicatorSummary,
     LayersSummary,
+    MosaicResult,
     NotifyEvent,
     Outcome,
     PublishResult,
@@ -541,11 +542,30 @@ def publish_outcome(run: FetchedRun, indicators: IndicatorSummary, sources: Gate
     return run_outcome(run, result)
 
 
+def stage_publish_mosaic(region_id: str, *, store_uri: str | None = None, dry_run: bool = False,
+                         force: bool = False) -> MosaicResult:
+    """Publish the regional mosaic of ``config/regions/<region_id>.yaml`` from its members' live releases
+    (:func:`tvb_tasks.publish.mosaic.publish_region_mosaic`; status ``unchanged`` when the live mosaic already has
+    these member releases): the ``publish_mosaic`` task of ``tvb_region_<id>``."""
+    from .publish.mosaic import publish_region_mosaic
+
+    result = publish_region_mosaic(region_id, store_uri, dry_run=dry_run, force=force)
+    log.info("mosaic of %s: %s %s (members %s)", region_id, result["status"], result["release_id"],
+             result["members"])
+    return result
+
+
 def notify_event(outcome: Outcome | None) -> NotifyEvent:
-    """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``); anything else
-    reads as ``published``."""
+    """The notifier event of a finished run: its status (``published``, ``unchanged``, ``dry_run``).
+
+    A missing outcome (no ``publish`` XCom) or an unknown status raises :class:`PipelineError`: nothing is announced,
+    least of all a publication that may not have happened (the task fails, and its failure is notified)."""
     status = outcome.get("status") if outcome else None
-    return status if status in RUN_STATUSES else "published"
+    for known in RUN_STATUSES:
+        if status == known:
+            return known
+    raise PipelineError(f"no run outcome to announce (status {status!r}, expected one of {list(RUN_STATUSES)}): "
+                        "the publish task returned nothing usable")
 
 
 # --- lease on the work folder -------------------------------------------------------------------------------------

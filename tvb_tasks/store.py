@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .errors import DeterministicError, TVBError
+from .errors import DeterministicError, InvalidInputError, TVBError
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -73,9 +73,9 @@ class ObjectInfo:
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise ValueError (no traversal)."""
     if not key or not _KEY_RE.match(key) or key.startswith("/") or "//" in key:
-        raise ValueError(f"invalid object key {key!r}")
+        raise InvalidInputError(f"invalid object key {key!r}")
     if any(part in ("", ".", "..") for part in key.split("/")):
-        raise ValueError(f"invalid object key {key!r} (no '.' or '..' segments)")
+        raise InvalidInputError(f"invalid object key {key!r} (no '.' or '..' segments)")
     return key
 
 
@@ -434,21 +434,22 @@ def open_store(uri: str | None = None, *, client=None, create: bool = True) -> S
     ``None`` means the default store; an empty or blank ``uri`` is refused. With ``create=False`` (read-only
     commands) a local store folder that does not exist is an error ("no store at …"), never created."""
     if uri is not None and not uri.strip():
-        raise ValueError("empty store URI: give file:///absolute/folder, a path or s3://bucket (or omit --store "
-                         "for the default)")
+        raise InvalidInputError("empty store URI: give file:///absolute/folder, a path or s3://bucket (or omit --store "
+                                "for the default)")
     uri = uri or default_store_uri()
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise ValueError(f"invalid S3 store URI {uri!r}: no bucket")
+            raise InvalidInputError(f"invalid S3 store URI {uri!r}: no bucket")
         return S3Store(parsed.netloc, parsed.path, client=client)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"unsupported store URI {uri!r}: file:// with host {parsed.netloc!r} would be written "
-                             f"locally at {parsed.path!r}; use file:///absolute/path (local folders only) or s3://")
+            raise InvalidInputError(f"unsupported store URI {uri!r}: file:// with host {parsed.netloc!r} would be "
+                                    f"written locally at {parsed.path!r}; use file:///absolute/path (local folders "
+                                    "only) or s3://")
         if not parsed.path:
-            raise ValueError(f"invalid store URI {uri!r}: no path (use file:///absolute/path)")
+            raise InvalidInputError(f"invalid store URI {uri!r}: no path (use file:///absolute/path)")
         return LocalStore(unquote(parsed.path), create=create)
     if parsed.scheme == "":
         return LocalStore(uri, create=create)
-    raise ValueError(f"unsupported store URI {uri!r} (use file:// or s3://)")
+    raise InvalidInputError(f"unsupported store URI {uri!r} (use file:// or s3://)")

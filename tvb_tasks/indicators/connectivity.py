@@ -59,7 +59,7 @@ class ConnectivityResult:
 def decay_constant(distance_threshold: float, probability_at_threshold: float) -> float:
     """k such that exp(-k · distance_threshold) = probability_at_threshold (per distance unit)."""
     if distance_threshold <= 0 or not 0 < probability_at_threshold < 1:
-        raise ValueError("distance_threshold must be > 0 and probability_at_threshold in ]0, 1[")
+        raise IndicatorsError("distance_threshold must be > 0 and probability_at_threshold in ]0, 1[")
     return -math.log(probability_at_threshold) / distance_threshold
 
 
@@ -273,7 +273,7 @@ def analyse_network(nodes: pd.DataFrame, links: pd.DataFrame, *, landscape_area_
     ``landscape_area_ha``: A_L, the area of the study region (ha).
     """
     if landscape_area_ha <= 0:
-        raise ValueError("landscape_area_ha must be > 0")
+        raise IndicatorsError("landscape_area_ha must be > 0")
     k = decay_constant(distance_threshold, probability_at_threshold)
     graph = build_graph(nodes, links)
     a_l2 = landscape_area_ha ** 2
@@ -374,9 +374,9 @@ def passability_penalty_m(passability: float, k: float) -> float:
     exp(-k · (d + penalty)) = π · exp(-k · d) (DCI: the passabilities multiply the dispersal probability; Cote et
     al. 2009, Baldan et al. 2022). π = 0 (total barrier): +inf, the stretch is cut; π = 1: 0."""
     if not 0 <= passability <= 1:
-        raise ValueError(f"passability must be in [0, 1], got {passability}")
+        raise IndicatorsError(f"passability must be in [0, 1], got {passability}")
     if k <= 0:
-        raise ValueError("k must be > 0")
+        raise IndicatorsError("k must be > 0")
     return math.inf if passability == 0 else -math.log(passability) / k
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import shapely
 
 from tvb_tasks.config import Territory
+from tvb_tasks.indicators.common import IndicatorsError
 from tvb_tasks.indicators.communes import M2_PER_HA, dissolved_parts, intersect_with_units
 
 METRICS = ("habitat_ha", "habitat_pct", "n_patches", "mean_patch_ha", "largest_patch_ha",
@@ -43,11 +44,11 @@ def fragmentation_metrics(areas_ha: np.ndarray, complete_areas_ha: np.ndarray, u
     a = np.asarray(areas_ha, dtype=float)
     a_cmpl = np.asarray(complete_areas_ha, dtype=float)
     if a.shape != a_cmpl.shape:
-        raise ValueError("areas_ha and complete_areas_ha must have the same length")
+        raise IndicatorsError("areas_ha and complete_areas_ha must have the same length")
     if unit_area_ha <= 0:
-        raise ValueError(f"reporting unit area must be > 0 ha, got {unit_area_ha}")
+        raise IndicatorsError(f"reporting unit area must be > 0 ha, got {unit_area_ha}")
     if np.any(a_cmpl + 1e-9 < a):
-        raise ValueError("a whole patch cannot be smaller than its piece inside the unit")
+        raise IndicatorsError("a whole patch cannot be smaller than its piece inside the unit")
     sum_sq = float(np.sum(a * a))
     return {
         "habitat_ha": float(a.sum()),

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from tvb_tasks.indicators.common import IndicatorsError
+
 # key → (French label for the report, unit); order = order of the published "chiffres clés"
 KEY_FIGURES: dict[str, tuple[str, str]] = {
     "artificialised_share_pct": ("Part des espaces artificialisés", "%"),
@@ -36,7 +38,7 @@ KEY_FIGURES: dict[str, tuple[str, str]] = {
 def key_figures(communes: pd.DataFrame) -> dict[str, float | int]:
     """The territory's key figures from the per-commune measures (see ``commune_measures`` columns)."""
     if communes.empty:
-        raise ValueError("no commune: cannot compute the key figures")
+        raise IndicatorsError("no commune: cannot compute the key figures")
     area = float(communes["area_ha"].sum())
     return {
         "artificialised_share_pct": 100.0 * float(communes["artificial_ha"].sum()) / area,

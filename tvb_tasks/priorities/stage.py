@@ -26,6 +26,7 @@ import pandas as pd
 import pyogrio
 
 from tvb_tasks.config import Territory
+from tvb_tasks.contracts import ScreeningSummary
 from tvb_tasks.indicators import indicators_config, is_synthetic_landuse, json_value, read_layers, records
 from tvb_tasks.publish.styles import STATUS_STYLES
 
@@ -390,3 +391,27 @@ def resolve_project(ref: str, store, work_dir: Path) -> Path:
     if store.head(ref) is not None:
         return store.materialize(ref, Path(work_dir) / "_cache")
     raise ScreeningError(f"project {ref!r}: not a local file, an http(s) URL or a key of the store {store.uri}")
+
+
+def stage_screen(territory_id: str, project: str, *, store_uri: str | None = None, profile: str | None = None,
+                 release_id: str | None = None, layer: str | None = None,
+                 project_name: str | None = None) -> ScreeningSummary:
+    """Screen the planned ``project`` (a local file, an http(s) URL or a key of the store ``store_uri``) against
+    ``release_id`` (default: the live release) of ``territory_id``: resolve the project, :func:`screen_release` in
+    a scratch folder (removed after: the sheet lives in the store), describe the result. What the ``screen`` task
+    of ``tvb_screening_<territory>`` and ``tvb screen`` run; raises ``ScreeningError`` (deterministic) on a bad
+    project or release."""
+    from tvb_tasks.pipeline import effective_territory
+    from tvb_tasks.store import open_store
+
+    territory = effective_territory(territory_id, profile=profile)
+    store = open_store(store_uri)
+    with scratch_dir() as work:
+        path = resolve_project(project, store, work)
+        result = screen_release(territory, store, path, work, release_id=release_id, layer=layer,
+                                project_name=project_name)
+    prefix = result["prefix"]
+    return {"territory": territory_id, "release_id": result["release_id"], "screening_id": result["screening_id"],
+            "prefix": prefix, "keys": result["keys"], "touches_anything": bool(result["touches_anything"]),
+            "summary": result["summary"], "sheet_url": store.url(f"{prefix}/fiche.html"),
+            "pdf_url": store.url(f"{prefix}/fiche.pdf"), "lines": describe(result)}

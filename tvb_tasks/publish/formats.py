@@ -12,7 +12,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from ..errors import TVBError
+from ..errors import DeterministicError, TVBError
 from .styles import FIELD_LABELS, PUBLISHED_LAYERS, STATUS_ALIASES, STATUS_STYLES, VALUE_LABELS
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,11 @@ COG_BLOCKSIZE = 256
 
 class FormatError(TVBError, RuntimeError):
     """A file could not be converted to, or checked as, a publication format; the message names the file."""
+
+
+class UnpublishableData(FormatError, DeterministicError):
+    """The data cannot go into a publication format (a layer without CRS, nothing to tile, no vector layer, an
+    unexpected tile encoding): the same files fail the same way, so the task fails without a retry."""
 
 
 # --- GeoPackage -------------------------------------------------------------------------------------------------
@@ -217,7 +222,7 @@ def write_pmtiles(gpkg: Path, out_path: Path, layers: list[str] | None = None, *
                 log.info("layer %s is empty: not in the PMTiles archive", name)
                 continue
             if gdf.crs is None:
-                raise FormatError(f"{gpkg}, layer {name}: no CRS, cannot tile")
+                raise UnpublishableData(f"{gpkg}, layer {name}: no CRS, cannot tile")
             part = Path(tmp) / f"{name}.pmtiles"
             try:
                 pyogrio.write_dataframe(gdf, part, driver="PMTiles", layer=name,
@@ -229,14 +234,14 @@ def write_pmtiles(gpkg: Path, out_path: Path, layers: list[str] | None = None, *
                 reader = Reader(MmapSource(f))
                 header = reader.header()
                 if header["tile_compression"] != Compression.GZIP or header["tile_type"] != TileType.MVT:
-                    raise FormatError(f"{part}: unexpected tile encoding {header['tile_compression']}")
+                    raise UnpublishableData(f"{part}: unexpected tile encoding {header['tile_compression']}")
                 headers.append(header)
                 metas.append(reader.metadata())
                 for (z, x, y), data in all_tiles(MmapSource(f)):
                     tiles.setdefault(zxy_to_tileid(z, x, y), []).append(gzip.decompress(data))
             written.append(name)
         if not tiles:
-            raise FormatError(f"{gpkg}: no features to tile")
+            raise UnpublishableData(f"{gpkg}: no features to tile")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         bounds = [min(h["min_lon_e7"] for h in headers), min(h["min_lat_e7"] for h in headers),
                   max(h["max_lon_e7"] for h in headers), max(h["max_lat_e7"] for h in headers)]

@@ -12,6 +12,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from tvb_tasks.errors import InvalidInputError
+
 from ..config import ID_PATTERN
 from ..store import Store, validate_key
 
@@ -23,14 +25,14 @@ NONCE_RE = re.compile(r"^[0-9a-f]{6,16}$")
 def check_territory_id(territory_id: str) -> str:
     """Return ``territory_id`` if it is a valid id (lowercase, digits, ``-``/``_``), else raise ValueError."""
     if not isinstance(territory_id, str) or not ID_PATTERN.match(territory_id):
-        raise ValueError(f"invalid territory id {territory_id!r}")
+        raise InvalidInputError(f"invalid territory id {territory_id!r}")
     return territory_id
 
 
 def check_release_id(release_id: str) -> str:
     """Return ``release_id`` if it has the form ``YYYYMMDDTHHMMSSZ-xxxxxxxx[-nonce]``, else raise ValueError."""
     if not isinstance(release_id, str) or not RELEASE_ID_RE.match(release_id):
-        raise ValueError(f"invalid release id {release_id!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>[-<6-16 hex>])")
+        raise InvalidInputError(f"invalid release id {release_id!r} (expected YYYYMMDDTHHMMSSZ-<8 hex>[-<6-16 hex>])")
     return release_id
 
 
@@ -76,9 +78,9 @@ def release_id_for(input_key: str, when: datetime, nonce: str | None = None) -> 
     on the same inputs in the same second would get the same id.
     """
     if not re.fullmatch(r"[0-9a-f]{8,}", input_key or ""):
-        raise ValueError(f"invalid input key {input_key!r} (expected a hex digest)")
+        raise InvalidInputError(f"invalid input key {input_key!r} (expected a hex digest)")
     if nonce is not None and not NONCE_RE.match(nonce):
-        raise ValueError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
+        raise InvalidInputError(f"invalid run nonce {nonce!r} (expected 6-16 lowercase hex)")
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{input_key[:8]}" + (f"-{nonce}" if nonce else "")
 

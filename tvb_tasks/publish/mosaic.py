@@ -36,8 +36,9 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from ..contracts import MosaicMember, MosaicResult
 from ..errors import DeterministicError
 from ..store import NotFound, Store, sha256_file
 from .layout import input_key, manifest_key, new_run_nonce, release_id_for
@@ -293,7 +294,7 @@ la surface). Autres chiffres (ratios, moyennes) : non additionnés.</p>
 
 # --- publishing ---------------------------------------------------------------------------------------------------
 def publish_mosaic(region, members: list, store: Store, work_dir: Path, *, code_version: str,
-                   dry_run: bool = False, force: bool = False, released_at: datetime | None = None) -> dict:
+                   dry_run: bool = False, force: bool = False, released_at: datetime | None = None) -> MosaicResult:
     """Assemble the live releases of ``members`` (the region's :class:`~tvb_tasks.config.Territory` objects, in
     order) and publish the mosaic of ``region`` (:class:`~tvb_tasks.config_regions.Region`).
 
@@ -303,14 +304,15 @@ def publish_mosaic(region, members: list, store: Store, work_dir: Path, *, code_
     """
     releases = [read_member_release(store, t.id) for t in members]
     ikey = mosaic_input_key(region.config_hash(), releases)
-    listed = [{"territory": m.territory, "release_id": m.release_id} for m in releases]
+    listed: list[MosaicMember] = [{"territory": m.territory, "release_id": m.release_id} for m in releases]
     publisher = MosaicPublisher(id=region.id, name=region.name, short_name=region.short_name, publish=region.publish,
                                 region_hash=region.config_hash(),
                                 sources={k: v for t in members for k, v in t.sources.items()})
     latest, _ = read_latest(store, region.id)
     if latest and latest.get("input_key") == ikey and not force:
-        return {**publish_release(publisher, store, work_dir, input_key=ikey, sources={}, validation={},
-                                  indicators={}, code_version=code_version), "members": listed}
+        return cast(MosaicResult, {**publish_release(publisher, store, work_dir, input_key=ikey, sources={},
+                                                     validation={}, indicators={}, code_version=code_version),
+                                   "members": listed})
     now = (released_at or datetime.now(UTC)).replace(microsecond=0)
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"tvb-mosaic-{region.id}-", dir=work_dir) as tmp:
@@ -337,11 +339,11 @@ def publish_mosaic(region, members: list, store: Store, work_dir: Path, *, code_
             indicators=figures, code_version=code_version, dry_run=dry_run, force=force, released_at=now,
             release_id=release_id_for(ikey, now, new_run_nonce()))
     result.pop("web_url", None)         # no web map of its own: the page links the members' web maps
-    return {**result, "members": listed}
+    return cast(MosaicResult, {**result, "members": listed})
 
 
 def publish_region_mosaic(region_id: str, store_uri: str | None = None, *, dry_run: bool = False,
-                          force: bool = False) -> dict:
+                          force: bool = False) -> MosaicResult:
     """:func:`publish_mosaic` of the region ``config/regions/<region_id>.yaml`` (members loaded and checked) into
     the store ``store_uri`` (default: ``TVB_STORE_URI`` / ``var/store``), working under ``TVB_WORK_DIR``; what the
     ``publish_mosaic`` task of ``tvb_region_<id>`` and ``tvb mosaic`` run."""

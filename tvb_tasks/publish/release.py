@@ -89,6 +89,12 @@ class PublishConflict(PublishError, DeterministicError):
     """Another publisher moved ``latest.json`` (or wrote the same release) first: nothing was published."""
 
 
+class StagingError(PublishError, DeterministicError):
+    """The staged release cannot be published as it is (no or empty staging folder, a symbolic link, a file name
+    that is not an object key, a release id that does not match its time and inputs): the same folder fails the same
+    way, so the task fails without a retry."""
+
+
 class ReleaseNotFound(PublishError, LookupError):
     """No complete release (with a manifest) under that id."""
 
@@ -214,23 +220,23 @@ def staged_files(staging_dir: Path) -> list[str]:
     """Relative POSIX paths of the files to publish, sorted; raises on names that are not valid object keys."""
     staging_dir = Path(staging_dir)
     if not staging_dir.is_dir():
-        raise PublishError(f"staging folder {staging_dir} does not exist")
+        raise StagingError(f"staging folder {staging_dir} does not exist")
     out = []
     for p in sorted(staging_dir.rglob("*")):
         if p.is_symlink():
-            raise PublishError(f"{p}: symbolic links are not published")
+            raise StagingError(f"{p}: symbolic links are not published")
         if not p.is_file():
             continue
         rel = p.relative_to(staging_dir).as_posix()
         if rel in ("manifest.json",):
-            raise PublishError(f"{p}: 'manifest.json' is written by the publisher, not staged")
+            raise StagingError(f"{p}: 'manifest.json' is written by the publisher, not staged")
         try:
             validate_key(rel)
         except ValueError:
-            raise PublishError(f"{p}: file name {rel!r} cannot be an object key (letters, digits, . _ - / only)") from None
+            raise StagingError(f"{p}: file name {rel!r} cannot be an object key (letters, digits, . _ - / only)") from None
         out.append(rel)
     if not out:
-        raise PublishError(f"staging folder {staging_dir} is empty")
+        raise StagingError(f"staging folder {staging_dir} is empty")
     return out
 
 
@@ -390,7 +396,7 @@ def publish_release(territory, store: Store, staging_dir: Path, *, input_key: st
     if release_id:
         rid = check_release_id(release_id)
         if rid[:25] != release_id_for(input_key, released_at):
-            raise PublishError(f"release id {rid} does not match the release time {released_at.isoformat()} and "
+            raise StagingError(f"release id {rid} does not match the release time {released_at.isoformat()} and "
                                f"input key {input_key[:8]}")
     else:
         rid = release_id_for(input_key, released_at)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from tvb_tasks.errors import InvalidInputError
+
 from ..store import Store
 from .admin import _release_ids_with_objects, find_orphans, list_releases
 from .layout import check_territory_id, manifest_key, release_time, territory_prefix
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 def plan_prune(store: Store, territory_id: str, keep: int) -> dict:
     """Which complete releases a prune keeps and deletes (newest first), without deleting anything."""
     if keep < 1:
-        raise ValueError(f"keep must be at least 1, got {keep}")
+        raise InvalidInputError(f"keep must be at least 1, got {keep}")
     problems = pointer_problems(store, territory_id)
     if problems:
         raise PublishError(f"prune refused: {problems[0]}")

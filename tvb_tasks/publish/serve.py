@@ -16,6 +16,8 @@ import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from tvb_tasks.errors import InvalidInputError
+
 from ..store import NotFound, S3Store, Store, media_type, validate_key
 
 DEFAULT_HOST = "127.0.0.1"
@@ -59,7 +61,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """
     m = _RANGE_RE.fullmatch(header.strip())
     if not m or (m.group(1) == "" and m.group(2) == ""):
-        raise ValueError(f"unsupported Range {header!r}")
+        raise InvalidInputError(f"unsupported Range {header!r}")
     if m.group(1) == "":
         start, end = max(0, size - int(m.group(2))), size - 1
     else:

@@ -19,6 +19,8 @@ import pystac
 from pystac.extensions.file import FileExtension
 from pystac.extensions.version import VersionExtension
 
+from tvb_tasks.errors import InvalidInputError
+
 from ..store import NotFound, PreconditionFailed, Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ _ROLES = (
 def multihash_sha256(hex_digest: str) -> str:
     """Multihash of a sha2-256 digest: code 0x12, length 0x20, then the digest (hex)."""
     if len(hex_digest) != 64:
-        raise ValueError(f"not a sha256 hex digest: {hex_digest!r}")
+        raise InvalidInputError(f"not a sha256 hex digest: {hex_digest!r}")
     return "1220" + hex_digest.lower()
 
 

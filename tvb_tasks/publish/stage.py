@@ -5,7 +5,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from .formats import FormatError, add_french_labels, ensure_cog, vector_layers, write_geoparquet, write_pmtiles
+from .formats import UnpublishableData, add_french_labels, ensure_cog, vector_layers, write_geoparquet, write_pmtiles
 from .styles import LAYER_NAMES
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def stage_release(territory, staging_dir: Path, *, gpkg: Path, rasters: list[Pat
     shutil.copyfile(gpkg, target)
     layers = vector_layers(target)
     if not layers:
-        raise FormatError(f"{gpkg}: no vector layer to publish")
+        raise UnpublishableData(f"{gpkg}: no vector layer to publish")
     missing = [n for n in LAYER_NAMES if n not in layers]
     if missing:
         log.warning("%s has no layer(s) %s: they are absent from the web map and QGIS project", gpkg, missing)

@@ -38,13 +38,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from tvb_tasks.errors import InvalidInputError
 
 from .errors import SourceError
 from .progress import Progress
@@ -124,11 +126,11 @@ class HttpOptions:
         for name in ("timeout_s", "connect_timeout_s", "deadline_s"):
             value = getattr(self, name)
             if value is not None and not (float(value) > 0 and math.isfinite(float(value))):
-                raise ValueError(f"{name} must be a finite positive number of seconds, got {value!r}")
+                raise InvalidInputError(f"{name} must be a finite positive number of seconds, got {value!r}")
         for name in ("max_bytes", "max_page_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive whole number of bytes, got {value!r}")
+                raise InvalidInputError(f"{name} must be a positive whole number of bytes, got {value!r}")
 
     @classmethod
     def from_source(cls, cfg: Mapping[str, Any], *, auth: Any = None,
@@ -214,7 +216,7 @@ def _register_socket(sock: socket.socket | None) -> None:
 class _GuardedMixin:
     def getresponse(self, *args, **kwargs):           # the socket exists once the request is sent
         _register_socket(getattr(self, "sock", None))
-        return super().getresponse(*args, **kwargs)
+        return cast(Any, super()).getresponse(*args, **kwargs)    # a mixin of the connection classes below
 
 
 class _GuardedHTTPConnection(_GuardedMixin, HTTPConnection):

@@ -44,6 +44,7 @@ import pandas as pd
 import pyogrio
 import requests
 
+from ..errors import InvalidInputError
 from .errors import SourceError
 from .http import DEFAULT_DEADLINE_S, HttpOptions, new_session, redact_url, request
 from .progress import Progress
@@ -345,7 +346,7 @@ def read_wfs(url: str, typename: str, *, version: str = "2.0.0", bbox: Sequence[
                     what, typename, hits)
     size = int(page_size or cap or DEFAULT_PAGE_SIZE)
     if size <= 0:
-        raise ValueError("page_size must be positive")
+        raise InvalidInputError("page_size must be positive")
     page_params = dict(base)
     if fmt:
         page_params["OUTPUTFORMAT"] = fmt
@@ -417,7 +418,7 @@ def write_layer(gdf: gpd.GeoDataFrame, out_file: str | Path, layer: str | None =
     elif suffix in (".geojson", ".json"):
         gdf.to_file(out, driver="GeoJSON")
     else:
-        raise ValueError(f"{out}: unsupported output format (use .parquet, .gpkg or .geojson)")
+        raise InvalidInputError(f"{out}: unsupported output format (use .parquet, .gpkg or .geojson)")
     return out
 
 

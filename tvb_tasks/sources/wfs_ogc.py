@@ -11,6 +11,8 @@ from typing import Any
 import requests
 from lxml import etree
 
+from tvb_tasks.errors import InvalidInputError
+
 from .errors import SourceError
 
 log = logging.getLogger("tvb_tasks.sources.wfs")
@@ -108,11 +110,11 @@ def _north_first(crs: str) -> bool:
 def bbox_corners(bbox: Sequence[Any]) -> tuple[tuple[float, float], tuple[float, float], str]:
     """Lower / upper corners in the CRS's authority axis order and the CRS URN, from ``(minx, miny, maxx, maxy, crs)``."""
     if len(bbox) != 5:
-        raise ValueError(f"bbox must be (minx, miny, maxx, maxy, crs), got {bbox!r}")
+        raise InvalidInputError(f"bbox must be (minx, miny, maxx, maxy, crs), got {bbox!r}")
     minx, miny, maxx, maxy = (float(v) for v in bbox[:4])
     crs = str(bbox[4])
     if not (minx < maxx and miny < maxy):
-        raise ValueError(f"empty bbox {bbox!r}")
+        raise InvalidInputError(f"empty bbox {bbox!r}")
     if _north_first(crs):
         return (miny, minx), (maxy, maxx), crs_urn(crs)
     return (minx, miny), (maxx, maxy), crs_urn(crs)
@@ -130,9 +132,9 @@ def _filters_list(filters: Any) -> list[dict]:
     items = [filters] if isinstance(filters, Mapping) else list(filters)
     for f in items:
         if not isinstance(f, Mapping) or "property" not in f or "value" not in f:
-            raise ValueError(f"a WFS filter is {{property: NAME, value: VALUE, op: equal|like}}, got {f!r}")
+            raise InvalidInputError(f"a WFS filter is {{property: NAME, value: VALUE, op: equal|like}}, got {f!r}")
         if f.get("op", "equal") not in ("equal", "like"):
-            raise ValueError(f"WFS filter op must be 'equal' or 'like' ('*' wildcard), got {f.get('op')!r}")
+            raise InvalidInputError(f"WFS filter op must be 'equal' or 'like' ('*' wildcard), got {f.get('op')!r}")
     return [dict(f) for f in items]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,8 @@ from great_expectations.render import LegacyRendererType, RenderedStringTemplate
 from great_expectations.render.renderer.renderer import renderer
 from pyproj import CRS
 from pyproj.exceptions import CRSError
+
+from tvb_tasks.errors import InvalidInputError
 
 CRS_COLUMN = "__crs__"
 GEOMETRY_COLUMN = "geometry"
@@ -156,7 +158,7 @@ class _GeometryMapMixin(_Prescriptive):
         return self._describe(geom)
 
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
-        output = super()._validate(
+        output = cast(Any, super())._validate(      # a mixin of GX expectation classes
             metrics=metrics, runtime_configuration=runtime_configuration, execution_engine=execution_engine
         )
         return self._describe_result(output)
@@ -218,7 +220,7 @@ class ColumnValuesGeometryInTerritory(ColumnMapMetricProvider):
         elif predicate == "intersects":
             ok = shapely.intersects(area, geoms)
         else:
-            raise ValueError(f"predicate must be 'within' or 'intersects', got {predicate!r}")
+            raise InvalidInputError(f"predicate must be 'within' or 'intersects', got {predicate!r}")
         return pd.Series(ok | empty, index=column.index)
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from tvb_tasks.errors import InvalidInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from tvb_tasks.config import Territory
 
@@ -49,11 +51,11 @@ def read_snapshot(path: Path) -> gpd.GeoDataFrame:
     """A GeoParquet snapshot; raises ``ValueError`` naming the file when it is missing or not GeoParquet."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"snapshot {path} does not exist")
+        raise InvalidInputError(f"snapshot {path} does not exist")
     try:
         return gpd.read_parquet(path)
     except Exception as exc:
-        raise ValueError(f"snapshot {path} is not a readable GeoParquet file: {exc}") from exc
+        raise InvalidInputError(f"snapshot {path} is not a readable GeoParquet file: {exc}") from exc
 
 
 def snapshot_row_count(path: Path) -> int:
@@ -70,15 +72,17 @@ def _nomenclature_codes(path: str, column: str, mtime_ns: int) -> tuple[str, ...
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
             if column not in (reader.fieldnames or []):
-                raise ValueError(f"nomenclature {path}: no column {column!r} in its header line (expected a CSV "
-                                 f"with a {column!r} column: check nomenclature.file and code_column)")
+                raise InvalidInputError(f"nomenclature {path}: no column {column!r} in its header line (expected a CSV "
+                                        f"with a {column!r} column: check nomenclature.file and code_column)")
             codes = sorted({(row[column] or "").strip() for row in reader} - {""})
     except UnicodeDecodeError as exc:
-        raise ValueError(f"nomenclature {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+        raise InvalidInputError(f"nomenclature {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                                "CSV") from None
     except csv.Error as exc:
-        raise ValueError(f"nomenclature {path}: not a readable CSV (line {getattr(exc, 'line_num', '?')})") from None
+        line = getattr(exc, "line_num", "?")
+        raise InvalidInputError(f"nomenclature {path}: not a readable CSV (line {line})") from None
     if not codes:
-        raise ValueError(f"nomenclature {path}: column {column!r} holds no code")
+        raise InvalidInputError(f"nomenclature {path}: column {column!r} holds no code")
     return tuple(codes)
 
 
@@ -86,7 +90,7 @@ def nomenclature_codes(territory: Territory) -> list[str]:
     """Valid land-use codes: the ``nomenclature.code_column`` of the territory's nomenclature CSV."""
     path = territory.resolve_path(territory.nomenclature.file)
     if not path.exists():
-        raise ValueError(f"nomenclature file {path} (territory {territory.id}) does not exist")
+        raise InvalidInputError(f"nomenclature file {path} (territory {territory.id}) does not exist")
     from ..config import check_regular_file
 
     check_regular_file(path, f"nomenclature file {path} (territory {territory.id})")

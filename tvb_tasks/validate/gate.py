@@ -24,7 +24,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from tvb_tasks.errors import DeterministicError
+from tvb_tasks.errors import DeterministicError, InvalidInputError
 from tvb_tasks.validate.frames import (  # noqa: F401 - also importable from here
     CRS_COLUMN,
     GEOMETRY_COLUMN,
@@ -218,8 +218,8 @@ def source_role(territory: Territory, name: str) -> str:
     for parent, cfg in territory.sources.items():
         if cfg.kind == "osm" and name.startswith(parent + "_") and name[len(parent) + 1:] in DERIVED_ROLES:
             return DERIVED_ROLES[name[len(parent) + 1:]]
-    raise ValueError(f"source {name!r} is not configured for territory {territory.id} "
-                     f"(known: {sorted(territory.sources)})")
+    raise InvalidInputError(f"source {name!r} is not configured for territory {territory.id} "
+                            f"(known: {sorted(territory.sources)})")
 
 
 def validate_source(

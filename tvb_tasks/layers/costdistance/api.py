@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tvb_tasks.errors import InvalidInputError
+
 from .kernels import (
     _KNIGHT_MID,
     _MAX_BUCKETS,
@@ -31,7 +33,7 @@ def _cell_sizes(cell_size: float | Sequence[float]) -> tuple[float, float]:
         dy, dx = (float(v) for v in cell_size)  # type: ignore[union-attr]
     for v in (dy, dx):
         if not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"cell_size must be finite and > 0, got {cell_size!r}")
+            raise InvalidInputError(f"cell_size must be finite and > 0, got {cell_size!r}")
     return dy, dx
 
 
@@ -48,7 +50,7 @@ def _tables(knight: bool, dy: float, dx: float):
 def _prepare_cost(cost, nodata_mask):
     cost = np.asarray(cost)
     if cost.ndim != 2:
-        raise ValueError(f"cost must be a 2-D array, got shape {cost.shape}")
+        raise InvalidInputError(f"cost must be a 2-D array, got shape {cost.shape}")
     if cost.dtype not in (np.float32, np.float64):
         if (cost.dtype.kind in "biu" and cost.dtype.itemsize <= 2) or cost.dtype == np.float16:
             cost = cost.astype(np.float32)
@@ -61,7 +63,7 @@ def _prepare_cost(cost, nodata_mask):
     else:
         mask = np.ascontiguousarray(np.asarray(nodata_mask, dtype=np.bool_))
         if mask.shape != cost.shape:
-            raise ValueError(
+            raise InvalidInputError(
                 f"nodata_mask shape {mask.shape} differs from cost shape {cost.shape}")
         has_mask = True
     return cost, mask, has_mask
@@ -79,15 +81,15 @@ def _check_sources(cost, mask, has_mask: bool, sources, source_labels):
     if src.ndim == 1 and src.size == 2:
         src = src.reshape(1, 2)
     if src.ndim != 2 or src.shape[1] != 2 or src.shape[0] == 0:
-        raise ValueError(f"sources must be a non-empty (N, 2) array of (row, col), got shape {src.shape}")
+        raise InvalidInputError(f"sources must be a non-empty (N, 2) array of (row, col), got shape {src.shape}")
     if src.dtype.kind not in "iu" and not np.all(np.equal(np.mod(src, 1), 0)):
-        raise ValueError("sources must be integer (row, col) indices")
+        raise InvalidInputError("sources must be integer (row, col) indices")
     src = src.astype(np.int64)
     rs, cs_ = src[:, 0], src[:, 1]
     outside = (rs < 0) | (rs >= H) | (cs_ < 0) | (cs_ >= W)
     if outside.any():
         i = int(np.argmax(outside))
-        raise ValueError(f"source #{i} (row={rs[i]}, col={cs_[i]}) is outside the raster ({H} x {W})")
+        raise InvalidInputError(f"source #{i} (row={rs[i]}, col={cs_[i]}) is outside the raster ({H} x {W})")
     sv = cost[rs, cs_]
     bad = ~((sv > 0) & np.isfinite(sv))
     if has_mask:
@@ -95,7 +97,7 @@ def _check_sources(cost, mask, has_mask: bool, sources, source_labels):
     if bad.any():
         i = int(np.argmax(bad))
         r, c = int(rs[i]), int(cs_[i])
-        raise ValueError(
+        raise InvalidInputError(
             f"source #{i} (row={r}, col={c}) is on an impassable cell "
             f"(cost={cost[r, c]!r}{', masked' if has_mask and mask[r, c] else ''})")
     if source_labels is None:
@@ -103,9 +105,9 @@ def _check_sources(cost, mask, has_mask: bool, sources, source_labels):
     else:
         labels = np.asarray(source_labels)
         if labels.shape != (src.shape[0],) or labels.dtype.kind not in "iu":
-            raise ValueError("source_labels must be an integer array with one label per source")
+            raise InvalidInputError("source_labels must be an integer array with one label per source")
         if labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.int32).max):
-            raise ValueError("source_labels must be in [0, 2**31 - 1]")
+            raise InvalidInputError("source_labels must be in [0, 2**31 - 1]")
         labels = labels.astype(np.int32)
     return src, labels
 
@@ -179,20 +181,20 @@ def accumulated_cost(
     cost, mask, has_mask = _prepare_cost(cost, nodata_mask)
     H, W = cost.shape
     if H * W >= 2**31 - 64:
-        raise ValueError(f"raster too large ({H} x {W}): at most 2**31 cells (int32 queue)")
+        raise InvalidInputError(f"raster too large ({H} x {W}): at most 2**31 cells (int32 queue)")
     src, labels = _check_sources(cost, mask, has_mask, sources, source_labels)
     if source_costs is None:
         start = None
     else:
         start = np.asarray(source_costs, dtype=np.float64)
         if start.shape != (src.shape[0],) or not np.all(start >= 0) or not np.all(np.isfinite(start)):
-            raise ValueError("source_costs must be finite, >= 0, one per source")
+            raise InvalidInputError("source_costs must be finite, >= 0, one per source")
         if not start.any():
             start = None
     dy, dx = _cell_sizes(cell_size)
     mc = np.inf if max_cost is None else float(max_cost)
     if not (mc >= 0):
-        raise ValueError(f"max_cost must be >= 0, got {max_cost!r}")
+        raise InvalidInputError(f"max_cost must be >= 0, got {max_cost!r}")
     nnb, dr, dc, wf, mid = _tables(knight, dy, dx)
 
     cflat = cost.reshape(-1)
@@ -256,20 +258,20 @@ def trace_path(backlinks: np.ndarray, start_rc: tuple[int, int]) -> list[tuple[i
     H, W = backlinks.shape
     r, c = int(start_rc[0]), int(start_rc[1])
     if not (0 <= r < H and 0 <= c < W):
-        raise ValueError(f"start cell {start_rc} is outside the raster ({H} x {W})")
+        raise InvalidInputError(f"start cell {start_rc} is outside the raster ({H} x {W})")
     if backlinks[r, c] == BACK_NONE:
-        raise ValueError(f"start cell {start_rc} was not reached (impassable, isolated or beyond max_cost)")
+        raise InvalidInputError(f"start cell {start_rc} was not reached (impassable, isolated or beyond max_cost)")
     path = [(r, c)]
     for _ in range(H * W):
         j = int(backlinks[r, c])
         if j == BACK_SOURCE:
             return path
         if j < 0 or j >= 16:
-            raise ValueError(f"invalid back-link {j} at {(r, c)}")
+            raise InvalidInputError(f"invalid back-link {j} at {(r, c)}")
         r -= int(OFFSETS[j, 0])
         c -= int(OFFSETS[j, 1])
         path.append((r, c))
-    raise ValueError("back-links contain a cycle")  # cannot happen with our output
+    raise InvalidInputError("back-links contain a cycle")  # cannot happen with our output
 
 
 def adjacent_sources(
@@ -298,7 +300,7 @@ def adjacent_sources(
     cost, mask, has_mask = _prepare_cost(cost, nodata_mask)
     H, W = cost.shape
     if accumulated.shape != cost.shape or allocation.shape != cost.shape:
-        raise ValueError("cost, accumulated and allocation must have the same shape")
+        raise InvalidInputError("cost, accumulated and allocation must have the same shape")
     dy, dx = _cell_sizes(cell_size)
     nnb, dr, dc, wf, mid = _tables(knight, dy, dx)
     alloc = np.ascontiguousarray(allocation, dtype=np.int32).reshape(-1)

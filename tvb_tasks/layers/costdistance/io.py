@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from tvb_tasks.errors import InvalidInputError
+
 from .api import _passable, _prepare_cost, accumulated_cost
 from .kernels import _jit
 
@@ -23,10 +25,10 @@ def _read_sources_csv(path: str, transform, shape, cost, mask, has_mask: bool, c
         try:
             header = next(reader)
         except StopIteration:
-            raise ValueError(f"{path}: empty file (expected a header 'x,y')") from None
+            raise InvalidInputError(f"{path}: empty file (expected a header 'x,y')") from None
         names = [h.strip().lower() for h in header]
         if "x" not in names or "y" not in names:
-            raise ValueError(f"{path}:1: header must contain columns 'x' and 'y', got {header}")
+            raise InvalidInputError(f"{path}:1: header must contain columns 'x' and 'y', got {header}")
         ix, iy = names.index("x"), names.index("y")
         for lineno, rec in enumerate(reader, start=2):
             if not rec or all(not f.strip() for f in rec):
@@ -35,25 +37,25 @@ def _read_sources_csv(path: str, transform, shape, cost, mask, has_mask: bool, c
                 x = float(rec[ix])
                 y = float(rec[iy])
             except (IndexError, ValueError):
-                raise ValueError(f"{path}:{lineno}: cannot read x,y from {rec}") from None
+                raise InvalidInputError(f"{path}:{lineno}: cannot read x,y from {rec}") from None
             if not (math.isfinite(x) and math.isfinite(y)):
-                raise ValueError(f"{path}:{lineno}: non-finite coordinates ({x}, {y})")
+                raise InvalidInputError(f"{path}:{lineno}: non-finite coordinates ({x}, {y})")
             fc = (x - transform.c) / transform.a  # no rotation (checked by the caller)
             fr = (y - transform.f) / transform.e
             c, r = math.floor(fc), math.floor(fr)
             if not (0 <= r < H and 0 <= c < W):
-                raise ValueError(
+                raise InvalidInputError(
                     f"{path}:{lineno}: source ({x}, {y}) is outside the raster {cost_tif} "
                     f"(row={r}, col={c}, raster {H} x {W})")
             if not _passable(cost, mask, has_mask, r, c):
                 v = cost[r, c]
                 why = "nodata" if (has_mask and mask[r, c]) else f"barrier (cost={v!r})"
-                raise ValueError(
+                raise InvalidInputError(
                     f"{path}:{lineno}: source ({x}, {y}) falls on a {why} cell of {cost_tif} "
                     f"(row={r}, col={c})")
             rows.append((r, c))
     if not rows:
-        raise ValueError(f"{path}: no source point")
+        raise InvalidInputError(f"{path}: no source point")
     return np.array(rows, dtype=np.int64)
 
 
@@ -93,7 +95,7 @@ def _read_cost(cost_tif: str):
     with rasterio.open(cost_tif, num_threads="ALL_CPUS") as ds:
         tr = ds.transform
         if tr.b != 0 or tr.d != 0:
-            raise ValueError(f"{cost_tif}: rotated/sheared geotransform is not supported")
+            raise InvalidInputError(f"{cost_tif}: rotated/sheared geotransform is not supported")
         cost = ds.read(1)
         flags = ds.mask_flag_enums[0]
         if MaskFlags.all_valid in flags:

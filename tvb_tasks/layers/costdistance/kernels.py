@@ -8,6 +8,8 @@ scan, all compiled with ``cache=True`` (see the package docstring for ``NUMBA_CA
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -85,8 +87,7 @@ def _cost_range(cost, mask, has_mask):
     return lo, hi, n
 
 
-@intrinsic
-def _prefetch(typingctx, arr, idx):
+def _prefetch_intrinsic(typingctx, arr, idx):
     """Software prefetch of ``arr[idx]`` into cache (no bounds check: prefetching
     an invalid address is a no-op on the CPU, it never faults)."""
     if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
@@ -108,6 +109,10 @@ def _prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# called as ``_prefetch(arr, idx)`` in jitted code (numba passes the typing context itself)
+_prefetch: Any = intrinsic(_prefetch_intrinsic)
 
 
 @_jit(nogil=True)
@@ -573,7 +578,7 @@ def _heap_dijkstra(cost, mask, has_mask, H, W, src, src_cost, labels, nnb, dr, d
 def _adjacent(cost, mask, has_mask, H, W, acc, alloc, nnb, dr, dc, wf, mid, nsrc):
     """For every pair of allocation zones that touch (through a legal move),
     the cheapest crossing ``acc[a] + edge(a, b) + acc[b]`` and its cells."""
-    best = {}
+    best: dict[np.int64, tuple[float, np.int64, np.int64]] = {}     # zone pair key -> (cost, cell a, cell b)
     for u in range(H * W):
         au = alloc[u]
         if au < 0:

@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
+from tvb_tasks.errors import InvalidInputError
 from tvb_tasks.publish.report.pages import (  # noqa: F401 - the page helpers are also importable from here
     A4_LANDSCAPE_IN,
     DPI,
@@ -66,7 +67,7 @@ class MapContext:
 def nice_length(max_m: float) -> float:
     """The largest 1-2-5 × 10^n length (m) not above ``max_m``."""
     if max_m <= 0:
-        raise ValueError("max_m must be > 0")
+        raise InvalidInputError("max_m must be > 0")
     power = 10 ** math.floor(math.log10(max_m))
     return max(m * power for m in (1, 2, 5) if m * power <= max_m)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from tvb_tasks.errors import InvalidInputError
+
 DPI = 110
 A4_LANDSCAPE_IN = (11.69, 8.27)
 
@@ -40,7 +42,7 @@ class PdfBook:
             for n, fig in enumerate(pages, start=1):
                 w, h = fig.get_size_inches()
                 if (round(w, 2), round(h, 2)) != A4_LANDSCAPE_IN:
-                    raise ValueError(f"report page {n} is {w:.2f}×{h:.2f} in, not A4 landscape")
+                    raise InvalidInputError(f"report page {n} is {w:.2f}×{h:.2f} in, not A4 landscape")
                 fig.text(0.985, 0.012, f"page {n} / {total}", fontsize=7, ha="right", color="#333333")
                 pdf.savefig(fig)
         return total
