@@ -189,3 +189,45 @@ def test_no_reservoir_writes_nothing_and_tiles_above_the_memory_bound_are_refuse
     with pytest.raises(ValueError, match="overlap must be >= 2"):
         knight = territory.model_copy(update={"corridors": territory.corridors.model_copy(update={"neighbours": 16})})
         plan_windows_to_store(store, "win", knight, v, "forest", tiling=TilingConfig(tile_size=8, overlap=1))
+
+
+def _dense(flat_cover, shape):
+    out = np.zeros(shape[0] * shape[1], np.float32)
+    out[flat_cover[0]] = flat_cover[1]
+    return out.reshape(shape)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_barrier_bands_and_footprints_on_windows_equal_the_full_grid(seed):
+    """Wide oblique barriers (band shares, candidates clipped to the full grid) and overlapping footprints (summed
+    shares, from the footprints near the window only) computed on windows of a grid: the full grid's values, bit for bit, including cells next to
+    segments that lie just beyond a window's edge."""
+    import shapely
+
+    from tvb_tasks.layers.common import make_grid
+    from tvb_tasks.layers.friction import footprint_coverage, line_coverage
+
+    rng = np.random.default_rng(seed)
+    grid = make_grid(b(0, 0, 1500, 1250), 25, "EPSG:2154")
+    ends = rng.uniform(-200, 1700, (40, 2, 2))
+    lines = [line(*map(tuple, e)) for e in ends]
+    widths = rng.uniform(20, 90, len(lines))
+    blobs = [shapely.buffer(shapely.Point(x, y), r) for x, y, r in
+             zip(*(rng.uniform(0, 1500, 200), rng.uniform(0, 1250, 200), rng.uniform(10, 40, 200)))]
+    blobs = [shapely.affinity.translate(g, 700_000, 7_000_000) for g in blobs]
+    full_lines = _dense(line_coverage(lines, widths, grid), grid.shape)
+    full_blobs = _dense(footprint_coverage(blobs, grid), grid.shape)
+    H, W = grid.shape
+    n = 0
+    for r0 in range(0, H, 7):
+        for c0 in range(0, W, 5):
+            r1, c1 = min(r0 + 9, H), min(c0 + 11, W)
+            win = grid.window(r0, r1, c0, c1)
+            assert np.array_equal(_dense(line_coverage(lines, widths, win), win.shape), full_lines[r0:r1, c0:c1])
+            x0, y1 = win.transform.c, win.transform.f
+            near = [g for g in blobs if g.intersects(shapely.box(x0 - 30, y1 - 25 * (r1 - r0) - 30,
+                                                                 x0 + 25 * (c1 - c0) + 30, y1 + 30))]
+            got = _dense(footprint_coverage(near, win), win.shape)     # the footprints near it, as the planner
+            assert np.array_equal(got, full_blobs[r0:r1, c0:c1])
+            n += 1
+    assert n > 50 and (full_lines > 0).mean() > 0.2 and (full_blobs > 0).mean() > 0.2
