@@ -16,6 +16,7 @@ import geopandas as gpd
 
 from tvb_tasks.config import load_territory
 from tvb_tasks.layers import engine
+from tvb_tasks.layers.common import load_boundary
 
 
 def figures(resolution: float, overrides: dict | None = None) -> dict:
@@ -30,7 +31,7 @@ def figures(resolution: float, overrides: dict | None = None) -> dict:
         cor = gpd.read_file(gpkg, layer="corridors")
         pts = gpd.read_file(gpkg, layer="rupture_points")
         lu = gpd.read_file(gpkg, layer="landuse")
-    boundary = engine.load_boundary(t, inputs)
+    boundary = load_boundary(t, inputs)
     rail = gpd.read_file(inputs["railways"])
     cav = rail[rail["status"] == "disused"].geometry.union_all().buffer(15).intersection(boundary)
     mining = cor[cor["sous_trame"] == "mining"]

@@ -18,7 +18,8 @@ tasks), on one sous-trame, with every tile run in a fresh worker process as a Ce
 
 Printed: grid cells, tiles, rounds and tile runs per round, wall and CPU time of each step, the largest tile
 task peak RSS (to compare with ``tiling.memory_limit_gib``), the planner's and the check's peak RSS, store bytes.
-The planning step here holds the whole region (as the DAG's ``plan_tiles`` does today); see docs/operations.md.
+The planning step here holds the whole region (the DAG's ``plan_tiles`` plans window by window from the vectors
+instead: ``bench/plan_windows.py``); see docs/operations.md.
 
 Usage: python bench/region_tiles.py [--copies region] [--resolution 10] [--sous-trame forest]
        [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check]

@@ -7,8 +7,11 @@ XCom. A tile task holds one window and at most two cores in memory, so its memor
 ``tiling.tile_size`` / ``overlap``, not on the territory (checked against ``tiling.memory_limit_gib``; the peak RSS
 of each task is returned and a task above the bound fails).
 
-The planning task of a sous-trame still rasterises the whole territory once (friction and reservoir sources, as
-the untiled engine); only the cost-distance is tiled.
+The planning task of a sous-trame holds no whole-territory raster either: it loads the vector inputs (memory ∝
+number of features) and rasterises class, extent, friction and reservoir sources tile window by tile window
+(:mod:`tvb_tasks.layers.windows`), writing the same per-tile inputs as the whole-grid rasters cut by
+``plan_to_store`` would (:func:`cost_problem`, the untiled engine's friction and sources, is kept as that
+reference and for the benchmarks).
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ def _peak_mb() -> float:
 
 
 def cost_problem(territory, inputs, sous_trame: str):
-    """``(friction, sources (N, 2), reservoir index per source, grid, knight)`` of one sous-trame, computed as
-    :func:`tvb_tasks.layers.engine.compute_sous_trame` does before its cost-distance."""
+    """``(friction, sources (N, 2), reservoir index per source, grid, knight)`` of one sous-trame on the whole grid,
+    computed as :func:`tvb_tasks.layers.engine.compute_sous_trame` does before its cost-distance (the reference of
+    the windowed planner, and the benchmarks' problem)."""
     import numpy as np
 
     from .layers import engine
@@ -53,22 +57,31 @@ def cost_problem(territory, inputs, sous_trame: str):
 
 
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
-    """Write the per-tile inputs of one sous-trame; the items ``{"sous_trame", "tile"}`` to run in round 1."""
-    from .layers.tiles import plan_to_store
+    """Write the per-tile inputs of one sous-trame, window by window (:mod:`tvb_tasks.layers.windows`: no
+    whole-territory raster); the items ``{"sous_trame", "tile"}`` to run in round 1. ``ValueError`` if a tile task
+    would exceed ``tiling.memory_limit_gib``; ``MemoryError`` if this task's peak RSS did (its memory is one window
+    plus the vector inputs, which grow with the number of features)."""
+    from .layers.tiles import check_memory
+    from .layers.vectors import vector_context
+    from .layers.windows import plan_windows_to_store
 
     territory = _territory(run)
     tiling = territory.tiling
+    check_memory(tiling)
     store = open_store(run["store_uri"])
-    friction, src, res_idx, grid, knight = cost_problem(territory, _snapshot_paths(store, run), sous_trame)
-    if len(src) == 0:
+    vectors = vector_context(territory, _snapshot_paths(store, run))
+    first = plan_windows_to_store(store, _prefix(run, sous_trame), territory, vectors, sous_trame, tiling=tiling)
+    if not first:
         log.info("sous-trame %s: no reservoir, nothing to tile", sous_trame)
         return []
-    first = plan_to_store(store, _prefix(run, sous_trame), friction, src, tiling=tiling, cell_size=grid.res,
-                          knight=knight, max_cost=territory.sous_trames[sous_trame].max_cost,
-                          source_labels=res_idx)
+    grid = vectors.grid
     store.put_bytes(f"{_prefix(run, sous_trame)}/grid.json",
                     json.dumps({"transform": list(grid.transform)[:6], "crs": grid.crs, "res": grid.res}).encode())
-    log.info("sous-trame %s: %d tiles to start with (peak %.0f MB)", sous_trame, len(first), _peak_mb())
+    peak, limit_mb = _peak_mb(), tiling.memory_limit_gib * 1024
+    log.info("sous-trame %s: %d tiles to start with (peak %.0f MB)", sous_trame, len(first), peak)
+    if peak > limit_mb:
+        raise MemoryError(f"planning {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+                          f"({limit_mb:.0f} MB): the vector inputs (features) or the tiles are too large")
     return [{"sous_trame": sous_trame, "tile": int(i)} for i in first]
 
 

@@ -50,12 +50,25 @@ class LayerInputError(DeterministicError, ValueError):
 
 @dataclass(frozen=True)
 class Grid:
-    """The analysis raster: north-up, square cells of ``res`` metres, ``shape`` = (rows, cols)."""
+    """The analysis raster: north-up, square cells of ``res`` metres, ``shape`` = (rows, cols).
+
+    A *window* of a grid (:meth:`window`) has the same cells: its origin is moved by whole cells, ``offset`` is the
+    (row, col) of its first cell in the full grid and ``full_shape`` the full grid's shape (``None`` for a full
+    grid); rasters computed on it are the full grid's rasters cut to the window (``tvb_tasks.layers.windows``).
+    """
 
     transform: Affine
     shape: tuple[int, int]
     crs: str
     res: float
+    offset: tuple[int, int] = (0, 0)
+    full_shape: tuple[int, int] | None = None
+
+    def window(self, row0: int, row1: int, col0: int, col1: int) -> Grid:
+        """The window of rows ``row0:row1`` and columns ``col0:col1`` (half-open) of this grid."""
+        t = self.transform
+        return Grid(Affine(t.a, 0.0, t.c + col0 * t.a, 0.0, t.e, t.f + row0 * t.e), (row1 - row0, col1 - col0),
+                    self.crs, self.res, (self.offset[0] + row0, self.offset[1] + col0), self.full_shape or self.shape)
 
     def cell_centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map coordinates (x, y) of the centres of cells (rows, cols)."""

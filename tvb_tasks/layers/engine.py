@@ -25,12 +25,9 @@ from .common import (
     Grid,
     LayerInputError,
     empty_frame,
-    load_boundary,
     make_grid,
     polygons_only,
     rasterize_values,
-    read_role,
-    read_source,
     write_cog,
 )
 from .corridors import (
@@ -48,18 +45,16 @@ from .corridors import (
     select_links,
     zone_windows,
 )
-from .friction import Infrastructure, friction_raster, prepare_infrastructure, prepare_overlays
-from .landuse import class_raster, habitat_patches, habitat_sources, load_landuse
+from .friction import Infrastructure, friction_raster
+from .landuse import class_raster, habitat_patches
 from .reservoirs import (
-    always_reservoir_sous_trames,
-    load_protected_areas,
     select_reservoirs,
 )
 from .ruptures import (
     barrier_lines,
     missing_link_ruptures,
 )
-from .wet import prepare_watercourses
+from .vectors import vector_context
 
 __all__ = ["assemble", "compute_layers", "compute_sous_trame", "sample_inputs"]  # noqa: F822 - assemble: see __getattr__
 
@@ -105,46 +100,17 @@ def _context_key(territory, inputs: dict[str, Path]) -> tuple:
     return territory.config_hash(), tuple(files)
 
 
-def _overlay_frames(territory, inputs: dict[str, Path]) -> dict[str, gpd.GeoDataFrame]:
-    """Source features of each ``friction.overlays`` entry (its source, or every source of its role)."""
-    frames = {}
-    for name, cfg in territory.friction.overlays.items():
-        if cfg.source:
-            frames[name] = read_source(territory, inputs, cfg.source) if cfg.source in inputs \
-                else empty_frame(territory.crs)
-        else:
-            frames[name] = read_role(territory, inputs, cfg.role, required=False)
-    return frames
-
-
 def _context(territory, inputs: dict[str, Path]) -> _Context:
     key = _context_key(territory, inputs)
     if key in _CACHE:
         return _CACHE[key]
-    boundary = load_boundary(territory, inputs)
-    buffer_m = territory.analysis_buffer_m()
-    domain = shapely.make_valid(boundary.buffer(buffer_m)) if buffer_m > 0 else boundary
-    landuse_all = load_landuse(territory, inputs, domain)
-    # the grid covers the territory and the part of the buffer that has land-use data
-    extent = boundary.union(domain.intersection(shapely.box(*landuse_all.total_bounds))) if len(landuse_all) \
-        else boundary
-    grid = make_grid(extent, territory.resolution_m, territory.crs)
-    inside = rasterize_values([boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
-    extent_mask = rasterize_values([domain], [1], grid, fill=0, dtype="uint8").astype(bool) | inside
-    landuse = polygons_only(landuse_all.clip(boundary)) if buffer_m > 0 else landuse_all
-    overlays = prepare_overlays(territory, _overlay_frames(territory, inputs), domain)
-    extra = habitat_sources(territory, inputs, domain, overlays)
-    protected = load_protected_areas(territory, inputs, domain)
-    roads = read_role(territory, inputs, "roads", required=False)
-    railways = read_role(territory, inputs, "railways", required=False)
-    raw_water = read_role(territory, inputs, "watercourses", required=False)
-    water = prepare_watercourses(raw_water, boundary)
-    water_all = prepare_watercourses(raw_water, domain) if buffer_m > 0 else water
-    infra = prepare_infrastructure(territory, roads, railways, water_all, domain, overlays)
-    classes_raster, classes = class_raster(territory, landuse_all, extra, grid, inside, extent=extent_mask)
-    always = always_reservoir_sous_trames(territory, protected, landuse_all, extra)
-    ctx = _Context(boundary, grid, inside, landuse, extra, protected, infra, water, classes_raster, classes, always,
-                   domain, extent_mask, landuse_all, water_all)
+    v = vector_context(territory, inputs)
+    grid = v.grid
+    inside = rasterize_values([v.boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
+    extent_mask = rasterize_values([v.domain], [1], grid, fill=0, dtype="uint8").astype(bool) | inside
+    classes_raster, classes = class_raster(territory, v.landuse_all, v.extra, grid, inside, extent=extent_mask)
+    ctx = _Context(v.boundary, grid, inside, v.landuse, v.extra, v.protected, v.infra, v.watercourses,
+                   classes_raster, classes, v.always, v.domain, extent_mask, v.landuse_all, v.all_watercourses)
     _CACHE.clear()
     _CACHE[key] = ctx
     return ctx

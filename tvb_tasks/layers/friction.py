@@ -260,10 +260,13 @@ def _band_cells(lines, widths, grid: Grid, chunk: int = 2_000_000) -> np.ndarray
     """Float32 raster of the largest band share (:func:`_band_coverage`) of each cell over the lines' segments.
 
     Segments are cut into pieces of at most 4 cells, and every cell of each piece's bounding box (band included)
-    is a candidate: NumPy only, no polygon per cell.
+    is a candidate: NumPy only, no polygon per cell. On a window of a grid (``grid.offset``), candidates and cell
+    coordinates are those of the full grid (bounding boxes clipped to the full grid, then to the window), so the
+    window holds the full grid's values.
     """
     res, (H, W) = grid.res, grid.shape
-    x0, y1 = grid.transform.c, grid.transform.f
+    (R0, C0), (FH, FW) = grid.offset, grid.full_shape or grid.shape
+    x0, y1 = grid.transform.c - C0 * res, grid.transform.f + R0 * res     # the full grid's corner
     pieces = shapely.segmentize(np.asarray(lines, dtype=object), 4 * res)
     segs, w = _segments(pieces, widths)
     out = np.zeros(H * W, dtype=np.float64)
@@ -271,10 +274,17 @@ def _band_cells(lines, widths, grid: Grid, chunk: int = 2_000_000) -> np.ndarray
         return out.reshape(H, W).astype(np.float32)
     ab = shapely.get_coordinates(segs).reshape(-1, 2, 2)
     lo_xy, hi_xy = ab.min(axis=1) - (w / 2)[:, None], ab.max(axis=1) + (w / 2)[:, None]
-    c0 = np.clip(np.floor((lo_xy[:, 0] - x0) / res), 0, W - 1).astype(np.int64)
-    c1 = np.clip(np.floor((hi_xy[:, 0] - x0) / res), 0, W - 1).astype(np.int64)
-    r0 = np.clip(np.floor((y1 - hi_xy[:, 1]) / res), 0, H - 1).astype(np.int64)
-    r1 = np.clip(np.floor((y1 - lo_xy[:, 1]) / res), 0, H - 1).astype(np.int64)
+    c0 = np.clip(np.floor((lo_xy[:, 0] - x0) / res), 0, FW - 1).astype(np.int64)
+    c1 = np.clip(np.floor((hi_xy[:, 0] - x0) / res), 0, FW - 1).astype(np.int64)
+    r0 = np.clip(np.floor((y1 - hi_xy[:, 1]) / res), 0, FH - 1).astype(np.int64)
+    r1 = np.clip(np.floor((y1 - lo_xy[:, 1]) / res), 0, FH - 1).astype(np.int64)
+    if (R0, C0, FH, FW) != (0, 0, H, W):                  # a window: keep the candidates inside it
+        c0, c1, r0, r1 = np.maximum(c0, C0), np.minimum(c1, C0 + W - 1), np.maximum(r0, R0), np.minimum(r1, R0 + H - 1)
+        keep = (c0 <= c1) & (r0 <= r1)
+        ab, w, c0, c1, r0, r1 = ab[keep], w[keep], c0[keep], c1[keep], r0[keep], r1[keep]
+        segs = segs[keep]
+        if len(segs) == 0:
+            return out.reshape(H, W).astype(np.float32)
     nr, nc = r1 - r0 + 1, c1 - c0 + 1
     n = nr * nc
     start = 0
@@ -286,7 +296,7 @@ def _band_cells(lines, widths, grid: Grid, chunk: int = 2_000_000) -> np.ndarray
         lo = np.column_stack([x0 + cc * res, y1 - (rr + 1) * res])
         share = _band_coverage(lo, res, ab[idx, 0], ab[idx, 1], w[idx])
         hit = share > 0
-        np.maximum.at(out, rr[hit] * W + cc[hit], share[hit])
+        np.maximum.at(out, (rr[hit] - R0) * W + cc[hit] - C0, share[hit])
         start = stop
     return out.reshape(H, W).astype(np.float32)
 
@@ -330,11 +340,15 @@ def footprint_coverage(footprints, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     touched = rasterize_values(geoms, [1] * len(geoms), grid, fill=0, dtype="uint8", all_touched=True)
     rows, cols = np.nonzero(touched)
-    x0, y1, res = grid.transform.c, grid.transform.f, grid.res
-    boxes = shapely.box(x0 + cols * res, y1 - (rows + 1) * res, x0 + (cols + 1) * res, y1 - rows * res)
+    res, (R0, C0) = grid.res, grid.offset
+    x0, y1 = grid.transform.c - C0 * res, grid.transform.f + R0 * res     # the full grid's corner (windows)
+    fr, fc = rows + R0, cols + C0
+    boxes = shapely.box(x0 + fc * res, y1 - (fr + 1) * res, x0 + (fc + 1) * res, y1 - fr * res)
     polys = np.asarray(geoms, dtype=object)
     tree = shapely.STRtree(polys)
     bi, pi = tree.query(boxes, predicate="intersects")
+    order = np.lexsort((pi, bi))           # sums in footprint order, whatever the tree (a window's is smaller)
+    bi, pi = bi[order], pi[order]
     area = shapely.area(shapely.intersection(boxes[bi], polys[pi]))
     cover = np.bincount(bi, weights=area, minlength=len(boxes)) / (res * res)
     keep = cover > 0

@@ -51,7 +51,9 @@ __all__ = [
     "TiledResult",
     "TilingConfig",
     "check_memory",
+    "plan_record",
     "plan_to_store",
+    "put_tile_input",
     "run_rounds",
     "run_tile",
     "run_tile_from_store",
@@ -322,16 +324,30 @@ def plan_to_store(store, prefix: str, cost: np.ndarray, sources: np.ndarray, *, 
         inside = (src[:, 0] >= w0) & (src[:, 0] < w1) & (src[:, 1] >= v0) & (src[:, 1] < v1)
         if inside.any():
             start.append(t.index)
-        arrays = {"cost": costp[w0:w1, v0:v1], "src": src[inside] - (w0, v0), "labels": labels[inside]}
-        if has_mask:
-            arrays["mask"] = mask[w0:w1, v0:v1]
-        store.put_bytes(f"{prefix}/input/{t.index}.npz", _npz(**arrays))
-    plan = {"shape": [H, W], "tile_size": tiling.tile_size, "overlap": tiling.overlap,
-            "per_row": -(-W // tiling.tile_size), "cell_size": [dy, dx], "knight": bool(knight),
-            "max_cost": None if max_cost is None else float(max_cost),
-            "tiles": [{"core": list(t.core), "window": list(t.window)} for t in tiles]}
+        put_tile_input(store, prefix, t.index, costp[w0:w1, v0:v1], src[inside] - (w0, v0), labels[inside],
+                       mask[w0:w1, v0:v1] if has_mask else None)
+    plan = plan_record((H, W), tiles, tiling=tiling, cell_size=(dy, dx), knight=knight, max_cost=max_cost)
     store.put_bytes(f"{prefix}/plan.json", json.dumps(plan).encode())
     return start
+
+
+def put_tile_input(store, prefix: str, index: int, cost_w: np.ndarray, src_w: np.ndarray, labels_w: np.ndarray,
+                   mask_w: np.ndarray | None = None) -> None:
+    """Write tile ``index``'s input object: its window of cost (and nodata mask), its sources (row, col in the
+    window) and their labels."""
+    arrays = {"cost": cost_w, "src": src_w, "labels": labels_w}
+    if mask_w is not None:
+        arrays["mask"] = mask_w
+    store.put_bytes(f"{prefix}/input/{index}.npz", _npz(**arrays))
+
+
+def plan_record(shape: tuple[int, int], tiles: list[Tile], *, tiling: TilingConfig, cell_size: tuple[float, float],
+                knight: bool, max_cost: float | None) -> dict:
+    """The ``plan.json`` of a tiled problem: grid ``shape``, tiles and the kernel's options (cell size dy, dx)."""
+    return {"shape": [int(shape[0]), int(shape[1])], "tile_size": tiling.tile_size, "overlap": tiling.overlap,
+            "per_row": -(-int(shape[1]) // tiling.tile_size), "cell_size": [float(v) for v in cell_size],
+            "knight": bool(knight), "max_cost": None if max_cost is None else float(max_cost),
+            "tiles": [{"core": list(t.core), "window": list(t.window)} for t in tiles]}
 
 
 def _plan(store, prefix: str) -> tuple[dict, list[Tile]]:
