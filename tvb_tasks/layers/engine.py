@@ -15,7 +15,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 from shapely import LineString
 from shapely.geometry.base import BaseGeometry
 
@@ -26,7 +25,6 @@ from .common import (
     LayerInputError,
     empty_frame,
     make_grid,
-    polygons_only,
     rasterize_values,
     write_cog,
 )
