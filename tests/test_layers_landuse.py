@@ -128,3 +128,26 @@ def test_call_filters_the_real_built_over_terrils():
     built = zt[zt["forme"] == "Arasé construit"].to_crs(CRS).union_all()
     assert mining.geometry.intersection(built).area.sum() < 1.0      # m²: nothing of them left
     assert pd.Series(mining.area).sum() > 0
+
+
+def test_clip_to_equals_geopandas_clip_and_keeps_inner_features_untouched():
+    """``clip_to`` returns the rows of ``GeoDataFrame.clip`` in the same order, the same geometries (up to vertex
+    order), and the inner features' own geometries, which it does not intersect."""
+    import shapely
+    from shapely.geometry import LineString, Point, box
+
+    from tvb_tasks.layers.common import clip_to
+
+    mask = shapely.Polygon([(0, 0), (100, 0), (100, 60), (50, 100), (0, 60)])
+    inner, crossing, outside = box(10, 10, 30, 30), box(80, 40, 130, 90), box(200, 200, 210, 210)
+    line = LineString([(-20, 20), (120, 20)])
+    gdf = gpd.GeoDataFrame({"k": ["inner", "crossing", "outside", "line", "point"]},
+                           geometry=[inner, crossing, outside, line, Point(5, 5)], crs="EPSG:2154")
+    ref, got = gdf.clip(mask), clip_to(gdf, mask)
+    assert list(got["k"]) == list(ref["k"]) and "outside" not in set(got["k"])
+    for a, b in zip(ref.geometry, got.geometry):
+        assert shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), tolerance=0)
+    assert got.set_index("k").geometry["inner"] is inner                          # untouched, not re-noded
+    assert got.set_index("k").geometry["crossing"].area == pytest.approx(crossing.intersection(mask).area)
+    assert got.set_index("k").geometry["line"].length == pytest.approx(100.0)
+    assert clip_to(gdf.iloc[:0], mask).empty and clip_to(gdf[gdf["k"] == "outside"], mask).empty

@@ -160,6 +160,36 @@ def load_boundary(territory, inputs: dict[str, Path]):
 
 
 # --- geometry filters -------------------------------------------------------------------------------------------
+def clip_to(gdf: gpd.GeoDataFrame, mask) -> gpd.GeoDataFrame:
+    """``gdf.clip(mask)`` (same rows, same order), intersecting only the features that cross the mask's outline.
+
+    ``GeoDataFrame.clip`` intersects every feature it finds with the whole mask polygon, at a cost in the mask's
+    vertices per feature: for a region's land use (hundreds of thousands of polygons) against a buffered,
+    detailed outline, most of the loading time (79 of 86 s at 16 × CALL). A feature the mask contains properly
+    (prepared predicate, fast) is its own intersection and is kept as it is.
+
+    Parameters
+    ----------
+    gdf : GeoDataFrame
+        Features in the mask's CRS (EPSG:2154 for territories).
+    mask : shapely Polygon or MultiPolygon
+        Clipping polygon, same CRS.
+    """
+    import shapely
+
+    if gdf.empty:
+        return gdf.clip(mask)
+    sub = gdf.iloc[gdf.sindex.query(mask, predicate="intersects")]
+    geoms = sub.geometry.values
+    shapely.prepare(mask)
+    crossing = np.asarray(~shapely.contains_properly(mask, np.asarray(geoms)) & (sub.geom_type != "Point").to_numpy())
+    if not crossing.any():
+        return sub
+    out = sub.copy()
+    out.loc[crossing, out.geometry.name] = geoms[crossing].intersection(mask)
+    return out
+
+
 def polygons_only(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Keep the polygonal parts (GeometryCollections left by clipping are reduced to their polygons)."""
     return _keep_dim(gdf, 2)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from .common import Grid, LayerInputError, lines_only, polygons_only, rasterize_values
+from .common import Grid, LayerInputError, clip_to, lines_only, polygons_only, rasterize_values
 
 __all__ = [
     "Infrastructure",
@@ -142,7 +142,7 @@ def prepare_infrastructure(territory, roads: gpd.GeoDataFrame, railways: gpd.Geo
                                  crs=territory.crs)
         return Infrastructure(lines, overlays)
     lines = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=territory.crs)
-    lines = lines_only(lines.clip(boundary))
+    lines = lines_only(clip_to(lines, boundary))
     return Infrastructure(lines, overlays)
 
 
@@ -172,7 +172,7 @@ def prepare_overlays(territory, frames: dict[str, gpd.GeoDataFrame], boundary) -
                                 crs=territory.crs)
     gdf = gpd.GeoDataFrame(pd.concat(out, ignore_index=True), geometry="geometry", crs=territory.crs)
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    return polygons_only(gdf.clip(boundary))
+    return polygons_only(clip_to(gdf, boundary))
 
 
 def _names(gdf: gpd.GeoDataFrame) -> np.ndarray:

@@ -15,6 +15,7 @@ from .common import (
     M2_PER_HA,
     Grid,
     LayerInputError,
+    clip_to,
     empty_frame,
     polygons_only,
     rasterize_values,
@@ -72,7 +73,7 @@ def load_landuse(territory, inputs: dict[str, Path], boundary) -> gpd.GeoDataFra
     if gdf.empty:
         raise LayerInputError("land use: no polygon in the landuse source(s)")
     gdf = classify_landuse(gdf, territory.landuse)
-    gdf = gdf.clip(boundary)
+    gdf = clip_to(gdf, boundary)
     gdf = polygons_only(gdf)
     for overlay in load_overlays(territory, inputs, boundary):
         gdf = apply_overlays(gdf, overlay)
@@ -95,7 +96,7 @@ def load_overlays(territory, inputs: dict[str, Path], boundary) -> list[gpd.GeoD
                                   f"(columns: {[c for c in gdf.columns if c != gdf.geometry.name]})")
         gdf = gdf[gdf[cfg.column].astype(str).isin(list(cfg.classes))]
         gdf = gdf.assign(**{"class": gdf[cfg.column].astype(str).map(cfg.classes)})
-        out.append(polygons_only(gdf[["source", "class", gdf.geometry.name]].clip(boundary)))
+        out.append(polygons_only(clip_to(gdf[["source", "class", gdf.geometry.name]], boundary)))
     return out
 
 
@@ -175,7 +176,7 @@ def habitat_sources(territory, inputs: dict[str, Path], boundary,
         return empty_frame(territory.crs, ["source", "sous_trame", "class", "overlay"])
     frames = [f.rename_geometry("geometry") if f.geometry.name != "geometry" else f for f in frames]
     gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=territory.crs)
-    return polygons_only(gdf.clip(boundary))
+    return polygons_only(clip_to(gdf, boundary))
 
 
 def habitat_patches(territory, sous_trame: str, landuse: gpd.GeoDataFrame,

@@ -22,7 +22,7 @@ import geopandas as gpd
 import numpy as np
 from shapely import make_valid
 
-from .common import M2_PER_HA, LayerInputError, empty_frame, polygons_only, read_role
+from .common import M2_PER_HA, LayerInputError, clip_to, empty_frame, polygons_only, read_role
 
 __all__ = [
     "RELAY_COLUMNS",
@@ -52,7 +52,7 @@ def load_protected_areas(territory, inputs: dict[str, Path], boundary) -> gpd.Ge
                     np.where(out["protection_type"].isin(cfg.case_by_case), "case_by_case", ""))
     out["pa_rule"] = rule
     out = out[out["pa_rule"] != ""]
-    out = polygons_only(out.clip(boundary))
+    out = polygons_only(clip_to(out, boundary))
     out.insert(0, "pa_id", np.arange(1, len(out) + 1))
     return out
 

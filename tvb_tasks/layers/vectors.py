@@ -17,7 +17,7 @@ import geopandas as gpd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from .common import Grid, empty_frame, load_boundary, make_grid, polygons_only, read_role, read_source
+from .common import Grid, clip_to, empty_frame, load_boundary, make_grid, polygons_only, read_role, read_source
 from .friction import Infrastructure, prepare_infrastructure, prepare_overlays
 from .landuse import habitat_sources, load_landuse
 from .reservoirs import always_reservoir_sous_trames, load_protected_areas
@@ -70,7 +70,7 @@ def vector_context(territory, inputs: dict[str, Path]) -> VectorContext:
     extent = boundary.union(domain.intersection(shapely.box(*landuse_all.total_bounds))) if len(landuse_all) \
         else boundary
     grid = make_grid(extent, territory.resolution_m, territory.crs)
-    landuse = polygons_only(landuse_all.clip(boundary)) if buffer_m > 0 else landuse_all
+    landuse = polygons_only(clip_to(landuse_all, boundary)) if buffer_m > 0 else landuse_all
     overlays = prepare_overlays(territory, _overlay_frames(territory, inputs), domain)
     extra = habitat_sources(territory, inputs, domain, overlays)
     protected = load_protected_areas(territory, inputs, domain)

@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 from shapely import MultiLineString
 
-from .common import empty_frame, lines_only
+from .common import clip_to, empty_frame, lines_only
 
 __all__ = ["WET_COLUMNS", "prepare_watercourses", "wet_corridors"]
 
@@ -42,7 +42,7 @@ def prepare_watercourses(watercourses: gpd.GeoDataFrame, boundary) -> gpd.GeoDat
         "position": (watercourses["position"].fillna("open").astype(str).values
                      if "position" in watercourses.columns else "open"),
     }, geometry=watercourses.geometry.values, crs=watercourses.crs)
-    return lines_only(out.clip(boundary))
+    return lines_only(clip_to(out, boundary))
 
 
 def _node_network(lines: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
