@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from helpers.yamlio import dump_yaml
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import load_yaml
 
@@ -168,12 +169,10 @@ def test_check_config_refuses_a_copy_whose_id_was_not_changed(tmp_path, monkeypa
     (lambda r: r.update(validation={"bogus_key": 1}), "validation.bogus_key: unknown key"),
 ])
 def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
-    import yaml
-
     raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     mutate(raw)
     path = tmp_path / "call.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert tvb(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and key in err

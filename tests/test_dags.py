@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
+
+from helpers.yamlio import dump_yaml, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
@@ -271,9 +272,9 @@ def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
     tasks = DagBag(dag_folder=str(probe.parent)).dags["probe"].tasks
     assert {t.task_id for t in tasks if _waits_in_a_slot(t)} == {"waits", "pokes", "mapped_pokes"}
 
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
     assert {"tvb_observatory_call", "tvb_fetch_call", "tvb_tiled_cost_call"} <= set(bag.dags)
     waiting = [f"{d.dag_id}.{t.task_id}" for d in bag.dags.values() for t in d.tasks if _waits_in_a_slot(t)]
@@ -383,9 +384,9 @@ def test_planned_sous_trames_keep_the_territory_order(dagmod):
 
 def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
     """tvb_tiled_cost reads tiling.dag_rounds from the typed section: one run_tile and one after_round per round."""
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True, "dag_rounds": 3}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
     tiled = bag.dags["tvb_tiled_cost_call"]
     assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
@@ -401,15 +402,15 @@ def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):
 
 # --- one DAG pair per territory file ---------------------------------------------------------------------------------
 def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path, monkeypatch):
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     other = {**raw, "id": "lens2", "schedule": {"fetch_cron": "30 4 * * 3"}, "resolution_m": 50,
              "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    (tmp_path / "lens2.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "lens2.yaml").write_text(dump_yaml(other, allow_unicode=True), encoding="utf-8")
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
     misspelt = {**raw, "id": "misspelt", "indicatorz": raw["indicators"], "tiling": {**raw["tiling"], "enabled": True}}
-    (tmp_path / "misspelt.yaml").write_text(yaml.safe_dump(misspelt, allow_unicode=True), encoding="utf-8")
-    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")  # id still call
+    (tmp_path / "misspelt.yaml").write_text(dump_yaml(misspelt, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "copy.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")  # id still call
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
@@ -435,14 +436,14 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
 def region_bag(tmp_path, monkeypatch):
     """call, call_voisin (a copy with its own id and two sous-trames) and the regions duo and broken (an unknown
     member) next to them."""
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     territories, regions = tmp_path / "territories", tmp_path / "regions"
     territories.mkdir()
     regions.mkdir()
     voisin = {**raw, "id": "call_voisin", "name": "Voisin synthétique",
               "sous_trames": {k: v for k, v in raw["sous_trames"].items() if k in ("forest", "wetland")}}
-    (territories / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    (territories / "call_voisin.yaml").write_text(yaml.safe_dump(voisin, allow_unicode=True), encoding="utf-8")
+    (territories / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
+    (territories / "call_voisin.yaml").write_text(dump_yaml(voisin, allow_unicode=True), encoding="utf-8")
     (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n", encoding="utf-8")
     (regions / "broken.yaml").write_text("id: broken\nname: Cassée\nmembers: [call, atlantis]\n", encoding="utf-8")
     monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)

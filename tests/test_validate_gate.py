@@ -15,6 +15,8 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import LineString, Point, Polygon, box
 
+from helpers.yamlio import dump_yaml, load_yaml
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
@@ -338,12 +340,11 @@ def test_unreadable_snapshot_is_a_critical_failure(territory, tmp_path):
 
 def test_invalid_validation_section_names_the_key(tmp_path):
     """The section is validated when the territory loads (``territory.validation`` is then typed)."""
-    import yaml
 
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["validation"] = {"row_count_drift_pct": -5}
     path = tmp_path / "call.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"validation\.row_count_drift_pct"):
         load_territory(path)
 
