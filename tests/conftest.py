@@ -40,8 +40,7 @@ def pytest_collection_modifyitems(config, items):
 # in scripts/test.sh) they form one work unit, so only one xdist worker pays the import. A file that starts calling
 # tvb_tasks.validate (validate_source, validate_outputs, load_suite) belongs here.
 GX_TEST_FILES = frozenset({
-    "tests/test_validate_gate.py", "tests/test_layers_wet.py", "tests/test_priorities_release.py",
-    "tests/test_production_config.py",
+    "tests/test_validate_gate.py", "tests/test_priorities_release.py", "tests/test_production_config.py",
 })
 
 
