@@ -432,10 +432,11 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
 
 
 # --- one DAG per region file (dags/tvb_region.py) ---------------------------------------------------------------------
-@pytest.fixture
-def region_bag(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def region_bag(tmp_path_factory):
     """call, call_voisin (a copy with its own id and two sous-trames) and the regions duo and broken (an unknown
-    member) next to them."""
+    member) next to them; parsed once for the tests below (read only), ``TVB_CONFIG_DIR`` set while they run."""
+    tmp_path = tmp_path_factory.mktemp("region-bag")
     raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     territories, regions = tmp_path / "territories", tmp_path / "regions"
     territories.mkdir()
@@ -446,8 +447,9 @@ def region_bag(tmp_path, monkeypatch):
     (territories / "call_voisin.yaml").write_text(dump_yaml(voisin, allow_unicode=True), encoding="utf-8")
     (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n", encoding="utf-8")
     (regions / "broken.yaml").write_text("id: broken\nname: Cassée\nmembers: [call, atlantis]\n", encoding="utf-8")
-    monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
-    return _bag(monkeypatch, territories)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
+        yield _bag(monkeypatch, territories)
 
 
 def test_region_dag_triggers_members_in_parallel_then_publishes_the_mosaic(region_bag):
