@@ -21,6 +21,9 @@ import pytest
 # GeoPackages written by tests need no crash durability: without SQLite's fsync a layer write takes ~10 ms instead of
 # ~110 ms of waiting on the disk (GDAL reads this configuration option from the environment; subprocesses inherit it)
 os.environ.setdefault("OGR_SQLITE_SYNCHRONOUS", "OFF")
+# likewise the local store's objects (tvb_tasks.store.LocalStore fsyncs each one by default; tests/test_store_local.py
+# checks that default): ~2300 objects per fast-tier run
+os.environ.setdefault("TVB_STORE_FSYNC", "0")
 
 from helpers.servers import MapServer, fake_aws_env, moto_executable, moto_server_process
 
