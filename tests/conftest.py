@@ -21,6 +21,9 @@ import pytest
 # GeoPackages written by tests need no crash durability: without SQLite's fsync a layer write takes ~10 ms instead of
 # ~110 ms of waiting on the disk (GDAL reads this configuration option from the environment; subprocesses inherit it)
 os.environ.setdefault("OGR_SQLITE_SYNCHRONOUS", "OFF")
+# likewise the local store's objects (tvb_tasks.store.LocalStore fsyncs each one by default; tests/test_store_local.py
+# checks that default): ~2300 objects per fast-tier run
+os.environ.setdefault("TVB_STORE_FSYNC", "0")
 
 from helpers.servers import MapServer, fake_aws_env, moto_executable, moto_server_process
 
@@ -34,6 +37,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+# Fast-tier test files that import Great Expectations (~3 s of CPU per process): under `--dist loadfile` (the fast tier
+# in scripts/test.sh) they form one work unit, so only one xdist worker pays the import. A file that starts calling
+# tvb_tasks.validate (validate_source, validate_outputs, load_suite) belongs here.
+GX_TEST_FILES = frozenset({
+    "tests/test_validate_gate.py", "tests/test_priorities_release.py", "tests/test_production_config.py",
+})
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)     # pytest-xdist's hook; before xdist's own scheduler
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the :data:`GX_TEST_FILES` as one unit (xdist's ``loadgroup`` cannot do it: it
+    renames node ids in a way pytest 9.2 ignores); other modes: xdist's own scheduler."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupedLoadFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "great_expectations" if scope in GX_TEST_FILES else scope
+
+    return GroupedLoadFileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ import hashlib
 import json
 
 import pytest
-import yaml
 
 from helpers.airflow_run import ROOT, Airflow, assert_clean_log, task_states, why
+from helpers.yamlio import dump_yaml, load_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -188,14 +188,14 @@ def test_corrupted_input_fails_at_the_validation_gate_and_keeps_latest(published
     import geopandas as gpd
 
     assert published["state"] == "success", why(published)
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     bad = tmp_path / "roads_wrong_crs.gpkg"
     gpd.read_file(ROOT / "sample/call/roads.gpkg", layer="roads").to_crs("EPSG:4326").to_file(
         bad, layer="roads", driver="GPKG")
     raw["sources"]["roads"].update(path=str(bad), layer="roads")
     cfg = tmp_path / "config"
     cfg.mkdir()
-    (cfg / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (cfg / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
 
     store = airflow.store()
     before, latest_before = store.list("releases/call/"), store.get_bytes("releases/call/latest.json")

@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from helpers.yamlio import dump_yaml
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import load_yaml
 
@@ -189,12 +190,10 @@ def _renamed(where: str, old: str, new: str):
      "friction.landuse.forest.grasland: unknown sous-trame (did you mean 'grassland'?)"),
 ])
 def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
-    import yaml
-
     raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     mutate(raw)
     path = tmp_path / "call.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert tvb(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and key in err and "(top level)" not in err

@@ -1,9 +1,11 @@
 """Territory configuration: loading, profiles, references and clear errors."""
+import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers.yamlio import dump_yaml
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, list_territories, load_territory, load_yaml
 
 CALL = Path(__file__).resolve().parent.parent / "config" / "territories" / "call.yaml"
@@ -13,7 +15,7 @@ def _write(tmp_path: Path, mutate) -> Path:
     raw = load_yaml(CALL.read_text(encoding="utf-8"))
     mutate(raw)
     path = tmp_path / f"{raw['id']}.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -83,14 +85,12 @@ def test_unknown_territory_and_profile(tmp_path):
 @pytest.mark.parametrize("nomenclature, rules_file", [("ocs_ge", "ocs_ge"), ("ocs2d", "ocs2d"), ("clc", "clc")])
 def test_one_line_switches_the_nomenclature(tmp_path, nomenclature, rules_file):
     """`nomenclature: <id>` in the production profile picks the code list, the rules and the land-use source."""
-    import yaml as _yaml
-
-    raw = _yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["profiles"]["production"]["nomenclature"] = nomenclature
     path = tmp_path / "call.yaml"
-    path.write_text(_yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     t = load_territory(path, "production")
-    rules = _yaml.safe_load((PROJECT_ROOT / f"config/nomenclatures/{rules_file}.yaml").read_text(encoding="utf-8"))
+    rules = load_yaml((PROJECT_ROOT / f"config/nomenclatures/{rules_file}.yaml").read_text(encoding="utf-8"))
     assert t.nomenclature.id == nomenclature and t.nomenclature.file == rules["codes_file"]
     assert [r.class_ for r in t.landuse.rules] == [r["class"] for r in rules["rules"]]
     assert [n for n, s in t.sources.items() if s.role == "landuse"] == [f"landuse_{nomenclature}"]
@@ -274,7 +274,7 @@ def test_a_nomenclature_definition_with_an_unknown_key_is_refused(tmp_path, monk
     folder = tmp_path / "config" / "nomenclatures"
     folder.mkdir(parents=True)
     good = load_yaml((PROJECT_ROOT / "config/nomenclatures/clc.yaml").read_text(encoding="utf-8"))
-    (folder / "clc.yaml").write_text(yaml.safe_dump({**good, "default_clas": "farmland"}), encoding="utf-8")
+    (folder / "clc.yaml").write_text(dump_yaml({**good, "default_clas": "farmland"}), encoding="utf-8")
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
     with pytest.raises(ConfigError, match=r"clc.yaml: unknown key\(s\) \['default_clas'\]"):
         config.nomenclature_definition("clc")
@@ -329,3 +329,17 @@ def test_load_yaml_reads_plain_data_like_safe_load_and_refuses_python_tags():
     assert load_yaml(text) == yaml.safe_load(text)
     with pytest.raises(yaml.YAMLError):           # a safe loader: no object built from a tag
         load_yaml("!!python/object/apply:os.getcwd []")
+
+
+def test_load_yaml_gives_every_caller_its_own_copy_and_does_not_keep_errors():
+    """Parsed texts are kept (the DAG files, the CLI and the stages read the same YAML again and again): a caller
+    that changes what it got does not change what the next caller gets, and a bad text fails every time."""
+    text = "a: [1, 2]\nb: {c: 2024-05-01}\n"
+    first = load_yaml(text)
+    first["a"].append(3)
+    first["b"]["c"] = None
+    second = load_yaml(text)
+    assert second == {"a": [1, 2], "b": {"c": datetime.date(2024, 5, 1)}} and second is not first
+    for _ in range(2):
+        with pytest.raises(yaml.YAMLError):
+            load_yaml("a: [1, 2")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.cli import main
 from tvb_tasks.config import ConfigError
 from tvb_tasks.config_regions import is_region, list_regions, load_region, region_members, regions_dir
@@ -21,10 +21,10 @@ def folders(tmp_path, monkeypatch):
     territories, regions = tmp_path / "territories", tmp_path / "regions"
     territories.mkdir()
     regions.mkdir()
-    raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
+    raw = load_yaml(CALL.read_text(encoding="utf-8"))
     (territories / "call.yaml").write_text(CALL.read_text(encoding="utf-8"), encoding="utf-8")
     raw.update(id="call_voisin", name="Voisin synthétique")
-    (territories / "call_voisin.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (territories / "call_voisin.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("TVB_CONFIG_DIR", str(territories))
     monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
     return territories, regions
@@ -33,7 +33,7 @@ def folders(tmp_path, monkeypatch):
 def write_region(regions: Path, **fields) -> Path:
     raw = {"id": "duo", "name": "CALL et voisin", "members": ["call", "call_voisin"], **fields}
     path = regions / f"{raw['id']}.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return path
 
 
@@ -76,11 +76,11 @@ def test_invalid_regions_name_the_file_and_the_problem(folders, fields, message)
 def test_a_member_with_another_crs_or_an_invalid_yaml_is_named(folders):
     territories, regions = folders
     path = write_region(regions)
-    raw = yaml.safe_load((territories / "call_voisin.yaml").read_text(encoding="utf-8"))
-    (territories / "call_voisin.yaml").write_text(yaml.safe_dump({**raw, "crs": "EPSG:3949"}), encoding="utf-8")
+    raw = load_yaml((territories / "call_voisin.yaml").read_text(encoding="utf-8"))
+    (territories / "call_voisin.yaml").write_text(dump_yaml({**raw, "crs": "EPSG:3949"}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"member 'call_voisin' has CRS EPSG:3949, member 'call' has EPSG:2154"):
         load_region(path)
-    (territories / "call_voisin.yaml").write_text(yaml.safe_dump({**raw, "resolution_m": 1}), encoding="utf-8")
+    (territories / "call_voisin.yaml").write_text(dump_yaml({**raw, "resolution_m": 1}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"duo.yaml: member 'call_voisin' has an invalid configuration"):
         load_region(path)
 

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
+
+from helpers.yamlio import dump_yaml, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
@@ -267,9 +268,9 @@ def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
     tasks = DagBag(dag_folder=str(probe.parent)).dags["probe"].tasks
     assert {t.task_id for t in tasks if _waits_in_a_slot(t)} == {"waits", "pokes", "mapped_pokes"}
 
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
     assert {"tvb_observatory_call", "tvb_fetch_call", "tvb_tiled_cost_call"} <= set(bag.dags)
     waiting = [f"{d.dag_id}.{t.task_id}" for d in bag.dags.values() for t in d.tasks if _waits_in_a_slot(t)]
@@ -439,9 +440,9 @@ def test_planned_sous_trames_keep_the_territory_order(dagmod):
 
 def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
     """tvb_tiled_cost reads tiling.dag_rounds from the typed section: one run_tile and one after_round per round."""
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True, "dag_rounds": 3}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
     tiled = bag.dags["tvb_tiled_cost_call"]
     assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
@@ -466,15 +467,15 @@ def _with_sous_trames(raw: dict, names: tuple[str, ...]) -> dict:
 
 # --- one DAG pair per territory file ---------------------------------------------------------------------------------
 def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path, monkeypatch):
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     other = {**_with_sous_trames(raw, ("forest", "wetland")), "id": "lens2", "schedule": {"fetch_cron": "30 4 * * 3"},
              "resolution_m": 50}
-    (tmp_path / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    (tmp_path / "lens2.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "lens2.yaml").write_text(dump_yaml(other, allow_unicode=True), encoding="utf-8")
     (tmp_path / "broken.yaml").write_text("id: broken\nname: Broken\n", encoding="utf-8")
     misspelt = {**raw, "id": "misspelt", "indicatorz": raw["indicators"], "tiling": {**raw["tiling"], "enabled": True}}
-    (tmp_path / "misspelt.yaml").write_text(yaml.safe_dump(misspelt, allow_unicode=True), encoding="utf-8")
-    (tmp_path / "copy.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")  # id still call
+    (tmp_path / "misspelt.yaml").write_text(dump_yaml(misspelt, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "copy.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")  # id still call
     bag = _bag(monkeypatch, tmp_path)
     assert bag.import_errors == {}
     assert set(bag.dags) == {"tvb_fetch_call", "tvb_observatory_call", "tvb_fetch_lens2", "tvb_observatory_lens2",
@@ -496,21 +497,23 @@ def test_dags_are_generated_per_territory_and_a_broken_yaml_is_isolated(tmp_path
 
 
 # --- one DAG per region file (dags/tvb_region.py) ---------------------------------------------------------------------
-@pytest.fixture
-def region_bag(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def region_bag(tmp_path_factory):
     """call, call_voisin (a copy with its own id and two sous-trames) and the regions duo and broken (an unknown
-    member) next to them."""
-    raw = yaml.safe_load((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    member) next to them; parsed once for the tests below (read only), ``TVB_CONFIG_DIR`` set while they run."""
+    tmp_path = tmp_path_factory.mktemp("region-bag")
+    raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     territories, regions = tmp_path / "territories", tmp_path / "regions"
     territories.mkdir()
     regions.mkdir()
     voisin = {**_with_sous_trames(raw, ("forest", "wetland")), "id": "call_voisin", "name": "Voisin synthétique"}
-    (territories / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    (territories / "call_voisin.yaml").write_text(yaml.safe_dump(voisin, allow_unicode=True), encoding="utf-8")
+    (territories / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
+    (territories / "call_voisin.yaml").write_text(dump_yaml(voisin, allow_unicode=True), encoding="utf-8")
     (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n", encoding="utf-8")
     (regions / "broken.yaml").write_text("id: broken\nname: Cassée\nmembers: [call, atlantis]\n", encoding="utf-8")
-    monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
-    return _bag(monkeypatch, territories)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("TVB_REGIONS_DIR", raising=False)
+        yield _bag(monkeypatch, territories)
 
 
 def test_region_dag_triggers_members_in_parallel_then_publishes_the_mosaic(region_bag):

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-import yaml
 
 from helpers.release_outputs import make_outputs, territory
 from helpers.servers import static_server
+from helpers.yamlio import dump_yaml
 from tvb_tasks import publish
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory, load_yaml
@@ -545,7 +545,7 @@ def _config_dir(tmp: Path, landuse: Path | None = None, **changes) -> Path:
     raw.update(changes)
     d = tmp / f"config-{len(list(tmp.glob('config-*')))}"
     d.mkdir()
-    (d / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (d / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return d
 
 
@@ -603,7 +603,7 @@ def test_path_form_territory_is_used_by_every_stage(tmp_path, monkeypatch):
     raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["sous_trames"]["forest"]["reservoir_min_area_ha"] = 77.0
     x = tmp_path / "x.yaml"                       # same id as config/territories/call.yaml, other thresholds
-    x.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    x.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     run = stage_fetch(str(x), store_uri=(tmp_path / "store").as_uri())
     used = _territory(run)
     assert used.sous_trames["forest"].reservoir_min_area_ha == 77.0 and used.path == str(x)
@@ -631,7 +631,7 @@ def test_path_form_run_publishes_with_that_files_configuration(tmp_path, monkeyp
     raw["sous_trames"]["forest"]["reservoir_min_area_ha"] = float(raw["sous_trames"]["forest"]
                                                                   ["reservoir_min_area_ha"]) + 7
     x = tmp_path / "x.yaml"
-    x.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    x.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     store = tmp_path / "store"
     # forest only at 100 m: what is checked (the configuration recorded) does not depend on the grid
     assert tvb(["run", "--territory", str(x), "--store", str(store), "--sous-trames", "forest",
@@ -654,7 +654,7 @@ def test_ghost_territory_fails_before_writing_snapshots(tmp_path, capsys):
     raw["id"] = "ghost"
     raw["sources"]["roads"]["path"] = "sample/call/no-such-roads.gpkg"
     ghost = tmp_path / "ghost.yaml"
-    ghost.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    ghost.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert tvb(["run", "--territory", str(ghost), "--store", str(store)]) == 1
     err = capsys.readouterr().err
     assert str(ghost) in err and "no-such-roads.gpkg not found" in err and "nothing fetched" in err
@@ -729,7 +729,7 @@ def _yaml(tmp_path: Path, mutate) -> Path:
     raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     mutate(raw)
     p = tmp_path / "t.yaml"
-    p.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    p.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return p
 
 

@@ -160,9 +160,17 @@ def _two_woods(tmp_path, between: list[tuple[Polygon, str]] = (), roads=(), rail
         railways=railways)
 
 
-def test_corridor_through_farmland_crossing_one_road(tmp_path):
-    t, inputs = _two_woods(tmp_path, roads=[(line((930, 0), (930, 1000)), 3)])
-    out = compute_layers(t, inputs, tmp_path / "out", sous_trames=["forest"])
+@pytest.fixture(scope="module")
+def road_between_woods(tmp_path_factory):
+    """``(folder, compute_layers output)`` of the two woods with an importance-3 road between them, every
+    sous-trame (only the forest one has habitat here); read only, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("road-between-woods")
+    t, inputs = _two_woods(tmp, roads=[(line((930, 0), (930, 1000)), 3)])
+    return tmp, compute_layers(t, inputs, tmp / "out")
+
+
+def test_corridor_through_farmland_crossing_one_road(road_between_woods):
+    _, out = road_between_woods
     gpkg = out["gpkg"]
     cor = gpd.read_file(gpkg, layer="corridors")
     assert len(cor) == 1
@@ -285,11 +293,10 @@ def test_wet_corridor_excludes_culverted_sections(tmp_path):
 
 
 # --- publication outputs ----------------------------------------------------------------------------------------
-def test_geopackage_layers_with_libelle_and_cog_rasters(tmp_path):
+def test_geopackage_layers_with_libelle_and_cog_rasters(road_between_woods):
     from rio_cogeo.cogeo import cog_validate
 
-    t, inputs = _two_woods(tmp_path, roads=[(line((930, 0), (930, 1000)), 3)])
-    out = compute_layers(t, inputs, tmp_path / "out")
+    tmp_path, out = road_between_woods
     layers = dict(pyogrio.list_layers(out["gpkg"]))
     for name in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points", "communes", "landuse"):
         assert name in layers

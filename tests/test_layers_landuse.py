@@ -8,9 +8,9 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
-import yaml
 
 from helpers.layers_scene import CRS, b, base_config, make_scene
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import ConfigError, load_territory, nomenclature_labels
 from tvb_tasks.layers import engine
 from tvb_tasks.layers.landuse import classify_landuse, habitat_patches
@@ -70,16 +70,16 @@ def test_wet_woods_are_habitat_of_forest_and_wetland(tmp_path):
 
 
 def test_a_rule_code_missing_from_the_nomenclature_is_a_clear_error(tmp_path):
-    raw = yaml.safe_load(CALL.read_text(encoding="utf-8"))
-    nomenclature = yaml.safe_load((ROOT / "config" / "nomenclatures" / f"{raw['nomenclature']}.yaml")
+    raw = load_yaml(CALL.read_text(encoding="utf-8"))
+    nomenclature = load_yaml((ROOT / "config" / "nomenclatures" / f"{raw['nomenclature']}.yaml")
                                   .read_text(encoding="utf-8"))
     raw["landuse"]["rules"] = [*nomenclature["rules"], {"code_cs": "CS4.9", "class": "forest"}]
     path = tmp_path / "call.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"code_cs='CS4.9' is no code of the nomenclature"):
         load_territory(path)
     raw["landuse"]["rules"][-1] = {"code_cs": "CS4.1", "class": "forest"}     # a prefix cut at a '.' is fine
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert load_territory(path).landuse.rules[-1].class_ == "forest"
 
 

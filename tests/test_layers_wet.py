@@ -140,6 +140,7 @@ def test_a_culvert_on_no_wet_corridor_is_labelled_hors_corridor(tmp_path):
     assert (culverts["corridor_id"] != "").all()
 
 
+@pytest.mark.integration          # stages end to end: two layers runs then the output validation (GX)
 def test_a_run_without_the_wet_sous_trame_has_no_culvert_points_and_a_typed_empty_wet_layer(tmp_path):
     """Chosen sous-trames without the trame bleue (the trigger form allows it): no culvert point without a
     sous-trame, an empty wet_corridors layer whose ``libelle`` is text, and the output suites of both layers pass."""

@@ -6,10 +6,10 @@ from pathlib import Path
 import geopandas as gpd
 import pyogrio
 import pytest
-import yaml
 from shapely.geometry import Polygon
 
 from helpers.sample_release import copy_sample_release
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.cli import main as tvb
 from tvb_tasks.config import PROJECT_ROOT
 from tvb_tasks.store import open_store
@@ -65,13 +65,13 @@ def test_second_run_with_unchanged_inputs_publishes_nothing(published, capsys):
 
 
 def _corrupt_config(tmp: Path, source: str, gdf: gpd.GeoDataFrame) -> Path:
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     bad = tmp / f"{source}_corrupt.gpkg"
     gdf.to_file(bad, layer=source, driver="GPKG")
     raw["sources"][source].update(path=str(bad), layer=source)
     cfg = tmp / "config"
     cfg.mkdir(exist_ok=True)
-    (cfg / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (cfg / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return cfg
 
 

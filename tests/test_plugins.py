@@ -22,7 +22,8 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
-import yaml
+
+from helpers.yamlio import dump_yaml, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
@@ -163,7 +164,7 @@ def _wfs_territory(tmp_path: Path, conn_id: str):
     import geopandas as gpd
     import shapely
 
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     boundary = tmp_path / "boundary.gpkg"
     gpd.GeoDataFrame({"nom": ["test"]}, geometry=[shapely.box(682000, 7032000, 688000, 7035000)],
                      crs=2154).to_file(boundary, layer="epci")
@@ -175,7 +176,7 @@ def _wfs_territory(tmp_path: Path, conn_id: str):
     raw["profiles"] = {}
     raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     path = tmp_path / "hooktest.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)
 
 

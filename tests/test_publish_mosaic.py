@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyogrio
 import pytest
-import yaml
 
 from helpers.release_outputs import T0, make_layers_gpkg
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import load_territory
 from tvb_tasks.config_regions import Region
 from tvb_tasks.publish import input_key, publish_release, read_latest
@@ -172,9 +172,9 @@ def test_cli_mosaic_publishes_then_reports_unchanged(store, tmp_path, two_member
     territories.mkdir()
     regions.mkdir()
     for t in MEMBERS:
-        raw = yaml.safe_load(Path(load_territory("call").path).read_text(encoding="utf-8"))
+        raw = load_yaml(Path(load_territory("call").path).read_text(encoding="utf-8"))
         raw.update(id=t.id, name=t.name)
-        (territories / f"{t.id}.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        (territories / f"{t.id}.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     (regions / "duo.yaml").write_text("id: duo\nname: CALL et voisin\nmembers: [call, call_voisin]\n",
                                       encoding="utf-8")
     monkeypatch.setenv("TVB_CONFIG_DIR", str(territories))

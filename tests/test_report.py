@@ -7,9 +7,9 @@ import re
 
 import matplotlib.image as mpimg
 import pytest
-import yaml
 
 from helpers.indicators_scene import scene_territory, write_scene
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.indicators import append_history, compute_indicators, is_synthetic_landuse
 from tvb_tasks.publish.report import build_report, data_docs_links, fr_number, validation_tables
@@ -109,13 +109,13 @@ def test_key_figures_beside_published_values(report):
 def test_synthetic_note_follows_the_landuse_source(report, tmp_path):
     _, _, html = report
     assert "données synthétiques" in html                       # the bundled sample's land use
-    raw = yaml.safe_load((PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
     raw["sources"]["landuse"]["path"] = str(tmp_path / "ocs2d_real.gpkg")
     path = tmp_path / "real.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert not is_synthetic_landuse(load_territory(path, profile="default"))
     raw["sources"]["landuse"]["synthetic"] = True
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     assert is_synthetic_landuse(load_territory(path, profile="default"))
 
 

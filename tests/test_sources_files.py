@@ -9,9 +9,9 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
-import yaml
 
 from helpers.servers import FileServer
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_source, previous_snapshot
 from tvb_tasks.sources.files import apply_columns, read_vector
@@ -75,7 +75,7 @@ def test_apply_columns(tmp_path):
 
 
 def _territory(tmp_path: Path, extra_sources: dict) -> object:
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     for src in raw["sources"].values():
         if src.get("path"):
             src["path"] = str(PROJECT_ROOT / src["path"])
@@ -84,7 +84,7 @@ def _territory(tmp_path: Path, extra_sources: dict) -> object:
     raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     raw["sources"].update(extra_sources)
     path = tmp_path / "filetest.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
-import yaml
 
 from helpers.servers import FileServer
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, fetch_all, fetch_source, previous_snapshot
 from tvb_tasks.sources.osm import (
@@ -29,7 +29,7 @@ OUTLINE_4326 = shapely.box(26.935, 60.522, 26.965, 60.538)
 
 
 def _territory(tmp_path: Path, url: str) -> object:
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     for src in raw["sources"].values():
         if src.get("path"):
             src["path"] = str(PROJECT_ROOT / src["path"])
@@ -42,7 +42,7 @@ def _territory(tmp_path: Path, url: str) -> object:
     raw["sources"]["osm"] = {"kind": "osm", "role": "osm", "url": url, "tag_rules": str(RULES),
                              "clip_buffer_m": 200, "max_retries": 1, "backoff_s": 0.05}
     path = tmp_path / "osmtest.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)
 
 
@@ -152,14 +152,14 @@ def test_road_importance_and_landuse_codes():
 
 def test_bad_tag_rules(tmp_path):
     bad = tmp_path / "rules.yaml"
-    raw = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    raw = load_yaml(RULES.read_text(encoding="utf-8"))
     raw["roads"]["importance"]["motorway"] = 9
-    bad.write_text(yaml.safe_dump(raw))
+    bad.write_text(dump_yaml(raw))
     with pytest.raises(SourceError, match=r"(?s)rules.yaml.*roads.importance.*1..5"):
         load_tag_rules(bad)
     raw["roads"]["importance"]["motorway"] = 1
     raw["landuse"]["rules"][0]["code_cs"] = "CS9.9.9"
-    bad.write_text(yaml.safe_dump(raw))
+    bad.write_text(dump_yaml(raw))
     with pytest.raises(SourceError, match=r"CS9\.9\.9"):
         load_tag_rules(bad, valid_codes={"CS6.4.1", "US6.2.3"})
 

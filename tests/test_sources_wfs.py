@@ -13,8 +13,8 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 import shapely
-import yaml
 
+from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory
 from tvb_tasks.sources import SourceError, content_hash, fetch_source, fetch_wfs_to_file, previous_snapshot
 from tvb_tasks.sources.http import HttpOptions
@@ -164,7 +164,7 @@ def test_xml_entities_refused():
 # --- fetch_source with snapshots ---------------------------------------------------------------------------------
 def _territory(tmp_path: Path, url: str) -> object:
     """A copy of the CALL configuration whose boundary is a small box and with a WFS source on the fixture."""
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     for src in raw["sources"].values():
         if src.get("path"):
             src["path"] = str(PROJECT_ROOT / src["path"])
@@ -180,7 +180,7 @@ def _territory(tmp_path: Path, url: str) -> object:
     raw["profiles"] = {}
     raw["publish"]["basemap"] = {}              # keyed by profile: production's goes with the profile
     path = tmp_path / "wfstest.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path)
 
 

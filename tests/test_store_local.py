@@ -79,3 +79,19 @@ def test_open_store_uris(tmp_path):
         open_store("ftp://x/y")
     with pytest.raises(ValueError, match="no bucket"):
         open_store("s3:///prefix")
+
+
+def test_objects_are_fsynced_before_the_rename_unless_the_tests_turn_it_off(store, monkeypatch):
+    """Production default: each object's temporary file is fsynced (durable once renamed into place);
+    ``TVB_STORE_FSYNC=0`` (tests/conftest.py) skips only that wait."""
+    import os
+
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    monkeypatch.delenv("TVB_STORE_FSYNC", raising=False)
+    store.put_bytes("a/one.txt", b"1")
+    store.put_file("a/two.txt", __file__)
+    assert len(synced) == 2 and store.get_bytes("a/one.txt") == b"1"
+    monkeypatch.setenv("TVB_STORE_FSYNC", "0")
+    store.put_bytes("a/three.txt", b"3")
+    assert len(synced) == 2 and store.get_bytes("a/three.txt") == b"3"

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from helpers.airflow_run import ROOT, Airflow, assert_clean_log, task_states, why
+from helpers.yamlio import dump_yaml, load_yaml
 
 
 @pytest.fixture(scope="module")
 def tiled_config(tmp_path_factory) -> Path:
     """A config folder whose CALL enables tiling with small tiles (many tiles, several rounds)."""
     d = tmp_path_factory.mktemp("config")
-    raw = yaml.safe_load((ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((ROOT / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {"enabled": True, "tile_size": 256, "overlap": 8, "dag_rounds": 10, "memory_limit_gib": 4}
-    (d / "call.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (d / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return d
 
 

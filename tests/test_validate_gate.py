@@ -15,6 +15,8 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import LineString, Point, Polygon, box
 
+from helpers.yamlio import dump_yaml, load_yaml
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
@@ -338,12 +340,11 @@ def test_unreadable_snapshot_is_a_critical_failure(territory, tmp_path):
 
 def test_invalid_validation_section_names_the_key(tmp_path):
     """The section is validated when the territory loads (``territory.validation`` is then typed)."""
-    import yaml
 
-    raw = yaml.safe_load((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["validation"] = {"row_count_drift_pct": -5}
     path = tmp_path / "call.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"validation\.row_count_drift_pct"):
         load_territory(path)
 
@@ -420,11 +421,17 @@ def test_good_outputs_pass_and_share_the_docs_index(territory, tmp_path):
 
 
 def test_bad_outputs_are_blocked_and_empty_optional_layers_only_warn(territory, tmp_path):
+    """Each output layer is validated on its own (one suite per layer), so one run checks several broken layers: a
+    status outside the set, a reservoir outside the territory, bad key figures, two missing layers (rupture points,
+    corridor stretches) block; an empty relay layer only warns and an empty vigilance layer (no local road crossed)
+    passes."""
     layers = output_layers()
     layers["corridors"].loc[0, "status"] = "maybe"
     layers["reservoirs"].loc[1, "geometry"] = box(X0 - 5000, Y0, X0 - 4000, Y0 + 1000)   # outside the territory
     layers["relays"] = layers["relays"].iloc[0:0]
+    layers["vigilance_points"] = layers["vigilance_points"].iloc[0:0]
     del layers["rupture_points"]
+    del layers["corridor_stretches"]
     figures = {**GOOD_FIGURES, "artificialised_share_pct": 120.0, "reservoir_count": "two"}
     gpkg, indicators = write_outputs(tmp_path, layers, figures)
     summary = validate_outputs(territory, gpkg, indicators, tmp_path / "validation")
@@ -433,26 +440,26 @@ def test_bad_outputs_are_blocked_and_empty_optional_layers_only_warn(territory, 
     assert critical_keys(layers_summary["corridors"]) == {"expect_column_values_to_be_in_set[status]"}
     assert critical_keys(layers_summary["reservoirs"]) == {"expect_column_values_to_be_in_territory[geometry]"}
     assert critical_keys(layers_summary["rupture_points"]) == {"layer_exists"}
+    assert critical_keys(layers_summary["corridor_stretches"]) == {"layer_exists"}
     assert critical_keys(layers_summary["indicators"]) == {
         "expect_column_values_to_be_between[artificialised_share_pct]", "expect_table_values_to_be_numeric"}
     assert layers_summary["relays"]["success"]
     assert [w["expectation"] for w in layers_summary["relays"]["warnings"]] == ["row_count_non_empty"]
+    vigilance = layers_summary["vigilance_points"]
+    assert vigilance["success"] and vigilance["critical_failures"] == [], vigilance
+    failing = {name for name, s in layers_summary.items() if not s["success"]}
+    assert failing == {"corridors", "reservoirs", "rupture_points", "corridor_stretches", "indicators"}
     with pytest.raises(ValidationFailed, match=r"source 'rupture_points'.*layer 'rupture_points' missing"):
+        raise_for_critical(summary)
+    with pytest.raises(ValidationFailed, match=r"source 'corridor_stretches'.*layer 'corridor_stretches' missing"):
         raise_for_critical(summary)
 
 
-def test_indicators_without_key_figures_are_blocked(territory, tmp_path):
-    gpkg, indicators = write_outputs(tmp_path, output_layers(), None)
-    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "validation")
-    assert not summary["sources"]["indicators"]["success"]
-    assert "expect_table_columns_to_match_set" in critical_keys(summary["sources"]["indicators"])
-    assert all(summary["sources"][k]["success"] for k in ("reservoirs", "corridors"))
-
-
-def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(territory, tmp_path):
-    """Points de vigilance and corridor stretches are output layers like the others: duplicate ids, a severity that is
-    not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch each block the release,
-    and the gate's message names the layer; an empty vigilance layer (no local road crossed) is only reported."""
+@pytest.fixture(scope="module")
+def broken_outputs(territory, workdir) -> dict:
+    """One validation of outputs whose vigilance points and corridor stretches are broken (V0001 twice, a severity
+    that is not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch) and whose
+    indicators file has no key figures; the other layers are good (layers are validated one by one)."""
     layers = output_layers()
     vig = layers["vigilance_points"]
     layers["vigilance_points"] = gpd.GeoDataFrame(
@@ -460,8 +467,23 @@ def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(territory
         geometry=[Point(X0 + 1600, Y0 + 5150), Point(X0 + 1700, Y0 + 5150)], crs=2154)       # V0001 twice
     layers["corridor_stretches"].loc[0, "status"] = "partiel"
     layers["corridor_stretches"].loc[1, "length_m"] = 0.0
-    gpkg, indicators = write_outputs(tmp_path, layers, GOOD_FIGURES)
-    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "validation")
+    directory = workdir / "broken-outputs"
+    gpkg, indicators = write_outputs(directory, layers, None)
+    return validate_outputs(territory, gpkg, indicators, directory / "validation")
+
+
+def test_indicators_without_key_figures_are_blocked(broken_outputs):
+    summary = broken_outputs
+    assert not summary["sources"]["indicators"]["success"]
+    assert "expect_table_columns_to_match_set" in critical_keys(summary["sources"]["indicators"])
+    assert all(summary["sources"][k]["success"] for k in ("reservoirs", "corridors"))
+
+
+def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(broken_outputs):
+    """Points de vigilance and corridor stretches are output layers like the others: duplicate ids, a severity that is
+    not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch each block the release,
+    and the gate's message names the layer (the empty and the missing layers are in the test above)."""
+    summary = broken_outputs
     assert not summary["success"]
     assert critical_keys(summary["sources"]["vigilance_points"]) == {
         "expect_column_values_to_be_unique[id]", "expect_column_values_to_be_in_set[severity]"}
@@ -475,25 +497,14 @@ def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(territory
     assert "source 'corridor_stretches' (suite output_corridor_stretches)" in message
     assert "partiel" in message and "V0001" in message
 
-    # the vigilance severity is the YAML's, not a constant; an id not in the V… series is refused
+
+def test_vigilance_severity_is_the_yaml_s_and_ids_are_in_the_v_series(territory, tmp_path):
+    """The vigilance severity is the YAML's, not a constant; an id not in the V… series is refused."""
     ok = output_layers()
     ok["vigilance_points"].loc[0, "id"] = "P0001"
-    gpkg, indicators = write_outputs(tmp_path / "ids", ok, GOOD_FIGURES)
+    gpkg, indicators = write_outputs(tmp_path, ok, GOOD_FIGURES)
     rules = territory.rupture_points.model_copy(update={"vigilance_severity": 3})
     summary = validate_outputs(territory.model_copy(update={"rupture_points": rules}), gpkg, indicators,
-                               tmp_path / "ids" / "validation")
+                               tmp_path / "validation")
     assert critical_keys(summary["sources"]["vigilance_points"]) == {
         "expect_column_values_to_match_regex[id]", "expect_column_values_to_be_in_set[severity]"}
-
-    # no local road crossed: an empty vigilance layer passes (reported as info); a missing one is blocked
-    empty = output_layers()
-    empty["vigilance_points"] = empty["vigilance_points"].iloc[0:0]
-    gpkg, indicators = write_outputs(tmp_path / "empty", empty, GOOD_FIGURES)
-    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "empty" / "validation")
-    assert summary["success"], [(k, s["critical_failures"]) for k, s in summary["sources"].items()]
-    del empty["corridor_stretches"]
-    gpkg, indicators = write_outputs(tmp_path / "missing", empty, GOOD_FIGURES)
-    summary = validate_outputs(territory, gpkg, indicators, tmp_path / "missing" / "validation")
-    assert critical_keys(summary["sources"]["corridor_stretches"]) == {"layer_exists"}
-    with pytest.raises(ValidationFailed, match=r"source 'corridor_stretches'.*layer 'corridor_stretches' missing"):
-        raise_for_critical(summary)

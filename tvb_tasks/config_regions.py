@@ -31,6 +31,7 @@ from tvb_tasks.config import (
     check_id,
     list_territories,
     load_territory,
+    load_yaml,
     read_config_text,
     territories_dir,
     yaml_problem,
@@ -110,7 +111,7 @@ def is_region(name: str | Path) -> bool:
     if path.suffix not in (".yaml", ".yml"):
         return str(name) in list_regions() and str(name) not in list_territories()
     try:
-        raw = yaml.safe_load(read_config_text(path))
+        raw = load_yaml(read_config_text(path))
     except (ConfigError, yaml.YAMLError):
         return False
     return isinstance(raw, dict) and "members" in raw
@@ -122,7 +123,7 @@ def load_region(region: str | Path) -> Region:
     if not path.exists():
         raise ConfigError(f"no region configuration {path} (known regions: {', '.join(list_regions()) or 'none'})")
     try:
-        raw = yaml.safe_load(read_config_text(path, "region"))
+        raw = load_yaml(read_config_text(path, "region"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):

@@ -195,8 +195,9 @@ class LocalStore(Store):
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _write_tmp(self, target: Path, writer) -> Path:
-        """Write to a ``.tmp-*`` file next to ``target``; on failure remove it and raise :class:`StoreError`
-        naming the object (``disk full`` for ENOSPC / EDQUOT)."""
+        """Write to a ``.tmp-*`` file next to ``target`` and fsync it (unless ``TVB_STORE_FSYNC=0``, which the tests
+        set: no crash durability needed, ~1.5 ms less wait per object); on failure remove it and raise
+        :class:`StoreError` naming the object (``disk full`` for ENOSPC / EDQUOT)."""
         tmp = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,8 @@ class LocalStore(Store):
             with os.fdopen(fd, "wb") as f:
                 writer(f)
                 f.flush()
-                os.fsync(f.fileno())
+                if os.environ.get("TVB_STORE_FSYNC") != "0":     # durable before the rename; "0": tests only
+                    os.fsync(f.fileno())
         except OSError as exc:
             if tmp:
                 Path(tmp).unlink(missing_ok=True)

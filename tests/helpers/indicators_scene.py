@@ -16,9 +16,9 @@ from pathlib import Path
 
 import geopandas as gpd
 import shapely
-import yaml
 from shapely.geometry import LineString, Point, box
 
+from helpers.yamlio import dump_yaml
 from tvb_tasks.config import PROJECT_ROOT, load_territory, load_yaml
 
 X0, Y0 = 680_000.0, 7_030_000.0
@@ -107,5 +107,5 @@ def scene_territory(tmp_path: Path, **connectivity):
         {"distance_threshold_cost": {"forest": 100, "grassland": 100, "mining": 100, "wetland": 100},
          "distance_threshold_m": 100, "probability_at_threshold": 0.5, **connectivity})
     path = tmp_path / "scene.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     return load_territory(path, profile="default")

@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 
 import geopandas as gpd
-import yaml
 from shapely import LineString, Polygon, box
 
+from helpers.yamlio import dump_yaml
 from tvb_tasks.config import load_territory
 
 X0, Y0 = 700_000.0, 7_000_000.0
@@ -132,7 +132,7 @@ def make_scene(tmp_path: Path, *, outline: Polygon, landuse: list[tuple[Polygon,
         inputs[name] = path
         cfg["sources"][name] = {"kind": "file", "role": roles[name], "path": str(path)}
     ypath = tmp_path / "scene.yaml"
-    ypath.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    ypath.write_text(dump_yaml(cfg, allow_unicode=True), encoding="utf-8")
     return load_territory(ypath), inputs
 
 

@@ -3,8 +3,12 @@ validation and report folders) for the publication, release, STAC, QGIS Server a
 """
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import geopandas as gpd
@@ -52,7 +56,21 @@ VIGILANCE_XY = [(X0 + 400 + 0.8 * 1300, Y0 + 500 + 0.8 * 2000), (X0 + 2500, Y0 +
 
 
 def make_layers_gpkg(path: Path) -> Path:
-    """A GeoPackage with the published layers but priorities (EPSG:2154), a few features each."""
+    """A GeoPackage with the published layers but priorities (EPSG:2154), a few features each: a copy of the one
+    :func:`_layers_gpkg_template` writes once per process (~20 publications per test run use it)."""
+    path.unlink(missing_ok=True)
+    shutil.copyfile(_layers_gpkg_template(), path)
+    return path
+
+
+@cache
+def _layers_gpkg_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="tvb-layers-gpkg-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return _write_layers_gpkg(folder / "tvb.gpkg")
+
+
+def _write_layers_gpkg(path: Path) -> Path:
     crs = "EPSG:2154"
     res = gpd.GeoDataFrame(
         {"id": [1, 2, 3], "sous_trame": ["forest", "wetland", "mining"], "area_ha": [40.0, 12.5, 9.0]},
