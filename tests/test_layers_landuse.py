@@ -145,8 +145,8 @@ def test_clip_to_equals_geopandas_clip_and_keeps_inner_features_untouched():
                            geometry=[inner, crossing, outside, line, Point(5, 5)], crs="EPSG:2154")
     ref, got = gdf.clip(mask), clip_to(gdf, mask)
     assert list(got["k"]) == list(ref["k"]) and "outside" not in set(got["k"])
-    for a, b in zip(ref.geometry, got.geometry):
-        assert shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), tolerance=0)
+    for g_ref, g_got in zip(ref.geometry, got.geometry):
+        assert shapely.equals_exact(shapely.normalize(g_ref), shapely.normalize(g_got), tolerance=0)
     assert got.set_index("k").geometry["inner"] is inner                          # untouched, not re-noded
     assert got.set_index("k").geometry["crossing"].area == pytest.approx(crossing.intersection(mask).area)
     assert got.set_index("k").geometry["line"].length == pytest.approx(100.0)

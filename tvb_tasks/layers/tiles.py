@@ -14,7 +14,7 @@ untiled run) on the window, from
 
 Only the core of a run is kept. Rounds: first every tile holding a source in its window runs; then every tile one of
 whose halo cells changed (accumulated cost, allocation or back-link) since its last run runs again, from the values
-of the previous round; it stops when no boundary value changes (or after ``max_rounds``: ``RuntimeError``).
+of the previous round; it stops when no boundary value changes (or after ``max_rounds``: ``TilingError``, a deterministic ``RuntimeError``).
 
 Why the stitched result equals the untiled one *exactly* (max abs difference 0, not "within rounding"): the
 untiled kernel returns the unique solution of ``D[v] = min(0 if v is a source, min over moves u→v of
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tvb_tasks.config_sections import TilingConfig  # the ``tiling:`` section (re-exported)
+from tvb_tasks.errors import DeterministicError, InvalidInputError
 
 from . import costdistance as cd
 
@@ -50,6 +51,7 @@ __all__ = [
     "Tile",
     "TiledResult",
     "TilingConfig",
+    "TilingError",
     "check_memory",
     "plan_record",
     "plan_to_store",
@@ -62,6 +64,11 @@ __all__ = [
     "tile_task_bytes",
     "tiled_accumulated_cost",
 ]
+
+
+class TilingError(DeterministicError, RuntimeError):
+    """The boundary exchange did not converge within the allowed rounds: a retry gives the same result (raise
+    ``tiling.max_rounds`` / ``tiling.dag_rounds``)."""
 
 
 @dataclass(frozen=True)
@@ -84,9 +91,9 @@ def tile_grid(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile
     """Tiles covering a raster of ``shape`` (rows, cols), row-major."""
     H, W = shape
     if tile_size < 1 or overlap < 1:
-        raise ValueError(f"tile_size and overlap must be >= 1, got {tile_size}, {overlap}")
+        raise InvalidInputError(f"tile_size and overlap must be >= 1, got {tile_size}, {overlap}")
     if overlap > tile_size:
-        raise ValueError(f"overlap ({overlap}) must not exceed tile_size ({tile_size}): "
+        raise InvalidInputError(f"overlap ({overlap}) must not exceed tile_size ({tile_size}): "
                          "a halo must only reach the adjacent tiles")
     tiles: list[Tile] = []
     for r0 in range(0, H, tile_size):
@@ -138,9 +145,9 @@ def _seeds(tile: Tile, acc: np.ndarray, alloc: np.ndarray):
 
 
 def _check_rounds(rounds: int, max_rounds: int, n_dirty: int) -> None:
-    """RuntimeError when ``max_rounds`` rounds are done and ``n_dirty`` tiles still change."""
+    """``TilingError`` when ``max_rounds`` rounds are done and ``n_dirty`` tiles still change."""
     if rounds >= max_rounds:
-        raise RuntimeError(f"tiled cost-distance did not converge in {max_rounds} rounds "
+        raise TilingError(f"tiled cost-distance did not converge in {max_rounds} rounds "
                            f"({n_dirty} tiles still changing): raise tiling.max_rounds")
 
 
@@ -166,7 +173,7 @@ def tiled_accumulated_cost(
     costp, mask, has_mask = cd._prepare_cost(cost, nodata_mask)
     src, labels = cd._check_sources(costp, mask, has_mask, sources, source_labels)
     if overlap < (2 if knight else 1):
-        raise ValueError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
+        raise InvalidInputError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
     H, W = costp.shape
     tiles = tile_grid((H, W), tile_size, overlap)
     ntc = -(-W // tile_size)  # tiles per row
@@ -276,7 +283,7 @@ def check_memory(tiling: TilingConfig) -> int:
     need = tile_task_bytes(tiling.tile_size, tiling.overlap)
     limit = (tiling.memory_limit_gib - 0.5) * 2**30
     if need > limit:
-        raise ValueError(f"tiling.tile_size {tiling.tile_size} needs about {need / 2**30:.2f} GiB per tile task, "
+        raise InvalidInputError(f"tiling.tile_size {tiling.tile_size} needs about {need / 2**30:.2f} GiB per tile task, "
                          f"above tiling.memory_limit_gib {tiling.memory_limit_gib} (minus 0.5 GiB of interpreter): "
                          "use smaller tiles")
     return need
@@ -309,7 +316,7 @@ def plan_to_store(store, prefix: str, cost: np.ndarray, sources: np.ndarray, *, 
     costp, mask, has_mask = cd._prepare_cost(cost, nodata_mask)
     src, labels = cd._check_sources(costp, mask, has_mask, sources, source_labels)
     if tiling.overlap < (2 if knight else 1):
-        raise ValueError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
+        raise InvalidInputError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
     H, W = costp.shape
     tiles = tile_grid((H, W), tiling.tile_size, tiling.overlap)
     _, first = np.unique(src[:, 0] * W + src[:, 1], return_index=True)

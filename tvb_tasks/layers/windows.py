@@ -43,6 +43,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from tvb_tasks.errors import InvalidInputError
+
 from . import costdistance as cd
 from .common import Grid, rasterize_values
 from .friction import Infrastructure, friction_raster
@@ -169,11 +171,11 @@ def plan_windows_to_store(store, prefix: str, territory, v: VectorContext, sous_
     """Write the per-tile inputs and ``plan.json`` of one sous-trame under ``prefix``, computing the rasters window by
     window; return the tiles to run first (a source in their window), ``[]`` with nothing written when the
     sous-trame has no source cell. Same objects as ``plan_to_store`` on the whole-grid friction and sources (module
-    doc); ``ValueError`` if a tile task would exceed ``tiling.memory_limit_gib``."""
+    doc); ``InvalidInputError`` (a ``ValueError``) if a tile task would exceed ``tiling.memory_limit_gib``."""
     check_memory(tiling)
     knight = territory.corridors.neighbours == 16
     if tiling.overlap < (2 if knight else 1):
-        raise ValueError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
+        raise InvalidInputError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
     for old in store.list(f"{prefix}/"):
         store.delete(old)
     scene = WindowScene(territory, v, sous_trame)
