@@ -113,8 +113,11 @@ def test_serpentine_needs_many_rounds_and_stitches_exactly():
     res = tiled_accumulated_cost(cost, [[0, 1]], tile_size=4, overlap=1)
     _assert_identical(res, ref)
     assert res.rounds > 5 and res.tile_runs > res.tiles
-    with pytest.raises(RuntimeError, match="did not converge in 2 rounds"):
+    with pytest.raises(RuntimeError, match="did not converge in 2 rounds") as err:
         tiled_accumulated_cost(cost, [[0, 1]], tile_size=4, overlap=1, max_rounds=2)
+    from tvb_tasks.errors import DeterministicError
+
+    assert isinstance(err.value, DeterministicError)      # the same rounds again give the same: no retry
 
 
 def test_overlap_must_hold_a_knights_move():
