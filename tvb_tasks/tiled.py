@@ -103,11 +103,16 @@ def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no:
 
 def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     """Stitch one sous-trame's cores into ``tiles/<sous_trame>/cost.tif`` (float32 COG, nodata -1, friction × m,
-    the untiled ``cost.tif`` exactly); ``RuntimeError`` if tiles were still changing after the last round."""
-    import numpy as np
+    cut to the territory and nodata outside it: the untiled ``cost.tif`` exactly), tile by tile
+    (:func:`tvb_tasks.layers.stitch.stitch_cost_cog`: memory of one core and the GDAL cache, not of the grid);
+    ``RuntimeError`` if tiles were still changing after the last round, ``MemoryError`` if the task's peak RSS
+    exceeded ``tiling.memory_limit_gib``."""
+    from rasterio.transform import Affine
 
-    from .layers.common import Grid, write_cog
-    from .layers.tiles import stitch_from_store
+    from .layers.common import Grid, load_boundary
+    from .layers.stitch import stitch_cost_cog
+    from .layers.tiles import read_plan
+    from .pipeline import _materialize
 
     store = open_store(run["store_uri"])
     pending_key = f"{_work_prefix(run)}/tiles/pending.json"
@@ -120,20 +125,21 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     prefix = _prefix(run, sous_trame)
     if not store.exists(f"{prefix}/plan.json"):
         return {"sous_trame": sous_trame, "cost": None, "reached": 0}
-    from rasterio.transform import Affine
-
-    from .layers import engine
-
+    territory = _territory(run)
     g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
-    acc, _back, _alloc = stitch_from_store(store, prefix)
-    grid = Grid(Affine(*g["transform"]), acc.shape, g["crs"], float(g["res"]))
+    shape, _ = read_plan(store, prefix)
+    grid = Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
     # published like the untiled stage's cost.tif: cut to the territory grid, nodata outside the territory
-    ctx = engine._context(_territory(run), _snapshot_paths(store, run))
-    if ctx.grid.shape == acc.shape and ctx.grid.transform == grid.transform:
-        acc, grid = engine._territory_raster(acc, ctx), engine._territory_grid(ctx)
+    name = territory.boundary.source
+    boundary = load_boundary(territory, {name: _materialize(store, run["snapshots"][name]["key"])})
     local = _local_dir(run, "tiles", sous_trame) / "cost.tif"
-    write_cog(acc, grid, local, overview_resampling="average",
-              description=f"cost distance {sous_trame} (friction x m), tiled")
+    reached = stitch_cost_cog(store, prefix, grid, local, boundary=boundary,
+                              description=f"cost distance {sous_trame} (friction x m), tiled")
+    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
+    log.info("sous-trame %s: stitched %d reached cells (peak %.0f MB)", sous_trame, reached, peak)
+    if peak > limit_mb:
+        raise MemoryError(f"stitch of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+                          f"({limit_mb:.0f} MB)")
     key = f"{prefix}/cost.tif"
     store.put_file(key, local)
-    return {"sous_trame": sous_trame, "cost": key, "reached": int(np.isfinite(acc).sum())}
+    return {"sous_trame": sous_trame, "cost": key, "reached": reached}

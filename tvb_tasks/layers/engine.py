@@ -30,6 +30,7 @@ from .common import (
     rasterize_values,
     read_role,
     read_source,
+    window_in,
     write_cog,
 )
 from .corridors import (
@@ -371,10 +372,8 @@ def _clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.Ge
 
 def _territory_window(ctx: _Context) -> tuple[int, int, int, int]:
     """(row0, col0, rows, cols) of the territory's own grid inside the computation grid."""
-    g = ctx.grid
-    tg = make_grid(ctx.boundary, g.res, g.crs)
-    r0 = int(round((g.transform.f - tg.transform.f) / g.res))
-    c0 = int(round((tg.transform.c - g.transform.c) / g.res))
+    tg = _territory_grid(ctx)
+    r0, c0 = window_in(ctx.grid, tg)
     return r0, c0, tg.shape[0], tg.shape[1]
 
 
