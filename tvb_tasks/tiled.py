@@ -7,6 +7,15 @@ XCom. A tile task holds one window and at most two cores in memory, so its memor
 ``tiling.tile_size`` / ``overlap``, not on the territory (checked against ``tiling.memory_limit_gib``; the peak RSS
 of each task is returned and a task above the bound fails).
 
+The stitching task writes the published ``cost.tif`` tile by tile (:func:`tvb_tasks.layers.stitch.stitch_cost_cog`):
+it reads one core at a time from the store, cuts it to the territory window (computed from the outline's bounds)
+and masks the cells outside the outline by rasterising it on that window only, then builds the COG from that file
+on disk with a bounded GDAL cache; the result is the whole-array stitch + ``write_cog`` file exactly (values,
+overviews, profile; ``tests/test_tile_stitch.py``). Its memory is the interpreter (≈ 0.37 GB) + one core + the
+GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.53 GB for grids of
+15 / 60 / 183 M cells, against 0.88 / 2.26 / 4.94 GB for the former whole-array stitch + ``write_cog``
+(``bench/region_tiles.py --publish``; docs/operations.md, "Region scale").
+
 The planning task of a sous-trame still rasterises the whole territory once (friction and reservoir sources, as
 the untiled engine); only the cost-distance is tiled.
 """
