@@ -14,7 +14,12 @@ tasks), on one sous-trame, with every tile run in a fresh worker process as a Ce
    arrays), each returning its peak RSS;
 4. the stitch (``stitch_from_store``) and, unless ``--no-check``, the untiled ``accumulated_cost`` of the whole
    region in this process, compared cell by cell (max abs difference of the accumulated cost, back-links and
-   allocation equal).
+   allocation equal);
+5. with ``--publish``, the published ``cost.tif`` (float32 COG cut to a territory outline inside the grid, nodata
+   outside it) written twice, each in a fresh process whose peak RSS is reported: the former DAG stitch (whole
+   arrays: ``stitch_from_store``, the territory mask rasterised on the whole grid, ``engine._territory_raster``,
+   ``write_cog``) and the windowed one the DAG uses (``tvb_tasks.layers.stitch.stitch_cost_cog``: one core at a
+   time, GDAL cache ``stitch.CACHE_MB``); the two files are compared block by block, overviews included.
 
 Printed: grid cells, tiles, rounds and tile runs per round, wall and CPU time of each step, the largest tile
 task peak RSS (to compare with ``tiling.memory_limit_gib``), the planner's and the check's peak RSS, store bytes.
@@ -22,7 +27,7 @@ The planning step here holds the whole region (the DAG's ``plan_tiles`` plans wi
 instead: ``bench/plan_windows.py``); see docs/operations.md.
 
 Usage: python bench/region_tiles.py [--copies region] [--resolution 10] [--sous-trame forest]
-       [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check]
+       [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check] [--publish [windowed]]
 """
 from __future__ import annotations
 
@@ -62,6 +67,65 @@ def _tile_job(store_root: str, prefix: str, index: int) -> tuple[list[int], floa
     return touched, _peak_mb(), time.perf_counter() - t0, time.process_time() - c0
 
 
+def _outline(shape: tuple[int, int], cell: float):
+    """A territory outline inside a grid of ``shape`` cells of ``cell`` m with its origin at (0, rows × cell): the
+    grid inset by ≈ 1 % (off the cell lattice) with a triangular notch cut into the south edge and a hole."""
+    from shapely.geometry import Polygon
+
+    H, W = shape
+    w, h = W * cell, H * cell
+    mx, my = 0.0103 * w + 0.37 * cell, 0.0097 * h + 0.41 * cell
+    outer = [(mx, my), (0.45 * w, my), (0.5 * w, 0.4 * h), (0.55 * w, my), (w - mx, my), (w - mx, h - my),
+             (mx, h - my)]
+    hole = [(0.2 * w, 0.6 * h), (0.3 * w, 0.6 * h), (0.25 * w, 0.75 * h)]
+    return Polygon(outer, [hole])
+
+
+def _publish_job(kind: str, store_root: str, prefix: str, grid, boundary, out: str) -> tuple[float, float, float, int]:
+    """One published ``cost.tif`` in a fresh process: (seconds, CPU seconds, peak RSS MB, reached cells)."""
+    from types import SimpleNamespace
+
+    from tvb_tasks.store import LocalStore
+
+    store = LocalStore(store_root)
+    t0, c0 = time.perf_counter(), _cpu()
+    if kind == "windowed":
+        from tvb_tasks.layers.stitch import stitch_cost_cog
+
+        reached = stitch_cost_cog(store, prefix, grid, Path(out), boundary=boundary, description="cost")
+    else:                                       # the former DAG stitch task, whole arrays
+        from tvb_tasks.layers import engine
+        from tvb_tasks.layers.common import rasterize_values, write_cog
+        from tvb_tasks.layers.tiles import stitch_from_store
+
+        acc, _back, _alloc = stitch_from_store(store, prefix)
+        inside = rasterize_values([boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
+        ctx = SimpleNamespace(grid=grid, boundary=boundary, inside=inside)
+        acc = engine._territory_raster(acc, ctx)
+        write_cog(acc, engine._territory_grid(ctx), Path(out), overview_resampling="average", description="cost")
+        reached = int(np.isfinite(acc).sum())
+    return time.perf_counter() - t0, _cpu() - c0, _peak_mb(), reached
+
+
+def _same_cog(a_path: Path, b_path: Path, rows: int = 4096) -> bool:
+    """Same profile, overviews and values (full resolution read by bands of ``rows``; each overview whole)."""
+    import rasterio
+
+    with rasterio.open(a_path) as a, rasterio.open(b_path) as b:
+        if a.profile != b.profile or a.overviews(1) != b.overviews(1) or a.descriptions != b.descriptions:
+            return False
+        for r0 in range(0, a.height, rows):
+            win = ((r0, min(r0 + rows, a.height)), (0, a.width))
+            if not np.array_equal(a.read(1, window=win), b.read(1, window=win)):
+                return False
+        levels = len(a.overviews(1))
+    for level in range(levels):
+        with rasterio.open(a_path, overview_level=level) as a, rasterio.open(b_path, overview_level=level) as b:
+            if not np.array_equal(a.read(1), b.read(1)):
+                return False
+    return True
+
+
 def region_problem(copies: int, resolution: float, sous_trame: str):
     """``(friction (H, W) float32, sources (N, 2), labels (N,), cell size m, knight, max_cost, CALL shape)``."""
     from sample.generate import region_layout
@@ -99,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rounds", type=int, default=40)
     ap.add_argument("--work", default=str(ROOT / "var" / "bench" / "region_tiles"))
     ap.add_argument("--no-check", action="store_true", help="skip the untiled run of the whole region")
+    ap.add_argument("--publish", nargs="?", const="both", choices=["both", "windowed"],
+                    help="also write the published cost.tif: whole-array stitch against windowed (fresh processes), "
+                         "or the windowed one only")
     args = ap.parse_args(argv)
 
     from sample.generate import region_copies
@@ -183,6 +250,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiled vs untiled: max abs difference {diff:g}, same impassable and unreached cells {same_cells}, "
               f"back-links equal {bool(np.array_equal(back, ref[1]))}, "
               f"allocation equal {bool(np.array_equal(alloc, ref[2]))}")
+    if args.publish:
+        from affine import Affine
+
+        from tvb_tasks.layers.common import Grid
+
+        del cost
+        grid = Grid(Affine(cell, 0.0, 0.0, 0.0, -cell, H * cell), (H, W), "EPSG:2154", cell)
+        boundary = _outline((H, W), cell)
+        outs = {}
+        for kind in ("whole-array", "windowed") if args.publish == "both" else ("windowed",):
+            outs[kind] = work / f"cost_{kind}.tif"
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as one:   # a fresh process: its own peak
+                sec, cpu, peak, reached = one.submit(_publish_job, kind, str(store.root), prefix, grid, boundary,
+                                                     str(outs[kind])).result()
+            print(f"publish cost.tif, {kind} stitch: {sec:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak:.0f} MB, "
+                  f"{reached / 1e6:.1f} M cells reached in the territory, {outs[kind].stat().st_size / 2**20:.0f} MB")
+        if len(outs) == 2:
+            print(f"published files identical (profile, overviews, values): {_same_cog(*outs.values())}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

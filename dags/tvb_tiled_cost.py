@@ -7,8 +7,9 @@ through the store as per-tile objects; XCom only carries ``{"sous_trame", "tile"
 
 fetch → plan sous-trames → plan tiles (mapped per sous-trame) → round 1 … round N (mapped per tile; a round with
 nothing left to run is skipped, and so are the following ones) → stitch (mapped per sous-trame; fails if tiles
-were still changing after ``tiling.dag_rounds`` rounds). Each tile task's memory is bounded by
-``tiling.memory_limit_gib`` (checked before and after). See docs/operations.md, "Region scale".
+were still changing after ``tiling.dag_rounds`` rounds; writes ``cost.tif`` one tile at a time,
+``tvb_tasks.layers.stitch``). Each tile and stitch task's memory is bounded by ``tiling.memory_limit_gib`` (checked
+before and after), whatever the territory's size. See docs/operations.md, "Region scale".
 """
 from __future__ import annotations
 

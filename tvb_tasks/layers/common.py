@@ -31,6 +31,7 @@ __all__ = [
     "NODATA",
     "Grid",
     "LayerInputError",
+    "cog_from_file",
     "empty_frame",
     "lines_only",
     "load_boundary",
@@ -40,6 +41,8 @@ __all__ = [
     "read_layer",
     "read_role",
     "read_source",
+    "sub_grid",
+    "window_in",
     "write_cog",
 ]
 
@@ -232,6 +235,18 @@ def rasterize_values(geoms, values, grid: Grid, *, fill: float = 0, dtype: str =
                               dtype=dtype, all_touched=all_touched, merge_alg=alg)
 
 
+def window_in(outer: Grid, inner: Grid) -> tuple[int, int]:
+    """(row0, col0) of ``inner``'s top-left cell in ``outer`` (same resolution, origins on the same cell lattice:
+    grids of :func:`make_grid`), from the transforms alone."""
+    return (int(round((outer.transform.f - inner.transform.f) / outer.res)),
+            int(round((inner.transform.c - outer.transform.c) / outer.res)))
+
+
+def sub_grid(grid: Grid, row0: int, col0: int, rows: int, cols: int) -> Grid:
+    """The window (``row0``, ``col0``, ``rows``, ``cols``) of ``grid`` as a grid of its own (same cells)."""
+    return Grid(grid.transform @ Affine.translation(col0, row0), (rows, cols), grid.crs, grid.res)
+
+
 def write_cog(array: np.ndarray, grid: Grid, path: Path, *, nodata: float = NODATA,
               overview_resampling: Literal["nearest", "average", "mode"] = "nearest",
               description: str | None = None) -> Path:
@@ -239,25 +254,39 @@ def write_cog(array: np.ndarray, grid: Grid, path: Path, *, nodata: float = NODA
 
     Cells that are NaN / inf in ``array`` are written as ``nodata``.
     """
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
     data = np.asarray(array, dtype=np.float32).copy()
     data[~np.isfinite(data)] = nodata
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = {"driver": "GTiff", "dtype": "float32", "count": 1, "height": grid.shape[0],
                "width": grid.shape[1], "crs": grid.crs, "transform": grid.transform, "nodata": nodata}
-    dst_profile = cog_profiles.get("deflate")
-    dst_profile.update({"blockxsize": 256, "blockysize": 256, "predictor": 3})
     with tempfile.TemporaryDirectory(prefix="tvb_cog_") as tmp:
         raw = Path(tmp) / "raw.tif"
         with rasterio.open(raw, "w", **profile) as dst:
             dst.write(data, 1)
             if description:
                 dst.set_band_description(1, description)
+        cog_from_file(raw, path, nodata=nodata, overview_resampling=overview_resampling, in_memory=True)
+    return path
+
+
+def cog_from_file(raw: Path, path: Path, *, nodata: float = NODATA,
+                  overview_resampling: Literal["nearest", "average", "mode"] = "nearest", in_memory: bool = False,
+                  cache_mb: int | None = None) -> Path:
+    """The COG of :func:`write_cog` (same profile, overviews, tags) from a one-band float32 GeoTIFF ``raw``.
+
+    ``in_memory=False`` streams it block by block through a temporary file next to ``path`` (memory: the GDAL
+    block cache, ``cache_mb`` MB if given, whatever the raster's size)."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    dst_profile = cog_profiles.get("deflate")
+    dst_profile.update({"blockxsize": 256, "blockysize": 256, "predictor": 3})
+    path = Path(path)
+    config = {"GDAL_CACHEMAX": int(cache_mb) * 2**20} if cache_mb else None  # rasterio: bytes
+    with tempfile.TemporaryDirectory(prefix="tvb_cog_", dir=None if in_memory else path.parent) as tmp:
         out = Path(tmp) / "cog.tif"
         cog_translate(str(raw), str(out), dst_profile, nodata=nodata, overview_resampling=overview_resampling,
-                      in_memory=True, quiet=True, forward_band_tags=True)
+                      in_memory=in_memory, quiet=True, forward_band_tags=True, config=config)
         shutil.move(str(out), path)
     return path

@@ -26,6 +26,7 @@ from .common import (
     empty_frame,
     make_grid,
     rasterize_values,
+    window_in,
     write_cog,
 )
 from .corridors import (
@@ -259,10 +260,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
 
 def _territory_window(ctx: _Context) -> tuple[int, int, int, int]:
     """(row0, col0, rows, cols) of the territory's own grid inside the computation grid."""
-    g = ctx.grid
-    tg = make_grid(ctx.boundary, g.res, g.crs)
-    r0 = int(round((g.transform.f - tg.transform.f) / g.res))
-    c0 = int(round((tg.transform.c - g.transform.c) / g.res))
+    tg = _territory_grid(ctx)
+    r0, c0 = window_in(ctx.grid, tg)
     return r0, c0, tg.shape[0], tg.shape[1]
 
 

@@ -56,6 +56,8 @@ __all__ = [
     "plan_record",
     "plan_to_store",
     "put_tile_input",
+    "read_core_cost",
+    "read_plan",
     "run_rounds",
     "run_tile",
     "run_tile_from_store",
@@ -415,8 +417,29 @@ def run_tile_from_store(store, prefix: str, index: int) -> list[int]:
     return sorted(_touched_tiles(tiles, t, changed, per_row))
 
 
+def read_core_cost(store, prefix: str, tile: Tile) -> np.ndarray | None:
+    """The accumulated cost (float64) of ``tile``'s core as the rounds left it; ``None`` if no run ever reached
+    the tile (every core cell unreached or impassable)."""
+    key = f"{prefix}/core/{tile.index}.npz"
+    if not store.exists(key):
+        return None
+    import io
+
+    with np.load(io.BytesIO(store.get_bytes(key))) as z:
+        return z["acc"]
+
+
+def read_plan(store, prefix: str) -> tuple[tuple[int, int], list[Tile]]:
+    """``((rows, cols) of the grid, tiles)`` of the plan under ``prefix``."""
+    plan, tiles = _plan(store, prefix)
+    return (int(plan["shape"][0]), int(plan["shape"][1])), tiles
+
+
 def stitch_from_store(store, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stitched ``(acc, back, alloc)`` rasters from the cores (impassable cells NaN, as untiled)."""
+    """The stitched ``(acc, back, alloc)`` rasters from the cores (impassable cells NaN, as untiled).
+
+    Whole-grid arrays (≈ 13 B per cell): tests and benches compare them with the untiled kernel. The DAG's stitch
+    task does not use it: it writes the published ``cost.tif`` tile by tile (:mod:`tvb_tasks.layers.stitch`)."""
     plan, tiles = _plan(store, prefix)
     H, W = plan["shape"]
     acc = np.full((H, W), np.inf)
