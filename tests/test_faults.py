@@ -456,14 +456,14 @@ def run_bounded(fn, limit_s: float = 60.0):
 @pytest.mark.parametrize("handler", [stalled, trickle_body, trickle_headers])
 def test_overall_deadline_cuts_stalled_and_trickling_servers(raw_server, handler, tmp_path):
     server = raw_server(handler)
-    # the deadline (0.6 s) is shorter than one read timeout (1 s): only the deadline can cut these servers
-    opts = HttpOptions(timeout_s=1.0, connect_timeout_s=1.0, deadline_s=0.6, max_retries=10, backoff_s=0.05)
+    # the deadline (0.3 s) is shorter than one read timeout (0.5 s; the servers send a byte every 0.1 s): only the deadline can cut these servers
+    opts = HttpOptions(timeout_s=0.5, connect_timeout_s=0.5, deadline_s=0.3, max_retries=10, backoff_s=0.05)
     url = f"{server.url}/wfs?SERVICE=WFS&token=s3cret"
     box = run_bounded(lambda: request("GET", url, opts=opts))
     err = box.get("error")
     assert isinstance(err, SourceError), box
     msg = str(err)
-    assert f"{server.url}/wfs?SERVICE=WFS" in msg and "deadline of 0.6 s" in msg and "--deadline" in msg
+    assert f"{server.url}/wfs?SERVICE=WFS" in msg and "deadline of 0.3 s" in msg and "--deadline" in msg
     assert "s3cret" not in msg
     box = run_bounded(lambda: download(url, tmp_path / "dl" / "x.bin", opts=opts))
     assert isinstance(box.get("error"), SourceError) and "deadline" in str(box["error"])
@@ -475,14 +475,14 @@ def test_wfs_read_and_cli_cut_by_the_deadline(raw_server, tmp_path, capsys):
 
     server = raw_server(trickle_body)
     box = run_bounded(lambda: read_wfs(server.url + "/ows", "ms:x",
-                                       opts=HttpOptions(timeout_s=1, deadline_s=0.6, max_retries=3)))
+                                       opts=HttpOptions(timeout_s=0.5, deadline_s=0.3, max_retries=3)))
     assert isinstance(box.get("error"), SourceError) and server.url in str(box["error"])
     out = tmp_path / "x.parquet"
     box = run_bounded(lambda: tvb(["sources", "fetch-wfs", server.url + "/ows", "ms:x", str(out),
-                                   "--timeout", "1", "--deadline", "0.6"]))
+                                   "--timeout", "0.5", "--deadline", "0.3"]))
     assert box.get("value") == 1 and not out.exists()
     err = capsys.readouterr().err
-    assert err.count("tvb: error:") == 1 and server.url in err and "deadline of 0.6 s" in err
+    assert err.count("tvb: error:") == 1 and server.url in err and "deadline of 0.3 s" in err
     with pytest.raises(SystemExit) as usage:                                         # usage error
         tvb(["sources", "fetch-wfs", server.url, "ms:x", str(out), "--deadline", "0"])
     assert usage.value.code == 2 and "positive finite number of seconds" in capsys.readouterr().err
@@ -523,12 +523,12 @@ def test_deadline_from_yaml_and_cli_override_then_good_server(raw_server, tmp_pa
 
     store = LocalStore(tmp_path / "s")
     slow = raw_server(trickle_body)
-    t = http_territory(slow.url + "/roads.gpkg", deadline_s=0.6, timeout_s=1)
+    t = http_territory(slow.url + "/roads.gpkg", deadline_s=0.3, timeout_s=0.5)
     box = run_bounded(lambda: fetch_source(t, "roads", store))
-    assert isinstance(box.get("error"), SourceError) and "deadline of 0.6 s" in str(box["error"])
+    assert isinstance(box.get("error"), SourceError) and "deadline of 0.3 s" in str(box["error"])
     t = http_territory(slow.url + "/roads.gpkg")              # YAML without deadline: the CLI's applies
-    box = run_bounded(lambda: fetch_source(t, "roads", store, http_overrides={"deadline_s": 0.5, "timeout_s": 1}))
-    assert "deadline of 0.5 s" in str(box.get("error"))
+    box = run_bounded(lambda: fetch_source(t, "roads", store, http_overrides={"deadline_s": 0.25, "timeout_s": 0.5}))
+    assert "deadline of 0.25 s" in str(box.get("error"))
     assert store.list("snapshots/call/roads/") == []          # nothing written by the failed fetches
     # the next good fetch succeeds
     with sample_server() as base:

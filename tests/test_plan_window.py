@@ -74,6 +74,7 @@ def call():
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # stages on the whole bundled sample (pyproject marker): 3-4 s each
 @pytest.mark.parametrize("sous_trame, resolution, tile_size, overlap", [
     ("forest", 100, 40, 4), ("grassland", 100, 40, 4), ("mining", 100, 40, 4), ("wetland", 100, 40, 4),
     ("forest", 50, 96, 8),

@@ -152,7 +152,8 @@ def call_run(tmp_path_factory):
     return SimpleNamespace(run=run, territory=territory, inputs=inputs, store=store, dir=d)
 
 
-@pytest.mark.parametrize("sous_trame", ["forest", pytest.param("wetland", marks=pytest.mark.integration)])
+@pytest.mark.integration  # stages on the whole bundled sample (pyproject marker): the DAG's plan, rounds and stitch
+@pytest.mark.parametrize("sous_trame", ["forest", "wetland"])
 def test_call_stitch_stage_equals_the_whole_array_cog_and_the_untiled_engine(call_run, sous_trame, monkeypatch):
     from tvb_tasks import tiled
 
