@@ -108,6 +108,19 @@ def territory():
     return load_territory("call")
 
 
+@pytest.fixture(scope="module")
+def call_sample(territory):
+    """``(territory, inputs)``: the bundled CALL territory and its sample files (``layers.sample_inputs``); fails,
+    naming the sources, if a sample file is missing."""
+    from tvb_tasks.layers import sample_inputs
+
+    inputs = sample_inputs(territory)
+    missing = [name for name, path in inputs.items() if not path.exists()]
+    if missing:
+        pytest.fail(f"sample files missing for sources {missing}")
+    return territory, inputs
+
+
 @pytest.fixture(scope="session")
 def sample_release_master(tmp_path_factory):
     """``(folder, run result)`` of the one pipeline run of the bundled sample in this session (read only: use

@@ -343,3 +343,18 @@ def test_load_yaml_gives_every_caller_its_own_copy_and_does_not_keep_errors():
     for _ in range(2):
         with pytest.raises(yaml.YAMLError):
             load_yaml("a: [1, 2")
+
+
+def test_a_run_on_chosen_sous_trames_records_a_configuration_that_validates_again():
+    """A run of some sous-trames (the trigger form's choice) records its configuration; every later task rebuilds
+    the territory from it, which refuses friction values or fiches for undeclared sous-trames as misspellings."""
+    from tvb_tasks.config import Territory
+    from tvb_tasks.pipeline import effective_territory, territory_from_run
+
+    used = effective_territory("call", sous_trames=["forest", "wetland"], resolution_m=100)
+    assert set(used.sous_trames) == {"forest", "wetland"}
+    assert all(set(v) == {"forest", "wetland"} for v in used.friction.landuse.values())
+    assert set(used.fiches) <= {"forest", "wetland"}
+    config = used.model_dump(mode="json", by_alias=True)
+    again = territory_from_run({"territory": "call", "config": config, "config_hash": used.config_hash()})
+    assert isinstance(again, Territory) and set(again.sous_trames) == {"forest", "wetland"}

@@ -9,19 +9,15 @@ import pyogrio
 import pytest
 import yaml
 
-from tvb_tasks.config import PROJECT_ROOT, load_territory
-from tvb_tasks.layers import compute_layers, sample_inputs
+from tvb_tasks.config import PROJECT_ROOT
+from tvb_tasks.layers import compute_layers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]      # every layer of the bundled sample
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    territory = load_territory("call")
-    inputs = sample_inputs(territory)
-    missing = [name for name, path in inputs.items() if not path.exists()]
-    if missing:
-        pytest.fail(f"sample files missing for sources {missing}")
+def sample_run(call_sample, tmp_path_factory):
+    territory, inputs = call_sample
     out = tmp_path_factory.mktemp("call_layers")
     t0 = time.perf_counter()
     result = compute_layers(territory, inputs, out)

@@ -61,16 +61,8 @@ def _plan_both(tmp_path, territory, inputs, sous_trame, tiling):
 # CALL sample
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def call():
-    from tvb_tasks.config import load_territory
-    from tvb_tasks.layers import sample_inputs
-
-    territory = load_territory("call")
-    inputs = sample_inputs(territory)
-    missing = [name for name, path in inputs.items() if not path.exists()]
-    if missing:
-        pytest.fail(f"sample files missing for sources {missing}")
-    return territory, inputs
+def call(call_sample):
+    return call_sample
 
 
 @pytest.mark.slow

@@ -100,7 +100,13 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
         if unknown:
             raise PipelineError(f"unknown sous-trames {unknown} for territory {territory.id} "
                                 f"(known: {sorted(territory.sous_trames)})")
-        update["sous_trames"] = {k: v for k, v in territory.sous_trames.items() if k in sous_trames}
+        keep = set(sous_trames)
+        update["sous_trames"] = {k: v for k, v in territory.sous_trames.items() if k in keep}
+        # the values keyed by sous-trame go with it: the recorded configuration is validated again by later tasks,
+        # which refuse a value for an undeclared sous-trame (a misspelling)
+        update["friction"] = territory.friction.model_copy(update={"landuse": {
+            cls: {k: v for k, v in values.items() if k in keep} for cls, values in territory.friction.landuse.items()}})
+        update["fiches"] = {k: v for k, v in territory.fiches.items() if k in keep}
     return territory.model_copy(update=update) if update else territory
 
 
