@@ -151,3 +151,41 @@ def test_clip_to_equals_geopandas_clip_and_keeps_inner_features_untouched():
     assert got.set_index("k").geometry["crossing"].area == pytest.approx(crossing.intersection(mask).area)
     assert got.set_index("k").geometry["line"].length == pytest.approx(100.0)
     assert clip_to(gdf.iloc[:0], mask).empty and clip_to(gdf[gdf["k"] == "outside"], mask).empty
+
+
+def test_polygons_only_and_lines_only_keep_single_parts_and_explode_multi_parts():
+    """The fast path (no multi-part geometry: no explode) and the exploding one give what explode + filter gives."""
+    import shapely
+    from geopandas.testing import assert_geodataframe_equal
+
+    from tvb_tasks.layers.common import lines_only, polygons_only
+
+    single = gpd.GeoDataFrame({"k": [1, 2, 3]}, geometry=[shapely.box(0, 0, 1, 1), shapely.Polygon(),
+                                                          shapely.LineString([(0, 0), (1, 1)])],
+                              crs=2154, index=[5, 7, 9])
+    multi = gpd.GeoDataFrame({"k": [1, 2]}, geometry=[
+        shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, 3, 3)]),
+        shapely.GeometryCollection([shapely.box(5, 5, 6, 6), shapely.LineString([(0, 0), (1, 1)])])], crs=2154)
+    for gdf in (single, multi):
+        for keep, want in ((polygons_only, ("Polygon",)), (lines_only, ("LineString",))):
+            ref = gdf.explode(index_parts=False)
+            ref = ref[ref.geom_type.isin(want) & ~ref.geometry.is_empty].reset_index(drop=True)
+            assert_geodataframe_equal(keep(gdf), ref)
+    assert polygons_only(multi)["k"].tolist() == [1, 1, 2] and lines_only(single)["k"].tolist() == [3]
+
+
+def test_unsynced_gpkg_writes_sets_gdal_s_option_only_inside(tmp_path):
+    import pyogrio
+    import shapely
+
+    from tvb_tasks.layers.common import unsynced_gpkg_writes
+
+    before = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
+    gdf = gpd.GeoDataFrame({"k": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs=2154)
+    with unsynced_gpkg_writes():
+        assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") is False      # GDAL's "OFF"
+        pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="one", driver="GPKG")
+        pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="two", driver="GPKG")
+    assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") == before
+    assert [n for n, _ in pyogrio.list_layers(tmp_path / "a.gpkg")] == ["one", "two"]
+    assert gpd.read_file(tmp_path / "a.gpkg", layer="two")["k"].tolist() == [1]

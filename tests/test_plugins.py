@@ -143,7 +143,7 @@ def protected_wfs(mapserver, tmp_path_factory):
             "upstream": upstream, "seen": [],
             "expected_auth": "Basic " + base64.b64encode(f"reader:{SECRET}".encode()).decode()})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         try:
             yield f"http://127.0.0.1:{server.server_address[1]}/", handler
         finally:
@@ -272,7 +272,7 @@ def webhook():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received, state
     finally:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import geopandas as gpd
 import pytest
@@ -39,10 +38,16 @@ def test_hash_is_canonical():
 
 
 def test_hash_ignores_file_timestamps(tmp_path):
+    import pyogrio
+
     a = _layer()
-    a.to_file(tmp_path / "one.gpkg", layer="l")
-    time.sleep(1.1)
-    a.to_file(tmp_path / "two.gpkg", layer="l")
+    # two writes a year apart: GDAL's OGR_CURRENT_DATE sets the GeoPackage's last_change timestamp
+    for name, date in (("one", "2000-01-01T00:00:00.000Z"), ("two", "2001-01-01T00:00:00.000Z")):
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": date})
+        try:
+            a.to_file(tmp_path / f"{name}.gpkg", layer="l")
+        finally:
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
     assert (tmp_path / "one.gpkg").read_bytes() != (tmp_path / "two.gpkg").read_bytes()
     assert content_hash(gpd.read_file(tmp_path / "one.gpkg")) == content_hash(gpd.read_file(tmp_path / "two.gpkg"))
 

@@ -508,3 +508,17 @@ def test_vigilance_severity_is_the_yaml_s_and_ids_are_in_the_v_series(territory,
                                tmp_path / "validation")
     assert critical_keys(summary["sources"]["vigilance_points"]) == {
         "expect_column_values_to_match_regex[id]", "expect_column_values_to_be_in_set[severity]"}
+
+
+def test_suites_are_built_once_per_document_and_validation_leaves_them_unchanged(territory, tmp_path):
+    """The per-process cache of built suites: the same document gives the same object, another document (a
+    severity override) another one, and a gate run leaves the shared suite as built."""
+    first = load_suite("source_landuse")
+    assert load_suite("source_landuse") is first
+    assert load_suite("source_landuse", {"row_count_non_empty": "info"}) is not first
+    before = json.dumps(first.to_json_dict(), sort_keys=True, default=str)
+    assert run_landuse(territory, tmp_path, landuse(), previous=landuse())["success"]
+    bad = _bad_inputs()["unknown land-use code"][0]
+    assert not run_landuse(territory, tmp_path / "bad", bad)["success"]
+    assert run_landuse(territory, tmp_path / "again", landuse(), previous=landuse())["success"]
+    assert json.dumps(first.to_json_dict(), sort_keys=True, default=str) == before

@@ -79,7 +79,7 @@ def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
     handler = lambda *a, **kw: RangeHandler(*a, directory=str(root), **kw)  # noqa: E731
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.log = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 

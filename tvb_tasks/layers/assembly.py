@@ -14,7 +14,7 @@ import pandas as pd
 import pyogrio
 
 from . import labels
-from .common import M2_PER_HA, LayerInputError, empty_frame, read_role, read_source
+from .common import M2_PER_HA, LayerInputError, empty_frame, read_role, read_source, unsynced_gpkg_writes
 from .corridors import (
     CORRIDOR_AREA_COLUMNS,
     CORRIDOR_COLUMNS,
@@ -206,8 +206,9 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
               ("infrastructure", fragmenting, "LineString"),
               ("communes", communes, "MultiPolygon"), ("landuse", landuse, "Polygon"),
               ("habitat_patches", patches, "Polygon")]
-    for name, gdf, gtype in layers:
-        _write_layer(gdf, gpkg, name, gtype)
+    with unsynced_gpkg_writes():       # a build file: hashed and stored before it is published
+        for name, gdf, gtype in layers:
+            _write_layer(gdf, gpkg, name, gtype)
 
     rasters = []
     raster_dir = out_dir / "rasters"

@@ -4,10 +4,11 @@ Everything here works in the territory CRS (EPSG:2154 for the CALL), lengths in 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -148,9 +149,32 @@ def read_role(territory, inputs: dict[str, Path], role: str, *, required: bool =
                             crs=territory.crs)
 
 
+@contextlib.contextmanager
+def unsynced_gpkg_writes() -> Iterator[None]:
+    """GeoPackages written in the block skip SQLite's fsync (GDAL's ``OGR_SQLITE_SYNCHRONOUS=OFF``): ≈ 35 % less
+    time per layer (14 against 22 ms for a small layer on this VM), a dozen layers per engine run.
+
+    For build files only: the GeoPackages of a run are re-read, hashed and stored (the store syncs what it
+    writes, and a release lists their sha256) before anything refers to them; a crash mid-write fails the task,
+    whose retry writes them again. The option is GDAL's process-wide setting, restored on exit."""
+    old = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
+    pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "OFF"})
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": old})
+
+
+_EMPTY: dict[tuple[str, tuple[str, ...]], gpd.GeoDataFrame] = {}
+
+
 def empty_frame(crs: str, columns: Iterable[str] = ()) -> gpd.GeoDataFrame:
-    """An empty GeoDataFrame with the given columns and a geometry column."""
-    return gpd.GeoDataFrame({c: [] for c in columns}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    """An empty GeoDataFrame with the given columns and a geometry column (a copy of one built once per CRS and
+    columns: building it parses the CRS, ≈ 1 ms, and the engine asks for ≈ 20 per sous-trame)."""
+    key = (str(crs), tuple(columns))
+    if key not in _EMPTY:
+        _EMPTY[key] = gpd.GeoDataFrame({c: [] for c in key[1]}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+    return _EMPTY[key].copy()
 
 
 def load_boundary(territory, inputs: dict[str, Path]):
@@ -203,10 +227,14 @@ def lines_only(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return _keep_dim(gdf, 1)
 
 
+_MULTI_TYPES = ("MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection")
+
+
 def _keep_dim(gdf: gpd.GeoDataFrame, dim: int) -> gpd.GeoDataFrame:
     if gdf.empty:
         return gdf
-    gdf = gdf.explode(index_parts=False)
+    if gdf.geom_type.isin(_MULTI_TYPES).any():     # explode only when there are parts (≈ 3 ms even when none)
+        gdf = gdf.explode(index_parts=False)
     types = gdf.geom_type
     want = ("Polygon",) if dim == 2 else ("LineString", "LinearRing")
     gdf = gdf[types.isin(want) & ~gdf.geometry.is_empty]
