@@ -684,7 +684,7 @@ def test_work_lease_stops_or_waits_and_survives_kill_9(tmp_path, monkeypatch):
     t = threading.Thread(target=holder)
     t.start()
     assert held.wait(30)
-    threading.Timer(0.5, release.set).start()
+    threading.Timer(0.1, release.set).start()
     with work_lease(run, wait_s=30, poll_s=0.05):
         pass
     t.join(30)

@@ -458,18 +458,22 @@ def test_bad_outputs_are_blocked_and_empty_optional_layers_only_warn(territory, 
 @pytest.fixture(scope="module")
 def broken_outputs(territory, workdir) -> dict:
     """One validation of outputs whose vigilance points and corridor stretches are broken (V0001 twice, a severity
-    that is not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch) and whose
-    indicators file has no key figures; the other layers are good (layers are validated one by one)."""
+    that is not the YAML's ``vigilance_severity`` — set to 3 here, so the default 2 is the wrong one —, an id
+    outside the V… series, a status outside the three, a zero-length stretch) and whose indicators file has no key
+    figures; the other layers are good (layers are validated one by one)."""
     layers = output_layers()
     vig = layers["vigilance_points"]
     layers["vigilance_points"] = gpd.GeoDataFrame(
-        {**{c: list(vig[c]) * 2 for c in vig.columns if c != "geometry"}, "severity": [2, 4]},
-        geometry=[Point(X0 + 1600, Y0 + 5150), Point(X0 + 1700, Y0 + 5150)], crs=2154)       # V0001 twice
+        {**{c: list(vig[c]) * 3 for c in vig.columns if c != "geometry"}, "id": ["V0001", "V0001", "P0002"],
+         "severity": [3, 2, 3]},
+        geometry=[Point(X0 + 1600, Y0 + 5150), Point(X0 + 1700, Y0 + 5150), Point(X0 + 1800, Y0 + 5150)], crs=2154)
     layers["corridor_stretches"].loc[0, "status"] = "partiel"
     layers["corridor_stretches"].loc[1, "length_m"] = 0.0
     directory = workdir / "broken-outputs"
     gpkg, indicators = write_outputs(directory, layers, None)
-    return validate_outputs(territory, gpkg, indicators, directory / "validation")
+    rules = territory.rupture_points.model_copy(update={"vigilance_severity": 3})
+    return validate_outputs(territory.model_copy(update={"rupture_points": rules}), gpkg, indicators,
+                            directory / "validation")
 
 
 def test_indicators_without_key_figures_are_blocked(broken_outputs):
@@ -482,11 +486,15 @@ def test_indicators_without_key_figures_are_blocked(broken_outputs):
 def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(broken_outputs):
     """Points de vigilance and corridor stretches are output layers like the others: duplicate ids, a severity that is
     not the YAML's ``vigilance_severity``, a status outside the three, a zero-length stretch each block the release,
-    and the gate's message names the layer (the empty and the missing layers are in the test above)."""
+    and the gate's message names the layer (the empty and the missing layers are in the test above). The vigilance
+    severity is the YAML's, not a constant; an id not in the V… series is refused."""
     summary = broken_outputs
     assert not summary["success"]
     assert critical_keys(summary["sources"]["vigilance_points"]) == {
-        "expect_column_values_to_be_unique[id]", "expect_column_values_to_be_in_set[severity]"}
+        "expect_column_values_to_be_unique[id]", "expect_column_values_to_be_in_set[severity]",
+        "expect_column_values_to_match_regex[id]"}
+    vigilance = {f["expectation"]: f for f in summary["sources"]["vigilance_points"]["critical_failures"]}
+    assert vigilance["expect_column_values_to_be_in_set[severity]"]["unexpected_count"] == 1     # the 2: the YAML says 3
     assert critical_keys(summary["sources"]["corridor_stretches"]) == {
         "expect_column_values_to_be_in_set[status]", "expect_column_values_to_be_between[length_m]"}
     assert all(summary["sources"][k]["success"] for k in ("corridors", "rupture_points", "reservoirs"))
@@ -496,18 +504,6 @@ def test_broken_vigilance_and_stretch_layers_fail_the_gate_naming_them(broken_ou
     assert "source 'vigilance_points' (suite output_vigilance_points)" in message
     assert "source 'corridor_stretches' (suite output_corridor_stretches)" in message
     assert "partiel" in message and "V0001" in message
-
-
-def test_vigilance_severity_is_the_yaml_s_and_ids_are_in_the_v_series(territory, tmp_path):
-    """The vigilance severity is the YAML's, not a constant; an id not in the V… series is refused."""
-    ok = output_layers()
-    ok["vigilance_points"].loc[0, "id"] = "P0001"
-    gpkg, indicators = write_outputs(tmp_path, ok, GOOD_FIGURES)
-    rules = territory.rupture_points.model_copy(update={"vigilance_severity": 3})
-    summary = validate_outputs(territory.model_copy(update={"rupture_points": rules}), gpkg, indicators,
-                               tmp_path / "validation")
-    assert critical_keys(summary["sources"]["vigilance_points"]) == {
-        "expect_column_values_to_match_regex[id]", "expect_column_values_to_be_in_set[severity]"}
 
 
 def test_suites_are_built_once_per_document_and_validation_leaves_them_unchanged(territory, tmp_path):
