@@ -102,6 +102,7 @@ def test_every_xcom_of_a_published_run_follows_its_contract(published):
     assert {key.split(".", 1)[1] for key in xcoms} <= {"return_value", "_link_ReleaseReportLink"}, sorted(xcoms)
     run = xcoms["fetch_sources[-1].return_value"]
     assert_conforms(run, c.FetchedRun)
+    assert run["sous_trames"] is None and run["force"] is False       # the defaults: every sous-trame, no force
     for ref in run["snapshots"].values():
         assert_conforms(ref, c.SnapshotRef, exact=False)        # a snapshot ref carries more (etag, duration …)
     assert_conforms(xcoms["validate_sources[-1].return_value"], c.GateVerdict)
@@ -152,36 +153,30 @@ def test_second_run_with_unchanged_inputs_reports_unchanged(published, airflow):
     assert store.get_bytes("releases/call/latest.json") == latest_before
 
 
-def test_forced_dry_run_at_another_resolution_publishes_nothing(published, airflow):
+def test_forced_dry_run_of_chosen_sous_trames_at_another_resolution_publishes_nothing(published, airflow):
+    """One run with every trigger parameter that changes what runs (one run of the whole DAG less in CI): the
+    chosen sous-trames are exactly the mapped tasks (YAML order), the resolution and ``force`` reach the stages,
+    and a dry run publishes nothing, links nothing and emits no Asset event."""
     assert published["state"] == "success", why(published)
     store = airflow.store()
     before, latest_before = store.list("releases/call/"), store.get_bytes("releases/call/latest.json")
-    run = airflow.run("tvb_observatory_call", {"force": True, "dry_run": True, "resolution_m": 50})
+    run = airflow.run("tvb_observatory_call", {"force": True, "dry_run": True, "resolution_m": 50,
+                                               "sous_trames": ["wetland", "forest"]})
     assert run["state"] == "success", why(run)
     assert set(task_states(run).values()) == {"success"}, why(run)
     assert_clean_log(run)
+    mapped = {v["rendered_map_index"]: v["state"] for k, v in run["tasks"].items()
+              if k.startswith("compute_sous_trame[")}
+    assert mapped == {"forest": "success", "wetland": "success"}, why(run)
     fetched = run["xcoms"]["fetch_sources[-1].return_value"]
-    assert fetched["resolution_m"] == 50.0 and fetched["force"] is True and fetched["sous_trames"] is None
+    assert fetched["resolution_m"] == 50.0 and fetched["force"] is True
+    assert fetched["sous_trames"] == ["forest", "wetland"]
     result = run["xcoms"]["notify[-1].return_value"]
     assert result["status"] == "dry_run" and result["release_id"]
     assert not {"release_url", "report_url", "web_url", "manifest_url"} & set(result)    # nothing to link to
     assert run["xcoms"].get("publish[-1]._link_ReleaseReportLink", "") == ""
     assert run["asset_events"] == []
     assert store.list("releases/call/") == before and store.get_bytes("releases/call/latest.json") == latest_before
-
-
-def test_chosen_sous_trames_are_the_mapped_tasks(published, airflow):
-    assert published["state"] == "success", why(published)
-    store = airflow.store()
-    latest_before = store.get_bytes("releases/call/latest.json")
-    run = airflow.run("tvb_observatory_call", {"dry_run": True, "sous_trames": ["wetland", "forest"]})
-    mapped = {v["rendered_map_index"]: v["state"] for k, v in run["tasks"].items()
-              if k.startswith("compute_sous_trame[")}
-    assert mapped == {"forest": "success", "wetland": "success"}, why(run)
-    assert run["xcoms"]["fetch_sources[-1].return_value"]["sous_trames"] == ["forest", "wetland"]
-    assert store.get_bytes("releases/call/latest.json") == latest_before
-    assert run["state"] == "success", why(run)
-    assert run["xcoms"]["notify[-1].return_value"]["status"] == "dry_run"
 
 
 def test_corrupted_input_fails_at_the_validation_gate_and_keeps_latest(published, airflow, tmp_path):
