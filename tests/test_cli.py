@@ -19,9 +19,17 @@ from tvb_tasks.config import load_yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+def _help(args: list[str], capsys) -> str:
+    """What ``tvb <args> --help`` prints (argparse exits with status 0); the command as a process: the
+    integration tests below run ``python -m tvb_tasks.cli``."""
+    with pytest.raises(SystemExit) as done:
+        tvb([*args, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_lists_the_commands(capsys):
+    out = _help([], capsys)
     for command in ("run", "cost-distance", "sources", "releases", "territories", "check-config", "serve"):
         assert command in out
 
@@ -70,6 +78,7 @@ print(json.dumps({"rc": [rc_lib, rc_cmd], "lib": lib, "cmd": cmd}))
 """
 
 
+@pytest.mark.integration          # fresh interpreters running the command (as test_dags' deprecation check)
 def test_cost_distance_command_skips_unused_imports_only_as_its_own_process(tmp_path):
     """``tvb cost-distance`` hides SciPy and boto3 (numba and rasterio import them, the command never uses them:
     ≈ 15 % of its time) only when the process runs that command; ``main([...])`` from Python leaves them importable."""
@@ -170,8 +179,7 @@ def test_check_config_refuses_a_copy_whose_id_was_not_changed(tmp_path, monkeypa
         assert tvb(["check-config", checked]) == 1
         err = capsys.readouterr().err
         assert str(tmp_path / "call.yaml") in err and str(tmp_path / "lens.yaml") in err, err
-    help_text = subprocess.run([sys.executable, "-m", "tvb_tasks.cli", "check-config", "--help"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout
+    help_text = _help(["check-config"], capsys)
     assert "territory id" in help_text and "path" in help_text
 
 
@@ -210,6 +218,7 @@ def test_check_config_names_a_misspelt_key(tmp_path, capsys, mutate, key):
     assert str(path) in err and key in err and "(top level)" not in err
 
 
+@pytest.mark.integration          # a fresh interpreter running the command
 def test_check_config_as_a_command_names_a_misspelt_key(tmp_path):
     """The command itself (a process): exit status 1, the key's path, no traceback."""
     import yaml
