@@ -35,16 +35,16 @@ SERVER_FIXTURES = frozenset({"moto_url", "moto_server", "mapserver"})
 # The fast tier's longest work units (seconds of one idle worker, measured 2026-12-01), run first so that the two
 # xdist workers end together (longest processing time first): under `--dist loadfile` xdist hands out files in
 # collection order (see pytest_xdist_make_scheduler); a file missing here only runs later.
-HEAVY_FIRST = ("great_expectations",                                    # GX_TEST_FILES below: ≈ 25 s with the import
-               "tests/test_faults.py", "tests/test_layers_network.py",  # ≈ 13 s, ≈ 10 s
-               "tests/test_layers_engine.py", "tests/test_priorities.py", "tests/test_dags.py", "tests/test_cli.py",
+HEAVY_FIRST = ("great_expectations",                                    # GX_TEST_FILES below: ≈ 20 s with the import
+               "tests/test_faults.py", "tests/test_layers_network.py",  # ≈ 10 s, ≈ 12 s
+               "tests/test_layers_engine.py", "tests/test_priorities.py", "airflow", "tests/test_cli.py",
                "tests/test_sources_osm.py", "tests/test_layers_wet.py", "tests/test_indicators_network.py",
                "tests/test_layers_burn.py")
 
 
 def _work_unit(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
-    return "great_expectations" if path in GX_TEST_FILES else path
+    return next((unit for unit, files in SHARED_IMPORT_UNITS.items() if path in files), path)
 
 
 @pytest.hookimpl(tryfirst=True)      # before pytest's own -m selection
@@ -62,6 +62,9 @@ def pytest_collection_modifyitems(config, items):
 GX_TEST_FILES = frozenset({
     "tests/test_validate_gate.py", "tests/test_priorities_release.py", "tests/test_production_config.py",
 })
+# Likewise the fast-tier files that import Airflow (~1.5 s of CPU per process: the DagBag, the hooks and plugins).
+AIRFLOW_TEST_FILES = frozenset({"tests/test_dags.py", "tests/test_plugins.py"})
+SHARED_IMPORT_UNITS = {"great_expectations": GX_TEST_FILES, "airflow": AIRFLOW_TEST_FILES}
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)     # pytest-xdist's hook; before xdist's own scheduler
