@@ -45,10 +45,10 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def cost_problem(territory, inputs, sous_trame: str):
+def cost_problem(territory, inputs, sous_trame: str, *, with_lu: bool = False):
     """``(friction, sources (N, 2), reservoir index per source, grid, knight)`` of one sous-trame on the whole grid,
     computed as :func:`tvb_tasks.layers.engine.compute_sous_trame` does before its cost-distance (the reference of
-    the windowed planner, and the benchmarks' problem)."""
+    the windowed planner, and the benchmarks' problem); ``with_lu``: the land-use friction as a sixth item."""
     import numpy as np
 
     from .layers import engine
@@ -60,9 +60,10 @@ def cost_problem(territory, inputs, sous_trame: str):
     ctx = engine._context(territory, inputs)
     patches = habitat_patches(territory, sous_trame, ctx.landuse_all, ctx.extra)
     reservoirs, _ = select_reservoirs(territory, sous_trame, patches, ctx.protected, ctx.always)
-    friction, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
+    friction, lu = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
     src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.extent_mask & np.isfinite(friction))
-    return friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16
+    out = (friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16)
+    return (*out, lu) if with_lu else out
 
 
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
