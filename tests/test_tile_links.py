@@ -150,3 +150,45 @@ def test_cell_values_take_like_a_raster_and_refuse_other_cells():
     assert np.array_equal(v.take([12, 3, 7, 3]), raster.take([12, 3, 7, 3]))
     with pytest.raises(ValueError, match="outside"):
         v.take([4])
+
+
+# ---------------------------------------------------------------------------
+# CALL through the DAG's stages: plan_tiles, run_tile rounds, stitch, then the corridors from the tiles
+# ---------------------------------------------------------------------------
+@pytest.mark.integration  # stages on the whole bundled sample (pyproject marker)
+@pytest.mark.parametrize("sous_trame", ["forest", "grassland"])
+def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_trame, monkeypatch):
+    """CALL at 50 m, 12 tiles of 128 cells, territory smaller than the grid (corridors clipped): the stage's
+    corridors.parquet is compute_sous_trame's (untiled, missing links off) row for row and geometry for geometry;
+    its rupture points are infrastructure_ruptures of those corridors."""
+    from tvb_tasks import tiled
+    from tvb_tasks.layers import engine
+    from tvb_tasks.layers.ruptures import infrastructure_ruptures
+
+    monkeypatch.setenv("TVB_WORK_DIR", str(call_tiled_run.dir / "work"))
+    run, territory, store = call_tiled_run.run, call_tiled_run.territory, call_tiled_run.store
+    items = tiled.stage_plan_tiles(run, sous_trame)
+    rnd = 0
+    while items:
+        rnd += 1
+        items = tiled.stage_next_round(run, [tiled.stage_run_tile(run, it) for it in items], rnd)
+    tiled.stage_stitch_tiles(run, sous_trame)
+    out = tiled.stage_tile_corridors(run, sous_trame)
+    assert out["corridors"] and out["count"] >= 5 and out["peak_mb"] > 0
+    got = gpd.read_parquet(store.local_path(out["corridors"]))
+    ref_t = territory.model_copy(update={
+        "tiling": TilingConfig(),
+        "corridors": territory.corridors.model_copy(update={
+            "missing_links": territory.corridors.missing_links.model_copy(update={"enabled": False})})})
+    ref_out = engine.compute_sous_trame(ref_t, call_tiled_run.inputs, sous_trame, call_tiled_run.dir / "untiled")
+    ref = gpd.read_parquet(ref_out["files"]["corridors"])
+    assert len(got) == len(ref) == out["count"] and out["links"] == ref_out["counts"]["links"]
+    assert ref["length_m"].sum() > 0 and (ref["geometry"].length < ref["path_length_m"]).any()   # some clipped
+    pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
+    assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
+    pts = gpd.read_parquet(store.local_path(out["ruptures"]))
+    ctx = engine._context(ref_t, call_tiled_run.inputs)
+    want = infrastructure_ruptures(ref_t, ref, ctx.infra)
+    assert len(pts) == len(want) > 0
+    assert list(pts.geometry.to_wkb()) == list(want.geometry.to_wkb())
+    assert tiled.stage_tile_corridors(run, "wetland")["corridors"] is None          # trame bleue: nothing

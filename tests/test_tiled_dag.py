@@ -45,7 +45,7 @@ def test_dag_only_for_tiled_territories_parses_fast_without_warnings(tiled_confi
     assert on.returncode == 0, on.stderr[-3000:]
     heavy, tasks = on.stdout.strip().splitlines()[-1].split("] ", 1)
     assert heavy == "["
-    for name in ("fetch_sources", "plan_tiles", "first_round", "round_1", "after_round_10", "stitch"):
+    for name in ("fetch_sources", "plan_tiles", "first_round", "round_1", "after_round_10", "stitch", "corridors"):
         assert f"'{name}'" in tasks
     assert "'round_11'" not in tasks
 

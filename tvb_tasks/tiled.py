@@ -28,13 +28,13 @@ import json
 import logging
 import resource
 
-from .contracts import FetchedRun, StitchedCost, TileItem, TileRound
+from .contracts import FetchedRun, StitchedCost, TileCorridors, TileItem, TileRound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles"]
+__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
 
 
 def _prefix(run: FetchedRun, sous_trame: str) -> str:
@@ -166,3 +166,64 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     key = f"{prefix}/cost.tif"
     store.put_file(key, local)
     return {"sous_trame": sous_trame, "cost": key, "reached": reached}
+
+
+def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
+    """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
+    the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
+    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet``'s real
+    links, row for row — missing links, corridor areas and stretches are not computed here) and their raw rupture
+    points with the fragmenting infrastructures ``tiles/<sous_trame>/ruptures.parquet``
+    (``ruptures.infrastructure_ruptures``, before deduplication). Memory: the vector inputs (as ``plan_tiles``),
+    a few cores and the paths, not the grid; ``MemoryError`` if the peak RSS exceeded
+    ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir): nothing written."""
+    import numpy as np
+    from rasterio.transform import Affine
+
+    from .layers.clip import clip_lines, clip_to_territory
+    from .layers.common import Grid
+    from .layers.corridors import corridor_lines
+    from .layers.ruptures import infrastructure_ruptures
+    from .layers.tile_links import path_values, tiled_link_paths, tiled_links
+    from .layers.tiles import read_plan
+    from .layers.vectors import vector_context
+    from .layers.windows import sous_trame_reservoirs
+
+    territory = _territory(run)
+    st = territory.sous_trames[sous_trame]
+    store = open_store(run["store_uri"])
+    prefix = _prefix(run, sous_trame)
+    out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "ruptures": None, "links": 0, "count": 0,
+                          "length_km": 0.0, "peak_mb": 0.0}
+    if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
+        return out
+    links = tiled_links(store, prefix, max_cost=st.max_cost, max_links=territory.corridors.max_links_per_reservoir)
+    paths = tiled_link_paths(store, prefix, links)
+    friction, lu_friction = path_values(store, prefix, paths)
+    g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
+    shape, _ = read_plan(store, prefix)
+    grid = Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
+    v = vector_context(territory, _snapshot_paths(store, run))
+    reservoirs = sous_trame_reservoirs(territory, v, sous_trame)
+    corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction, grid)
+    corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
+    if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
+        if len(corridors):
+            corridors = clip_lines(corridors, v.boundary)
+        _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
+    ruptures = infrastructure_ruptures(territory, corridors, v.infra)
+    local = _local_dir(run, "tiles", sous_trame)
+    for name, frame in (("corridors", corridors), ("ruptures", ruptures)):
+        frame.to_parquet(local / f"{name}.parquet", index=False)
+        store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
+    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
+    length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0
+    log.info("sous-trame %s: %d links, %d corridors (%.1f km), %d rupture crossings from the tiles (peak %.0f MB)",
+             sous_trame, len(links), len(corridors), length, len(ruptures), peak)
+    if peak > limit_mb:
+        raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+                          f"({limit_mb:.0f} MB)")
+    out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
+                "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
+                "peak_mb": round(peak, 1)})
+    return out
