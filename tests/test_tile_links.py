@@ -14,9 +14,17 @@ from affine import Affine
 
 from tvb_tasks.config_models import CorridorsConfig, CorridorStatusConfig
 from tvb_tasks.layers import costdistance as cd
+from tvb_tasks.layers import engine
 from tvb_tasks.layers.common import Grid
 from tvb_tasks.layers.corridors import corridor_lines, link_paths, select_links
-from tvb_tasks.layers.tile_links import CellValues, path_values, tiled_link_paths, tiled_links
+from tvb_tasks.layers.tile_links import (
+    CellValues,
+    path_values,
+    tiled_corridor_area,
+    tiled_link_paths,
+    tiled_links,
+    zone_boxes,
+)
 from tvb_tasks.layers.tiles import TilingConfig, plan_to_store, run_rounds, stitch_from_store
 from tvb_tasks.store import LocalStore
 
@@ -142,6 +150,15 @@ def test_tiled_corridor_lines_equal_the_whole_grid_ones(tmp_path, kind, seed, ti
     assert len(ref) >= 5 and ref["status"].nunique() >= 2          # statuses differ: the values matter
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
     assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
+    # corridor polygons: each on the window of its two zones assembled from cores and inputs
+    ref_areas = engine._corridor_areas(territory, ref, links, len(links), (acc, alloc, cost), None, src, lab, grid,
+                                       knight)
+    boxes = zone_boxes(store, prefix)
+    got_areas = engine.corridor_area_frame(territory, got, tl, lambda _k, a, b, c: tiled_corridor_area(
+        store, prefix, c, a, b, boxes, grid, margin=territory.corridors.width.cost_margin), grid)
+    assert len(ref_areas) >= 5
+    pd.testing.assert_frame_equal(got_areas.drop(columns="geometry"), ref_areas.drop(columns="geometry"))
+    assert list(got_areas.geometry.to_wkb()) == list(ref_areas.geometry.to_wkb())
 
 
 def test_cell_values_take_like_a_raster_and_refuse_other_cells():
@@ -186,6 +203,11 @@ def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_tram
     assert ref["length_m"].sum() > 0 and (ref["geometry"].length < ref["path_length_m"]).any()   # some clipped
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
     assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
+    got_a = gpd.read_parquet(store.local_path(out["corridor_areas"]))
+    ref_a = gpd.read_parquet(ref_out["files"]["corridor_areas"])
+    assert len(got_a) == len(ref_a) > 0
+    pd.testing.assert_frame_equal(got_a.drop(columns="geometry"), ref_a.drop(columns="geometry"))
+    assert list(got_a.geometry.to_wkb()) == list(ref_a.geometry.to_wkb())
     pts = gpd.read_parquet(store.local_path(out["ruptures"]))
     ctx = engine._context(ref_t, call_tiled_run.inputs)
     want = infrastructure_ruptures(ref_t, ref, ctx.infra)

@@ -241,11 +241,12 @@ class StitchedCost(TypedDict):
 
 class TileCorridors(TypedDict):
     """Corridors of one sous-trame from its tiles (trame verte; None keys: none computed): store keys of
-    ``corridors.parquet`` and of their raw rupture points ``ruptures.parquet``, counts, length (km) and the
-    task's peak RSS (MB)."""
+    ``corridors.parquet``, their polygons ``corridor_areas.parquet`` and raw rupture points ``ruptures.parquet``,
+    counts, length (km) and the task's peak RSS (MB)."""
 
     sous_trame: str
     corridors: str | None
+    corridor_areas: str | None
     ruptures: str | None
     links: int
     count: int

@@ -172,19 +172,22 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
     the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
     publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet``'s real
-    links, row for row — missing links, corridor areas and stretches are not computed here) and their raw rupture
-    points with the fragmenting infrastructures ``tiles/<sous_trame>/ruptures.parquet``
+    links, row for row — missing links and stretches are not computed here), their corridor polygons
+    ``corridor_areas.parquet`` (the untiled ``corridor_areas.parquet``'s real links; each on the window of its two
+    zones) and their raw rupture points with the fragmenting infrastructures ``ruptures.parquet``
     (``ruptures.infrastructure_ruptures``, before deduplication). Memory: the vector inputs (as ``plan_tiles``),
-    a few cores and the paths, not the grid; ``MemoryError`` if the peak RSS exceeded
-    ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir): nothing written."""
+    a few cores, the paths and one corridor's zone window (bounded by ``max_cost``), not the grid;
+    ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir):
+    nothing written."""
     import numpy as np
     from rasterio.transform import Affine
 
-    from .layers.clip import clip_lines, clip_to_territory
+    from .layers.clip import clip_corridor_areas, clip_lines, clip_to_territory
     from .layers.common import Grid
     from .layers.corridors import corridor_lines
+    from .layers.engine import corridor_area_frame
     from .layers.ruptures import infrastructure_ruptures
-    from .layers.tile_links import path_values, tiled_link_paths, tiled_links
+    from .layers.tile_links import path_values, tiled_corridor_area, tiled_link_paths, tiled_links, zone_boxes
     from .layers.tiles import read_plan
     from .layers.vectors import vector_context
     from .layers.windows import sous_trame_reservoirs
@@ -193,7 +196,8 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     st = territory.sous_trames[sous_trame]
     store = open_store(run["store_uri"])
     prefix = _prefix(run, sous_trame)
-    out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "ruptures": None, "links": 0, "count": 0,
+    out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "corridor_areas": None, "ruptures": None,
+                          "links": 0, "count": 0,
                           "length_km": 0.0, "peak_mb": 0.0}
     if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
         return out
@@ -206,14 +210,20 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     v = vector_context(territory, _snapshot_paths(store, run))
     reservoirs = sous_trame_reservoirs(territory, v, sous_trame)
     corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction, grid)
+    del paths, friction, lu_friction
+    boxes = zone_boxes(store, prefix)
+    margin = territory.corridors.width.cost_margin
+    areas = corridor_area_frame(territory, corridors, links, lambda _k, a, b, cost: tiled_corridor_area(
+        store, prefix, cost, a, b, boxes, grid, margin=margin), grid)
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
         if len(corridors):
             corridors = clip_lines(corridors, v.boundary)
         _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
+        areas = clip_corridor_areas(areas, set(corridors["id"]) if len(corridors) else set(), v.boundary)
     ruptures = infrastructure_ruptures(territory, corridors, v.infra)
     local = _local_dir(run, "tiles", sous_trame)
-    for name, frame in (("corridors", corridors), ("ruptures", ruptures)):
+    for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures)):
         frame.to_parquet(local / f"{name}.parquet", index=False)
         store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
@@ -224,6 +234,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
         raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
                           f"({limit_mb:.0f} MB)")
     out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
+                "corridor_areas": f"{prefix}/corridor_areas.parquet",
                 "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
                 "peak_mb": round(peak, 1)})
     return out

@@ -205,3 +205,69 @@ def path_values(store, prefix: str, paths: list[list[tuple[int, int]]],
             out[n][sel] = inp[n][rows[sel] - t.window[0], cols[sel] - t.window[2]]
         del inp
     return [CellValues(flat, out[n]) for n in names]
+
+
+def zone_boxes(store, prefix: str) -> dict[int, tuple[int, int, int, int]]:
+    """Bounding box (row0, row1, col0, col1; grid cells, half-open) of each reservoir's allocation zone, merged
+    from each core's ``find_objects``: ``corridors.zone_windows`` of the stitched allocation, one core at a time."""
+    from scipy import ndimage
+
+    reader = CoreReader(store, prefix, cache=1)
+    boxes: dict[int, tuple[int, int, int, int]] = {}
+    for t in reader.tiles:
+        if not store.exists(f"{prefix}/core/{t.index}.npz"):
+            continue
+        alloc = reader.array(t.index, "alloc")
+        for i, sl in enumerate(ndimage.find_objects(np.where(alloc >= 0, alloc + 1, 0).astype(np.int32))):
+            if sl is None:
+                continue
+            r0, r1 = sl[0].start + t.core[0], sl[0].stop + t.core[0]
+            c0, c1 = sl[1].start + t.core[2], sl[1].stop + t.core[2]
+            old = boxes.get(i)
+            boxes[i] = (r0, r1, c0, c1) if old is None else \
+                (min(old[0], r0), max(old[1], r1), min(old[2], c0), max(old[3], c1))
+    return boxes
+
+
+def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, boxes: dict, grid, *,
+                        margin: float, cache: int = 4):
+    """``corridors.corridor_area`` of the link a–b (reservoir indices) on the window of the two zones, assembled
+    from the cores (accumulated cost, allocation) and the inputs (friction, source cells): the same polygon, in
+    memory ∝ that window (bounded by the zones' extent, i.e. by ``max_cost``, not by the grid). Reservoir cells
+    are left out, as the engine's ``core``. None when the corridor is empty."""
+    from .corridors import corridor_area
+
+    own = [boxes[i] for i in (a, b) if i in boxes]
+    if not own:
+        return None
+    box = (min(x[0] for x in own), max(x[1] for x in own), min(x[2] for x in own), max(x[3] for x in own))
+    reader = CoreReader(store, prefix, cache=cache)
+    acc = reader.block(box, "acc", np.inf, np.float64)
+    alloc = reader.block(box, "alloc", -1, np.int32)
+    r0, r1, c0, c1 = box
+    friction = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+    src, lab = [], []
+    for t in reader.tiles:
+        a0, a1, b0, b1 = t.core
+        i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
+        w0, v0 = t.window[0], t.window[2]
+        friction[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = inp["cost"][i0 - w0:i1 - w0, j0 - v0:j1 - v0]
+        rc = inp["src"] + (w0, v0)
+        ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
+        src.append(rc[ok] - (r0, c0))
+        lab.append(inp["labels"][ok])
+        del inp
+    src_rc = np.concatenate(src) if src else np.empty((0, 2), np.int64)
+    src_res = np.concatenate(lab) if lab else np.empty(0, np.int64)
+    core = np.zeros(friction.shape, dtype=bool)
+    core[src_rc[:, 0], src_rc[:, 1]] = True
+    windows: list = [None] * (max(a, b) + 1)
+    for i in (a, b):
+        if i in boxes:
+            x = boxes[i]
+            windows[i] = (slice(x[0] - r0, x[1] - r0), slice(x[2] - c0, x[3] - c0))
+    return corridor_area(link_cost, a, b, acc, alloc, friction, src_rc, src_res, grid.window(r0, r1, c0, c1),
+                         margin=margin, knight=bool(reader.plan["knight"]), windows=windows, core=core)
