@@ -21,6 +21,14 @@ overviews, profile; ``tests/test_tile_stitch.py``). Its memory is the interprete
 GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.53 GB for grids of
 15 / 60 / 183 M cells, against 0.88 / 2.26 / 4.94 GB for the former whole-array stitch + ``write_cog``
 (``bench/region_tiles.py --publish``; docs/operations.md, "Region scale").
+
+The corridors task of a trame verte sous-trame (:func:`stage_tile_corridors`) reads the tiles too
+(:mod:`tvb_tasks.layers.tile_links`): links per tile core with a 2-cell halo merged by pair, paths through the
+back-links of cores read on demand, friction and land-use friction gathered along the paths, corridor polygons on
+the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` code and clipping as the
+untiled engine, whose real-link corridors, polygons and rupture crossings it equals. Not computed from the tiles:
+missing links (a second tiled run on the barrier-free friction), corridor stretches, the rupture points'
+deduplication and downgrades (assembly) and the indicators.
 """
 from __future__ import annotations
 

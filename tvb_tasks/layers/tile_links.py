@@ -70,7 +70,8 @@ class CoreReader:
             return self._lru[key]
         obj = f"{self.prefix}/core/{index}.npz"
         if self.store.exists(obj):
-            with np.load(io.BytesIO(self.store.get_bytes(obj))) as z:
+            path = self.store.local_path(obj)          # a local store: only that member is read from the file
+            with np.load(path if path is not None else io.BytesIO(self.store.get_bytes(obj))) as z:
                 arr = z[name]
         else:
             r0, r1, c0, c1 = self.tiles[index].core
