@@ -22,9 +22,10 @@ tasks), on one sous-trame, with every tile run in a fresh worker process as a Ce
    time, GDAL cache ``stitch.CACHE_MB``); the two files are compared block by block, overviews included;
 6. with ``--corridors``, the corridors of the region (real links, ``max_links_per_reservoir`` of CALL) in a fresh
    process from the tiles, as the DAG's ``corridors`` task computes them (``tvb_tasks.layers.tile_links``: links,
-   paths, friction values along them, then ``corridor_lines``; the land-use friction copied like the friction),
-   and with ``--corridors both`` also from the stitched whole arrays (``select_links``, ``link_paths``,
-   ``corridor_lines``) in another fresh process; wall time, peak RSS and whether the two layers are equal.
+   paths, friction values along them, then ``corridor_lines``; the land-use friction copied like the friction;
+   ``--areas``: the corridor polygons too, each on its two zones' window), and with ``--corridors both`` also from
+   the stitched whole arrays (``select_links``, ``link_paths``, ``corridor_lines``, ``_corridor_areas``) in another
+   fresh process; wall time, peak RSS and whether the two layers are equal.
 
 Printed: grid cells, tiles, rounds and tile runs per round, wall and CPU time of each step, the largest tile
 task peak RSS (to compare with ``tiling.memory_limit_gib``), the planner's and the check's peak RSS, store bytes.
@@ -33,7 +34,7 @@ instead: ``bench/plan_windows.py``); see docs/operations.md.
 
 Usage: python bench/region_tiles.py [--copies region] [--resolution 10] [--sous-trame forest]
        [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check] [--publish [windowed]]
-       [--corridors [both]]
+       [--corridors [both]] [--areas]
 """
 from __future__ import annotations
 
@@ -132,10 +133,11 @@ def _same_cog(a_path: Path, b_path: Path, rows: int = 4096) -> bool:
     return True
 
 
-def _corridors_job(kind: str, store_root: str, prefix: str, grid, n_res: int, out: str
-                   ) -> tuple[float, float, int, int]:
+def _corridors_job(kind: str, store_root: str, prefix: str, grid, n_res: int, out: str, areas: bool = False
+                   ) -> tuple[float, float, int, int, float]:
     """The region's corridors in a fresh process, from the tiles or the stitched whole arrays: (seconds, peak RSS
-    MB, links, corridors); the layer written to ``out``."""
+    MB, links, corridors, seconds of the corridor polygons); the layer written to ``out`` (``areas``: the
+    polygons too, to ``out`` + ``.areas``)."""
     import geopandas as gpd
 
     from tvb_tasks.config import load_territory
@@ -167,8 +169,32 @@ def _corridors_job(kind: str, store_root: str, prefix: str, grid, n_res: int, ou
         del back
     reservoirs = gpd.GeoDataFrame({"id": [f"R{i}" for i in range(n_res)]}, geometry=[None] * n_res, crs="EPSG:2154")
     lines = corridor_lines(territory, "forest", reservoirs, links, paths, friction, lu, grid)
+    t_areas = time.perf_counter()
+    if areas:
+        from tvb_tasks.layers.engine import _corridor_areas, corridor_area_frame
+        from tvb_tasks.layers.tile_links import tiled_corridor_area, zone_boxes
+
+        margin = territory.corridors.width.cost_margin
+        if kind == "tiles":
+            boxes = zone_boxes(store, prefix)
+            polys = corridor_area_frame(territory, lines, links, lambda _k, a, b, cost: tiled_corridor_area(
+                store, prefix, cost, a, b, boxes, grid, margin=margin), grid)
+        else:
+            src, lab = [], []
+            for t in tiles:
+                inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
+                rc = inp["src"] + (t.window[0], t.window[2])
+                ok = (rc[:, 0] >= t.core[0]) & (rc[:, 0] < t.core[1]) & (rc[:, 1] >= t.core[2]) & \
+                    (rc[:, 1] < t.core[3])
+                src.append(rc[ok])
+                lab.append(inp["labels"][ok])
+            acc, _, alloc = stitch_from_store(store, prefix)
+            polys = _corridor_areas(territory, lines, links, len(links), (acc, alloc, friction), None,
+                                    np.concatenate(src), np.concatenate(lab), grid, plan["knight"])
+        polys.to_parquet(out + ".areas")
+    t_areas = time.perf_counter() - t_areas
     lines.drop(columns=["_link", "_runs"]).to_parquet(out)
-    return time.perf_counter() - t0, _peak_mb(), len(links), len(lines)
+    return time.perf_counter() - t0, _peak_mb(), len(links), len(lines), t_areas
 
 
 def region_problem(copies: int, resolution: float, sous_trame: str, *, with_lu: bool = False):
@@ -219,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                          "or the windowed one only")
     ap.add_argument("--corridors", nargs="?", const="tiles", choices=["tiles", "both"],
                     help="also the corridors from the tiles (fresh process), 'both': and from the whole arrays")
+    ap.add_argument("--areas", action="store_true", help="with --corridors: the corridor polygons too")
     args = ap.parse_args(argv)
 
     from sample.generate import region_copies
@@ -336,15 +363,17 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("tiles", "whole") if args.corridors == "both" else ("tiles",):
             layers[kind] = work / f"corridors_{kind}.parquet"
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as one:   # a fresh process: its own peak
-                sec, peak, n_links, n_cor = one.submit(_corridors_job, kind, str(store.root), prefix, grid,
-                                                       int(labels.max()) + 1, str(layers[kind])).result()
-            print(f"corridors from the {kind}: {sec:.1f} s wall, peak RSS {peak:.0f} MB, {n_links} links, "
-                  f"{n_cor} corridors")
+                sec, peak, n_links, n_cor, t_areas = one.submit(
+                    _corridors_job, kind, str(store.root), prefix, grid, int(labels.max()) + 1, str(layers[kind]),
+                    args.areas).result()
+            print(f"corridors from the {kind}: {sec:.1f} s wall (polygons {t_areas:.1f} s), peak RSS {peak:.0f} MB, "
+                  f"{n_links} links, {n_cor} corridors", flush=True)
         if len(layers) == 2:
-            a, b = (gpd.read_parquet(p) for p in layers.values())
-            same = a.drop(columns="geometry").equals(b.drop(columns="geometry")) and \
-                list(a.geometry.to_wkb()) == list(b.geometry.to_wkb())
-            print(f"corridors from the tiles equal to the whole arrays': {same}")
+            for suffix in ("", ".areas") if args.areas else ("",):
+                a, b = (gpd.read_parquet(str(p) + suffix) for p in layers.values())
+                same = a.drop(columns="geometry").equals(b.drop(columns="geometry")) and \
+                    list(a.geometry.to_wkb()) == list(b.geometry.to_wkb())
+                print(f"corridor{' polygons' if suffix else 's'} from the tiles equal to the whole arrays': {same}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
