@@ -43,6 +43,8 @@ __all__ = ["HALO", "CellValues", "CoreReader", "path_values", "tiled_link_paths"
 
 #: Halo (cells) of a tile's core read for its crossings: the longest move (a knight's move spans 2 rows or cols).
 HALO = {True: 2, False: 1}
+#: Width (cells) of the edge bands of each core :class:`CoreReader` keeps for the neighbours' halos.
+BAND = 2
 
 
 class CoreReader:
@@ -56,7 +58,11 @@ class CoreReader:
         self.shape = (int(self.plan["shape"][0]), int(self.plan["shape"][1]))
         self.size = int(self.plan["tile_size"])
         self.per_row = int(self.plan["per_row"])
+        # the cores written, listed once (``exists`` on a local store hashes the file)
+        self.present = {int(k.rsplit("/", 1)[1].split(".")[0]) for k in store.list(f"{prefix}/core/")
+                        if k.endswith(".npz")}
         self._lru: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        self._bands: dict[tuple[int, str], tuple[np.ndarray, ...]] = {}
 
     def tile_of(self, r: int, c: int) -> Tile:
         """The tile whose core holds cell (r, c) of the grid."""
@@ -69,7 +75,7 @@ class CoreReader:
             self._lru.move_to_end(key)
             return self._lru[key]
         obj = f"{self.prefix}/core/{index}.npz"
-        if self.store.exists(obj):
+        if index in self.present:
             path = self.store.local_path(obj)          # a local store: only that member is read from the file
             with np.load(path if path is not None else io.BytesIO(self.store.get_bytes(obj))) as z:
                 arr = z[name]
@@ -92,8 +98,30 @@ class CoreReader:
                 a0, a1, b0, b1 = t.core
                 i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
                 if i1 > i0 and j1 > j0:
-                    out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = self.array(t.index, name)[i0 - a0:i1 - a0, j0 - b0:j1 - b0]
+                    out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = self._part(t.index, name, i0 - a0, i1 - a0,
+                                                                       j0 - b0, j1 - b0)
         return out
+
+    def _part(self, index: int, name: str, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """Rows i0:i1, cols j0:j1 of a core's array; a part within ``BAND`` cells of an edge (a neighbour's halo)
+        comes from the core's four edge bands, kept for every core once read (≈ 4 × BAND × side cells)."""
+        r0, r1, c0, c1 = self.tiles[index].core
+        h, w = r1 - r0, c1 - c0
+        side = 0 if i1 <= BAND else 1 if i0 >= h - BAND else 2 if j1 <= BAND else 3 if j0 >= w - BAND else -1
+        if side < 0:
+            return self.array(index, name)[i0:i1, j0:j1]
+        key = (index, name)
+        if key not in self._bands:
+            a = self.array(index, name)
+            self._bands[key] = (a[:BAND].copy(), a[h - BAND:].copy(), a[:, :BAND].copy(), a[:, w - BAND:].copy())
+        band = self._bands[key][side]
+        if side == 0:
+            return band[i0:i1, j0:j1]
+        if side == 1:
+            return band[i0 - (h - BAND):i1 - (h - BAND), j0:j1]
+        if side == 2:
+            return band[i0:i1, j0:j1]
+        return band[i0:i1, j0 - (w - BAND):j1 - (w - BAND)]
 
 
 def _tile_crossings(reader: CoreReader, t: Tile, knight: bool, cell_size) -> pd.DataFrame:
@@ -163,7 +191,7 @@ def _trace(reader: CoreReader, start) -> list[tuple[int, int]]:
     raise InvalidInputError("back-links contain a cycle")
 
 
-def tiled_link_paths(store, prefix: str, links: pd.DataFrame, *, cache: int = 4) -> list[list[tuple[int, int]]]:
+def tiled_link_paths(store, prefix: str, links: pd.DataFrame, *, cache: int = 9) -> list[list[tuple[int, int]]]:
     """``corridors.link_paths`` through the cores under ``prefix`` (read on demand, ``cache`` back-link arrays
     kept): each link's cells from reservoir ``a`` to reservoir ``b``."""
     reader = CoreReader(store, prefix, cache=cache)
@@ -216,7 +244,7 @@ def zone_boxes(store, prefix: str) -> dict[int, tuple[int, int, int, int]]:
     reader = CoreReader(store, prefix, cache=1)
     boxes: dict[int, tuple[int, int, int, int]] = {}
     for t in reader.tiles:
-        if not store.exists(f"{prefix}/core/{t.index}.npz"):
+        if t.index not in reader.present:
             continue
         alloc = reader.array(t.index, "alloc")
         for i, sl in enumerate(ndimage.find_objects(np.where(alloc >= 0, alloc + 1, 0).astype(np.int32))):
