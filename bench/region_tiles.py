@@ -172,13 +172,14 @@ def _corridors_job(kind: str, store_root: str, prefix: str, grid, n_res: int, ou
     t_areas = time.perf_counter()
     if areas:
         from tvb_tasks.layers.engine import _corridor_areas, corridor_area_frame
-        from tvb_tasks.layers.tile_links import tiled_corridor_area, zone_boxes
+        from tvb_tasks.layers.tile_links import CoreReader, tiled_corridor_area, zone_boxes
 
         margin = territory.corridors.width.cost_margin
         if kind == "tiles":
             boxes = zone_boxes(store, prefix)
+            reader = CoreReader(store, prefix, cache=12)
             polys = corridor_area_frame(territory, lines, links, lambda _k, a, b, cost: tiled_corridor_area(
-                store, prefix, cost, a, b, boxes, grid, margin=margin), grid)
+                store, prefix, cost, a, b, boxes, grid, margin=margin, reader=reader), grid)
         else:
             src, lab = [], []
             for t in tiles:

@@ -195,7 +195,14 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     from .layers.corridors import corridor_lines
     from .layers.engine import corridor_area_frame
     from .layers.ruptures import infrastructure_ruptures
-    from .layers.tile_links import path_values, tiled_corridor_area, tiled_link_paths, tiled_links, zone_boxes
+    from .layers.tile_links import (
+        CoreReader,
+        path_values,
+        tiled_corridor_area,
+        tiled_link_paths,
+        tiled_links,
+        zone_boxes,
+    )
     from .layers.tiles import read_plan
     from .layers.vectors import vector_context
     from .layers.windows import sous_trame_reservoirs
@@ -221,8 +228,9 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     del paths, friction, lu_friction
     boxes = zone_boxes(store, prefix)
     margin = territory.corridors.width.cost_margin
+    reader = CoreReader(store, prefix, cache=12)       # ≈ 4 tiles' cores and inputs (windows meet few tiles)
     areas = corridor_area_frame(territory, corridors, links, lambda _k, a, b, cost: tiled_corridor_area(
-        store, prefix, cost, a, b, boxes, grid, margin=margin), grid)
+        store, prefix, cost, a, b, boxes, grid, margin=margin, reader=reader), grid)
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
         if len(corridors):

@@ -88,6 +88,21 @@ class CoreReader:
             self._lru.popitem(last=False)
         return arr
 
+    def input(self, index: int, name: str) -> np.ndarray:
+        """Array ``name`` (``cost``, ``src``, ``labels``…) of tile ``index``'s input, through the same LRU cache."""
+        key = (index, f"input:{name}")
+        if key in self._lru:
+            self._lru.move_to_end(key)
+            return self._lru[key]
+        obj = f"{self.prefix}/input/{index}.npz"
+        path = self.store.local_path(obj)
+        with np.load(path if path is not None else io.BytesIO(self.store.get_bytes(obj))) as z:
+            arr = z[name]
+        self._lru[key] = arr
+        while len(self._lru) > self.cache:
+            self._lru.popitem(last=False)
+        return arr
+
     def block(self, box: tuple[int, int, int, int], name: str, fill, dtype) -> np.ndarray:
         """Array ``name`` over the grid rows/cols ``box`` = (r0, r1, c0, c1), assembled from the cores it meets."""
         r0, r1, c0, c1 = box
@@ -259,18 +274,19 @@ def zone_boxes(store, prefix: str) -> dict[int, tuple[int, int, int, int]]:
 
 
 def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, boxes: dict, grid, *,
-                        margin: float, cache: int = 4):
+                        margin: float, reader: CoreReader | None = None):
     """``corridors.corridor_area`` of the link a–b (reservoir indices) on the window of the two zones, assembled
     from the cores (accumulated cost, allocation) and the inputs (friction, source cells): the same polygon, in
     memory ∝ that window (bounded by the zones' extent, i.e. by ``max_cost``, not by the grid). Reservoir cells
-    are left out, as the engine's ``core``. None when the corridor is empty."""
+    are left out, as the engine's ``core``. None when the corridor is empty. ``reader``: a :class:`CoreReader`
+    shared by the links (its cache then serves the next link's window)."""
     from .corridors import corridor_area
 
     own = [boxes[i] for i in (a, b) if i in boxes]
     if not own:
         return None
     box = (min(x[0] for x in own), max(x[1] for x in own), min(x[2] for x in own), max(x[3] for x in own))
-    reader = CoreReader(store, prefix, cache=cache)
+    reader = reader if reader is not None else CoreReader(store, prefix, cache=12)
     acc = reader.block(box, "acc", np.inf, np.float64)
     alloc = reader.block(box, "alloc", -1, np.int32)
     r0, r1, c0, c1 = box
@@ -281,14 +297,12 @@ def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, bo
         i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
         if i1 <= i0 or j1 <= j0:
             continue
-        inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
         w0, v0 = t.window[0], t.window[2]
-        friction[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = inp["cost"][i0 - w0:i1 - w0, j0 - v0:j1 - v0]
-        rc = inp["src"] + (w0, v0)
+        friction[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = reader.input(t.index, "cost")[i0 - w0:i1 - w0, j0 - v0:j1 - v0]
+        rc = reader.input(t.index, "src") + (w0, v0)
         ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
         src.append(rc[ok] - (r0, c0))
-        lab.append(inp["labels"][ok])
-        del inp
+        lab.append(reader.input(t.index, "labels")[ok])
     src_rc = np.concatenate(src) if src else np.empty((0, 2), np.int64)
     src_res = np.concatenate(lab) if lab else np.empty(0, np.int64)
     core = np.zeros(friction.shape, dtype=bool)
