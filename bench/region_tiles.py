@@ -19,7 +19,13 @@ tasks), on one sous-trame, with every tile run in a fresh worker process as a Ce
    outside it) written twice, each in a fresh process whose peak RSS is reported: the former DAG stitch (whole
    arrays: ``stitch_from_store``, the territory mask rasterised on the whole grid, ``engine._territory_raster``,
    ``write_cog``) and the windowed one the DAG uses (``tvb_tasks.layers.stitch.stitch_cost_cog``: one core at a
-   time, GDAL cache ``stitch.CACHE_MB``); the two files are compared block by block, overviews included.
+   time, GDAL cache ``stitch.CACHE_MB``); the two files are compared block by block, overviews included;
+6. with ``--corridors``, the corridors of the region (real links, ``max_links_per_reservoir`` of CALL) in a fresh
+   process from the tiles, as the DAG's ``corridors`` task computes them (``tvb_tasks.layers.tile_links``: links,
+   paths, friction values along them, then ``corridor_lines``; the land-use friction copied like the friction;
+   ``--areas``: the corridor polygons too, each on its two zones' window), and with ``--corridors both`` also from
+   the stitched whole arrays (``select_links``, ``link_paths``, ``corridor_lines``, ``_corridor_areas``) in another
+   fresh process; wall time, peak RSS and whether the two layers are equal.
 
 Printed: grid cells, tiles, rounds and tile runs per round, wall and CPU time of each step, the largest tile
 task peak RSS (to compare with ``tiling.memory_limit_gib``), the planner's and the check's peak RSS, store bytes.
@@ -28,6 +34,7 @@ instead: ``bench/plan_windows.py``); see docs/operations.md.
 
 Usage: python bench/region_tiles.py [--copies region] [--resolution 10] [--sous-trame forest]
        [--tile-size 2048] [--overlap 16] [--workers 2] [--work var/bench/region_tiles] [--no-check] [--publish [windowed]]
+       [--corridors [both]] [--areas]
 """
 from __future__ import annotations
 
@@ -126,30 +133,101 @@ def _same_cog(a_path: Path, b_path: Path, rows: int = 4096) -> bool:
     return True
 
 
-def region_problem(copies: int, resolution: float, sous_trame: str):
-    """``(friction (H, W) float32, sources (N, 2), labels (N,), cell size m, knight, max_cost, CALL shape)``."""
+def _corridors_job(kind: str, store_root: str, prefix: str, grid, n_res: int, out: str, areas: bool = False
+                   ) -> tuple[float, float, int, int, float]:
+    """The region's corridors in a fresh process, from the tiles or the stitched whole arrays: (seconds, peak RSS
+    MB, links, corridors, seconds of the corridor polygons); the layer written to ``out`` (``areas``: the
+    polygons too, to ``out`` + ``.areas``)."""
+    import geopandas as gpd
+
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers.corridors import corridor_lines, link_paths, select_links
+    from tvb_tasks.layers.tile_links import path_values, tiled_link_paths, tiled_links
+    from tvb_tasks.layers.tiles import _load_npz, _plan, stitch_from_store
+    from tvb_tasks.store import LocalStore
+
+    t0 = time.perf_counter()
+    territory = load_territory("call")
+    store = LocalStore(store_root)
+    plan, tiles = _plan(store, prefix)
+    k = territory.corridors.max_links_per_reservoir
+    if kind == "tiles":
+        links = tiled_links(store, prefix, max_cost=plan["max_cost"], max_links=k)
+        paths = tiled_link_paths(store, prefix, links)
+        friction, lu = path_values(store, prefix, paths)
+    else:
+        acc, back, alloc = stitch_from_store(store, prefix)
+        H, W = grid.shape
+        friction, lu = np.empty((H, W), np.float32), np.empty((H, W), np.float32)
+        for t in tiles:
+            inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
+            r0, r1, c0, c1 = t.core
+            friction[r0:r1, c0:c1], lu[r0:r1, c0:c1] = inp["cost"][t.core_in_window], inp["lu_friction"][t.core_in_window]
+        links = select_links(friction, acc, alloc, grid, knight=plan["knight"], max_cost=plan["max_cost"], max_links=k)
+        del acc, alloc
+        paths = link_paths(links, back)
+        del back
+    reservoirs = gpd.GeoDataFrame({"id": [f"R{i}" for i in range(n_res)]}, geometry=[None] * n_res, crs="EPSG:2154")
+    lines = corridor_lines(territory, "forest", reservoirs, links, paths, friction, lu, grid)
+    t_areas = time.perf_counter()
+    if areas:
+        from tvb_tasks.layers.engine import _corridor_areas, corridor_area_frame
+        from tvb_tasks.layers.tile_links import CoreReader, tiled_corridor_area, zone_boxes
+
+        margin = territory.corridors.width.cost_margin
+        if kind == "tiles":
+            boxes = zone_boxes(store, prefix)
+            reader = CoreReader(store, prefix, cache=12)
+            polys = corridor_area_frame(territory, lines, links, lambda _k, a, b, cost: tiled_corridor_area(
+                store, prefix, cost, a, b, boxes, grid, margin=margin, reader=reader), grid)
+        else:
+            src, lab = [], []
+            for t in tiles:
+                inp = _load_npz(store.get_bytes(f"{prefix}/input/{t.index}.npz"))
+                rc = inp["src"] + (t.window[0], t.window[2])
+                ok = (rc[:, 0] >= t.core[0]) & (rc[:, 0] < t.core[1]) & (rc[:, 1] >= t.core[2]) & \
+                    (rc[:, 1] < t.core[3])
+                src.append(rc[ok])
+                lab.append(inp["labels"][ok])
+            acc, _, alloc = stitch_from_store(store, prefix)
+            polys = _corridor_areas(territory, lines, links, len(links), (acc, alloc, friction), None,
+                                    np.concatenate(src), np.concatenate(lab), grid, plan["knight"])
+        polys.to_parquet(out + ".areas")
+    t_areas = time.perf_counter() - t_areas
+    lines.drop(columns=["_link", "_runs"]).to_parquet(out)
+    return time.perf_counter() - t0, _peak_mb(), len(links), len(lines), t_areas
+
+
+def region_problem(copies: int, resolution: float, sous_trame: str, *, with_lu: bool = False):
+    """``(friction (H, W) float32, sources (N, 2), labels (N,), cell size m, knight, max_cost, CALL shape)``;
+    ``with_lu``: the land-use friction of the region too (last item)."""
     from sample.generate import region_layout
     from tvb_tasks.config import load_territory
     from tvb_tasks.layers import engine
     from tvb_tasks.tiled import cost_problem
 
     territory = load_territory("call").model_copy(update={"resolution_m": float(resolution)})
-    friction, src, res_idx, grid, knight = cost_problem(territory, engine.sample_inputs(territory), sous_trame)
+    friction, src, res_idx, grid, knight, lu = cost_problem(territory, engine.sample_inputs(territory), sous_trame,
+                                                            with_lu=True)
     friction = np.asarray(friction, dtype=np.float32)
     h, w = friction.shape
     fill = np.float32(np.nanmax(np.where(np.isfinite(friction), friction, np.nan)))
     one = np.where(np.isfinite(friction) & (friction > 0), friction, fill).astype(np.float32)
     nx, ny = region_layout(copies)
     big = np.full((ny * h, nx * w), fill, dtype=np.float32)
+    big_lu = np.full((ny * h, nx * w), fill, dtype=np.float32) if with_lu else None
     srcs, labels = [], []
     n_res = int(res_idx.max()) + 1 if len(res_idx) else 0
     for k in range(copies):
         r, c = divmod(k, nx)
         big[r * h:(r + 1) * h, c * w:(c + 1) * w] = one
+        if big_lu is not None:
+            big_lu[r * h:(r + 1) * h, c * w:(c + 1) * w] = np.where(np.isfinite(lu), lu, fill)
         srcs.append(np.asarray(src) + (r * h, c * w))
         labels.append(np.asarray(res_idx) + k * n_res)
-    return (big, np.concatenate(srcs), np.concatenate(labels).astype(np.int32), float(grid.res), bool(knight),
-            territory.sous_trames[sous_trame].max_cost, (h, w))
+    out = (big, np.concatenate(srcs), np.concatenate(labels).astype(np.int32), float(grid.res), bool(knight),
+           territory.sous_trames[sous_trame].max_cost, (h, w))
+    return (*out, big_lu) if with_lu else out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", nargs="?", const="both", choices=["both", "windowed"],
                     help="also write the published cost.tif: whole-array stitch against windowed (fresh processes), "
                          "or the windowed one only")
+    ap.add_argument("--corridors", nargs="?", const="tiles", choices=["tiles", "both"],
+                    help="also the corridors from the tiles (fresh process), 'both': and from the whole arrays")
+    ap.add_argument("--areas", action="store_true", help="with --corridors: the corridor polygons too")
     args = ap.parse_args(argv)
 
     from sample.generate import region_copies
@@ -180,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
 
     n = region_copies(args.copies)
     t0, c0 = time.perf_counter(), _cpu()
-    cost, src, labels, cell, knight, max_cost, call_shape = region_problem(n, args.resolution, args.sous_trame)
+    problem = region_problem(n, args.resolution, args.sous_trame, with_lu=bool(args.corridors))
+    cost, src, labels, cell, knight, max_cost, call_shape = problem[:7]
+    lu = problem[7] if args.corridors else None
+    del problem
     H, W = cost.shape
     print(f"region: {n} CALL copies at {args.resolution:g} m, grid {H} x {W} = {H * W / 1e6:.1f} M cells "
           f"({H * W * args.resolution ** 2 / 1e6:,.0f} km² of grid), CALL grid {call_shape[0]} x {call_shape[1]}, "
@@ -194,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     tiling = TilingConfig(enabled=True, tile_size=args.tile_size, overlap=args.overlap)
     t0, c0 = time.perf_counter(), _cpu()
     first = plan_to_store(store, prefix, cost, src, tiling=tiling, cell_size=cell, knight=knight,
-                          max_cost=max_cost, source_labels=labels)
+                          max_cost=max_cost, source_labels=labels, lu_friction=lu)
+    del lu
     n_tiles = len(store.list(f"{prefix}/input/"))
     print(f"plan: {n_tiles} tiles of {args.tile_size} + {args.overlap} cells, {len(first)} to start; "
           f"{time.perf_counter() - t0:.1f} s wall, {_cpu() - c0:.1f} s CPU, planner peak {_peak_mb():.0f} MB")
@@ -268,6 +353,28 @@ def main(argv: list[str] | None = None) -> int:
                   f"{reached / 1e6:.1f} M cells reached in the territory, {outs[kind].stat().st_size / 2**20:.0f} MB")
         if len(outs) == 2:
             print(f"published files identical (profile, overviews, values): {_same_cog(*outs.values())}")
+    if args.corridors:
+        import geopandas as gpd
+        from affine import Affine
+
+        from tvb_tasks.layers.common import Grid
+
+        grid = Grid(Affine(cell, 0.0, 0.0, 0.0, -cell, H * cell), (H, W), "EPSG:2154", cell)
+        layers = {}
+        for kind in ("tiles", "whole") if args.corridors == "both" else ("tiles",):
+            layers[kind] = work / f"corridors_{kind}.parquet"
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as one:   # a fresh process: its own peak
+                sec, peak, n_links, n_cor, t_areas = one.submit(
+                    _corridors_job, kind, str(store.root), prefix, grid, int(labels.max()) + 1, str(layers[kind]),
+                    args.areas).result()
+            print(f"corridors from the {kind}: {sec:.1f} s wall (polygons {t_areas:.1f} s), peak RSS {peak:.0f} MB, "
+                  f"{n_links} links, {n_cor} corridors", flush=True)
+        if len(layers) == 2:
+            for suffix in ("", ".areas") if args.areas else ("",):
+                a, b = (gpd.read_parquet(str(p) + suffix) for p in layers.values())
+                same = a.drop(columns="geometry").equals(b.drop(columns="geometry")) and \
+                    list(a.geometry.to_wkb()) == list(b.geometry.to_wkb())
+                print(f"corridor{' polygons' if suffix else 's'} from the tiles equal to the whole arrays': {same}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -8,8 +8,13 @@ through the store as per-tile objects; XCom only carries ``{"sous_trame", "tile"
 fetch → plan sous-trames → plan tiles (mapped per sous-trame) → round 1 … round N (mapped per tile; a round with
 nothing left to run is skipped, and so are the following ones) → stitch (mapped per sous-trame; fails if tiles
 were still changing after ``tiling.dag_rounds`` rounds; writes ``cost.tif`` one tile at a time,
-``tvb_tasks.layers.stitch``). Each tile and stitch task's memory is bounded by ``tiling.memory_limit_gib`` (checked
-before and after), whatever the territory's size. See docs/operations.md, "Region scale".
+``tvb_tasks.layers.stitch``) → corridors (mapped per sous-trame; trame verte: the corridors of the real links and
+their raw rupture points from the tile objects, ``tvb_tasks.layers.tile_links``, equal to the untiled engine's;
+``corridors.parquet`` and ``ruptures.parquet`` next to ``cost.tif``; missing links, corridor areas, stretches and
+indicators are not computed here). Each tile, stitch and corridors task's memory is bounded by
+``tiling.memory_limit_gib`` (checked after; the plan task checks the tiles before), whatever the territory's size
+(the corridors and plan tasks also hold the vector inputs: memory ∝ features). See docs/operations.md, "Region
+scale".
 """
 from __future__ import annotations
 
@@ -49,7 +54,10 @@ def build_tiled_dag(territory: Territory):
                 "Every sous-trame's cost-distance cut into tiles (`tiling` in the territory YAML: tile size, "
                 "overlap, memory bound per task), tiles × sous-trames mapped over the workers, boundary values "
                 f"exchanged for up to {rounds} rounds until none changes, then stitched into `cost.tif` under the "
-                "run's work prefix in the store — identical to the untiled raster. See docs/operations.md.",
+                "run's work prefix in the store — identical to the untiled raster; then each trame verte "
+                "sous-trame's corridors (real links) and their rupture crossings from the tiles "
+                "(`corridors.parquet`, `ruptures.parquet`), identical to the untiled engine's. "
+                "See docs/operations.md.",
          params=trigger_params(territory))
     def tiled_dag():
         @task(pool=POOL, execution_timeout=timedelta(hours=2))
@@ -93,6 +101,12 @@ def build_tiled_dag(territory: Territory):
             with tvb_pipeline("tiled") as tiled:
                 return tiled.stage_stitch_tiles(run, sous_trame)
 
+        @task(execution_timeout=timedelta(hours=1), map_index_template="{{ sous_trame_label }}")
+        def corridors(run: FetchedRun, sous_trame: str):
+            set_map_label("sous_trame_label", sous_trame)
+            with tvb_pipeline("tiled") as tiled:
+                return tiled.stage_tile_corridors(run, sous_trame)
+
         run = fetch_sources()
         sous_trames = plan_sous_trames(run)
         plans = plan_tiles.partial(run=run).expand(sous_trame=sous_trames)
@@ -103,6 +117,7 @@ def build_tiled_dag(territory: Territory):
             items = next_round(run, results)
         stitched = stitch.partial(run=run).expand(sous_trame=sous_trames)
         items >> stitched
+        stitched >> corridors.partial(run=run).expand(sous_trame=sous_trames)
 
     return tiled_dag()
 

@@ -124,6 +124,42 @@ def call_sample(territory):
     return territory, inputs
 
 
+@pytest.fixture(scope="module")
+def call_tiled_run(tmp_path_factory):
+    """A run dict of CALL at 50 m with 128-cell tiles (12 per sous-trame) whose snapshots are the sample files,
+    the outline shrunk by 500 m so that the computation grid (outline + 3 km buffer, cut to the land use) is larger
+    than the territory's own grid on every side (tests/test_tile_stitch.py, tests/test_tile_links.py)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import geopandas as gpd
+
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers import sample_inputs
+    from tvb_tasks.layers.common import load_boundary
+    from tvb_tasks.layers.tiles import TilingConfig
+    from tvb_tasks.store import LocalStore
+
+    base = load_territory("call")
+    territory = base.model_copy(update={"resolution_m": 50.0,
+                                        "tiling": TilingConfig(enabled=True, tile_size=128, overlap=4)})
+    inputs = dict(sample_inputs(territory))
+    d = tmp_path_factory.mktemp("call_stitch")
+    small = load_boundary(territory, inputs).buffer(-500)
+    name = territory.boundary.source
+    inputs[name] = d / "boundary.parquet"
+    gpd.GeoDataFrame({"name": ["CALL (shrunk)"]}, geometry=[small], crs=territory.crs).to_parquet(inputs[name])
+    store = LocalStore(d / "store")
+    snaps = {}
+    for src_name, path in inputs.items():
+        key = f"snapshots/{src_name}/{Path(path).name}"
+        store.put_file(key, Path(path))
+        snaps[src_name] = {"key": key}
+    run = {"territory": "call", "input_key": "0123456789abcdef0123", "store_uri": str(d / "store"),
+           "snapshots": snaps, "config": territory.model_dump(mode="json", by_alias=True)}
+    return SimpleNamespace(run=run, territory=territory, inputs=inputs, store=store, dir=d)
+
+
 @pytest.fixture(scope="session")
 def sample_release_master(tmp_path_factory):
     """``(folder, run result)`` of the one pipeline run of the bundled sample in this session (read only: use

@@ -447,6 +447,9 @@ def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
     tiled = bag.dags["tvb_tiled_cost_call"]
     assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
     assert "up to 3 rounds" in tiled.doc_md
+    # the corridors from the tiles, per sous-trame, after the stitch (the last task)
+    assert tiled.get_task("stitch").downstream_task_ids == {"corridors"}
+    assert not tiled.get_task("corridors").downstream_task_ids
 
 
 def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):

@@ -20,11 +20,13 @@ from tvb_tasks.tiled import cost_problem
 
 def _whole_grid_plan(store, prefix, territory, inputs, sous_trame, tiling):
     """The former planner: whole-grid friction and sources (the untiled engine's), cut by plan_to_store."""
-    friction, src, res_idx, grid, knight = cost_problem(territory, inputs, sous_trame)
+    friction, src, res_idx, grid, knight, lu = cost_problem(territory, inputs, sous_trame, with_lu=True)
     if len(src) == 0:
         return [], None
+    verte = territory.sous_trames[sous_trame].trame == "verte"     # the corridors' land-use friction
     first = plan_to_store(store, prefix, friction, src, tiling=tiling, cell_size=grid.res, knight=knight,
-                          max_cost=territory.sous_trames[sous_trame].max_cost, source_labels=res_idx)
+                          max_cost=territory.sous_trames[sous_trame].max_cost, source_labels=res_idx,
+                          lu_friction=lu if verte else None)
     return first, (friction, src, res_idx, grid, knight)
 
 

@@ -121,44 +121,14 @@ def test_a_territory_outside_the_plan_is_refused(scene, tmp_path):
 # ---------------------------------------------------------------------------
 # CALL through the DAG's stages (plan_tiles, run_tile rounds, stitch), territory smaller than the grid
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def call_run(tmp_path_factory):
-    """A run dict of CALL at 50 m with 128-cell tiles (12 per sous-trame) whose snapshots are the sample files,
-    the outline shrunk by 500 m so that the computation grid (outline + 3 km buffer, cut to the land use) is larger
-    than the territory's own grid on every side."""
-    import geopandas as gpd
-
-    from tvb_tasks.config import load_territory
-    from tvb_tasks.layers import sample_inputs
-    from tvb_tasks.layers.common import load_boundary
-
-    base = load_territory("call")
-    territory = base.model_copy(update={"resolution_m": 50.0,
-                                        "tiling": TilingConfig(enabled=True, tile_size=128, overlap=4)})
-    inputs = dict(sample_inputs(territory))
-    d = tmp_path_factory.mktemp("call_stitch")
-    small = load_boundary(territory, inputs).buffer(-500)
-    name = territory.boundary.source
-    inputs[name] = d / "boundary.parquet"
-    gpd.GeoDataFrame({"name": ["CALL (shrunk)"]}, geometry=[small], crs=territory.crs).to_parquet(inputs[name])
-    store = LocalStore(d / "store")
-    snaps = {}
-    for src_name, path in inputs.items():
-        key = f"snapshots/{src_name}/{Path(path).name}"
-        store.put_file(key, Path(path))
-        snaps[src_name] = {"key": key}
-    run = {"territory": "call", "input_key": "0123456789abcdef0123", "store_uri": str(d / "store"),
-           "snapshots": snaps, "config": territory.model_dump(mode="json", by_alias=True)}
-    return SimpleNamespace(run=run, territory=territory, inputs=inputs, store=store, dir=d)
-
-
 @pytest.mark.integration  # stages on the whole bundled sample (pyproject marker): the DAG's plan, rounds and stitch
 @pytest.mark.parametrize("sous_trame", ["forest", "wetland"])
-def test_call_stitch_stage_equals_the_whole_array_cog_and_the_untiled_engine(call_run, sous_trame, monkeypatch):
+def test_call_stitch_stage_equals_the_whole_array_cog_and_the_untiled_engine(call_tiled_run, sous_trame,
+                                                                            monkeypatch):
     from tvb_tasks import tiled
 
-    monkeypatch.setenv("TVB_WORK_DIR", str(call_run.dir / "work"))
-    run, territory, store = call_run.run, call_run.territory, call_run.store
+    monkeypatch.setenv("TVB_WORK_DIR", str(call_tiled_run.dir / "work"))
+    run, territory, store = call_tiled_run.run, call_tiled_run.territory, call_tiled_run.store
     items = tiled.stage_plan_tiles(run, sous_trame)
     assert items
     rnd = 0
@@ -171,32 +141,32 @@ def test_call_stitch_stage_equals_the_whole_array_cog_and_the_untiled_engine(cal
     assert out["cost"] == f"{prefix}/cost.tif" and out["reached"] > 10_000
     got = store.local_path(out["cost"])
 
-    ctx = engine._context(territory, call_run.inputs)
+    ctx = engine._context(territory, call_tiled_run.inputs)
     r0, c0, h, w = engine._territory_window(ctx)
     assert r0 > 0 and c0 > 0 and h < ctx.grid.shape[0] - r0 and w < ctx.grid.shape[1] - c0
     assert len(store.list(f"{prefix}/input/")) == 12
-    ref = _whole_array_cog(store, prefix, ctx.grid, ctx.boundary, call_run.dir / f"{sous_trame}.tif",
+    ref = _whole_array_cog(store, prefix, ctx.grid, ctx.boundary, call_tiled_run.dir / f"{sous_trame}.tif",
                            f"cost distance {sous_trame} (friction x m), tiled")
     _assert_same_cog(got, ref)
     with rasterio.open(got) as a:
         data = a.read(1)
         assert a.overviews(1) == [2] and int((data != -1).sum()) == out["reached"]
     # the untiled engine's published cost.tif: same cells (its band description lacks ", tiled")
-    untiled = engine.compute_sous_trame(territory.model_copy(update={"tiling": TilingConfig()}), call_run.inputs,
-                                        sous_trame, call_run.dir / "untiled")
+    untiled = engine.compute_sous_trame(territory.model_copy(update={"tiling": TilingConfig()}),
+                                        call_tiled_run.inputs, sous_trame, call_tiled_run.dir / "untiled")
     with rasterio.open(untiled["files"]["cost"]) as b:
         assert np.array_equal(data, b.read(1)) and b.transform == rasterio.open(got).transform
 
 
-def test_stitch_stage_without_plan_or_with_pending_tiles(call_run, monkeypatch, tmp_path):
+def test_stitch_stage_without_plan_or_with_pending_tiles(call_tiled_run, monkeypatch, tmp_path):
     import json
 
     from tvb_tasks import tiled
 
     monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path))
-    run = {**call_run.run, "input_key": "fedcba9876543210"}
+    run = {**call_tiled_run.run, "input_key": "fedcba9876543210"}
     assert tiled.stage_stitch_tiles(run, "mining") == {"sous_trame": "mining", "cost": None, "reached": 0}
     pending = {"after_round": 12, "pending": [{"sous_trame": "mining", "tile": 3}]}
-    call_run.store.put_bytes("work/call/fedcba9876543210/tiles/pending.json", json.dumps(pending).encode())
+    call_tiled_run.store.put_bytes("work/call/fedcba9876543210/tiles/pending.json", json.dumps(pending).encode())
     with pytest.raises(RuntimeError, match="1 tiles still changing after round 12"):
         tiled.stage_stitch_tiles(run, "mining")

@@ -1,6 +1,6 @@
 """The tiled cost-distance DAG end to end through real Airflow (``dag.test()`` on a migrated SQLite DB, the bundled
-sample, a local store): tiles × sous-trames run as mapped tasks over several rounds, rasters only in the store, and
-the stitched cost rasters identical to the untiled engine's."""
+sample, a local store): tiles × sous-trames run as mapped tasks over several rounds, rasters only in the store, the
+stitched cost rasters identical to the untiled engine's, and so are the corridors computed from the tiles."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers.airflow_run import ROOT, Airflow, assert_clean_log, task_states, why
@@ -45,7 +47,7 @@ def test_dag_only_for_tiled_territories_parses_fast_without_warnings(tiled_confi
     assert on.returncode == 0, on.stderr[-3000:]
     heavy, tasks = on.stdout.strip().splitlines()[-1].split("] ", 1)
     assert heavy == "["
-    for name in ("fetch_sources", "plan_tiles", "first_round", "round_1", "after_round_10", "stitch"):
+    for name in ("fetch_sources", "plan_tiles", "first_round", "round_1", "after_round_10", "stitch", "corridors"):
         assert f"'{name}'" in tasks
     assert "'round_11'" not in tasks
 
@@ -95,3 +97,12 @@ def test_tiles_mapped_over_rounds_stitch_to_the_untiled_rasters(tmp_path_factory
         with rasterio.open(untiled) as a, rasterio.open(store.local_path(res["cost"])) as b:
             assert np.array_equal(a.read(1), b.read(1)), st
             assert a.transform == b.transform and a.crs == b.crs
+        # the corridors task from the same tiles: the untiled stage's real-link corridors, row for row
+        cor = run["xcoms"][f"corridors[{['forest', 'mining'].index(st)}].return_value"]
+        assert cor["sous_trame"] == st and cor["peak_mb"] < 4 * 1024
+        ref = gpd.read_parquet(pipeline._local_dir(fetched, "layers") / st / "corridors.parquet")
+        ref = ref[ref["missing_link"] == 0].reset_index(drop=True)
+        got = gpd.read_parquet(store.local_path(cor["corridors"]))
+        assert cor["count"] == len(got) == len(ref), st
+        pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
+        assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb()), st

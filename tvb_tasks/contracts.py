@@ -38,6 +38,7 @@ __all__ = [
     "SnapshotRef",
     "SousTramePart",
     "StitchedCost",
+    "TileCorridors",
     "TileItem",
     "TileRound",
     "ValidationVerdict",
@@ -236,6 +237,21 @@ class StitchedCost(TypedDict):
     sous_trame: str
     cost: str | None
     reached: int
+
+
+class TileCorridors(TypedDict):
+    """Corridors of one sous-trame from its tiles (trame verte; None keys: none computed): store keys of
+    ``corridors.parquet``, their polygons ``corridor_areas.parquet`` and raw rupture points ``ruptures.parquet``,
+    counts, length (km) and the task's peak RSS (MB)."""
+
+    sous_trame: str
+    corridors: str | None
+    corridor_areas: str | None
+    ruptures: str | None
+    links: int
+    count: int
+    length_km: float
+    peak_mb: float
 
 
 # --- screening (dags/tvb_screening.py) -----------------------------------------------------------------------------

@@ -21,6 +21,14 @@ overviews, profile; ``tests/test_tile_stitch.py``). Its memory is the interprete
 GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.53 GB for grids of
 15 / 60 / 183 M cells, against 0.88 / 2.26 / 4.94 GB for the former whole-array stitch + ``write_cog``
 (``bench/region_tiles.py --publish``; docs/operations.md, "Region scale").
+
+The corridors task of a trame verte sous-trame (:func:`stage_tile_corridors`) reads the tiles too
+(:mod:`tvb_tasks.layers.tile_links`): links per tile core with a 2-cell halo merged by pair, paths through the
+back-links of cores read on demand, friction and land-use friction gathered along the paths, corridor polygons on
+the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` code and clipping as the
+untiled engine, whose real-link corridors, polygons and rupture crossings it equals. Not computed from the tiles:
+missing links (a second tiled run on the barrier-free friction), corridor stretches, the rupture points'
+deduplication and downgrades (assembly) and the indicators.
 """
 from __future__ import annotations
 
@@ -28,13 +36,13 @@ import json
 import logging
 import resource
 
-from .contracts import FetchedRun, StitchedCost, TileItem, TileRound
+from .contracts import FetchedRun, StitchedCost, TileCorridors, TileItem, TileRound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles"]
+__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
 
 
 def _prefix(run: FetchedRun, sous_trame: str) -> str:
@@ -45,10 +53,10 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def cost_problem(territory, inputs, sous_trame: str):
+def cost_problem(territory, inputs, sous_trame: str, *, with_lu: bool = False):
     """``(friction, sources (N, 2), reservoir index per source, grid, knight)`` of one sous-trame on the whole grid,
     computed as :func:`tvb_tasks.layers.engine.compute_sous_trame` does before its cost-distance (the reference of
-    the windowed planner, and the benchmarks' problem)."""
+    the windowed planner, and the benchmarks' problem); ``with_lu``: the land-use friction as a sixth item."""
     import numpy as np
 
     from .layers import engine
@@ -60,9 +68,10 @@ def cost_problem(territory, inputs, sous_trame: str):
     ctx = engine._context(territory, inputs)
     patches = habitat_patches(territory, sous_trame, ctx.landuse_all, ctx.extra)
     reservoirs, _ = select_reservoirs(territory, sous_trame, patches, ctx.protected, ctx.always)
-    friction, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
+    friction, lu = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes, ctx.infra, ctx.grid)
     src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.extent_mask & np.isfinite(friction))
-    return friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16
+    out = (friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16)
+    return (*out, lu) if with_lu else out
 
 
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
@@ -165,3 +174,83 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     key = f"{prefix}/cost.tif"
     store.put_file(key, local)
     return {"sous_trame": sous_trame, "cost": key, "reached": reached}
+
+
+def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
+    """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
+    the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
+    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet``'s real
+    links, row for row — missing links and stretches are not computed here), their corridor polygons
+    ``corridor_areas.parquet`` (the untiled ``corridor_areas.parquet``'s real links; each on the window of its two
+    zones) and their raw rupture points with the fragmenting infrastructures ``ruptures.parquet``
+    (``ruptures.infrastructure_ruptures``, before deduplication). Memory: the vector inputs (as ``plan_tiles``),
+    a few cores, the paths and one corridor's zone window (bounded by ``max_cost``), not the grid;
+    ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir):
+    nothing written."""
+    import numpy as np
+    from rasterio.transform import Affine
+
+    from .layers.clip import clip_corridor_areas, clip_lines, clip_to_territory
+    from .layers.common import Grid
+    from .layers.corridors import corridor_lines
+    from .layers.engine import corridor_area_frame
+    from .layers.ruptures import infrastructure_ruptures
+    from .layers.tile_links import (
+        CoreReader,
+        path_values,
+        tiled_corridor_area,
+        tiled_link_paths,
+        tiled_links,
+        zone_boxes,
+    )
+    from .layers.tiles import read_plan
+    from .layers.vectors import vector_context
+    from .layers.windows import sous_trame_reservoirs
+
+    territory = _territory(run)
+    st = territory.sous_trames[sous_trame]
+    store = open_store(run["store_uri"])
+    prefix = _prefix(run, sous_trame)
+    out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "corridor_areas": None, "ruptures": None,
+                          "links": 0, "count": 0,
+                          "length_km": 0.0, "peak_mb": 0.0}
+    if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
+        return out
+    links = tiled_links(store, prefix, max_cost=st.max_cost, max_links=territory.corridors.max_links_per_reservoir)
+    paths = tiled_link_paths(store, prefix, links)
+    friction, lu_friction = path_values(store, prefix, paths)
+    g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
+    shape, _ = read_plan(store, prefix)
+    grid = Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
+    v = vector_context(territory, _snapshot_paths(store, run))
+    reservoirs = sous_trame_reservoirs(territory, v, sous_trame)
+    corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction, grid)
+    del paths, friction, lu_friction
+    boxes = zone_boxes(store, prefix)
+    margin = territory.corridors.width.cost_margin
+    reader = CoreReader(store, prefix, cache=12)       # ≈ 4 tiles' cores and inputs (windows meet few tiles)
+    areas = corridor_area_frame(territory, corridors, links, lambda _k, a, b, cost: tiled_corridor_area(
+        store, prefix, cost, a, b, boxes, grid, margin=margin, reader=reader), grid)
+    corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
+    if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
+        if len(corridors):
+            corridors = clip_lines(corridors, v.boundary)
+        _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
+        areas = clip_corridor_areas(areas, set(corridors["id"]) if len(corridors) else set(), v.boundary)
+    ruptures = infrastructure_ruptures(territory, corridors, v.infra)
+    local = _local_dir(run, "tiles", sous_trame)
+    for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures)):
+        frame.to_parquet(local / f"{name}.parquet", index=False)
+        store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
+    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
+    length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0
+    log.info("sous-trame %s: %d links, %d corridors (%.1f km), %d rupture crossings from the tiles (peak %.0f MB)",
+             sous_trame, len(links), len(corridors), length, len(ruptures), peak)
+    if peak > limit_mb:
+        raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+                          f"({limit_mb:.0f} MB)")
+    out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
+                "corridor_areas": f"{prefix}/corridor_areas.parquet",
+                "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
+                "peak_mb": round(peak, 1)})
+    return out

@@ -43,17 +43,18 @@ def corridor_status(max_gap_m: float, support_share: float, status_cfg) -> str:
     return "to_create"
 
 
-def gap_and_support(cells: list[int], W: int, res: float, lu_friction: np.ndarray, status_cfg
+def gap_and_support(cells: list[int], W: int, res: float, lu_friction, status_cfg
                     ) -> tuple[float, float, float]:
     """(longest unsupported gap m, supporting length m, total length m) along a chain of flat cell indices.
 
     Each step's length is shared half and half between its two cells; a cell is unsupported when its land-use
     friction is ≥ ``gap_min_friction``, supporting when ≤ ``support_max_friction``. Lengths in metres.
+    ``lu_friction``: a raster, or values along paths with ``ndarray.take``'s interface (flat indices).
     """
     c = np.asarray(cells)
     if len(c) < 2:
         return 0.0, 0.0, 0.0
-    lu = lu_friction.reshape(-1)[c].astype(np.float64)
+    lu = lu_friction.take(c).astype(np.float64)
     r, k = np.divmod(c, W)
     step = np.hypot(np.diff(r), np.diff(k)) * res
     share = np.zeros(len(c))

@@ -59,6 +59,7 @@ from .corridor_status import (  # the status of corridors and stretches; re-expo
 __all__ = [
     "CORRIDOR_AREA_COLUMNS",
     "CORRIDOR_COLUMNS",
+    "LINK_COLUMNS",
     "STATUS_ORDER",
     "STRETCH_COLUMNS",
     "barrier_crossing_scores",
@@ -70,6 +71,7 @@ __all__ = [
     "downgrade_status",
     "downgrade_stretches",
     "gap_and_support",
+    "keep_cheapest_links",
     "link_paths",
     "reservoir_sources",
     "select_links",
@@ -80,6 +82,7 @@ __all__ = [
 CORRIDOR_COLUMNS = ["id", "sous_trame", "from_id", "to_id", "status", "length_m", "path_length_m", "cost",
                     "mean_friction", "max_gap_m", "support_share", "missing_link", "barrier_m", "cost_saved",
                     "improvement_score", "downgraded"]
+LINK_COLUMNS = ["a", "b", "cost", "cell_a", "cell_b"]
 CORRIDOR_AREA_COLUMNS = ["id", "corridor_id", "sous_trame", "status", "missing_link", "cost_margin", "area_ha",
                          "mean_width_m"]
 
@@ -125,15 +128,28 @@ def cost_from_reservoirs(friction: np.ndarray, sources_rc: np.ndarray, source_re
 
 
 def select_links(friction: np.ndarray, acc: np.ndarray, alloc_res: np.ndarray, grid: Grid, *, knight: bool,
-                 max_cost: float, max_links: int) -> pd.DataFrame:
+                 max_cost: float, max_links: int, nodata_mask: np.ndarray | None = None) -> pd.DataFrame:
     """Links between reservoirs whose cost zones touch, cost ≤ ``max_cost``, k cheapest per reservoir.
 
     Columns: ``a``, ``b`` (reservoir indices, a < b), ``cost``, ``cell_a``, ``cell_b`` ((row, col) tuples).
+    ``nodata_mask``: the cost-distance's (knight's moves between masked cells are not crossings).
     """
-    cols = ["a", "b", "cost", "cell_a", "cell_b"]
     if alloc_res.max(initial=-1) < 1:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    pairs, costs, cells = cd.adjacent_sources(friction, acc, alloc_res, cell_size=grid.res, knight=knight,
+                                              nodata_mask=nodata_mask)
+    return keep_cheapest_links(pairs, costs, cells, max_cost=max_cost, max_links=max_links)
+
+
+def keep_cheapest_links(pairs: np.ndarray, costs: np.ndarray, cells: np.ndarray, *, max_cost: float,
+                        max_links: int) -> pd.DataFrame:
+    """The links kept among the cheapest crossings of touching zones (``adjacent_sources``' output, sorted by
+    pair): cost ≤ ``max_cost``, each reservoir's ``max_links`` cheapest (a link is kept when it is among the
+    cheapest of either end; equal costs: the pair first in (a, b) order). Columns of :func:`select_links`, sorted
+    by cost then pair. Costs in friction × m."""
+    cols = LINK_COLUMNS
+    if not len(pairs):
         return pd.DataFrame(columns=cols)
-    pairs, costs, cells = cd.adjacent_sources(friction, acc, alloc_res, cell_size=grid.res, knight=knight)
     df = pd.DataFrame({"a": pairs[:, 0], "b": pairs[:, 1], "cost": costs,
                        "cell_a": [tuple(c) for c in cells[:, 0]], "cell_b": [tuple(c) for c in cells[:, 1]]})
     df = df[df["cost"] <= max_cost]
@@ -151,13 +167,16 @@ def link_paths(links: pd.DataFrame, back: np.ndarray) -> list[list[tuple[int, in
     return [cd.trace_path(back, a)[::-1] + cd.trace_path(back, b) for a, b in zip(links["cell_a"], links["cell_b"])]
 
 
-def _edge_stats(cells: list[int], W: int, res: float, friction: np.ndarray, lu_friction: np.ndarray):
-    """(length m, accumulated cost, geometric-mean land-use friction) along a chain of flat cell indices."""
+def _edge_stats(cells: list[int], W: int, res: float, friction, lu_friction):
+    """(length m, accumulated cost, geometric-mean land-use friction) along a chain of flat cell indices.
+
+    ``friction``, ``lu_friction``: rasters, or any object whose ``take(flat indices)`` gives the values at those
+    cells as ``ndarray.take`` does (:class:`tvb_tasks.layers.tile_links.CellValues`: values gathered along paths)."""
     c = np.asarray(cells)
     if len(c) < 2:
-        return 0.0, 0.0, float(lu_friction.reshape(-1)[c[0]]) if len(c) else float("nan")
-    f = friction.reshape(-1)[c].astype(np.float64)
-    lu = np.log(lu_friction.reshape(-1)[c].astype(np.float64))
+        return 0.0, 0.0, float(lu_friction.take(c[:1])[0]) if len(c) else float("nan")
+    f = friction.take(c).astype(np.float64)
+    lu = np.log(lu_friction.take(c).astype(np.float64))
     r, k = np.divmod(c, W)
     step = np.hypot(np.diff(r), np.diff(k)) * res
     cost = float(np.sum((f[:-1] + f[1:]) / 2.0 * step))
@@ -189,7 +208,7 @@ def _runs(path: list[int], own: list[bool]) -> list[list[int]]:
 
 
 def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, links: pd.DataFrame,
-                   paths: list[list[tuple[int, int]]], friction: np.ndarray, lu_friction: np.ndarray,
+                   paths: list[list[tuple[int, int]]], friction, lu_friction,
                    grid: Grid, missing: list[dict | None] | None = None) -> gpd.GeoDataFrame:
     """Corridor layer (:data:`CORRIDOR_COLUMNS`) of a sous-trame: one feature per kept link.
 
@@ -208,6 +227,9 @@ def corridor_lines(territory, sous_trame: str, reservoirs: gpd.GeoDataFrame, lin
     crossing is to create: the severity-4 rupture point), one across 500 m of crops and the motorway "to create"
     (its own gap), one whose land stretch is "to restore" stays "to restore". Missing links must come after the real
     ones (they are drawn after them).
+
+    ``friction`` and ``lu_friction`` are read at path cells only (``take`` of flat indices): whole rasters, or the
+    values gathered along the paths from tiles (:class:`tvb_tasks.layers.tile_links.CellValues`).
     """
     crs = territory.crs
     status_cfg = territory.corridors.status

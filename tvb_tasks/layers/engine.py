@@ -311,14 +311,25 @@ def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame,
     core[src_rc[:, 0], src_rc[:, 1]] = True
     windows = {"real": zone_windows(real_run[1]),
                "potential": zone_windows(potential_run[1]) if potential_run is not None else None}
+
+    def area(k: int, a: int, b: int, cost: float):
+        run_acc, run_alloc, run_fr = real_run if k < n_real else potential_run
+        return corridor_area(cost, a, b, run_acc, run_alloc, run_fr, src_rc, src_res, grid, margin=margin,
+                             knight=knight, core=core, windows=windows["real" if k < n_real else "potential"])
+
+    return corridor_area_frame(territory, corridors, links, area, grid)
+
+
+def corridor_area_frame(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame, area, grid: Grid
+                        ) -> gpd.GeoDataFrame:
+    """The corridor polygons layer (:data:`CORRIDOR_AREA_COLUMNS`) of ``corridors`` (with their ``_link``), each
+    polygon given by ``area(link row, a, b, link cost)`` (None or empty: no polygon); the untiled engine's and the
+    tiled stage's (:func:`tvb_tasks.layers.tile_links.tiled_corridor_area`)."""
+    margin = territory.corridors.width.cost_margin
     rows, geoms = [], []
     for _, c in corridors.iterrows():
         k = int(c["_link"])
-        run_acc, run_alloc, run_fr = real_run if k < n_real else potential_run
-        a, b = int(links["a"].iloc[k]), int(links["b"].iloc[k])
-        geom = corridor_area(float(links["cost"].iloc[k]), a, b, run_acc, run_alloc, run_fr, src_rc, src_res, grid,
-                             margin=margin, knight=knight, core=core,
-                             windows=windows["real" if k < n_real else "potential"])
+        geom = area(k, int(links["a"].iloc[k]), int(links["b"].iloc[k]), float(links["cost"].iloc[k]))
         if geom is None or geom.is_empty:
             continue
         rows.append({"corridor_id": c["id"], "sous_trame": c["sous_trame"], "status": c["status"],

@@ -308,10 +308,12 @@ def _load_npz(data: bytes) -> dict[str, np.ndarray]:
 
 def plan_to_store(store, prefix: str, cost: np.ndarray, sources: np.ndarray, *, tiling: TilingConfig,
                   cell_size: float | Sequence[float] = 1.0, knight: bool = False, max_cost: float | None = None,
-                  nodata_mask: np.ndarray | None = None, source_labels: np.ndarray | None = None) -> list[int]:
+                  nodata_mask: np.ndarray | None = None, source_labels: np.ndarray | None = None,
+                  lu_friction: np.ndarray | None = None) -> list[int]:
     """Cut the problem into per-tile input objects under ``prefix``; return the tiles to run first (those with a
-    source in their window). Same arguments as :func:`tiled_accumulated_cost`; ``ValueError`` if a tile task
-    would exceed ``tiling.memory_limit_gib``."""
+    source in their window). Same arguments as :func:`tiled_accumulated_cost`; ``lu_friction`` (land-use friction,
+    for the corridors' status) is cut into the inputs too. ``ValueError`` if a tile task would exceed
+    ``tiling.memory_limit_gib``."""
     import json
 
     check_memory(tiling)
@@ -334,19 +336,23 @@ def plan_to_store(store, prefix: str, cost: np.ndarray, sources: np.ndarray, *, 
         if inside.any():
             start.append(t.index)
         put_tile_input(store, prefix, t.index, costp[w0:w1, v0:v1], src[inside] - (w0, v0), labels[inside],
-                       mask[w0:w1, v0:v1] if has_mask else None)
+                       mask[w0:w1, v0:v1] if has_mask else None,
+                       None if lu_friction is None else lu_friction[w0:w1, v0:v1])
     plan = plan_record((H, W), tiles, tiling=tiling, cell_size=(dy, dx), knight=knight, max_cost=max_cost)
     store.put_bytes(f"{prefix}/plan.json", json.dumps(plan).encode())
     return start
 
 
 def put_tile_input(store, prefix: str, index: int, cost_w: np.ndarray, src_w: np.ndarray, labels_w: np.ndarray,
-                   mask_w: np.ndarray | None = None) -> None:
+                   mask_w: np.ndarray | None = None, lu_w: np.ndarray | None = None) -> None:
     """Write tile ``index``'s input object: its window of cost (and nodata mask), its sources (row, col in the
-    window) and their labels."""
+    window) and their labels; ``lu_w``: the window of land-use friction (friction without infrastructures, read
+    along corridors by :mod:`tvb_tasks.layers.tile_links`), stored as ``lu_friction``."""
     arrays = {"cost": cost_w, "src": src_w, "labels": labels_w}
     if mask_w is not None:
         arrays["mask"] = mask_w
+    if lu_w is not None:
+        arrays["lu_friction"] = lu_w
     store.put_bytes(f"{prefix}/input/{index}.npz", _npz(**arrays))
 
 

@@ -108,10 +108,12 @@ def _bounds(grid: Grid) -> tuple[float, float, float, float]:
     return t.c, t.f + h * t.e, t.c + w * t.a, t.f
 
 
-def window_rasters(scene: WindowScene, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_rasters(scene: WindowScene, grid: Grid, *, with_lu: bool = False):
     """``(friction float32, extent mask, reservoir label int32)`` on ``grid`` (a window of the territory grid): the
     engine's friction (NaN outside the computation extent), its extent mask and the reservoir index + 1 of each
-    passable cell whose centre is in a reservoir (0 elsewhere; thin reservoirs are added by the planner)."""
+    passable cell whose centre is in a reservoir (0 elsewhere; thin reservoirs are added by the planner).
+    ``with_lu``: the land-use friction (``friction_raster``'s second output, friction without infrastructures)
+    as a fourth item."""
     v, territory = scene.v, scene.territory
     box = _bounds(grid)
     inside = rasterize_values([v.boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
@@ -119,12 +121,12 @@ def window_rasters(scene: WindowScene, grid: Grid) -> tuple[np.ndarray, np.ndarr
     classes, _ = class_raster(territory, scene.landuse.near(box), scene.extra.near(box), grid, inside, extent=extent)
     del inside
     infra = Infrastructure(scene.lines.near(box), scene.overlays.near(box))
-    friction, _ = friction_raster(territory, scene.sous_trame, classes, scene.classes, infra, grid)
+    friction, lu = friction_raster(territory, scene.sous_trame, classes, scene.classes, infra, grid)
     del classes
     res = scene.res.near(box)
     lab = rasterize_values(res.geometry, res["_id"], grid, fill=0, dtype="int32")
     lab[~(extent & np.isfinite(friction))] = 0
-    return friction, extent, lab
+    return (friction, extent, lab, lu) if with_lu else (friction, extent, lab)
 
 
 def _sources(lab: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +163,7 @@ def _add_thin_reservoirs(store, prefix: str, scene: WindowScene, tiles: list[Til
             continue
         lab[fill] = touched[fill]
         src, labels = _sources(lab, inp["cost"])
-        put_tile_input(store, prefix, t.index, inp["cost"], src, labels, inp.get("mask"))
+        put_tile_input(store, prefix, t.index, inp["cost"], src, labels, inp.get("mask"), inp.get("lu_friction"))
         changed.add(t.index)
     return changed
 
@@ -188,15 +190,16 @@ def plan_windows_to_store(store, prefix: str, territory, v: VectorContext, sous_
     n_src = 0
     for t in tiles:
         w0, w1, v0, v1 = t.window
-        friction, _, lab = window_rasters(scene, grid.window(w0, w1, v0, v1))
+        friction, _, lab, lu = window_rasters(scene, grid.window(w0, w1, v0, v1), with_lu=True)
         core = lab[t.core_in_window]
         present.update(int(i) for i in np.unique(core[core > 0]))
         n_src += int(np.count_nonzero(core))
         src, labels = _sources(lab, friction)
-        put_tile_input(store, prefix, t.index, friction, src, labels)
+        verte = territory.sous_trames[sous_trame].trame == "verte"       # corridors read the land-use friction
+        put_tile_input(store, prefix, t.index, friction, src, labels, lu_w=lu if verte else None)
         if len(src):
             start.add(t.index)
-        del friction, lab, core
+        del friction, lab, core, lu
     missing = np.setdiff1d(np.arange(1, len(scene.reservoirs) + 1), np.fromiter(present, dtype=np.int64))
     if len(missing):
         added = _add_thin_reservoirs(store, prefix, scene, tiles, missing)

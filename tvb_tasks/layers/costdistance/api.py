@@ -282,6 +282,7 @@ def adjacent_sources(
     cell_size: float | Sequence[float] = 1.0,
     knight: bool = False,
     nodata_mask: np.ndarray | None = None,
+    scan: tuple[int, int, int, int] | None = None,
 ):
     """Pairs of sources whose allocation zones touch, with the cheapest crossing.
 
@@ -293,6 +294,12 @@ def adjacent_sources(
     and the cells ``a``, ``b`` realising it: the least-cost path between the two
     sources through their zones is ``trace_path(back, a)[::-1] + trace_path(back, b)``.
     Use the same ``cell_size`` / ``knight`` / ``nodata_mask`` as for the distances.
+
+    ``scan``: ``(row0, row1, col0, col1)``, only the moves *from* cells in those rows and columns are looked at
+    (moves go to a cell after them in row-major order; the raster must hold the two cells beyond the scanned
+    block that a move reaches): a tile's core inside a window with a 2-cell halo
+    (:mod:`tvb_tasks.layers.tile_links`). ``None``: the whole raster. On an exact tie of a pair's crossing cost
+    the first crossing in row-major order of its scanned cell wins (then the lowest move index).
 
     Returns ``(pairs (M, 2) int64, link_cost (M,) float64, cells (M, 2, 2) int64)``
     sorted by pair; ``cells[k] = [[row_a, col_a], [row_b, col_b]]``.
@@ -306,8 +313,11 @@ def adjacent_sources(
     alloc = np.ascontiguousarray(allocation, dtype=np.int32).reshape(-1)
     acc = np.ascontiguousarray(accumulated, dtype=np.float64).reshape(-1)
     nsrc = int(alloc.max()) + 1 if alloc.size else 0
+    r0, r1, c0, c1 = (0, H, 0, W) if scan is None else (int(v) for v in scan)
+    if not (0 <= r0 <= r1 <= H and 0 <= c0 <= c1 <= W):
+        raise InvalidInputError(f"scan rows/cols {scan} outside the raster ({H} x {W})")
     ij, lc, ab = _adjacent(cost.reshape(-1), mask.reshape(-1), has_mask, H, W, acc,
-                           alloc, nnb, dr, dc, wf, mid, max(nsrc, 1))
+                           alloc, nnb, dr, dc, wf, mid, max(nsrc, 1), r0, r1, c0, c1)
     order = np.lexsort((ij[:, 1], ij[:, 0]))
     ij, lc, ab = ij[order], lc[order], ab[order]
     cells = np.stack([np.stack([ab[:, 0] // W, ab[:, 0] % W], axis=1),

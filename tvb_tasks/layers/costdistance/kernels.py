@@ -575,16 +575,21 @@ def _heap_dijkstra(cost, mask, has_mask, H, W, src, src_cost, labels, nnb, dr, d
 
 
 @_jit(nogil=True)
-def _adjacent(cost, mask, has_mask, H, W, acc, alloc, nnb, dr, dc, wf, mid, nsrc):
+def _adjacent(cost, mask, has_mask, H, W, acc, alloc, nnb, dr, dc, wf, mid, nsrc, sr0, sr1, sc0, sc1):
     """For every pair of allocation zones that touch (through a legal move),
-    the cheapest crossing ``acc[a] + edge(a, b) + acc[b]`` and its cells."""
+    the cheapest crossing ``acc[a] + edge(a, b) + acc[b]`` and its cells.
+
+    Only the moves from cells ``u`` with ``sr0 <= row < sr1`` and ``sc0 <= col < sc1`` are scanned (row-major; the
+    whole raster: ``0, H, 0, W``); a pair's first cheapest crossing in that order wins an exact tie."""
     best: dict[np.int64, tuple[float, np.int64, np.int64]] = {}     # zone pair key -> (cost, cell a, cell b)
-    for u in range(H * W):
+    sw = sc1 - sc0
+    for u0 in range((sr1 - sr0) * sw):
+        r = sr0 + u0 // sw
+        c = sc0 + u0 % sw
+        u = r * W + c
         au = alloc[u]
         if au < 0:
             continue
-        r = u // W
-        c = u - r * W
         cu = float(cost[u])
         for j in range(nnb):
             # each unordered edge once: only moves with a positive flat offset
