@@ -63,6 +63,11 @@ def test_a_second_territory_is_just_a_yaml_file(tmp_path, monkeypatch):
     (lambda r: r.update(nomenclature="ocs3000"), "unknown nomenclature 'ocs3000' (known: clc, ocs2d, ocs_ge)"),
     (lambda r: r["profiles"]["production"].update(landuse_overlays=[{"source": "nowhere", "column": "nature",
                                                                       "classes": {}}]), None),
+    # an overlay's features are read by role with required=False: a role no source has would burn nothing
+    (lambda r: r["friction"]["overlays"]["cavaliers"].update(role="railway"),
+     "  - friction.overlays.cavaliers.role: unknown source role 'railway' (did you mean 'railways'?)"),
+    (lambda r: r["friction"]["overlays"]["cavaliers"].update(role="osm"),
+     "  - friction.overlays.cavaliers.role: no source of role 'osm' in this territory"),
 ])
 def test_invalid_configs_name_the_file_and_field(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)

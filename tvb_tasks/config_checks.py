@@ -109,6 +109,12 @@ def reference_problems(t: Territory, all_sources: set[str] | None = None) -> lis
 
 
 def _friction_problems(t: Territory, classes: set[str], sous_trames: set[str], sources: set[str]) -> list[Problem]:
+    from typing import get_args
+
+    from tvb_tasks.config_models import SourceRole
+
+    all_roles = set(get_args(SourceRole))
+    roles = {s.role for s in t.sources.values()}
     problems: list[Problem] = []
     for cls, values in t.friction.landuse.items():
         where = f"friction.landuse.{cls}"
@@ -130,6 +136,10 @@ def _friction_problems(t: Territory, classes: set[str], sous_trames: set[str], s
             problems.append((f"friction.overlays.{name}.class", _unknown_value("land-use class", ov.class_, classes)))
         if ov.source and ov.source not in sources:
             problems.append((f"friction.overlays.{name}.source", _unknown_value("source", ov.source, sources)))
+        if ov.role and ov.role not in roles:     # read with required=False: a role no source has burns nothing
+            problems.append((f"friction.overlays.{name}.role",
+                             _unknown_value("source role", ov.role, roles) if ov.role not in all_roles else
+                             f"no source of role {ov.role!r} in this territory (roles: {', '.join(sorted(roles))})"))
     return problems
 
 
