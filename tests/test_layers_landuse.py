@@ -180,12 +180,16 @@ def test_unsynced_gpkg_writes_sets_gdal_s_option_only_inside(tmp_path):
 
     from tvb_tasks.layers.common import unsynced_gpkg_writes
 
-    before = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
-    gdf = gpd.GeoDataFrame({"k": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs=2154)
-    with unsynced_gpkg_writes():
-        assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") is False      # GDAL's "OFF"
-        pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="one", driver="GPKG")
-        pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="two", driver="GPKG")
-    assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") == before
+    # the tests' environment already turns it off (tests/conftest.py): start from GDAL's "FULL" to see the change
+    pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": "FULL"})
+    try:
+        gdf = gpd.GeoDataFrame({"k": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs=2154)
+        with unsynced_gpkg_writes():
+            assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") is False      # GDAL's "OFF"
+            pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="one", driver="GPKG")
+            pyogrio.write_dataframe(gdf, tmp_path / "a.gpkg", layer="two", driver="GPKG")
+        assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") == "FULL"
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_SQLITE_SYNCHRONOUS": None})
     assert [n for n, _ in pyogrio.list_layers(tmp_path / "a.gpkg")] == ["one", "two"]
     assert gpd.read_file(tmp_path / "a.gpkg", layer="two")["k"].tolist() == [1]
