@@ -1,26 +1,12 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: Debian packages for the real local servers (MapServer WFS, Chromium,
-# PostgreSQL, QGIS Server), the project venv, the lint and type gates (ruff, mypy: fail fast), the fast tier of pytest
+# Set up and run the whole test suite: the project venv, the lint and type gates (ruff, mypy: fail fast), Debian
+# packages for the real local servers (MapServer WFS, Chromium, PostgreSQL, QGIS Server), the fast tier of pytest
 # on both cores, then the production-like Airflow stack (PostgreSQL, Redis, api-server, scheduler, dag-processor,
 # triggerer, two Celery workers, moto S3) and the integration and end-to-end tests. Extra arguments go to both
 # pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-
-need=()
-command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)   # independent OSM counts (test_production_replicas)
-[ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
-command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)     # PDF page sizes and text in the report tests
-[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # .ci/stack.sh start --celery (TVB_STACK_CELERY=1)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  echo "test: installing Debian packages: ${need[*]}"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
 
 bash scripts/setup.sh
 export GX_ANALYTICS_ENABLED=False
@@ -39,16 +25,33 @@ echo "test: ruff check"
 # $NUMBA_CACHE_DIR (≈ 11 s of CPU on a fresh checkout; the two pytest workers would otherwise each compile them;
 # ≈ 0.6 s when the cache is there), the project's modules byte-compiled and the test modules collected once (pytest
 # caches their assertion rewriting: ≈ 7.5 s of collection per worker becomes ≈ 4.5 s).
+# Its output goes to var/prepare.log, shown when a step fails (a collection error: pytest's report).
 mkdir -p var
-( .venv/bin/python -c 'from tvb_tasks.layers.costdistance import warm_up; print(f"test: numba kernels ready in {warm_up():.1f} s")' \
-  && .venv/bin/python -m compileall -q tvb_tasks plugins dags sample >/dev/null \
-  && .venv/bin/python -m pytest -p no:cacheprovider -q --collect-only -m "not integration and not e2e" >/dev/null \
-  && echo "test: test modules collected" ) >var/prepare.log 2>&1 &
-prepare=$!
+setsid -w bash -c '.venv/bin/python -c "from tvb_tasks.layers.costdistance import warm_up; print(f\"test: numba kernels ready in {warm_up():.1f} s\")" \
+  && .venv/bin/python -m compileall -q tvb_tasks plugins dags sample \
+  && .venv/bin/python -m pytest -p no:cacheprovider -qq --collect-only -m "not integration and not e2e" \
+  && echo "test: test modules collected"' >var/prepare.log 2>&1 &
+prepare=$!                 # its own process group (setsid): stopped whole if mypy fails
 echo "test: mypy tvb_tasks plugins dags"
-.venv/bin/mypy tvb_tasks plugins dags || { echo "test: mypy failed (see above)" >&2; kill "$prepare" 2>/dev/null; exit 1; }
-wait "$prepare" || { cat var/prepare.log >&2; echo "test: preparing the fast tier failed (above)" >&2; exit 1; }
-cat var/prepare.log
+.venv/bin/mypy tvb_tasks plugins dags || { echo "test: mypy failed (see above)" >&2; kill -- -"$prepare" 2>/dev/null; exit 1; }
+wait "$prepare" || { cat var/prepare.log >&2; echo "test: preparing the fast tier failed (var/prepare.log, above)" >&2; exit 1; }
+grep '^test: ' var/prepare.log || true
+
+# Debian packages of the real local servers, after the gates (a lint or type finding shows in seconds on a fresh
+# machine, not after the installs): the fast tier needs ogrinfo and pdfinfo, the integration tier the rest.
+need=()
+command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ogrinfo >/dev/null 2>&1 || need+=(gdal-bin)   # independent OSM counts (test_production_replicas)
+[ -x /usr/lib/cgi-bin/qgis_mapserv.fcgi ] || need+=(qgis-server)
+command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)     # PDF page sizes and text in the report tests
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # .ci/stack.sh start --celery (TVB_STACK_CELERY=1)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "test: installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 # Two runs: the fast tier (no server) on both cores with pytest-xdist, before the stack starts (it needs none, and
 # the idle stack would take CPU from it), then the integration and end-to-end tests (real servers, the stack, real

@@ -28,6 +28,7 @@ def test_test_command_runs_ruff_and_mypy_first():
     slow = first(r"-m pytest\b.*\"integration or e2e\"")
     # the fast tier needs no server: it runs before the stack starts, the integration and e2e tests after it
     assert first(r"scripts/setup\.sh") < ruff < mypy < fast < stack < slow
+    assert mypy < first(r"apt-get install") < fast        # the Debian packages after the gates, before the tests
     for i in (ruff, mypy):                        # a finding stops the run with a message, before the stack starts
         assert re.search(r"\|\|\s*\{.*exit 1", lines[i]), lines[i]
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
