@@ -159,7 +159,11 @@ def _rename_key(where: str, old: str, new: str):
     (_rename_key("publish.credits", "default", "defualt"),
      "  - publish.credits.defualt: unknown profile (did you mean 'default'?)"),
     (_rename_key("publish.basemap", "production", "productoin"),
-     "  - publish.basemap.productoin: unknown profile (did you mean 'production'?)"),
+     "  - publish.basemap.productoin: unknown profile: profiles: declares 'production', not 'productoin' (one of "
+     "the two names is misspelt)"),
+    (_rename_key("profiles", "production", "prodution"),         # the profile's own name misspelt
+     "  - publish.basemap.production: unknown profile: profiles: declares 'prodution', not 'production' (one of "
+     "the two names is misspelt)"),
     (_rename_key("publish.credits.default", "territory", "terrtory"),
      "  - publish.credits.default.terrtory: unknown source (did you mean 'territory'?)"),
     (_rename_key("validation.sources", "terrils", "terils"),

@@ -150,7 +150,11 @@ def _publish_problems(t: Territory, any_source: set[str]) -> list[Problem]:
     for section in ("credits", "basemap"):
         for profile in getattr(t.publish, section):
             if profile not in profiles:
-                problems.append((f"publish.{section}.{profile}", _unknown_key("profile", profile, profiles)))
+                close = difflib.get_close_matches(profile, sorted(t.profiles), n=1)
+                # either name may be the misspelt one: a key here, or the profile's own name under profiles:
+                problems.append((f"publish.{section}.{profile}",
+                                 f"unknown profile: profiles: declares {close[0]!r}, not {profile!r} (one of the "
+                                 "two names is misspelt)" if close else _unknown_key("profile", profile, profiles)))
     for profile, credits in t.publish.credits.items():
         for src in credits:
             if src not in any_source:
