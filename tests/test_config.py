@@ -367,3 +367,18 @@ def test_a_run_on_chosen_sous_trames_records_a_configuration_that_validates_agai
     config = used.model_dump(mode="json", by_alias=True)
     again = territory_from_run({"territory": "call", "config": config, "config_hash": used.config_hash()})
     assert isinstance(again, Territory) and set(again.sous_trames) == {"forest", "wetland"}
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys silently; the loader refuses it, naming the key and both lines
+    (keys merged with ``<<`` may still be overridden)."""
+    text = (PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8")
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("buffer_m:"))
+    path = tmp_path / "call.yaml"
+    path.write_text(text + "buffer_m: 5000\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_territory(path)
+    message = str(err.value)
+    assert str(path) in message and "'buffer_m' twice" in message and f"first at line {first}" in message
+    assert f"line {len(text.splitlines()) + 1}" in message
+    assert load_yaml("a: &x {k: 1, j: 2}\nb:\n  <<: *x\n  k: 3\n")["b"] == {"k": 3, "j": 2}

@@ -141,7 +141,29 @@ def check_regular_file(path: str | Path, label: str) -> None:
 
 # libyaml's parser when PyYAML was built with it (the wheels are): a territory YAML parses in ~6 ms instead of ~60 ms
 # with the pure-Python one; same safe constructors (plain data only), errors with the same problem and line marks.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader refusing a key written twice in one mapping (YAML keeps the last silently: a second
+    ``buffer_m:`` further down would override the first unseen). Keys merged with ``<<`` may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:            # an unhashable key: the base constructor reports it
+                break
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first at line {first.start_mark.line + 1}): YAML would keep "
+                    "the last value silently", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_LOADER = _UniqueKeyLoader
 
 
 @lru_cache(maxsize=64)
