@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from helpers.airflow_env import use_throwaway_airflow_home
 from helpers.yamlio import dump_yaml, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,14 +26,7 @@ PLUGINS = ROOT / "plugins"
 DAG_FILES = {"tvb_fetch": DAGS / "tvb_fetch.py", "tvb_observatory": DAGS / "tvb_observatory.py",
              "tvb_screening": DAGS / "tvb_screening.py"}  # by DAG id prefix
 
-_HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
-for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
-               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db"}.items():
-    os.environ.setdefault(_k, _v)
-for _p in (str(PLUGINS), str(ROOT)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+use_throwaway_airflow_home()
 
 if importlib.util.find_spec("airflow") is None:
     pytest.skip("apache-airflow is not installed in this environment", allow_module_level=True)

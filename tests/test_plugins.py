@@ -12,7 +12,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
 import warnings
@@ -23,19 +22,13 @@ from typing import ClassVar
 
 import pytest
 
+from helpers.airflow_env import use_throwaway_airflow_home
 from helpers.yamlio import dump_yaml, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 
-_HOME = tempfile.mkdtemp(prefix="tvb-airflow-home-")
-for _k, _v in {"AIRFLOW_HOME": _HOME, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
-               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db"}.items():
-    os.environ.setdefault(_k, _v)
-for _p in (str(PLUGINS), str(ROOT)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+use_throwaway_airflow_home()
 
 if importlib.util.find_spec("airflow") is None:
     pytest.skip("apache-airflow is not installed in this environment", allow_module_level=True)
