@@ -69,7 +69,8 @@ SHARED_IMPORT_UNITS = {"great_expectations": GX_TEST_FILES, "airflow": AIRFLOW_T
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)     # pytest-xdist's hook; before xdist's own scheduler
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` with the :data:`GX_TEST_FILES` as one unit (xdist's ``loadgroup`` cannot do it: it
+    """``--dist loadfile`` with each group of :data:`SHARED_IMPORT_UNITS` (the GX files, the Airflow files) as one
+    unit (xdist's ``loadgroup`` cannot do it: it
     renames node ids in a way pytest 9.2 ignores); other modes: xdist's own scheduler."""
     if config.getvalue("dist") != "loadfile":
         return None

@@ -258,4 +258,5 @@ def test_release_paths_do_not_need_a_loadable_territory(tmp_path, monkeypatch):
     monkeypatch.delenv("TVB_PUBLIC_BASE_URL", raising=False)
     lines = release_paths(f"file://{tmp_path}/store", "no-such-territory", "20260101T000000Z-abcdef01")
     assert any(line.startswith("report") and "no-such-territory" in line for line in lines)
-    assert lines[-1].startswith("(to open the report and the web map: tvb serve --store")
+    assert lines[-1].startswith("(to open the report and the web map: ") and " serve --store " in lines[-1]
+    assert "tvb serve" in lines[-1]

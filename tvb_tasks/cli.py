@@ -29,6 +29,20 @@ class UsageError(DeterministicError, ValueError):
     """The command line is wrong (exit status 2, like argparse's own usage errors)."""
 
 
+def _tvb_command() -> str:
+    """How to call ``tvb`` from a shell: the ``tvb`` script beside this interpreter (``.venv/bin/tvb``: the venv is
+    rarely on PATH), relative to the current folder when inside it; plain ``tvb`` when there is none."""
+    import os
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "tvb"
+    if not script.exists():
+        return "tvb"
+    rel = os.path.relpath(script)
+    return rel if not rel.startswith("..") else str(script)
+
+
 def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[str]:
     """Printable lines locating a release: its report and web map as http URLs (``TVB_PUBLIC_BASE_URL``, the
     territory's ``publish.public_base_url``, else the local ``tvb serve`` address), the store folder and the
@@ -50,7 +64,7 @@ def release_paths(store_uri: str, territory_id: str, release_id: str) -> list[st
         ("release", where["release_url"]), ("manifest", where["manifest_url"]),
         ("latest", store.url(latest_key(territory_id))))]
     if not _public_base_configured(territory):
-        lines.append(f"(to open the report and the web map: tvb serve --store {store.uri})")
+        lines.append(f"(to open the report and the web map: {_tvb_command()} serve --store {store.uri})")
     return lines
 
 

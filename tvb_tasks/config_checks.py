@@ -6,7 +6,7 @@ profile, a project stage) is checked here against what it names (:func:`referenc
 otherwise be ignored silently. Each problem is reported with the key's full path and, like an unknown key of the
 schema, a "did you mean" suggestion (:func:`did_you_mean`); :func:`format_validation_error` writes one line per
 problem. Split from :mod:`tvb_tasks.config` (loader and :class:`~tvb_tasks.config.Territory`), which re-exports
-the names used elsewhere. This module imports pydantic only.
+the names used elsewhere. This module imports pydantic (and the project's error classes) only.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from tvb_tasks.config_sections import PROJECT_STAGES
+from tvb_tasks.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from tvb_tasks.config import Territory
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 Problem = tuple[str, str]       # (key path "friction.landuse.forest.grasland", message "unknown sous-trame …")
 
 
-class ReferenceProblems(ValueError):
-    """Raised by the territory's model validator: every cross-reference problem, as (key path, message)."""
+class ReferenceProblems(InvalidInputError):
+    """Raised by the territory's model validator: every cross-reference problem, as (key path, message) (a
+    ``ValueError``, which pydantic turns into the validation error the loader reports)."""
 
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
