@@ -147,6 +147,7 @@ def test_min_rule_never_raises_and_max_never_lowers(tmp_path):
 
 def test_width_attribute_overrides_the_class_default(tmp_path):
     cfg = overlay_config()
+    cfg["friction"]["overlays"] = {}          # no railway source here: an overlay on that role would be refused
     cfg["friction"]["infrastructure"]["roads"]["width_column"] = "largeur"
     t, inputs = make_scene(tmp_path, outline=b(0, 0, 1000, 1000), config=cfg, landuse=[],
                            roads=[(line((212.5, 0), (212.5, 1000)), 2), (line((612.5, 0), (612.5, 1000)), 2)])
