@@ -1,0 +1,189 @@
+"""Missing links (fractures) of a sous-trame from the tiles of its real and potential cost-distances.
+
+The untiled engine (``engine._missing_links``, :func:`tvb_tasks.layers.corridors.missing_links`) runs a second
+cost-distance on the *potential* friction (the friction rebuilt without the barrier lines), selects its links,
+keeps those whose path crosses a barrier cell, then computes each candidate's real least-cost distance with a
+whole-grid Dijkstra from reservoir ``a``. Here:
+
+1. the potential problem is planned window by window under its own prefix (``tiles/<sous_trame>/potential/``,
+   :func:`tvb_tasks.layers.windows.plan_windows_to_store`) and run through the same tile rounds: its cores are
+   ``cost_from_reservoirs(potential, …)``;
+2. its links and paths come from :mod:`tvb_tasks.layers.tile_links` (``tiled_links``, ``tiled_link_paths``); the
+   real and potential frictions are gathered at the path cells only (``path_values``), which is all
+   :func:`~tvb_tasks.layers.corridors.fracture_candidates` reads;
+3. the real least-cost distance a → b is an exact Dijkstra on a *window* (:func:`cost_box`): the bounding box of
+   reservoir a's source cells widened by ``ceil(cut / (f_min × cell)) + 1`` cells, ``f_min`` the smallest finite
+   friction of the grid. Why it equals the whole-grid run up to ``cut``: a move between cells u and v costs
+   (f_u + f_v) / 2 × its length ≥ f_min × its length, and its length is ≥ the cell size times the rows (or columns)
+   it spans, so a path of cost ≤ cut moves at most cut / (f_min × cell) rows or columns from its source: every
+   path of cost ≤ cut, and every prefix of it, stays in the box. Dijkstra's distance of a cell reached within the
+   cut is the minimum over the same paths with the same float sums, so it is the same number; a cell the
+   whole-grid run leaves beyond the cut (+inf) is beyond it in the window too (a window path is a grid path). The
+   rules (gain share, ``max_barrier_m``, a pair already linked) are :func:`~tvb_tasks.layers.corridors.keep_missing`,
+   the engine's own code.
+4. each missing-link crossing's own score (:func:`~tvb_tasks.layers.corridors.barrier_crossing_scores`) runs on
+   :func:`crossing_box`: the cut-off box of reservoir a at the link's real cost (``f_min`` of both frictions, as
+   the restored friction mixes them), widened to hold the link's path and the restored disc around the point.
+
+Memory: the vector-free steps read a few tiles at a time; each Dijkstra holds its window (bounded by the cut-off
+cost, not by the grid; a barrier of very high friction makes the second-stage cut, the potential path's real cost,
+and so the window, large). CRS and units: the grid's (territory CRS, metres); costs in friction × m.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import costdistance as cd
+from .common import Grid
+from .corridors import barrier_crossing_scores, fracture_candidates, keep_missing
+from .tile_links import CellValues, CoreReader, path_values, tiled_link_paths, tiled_links
+
+__all__ = ["cost_box", "crossing_box", "input_summary", "tiled_crossing_scores", "tiled_missing_links",
+           "window_inputs"]
+
+Box = tuple[int, int, int, int]
+
+
+def input_summary(store, prefix: str) -> tuple[dict[int, Box], float]:
+    """``(bounding box (r0, r1, c0, c1), half-open grid cells, of each reservoir's source cells, smallest finite
+    friction)`` of the tiled problem under ``prefix``, read one tile input at a time (sources and friction of each
+    tile's core only)."""
+    reader = CoreReader(store, prefix, cache=1)
+    boxes: dict[int, Box] = {}
+    fmin = np.inf
+    for t in reader.tiles:
+        w0, v0 = t.window[0], t.window[2]
+        r0, r1, c0, c1 = t.core
+        cost = reader.input(t.index, "cost")[r0 - w0:r1 - w0, c0 - v0:c1 - v0]
+        if np.isfinite(cost).any():
+            fmin = min(fmin, float(np.nanmin(cost)))
+        rc = reader.input(t.index, "src") + (w0, v0)
+        lab = reader.input(t.index, "labels")
+        ok = (rc[:, 0] >= r0) & (rc[:, 0] < r1) & (rc[:, 1] >= c0) & (rc[:, 1] < c1)
+        for i in np.unique(lab[ok]):
+            sel = rc[ok][lab[ok] == i]
+            b = (int(sel[:, 0].min()), int(sel[:, 0].max()) + 1, int(sel[:, 1].min()), int(sel[:, 1].max()) + 1)
+            old = boxes.get(int(i))
+            boxes[int(i)] = b if old is None else (min(old[0], b[0]), max(old[1], b[1]), min(old[2], b[2]),
+                                                   max(old[3], b[3]))
+    return boxes, fmin
+
+
+def cost_box(box: Box, cut: float, fmin: float, res: float, shape: tuple[int, int]) -> Box:
+    """``box`` widened by the rows/cols a path of cost ≤ ``cut`` can move (module doc, 3): ceil(cut / (fmin ×
+    res)) + 1 cells, cut to the grid ``shape``; the whole grid when the bound is not finite."""
+    H, W = shape
+    if not (np.isfinite(cut) and fmin > 0 and np.isfinite(fmin)):
+        return 0, H, 0, W
+    m = float(np.ceil(cut / (fmin * res))) + 1
+    if m >= max(H, W):
+        return 0, H, 0, W
+    k = int(m)
+    return max(box[0] - k, 0), min(box[1] + k, H), max(box[2] - k, 0), min(box[3] + k, W)
+
+
+def _union(*boxes: Box) -> Box:
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def window_inputs(reader: CoreReader, box: Box, name: str = "cost"):
+    """Input raster ``name`` over ``box`` (grid cells r0, r1, c0, c1) assembled from the tiles' cores, and the
+    source cells in it: ``(array (the input's dtype, NaN where no core), sources (N, 2) in window cells, reservoir index (N,))``."""
+    r0, r1, c0, c1 = box
+    out: np.ndarray | None = None
+    src, lab = [], []
+    for t in reader.tiles:
+        a0, a1, b0, b1 = t.core
+        i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        w0, v0 = t.window[0], t.window[2]
+        arr = reader.input(t.index, name)
+        if out is None:                                      # the input's dtype (the engine's friction's)
+            out = np.full((r1 - r0, c1 - c0), np.nan, dtype=arr.dtype)
+        out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = arr[i0 - w0:i1 - w0, j0 - v0:j1 - v0]
+        rc = reader.input(t.index, "src") + (w0, v0)
+        ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
+        src.append(rc[ok] - (r0, c0))
+        lab.append(reader.input(t.index, "labels")[ok])
+    if out is None:
+        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+    src_rc = np.concatenate(src).astype(np.int64) if src else np.empty((0, 2), np.int64)
+    src_res = np.concatenate(lab).astype(np.int64) if lab else np.empty(0, np.int64)
+    return out, src_rc, src_res
+
+
+def _res(reader: CoreReader) -> float:
+    return float(min(reader.plan["cell_size"]))
+
+
+def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: pd.DataFrame, grid: Grid, *,
+                        max_cost: float, max_links: int, min_gain_share: float, max_barrier_m: float | None):
+    """``corridors.missing_links`` from the tiles of the real problem (``prefix``) and the potential one
+    (``potential_prefix``): ``(links, paths, infos)`` — the same rows, cells and values (module doc)."""
+    plinks = tiled_links(store, potential_prefix, max_cost=max_cost, max_links=max_links)
+    if plinks.empty:
+        return plinks, [], []
+    ppaths = tiled_link_paths(store, potential_prefix, plinks)
+    (real,) = path_values(store, prefix, ppaths, ("cost",))
+    (pot,) = path_values(store, potential_prefix, ppaths, ("cost",))
+    with np.errstate(invalid="ignore"):
+        barrier = CellValues(real.flat, np.isfinite(pot.values) & (real.values > pot.values))
+    links, paths, infos = fracture_candidates(plinks, ppaths, real_links, grid, barrier, real,
+                                              max_barrier_m=max_barrier_m)
+    if links.empty:
+        return links, [], []
+    reader = CoreReader(store, prefix, cache=12)
+    boxes, fmin = input_summary(store, prefix)
+    knight, res = bool(reader.plan["knight"]), _res(reader)
+
+    def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # Dijkstra from reservoir a on its cut-off box
+        box = cost_box(boxes[a], cut, fmin, res, reader.shape)
+        fr, src, lab = window_inputs(reader, box)
+        acc = cd.accumulated_cost(fr, src[lab == a], cell_size=grid.res, knight=knight, max_cost=cut)
+        out = []
+        for b in bs:
+            rc = src[lab == b]
+            out.append(float(np.nanmin(acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf)
+        return out
+
+    keep = keep_missing(links, infos, real_links, lcd, min_gain_share=min_gain_share)
+    return links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep]
+
+
+def crossing_box(a_box: Box, real_cost: float, fmin: float, res: float, shape: tuple[int, int], path, xy,
+                 radius_m: float, grid: Grid) -> Box:
+    """The window of one crossing's score: reservoir a's cut-off box at ``real_cost`` (:func:`cost_box`), widened
+    to hold the link's ``path`` and the cells within ``radius_m`` (+ 1 cell) of the point ``xy``; so the restored
+    cells, the path and every cell reachable within the cut are in it."""
+    r, c = np.asarray(path).T
+    col, row = ~grid.transform @ (float(xy[0]), float(xy[1]))
+    k = int(np.ceil(radius_m / grid.res)) + 1
+    H, W = shape
+    disc = (max(int(row) - k, 0), min(int(row) + k + 1, H), max(int(col) - k, 0), min(int(col) + k + 1, W))
+    return _union(cost_box(a_box, real_cost, fmin, res, shape), (int(r.min()), int(r.max()) + 1,
+                                                                  int(c.min()), int(c.max()) + 1), disc)
+
+
+def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid, *, radius_m: float):
+    """A ``score(xy, a, b, real_cost, path, potential_cost)`` function giving the engine's
+    ``barrier_crossing_scores`` of one crossing point from the tiles, on its :func:`crossing_box`."""
+    reader = CoreReader(store, prefix, cache=12)
+    preader = CoreReader(store, potential_prefix, cache=12)
+    boxes, fmin = input_summary(store, prefix)
+    fmin = min(fmin, input_summary(store, potential_prefix)[1])
+    knight, res = bool(reader.plan["knight"]), _res(reader)
+
+    def score(xy, a: int, b: int, real_cost: float, path, potential_cost: float) -> list[dict]:
+        out = []
+        for pt in np.asarray(xy, dtype=float).reshape(-1, 2):
+            box = crossing_box(boxes[a], real_cost, fmin, res, reader.shape, path, pt, radius_m, grid)
+            fr, src, lab = window_inputs(reader, box)
+            pot, _, _ = window_inputs(preader, box)
+            out += barrier_crossing_scores(pt, a, b, real_cost, path, fr, pot, src + box[::2], lab, grid,
+                                           knight=knight, radius_m=radius_m, potential_cost=potential_cost,
+                                           offset=(box[0], box[2]))
+        return out
+
+    return score
