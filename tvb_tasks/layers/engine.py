@@ -284,20 +284,26 @@ def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarr
         pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
     if not cfg.enabled:
         return none
-    barriers = barrier_lines(territory, ctx.infra)
-    if barriers.empty:
+    if barrier_lines(territory, ctx.infra).empty:
         return none
-    others = ctx.infra.lines.drop(index=barriers.index)
-    potential, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes,
-                                   dataclasses.replace(ctx.infra, lines=others, _burns={}), ctx.grid)
+    potential = potential_friction(territory, sous_trame, ctx, passable)
     barrier = passable & (friction > potential)
     st = territory.sous_trames[sous_trame]
-    potential = np.where(passable, potential, np.nan).astype(np.float32)
     mlinks, mpaths, infos, run = missing_links(potential, friction, barrier, links, src_rc, src_res, ctx.grid,
                                                knight=knight, max_cost=st.max_cost,
                                                max_links=territory.corridors.max_links_per_reservoir,
                                                min_gain_share=cfg.min_gain_share, max_barrier_m=cfg.max_barrier_m)
     return mlinks, mpaths, infos, (run[0], run[2], potential) if run is not None else None
+
+
+def potential_friction(territory, sous_trame: str, ctx: _Context, passable: np.ndarray) -> np.ndarray:
+    """The missing links' potential friction (float32): the friction rebuilt by :func:`friction_raster` with every
+    infrastructure line except the barriers (``ruptures.barrier_lines``), NaN where ``passable`` is False (the
+    tiled planner's is :func:`tvb_tasks.layers.windows.window_rasters`' ``potential``)."""
+    others = ctx.infra.lines.drop(index=barrier_lines(territory, ctx.infra).index)
+    potential, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes,
+                                   dataclasses.replace(ctx.infra, lines=others, _burns={}), ctx.grid)
+    return np.where(passable, potential, np.nan).astype(np.float32)
 
 
 def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame, n_real: int, real_run: tuple,
