@@ -16,7 +16,7 @@ from tvb_tasks.config_models import CorridorsConfig, CorridorStatusConfig
 from tvb_tasks.layers import costdistance as cd
 from tvb_tasks.layers import engine
 from tvb_tasks.layers.common import Grid
-from tvb_tasks.layers.corridors import corridor_lines, link_paths, select_links
+from tvb_tasks.layers.corridors import corridor_lines, corridor_stretches, link_paths, select_links
 from tvb_tasks.layers.tile_links import (
     CellValues,
     path_values,
@@ -150,6 +150,12 @@ def test_tiled_corridor_lines_equal_the_whole_grid_ones(tmp_path, kind, seed, ti
     assert len(ref) >= 5 and ref["status"].nunique() >= 2          # statuses differ: the values matter
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
     assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
+    # stretches from the values gathered along the paths
+    ref_s = corridor_stretches(ref, grid, lu, territory.corridors.status)
+    got_s = corridor_stretches(got, grid, lu_v, territory.corridors.status)
+    assert len(ref_s) > len(ref) and ref_s["status"].nunique() >= 2
+    pd.testing.assert_frame_equal(got_s.drop(columns="geometry"), ref_s.drop(columns="geometry"))
+    assert list(got_s.geometry.to_wkb()) == list(ref_s.geometry.to_wkb())
     # corridor polygons: each on the window of its two zones assembled from cores and inputs
     ref_areas = engine._corridor_areas(territory, ref, links, len(links), (acc, alloc, cost), None, src, lab, grid,
                                        knight)
@@ -217,6 +223,11 @@ def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_tram
         assert len(ref_m) > 0 and ref_m["cost_saved"].nunique() > 1        # each crossing's own score
     pd.testing.assert_frame_equal(got_m.drop(columns="geometry"), ref_m.drop(columns="geometry"))
     assert list(got_m.geometry.to_wkb()) == list(ref_m.geometry.to_wkb())
+    got_s = gpd.read_parquet(store.local_path(out["corridor_stretches"]))
+    ref_s = gpd.read_parquet(ref_out["files"]["corridor_stretches"])
+    assert len(got_s) == len(ref_s) > len(ref)
+    pd.testing.assert_frame_equal(got_s.drop(columns="geometry"), ref_s.drop(columns="geometry"))
+    assert list(got_s.geometry.to_wkb()) == list(ref_s.geometry.to_wkb())
     pts = gpd.read_parquet(store.local_path(out["ruptures"]))
     ctx = engine._context(ref_t, call_tiled_run.inputs)
     want = infrastructure_ruptures(ref_t, ref, ctx.infra)

@@ -243,14 +243,15 @@ class StitchedCost(TypedDict):
 class TileCorridors(TypedDict):
     """Corridors of one sous-trame from its tiles (trame verte; None keys: none computed): store keys of
     ``corridors.parquet`` (real and missing links), their polygons ``corridor_areas.parquet``, raw rupture points
-    ``ruptures.parquet`` and the missing links' barrier crossings ``missing_crossings.parquet``, counts, length (km)
-    and the task's peak RSS (MB)."""
+    ``ruptures.parquet``, the missing links' barrier crossings ``missing_crossings.parquet`` and the corridors'
+    stretches ``corridor_stretches.parquet``, counts, length (km) and the task's peak RSS (MB)."""
 
     sous_trame: str
     corridors: str | None
     corridor_areas: str | None
     ruptures: str | None
     missing_crossings: str | None
+    corridor_stretches: str | None
     links: int
     missing_links: int
     count: int

@@ -210,7 +210,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
 
     from .layers.clip import clip_corridor_areas, clip_lines, clip_to_territory
     from .layers.common import Grid
-    from .layers.corridors import corridor_lines
+    from .layers.corridors import corridor_lines, corridor_stretches
     from .layers.engine import corridor_area_frame, crossing_score_frame, missing_crossings
     from .layers.ruptures import infrastructure_ruptures
     from .layers.tile_links import (
@@ -231,7 +231,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     store = open_store(run["store_uri"])
     prefix = _prefix(run, sous_trame)
     out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "corridor_areas": None, "ruptures": None,
-                          "missing_crossings": None, "links": 0, "missing_links": 0, "count": 0,
+                          "missing_crossings": None, "corridor_stretches": None, "links": 0, "missing_links": 0, "count": 0,
                           "length_km": 0.0, "peak_mb": 0.0}
     if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
         return out
@@ -257,6 +257,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     missing: list[dict | None] = [None] * n_real
     corridors = corridor_lines(territory, sous_trame, reservoirs, all_links, all_paths, friction, lu_friction, grid,
                                missing=missing + minfo)
+    stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
     del friction, lu_friction
     margin = territory.corridors.width.cost_margin
     runs = {False: (prefix, zone_boxes(store, prefix), CoreReader(store, prefix, cache=12))}   # ≈ 4 tiles' arrays
@@ -276,8 +277,11 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
         if len(corridors):
             corridors = clip_lines(corridors, v.boundary)
+            stretches = clip_lines(stretches, v.boundary) if len(stretches) else stretches
         _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
         kept = set(corridors["id"]) if len(corridors) else set()
+        if len(stretches):
+            stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True)
         areas = clip_corridor_areas(areas, kept, v.boundary)
         if len(crossings):
             crossings = crossings[crossings["corridor_id"].isin(kept)
@@ -285,7 +289,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     ruptures = infrastructure_ruptures(territory, corridors, v.infra)
     local = _local_dir(run, "tiles", sous_trame)
     for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures),
-                        ("missing_crossings", crossings)):
+                        ("missing_crossings", crossings), ("corridor_stretches", stretches)):
         frame.to_parquet(local / f"{name}.parquet", index=False)
         store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
@@ -298,6 +302,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
                 "corridor_areas": f"{prefix}/corridor_areas.parquet",
                 "missing_crossings": f"{prefix}/missing_crossings.parquet", "missing_links": int(len(mlinks)),
+                "corridor_stretches": f"{prefix}/corridor_stretches.parquet",
                 "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
                 "peak_mb": round(peak, 1)})
     return out
