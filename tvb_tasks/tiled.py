@@ -25,10 +25,14 @@ GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.
 The corridors task of a trame verte sous-trame (:func:`stage_tile_corridors`) reads the tiles too
 (:mod:`tvb_tasks.layers.tile_links`): links per tile core with a 2-cell halo merged by pair, paths through the
 back-links of cores read on demand, friction and land-use friction gathered along the paths, corridor polygons on
-the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` code and clipping as the
-untiled engine, whose real-link corridors, polygons and rupture crossings it equals. Not computed from the tiles:
-missing links (a second tiled run on the barrier-free friction), corridor stretches, the rupture points'
-deduplication and downgrades (assembly) and the indicators.
+the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` /
+``corridor_stretches`` code and clipping as the untiled engine. Missing links (:mod:`tvb_tasks.layers.tile_missing`):
+the planning task also plans the potential problem (friction without the barrier lines) under
+``tiles/<sous_trame>/potential``, run in the same rounds (items keyed ``<sous_trame>/potential``); its links and
+paths, the engine's rules (``corridors.fracture_candidates`` / ``keep_missing``), the real least-cost distances on
+windows bounded by the cut-off cost, and each barrier crossing's score on its window. The corridors, polygons,
+stretches, missing-link crossings and rupture crossings equal the untiled engine's (missing links enabled). Not
+computed from the tiles: the rupture points' deduplication and downgrades (assembly) and the indicators.
 """
 from __future__ import annotations
 
@@ -196,12 +200,15 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
 def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
     the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
-    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet``'s real
-    links, row for row — missing links and stretches are not computed here), their corridor polygons
-    ``corridor_areas.parquet`` (the untiled ``corridor_areas.parquet``'s real links; each on the window of its two
-    zones) and their raw rupture points with the fragmenting infrastructures ``ruptures.parquet``
-    (``ruptures.infrastructure_ruptures``, before deduplication). Memory: the vector inputs (as ``plan_tiles``),
-    a few cores, the paths and one corridor's zone window (bounded by ``max_cost``), not the grid;
+    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet`` row for
+    row: real links, then the missing links found from the potential tiles when they are enabled and planned),
+    their corridor polygons ``corridor_areas.parquet`` (each on the window of its two zones, of the potential run
+    for a missing link), ``corridor_stretches.parquet``, the missing links' barrier crossings with their own
+    scores ``missing_crossings.parquet`` and the raw rupture points with the fragmenting infrastructures
+    ``ruptures.parquet`` (``ruptures.infrastructure_ruptures``, before deduplication): the untiled files exactly.
+    Memory: the vector inputs (as ``plan_tiles``), a few cores, the paths, one corridor's zone window (bounded by
+    ``max_cost``) and one real-cost window (bounded by the cut-off cost: :mod:`tvb_tasks.layers.tile_missing`), not
+    the grid;
     ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir):
     nothing written."""
     import numpy as np
