@@ -10,12 +10,14 @@ import pytest
 from affine import Affine
 
 from tvb_tasks.layers import costdistance as cd
+from tvb_tasks.layers import tile_missing
 from tvb_tasks.layers.common import Grid
 from tvb_tasks.layers.corridors import barrier_crossing_scores, missing_links, select_links
 from tvb_tasks.layers.tile_links import CoreReader, tiled_links
 from tvb_tasks.layers.tile_missing import (
     cost_box,
     input_summary,
+    reach_window,
     tiled_crossing_scores,
     tiled_missing_links,
     window_inputs,
@@ -63,7 +65,9 @@ def _tiled(root, friction, potential, src, lab, *, tile_size, knight):
 
 @pytest.mark.parametrize("tile_size, knight, max_barrier_m", [(9, True, None), (12, False, 25.0)])
 def test_tiled_missing_links_and_crossing_scores_equal_the_whole_grid_ones(tmp_path, tile_size, knight,
-                                                                           max_barrier_m):
+                                                                           max_barrier_m, monkeypatch):
+    if max_barrier_m is not None:                 # windows grown from a 1-cell margin (the reach check at work)
+        monkeypatch.setattr(tile_missing, "MARGIN", 1)
     friction, potential, src, lab = _scene(1)
     grid = _grid(friction.shape)
     store, prefix = _tiled(tmp_path, friction, potential, src, lab, tile_size=tile_size, knight=knight)
@@ -118,6 +122,21 @@ def test_the_cut_off_window_gives_the_whole_grid_distances(tmp_path):
         inside[box[0]:box[1], box[2]:box[3]] = True
         assert reached.any() and not (reached & ~inside).any()
         assert np.array_equal(win, whole[box[0]:box[1], box[2]:box[3]], equal_nan=True)
+    # the reach window, grown from a 1-cell margin: the same distances on fewer cells than the bound
+    for a, cut in ((0, 60.0), (3, 150.0), (5, 2000.0)):
+        rc = src[lab == a]
+        whole = cd.accumulated_cost(friction, rc, cell_size=RES, knight=True, max_cost=cut)
+
+        def run(box, a=a, cut=cut):
+            fr, wsrc, wlab = window_inputs(reader, box)
+            return cd.accumulated_cost(fr, wsrc[wlab == a], cell_size=RES, knight=True, max_cost=cut)
+
+        box, win = reach_window(boxes[a], cut, fmin, RES, friction.shape, run, margin=1)
+        assert np.array_equal(win, whole[box[0]:box[1], box[2]:box[3]], equal_nan=True)
+        reached = np.isfinite(whole)
+        assert reached[box[0]:box[1], box[2]:box[3]].sum() == reached.sum()
+        if cut < 100:
+            assert (box[1] - box[0]) * (box[3] - box[2]) < friction.size / 4       # grown less than the bound
     # the bound: at friction 1 along a row, a cut of 10 × 5 m... reaches 5 cells: the box holds them
     flat = np.ones((5, 40), np.float32)
     d = cd.accumulated_cost(flat, np.array([[2, 0]]), cell_size=RES, knight=False, max_cost=50.0)

@@ -21,13 +21,17 @@ whole-grid Dijkstra from reservoir ``a``. Here:
    whole-grid run leaves beyond the cut (+inf) is beyond it in the window too (a window path is a grid path). The
    rules (gain share, ``max_barrier_m``, a pair already linked) are :func:`~tvb_tasks.layers.corridors.keep_missing`,
    the engine's own code.
+   That bound is loose (f_min is the cheapest land anywhere): the window actually used is :func:`reach_window`'s,
+   grown from the source box until no cell of its outer 2-cell band is reached within the cut (then no path of
+   cost ≤ cut leaves it), capped by the bound.
 4. each missing-link crossing's own score (:func:`~tvb_tasks.layers.corridors.barrier_crossing_scores`) runs on
-   :func:`crossing_box`: the cut-off box of reservoir a at the link's real cost (``f_min`` of both frictions, as
-   the restored friction mixes them), widened to hold the link's path and the restored disc around the point.
+   the reach window at the link's real cost from :func:`crossing_box` (reservoir a, the link's path and the
+   restored disc around the point), grown on min(friction, potential) — a lower bound of the restored friction.
 
-Memory: the vector-free steps read a few tiles at a time; each Dijkstra holds its window (bounded by the cut-off
-cost, not by the grid; a barrier of very high friction makes the second-stage cut, the potential path's real cost,
-and so the window, large). CRS and units: the grid's (territory CRS, metres); costs in friction × m.
+Memory: the steps read a few tiles at a time; each Dijkstra holds its window: the cells reachable within its
+cut-off cost (× 16 at worst, the last growth), not the grid — but a barrier of very high friction makes the
+second-stage cut (the real cost of the potential path with its barriers), and so the window, large. CRS and
+units: the grid's (territory CRS, metres); costs in friction × m.
 """
 from __future__ import annotations
 
@@ -39,8 +43,8 @@ from .common import Grid
 from .corridors import barrier_crossing_scores, fracture_candidates, keep_missing
 from .tile_links import CellValues, CoreReader, path_values, tiled_link_paths, tiled_links
 
-__all__ = ["cost_box", "crossing_box", "input_summary", "tiled_crossing_scores", "tiled_missing_links",
-           "window_inputs"]
+__all__ = ["cost_box", "crossing_box", "input_summary", "reach_window", "tiled_crossing_scores",
+           "tiled_missing_links", "window_inputs"]
 
 Box = tuple[int, int, int, int]
 
@@ -81,6 +85,43 @@ def cost_box(box: Box, cut: float, fmin: float, res: float, shape: tuple[int, in
         return 0, H, 0, W
     k = int(m)
     return max(box[0] - k, 0), min(box[1] + k, H), max(box[2] - k, 0), min(box[3] + k, W)
+
+
+#: Band (cells) of a window checked by :func:`reach_window`: the longest move (a knight's move spans 2 rows or cols).
+BAND = 2
+
+
+#: First margin (cells) of :func:`reach_window` around the source box.
+MARGIN = 64
+
+
+def reach_window(box: Box, cut: float, fmin: float, res: float, shape: tuple[int, int], run, *,
+                 margin: int | None = None):
+    """``(window, run(window))`` for a Dijkstra from sources in ``box`` cut off at ``cut``, on a window grown from
+    ``box`` widened by ``margin`` cells (default :data:`MARGIN`; × 4 each time) until no cell of its outer ``BAND`` cells (sides that are
+    not the grid's edge) is reached within the cut, or the window is :func:`cost_box`'s bound. ``run(window)``
+    returns the accumulated cost on the window (+inf / NaN where not reached).
+
+    Exact: a path from a source leaving the window must first land on a band cell (a move spans ≤ 2 rows or
+    cols), after a prefix inside the window's interior; that cell's window distance is then ≤ the prefix cost, so
+    if no band cell is reached within the cut, every path of cost ≤ cut stays inside and the window's distances
+    are the whole grid's up to the cut (module doc, 3). Memory: the cells actually reachable, not the loose
+    ``f_min`` bound (× 16 at worst after the last growth)."""
+    H, W = shape
+    full = cost_box(box, cut, fmin, res, shape)
+    m = MARGIN if margin is None else margin
+    while True:
+        win = (max(box[0] - m, full[0]), min(box[1] + m, full[1]), max(box[2] - m, full[2]), min(box[3] + m, full[3]))
+        acc = run(win)
+        if win == full:
+            return win, acc
+        with np.errstate(invalid="ignore"):
+            hit = np.isfinite(acc) & (acc <= cut)
+        b = BAND
+        if not ((win[0] > 0 and hit[:b].any()) or (win[1] < H and hit[-b:].any())
+                or (win[2] > 0 and hit[:, :b].any()) or (win[3] < W and hit[:, -b:].any())):
+            return win, acc
+        m *= 4
 
 
 def _union(*boxes: Box) -> Box:
@@ -138,10 +179,16 @@ def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: p
     boxes, fmin = input_summary(store, prefix)
     knight, res = bool(reader.plan["knight"]), _res(reader)
 
-    def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # Dijkstra from reservoir a on its cut-off box
-        box = cost_box(boxes[a], cut, fmin, res, reader.shape)
-        fr, src, lab = window_inputs(reader, box)
-        acc = cd.accumulated_cost(fr, src[lab == a], cell_size=grid.res, knight=knight, max_cost=cut)
+    def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # Dijkstra from reservoir a on its reach window
+        got: dict = {}
+
+        def run(box: Box) -> np.ndarray:
+            fr, src, lab = window_inputs(reader, box)
+            got["src"], got["lab"] = src, lab
+            return cd.accumulated_cost(fr, src[lab == a], cell_size=grid.res, knight=knight, max_cost=cut)
+
+        _, acc = reach_window(boxes[a], cut, fmin, res, reader.shape, run)
+        src, lab = got["src"], got["lab"]
         out = []
         for b in bs:
             rc = src[lab == b]
@@ -152,23 +199,22 @@ def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: p
     return links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep]
 
 
-def crossing_box(a_box: Box, real_cost: float, fmin: float, res: float, shape: tuple[int, int], path, xy,
-                 radius_m: float, grid: Grid) -> Box:
-    """The window of one crossing's score: reservoir a's cut-off box at ``real_cost`` (:func:`cost_box`), widened
-    to hold the link's ``path`` and the cells within ``radius_m`` (+ 1 cell) of the point ``xy``; so the restored
-    cells, the path and every cell reachable within the cut are in it."""
+def crossing_box(a_box: Box, path, xy, radius_m: float, grid: Grid) -> Box:
+    """The box a crossing's score window starts from: reservoir a's source box, the link's ``path`` and the cells
+    within ``radius_m`` (+ 1 cell) of the point ``xy`` (the restored disc), cut to the grid."""
     r, c = np.asarray(path).T
     col, row = ~grid.transform @ (float(xy[0]), float(xy[1]))
     k = int(np.ceil(radius_m / grid.res)) + 1
-    H, W = shape
+    H, W = grid.shape
     disc = (max(int(row) - k, 0), min(int(row) + k + 1, H), max(int(col) - k, 0), min(int(col) + k + 1, W))
-    return _union(cost_box(a_box, real_cost, fmin, res, shape), (int(r.min()), int(r.max()) + 1,
-                                                                  int(c.min()), int(c.max()) + 1), disc)
+    return _union(a_box, (int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1), disc)
 
 
 def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid, *, radius_m: float):
     """A ``score(xy, a, b, real_cost, path, potential_cost)`` function giving the engine's
-    ``barrier_crossing_scores`` of one crossing point from the tiles, on its :func:`crossing_box`."""
+    ``barrier_crossing_scores`` of each crossing point from the tiles, on a window: :func:`reach_window` from the
+    point's :func:`crossing_box` at the link's real cost, on min(friction, potential) — below the restored friction
+    everywhere, so every path of the restored friction within the cut stays in that window too."""
     reader = CoreReader(store, prefix, cache=12)
     preader = CoreReader(store, potential_prefix, cache=12)
     boxes, fmin = input_summary(store, prefix)
@@ -178,12 +224,22 @@ def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid,
     def score(xy, a: int, b: int, real_cost: float, path, potential_cost: float) -> list[dict]:
         out = []
         for pt in np.asarray(xy, dtype=float).reshape(-1, 2):
-            box = crossing_box(boxes[a], real_cost, fmin, res, reader.shape, path, pt, radius_m, grid)
-            fr, src, lab = window_inputs(reader, box)
-            pot, _, _ = window_inputs(preader, box)
-            out += barrier_crossing_scores(pt, a, b, real_cost, path, fr, pot, src + box[::2], lab, grid,
-                                           knight=knight, radius_m=radius_m, potential_cost=potential_cost,
-                                           offset=(box[0], box[2]))
+            got: dict = {}
+
+            def run(box: Box, got: dict = got) -> np.ndarray:
+                fr, src, lab = window_inputs(reader, box)
+                pot, _, _ = window_inputs(preader, box)
+                got.update(box=box, fr=fr, pot=pot, src=src, lab=lab)
+                low = np.fmin(fr, pot).astype(fr.dtype)        # NaN only where both are (pot is NaN off passable)
+                return cd.accumulated_cost(low, src[lab == a], cell_size=grid.res, knight=knight,
+                                           max_cost=real_cost)
+
+            start = crossing_box(boxes[a], path, pt, radius_m, grid)
+            reach_window(start, real_cost, fmin, res, reader.shape, run)
+            box = got["box"]
+            out += barrier_crossing_scores(pt, a, b, real_cost, path, got["fr"], got["pot"], got["src"] + box[::2],
+                                           got["lab"], grid, knight=knight, radius_m=radius_m,
+                                           potential_cost=potential_cost, offset=(box[0], box[2]))
         return out
 
     return score
