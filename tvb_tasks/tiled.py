@@ -228,7 +228,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
         tiled_links,
         zone_boxes,
     )
-    from .layers.tile_missing import tiled_crossing_scores, tiled_missing_links
+    from .layers.tile_missing import input_summary, tiled_crossing_scores, tiled_missing_links
     from .layers.tiles import read_plan
     from .layers.vectors import vector_context
     from .layers.windows import sous_trame_reservoirs
@@ -251,10 +251,12 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     pprefix = _prefix(run, f"{sous_trame}/{POTENTIAL}")
     cfg = territory.corridors.missing_links
     mlinks, mpaths, minfo = links.iloc[:0], [], []
+    summary = None                                       # source boxes and lowest friction, read once from the tiles
     if _with_missing_links(territory, sous_trame) and store.exists(f"{pprefix}/plan.json"):
+        summary = input_summary(store, prefix)
         mlinks, mpaths, minfo = tiled_missing_links(store, prefix, pprefix, links, grid, max_cost=st.max_cost,
                                                     max_links=max_links, min_gain_share=cfg.min_gain_share,
-                                                    max_barrier_m=cfg.max_barrier_m)
+                                                    max_barrier_m=cfg.max_barrier_m, summary=summary)
     n_real = len(links)
     all_links = pd.concat([links, mlinks], ignore_index=True) if len(mlinks) else links
     all_paths = paths + mpaths
@@ -279,7 +281,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     crossings = missing_crossings(territory, v.infra, corridors, all_paths, grid)
     if len(crossings):
         crossings = crossing_score_frame(corridors, crossings, all_links, all_paths, tiled_crossing_scores(
-            store, prefix, pprefix, grid, radius_m=cfg.barrier_radius_m))
+            store, prefix, pprefix, grid, radius_m=cfg.barrier_radius_m, summary=summary))
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
         if len(corridors):

@@ -160,9 +160,11 @@ def _res(reader: CoreReader) -> float:
 
 
 def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: pd.DataFrame, grid: Grid, *,
-                        max_cost: float, max_links: int, min_gain_share: float, max_barrier_m: float | None):
+                        max_cost: float, max_links: int, min_gain_share: float, max_barrier_m: float | None,
+                        summary: tuple[dict[int, Box], float] | None = None):
     """``corridors.missing_links`` from the tiles of the real problem (``prefix``) and the potential one
-    (``potential_prefix``): ``(links, paths, infos)`` — the same rows, cells and values (module doc)."""
+    (``potential_prefix``): ``(links, paths, infos)`` — the same rows, cells and values (module doc).
+    ``summary``: :func:`input_summary` of ``prefix`` if already read."""
     plinks = tiled_links(store, potential_prefix, max_cost=max_cost, max_links=max_links)
     if plinks.empty:
         return plinks, [], []
@@ -176,7 +178,7 @@ def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: p
     if links.empty:
         return links, [], []
     reader = CoreReader(store, prefix, cache=12)
-    boxes, fmin = input_summary(store, prefix)
+    boxes, fmin = summary if summary is not None else input_summary(store, prefix)
     knight, res = bool(reader.plan["knight"]), _res(reader)
 
     def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # Dijkstra from reservoir a on its reach window
@@ -210,14 +212,16 @@ def crossing_box(a_box: Box, path, xy, radius_m: float, grid: Grid) -> Box:
     return _union(a_box, (int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1), disc)
 
 
-def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid, *, radius_m: float):
+def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid, *, radius_m: float,
+                          summary: tuple[dict[int, Box], float] | None = None):
     """A ``score(xy, a, b, real_cost, path, potential_cost)`` function giving the engine's
     ``barrier_crossing_scores`` of each crossing point from the tiles, on a window: :func:`reach_window` from the
     point's :func:`crossing_box` at the link's real cost, on min(friction, potential) — below the restored friction
-    everywhere, so every path of the restored friction within the cut stays in that window too."""
+    everywhere, so every path of the restored friction within the cut stays in that window too. ``summary``:
+    :func:`input_summary` of ``prefix`` if already read."""
     reader = CoreReader(store, prefix, cache=12)
     preader = CoreReader(store, potential_prefix, cache=12)
-    boxes, fmin = input_summary(store, prefix)
+    boxes, fmin = summary if summary is not None else input_summary(store, prefix)
     fmin = min(fmin, input_summary(store, potential_prefix)[1])
     knight, res = bool(reader.plan["knight"]), _res(reader)
 
