@@ -5,13 +5,15 @@ The cost-distance of every sous-trame cut into tiles, the tiles × sous-trames r
 stitched: the stitched ``cost.tif`` is the untiled one exactly (``tvb_tasks.layers.tiles``). Tile rasters travel
 through the store as per-tile objects; XCom only carries ``{"sous_trame", "tile"}`` items and counts.
 
-fetch → plan sous-trames → plan tiles (mapped per sous-trame) → round 1 … round N (mapped per tile; a round with
+fetch → plan sous-trames → plan tiles (mapped per sous-trame; a trame verte with missing links enabled also plans its
+potential, barrier-free problem, whose items ``<sous_trame>/potential`` run in the same rounds) → round 1 … round N (mapped per tile; a round with
 nothing left to run is skipped, and so are the following ones) → stitch (mapped per sous-trame; fails if tiles
 were still changing after ``tiling.dag_rounds`` rounds; writes ``cost.tif`` one tile at a time,
-``tvb_tasks.layers.stitch``) → corridors (mapped per sous-trame; trame verte: the corridors of the real links and
-their raw rupture points from the tile objects, ``tvb_tasks.layers.tile_links``, equal to the untiled engine's;
-``corridors.parquet`` and ``ruptures.parquet`` next to ``cost.tif``; missing links, corridor areas, stretches and
-indicators are not computed here). Each tile, stitch and corridors task's memory is bounded by
+``tvb_tasks.layers.stitch``) → corridors (mapped per sous-trame; trame verte: the corridors of the real and missing
+links, their polygons, stretches, raw rupture points and scored barrier crossings from the tile objects,
+``tvb_tasks.layers.tile_links`` / ``tile_missing``, equal to the untiled engine's; ``corridors.parquet``,
+``corridor_areas.parquet``, ``corridor_stretches.parquet``, ``ruptures.parquet`` and ``missing_crossings.parquet``
+next to ``cost.tif``; the assembly and the indicators are not computed here). Each tile, stitch and corridors task's memory is bounded by
 ``tiling.memory_limit_gib`` (checked after; the plan task checks the tiles before), whatever the territory's size
 (the corridors and plan tasks also hold the vector inputs: memory ∝ features). See docs/operations.md, "Region
 scale".
@@ -55,8 +57,9 @@ def build_tiled_dag(territory: Territory):
                 "overlap, memory bound per task), tiles × sous-trames mapped over the workers, boundary values "
                 f"exchanged for up to {rounds} rounds until none changes, then stitched into `cost.tif` under the "
                 "run's work prefix in the store — identical to the untiled raster; then each trame verte "
-                "sous-trame's corridors (real links) and their rupture crossings from the tiles "
-                "(`corridors.parquet`, `ruptures.parquet`), identical to the untiled engine's. "
+                "sous-trame's corridors (real and missing links), their polygons, stretches and rupture crossings "
+                "from the tiles (`corridors.parquet`, `corridor_areas.parquet`, `corridor_stretches.parquet`, "
+                "`ruptures.parquet`, `missing_crossings.parquet`), identical to the untiled engine's. "
                 "See docs/operations.md.",
          params=trigger_params(territory))
     def tiled_dag():

@@ -159,6 +159,31 @@ def test_scene_windowed_plan_equals_whole_grid_plan(tmp_path, resolution, buffer
         assert thin and set(thin) <= set(res_idx.tolist())
 
 
+def test_scene_windowed_potential_plan_equals_the_engines_potential_friction(tmp_path):
+    """The missing links' potential problem planned with the real one (``potential_prefix``): its inputs are the
+    engine's potential friction (motorway and in-use railway left out) and the real problem's sources, cut by
+    plan_to_store; the real problem's inputs are unchanged."""
+    from tvb_tasks.layers import engine
+
+    territory, inputs = _scene(tmp_path)
+    assert territory.corridors.missing_links.enabled
+    tiling = TilingConfig(enabled=True, tile_size=40, overlap=2)        # 2 × 2 windows: the motorway crosses them
+    store = LocalStore(tmp_path / "store")
+    ref_first, (friction, src, res_idx, grid, knight) = _whole_grid_plan(store, "ref", territory, inputs, "forest",
+                                                                         tiling)
+    got_first = plan_windows_to_store(store, "win", territory, vector_context(territory, inputs), "forest",
+                                      tiling=tiling, potential_prefix="pot")
+    assert got_first == ref_first
+    _assert_same_plans(store, "ref", "win")
+    ctx = engine._context(territory, inputs)
+    potential = engine.potential_friction(territory, "forest", ctx, ctx.extent_mask & np.isfinite(friction))
+    barrier = np.isfinite(potential) & (friction > potential)
+    assert barrier.sum() > 50 and np.nanmax(potential) < np.nanmax(friction)      # the barriers are left out
+    plan_to_store(store, "refpot", potential, src, tiling=tiling, cell_size=grid.res, knight=knight,
+                  max_cost=territory.sous_trames["forest"].max_cost, source_labels=res_idx)
+    assert _assert_same_plans(store, "refpot", "pot") >= len(src) > 0
+
+
 def test_grid_window_has_the_full_grids_cells():
     from tvb_tasks.layers.common import make_grid
 

@@ -16,7 +16,7 @@ from tvb_tasks.config_models import CorridorsConfig, CorridorStatusConfig
 from tvb_tasks.layers import costdistance as cd
 from tvb_tasks.layers import engine
 from tvb_tasks.layers.common import Grid
-from tvb_tasks.layers.corridors import corridor_lines, link_paths, select_links
+from tvb_tasks.layers.corridors import corridor_lines, corridor_stretches, link_paths, select_links
 from tvb_tasks.layers.tile_links import (
     CellValues,
     path_values,
@@ -150,6 +150,12 @@ def test_tiled_corridor_lines_equal_the_whole_grid_ones(tmp_path, kind, seed, ti
     assert len(ref) >= 5 and ref["status"].nunique() >= 2          # statuses differ: the values matter
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
     assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
+    # stretches from the values gathered along the paths
+    ref_s = corridor_stretches(ref, grid, lu, territory.corridors.status)
+    got_s = corridor_stretches(got, grid, lu_v, territory.corridors.status)
+    assert len(ref_s) > len(ref) and ref_s["status"].nunique() >= 2
+    pd.testing.assert_frame_equal(got_s.drop(columns="geometry"), ref_s.drop(columns="geometry"))
+    assert list(got_s.geometry.to_wkb()) == list(ref_s.geometry.to_wkb())
     # corridor polygons: each on the window of its two zones assembled from cores and inputs
     ref_areas = engine._corridor_areas(territory, ref, links, len(links), (acc, alloc, cost), None, src, lab, grid,
                                        knight)
@@ -175,9 +181,11 @@ def test_cell_values_take_like_a_raster_and_refuse_other_cells():
 @pytest.mark.integration  # stages on the whole bundled sample (pyproject marker)
 @pytest.mark.parametrize("sous_trame", ["forest", "grassland"])
 def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_trame, monkeypatch):
-    """CALL at 50 m, 12 tiles of 128 cells, territory smaller than the grid (corridors clipped): the stage's
-    corridors.parquet is compute_sous_trame's (untiled, missing links off) row for row and geometry for geometry;
-    its rupture points are infrastructure_ruptures of those corridors."""
+    """CALL at 50 m, 12 tiles of 128 cells, territory smaller than the grid (corridors clipped), missing links
+    enabled (CALL's configuration: their potential problem runs in the same rounds): the stage's corridors.parquet
+    (real and missing links), corridor_areas.parquet and missing_crossings.parquet are compute_sous_trame's
+    (untiled) row for row and geometry for geometry; its rupture points are infrastructure_ruptures of those
+    corridors."""
     from tvb_tasks import tiled
     from tvb_tasks.layers import engine
     from tvb_tasks.layers.ruptures import infrastructure_ruptures
@@ -185,6 +193,7 @@ def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_tram
     monkeypatch.setenv("TVB_WORK_DIR", str(call_tiled_run.dir / "work"))
     run, territory, store = call_tiled_run.run, call_tiled_run.territory, call_tiled_run.store
     items = tiled.stage_plan_tiles(run, sous_trame)
+    assert {it["sous_trame"] for it in items} == {sous_trame, f"{sous_trame}/potential"}    # both problems
     rnd = 0
     while items:
         rnd += 1
@@ -193,13 +202,12 @@ def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_tram
     out = tiled.stage_tile_corridors(run, sous_trame)
     assert out["corridors"] and out["count"] >= 5 and out["peak_mb"] > 0
     got = gpd.read_parquet(store.local_path(out["corridors"]))
-    ref_t = territory.model_copy(update={
-        "tiling": TilingConfig(),
-        "corridors": territory.corridors.model_copy(update={
-            "missing_links": territory.corridors.missing_links.model_copy(update={"enabled": False})})})
+    assert territory.corridors.missing_links.enabled
+    ref_t = territory.model_copy(update={"tiling": TilingConfig()})
     ref_out = engine.compute_sous_trame(ref_t, call_tiled_run.inputs, sous_trame, call_tiled_run.dir / "untiled")
     ref = gpd.read_parquet(ref_out["files"]["corridors"])
     assert len(got) == len(ref) == out["count"] and out["links"] == ref_out["counts"]["links"]
+    assert out["missing_links"] == ref_out["counts"]["missing_links"] > 0
     assert ref["length_m"].sum() > 0 and (ref["geometry"].length < ref["path_length_m"]).any()   # some clipped
     pd.testing.assert_frame_equal(got.drop(columns="geometry"), ref.drop(columns="geometry"))
     assert list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
@@ -208,6 +216,18 @@ def test_call_corridor_stage_equals_the_untiled_engine(call_tiled_run, sous_tram
     assert len(got_a) == len(ref_a) > 0
     pd.testing.assert_frame_equal(got_a.drop(columns="geometry"), ref_a.drop(columns="geometry"))
     assert list(got_a.geometry.to_wkb()) == list(ref_a.geometry.to_wkb())
+    got_m = gpd.read_parquet(store.local_path(out["missing_crossings"]))
+    ref_m = gpd.read_parquet(ref_out["files"]["missing_crossings"])
+    assert len(got_m) == len(ref_m)
+    if sous_trame == "grassland":          # forest's missing links cross their barriers outside the territory
+        assert len(ref_m) > 0 and ref_m["cost_saved"].nunique() > 1        # each crossing's own score
+    pd.testing.assert_frame_equal(got_m.drop(columns="geometry"), ref_m.drop(columns="geometry"))
+    assert list(got_m.geometry.to_wkb()) == list(ref_m.geometry.to_wkb())
+    got_s = gpd.read_parquet(store.local_path(out["corridor_stretches"]))
+    ref_s = gpd.read_parquet(ref_out["files"]["corridor_stretches"])
+    assert len(got_s) == len(ref_s) > len(ref)
+    pd.testing.assert_frame_equal(got_s.drop(columns="geometry"), ref_s.drop(columns="geometry"))
+    assert list(got_s.geometry.to_wkb()) == list(ref_s.geometry.to_wkb())
     pts = gpd.read_parquet(store.local_path(out["ruptures"]))
     ctx = engine._context(ref_t, call_tiled_run.inputs)
     want = infrastructure_ruptures(ref_t, ref, ctx.infra)

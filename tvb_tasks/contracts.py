@@ -218,7 +218,8 @@ class MosaicResult(PublishResult):
 
 # --- tiled cost-distance (dags/tvb_tiled_cost.py, tvb_tasks.tiled) ------------------------------------------------
 class TileItem(TypedDict):
-    """One tile of one sous-trame to run in a round."""
+    """One tile of one sous-trame to run in a round; ``sous_trame`` is ``<sous_trame>/potential`` for a tile of its
+    missing links' potential (barrier-free) problem."""
 
     sous_trame: str
     tile: int
@@ -241,14 +242,18 @@ class StitchedCost(TypedDict):
 
 class TileCorridors(TypedDict):
     """Corridors of one sous-trame from its tiles (trame verte; None keys: none computed): store keys of
-    ``corridors.parquet``, their polygons ``corridor_areas.parquet`` and raw rupture points ``ruptures.parquet``,
-    counts, length (km) and the task's peak RSS (MB)."""
+    ``corridors.parquet`` (real and missing links), their polygons ``corridor_areas.parquet``, raw rupture points
+    ``ruptures.parquet``, the missing links' barrier crossings ``missing_crossings.parquet`` and the corridors'
+    stretches ``corridor_stretches.parquet``, counts, length (km) and the task's peak RSS (MB)."""
 
     sous_trame: str
     corridors: str | None
     corridor_areas: str | None
     ruptures: str | None
+    missing_crossings: str | None
+    corridor_stretches: str | None
     links: int
+    missing_links: int
     count: int
     length_km: float
     peak_mb: float

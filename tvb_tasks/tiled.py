@@ -25,10 +25,14 @@ GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.
 The corridors task of a trame verte sous-trame (:func:`stage_tile_corridors`) reads the tiles too
 (:mod:`tvb_tasks.layers.tile_links`): links per tile core with a 2-cell halo merged by pair, paths through the
 back-links of cores read on demand, friction and land-use friction gathered along the paths, corridor polygons on
-the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` code and clipping as the
-untiled engine, whose real-link corridors, polygons and rupture crossings it equals. Not computed from the tiles:
-missing links (a second tiled run on the barrier-free friction), corridor stretches, the rupture points'
-deduplication and downgrades (assembly) and the indicators.
+the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` /
+``corridor_stretches`` code and clipping as the untiled engine. Missing links (:mod:`tvb_tasks.layers.tile_missing`):
+the planning task also plans the potential problem (friction without the barrier lines) under
+``tiles/<sous_trame>/potential``, run in the same rounds (items keyed ``<sous_trame>/potential``); its links and
+paths, the engine's rules (``corridors.fracture_candidates`` / ``keep_missing``), the real least-cost distances on
+windows bounded by the cut-off cost, and each barrier crossing's score on its window. The corridors, polygons,
+stretches, missing-link crossings and rupture crossings equal the untiled engine's (missing links enabled). Not
+computed from the tiles: the rupture points' deduplication and downgrades (assembly) and the indicators.
 """
 from __future__ import annotations
 
@@ -45,8 +49,18 @@ log = logging.getLogger(__name__)
 __all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
 
 
+#: The potential (barrier-free) problem of a sous-trame's missing links: items and prefix ``<sous_trame>/potential``.
+POTENTIAL = "potential"
+
+
 def _prefix(run: FetchedRun, sous_trame: str) -> str:
+    """Store prefix of a tiled problem: ``tiles/<sous_trame>``, or ``tiles/<sous_trame>/potential`` for the key
+    ``<sous_trame>/potential`` (the items of the potential run carry that key)."""
     return f"{_work_prefix(run)}/tiles/{sous_trame}"
+
+
+def _with_missing_links(territory, sous_trame: str) -> bool:
+    return territory.sous_trames[sous_trame].trame == "verte" and territory.corridors.missing_links.enabled
 
 
 def _peak_mb() -> float:
@@ -78,7 +92,10 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     """Write the per-tile inputs of one sous-trame, window by window (:mod:`tvb_tasks.layers.windows`: no
     whole-territory raster); the items ``{"sous_trame", "tile"}`` to run in round 1. ``ValueError`` if a tile task
     would exceed ``tiling.memory_limit_gib``; ``MemoryError`` if this task's peak RSS did (its memory is one window
-    plus the vector inputs, which grow with the number of features)."""
+    plus the vector inputs, which grow with the number of features). A trame verte whose missing links are enabled
+    also gets its potential problem (friction without the barrier lines) under ``tiles/<sous_trame>/potential``,
+    whose items carry the key ``<sous_trame>/potential`` and run in the same rounds (none when no cell is a barrier
+    cell)."""
     from .layers.tiles import check_memory
     from .layers.vectors import vector_context
     from .layers.windows import plan_windows_to_store
@@ -88,7 +105,10 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     check_memory(tiling)
     store = open_store(run["store_uri"])
     vectors = vector_context(territory, _snapshot_paths(store, run))
-    first = plan_windows_to_store(store, _prefix(run, sous_trame), territory, vectors, sous_trame, tiling=tiling)
+    pkey = f"{sous_trame}/{POTENTIAL}"
+    first = plan_windows_to_store(store, _prefix(run, sous_trame), territory, vectors, sous_trame, tiling=tiling,
+                                  potential_prefix=_prefix(run, pkey) if _with_missing_links(territory, sous_trame)
+                                  else None)
     if not first:
         log.info("sous-trame %s: no reservoir, nothing to tile", sous_trame)
         return []
@@ -100,7 +120,8 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     if peak > limit_mb:
         raise MemoryError(f"planning {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
                           f"({limit_mb:.0f} MB): the vector inputs (features) or the tiles are too large")
-    return [{"sous_trame": sous_trame, "tile": int(i)} for i in first]
+    keys = [sous_trame] + ([pkey] if store.exists(f"{_prefix(run, pkey)}/plan.json") else [])
+    return [{"sous_trame": k, "tile": int(i)} for k in keys for i in first]
 
 
 def stage_run_tile(run: FetchedRun, item: TileItem) -> TileRound:
@@ -149,7 +170,7 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     pending_key = f"{_work_prefix(run)}/tiles/pending.json"
     if store.exists(pending_key):
         state = json.loads(store.get_bytes(pending_key))
-        mine = [p for p in state["pending"] if p["sous_trame"] == sous_trame]
+        mine = [p for p in state["pending"] if p["sous_trame"].split("/")[0] == sous_trame]   # and its potential
         if mine:
             raise TilingError(f"sous-trame {sous_trame}: {len(mine)} tiles still changing after round "
                               f"{state['after_round']}: raise tiling.dag_rounds")
@@ -179,21 +200,25 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
 def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
     the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
-    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet``'s real
-    links, row for row — missing links and stretches are not computed here), their corridor polygons
-    ``corridor_areas.parquet`` (the untiled ``corridor_areas.parquet``'s real links; each on the window of its two
-    zones) and their raw rupture points with the fragmenting infrastructures ``ruptures.parquet``
-    (``ruptures.infrastructure_ruptures``, before deduplication). Memory: the vector inputs (as ``plan_tiles``),
-    a few cores, the paths and one corridor's zone window (bounded by ``max_cost``), not the grid;
+    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet`` row for
+    row: real links, then the missing links found from the potential tiles when they are enabled and planned),
+    their corridor polygons ``corridor_areas.parquet`` (each on the window of its two zones, of the potential run
+    for a missing link), ``corridor_stretches.parquet``, the missing links' barrier crossings with their own
+    scores ``missing_crossings.parquet`` and the raw rupture points with the fragmenting infrastructures
+    ``ruptures.parquet`` (``ruptures.infrastructure_ruptures``, before deduplication): the untiled files exactly.
+    Memory: the vector inputs (as ``plan_tiles``), a few cores, the paths, one corridor's zone window (bounded by
+    ``max_cost``) and one real-cost window (bounded by the cut-off cost: :mod:`tvb_tasks.layers.tile_missing`), not
+    the grid;
     ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir):
     nothing written."""
     import numpy as np
+    import pandas as pd
     from rasterio.transform import Affine
 
     from .layers.clip import clip_corridor_areas, clip_lines, clip_to_territory
     from .layers.common import Grid
-    from .layers.corridors import corridor_lines
-    from .layers.engine import corridor_area_frame
+    from .layers.corridors import corridor_lines, corridor_stretches
+    from .layers.engine import corridor_area_frame, crossing_score_frame, missing_crossings
     from .layers.ruptures import infrastructure_ruptures
     from .layers.tile_links import (
         CoreReader,
@@ -203,6 +228,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
         tiled_links,
         zone_boxes,
     )
+    from .layers.tile_missing import input_summary, tiled_crossing_scores, tiled_missing_links
     from .layers.tiles import read_plan
     from .layers.vectors import vector_context
     from .layers.windows import sous_trame_reservoirs
@@ -212,34 +238,67 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     store = open_store(run["store_uri"])
     prefix = _prefix(run, sous_trame)
     out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "corridor_areas": None, "ruptures": None,
-                          "links": 0, "count": 0,
+                          "missing_crossings": None, "corridor_stretches": None, "links": 0, "missing_links": 0, "count": 0,
                           "length_km": 0.0, "peak_mb": 0.0}
     if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
         return out
-    links = tiled_links(store, prefix, max_cost=st.max_cost, max_links=territory.corridors.max_links_per_reservoir)
+    max_links = territory.corridors.max_links_per_reservoir
+    links = tiled_links(store, prefix, max_cost=st.max_cost, max_links=max_links)
     paths = tiled_link_paths(store, prefix, links)
-    friction, lu_friction = path_values(store, prefix, paths)
     g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
     shape, _ = read_plan(store, prefix)
     grid = Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
+    pprefix = _prefix(run, f"{sous_trame}/{POTENTIAL}")
+    cfg = territory.corridors.missing_links
+    mlinks, mpaths, minfo = links.iloc[:0], [], []
+    summary = None                                       # source boxes and lowest friction, read once from the tiles
+    if _with_missing_links(territory, sous_trame) and store.exists(f"{pprefix}/plan.json"):
+        summary = input_summary(store, prefix)
+        mlinks, mpaths, minfo = tiled_missing_links(store, prefix, pprefix, links, grid, max_cost=st.max_cost,
+                                                    max_links=max_links, min_gain_share=cfg.min_gain_share,
+                                                    max_barrier_m=cfg.max_barrier_m, summary=summary)
+    n_real = len(links)
+    all_links = pd.concat([links, mlinks], ignore_index=True) if len(mlinks) else links
+    all_paths = paths + mpaths
+    friction, lu_friction = path_values(store, prefix, all_paths)
     v = vector_context(territory, _snapshot_paths(store, run))
     reservoirs = sous_trame_reservoirs(territory, v, sous_trame)
-    corridors = corridor_lines(territory, sous_trame, reservoirs, links, paths, friction, lu_friction, grid)
-    del paths, friction, lu_friction
-    boxes = zone_boxes(store, prefix)
+    missing: list[dict | None] = [None] * n_real
+    corridors = corridor_lines(territory, sous_trame, reservoirs, all_links, all_paths, friction, lu_friction, grid,
+                               missing=missing + minfo)
+    stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
+    del friction, lu_friction
     margin = territory.corridors.width.cost_margin
-    reader = CoreReader(store, prefix, cache=12)       # ≈ 4 tiles' cores and inputs (windows meet few tiles)
-    areas = corridor_area_frame(territory, corridors, links, lambda _k, a, b, cost: tiled_corridor_area(
-        store, prefix, cost, a, b, boxes, grid, margin=margin, reader=reader), grid)
+    runs = {False: (prefix, zone_boxes(store, prefix), CoreReader(store, prefix, cache=12))}   # ≈ 4 tiles' arrays
+    if len(mlinks):                                      # missing links: the potential run's zones, as the engine
+        runs[True] = (pprefix, zone_boxes(store, pprefix), CoreReader(store, pprefix, cache=12))
+
+    def area(k: int, a: int, b: int, cost: float):
+        pfx, boxes, reader = runs[k >= n_real]
+        return tiled_corridor_area(store, pfx, cost, a, b, boxes, grid, margin=margin, reader=reader)
+
+    areas = corridor_area_frame(territory, corridors, all_links, area, grid)
+    crossings = missing_crossings(territory, v.infra, corridors, all_paths, grid)
+    if len(crossings):
+        crossings = crossing_score_frame(corridors, crossings, all_links, all_paths, tiled_crossing_scores(
+            store, prefix, pprefix, grid, radius_m=cfg.barrier_radius_m, summary=summary))
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
         if len(corridors):
             corridors = clip_lines(corridors, v.boundary)
+            stretches = clip_lines(stretches, v.boundary) if len(stretches) else stretches
         _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
-        areas = clip_corridor_areas(areas, set(corridors["id"]) if len(corridors) else set(), v.boundary)
+        kept = set(corridors["id"]) if len(corridors) else set()
+        if len(stretches):
+            stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True)
+        areas = clip_corridor_areas(areas, kept, v.boundary)
+        if len(crossings):
+            crossings = crossings[crossings["corridor_id"].isin(kept)
+                                  & crossings.geometry.within(v.boundary)].reset_index(drop=True)
     ruptures = infrastructure_ruptures(territory, corridors, v.infra)
     local = _local_dir(run, "tiles", sous_trame)
-    for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures)):
+    for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures),
+                        ("missing_crossings", crossings), ("corridor_stretches", stretches)):
         frame.to_parquet(local / f"{name}.parquet", index=False)
         store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
@@ -251,6 +310,8 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
                           f"({limit_mb:.0f} MB)")
     out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
                 "corridor_areas": f"{prefix}/corridor_areas.parquet",
+                "missing_crossings": f"{prefix}/missing_crossings.parquet", "missing_links": int(len(mlinks)),
+                "corridor_stretches": f"{prefix}/corridor_stretches.parquet",
                 "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
                 "peak_mb": round(peak, 1)})
     return out

@@ -109,7 +109,7 @@ STRETCH_COLUMNS = ["id", "corridor_id", "sous_trame", "status", "length_m", "max
                    "missing_link", "downgraded"]
 
 
-def stretch_bounds(cells: list[int], W: int, res: float, lu_friction: np.ndarray, status_cfg
+def stretch_bounds(cells: list[int], W: int, res: float, lu_friction, status_cfg
                    ) -> list[tuple[int, int, str, float, float, float]]:
     """Stretches of a chain of flat cell indices: ``(first, last, status, length m, max gap m, support share)``.
 
@@ -124,7 +124,7 @@ def stretch_bounds(cells: list[int], W: int, res: float, lu_friction: np.ndarray
     n = len(c)
     if n < 2:
         return []
-    lu = lu_friction.reshape(-1)[c].astype(np.float64)
+    lu = np.asarray(lu_friction.take(c), dtype=np.float64)     # a raster, or values gathered along the paths
     r, k = np.divmod(c, W)
     step = np.hypot(np.diff(r), np.diff(k)) * res
     share = np.zeros(n)
@@ -181,12 +181,14 @@ def _stretch_line(cells: list[int], s: int, e: int, grid: Grid) -> LineString:
     return LineString(np.column_stack([xs, ys]))
 
 
-def corridor_stretches(corridors: gpd.GeoDataFrame, grid: Grid, lu_friction: np.ndarray, status_cfg
+def corridor_stretches(corridors: gpd.GeoDataFrame, grid: Grid, lu_friction, status_cfg
                        ) -> gpd.GeoDataFrame:
     """Stretches (:data:`STRETCH_COLUMNS`, ids ``<corridor id>-Snn``) of every corridor's own runs (column
     ``_runs`` written by :func:`corridor_lines`): the status per stretch (:func:`stretch_bounds`), so one short gap
     does not make a long, mostly supported corridor wholly "to create". Rupture points then lower the stretch
-    they fall on (:func:`downgrade_stretches`). Lengths in metres, territory CRS."""
+    they fall on (:func:`downgrade_stretches`). Lengths in metres, territory CRS. ``lu_friction``: the land-use
+    friction raster, or its values at the runs' cells (``take`` of flat indices: the tiled stage's
+    :class:`~tvb_tasks.layers.tile_links.CellValues`)."""
     rows, geoms = [], []
     W = grid.shape[1]
     if corridors.empty or "_runs" not in corridors.columns:

@@ -336,14 +336,15 @@ def corridor_area(link_cost: float, a: int, b: int, acc: np.ndarray, alloc: np.n
     return shapely.union_all(polys) if polys else None
 
 
-def barrier_length(cells: list[int], W: int, res: float, barrier: np.ndarray) -> float:
-    """Metres of a cell chain on ``barrier`` cells (each step's length shared half and half by its two cells)."""
+def barrier_length(cells: list[int], W: int, res: float, barrier) -> float:
+    """Metres of a cell chain on ``barrier`` cells (each step's length shared half and half by its two cells);
+    ``barrier``: a bool raster, or any object whose ``take(flat indices)`` gives its values at those cells."""
     c = np.asarray(cells)
     if len(c) < 2:
         return 0.0
     r, k = np.divmod(c, W)
     step = np.hypot(np.diff(r), np.diff(k)) * res
-    on = barrier.reshape(-1)[c]
+    on = np.asarray(barrier.take(c), dtype=bool)       # a raster (flat index), or values gathered at the cells
     return float((step / 2 * on[:-1]).sum() + (step / 2 * on[1:]).sum())
 
 
@@ -380,11 +381,39 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
     plinks = select_links(potential, acc, alloc, grid, knight=knight, max_cost=max_cost, max_links=max_links)
     if plinks.empty:
         return empty
+    ppaths = link_paths(plinks, back)
+    links, paths, infos = fracture_candidates(plinks, ppaths, real_links, grid, barrier, friction,
+                                              max_barrier_m=max_barrier_m)
+    if links.empty:
+        return empty
+
+    def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # whole-grid Dijkstra from reservoir a
+        real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
+                                       max_cost=cut)
+        out = []
+        for b in bs:
+            rc = src_rc[src_res == b]
+            out.append(float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf)
+        return out
+
+    keep = keep_missing(links, infos, real_links, lcd, min_gain_share=min_gain_share)
+    if not keep:
+        return (*empty[:3], (acc, back, alloc))
+    return (links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep],
+            (acc, back, alloc))
+
+
+def fracture_candidates(plinks: pd.DataFrame, ppaths: list, real_links: pd.DataFrame, grid: Grid, barrier, friction,
+                        *, max_barrier_m: float | None):
+    """The potential links that may be missing (:func:`missing_links`' rules): their path crosses a barrier cell,
+    on at most ``max_barrier_m`` metres, and the real network has no link of the pair. ``barrier`` (bool) and
+    ``friction`` are read at path cells only (``take`` of flat indices: rasters, or values gathered along the paths
+    from tiles). Returns ``(links, paths, infos)``, each info with ``barrier_m`` and ``with_barrier`` (the real cost
+    of the potential path, friction × m)."""
     real = set(zip(real_links["a"].astype(int), real_links["b"].astype(int))) if len(real_links) else set()
     W = grid.shape[1]
     cand, paths, infos = [], [], []
-    for i in range(len(plinks)):
-        path = cd.trace_path(back, plinks["cell_a"].iloc[i])[::-1] + cd.trace_path(back, plinks["cell_b"].iloc[i])
+    for i, path in enumerate(ppaths):
         flat = [r * W + c for r, c in path]
         b_m = barrier_length(flat, W, grid.res, barrier)
         if b_m <= 0 or (int(plinks["a"].iloc[i]), int(plinks["b"].iloc[i])) in real:
@@ -394,9 +423,16 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         cand.append(i)
         paths.append(path)
         infos.append({"barrier_m": b_m, "with_barrier": _edge_stats(flat, W, grid.res, friction, friction)[1]})
-    if not cand:
-        return empty
-    links = plinks.iloc[cand].reset_index(drop=True)
+    return plinks.iloc[cand].reset_index(drop=True), paths, infos
+
+
+def keep_missing(links: pd.DataFrame, infos: list[dict], real_links: pd.DataFrame, lcd, *, min_gain_share: float
+                 ) -> list[int]:
+    """Real costs, savings and scores of the candidate ``links`` (``infos`` updated in place), and the rows kept as
+    missing links (:func:`missing_links`' rules). ``lcd(a, [b…], cut)``: the real least-cost distances from
+    reservoir a to each b, exact up to ``cut`` (+inf beyond): whole-grid Dijkstra, or a window bounded by the cut
+    (:mod:`tvb_tasks.layers.tile_missing`)."""
+    real = set(zip(real_links["a"].astype(int), real_links["b"].astype(int))) if len(real_links) else set()
     pot = links["cost"].astype(float).to_numpy()
     for a in sorted(set(links["a"].astype(int))):     # real least-cost distance a → b, Dijkstra from reservoir a
         todo = [j for j in range(len(links)) if int(links["a"].iloc[j]) == a]
@@ -405,14 +441,11 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         for cut_of in (lambda j: (1 + min_gain_share) * pot[j], lambda j: infos[j]["with_barrier"]):
             if not todo:
                 break
-            real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
-                                           max_cost=max(cut_of(j) for j in todo))
+            dists = lcd(a, [int(links["b"].iloc[j]) for j in todo], max(cut_of(j) for j in todo))
             left = []
-            for j in todo:
-                rc = src_rc[src_res == int(links["b"].iloc[j])]
-                lcd = float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf
-                if np.isfinite(lcd) or cut_of(j) >= infos[j]["with_barrier"]:
-                    infos[j]["real_cost"] = min(lcd, infos[j]["with_barrier"])
+            for j, d in zip(todo, dists):
+                if np.isfinite(d) or cut_of(j) >= infos[j]["with_barrier"]:
+                    infos[j]["real_cost"] = min(d, infos[j]["with_barrier"])
                 else:
                     left.append(j)
             todo = left
@@ -421,18 +454,14 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
         saved = max(infos[j]["real_cost"] - pot[j], 0.0)
         infos[j].update({"cost_saved": saved, "real_link": int((a, b) in real),
                          "improvement_score": saved / infos[j]["barrier_m"]})
-    keep = [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
+    return [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
             and infos[j]["cost_saved"] > 0 and not infos[j]["real_link"]]
-    if not keep:
-        return (*empty[:3], (acc, back, alloc))
-    return (links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep],
-            (acc, back, alloc))
 
 
 def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, path: list[tuple[int, int]],
                             friction: np.ndarray, potential: np.ndarray, src_rc: np.ndarray, src_res: np.ndarray,
-                            grid: Grid, *, knight: bool, radius_m: float, potential_cost: float = 0.0
-                            ) -> list[dict]:
+                            grid: Grid, *, knight: bool, radius_m: float, potential_cost: float = 0.0,
+                            offset: tuple[int, int] = (0, 0)) -> list[dict]:
     """Own Barrier-Mapper score of each barrier crossing of one missing link (a → b, reservoir indices).
 
     Linkage Mapper's Barrier Mapper (McRae et al. 2012) scores each barrier *location*: the cost saved when the
@@ -450,22 +479,28 @@ def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, pa
     ``potential_cost`` (the link's barrier-free cost) bounds the recomputed distance from below, so a crossing
     never saves more than the whole link. The link's combined score (all its barriers removed at once) stays on
     the corridor. Costs in friction × m.
+
+    ``friction`` and ``potential`` may be a window of the grid whose first cell is ``offset`` (row, col) of
+    ``grid`` (``src_rc``, ``path`` in grid cells; ``path``, the crossing's restored cells and the cells reachable
+    within ``real_cost`` inside it): the same scores (:func:`tvb_tasks.layers.tile_missing.crossing_box`).
     """
-    H, W = grid.shape
+    H, W = friction.shape
+    o_r, o_c = offset
     t = grid.transform
     barrier = np.isfinite(potential) & (friction > potential)
-    flat = [r * W + c for r, c in path]
-    src_a = src_rc[src_res == a]
-    rc_b = src_rc[src_res == b]
+    flat = [(r - o_r) * W + c - o_c for r, c in path]
+    src_a = src_rc[src_res == a] - (o_r, o_c)
+    rc_b = src_rc[src_res == b] - (o_r, o_c)
+    rc_b = rc_b[(rc_b[:, 0] >= 0) & (rc_b[:, 0] < H) & (rc_b[:, 1] >= 0) & (rc_b[:, 1] < W)]
     k = int(np.ceil(radius_m / grid.res)) + 1
     out = []
     for x, y in np.asarray(xy, dtype=float).reshape(-1, 2):
         col, row = ~t @ (x, y)
-        r0, r1 = max(int(row) - k, 0), min(int(row) + k + 1, H)
-        c0, c1 = max(int(col) - k, 0), min(int(col) + k + 1, W)
+        r0, r1 = max(int(row) - k, o_r), min(int(row) + k + 1, o_r + H)
+        c0, c1 = max(int(col) - k, o_c), min(int(col) + k + 1, o_c + W)
         cx, cy = grid.cell_centres(*np.mgrid[r0:r1, c0:c1])
         win = np.zeros((H, W), dtype=bool)
-        win[r0:r1, c0:c1] = np.hypot(cx - x, cy - y) <= radius_m
+        win[r0 - o_r:r1 - o_r, c0 - o_c:c1 - o_c] = np.hypot(cx - x, cy - y) <= radius_m
         restore = win & barrier
         b_m = barrier_length(flat, W, grid.res, restore)
         if not restore.any() or not len(src_a) or not len(rc_b):

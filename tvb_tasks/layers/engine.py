@@ -185,7 +185,7 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
             areas = _corridor_areas(territory, corridors, all_links, len(links), (acc, alloc, friction), prun,
                                     src_rc, src_res, grid, knight)
             timings["corridor_areas"] = time.perf_counter() - t2
-            crossings = _missing_crossings(territory, ctx, corridors, paths + mpaths, grid)
+            crossings = missing_crossings(territory, ctx.infra, corridors, paths + mpaths, grid)
             crossings = _score_crossings(territory, corridors, crossings, all_links, paths + mpaths, friction,
                                          prun, src_rc, src_res, grid, knight)
             stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
@@ -284,20 +284,26 @@ def _missing_links(territory, sous_trame: str, ctx: _Context, friction: np.ndarr
         pd.DataFrame(columns=["a", "b", "cost", "cell_a", "cell_b"]), [], [], None)
     if not cfg.enabled:
         return none
-    barriers = barrier_lines(territory, ctx.infra)
-    if barriers.empty:
+    if barrier_lines(territory, ctx.infra).empty:
         return none
-    others = ctx.infra.lines.drop(index=barriers.index)
-    potential, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes,
-                                   dataclasses.replace(ctx.infra, lines=others, _burns={}), ctx.grid)
+    potential = potential_friction(territory, sous_trame, ctx, passable)
     barrier = passable & (friction > potential)
     st = territory.sous_trames[sous_trame]
-    potential = np.where(passable, potential, np.nan).astype(np.float32)
     mlinks, mpaths, infos, run = missing_links(potential, friction, barrier, links, src_rc, src_res, ctx.grid,
                                                knight=knight, max_cost=st.max_cost,
                                                max_links=territory.corridors.max_links_per_reservoir,
                                                min_gain_share=cfg.min_gain_share, max_barrier_m=cfg.max_barrier_m)
     return mlinks, mpaths, infos, (run[0], run[2], potential) if run is not None else None
+
+
+def potential_friction(territory, sous_trame: str, ctx: _Context, passable: np.ndarray) -> np.ndarray:
+    """The missing links' potential friction (float32): the friction rebuilt by :func:`friction_raster` with every
+    infrastructure line except the barriers (``ruptures.barrier_lines``), NaN where ``passable`` is False (the
+    tiled planner's is :func:`tvb_tasks.layers.windows.window_rasters`' ``potential``)."""
+    others = ctx.infra.lines.drop(index=barrier_lines(territory, ctx.infra).index)
+    potential, _ = friction_raster(territory, sous_trame, ctx.classes_raster, ctx.classes,
+                                   dataclasses.replace(ctx.infra, lines=others, _burns={}), ctx.grid)
+    return np.where(passable, potential, np.nan).astype(np.float32)
 
 
 def _corridor_areas(territory, corridors: gpd.GeoDataFrame, links: pd.DataFrame, n_real: int, real_run: tuple,
@@ -353,25 +359,35 @@ def _score_crossings(territory, corridors: gpd.GeoDataFrame, crossings: gpd.GeoD
     ``missing_links.barrier_radius_m`` of the point made passable); the corridor keeps the link's combined one."""
     if crossings.empty or potential_run is None:
         return crossings
+    radius = territory.corridors.missing_links.barrier_radius_m
+    return crossing_score_frame(corridors, crossings, links, paths, lambda xy, a, b, cost, path, pot: (
+        barrier_crossing_scores(xy, a, b, cost, path, friction, potential_run[2], src_rc, src_res, grid,
+                                knight=knight, radius_m=radius, potential_cost=pot)))
+
+
+def crossing_score_frame(corridors: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, links: pd.DataFrame,
+                         paths: list, score) -> gpd.GeoDataFrame:
+    """``crossings`` with each point's ``cost_saved``, ``barrier_m`` and ``improvement_score`` given by
+    ``score(xy (N, 2), a, b, real cost, path, potential cost)`` (the untiled engine's whole-grid
+    ``barrier_crossing_scores``, or the tiled stage's, :func:`tvb_tasks.layers.tile_missing.tiled_crossing_scores`)."""
     out = crossings.copy()
     by_id = corridors.set_index("id")
     for cid, idx in out.groupby("corridor_id").groups.items():
         c = by_id.loc[cid]
         k = int(c["_link"])
         pts = out.loc[idx]
-        scores = barrier_crossing_scores(
-            np.column_stack([pts.geometry.x, pts.geometry.y]), int(links["a"].iloc[k]), int(links["b"].iloc[k]),
-            float(c["cost"]) + float(c["cost_saved"]), paths[k], friction, potential_run[2], src_rc, src_res, grid,
-            knight=knight, radius_m=territory.corridors.missing_links.barrier_radius_m,
-            potential_cost=float(c["cost"]))
+        scores = score(np.column_stack([pts.geometry.x, pts.geometry.y]), int(links["a"].iloc[k]),
+                       int(links["b"].iloc[k]), float(c["cost"]) + float(c["cost_saved"]), paths[k],
+                       float(c["cost"]))
         for col in ("cost_saved", "barrier_m", "improvement_score"):
             out.loc[idx, col] = [sc[col] for sc in scores]
     return out
 
 
-def _missing_crossings(territory, ctx: _Context, corridors: gpd.GeoDataFrame, paths: list, grid: Grid
-                       ) -> gpd.GeoDataFrame:
-    """Rupture points where the missing-link corridors' whole paths cross a barrier (severity 4)."""
+def missing_crossings(territory, infra, corridors: gpd.GeoDataFrame, paths: list, grid: Grid
+                      ) -> gpd.GeoDataFrame:
+    """Rupture points where the missing-link corridors' whole paths cross a barrier (severity 4); ``infra``: the
+    :class:`~tvb_tasks.layers.friction.Infrastructure` (its lines)."""
     miss = corridors[corridors["missing_link"] == 1]
     if miss.empty:
         return empty_frame(territory.crs)
@@ -382,7 +398,7 @@ def _missing_crossings(territory, ctx: _Context, corridors: gpd.GeoDataFrame, pa
         geoms.append(LineString(np.column_stack([x, y])))
     whole = gpd.GeoDataFrame(miss[["id", "sous_trame", "barrier_m", "cost_saved", "improvement_score"]]
                              .reset_index(drop=True), geometry=geoms, crs=territory.crs)
-    return missing_link_ruptures(territory, whole, ctx.infra)
+    return missing_link_ruptures(territory, whole, infra)
 
 
 def compute_layers(territory, inputs: dict[str, Path], out_dir: Path, sous_trames: list[str] | None = None) -> dict:

@@ -50,6 +50,7 @@ from .common import Grid, rasterize_values
 from .friction import Infrastructure, friction_raster
 from .landuse import class_raster, habitat_patches
 from .reservoirs import select_reservoirs
+from .ruptures import barrier_lines
 from .tiles import Tile, TilingConfig, _load_npz, check_memory, plan_record, put_tile_input, tile_grid
 from .vectors import VectorContext
 
@@ -86,7 +87,8 @@ class WindowScene:
     """What the windows of one sous-trame are rasterised from: the vector context and the sous-trame's reservoirs,
     with a spatial tree per layer (built once)."""
 
-    def __init__(self, territory, v: VectorContext, sous_trame: str, reservoirs: gpd.GeoDataFrame | None = None):
+    def __init__(self, territory, v: VectorContext, sous_trame: str, reservoirs: gpd.GeoDataFrame | None = None, *,
+                 potential: bool = False):
         self.territory, self.v, self.sous_trame = territory, v, sous_trame
         self.reservoirs = sous_trame_reservoirs(territory, v, sous_trame) if reservoirs is None else reservoirs
         cell = 2 * v.grid.res
@@ -98,6 +100,9 @@ class WindowScene:
         self.landuse = _Layer(v.landuse_all, cell)
         self.extra = _Layer(extra, cell)
         self.lines = _Layer(lines, widest + cell)
+        # the potential (barrier-free) friction of the missing links (engine._missing_links): lines minus barriers
+        self.free_lines = _Layer(lines.drop(index=barrier_lines(territory, v.infra).index), widest + cell) \
+            if potential else None
         self.overlays = _Layer(v.infra.overlays if v.infra.overlays is not None else extra.iloc[:0], cell)
         self.res = _Layer(self.reservoirs.assign(_id=np.arange(1, len(self.reservoirs) + 1, dtype=np.int32)), cell)
         self.classes = list(territory.landuse.classes)
@@ -108,12 +113,14 @@ def _bounds(grid: Grid) -> tuple[float, float, float, float]:
     return t.c, t.f + h * t.e, t.c + w * t.a, t.f
 
 
-def window_rasters(scene: WindowScene, grid: Grid, *, with_lu: bool = False):
+def window_rasters(scene: WindowScene, grid: Grid, *, with_lu: bool = False, potential: bool = False):
     """``(friction float32, extent mask, reservoir label int32)`` on ``grid`` (a window of the territory grid): the
     engine's friction (NaN outside the computation extent), its extent mask and the reservoir index + 1 of each
     passable cell whose centre is in a reservoir (0 elsewhere; thin reservoirs are added by the planner).
     ``with_lu``: the land-use friction (``friction_raster``'s second output, friction without infrastructures)
-    as a fourth item."""
+    as a fourth item. ``potential`` (a scene built with ``potential=True``): the potential friction of the missing
+    links as the last item (friction rebuilt without the barrier lines, NaN where the friction is not passable:
+    ``engine._missing_links``' ``potential``)."""
     v, territory = scene.v, scene.territory
     box = _bounds(grid)
     inside = rasterize_values([v.boundary], [1], grid, fill=0, dtype="uint8").astype(bool)
@@ -122,11 +129,18 @@ def window_rasters(scene: WindowScene, grid: Grid, *, with_lu: bool = False):
     del inside
     infra = Infrastructure(scene.lines.near(box), scene.overlays.near(box))
     friction, lu = friction_raster(territory, scene.sous_trame, classes, scene.classes, infra, grid)
+    extra: tuple = (lu,) if with_lu else ()
+    if potential:
+        if scene.free_lines is None:
+            raise InvalidInputError("the scene was built without potential=True")
+        free = Infrastructure(scene.free_lines.near(box), infra.overlays)
+        pot, _ = friction_raster(territory, scene.sous_trame, classes, scene.classes, free, grid)
+        extra += (np.where(extent & np.isfinite(friction), pot, np.nan).astype(np.float32),)
     del classes
     res = scene.res.near(box)
     lab = rasterize_values(res.geometry, res["_id"], grid, fill=0, dtype="int32")
     lab[~(extent & np.isfinite(friction))] = 0
-    return (friction, extent, lab, lu) if with_lu else (friction, extent, lab)
+    return (friction, extent, lab, *extra)
 
 
 def _sources(lab: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,40 +183,54 @@ def _add_thin_reservoirs(store, prefix: str, scene: WindowScene, tiles: list[Til
 
 
 def plan_windows_to_store(store, prefix: str, territory, v: VectorContext, sous_trame: str, *,
-                          tiling: TilingConfig) -> list[int]:
+                          tiling: TilingConfig, potential_prefix: str | None = None) -> list[int]:
     """Write the per-tile inputs and ``plan.json`` of one sous-trame under ``prefix``, computing the rasters window by
     window; return the tiles to run first (a source in their window), ``[]`` with nothing written when the
     sous-trame has no source cell. Same objects as ``plan_to_store`` on the whole-grid friction and sources (module
-    doc); ``InvalidInputError`` (a ``ValueError``) if a tile task would exceed ``tiling.memory_limit_gib``."""
+    doc); ``InvalidInputError`` (a ``ValueError``) if a tile task would exceed ``tiling.memory_limit_gib``.
+
+    ``potential_prefix`` (a trame verte whose ``corridors.missing_links`` are enabled): also the inputs of the
+    potential problem under that prefix (the potential friction of :func:`window_rasters`, the same sources) and
+    its ``plan.json``, so that the same tile rounds give ``cost_from_reservoirs(potential, …)``; nothing is
+    written there when no cell is a barrier cell (passable, friction > potential: the engine then has no missing
+    link). Its first tiles are the same as the real problem's."""
     check_memory(tiling)
     knight = territory.corridors.neighbours == 16
     if tiling.overlap < (2 if knight else 1):
         raise InvalidInputError(f"overlap must be >= {2 if knight else 1} cells with {'16' if knight else '8'} neighbours")
     for old in store.list(f"{prefix}/"):
         store.delete(old)
-    scene = WindowScene(territory, v, sous_trame)
+    scene = WindowScene(territory, v, sous_trame, potential=potential_prefix is not None)
     if scene.reservoirs.empty:
         return []
     grid = v.grid
     tiles = tile_grid(grid.shape, tiling.tile_size, tiling.overlap)
     present: set[int] = set()
     start: set[int] = set()
-    n_src = 0
+    n_src = n_barrier = 0
     for t in tiles:
         w0, w1, v0, v1 = t.window
-        friction, _, lab, lu = window_rasters(scene, grid.window(w0, w1, v0, v1), with_lu=True)
+        friction, _, lab, lu, *pot = window_rasters(scene, grid.window(w0, w1, v0, v1), with_lu=True,
+                                                    potential=potential_prefix is not None)
         core = lab[t.core_in_window]
         present.update(int(i) for i in np.unique(core[core > 0]))
         n_src += int(np.count_nonzero(core))
         src, labels = _sources(lab, friction)
         verte = territory.sous_trames[sous_trame].trame == "verte"       # corridors read the land-use friction
         put_tile_input(store, prefix, t.index, friction, src, labels, lu_w=lu if verte else None)
+        if pot:
+            n_barrier += int(np.count_nonzero(np.isfinite(pot[0]) & (friction > pot[0])))
+            put_tile_input(store, str(potential_prefix), t.index, pot[0], src, labels)
         if len(src):
             start.add(t.index)
         del friction, lab, core, lu
     missing = np.setdiff1d(np.arange(1, len(scene.reservoirs) + 1), np.fromiter(present, dtype=np.int64))
     if len(missing):
         added = _add_thin_reservoirs(store, prefix, scene, tiles, missing)
+        for i in added if potential_prefix is not None else ():      # the same sources for the potential problem
+            real = _load_npz(store.get_bytes(f"{prefix}/input/{i}.npz"))
+            pot_in = _load_npz(store.get_bytes(f"{potential_prefix}/input/{i}.npz"))
+            put_tile_input(store, str(potential_prefix), i, pot_in["cost"], real["src"], real["labels"])
         start |= added
         n_src += len(added)       # only its sign matters below
     if n_src == 0:
@@ -212,4 +240,10 @@ def plan_windows_to_store(store, prefix: str, territory, v: VectorContext, sous_
     plan = plan_record(grid.shape, tiles, tiling=tiling, cell_size=cd._cell_sizes(grid.res), knight=knight,
                        max_cost=territory.sous_trames[sous_trame].max_cost)
     store.put_bytes(f"{prefix}/plan.json", json.dumps(plan).encode())
+    if potential_prefix is not None:
+        if n_barrier:
+            store.put_bytes(f"{potential_prefix}/plan.json", json.dumps(plan).encode())
+        else:
+            for old in store.list(f"{potential_prefix}/"):
+                store.delete(old)
     return sorted(start)
