@@ -28,6 +28,10 @@
 
 The status rules (4) and the status per stretch of a corridor live in :mod:`tvb_tasks.layers.corridor_status`
 (names re-exported here). CRS: territory CRS (EPSG:2154); lengths in metres; costs in friction × metres.
+
+Why one module over 500 lines: every rule above is read by both the untiled engine and the tiled stages
+(:mod:`tvb_tasks.layers.tile_links`, :mod:`tvb_tasks.layers.tile_missing`), which call these same functions on
+values gathered from tiles; keeping the rules together keeps one implementation of each.
 """
 from __future__ import annotations
 
