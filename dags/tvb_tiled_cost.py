@@ -88,7 +88,7 @@ def build_tiled_dag(territory: Territory):
             def run_tile(run: FetchedRun, item: TileItem):
                 set_map_label("tile_label", f"{item['sous_trame']} #{item['tile']}")
                 with tvb_pipeline("tiled") as tiled:
-                    return tiled.stage_run_tile(run, item)
+                    return tiled.stage_run_tile(run, item, r)      # the round: a retry re-announces its neighbours
 
             @task(task_id=f"after_round_{r}", execution_timeout=timedelta(minutes=10))
             def next_round(run: FetchedRun, results: Sequence[TileRound | None]):

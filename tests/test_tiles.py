@@ -188,6 +188,38 @@ def test_tiles_through_a_store_on_two_workers_equal_untiled(seed, tmp_path):
     assert not any("/core/" in k for k in store.list("run1/tiles/forest/"))
 
 
+@pytest.mark.parametrize("seed", [0, 6])
+def test_a_retried_tile_task_announces_its_neighbours_again(seed, tmp_path):
+    """A tile task whose first attempt wrote its core and then failed or lost its worker is retried in the same
+    round: the retry finds its core unchanged and must still announce the neighbours (else they stay stale and
+    the stitched raster is wrong: cells the untiled run reaches left unreached). Every task here is run twice and
+    only the second answer counts, as Airflow would after a retry; the stitched rasters are the untiled ones."""
+    from tvb_tasks.layers.tiles import plan_to_store, run_tile_from_store, stitch_from_store
+    from tvb_tasks.store import LocalStore
+
+    cost, mask, src, labels = _random_scene(seed)
+    kw = dict(cell_size=25.0, knight=seed % 3 == 0, max_cost=None, nodata_mask=mask, source_labels=labels)
+    ref = _untiled(cost, src, **kw)
+    store = LocalStore(tmp_path / "store")
+    prefix = "run1/tiles/forest"
+    dirty = plan_to_store(store, prefix, cost, src, tiling=TilingConfig(tile_size=8, overlap=2), **kw)
+    first = run_tile_from_store(store, prefix, dirty[0], 1)
+    assert first and run_tile_from_store(store, prefix, dirty[0], 1) == first     # the retry: same neighbours
+    assert run_tile_from_store(store, prefix, dirty[0], 2) == []                   # a later round: nothing new
+    rounds = 0
+    while dirty:
+        rounds += 1
+        nxt: set[int] = set()
+        for i in dirty:
+            run_tile_from_store(store, prefix, i, rounds + 1)          # the attempt whose answer is lost
+            nxt.update(run_tile_from_store(store, prefix, i, rounds + 1))
+        dirty = sorted(nxt)
+        assert rounds < 200
+    acc, back, alloc = stitch_from_store(store, prefix)
+    assert np.array_equal(acc, ref[0], equal_nan=True)
+    assert np.array_equal(back, ref[1]) and np.array_equal(alloc, ref[2])
+
+
 def test_tile_task_memory_is_checked_against_the_bound():
     from tvb_tasks.layers.tiles import check_memory, tile_task_bytes
 

@@ -124,14 +124,15 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     return [{"sous_trame": k, "tile": int(i)} for k in keys for i in first]
 
 
-def stage_run_tile(run: FetchedRun, item: TileItem) -> TileRound:
-    """One tile of one sous-trame; ``{"next": items to run next round, "peak_mb"}``. Fails (``MemoryError``) if
-    the task's peak RSS exceeded ``tiling.memory_limit_gib``."""
+def stage_run_tile(run: FetchedRun, item: TileItem, round_no: int | None = None) -> TileRound:
+    """One tile of one sous-trame in round ``round_no``; ``{"next": items to run next round, "peak_mb"}``. Fails
+    (``MemoryError``) if the task's peak RSS exceeded ``tiling.memory_limit_gib``. Idempotent under retries within
+    its round (:func:`tvb_tasks.layers.tiles.run_tile_from_store`): a retry returns the same next items."""
     from .layers.tiles import run_tile_from_store
 
     limit_mb = _territory(run).tiling.memory_limit_gib * 1024
     store = open_store(run["store_uri"])
-    nxt = run_tile_from_store(store, _prefix(run, item["sous_trame"]), int(item["tile"]))
+    nxt = run_tile_from_store(store, _prefix(run, item["sous_trame"]), int(item["tile"]), round_no)
     peak = _peak_mb()
     if peak > limit_mb:
         raise MemoryError(f"tile {item['tile']} of {item['sous_trame']}: peak {peak:.0f} MB above "
@@ -296,18 +297,18 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
             crossings = crossings[crossings["corridor_id"].isin(kept)
                                   & crossings.geometry.within(v.boundary)].reset_index(drop=True)
     ruptures = infrastructure_ruptures(territory, corridors, v.infra)
+    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
+    length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0
+    log.info("sous-trame %s: %d links, %d corridors (%.1f km), %d rupture crossings from the tiles (peak %.0f MB)",
+             sous_trame, len(links), len(corridors), length, len(ruptures), peak)
+    if peak > limit_mb:          # checked before anything is stored: a task over the bound leaves no output
+        raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+                          f"({limit_mb:.0f} MB)")
     local = _local_dir(run, "tiles", sous_trame)
     for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures),
                         ("missing_crossings", crossings), ("corridor_stretches", stretches)):
         frame.to_parquet(local / f"{name}.parquet", index=False)
         store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
-    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
-    length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0
-    log.info("sous-trame %s: %d links, %d corridors (%.1f km), %d rupture crossings from the tiles (peak %.0f MB)",
-             sous_trame, len(links), len(corridors), length, len(ruptures), peak)
-    if peak > limit_mb:
-        raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
-                          f"({limit_mb:.0f} MB)")
     out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
                 "corridor_areas": f"{prefix}/corridor_areas.parquet",
                 "missing_crossings": f"{prefix}/missing_crossings.parquet", "missing_links": int(len(mlinks)),

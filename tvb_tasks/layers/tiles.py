@@ -374,18 +374,32 @@ def _plan(store, prefix: str) -> tuple[dict, list[Tile]]:
 
 
 def _read_core(store, prefix: str, tile: Tile):
+    """``(acc, back, alloc)`` of ``tile``'s core as the rounds left it (unreached everywhere if never written)."""
+    return _read_core_object(store, prefix, tile)[:3]
+
+
+def _read_core_object(store, prefix: str, tile: Tile):
+    """``(acc, back, alloc, round, notified)``: the core and, when its writer recorded them, the round it was written
+    in and the neighbours it notified (``None, []`` otherwise)."""
     key = f"{prefix}/core/{tile.index}.npz"
     if not store.exists(key):
         r0, r1, c0, c1 = tile.core
         shape = (r1 - r0, c1 - c0)
-        return (np.full(shape, np.inf), np.full(shape, cd.BACK_NONE, np.int8), np.full(shape, -1, np.int32))
+        return (np.full(shape, np.inf), np.full(shape, cd.BACK_NONE, np.int8), np.full(shape, -1, np.int32), None, [])
     z = _load_npz(store.get_bytes(key))
-    return z["acc"], z["back"], z["alloc"]
+    written = (int(z["round"]), [int(v) for v in z["touched"]]) if "round" in z else (None, [])
+    return z["acc"], z["back"], z["alloc"], *written
 
 
-def run_tile_from_store(store, prefix: str, index: int) -> list[int]:
+def run_tile_from_store(store, prefix: str, index: int, round_no: int | None = None) -> list[int]:
     """One tile task: run tile ``index`` from its input and its neighbours' current cores, write its core if it
-    changed; return the neighbours to run again (their halo changed), sorted."""
+    changed; return the neighbours to run again (their halo changed), sorted.
+
+    ``round_no`` (the DAG's round, ``run_rounds``' count) makes the task idempotent under retries: the core is
+    written with the round and the neighbours it notified, so a retry of the same round — after a worker was lost,
+    or a task failed after writing (its memory check) — finds its own core unchanged and still returns those
+    neighbours (with any new ones), instead of ``[]`` which would leave them stale and the stitched result wrong.
+    A later round that finds no change returns ``[]``."""
     plan, tiles = _plan(store, prefix)
     t = tiles[index]
     inp = _load_npz(store.get_bytes(f"{prefix}/input/{index}.npz"))
@@ -416,11 +430,15 @@ def run_tile_from_store(store, prefix: str, index: int) -> list[int]:
     if res is None:
         return []
     new = tuple(x[t.core_in_window] for x in res)
-    changed = _core_changed(new, _read_core(store, prefix, t))
+    *old, written_round, notified = _read_core_object(store, prefix, t)
+    changed = _core_changed(new, old)
+    again = notified if round_no is not None and written_round == round_no else []   # a retry of this round's writer
     if not changed.any():
-        return []
-    store.put_bytes(f"{prefix}/core/{index}.npz", _npz(acc=new[0], back=new[1], alloc=new[2]))
-    return sorted(_touched_tiles(tiles, t, changed, per_row))
+        return sorted(again)
+    touched = sorted(_touched_tiles(tiles, t, changed, per_row) | set(again))
+    record = {} if round_no is None else {"round": np.int64(round_no), "touched": np.asarray(touched, np.int64)}
+    store.put_bytes(f"{prefix}/core/{index}.npz", _npz(acc=new[0], back=new[1], alloc=new[2], **record))
+    return touched
 
 
 def read_core_cost(store, prefix: str, tile: Tile) -> np.ndarray | None:
@@ -475,7 +493,7 @@ def run_rounds(store, prefix: str, first: list[int], *, max_rounds: int, map_fn=
         rounds += 1
         runs += len(dirty)
         nxt: set[int] = set()
-        for touched in map_fn(lambda i: run_tile_from_store(store, prefix, i), dirty):
+        for touched in map_fn(lambda i, r=rounds: run_tile_from_store(store, prefix, i, r), dirty):
             nxt.update(touched)
         dirty = sorted(nxt)
     return rounds, runs
