@@ -42,6 +42,13 @@ from tvb_tasks.config import Territory
 from tvb_tasks.contracts import FetchedRun, TileItem, TileRound
 
 
+def max_map_length() -> int:
+    """Airflow's ``[core] max_map_length``: the most items a round may map."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 def build_tiled_dag(territory: Territory):
     """The tiled cost-distance DAG of one territory."""
     tid = territory.id
@@ -81,7 +88,8 @@ def build_tiled_dag(territory: Territory):
         @task(execution_timeout=timedelta(minutes=10))
         def first_round(run: FetchedRun, plans: Sequence[list[TileItem]]):
             with tvb_pipeline("tiled") as tiled:
-                return tiled.stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in xcom_list(plans)], 0)
+                return tiled.stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in xcom_list(plans)], 0,
+                                              max_map_length())
 
         def round_tasks(r: int):
             @task(task_id=f"round_{r}", execution_timeout=timedelta(hours=1), map_index_template="{{ tile_label }}")
@@ -93,7 +101,7 @@ def build_tiled_dag(territory: Territory):
             @task(task_id=f"after_round_{r}", execution_timeout=timedelta(minutes=10))
             def next_round(run: FetchedRun, results: Sequence[TileRound | None]):
                 with tvb_pipeline("tiled") as tiled:
-                    return tiled.stage_next_round(run, xcom_list(results), r)
+                    return tiled.stage_next_round(run, xcom_list(results), r, max_map_length())
 
             return run_tile, next_round
 

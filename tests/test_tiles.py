@@ -282,3 +282,17 @@ def test_call_sous_trames_tiled_equal_untiled(call, tmp_path):
     assert len(ca) > 0 and len(ca) == len(cb)
     assert ca.drop(columns="geometry").equals(cb.drop(columns="geometry"))
     assert ca.geometry.geom_equals_exact(cb.geometry, tolerance=0).all()
+
+
+def test_a_round_over_airflows_map_limit_is_refused_naming_the_setting(tmp_path):
+    """More items than Airflow's [core] max_map_length: a clear error naming the setting (Airflow's own refusal
+    names neither), and nothing recorded as pending."""
+    from tvb_tasks.errors import InvalidInputError
+    from tvb_tasks.tiled import stage_next_round
+
+    run = {"territory": "t", "input_key": "0" * 64, "store_uri": str(tmp_path / "store")}
+    results = [{"next": [{"sous_trame": "forest", "tile": i} for i in range(5)], "peak_mb": 1.0}]
+    assert len(stage_next_round(run, results, 1, max_items=5)) == 5
+    with pytest.raises(InvalidInputError, match=r"round 3 would map 5 tile tasks.*max_map_length \(4\).*"
+                                                r"AIRFLOW__CORE__MAX_MAP_LENGTH"):
+        stage_next_round(run, results, 2, max_items=4)

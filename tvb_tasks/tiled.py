@@ -140,11 +140,20 @@ def stage_run_tile(run: FetchedRun, item: TileItem, round_no: int | None = None)
     return {"next": [{"sous_trame": item["sous_trame"], "tile": int(n)} for n in nxt], "peak_mb": round(peak, 1)}
 
 
-def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no: int) -> list[TileItem]:
+def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no: int,
+                     max_items: int | None = None) -> list[TileItem]:
     """The items of the next round (deduplicated, sorted); also written to the store (``tiles/pending.json``) so
-    that the stitching task knows whether the exchange converged."""
+    that the stitching task knows whether the exchange converged. ``max_items``: the most items the next round
+    may map (Airflow's ``[core] max_map_length``, whose own refusal does not say which setting to raise):
+    :class:`~tvb_tasks.errors.InvalidInputError` above it."""
+    from .errors import InvalidInputError
+
     items = sorted({(r["sous_trame"], r["tile"]) for res in results if res for r in res["next"]})
     out: list[TileItem] = [{"sous_trame": s, "tile": t} for s, t in items]
+    if max_items is not None and len(out) > max_items:
+        raise InvalidInputError(f"round {round_no + 1} would map {len(out)} tile tasks, more than Airflow's "
+                                f"[core] max_map_length ({max_items}): raise AIRFLOW__CORE__MAX_MAP_LENGTH or use "
+                                "larger tiles (tiling.tile_size)")
     peaks = [res["peak_mb"] for res in results if res]
     store = open_store(run["store_uri"])
     store.put_bytes(f"{_work_prefix(run)}/tiles/pending.json",
