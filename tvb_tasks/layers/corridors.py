@@ -394,11 +394,7 @@ def missing_links(potential: np.ndarray, friction: np.ndarray, barrier: np.ndarr
     def lcd(a: int, bs: list[int], cut: float) -> list[float]:      # whole-grid Dijkstra from reservoir a
         real_acc = cd.accumulated_cost(friction, src_rc[src_res == a], cell_size=grid.res, knight=knight,
                                        max_cost=cut)
-        out = []
-        for b in bs:
-            rc = src_rc[src_res == b]
-            out.append(float(np.nanmin(real_acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf)
-        return out
+        return reservoir_costs(real_acc, src_rc, src_res, bs)
 
     keep = keep_missing(links, infos, real_links, lcd, min_gain_share=min_gain_share)
     if not keep:
@@ -460,6 +456,16 @@ def keep_missing(links: pd.DataFrame, infos: list[dict], real_links: pd.DataFram
                          "improvement_score": saved / infos[j]["barrier_m"]})
     return [j for j in range(len(links)) if infos[j]["cost_saved"] >= min_gain_share * float(links["cost"].iloc[j])
             and infos[j]["cost_saved"] > 0 and not infos[j]["real_link"]]
+
+
+def reservoir_costs(acc: np.ndarray, src_rc: np.ndarray, src_res: np.ndarray, targets: list[int]) -> list[float]:
+    """The least accumulated cost (friction × m) at each target reservoir's source cells (``inf`` for a reservoir
+    with no source cell): the least-cost distance to it of the run ``acc`` (NaN impassable)."""
+    out = []
+    for b in targets:
+        rc = src_rc[src_res == b]
+        out.append(float(np.nanmin(acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf)
+    return out
 
 
 def barrier_crossing_scores(xy: np.ndarray, a: int, b: int, real_cost: float, path: list[tuple[int, int]],

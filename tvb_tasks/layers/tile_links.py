@@ -39,7 +39,7 @@ from . import costdistance as cd
 from .corridors import LINK_COLUMNS, keep_cheapest_links
 from .tiles import Tile, _load_npz, _plan
 
-__all__ = ["HALO", "CellValues", "CoreReader", "path_values", "tiled_link_paths", "tiled_links"]
+__all__ = ["HALO", "CellValues", "CoreReader", "path_values", "tiled_link_paths", "tiled_links", "window_inputs"]
 
 #: Halo (cells) of a tile's core read for its crossings: the longest move (a knight's move spans 2 rows or cols).
 HALO = {True: 2, False: 1}
@@ -273,6 +273,33 @@ def zone_boxes(store, prefix: str) -> dict[int, tuple[int, int, int, int]]:
     return boxes
 
 
+def window_inputs(reader: CoreReader, box: tuple[int, int, int, int], name: str = "cost"):
+    """Input raster ``name`` over ``box`` (grid cells r0, r1, c0, c1) assembled from the tiles' cores, and the
+    source cells in it: ``(array (the input's dtype, NaN where no core), sources (N, 2) in window cells, reservoir index (N,))``."""
+    r0, r1, c0, c1 = box
+    out: np.ndarray | None = None
+    src, lab = [], []
+    for t in reader.tiles:
+        a0, a1, b0, b1 = t.core
+        i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        w0, v0 = t.window[0], t.window[2]
+        arr = reader.input(t.index, name)
+        if out is None:                                      # the input's dtype (the engine's friction's)
+            out = np.full((r1 - r0, c1 - c0), np.nan, dtype=arr.dtype)
+        out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = arr[i0 - w0:i1 - w0, j0 - v0:j1 - v0]
+        rc = reader.input(t.index, "src") + (w0, v0)
+        ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
+        src.append(rc[ok] - (r0, c0))
+        lab.append(reader.input(t.index, "labels")[ok])
+    if out is None:
+        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+    src_rc = np.concatenate(src).astype(np.int64) if src else np.empty((0, 2), np.int64)
+    src_res = np.concatenate(lab).astype(np.int64) if lab else np.empty(0, np.int64)
+    return out, src_rc, src_res
+
+
 def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, boxes: dict, grid, *,
                         margin: float, reader: CoreReader | None = None):
     """``corridors.corridor_area`` of the link a–b (reservoir indices) on the window of the two zones, assembled
@@ -290,21 +317,7 @@ def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, bo
     acc = reader.block(box, "acc", np.inf, np.float64)
     alloc = reader.block(box, "alloc", -1, np.int32)
     r0, r1, c0, c1 = box
-    friction = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
-    src, lab = [], []
-    for t in reader.tiles:
-        a0, a1, b0, b1 = t.core
-        i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
-        if i1 <= i0 or j1 <= j0:
-            continue
-        w0, v0 = t.window[0], t.window[2]
-        friction[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = reader.input(t.index, "cost")[i0 - w0:i1 - w0, j0 - v0:j1 - v0]
-        rc = reader.input(t.index, "src") + (w0, v0)
-        ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
-        src.append(rc[ok] - (r0, c0))
-        lab.append(reader.input(t.index, "labels")[ok])
-    src_rc = np.concatenate(src) if src else np.empty((0, 2), np.int64)
-    src_res = np.concatenate(lab) if lab else np.empty(0, np.int64)
+    friction, src_rc, src_res = window_inputs(reader, box)
     core = np.zeros(friction.shape, dtype=bool)
     core[src_rc[:, 0], src_rc[:, 1]] = True
     windows: list = [None] * (max(a, b) + 1)

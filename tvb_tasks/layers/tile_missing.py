@@ -40,8 +40,8 @@ import pandas as pd
 
 from . import costdistance as cd
 from .common import Grid
-from .corridors import barrier_crossing_scores, fracture_candidates, keep_missing
-from .tile_links import CellValues, CoreReader, path_values, tiled_link_paths, tiled_links
+from .corridors import barrier_crossing_scores, fracture_candidates, keep_missing, reservoir_costs
+from .tile_links import CellValues, CoreReader, path_values, tiled_link_paths, tiled_links, window_inputs
 
 __all__ = ["cost_box", "crossing_box", "input_summary", "reach_window", "tiled_crossing_scores",
            "tiled_missing_links", "window_inputs"]
@@ -128,33 +128,6 @@ def _union(*boxes: Box) -> Box:
     return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def window_inputs(reader: CoreReader, box: Box, name: str = "cost"):
-    """Input raster ``name`` over ``box`` (grid cells r0, r1, c0, c1) assembled from the tiles' cores, and the
-    source cells in it: ``(array (the input's dtype, NaN where no core), sources (N, 2) in window cells, reservoir index (N,))``."""
-    r0, r1, c0, c1 = box
-    out: np.ndarray | None = None
-    src, lab = [], []
-    for t in reader.tiles:
-        a0, a1, b0, b1 = t.core
-        i0, i1, j0, j1 = max(a0, r0), min(a1, r1), max(b0, c0), min(b1, c1)
-        if i1 <= i0 or j1 <= j0:
-            continue
-        w0, v0 = t.window[0], t.window[2]
-        arr = reader.input(t.index, name)
-        if out is None:                                      # the input's dtype (the engine's friction's)
-            out = np.full((r1 - r0, c1 - c0), np.nan, dtype=arr.dtype)
-        out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = arr[i0 - w0:i1 - w0, j0 - v0:j1 - v0]
-        rc = reader.input(t.index, "src") + (w0, v0)
-        ok = (rc[:, 0] >= i0) & (rc[:, 0] < i1) & (rc[:, 1] >= j0) & (rc[:, 1] < j1)
-        src.append(rc[ok] - (r0, c0))
-        lab.append(reader.input(t.index, "labels")[ok])
-    if out is None:
-        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
-    src_rc = np.concatenate(src).astype(np.int64) if src else np.empty((0, 2), np.int64)
-    src_res = np.concatenate(lab).astype(np.int64) if lab else np.empty(0, np.int64)
-    return out, src_rc, src_res
-
-
 def _res(reader: CoreReader) -> float:
     return float(min(reader.plan["cell_size"]))
 
@@ -190,12 +163,7 @@ def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: p
             return cd.accumulated_cost(fr, src[lab == a], cell_size=grid.res, knight=knight, max_cost=cut)
 
         _, acc = reach_window(boxes[a], cut, fmin, res, reader.shape, run)
-        src, lab = got["src"], got["lab"]
-        out = []
-        for b in bs:
-            rc = src[lab == b]
-            out.append(float(np.nanmin(acc[rc[:, 0], rc[:, 1]])) if len(rc) else np.inf)
-        return out
+        return reservoir_costs(acc, got["src"], got["lab"], bs)
 
     keep = keep_missing(links, infos, real_links, lcd, min_gain_share=min_gain_share)
     return links.iloc[keep].reset_index(drop=True), [paths[j] for j in keep], [infos[j] for j in keep]
