@@ -82,7 +82,7 @@ def make_run(n: str, args, work: Path) -> tuple[dict, dict]:
     from tvb_tasks.config_sections import TilingConfig
     from tvb_tasks.layers import sample_inputs
     from tvb_tasks.pipeline import effective_territory
-    from tvb_tasks.store import LocalStore
+    from tvb_tasks.tiled import files_run
 
     copies = n if n == "region" else int(n)
     yaml_path = region.region_yaml(copies)
@@ -90,15 +90,7 @@ def make_run(n: str, args, work: Path) -> tuple[dict, dict]:
     territory = base.model_copy(update={"tiling": TilingConfig(enabled=True, tile_size=args.tile_size,
                                                                  overlap=args.overlap,
                                                                  memory_limit_gib=args.memory_limit_gib)})
-    inputs = sample_inputs(territory)
-    store = LocalStore(work / "store")
-    snaps = {}
-    for name, path in inputs.items():
-        key = f"snapshots/{name}/{Path(path).name}"
-        store.put_file(key, Path(path))
-        snaps[name] = {"key": key}
-    run = {"territory": territory.id, "input_key": "b" * 64, "store_uri": str(work / "store"), "snapshots": snaps,
-           "config": territory.model_dump(mode="json", by_alias=True)}
+    run = files_run(territory, sample_inputs(territory), str(work / "store"), "b" * 64)
     return run, {"yaml": str(yaml_path), "territory": territory.id}
 
 

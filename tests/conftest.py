@@ -130,7 +130,6 @@ def call_tiled_run(tmp_path_factory):
     """A run dict of CALL at 50 m with 128-cell tiles (12 per sous-trame) whose snapshots are the sample files,
     the outline shrunk by 500 m so that the computation grid (outline + 3 km buffer, cut to the land use) is larger
     than the territory's own grid on every side (tests/test_tile_stitch.py, tests/test_tile_links.py)."""
-    from pathlib import Path
     from types import SimpleNamespace
 
     import geopandas as gpd
@@ -140,6 +139,7 @@ def call_tiled_run(tmp_path_factory):
     from tvb_tasks.layers.common import load_boundary
     from tvb_tasks.layers.tiles import TilingConfig
     from tvb_tasks.store import LocalStore
+    from tvb_tasks.tiled import files_run
 
     base = load_territory("call")
     territory = base.model_copy(update={"resolution_m": 50.0,
@@ -150,15 +150,8 @@ def call_tiled_run(tmp_path_factory):
     name = territory.boundary.source
     inputs[name] = d / "boundary.parquet"
     gpd.GeoDataFrame({"name": ["CALL (shrunk)"]}, geometry=[small], crs=territory.crs).to_parquet(inputs[name])
-    store = LocalStore(d / "store")
-    snaps = {}
-    for src_name, path in inputs.items():
-        key = f"snapshots/{src_name}/{Path(path).name}"
-        store.put_file(key, Path(path))
-        snaps[src_name] = {"key": key}
-    run = {"territory": "call", "input_key": "0123456789abcdef0123", "store_uri": str(d / "store"),
-           "snapshots": snaps, "config": territory.model_dump(mode="json", by_alias=True)}
-    return SimpleNamespace(run=run, territory=territory, inputs=inputs, store=store, dir=d)
+    run = files_run(territory, inputs, str(d / "store"), "0123456789abcdef0123")
+    return SimpleNamespace(run=run, territory=territory, inputs=inputs, store=LocalStore(d / "store"), dir=d)
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
+__all__ = ["files_run", "stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
 
 
 #: The potential (barrier-free) problem of a sous-trame's missing links: items and prefix ``<sous_trame>/potential``.
@@ -86,6 +86,24 @@ def cost_problem(territory, inputs, sous_trame: str, *, with_lu: bool = False):
     src, res_idx = reservoir_sources(reservoirs, ctx.grid, ctx.extent_mask & np.isfinite(friction))
     out = (friction, src, res_idx, ctx.grid, territory.corridors.neighbours == 16)
     return (*out, lu) if with_lu else out
+
+
+def files_run(territory, inputs: dict, store_uri: str, input_key: str) -> dict:
+    """A run dict for the tiled stages whose snapshots are local files (``inputs``: source name → path), put into
+    the local store at ``store_uri`` under ``snapshots/<name>/<file name>``: what ``fetch_sources`` leaves, for tests
+    and benchmarks that run the stages without fetching (``config``: the territory as given)."""
+    from pathlib import Path
+
+    from .store import LocalStore
+
+    store = LocalStore(store_uri)
+    snaps = {}
+    for name, path in inputs.items():
+        key = f"snapshots/{name}/{Path(path).name}"
+        store.put_file(key, Path(path))
+        snaps[name] = {"key": key}
+    return {"territory": territory.id, "input_key": input_key, "store_uri": str(store_uri), "snapshots": snaps,
+            "config": territory.model_dump(mode="json", by_alias=True)}
 
 
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
