@@ -243,7 +243,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     import pandas as pd
     from rasterio.transform import Affine
 
-    from .layers.clip import clip_corridor_areas, clip_lines, clip_to_territory
+    from .layers.clip import clip_network
     from .layers.common import Grid
     from .layers.corridors import corridor_lines, corridor_stretches
     from .layers.engine import corridor_area_frame, crossing_score_frame, missing_crossings
@@ -312,17 +312,8 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
             store, prefix, pprefix, grid, radius_m=cfg.barrier_radius_m, summary=summary))
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
     if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
-        if len(corridors):
-            corridors = clip_lines(corridors, v.boundary)
-            stretches = clip_lines(stretches, v.boundary) if len(stretches) else stretches
-        _, _, corridors = clip_to_territory(reservoirs, reservoirs.iloc[:0], corridors, v.boundary)
-        kept = set(corridors["id"]) if len(corridors) else set()
-        if len(stretches):
-            stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True)
-        areas = clip_corridor_areas(areas, kept, v.boundary)
-        if len(crossings):
-            crossings = crossings[crossings["corridor_id"].isin(kept)
-                                  & crossings.geometry.within(v.boundary)].reset_index(drop=True)
+        _, _, corridors, stretches, areas, crossings = clip_network(
+            reservoirs, reservoirs.iloc[:0], corridors, stretches, areas, crossings, v.boundary)
     ruptures = infrastructure_ruptures(territory, corridors, v.infra)
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
     length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0

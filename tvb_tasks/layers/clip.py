@@ -84,3 +84,25 @@ def clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.Geo
     if len(out):
         out = out.assign(area_ha=out.geometry.area / M2_PER_HA)
     return out.reset_index(drop=True)
+
+
+def clip_network(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
+                 stretches: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, boundary
+                 ) -> tuple[gpd.GeoDataFrame, ...]:
+    """A sous-trame's layers computed on the buffered extent, as published (the untiled engine's and the tiled
+    corridors task's one clipping): corridor and stretch lines cut to the territory (:func:`clip_lines`),
+    reservoirs, relays and corridors by :func:`clip_to_territory`, then the stretches, corridor polygons and
+    missing-link crossings of the corridors kept (polygons cut, crossings inside the outline). Returns
+    ``(reservoirs, relays, corridors, stretches, areas, crossings)``."""
+    if len(corridors):
+        corridors = clip_lines(corridors, boundary)
+        stretches = clip_lines(stretches, boundary) if len(stretches) else stretches
+    reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, boundary)
+    kept = set(corridors["id"]) if len(corridors) else set()
+    areas = clip_corridor_areas(areas, kept, boundary)
+    if len(stretches):
+        stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True)
+    if len(crossings):
+        crossings = crossings[crossings["corridor_id"].isin(kept)
+                              & crossings.geometry.within(boundary)].reset_index(drop=True)
+    return reservoirs, relays, corridors, stretches, areas, crossings

@@ -18,7 +18,7 @@ import pandas as pd
 from shapely import LineString
 from shapely.geometry.base import BaseGeometry
 
-from .clip import clip_corridor_areas, clip_lines, clip_to_territory
+from .clip import clip_network
 from .common import (
     M2_PER_HA,
     Grid,
@@ -191,9 +191,6 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
             stretches = corridor_stretches(corridors, grid, lu_friction, territory.corridors.status)
             corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
         del back, alloc
-        if len(corridors) and ctx.domain is not ctx.boundary:
-            corridors = clip_lines(corridors, ctx.boundary)
-            stretches = clip_lines(stretches, ctx.boundary) if len(stretches) else stretches
     else:
         acc = np.full(grid.shape, np.nan)
         timings["cost_distance"] = time.perf_counter() - t
@@ -201,14 +198,8 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     timings["corridors"] = time.perf_counter() - t
 
     if ctx.domain is not ctx.boundary:
-        reservoirs, relays, corridors = clip_to_territory(reservoirs, relays, corridors, ctx.boundary)
-        kept = set(corridors["id"]) if len(corridors) else set()
-        areas = clip_corridor_areas(areas, kept, ctx.boundary)
-        stretches = stretches[stretches["corridor_id"].isin(kept)].reset_index(drop=True) if len(stretches) \
-            else stretches
-        if len(crossings):
-            crossings = crossings[crossings["corridor_id"].isin(kept)
-                                  & crossings.geometry.within(ctx.boundary)].reset_index(drop=True)
+        reservoirs, relays, corridors, stretches, areas, crossings = clip_network(
+            reservoirs, relays, corridors, stretches, areas, crossings, ctx.boundary)
     else:
         reservoirs = reservoirs.assign(patch_area_ha=reservoirs["area_ha"]) if len(reservoirs) else reservoirs
         relays = relays.assign(patch_area_ha=relays["area_ha"]) if len(relays) else relays
