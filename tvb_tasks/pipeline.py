@@ -7,6 +7,8 @@ materialises its inputs from the store into a local work folder, calls the stage
 what it produced under ``work/<territory>/<input_key>/…`` in the store, so that tasks may run on different workers.
 
 Order: fetch → validate sources → compute (per sous-trame) → assemble → indicators → validate outputs → publish.
+A territory with ``tiling.enabled`` computes its sous-trames with the tiled stages instead (:mod:`tvb_tasks.tiled`:
+plan, rounds, stitch, part; :func:`tvb_tasks.tiled.run_tiled_parts` in process), which give the same parts.
 How a run ends (published, dry run, unchanged; links to the release; the event to notify) is decided here once, by
 :func:`publish_outcome`, :func:`unchanged_outcome` and :func:`notify_event`, for the DAG's tasks and the CLI alike.
 
@@ -653,7 +655,12 @@ def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: st
 def _run_stages(run: FetchedRun, *, dry_run: bool) -> Outcome:
     sources = stage_validate_sources(run)
     territory = _territory(run)
-    parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]
+    if territory.tiling.enabled:        # the tiled observatory DAG's stages, in process: memory bounded by the tiles
+        from .tiled import run_tiled_parts
+
+        parts = run_tiled_parts(run, list(territory.sous_trames))
+    else:
+        parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]
     stage_assemble(run, parts)
     indicators = stage_indicators(run)
     outputs = stage_validate_outputs(run)

@@ -39,14 +39,16 @@ from __future__ import annotations
 import json
 import logging
 import resource
+from typing import cast
 
-from .contracts import FetchedRun, StitchedCost, TileCorridors, TileItem, TileRound
+from .contracts import FetchedRun, SousTramePart, StitchedCost, TileItem, TileRound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["files_run", "stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles", "stage_tile_corridors"]
+__all__ = ["files_run", "run_tiled_parts", "stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles",
+           "stage_tile_part"]
 
 
 #: The potential (barrier-free) problem of a sous-trame's missing links: items and prefix ``<sous_trame>/potential``.
@@ -214,7 +216,7 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     boundary = load_boundary(territory, {name: _materialize(store, run["snapshots"][name]["key"])})
     local = _local_dir(run, "tiles", sous_trame) / "cost.tif"
     reached = stitch_cost_cog(store, prefix, grid, local, boundary=boundary,
-                              description=f"cost distance {sous_trame} (friction x m), tiled")
+                              description=f"cost distance {sous_trame} (friction x m)")
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
     log.info("sous-trame %s: stitched %d reached cells (peak %.0f MB)", sous_trame, reached, peak)
     if peak > limit_mb:
@@ -225,29 +227,19 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     return {"sous_trame": sous_trame, "cost": key, "reached": reached}
 
 
-def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
-    """Corridors of one trame verte sous-trame from its tiles (:mod:`tvb_tasks.layers.tile_links`: links, paths and
-    the friction values along them read a few tiles at a time), clipped to the territory as the untiled engine
-    publishes them: ``tiles/<sous_trame>/corridors.parquet`` (EPSG:2154; the untiled ``corridors.parquet`` row for
-    row: real links, then the missing links found from the potential tiles when they are enabled and planned),
-    their corridor polygons ``corridor_areas.parquet`` (each on the window of its two zones, of the potential run
-    for a missing link), ``corridor_stretches.parquet``, the missing links' barrier crossings with their own
-    scores ``missing_crossings.parquet`` and the raw rupture points with the fragmenting infrastructures
-    ``ruptures.parquet`` (``ruptures.infrastructure_ruptures``, before deduplication): the untiled files exactly.
-    Memory: the vector inputs (as ``plan_tiles``), a few cores, the paths, one corridor's zone window (bounded by
-    ``max_cost``) and one real-cost window (bounded by the cut-off cost: :mod:`tvb_tasks.layers.tile_missing`), not
-    the grid;
-    ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib``. Trame bleue, or no plan (no reservoir):
-    nothing written."""
-    import numpy as np
+def _tile_corridors(run: FetchedRun, territory, store, v, sous_trame: str, reservoirs):
+    """``(corridors, areas, stretches, crossings, links, missing links)`` of one trame verte sous-trame from its
+    tiles, before the clipping to the territory (the engine's frames at that point, columns ``_link`` / ``_runs``
+    dropped): :mod:`tvb_tasks.layers.tile_links` (links, paths and the friction values along them read a few tiles at
+    a time; real links, then the missing links found from the potential tiles when they are enabled and planned),
+    corridor polygons each on the window of its two zones (of the potential run for a missing link), the missing
+    links' barrier crossings with their own scores (:mod:`tvb_tasks.layers.tile_missing`). Memory: a few cores, the
+    paths, one corridor's zone window (bounded by ``max_cost``) and one real-cost window (bounded by the cut-off
+    cost), not the grid."""
     import pandas as pd
-    from rasterio.transform import Affine
 
-    from .layers.clip import clip_network
-    from .layers.common import Grid
     from .layers.corridors import corridor_lines, corridor_stretches
     from .layers.engine import corridor_area_frame, crossing_score_frame, missing_crossings
-    from .layers.ruptures import infrastructure_ruptures
     from .layers.tile_links import (
         CoreReader,
         path_values,
@@ -257,25 +249,13 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
         zone_boxes,
     )
     from .layers.tile_missing import input_summary, tiled_crossing_scores, tiled_missing_links
-    from .layers.tiles import read_plan
-    from .layers.vectors import vector_context
-    from .layers.windows import sous_trame_reservoirs
 
-    territory = _territory(run)
     st = territory.sous_trames[sous_trame]
-    store = open_store(run["store_uri"])
     prefix = _prefix(run, sous_trame)
-    out: TileCorridors = {"sous_trame": sous_trame, "corridors": None, "corridor_areas": None, "ruptures": None,
-                          "missing_crossings": None, "corridor_stretches": None, "links": 0, "missing_links": 0, "count": 0,
-                          "length_km": 0.0, "peak_mb": 0.0}
-    if st.trame != "verte" or not store.exists(f"{prefix}/plan.json"):
-        return out
     max_links = territory.corridors.max_links_per_reservoir
     links = tiled_links(store, prefix, max_cost=st.max_cost, max_links=max_links)
     paths = tiled_link_paths(store, prefix, links)
-    g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
-    shape, _ = read_plan(store, prefix)
-    grid = Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
+    grid = _plan_grid(store, prefix)
     pprefix = _prefix(run, f"{sous_trame}/{POTENTIAL}")
     cfg = territory.corridors.missing_links
     mlinks, mpaths, minfo = links.iloc[:0], [], []
@@ -289,8 +269,6 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     all_links = pd.concat([links, mlinks], ignore_index=True) if len(mlinks) else links
     all_paths = paths + mpaths
     friction, lu_friction = path_values(store, prefix, all_paths)
-    v = vector_context(territory, _snapshot_paths(store, run))
-    reservoirs = sous_trame_reservoirs(territory, v, sous_trame)
     missing: list[dict | None] = [None] * n_real
     corridors = corridor_lines(territory, sous_trame, reservoirs, all_links, all_paths, friction, lu_friction, grid,
                                missing=missing + minfo)
@@ -311,26 +289,151 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
         crossings = crossing_score_frame(corridors, crossings, all_links, all_paths, tiled_crossing_scores(
             store, prefix, pprefix, grid, radius_m=cfg.barrier_radius_m, summary=summary))
     corridors = corridors.drop(columns=["_link", "_runs"], errors="ignore")
-    if v.domain is not v.boundary:                       # as engine.compute_sous_trame publishes them
-        _, _, corridors, stretches, areas, crossings = clip_network(
-            reservoirs, reservoirs.iloc[:0], corridors, stretches, areas, crossings, v.boundary)
-    ruptures = infrastructure_ruptures(territory, corridors, v.infra)
+    return corridors, areas, stretches, crossings, n_real, len(mlinks)
+
+
+def _plan_grid(store, prefix: str):
+    """The computation grid a sous-trame's tiles were planned on (``grid.json`` and ``plan.json``)."""
+    from rasterio.transform import Affine
+
+    from .layers.common import Grid
+    from .layers.tiles import read_plan
+
+    g = json.loads(store.get_bytes(f"{prefix}/grid.json"))
+    shape, _ = read_plan(store, prefix)
+    return Grid(Affine(*g["transform"]), shape, g["crs"], float(g["res"]))
+
+
+def _cell_counts(v, tiles) -> dict[str, int]:
+    """The part's ``grid_cells``, ``territory_cells`` (centre inside the outline) and ``computation_cells`` (the
+    computation extent), as the engine counts its whole-grid masks, counted one tile core at a time."""
+    from .layers.common import rasterize_values
+
+    grid = v.grid
+    inside_n = extent_n = 0
+    for t in tiles:
+        w = grid.window(*t.core)
+        inside = rasterize_values([v.boundary], [1], w, fill=0, dtype="uint8").astype(bool)
+        extent = rasterize_values([v.domain], [1], w, fill=0, dtype="uint8").astype(bool) | inside
+        inside_n += int(inside.sum())
+        extent_n += int(extent.sum())
+    return {"grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": inside_n,
+            "computation_cells": extent_n}
+
+
+def stage_tile_part(run: FetchedRun, sous_trame: str) -> SousTramePart:
+    """One sous-trame's part from its tiles, the same files and contract as
+    :func:`tvb_tasks.pipeline.stage_compute_sous_trame` (untiled), without any whole-grid raster.
+
+    Writes under the run's ``layers/<sous_trame>/`` (local work folder and store): ``habitat.parquet`` (with
+    ``area_in_territory_ha``), ``reservoirs.parquet`` and ``relays.parquet`` (clipped with ``patch_area_ha``),
+    ``corridors.parquet``, ``corridor_areas.parquet``, ``missing_crossings.parquet``, ``corridor_stretches.parquet``
+    (EPSG:2154; trame verte from the tiles, :func:`_tile_corridors`, then the engine's ``clip_network``; trame
+    bleue: empty, as the engine) and, on the territory grid as float32 COGs with nodata -1, ``friction.tif`` (the
+    tile inputs' friction stitched core by core, :func:`tvb_tasks.layers.stitch.stitch_friction_cog`) and
+    ``cost.tif`` (the stitch stage's ``tiles/<sous_trame>/cost.tif``). A sous-trame with no plan (no reservoir, or
+    none with a passable cell) gets what the engine writes then: its friction computed window by window from the
+    vectors and an all-nodata ``cost.tif``. Returns the :class:`~tvb_tasks.contracts.SousTramePart` (timings differ).
+
+    Memory: the vector inputs (∝ features), the sous-trame's vectors, a few tile objects, not the grid;
+    ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib`` (checked before anything is stored);
+    ``TilingError`` if the stitch stage has not written ``cost.tif``."""
+    import time
+
+    from .layers.clip import clip_network
+    from .layers.common import empty_frame
+    from .layers.corridors import CORRIDOR_AREA_COLUMNS, CORRIDOR_COLUMNS, STRETCH_COLUMNS
+    from .layers.engine import part_result, territory_patches, write_part_frames
+    from .layers.landuse import habitat_patches
+    from .layers.reservoirs import select_reservoirs
+    from .layers.stitch import stitch_cog, stitch_friction_cog
+    from .layers.tiles import TilingError, read_plan, tile_grid
+    from .layers.vectors import vector_context
+    from .layers.windows import WindowScene, window_rasters
+    from .pipeline import PipelineError, _relativize, _upload_dir
+
+    t0 = time.perf_counter()
+    territory = _territory(run)
+    if sous_trame not in territory.sous_trames:
+        raise PipelineError(f"sous-trame {sous_trame!r} is not configured for {territory.id}")
+    st = territory.sous_trames[sous_trame]
+    store = open_store(run["store_uri"])
+    prefix = _prefix(run, sous_trame)
+    v = vector_context(territory, _snapshot_paths(store, run))
+    timings = {"load": time.perf_counter() - t0}
+    t = time.perf_counter()
+    patches = habitat_patches(territory, sous_trame, v.landuse_all, v.extra)
+    reservoirs, relays = select_reservoirs(territory, sous_trame, patches, v.protected, v.always)
+    timings["reservoirs"] = time.perf_counter() - t
+    crs = territory.crs
+    corridors, areas = empty_frame(crs, CORRIDOR_COLUMNS), empty_frame(crs, CORRIDOR_AREA_COLUMNS)
+    stretches, crossings = empty_frame(crs, STRETCH_COLUMNS), empty_frame(crs)
+    n_links = n_missing = 0
+    planned = store.exists(f"{prefix}/plan.json")
+    t = time.perf_counter()
+    if planned and st.trame == "verte":
+        corridors, areas, stretches, crossings, n_links, n_missing = _tile_corridors(run, territory, store, v,
+                                                                                     sous_trame, reservoirs)
+    timings["corridors"] = time.perf_counter() - t
+    reservoirs, relays, corridors, stretches, areas, crossings = clip_network(
+        reservoirs, relays, corridors, stretches, areas, crossings, v.boundary, buffered=v.domain is not v.boundary)
+    patches = territory_patches(patches, sous_trame, v.boundary)
+
+    t = time.perf_counter()
+    out = _local_dir(run, "layers")
+    dest = out / sous_trame
+    dest.mkdir(parents=True, exist_ok=True)
+    friction_tif, cost_tif = dest / "friction.tif", dest / "cost.tif"
+    if planned:
+        grid = _plan_grid(store, prefix)
+        _, tiles = read_plan(store, prefix)
+        stitch_friction_cog(store, prefix, grid, friction_tif, boundary=v.boundary,
+                            description=f"friction {sous_trame}")
+        if not store.exists(f"{prefix}/cost.tif"):
+            raise TilingError(f"sous-trame {sous_trame}: no stitched cost.tif under {prefix}: run the stitch stage "
+                              "(stage_stitch_tiles) before the part")
+        store.download(f"{prefix}/cost.tif", cost_tif)
+    else:                          # no source cell: the engine's friction, and a cost-distance that reached nothing
+        grid = v.grid
+        tiles = tile_grid(grid.shape, territory.tiling.tile_size, territory.tiling.overlap)
+        scene = WindowScene(territory, v, sous_trame, reservoirs)
+        stitch_cog(tiles, lambda tile: window_rasters(scene, grid.window(*tile.core))[0], grid, friction_tif,
+                   boundary=v.boundary, description=f"friction {sous_trame}")
+        stitch_cog(tiles, lambda tile: None, grid, cost_tif, boundary=v.boundary, overview_resampling="average",
+                   description=f"cost distance {sous_trame} (friction x m)")
+    cells = _cell_counts(v, tiles)
+    timings["rasters"] = time.perf_counter() - t
     peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
-    length = float(np.sum(corridors["length_m"])) / 1000 if len(corridors) else 0.0
-    log.info("sous-trame %s: %d links, %d corridors (%.1f km), %d rupture crossings from the tiles (peak %.0f MB)",
-             sous_trame, len(links), len(corridors), length, len(ruptures), peak)
     if peak > limit_mb:          # checked before anything is stored: a task over the bound leaves no output
-        raise MemoryError(f"corridors of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
+        raise MemoryError(f"part of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
                           f"({limit_mb:.0f} MB)")
-    local = _local_dir(run, "tiles", sous_trame)
-    for name, frame in (("corridors", corridors), ("corridor_areas", areas), ("ruptures", ruptures),
-                        ("missing_crossings", crossings), ("corridor_stretches", stretches)):
-        frame.to_parquet(local / f"{name}.parquet", index=False)
-        store.put_file(f"{prefix}/{name}.parquet", local / f"{name}.parquet")
-    out.update({"corridors": f"{prefix}/corridors.parquet", "ruptures": f"{prefix}/ruptures.parquet",
-                "corridor_areas": f"{prefix}/corridor_areas.parquet",
-                "missing_crossings": f"{prefix}/missing_crossings.parquet", "missing_links": int(len(mlinks)),
-                "corridor_stretches": f"{prefix}/corridor_stretches.parquet",
-                "links": int(len(links)), "count": int(len(corridors)), "length_km": round(length, 3),
-                "peak_mb": round(peak, 1)})
-    return out
+    t = time.perf_counter()
+    files = {**write_part_frames(dest, patches, reservoirs, relays, corridors, areas, crossings, stretches),
+             "friction": str(friction_tif), "cost": str(cost_tif)}
+    _upload_dir(store, dest, f"{_work_prefix(run)}/layers/{sous_trame}")
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    part = part_result(territory, sous_trame, dest, files, patches, reservoirs, relays, corridors, areas,
+                       links=n_links, missing_links=n_missing, cells=cells, timings=timings)
+    log.info("sous-trame %s: part from the tiles (peak %.0f MB)", sous_trame, peak)
+    return cast(SousTramePart, _relativize(part, out))
+
+
+def run_tiled_parts(run: FetchedRun, sous_trames: list[str]) -> list[SousTramePart]:
+    """The tiled stages in process, in the DAG's order (the CLI's ``tvb run`` of a territory with
+    ``tiling.enabled``): plan every sous-trame, run the rounds until no tile is left to run (at most
+    ``tiling.max_rounds``: ``TilingError`` beyond), stitch, then each part (:func:`stage_tile_part`)."""
+    from .layers.tiles import TilingError
+
+    max_rounds = _territory(run).tiling.max_rounds
+    plans = [stage_plan_tiles(run, st) for st in sous_trames]
+    items = stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
+    rnd = 0
+    while items:
+        rnd += 1
+        if rnd > max_rounds:
+            raise TilingError(f"{len(items)} tiles still changing after tiling.max_rounds ({max_rounds}) rounds")
+        items = stage_next_round(run, [stage_run_tile(run, it, rnd) for it in items], rnd)
+    for st in sous_trames:
+        stage_stitch_tiles(run, st)
+    return [stage_tile_part(run, st) for st in sous_trames]

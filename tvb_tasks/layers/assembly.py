@@ -23,7 +23,6 @@ from .corridors import (
     downgrade_status,
     downgrade_stretches,
 )
-from .engine import _context
 from .reservoirs import RELAY_COLUMNS, RESERVOIR_COLUMNS
 from .ruptures import (
     VIGILANCE_COLUMNS,
@@ -32,6 +31,7 @@ from .ruptures import (
     rupture_points,
     vigilance_points,
 )
+from .vectors import vector_context
 from .wet import wet_corridors
 
 __all__ = ["assemble", "dissolved_by_status"]
@@ -139,7 +139,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     crs = territory.crs
-    ctx = _context(territory, inputs)
+    ctx = vector_context(territory, inputs)       # vectors only: the assembly rasterises nothing
     reservoirs = _concat([_read_part(p, "reservoirs", crs, RESERVOIR_COLUMNS) for p in parts], crs,
                          RESERVOIR_COLUMNS)
     relays = _concat([_read_part(p, "relays", crs, RELAY_COLUMNS) for p in parts], crs, RELAY_COLUMNS)

@@ -87,13 +87,18 @@ def clip_corridor_areas(areas: gpd.GeoDataFrame, kept: set, boundary) -> gpd.Geo
 
 
 def clip_network(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, corridors: gpd.GeoDataFrame,
-                 stretches: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, boundary
-                 ) -> tuple[gpd.GeoDataFrame, ...]:
+                 stretches: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, boundary, *,
+                 buffered: bool = True) -> tuple[gpd.GeoDataFrame, ...]:
     """A sous-trame's layers computed on the buffered extent, as published (the untiled engine's and the tiled
     corridors task's one clipping): corridor and stretch lines cut to the territory (:func:`clip_lines`),
     reservoirs, relays and corridors by :func:`clip_to_territory`, then the stretches, corridor polygons and
     missing-link crossings of the corridors kept (polygons cut, crossings inside the outline). Returns
-    ``(reservoirs, relays, corridors, stretches, areas, crossings)``."""
+    ``(reservoirs, relays, corridors, stretches, areas, crossings)``. ``buffered=False`` (no computation buffer:
+    everything is already inside): nothing clipped, ``patch_area_ha`` = ``area_ha``."""
+    if not buffered:
+        reservoirs = reservoirs.assign(patch_area_ha=reservoirs["area_ha"]) if len(reservoirs) else reservoirs
+        relays = relays.assign(patch_area_ha=relays["area_ha"]) if len(relays) else relays
+        return reservoirs, relays, corridors, stretches, areas, crossings
     if len(corridors):
         corridors = clip_lines(corridors, boundary)
         stretches = clip_lines(stretches, boundary) if len(stretches) else stretches

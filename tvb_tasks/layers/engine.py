@@ -197,27 +197,16 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
         t = time.perf_counter()
     timings["corridors"] = time.perf_counter() - t
 
-    if ctx.domain is not ctx.boundary:
-        reservoirs, relays, corridors, stretches, areas, crossings = clip_network(
-            reservoirs, relays, corridors, stretches, areas, crossings, ctx.boundary)
-    else:
-        reservoirs = reservoirs.assign(patch_area_ha=reservoirs["area_ha"]) if len(reservoirs) else reservoirs
-        relays = relays.assign(patch_area_ha=relays["area_ha"]) if len(relays) else relays
-    patches = patches.assign(sous_trame=sous_trame,
-                             area_in_territory_ha=patches.geometry.intersection(ctx.boundary).area / M2_PER_HA
-                             if len(patches) else [])
+    reservoirs, relays, corridors, stretches, areas, crossings = clip_network(
+        reservoirs, relays, corridors, stretches, areas, crossings, ctx.boundary,
+        buffered=ctx.domain is not ctx.boundary)
+    patches = territory_patches(patches, sous_trame, ctx.boundary)
     friction_out, acc_out = _territory_raster(friction, ctx), _territory_raster(acc, ctx)
     out_grid = _territory_grid(ctx)
 
     t = time.perf_counter()
     files = {
-        "habitat": _write_parquet(patches, dest / "habitat.parquet"),
-        "reservoirs": _write_parquet(reservoirs, dest / "reservoirs.parquet"),
-        "relays": _write_parquet(relays, dest / "relays.parquet"),
-        "corridors": _write_parquet(corridors, dest / "corridors.parquet"),
-        "corridor_areas": _write_parquet(areas, dest / "corridor_areas.parquet"),
-        "missing_crossings": _write_parquet(crossings, dest / "missing_crossings.parquet"),
-        "corridor_stretches": _write_parquet(stretches, dest / "corridor_stretches.parquet"),
+        **write_part_frames(dest, patches, reservoirs, relays, corridors, areas, crossings, stretches),
         "friction": str(write_cog(friction_out, out_grid, dest / "friction.tif",
                                   description=f"friction {sous_trame}")),
         "cost": str(write_cog(acc_out, out_grid, dest / "cost.tif", overview_resampling="average",
@@ -225,20 +214,48 @@ def compute_sous_trame(territory, inputs: dict[str, Path], sous_trame: str, out_
     }
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    cells = {"grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": int(ctx.inside.sum()),
+             "computation_cells": int(ctx.extent_mask.sum())}
+    return part_result(territory, sous_trame, dest, files, patches, reservoirs, relays, corridors, areas,
+                       links=n_links, missing_links=n_missing, cells=cells, timings=timings)
+
+
+def territory_patches(patches: gpd.GeoDataFrame, sous_trame: str, boundary: BaseGeometry) -> gpd.GeoDataFrame:
+    """The habitat patches as a part publishes them (``habitat.parquet``): whole, with their ``sous_trame`` and
+    their area inside the territory ``area_in_territory_ha`` (ha)."""
+    return patches.assign(sous_trame=sous_trame,
+                          area_in_territory_ha=patches.geometry.intersection(boundary).area / M2_PER_HA
+                          if len(patches) else [])
+
+
+PART_FRAMES = ("habitat", "reservoirs", "relays", "corridors", "corridor_areas", "missing_crossings",
+               "corridor_stretches")
+
+
+def write_part_frames(dest: Path, patches, reservoirs, relays, corridors, areas, crossings, stretches
+                      ) -> dict[str, str]:
+    """Write a part's GeoParquet files under ``dest`` (names :data:`PART_FRAMES`); their paths by name."""
+    frames = (patches, reservoirs, relays, corridors, areas, crossings, stretches)
+    return {name: _write_parquet(frame, dest / f"{name}.parquet") for name, frame in zip(PART_FRAMES, frames)}
+
+
+def part_result(territory, sous_trame: str, dest: Path, files: dict[str, str], patches, reservoirs, relays,
+                corridors, areas, *, links: int, missing_links: int, cells: dict[str, int],
+                timings: dict[str, float]) -> dict:
+    """A sous-trame part's dict (the ``SousTramePart`` contract): paths, counts, areas (ha), lengths (km) and
+    timings (s) — the untiled engine's and the tiled part stage's (``tvb_tasks.tiled.stage_tile_part``)."""
     by_status = corridors.groupby("status")["length_m"].sum() / 1000 if len(corridors) else pd.Series(dtype=float)
     log.info("sous-trame %s: %d reservoirs, %d relays, %d corridors (%.1f km) in %.1f s", sous_trame,
              len(reservoirs), len(relays), len(corridors), corridors["length_m"].sum() / 1000 if len(corridors)
-             else 0.0, timings["total"])
+             else 0.0, timings.get("total", 0.0))
     return {
         "sous_trame": sous_trame,
-        "trame": st.trame,
+        "trame": territory.sous_trames[sous_trame].trame,
         "dir": str(dest),
         "files": files,
         "counts": {"habitat_patches": int(len(patches)), "reservoirs": int(len(reservoirs)),
-                   "relays": int(len(relays)), "links": int(n_links), "corridors": int(len(corridors)),
-                   "missing_links": int(n_missing), "corridor_areas": int(len(areas)),
-                   "grid_cells": int(grid.shape[0] * grid.shape[1]), "territory_cells": int(ctx.inside.sum()),
-                   "computation_cells": int(ctx.extent_mask.sum())},
+                   "relays": int(len(relays)), "links": int(links), "corridors": int(len(corridors)),
+                   "missing_links": int(missing_links), "corridor_areas": int(len(areas)), **cells},
         "areas_ha": {"habitat": float(patches["area_in_territory_ha"].sum()) if len(patches) else 0.0,
                      "habitat_full_extent": float(patches["area_ha"].sum()) if len(patches) else 0.0,
                      "reservoirs": float(reservoirs["area_ha"].sum()) if len(reservoirs) else 0.0,

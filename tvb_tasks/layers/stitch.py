@@ -1,4 +1,4 @@
-"""The published cost raster of a tiled cost-distance, written tile by tile with bounded memory.
+"""The published cost and friction rasters of a tiled cost-distance, written tile by tile with bounded memory.
 
 :func:`stitch_cost_cog` writes what the untiled engine publishes as ``<sous_trame>/cost.tif`` (``engine.
 compute_sous_trame``: the accumulated cost as float32, nodata -1 for unreached, impassable and outside-territory
@@ -20,12 +20,19 @@ re-read and written again (GDAL appends the new copy: the intermediate file ≈ 
 256 MB, same time; 256 MB would add ≈ 0.23 GB to the peak). Disk: the intermediate file and rio-cogeo's temporary
 copy (both compressed) next to the output.
 
+The same writer (:func:`stitch_cog`, fed one core at a time by a reader) gives the published ``friction.tif``
+(:func:`stitch_friction_cog`: each tile input's friction window cut to its core, ``nearest`` overviews as the
+engine's) and, in ``tvb_tasks.tiled.stage_tile_part``, the friction of a sous-trame that has no plan (no
+reservoir), computed window by window from the vectors.
+
 CRS and units: those of the grid (territory CRS, metres); costs in friction × m.
 """
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -33,9 +40,9 @@ import rasterio
 from tvb_tasks.errors import InvalidInputError
 
 from .common import NODATA, Grid, cog_from_file, make_grid, rasterize_values, sub_grid, window_in
-from .tiles import read_core_cost, read_plan
+from .tiles import Tile, read_core_cost, read_plan
 
-__all__ = ["BLOCK", "CACHE_MB", "stitch_cost_cog", "territory_window"]
+__all__ = ["BLOCK", "CACHE_MB", "stitch_cog", "stitch_cost_cog", "stitch_friction_cog", "territory_window"]
 
 #: Block side (cells) of the intermediate GeoTIFF, and GDAL block cache (MB) while writing it and the COG.
 BLOCK = 512
@@ -66,22 +73,23 @@ def _window_values(acc: np.ndarray | None, shape: tuple[int, int], inside: np.nd
     return data, int(ok.sum())
 
 
-def stitch_cost_cog(store, prefix: str, grid: Grid, path: Path, *, boundary=None, description: str | None = None,
-                    block: int = BLOCK, cache_mb: int = CACHE_MB) -> int:
-    """Write the stitched accumulated cost of the tiles under ``prefix`` as a COG at ``path``; the number of
-    reached cells written (finite cost inside the territory).
+def stitch_cog(tiles: list[Tile], read, grid: Grid, path: Path, *, boundary=None, description: str | None = None,
+               overview_resampling: Literal["nearest", "average", "mode"] = "nearest", block: int = BLOCK,
+               cache_mb: int = CACHE_MB) -> int:
+    """Write a float32 COG at ``path`` from per-core values, one core at a time; the number of finite cells written
+    (inside the territory when ``boundary`` is given).
 
     Parameters
     ----------
-    grid : the computation grid the tiles were planned on (its shape must be the plan's).
+    tiles : the tiles covering ``grid`` (their ``core`` rectangles, row/col of ``grid``).
+    read : ``read(tile)`` → the core's values (``core``-shaped array, any float dtype; NaN / inf = nodata) or
+        ``None`` (nodata everywhere): the accumulated cost of the rounds, the friction of the tile inputs…
+    grid : the computation grid the tiles cut (territory CRS, metres).
     boundary : territory outline (shapely, ``grid``'s CRS): the raster is cut to its ``make_grid`` and cells whose
         centre is outside it are nodata, as ``engine._territory_raster``. ``None``: the whole grid, no mask.
-    description : band description.
+    description : band description; overview_resampling : as :func:`~tvb_tasks.layers.common.write_cog`'s.
     block, cache_mb : block side of the intermediate GeoTIFF (multiple of 16) and GDAL cache (MB).
     """
-    shape, tiles = read_plan(store, prefix)
-    if shape != tuple(grid.shape):
-        raise InvalidInputError(f"grid {grid.shape} is not the plan's {shape}")
     out_grid, r0, c0 = (grid, 0, 0) if boundary is None else territory_window(grid, boundary)
     H, W = out_grid.shape
     path = Path(path)
@@ -100,16 +108,49 @@ def stitch_cost_cog(store, prefix: str, grid: Grid, path: Path, *, boundary=None
                 a0, a1, b0, b1 = max(tr0, r0), min(tr1, r0 + H), max(tc0, c0), min(tc1, c0 + W)
                 if a1 <= a0 or b1 <= b0:
                     continue
-                acc = read_core_cost(store, prefix, t)
+                values = read(t)
                 inside = None
-                if acc is not None:
-                    acc = acc[a0 - tr0:a1 - tr0, b0 - tc0:b1 - tc0]
+                if values is not None:
+                    values = values[a0 - tr0:a1 - tr0, b0 - tc0:b1 - tc0]
                     if boundary is not None:
                         sub = sub_grid(grid, a0, b0, a1 - a0, b1 - b0)
                         inside = rasterize_values([boundary], [1], sub, fill=0, dtype="uint8").astype(bool)
-                data, n = _window_values(acc, (a1 - a0, b1 - b0), inside)
+                data, n = _window_values(values, (a1 - a0, b1 - b0), inside)
                 reached += n
                 dst.write(data, 1, window=((a0 - r0, a1 - r0), (b0 - c0, b1 - c0)))
-                del acc, inside, data
-        cog_from_file(raw, path, overview_resampling="average", in_memory=False, cache_mb=cache_mb)
+                del values, inside, data
+        cog_from_file(raw, path, overview_resampling=overview_resampling, in_memory=False, cache_mb=cache_mb)
     return reached
+
+
+def _checked_plan(store, prefix: str, grid: Grid) -> list[Tile]:
+    shape, tiles = read_plan(store, prefix)
+    if shape != tuple(grid.shape):
+        raise InvalidInputError(f"grid {grid.shape} is not the plan's {shape}")
+    return tiles
+
+
+def stitch_cost_cog(store, prefix: str, grid: Grid, path: Path, *, boundary=None, description: str | None = None,
+                    block: int = BLOCK, cache_mb: int = CACHE_MB) -> int:
+    """Write the stitched accumulated cost of the tiles under ``prefix`` as a COG at ``path`` (:func:`stitch_cog`
+    of the cores the rounds left, overviews ``average`` as the engine's ``cost.tif``); the number of reached cells
+    written (finite cost inside the territory). ``grid``: the computation grid the tiles were planned on (its shape
+    must be the plan's)."""
+    tiles = _checked_plan(store, prefix, grid)
+    return stitch_cog(tiles, lambda t: read_core_cost(store, prefix, t), grid, path, boundary=boundary,
+                      description=description, overview_resampling="average", block=block, cache_mb=cache_mb)
+
+
+def stitch_friction_cog(store, prefix: str, grid: Grid, path: Path, *, boundary=None,
+                        description: str | None = None, block: int = BLOCK, cache_mb: int = CACHE_MB) -> int:
+    """Write the friction the tiles under ``prefix`` were planned with (each tile input's ``cost`` window, cut to
+    its core) as a COG at ``path`` (:func:`stitch_cog`, overviews ``nearest``: the engine's ``friction.tif``); the
+    number of passable cells written. Memory: one tile input, not the grid."""
+    tiles = _checked_plan(store, prefix, grid)
+
+    def read(t: Tile) -> np.ndarray:
+        with np.load(io.BytesIO(store.get_bytes(f"{prefix}/input/{t.index}.npz"))) as z:
+            return z["cost"][t.core_in_window]
+
+    return stitch_cog(tiles, read, grid, path, boundary=boundary, description=description, block=block,
+                      cache_mb=cache_mb)
