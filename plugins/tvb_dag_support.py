@@ -1,6 +1,9 @@
-"""Airflow glue shared by the TVB DAG files of ``dags/`` (fetch, observatory, tiled cost-distance, screening).
+"""Airflow glue shared by the TVB DAG files of ``dags/`` (fetch, observatory untiled and tiled, screening).
 
-Asset names, default task arguments, the trigger form, DAG documentation and the small run-time helpers that the
+Asset names, default task arguments, the trigger form, DAG documentation, the observatory DAG's arguments and its
+head and tail tasks (:func:`observatory_dag_args`, :func:`observatory_head`, :func:`observatory_tail`: one
+implementation for ``dags/tvb_observatory.py`` and ``dags/tvb_observatory_tiled.py``, which differ only in how the
+sous-trames are computed) and the small run-time helpers that the
 tasks call (store URI, run options, changed sources, :func:`tvb_pipeline` giving the tasks ``tvb_tasks.pipeline``
 with the store's credentials, :func:`xcom_list` reading a mapped task's results). All the work stays in
 ``tvb_tasks`` (no Airflow import there); what travels between tasks is typed in ``tvb_tasks.contracts``. Heavy
@@ -18,12 +21,21 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, Literal, TypeVar, cast
 
-from airflow.sdk import Asset, AssetAlias, Param
+from airflow.sdk import Asset, AssetAlias, AssetAny, Metadata, Param, TriggerRule, get_current_context, task
 
+from tvb_links import ReleaseReportLink
 from tvb_notifier import TvbNotifier
 from tvb_retry import FailFastPolicy
 from tvb_tasks.config import RESOLUTION_MIN_M, ConfigError, Territory, list_territories, load_territory
-from tvb_tasks.contracts import FetchedRun, RunOptions
+from tvb_tasks.contracts import (
+    FetchedRun,
+    GateVerdict,
+    IndicatorSummary,
+    LayersSummary,
+    Outcome,
+    RunOptions,
+    SousTramePart,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +238,113 @@ def set_map_label(name: str, value: str) -> None:
     cast("dict[str, Any]", get_current_context())[name] = value
 
 
+# --- the observatory DAG: arguments, head and tail (untiled and tiled) ----------------------------------------------
+def observatory_dag_args(territory: Territory, *, doc_md: str, tags: Sequence[str] = ()) -> dict[str, Any]:
+    """``@dag`` arguments of ``tvb_observatory_<territory>``, tiled or not (one DAG id per territory: the one users
+    trigger and the source Assets schedule)."""
+    tid = territory.id
+    return dict(dag_id=f"tvb_observatory_{tid}", dag_display_name=f"TVB observatory — {territory.short_name or tid}",
+                description=f"Compute, validate and publish the TVB of {territory.name}",
+                schedule=AssetAny(*(source_asset(tid, name) for name in territory.sources)),
+                start_date=START_DATE, catchup=False, max_active_runs=1, dagrun_timeout=timedelta(hours=8),
+                default_args=DEFAULT_ARGS, tags={"tvb", "observatory", f"territory:{tid}", *tags},
+                doc_md=doc_md, params=trigger_params(territory))
+
+
+def observatory_head(territory: Territory) -> tuple[Any, Any, Any]:
+    """The head tasks of an observatory DAG (call inside its ``@dag`` function): ``fetch_sources`` →
+    ``inputs_changed`` (short-circuit when the live release has these inputs) → ``validate_sources`` →
+    ``plan_sous_trames``; returns their outputs ``(run, sources verdict, sous-trames)``."""
+    tid = territory.id
+    all_sous_trames = list(territory.sous_trames)
+
+    @task(pool=POOL, execution_timeout=timedelta(hours=2))
+    def fetch_sources(params=None, dag_run=None):
+        """Idempotent (content-addressed snapshots): re-uses what tvb_fetch_<territory> fetched."""
+        return fetch_sources_task(tid, params, dag_run.conf)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False, execution_timeout=timedelta(minutes=5))
+    def inputs_changed(run: FetchedRun):
+        """False (skip the computation, still notify) when the live release already has these inputs."""
+        if run["unchanged_release"]:
+            log.info("unchanged: release %s already has input key %s", run["unchanged_release"],
+                     run["input_key"][:12])
+            return False
+        return True
+
+    @task(execution_timeout=timedelta(minutes=45))
+    def validate_sources(run: FetchedRun):
+        with tvb_pipeline() as pipeline:
+            return pipeline.stage_validate_sources(run)
+
+    @task(execution_timeout=timedelta(minutes=5))
+    def plan_sous_trames(run: FetchedRun):
+        return planned_sous_trames(all_sous_trames, run)
+
+    run: Any = fetch_sources()            # XComArgs where the tasks take their contracts (see the DAG files)
+    gate = inputs_changed(run)
+    sources_ok = validate_sources(run)
+    gate >> sources_ok
+    sous_trames = plan_sous_trames(run)
+    sources_ok >> sous_trames
+    return run, sources_ok, sous_trames
+
+
+def observatory_tail(territory: Territory, run: Any, sources_ok: Any, parts: Any) -> None:
+    """The tail tasks of an observatory DAG (call inside its ``@dag`` function), from the sous-trame parts
+    (``SousTramePart`` of the mapped compute or part task): ``assemble`` → ``indicators`` → ``validate_outputs`` →
+    ``publish`` (release Asset event through the alias when published) → ``notify``."""
+    tid = territory.id
+    published_alias = release_alias(tid)
+
+    @task(execution_timeout=timedelta(hours=2))
+    def assemble(run: FetchedRun, parts: Sequence[SousTramePart]):
+        with tvb_pipeline() as pipeline:
+            return pipeline.stage_assemble(run, xcom_list(parts))
+
+    @task(execution_timeout=timedelta(hours=1))
+    def indicators(run: FetchedRun, assembled: LayersSummary):
+        with tvb_pipeline() as pipeline:
+            return pipeline.stage_indicators(run)
+
+    @task(execution_timeout=timedelta(minutes=45))
+    def validate_outputs(run: FetchedRun, indicator_summary: IndicatorSummary):
+        with tvb_pipeline() as pipeline:
+            return pipeline.stage_validate_outputs(run)
+
+    # inlet: publish reads the live release (compare-and-swap of its pointer); declaring it also registers the
+    # release Asset with Airflow, so the event emitted through the alias finds it (no "AssetModel … not found")
+    @task(inlets=[release_asset(tid)], outlets=[published_alias], execution_timeout=timedelta(hours=1))
+    def publish(run: FetchedRun, indicator_summary: IndicatorSummary, sources_validation: GateVerdict,
+                outputs_validation: GateVerdict, params=None):
+        with tvb_pipeline() as pipeline:
+            outcome = pipeline.publish_outcome(run, indicator_summary, sources_validation, outputs_validation,
+                                               dry_run=bool(params["dry_run"]))
+        if outcome["status"] == "published":
+            yield Metadata(release_asset(tid), alias=published_alias,
+                           extra={"release_id": outcome["release_id"], "input_key": run["input_key"]})
+        return outcome
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=10))
+    def notify(run: FetchedRun, ti=None):
+        """Log + webhook: published / dry run / unchanged (failures are notified by on_failure_callback).
+        Unchanged inputs skipped ``publish``, which pushed nothing: that outcome comes from the run (pulling the
+        skipped task's XCom would log an "XCom not found" error); otherwise it is publish's."""
+        with tvb_pipeline() as pipeline:
+            outcome: Outcome = (pipeline.unchanged_outcome(run) if run["unchanged_release"]
+                                else ti.xcom_pull(task_ids="publish"))
+            event = pipeline.notify_event(outcome)
+        TvbNotifier(event).send(get_current_context(), outcome)
+        return outcome
+
+    assembled: Any = assemble(run, parts)  # XComArgs where the tasks take their contracts (see the DAG files)
+    summary: Any = indicators(run, assembled)
+    outputs_ok: Any = validate_outputs(run, summary)
+    published: Any = publish(run, summary, sources_ok, outputs_ok)
+    published.operator.operator_extra_links = [ReleaseReportLink()]
+    published >> notify(run)
+
+
 # --- trigger form --------------------------------------------------------------------------------------------------
 def trigger_params(territory: Territory) -> dict[str, Param]:
     """The manual-trigger form: typed, with enums and ranges, validated (JSON schema) before a run is created."""
@@ -281,7 +400,14 @@ See `docs/operations.md`."""
 
 
 def observatory_doc(territory: Territory) -> str:
-    """doc_md of ``tvb_observatory_<territory>``."""
+    """doc_md of ``tvb_observatory_<territory>`` (its compute step: tiled when the YAML enables ``tiling``)."""
+    t = territory.tiling
+    compute = ("`compute_sous_trame` ×N (mapped, in parallel)" if not t.enabled else
+               "**tiled** (`tiling` in the territory YAML: cores of "
+               f"{t.tile_size} cells, at most {t.memory_limit_gib:g} GiB per task): `plan_tiles` ×N → `first_round` → "
+               f"`round_r` (tiles × sous-trames, mapped over the workers) / `after_round_r`, up to {t.dag_rounds} "
+               "rounds until no boundary value changes → `stitch` ×N → `part` ×N (the untiled parts' files exactly, "
+               "no whole-grid raster)")
     return f"""### TVB observatory — {territory.name}
 
 Computes and publishes the Trame Verte et Bleue of **{territory.short_name or territory.name}**.
@@ -298,7 +424,7 @@ Runs when `tvb_fetch_{territory.id}` reports a changed source, or by hand (**Tri
 
 Flow: `fetch_sources` → `inputs_changed` (stops here, successfully, when the live release already has these
 inputs) → `validate_sources` (quality gate: a critical failure stops the run, nothing is published) →
-`plan_sous_trames` → `compute_sous_trame` ×N (mapped, in parallel) → `assemble` → `indicators` →
+`plan_sous_trames` → {compute} → `assemble` → `indicators` →
 `validate_outputs` (gate) → `publish` (create-only objects, manifest, compare-and-swap of `latest.json`) → `notify`.
 
 The publish task has a **Release report** link to the published report.

@@ -265,7 +265,8 @@ def test_no_task_holds_a_worker_slot_while_waiting(tmp_path, monkeypatch):
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True}
     (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
-    assert {"tvb_observatory_call", "tvb_fetch_call", "tvb_tiled_cost_call"} <= set(bag.dags)
+    assert {"tvb_observatory_call", "tvb_fetch_call"} <= set(bag.dags)
+    assert "round_1" in bag.dags["tvb_observatory_call"].task_ids          # the tiled observatory DAG
     waiting = [f"{d.dag_id}.{t.task_id}" for d in bag.dags.values() for t in d.tasks if _waits_in_a_slot(t)]
     assert waiting == []
 
@@ -431,18 +432,35 @@ def test_planned_sous_trames_keep_the_territory_order(dagmod):
     assert dagmod.planned_sous_trames(every, {"sous_trames": ["wetland", "forest"]}) == ["forest", "wetland"]
 
 
-def test_tiled_dag_unrolls_the_yaml_rounds(tmp_path, monkeypatch):
-    """tvb_tiled_cost reads tiling.dag_rounds from the typed section: one run_tile and one after_round per round."""
+def test_tiled_territory_gets_one_observatory_dag_whose_compute_is_the_tile_chain(tmp_path, monkeypatch, observatory):
+    """A territory with tiling gets ``tvb_observatory_<id>`` (no other DAG computing it) from
+    tvb_observatory_tiled.py: the untiled DAG's head, tail, schedule and Params, its ``compute_sous_trame`` replaced by
+    plan_tiles → first_round → round_r / after_round_r (``tiling.dag_rounds`` from the typed section) → stitch →
+    part → assemble."""
     raw = load_yaml((ROOT / "config/territories/call.yaml").read_text(encoding="utf-8"))
     raw["tiling"] = {**raw.get("tiling", {}), "enabled": True, "dag_rounds": 3}
     (tmp_path / "call.yaml").write_text(dump_yaml(raw, allow_unicode=True), encoding="utf-8")
     bag = _bag(monkeypatch, tmp_path)
-    tiled = bag.dags["tvb_tiled_cost_call"]
+    assert bag.import_errors == {}
+    assert {d for d in bag.dags if d.endswith("_call")} == {"tvb_observatory_call", "tvb_fetch_call",
+                                                            "tvb_screening_call"}
+    tiled = bag.dags["tvb_observatory_call"]
+    assert bag.dag_folder and tiled.fileloc.endswith("tvb_observatory_tiled.py")
     assert sorted(t for t in tiled.task_ids if t.startswith("round_")) == ["round_1", "round_2", "round_3"]
     assert "up to 3 rounds" in tiled.doc_md
-    # the corridors from the tiles, per sous-trame, after the stitch (the last task)
-    assert tiled.get_task("stitch").downstream_task_ids == {"corridors"}
-    assert not tiled.get_task("corridors").downstream_task_ids
+    tile_chain = {"plan_tiles", "first_round", "stitch", "part", *(f"{k}_{r}" for k in ("round", "after_round")
+                                                                   for r in (1, 2, 3))}
+    assert set(tiled.task_ids) == (set(observatory.task_ids) - {"compute_sous_trame"}) | tile_chain
+    assert tiled.get_task("plan_sous_trames").downstream_task_ids == {"plan_tiles", "stitch", "part"}
+    assert tiled.get_task("after_round_3").downstream_task_ids == {"stitch"}
+    assert tiled.get_task("stitch").downstream_task_ids == {"part"}
+    assert tiled.get_task("part").downstream_task_ids == {"assemble"}
+    for task_id in ("assemble", "publish", "notify"):            # the same tail
+        assert (tiled.get_task(task_id).downstream_task_ids
+                == observatory.get_task(task_id).downstream_task_ids), task_id
+    assert tiled.params.dump() == observatory.params.dump()
+    assert ({a.name for a in tiled.timetable.asset_condition.objects}
+            == {a.name for a in observatory.timetable.asset_condition.objects}) and "tiles" in tiled.tags
 
 
 def test_changed_sources_maps_derived_layers_to_their_source(dagmod, territory):

@@ -316,6 +316,23 @@ def test_geopackage_layers_with_libelle_and_cog_rasters(road_between_woods):
             assert ds.dtypes[0] == "float32" and ds.nodata == -1 and ds.profile["tiled"]
 
 
+def test_assemble_builds_no_whole_grid_raster(tmp_path, monkeypatch):
+    """The assembly reads only vectors (``vectors.vector_context``): the engine's whole-grid context (territory and
+    extent masks, class raster) is never built, so a tiled territory's assembly is not bounded by the grid."""
+    from tvb_tasks.layers import assembly, engine
+
+    t, inputs = _two_woods(tmp_path, roads=[(line((930, 0), (930, 1000)), 3)])
+    parts = [engine.compute_sous_trame(t, inputs, st, tmp_path / "parts") for st in t.sous_trames]
+
+    def whole_grid(*_a, **_k):
+        raise AssertionError("assemble built the whole-grid context")
+
+    monkeypatch.setattr(engine, "_context", whole_grid)
+    monkeypatch.setattr(assembly, "_context", whole_grid, raising=False)
+    out = assembly.assemble(t, inputs, parts, tmp_path / "out")
+    assert out["counts"]["corridors"] >= 1 and out["counts"]["rupture_points"] >= 1
+
+
 def test_write_cog_has_overviews_and_nodata(tmp_path):
     from rio_cogeo.cogeo import cog_validate
 

@@ -146,12 +146,12 @@ def test_call_stitch_stage_equals_the_whole_array_cog_and_the_untiled_engine(cal
     assert r0 > 0 and c0 > 0 and h < ctx.grid.shape[0] - r0 and w < ctx.grid.shape[1] - c0
     assert len(store.list(f"{prefix}/input/")) == 12
     ref = _whole_array_cog(store, prefix, ctx.grid, ctx.boundary, call_tiled_run.dir / f"{sous_trame}.tif",
-                           f"cost distance {sous_trame} (friction x m), tiled")
+                           f"cost distance {sous_trame} (friction x m)")
     _assert_same_cog(got, ref)
     with rasterio.open(got) as a:
         data = a.read(1)
         assert a.overviews(1) == [2] and int((data != -1).sum()) == out["reached"]
-    # the untiled engine's published cost.tif: same cells (its band description lacks ", tiled")
+    # the untiled engine's published cost.tif: same cells, same band description
     untiled = engine.compute_sous_trame(territory.model_copy(update={"tiling": TilingConfig()}),
                                         call_tiled_run.inputs, sous_trame, call_tiled_run.dir / "untiled")
     with rasterio.open(untiled["files"]["cost"]) as b:
