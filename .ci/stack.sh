@@ -6,8 +6,10 @@
 #   .ci/stack.sh start     start everything, wait until healthy and the DAGs are parsed, write $STACK_DIR/stack.env
 #   .ci/stack.sh start --celery
 #                          the same with CeleryExecutor: a Redis broker (Debian redis-server) and two Celery workers
-#                          (worker-1, worker-2, one task slot each, told apart by tvb_worker.hostname); CALL is
-#                          configured with tiling enabled (small tiles) so tvb_tiled_cost_call maps its tiles on both
+#                          (worker-1, worker-2, one task slot each, told apart by tvb_worker.hostname); the config
+#                          folder adds <territory>_tiled, a copy of the territory with tiling enabled (256-cell tiles),
+#                          whose tvb_observatory_<territory>_tiled maps its tiles on both workers (the territory itself
+#                          stays untiled: the other stack tests' runs stay short)
 #   .ci/stack.sh stop      stop what `start` started (by recorded process group ids) and remove the pid files
 #   .ci/stack.sh status    show the processes and the health endpoint
 #
@@ -120,16 +122,24 @@ EOF
   fi
 }
 
-write_tiled_config() {  # the territories with tiling enabled (small tiles: many mapped tile tasks), plus the
-  # YAML files listed in TVB_STACK_EXTRA_CONFIG (e.g. a synthetic region of sample/generate.py --region 4)
+write_tiled_config() {  # the territories as they are, plus <territory>_tiled: a copy of $TERRITORY with tiling
+  # enabled and small tiles (many mapped tile tasks, for tests/test_airflow_celery.py), and the YAML files listed in
+  # TVB_STACK_EXTRA_CONFIG (e.g. a synthetic region of sample/generate.py --region 4) with tiling enabled
   mkdir -p "$STACK_DIR/config"
-  "$PY" - "$ROOT/config/territories" "$STACK_DIR/config" ${TVB_STACK_EXTRA_CONFIG:-} <<'EOF'
-import pathlib, sys, yaml
-src, dst, extra = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), [pathlib.Path(p) for p in sys.argv[3:]]
-for f in [*src.glob("*.yaml"), *extra]:
+  "$PY" - "$ROOT/config/territories" "$STACK_DIR/config" "$TERRITORY" ${TVB_STACK_EXTRA_CONFIG:-} <<'EOF'
+import pathlib, shutil, sys, yaml
+src, dst, territory = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+extra = [pathlib.Path(p) for p in sys.argv[4:]]
+for f in src.glob("*.yaml"):
+    shutil.copyfile(f, dst / f.name)
+raw = yaml.safe_load((src / f"{territory}.yaml").read_text(encoding="utf-8"))
+tiled = {**raw, "id": f"{territory}_tiled", "name": f"{raw['name']} (tiled)",
+         "tiling": {**(raw.get("tiling") or {}), "enabled": True, "tile_size": 256, "overlap": 8}}
+(dst / f"{territory}_tiled.yaml").write_text(yaml.safe_dump(tiled, allow_unicode=True, sort_keys=False),
+                                             encoding="utf-8")
+for f in extra:
     raw = yaml.safe_load(f.read_text(encoding="utf-8"))
-    size = 256 if f.parent == src else 512
-    raw["tiling"] = {**(raw.get("tiling") or {}), "enabled": True, "tile_size": size, "overlap": 8}
+    raw["tiling"] = {**(raw.get("tiling") or {}), "enabled": True, "tile_size": 512, "overlap": 8}
     (dst / f.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
 EOF
 }
@@ -306,7 +316,7 @@ while time.time() < deadline:
         dags = {d["dag_id"] for d in call("/api/v2/dags?limit=100", token)["dags"]}
         wanted = {f"tvb_observatory_{territory}", f"tvb_fetch_{territory}"}
         if celery:
-            wanted.add(f"tvb_tiled_cost_{territory}")
+            wanted.add(f"tvb_observatory_{territory}_tiled")
         state = f"unhealthy: {bad}" if bad else f"dags parsed: {sorted(dags)}"
         if not bad and wanted <= dags:
             print("ready:", state); sys.exit(0)
@@ -339,6 +349,7 @@ TVB_STACK_AIRFLOW_ENV=$STACK_DIR/airflow.env
 TVB_STACK_LOGS=$LOGS
 TVB_STACK_EXECUTOR=$([ "$CELERY" = 1 ] && echo CeleryExecutor || echo LocalExecutor)
 TVB_STACK_WORKERS=$([ "$CELERY" = 1 ] && echo "${WORKERS// /,}")
+TVB_STACK_TILED_TERRITORY=$([ "$CELERY" = 1 ] && echo "${TERRITORY}_tiled")
 EOF
 }
 

@@ -1,4 +1,5 @@
-"""Run ``tvb_tiled_cost_<territory>`` on the running Celery test stack and print where and how its tasks ran.
+"""Run the tiled observatory DAG ``tvb_observatory_<territory>`` of a territory with tiling on the running Celery
+test stack and print where and how its tasks ran.
 
 Start the stack with ``.ci/stack.sh start --celery`` (add a synthetic region with
 ``TVB_STACK_EXTRA_CONFIG=var/bench/region_x4/call_x4.yaml``, written by ``bench/region.py`` or
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--territory", default="call")
+    ap.add_argument("--territory", default="call_tiled")        # the stack's tiled copy of CALL
     ap.add_argument("--sous-trames", default="")
     ap.add_argument("--env", default=str(ROOT / "var" / "stack" / "stack.env"))
     ap.add_argument("--timeout", type=float, default=7200)
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       "password": env["TVB_STACK_ADMIN_PASSWORD"]},
                           timeout=30).json()["access_token"]
     h = {"Authorization": f"Bearer {token}"}
-    dag = f"tvb_tiled_cost_{args.territory}"
+    dag = f"tvb_observatory_{args.territory}"
     requests.patch(f"{base}/api/v2/dags/{dag}", json={"is_paused": False}, headers=h, timeout=30).raise_for_status()
     conf = {"sous_trames": args.sous_trames.split(",")} if args.sous_trames else {}
     resp = requests.post(f"{base}/api/v2/dags/{dag}/dagRuns", json={"logical_date": None, "conf": conf},

@@ -1,7 +1,7 @@
 """The tiled DAG's own stages on a synthetic region, each task in a fresh process: wall time and peak RSS per task.
 
 ``bench/region_tiles.py`` measures the tile protocol on a region raster built from one CALL copy; this script runs
-what the ``tvb_tiled_cost_<id>`` DAG runs, from the region's vector files, with the territory's configuration:
+what a tiled territory's ``tvb_observatory_<id>`` DAG runs before its assembly, from the region's vector files, with the territory's configuration:
 
 1. the region of ``n`` CALL copies (``sample/generate.py``'s ``generate_region``, cached under
    ``var/bench/region_x<n>``: the same as ``bench/region.py`` and ``bench/plan_windows.py``), its configuration at
@@ -11,7 +11,8 @@ what the ``tvb_tiled_cost_<id>`` DAG runs, from the region's vector files, with 
 3. rounds of ``stage_run_tile`` over ``--workers`` worker processes (as Celery workers with one slot each: a
    worker process runs many tasks, its peak RSS is the largest of them), ``stage_next_round`` between rounds;
 4. ``stage_stitch_tiles`` (the published ``cost.tif``, one core at a time);
-5. ``stage_tile_corridors`` (links, paths, corridor lines and polygons, raw rupture crossings, from the tiles).
+5. ``stage_tile_part`` (the sous-trame's part: reservoirs, corridors with their polygons and stretches, friction and
+   cost rasters, from the tiles and the vectors).
 
 Each of 2, 4, 5 runs in a fresh process (an Airflow task), and each stage checks its own peak RSS against
 ``tiling.memory_limit_gib`` (it fails above it). Printed: grid cells, tiles, vector features, per task wall time
@@ -148,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     stitch = _task(run_path, "stage_stitch_tiles", args.sous_trame)
     print(f"  stitch: {stitch['wall']:.1f} s, peak {stitch['peak_mb']:.0f} MB, {stitch['out'].get('reached')} "
           "reached cells", flush=True)
-    corr = _task(run_path, "stage_tile_corridors", args.sous_trame)
-    print(f"  corridors: {corr['wall']:.1f} s, peak {corr['peak_mb']:.0f} MB, {json.dumps(corr['out'])[:300]}",
+    corr = _task(run_path, "stage_tile_part", args.sous_trame)
+    print(f"  part: {corr['wall']:.1f} s, peak {corr['peak_mb']:.0f} MB, {json.dumps(corr['out']['counts'])[:300]}",
           flush=True)
     total = time.perf_counter() - t0
-    peaks = {"plan": plan["peak_mb"], "tiles": worst, "stitch": stitch["peak_mb"], "corridors": corr["peak_mb"]}
+    peaks = {"plan": plan["peak_mb"], "tiles": worst, "stitch": stitch["peak_mb"], "part": corr["peak_mb"]}
     print(f"  total {total:.0f} s; largest task peak {max(peaks.values()):.0f} MB "
           f"(bound {args.memory_limit_gib * 1024:.0f} MB): {peaks}", flush=True)
     return 0

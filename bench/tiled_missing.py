@@ -1,11 +1,12 @@
-"""The tiled DAG's corridors task with missing links (``tvb_tasks.tiled.stage_tile_corridors``) against the untiled
-engine (``engine.compute_sous_trame``), on the CALL sample at ``--resolution``.
+"""The tiled observatory DAG's part task (``tvb_tasks.tiled.stage_tile_part``: corridors with missing links,
+reservoirs, habitat, friction and cost rasters from the tiles) against the untiled engine
+(``engine.compute_sous_trame``), on the CALL sample at ``--resolution``.
 
 Steps, each in a fresh process (peak RSS = ``ru_maxrss`` of that process): (1) the tiled stages ``plan_tiles`` →
-rounds of ``run_tile`` (real and potential problems, in one process) → ``stitch``; (2) ``stage_tile_corridors``
-alone (what the DAG's ``corridors`` task holds); (3) the untiled ``compute_sous_trame`` with the same territory
-(tiling off). Printed: wall and peak of each, counts, and whether the corridors, corridor_areas,
-corridor_stretches and missing_crossings layers are equal (rows, values, geometries).
+rounds of ``run_tile`` (real and potential problems, in one process) → ``stitch``; (2) ``stage_tile_part`` alone
+(what the DAG's ``part`` task holds); (3) the untiled ``compute_sous_trame`` with the same territory (tiling off).
+Printed: wall and peak of each, counts, and whether every parquet of the part is equal (rows, values,
+geometries) and both rasters (values).
 
 Usage: python bench/tiled_missing.py [--resolution 25] [--sous-trame grassland] [--tile-size 512] [--overlap 8]
        [--work var/bench/tiled_missing]
@@ -58,9 +59,10 @@ while items:
 tiled.stage_stitch_tiles(run, st)
 out = {"tile_runs": sum(n), "rounds": rnd}
 """,
-    "corridors": """
-from tvb_tasks import tiled
-out = tiled.stage_tile_corridors(run, st)
+    "part": """
+from tvb_tasks import pipeline, tiled
+part = tiled.stage_tile_part(run, st)
+out = {"files": pipeline._absolutize(part["files"], pipeline._local_dir(run, "layers")), "counts": part["counts"]}
 """,
     "untiled": """
 from tvb_tasks.layers import engine
@@ -101,17 +103,23 @@ def main() -> None:
     rounds = _step("rounds", args)
     print(f"tiled rounds (plan, {rounds['tile_runs']} tile runs in {rounds['rounds']} rounds, stitch): "
           f"{rounds['wall_s']} s, peak {rounds['peak_mb']} MB")
-    cor = _step("corridors", args)
-    print(f"corridors task from the tiles: {cor['wall_s']} s, peak {cor['peak_mb']} MB; links {cor['links']}, "
-          f"missing {cor['missing_links']}, corridors {cor['count']}")
+    cor = _step("part", args)
+    print(f"part task from the tiles: {cor['wall_s']} s, peak {cor['peak_mb']} MB; counts "
+          f"{ {k: cor['counts'][k] for k in ('links', 'missing_links', 'corridors', 'grid_cells')} }")
     ref = _step("untiled", args)
     print(f"untiled compute_sous_trame: {ref['wall_s']} s, peak {ref['peak_mb']} MB; counts "
           f"{ {k: ref['counts'][k] for k in ('links', 'missing_links', 'corridors', 'grid_cells')} }")
-    from tvb_tasks.store import LocalStore
+    import numpy as np
+    import rasterio
 
-    store = LocalStore(Path(args["work"]) / "store")
-    for layer in ("corridors", "corridor_areas", "corridor_stretches", "missing_crossings"):
-        got = gpd.read_parquet(store.local_path(cor[layer]))
+    from tvb_tasks.layers.engine import PART_FRAMES
+
+    print(f"counts equal: {cor['counts'] == ref['counts']}")
+    for name in ("friction", "cost"):
+        with rasterio.open(cor["files"][name]) as x, rasterio.open(ref["files"][name]) as y:
+            print(f"{name}.tif equal: {np.array_equal(x.read(1), y.read(1)) and x.profile == y.profile}")
+    for layer in PART_FRAMES:
+        got = gpd.read_parquet(cor["files"][layer])
         want = gpd.read_parquet(ref["files"][layer])
         try:
             pd.testing.assert_frame_equal(got.drop(columns="geometry"), want.drop(columns="geometry"))

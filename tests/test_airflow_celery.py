@@ -1,7 +1,8 @@
 """CeleryExecutor in the production-like stack (``.ci/stack.sh start --celery``, what ``scripts/test.sh`` starts:
-Redis broker, two Celery workers named worker-1 / worker-2 through ``tvb_worker.hostname``, CALL configured with
-tiling enabled and 256-cell tiles): one run of the tiled cost-distance DAG maps its tiles over both workers,
-through the S3 store, and the stitched raster is the untiled engine's.
+Redis broker, two Celery workers named worker-1 / worker-2 through ``tvb_worker.hostname``, and ``call_tiled``, a
+copy of CALL with tiling enabled and 256-cell tiles, CALL itself staying untiled): one run of the tiled territory's
+observatory DAG maps its tiles over both workers, through the S3 store, and publishes; the stitched raster and the
+part's layers are the untiled engine's.
 
 Kept cheap for CI: one sous-trame (forest: reservoirs all over the territory, so every tile starts in round 1) at
 50 m, i.e. a 2 × 2 grid of 256-cell tiles whose boundary exchange takes a few rounds — a handful of tile tasks.
@@ -28,8 +29,8 @@ if STACK.get("TVB_STACK_EXECUTOR") != "CeleryExecutor":
     pytest.skip("the running stack is not the Celery one: start it with `.ci/stack.sh start --celery`",
                 allow_module_level=True)
 
-TERRITORY = STACK.get("TVB_STACK_TERRITORY", "call")
-TILED = f"tvb_tiled_cost_{TERRITORY}"
+TERRITORY = STACK.get("TVB_STACK_TILED_TERRITORY") or f"{STACK.get('TVB_STACK_TERRITORY', 'call')}_tiled"
+TILED = f"tvb_observatory_{TERRITORY}"
 SOUS_TRAME = "forest"
 RESOLUTION_M = 50          # CALL ≈ 460 × 325 cells: 2 × 2 tiles of 256 cells (the stack's tiling.tile_size)
 
@@ -58,6 +59,8 @@ def tiled_run(api) -> dict:
     t0 = time.monotonic()
     run = api.wait(TILED, run_id)
     assert run["state"] == "success", api.failure_report(TILED, run_id)
+    outcome = api.xcom(TILED, run_id, "notify")
+    assert outcome["status"] == "published" and outcome["territory"] == TERRITORY, outcome
     print(f"{TILED} run {run_id}: {time.monotonic() - t0:.0f} s")
     return {"run_id": run_id, "tis": _task_instances(api, run_id)}
 
@@ -73,10 +76,11 @@ def test_mapped_tiles_of_one_run_execute_on_both_workers(tiled_run):
     assert {t["task_id"] for t in tiles} >= {"round_1", "round_2"}       # boundary values were exchanged
 
 
-def test_stitched_cost_is_the_untiled_engines(api, tiled_run, tmp_path, monkeypatch):
-    """The stitched ``cost.tif`` in the S3 store equals the untiled engine's on the run's own snapshots and
-    configuration (tiling disabled)."""
+def test_stitched_cost_and_part_are_the_untiled_engines(api, tiled_run, tmp_path, monkeypatch):
+    """The stitched ``cost.tif`` in the S3 store, and the part task's corridors, equal the untiled engine's on the
+    run's own snapshots and configuration (tiling disabled)."""
     import boto3
+    import geopandas as gpd
     import rasterio
 
     from tvb_tasks.layers import compute_sous_trame
@@ -104,3 +108,11 @@ def test_stitched_cost_is_the_untiled_engines(api, tiled_run, tmp_path, monkeypa
     with rasterio.open(part["files"]["cost"]) as a, rasterio.open(tiled_tif) as b:
         assert a.shape == b.shape and a.transform == b.transform and a.crs == b.crs
         assert np.array_equal(a.read(1), b.read(1))
+    tiled_part = api.get(f"/dags/{TILED}/dagRuns/{run_id}/taskInstances/part/xcomEntries/return_value",
+                         map_index=0)["value"]
+    tiled_part = json.loads(tiled_part) if isinstance(tiled_part, str) else tiled_part
+    assert tiled_part["counts"] == part["counts"] and tiled_part["lengths_km"] == part["lengths_km"]
+    key = f"work/{TERRITORY}/{fetched['input_key'][:16]}/layers/{SOUS_TRAME}/corridors.parquet"
+    got = gpd.read_parquet(store.materialize(key, tmp_path / "part"))
+    ref = gpd.read_parquet(part["files"]["corridors"])
+    assert len(got) == len(ref) > 0 and list(got.geometry.to_wkb()) == list(ref.geometry.to_wkb())
