@@ -1,6 +1,6 @@
 """The tiled cost-distance of a whole synthetic region at 10 m: the Hauts-de-France size (31,800 km², ≈ 318 M cells).
 
-What is measured is the distributed part of the region-scale pipeline (the ``tvb_tiled_cost_<id>`` DAG's tile
+What is measured is the distributed part of the region-scale pipeline (the tiled ``tvb_observatory_<id>`` DAG's tile
 tasks), on one sous-trame, with every tile run in a fresh worker process as a Celery task would be:
 
 1. the CALL sample's friction and reservoir sources of the sous-trame at ``--resolution`` (the untiled engine's

@@ -49,7 +49,7 @@ class TilingConfig(_Section):
     tile_size: int = Field(default=2048, ge=8)          # core side, cells
     overlap: int = Field(default=16, ge=1)              # halo width, cells (>= 2 with knight's moves)
     max_rounds: int = Field(default=100, ge=1)          # safety stop of the boundary exchange
-    dag_rounds: int = Field(default=12, ge=1, le=60)    # rounds unrolled in the Airflow DAG (tvb_tiled_cost)
+    dag_rounds: int = Field(default=12, ge=1, le=60)    # rounds unrolled in the tiled observatory DAG
     memory_limit_gib: float = Field(default=4.0, gt=0)  # per-task memory bound (workers' sizing)
 
 

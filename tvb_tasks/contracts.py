@@ -13,7 +13,7 @@ Flow of the observatory DAG (``dags/tvb_observatory.py``), with the contract of 
                                 └────────────────────────────────> publish ─ Outcome ─> notify ─ Outcome
 
 The fetch DAG returns a :class:`FetchSummary`, the screening DAG a :class:`ScreeningSummary`, the region DAG a
-:class:`MosaicResult`, the tiled cost-distance DAG passes :class:`TileItem` / :class:`TileRound` / :class:`StitchedCost`. A ``TypedDict`` is a plain ``dict`` at run
+:class:`MosaicResult`, the tiled observatory DAG passes :class:`TileItem` / :class:`TileRound` / :class:`StitchedCost`. A ``TypedDict`` is a plain ``dict`` at run
 time (nothing to convert, nothing for XCom to serialise differently); the types are for readers and type checkers.
 This module imports nothing heavy: the DAG files import it at parse time. No ``from __future__ import annotations``
 here: on Python 3.11 it would hide ``NotRequired`` from ``__required_keys__`` / ``__optional_keys__``.
@@ -38,7 +38,6 @@ __all__ = [
     "SnapshotRef",
     "SousTramePart",
     "StitchedCost",
-    "TileCorridors",
     "TileItem",
     "TileRound",
     "ValidationVerdict",
@@ -216,7 +215,7 @@ class MosaicResult(PublishResult):
     members: list[MosaicMember]
 
 
-# --- tiled cost-distance (dags/tvb_tiled_cost.py, tvb_tasks.tiled) ------------------------------------------------
+# --- tiled cost-distance (dags/tvb_observatory_tiled.py, tvb_tasks.tiled) ------------------------------------------
 class TileItem(TypedDict):
     """One tile of one sous-trame to run in a round; ``sous_trame`` is ``<sous_trame>/potential`` for a tile of its
     missing links' potential (barrier-free) problem."""
@@ -238,25 +237,6 @@ class StitchedCost(TypedDict):
     sous_trame: str
     cost: str | None
     reached: int
-
-
-class TileCorridors(TypedDict):
-    """Corridors of one sous-trame from its tiles (trame verte; None keys: none computed): store keys of
-    ``corridors.parquet`` (real and missing links), their polygons ``corridor_areas.parquet``, raw rupture points
-    ``ruptures.parquet``, the missing links' barrier crossings ``missing_crossings.parquet`` and the corridors'
-    stretches ``corridor_stretches.parquet``, counts, length (km) and the task's peak RSS (MB)."""
-
-    sous_trame: str
-    corridors: str | None
-    corridor_areas: str | None
-    ruptures: str | None
-    missing_crossings: str | None
-    corridor_stretches: str | None
-    links: int
-    missing_links: int
-    count: int
-    length_km: float
-    peak_mb: float
 
 
 # --- screening (dags/tvb_screening.py) -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Stages of the tiled cost-distance (``dags/tvb_tiled_cost.py``): tiles × sous-trames as mapped tasks.
+"""Stages of a tiled territory's sous-trames (``dags/tvb_observatory_tiled.py``): tiles × sous-trames as mapped
+tasks, then each sous-trame's part, so that no task of a tiled observatory run holds a whole-grid raster.
 
 Every function takes the ``run`` dict of :func:`tvb_tasks.pipeline.stage_fetch` (store URI, territory, snapshot
 keys) and returns small JSON values (contracts :class:`~tvb_tasks.contracts.TileItem`, ``TileRound``, ``StitchedCost``) (tile ids, store keys, counts); the rasters travel through the store as per-tile
@@ -22,7 +23,10 @@ GDAL cache (``stitch.CACHE_MB``, 64 MB), not the grid: peak RSS 0.51 / 0.62 / 0.
 15 / 60 / 183 M cells, against 0.88 / 2.26 / 4.94 GB for the former whole-array stitch + ``write_cog``
 (``bench/region_tiles.py --publish``; docs/operations.md, "Region scale").
 
-The corridors task of a trame verte sous-trame (:func:`stage_tile_corridors`) reads the tiles too
+The part task of a sous-trame (:func:`stage_tile_part`) writes the files and returns the contract of the untiled
+``pipeline.stage_compute_sous_trame`` (``SousTramePart``), equal to them: habitat, reservoirs and relays from the
+vectors, ``friction.tif`` stitched from the tile inputs (:func:`tvb_tasks.layers.stitch.stitch_friction_cog`),
+``cost.tif`` from the stitch task, and for a trame verte the corridors read from the tiles
 (:mod:`tvb_tasks.layers.tile_links`): links per tile core with a 2-cell halo merged by pair, paths through the
 back-links of cores read on demand, friction and land-use friction gathered along the paths, corridor polygons on
 the window of each link's two zones; then the same ``corridor_lines`` / ``corridor_area`` /
@@ -31,8 +35,10 @@ the planning task also plans the potential problem (friction without the barrier
 ``tiles/<sous_trame>/potential``, run in the same rounds (items keyed ``<sous_trame>/potential``); its links and
 paths, the engine's rules (``corridors.fracture_candidates`` / ``keep_missing``), the real least-cost distances on
 windows bounded by the cut-off cost, and each barrier crossing's score on its window. The corridors, polygons,
-stretches, missing-link crossings and rupture crossings equal the untiled engine's (missing links enabled). Not
-computed from the tiles: the rupture points' deduplication and downgrades (assembly) and the indicators.
+stretches and missing-link crossings equal the untiled engine's (missing links enabled). Everything after the parts
+(assembly: rupture points, their deduplication and the status downgrades; indicators; validation; publish) is the
+untiled territory's: it reads vectors (the assembly's :func:`~tvb_tasks.layers.vectors.vector_context`) and copies
+the rasters. :func:`run_tiled_parts` runs the stages in process for ``tvb run`` (``pipeline.run_pipeline``).
 """
 from __future__ import annotations
 
