@@ -296,3 +296,57 @@ def test_a_round_over_airflows_map_limit_is_refused_naming_the_setting(tmp_path)
     with pytest.raises(InvalidInputError, match=r"round 3 would map 5 tile tasks.*max_map_length \(4\).*"
                                                 r"AIRFLOW__CORE__MAX_MAP_LENGTH"):
         stage_next_round(run, results, 2, max_items=4)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_cli_run_of_a_tiled_territory_goes_through_the_tiled_stages(enabled, monkeypatch):
+    """``tvb run`` (``pipeline._run_stages``): a territory with ``tiling.enabled`` gets its parts from the tiled
+    stages in process (plan → rounds → stitch → part, ``tiled.run_tiled_parts``), in the territory's order, and the
+    same tail as an untiled one; an untiled territory keeps ``stage_compute_sous_trame``."""
+    from tvb_tasks import pipeline, tiled
+    from tvb_tasks.config import load_territory
+
+    territory = load_territory("call").model_copy(update={"tiling": TilingConfig(enabled=enabled)})
+    calls = []
+    monkeypatch.setattr(pipeline, "_territory", lambda run: territory)
+    monkeypatch.setattr(pipeline, "stage_validate_sources", lambda run: {"success": True})
+    monkeypatch.setattr(pipeline, "stage_compute_sous_trame", lambda run, st: calls.append(("untiled", st)) or st)
+    monkeypatch.setattr(tiled, "run_tiled_parts", lambda run, sts: calls.append(("tiled", tuple(sts))) or sts)
+    monkeypatch.setattr(pipeline, "stage_assemble", lambda run, parts: calls.append(("assemble", tuple(parts))))
+    monkeypatch.setattr(pipeline, "stage_indicators", lambda run: {})
+    monkeypatch.setattr(pipeline, "stage_validate_outputs", lambda run: {"success": True})
+    monkeypatch.setattr(pipeline, "publish_outcome", lambda *a, **k: {"status": "dry_run"})
+    assert pipeline._run_stages({}, dry_run=True) == {"status": "dry_run"}
+    names = tuple(territory.sous_trames)
+    first = [("tiled", names)] if enabled else [("untiled", st) for st in names]
+    assert calls == [*first, ("assemble", names)]
+
+
+def test_run_tiled_parts_runs_the_rounds_until_none_is_left_and_stops_at_max_rounds(monkeypatch):
+    """The in-process rounds of ``tiled.run_tiled_parts``: plan every sous-trame, run each round's items until no
+    item is left, then stitch and part each sous-trame; ``TilingError`` after ``tiling.max_rounds``."""
+    from tvb_tasks import tiled
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers.tiles import TilingError
+
+    log = []
+    territory = load_territory("call").model_copy(update={"tiling": TilingConfig(enabled=True, max_rounds=3)})
+    monkeypatch.setattr(tiled, "_territory", lambda run: territory)
+    monkeypatch.setattr(tiled, "stage_plan_tiles", lambda run, st: [{"sous_trame": st, "tile": 0}])
+    monkeypatch.setattr(tiled, "stage_next_round",
+                        lambda run, results, r, *a: [i for res in results for i in res["next"]])
+    monkeypatch.setattr(tiled, "stage_stitch_tiles", lambda run, st: log.append(("stitch", st)))
+    monkeypatch.setattr(tiled, "stage_tile_part", lambda run, st: log.append(("part", st)) or st)
+
+    def run_tile(run, item, r):               # forest converges after round 2, wetland after round 1
+        log.append((r, item["sous_trame"]))
+        again = r < 2 and item["sous_trame"] == "forest"
+        return {"next": [item] if again else [], "peak_mb": 1.0}
+
+    monkeypatch.setattr(tiled, "stage_run_tile", run_tile)
+    assert tiled.run_tiled_parts({}, ["forest", "wetland"]) == ["forest", "wetland"]
+    assert log == [(1, "forest"), (1, "wetland"), (2, "forest"), ("stitch", "forest"), ("stitch", "wetland"),
+                   ("part", "forest"), ("part", "wetland")]
+    monkeypatch.setattr(tiled, "stage_run_tile", lambda run, item, r: {"next": [item], "peak_mb": 1.0})
+    with pytest.raises(TilingError, match=r"still changing after tiling.max_rounds \(3\)"):
+        tiled.run_tiled_parts({}, ["forest"])
