@@ -164,6 +164,25 @@ def _publish_problems(t: Territory, any_source: set[str]) -> list[Problem]:
     return problems
 
 
+# --- a region file where a territory is expected, and the reverse ---------------------------------------------------
+#: top-level keys every territory YAML has and no region YAML has (a region has ``members`` instead)
+TERRITORY_KEYS = ("sources", "sous_trames", "friction", "landuse")
+
+
+def wrong_kind_problem(raw: dict, expected: str) -> str | None:
+    """Why the YAML mapping ``raw``, read where a ``expected`` ("territory" or "region") file is expected, is the
+    other kind of file, or None. Without it a region read as a territory gets one "Field required" line per
+    territory section, and a territory read as a region one "unknown key" line per territory section."""
+    if expected == "territory" and "members" in raw:
+        return ("this looks like a region file (it has `members`): regions go in config/regions/ "
+                "(TVB_REGIONS_DIR), territories in config/territories/ (TVB_CONFIG_DIR)")
+    found = [k for k in TERRITORY_KEYS if k in raw]
+    if expected == "region" and "members" not in raw and found:
+        return (f"this looks like a territory file (it has `{found[0]}` and no `members`): territories go in "
+                "config/territories/ (TVB_CONFIG_DIR), regions in config/regions/ (TVB_REGIONS_DIR)")
+    return None
+
+
 # --- wording of the schema's errors ----------------------------------------------------------------------------------
 # keys of former versions, refused with what replaced them
 RETIRED_KEYS = {
