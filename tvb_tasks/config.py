@@ -461,7 +461,7 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     try:
         loaded = Territory.model_validate(raw, context={"all_sources": all_sources})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(path, err, Territory)) from None
+        raise ConfigError(format_validation_error(path, err, Territory, profile)) from None
     clash = territory_id_problem(path, loaded.id)
     if clash:
         raise ConfigError(f"{path}: {clash}")
