@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,29 @@ def airflow_env(home: Path) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated")
+
+
+class WaitingTasks(logging.Filter):
+    """Keeps ``dag.test()``'s "No tasks to run. unrunnable tasks: {…}" warnings off the output, remembering the last
+    set of task ids.
+
+    ``dag.test()`` is a minimal scheduler loop: when a short-circuit (unchanged inputs) skips the rest of the run, the
+    skip reaches the tasks downstream one loop at a time, and each loop where nothing is runnable yet logs this
+    warning and waits 1 s. The run is correct; a run that really stays stuck ends failed (Airflow's deadlock check),
+    and :func:`main` then prints the tasks that never became runnable (:attr:`unrunnable`)."""
+
+    PREFIX = "No tasks to run"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unrunnable: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.PREFIX):
+            return True
+        tis = record.args[0] if isinstance(record.args, tuple) and record.args else ()
+        self.unrunnable = sorted(str(getattr(ti, "task_id", ti)) for ti in tis)
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             else {"territory": args.territory, "force": args.force, "dry_run": args.dry_run})
     if args.resolution is not None:
         conf["resolution_m"] = args.resolution
+    waiting = WaitingTasks()
+    logging.getLogger("airflow.sdk.definitions.dag").addFilter(waiting)     # dag.test()'s own logger
     run = dag.test(run_conf=conf or None)
     if args.dump:
         Path(args.dump).write_text(json.dumps(run_record(args.dag_id, run), default=str), encoding="utf-8")
@@ -75,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     for task_id, ti_state in sorted(tis.items()):
         print(f"  {task_id:<28} {ti_state}")
     if not state.endswith("success"):
+        if waiting.unrunnable:
+            print(f"tasks that never became runnable: {', '.join(waiting.unrunnable)}")
         return 1
 
     from tvb_tasks.cli import release_paths
@@ -87,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no release published yet (dry run?)")
         return 0
     published = any(t.startswith("publish") and s.endswith("success") for t, s in tis.items())
-    print(("published release " if published else "unchanged: live release is ") + latest["release_id"])
+    print(f"published release {latest['release_id']}" if published else
+          f"unchanged: the inputs have not changed since release {latest['release_id']}, which stays live "
+          "(nothing recomputed, nothing published)")
     print("\n".join(release_paths(store.uri, args.territory, latest["release_id"])))
     return 0
 

@@ -148,6 +148,10 @@ def test_second_run_with_unchanged_inputs_reports_unchanged(published, airflow):
     assert result["status"] == "unchanged"
     assert result["release_id"] == published["xcoms"]["notify[-1].return_value"]["release_id"]
     assert result["report_url"] == published["xcoms"]["notify[-1].return_value"]["report_url"]
+    # one clear line, no Airflow "No tasks to run" warnings while the skip reaches the tasks downstream
+    assert "No tasks to run" not in run["log"], run["log_tail"]
+    assert (f"unchanged: the inputs have not changed since release {result['release_id']}, which stays live"
+            in run["log"]), run["log_tail"]
     assert run["asset_events"] == []
     assert store.list("releases/call/") == before                  # no duplicate release
     assert store.get_bytes("releases/call/latest.json") == latest_before

@@ -186,6 +186,17 @@ def test_an_unknown_key_anywhere_is_refused_with_its_path(tmp_path, mutate, mess
     assert "WfsFilter" not in str(err.value) and "list[" not in str(err.value)   # no union member names
 
 
+def test_a_misspelt_key_of_a_profile_source_is_reported_once_where_it_is_written(tmp_path):
+    """Under --profile production, the profile's sources are validated where the YAML writes them
+    (profiles.production.sources.<name>) and where the profile puts them (sources.<name>): one line, the first."""
+    path = _write(tmp_path, _rename_key("profiles.production.sources.territory", "typename", "typenme"))
+    for profile in ("default", "production"):
+        with pytest.raises(ConfigError) as err:
+            load_territory(path, profile)
+        assert str(err.value).splitlines()[1:] == [
+            "  - profiles.production.sources.territory.typenme: unknown key (did you mean 'typename'?)"], str(err.value)
+
+
 def test_a_per_source_setting_may_name_a_source_of_any_profile(tmp_path):
     """validation.sources / publish.credits name sources of the territory in any profile: a source that only the
     production profile adds (or that the default profile's nomenclature drops) is no misspelling."""

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.yamlio import dump_yaml, load_yaml
 from tvb_tasks.cli import main
-from tvb_tasks.config import ConfigError
+from tvb_tasks.config import ConfigError, load_territory
 from tvb_tasks.config_regions import is_region, list_regions, load_region, region_members, regions_dir
 
 CALL = Path(__file__).resolve().parent.parent / "config" / "territories" / "call.yaml"
@@ -101,3 +101,28 @@ def test_check_config_checks_a_region(folders, capsys):
     write_region(regions, members=["call", "nowhere"])
     assert main(["check-config", str(path)]) != 0
     assert "member 'nowhere' has no territory configuration" in capsys.readouterr().err
+
+
+def test_a_region_file_given_as_a_territory_gets_one_clear_line(folders, capsys):
+    """A region YAML copied into the territories' folder (or checked as a territory): one line saying where regions
+    go, not one "Field required" line per territory section."""
+    territories, regions = folders
+    copied = territories / "duo.yaml"
+    write_region(regions).rename(copied)
+    for command in (["check-config", "duo"], ["check-config", str(copied)]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert f"{copied}: this looks like a region file (it has `members`): regions go in config/regions/" in err
+        assert "Field required" not in err and "also a territory id" not in err and len(err.splitlines()) == 1
+    with pytest.raises(ConfigError, match="this looks like a region file"):
+        load_territory(copied)
+
+
+def test_a_territory_file_given_as_a_region_gets_one_clear_line(folders, capsys):
+    _, regions = folders
+    (regions / "call.yaml").write_text(CALL.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_region("call")
+    assert str(err.value) == (f"{regions / 'call.yaml'}: this looks like a territory file (it has `sources` and no "
+                              "`members`): territories go in config/territories/ (TVB_CONFIG_DIR), regions in "
+                              "config/regions/ (TVB_REGIONS_DIR)")

@@ -212,6 +212,43 @@ def test_commune_sheets(report):
             assert (tmp / "report" / "communes" / href).resolve().exists(), href
 
 
+def test_a_commune_sheet_drawn_on_the_shared_page_is_the_sheet_drawn_alone(tmp_path):
+    """The sheets share one page drawn once (the layers, outlines, credit line); each sheet adds and then removes its
+    own parts. A sheet drawn after another on that page has the very pixels of the same sheet drawn alone, in its PNG
+    and its PDF page (nothing of the previous commune left: its outline, name, figures, legend)."""
+    import numpy as np
+    from PIL import Image
+
+    from tvb_tasks.indicators import read_layers
+    from tvb_tasks.publish.report.maps import SHEET_LAYERS, MapContext, PdfBook, commune_sheet, sheet_base
+
+    territory = scene_territory(tmp_path)
+    layers = read_layers(write_scene(tmp_path / "scene.gpkg"), territory)
+    st_labels = {st: s.label for st, s in territory.sous_trames.items()}
+    communes = layers["communes"]
+    sheet_layers = {k: layers.get(k) for k in SHEET_LAYERS}
+
+    def sheets(out, order, shared):
+        ctx = MapContext(communes, "Crédits de test", tmp_path / out, PdfBook())
+        base = sheet_base(ctx, sheet_layers, st_labels) if shared else None
+        paths = {}
+        for i in order:
+            row = communes.iloc[i]
+            rows = [("Surface", f"{100 + i} ha"), (f"Ligne propre à {row['nom']}", str(i))]
+            paths[i] = commune_sheet(ctx, row, sheet_layers, st_labels, rows, title=row["nom"],
+                                     subtitle=f"Commune {row['insee']}", name=row["insee"], base=base)
+        pdf_pixels = {i: page.axes[0].get_images()[0].get_array() for i, (_, page) in zip(order, ctx.pdf.pages)}
+        return {i: np.asarray(Image.open(p)) for i, p in paths.items()}, pdf_pixels
+
+    together, together_pdf = sheets("together", [0, 1], shared=True)
+    for i in (0, 1):
+        alone, _ = sheets(f"alone{i}", [i], shared=False)
+        assert together[i].shape == (661, 935, 3)                       # A4 landscape at 80 dpi, opaque RGB
+        assert np.array_equal(together[i], alone[i]), f"sheet {i} differs from the sheet drawn alone"
+        assert np.array_equal(np.asarray(together_pdf[i]), together[i])   # the PDF page: the PNG's pixels
+    assert not np.array_equal(together[0], together[1])
+
+
 def test_report_provenance_and_indicator_causes_are_one_comparison():
     """The HTML's provenance (from the history rows) and indicators.json's causes (from the provenance records) come
     from the same comparison: they agree on the same two releases, including what is unknown."""

@@ -39,6 +39,7 @@ from tvb_tasks.config_checks import (
     ReferenceProblems,
     format_validation_error,
     reference_problems,
+    wrong_kind_problem,
 )
 from tvb_tasks.config_checks import (
     unknown_key_message as unknown_key_message,
@@ -438,6 +439,9 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    wrong_kind = wrong_kind_problem(raw, "territory")
+    if wrong_kind:
+        raise ConfigError(f"{path}: {wrong_kind}")
     profile = profile or os.environ.get("TVB_PROFILE") or "default"
     all_sources = _source_names(raw)
     if profile != "default":
@@ -457,7 +461,7 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     try:
         loaded = Territory.model_validate(raw, context={"all_sources": all_sources})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(path, err, Territory)) from None
+        raise ConfigError(format_validation_error(path, err, Territory, profile)) from None
     clash = territory_id_problem(path, loaded.id)
     if clash:
         raise ConfigError(f"{path}: {clash}")

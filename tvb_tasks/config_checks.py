@@ -164,6 +164,25 @@ def _publish_problems(t: Territory, any_source: set[str]) -> list[Problem]:
     return problems
 
 
+# --- a region file where a territory is expected, and the reverse ---------------------------------------------------
+#: top-level keys every territory YAML has and no region YAML has (a region has ``members`` instead)
+TERRITORY_KEYS = ("sources", "sous_trames", "friction", "landuse")
+
+
+def wrong_kind_problem(raw: dict, expected: str) -> str | None:
+    """Why the YAML mapping ``raw``, read where a ``expected`` ("territory" or "region") file is expected, is the
+    other kind of file, or None. Without it a region read as a territory gets one "Field required" line per
+    territory section, and a territory read as a region one "unknown key" line per territory section."""
+    if expected == "territory" and "members" in raw:
+        return ("this looks like a region file (it has `members`): regions go in config/regions/ "
+                "(TVB_REGIONS_DIR), territories in config/territories/ (TVB_CONFIG_DIR)")
+    found = [k for k in TERRITORY_KEYS if k in raw]
+    if expected == "region" and "members" not in raw and found:
+        return (f"this looks like a territory file (it has `{found[0]}` and no `members`): territories go in "
+                "config/territories/ (TVB_CONFIG_DIR), regions in config/regions/ (TVB_REGIONS_DIR)")
+    return None
+
+
 # --- wording of the schema's errors ----------------------------------------------------------------------------------
 # keys of former versions, refused with what replaced them
 RETIRED_KEYS = {
@@ -183,12 +202,15 @@ def unknown_key_message(key: str, model: Any) -> str:
     return "unknown key" + did_you_mean(key, known)
 
 
-def format_validation_error(path: Path, err: ValidationError, root: type[BaseModel]) -> str:
+def format_validation_error(path: Path, err: ValidationError, root: type[BaseModel], profile: str = "default") -> str:
     """One line per problem, each starting with the key's full path (``validation.bogus_key: unknown key``).
 
     Pydantic's locations name the member tried in a union (``filter.WfsFilter.op``): the path is rebuilt from the
     schema of ``root`` without them, and when a union member got further into the input, the other members' errors
     are dropped. The cross-reference problems (:class:`ReferenceProblems`) get one line each, with their own path.
+    ``profile``: the source profile applied (:func:`tvb_tasks.config.apply_profile`). Its sources are validated
+    twice, where the YAML writes them (``profiles.<profile>.sources.<name>``) and where the profile puts them
+    (``sources.<name>``): a problem is reported once, at the place to fix it, the profile's.
     """
     problems = []
     for e in err.errors():
@@ -203,9 +225,12 @@ def format_validation_error(path: Path, err: ValidationError, root: type[BaseMod
             msg = str(e["msg"]).removeprefix("Value error, ")
         problems.append((keys, via_union, msg))
     lines = [f"invalid territory configuration {path}:"]
+    in_profile = {(tuple(k[2:]), msg) for k, _, msg in problems if k[:2] == ["profiles", profile]}
     for keys, via_union, msg in problems:
         if via_union and any(len(k) > len(keys) and k[:len(keys)] == keys for k, _, _ in problems):
             continue        # another member of the union matched deeper: its error is the one to fix
+        if (tuple(keys), msg) in in_profile:
+            continue        # the profile's copy of a problem reported under profiles.<profile>
         line = f"  - {'.'.join(keys) or '(top level)'}: {msg}"
         if line not in lines:
             lines.append(line)

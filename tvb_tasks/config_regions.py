@@ -36,7 +36,7 @@ from tvb_tasks.config import (
     territories_dir,
     yaml_problem,
 )
-from tvb_tasks.config_checks import unknown_key_message
+from tvb_tasks.config_checks import unknown_key_message, wrong_kind_problem
 from tvb_tasks.config_models import _Model
 from tvb_tasks.config_sections import PublishConfig
 
@@ -128,6 +128,11 @@ def load_region(region: str | Path) -> Region:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    # a territory file given as a region; a region file in the territories' folder (`tvb check-config <path>`)
+    in_territories = path.resolve().parent == territories_dir().resolve()
+    wrong_kind = wrong_kind_problem(raw, "territory" if in_territories else "region")
+    if wrong_kind:
+        raise ConfigError(f"{path}: {wrong_kind}")
     try:
         loaded = Region.model_validate({**raw, "path": str(path)})
     except ValidationError as err:

@@ -293,8 +293,9 @@ def commune_sheets(ctx: maps.MapContext, territory: Territory, layers: dict[str,
     if "insee" not in communes.columns:
         return []
     by_insee = {str(i): idx for idx, i in zip(communes.index, communes["insee"])}
-    sheet_layers = {k: layers.get(k) for k in ("reservoirs", "relays", "corridors", "wet_corridors", "rupture_points")}
+    sheet_layers = {k: layers.get(k) for k in maps.SHEET_LAYERS}
     sheet_layers["corridors"] = status_lines(layers)    # stretches by status when the release has them
+    base = maps.sheet_base(ctx, sheet_layers, st_labels)    # the parts every sheet shares, drawn once
     out = []
     for row in communes_doc:
         insee = str(row.get("insee"))
@@ -305,7 +306,7 @@ def commune_sheets(ctx: maps.MapContext, territory: Territory, layers: dict[str,
         name = str(row.get("nom") or commune.get("nom") or insee)
         png = maps.commune_sheet(ctx, commune, sheet_layers, st_labels, rows, title=name,
                                  subtitle=f"Commune {insee} · {territory.name} · publication {release_id}",
-                                 name=insee)
+                                 name=insee, base=base)
         out.append({"insee": insee, "nom": name, "href": f"communes/{insee}.html",
                     "image": "../" + png.relative_to(ctx.out_dir).as_posix(), "rows": rows})
     return out

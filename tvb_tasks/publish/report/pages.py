@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
@@ -158,13 +159,18 @@ def text_page(pdf, title: str, lines: list[str], *, subtitle: str = "", width: i
     pdf.savefig(fig)
 
 
-def image_page(png: Path) -> Figure:
-    """An A4 landscape page filled with a PNG of the same proportions."""
-    import matplotlib.image as mpimg
+def image_page(image: Path | np.ndarray) -> Figure:
+    """An A4 landscape page filled with a picture of the same proportions: a PNG file, or 8-bit RGB pixels (rows ×
+    columns × 3)."""
+    if isinstance(image, np.ndarray):
+        pixels = image
+    else:
+        import matplotlib.image as mpimg
 
+        rgba = mpimg.imread(image)       # float RGBA → 8-bit RGB: a third of the bytes to compress into the PDF
+        pixels = (rgba[..., :3] * 255).round().astype("uint8")
     page = Figure(figsize=A4_LANDSCAPE_IN, dpi=DPI)
     ax = page.add_axes((0, 0, 1, 1))
-    pixels = mpimg.imread(png)           # float RGBA → 8-bit RGB: a third of the bytes to compress into the PDF
-    ax.imshow((pixels[..., :3] * 255).round().astype("uint8"), interpolation="none")
+    ax.imshow(pixels, interpolation="none")
     ax.set_axis_off()
     return page
