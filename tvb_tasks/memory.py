@@ -118,7 +118,8 @@ def check_allocation(what: str, cells: int, bytes_per_cell: float, hint: str = "
         return need
     now = rss_mb()
     if now + need > limit_gib * 1024:
-        raise MemoryBoundError(_message(what, f"{cells:,} cells need about {need:,.0f} MB besides the {now:,.0f} MB "
+        size = f"{need:,.0f}" if need >= 10 else f"{need:.2f}"
+        raise MemoryBoundError(_message(what, f"{cells:,} cells need about {size} MB besides the {now:,.0f} MB "
                                         "already held", limit_gib, hint))
     return need
 
