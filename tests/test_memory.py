@@ -110,6 +110,15 @@ def test_the_limit_is_lowered_inside_and_restored_after_in_this_process():
     assert resource.getrlimit(resource.RLIMIT_DATA) == before and current_bound() is None
     with pytest.raises(KeyError), memory_bound("tile 0 of forest", 4.0):
         raise KeyError("not a memory error: passes through")
+    # an error raised while handling a MemoryError (np.savez's clean-up at the limit: "I/O operation on closed
+    # file") is the bound's error too
+    with pytest.raises(MemoryBoundError, match="tile 0 of forest: an allocation would have taken") as err, \
+            memory_bound("tile 0 of forest", 4.0):
+        try:
+            raise MemoryError()
+        finally:
+            raise ValueError("I/O operation on closed file.")
+    assert isinstance(err.value.__cause__, ValueError)
     assert resource.getrlimit(resource.RLIMIT_DATA) == before and current_bound() is None
 
 

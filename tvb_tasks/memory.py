@@ -41,6 +41,7 @@ then, and that is logged), nor where ``setrlimit`` is unavailable.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -58,6 +59,11 @@ __all__ = ["MemoryBoundError", "check_allocation", "check_peak", "current_bound"
 MB = 2**20
 #: Seconds between two resident-size readings of the watchdog.
 POLL_S = 0.25
+#: Modules imported before the limit is lowered: scipy's OpenBLAS retries a failed allocation of its buffers
+#: forever when it initialises (seen: a task importing ``scipy.linalg`` at the limit spun in ``brk`` for minutes
+#: instead of failing), so it initialises with the memory it needs first (once a process: ≈ 0.5 s, 86 MB of
+#: ``VmData``, 20 MB resident).
+PRELOAD = ("scipy.linalg",)
 #: The :func:`memory_bound` contexts entered and not yet left, innermost last.
 _ACTIVE: list[memory_bound] = []
 
@@ -124,6 +130,17 @@ def check_allocation(what: str, cells: int, bytes_per_cell: float, hint: str = "
     return need
 
 
+def _after_memory_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` was raised while handling a ``MemoryError`` (seen: ``np.savez`` into a buffer fails at the
+    limit, then its clean-up raises ``ValueError: I/O operation on closed file``, which hides the MemoryError)."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__context__, seen + 1
+    return False
+
+
 class _Interrupt(BaseException):
     """Raised in the guarded thread by the watchdog (a ``BaseException``: ``except Exception`` does not hide it)."""
 
@@ -153,6 +170,11 @@ class memory_bound:                                     # a context manager used
         self._tid = 0
 
     def _limit(self) -> None:
+        import importlib
+
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):       # not installed: nothing to initialise
+                importlib.import_module(name)
         limit = int(self.limit_gib * 2**30)
         soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
         if soft != resource.RLIM_INFINITY and soft <= limit:
@@ -231,7 +253,7 @@ class memory_bound:                                     # a context manager used
         if exc_type is not None and issubclass(exc_type, _Interrupt):
             raise MemoryBoundError(_message(self.task, f"resident memory {self._fired:.0f} MB", self.limit_gib,
                                             self.hint)) from None
-        if exc_type is not None and issubclass(exc_type, MemoryError):
+        if exc_type is not None and (issubclass(exc_type, MemoryError) or _after_memory_error(exc)):
             raise MemoryBoundError(_message(
                 self.task, f"an allocation would have taken its writable memory above the bound (peak resident "
                 f"{peak_mb():.0f} MB)", self.limit_gib, self.hint)) from exc
