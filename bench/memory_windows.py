@@ -9,9 +9,11 @@ Dijkstra, the band test of ``reach_window``; ``reach_rough``: the same on random
 queue is longer), ``crossing`` (a crossing's score window: friction, potential, their
 minimum, the Dijkstra, then ``barrier_crossing_scores``), ``area`` (a corridor polygon's zone window: accumulated
 cost, allocation, friction, reservoir mask, then ``corridor_area``). ``sizes``: VmSize / VmData / RSS of an
-interpreter as the libraries are imported and threads started.
+interpreter as the libraries are imported and threads started. ``--tile-bounds 0.4,0.45``: one default tile task
+(2048 + 2 × 16 cells, random friction 1–100, the first run of tile 0 of a 2 × 2 plan) under
+``tvb_tasks.memory.memory_bound`` at each bound (GiB), in a fresh process each: passed or the error, peak RSS.
 
-Usage: python bench/memory_windows.py [--side 3000]
+Usage: python bench/memory_windows.py [--side 3000] [--tile-bounds 0.4,0.45] [--work var/bench/memory]
 """
 from __future__ import annotations
 
@@ -97,15 +99,48 @@ ev.set(); [t.join() for t in ts]
 """
 
 
+TILE = r"""
+import json, sys, time
+import numpy as np
+from tvb_tasks.layers.tiles import TilingConfig, plan_to_store, run_tile_from_store
+from tvb_tasks.memory import MemoryBoundError, memory_bound, peak_mb
+from tvb_tasks.store import LocalStore
+
+root, bound = sys.argv[1], float(sys.argv[2])
+store, prefix = LocalStore(root), "work/x/tiles/forest"
+if bound == 0:
+    cost = np.random.default_rng(0).uniform(1, 100, (4096, 4096)).astype(np.float32)
+    plan_to_store(store, prefix, cost, np.array([[100, 100], [1500, 1800], [2000, 30]]),
+                  tiling=TilingConfig(tile_size=2048, overlap=16), cell_size=10.0, knight=True)
+    sys.exit()
+for key in store.list(f"{prefix}/core/"):
+    store.delete(key)
+t0 = time.time()
+try:
+    with memory_bound("tile 0 of forest", bound, "use smaller tiles (tiling.tile_size)"):
+        run_tile_from_store(store, prefix, 0, 1)
+    res = "passed"
+except MemoryBoundError as e:
+    res = str(e)
+print(f"bound {bound} GiB: {time.time() - t0:.1f} s, peak RSS {peak_mb():.0f} MB: {res}")
+"""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--side", type=int, default=3000)
+    p.add_argument("--tile-bounds", default="", help="GiB, comma-separated: a default tile task under each bound")
+    p.add_argument("--work", default=str(ROOT / "var" / "bench" / "memory"))
     a = p.parse_args()
     env = {"PYTHONPATH": str(ROOT)}
     import os
 
     env = {**os.environ, **env}
     subprocess.run([sys.executable, "-c", SIZES], check=True, env=env)
+    if a.tile_bounds:
+        for bound in ["0", *a.tile_bounds.split(",")]:          # 0: plan the tiles once
+            subprocess.run([sys.executable, "-c", TILE, a.work, bound], check=True, env=env)
+        return
     for step in ("reach", "reach_rough", "crossing", "area"):
         subprocess.run([sys.executable, "-c", STEP, step, str(a.side)], check=True, env=env)
 

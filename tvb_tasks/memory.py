@@ -131,11 +131,12 @@ def check_allocation(what: str, cells: int, bytes_per_cell: float, hint: str = "
 
 
 def _after_memory_error(exc: BaseException | None) -> bool:
-    """Whether ``exc`` was raised while handling a ``MemoryError`` (seen: ``np.savez`` into a buffer fails at the
-    limit, then its clean-up raises ``ValueError: I/O operation on closed file``, which hides the MemoryError)."""
+    """Whether ``exc`` is GDAL's out-of-memory error or was raised while handling a ``MemoryError`` (seen:
+    ``np.savez`` into a buffer fails at the limit, then its clean-up raises ``ValueError: I/O operation on closed
+    file``, which hides the MemoryError)."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "CPLE_OutOfMemoryError":   # GDAL's, via rasterio
             return True
         exc, seen = exc.__context__, seen + 1
     return False
