@@ -17,9 +17,14 @@ Semantics of :func:`memory_bound` (a context manager around a task's work), thre
    NumPy, pandas, numba, rasterio, pyogrio, geopandas and the tiled stages imported and a kernel compiled has
    ``VmData`` 371 MB for an RSS of 486 MB, but a **virtual size of 919 MB**, and every thread that allocates
    reserves a 64 MB malloc arena (+ 72 MB of ``VmSize``, + 8 MB of ``VmData`` each: 4 threads → 1,207 MB virtual);
-   with one OpenBLAS thread per core on a large worker, the virtual size alone passes a few GiB. So
+   with one OpenBLAS thread per core on a 32-core worker the virtual size alone would pass 3 GiB (estimated from
+   those 72 MB per thread, not measured on such a worker). So
    ``RLIMIT_AS`` at the bound would refuse normal tasks on large machines, and ``RLIMIT_AS`` above it would not
-   bound the memory; ``RLIMIT_DATA`` follows what the task actually can dirty.
+   bound the memory; ``RLIMIT_DATA`` follows what the task actually can dirty (a default 2048-cell tile task,
+   433 MB resident at its peak, passes under a 0.45 GiB data limit and fails under 0.42). A C library that
+   does not fail on a failed allocation cannot be helped: scipy's OpenBLAS retries forever when it initialises,
+   so :data:`PRELOAD` initialises it before the limit is lowered; LLVM (numba compiling a kernel not in its cache)
+   aborts the process with its own message.
 2. **Watchdog**: a daemon thread reads the resident size (``/proc/self/statm``) every ``poll_s`` seconds; above
    the bound (memory the data limit does not see: shared mappings, resident pages of writable mappings reserved
    before the context), it logs the error at once (so the log has it even if the task is killed later) and

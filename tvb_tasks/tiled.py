@@ -128,9 +128,9 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     whole-territory raster); the items ``{"sous_trame", "tile"}`` to run in round 1. ``ValueError`` if a tile task
     would exceed ``tiling.memory_limit_gib``; ``MemoryBoundError`` (a ``MemoryError``) if this task's memory did
     (its memory is one window plus the vector inputs, which grow with the number of features). A trame verte whose
-    missing links are enabled also gets its potential problem (friction without the barrier lines) under ``tiles/<sous_trame>/potential``,
-    whose items carry the key ``<sous_trame>/potential`` and run in the same rounds (none when no cell is a barrier
-    cell)."""
+    missing links are enabled also gets its potential problem (friction without the barrier lines) under
+    ``tiles/<sous_trame>/potential``, whose items carry the key ``<sous_trame>/potential`` and run in the same
+    rounds (none when no cell is a barrier cell)."""
     from .layers.tiles import check_memory
     from .layers.vectors import vector_context
     from .layers.windows import plan_windows_to_store
@@ -250,8 +250,7 @@ def stage_tile_corridors(run: FetchedRun, sous_trame: str) -> TileCorridors:
     ``max_cost``) and one real-cost window (bounded by the cut-off cost: :mod:`tvb_tasks.layers.tile_missing`), not
     the grid;
     ``MemoryBoundError`` if its memory exceeded ``tiling.memory_limit_gib`` (or a window would: checked before it is
-    allocated). Trame bleue, or no plan (no reservoir):
-    nothing written."""
+    allocated). Trame bleue, or no plan (no reservoir): nothing written."""
     import numpy as np
     import pandas as pd
     from rasterio.transform import Affine
