@@ -23,8 +23,8 @@ Semantics of :func:`memory_bound` (a context manager around a task's work), thre
    bound the memory; ``RLIMIT_DATA`` follows what the task actually can dirty (a default 2048-cell tile task,
    433 MB resident at its peak, passes under a 0.45 GiB data limit and fails under 0.42). A C library that
    does not fail on a failed allocation cannot be helped: scipy's OpenBLAS retries forever when it initialises,
-   so :data:`PRELOAD` initialises it before the limit is lowered; LLVM (numba compiling a kernel not in its cache)
-   aborts the process with its own message.
+   so :data:`PRELOAD` initialises it before the limit is lowered; LLVM (numba compiling or loading a kernel at its
+   first call in the process) can abort the process at the limit (``std::bad_alloc``, exit 134: measured).
 2. **Watchdog**: a daemon thread reads the resident size (``/proc/self/statm``) every ``poll_s`` seconds; above
    the bound (memory the data limit does not see: shared mappings, resident pages of writable mappings reserved
    before the context), it logs the error at once (so the log has it even if the task is killed later) and
