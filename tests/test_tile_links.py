@@ -173,3 +173,29 @@ def test_cell_values_take_like_a_raster_and_refuse_other_cells():
     assert np.array_equal(v.take([12, 3, 7, 3]), raster.take([12, 3, 7, 3]))
     with pytest.raises(ValueError, match="outside"):
         v.take([4])
+
+
+def test_a_corridor_area_window_above_the_memory_bound_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
+    """The zone window of a corridor polygon is estimated (cells × AREA_BYTES, the process's own memory set to 0)
+    before it is assembled: just below the estimate it is refused naming the link, the window and the settings;
+    just above it the polygon is the one computed without a bound."""
+    from tvb_tasks import memory
+    from tvb_tasks.layers.tile_links import AREA_BYTES
+    from tvb_tasks.memory import MemoryBoundError
+
+    monkeypatch.setattr(memory, "rss_mb", lambda: 0.0)
+    cost, lu, src, lab, mask = _scene("random", 1)
+    store, prefix = _tiled(tmp_path, cost, lu, src, lab, mask, tile_size=8, knight=False)
+    grid = _grid(cost.shape)
+    boxes = zone_boxes(store, prefix)
+    link = tiled_links(store, prefix, max_cost=np.inf, max_links=3).iloc[0]
+    a, b, c = int(link["a"]), int(link["b"]), float(link["cost"])
+    box = tuple(f(boxes[a][i], boxes[b][i]) for i, f in enumerate((min, max, min, max)))
+    need = (box[1] - box[0]) * (box[3] - box[2]) * AREA_BYTES / 2**30
+    with pytest.raises(MemoryBoundError) as err:
+        tiled_corridor_area(store, prefix, c, a, b, boxes, grid, margin=50.0, memory_limit_gib=0.99 * need)
+    for part in (f"corridor area of link {a}–{b} of forest (zone window {box[1] - box[0]} × {box[3] - box[2]} "
+                 "cells)", "cells need about", "max_cost", "tiling.memory_limit_gib"):
+        assert part in str(err.value)
+    got = tiled_corridor_area(store, prefix, c, a, b, boxes, grid, margin=50.0, memory_limit_gib=1.01 * need)
+    assert got is not None and got.equals(tiled_corridor_area(store, prefix, c, a, b, boxes, grid, margin=50.0))

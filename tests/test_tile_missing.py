@@ -142,3 +142,52 @@ def test_the_cut_off_window_gives_the_whole_grid_distances(tmp_path):
     d = cd.accumulated_cost(flat, np.array([[2, 0]]), cell_size=RES, knight=False, max_cost=50.0)
     assert np.isfinite(d[2, 5]) and not np.isfinite(d[2, 6])
     assert cost_box((2, 3, 0, 1), 50.0, 1.0, RES, flat.shape)[3] >= 6
+
+
+def test_a_window_above_the_memory_bound_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
+    """The real-cost and crossing-score windows are estimated before they are allocated: with the bound just below
+    the largest window's estimate (the whole 26 × 30 grid: cells × REACH_BYTES / CROSSING_BYTES, the process's
+    own memory set to 0), the missing links and the scores are refused naming the link, the window and the
+    settings; just above it they are computed (the same as with the normal bound). Without an explicit bound the
+    running task's (memory_bound) applies."""
+    from tvb_tasks import memory
+    from tvb_tasks.memory import MemoryBoundError, memory_bound
+
+    monkeypatch.setattr(memory, "rss_mb", lambda: 0.0)
+    friction, potential, src, lab = _scene(1)
+    grid = _grid(friction.shape)
+    store, prefix = _tiled(tmp_path, friction, potential, src, lab, tile_size=9, knight=True)
+    real = tiled_links(store, prefix, max_cost=MAX_COST, max_links=3)
+    cells = friction.size
+    kw = dict(max_cost=MAX_COST, max_links=3, min_gain_share=0.25, max_barrier_m=None)
+    with pytest.raises(MemoryBoundError) as err:
+        tiled_missing_links(store, prefix, f"{prefix}/potential", real, grid, **kw,
+                            memory_limit_gib=0.99 * cells * tile_missing.REACH_BYTES / 2**30)
+    msg = str(err.value)
+    for part in ("real-cost window of reservoir", "of forest (window 26 × 30 cells)", "780 cells need about 0.01 MB",
+                 "max_cost", "corridors.missing_links.min_gain_share", "tiling.memory_limit_gib"):
+        assert part in msg
+    ref = tiled_missing_links(store, prefix, f"{prefix}/potential", real, grid, **kw)
+    got = tiled_missing_links(store, prefix, f"{prefix}/potential", real, grid, **kw,
+                              memory_limit_gib=1.01 * cells * tile_missing.REACH_BYTES / 2**30)
+    assert len(ref[0]) >= 2
+    pd.testing.assert_frame_equal(got[0], ref[0])
+    with pytest.raises(MemoryBoundError, match="real-cost window"), \
+            memory_bound("corridors of forest", 0.99 * cells * tile_missing.REACH_BYTES / 2**30, enforce=False,
+                         poll_s=60):
+        tiled_missing_links(store, prefix, f"{prefix}/potential", real, grid, **kw)
+    # a crossing's score window
+    link, path, info = ref[0].iloc[0], ref[1][0], ref[2][0]
+    barrier = np.isfinite(potential) & (friction > potential)
+    cell = next(p for p in path if barrier[p])
+    xy = np.column_stack(grid.cell_centres(np.array([cell[0]]), np.array([cell[1]])))
+    args = (xy, int(link["a"]), int(link["b"]), info["real_cost"], path, float(link["cost"]))
+    limit = cells * tile_missing.CROSSING_BYTES / 2**30
+    score = tiled_crossing_scores(store, prefix, f"{prefix}/potential", grid, radius_m=15.0,
+                                  memory_limit_gib=0.99 * limit)
+    with pytest.raises(MemoryBoundError, match=r"score window of a barrier crossing of the missing link \d+–\d+ of "
+                                               r"forest \(window 26 × 30 cells\)"):
+        score(*args)
+    assert tiled_crossing_scores(store, prefix, f"{prefix}/potential", grid, radius_m=15.0,
+                                 memory_limit_gib=1.01 * limit)(*args) == \
+        tiled_crossing_scores(store, prefix, f"{prefix}/potential", grid, radius_m=15.0)(*args)

@@ -170,3 +170,37 @@ def test_stitch_stage_without_plan_or_with_pending_tiles(call_tiled_run, monkeyp
     call_tiled_run.store.put_bytes("work/call/fedcba9876543210/tiles/pending.json", json.dumps(pending).encode())
     with pytest.raises(RuntimeError, match="1 tiles still changing after round 12"):
         tiled.stage_stitch_tiles(run, "mining")
+
+
+def test_every_tiled_stage_runs_under_its_territory_memory_bound(call_tiled_run, monkeypatch, tmp_path):
+    """Each stage enters memory_bound with its task's name, the territory's tiling.memory_limit_gib and the setting
+    to change; with a bound below the process's own memory the stitch stage fails naming itself and the setting
+    (the peak check on exit: no output is left as the result)."""
+    import contextlib
+
+    from tvb_tasks import tiled
+    from tvb_tasks.memory import MemoryBoundError
+
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path))
+    cfg = call_tiled_run.run["config"]
+    run = {**call_tiled_run.run, "input_key": "fedcba9876543211",
+           "config": {**cfg, "tiling": {**cfg["tiling"], "memory_limit_gib": 0.001}}}
+    with pytest.raises(MemoryBoundError, match=r"stitch of mining: peak memory \d+ MB, above the memory bound "
+                                               r"tiling.memory_limit_gib = 0.001 \(1 MB\)"):
+        tiled.stage_stitch_tiles(run, "mining")
+    entered = []
+
+    @contextlib.contextmanager
+    def record(task, limit_gib, hint=""):
+        entered.append((task, limit_gib, hint))
+        yield
+
+    monkeypatch.setattr(tiled, "memory_bound", record)
+    for stage, args in ((tiled.stage_plan_tiles, ("forest",)), (tiled.stage_run_tile, ({"sous_trame": "forest",
+                        "tile": 3}, 2)), (tiled.stage_stitch_tiles, ("mining",)), (tiled.stage_tile_part,
+                                                                                   ("mining",))):
+        with contextlib.suppress(Exception):               # the stages' own failures (no plan) do not matter here
+            stage(run, *args)
+    assert [(t, lim) for t, lim, _ in entered] == [("planning forest", 0.001), ("tile 3 of forest", 0.001),
+                                                   ("stitch of mining", 0.001), ("part of mining", 0.001)]
+    assert "tiling.tile_size" in entered[0][2] and "tiling.tile_size" in entered[1][2]

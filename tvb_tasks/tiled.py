@@ -5,8 +5,11 @@ Every function takes the ``run`` dict of :func:`tvb_tasks.pipeline.stage_fetch` 
 keys) and returns small JSON values (contracts :class:`~tvb_tasks.contracts.TileItem`, ``TileRound``, ``StitchedCost``) (tile ids, store keys, counts); the rasters travel through the store as per-tile
 objects under ``work/<territory>/<input key>/tiles/<sous_trame>/`` (:mod:`tvb_tasks.layers.tiles`), never through
 XCom. A tile task holds one window and at most two cores in memory, so its memory depends on
-``tiling.tile_size`` / ``overlap``, not on the territory (checked against ``tiling.memory_limit_gib``; the peak RSS
-of each task is returned and a task above the bound fails).
+``tiling.tile_size`` / ``overlap``, not on the territory. Every stage runs under :func:`tvb_tasks.memory.memory_bound`
+at ``tiling.memory_limit_gib``: its writable memory is capped while it runs (the allocation that would cross the
+bound fails), a watchdog stops it when its resident memory does, and its peak RSS is checked after (and returned by
+the tile tasks); each fails with a :class:`~tvb_tasks.memory.MemoryBoundError` naming the task, the memory reached
+and the setting — not with the worker's OOM kill, which leaves no message.
 
 The planning task of a sous-trame holds no whole-territory raster either: it loads the vector inputs (memory ∝
 number of features) and rasterises class, extent, friction and reservoir sources tile window by tile window
@@ -42,12 +45,13 @@ the rasters. :func:`run_tiled_parts` runs the stages in process for ``tvb run`` 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import resource
 from typing import cast
 
 from .contracts import FetchedRun, SousTramePart, StitchedCost, TileItem, TileRound
+from .memory import check_peak, memory_bound
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
@@ -71,8 +75,20 @@ def _with_missing_links(territory, sous_trame: str) -> bool:
     return territory.sous_trames[sous_trame].trame == "verte" and territory.corridors.missing_links.enabled
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _bounded(task, hint: str = ""):
+    """Run a stage under :func:`tvb_tasks.memory.memory_bound` at its territory's ``tiling.memory_limit_gib``
+    (enforced while it runs, peak checked after); ``task(run, *args)`` names the task in the error."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def stage(run, *args, **kwargs):
+            with memory_bound(task(run, *args, **kwargs), _territory(run).tiling.memory_limit_gib, hint):
+                return fn(run, *args, **kwargs)
+        return stage
+    return deco
+
+
+_TILE_HINT = "use smaller tiles (tiling.tile_size)"
+_PLAN_HINT = "the vector inputs (features) or the tiles (tiling.tile_size) are too large"
 
 
 def cost_problem(territory, inputs, sous_trame: str, *, with_lu: bool = False):
@@ -114,14 +130,15 @@ def files_run(territory, inputs: dict, store_uri: str, input_key: str) -> dict:
             "config": territory.model_dump(mode="json", by_alias=True)}
 
 
+@_bounded(lambda run, sous_trame: f"planning {sous_trame}", _PLAN_HINT)
 def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     """Write the per-tile inputs of one sous-trame, window by window (:mod:`tvb_tasks.layers.windows`: no
     whole-territory raster); the items ``{"sous_trame", "tile"}`` to run in round 1. ``ValueError`` if a tile task
-    would exceed ``tiling.memory_limit_gib``; ``MemoryError`` if this task's peak RSS did (its memory is one window
-    plus the vector inputs, which grow with the number of features). A trame verte whose missing links are enabled
-    also gets its potential problem (friction without the barrier lines) under ``tiles/<sous_trame>/potential``,
-    whose items carry the key ``<sous_trame>/potential`` and run in the same rounds (none when no cell is a barrier
-    cell)."""
+    would exceed ``tiling.memory_limit_gib``; ``MemoryBoundError`` (a ``MemoryError``) if this task's memory did
+    (its memory is one window plus the vector inputs, which grow with the number of features). A trame verte whose
+    missing links are enabled also gets its potential problem (friction without the barrier lines) under
+    ``tiles/<sous_trame>/potential``, whose items carry the key ``<sous_trame>/potential`` and run in the same
+    rounds (none when no cell is a barrier cell)."""
     from .layers.tiles import check_memory
     from .layers.vectors import vector_context
     from .layers.windows import plan_windows_to_store
@@ -141,28 +158,24 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     grid = vectors.grid
     store.put_bytes(f"{_prefix(run, sous_trame)}/grid.json",
                     json.dumps({"transform": list(grid.transform)[:6], "crs": grid.crs, "res": grid.res}).encode())
-    peak, limit_mb = _peak_mb(), tiling.memory_limit_gib * 1024
+    peak = check_peak(f"planning {sous_trame}", tiling.memory_limit_gib, _PLAN_HINT)
     log.info("sous-trame %s: %d tiles to start with (peak %.0f MB)", sous_trame, len(first), peak)
-    if peak > limit_mb:
-        raise MemoryError(f"planning {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
-                          f"({limit_mb:.0f} MB): the vector inputs (features) or the tiles are too large")
     keys = [sous_trame] + ([pkey] if store.exists(f"{_prefix(run, pkey)}/plan.json") else [])
     return [{"sous_trame": k, "tile": int(i)} for k in keys for i in first]
 
 
+@_bounded(lambda run, item, *a, **k: f"tile {item['tile']} of {item['sous_trame']}", _TILE_HINT)
 def stage_run_tile(run: FetchedRun, item: TileItem, round_no: int | None = None) -> TileRound:
     """One tile of one sous-trame in round ``round_no``; ``{"next": items to run next round, "peak_mb"}``. Fails
-    (``MemoryError``) if the task's peak RSS exceeded ``tiling.memory_limit_gib``. Idempotent under retries within
-    its round (:func:`tvb_tasks.layers.tiles.run_tile_from_store`): a retry returns the same next items."""
+    (``MemoryBoundError``, a ``MemoryError``) if the task's memory exceeded ``tiling.memory_limit_gib``. Idempotent
+    under retries within its round (:func:`tvb_tasks.layers.tiles.run_tile_from_store`): a retry returns the same
+    next items."""
     from .layers.tiles import run_tile_from_store
 
-    limit_mb = _territory(run).tiling.memory_limit_gib * 1024
+    limit_gib = _territory(run).tiling.memory_limit_gib
     store = open_store(run["store_uri"])
     nxt = run_tile_from_store(store, _prefix(run, item["sous_trame"]), int(item["tile"]), round_no)
-    peak = _peak_mb()
-    if peak > limit_mb:
-        raise MemoryError(f"tile {item['tile']} of {item['sous_trame']}: peak {peak:.0f} MB above "
-                          f"tiling.memory_limit_gib ({limit_mb:.0f} MB): use smaller tiles")
+    peak = check_peak(f"tile {item['tile']} of {item['sous_trame']}", limit_gib, _TILE_HINT)
     return {"next": [{"sous_trame": item["sous_trame"], "tile": int(n)} for n in nxt], "peak_mb": round(peak, 1)}
 
 
@@ -189,11 +202,12 @@ def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no:
     return out
 
 
+@_bounded(lambda run, sous_trame: f"stitch of {sous_trame}")
 def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     """Stitch one sous-trame's cores into ``tiles/<sous_trame>/cost.tif`` (float32 COG, nodata -1, friction × m,
     cut to the territory and nodata outside it: the untiled ``cost.tif`` exactly), tile by tile
     (:func:`tvb_tasks.layers.stitch.stitch_cost_cog`: memory of one core and the GDAL cache, not of the grid);
-    ``RuntimeError`` if tiles were still changing after the last round, ``MemoryError`` if the task's peak RSS
+    ``RuntimeError`` if tiles were still changing after the last round, ``MemoryBoundError`` if the task's memory
     exceeded ``tiling.memory_limit_gib``."""
     from rasterio.transform import Affine
 
@@ -223,11 +237,8 @@ def stage_stitch_tiles(run: FetchedRun, sous_trame: str) -> StitchedCost:
     local = _local_dir(run, "tiles", sous_trame) / "cost.tif"
     reached = stitch_cost_cog(store, prefix, grid, local, boundary=boundary,
                               description=f"cost distance {sous_trame} (friction x m)")
-    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
+    peak = check_peak(f"stitch of {sous_trame}", territory.tiling.memory_limit_gib)
     log.info("sous-trame %s: stitched %d reached cells (peak %.0f MB)", sous_trame, reached, peak)
-    if peak > limit_mb:
-        raise MemoryError(f"stitch of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
-                          f"({limit_mb:.0f} MB)")
     key = f"{prefix}/cost.tif"
     store.put_file(key, local)
     return {"sous_trame": sous_trame, "cost": key, "reached": reached}
@@ -327,6 +338,7 @@ def _cell_counts(v, tiles) -> dict[str, int]:
             "computation_cells": extent_n}
 
 
+@_bounded(lambda run, sous_trame: f"part of {sous_trame}")
 def stage_tile_part(run: FetchedRun, sous_trame: str) -> SousTramePart:
     """One sous-trame's part from its tiles, the same files and contract as
     :func:`tvb_tasks.pipeline.stage_compute_sous_trame` (untiled), without any whole-grid raster.
@@ -342,7 +354,8 @@ def stage_tile_part(run: FetchedRun, sous_trame: str) -> SousTramePart:
     vectors and an all-nodata ``cost.tif``. Returns the :class:`~tvb_tasks.contracts.SousTramePart` (timings differ).
 
     Memory: the vector inputs (∝ features), the sous-trame's vectors, a few tile objects, not the grid;
-    ``MemoryError`` if the peak RSS exceeded ``tiling.memory_limit_gib`` (checked before anything is stored);
+    ``MemoryBoundError`` if its memory exceeded ``tiling.memory_limit_gib`` (enforced while it runs, checked before
+    anything is stored; a data-sized window is checked before it is allocated);
     ``TilingError`` if the stitch stage has not written ``cost.tif``."""
     import time
 
@@ -409,10 +422,8 @@ def stage_tile_part(run: FetchedRun, sous_trame: str) -> SousTramePart:
                    description=f"cost distance {sous_trame} (friction x m)")
     cells = _cell_counts(v, tiles)
     timings["rasters"] = time.perf_counter() - t
-    peak, limit_mb = _peak_mb(), territory.tiling.memory_limit_gib * 1024
-    if peak > limit_mb:          # checked before anything is stored: a task over the bound leaves no output
-        raise MemoryError(f"part of {sous_trame}: peak {peak:.0f} MB above tiling.memory_limit_gib "
-                          f"({limit_mb:.0f} MB)")
+    # checked before anything is stored: a task over the bound leaves no output
+    peak = check_peak(f"part of {sous_trame}", territory.tiling.memory_limit_gib)
     t = time.perf_counter()
     files = {**write_part_frames(dest, patches, reservoirs, relays, corridors, areas, crossings, stretches),
              "friction": str(friction_tif), "cost": str(cost_tif)}

@@ -90,7 +90,7 @@ def clip_network(reservoirs: gpd.GeoDataFrame, relays: gpd.GeoDataFrame, corrido
                  stretches: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, crossings: gpd.GeoDataFrame, boundary, *,
                  buffered: bool = True) -> tuple[gpd.GeoDataFrame, ...]:
     """A sous-trame's layers computed on the buffered extent, as published (the untiled engine's and the tiled
-    corridors task's one clipping): corridor and stretch lines cut to the territory (:func:`clip_lines`),
+    part task's one clipping): corridor and stretch lines cut to the territory (:func:`clip_lines`),
     reservoirs, relays and corridors by :func:`clip_to_territory`, then the stretches, corridor polygons and
     missing-link crossings of the corridors kept (polygons cut, crossings inside the outline). Returns
     ``(reservoirs, relays, corridors, stretches, areas, crossings)``. ``buffered=False`` (no computation buffer:

@@ -22,7 +22,8 @@ reservoir allocation of the core) a few tiles at a time, and gives the same resu
    indices): the same corridors, statuses and geometries, by the same code.
 
 Memory: one input window + the halo strips + the LRU cache of cores (``cache`` cores; 13 B per core cell with all
-three arrays) + per-pair crossings (∝ reservoirs) + paths (∝ their length). CRS and units: the grid's (territory
+three arrays) + per-pair crossings (∝ reservoirs) + paths (∝ their length); a corridor polygon holds its zone
+window (``AREA_BYTES`` per cell), refused before it is allocated when it would exceed the task's memory bound. CRS and units: the grid's (territory
 CRS, metres); costs in friction × m.
 """
 from __future__ import annotations
@@ -34,17 +35,28 @@ import numpy as np
 import pandas as pd
 
 from tvb_tasks.errors import InvalidInputError
+from tvb_tasks.memory import check_allocation
 
 from . import costdistance as cd
 from .corridors import LINK_COLUMNS, keep_cheapest_links
 from .tiles import Tile, _load_npz, _plan
 
-__all__ = ["HALO", "CellValues", "CoreReader", "path_values", "tiled_link_paths", "tiled_links", "window_inputs"]
+__all__ = ["AREA_BYTES", "HALO", "CellValues", "CoreReader", "path_values", "problem_name", "tiled_link_paths",
+           "tiled_links", "window_inputs"]
 
 #: Halo (cells) of a tile's core read for its crossings: the longest move (a knight's move spans 2 rows or cols).
 HALO = {True: 2, False: 1}
 #: Width (cells) of the edge bands of each core :class:`CoreReader` keeps for the neighbours' halos.
 BAND = 2
+#: Bytes per cell of a corridor polygon's zone window (:func:`tiled_corridor_area`: accumulated cost, allocation,
+#: friction, reservoir mask, then ``corridor_area``'s zone, friction and two Dijkstra runs): 46.3 measured
+#: (``bench/memory_windows.py``, 9 M cells).
+AREA_BYTES = 48
+
+
+def problem_name(prefix: str) -> str:
+    """The sous-trame (``forest``, ``forest/potential``) of a tiled problem's store ``prefix`` (``…/tiles/<…>``)."""
+    return prefix.split("/tiles/", 1)[-1]
 
 
 class CoreReader:
@@ -301,18 +313,24 @@ def window_inputs(reader: CoreReader, box: tuple[int, int, int, int], name: str 
 
 
 def tiled_corridor_area(store, prefix: str, link_cost: float, a: int, b: int, boxes: dict, grid, *,
-                        margin: float, reader: CoreReader | None = None):
+                        margin: float, reader: CoreReader | None = None, memory_limit_gib: float | None = None):
     """``corridors.corridor_area`` of the link a–b (reservoir indices) on the window of the two zones, assembled
     from the cores (accumulated cost, allocation) and the inputs (friction, source cells): the same polygon, in
     memory ∝ that window (bounded by the zones' extent, i.e. by ``max_cost``, not by the grid). Reservoir cells
     are left out, as the engine's ``core``. None when the corridor is empty. ``reader``: a :class:`CoreReader`
-    shared by the links (its cache then serves the next link's window)."""
+    shared by the links (its cache then serves the next link's window). ``MemoryBoundError`` before the window is
+    allocated if it would exceed ``memory_limit_gib`` (default: the running task's bound,
+    :func:`tvb_tasks.memory.current_bound`)."""
     from .corridors import corridor_area
 
     own = [boxes[i] for i in (a, b) if i in boxes]
     if not own:
         return None
     box = (min(x[0] for x in own), max(x[1] for x in own), min(x[2] for x in own), max(x[3] for x in own))
+    check_allocation(f"corridor area of link {a}–{b} of {problem_name(prefix)} (zone window {box[1] - box[0]} × "
+                     f"{box[3] - box[2]} cells)", (box[1] - box[0]) * (box[3] - box[2]), AREA_BYTES,
+                     "the window of the two reservoirs' allocation zones, which the sous-trame's max_cost bounds: "
+                     "lower max_cost or raise tiling.memory_limit_gib", memory_limit_gib)
     reader = reader if reader is not None else CoreReader(store, prefix, cache=12)
     acc = reader.block(box, "acc", np.inf, np.float64)
     alloc = reader.block(box, "alloc", -1, np.int32)

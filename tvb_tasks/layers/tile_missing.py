@@ -30,7 +30,10 @@ whole-grid Dijkstra from reservoir ``a``. Here:
 
 Memory: the steps read a few tiles at a time; each Dijkstra holds its window: the cells reachable within its
 cut-off cost (× 16 at worst, the last growth), not the grid — but a barrier of very high friction makes the
-second-stage cut (the real cost of the potential path with its barriers), and so the window, large. CRS and
+second-stage cut (the real cost of the potential path with its barriers), and so the window, large, up to the whole
+grid. So each window is estimated before it is allocated (``REACH_BYTES`` / ``CROSSING_BYTES`` per cell, measured)
+and refused with a :class:`~tvb_tasks.memory.MemoryBoundError` naming the link, the window and the settings when it
+would take the task above its memory bound (:func:`tvb_tasks.memory.check_allocation`). CRS and
 units: the grid's (territory CRS, metres); costs in friction × m.
 """
 from __future__ import annotations
@@ -38,15 +41,34 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tvb_tasks.memory import check_allocation
+
 from . import costdistance as cd
 from .common import Grid
 from .corridors import barrier_crossing_scores, fracture_candidates, keep_missing, reservoir_costs
-from .tile_links import CellValues, CoreReader, path_values, tiled_link_paths, tiled_links, window_inputs
+from .tile_links import CellValues, CoreReader, path_values, problem_name, tiled_link_paths, tiled_links, window_inputs
 
-__all__ = ["cost_box", "crossing_box", "input_summary", "reach_window", "tiled_crossing_scores",
-           "tiled_missing_links", "window_inputs"]
+__all__ = ["CROSSING_BYTES", "REACH_BYTES", "cost_box", "crossing_box", "input_summary", "reach_window",
+           "tiled_crossing_scores", "tiled_missing_links", "window_inputs"]
 
 Box = tuple[int, int, int, int]
+
+#: Bytes per cell of a real-cost window (friction assembled from the tiles, the Dijkstra's accumulated cost, mask
+#: and queue, the band test): 14.0 measured on uniform friction, 16.0 on random friction 1–1000
+#: (``bench/memory_windows.py``, 9 M cells).
+REACH_BYTES = 16
+#: Bytes per cell of a crossing's score window (friction, potential, their minimum, the Dijkstra, then
+#: ``barrier_crossing_scores``' masks, restored friction and Dijkstra): 26.6 measured.
+CROSSING_BYTES = 28
+_WINDOW_HINT = ("the window holds the cells reachable within the cut-off cost (the potential link's cost, ≤ the "
+                "sous-trame's max_cost, × (1 + corridors.missing_links.min_gain_share), then its real cost with the "
+                "barriers): raise tiling.memory_limit_gib, or lower max_cost or "
+                "corridors.missing_links.min_gain_share / max_barrier_m")
+
+
+def _check_window(what: str, box: Box, bytes_per_cell: int, limit_gib: float | None) -> None:
+    rows, cols = box[1] - box[0], box[3] - box[2]
+    check_allocation(f"{what} (window {rows} × {cols} cells)", rows * cols, bytes_per_cell, _WINDOW_HINT, limit_gib)
 
 
 def input_summary(store, prefix: str) -> tuple[dict[int, Box], float]:
@@ -134,10 +156,12 @@ def _res(reader: CoreReader) -> float:
 
 def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: pd.DataFrame, grid: Grid, *,
                         max_cost: float, max_links: int, min_gain_share: float, max_barrier_m: float | None,
-                        summary: tuple[dict[int, Box], float] | None = None):
+                        summary: tuple[dict[int, Box], float] | None = None, memory_limit_gib: float | None = None):
     """``corridors.missing_links`` from the tiles of the real problem (``prefix``) and the potential one
     (``potential_prefix``): ``(links, paths, infos)`` — the same rows, cells and values (module doc).
-    ``summary``: :func:`input_summary` of ``prefix`` if already read."""
+    ``summary``: :func:`input_summary` of ``prefix`` if already read. ``MemoryBoundError`` before a real-cost
+    window is allocated if it would exceed ``memory_limit_gib`` (default: the running task's bound,
+    :func:`tvb_tasks.memory.current_bound`)."""
     plinks = tiled_links(store, potential_prefix, max_cost=max_cost, max_links=max_links)
     if plinks.empty:
         return plinks, [], []
@@ -158,6 +182,9 @@ def tiled_missing_links(store, prefix: str, potential_prefix: str, real_links: p
         got: dict = {}
 
         def run(box: Box) -> np.ndarray:
+            _check_window(f"real-cost window of reservoir {a}'s missing links (to {', '.join(map(str, bs))}) of "
+                          f"{problem_name(prefix)}", box,
+                          REACH_BYTES, memory_limit_gib)
             fr, src, lab = window_inputs(reader, box)
             got["src"], got["lab"] = src, lab
             return cd.accumulated_cost(fr, src[lab == a], cell_size=grid.res, knight=knight, max_cost=cut)
@@ -181,12 +208,13 @@ def crossing_box(a_box: Box, path, xy, radius_m: float, grid: Grid) -> Box:
 
 
 def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid, *, radius_m: float,
-                          summary: tuple[dict[int, Box], float] | None = None):
+                          summary: tuple[dict[int, Box], float] | None = None, memory_limit_gib: float | None = None):
     """A ``score(xy, a, b, real_cost, path, potential_cost)`` function giving the engine's
     ``barrier_crossing_scores`` of each crossing point from the tiles, on a window: :func:`reach_window` from the
     point's :func:`crossing_box` at the link's real cost, on min(friction, potential) — below the restored friction
     everywhere, so every path of the restored friction within the cut stays in that window too. ``summary``:
-    :func:`input_summary` of ``prefix`` if already read."""
+    :func:`input_summary` of ``prefix`` if already read. ``MemoryBoundError`` before a window is allocated if it
+    would exceed ``memory_limit_gib`` (default: the running task's bound)."""
     reader = CoreReader(store, prefix, cache=12)
     preader = CoreReader(store, potential_prefix, cache=12)
     boxes, fmin = summary if summary is not None else input_summary(store, prefix)
@@ -199,6 +227,8 @@ def tiled_crossing_scores(store, prefix: str, potential_prefix: str, grid: Grid,
             got: dict = {}
 
             def run(box: Box, got: dict = got) -> np.ndarray:
+                _check_window(f"score window of a barrier crossing of the missing link {a}–{b} of "
+                              f"{problem_name(prefix)}", box, CROSSING_BYTES, memory_limit_gib)
                 fr, src, lab = window_inputs(reader, box)
                 pot, _, _ = window_inputs(preader, box)
                 got.update(box=box, fr=fr, pot=pot, src=src, lab=lab)
