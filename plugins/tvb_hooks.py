@@ -13,7 +13,6 @@ YAML, the DAGs or the logs: ``repr()`` of the settings hides the password, and n
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,16 +140,6 @@ class S3Settings:
         keys = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "endpoint_url", "region_name")
         return {k: getattr(self, k) for k in keys if getattr(self, k)}
 
-    def environment(self) -> dict[str, str]:
-        """The same settings as the environment variables boto3 (and ``tvb_tasks.store``) read."""
-        names = {"aws_access_key_id": "AWS_ACCESS_KEY_ID", "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-                 "aws_session_token": "AWS_SESSION_TOKEN", "region_name": "AWS_DEFAULT_REGION"}
-        env = {var: getattr(self, attr) for attr, var in names.items() if getattr(self, attr)}
-        if self.endpoint_url:
-            env["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
-            env["TVB_S3_ENDPOINT_URL"] = self.endpoint_url
-        return env
-
 
 class ObjectStoreHook(BaseHook):
     """A boto3 S3 client from an Airflow connection, and the ``tvb_tasks`` store on top of it."""
@@ -209,21 +198,15 @@ def store_environment(conn_id: str = DEFAULT_STORE_CONN_ID) -> Iterator[dict[str
     """Expose the ``conn_id`` connection to code that opens the store by URI (``tvb_tasks.pipeline``).
 
     The pipeline stages take only a store URI (so they run the same under the CLI); when the connection exists, its
-    credentials and endpoint are put in this task process's environment for the duration of the block, then the
-    previous values are restored. Without the connection this is a no-op (boto3's own chain applies).
-    Yields the names (not the values) of the variables set.
+    credentials and endpoint are given to the S3 stores opened in the block (``tvb_tasks.store.s3_settings``), not
+    put in the process environment (``AWS_ACCESS_KEY_ID`` there makes rasterio build a boto3 session at every GDAL
+    call). Without the connection this is a no-op (boto3's own chain applies). Yields the names (not the values) of
+    the settings given.
     """
     if not connection_exists(conn_id):
         yield {}
         return
-    env = ObjectStoreHook(conn_id).settings().environment()
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield dict.fromkeys(env, "***")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from tvb_tasks.store import s3_settings
+
+    with s3_settings(**ObjectStoreHook(conn_id).settings().client_kwargs()) as names:
+        yield dict.fromkeys(names, "***")

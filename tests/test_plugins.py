@@ -231,13 +231,20 @@ def test_object_store_hook_builds_a_store_on_the_connection(moto_endpoint, monke
     assert hook.get_conn().get_object(Bucket="hook-bucket", Key="obs/releases/t/a.json")["Body"].read() == b"{}"
 
     # the same connection exposed to code that only knows the URI (tvb_tasks.pipeline)
+    import rasterio
+    from rasterio.session import DummySession
+
     from tvb_tasks.store import open_store
 
     with tvb_hooks.store_environment() as names:
-        assert set(names) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TVB_S3_ENDPOINT_URL"}
+        assert set(names) >= {"aws_access_key_id", "aws_secret_access_key", "endpoint_url"}
         assert set(names.values()) == {"***"}
         assert open_store("s3://hook-bucket/obs").get_bytes("releases/t/a.json") == b"{}"
-    assert "AWS_SECRET_ACCESS_KEY" not in os.environ and "TVB_S3_ENDPOINT_URL" not in os.environ
+        # not through the environment: there, rasterio would build a boto3 session at every GDAL call it wraps
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TVB_S3_ENDPOINT_URL"} & set(os.environ)
+        assert isinstance(rasterio.Env().session, DummySession)
+    with pytest.raises(Exception, match=r"(?i)credentials"):
+        open_store("s3://hook-bucket/obs").get_bytes("releases/t/a.json")     # outside the block: boto3's chain
 
 
 def test_store_environment_without_connection_changes_nothing(monkeypatch):
