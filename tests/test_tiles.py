@@ -3,6 +3,8 @@ scenes whose answer is known, random scenes (barriers, nodata, max_cost, knight'
 CALL sample's friction rasters; plus the kernel's start costs and tie rule the stitching relies on."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -227,6 +229,46 @@ def test_tile_task_memory_is_checked_against_the_bound():
     assert check_memory(TilingConfig()) == tile_task_bytes(2048, 16)
     with pytest.raises(ValueError, match="memory_limit_gib"):
         check_memory(TilingConfig(tile_size=20000, memory_limit_gib=4))
+
+
+def test_tiling_that_cannot_run_is_refused_before_any_work_naming_the_setting():
+    from tvb_tasks.layers.tiles import largest_tile_size, tile_task_bytes, tiling_problems
+
+    assert tiling_problems(TilingConfig(tile_size=100000)) == []                  # disabled: nothing to check
+    on = TilingConfig(enabled=True)
+    assert tiling_problems(on) == [] and tiling_problems(on, 16) == []
+    # too small a bound for any tile: no "use smaller tiles" advice that no tile size could follow
+    (key, msg), = tiling_problems(on.model_copy(update={"memory_limit_gib": 0.3}))
+    assert key == "tiling.memory_limit_gib" and "at least 1 GiB" in msg and "smaller" not in msg
+    # tiles too large: the largest that fits is named, and it does fit (and 8 cells more does not)
+    big = on.model_copy(update={"tile_size": 20000, "memory_limit_gib": 1.0})
+    (key, msg), = tiling_problems(big)
+    fits = largest_tile_size(16, 1.0)
+    assert key == "tiling.tile_size" and f"at most {fits} cells" in msg
+    assert tile_task_bytes(fits, 16) <= 0.5 * 2**30 < tile_task_bytes(fits + 8, 16)
+    assert tiling_problems(big.model_copy(update={"tile_size": fits})) == []
+    # knight's moves reach 2 cells: an overlap of 1 is refused with 16 neighbours only
+    narrow = on.model_copy(update={"overlap": 1})
+    assert tiling_problems(narrow, 8) == []
+    (key, msg), = tiling_problems(narrow, 16)
+    assert key == "tiling.overlap" and "corridors.neighbours: 16" in msg
+
+
+def test_check_config_and_the_fetch_refuse_tiles_that_cannot_run(tmp_path, capsys):
+    from helpers.yamlio import dump_yaml, load_yaml
+    from tvb_tasks import cli
+    from tvb_tasks.config import ConfigError, load_territory
+    from tvb_tasks.pipeline import check_runnable
+
+    root = Path(__file__).resolve().parents[1]
+    raw = load_yaml((root / "config" / "territories" / "call.yaml").read_text(encoding="utf-8"))
+    raw["tiling"] = {**raw["tiling"], "enabled": True, "tile_size": 100000}
+    path = tmp_path / "call.yaml"
+    path.write_text(dump_yaml(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"tiling.tile_size: 100000 cells need about [\d.]+ GiB"):
+        cli.main(["check-config", str(path)])
+    with pytest.raises(ConfigError, match=r"cannot run \(nothing fetched\).*tiling.tile_size"):
+        check_runnable(load_territory(str(path)))
 
 
 def test_tiling_config_defaults_and_bounds():

@@ -192,6 +192,7 @@ def cmd_territories(args) -> int:
 def cmd_check_config(args) -> int:
     from .config import ConfigError, files_declaring, load_territory, territories_dir
     from .config_regions import is_region, load_region
+    from .layers.tiles import tiling_problems
     from .sources.schemas import check_territory
 
     if is_region(args.territory):
@@ -206,6 +207,9 @@ def cmd_check_config(args) -> int:
     if same_id:
         raise ConfigError(f"{t.path}: id {t.id!r} is also the id of {', '.join(same_id)} in the config folder: each "
                           "territory needs its own id (a copied YAML whose id was not changed?)")
+    tiling = [f"{key}: {msg}" for key, msg in tiling_problems(t.tiling, t.corridors.neighbours)]
+    if tiling:
+        raise ConfigError(f"{t.path} (profile {t.profile}): tiling cannot run:\n  - " + "\n  - ".join(tiling))
     errors = check_territory(t)
     if errors:
         raise ConfigError(f"{t.path} (profile {t.profile}): source mappings disagree with the publishers' schemas "

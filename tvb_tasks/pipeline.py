@@ -113,8 +113,10 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
 
 
 def check_runnable(territory: Territory) -> None:
-    """Fail before anything is written when the configuration points at missing or unreadable files: every
-    ``file`` source's path and the nomenclature CSV. Raises :class:`ConfigError` naming the YAML and each problem."""
+    """Fail before anything is written when the configuration points at missing or unreadable files (every
+    ``file`` source's path and the nomenclature CSV) or asks for tiles that cannot run
+    (:func:`tvb_tasks.layers.tiles.tiling_problems`). Raises :class:`ConfigError` naming the YAML and each problem."""
+    from .layers.tiles import tiling_problems
     from .validate.gate import nomenclature_codes
 
     problems = []
@@ -129,6 +131,7 @@ def check_runnable(territory: Territory) -> None:
         nomenclature_codes(territory)
     except (ValueError, OSError) as exc:
         problems.append(str(exc))
+    problems += [f"{key}: {msg}" for key, msg in tiling_problems(territory.tiling, territory.corridors.neighbours)]
     if problems:
         raise ConfigError(f"{territory.path}: territory {territory.id!r} cannot run (nothing fetched): "
                           + "; ".join(problems))

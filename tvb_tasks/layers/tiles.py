@@ -53,6 +53,7 @@ __all__ = [
     "TilingConfig",
     "TilingError",
     "check_memory",
+    "largest_tile_size",
     "plan_record",
     "plan_to_store",
     "put_tile_input",
@@ -65,6 +66,7 @@ __all__ = [
     "tile_grid",
     "tile_task_bytes",
     "tiled_accumulated_cost",
+    "tiling_problems",
 ]
 
 
@@ -279,16 +281,60 @@ def tile_task_bytes(tile_size: int, overlap: int) -> int:
     return side * side * _WINDOW_BYTES + tile_size * tile_size * _CORE_BYTES
 
 
-def check_memory(tiling: TilingConfig) -> int:
-    """``tile_task_bytes`` of ``tiling``, or ``ValueError`` if above its ``memory_limit_gib`` (less 0.5 GiB for the
-    interpreter and libraries)."""
+#: GiB an interpreter with the stages' libraries holds before any tile (measured 0.43–0.49 GB resident).
+INTERPRETER_GIB = 0.5
+
+
+def largest_tile_size(overlap: int, memory_limit_gib: float) -> int | None:
+    """The largest ``tile_size`` (cells a side, a multiple of 8) whose :func:`tile_task_bytes` fits under
+    ``memory_limit_gib`` less :data:`INTERPRETER_GIB`; ``None`` when not even 8 cells do."""
+    limit = (memory_limit_gib - INTERPRETER_GIB) * 2**30
+    lo, hi = 0, 1 << 13                          # in units of 8 cells: up to 65,536 cells a side
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if tile_task_bytes(8 * mid, overlap) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return 8 * lo if lo else None
+
+
+def tiling_problems(tiling: TilingConfig, neighbours: int = 8) -> list[tuple[str, str]]:
+    """``(setting, problem)`` pairs of a ``tiling`` section that cannot run, found before anything is computed
+    (``tvb check-config`` and the fetch stage): a memory bound that leaves nothing for a tile after the interpreter,
+    tiles too large for the bound (with the largest that fits), an overlap too narrow for the moves
+    (``neighbours``: 8, or 16 with knight's moves, which reach 2 cells). Empty when tiling is disabled."""
+    if not tiling.enabled:
+        return []
+    problems = []
+    fits = largest_tile_size(tiling.overlap, tiling.memory_limit_gib)
     need = tile_task_bytes(tiling.tile_size, tiling.overlap)
-    limit = (tiling.memory_limit_gib - 0.5) * 2**30
-    if need > limit:
-        raise InvalidInputError(f"tiling.tile_size {tiling.tile_size} needs about {need / 2**30:.2f} GiB per tile task, "
-                         f"above tiling.memory_limit_gib {tiling.memory_limit_gib} (minus 0.5 GiB of interpreter): "
-                         "use smaller tiles")
-    return need
+    if fits is None:
+        problems.append(("tiling.memory_limit_gib",
+                         f"{tiling.memory_limit_gib} GiB leaves no room for a tile: an interpreter with the "
+                         f"pipeline's libraries holds ≈ {INTERPRETER_GIB} GiB before any tile, and the part task of "
+                         "a CALL-sized territory peaks at ≈ 0.6 GiB; give at least 1 GiB"))
+    elif need > (tiling.memory_limit_gib - INTERPRETER_GIB) * 2**30:
+        problems.append(("tiling.tile_size",
+                         f"{tiling.tile_size} cells need about {need / 2**30:.2f} GiB per tile task, above "
+                         f"tiling.memory_limit_gib {tiling.memory_limit_gib} less {INTERPRETER_GIB} GiB of "
+                         f"interpreter: use tiles of at most {fits} cells, or raise the bound"))
+    low = 2 if neighbours == 16 else 1
+    if tiling.overlap < low:
+        problems.append(("tiling.overlap",
+                         f"{tiling.overlap} cell(s) is too narrow with corridors.neighbours: {neighbours} "
+                         f"(moves reach {low} cells): use at least {low}"))
+    return problems
+
+
+def check_memory(tiling: TilingConfig) -> int:
+    """``tile_task_bytes`` of ``tiling``, or :class:`~tvb_tasks.errors.InvalidInputError` naming the setting when
+    the tiles do not fit under its ``memory_limit_gib`` (:func:`tiling_problems`)."""
+    memory = [f"{key}: {msg}" for key, msg in tiling_problems(tiling.model_copy(update={"enabled": True}))
+              if key != "tiling.overlap"]
+    if memory:
+        raise InvalidInputError("; ".join(memory))
+    return tile_task_bytes(tiling.tile_size, tiling.overlap)
 
 
 def _npz(**arrays) -> bytes:
