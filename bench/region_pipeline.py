@@ -30,7 +30,7 @@ tile rounds on ``--workers`` processes), the largest task peak; then, from the s
 growth of work, elapsed time and largest peak against the area: ratio (time growth / area growth, goal ≤ 1.3,
 issue #18) and exponent ``b`` of time ∝ area^b. The machine's load (``uptime``) is printed at the start and end of
 the run and with each scale (a 2-core VM shared with other jobs makes times loose). Results also go to
-``<work>/results.json``. The first run on a checkout compiles the numba kernels into ``NUMBA_CACHE_DIR`` (tens of
+``<work>/results_<resolution>m[_untiled].json``. The first run on a checkout compiles the numba kernels into ``NUMBA_CACHE_DIR`` (tens of
 seconds in the first tile runs): run once (``--copies 1``) before measuring; the number of cached files is printed.
 
 Usage: python bench/region_pipeline.py [--copies 1,4,16|region] [--resolution 25] [--sous-trames forest,...]
@@ -239,7 +239,7 @@ def run_scale(n: str, args, root: Path) -> dict:
     peak = max(x["peak_mb"] for x in rows)
     worst_task = max(rows, key=lambda x: x["wall"])
     print(f"  × {n}: {cells / 1e6:.2f} M grid cells; work {work_s:.0f} s (sum of task times), elapsed {elapsed:.0f} s "
-          f"(tile rounds on {args.workers} workers); largest task peak {peak:.0f} MB (bound "
+          f"({'one task after the other' if args.untiled else f'tile rounds on {args.workers} workers'}); largest task peak {peak:.0f} MB (bound "
           f"{args.memory_limit_gib * 1024:.0f} MB); longest task {worst_task['task']} {worst_task['wall']:.0f} s; "
           f"load average {load0[0]:.2f} → {os.getloadavg()[0]:.2f}", flush=True)
     shutil.rmtree(work / "store" / "work", ignore_errors=True)     # per-tile scratch objects (≈ 18 B per cell)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['elapsed_s']:9.0f} {r['peak_mb']:8.0f}")
     if len(results) > 1:
         print("\n".join(growth(results)))
-    (root / "results.json").write_text(json.dumps({"args": vars(args),
+    (root / f"results_{args.resolution:g}m{'_untiled' if args.untiled else ''}.json").write_text(json.dumps({"args": vars(args),
                                                    "results": results}, indent=1, default=str))
     return 0
 
