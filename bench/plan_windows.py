@@ -1,7 +1,7 @@
 """Peak memory of the tiled DAG's planning task (``plan_tiles``) against the grid size: whole grid vs windows.
 
 For each synthetic region (``sample/generate.py``'s ``generate_region``: ``n`` translated copies of the CALL
-sample, cached under ``var/bench/region_x<n>``, as ``bench/region.py``) and one sous-trame, two planners run, each
+sample, cached under ``var/bench/region_x<n>``, as ``bench/region_pipeline.py``) and one sous-trame, two planners run, each
 in a fresh process (what one Airflow task is), writing the per-tile inputs into a local store:
 
 * ``whole``: the former ``plan_tiles`` — the untiled engine's whole-grid friction and reservoir sources
@@ -78,9 +78,9 @@ print(json.dumps(out))
 
 def region_yaml(n: int) -> Path:
     sys.path.insert(0, str(ROOT / "bench"))
-    import region  # bench/region.py
+    import region_pipeline  # bench/region_pipeline.py
 
-    return region.region_yaml(n)
+    return region_pipeline.region_yaml(n)
 
 
 def run(yaml_path: Path, mode: str, args, store_dir: Path) -> dict:
