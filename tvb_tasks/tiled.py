@@ -139,7 +139,7 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     missing links are enabled also gets its potential problem (friction without the barrier lines) under
     ``tiles/<sous_trame>/potential``, whose items carry the key ``<sous_trame>/potential`` and run in the same
     rounds (none when no cell is a barrier cell)."""
-    from .layers.tiles import check_memory
+    from .layers.tiles import check_memory, tile_grid
     from .layers.vectors import vector_context
     from .layers.windows import plan_windows_to_store
 
@@ -159,7 +159,12 @@ def stage_plan_tiles(run: FetchedRun, sous_trame: str) -> list[TileItem]:
     store.put_bytes(f"{_prefix(run, sous_trame)}/grid.json",
                     json.dumps({"transform": list(grid.transform)[:6], "crs": grid.crs, "res": grid.res}).encode())
     peak = check_peak(f"planning {sous_trame}", tiling.memory_limit_gib, _PLAN_HINT)
-    log.info("sous-trame %s: %d tiles to start with (peak %.0f MB)", sous_trame, len(first), peak)
+    n_tiles = len(tile_grid(grid.shape, tiling.tile_size, tiling.overlap))
+    cells = grid.shape[0] * grid.shape[1]
+    log.info("sous-trame %s: grid %d × %d = %.1f M cells in %d tiles of %d + %d cells, %d to start with; ≈ %.1f GB "
+             "of tile objects in the store per tiled problem (≈ 18 B per cell; twice with missing links) (peak %.0f "
+             "MB)", sous_trame, grid.shape[0], grid.shape[1], cells / 1e6, n_tiles, tiling.tile_size, tiling.overlap,
+             len(first), cells * 18 / 1e9, peak)
     keys = [sous_trame] + ([pkey] if store.exists(f"{_prefix(run, pkey)}/plan.json") else [])
     return [{"sous_trame": k, "tile": int(i)} for k in keys for i in first]
 
@@ -197,8 +202,11 @@ def stage_next_round(run: FetchedRun, results: list[TileRound | None], round_no:
     store = open_store(run["store_uri"])
     store.put_bytes(f"{_work_prefix(run)}/tiles/pending.json",
                     json.dumps({"after_round": round_no, "pending": out}).encode())
-    log.info("round %d: %d tile runs (peak %.0f MB), %d to run next", round_no, len(peaks),
-             max(peaks, default=0.0), len(out))
+    if round_no == 0:
+        log.info("planned: %d tile runs in round 1", len(out))
+    else:
+        log.info("round %d: %d tile runs (largest peak %.0f MB), %d to run next", round_no, len(peaks),
+                 max(peaks, default=0.0), len(out))
     return out
 
 
