@@ -318,6 +318,8 @@ def cmd_releases(args) -> int:
 
     if args.action == "prune" and args.keep < 1:
         raise UsageError(f"--keep must be at least 1 (got {args.keep}): the live release is always kept")
+    if args.action == "prune" and args.work_older_than_days < 0:
+        raise UsageError(f"--work-older-than-days must be at least 0 (got {args.work_older_than_days:g})")
     store = open_existing_store(args.store)
     t = args.territory
     if args.action == "list":
@@ -334,7 +336,7 @@ def cmd_releases(args) -> int:
         return 0
     if args.action == "prune":
         before = publish.list_releases(store, t)
-        result = publish.prune(store, t, keep=args.keep)
+        result = publish.prune(store, t, keep=args.keep, work_older_than_days=args.work_older_than_days)
         if args.json:
             _print(result)
         else:
@@ -454,9 +456,18 @@ def prune_lines(result: dict, before: list[dict], keep: int) -> list[str]:
         lines.append(f"deleted  {rid}")
     for rid in result.get("deleted_orphans", []):
         lines.append(f"deleted  {rid}  incomplete release (no manifest) older than the grace period")
+    for prefix in result.get("work_deleted", []):
+        lines.append(f"deleted  {prefix}  run scratch untouched for longer than the work age limit")
+    for prefix in result.get("work_kept_leased", []):
+        lines.append(f"kept     {prefix}  old run scratch, but a run holds its lease")
     verb = "would delete" if result.get("dry_run") else "deleted"
     lines.append(f"{len(result.get('kept', []))} release(s) kept, {len(result.get('deleted', []))} {verb}, "
                  f"{result.get('objects_deleted', 0)} object(s) removed")
+    if "work_deleted" in result:
+        lines.append(f"{len(result['work_deleted'])} work prefix(es) {verb} "
+                     f"({result.get('work_objects_deleted', 0)} object(s), {_size(result.get('work_bytes_deleted'))}), "
+                     f"{len(result.get('work_kept_recent', []))} recent and {len(result.get('work_kept_leased', []))} "
+                     "leased kept")
     return lines
 
 
@@ -569,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--territory", default="call")
     rel.add_argument("--store")
     rel.add_argument("--keep", type=int, default=10, help="with prune: releases to keep")
+    rel.add_argument("--work-older-than-days", type=float, default=7.0, metavar="DAYS",
+                     help="with prune: also delete run scratch (work/<territory>/<input key>/) whose newest object is "
+                          "older than DAYS days, unless a run on this host holds its lease (default 7)")
     rel.add_argument("--json", action="store_true", help="with show / prune: print the JSON document")
     rel.add_argument("--force", action="store_true",
                      help="with rollback: also make live a release never published through latest.json (no pointer "

@@ -550,7 +550,31 @@ def publish_outcome(run: FetchedRun, indicators: IndicatorSummary, sources: Gate
     """Publish (or dry-run) the computed release after both gates (:func:`stage_publish`) and say how the run
     ended (:func:`run_outcome`)."""
     result = stage_publish(run, indicators, validation_verdict(sources, outputs), dry_run=dry_run)
-    return run_outcome(run, result)
+    outcome = run_outcome(run, result)
+    if outcome["status"] in ("published", "unchanged"):     # a live, complete release holds these inputs' outputs
+        remove_work(run)
+    return outcome
+
+
+def remove_work(run: FetchedRun) -> None:
+    """Delete the run's scratch in the store (``work/<territory>/<input key[:16]>/``: tiles, layers, indicators,
+    validation, history) once a live release holds its outputs; nothing reads it afterwards.
+
+    :func:`publish_outcome` calls it for a published (or, after a race, unchanged) run, so ``tvb run`` and the DAG's
+    ``publish`` task behave alike; a dry run (users inspect the folder) and a failed run (a retry reuses it) keep it.
+    A failed removal only logs a warning naming the prefix: the release is live; ``tvb releases prune`` removes
+    the leftovers later (:func:`tvb_tasks.publish.retention.prune_work`)."""
+    from .store import delete_prefix
+
+    prefix = _work_prefix(run) + "/"
+    try:
+        store = open_store(run["store_uri"])
+        n, size = delete_prefix(store, prefix)
+    except Exception as exc:  # noqa: BLE001 - the release is published; the scratch left is pruned later
+        log.warning("published, but the work prefix %s could not be removed (%s); `tvb releases prune` removes it "
+                    "later", prefix, exc)
+        return
+    log.info("removed the work prefix %s of %s: %d object(s), %.1f MB", prefix, store.uri, n, size / 1e6)
 
 
 def stage_publish_mosaic(region_id: str, *, store_uri: str | None = None, dry_run: bool = False,
@@ -581,7 +605,28 @@ def notify_event(outcome: Outcome | None) -> NotifyEvent:
 
 # --- lease on the work folder -------------------------------------------------------------------------------------
 def lease_path(run: FetchedRun) -> Path:
-    return work_root() / run["territory"] / f"{run['input_key'][:16]}.lease"
+    return _lease_file(run["territory"], run["input_key"][:16])
+
+
+def _lease_file(territory_id: str, key16: str) -> Path:
+    return work_root() / territory_id / f"{key16}.lease"
+
+
+def work_leased(territory_id: str, key16: str) -> bool:
+    """Whether a run on this host (same ``TVB_WORK_DIR``) holds the lease of ``work/<territory_id>/<key16>`` now
+    (:func:`work_lease`). Runs on other hosts, and the DAG's tasks, hold no lease visible here: False for them."""
+    path = _lease_file(territory_id, key16)
+    try:
+        fd = os.open(path, os.O_RDONLY)         # never creates the file
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)                            # closing releases a lock taken here
+    return False
 
 
 @contextlib.contextmanager

@@ -9,6 +9,10 @@ can escape the store (no ``..``, no absolute path, no backslash). Both back-ends
   :class:`PreconditionFailed` otherwise (S3: ``If-Match``; local: a lock file around compare + atomic rename).
   ``if_match=""`` means "the key must not exist yet".
 
+Clean-up: ``list_stats(prefix)`` gives each object's size and last-modified time (POSIX seconds; local: the file's
+mtime, S3: ``LastModified``) and ``delete_many(keys)`` deletes a batch (S3: ``DeleteObjects``, 1000 keys a request;
+local: the files, then the folders they leave empty); :func:`delete_prefix` removes everything under a folder prefix.
+
 Credentials never appear here: S3 uses boto3's own chain (environment, profile) or a client built by an Airflow hook.
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .errors import DeterministicError, InvalidInputError, TVBError
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._\-][A-Za-z0-9._\-/]*$")
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+S3_DELETE_BATCH = 1000                  # keys per DeleteObjects request (the S3 maximum)
 
 mimetypes.add_type("application/geopackage+sqlite3", ".gpkg")
 mimetypes.add_type("application/vnd.apache.parquet", ".parquet")
@@ -68,6 +73,15 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    """An object's key, size (bytes) and last-modified time (POSIX seconds, UTC)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 def validate_key(key: str) -> str:
@@ -123,6 +137,15 @@ class Store:
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
+
+    def list_stats(self, prefix: str = "") -> builtins.list[ObjectStat]:
+        """The objects under ``prefix`` (as :meth:`list`) with their size and last-modified time, sorted by key."""
+        raise NotImplementedError
+
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        """Delete ``keys`` (missing ones are ignored); raise :class:`StoreError` naming a key that could not go."""
+        for key in keys:
+            self.delete(key)
 
     def download(self, key: str, path: str | Path) -> Path:
         raise NotImplementedError
@@ -282,6 +305,38 @@ class LocalStore(Store):
     def delete(self, key):
         self._path(key).unlink(missing_ok=True)
 
+    def list_stats(self, prefix=""):
+        # walk only the folder the prefix is in, not the whole store
+        folder = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
+        out = []
+        for p in folder.rglob("*") if folder.is_dir() else ():
+            rel = p.relative_to(self.root).as_posix()
+            if rel.startswith(prefix) and not rel.startswith(".locks/") and "/.tmp-" not in "/" + rel:
+                try:
+                    st = p.stat()
+                except FileNotFoundError:       # deleted meanwhile
+                    continue
+                if p.is_file():
+                    out.append(ObjectStat(rel, st.st_size, st.st_mtime))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_many(self, keys):
+        folders = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.url(key)}: cannot delete: {os_error_text(exc)}") from None
+            folders.add(path.parent)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):   # deepest first
+            while folder != self.root and folder.is_relative_to(self.root):
+                try:
+                    folder.rmdir()               # only when empty
+                except OSError:
+                    break
+                folder = folder.parent
+
     def download(self, key, path):
         src = self._path(key)
         if not src.exists():
@@ -426,12 +481,9 @@ class S3Store(Store):
         return ObjectInfo(key, resp["ContentLength"], resp["ETag"])
 
     def list(self, prefix=""):
-        # a prefix may end with "/" (a folder): validate it without the slash, then put the slash back
-        full = self._key(prefix.rstrip("/")) if prefix.rstrip("/") else (self.prefix + "/" if self.prefix else "")
-        if prefix.endswith("/") and not full.endswith("/"):
-            full += "/"
         out = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self._full_prefix(prefix)):
             for obj in page.get("Contents", []):
                 k = obj["Key"]
                 out.append(k[len(self.prefix) + 1:] if self.prefix else k)
@@ -439,6 +491,40 @@ class S3Store(Store):
 
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def _full_prefix(self, prefix: str) -> str:
+        # a prefix may end with "/" (a folder): validate it without the slash, then put the slash back
+        full = self._key(prefix.rstrip("/")) if prefix.rstrip("/") else (self.prefix + "/" if self.prefix else "")
+        if prefix.endswith("/") and not full.endswith("/"):
+            full += "/"
+        return full
+
+    def list_stats(self, prefix=""):
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self._full_prefix(prefix)):
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                out.append(ObjectStat(k[len(self.prefix) + 1:] if self.prefix else k, int(obj["Size"]),
+                                      obj["LastModified"].timestamp()))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_many(self, keys):
+        from botocore.exceptions import ClientError
+
+        for start in range(0, len(keys), S3_DELETE_BATCH):
+            batch = keys[start:start + S3_DELETE_BATCH]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+            except ClientError as exc:
+                raise StoreError(f"{self.url(batch[0])} (and {len(batch) - 1} more): S3 delete failed: "
+                                 f"{self._code(exc) or exc}") from None
+            errors = resp.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise StoreError(f"s3://{self.bucket}/{first.get('Key')}: S3 delete failed: {first.get('Code')} "
+                                 f"({len(errors)} of {len(batch)} keys not deleted)")
 
     def download(self, key, path):
         from botocore.exceptions import ClientError
@@ -449,6 +535,19 @@ class S3Store(Store):
         except ClientError as exc:
             raise NotFound(f"{self.url(key)}: cannot download: {self._code(exc) or exc}") from None
         return Path(path)
+
+
+def delete_prefix(store: Store, prefix: str) -> tuple[int, int]:
+    """Delete every object under the folder ``prefix`` (``work/call/0123abcd/``; must end with ``/``), with a local
+    store's ``.tmp-*`` leftovers there. Returns ``(objects, bytes)`` deleted; raises :class:`StoreError` when the
+    store refuses a deletion (what was deleted before stays deleted: rerunning finishes the job)."""
+    if not prefix.endswith("/") or not prefix.strip("/"):
+        raise InvalidInputError(f"delete_prefix needs a folder prefix ending with '/', got {prefix!r}")
+    validate_key(prefix.rstrip("/"))
+    stats = store.list_stats(prefix)
+    partial = [k for k, _ in store.list_partial(prefix)]
+    store.delete_many([o.key for o in stats] + partial)
+    return len(stats) + len(partial), sum(o.size for o in stats)
 
 
 def default_store_uri() -> str:
