@@ -116,6 +116,9 @@ def test_rest_trigger_publishes_a_new_release_in_s3(api, s3, rest_run):
         head = s3.head_object(Bucket=bucket, Key=f"{prefix}/{entry['key']}")
         assert head["ContentLength"] == entry["size"], entry["key"]
     assert {"tvb.gpkg", "report/index.html", "indicators/indicators.json"} <= {e["path"] for e in manifest["files"]}
+    # the published run's scratch is gone (pipeline.remove_work, in the publish task on a Celery worker)
+    scratch = f"{prefix}/work/{TERRITORY}/{manifest['input_key'][:16]}/"
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=scratch).get("KeyCount", 0) == 0, scratch
 
 
 def test_release_report_link_and_notification(api, rest_run):

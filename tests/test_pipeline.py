@@ -52,6 +52,7 @@ def test_first_run_publishes_a_complete_release(published):
     figures = json.loads(store.get_bytes(f"{base}/indicators/indicators.json"))["key_figures"]
     assert 30 < figures["artificialised_share_pct"] < 60
     assert figures["rupture_points"] > 0 and figures["terrestrial_corridors_km"] > 0
+    assert manifest["input_key"] and store.list(f"work/call/{manifest['input_key'][:16]}/") == []  # scratch removed
 
 
 def test_second_run_with_unchanged_inputs_publishes_nothing(published, capsys):

@@ -86,3 +86,43 @@ def test_open_store_endpoint_from_env(moto_server, monkeypatch):
     again.put_bytes("k.txt", b"hello")
     assert s.get_bytes("k.txt") == b"hello"
     assert again.url("k.txt") == f"s3://{s.bucket}/obs/k.txt"
+
+
+def test_work_prefix_removed_after_publish_and_pruned_by_age(s3: S3Store, monkeypatch, tmp_path: Path):
+    """The run-scratch clean-up on S3: ``list_stats`` (sizes, ``LastModified``), ``delete_many`` in several
+    ``DeleteObjects`` batches (3 keys each here); a published run's prefix goes, a dry run's stays, and
+    ``prune_work`` deletes a prefix only once it is older than the limit."""
+    from datetime import UTC, datetime, timedelta
+
+    from tvb_tasks import pipeline
+    from tvb_tasks.publish import prune_work
+
+    monkeypatch.setattr(store_mod, "S3_DELETE_BATCH", 3)
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
+    key = "0123456789abcdef" + "0" * 48
+    prefix = "work/call/0123456789abcdef/"
+    for i in range(7):
+        s3.put_bytes(f"{prefix}tiles/r/{i}.npy", b"x" * (10 + i))
+    s3.put_bytes("work/call/0123456789abcdef0.txt", b"a neighbour of the prefix, not under it")
+    stats = s3.list_stats(prefix)
+    assert [o.size for o in stats] == list(range(10, 17))
+    assert all(abs(o.modified - datetime.now(UTC).timestamp()) < 120 for o in stats)
+
+    run = {"territory": "call", "input_key": key, "store_uri": s3.uri}
+    monkeypatch.setattr(pipeline, "open_store", lambda uri=None, **kw: s3)
+    monkeypatch.setattr(pipeline, "release_urls", lambda run, rid: {})
+    monkeypatch.setattr(pipeline, "stage_publish", lambda run, ind, val, *, dry_run=False: {
+        "status": "dry_run" if dry_run else "published", "release_id": "20261201T000000Z-01234567"})
+    pipeline.publish_outcome(run, {}, {"success": True}, {"success": True}, dry_run=True)
+    assert len(s3.list(prefix)) == 7
+    res = prune_work(s3, "call", older_than_days=7, leased=lambda t, k: False)
+    assert res["work_deleted"] == [] and res["work_kept_recent"] == [prefix]
+    res = prune_work(s3, "call", older_than_days=7, leased=lambda t, k: False,
+                     now=datetime.now(UTC) + timedelta(days=8))
+    assert res["work_deleted"] == [prefix] and res["work_bytes_deleted"] == sum(range(10, 17))
+    assert s3.list("work/") == ["work/call/0123456789abcdef0.txt"]
+
+    for i in range(7):
+        s3.put_bytes(f"{prefix}tiles/r/{i}.npy", b"x")
+    assert pipeline.publish_outcome(run, {}, {"success": True}, {"success": True})["status"] == "published"
+    assert s3.list(prefix) == [] and s3.exists("work/call/0123456789abcdef0.txt")
