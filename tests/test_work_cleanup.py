@@ -97,6 +97,19 @@ def test_a_dry_run_keeps_its_work_prefix(store, stub_publish):
     assert len(store.list(PREFIX)) == len(SCRATCH)
 
 
+def test_an_unchanged_publish_removes_the_scratch_but_an_unchanged_dry_run_keeps_it(store, monkeypatch):
+    """``publish_release`` answers *unchanged* when the live release already has the inputs (a race), dry run or
+    not: the scratch is redundant then, but a dry run's is still the user's to inspect."""
+    seed(store)
+    monkeypatch.setattr(pipeline, "stage_publish", lambda run, ind, val, *, dry_run=False: {
+        "status": "unchanged", "release_id": "20261201T000000Z-01234567"})
+    monkeypatch.setattr(pipeline, "release_urls", lambda run, rid: {})
+    pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True}, dry_run=True)
+    assert len(store.list(PREFIX)) == len(SCRATCH)
+    assert pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True})["status"] == "unchanged"
+    assert store.list(PREFIX) == []
+
+
 def test_a_failed_publish_keeps_its_work_prefix(store, stub_publish):
     seed(store)
     stub_publish(pipeline.PipelineError("publish refused: validation did not succeed"))

@@ -551,7 +551,7 @@ def publish_outcome(run: FetchedRun, indicators: IndicatorSummary, sources: Gate
     ended (:func:`run_outcome`)."""
     result = stage_publish(run, indicators, validation_verdict(sources, outputs), dry_run=dry_run)
     outcome = run_outcome(run, result)
-    if outcome["status"] in ("published", "unchanged"):     # a live, complete release holds these inputs' outputs
+    if not dry_run and outcome["status"] in ("published", "unchanged"):   # a live release holds these outputs
         remove_work(run)
     return outcome
 
