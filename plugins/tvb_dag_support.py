@@ -326,7 +326,7 @@ def observatory_tail(territory: Territory, run: Any, sources_ok: Any, parts: Any
         return outcome
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=timedelta(minutes=10))
-    def notify(run: FetchedRun, ti=None):
+    def notify(run: FetchedRun, ti=None, params=None):
         """Log + webhook: published / dry run / unchanged (failures are notified by on_failure_callback).
         Unchanged inputs skipped ``publish``, which pushed nothing: that outcome comes from the run (pulling the
         skipped task's XCom would log an "XCom not found" error); otherwise it is publish's."""
@@ -334,6 +334,8 @@ def observatory_tail(territory: Territory, run: Any, sources_ok: Any, parts: Any
             outcome: Outcome = (pipeline.unchanged_outcome(run) if run["unchanged_release"]
                                 else ti.xcom_pull(task_ids="publish"))
             event = pipeline.notify_event(outcome)
+            # the scratch of a published run (the release holds it); after publish, so that its retry finds it
+            pipeline.finish_run(run, outcome, dry_run=bool(params["dry_run"]))
         TvbNotifier(event).send(get_current_context(), outcome)
         return outcome
 

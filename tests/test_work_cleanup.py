@@ -79,11 +79,29 @@ def test_delete_prefix_removes_the_folder_its_leftovers_and_nothing_else(store):
 
 
 # --- a run's end ----------------------------------------------------------------------------------------------------
+def end_run(store, outputs_ok: bool, *, dry_run: bool = False):
+    """How a run ends, as ``tvb run`` and the DAG's publish + notify tasks end it: the publish outcome, then
+    ``finish_run``."""
+    run = fake_run(store)
+    outcome = pipeline.publish_outcome(run, {}, {"success": True}, {"success": outputs_ok}, dry_run=dry_run)
+    pipeline.finish_run(run, outcome, dry_run=dry_run)
+    return outcome
+
+
+def test_the_publish_step_alone_keeps_the_scratch_for_its_retry(store, stub_publish):
+    """A publish task retried after its release went live (its process lost before its result was kept) must
+    still find its files: the scratch goes at the run's end (``finish_run``), not in the publish step."""
+    seed(store)
+    stub_publish("published")
+    assert pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True})["status"] == "published"
+    assert len(store.list(PREFIX)) == len(SCRATCH)
+
+
 def test_a_published_run_removes_its_work_prefix(store, stub_publish):
     seed(store)
     seed(store, "work/call/fedcba9876543210/")
     stub_publish("published")
-    outcome = pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True})
+    outcome = end_run(store, True)
     assert outcome["status"] == "published"
     assert store.list(PREFIX) == []
     assert len(store.list("work/call/")) == len(SCRATCH)                # another input key's scratch stays
@@ -92,7 +110,7 @@ def test_a_published_run_removes_its_work_prefix(store, stub_publish):
 def test_a_dry_run_keeps_its_work_prefix(store, stub_publish):
     seed(store)
     stub_publish("published")
-    outcome = pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True}, dry_run=True)
+    outcome = end_run(store, True, dry_run=True)
     assert outcome["status"] == "dry_run"
     assert len(store.list(PREFIX)) == len(SCRATCH)
 
@@ -104,9 +122,9 @@ def test_an_unchanged_publish_removes_the_scratch_but_an_unchanged_dry_run_keeps
     monkeypatch.setattr(pipeline, "stage_publish", lambda run, ind, val, *, dry_run=False: {
         "status": "unchanged", "release_id": "20261201T000000Z-01234567"})
     monkeypatch.setattr(pipeline, "release_urls", lambda run, rid: {})
-    pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True}, dry_run=True)
+    end_run(store, True, dry_run=True)
     assert len(store.list(PREFIX)) == len(SCRATCH)
-    assert pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True})["status"] == "unchanged"
+    assert end_run(store, True)["status"] == "unchanged"
     assert store.list(PREFIX) == []
 
 
@@ -114,7 +132,7 @@ def test_a_failed_publish_keeps_its_work_prefix(store, stub_publish):
     seed(store)
     stub_publish(pipeline.PipelineError("publish refused: validation did not succeed"))
     with pytest.raises(pipeline.PipelineError):
-        pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": False})
+        end_run(store, False)
     assert len(store.list(PREFIX)) == len(SCRATCH)
 
 
@@ -127,7 +145,7 @@ def test_a_failed_removal_still_returns_the_published_outcome_with_a_warning(sto
         raise StoreError("s3://bucket/work/call/…: S3 delete failed: AccessDenied")
     monkeypatch.setattr(LocalStore, "delete_many", refuse)
     with caplog.at_level(logging.WARNING, logger="tvb_tasks.pipeline"):
-        outcome = pipeline.publish_outcome(fake_run(store), {}, {"success": True}, {"success": True})
+        outcome = end_run(store, True)
     assert outcome["status"] == "published"
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warning) == 1 and PREFIX in warning[0] and "AccessDenied" in warning[0]

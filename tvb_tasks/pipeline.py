@@ -550,18 +550,25 @@ def publish_outcome(run: FetchedRun, indicators: IndicatorSummary, sources: Gate
     """Publish (or dry-run) the computed release after both gates (:func:`stage_publish`) and say how the run
     ended (:func:`run_outcome`)."""
     result = stage_publish(run, indicators, validation_verdict(sources, outputs), dry_run=dry_run)
-    outcome = run_outcome(run, result)
-    if not dry_run and outcome["status"] in ("published", "unchanged"):   # a live release holds these outputs
+    return run_outcome(run, result)
+
+
+def finish_run(run: FetchedRun, outcome: Outcome | None, *, dry_run: bool) -> None:
+    """Once a run has ended (its outcome returned by the publish step and kept: the DAG's ``notify`` task, the end
+    of ``tvb run``): a published run, or one whose inputs another run published first (``unchanged``), no longer
+    needs its scratch, which :func:`remove_work` deletes. A dry run keeps it (users inspect it), a failed run too (a
+    retry reuses it). Not inside the publish step, so that a publish task retried after its release went live still
+    finds its files (and ends ``unchanged``)."""
+    if not dry_run and outcome and outcome.get("status") in ("published", "unchanged"):
         remove_work(run)
-    return outcome
 
 
 def remove_work(run: FetchedRun) -> None:
     """Delete the run's scratch in the store (``work/<territory>/<input key[:16]>/``: tiles, layers, indicators,
     validation, history) once a live release holds its outputs; nothing reads it afterwards.
 
-    :func:`publish_outcome` calls it for a published (or, after a race, unchanged) run, so ``tvb run`` and the DAG's
-    ``publish`` task behave alike; a dry run (users inspect the folder) and a failed run (a retry reuses it) keep it.
+    :func:`finish_run` calls it for a published (or, after a race, unchanged) run, so ``tvb run`` and the DAG's
+    ``notify`` task behave alike; a dry run (users inspect the folder) and a failed run (a retry reuses it) keep it.
     A failed removal only logs a warning naming the prefix: the release is live; ``tvb releases prune`` removes
     the leftovers later (:func:`tvb_tasks.publish.retention.prune_work`)."""
     from .store import delete_prefix
@@ -712,4 +719,6 @@ def _run_stages(run: FetchedRun, *, dry_run: bool) -> Outcome:
     stage_assemble(run, parts)
     indicators = stage_indicators(run)
     outputs = stage_validate_outputs(run)
-    return publish_outcome(run, indicators, sources, outputs, dry_run=dry_run)
+    outcome = publish_outcome(run, indicators, sources, outputs, dry_run=dry_run)
+    finish_run(run, outcome, dry_run=dry_run)
+    return outcome
