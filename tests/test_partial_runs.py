@@ -91,3 +91,44 @@ def test_forest_of_a_partial_run_is_the_forest_of_a_full_run(territories, call_s
     assert ca.drop(columns="geometry").equals(cb.drop(columns="geometry"))
     assert ca.geometry.geom_equals_exact(cb.geometry, tolerance=0).all()
     assert a["counts"] == b["counts"]
+
+
+@pytest.mark.integration          # a whole `tvb run` of the bundled sample
+@pytest.mark.slow
+def test_a_partial_run_publishes_the_chosen_sous_trames_as_a_full_run_computes_them(territories, call_sample,
+                                                                                      tmp_path, monkeypatch, capsys):
+    """``tvb run --sous-trames forest,wetland`` at 100 m: the release's forest rasters are a full run's, and its
+    layers, rasters, indicators, fiches, web map and QGIS project name the chosen sous-trames only."""
+    import json
+    import sqlite3
+
+    from tvb_tasks.cli import main as tvb
+
+    full, partial = territories
+    monkeypatch.setenv("TVB_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("TVB_CACHE_DIR", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    assert tvb(["run", "--territory", "call", "--store", str(store), "--sous-trames", "forest,wetland",
+                "--resolution", "100"]) == 0
+    rid = capsys.readouterr().out.split("published release ")[1].split()[0]
+    release = store / "releases" / "call" / rid
+    assert json.loads((release / "manifest.json").read_text())["config_hash"] == partial.config_hash()
+    assert sorted(p.name for p in (release / "rasters").glob("*.tif")) == [
+        "cost_forest.tif", "cost_wetland.tif", "friction_forest.tif", "friction_wetland.tif"]
+    reference = engine.compute_sous_trame(full, call_sample[1], "forest", tmp_path / "reference")
+    for name in ("friction", "cost"):
+        np.testing.assert_array_equal(_raster(release / "rasters" / f"{name}_forest.tif"),
+                                      _raster(reference["files"][name]), err_msg=name)
+    with sqlite3.connect(release / "tvb.gpkg") as con:
+        for layer in ("reservoirs", "relays", "corridors"):
+            values = {r[0] for r in con.execute(f"SELECT DISTINCT sous_trame FROM {layer}")}
+            assert values and values <= set(CHOSEN), layer
+    indicators = json.loads((release / "indicators" / "indicators.json").read_text())
+    assert [r["sous_trame"] for r in indicators["details"]["sous_trames"]] == CHOSEN
+    assert sorted(p.stem for p in (release / "report" / "fiches").glob("fiche_*.html")) == [
+        "fiche_forest", "fiche_wetland"]
+    others = [full.sous_trames[st].label for st in full.sous_trames if st not in CHOSEN]
+    for page in (release / "web" / "index.html", release / "report" / "index.html",
+                 release / "report" / "fiches" / "index.html", release / "qgis" / "tvb.qgs"):
+        text = page.read_text(encoding="utf-8")
+        assert full.sous_trames["forest"].label in text and not any(label in text for label in others), page
