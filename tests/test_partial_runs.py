@@ -58,6 +58,16 @@ def test_the_recorded_configuration_of_a_partial_run_validates_again_with_its_ch
         Territory.model_validate({**config, "run_sous_trames": ["forest", "desert"]})
 
 
+def test_a_territory_file_cannot_choose_the_sous_trames_a_run_computes(tmp_path):
+    from tvb_tasks.config import PROJECT_ROOT, ConfigError, load_territory
+
+    text = (PROJECT_ROOT / "config/territories/call.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "call.yaml"
+    path.write_text(text + "run_sous_trames: [forest]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="'run_sous_trames' is a run parameter"):
+        load_territory(path)
+
+
 def _raster(path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(1)

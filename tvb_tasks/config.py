@@ -460,6 +460,9 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     wrong_kind = wrong_kind_problem(raw, "territory")
     if wrong_kind:
         raise ConfigError(f"{path}: {wrong_kind}")
+    if "run_sous_trames" in raw:
+        raise ConfigError(f"{path}: 'run_sous_trames' is a run parameter (tvb run --sous-trames, the trigger form's "
+                          "sous_trames), not a configuration key")
     profile = profile or os.environ.get("TVB_PROFILE") or "default"
     all_sources = _source_names(raw)
     if profile != "default":
