@@ -367,17 +367,18 @@ def test_load_yaml_gives_every_caller_its_own_copy_and_does_not_keep_errors():
 
 def test_a_run_on_chosen_sous_trames_records_a_configuration_that_validates_again():
     """A run of some sous-trames (the trigger form's choice) records its configuration; every later task rebuilds
-    the territory from it, which refuses friction values or fiches for undeclared sous-trames as misspellings."""
+    the territory from it. Every sous-trame stays configured (friction values, fiches): only the ones computed
+    are restricted (``run_sous_trames``), which the rebuilt territory keeps."""
     from tvb_tasks.config import Territory
     from tvb_tasks.pipeline import effective_territory, territory_from_run
 
     used = effective_territory("call", sous_trames=["forest", "wetland"], resolution_m=100)
-    assert set(used.sous_trames) == {"forest", "wetland"}
-    assert all(set(v) == {"forest", "wetland"} for v in used.friction.landuse.values())
-    assert set(used.fiches) <= {"forest", "wetland"}
+    assert set(used.computed_sous_trames) == {"forest", "wetland"}
+    assert set(used.sous_trames) == {"forest", "grassland", "mining", "wetland"}
+    assert all(set(v) == set(used.sous_trames) for v in used.friction.landuse.values())
     config = used.model_dump(mode="json", by_alias=True)
     again = territory_from_run({"territory": "call", "config": config, "config_hash": used.config_hash()})
-    assert isinstance(again, Territory) and set(again.sous_trames) == {"forest", "wetland"}
+    assert isinstance(again, Territory) and set(again.computed_sous_trames) == {"forest", "wetland"}
 
 
 def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):

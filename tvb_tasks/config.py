@@ -234,6 +234,10 @@ class Territory(_Model):
     publish: PublishConfig = PublishConfig()
     profile: str = "default"
     path: str = ""
+    # a run parameter, not a YAML key: the sous-trames a run computes and publishes (YAML order; None: all).
+    # Everything territory-wide (every sous-trame's definition, friction values, extra habitat sources, the
+    # computation extent) stays configured, so a partial run's layers of a sous-trame are a full run's.
+    run_sous_trames: list[str] | None = None
 
     @field_validator("id")
     @classmethod
@@ -259,12 +263,24 @@ class Territory(_Model):
         return {name: s for name, s in self.sources.items() if s.role == role}
 
     @property
+    def computed_sous_trames(self) -> dict[str, SousTrameConfig]:
+        """The sous-trames this run computes and publishes (``run_sous_trames``; all when None), in YAML order.
+        What is computed, assembled, measured and published iterates these; what is territory-wide (class raster,
+        computation extent, reservoir assignment of protected areas) reads every one of :attr:`sous_trames`."""
+        if self.run_sous_trames is None:
+            return dict(self.sous_trames)
+        chosen = set(self.run_sous_trames)
+        return {k: v for k, v in self.sous_trames.items() if k in chosen}
+
+    @property
     def terrestrial_sous_trames(self) -> list[str]:
-        return [k for k, v in self.sous_trames.items() if v.trame == "verte"]
+        """The computed (:attr:`computed_sous_trames`) sous-trames of the trame verte."""
+        return [k for k, v in self.computed_sous_trames.items() if v.trame == "verte"]
 
     @property
     def wet_sous_trames(self) -> list[str]:
-        return [k for k, v in self.sous_trames.items() if v.trame == "bleue"]
+        """The computed (:attr:`computed_sous_trames`) sous-trames of the trame bleue."""
+        return [k for k, v in self.computed_sous_trames.items() if v.trame == "bleue"]
 
     def analysis_buffer_m(self) -> float:
         """Buffer (m) of the computation extent around the territory.
@@ -287,8 +303,10 @@ class Territory(_Model):
         """sha256 of the effective configuration (profile applied) and of the nomenclature file; with
         ``exclude_resolution`` the raster cell size is left out (the "parameters hash" of the history, which tells a
         resolution change from a change of the other parameters)."""
-        payload = self.model_dump(mode="json", by_alias=True,
-                                  exclude={"path", "resolution_m"} if exclude_resolution else {"path"})
+        exclude = {"path", "resolution_m"} if exclude_resolution else {"path"}
+        if self.run_sous_trames is None:     # a full run hashes as before the field existed
+            exclude.add("run_sous_trames")
+        payload = self.model_dump(mode="json", by_alias=True, exclude=exclude)
         h = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
         nomenclature = self.resolve_path(self.nomenclature.file)
         if nomenclature.exists():
@@ -442,6 +460,9 @@ def load_territory(territory: str | Path, profile: str | None = None) -> Territo
     wrong_kind = wrong_kind_problem(raw, "territory")
     if wrong_kind:
         raise ConfigError(f"{path}: {wrong_kind}")
+    if "run_sous_trames" in raw:
+        raise ConfigError(f"{path}: 'run_sous_trames' is a run parameter (tvb run --sous-trames, the trigger form's "
+                          "sous_trames), not a configuration key")
     profile = profile or os.environ.get("TVB_PROFILE") or "default"
     all_sources = _source_names(raw)
     if profile != "default":

@@ -82,6 +82,9 @@ def reference_problems(t: Territory, all_sources: set[str] | None = None) -> lis
             if src not in sources:
                 problems.append((f"sous_trames.{name}.extra_habitat_sources.{i}",
                                  _unknown_value("source", src, sources)))
+    for i, name in enumerate(t.run_sous_trames or []):
+        if name not in sous_trames:
+            problems.append((f"run_sous_trames.{i}", _unknown_value("sous-trame", name, sous_trames)))
     problems += _friction_problems(t, classes, sous_trames, sources)
     for i, overlay in enumerate(t.landuse_overlays):
         if overlay.source not in sources:

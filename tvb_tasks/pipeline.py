@@ -87,7 +87,15 @@ def code_version() -> str:
 
 def effective_territory(territory_id: str, *, profile: str | None = None, resolution_m: float | None = None,
                         sous_trames: list[str] | None = None) -> Territory:
-    """Load a territory and apply run parameters (resolution override, subset of sous-trames)."""
+    """Load a territory and apply run parameters (resolution override, subset of sous-trames).
+
+    A subset only restricts what the run computes and publishes (``run_sous_trames``, YAML order): every sous-trame
+    stays configured, because territory-wide inputs depend on all of them (the extra habitat sources burned into
+    the class raster, the computation extent's buffer, the sous-trame a protected area is a reservoir of), so
+    each chosen sous-trame's layers are those of a full run. Choosing every sous-trame is a full run (same
+    configuration hash); a subset hashes differently, so a partial release never counts as "unchanged" for a full
+    run nor the other way round.
+    """
     territory = load_territory(territory_id, profile)
     update: dict[str, Any] = {}
     if resolution_m is not None:
@@ -102,13 +110,8 @@ def effective_territory(territory_id: str, *, profile: str | None = None, resolu
         if unknown:
             raise PipelineError(f"unknown sous-trames {unknown} for territory {territory.id} "
                                 f"(known: {sorted(territory.sous_trames)})")
-        keep = set(sous_trames)
-        update["sous_trames"] = {k: v for k, v in territory.sous_trames.items() if k in keep}
-        # the values keyed by sous-trame go with it: the recorded configuration is validated again by later tasks,
-        # which refuse a value for an undeclared sous-trame (a misspelling)
-        update["friction"] = territory.friction.model_copy(update={"landuse": {
-            cls: {k: v for k, v in values.items() if k in keep} for cls, values in territory.friction.landuse.items()}})
-        update["fiches"] = {k: v for k, v in territory.fiches.items() if k in keep}
+        if set(sous_trames) != set(territory.sous_trames):
+            update["run_sous_trames"] = [k for k in territory.sous_trames if k in set(sous_trames)]
     return territory.model_copy(update=update) if update else territory
 
 
@@ -240,7 +243,7 @@ def stage_fetch(territory_id: str, *, store_uri: str | None = None, profile: str
         "config_path": territory.path, "config_hash": territory.config_hash(),
         "config": territory.model_dump(mode="json", by_alias=True), "run_nonce": new_run_nonce(),
         "resolution_m": territory.resolution_m if resolution_m is not None else None,
-        "sous_trames": sorted(territory.sous_trames) if sous_trames else None,
+        "sous_trames": sorted(territory.computed_sous_trames) if sous_trames else None,
         "snapshots": snapshots, "changed_sources": changed,
         "input_key": key, "code_version": version, "force": force,
         "unchanged_release": unchanged["release_id"] if unchanged else None,
@@ -302,8 +305,11 @@ def stage_compute_sous_trame(run: FetchedRun, sous_trame: str) -> SousTramePart:
     from .layers import compute_sous_trame
 
     territory = _territory(run)
-    if sous_trame not in territory.sous_trames:
-        raise PipelineError(f"sous-trame {sous_trame!r} is not configured for {territory.id}")
+    if sous_trame not in territory.computed_sous_trames:
+        raise PipelineError(f"sous-trame {sous_trame!r} is not configured for {territory.id}"
+                            if sous_trame not in territory.sous_trames else
+                            f"sous-trame {sous_trame!r} is not one this run of {territory.id} computes "
+                            f"({list(territory.computed_sous_trames)})")
     store = open_store(run["store_uri"])
     out = _local_dir(run, "layers")
     part = compute_sous_trame(territory, _snapshot_paths(store, run), sous_trame, out)
@@ -346,7 +352,7 @@ def stage_assemble(run: FetchedRun, parts: list[SousTramePart]) -> LayersSummary
     territory = _territory(run)
     store = open_store(run["store_uri"])
     out = _local_dir(run, "layers")
-    for st in territory.sous_trames:
+    for st in territory.computed_sous_trames:
         _fetch_dir(store, f"{_work_prefix(run)}/layers/{st}", out / st)
     result = assemble(territory, _snapshot_paths(store, run), _absolutize(list(parts), out), out)
     store.put_file(f"{_work_prefix(run)}/layers/tvb.gpkg", out / "tvb.gpkg")
@@ -713,9 +719,9 @@ def _run_stages(run: FetchedRun, *, dry_run: bool) -> Outcome:
     if territory.tiling.enabled:        # the tiled observatory DAG's stages, in process: memory bounded by the tiles
         from .tiled import run_tiled_parts
 
-        parts = run_tiled_parts(run, list(territory.sous_trames))
+        parts = run_tiled_parts(run, list(territory.computed_sous_trames))
     else:
-        parts = [stage_compute_sous_trame(run, st) for st in territory.sous_trames]
+        parts = [stage_compute_sous_trame(run, st) for st in territory.computed_sous_trames]
     stage_assemble(run, parts)
     indicators = stage_indicators(run)
     outputs = stage_validate_outputs(run)

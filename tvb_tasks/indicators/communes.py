@@ -190,7 +190,7 @@ def sous_trame_totals(layers: dict[str, gpd.GeoDataFrame], territory: Territory,
     is a one-row GeoDataFrame with column ``insee`` (any id)."""
     rows = []
     corridors = status_lines(layers)
-    for st in territory.sous_trames:
+    for st in territory.computed_sous_trames:
         row: dict[str, object] = {"sous_trame": st, "libelle": territory.sous_trames[st].label,
                                   "trame": territory.sous_trames[st].trame}
         for layer, kind in (("reservoirs", "reservoir"), ("relays", "relay")):

@@ -119,7 +119,7 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
     }
 
     fragmentation_doc, fragmentation_rows = {}, []
-    for st, st_cfg in territory.sous_trames.items():
+    for st, st_cfg in territory.computed_sous_trames.items():
         whole, per_commune = fragmentation.sous_trame_fragmentation(layers, territory, st, outline,
                                                                     cfg.fragmentation.cut_width_m)
         commune_table[f"meff_cut_{st}_ha"] = per_commune["meff_cut_ha"].to_numpy()
@@ -132,7 +132,7 @@ def compute_indicators(territory: Territory, gpkg: Path, out_dir: Path, *, previ
         ]
 
     connectivity_doc, node_frames, link_frames = {}, [], []
-    for st, st_cfg in territory.sous_trames.items():
+    for st, st_cfg in territory.computed_sous_trames.items():
         nodes, links, kind, threshold = _network_inputs(layers, territory, st, gpkg)
         result = connectivity.analyse_network(nodes, links, landscape_area_ha=area_ha, distance_threshold=threshold,
                                               probability_at_threshold=cfg.connectivity.probability_at_threshold,

@@ -81,7 +81,7 @@ def read_layers(gpkg: Path, territory: Territory, *, only_configured: bool = Fal
     if only_configured:
         for name, gdf in layers.items():
             if "sous_trame" in gdf.columns:
-                layers[name] = gdf[gdf["sous_trame"].isin(list(territory.sous_trames))].reset_index(drop=True)
+                layers[name] = gdf[gdf["sous_trame"].isin(list(territory.computed_sous_trames))].reset_index(drop=True)
     _check_values(gpkg, layers, territory)
     return layers
 
@@ -95,7 +95,7 @@ def _check_domain(gdf: gpd.GeoDataFrame, column: str, allowed: set[str], where: 
 
 def _check_values(gpkg: Path, layers: dict[str, gpd.GeoDataFrame], territory: Territory) -> None:
     for layer in ("reservoirs", "relays", "corridors"):
-        _check_domain(layers[layer], "sous_trame", set(territory.sous_trames), f"{gpkg} layer {layer!r}")
+        _check_domain(layers[layer], "sous_trame", set(territory.computed_sous_trames), f"{gpkg} layer {layer!r}")
     _check_domain(layers["corridors"], "status", set(CORRIDOR_STATUSES), f"{gpkg} layer 'corridors'")
     _check_domain(layers["landuse"], "class", set(territory.landuse.classes), f"{gpkg} layer 'landuse'")
     if layers["communes"].empty:

@@ -250,7 +250,7 @@ def assemble(territory, inputs: dict[str, Path], parts: list[dict], out_dir: Pat
         "wet_reservoirs_relays": dissolved_ha(wet_res, wet_rel),
         "territory": float(ctx.boundary.area / M2_PER_HA),
     }
-    for s in territory.sous_trames:
+    for s in territory.computed_sous_trames:
         if len(reservoirs):
             areas[f"reservoirs_{s}"] = float(reservoirs.loc[reservoirs["sous_trame"] == s, "area_ha"].sum())
         if len(relays):

@@ -410,11 +410,12 @@ def missing_crossings(territory, infra, corridors: gpd.GeoDataFrame, paths: list
 
 
 def compute_layers(territory, inputs: dict[str, Path], out_dir: Path, sous_trames: list[str] | None = None) -> dict:
-    """:func:`compute_sous_trame` for each sous-trame (all by default, YAML order), then :func:`assemble`.
+    """:func:`compute_sous_trame` for each sous-trame (by default those the territory computes,
+    ``Territory.computed_sous_trames``, YAML order), then :func:`assemble`.
 
     Returns the assemble dict plus ``parts`` (each sous-trame's dict).
     """
-    names = list(territory.sous_trames) if sous_trames is None else list(sous_trames)
+    names = list(territory.computed_sous_trames) if sous_trames is None else list(sous_trames)
     unknown = [s for s in names if s not in territory.sous_trames]
     if unknown:
         raise LayerInputError(f"unknown sous-trames {unknown} (known: {sorted(territory.sous_trames)})")

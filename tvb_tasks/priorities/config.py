@@ -52,7 +52,7 @@ def fiches_config(territory: Territory) -> dict[str, FicheText]:
     not compute are ignored; unknown land-use classes are refused when the territory loads)."""
     raw = getattr(territory, "fiches", None) or {}
     out = {}
-    for st in territory.sous_trames:
+    for st in territory.computed_sous_trames:
         try:
             out[st] = FicheText.model_validate(raw.get(st) or {})
         except ValidationError as err:

@@ -147,7 +147,7 @@ def sous_trame_networks(territory: Territory, layers: dict[str, gpd.GeoDataFrame
     cfg = priorities_config(territory)
     p_at = indicators_config(territory).connectivity.probability_at_threshold
     out = {}
-    for st in territory.sous_trames:
+    for st in territory.computed_sous_trames:
         nodes, links, kind, threshold = _network_inputs(layers, territory, st, Path(gpkg))
         out[st] = build_network(nodes, links, distance_threshold=threshold, probability_at_threshold=p_at,
                                 min_probability=cfg.min_probability)

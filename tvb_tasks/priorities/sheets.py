@@ -471,7 +471,7 @@ def write_fiches(territory: Territory, layers: dict[str, gpd.GeoDataFrame], prio
     out_dir = Path(out_dir)
     files = []
     links = []
-    for st, cfg in territory.sous_trames.items():
+    for st, cfg in territory.computed_sous_trames.items():
         paths = sous_trame_fiche(territory, layers, priorities, st, out_dir, release_id=release_id,
                                  attribution=attribution, top_n=top_n)
         files += list(paths.values())

@@ -358,7 +358,7 @@ def write_qgis_project(territory, gpkg: Path, out_dir: Path, *, release_id: str,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     present = {name: geom for name, geom in pyogrio.list_layers(gpkg) if geom is not None}
-    st_labels = {k: v.label for k, v in territory.sous_trames.items()}
+    st_labels = {k: v.label for k, v in territory.computed_sous_trames.items()}
     title = f"Trame verte et bleue — {territory.name}"
     root = ET.Element("qgis", projectname=title, version=QGIS_VERSION)
     ET.SubElement(root, "homePath", path="")

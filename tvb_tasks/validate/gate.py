@@ -167,7 +167,7 @@ def suite_parameters(
         "railway_statuses": sorted(infra.railways.by_status),
         "protection_types": sorted(set(territory.protected_areas.always_reservoir)
                                    | set(territory.protected_areas.case_by_case)),
-        "sous_trames": sorted(territory.sous_trames),
+        "sous_trames": sorted(territory.computed_sous_trames),
         "vigilance_severities": [int(territory.rupture_points.vigilance_severity)],
         **_priorities_parameters(territory),
     }

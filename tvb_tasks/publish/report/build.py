@@ -135,7 +135,7 @@ def build_report(territory: Territory, gpkg: Path, indicators_dir: Path, out_dir
     credits = credit_line(territory, cfg.report.attribution)
     attribution = credits + (f" — {SYNTHETIC_NOTE}" if synthetic else "") + \
         f" — Observatoire TVB {territory.short_name or territory.name}, publication {release_id}"
-    st_labels = {st: s.label for st, s in territory.sous_trames.items()}
+    st_labels = {st: s.label for st, s in territory.computed_sous_trames.items()}
     nodes_csv = indicators_dir / "connectivity_nodes.csv"
     nodes = pd.read_csv(nodes_csv, dtype={"id": str, "sous_trame": str}) if nodes_csv.exists() else \
         pd.DataFrame(columns=["id", "sous_trame", "dpc"])

@@ -51,7 +51,7 @@ FIGURE_UNITS = {key: ("" if unit == "nombre" else unit) for key, (_label, unit) 
 
 def layer_config(territory, available: list[str]) -> list[dict]:
     """Web-map layer definitions (French titles, colours, categories) for the layers present in the tiles."""
-    st_labels = {k: v.label for k, v in territory.sous_trames.items()}
+    st_labels = {k: v.label for k, v in territory.computed_sous_trames.items()}
     st_colors = sous_trame_colors(list(st_labels))
     out = []
     for layer in PUBLISHED_LAYERS:
