@@ -618,3 +618,40 @@ def test_history_rows_name_the_former_id():
     assert history_name({"id": "S0008", "id_previous": "S0008"}) == "S0008"
     assert history_name({"id": None, "id_previous": "forest-CL"}) == "forest-CL"
     assert history_name({"id": "forest-CL", "id_previous": None}) == "forest-CL"
+
+
+# --- maintenance overlap, local (issue #18: each candidate meets only the sectors near it) ---------------------------
+def _overlap_against_all_sectors(geoms, maintenance, buffer_m):
+    """The previous implementation's shares: each geometry against ONE union of all the buffered sectors."""
+    import shapely
+
+    zone = shapely.buffer(shapely.union_all(maintenance.geometry.values), buffer_m)
+    out = []
+    for g in geoms:
+        if g.geom_type in ("Point", "MultiPoint"):
+            out.append(float(shapely.intersects(zone, shapely.get_parts(g)).mean()))
+        else:
+            out.append(min(g.intersection(zone).length / g.length, 1.0) if g.length > 0 else 0.0)
+    return np.array(out)
+
+
+def test_maintenance_overlap_is_the_overlap_with_all_sectors():
+    import shapely
+
+    from tvb_tasks.priorities.costs import maintenance_overlap
+
+    # two overlapping sectors (0..400 and 300..700 along y = 0..100) and one far away; buffer 25 m
+    sectors = gpd.GeoDataFrame({"name": ["A", "B", "C"]},
+                               geometry=[bx(0, 0, 400, 100), bx(300, 0, 700, 100), bx(5000, 5000, 5100, 5100)], crs=CRS)
+    geoms = np.array([ln((-200, 50), (1000, 50)),             # in A ∪ B ± 25 m: from -25 to 725 → 750 of 1200 m
+                      ln((350, 50), (360, 50)),               # inside the overlap: 1
+                      ln((2000, 0), (3000, 0)),               # near none: 0
+                      pt(5120, 5050),                         # 20 m from C: 1
+                      shapely.multipoints([pt(10, 10), pt(2000, 2000)]),  # one part of two in A: 0.5
+                      ln((-100, 110), (800, 110))],           # 10 m beside A and B: 700 m + 2 × √(25² − 10²) of 900 m
+                     dtype=object)
+    share, names = maintenance_overlap(geoms, sectors, 25.0)
+    assert share == pytest.approx(_overlap_against_all_sectors(geoms, sectors, 25.0), abs=1e-9)
+    assert share[:5] == pytest.approx([750 / 1200, 1.0, 0.0, 1.0, 0.5], abs=1e-9)
+    assert share[5] == pytest.approx((700 + 2 * math.sqrt(25**2 - 10**2)) / 900, abs=1e-3)   # round buffer ends
+    assert names == ["A, B", "A, B", "", "C", "A", "A, B"]

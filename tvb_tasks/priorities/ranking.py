@@ -181,8 +181,13 @@ def compute_priorities(territory: Territory, layers: dict[str, gpd.GeoDataFrame]
     site_pts, site_excess = [], []
     corridor_excess: dict[str, float] = {}
     corridor_sites: dict[str, int] = {}
+    # each site's points by position (a dict of id → positions: one pass, not a scan of all points per site,
+    # which grew ∝ sites × points ∝ area², issue #18)
+    positions: dict[str, list[int]] = {}
+    for pos, pid in enumerate(points["id"].astype(str)):
+        positions.setdefault(pid, []).append(pos)
     for _, s in sites.iterrows():
-        pts = points[points["id"].astype(str).isin(s["point_ids"])]
+        pts = points.iloc[sorted(p for pid in set(s["point_ids"]) for p in positions.get(pid, ()))]
         excess = {}
         for cid in s["corridor_ids"]:
             if cid not in by_id.index:
