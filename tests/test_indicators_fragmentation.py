@@ -178,3 +178,29 @@ def test_local_cut_keeps_empty_and_missing_geometries_and_the_index():
     assert list(got.index) == [10, 11, 12, 13]
     assert got[11] is None and got[12].is_empty and got[13].equals(habitat[13])
     assert got[10].area == pytest.approx(1000 * 1000 - 10 * 1000 - 20 * 1000 + 10 * 20)
+
+
+# --- cutting features at the unit boundaries (issue #18: features inside a unit are not overlaid with it) ----------
+def test_intersect_with_units_equals_the_pairwise_intersection():
+    from tvb_tasks.indicators.communes import area_by_unit, intersect_with_units, length_by_unit
+
+    # units W (0..500) and E (500..1000) × 0..1000; a polygon inside W, one across the border, a line inside E,
+    # a line across, a line running back over itself inside W (not simple: the overlay dissolves it to 100 m),
+    # a square inside E, a polygon on W's outer edge (touches only: a line, no area)
+    units = gpd.GeoDataFrame({"u": ["W", "E"]}, geometry=[box(0, 0, 500, 1000), box(500, 0, 1000, 1000)], crs=CRS)
+    polys = gpd.GeoDataFrame({"k": ["in", "across", "in_e", "edge"]},
+                             geometry=[box(100, 100, 200, 300), box(400, 100, 700, 200),
+                                       box(600, 600, 700, 700),
+                                       box(-100, 0, 0, 100)], crs=CRS)
+    lines = gpd.GeoDataFrame({"k": ["in", "across", "back"]},
+                             geometry=[LineString([(600, 10), (900, 10)]), LineString([(100, 500), (900, 500)]),
+                                       LineString([(100, 800), (200, 800), (150, 800)])], crs=CRS)
+    for features in (polys, lines):
+        got = intersect_with_units(features, units, "u")
+        idx_f, idx_u = units.sindex.query(features.geometry.values, predicate="intersects")
+        want = shapely.intersection(features.geometry.values[idx_f], units.geometry.values[idx_u])
+        assert list(got["u"]) == list(units["u"].to_numpy()[idx_u])
+        for g, w in zip(got.geometry.values, want, strict=True):
+            assert abs(g.area - w.area) < 1e-6 and abs(g.length - w.length) < 1e-6
+    assert area_by_unit(polys, units, "u").round(6).to_dict() == {"W": 2.0 + 1.0, "E": 2.0 + 1.0}
+    assert length_by_unit(lines, units, "u").round(6).to_dict() == {"W": 0.4 + 0.1, "E": 0.3 + 0.4}
