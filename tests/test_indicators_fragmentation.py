@@ -4,11 +4,14 @@ from __future__ import annotations
 import geopandas as gpd
 import pandas as pd
 import pytest
+import shapely
+from shapely import LineString
 from shapely.geometry import box
 
 from helpers.indicators_scene import scene_territory, write_scene
 from tvb_tasks.indicators import read_layers, territory_outline
 from tvb_tasks.indicators.fragmentation import (
+    cut_by_infrastructure,
     fragmentation_metrics,
     fragmentation_table,
     habitat_patches,
@@ -107,3 +110,97 @@ def test_meff_is_computed_on_land_cover_habitat_not_on_protected_reservoirs(tmp_
     pieces = patch_pieces(patches, gpd.GeoDataFrame({"u": ["t"]}, geometry=[box(-10, -10, 2200, 1000)], crs=CRS), "u")
     row = fragmentation_table(pieces, pd.Series({"t": 200.0}), "u").iloc[0]
     assert row["meff_cut_ha"] == pytest.approx((100 + 4) / 200) and row["meff_cbc_ha"] == row["meff_cut_ha"]
+
+
+# --- the local cut by the infrastructure (issue #18: the cost must grow with the area, not its square) ----------
+def _cut_against_whole_network(habitat, lines, widths_m, trame):
+    """The previous implementation: every polygon minus ONE union of all the buffered lines (the reference)."""
+    sel = lines[lines["infra_type"] != "canal"] if trame == "bleue" else lines
+    default = sel["infra_type"].map(widths_m).astype(float).fillna(max(widths_m.values(), default=1.0))
+    width = (pd.to_numeric(sel["width_m"], errors="coerce").where(lambda w: w > 0).fillna(default)
+             if "width_m" in sel.columns else default)
+    cuts = shapely.union_all(shapely.buffer(sel.geometry.values, width.to_numpy() / 2.0, cap_style="flat"))
+    return shapely.difference(habitat.values, cuts)
+
+
+def _scene():
+    """Four habitat polygons and five lines (m, EPSG:2154):
+    P0 (0..1000)² crossed by two roads (x = 500 and y = 500) → four pieces; P1 (2000..2400 × 0..400) touched by no
+    line; P2 (0..600 × 2000..2600) entered by a road ending at its centre (a notch, one piece); P3 (3000..3500 ×
+    0..500) crossed by a canal at x = 3250 and by a railway without width at y = 250; a line far from all."""
+    habitat = gpd.GeoSeries([box(0, 0, 1000, 1000), box(2000, 0, 2400, 400), box(0, 2000, 600, 2600),
+                             box(3000, 0, 3500, 500)], crs=CRS)
+    lines = gpd.GeoDataFrame(
+        {"infra_type": ["road", "road", "road", "canal", "railway", "road"],
+         "width_m": [10.0, 20.0, 6.0, 40.0, None, 8.0]},
+        geometry=[LineString([(500, -50), (500, 1050)]), LineString([(-50, 500), (1050, 500)]),
+                  LineString([(300, 1900), (300, 2300)]), LineString([(3250, -50), (3250, 550)]),
+                  LineString([(2950, 250), (3550, 250)]), LineString([(9000, 9000), (9500, 9000)])], crs=CRS)
+    return habitat, lines
+
+
+@pytest.mark.parametrize("trame", ["verte", "bleue"])
+@pytest.mark.parametrize("with_width", [True, False])
+def test_local_cut_equals_the_cut_by_the_whole_network(trame, with_width):
+    habitat, lines = _scene()
+    if not with_width:
+        lines = lines.drop(columns="width_m")
+    widths = {"road": 10.0, "railway": 14.0, "canal": 20.0}
+    got = cut_by_infrastructure(habitat, lines, widths, trame)
+    want = _cut_against_whole_network(habitat, lines, widths, trame)
+    assert len(got) == len(want) == len(habitat)
+    for g, w in zip(got.values, want, strict=True):
+        assert shapely.normalize(g).equals(shapely.normalize(w))
+        assert abs(g.area - w.area) < 1e-6
+
+
+def test_local_cut_known_areas():
+    habitat, lines = _scene()
+    got = cut_by_infrastructure(habitat, lines, {"road": 10.0, "railway": 14.0, "canal": 20.0}, "verte")
+    # P0: 100 ha minus a 10 m × 1000 m and a 20 m × 1000 m band, their 10 × 20 m crossing counted once; 4 pieces
+    assert got[0].area == pytest.approx(1000 * 1000 - 10 * 1000 - 20 * 1000 + 10 * 20)
+    assert len(shapely.get_parts(got[0])) == 4
+    assert got[1].equals(habitat[1])                                        # touched by no line
+    assert got[2].area == pytest.approx(600 * 600 - 6 * 300)                # a 6 m notch, 300 m long, one piece
+    assert len(shapely.get_parts(got[2])) == 1
+    # P3, trame verte: the 40 m canal (its width_m) and the railway without width (14 m default) cut it in four
+    assert got[3].area == pytest.approx(500 * 500 - 40 * 500 - 14 * 500 + 40 * 14)
+    assert len(shapely.get_parts(got[3])) == 4
+    bleue = cut_by_infrastructure(habitat, lines, {"road": 10.0, "railway": 14.0, "canal": 20.0}, "bleue")
+    assert bleue[3].area == pytest.approx(500 * 500 - 14 * 500)              # the canal does not cut the trame bleue
+    assert len(shapely.get_parts(bleue[3])) == 2
+
+
+def test_local_cut_keeps_empty_and_missing_geometries_and_the_index():
+    habitat, lines = _scene()
+    habitat = gpd.GeoSeries([habitat[0], None, shapely.Polygon(), habitat[1]], index=[10, 11, 12, 13], crs=CRS)
+    got = cut_by_infrastructure(habitat, lines, {"road": 10.0}, "verte")
+    assert list(got.index) == [10, 11, 12, 13]
+    assert got[11] is None and got[12].is_empty and got[13].equals(habitat[13])
+    assert got[10].area == pytest.approx(1000 * 1000 - 10 * 1000 - 20 * 1000 + 10 * 20)
+
+
+# --- cutting features at the unit boundaries (issue #18: features inside a unit are not overlaid with it) ----------
+def test_intersect_with_units_equals_the_pairwise_intersection():
+    from tvb_tasks.indicators.communes import area_by_unit, intersect_with_units, length_by_unit
+
+    # units W (0..500) and E (500..1000) × 0..1000; a polygon inside W, one across the border, a line inside E,
+    # a line across, a line running back over itself inside W (not simple: the overlay dissolves it to 100 m),
+    # a square inside E, a polygon on W's outer edge (touches only: a line, no area)
+    units = gpd.GeoDataFrame({"u": ["W", "E"]}, geometry=[box(0, 0, 500, 1000), box(500, 0, 1000, 1000)], crs=CRS)
+    polys = gpd.GeoDataFrame({"k": ["in", "across", "in_e", "edge"]},
+                             geometry=[box(100, 100, 200, 300), box(400, 100, 700, 200),
+                                       box(600, 600, 700, 700),
+                                       box(-100, 0, 0, 100)], crs=CRS)
+    lines = gpd.GeoDataFrame({"k": ["in", "across", "back"]},
+                             geometry=[LineString([(600, 10), (900, 10)]), LineString([(100, 500), (900, 500)]),
+                                       LineString([(100, 800), (200, 800), (150, 800)])], crs=CRS)
+    for features in (polys, lines):
+        got = intersect_with_units(features, units, "u")
+        idx_f, idx_u = units.sindex.query(features.geometry.values, predicate="intersects")
+        want = shapely.intersection(features.geometry.values[idx_f], units.geometry.values[idx_u])
+        assert list(got["u"]) == list(units["u"].to_numpy()[idx_u])
+        for g, w in zip(got.geometry.values, want, strict=True):
+            assert abs(g.area - w.area) < 1e-6 and abs(g.length - w.length) < 1e-6
+    assert area_by_unit(polys, units, "u").round(6).to_dict() == {"W": 2.0 + 1.0, "E": 2.0 + 1.0}
+    assert length_by_unit(lines, units, "u").round(6).to_dict() == {"W": 0.4 + 0.1, "E": 0.3 + 0.4}

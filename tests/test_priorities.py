@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from helpers.priorities_scene import CRS, bx, ln, project, pt, scene
-from tvb_tasks.indicators.connectivity import decay_constant
+from tvb_tasks.indicators.connectivity import _pc_sum, decay_constant
 from tvb_tasks.priorities import compute_priorities, rupture_sites
 from tvb_tasks.priorities.network import build_network, degradation, improvement, lowered, shortest_paths
 from tvb_tasks.priorities.ranking import barrier_saving, element_width_m, restored_cost, urgency
@@ -71,6 +71,39 @@ def test_improvement_equals_pc_difference_by_hand():
     assert loss == pytest.approx(100 * (500 - before) / before) and ec_loss < 0
     assert degradation(net, area_loss_ha={"a": 10.0}, removed_links=[], lengthened_links=[])[0] == \
         pytest.approx(100 * (400 - before) / before)
+
+
+def test_local_improvement_equals_a_full_recomputation():
+    # 60 nodes on a line 400 m apart with random extra links; the cut-off (≈ 3,000 m) leaves most pairs at +inf,
+    # so each change touches a block of the matrix (issue #18); one, two and three links lowered at once,
+    # a new link added, a link joining two parts that were out of reach of each other
+    rng = np.random.default_rng(11)
+    n = 60
+    ids = [f"n{i}" for i in range(n)]
+    nodes = pd.DataFrame({"id": ids, "area_ha": rng.uniform(1, 50, n)})
+    pairs = [(i, i + 1, 400.0) for i in range(n - 1) if i != 29]           # 29–30 not linked: two parts
+    pairs += [(int(a), int(a) + 2, float(rng.uniform(700, 1200))) for a in rng.choice(n - 2, 15, replace=False)]
+    links = pd.DataFrame(pairs, columns=["from_id", "to_id", "distance"]).assign(
+        from_id=lambda f: [ids[i] for i in f["from_id"]], to_id=lambda f: [ids[i] for i in f["to_id"]])
+    net = build_network(nodes, links, distance_threshold=1000, probability_at_threshold=0.05, min_probability=0.001)
+    assert np.isinf(net.dist).mean() > 0.7                                  # the blocks are small
+
+    def full(changes):
+        table = dict(net.links)
+        for a, b, d in changes:
+            key = (min(ids.index(a), ids.index(b)), max(ids.index(a), ids.index(b)))
+            table[key] = min(table.get(key, np.inf), d)
+        after = _pc_sum(net.areas, shortest_paths(n, table, net.limit), net.k)
+        return 100 * (after - net.pc_sum) / net.pc_sum, math.sqrt(after) - math.sqrt(net.pc_sum)
+
+    for changes in ([("n5", "n6", 100.0)], [("n10", "n11", 0.0), ("n12", "n13", 50.0)],
+                    [("n20", "n24", 300.0)], [("n29", "n30", 200.0)],
+                    [("n28", "n29", 10.0), ("n29", "n30", 200.0), ("n31", "n32", 10.0)]):
+        got = improvement(net, changes)
+        assert got == pytest.approx(full(changes), rel=1e-9, abs=1e-12)
+        assert got[0] > 0
+    assert improvement(net, [("n5", "n6", 500.0)]) == (0.0, 0.0)           # longer: no change
+    assert improvement(net, [("n5", "zz", 1.0)]) == (0.0, 0.0)              # unknown id ignored
 
 
 def test_cut_off_leaves_far_pairs_out():
@@ -618,3 +651,40 @@ def test_history_rows_name_the_former_id():
     assert history_name({"id": "S0008", "id_previous": "S0008"}) == "S0008"
     assert history_name({"id": None, "id_previous": "forest-CL"}) == "forest-CL"
     assert history_name({"id": "forest-CL", "id_previous": None}) == "forest-CL"
+
+
+# --- maintenance overlap, local (issue #18: each candidate meets only the sectors near it) ---------------------------
+def _overlap_against_all_sectors(geoms, maintenance, buffer_m):
+    """The previous implementation's shares: each geometry against ONE union of all the buffered sectors."""
+    import shapely
+
+    zone = shapely.buffer(shapely.union_all(maintenance.geometry.values), buffer_m)
+    out = []
+    for g in geoms:
+        if g.geom_type in ("Point", "MultiPoint"):
+            out.append(float(shapely.intersects(zone, shapely.get_parts(g)).mean()))
+        else:
+            out.append(min(g.intersection(zone).length / g.length, 1.0) if g.length > 0 else 0.0)
+    return np.array(out)
+
+
+def test_maintenance_overlap_is_the_overlap_with_all_sectors():
+    import shapely
+
+    from tvb_tasks.priorities.costs import maintenance_overlap
+
+    # two overlapping sectors (0..400 and 300..700 along y = 0..100) and one far away; buffer 25 m
+    sectors = gpd.GeoDataFrame({"name": ["A", "B", "C"]},
+                               geometry=[bx(0, 0, 400, 100), bx(300, 0, 700, 100), bx(5000, 5000, 5100, 5100)], crs=CRS)
+    geoms = np.array([ln((-200, 50), (1000, 50)),             # in A ∪ B ± 25 m: from -25 to 725 → 750 of 1200 m
+                      ln((350, 50), (360, 50)),               # inside the overlap: 1
+                      ln((2000, 0), (3000, 0)),               # near none: 0
+                      pt(5120, 5050),                         # 20 m from C: 1
+                      shapely.multipoints([pt(10, 10), pt(2000, 2000)]),  # one part of two in A: 0.5
+                      ln((-100, 110), (800, 110))],           # 10 m beside A and B: 700 m + 2 × √(25² − 10²) of 900 m
+                     dtype=object)
+    share, names = maintenance_overlap(geoms, sectors, 25.0)
+    assert share == pytest.approx(_overlap_against_all_sectors(geoms, sectors, 25.0), abs=1e-9)
+    assert share[:5] == pytest.approx([750 / 1200, 1.0, 0.0, 1.0, 0.5], abs=1e-9)
+    assert share[5] == pytest.approx((700 + 2 * math.sqrt(25**2 - 10**2)) / 900, abs=1e-3)   # round buffer ends
+    assert names == ["A, B", "A, B", "", "C", "A", "A, B"]

@@ -27,11 +27,26 @@ def intersect_with_units(features: gpd.GeoDataFrame, units: gpd.GeoDataFrame, un
         return gpd.GeoDataFrame(columns=[*columns, unit_col], geometry=gpd.GeoSeries([], crs=features.crs),
                                 crs=features.crs)
     feat_idx, unit_idx = units.sindex.query(features.geometry.values, predicate="intersects")
-    geoms = shapely.intersection(features.geometry.values[feat_idx], units.geometry.values[unit_idx])
+    geoms = _clip_to_units(np.asarray(features.geometry.values)[feat_idx], np.asarray(units.geometry.values)[unit_idx])
     out = pd.DataFrame(features[columns].to_numpy()[feat_idx], columns=columns)
     out = out.astype(features[columns].dtypes.to_dict())
     out[unit_col] = units[unit_col].to_numpy()[unit_idx]
     return gpd.GeoDataFrame(out, geometry=np.asarray(geoms), crs=features.crs)
+
+
+def _clip_to_units(features: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """``shapely.intersection(features, units)`` pairwise, where a feature strictly inside its unit (prepared
+    ``contains_properly``) and valid (polygons) or simple (lines, points) is kept as it is: the same area or length,
+    without an overlay against the whole unit — against a territory outline, or a large commune, that overlay cost
+    ∝ the unit's vertices for every feature (∝ area² for the territory, issue #18); only the features crossing a
+    unit boundary are cut."""
+    shapely.prepare(units)
+    dims = shapely.get_dimensions(features)
+    sound = np.where(dims == 2, shapely.is_valid(features), shapely.is_simple(features))
+    keep = shapely.contains_properly(units, features) & sound
+    out = features.copy()
+    out[~keep] = shapely.intersection(features[~keep], units[~keep])
+    return out
 
 
 def _sum_by_unit(pieces: gpd.GeoDataFrame, values: np.ndarray, units: gpd.GeoDataFrame, unit_col: str,
@@ -145,7 +160,10 @@ def commune_measures(layers: dict[str, gpd.GeoDataFrame], territory: Territory) 
 
     corridors = status_lines(layers)
     terrestrial = dissolved_status_lines(corridors[corridors["sous_trame"].isin(territory.terrestrial_sous_trames)])
-    by_status = length_by_unit(terrestrial[["status", "geometry"]], units, by="status")
+    # the dissolved lines in their parts (which do not overlap: same lengths): one multi-line per status, cut by
+    # every commune, cost communes × network ∝ area² (issue #18); its parts are cut only by the communes they cross
+    parts = terrestrial[["status", "geometry"]].explode(index_parts=False, ignore_index=True)
+    by_status = length_by_unit(parts, units, by="status")
     for status in CORRIDOR_STATUSES:
         out[f"corridors_{status}_km"] = (by_status[status].to_numpy() if status in by_status.columns
                                          else np.zeros(len(out)))

@@ -235,12 +235,15 @@ def reservoir_split_gain(net: Network, pts: gpd.GeoDataFrame, layers: dict[str, 
     if poly.empty:
         return None
     reservoir = poly.geometry.iloc[0]
-    kind = infra["infra_type"].astype(str) if "infra_type" in infra.columns else pd.Series("", index=infra.index)
+    # only the lines crossing this reservoir (spatial index): not a test of the whole layer per site, which grew
+    # ∝ sites × lines ∝ area² (issue #18); the same lines, in the layer's order
+    near = infra.iloc[np.sort(infra.sindex.query(reservoir, predicate="intersects"))]
+    kind = near["infra_type"].astype(str) if "infra_type" in near.columns else pd.Series("", index=near.index)
     same = kind == str(on["infrastructure"].iloc[0])
     name = on["infra_name"].iloc[0] if "infra_name" in on.columns else None
-    if isinstance(name, str) and name and "infra_name" in infra.columns:
-        same &= infra["infra_name"].astype(str) == name
-    lines = infra.loc[same & infra.intersects(reservoir)]
+    if isinstance(name, str) and name and "infra_name" in near.columns:
+        same &= near["infra_name"].astype(str) == name
+    lines = near.loc[same]
     if lines.empty:
         return None
     width = pd.to_numeric(lines.get("width_m"), errors="coerce").fillna(1.0).max() \

@@ -56,35 +56,38 @@ def crossing_cost(cfg: PrioritiesConfig, infrastructure: str, infra_class) -> fl
     return float(value if not isinstance(value, dict) else 1000.0)
 
 
-def _union(gdf: gpd.GeoDataFrame | None, buffer_m: float = 0.0):
-    if gdf is None or gdf.empty:
-        return None
-    geoms = gdf.geometry.values
-    if buffer_m:
-        geoms = shapely.buffer(geoms, buffer_m)
-    return shapely.union_all(geoms)
-
-
 def maintenance_overlap(geoms: np.ndarray, maintenance: gpd.GeoDataFrame | None, buffer_m: float
                         ) -> tuple[np.ndarray, list[str]]:
-    """(share of each line's length — or 1/0 for a point — within ``buffer_m`` of a managed sector, names)."""
+    """(share of each line's length — or 1/0 for a point — within ``buffer_m`` (m) of a managed sector, names).
+
+    Local: each geometry meets only the union of the buffered sectors that intersect it (an STRtree, one bulk
+    query), not one union of all the territory's sectors, whose size grows with the area (cost ∝ candidates ×
+    sectors ∝ area², issue #18). Same shares: g ∩ ∪B = g ∩ ∪{B : B ∩ g ≠ ∅}.
+    """
     share = np.zeros(len(geoms))
     names = [""] * len(geoms)
     if maintenance is None or maintenance.empty or not len(geoms):
         return share, names
-    zone = shapely.buffer(_union(maintenance), buffer_m) if buffer_m else _union(maintenance)
-    shapely.prepare(zone)
+    zones = np.asarray(maintenance.geometry.values, dtype=object)
+    if buffer_m:
+        zones = shapely.buffer(zones, buffer_m)
+    geoms = np.asarray(geoms, dtype=object)
+    g_idx, z_idx = shapely.STRtree(zones).query(geoms, predicate="intersects")
+    near: dict[int, list[int]] = {}
+    for g, z in zip(g_idx.tolist(), z_idx.tolist(), strict=True):
+        near.setdefault(g, []).append(z)
     sindex = maintenance.sindex
-    for i, g in enumerate(geoms):
+    col = "name" if "name" in maintenance.columns else "id"
+    for i, cand in near.items():
+        g = geoms[i]
+        zone = zones[cand[0]] if len(cand) == 1 else shapely.union_all(zones[sorted(cand)])
         if g.geom_type in ("Point", "MultiPoint"):
-            parts = shapely.get_parts(g)
-            share[i] = float(shapely.intersects(zone, parts).mean())
+            share[i] = float(shapely.intersects(zone, shapely.get_parts(g)).mean())
         else:
             length = g.length
             share[i] = min(g.intersection(zone).length / length, 1.0) if length > 0 else 0.0
         if share[i] > 0:
             hits = sindex.query(g, predicate="dwithin", distance=buffer_m)
-            col = "name" if "name" in maintenance.columns else "id"
             names[i] = ", ".join(sorted(maintenance.iloc[hits][col].astype(str).unique()))
     return share, names
 

@@ -10,7 +10,9 @@ computed ONCE per sous-trame. Lowering one link (u, v) to d' < D_uv then gives t
 
     D'_ij = min(D_ij, D_iu + d' + D_vj, D_iv + d' + D_uj)
 
-(a shortest path uses the improved link at most once); several links are lowered one after the other. Every new
+(a shortest path uses the improved link at most once); several links are lowered one after the other, on the
+block of the nodes within ``limit`` of the changed links' ends only (:func:`improvement`: the cost of a candidate
+does not grow with the territory). Every new
 path no longer than ``limit`` is made of pieces no longer than ``limit``, so the cut-off never hides one. Removing
 or lengthening links (project screening) re-runs Dijkstra on the modified sparse graph.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -46,7 +49,7 @@ class Network:
     # trame bleue on the watercourses: (watercourse graph with its barriers, link cut-off m), else None
     wet: tuple | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.ids)}
 
@@ -114,17 +117,28 @@ def lowered(dist: np.ndarray, u: int, v: int, new_distance: float, limit: float)
 
 def improvement(net: Network, changes: list[tuple[str, str, float]]) -> tuple[float, float]:
     """(ΔPC %, ΔEC ha) when each link (from_id, to_id) drops to its new distance (links absent from the graph are
-    added). Unknown ids are ignored; no change gives (0, 0)."""
+    added). Unknown ids are ignored; no change gives (0, 0).
+
+    Local: only the pairs of nodes within ``limit`` of an end of a changed link can change (a new path no longer
+    than ``limit`` reaches the first changed link it uses by an unchanged path no longer than ``limit``), so the
+    update and the PC difference are computed on that block of the matrix, not the whole n × n one (which made
+    the ranking ∝ candidates × n² ∝ area³, issue #18). PCsum' = PCsum + Σ_block a_i a_j (p'_ij − p_ij).
+    """
     if net.pc_sum <= 0 or not changes:
         return 0.0, 0.0
     pos = net.index
-    dist = net.dist
-    for a, b, d in changes:
-        if a in pos and b in pos and a != b:
-            dist = lowered(dist, pos[a], pos[b], d, net.limit)
-    if dist is net.dist:
+    ends = [(pos[a], pos[b], d) for a, b, d in changes if a in pos and b in pos and a != b]
+    if not ends:
         return 0.0, 0.0
-    after = _pc_sum(net.areas, dist, net.k)
+    near = np.flatnonzero(np.isfinite(net.dist[:, sorted({e for u, v, _ in ends for e in (u, v)})]).any(axis=1))
+    local = {int(n): i for i, n in enumerate(near)}
+    block = before = net.dist[np.ix_(near, near)]
+    for u, v, d in ends:
+        block = lowered(block, local[u], local[v], d, net.limit)
+    if block is before:
+        return 0.0, 0.0
+    a = net.areas[near]
+    after = net.pc_sum + float(a @ (np.exp(-net.k * block) - np.exp(-net.k * before)) @ a)
     return 100.0 * (after - net.pc_sum) / net.pc_sum, math.sqrt(after) - math.sqrt(net.pc_sum)
 
 
