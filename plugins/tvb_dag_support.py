@@ -151,21 +151,38 @@ def check_conf_keys(conf: dict | None, params: dict) -> None:
         raise AirflowFailException(f"unknown run parameter(s) {unknown}; known: {sorted(params)}")
 
 
+#: What to change when a tiled territory's vector-level task (validate, assemble, indicators, publish) is above its
+#: memory bound: its memory grows with the number of features, not with the grid.
+FEATURES_HINT = ("its memory grows with the vector features: split the territory into member territories and a "
+                 "regional mosaic")
+
+
 @contextlib.contextmanager
-def tvb_pipeline(module: Literal["pipeline", "tiled", "priorities.stage"] = "pipeline") -> Iterator[ModuleType]:
+def tvb_pipeline(module: Literal["pipeline", "tiled", "priorities.stage"] = "pipeline", *,
+                 bound: Territory | None = None) -> Iterator[ModuleType]:
     """``tvb_tasks.pipeline`` (or ``tvb_tasks.tiled``, ``tvb_tasks.priorities.stage``), imported when a task runs,
-    not when the DAG file is parsed, with the ``tvb_store`` connection (if defined) exposed to boto3 for the
+    not when the DAG file is parsed, with the ``tvb_store`` connection (if defined) given to the store for the
     block::
 
         with tvb_pipeline() as pipeline:
             return pipeline.stage_assemble(run, parts)
+
+    ``bound``: the task's territory; when its ``tiling`` is enabled, the block runs under
+    :func:`tvb_tasks.memory.memory_bound` at ``tiling.memory_limit_gib``, like the tiled stages (every task of a
+    tiled territory's observatory is held to the bound; an untiled territory's whole-grid tasks are not).
     """
     import importlib
 
     from tvb_hooks import store_environment
 
     stages = importlib.import_module(f"tvb_tasks.{module}")
-    with store_environment():
+    limit = None
+    if bound is not None and bound.tiling.enabled:
+        from tvb_tasks.memory import memory_bound
+
+        ti = get_current_context()["ti"]
+        limit = memory_bound(f"{ti.task_id} of {bound.id}", bound.tiling.memory_limit_gib, FEATURES_HINT)
+    with store_environment(), (limit if limit is not None else contextlib.nullcontext()):
         yield stages
 
 
@@ -274,7 +291,7 @@ def observatory_head(territory: Territory) -> tuple[Any, Any, Any]:
 
     @task(execution_timeout=timedelta(minutes=45))
     def validate_sources(run: FetchedRun):
-        with tvb_pipeline() as pipeline:
+        with tvb_pipeline(bound=territory) as pipeline:
             return pipeline.stage_validate_sources(run)
 
     @task(execution_timeout=timedelta(minutes=5))
@@ -299,17 +316,17 @@ def observatory_tail(territory: Territory, run: Any, sources_ok: Any, parts: Any
 
     @task(execution_timeout=timedelta(hours=2))
     def assemble(run: FetchedRun, parts: Sequence[SousTramePart]):
-        with tvb_pipeline() as pipeline:
+        with tvb_pipeline(bound=territory) as pipeline:
             return pipeline.stage_assemble(run, xcom_list(parts))
 
     @task(execution_timeout=timedelta(hours=1))
     def indicators(run: FetchedRun, assembled: LayersSummary):
-        with tvb_pipeline() as pipeline:
+        with tvb_pipeline(bound=territory) as pipeline:
             return pipeline.stage_indicators(run)
 
     @task(execution_timeout=timedelta(minutes=45))
     def validate_outputs(run: FetchedRun, indicator_summary: IndicatorSummary):
-        with tvb_pipeline() as pipeline:
+        with tvb_pipeline(bound=territory) as pipeline:
             return pipeline.stage_validate_outputs(run)
 
     # inlet: publish reads the live release (compare-and-swap of its pointer); declaring it also registers the
@@ -317,7 +334,7 @@ def observatory_tail(territory: Territory, run: Any, sources_ok: Any, parts: Any
     @task(inlets=[release_asset(tid)], outlets=[published_alias], execution_timeout=timedelta(hours=1))
     def publish(run: FetchedRun, indicator_summary: IndicatorSummary, sources_validation: GateVerdict,
                 outputs_validation: GateVerdict, params=None):
-        with tvb_pipeline() as pipeline:
+        with tvb_pipeline(bound=territory) as pipeline:
             outcome = pipeline.publish_outcome(run, indicator_summary, sources_validation, outputs_validation,
                                                dry_run=bool(params["dry_run"]))
         if outcome["status"] == "published":

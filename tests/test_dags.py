@@ -307,7 +307,7 @@ def _fake_stages(monkeypatch, task, **stages):
     modules: list[str] = []
 
     @contextlib.contextmanager
-    def fake_pipeline(module="pipeline"):
+    def fake_pipeline(module="pipeline", *, bound=None):
         modules.append(module)
         yield SimpleNamespace(**{name: recorder(name, result) for name, result in stages.items()})
 
@@ -586,3 +586,38 @@ def test_region_dag_file_parses_fast_without_warnings(region_bag):
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "['tvb_region_broken', 'tvb_region_duo'] []"
+
+
+def test_a_tiled_territorys_vector_tasks_are_held_to_its_memory_bound(monkeypatch):
+    """``tvb_pipeline(bound=territory)`` runs the block under ``memory_bound`` at ``tiling.memory_limit_gib`` when
+    the territory is tiled (its validate / assemble / indicators / publish tasks, like its tiled stages), and not
+    for an untiled one; the DAGs' tail and head tasks pass their territory."""
+    import contextlib
+    import inspect
+
+    import tvb_dag_support
+    from tvb_tasks import memory
+    from tvb_tasks.config import load_territory
+
+    entered = []
+
+    @contextlib.contextmanager
+    def record(task, limit_gib, hint=""):
+        entered.append((task, limit_gib, hint))
+        yield
+
+    monkeypatch.setattr(memory, "memory_bound", record)
+    monkeypatch.setattr(tvb_dag_support, "get_current_context", lambda: {"ti": SimpleNamespace(task_id="assemble")})
+    call = load_territory("call")
+    tiled = call.model_copy(update={"tiling": call.tiling.model_copy(update={"enabled": True,
+                                                                            "memory_limit_gib": 2.5})})
+    with tvb_dag_support.tvb_pipeline(bound=call) as stages:
+        assert stages.__name__ == "tvb_tasks.pipeline"
+    assert entered == []
+    with tvb_dag_support.tvb_pipeline(bound=tiled):
+        pass
+    assert [(t, lim) for t, lim, _ in entered] == [("assemble of call", 2.5)] and "features" in entered[0][2]
+    source = inspect.getsource(tvb_dag_support.observatory_tail) + inspect.getsource(tvb_dag_support.observatory_head)
+    for stage in ("stage_validate_sources", "stage_assemble", "stage_indicators", "stage_validate_outputs",
+                  "publish_outcome"):
+        assert f"tvb_pipeline(bound=territory) as pipeline:\n            {'outcome = ' if stage == 'publish_outcome' else 'return '}pipeline.{stage}" in source, stage
