@@ -45,20 +45,29 @@ the rasters. :func:`run_tiled_parts` runs the stages in process for ``tvb run`` 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-from typing import cast
+import multiprocessing as mp
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypedDict, cast
 
 from .contracts import FetchedRun, SousTramePart, StitchedCost, TileItem, TileRound
-from .memory import check_peak, memory_bound
+from .errors import DeterministicError, TVBError
+from .memory import check_peak, memory_bound, peak_mb
 from .pipeline import _local_dir, _snapshot_paths, _territory, _work_prefix
 from .store import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["files_run", "run_tiled_parts", "stage_next_round", "stage_plan_tiles", "stage_run_tile", "stage_stitch_tiles",
-           "stage_tile_part"]
+__all__ = ["MAX_WORKERS", "TaskRun", "files_run", "run_tiled_parts", "stage_next_round", "stage_plan_tiles",
+           "stage_run_tile", "stage_stitch_tiles", "stage_tile_part"]
 
 
 #: The potential (barrier-free) problem of a sous-trame's missing links: items and prefix ``<sous_trame>/potential``.
@@ -444,21 +453,161 @@ def stage_tile_part(run: FetchedRun, sous_trame: str) -> SousTramePart:
     return cast(SousTramePart, _relativize(part, out))
 
 
-def run_tiled_parts(run: FetchedRun, sous_trames: list[str]) -> list[SousTramePart]:
-    """The tiled stages in process, in the DAG's order (the CLI's ``tvb run`` of a territory with
-    ``tiling.enabled``): plan every sous-trame, run the rounds until no tile is left to run (at most
-    ``tiling.max_rounds``: ``TilingError`` beyond), stitch, then each part (:func:`stage_tile_part`)."""
+#: Most worker processes :func:`run_tiled_parts` runs at once by default (each may hold up to
+#: ``tiling.memory_limit_gib``: the machine needs that many times the bound).
+MAX_WORKERS = 4
+
+
+class TaskRun(TypedDict):
+    """One task of :func:`run_tiled_parts` (``tasks``): its ``stage`` (``plan``, ``tile``, ``stitch``, ``part``),
+    ``task`` name (as in the memory errors), tile ``round`` (None but for tiles), ``wall_s`` (the stage call in its
+    process, s), ``process_wall_s`` (submit to result in the parent, s: a fresh process's start-up and imports, or
+    the queueing of a tile), ``peak_mb`` (peak RSS of the process that ran it, MiB: a fresh process's is the task's
+    own, a tile worker's is the largest of the tiles it ran so far) and its ``result``."""
+
+    stage: str
+    task: str
+    round: int | None
+    wall_s: float
+    process_wall_s: float
+    peak_mb: float
+    result: Any
+
+
+def _start_child(env: dict[str, str], s3: dict[str, str], level: int) -> None:
+    """Initializer of :func:`run_tiled_parts`' processes: the parent's environment (``TVB_WORK_DIR``,
+    ``TVB_CONFIG_DIR``…), its S3 store settings (:func:`tvb_tasks.store.s3_settings`, a module dict that a spawned
+    process does not inherit) and its log level."""
+    from . import store
+
+    os.environ.update(env)
+    store._S3_SETTINGS.clear()
+    store._S3_SETTINGS.update(s3)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [pid %(process)d]: %(message)s")
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if it crosses a process boundary unchanged (pickled and back: same class and message), else an
+    error of its family (``DeterministicError``, ``TVBError``, ``RuntimeError``) with its message: an exception
+    whose ``__init__`` takes other arguments than its message would otherwise reach the parent garbled or as a
+    pickling error."""
+    with contextlib.suppress(Exception):
+        back = pickle.loads(pickle.dumps(exc))
+        if type(back) is type(exc) and str(back) == str(exc):
+            return exc
+    base = (DeterministicError if isinstance(exc, DeterministicError) else TVBError if isinstance(exc, TVBError)
+            else RuntimeError)
+    return base(str(exc) or type(exc).__name__)
+
+
+def _stage_task(stage: str, run: FetchedRun, *args: Any) -> tuple[Any, float, float]:
+    """Run this module's stage named ``stage`` (looked up when called); ``(its result, wall time s, peak RSS of
+    the process MiB)``. An error is re-raised as :func:`_portable` makes it."""
+    t = time.perf_counter()
+    try:
+        out = globals()[stage](run, *args)
+    except Exception as exc:
+        portable = _portable(exc)
+        if portable is exc:
+            raise
+        raise portable from exc
+    return out, time.perf_counter() - t, peak_mb()
+
+
+class _InProcess:
+    """The executor of ``run_tiled_parts(processes=False)``: each call runs when submitted, in this process."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:                       # noqa: BLE001 - delivered by the future, as a process's
+            fut.set_exception(exc)
+        return fut
+
+
+@contextlib.contextmanager
+def _pool(workers: int, *, fresh: bool, processes: bool) -> Iterator[ProcessPoolExecutor | _InProcess]:
+    """``workers`` spawned processes (no fork: the parent has threads and GDAL/numba state) with the parent's
+    environment; ``fresh``: one task per process (``max_tasks_per_child=1``: an Airflow task), else long-lived
+    workers (Celery workers with one slot). ``processes=False``: :class:`_InProcess`. On an error, the tasks not
+    started are cancelled and the running ones awaited."""
+    if not processes:
+        yield _InProcess()
+        return
+    from . import store
+
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1 if fresh else None,
+                             initializer=_start_child,
+                             initargs=(dict(os.environ), dict(store._S3_SETTINGS),
+                                       logging.getLogger().getEffectiveLevel()))
+    try:
+        yield ex
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _results(futures: list[tuple[str, str, int | None, float, Future]], tasks: list[TaskRun] | None) -> list[Any]:
+    """The results of ``(stage, task, round, submit time, future)`` in order, recorded in ``tasks``; the first
+    error raised as the child raised it, or, for a process that died (killed by the system's OOM killer, or LLVM
+    aborting at the data limit), a :class:`~tvb_tasks.errors.TVBError` naming the task."""
+    out = []
+    for stage, task, rnd, t0, fut in futures:
+        try:
+            res, wall, peak = fut.result()
+        except BrokenProcessPool:
+            raise TVBError(f"{task}: its process died without an error (killed, e.g. by the system's OOM killer, "
+                           "or aborted: numba's LLVM aborts at the memory bound tiling.memory_limit_gib); "
+                           "see the log above") from None
+        if tasks is not None:
+            tasks.append({"stage": stage, "task": task, "round": rnd, "wall_s": round(wall, 3),
+                          "process_wall_s": round(time.perf_counter() - t0, 3), "peak_mb": round(peak, 1),
+                          "result": res})
+        out.append(res)
+    return out
+
+
+def run_tiled_parts(run: FetchedRun, sous_trames: list[str], *, workers: int | None = None, processes: bool = True,
+                    tasks: list[TaskRun] | None = None) -> list[SousTramePart]:
+    """The tiled stages in the DAG's order, each task in its own process as the DAG's tasks are, so that
+    ``tiling.memory_limit_gib`` bounds each task, not the caller (the CLI's ``tvb run`` of a territory with
+    ``tiling.enabled``, ``pipeline.run_pipeline``; ``bench/region_pipeline.py``).
+
+    Plan every sous-trame, then the tile rounds until no tile is left to run (at most ``tiling.max_rounds``:
+    ``TilingError`` beyond; ``stage_next_round`` between rounds, in this process), stitch, then each part
+    (:func:`stage_tile_part`). Each planning, stitch and part task runs in a fresh spawned process (its memory
+    bound and peak are its own); the tiles run on ``workers`` long-lived spawned processes (default
+    ``os.cpu_count()`` capped at :data:`MAX_WORKERS`), as on Celery workers: a worker's peak, and so a tile's
+    checked and reported ``peak_mb``, is the largest of the tiles it ran. At most ``workers`` processes run at once.
+    Errors raised in a task (``MemoryBoundError``, ``TilingError``, any ``TVBError``) are raised here as they were
+    (same class and message). The processes get this process's environment and S3 store settings
+    (:func:`_start_child`). ``processes=False``: everything in this process (tests that monkeypatch the stages; the
+    bound then applies to this process's memory). ``tasks``: a list that receives a :class:`TaskRun` per task."""
     from .layers.tiles import TilingError
 
     max_rounds = _territory(run).tiling.max_rounds
-    plans = [stage_plan_tiles(run, st) for st in sous_trames]
+    workers = max(1, workers or min(os.cpu_count() or 1, MAX_WORKERS))
+
+    def fresh(stage: str, fn: str, name: str) -> list[Any]:          # one fresh process per sous-trame
+        with _pool(min(workers, len(sous_trames)), fresh=True, processes=processes) as ex:
+            return _results([(stage, f"{name} {st}", None, time.perf_counter(), ex.submit(_stage_task, fn, run, st))
+                             for st in sous_trames], tasks)
+
+    plans = fresh("plan", "stage_plan_tiles", "planning")
     items = stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
     rnd = 0
-    while items:
-        rnd += 1
-        if rnd > max_rounds:
-            raise TilingError(f"{len(items)} tiles still changing after tiling.max_rounds ({max_rounds}) rounds")
-        items = stage_next_round(run, [stage_run_tile(run, it, rnd) for it in items], rnd)
-    for st in sous_trames:
-        stage_stitch_tiles(run, st)
-    return [stage_tile_part(run, st) for st in sous_trames]
+    if items:
+        with _pool(workers, fresh=False, processes=processes) as ex:
+            while items:
+                rnd += 1
+                if rnd > max_rounds:
+                    raise TilingError(f"{len(items)} tiles still changing after tiling.max_rounds ({max_rounds}) "
+                                      "rounds")
+                t0 = time.perf_counter()
+                results = _results([("tile", f"tile {it['tile']} of {it['sous_trame']}", rnd, t0,
+                                     ex.submit(_stage_task, "stage_run_tile", run, it, rnd)) for it in items], tasks)
+                items = stage_next_round(run, results, rnd)
+    fresh("stitch", "stage_stitch_tiles", "stitch of")
+    return fresh("part", "stage_tile_part", "part of")
