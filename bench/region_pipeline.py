@@ -10,20 +10,23 @@ For each scale (``--copies 1,4,16``):
    (``--tile-size`` + ``--overlap``, bound ``--memory-limit-gib``); its source files put in a local store as the
    run's snapshots (what ``fetch_sources`` leaves: ``tiled.files_run``);
 2. what the tiled territory's ``tvb_observatory_<id>`` DAG (``dags/tvb_observatory_tiled.py``) runs after its
-   fetch, stage function by stage function on the same run dict: ``tiled.stage_plan_tiles`` per sous-trame; the
-   rounds of ``tiled.stage_run_tile`` over all sous-trames' tiles (and the verte sous-trames' potential problems)
-   together, on ``--workers`` long-lived worker processes (Celery workers with one slot each: a worker's peak RSS
-   is the largest of its tasks'), ``tiled.stage_next_round`` between rounds; ``tiled.stage_stitch_tiles`` and
-   ``tiled.stage_tile_part`` per sous-trame; then ``pipeline.stage_assemble`` (on the parts' returned contracts,
-   reading the parts' files from the store / work folder) and ``pipeline.stage_indicators``.
+   fetch, through ``tiled.run_tiled_parts`` (what ``tvb run`` runs; its per-task records give the figures):
+   ``tiled.stage_plan_tiles`` per sous-trame; the rounds of ``tiled.stage_run_tile`` over all sous-trames' tiles
+   (and the verte sous-trames' potential problems) together, on ``--workers`` long-lived worker processes (Celery
+   workers with one slot each: a worker's peak RSS is the largest of its tasks'), ``tiled.stage_next_round``
+   between rounds; ``tiled.stage_stitch_tiles`` and ``tiled.stage_tile_part`` per sous-trame (up to ``--workers``
+   sous-trames at once); then ``pipeline.stage_assemble`` (on the parts' returned contracts, reading the parts'
+   files from the store / work folder) and ``pipeline.stage_indicators``.
    With ``--untiled``, the untiled observatory's tasks instead: ``pipeline.stage_compute_sous_trame`` per
    sous-trame (whole-grid rasters, ≈ 60 B per cell), then the same assembly and indicators.
 
-Every task except the tile runs is a fresh interpreter (an Airflow task): its wall time includes the imports, its
-peak RSS is the child's ``ru_maxrss``. Tile runs are timed inside their worker, whose imports are done once when it
-starts (no interpreter start-up: an Airflow task adds a few seconds to each). The tiled stages check their own
-peak against ``tiling.memory_limit_gib`` and fail above it; the assembly, indicators and untiled stages do not: the
-summary line of a scale says when its largest peak is over the bound.
+Every task except the tile runs is a fresh interpreter (an Airflow task; the tiled ones spawned by
+``run_tiled_parts``): its wall time includes the start-up and imports, its peak RSS is the child's own (``memory.peak_mb``).
+Tile runs are timed inside their worker (no interpreter start-up: an Airflow task adds a few seconds to each; a
+worker's first tile includes the imports of the tile code); the tile rounds' wall time is, per round, the time to
+its last result. The elapsed time of the tiled tasks is ``run_tiled_parts``' own wall time. The tiled stages check
+their own peak against ``tiling.memory_limit_gib`` and fail above it; the assembly, indicators and untiled stages
+do not: the summary line of a scale says when its largest peak is over the bound.
 
 Printed per scale: a table of the tasks (wall, peak RSS, what they return), the *work* (sum of the task times:
 the slot time the workers spend; the tile runs' own times) and the *elapsed* time (tasks one after the other, the
@@ -45,13 +48,11 @@ import argparse
 import itertools
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +62,15 @@ if str(ROOT) not in sys.path:
 CALL_KM2 = 240.0                                     # area of one CALL copy
 
 TASK = r"""
-import json, resource, sys, time
+import json, sys, time
 import importlib
 args = json.load(open(sys.argv[1]))
 run = json.load(open(args["run"]))
 fn = getattr(importlib.import_module(args["module"]), args["function"])
 t = time.perf_counter()
 out = fn(run, *args["args"])
-print(json.dumps({"wall": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "out": out}, default=str))
+from tvb_tasks.memory import peak_mb   # the child's own peak (ru_maxrss would include the parent's)
+print(json.dumps({"wall": time.perf_counter() - t, "peak_mb": peak_mb(), "out": out}, default=str))
 """
 
 
@@ -107,25 +108,6 @@ def _task(work: Path, run_path: Path, module: str, function: str, *args) -> dict
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["process_wall"] = time.perf_counter() - t
     return res
-
-
-def _worker_start() -> None:
-    """A worker's imports, once: a tile run's time is then its own (an Airflow task also imports them, a few
-    seconds more per task)."""
-    import tvb_tasks.layers.tiles
-    import tvb_tasks.tiled  # noqa: F401
-
-
-def _tile(args):
-    """A tile task in a long-lived worker process (a Celery worker slot): (result, seconds, worker peak MB)."""
-    import resource as _r
-
-    from tvb_tasks import tiled
-
-    run, item, round_no = args
-    t = time.perf_counter()
-    out = tiled.stage_run_tile(run, item, round_no)
-    return out, time.perf_counter() - t, _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_run(n: str, args, work: Path) -> dict:
@@ -183,52 +165,37 @@ def run_scale(n: str, args, root: Path) -> dict:
             elapsed += r["process_wall"]
             work_s += r["process_wall"]
         cells = parts[0]["counts"].get("grid_cells", 0) if parts else 0
-    else:
+    else:                   # the library's own runner: each task in its own process, as tvb run does
         from tvb_tasks import tiled
 
-        plans = []
-        for st in sts:
-            r = _task(work, run_path, "tvb_tasks.tiled", "stage_plan_tiles", st)
-            _row(rows, f"plan_tiles {st}", r["process_wall"], r["peak_mb"], f"{len(r['out'])} items in round 1")
-            plans.append(r["out"])
-            elapsed += r["process_wall"]
-            work_s += r["process_wall"]
+        tasks: list[tiled.TaskRun] = []
+        t = time.perf_counter()
+        parts = tiled.run_tiled_parts(run, sts, workers=args.workers, tasks=tasks)
+        elapsed += time.perf_counter() - t
         plan0 = json.loads((work / "store" / f"work/{run['territory']}/{run['input_key'][:16]}/tiles/{sts[0]}/"
                             "plan.json").read_text())
         cells = plan0["shape"][0] * plan0["shape"][1]
-        items = tiled.stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
-        t = time.perf_counter()
-        rounds, runs, busy, worst = 0, [], 0.0, 0.0
+        tiles = [x for x in tasks if x["stage"] == "tile"]
+        for x in (x for x in tasks if x["stage"] == "plan"):
+            _row(rows, f"plan_tiles {x['task'].split()[-1]}", x["process_wall_s"], x["peak_mb"],
+                 f"{len(x['result'])} items in round 1")
+        rounds = sorted({x["round"] or 0 for x in tiles})
+        runs = [sum(1 for x in tiles if x["round"] == r) for r in rounds]
+        rounds_wall = sum(max(x["process_wall_s"] for x in tiles if x["round"] == r) for r in rounds)
+        busy = sum(x["wall_s"] for x in tiles)
         by_key: dict[str, list[float]] = {}
-        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("forkserver"),
-                                 initializer=_worker_start) as pool:
-            while items:
-                rounds += 1
-                results = list(pool.map(_tile, [(run, it, rounds) for it in items]))
-                for it, (_, secs, _peak) in zip(items, results, strict=True):
-                    by_key.setdefault(it["sous_trame"], []).append(secs)
-                worst = max([worst, *(r[2] for r in results)])
-                busy += sum(r[1] for r in results)
-                runs.append(len(items))
-                items = tiled.stage_next_round(run, [r[0] for r in results], rounds)
-        rounds_wall = time.perf_counter() - t
+        for x in tiles:
+            by_key.setdefault(x["task"].split(" of ")[-1], []).append(x["wall_s"])
         detail = "; ".join(f"{k} {len(v)} runs {sum(v):.0f} s" for k, v in by_key.items())
-        _row(rows, f"tile rounds ({args.workers} workers)", rounds_wall, worst,
-             f"{rounds} rounds {runs} = {sum(runs)} tile runs, {busy:.0f} s of task time ({detail}); "
+        _row(rows, f"tile rounds ({args.workers} workers)", rounds_wall, max((x["peak_mb"] for x in tiles), default=0.0),
+             f"{len(rounds)} rounds {runs} = {sum(runs)} tile runs, {busy:.0f} s of task time ({detail}); "
              f"{len(plan0['tiles'])} tiles a problem")
-        elapsed += rounds_wall
-        work_s += busy
-        for st in sts:
-            r = _task(work, run_path, "tvb_tasks.tiled", "stage_stitch_tiles", st)
-            _row(rows, f"stitch {st}", r["process_wall"], r["peak_mb"], f"{r['out'].get('reached', 0):,} reached")
-            elapsed += r["process_wall"]
-            work_s += r["process_wall"]
-        for st in sts:
-            r = _task(work, run_path, "tvb_tasks.tiled", "stage_tile_part", st)
-            _row(rows, f"part {st}", r["process_wall"], r["peak_mb"], _counts(r["out"]))
-            parts.append(r["out"])
-            elapsed += r["process_wall"]
-            work_s += r["process_wall"]
+        for x in (x for x in tasks if x["stage"] == "stitch"):
+            _row(rows, f"stitch {x['task'].split()[-1]}", x["process_wall_s"], x["peak_mb"],
+                 f"{x['result'].get('reached', 0):,} reached")
+        for x in (x for x in tasks if x["stage"] == "part"):
+            _row(rows, f"part {x['task'].split()[-1]}", x["process_wall_s"], x["peak_mb"], _counts(x["result"]))
+        work_s += busy + sum(x["process_wall_s"] for x in tasks if x["stage"] != "tile")
     r = _task(work, run_path, "tvb_tasks.pipeline", "stage_assemble", parts)
     _row(rows, "assemble", r["process_wall"], r["peak_mb"],
          ", ".join(f"{k} {v}" for k, v in (r["out"].get("counts") or {}).items())[:160])

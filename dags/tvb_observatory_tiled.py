@@ -11,7 +11,8 @@ reservoirs, relays, corridors, their polygons, stretches, missing-link crossings
 outputs → publish → notify. Rasters travel through the store as per-tile objects (``tvb_tasks.tiled``), never
 through XCom. Each task's memory is bounded by ``tiling.memory_limit_gib`` (enforced while it runs,
 ``tvb_tasks.memory``; the plan and part tasks also hold the vector inputs: memory ∝ features); the validation,
-assembly, indicators and publish tasks read vectors and copy the rasters, held to the same bound. The CLI runs the same stages in process (``tvb_tasks.tiled.run_tiled_parts``). See docs/operations.md,
+assembly, indicators and publish tasks read vectors and copy the rasters, held to the same bound. The CLI runs the
+same stages, each task in its own process as here (``tvb_tasks.tiled.run_tiled_parts``). See docs/operations.md,
 "Region scale".
 """
 from __future__ import annotations

@@ -345,7 +345,8 @@ def test_a_round_over_airflows_map_limit_is_refused_naming_the_setting(tmp_path)
 @pytest.mark.parametrize("enabled", [True, False])
 def test_cli_run_of_a_tiled_territory_goes_through_the_tiled_stages(enabled, monkeypatch):
     """``tvb run`` (``pipeline._run_stages``): a territory with ``tiling.enabled`` gets its parts from the tiled
-    stages in process (plan → rounds → stitch → part, ``tiled.run_tiled_parts``), in the territory's order, and the
+    stages (plan → rounds → stitch → part, each task in its own process: ``tiled.run_tiled_parts``), in the
+    territory's order, and the
     same tail as an untiled one; an untiled territory keeps ``stage_compute_sous_trame``."""
     from tvb_tasks import pipeline, tiled
     from tvb_tasks.config import load_territory
@@ -367,8 +368,10 @@ def test_cli_run_of_a_tiled_territory_goes_through_the_tiled_stages(enabled, mon
 
 
 def test_run_tiled_parts_runs_the_rounds_until_none_is_left_and_stops_at_max_rounds(monkeypatch):
-    """The in-process rounds of ``tiled.run_tiled_parts``: plan every sous-trame, run each round's items until no
-    item is left, then stitch and part each sous-trame; ``TilingError`` after ``tiling.max_rounds``."""
+    """The rounds of ``tiled.run_tiled_parts`` (in this process, ``processes=False``, for the stages monkeypatched
+    here; tests/test_tiled_processes.py and tests/test_tile_part.py run them through processes): plan every
+    sous-trame, run each round's items until no item is left, then stitch and part each sous-trame; ``TilingError``
+    after ``tiling.max_rounds``."""
     from tvb_tasks import tiled
     from tvb_tasks.config import load_territory
     from tvb_tasks.layers.tiles import TilingError
@@ -388,9 +391,48 @@ def test_run_tiled_parts_runs_the_rounds_until_none_is_left_and_stops_at_max_rou
         return {"next": [item] if again else [], "peak_mb": 1.0}
 
     monkeypatch.setattr(tiled, "stage_run_tile", run_tile)
-    assert tiled.run_tiled_parts({}, ["forest", "wetland"]) == ["forest", "wetland"]
+    assert tiled.run_tiled_parts({}, ["forest", "wetland"], processes=False) == ["forest", "wetland"]
     assert log == [(1, "forest"), (1, "wetland"), (2, "forest"), ("stitch", "forest"), ("stitch", "wetland"),
                    ("part", "forest"), ("part", "wetland")]
     monkeypatch.setattr(tiled, "stage_run_tile", lambda run, item, r: {"next": [item], "peak_mb": 1.0})
     with pytest.raises(TilingError, match=r"still changing after tiling.max_rounds \(3\)"):
-        tiled.run_tiled_parts({}, ["forest"])
+        tiled.run_tiled_parts({}, ["forest"], processes=False)
+
+
+def test_an_error_in_a_tiled_task_process_reaches_the_caller_as_raised(tmp_path):
+    """An error raised in a spawned task process (``tiled._pool``, ``_stage_task``: what ``run_tiled_parts`` runs)
+    is raised in the caller with its class and message: a stitch whose tiles still change (``TilingError``, raised
+    in the child); the child got the parent's environment (its work folder)."""
+    from tvb_tasks import tiled
+    from tvb_tasks.config import load_territory
+    from tvb_tasks.layers.tiles import TilingError
+
+    territory = load_territory("call").model_copy(update={"tiling": TilingConfig(enabled=True)})
+    run = {"territory": "call", "input_key": "0" * 64, "store_uri": str(tmp_path / "store"),
+           "config": territory.model_dump(mode="json", by_alias=True)}
+    tiled.stage_next_round(run, [{"next": [{"sous_trame": "forest", "tile": 3}], "peak_mb": 1.0}], 4)
+    with tiled._pool(1) as ex:
+        fut = ex.submit(tiled._stage_task, "stage_stitch_tiles", run, "forest")
+        with pytest.raises(TilingError, match=r"^sous-trame forest: 1 tiles still changing after round 4: raise "
+                                              r"tiling.dag_rounds$"):
+            fut.result()
+
+
+def test_an_error_that_does_not_pickle_back_keeps_its_message_and_family():
+    """``tiled._portable``: an error whose ``__init__`` does not take its message (``ReferenceProblems`` takes a
+    list) fails to unpickle in the parent (the pool would then be reported broken, the message lost): it crosses as its family (``DeterministicError``) with its message; an
+    error that pickles back unchanged crosses as itself."""
+    import pickle
+
+    from tvb_tasks import tiled
+    from tvb_tasks.config_checks import ReferenceProblems
+    from tvb_tasks.errors import DeterministicError
+    from tvb_tasks.memory import MemoryBoundError
+
+    exc = ReferenceProblems([("sources.x", "no such source"), ("classes.y", "unknown class")])
+    with pytest.raises(ValueError, match="not enough values to unpack"):   # unpickled in the parent: fails
+        pickle.loads(pickle.dumps(exc))
+    got = tiled._portable(exc)
+    assert type(got) is DeterministicError and str(got) == "sources.x: no such source; classes.y: unknown class"
+    same = MemoryBoundError("part of forest: peak memory 900 MB, above the memory bound")
+    assert tiled._portable(same) is same

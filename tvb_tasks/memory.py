@@ -33,8 +33,8 @@ Semantics of :func:`memory_bound` (a context manager around a task's work), thre
    :class:`MemoryBoundError`. It cannot stop code that does not return to the interpreter: a ``nogil`` numba
    kernel or a long NumPy/GDAL call is interrupted only when it returns (the kernels' own allocations meet the
    data limit, though), and the watchdog cannot even run while a C call holds the GIL.
-3. **After the fact**: :func:`check_peak` compares the peak RSS of the process (``ru_maxrss``) with the bound when
-   the work is done — the task's reported peak, and the last guard where nothing above could act.
+3. **After the fact**: :func:`check_peak` compares the peak RSS of the process (``VmHWM``: :func:`peak_mb`) with the
+   bound when the work is done — the task's reported peak, and the last guard where nothing above could act.
 
 Before a big allocation whose size depends on the data (a window grown until a cut-off cost is unreached),
 :func:`check_allocation` refuses it from its estimate, naming the window and the settings that size it.
@@ -94,7 +94,18 @@ def data_mb() -> float:
 
 
 def peak_mb() -> float:
-    """Peak resident set size of this process so far (``ru_maxrss``, MiB)."""
+    """Peak resident set size of this process so far (MiB): ``VmHWM`` of ``/proc/self/status``, the peak of the
+    process's own memory since it started its program; ``ru_maxrss`` where ``/proc`` is unavailable.
+
+    Not ``ru_maxrss`` on Linux: a process created by fork then exec (``multiprocessing``'s spawn,
+    ``subprocess``) inherits its parent's peak and keeps it across the exec (measured: a spawned child of an
+    812 MB process reports ``ru_maxrss`` 812 MB and ``VmHWM`` 15 MB), so a task spawned by the CLI's process,
+    which holds ≈ 0.8–1.5 GB after validating the sources, would be charged that process's peak. A process forked
+    without exec inherits both."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -8,7 +8,8 @@ what it produced under ``work/<territory>/<input_key>/…`` in the store, so tha
 
 Order: fetch → validate sources → compute (per sous-trame) → assemble → indicators → validate outputs → publish.
 A territory with ``tiling.enabled`` computes its sous-trames with the tiled stages instead (:mod:`tvb_tasks.tiled`:
-plan, rounds, stitch, part; :func:`tvb_tasks.tiled.run_tiled_parts` in process), which give the same parts.
+plan, rounds, stitch, part; :func:`tvb_tasks.tiled.run_tiled_parts`, each task in its own process as in the DAG),
+which give the same parts.
 How a run ends (published, dry run, unchanged; links to the release; the event to notify) is decided here once, by
 :func:`publish_outcome`, :func:`unchanged_outcome` and :func:`notify_event`, for the DAG's tasks and the CLI alike.
 
@@ -716,7 +717,7 @@ def run_pipeline(territory_id: str, *, store_uri: str | None = None, profile: st
 def _run_stages(run: FetchedRun, *, dry_run: bool) -> Outcome:
     sources = stage_validate_sources(run)
     territory = _territory(run)
-    if territory.tiling.enabled:        # the tiled observatory DAG's stages, in process: memory bounded by the tiles
+    if territory.tiling.enabled:        # the tiled DAG's stages, each task in its own process (bounded as a task)
         from .tiled import run_tiled_parts
 
         parts = run_tiled_parts(run, list(territory.computed_sous_trames))

@@ -41,7 +41,8 @@ windows bounded by the cut-off cost, and each barrier crossing's score on its wi
 stretches and missing-link crossings equal the untiled engine's (missing links enabled). Everything after the parts
 (assembly: rupture points, their deduplication and the status downgrades; indicators; validation; publish) is the
 untiled territory's: it reads vectors (the assembly's :func:`~tvb_tasks.layers.vectors.vector_context`) and copies
-the rasters. :func:`run_tiled_parts` runs the stages in process for ``tvb run`` (``pipeline.run_pipeline``).
+the rasters. :func:`run_tiled_parts` runs the stages for ``tvb run`` (``pipeline.run_pipeline``), each task in its
+own process as in the DAG, so that the bound is each task's.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ import multiprocessing as mp
 import os
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypedDict, cast
@@ -489,8 +490,8 @@ def _start_child(env: dict[str, str], s3: dict[str, str], level: int) -> None:
 def _portable(exc: Exception) -> Exception:
     """``exc`` if it crosses a process boundary unchanged (pickled and back: same class and message), else an
     error of its family (``DeterministicError``, ``TVBError``, ``RuntimeError``) with its message: an exception
-    whose ``__init__`` takes other arguments than its message would otherwise reach the parent garbled or as a
-    pickling error."""
+    whose ``__init__`` takes other arguments than its message (``config_checks.ReferenceProblems``) fails to
+    unpickle in the parent, which then reports the pool broken and loses the message."""
     with contextlib.suppress(Exception):
         back = pickle.loads(pickle.dumps(exc))
         if type(back) is type(exc) and str(back) == str(exc):
@@ -527,18 +528,18 @@ class _InProcess:
 
 
 @contextlib.contextmanager
-def _pool(workers: int, *, fresh: bool, processes: bool) -> Iterator[ProcessPoolExecutor | _InProcess]:
-    """``workers`` spawned processes (no fork: the parent has threads and GDAL/numba state) with the parent's
-    environment; ``fresh``: one task per process (``max_tasks_per_child=1``: an Airflow task), else long-lived
-    workers (Celery workers with one slot). ``processes=False``: :class:`_InProcess`. On an error, the tasks not
-    started are cancelled and the running ones awaited."""
+def _pool(workers: int, *, processes: bool = True) -> Iterator[ProcessPoolExecutor | _InProcess]:
+    """``workers`` long-lived spawned processes (no fork: the parent has threads and GDAL/numba state) with the
+    parent's environment and S3 settings (:func:`_start_child`); ``processes=False``: :class:`_InProcess`. On an
+    error, the tasks not started are cancelled and the running ones awaited. A pool of one used for one task is a
+    fresh process (an Airflow task): unlike ``max_tasks_per_child=1``, which starts a replacement process (imports
+    included, ≈ 3 s on a loaded 2-core machine) after each task, even the last."""
     if not processes:
         yield _InProcess()
         return
     from . import store
 
-    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), max_tasks_per_child=1 if fresh else None,
-                             initializer=_start_child,
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_start_child,
                              initargs=(dict(os.environ), dict(store._S3_SETTINGS),
                                        logging.getLogger().getEffectiveLevel()))
     try:
@@ -549,7 +550,7 @@ def _pool(workers: int, *, fresh: bool, processes: bool) -> Iterator[ProcessPool
     ex.shutdown(wait=True)
 
 
-def _results(futures: list[tuple[str, str, int | None, float, Future]], tasks: list[TaskRun] | None) -> list[Any]:
+def _results(futures: Sequence[tuple[str, str, int | None, float, Future]], tasks: list[TaskRun] | None) -> list[Any]:
     """The results of ``(stage, task, round, submit time, future)`` in order, recorded in ``tasks``; the first
     error raised as the child raised it, or, for a process that died (killed by the system's OOM killer, or LLVM
     aborting at the data limit), a :class:`~tvb_tasks.errors.TVBError` naming the task."""
@@ -558,9 +559,10 @@ def _results(futures: list[tuple[str, str, int | None, float, Future]], tasks: l
         try:
             res, wall, peak = fut.result()
         except BrokenProcessPool:
-            raise TVBError(f"{task}: its process died without an error (killed, e.g. by the system's OOM killer, "
-                           "or aborted: numba's LLVM aborts at the memory bound tiling.memory_limit_gib); "
-                           "see the log above") from None
+            raise TVBError(f"{task}: its process ended without a result: killed (e.g. by the system's OOM killer), "
+                           "aborted (numba's LLVM can abort at the memory bound tiling.memory_limit_gib) or failed "
+                           "to start (a script must call the pipeline under `if __name__ == \"__main__\":`); see "
+                           "the log above") from None
         if tasks is not None:
             tasks.append({"stage": stage, "task": task, "round": rnd, "wall_s": round(wall, 3),
                           "process_wall_s": round(time.perf_counter() - t0, 3), "peak_mb": round(peak, 1),
@@ -590,16 +592,21 @@ def run_tiled_parts(run: FetchedRun, sous_trames: list[str], *, workers: int | N
     max_rounds = _territory(run).tiling.max_rounds
     workers = max(1, workers or min(os.cpu_count() or 1, MAX_WORKERS))
 
-    def fresh(stage: str, fn: str, name: str) -> list[Any]:          # one fresh process per sous-trame
-        with _pool(min(workers, len(sous_trames)), fresh=True, processes=processes) as ex:
-            return _results([(stage, f"{name} {st}", None, time.perf_counter(), ex.submit(_stage_task, fn, run, st))
-                             for st in sous_trames], tasks)
+    def fresh(stage: str, fn: str, name: str) -> list[Any]:   # a fresh process per sous-trame, `workers` at once
+        out: list[Any] = []
+        for i in range(0, len(sous_trames), workers):
+            with contextlib.ExitStack() as stack:
+                futures = [(stage, f"{name} {st}", None, time.perf_counter(),
+                            stack.enter_context(_pool(1, processes=processes)).submit(_stage_task, fn, run, st))
+                           for st in sous_trames[i:i + workers]]
+                out += _results(futures, tasks)
+        return out
 
     plans = fresh("plan", "stage_plan_tiles", "planning")
     items = stage_next_round(run, [{"next": p, "peak_mb": 0.0} for p in plans], 0)
     rnd = 0
     if items:
-        with _pool(workers, fresh=False, processes=processes) as ex:
+        with _pool(workers, processes=processes) as ex:
             while items:
                 rnd += 1
                 if rnd > max_rounds:
