@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypedDict, cast
+from typing import Any, NamedTuple, TypedDict, cast
 
 from .contracts import FetchedRun, SousTramePart, StitchedCost, TileItem, TileRound
 from .errors import DeterministicError, TVBError
@@ -462,9 +462,10 @@ MAX_WORKERS = 4
 class TaskRun(TypedDict):
     """One task of :func:`run_tiled_parts` (``tasks``): its ``stage`` (``plan``, ``tile``, ``stitch``, ``part``),
     ``task`` name (as in the memory errors), tile ``round`` (None but for tiles), ``wall_s`` (the stage call in its
-    process, s), ``process_wall_s`` (submit to result in the parent, s: a fresh process's start-up and imports, or
-    the queueing of a tile), ``peak_mb`` (peak RSS of the process that ran it, MiB: a fresh process's is the task's
-    own, a tile worker's is the largest of the tiles it ran so far) and its ``result``."""
+    process, s), ``process_wall_s`` (from its submission to its result in the parent, s: with a fresh process's
+    start-up and imports, or a tile's queueing behind the round's other tiles), ``peak_mb`` (peak RSS of the
+    process that ran it, MiB: a fresh process's is the task's own, a tile worker's is the largest of the tiles it
+    ran so far) and its ``result``."""
 
     stage: str
     task: str
@@ -550,12 +551,30 @@ def _pool(workers: int, *, processes: bool = True) -> Iterator[ProcessPoolExecut
     ex.shutdown(wait=True)
 
 
-def _results(futures: Sequence[tuple[str, str, int | None, float, Future]], tasks: list[TaskRun] | None) -> list[Any]:
-    """The results of ``(stage, task, round, submit time, future)`` in order, recorded in ``tasks``; the first
-    error raised as the child raised it, or, for a process that died (killed by the system's OOM killer, or LLVM
-    aborting at the data limit), a :class:`~tvb_tasks.errors.TVBError` naming the task."""
+class _Submitted(NamedTuple):
+    stage: str
+    task: str
+    round: int | None
+    start: float                                    # perf_counter at the submission
+    end: list[float]                                # perf_counter when the result arrived (set by the future)
+    future: Future
+
+
+def _submit(ex: ProcessPoolExecutor | _InProcess, stage: str, task: str, rnd: int | None, fn: str,
+            *args: Any) -> _Submitted:
+    """Submit :func:`_stage_task` ``(fn, *args)`` to ``ex``; the time its result arrives is stamped then."""
+    start, end = time.perf_counter(), []
+    fut = ex.submit(_stage_task, fn, *args)
+    fut.add_done_callback(lambda _: end.append(time.perf_counter()))
+    return _Submitted(stage, task, rnd, start, end, fut)
+
+
+def _results(futures: Sequence[_Submitted], tasks: list[TaskRun] | None) -> list[Any]:
+    """The results of the submitted tasks in order, recorded in ``tasks``; the first error raised as the child
+    raised it, or, for a process that died (killed by the system's OOM killer, or LLVM aborting at the data limit),
+    a :class:`~tvb_tasks.errors.TVBError` naming the task."""
     out = []
-    for stage, task, rnd, t0, fut in futures:
+    for stage, task, rnd, t0, end, fut in futures:
         try:
             res, wall, peak = fut.result()
         except BrokenProcessPool:
@@ -565,7 +584,7 @@ def _results(futures: Sequence[tuple[str, str, int | None, float, Future]], task
                            "the log above") from None
         if tasks is not None:
             tasks.append({"stage": stage, "task": task, "round": rnd, "wall_s": round(wall, 3),
-                          "process_wall_s": round(time.perf_counter() - t0, 3), "peak_mb": round(peak, 1),
+                          "process_wall_s": round(end[0] - t0, 3), "peak_mb": round(peak, 1),
                           "result": res})
         out.append(res)
     return out
@@ -596,9 +615,8 @@ def run_tiled_parts(run: FetchedRun, sous_trames: list[str], *, workers: int | N
         out: list[Any] = []
         for i in range(0, len(sous_trames), workers):
             with contextlib.ExitStack() as stack:
-                futures = [(stage, f"{name} {st}", None, time.perf_counter(),
-                            stack.enter_context(_pool(1, processes=processes)).submit(_stage_task, fn, run, st))
-                           for st in sous_trames[i:i + workers]]
+                futures = [_submit(stack.enter_context(_pool(1, processes=processes)), stage, f"{name} {st}", None,
+                                   fn, run, st) for st in sous_trames[i:i + workers]]
                 out += _results(futures, tasks)
         return out
 
@@ -612,9 +630,8 @@ def run_tiled_parts(run: FetchedRun, sous_trames: list[str], *, workers: int | N
                 if rnd > max_rounds:
                     raise TilingError(f"{len(items)} tiles still changing after tiling.max_rounds ({max_rounds}) "
                                       "rounds")
-                t0 = time.perf_counter()
-                results = _results([("tile", f"tile {it['tile']} of {it['sous_trame']}", rnd, t0,
-                                     ex.submit(_stage_task, "stage_run_tile", run, it, rnd)) for it in items], tasks)
+                results = _results([_submit(ex, "tile", f"tile {it['tile']} of {it['sous_trame']}", rnd,
+                                            "stage_run_tile", run, it, rnd) for it in items], tasks)
                 items = stage_next_round(run, results, rnd)
     fresh("stitch", "stage_stitch_tiles", "stitch of")
     return fresh("part", "stage_tile_part", "part of")
