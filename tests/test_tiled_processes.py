@@ -72,7 +72,7 @@ def test_tiled_cli_run_bounds_each_task_not_the_cli_process(cli_run):
                                                                  "part of forest"]
     tiles = [t for t in tasks if t["stage"] == "tile"]
     assert len(tiles) >= 12 and {t["round"] for t in tiles} >= {1, 2}
-    assert all(0 < t["result"]["peak_mb"] <= t["peak_mb"] + 0.1 for t in tiles)   # the worker's peak, as checked
+    assert all(t["result"]["peak_mb"] > 100 for t in tiles)      # each tile's checked peak: its worker's so far
     assert max(t["peak_mb"] for t in tasks) < BOUND_GIB * 1024 < peak_mb()
     with pytest.raises(MemoryBoundError, match=rf"^planning forest: .* above the memory bound "
                                                rf"tiling.memory_limit_gib = {BOUND_GIB} \(614 MB\)"):
