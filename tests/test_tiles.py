@@ -395,7 +395,7 @@ def test_run_tiled_parts_runs_the_rounds_until_none_is_left_and_stops_at_max_rou
     assert log == [(1, "forest"), (1, "wetland"), (2, "forest"), ("stitch", "forest"), ("stitch", "wetland"),
                    ("part", "forest"), ("part", "wetland")]
     monkeypatch.setattr(tiled, "stage_run_tile", lambda run, item, r: {"next": [item], "peak_mb": 1.0})
-    with pytest.raises(TilingError, match=r"still changing after tiling.max_rounds \(3\)"):
+    with pytest.raises(TilingError, match=r"still changing after tiling.max_rounds \(3\) rounds: raise tiling.max_rounds"):
         tiled.run_tiled_parts({}, ["forest"], processes=False)
 
 

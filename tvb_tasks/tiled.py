@@ -628,8 +628,9 @@ def run_tiled_parts(run: FetchedRun, sous_trames: list[str], *, workers: int | N
             while items:
                 rnd += 1
                 if rnd > max_rounds:
-                    raise TilingError(f"{len(items)} tiles still changing after tiling.max_rounds ({max_rounds}) "
-                                      "rounds")
+                    which = sorted({it["sous_trame"] for it in items})
+                    raise TilingError(f"{len(items)} tiles of {', '.join(which)} still changing after "
+                                      f"tiling.max_rounds ({max_rounds}) rounds: raise tiling.max_rounds")
                 results = _results([_submit(ex, "tile", f"tile {it['tile']} of {it['sous_trame']}", rnd,
                                             "stage_run_tile", run, it, rnd) for it in items], tasks)
                 items = stage_next_round(run, results, rnd)
