@@ -113,7 +113,8 @@ def test_work_prefix_removed_after_publish_and_pruned_by_age(s3: S3Store, monkey
     monkeypatch.setattr(pipeline, "release_urls", lambda run, rid: {})
     monkeypatch.setattr(pipeline, "stage_publish", lambda run, ind, val, *, dry_run=False: {
         "status": "dry_run" if dry_run else "published", "release_id": "20261201T000000Z-01234567"})
-    pipeline.publish_outcome(run, {}, {"success": True}, {"success": True}, dry_run=True)
+    dry = pipeline.publish_outcome(run, {}, {"success": True}, {"success": True}, dry_run=True)
+    pipeline.finish_run(run, dry, dry_run=True)
     assert len(s3.list(prefix)) == 7
     res = prune_work(s3, "call", older_than_days=7, leased=lambda t, k: False)
     assert res["work_deleted"] == [] and res["work_kept_recent"] == [prefix]
@@ -124,5 +125,7 @@ def test_work_prefix_removed_after_publish_and_pruned_by_age(s3: S3Store, monkey
 
     for i in range(7):
         s3.put_bytes(f"{prefix}tiles/r/{i}.npy", b"x")
-    assert pipeline.publish_outcome(run, {}, {"success": True}, {"success": True})["status"] == "published"
+    outcome = pipeline.publish_outcome(run, {}, {"success": True}, {"success": True})
+    assert outcome["status"] == "published" and len(s3.list(prefix)) == 7    # kept for a retried publish
+    pipeline.finish_run(run, outcome, dry_run=False)                         # the run's end (notify, tvb run)
     assert s3.list(prefix) == [] and s3.exists("work/call/0123456789abcdef0.txt")
